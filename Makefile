@@ -1,0 +1,53 @@
+# vub: one C file, a few programs, and the tests that hold them to the specs.
+#
+#   make              build/vub-serve (and the other programs)
+#   make CC=clang     the same with clang
+#   make check        build everything, plain and with ASan+UBSan, run all tests
+#   make demo         serve a fresh image and boot a small Linux guest on it
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN = -std=c11 -Wall -Wextra -Werror
+SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# Tests #include vub.c to reach its static functions; the ones a test does
+# not call are not errors there.
+TEST_WARN = $(WARN) -Wno-unused-function
+
+PROGRAMS = vub-serve
+UNIT_TESTS = test-backend
+
+BINS = $(PROGRAMS:%=build/%) $(UNIT_TESTS:%=build/%)
+ASAN_BINS = $(PROGRAMS:%=build/asan/%) $(UNIT_TESTS:%=build/asan/%)
+
+all: $(PROGRAMS:%=build/%)
+
+build build/asan:
+	mkdir -p $@
+
+build/vub-%: examples/vub-%.c vub.c vub.h | build
+	$(CC) $(WARN) $(CFLAGS) -I. vub.c $< -o $@
+
+build/asan/vub-%: examples/vub-%.c vub.c vub.h | build/asan
+	$(CC) $(WARN) $(SAN) -I. vub.c $< -o $@
+
+build/test-%: tests/test-%.c vub.c vub.h | build
+	$(CC) $(TEST_WARN) $(CFLAGS) -I. $< -o $@
+
+build/asan/test-%: tests/test-%.c vub.c vub.h | build/asan
+	$(CC) $(TEST_WARN) $(SAN) -I. $< -o $@
+
+# The library alone, as a user would build it: no warnings, libc only.
+build/vub.o: vub.c vub.h | build
+	$(CC) $(WARN) $(CFLAGS) -c vub.c -o $@
+
+check: build/vub.o $(BINS) $(ASAN_BINS)
+	bash tests/run.sh
+
+demo: build/vub-serve
+	bash tests/guest/demo.sh
+
+clean:
+	rm -rf build/vub.o $(BINS) build/asan
+
+.PHONY: all check demo clean
+.SECONDARY:

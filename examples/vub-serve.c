@@ -1,0 +1,230 @@
+/* vub-serve: export a disk image as a vhost-user-blk device on a unix socket.
+ *
+ *   vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID] IMAGE
+ *
+ * Serves one front-end at a time; after a disconnect it waits for the next,
+ * so a VM can restart. SIGINT/SIGTERM exit cleanly and remove the socket.
+ * The event loop is plain poll(): vub.c names the fds, this program waits.
+ */
+#define _GNU_SOURCE
+#include "vub.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+struct options {
+    const char *socket_path;
+    const char *image_path;
+    const char *serial;
+    unsigned queues;
+    bool read_only;
+    enum vub_format format;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID]\n"
+            "                 [--format raw|qcow2] IMAGE\n"
+            "Export IMAGE as a vhost-user-blk device on a unix socket (default vub.sock).\n"
+            "  --socket PATH   listen here (a stale socket file is replaced)\n"
+            "  --read-only     offer VIRTIO_BLK_F_RO and open the image read-only\n"
+            "  --queues N      number of request queues, 1..%d (default 8)\n"
+            "  --serial ID     GET_ID answer, up to 20 bytes (default vub)\n"
+            "  --format F      image format (default: detected from the file)\n",
+            VUB_MAX_QUEUES);
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+    *o = (struct options){.socket_path = "vub.sock", .serial = "vub", .queues = 8};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        } else if (!strcmp(a, "--read-only")) {
+            o->read_only = true;
+        } else if (v && !strcmp(a, "--socket")) {
+            o->socket_path = v, i++;
+        } else if (v && !strcmp(a, "--serial")) {
+            o->serial = v, i++;
+        } else if (v && !strcmp(a, "--queues")) {
+            char *end;
+            unsigned long n = strtoul(v, &end, 10);
+            if (*end || n < 1 || n > VUB_MAX_QUEUES) {
+                fprintf(stderr, "vub-serve: --queues wants 1..%d, not '%s'\n", VUB_MAX_QUEUES, v);
+                return -1;
+            }
+            o->queues = (unsigned)n, i++;
+        } else if (v && !strcmp(a, "--format")) {
+            if (strcmp(v, "raw") && strcmp(v, "qcow2")) {
+                fprintf(stderr, "vub-serve: --format wants raw or qcow2, not '%s'\n", v);
+                return -1;
+            }
+            o->format = strcmp(v, "raw") ? VUB_FORMAT_QCOW2 : VUB_FORMAT_RAW, i++;
+        } else if (a[0] == '-' || o->image_path) {
+            fprintf(stderr, "vub-serve: unexpected argument '%s' (try --help)\n", a);
+            return -1;
+        } else {
+            o->image_path = a;
+        }
+    }
+    if (!o->image_path) {
+        fprintf(stderr, "vub-serve: no IMAGE given (try --help)\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Binds a listening unix socket, replacing a stale socket file but never
+ * any other kind of file. */
+static int listen_on(const char *path)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    struct stat st;
+    if (strlen(path) >= sizeof addr.sun_path) {
+        fprintf(stderr, "vub-serve: socket path too long: %s\n", path);
+        return -1;
+    }
+    strcpy(addr.sun_path, path);
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            fprintf(stderr, "vub-serve: %s exists and is not a socket\n", path);
+            return -1;
+        }
+        unlink(path);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 1) != 0) {
+        fprintf(stderr, "vub-serve: cannot listen on %s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void log_features(struct vub_dev *dev)
+{
+    char virtio[512], protocol[256];
+    vub_features_str(vub_dev_features(dev), VUB_FEATURES_VIRTIO, virtio, sizeof virtio);
+    vub_features_str(vub_dev_protocol_features(dev), VUB_FEATURES_PROTOCOL, protocol, sizeof protocol);
+    fprintf(stderr, "vub-serve: session running; features: %s; protocol features: %s\n", virtio, protocol);
+}
+
+static void log_end(struct vub_dev *dev, enum vub_err err)
+{
+    struct vub_dev_stats s;
+    vub_dev_stats(dev, &s);
+    fprintf(stderr,
+            "vub-serve: session ended (%s); requests %llu: reads %llu writes %llu flushes %llu "
+            "discards %llu write-zeroes %llu get-id %llu errors %llu; notifications %llu; per queue:",
+            err == VUB_E_CLOSED ? "front-end disconnected" : vub_dev_why(dev),
+            (unsigned long long)s.requests, (unsigned long long)s.reads, (unsigned long long)s.writes,
+            (unsigned long long)s.flushes, (unsigned long long)s.discards,
+            (unsigned long long)s.write_zeroes, (unsigned long long)s.get_ids,
+            (unsigned long long)s.errors, (unsigned long long)s.notifications);
+    for (unsigned q = 0; q < VUB_MAX_QUEUES; q++)
+        if (s.queue_requests[q])
+            fprintf(stderr, " q%u=%llu", q, (unsigned long long)s.queue_requests[q]);
+    fprintf(stderr, "\n");
+}
+
+/* Runs one session until the front-end leaves, breaks the protocol, or a
+ * signal asks us to stop. */
+static void serve_session(struct vub_dev *dev)
+{
+    bool logged = false;
+    uint64_t rejected = 0;
+    enum vub_err err = VUB_OK;
+    while (!stop_requested && err == VUB_OK) {
+        struct pollfd fds[VUB_MAX_POLLFDS];
+        size_t n = vub_dev_pollfds(dev, fds, VUB_MAX_POLLFDS);
+        if (poll(fds, n, vub_dev_polling(dev) ? 1 : -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        err = vub_dev_dispatch(dev, fds, n);
+        struct vub_dev_stats s;
+        vub_dev_stats(dev, &s);
+        if (s.rejected_messages != rejected) {
+            rejected = s.rejected_messages;
+            fprintf(stderr, "vub-serve: rejected a message: %s\n", vub_dev_why(dev));
+        }
+        if (!logged && vub_dev_queues_started(dev) > 0) {
+            log_features(dev);
+            logged = true;
+        }
+    }
+    log_end(dev, stop_requested ? VUB_E_CLOSED : err);
+    vub_dev_detach(dev);
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    if (parse_args(argc, argv, &o) != 0)
+        return 2;
+    char why[512];
+    struct vub_image *img;
+    struct vub_image_opts io = {.read_only = o.read_only, .format = o.format};
+    enum vub_err err = vub_image_open(&img, o.image_path, &io, why, sizeof why);
+    if (err != VUB_OK) {
+        fprintf(stderr, "vub-serve: cannot open image: %s\n", why);
+        return 1;
+    }
+    struct vub_dev_config dc = {.image = img, .num_queues = (uint16_t)o.queues, .read_only = o.read_only};
+    strncpy(dc.serial, o.serial, sizeof dc.serial);
+    struct vub_dev *dev;
+    if (vub_dev_new(&dev, &dc) != VUB_OK) {
+        fprintf(stderr, "vub-serve: cannot create the device\n");
+        return 1;
+    }
+    int lfd = listen_on(o.socket_path);
+    if (lfd < 0)
+        return 1;
+    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: poll must wake */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    fprintf(stderr, "vub-serve: serving %s (%llu bytes, %s%s) on %s with %u queues\n", o.image_path,
+            (unsigned long long)vub_image_size(img),
+            vub_image_format(img) == VUB_FORMAT_QCOW2 ? "qcow2" : "raw",
+            o.read_only || vub_image_read_only(img) ? ", read-only" : "", o.socket_path, o.queues);
+    while (!stop_requested) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            fprintf(stderr, "vub-serve: accept: %s\n", strerror(errno));
+            break;
+        }
+        fprintf(stderr, "vub-serve: front-end connected\n");
+        vub_dev_attach(dev, fd);
+        serve_session(dev);
+    }
+    close(lfd);
+    unlink(o.socket_path);
+    vub_dev_free(dev);
+    vub_image_close(img);
+    fprintf(stderr, "vub-serve: stopped\n");
+    return 0;
+}

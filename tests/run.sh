@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test of the project and ends with one line:
+#   N passed, N failed, N skipped
+# Each test prints "ok - ...", "not ok - ..." or "skip - ..." lines; a test
+# that exits non-zero without printing a "not ok" line counts as one failure.
+# Set VUB_TESTS="unit qcow2" (words from the list below) to run a subset.
+set -u
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+pass=0 fail=0 skip=0
+bash tests/deps.sh
+
+run() {
+    local name=$1
+    shift
+    if [ -n "${VUB_TESTS:-}" ] && ! [[ " $VUB_TESTS " == *" ${name%%:*} "* ]]; then
+        return
+    fi
+    echo "# ${name}: $*"
+    "$@" </dev/null 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    local p f s
+    p=$(grep -c '^ok\b' "$log")
+    f=$(grep -c '^not ok\b' "$log")
+    s=$(grep -c '^skip\b' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "not ok - ${name} exited with status $rc"
+        f=1
+    fi
+    pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+}
+
+run unit:plain build/test-backend
+run unit:asan build/asan/test-backend
+
+echo "${pass} passed, ${fail} failed, ${skip} skipped"
+[ "$fail" -eq 0 ]

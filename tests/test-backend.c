@@ -1,0 +1,971 @@
+/* test-backend: the back-end driven in-process with hand-built vhost-user
+ * messages and hand-built split rings, good and hostile.
+ *
+ * The test plays the front-end and the guest driver at once: it owns a
+ * memfd that stands for guest RAM, lays rings and buffers out in it, sends
+ * messages over a socketpair, and calls the device's handlers directly, one
+ * step at a time, so every case is deterministic. Each case is named after
+ * the clause it proves, with the tag used in vub.c and SPEC-NOTES.md.
+ */
+#include "../vub.c"
+
+#include <sys/syscall.h>
+#include <sys/eventfd.h>
+#include <dirent.h>
+#include <signal.h>
+
+/* ---- reporting ---- */
+
+static int failures;
+
+static void check(bool ok, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void check(bool ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s - ", ok ? "ok" : "not ok");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    fflush(stdout);
+    if (!ok)
+        failures++;
+}
+
+/* ---- the bench: a device, a socket, guest memory ---- */
+
+#define GUEST_BYTES (4u << 20)        /* guest RAM: one 4 MiB memfd */
+#define GUEST_GPA 0x100000ull         /* where it sits in guest-physical space */
+#define GUEST_UVA 0x7f0000000000ull   /* where the "front-end" says it maps it */
+#define DISK_BYTES (1u << 20)
+#define QSIZE 16u
+#define RING_STRIDE 0x2000u           /* per queue: desc, avail, used */
+#define DATA_OFF 0x40000u             /* buffers start here */
+
+struct bench {
+    int sock;                 /* the front-end's end */
+    struct vub_dev *dev;
+    struct vub_image *img;
+    char path[64];            /* the disk image file */
+    int memfd;
+    uint8_t *guest;           /* our view of guest RAM */
+    int kick[2], call[2];
+    uint16_t avail_idx[2];    /* driver's next avail index per queue */
+    uint16_t used_seen[2];    /* driver's last seen used index */
+    uint64_t features;
+};
+
+static uint8_t *g(struct bench *b, uint64_t gpa) { return b->guest + (gpa - GUEST_GPA); }
+static uint64_t desc_gpa(unsigned q) { return GUEST_GPA + q * RING_STRIDE; }
+static uint64_t avail_gpa(unsigned q) { return desc_gpa(q) + 16 * QSIZE; }
+static uint64_t used_gpa(unsigned q) { return desc_gpa(q) + 0x1000; }
+static uint64_t uva(uint64_t gpa) { return gpa - GUEST_GPA + GUEST_UVA; }
+
+static void bench_open(struct bench *b, bool read_only, uint64_t features_off)
+{
+    memset(b, 0, sizeof *b);
+    snprintf(b->path, sizeof b->path, "/tmp/vub-test-%d.img", (int)getpid());
+    int fd = open(b->path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    for (unsigned i = 0; i < DISK_BYTES; i += 512) {
+        uint8_t sector[512];
+        memset(sector, (int)(i / 512) & 0xff, sizeof sector);
+        pwrite(fd, sector, sizeof sector, i);
+    }
+    close(fd);
+    char why[256];
+    struct vub_image_opts io = {.read_only = read_only};
+    if (vub_image_open(&b->img, b->path, &io, why, sizeof why) != VUB_OK)
+        abort();
+    struct vub_dev_config dc = {.image = b->img, .num_queues = 2, .serial = "vub-test-serial",
+                                .features_off = features_off};
+    vub_dev_new(&b->dev, &dc);
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+    b->sock = sv[0];
+    vub_dev_attach(b->dev, sv[1]);
+    b->memfd = (int)syscall(SYS_memfd_create, "guest", 0);
+    ftruncate(b->memfd, GUEST_BYTES);
+    b->guest = mmap(NULL, GUEST_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, b->memfd, 0);
+    for (int q = 0; q < 2; q++) {
+        b->kick[q] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        b->call[q] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    }
+}
+
+static void bench_close(struct bench *b)
+{
+    vub_dev_free(b->dev);
+    vub_image_close(b->img);
+    close(b->sock);
+    munmap(b->guest, GUEST_BYTES);
+    close(b->memfd);
+    for (int q = 0; q < 2; q++) {
+        close(b->kick[q]);
+        close(b->call[q]);
+    }
+    unlink(b->path);
+}
+
+/* Sends one message and lets the device handle it; returns its verdict. */
+static enum vub_err send_msg(struct bench *b, uint32_t req, uint32_t flags, const void *payload,
+                             uint32_t size, const int *fds, unsigned nfds)
+{
+    struct vub_vu_header h = {req, flags, size};
+    vub_vu_send(b->sock, &h, payload, fds, nfds);
+    return vub_dev_handle_msg(b->dev);
+}
+
+/* Reads a reply if one is waiting. Returns false if there is none. */
+static bool get_reply(struct bench *b, struct vub_vu_header *h, void *payload, size_t cap)
+{
+    struct pollfd p = {.fd = b->sock, .events = POLLIN};
+    if (poll(&p, 1, 0) != 1)
+        return false;
+    if (recv(b->sock, h, sizeof *h, 0) != (ssize_t)sizeof *h)
+        return false;
+    if (h->size > cap)
+        return false;
+    return h->size == 0 || recv(b->sock, payload, h->size, 0) == (ssize_t)h->size;
+}
+
+static uint64_t u64_request(struct bench *b, uint32_t req)
+{
+    struct vub_vu_header h;
+    uint64_t v = ~0ull;
+    send_msg(b, req, 1, NULL, 0, NULL, 0);
+    get_reply(b, &h, &v, sizeof v);
+    return v;
+}
+
+static enum vub_err send_u64(struct bench *b, uint32_t req, uint64_t v, const int *fds, unsigned nfds)
+{
+    return send_msg(b, req, 1, &v, sizeof v, fds, nfds);
+}
+
+static enum vub_err send_state(struct bench *b, uint32_t req, uint32_t index, uint32_t num)
+{
+    struct vub_vu_vring_state s = {index, num};
+    return send_msg(b, req, 1, &s, sizeof s, NULL, 0);
+}
+
+static enum vub_err send_mem_table(struct bench *b)
+{
+    struct vub_vu_mem_table t = {.nregions = 1};
+    t.regions[0] = (struct vub_vu_mem_region){GUEST_GPA, GUEST_BYTES, GUEST_UVA, 0};
+    return send_msg(b, VHOST_USER_SET_MEM_TABLE, 1, &t, 8 + 32, &b->memfd, 1);
+}
+
+static enum vub_err setup_queue(struct bench *b, unsigned q)
+{
+    struct vub_vu_vring_addr a = {q, 0, uva(desc_gpa(q)), uva(used_gpa(q)), uva(avail_gpa(q)), 0};
+    memset(g(b, desc_gpa(q)), 0, RING_STRIDE);
+    b->avail_idx[q] = b->used_seen[q] = 0;
+    if (send_state(b, VHOST_USER_SET_VRING_NUM, q, QSIZE) || send_state(b, VHOST_USER_SET_VRING_BASE, q, 0) ||
+        send_msg(b, VHOST_USER_SET_VRING_ADDR, 1, &a, sizeof a, NULL, 0) ||
+        send_u64(b, VHOST_USER_SET_VRING_CALL, q, &b->call[q], 1) ||
+        send_u64(b, VHOST_USER_SET_VRING_KICK, q, &b->kick[q], 1))
+        return VUB_E_PROTO;
+    return send_state(b, VHOST_USER_SET_VRING_ENABLE, q, 1);
+}
+
+/* The whole start-up sequence QEMU uses, reduced to what matters. */
+static bool bench_start(struct bench *b, uint64_t features)
+{
+    uint64_t offered = u64_request(b, VHOST_USER_GET_FEATURES);
+    uint64_t proto = u64_request(b, VHOST_USER_GET_PROTOCOL_FEATURES);
+    b->features = features ? features : offered;
+    if (send_u64(b, VHOST_USER_SET_PROTOCOL_FEATURES, proto, NULL, 0) ||
+        send_msg(b, VHOST_USER_SET_OWNER, 1, NULL, 0, NULL, 0) ||
+        send_u64(b, VHOST_USER_SET_FEATURES, b->features, NULL, 0) || send_mem_table(b))
+        return false;
+    struct vub_vu_header h;
+    uint64_t ack;
+    while (get_reply(b, &h, &ack, sizeof ack)) /* drain the NEED_REPLY acks */
+        ;
+    bool ok = setup_queue(b, 0) == VUB_OK && setup_queue(b, 1) == VUB_OK;
+    while (get_reply(b, &h, &ack, sizeof ack))
+        ;
+    return ok;
+}
+
+/* ---- the driver's side of a split ring, by hand ---- */
+
+struct d {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags;
+    uint16_t next;
+};
+
+static void put_desc(uint8_t *table, unsigned i, struct d d)
+{
+    uint8_t *p = table + 16 * i;
+    vub_put_le64(p, d.addr);
+    vub_put_le32(p + 8, d.len);
+    vub_put_le16(p + 12, d.flags);
+    vub_put_le16(p + 14, d.next);
+}
+
+/* Writes n descriptors at table slots 0..n-1 of queue q, makes `head`
+ * available, kicks, and lets the device run the queue. */
+static enum vub_err submit(struct bench *b, unsigned q, const struct d *ds, unsigned n, uint16_t head)
+{
+    for (unsigned i = 0; i < n; i++)
+        put_desc(g(b, desc_gpa(q)), i, ds[i]);
+    uint8_t *avail = g(b, avail_gpa(q));
+    vub_put_le16(avail + 4 + 2 * (b->avail_idx[q] % QSIZE), head);
+    b->avail_idx[q]++;
+    atomic_thread_fence(memory_order_release);
+    vub_put_le16(avail + 2, b->avail_idx[q]);
+    uint64_t one = 1;
+    write(b->kick[q], &one, sizeof one);
+    return vub_dev_process_queue(b->dev, q);
+}
+
+/* Takes the next used entry; false if the device published none. */
+static bool take_used(struct bench *b, unsigned q, uint32_t *id, uint32_t *len)
+{
+    uint8_t *used = g(b, used_gpa(q));
+    if (vub_le16(used + 2) == b->used_seen[q])
+        return false;
+    uint8_t *e = used + 4 + 8 * (b->used_seen[q] % QSIZE);
+    *id = vub_le32(e);
+    *len = vub_le32(e + 4);
+    b->used_seen[q]++;
+    return true;
+}
+
+static uint64_t call_count(struct bench *b, unsigned q)
+{
+    uint64_t n = 0;
+    if (read(b->call[q], &n, sizeof n) != (ssize_t)sizeof n)
+        return 0;
+    return n;
+}
+
+/* Buffers in guest RAM for one request: header, data, status. */
+#define HDR_GPA (GUEST_GPA + DATA_OFF)
+#define DATA_GPA (GUEST_GPA + DATA_OFF + 0x1000)
+#define STATUS_GPA (GUEST_GPA + DATA_OFF + 0x800)
+
+static void put_hdr(struct bench *b, uint32_t type, uint64_t sector)
+{
+    uint8_t *h = g(b, HDR_GPA);
+    vub_put_le32(h, type);
+    vub_put_le32(h + 4, 0);
+    vub_put_le64(h + 8, sector);
+    *g(b, STATUS_GPA) = 0xee;
+}
+
+/* A request in the plain three-descriptor framing. */
+static enum vub_err request3(struct bench *b, unsigned q, uint32_t type, uint64_t sector,
+                             uint32_t data_len, bool data_writable)
+{
+    put_hdr(b, type, sector);
+    struct d ds[3] = {
+        {HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1},
+        {DATA_GPA, data_len, (uint16_t)(VIRTQ_DESC_F_NEXT | (data_writable ? VIRTQ_DESC_F_WRITE : 0)), 2},
+        {STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0},
+    };
+    if (data_len == 0) {
+        ds[0].next = 2;
+        return submit(b, q, ds, 3, 0);
+    }
+    return submit(b, q, ds, 3, 0);
+}
+
+static bool file_bytes(struct bench *b, uint64_t off, void *buf, size_t len)
+{
+    int fd = open(b->path, O_RDONLY);
+    bool ok = pread(fd, buf, len, (off_t)off) == (ssize_t)len;
+    close(fd);
+    return ok;
+}
+
+static int open_fd_count(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    while (d && readdir(d))
+        n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* ======================================================================== */
+
+static void test_wire(void)
+{
+    struct bench b;
+    struct vub_vu_header h;
+    uint64_t v = 0;
+    bench_open(&b, false, 0);
+
+    send_msg(&b, VHOST_USER_GET_FEATURES, 1, NULL, 0, NULL, 0);
+    bool got = get_reply(&b, &h, &v, sizeof v);
+    check(got && h.flags == 0x5 && h.request == VHOST_USER_GET_FEATURES && h.size == 8,
+          "[VU-REPLY-FLAGS] a reply carries flags 0x5, the request's id and an 8-byte u64");
+    check(vub_has(v, VIRTIO_F_VERSION_1) && vub_has(v, VHOST_USER_F_PROTOCOL_FEATURES) &&
+              vub_has(v, VIRTIO_BLK_F_FLUSH) && !vub_has(v, VIRTIO_F_RING_PACKED),
+          "[VU-SET-FEATURES] GET_FEATURES offers VERSION_1, PROTOCOL_FEATURES, FLUSH and nothing unimplemented");
+
+    enum vub_err err = send_msg(&b, VHOST_USER_SET_OWNER, 1 | VHOST_USER_NEED_REPLY_MASK, NULL, 0, NULL, 0);
+    got = get_reply(&b, &h, &v, sizeof v);
+    check(err == VUB_OK && got && h.size == 8 && v == 0,
+          "[VU-NEED-REPLY] NEED_REPLY is answered with 0 even before REPLY_ACK is negotiated");
+
+    uint32_t four = 0;
+    err = send_msg(&b, VHOST_USER_SET_FEATURES, 1 | VHOST_USER_NEED_REPLY_MASK, &four, 4, NULL, 0);
+    got = get_reply(&b, &h, &v, sizeof v);
+    check(err == VUB_OK && got && v != 0,
+          "[VU-MSG-SIZE] a payload of the wrong size with NEED_REPLY gets a non-zero ack");
+    err = send_msg(&b, VHOST_USER_SET_FEATURES, 1, &four, 4, NULL, 0);
+    check(err == VUB_E_PROTO, "[VU-MSG-SIZE] a payload of the wrong size without NEED_REPLY ends the session");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    err = send_msg(&b, VHOST_USER_GET_FEATURES, 2, NULL, 0, NULL, 0);
+    check(err == VUB_E_PROTO && !get_reply(&b, &h, &v, sizeof v),
+          "[VU-HDR-VERSION] a header with version 2 ends the session without a reply");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    err = send_msg(&b, 99, 1 | VHOST_USER_NEED_REPLY_MASK, NULL, 0, NULL, 0);
+    got = get_reply(&b, &h, &v, sizeof v);
+    check(err == VUB_OK && got && v != 0, "[VU-DISPATCH] an unknown request with NEED_REPLY gets a non-zero ack");
+    err = send_msg(&b, 99, 1, NULL, 0, NULL, 0);
+    check(err == VUB_E_PROTO, "[VU-DISPATCH] an unknown request without NEED_REPLY ends the session");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    struct vub_vu_config c = {0, 8, 0, {0}};
+    err = send_msg(&b, VHOST_USER_GET_CONFIG, 1, &c, 12 + 8, NULL, 0);
+    check(err == VUB_E_PROTO, "[VU-GATE] GET_CONFIG before PROTOCOL_F_CONFIG is negotiated is refused");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    static uint8_t big[4096];
+    struct vub_vu_header hh = {VHOST_USER_SET_FEATURES, 1, 4096};
+    vub_vu_send(b.sock, &hh, big, NULL, 0);
+    err = vub_dev_handle_msg(b.dev);
+    check(err == VUB_E_PROTO, "[VU-MSG-SIZE] a payload larger than any request ends the session");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    close(b.sock);
+    err = vub_dev_handle_msg(b.dev);
+    check(err == VUB_E_CLOSED, "a front-end that hangs up is reported as closed, not as an error");
+    b.sock = open("/dev/null", O_RDONLY);
+    bench_close(&b);
+}
+
+static void test_features(void)
+{
+    struct bench b;
+    struct vub_vu_header h;
+    uint64_t v;
+    bench_open(&b, false, 0);
+    uint64_t offered = u64_request(&b, VHOST_USER_GET_FEATURES);
+    enum vub_err err = send_u64(&b, VHOST_USER_SET_FEATURES, offered | VUB_BIT(VIRTIO_F_RING_PACKED), NULL, 0);
+    check(err == VUB_E_PROTO, "[VU-SET-FEATURES] acking a feature that was not offered is refused");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    err = send_msg(&b, VHOST_USER_SET_FEATURES, 1 | VHOST_USER_NEED_REPLY_MASK,
+                   &(uint64_t){VUB_BIT(VIRTIO_BLK_F_FLUSH)}, 8, NULL, 0);
+    check(err == VUB_OK && get_reply(&b, &h, &v, sizeof v) && v != 0,
+          "[VU-SET-FEATURES] a driver without VERSION_1 (legacy) is refused with an error ack");
+    uint64_t proto = u64_request(&b, VHOST_USER_GET_PROTOCOL_FEATURES);
+    check(proto == (VUB_BIT(0) | VUB_BIT(3) | VUB_BIT(9) | VUB_BIT(13) | VUB_BIT(15)),
+          "[VU-PROTOCOL-OFFER] protocol features offered are exactly MQ REPLY_ACK CONFIG RESET_DEVICE CONFIGURE_MEM_SLOTS");
+    err = send_u64(&b, VHOST_USER_SET_PROTOCOL_FEATURES, proto | VUB_BIT(1), NULL, 0);
+    check(err == VUB_E_PROTO, "[VU-PROTOCOL-OFFER] acking a protocol feature that was not offered is refused");
+    bench_close(&b);
+
+    bench_open(&b, true, 0);
+    offered = u64_request(&b, VHOST_USER_GET_FEATURES);
+    check(vub_has(offered, VIRTIO_BLK_F_RO) && !vub_has(offered, VIRTIO_BLK_F_DISCARD),
+          "[BLK-RO] a read-only export offers RO and no DISCARD");
+    bench_close(&b);
+}
+
+static void test_config(void)
+{
+    struct bench b;
+    struct vub_vu_header h;
+    struct vub_vu_config c = {0}, r = {0};
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+
+    c = (struct vub_vu_config){0, 57, 0, {0}};
+    send_msg(&b, VHOST_USER_GET_CONFIG, 1, &c, 12 + 57, NULL, 0);
+    bool got = get_reply(&b, &h, &r, sizeof r);
+    check(got && h.size == 12 + 57 && vub_le64(r.data) == DISK_BYTES / 512 && vub_le16(r.data + 34) == 2,
+          "[VU-CONFIG-SIZE] GET_CONFIG of 57 bytes gets exactly 57 bytes: capacity and num_queues");
+    check(vub_le32(r.data + 36) && vub_le32(r.data + 40) && vub_le32(r.data + 48) && vub_le32(r.data + 52),
+          "[BLK-LIMITS-NONZERO] discard and write-zeroes limits are not zero");
+
+    c = (struct vub_vu_config){34, 2, 0, {0}};
+    send_msg(&b, VHOST_USER_GET_CONFIG, 1, &c, 12 + 2, NULL, 0);
+    got = get_reply(&b, &h, &r, sizeof r);
+    check(got && h.size == 14 && r.offset == 34 && vub_le16(r.data) == 2,
+          "[VU-CONFIG-RANGE] the offset is relative to the device config space (num_queues at 34)");
+
+    c = (struct vub_vu_config){90, 10, 0, {0}};
+    send_msg(&b, VHOST_USER_GET_CONFIG, 1, &c, 12 + 10, NULL, 0);
+    got = get_reply(&b, &h, &r, sizeof r);
+    check(got && h.size == 0, "[VU-CONFIG-RANGE] a range past the config space gets a reply with no payload");
+
+    c = (struct vub_vu_config){32, 1, 0, {1}};
+    enum vub_err err = send_msg(&b, VHOST_USER_SET_CONFIG, 1, &c, 13, NULL, 0);
+    c = (struct vub_vu_config){32, 1, 0, {0}};
+    send_msg(&b, VHOST_USER_GET_CONFIG, 1, &c, 13, NULL, 0);
+    got = get_reply(&b, &h, &r, sizeof r);
+    check(err == VUB_OK && got && r.data[0] == 1, "[VU-CONFIG-WRITE] SET_CONFIG writes writeback at offset 32");
+
+    uint64_t ack = 0;
+    c = (struct vub_vu_config){0, 1, 0, {7}};
+    err = send_msg(&b, VHOST_USER_SET_CONFIG, 1 | VHOST_USER_NEED_REPLY_MASK, &c, 13, NULL, 0);
+    got = get_reply(&b, &h, &ack, sizeof ack);
+    check(err == VUB_OK && got && ack != 0, "[VU-CONFIG-WRITE] SET_CONFIG to the capacity is refused");
+    c = (struct vub_vu_config){32, 1, 0, {2}};
+    err = send_msg(&b, VHOST_USER_SET_CONFIG, 1 | VHOST_USER_NEED_REPLY_MASK, &c, 13, NULL, 0);
+    got = get_reply(&b, &h, &ack, sizeof ack);
+    check(err == VUB_OK && got && ack != 0, "[VU-CONFIG-WRITE] writeback=2 is refused");
+    c = (struct vub_vu_config){0, 8, 0, {0}};
+    err = send_msg(&b, VHOST_USER_SET_CONFIG, 1 | VHOST_USER_NEED_REPLY_MASK, &c, 12 + 9, NULL, 0);
+    got = get_reply(&b, &h, &ack, sizeof ack);
+    check(err == VUB_OK && got && ack != 0, "[VU-MSG-SIZE] SET_CONFIG whose size disagrees with its payload is refused");
+    bench_close(&b);
+}
+
+static void test_vring_messages(void)
+{
+    struct bench b;
+    struct vub_vu_header h;
+    uint64_t ack;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+
+    enum vub_err err = send_state(&b, VHOST_USER_SET_VRING_NUM, 99, 16);
+    check(err == VUB_E_PROTO, "[VU-QUEUE-INDEX] SET_VRING_NUM for queue 99 of 2 is refused");
+    bench_close(&b);
+
+    uint32_t sizes[] = {0, 3, 65536};
+    for (unsigned i = 0; i < 3; i++) {
+        bench_open(&b, false, 0);
+        err = send_state(&b, VHOST_USER_SET_VRING_NUM, 0, sizes[i]);
+        check(err == VUB_E_PROTO, "[VQ-SPLIT-SIZE] a split ring of size %u is refused", sizes[i]);
+        bench_close(&b);
+    }
+    bench_open(&b, false, 0);
+    err = send_state(&b, VHOST_USER_SET_VRING_NUM, 0, 32768);
+    check(err == VUB_OK, "[VQ-SPLIT-SIZE] a split ring of 32768 entries is accepted");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    err = send_u64(&b, VHOST_USER_SET_VRING_KICK, 0 | VHOST_USER_VRING_NOFD_MASK, &b.kick[0], 1);
+    check(err == VUB_E_PROTO, "[VU-VRING-FD] SET_VRING_KICK with NOFD and an fd is refused");
+    bench_close(&b);
+    bench_open(&b, false, 0);
+    err = send_u64(&b, VHOST_USER_SET_VRING_CALL, 0, NULL, 0);
+    check(err == VUB_E_PROTO, "[VU-VRING-FD] SET_VRING_CALL without NOFD and without an fd is refused");
+    bench_close(&b);
+    bench_open(&b, false, 0);
+    err = send_u64(&b, VHOST_USER_SET_VRING_ERR, 0x1000, NULL, 0);
+    check(err == VUB_E_PROTO, "[VU-VRING-FD] SET_VRING_ERR with unknown bits is refused");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    int before = open_fd_count();
+    err = send_msg(&b, VHOST_USER_SET_VRING_CALL, 1 | VHOST_USER_NEED_REPLY_MASK,
+                   &(uint64_t){VHOST_USER_VRING_NOFD_MASK}, 8, b.kick, 2);
+    get_reply(&b, &h, &ack, sizeof ack);
+    check(err == VUB_OK && ack != 0 && open_fd_count() == before,
+          "[VU-FDS-CLOSE] fds that come with a refused message are closed");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    struct vub_vu_vring_addr a = {0, 0, uva(desc_gpa(0)) + 8, uva(used_gpa(0)), uva(avail_gpa(0)), 0};
+    err = send_msg(&b, VHOST_USER_SET_VRING_ADDR, 1, &a, sizeof a, NULL, 0);
+    check(err == VUB_E_PROTO, "[VQ-SPLIT-ALIGN] a descriptor table not aligned to 16 is refused");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    a = (struct vub_vu_vring_addr){0, 0, GUEST_UVA + GUEST_BYTES, uva(used_gpa(0)), uva(avail_gpa(0)), 0};
+    err = send_msg(&b, VHOST_USER_SET_VRING_ADDR, 1, &a, sizeof a, NULL, 0);
+    check(err == VUB_E_PROTO, "[VQ-SPLIT-ALIGN] a descriptor table outside guest memory is refused");
+    bench_close(&b);
+}
+
+static void test_memory_table(void)
+{
+    struct bench b;
+    struct vub_vu_mem_table t = {0};
+    bench_open(&b, false, 0);
+    enum vub_err err = send_msg(&b, VHOST_USER_SET_MEM_TABLE, 1, &t, 8, NULL, 0);
+    check(err == VUB_E_PROTO, "[VU-MEM-TABLE] a memory table with no regions is refused");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    t.nregions = 2;
+    t.regions[0] = (struct vub_vu_mem_region){GUEST_GPA, GUEST_BYTES, GUEST_UVA, 0};
+    t.regions[1] = (struct vub_vu_mem_region){GUEST_GPA + 4096, 4096, GUEST_UVA + GUEST_BYTES, 0};
+    int fds[2] = {b.memfd, b.memfd};
+    err = send_msg(&b, VHOST_USER_SET_MEM_TABLE, 1, &t, 8 + 64, fds, 2);
+    check(err == VUB_E_PROTO, "[MEM-REGION-CHECK] overlapping guest regions are refused");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    t.nregions = 1;
+    t.regions[0] = (struct vub_vu_mem_region){UINT64_MAX - 4095, 8192, GUEST_UVA, 0};
+    err = send_msg(&b, VHOST_USER_SET_MEM_TABLE, 1, &t, 8 + 32, fds, 1);
+    check(err == VUB_E_PROTO, "[MEM-REGION-CHECK] a region that wraps the address space is refused");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    t.regions[0] = (struct vub_vu_mem_region){GUEST_GPA, GUEST_BYTES, GUEST_UVA, 0};
+    err = send_msg(&b, VHOST_USER_SET_MEM_TABLE, 1, &t, 8 + 32, fds, 2);
+    check(err == VUB_E_PROTO, "[VU-MEM-TABLE] a memory table with more fds than regions is refused");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    t.regions[0] = (struct vub_vu_mem_region){GUEST_GPA, GUEST_BYTES, GUEST_UVA, 1ull << 40};
+    err = send_msg(&b, VHOST_USER_SET_MEM_TABLE, 1, &t, 8 + 32, fds, 1);
+    check(err == VUB_E_PROTO, "[MEM-REGION-CHECK] a region whose mmap_offset lies past the file is refused");
+    bench_close(&b);
+}
+
+static void test_io(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    uint8_t buf[4096], want[4096];
+    bench_open(&b, false, 0);
+    check(bench_start(&b, 0), "the start-up sequence (features, memory, two rings) is accepted");
+
+    memset(g(&b, DATA_GPA), 0xa5, 4096);
+    enum vub_err err = request3(&b, 0, VIRTIO_BLK_T_OUT, 8, 4096, false);
+    bool got = take_used(&b, 0, &id, &len);
+    memset(want, 0xa5, sizeof want);
+    check(err == VUB_OK && got && id == 0 && len == 1 && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK &&
+              file_bytes(&b, 8 * 512, buf, 4096) && !memcmp(buf, want, 4096),
+          "[BLK-OUT] a 4 KiB write lands in the image; used len is 1 (the status byte)");
+
+    memset(g(&b, DATA_GPA), 0, 4096);
+    err = request3(&b, 0, VIRTIO_BLK_T_IN, 7, 4096, true);
+    got = take_used(&b, 0, &id, &len);
+    file_bytes(&b, 7 * 512, want, 4096);
+    check(err == VUB_OK && got && len == 4097 && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK &&
+              !memcmp(g(&b, DATA_GPA), want, 4096),
+          "[VQ-USED-LEN] a 4 KiB read returns the image bytes; used len is data + status = 4097");
+
+    err = request3(&b, 1, VIRTIO_BLK_T_IN, 0, 512, true);
+    got = take_used(&b, 1, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK,
+          "requests on the second queue are served independently");
+
+    err = request3(&b, 0, VIRTIO_BLK_T_IN, DISK_BYTES / 512 - 1, 1024, true);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_IOERR,
+          "[BLK-RANGE] a read that runs past the capacity completes with IOERR");
+    err = request3(&b, 0, VIRTIO_BLK_T_IN, UINT64_MAX / 512, 512, true);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_IOERR,
+          "[BLK-RANGE] a sector number whose byte offset overflows completes with IOERR");
+    err = request3(&b, 0, VIRTIO_BLK_T_OUT, 0, 100, false);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_IOERR,
+          "[BLK-RANGE] a write that is not a whole number of sectors completes with IOERR");
+    err = request3(&b, 0, 77, 0, 512, true);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_UNSUPP,
+          "[BLK-UNSUPP] an unknown request type completes with UNSUPP");
+
+    err = request3(&b, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && len == 1 && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK,
+          "[BLK-FLUSH] FLUSH completes with OK");
+
+    memset(g(&b, DATA_GPA), 0xff, 20);
+    err = request3(&b, 0, VIRTIO_BLK_T_GET_ID, 0, 20, true);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && len == 21 && !memcmp(g(&b, DATA_GPA), "vub-test-serial\0\0\0\0\0", 20),
+          "[BLK-GET-ID] GET_ID fills 20 bytes with the serial, NUL-padded");
+
+    /* write-zeroes over sectors 8..15 (written with 0xa5 above) */
+    uint8_t *seg = g(&b, DATA_GPA);
+    vub_put_le64(seg, 8);
+    vub_put_le32(seg + 8, 8);
+    vub_put_le32(seg + 12, 0);
+    err = request3(&b, 0, VIRTIO_BLK_T_WRITE_ZEROES, 0, 16, false);
+    got = take_used(&b, 0, &id, &len);
+    memset(want, 0, sizeof want);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK && file_bytes(&b, 8 * 512, buf, 4096) &&
+              !memcmp(buf, want, 4096),
+          "[BLK-WZ-UNMAP] WRITE_ZEROES makes the range read back as zeros");
+    vub_put_le32(seg + 12, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+    err = request3(&b, 0, VIRTIO_BLK_T_DISCARD, 0, 16, false);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_UNSUPP,
+          "[BLK-DISCARD-FLAGS] DISCARD with the UNMAP flag completes with UNSUPP");
+    vub_put_le32(seg + 12, 2);
+    err = request3(&b, 0, VIRTIO_BLK_T_WRITE_ZEROES, 0, 16, false);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_UNSUPP,
+          "[BLK-DISCARD-FLAGS] WRITE_ZEROES with an unknown flag completes with UNSUPP");
+    vub_put_le64(seg, 0);
+    vub_put_le32(seg + 8, 16);
+    vub_put_le32(seg + 12, 0);
+    err = request3(&b, 0, VIRTIO_BLK_T_DISCARD, 0, 16, false);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK, "[BLK-DISCARD] DISCARD of 16 sectors is OK");
+    err = request3(&b, 0, VIRTIO_BLK_T_DISCARD, 0, 15, false);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_IOERR,
+          "[BLK-DISCARD] a DISCARD payload that is not whole 16-byte ranges completes with IOERR");
+    bench_close(&b);
+}
+
+/* [BLK-FRAMING] the header and the status may be cut anywhere: here the
+ * 16-byte header, 512 data bytes and the status are one buffer cut into
+ * two descriptors at every byte of the readable part. */
+static void test_framing(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    bool all_ok = true;
+    for (uint32_t cut = 1; cut < 16 + 512; cut++) {
+        uint8_t *p = g(&b, HDR_GPA);
+        vub_put_le32(p, VIRTIO_BLK_T_OUT);
+        vub_put_le32(p + 4, 0);
+        vub_put_le64(p + 8, 3);
+        memset(p + 16, (int)(cut & 0xff), 512);
+        *g(&b, STATUS_GPA) = 0xee;
+        struct d ds[3] = {{HDR_GPA, cut, VIRTQ_DESC_F_NEXT, 1},
+                          {HDR_GPA + cut, 16 + 512 - cut, VIRTQ_DESC_F_NEXT, 2},
+                          {STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0}};
+        enum vub_err err = submit(&b, 0, ds, 3, 0);
+        uint8_t sector[512], want[512];
+        memset(want, (int)(cut & 0xff), sizeof want);
+        if (err != VUB_OK || !take_used(&b, 0, &id, &len) || *g(&b, STATUS_GPA) != 0 ||
+            !file_bytes(&b, 3 * 512, sector, 512) || memcmp(sector, want, 512))
+            all_ok = false;
+    }
+    check(all_ok, "[BLK-FRAMING] a write whose header and data are split at every byte is served");
+
+    /* status byte shares a descriptor with the read data */
+    put_hdr(&b, VIRTIO_BLK_T_IN, 2);
+    struct d ds[2] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1}, {DATA_GPA, 513, VIRTQ_DESC_F_WRITE, 0}};
+    enum vub_err err = submit(&b, 0, ds, 2, 0);
+    bool got = take_used(&b, 0, &id, &len);
+    uint8_t want[512];
+    file_bytes(&b, 2 * 512, want, 512);
+    check(err == VUB_OK && got && len == 513 && *g(&b, DATA_GPA + 512) == 0 && !memcmp(g(&b, DATA_GPA), want, 512),
+          "[BLK-FRAMING] the status may be the last byte of the data buffer");
+
+    struct d one[1] = {{HDR_GPA, 16, 0, 0}};
+    put_hdr(&b, VIRTIO_BLK_T_FLUSH, 0);
+    err = submit(&b, 0, one, 1, 0);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && len == 0, "[BLK-NO-STATUS] a request with no writable byte is returned with len 0");
+
+    struct d zero[4] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1},
+                        {DATA_GPA, 0, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2},
+                        {STATUS_GPA, 1, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 3},
+                        {DATA_GPA, 0, VIRTQ_DESC_F_WRITE, 0}};
+    put_hdr(&b, VIRTIO_BLK_T_FLUSH, 0);
+    err = submit(&b, 0, zero, 4, 0);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK,
+          "[VQ-ZERO-LEN] zero-length descriptors are accepted and carry nothing");
+
+    /* a header shorter than 16 bytes */
+    struct d short_hdr[2] = {{HDR_GPA, 8, VIRTQ_DESC_F_NEXT, 1}, {STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0}};
+    err = submit(&b, 0, short_hdr, 2, 0);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_IOERR,
+          "[BLK-SHORT-HDR] a request whose readable part is shorter than the header completes with IOERR");
+    bench_close(&b);
+}
+
+static void test_indirect(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    uint64_t table = GUEST_GPA + 0x30000;
+    put_hdr(&b, VIRTIO_BLK_T_IN, 5);
+    put_desc(g(&b, table), 0, (struct d){HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1});
+    put_desc(g(&b, table), 1, (struct d){DATA_GPA, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2});
+    put_desc(g(&b, table), 2, (struct d){STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0});
+    struct d ind = {table, 48, VIRTQ_DESC_F_INDIRECT, 0};
+    enum vub_err err = submit(&b, 0, &ind, 1, 0);
+    bool got = take_used(&b, 0, &id, &len);
+    uint8_t want[512];
+    file_bytes(&b, 5 * 512, want, 512);
+    check(err == VUB_OK && got && len == 513 && *g(&b, STATUS_GPA) == 0 && !memcmp(g(&b, DATA_GPA), want, 512),
+          "[VQ-INDIRECT] a request in an indirect table is served");
+
+    put_desc(g(&b, table), 0, (struct d){DATA_GPA, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 1});
+    put_desc(g(&b, table), 1, (struct d){STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0});
+    struct d mixed[2] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1}, {table, 32, VIRTQ_DESC_F_INDIRECT, 0}};
+    err = submit(&b, 0, mixed, 2, 0);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == 0 && !memcmp(g(&b, DATA_GPA), want, 512),
+          "[VQ-INDIRECT-ANYWHERE] direct descriptors followed by an INDIRECT one are served");
+    bench_close(&b);
+}
+
+/* Each hostile ring must end the session with VUB_E_PROTO, not crash, not
+ * hang, and not touch memory outside guest RAM. */
+static void hostile(const char *name, const struct d *ds, unsigned n, uint16_t head, uint16_t avail_bump)
+{
+    struct bench b;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    put_hdr(&b, VIRTIO_BLK_T_IN, 0);
+    b.avail_idx[0] = (uint16_t)(b.avail_idx[0] + avail_bump);
+    enum vub_err err = submit(&b, 0, ds, n, head);
+    uint32_t id, len;
+    bool got = take_used(&b, 0, &id, &len);
+    check(err == VUB_E_PROTO && !got, "%s", name);
+    bench_close(&b);
+}
+
+static void test_hostile_rings(void)
+{
+    uint64_t table = GUEST_GPA + 0x30000;
+    struct d loop[2] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1}, {DATA_GPA, 512, VIRTQ_DESC_F_NEXT, 0}};
+    hostile("[VQ-SPLIT-LOOP] a descriptor chain that loops is refused", loop, 2, 0, 0);
+    struct d selfloop[1] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 0}};
+    hostile("[VQ-SPLIT-LOOP] a descriptor that points at itself is refused", selfloop, 1, 0, 0);
+    struct d ok1[1] = {{HDR_GPA, 16, 0, 0}};
+    hostile("[VQ-SPLIT-HEAD] a head index equal to the ring size is refused", ok1, 1, QSIZE, 0);
+    hostile("[VQ-SPLIT-AVAIL-IDX] an available index more than a ring ahead is refused", ok1, 1, 0, QSIZE + 1);
+    struct d next_oob[1] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, QSIZE}};
+    hostile("[VQ-SPLIT-NEXT] a next index outside the ring is refused", next_oob, 1, 0, 0);
+    struct d order[3] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1},
+                         {STATUS_GPA, 1, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2},
+                         {DATA_GPA, 512, 0, 0}};
+    hostile("[VQ-SPLIT-ORDER] a readable descriptor after a writable one is refused", order, 3, 0, 0);
+    struct d unmapped[2] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1}, {GUEST_GPA + GUEST_BYTES, 1, VIRTQ_DESC_F_WRITE, 0}};
+    hostile("[MEM-XLATE] a buffer outside guest memory is refused", unmapped, 2, 0, 0);
+    struct d straddle_end[2] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1},
+                                {GUEST_GPA + GUEST_BYTES - 1, 2, VIRTQ_DESC_F_WRITE, 0}};
+    hostile("[MEM-XLATE] a buffer that runs off the end of guest memory is refused", straddle_end, 2, 0, 0);
+    struct d wrap[2] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1}, {UINT64_MAX - 7, 16, VIRTQ_DESC_F_WRITE, 0}};
+    hostile("[MEM-WRAP] a buffer whose address wraps is refused", wrap, 2, 0, 0);
+    struct d ind_next[2] = {{table, 32, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1}, {STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0}};
+    hostile("[VQ-INDIRECT-NEXT] a descriptor with both INDIRECT and NEXT is refused", ind_next, 2, 0, 0);
+    struct d ind_len[1] = {{table, 40, VIRTQ_DESC_F_INDIRECT, 0}};
+    hostile("[VQ-INDIRECT-LEN] an indirect table whose length is not a multiple of 16 is refused", ind_len, 1, 0, 0);
+    struct d ind_zero[1] = {{table, 0, VIRTQ_DESC_F_INDIRECT, 0}};
+    hostile("[VQ-INDIRECT-LEN] an empty indirect table is refused", ind_zero, 1, 0, 0);
+    struct d ind_out[1] = {{GUEST_GPA + GUEST_BYTES - 16, 32, VIRTQ_DESC_F_INDIRECT, 0}};
+    hostile("[VQ-INDIRECT] an indirect table that runs off guest memory is refused", ind_out, 1, 0, 0);
+
+    /* nested indirect and a loop inside a table need the table filled */
+    struct bench b;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    put_desc(g(&b, table), 0, (struct d){HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1});
+    put_desc(g(&b, table), 1, (struct d){table, 32, VIRTQ_DESC_F_INDIRECT, 0});
+    struct d ind = {table, 32, VIRTQ_DESC_F_INDIRECT, 0};
+    enum vub_err err = submit(&b, 0, &ind, 1, 0);
+    check(err == VUB_E_PROTO, "[VQ-INDIRECT-NESTED] an INDIRECT descriptor inside an indirect table is refused");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    put_desc(g(&b, table), 0, (struct d){HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1});
+    put_desc(g(&b, table), 1, (struct d){DATA_GPA, 16, VIRTQ_DESC_F_NEXT, 0});
+    err = submit(&b, 0, &ind, 1, 0);
+    check(err == VUB_E_PROTO, "[VQ-SPLIT-LOOP] a loop inside an indirect table is refused");
+    bench_close(&b);
+
+    bench_open(&b, false, VUB_BIT(VIRTIO_F_INDIRECT_DESC));
+    bench_start(&b, 0);
+    put_desc(g(&b, table), 0, (struct d){HDR_GPA, 16, 0, 0});
+    err = submit(&b, 0, &ind, 1, 0);
+    check(err == VUB_E_PROTO, "[VQ-INDIRECT] INDIRECT without INDIRECT_DESC negotiated is refused");
+    bench_close(&b);
+}
+
+static void test_read_only(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    bench_open(&b, true, 0);
+    bench_start(&b, 0);
+    uint8_t before[4096], after[4096];
+    file_bytes(&b, 0, before, sizeof before);
+    memset(g(&b, DATA_GPA), 0x11, 4096);
+    enum vub_err err = request3(&b, 0, VIRTIO_BLK_T_OUT, 0, 4096, false);
+    bool got = take_used(&b, 0, &id, &len);
+    file_bytes(&b, 0, after, sizeof after);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_IOERR && !memcmp(before, after, 4096),
+          "[BLK-RO] a write to a read-only export completes with IOERR and changes nothing");
+    bench_close(&b);
+}
+
+static void test_notifications(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    bench_open(&b, false, VUB_BIT(VIRTIO_F_EVENT_IDX));
+    bench_start(&b, 0);
+    call_count(&b, 0);
+    vub_put_le16(g(&b, avail_gpa(0)), VIRTQ_AVAIL_F_NO_INTERRUPT);
+    request3(&b, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    take_used(&b, 0, &id, &len);
+    check(call_count(&b, 0) == 0, "[VQ-SPLIT-NOTIFY] without EVENT_IDX, NO_INTERRUPT suppresses the call");
+    vub_put_le16(g(&b, avail_gpa(0)), 0);
+    request3(&b, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    take_used(&b, 0, &id, &len);
+    check(call_count(&b, 0) == 1, "[VQ-SPLIT-NOTIFY] without EVENT_IDX and without NO_INTERRUPT the driver is called");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    call_count(&b, 0);
+    uint8_t *used_event = g(&b, avail_gpa(0)) + 4 + 2 * QSIZE;
+    vub_put_le16(used_event, 0); /* notify after the first used entry (index 0) */
+    request3(&b, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    take_used(&b, 0, &id, &len);
+    check(call_count(&b, 0) == 1, "[VQ-SPLIT-NOTIFY] with EVENT_IDX, crossing used_event calls the driver");
+    vub_put_le16(used_event, 5);
+    request3(&b, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    take_used(&b, 0, &id, &len);
+    check(call_count(&b, 0) == 0, "[VQ-SPLIT-NOTIFY] with EVENT_IDX, an entry before used_event is not notified");
+    uint16_t avail_event = vub_le16(g(&b, used_gpa(0)) + 4 + 8 * QSIZE);
+    check(avail_event == b.avail_idx[0], "[VQ-SPLIT-KICK-RACE] avail_event asks for a kick at the next new entry");
+    bench_close(&b);
+}
+
+/* [VU-GET-VRING-BASE] stop returns where the device stopped and does not
+ * reset; a restart from that base resumes exactly. */
+static void test_stop_resume(void)
+{
+    struct bench b;
+    struct vub_vu_header h;
+    struct vub_vu_vring_state s;
+    uint32_t id, len;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    for (int i = 0; i < 3; i++) {
+        request3(&b, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+        take_used(&b, 0, &id, &len);
+    }
+    send_state(&b, VHOST_USER_GET_VRING_BASE, 0, 0);
+    bool got = get_reply(&b, &h, &s, sizeof s);
+    check(got && h.size == 8 && s.index == 0 && s.num == 3, "[VU-GET-VRING-BASE] GET_VRING_BASE answers the next avail index (3)");
+
+    /* a request made available while stopped is not served */
+    put_hdr(&b, VIRTIO_BLK_T_FLUSH, 0);
+    request3(&b, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    check(!take_used(&b, 0, &id, &len), "[VU-RING-STOPPED] a stopped ring is not processed");
+
+    send_state(&b, VHOST_USER_SET_VRING_BASE, 0, 3);
+    int kick = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    enum vub_err err = send_u64(&b, VHOST_USER_SET_VRING_KICK, 0, &kick, 1);
+    got = take_used(&b, 0, &id, &len);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == 0,
+          "[VU-VRING-KICK] restarting from base 3 serves the request left waiting");
+    close(kick);
+    bench_close(&b);
+}
+
+/* [MEM-STRADDLE] two regions from two memfds, adjacent in guest space: a
+ * buffer across the boundary is served as two pieces. Uses ADD_MEM_REG. */
+static void test_mem_slots(void)
+{
+    struct bench b;
+    struct vub_vu_header h;
+    uint64_t ack;
+    uint32_t id, len;
+    bench_open(&b, false, 0);
+    uint64_t proto = u64_request(&b, VHOST_USER_GET_PROTOCOL_FEATURES);
+    send_u64(&b, VHOST_USER_SET_PROTOCOL_FEATURES, proto, NULL, 0);
+    uint64_t slots = u64_request(&b, VHOST_USER_GET_MAX_MEM_SLOTS);
+    check(slots == VUB_MAX_MEM_REGIONS, "[VU-MEM-SLOTS] GET_MAX_MEM_SLOTS answers %u", VUB_MAX_MEM_REGIONS);
+    send_u64(&b, VHOST_USER_SET_FEATURES, u64_request(&b, VHOST_USER_GET_FEATURES), NULL, 0);
+
+    int second = (int)syscall(SYS_memfd_create, "guest2", 0);
+    ftruncate(second, 1 << 20);
+    uint8_t *hi = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, second, 0);
+    struct vub_vu_mem_single r1 = {0, {GUEST_GPA, GUEST_BYTES, GUEST_UVA, 0}};
+    struct vub_vu_mem_single r2 = {0, {GUEST_GPA + GUEST_BYTES, 1 << 20, GUEST_UVA + GUEST_BYTES, 0}};
+    enum vub_err e1 = send_msg(&b, VHOST_USER_ADD_MEM_REG, 1 | VHOST_USER_NEED_REPLY_MASK, &r1, sizeof r1, &b.memfd, 1);
+    get_reply(&b, &h, &ack, sizeof ack);
+    enum vub_err e2 = send_msg(&b, VHOST_USER_ADD_MEM_REG, 1, &r2, sizeof r2, &second, 1);
+    check(e1 == VUB_OK && ack == 0 && e2 == VUB_OK, "[VU-MEM-SLOTS] ADD_MEM_REG adds two regions");
+    setup_queue(&b, 0);
+    while (get_reply(&b, &h, &ack, sizeof ack))
+        ;
+
+    /* 4 KiB of data: the first 1 KiB at the end of region 1, the rest in region 2 */
+    uint64_t data = GUEST_GPA + GUEST_BYTES - 1024;
+    for (int i = 0; i < 4096; i++)
+        *(i < 1024 ? g(&b, data + (uint64_t)i) : hi + (i - 1024)) = (uint8_t)(i * 7);
+    put_hdr(&b, VIRTIO_BLK_T_OUT, 40);
+    struct d ds[3] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1}, {data, 4096, VIRTQ_DESC_F_NEXT, 2},
+                      {STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0}};
+    enum vub_err err = submit(&b, 0, ds, 3, 0);
+    bool got = take_used(&b, 0, &id, &len);
+    uint8_t buf[4096];
+    bool same = file_bytes(&b, 40 * 512, buf, sizeof buf);
+    for (int i = 0; i < 4096 && same; i++)
+        same = buf[i] == (uint8_t)(i * 7);
+    check(err == VUB_OK && got && *g(&b, STATUS_GPA) == 0 && same,
+          "[MEM-STRADDLE] a buffer that spans two regions is written whole");
+
+    err = send_msg(&b, VHOST_USER_REM_MEM_REG, 1, &r2, sizeof r2, NULL, 0);
+    check(err == VUB_OK, "[MEM-REM] REM_MEM_REG removes a region named by its addresses and size");
+    err = submit(&b, 0, ds, 3, 0);
+    check(err == VUB_E_PROTO, "[MEM-REMAP] after REM_MEM_REG the removed memory is no longer reachable");
+    munmap(hi, 1 << 20);
+    close(second);
+    bench_close(&b);
+}
+
+static void test_reset(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    enum vub_err err = send_msg(&b, VHOST_USER_RESET_DEVICE, 1, NULL, 0, NULL, 0);
+    request3(&b, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    check(err == VUB_OK && !take_used(&b, 0, &id, &len) && vub_dev_queues_started(b.dev) == 0,
+          "[VU-RESET] after RESET_DEVICE no ring runs");
+    check(bench_start(&b, 0), "[VU-RESET] the device can be set up again after RESET_DEVICE");
+    bench_close(&b);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    test_wire();
+    test_features();
+    test_config();
+    test_vring_messages();
+    test_memory_table();
+    test_io();
+    test_framing();
+    test_indirect();
+    test_hostile_rings();
+    test_read_only();
+    test_notifications();
+    test_stop_resume();
+    test_mem_slots();
+    test_reset();
+    return failures ? 1 : 0;
+}
