@@ -30,10 +30,10 @@ build/vub-%: examples/vub-%.c vub.c vub.h | build
 build/asan/vub-%: examples/vub-%.c vub.c vub.h | build/asan
 	$(CC) $(WARN) $(SAN) -I. vub.c $< -o $@
 
-build/test-%: tests/test-%.c vub.c vub.h | build
+build/test-%: tests/test-%.c $(wildcard tests/test-%*.inc) vub.c vub.h | build
 	$(CC) $(TEST_WARN) $(CFLAGS) -I. $< -o $@
 
-build/asan/test-%: tests/test-%.c vub.c vub.h | build/asan
+build/asan/test-%: tests/test-%.c $(wildcard tests/test-%*.inc) vub.c vub.h | build/asan
 	$(CC) $(TEST_WARN) $(SAN) -I. $< -o $@
 
 # The library alone, as a user would build it: no warnings, libc only.
@@ -51,3 +51,5 @@ clean:
 
 .PHONY: all check demo clean
 .SECONDARY:
+
+build/test-backend build/asan/test-backend: tests/test-backend-packed.inc

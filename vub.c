@@ -992,16 +992,25 @@ struct vub_chain {
 /* Device-side state of one ring, split or packed. */
 struct vub_vring {
     uint16_t size;            /* descriptors in the ring (SET_VRING_NUM) */
+    bool packed;              /* VIRTIO_F_RING_PACKED negotiated */
     bool event_idx;           /* VIRTIO_F_EVENT_IDX negotiated */
     bool indirect;            /* VIRTIO_F_INDIRECT_DESC negotiated */
-    uint8_t *desc;            /* descriptor table in our mapping; NULL until mapped */
-    uint8_t *avail;           /* available ring (driver area) */
-    uint8_t *used;            /* used ring (device area) */
-    uint16_t last_avail;      /* next available index to take */
-    uint16_t used_idx;        /* next used index to fill */
-    uint16_t published_used;  /* used_idx as the driver can see it */
+    uint8_t *desc;            /* descriptor table (packed: descriptor ring); NULL until mapped */
+    uint8_t *avail;           /* split: available ring; packed: driver event suppression */
+    uint8_t *used;            /* split: used ring; packed: device event suppression */
+    uint16_t last_avail;      /* split: next available index (free-running); packed: next slot */
+    uint16_t used_idx;        /* split: next used index (free-running); packed: next slot */
+    bool avail_wrap;          /* packed: the driver wrap counter the next descriptor carries */
+    bool used_wrap;           /* packed: our wrap counter for the next used descriptor */
+    uint16_t published_used;  /* split: used_idx as the driver can see it */
     uint16_t signalled_used;  /* used index at the last notification decision */
     bool signalled_valid;     /* false until the first decision: notify then */
+    /* packed: completions written but not yet visible (a batch) */
+    uint16_t batch_slot;      /* slot of the batch's first used descriptor */
+    uint16_t batch_flags;     /* its flags word, stored last */
+    uint16_t batch_count;     /* used descriptors in the batch */
+    uint16_t *batch_ids;      /* their buffer ids; size entries */
+    uint8_t *ids_pending;     /* bitmap of 65536 buffer ids taken and not yet published */
     struct iovec *iov;        /* scratch for one chain; iov_cap entries */
     unsigned iov_cap;
 };
@@ -1226,6 +1235,289 @@ static bool vub_split_enable_kicks(struct vub_vring *vr)
 }
 
 /* ==== [SECTION-MARKER: split driver] ==== */
+
+/* ======================================================================== *
+ * 5b. Packed virtqueue, device side  (VIRTIO 1.x "Packed Virtqueues")
+ *
+ * One descriptor ring does both jobs: the driver writes descriptors into
+ * it in order, the device overwrites them in order with used descriptors.
+ *   descriptor       le64 addr; le32 len; le16 id; le16 flags   (16 bytes)
+ *   event areas      le16 off_wrap; le16 flags                  (4 bytes each)
+ * Nobody keeps an index in memory: each side keeps its own position and a
+ * one-bit wrap counter, flipped each time it passes the end of the ring,
+ * and a descriptor's AVAIL and USED flag bits say whose it is.
+ *
+ * Format notes:
+ *  - Both wrap counters start at 1. A descriptor is available when AVAIL
+ *    equals the driver's counter and USED does not; used when both equal
+ *    the device's counter.
+ *  - The buffer id is in the last descriptor of a list, is chosen by the
+ *    driver (the spec puts no bound on it), and is only echoed.
+ *  - A used descriptor goes in the slot where its buffer's first
+ *    descriptor was; the next one goes as many slots further as the
+ *    buffer used, so the device must remember that count.
+ *  - The ring size need not be a power of two.
+ * ======================================================================== */
+
+#define VIRTQ_DESC_F_AVAIL (1u << 7)
+#define VIRTQ_DESC_F_USED (1u << 15)
+#define RING_EVENT_FLAGS_ENABLE 0u
+#define RING_EVENT_FLAGS_DISABLE 1u
+#define RING_EVENT_FLAGS_DESC 2u
+#define VUB_PACKED_IDS 65536u /* buffer ids are 16-bit */
+
+static uint64_t vub_packed_event_bytes(void) { return 4; }
+
+/* A packed descriptor; `next` carries the buffer id (same struct as split). */
+static struct vub_desc vub_packed_desc_decode(const uint8_t *p)
+{
+    struct vub_desc d = {vub_le64(p), vub_le32(p + 8), vub_le16(p + 14), vub_le16(p + 12)};
+    return d;
+}
+
+/* The flags word of slot i. Acquire: pairs with the driver's write barrier
+ * before it flips a list's first flags, so the rest of the list (written
+ * earlier) is visible once we see it available. */
+static uint16_t vub_packed_flags(const struct vub_vring *vr, uint16_t i)
+{
+    return vub_ring_load16(vr->desc + (size_t)i * VIRTQ_DESC_BYTES + 14, memory_order_acquire);
+}
+
+static bool vub_packed_is_avail(const struct vub_vring *vr, uint16_t flags)
+{
+    bool avail = (flags & VIRTQ_DESC_F_AVAIL) != 0, used = (flags & VIRTQ_DESC_F_USED) != 0;
+    return avail == vr->avail_wrap && used != vr->avail_wrap;
+}
+
+/* An indirect table in a packed ring: len/16 descriptors in a row; only
+ * WRITE means anything inside it ("The VIRTQ_DESC_F_WRITE flags bit is the
+ * only valid flag for descriptors in the indirect table"). */
+static enum vub_err vub_packed_walk_indirect(struct vub_chain *c, const struct vub_mem *mem,
+                                             const struct vub_desc *ind, unsigned cap, char *why,
+                                             size_t why_len)
+{
+    if (ind->len == 0 || ind->len % VIRTQ_DESC_BYTES != 0 || ind->len / VIRTQ_DESC_BYTES > VUB_MAX_QUEUE_SIZE) {
+        vub_why(why, why_len, "indirect table of %u bytes is not 16..%u descriptors", ind->len,
+                VUB_MAX_QUEUE_SIZE);
+        return VUB_E_PROTO;
+    }
+    if (!vub_mem_mapped(mem, ind->addr, ind->len)) {
+        vub_why(why, why_len, "indirect table at 0x%llx+%u is not all in guest memory",
+                (unsigned long long)ind->addr, ind->len);
+        return VUB_E_PROTO;
+    }
+    for (uint32_t i = 0; i < ind->len / VIRTQ_DESC_BYTES; i++) {
+        uint8_t raw[VIRTQ_DESC_BYTES];
+        vub_mem_read(mem, ind->addr + (uint64_t)i * VIRTQ_DESC_BYTES, raw, sizeof raw);
+        struct vub_desc d = vub_packed_desc_decode(raw);
+        d.flags &= VIRTQ_DESC_F_WRITE;
+        enum vub_err err = vub_chain_add(c, mem, &d, cap, why, why_len);
+        if (err != VUB_OK)
+            return err;
+    }
+    return VUB_OK;
+}
+
+/* [VQ-PACKED-ID] a buffer id must not be taken twice before it is used. */
+static bool vub_packed_take_id(struct vub_vring *vr, uint16_t id)
+{
+    uint8_t bit = (uint8_t)(1u << (id % 8));
+    if (vr->ids_pending[id / 8] & bit)
+        return false;
+    vr->ids_pending[id / 8] |= bit;
+    return true;
+}
+
+/* Takes the next available buffer. VUB_E_AGAIN if none.
+ * [VQ-PACKED-AVAIL] availability is judged on the flags, read first;
+ * [VQ-PACKED-LIST] a list is at most `size` descriptors and must not
+ * contain an INDIRECT one; [VQ-PACKED-INDIRECT] an INDIRECT descriptor is
+ * a whole buffer on its own, in one slot. */
+static enum vub_err vub_packed_pop(struct vub_vring *vr, const struct vub_mem *mem,
+                                   struct vub_chain *c, char *why, size_t why_len)
+{
+    if (!vub_packed_is_avail(vr, vub_packed_flags(vr, vr->last_avail)))
+        return VUB_E_AGAIN;
+    memset(c, 0, sizeof *c);
+    c->iov = vr->iov;
+    uint16_t i = vr->last_avail;
+    for (;;) {
+        if (c->slots >= vr->size) {
+            vub_why(why, why_len, "descriptor list at slot %u is longer than the ring", vr->last_avail);
+            return VUB_E_PROTO;
+        }
+        struct vub_desc d = vub_packed_desc_decode(vr->desc + (size_t)i * VIRTQ_DESC_BYTES);
+        enum vub_err err;
+        c->slots++;
+        if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+            if (!vr->indirect || (d.flags & VIRTQ_DESC_F_NEXT) || c->slots > 1) {
+                vub_why(why, why_len, "INDIRECT descriptor at slot %u %s", i,
+                        !vr->indirect ? "without INDIRECT_DESC negotiated"
+                                      : "inside a descriptor list");
+                return VUB_E_PROTO;
+            }
+            err = vub_packed_walk_indirect(c, mem, &d, vr->iov_cap, why, why_len);
+        } else {
+            err = vub_chain_add(c, mem, &d, vr->iov_cap, why, why_len);
+        }
+        if (err != VUB_OK)
+            return err;
+        if (!(d.flags & VIRTQ_DESC_F_NEXT) || (d.flags & VIRTQ_DESC_F_INDIRECT)) {
+            c->head = d.next; /* the buffer id, from the last descriptor */
+            break;
+        }
+        i = (uint16_t)(i + 1 == vr->size ? 0 : i + 1);
+    }
+    if (!vub_packed_take_id(vr, c->head)) {
+        vub_why(why, why_len, "buffer id %u is made available twice before it was used", c->head);
+        return VUB_E_PROTO;
+    }
+    unsigned next = (unsigned)vr->last_avail + c->slots;
+    if (next >= vr->size) {
+        next -= vr->size;
+        vr->avail_wrap = !vr->avail_wrap;
+    }
+    vr->last_avail = (uint16_t)next;
+    return VUB_OK;
+}
+
+/* Writes a used descriptor; the batch becomes visible at vub_packed_publish.
+ * [VQ-PACKED-USED] id and len are stored before flags (release), and the
+ * batch's first flags word is held back and stored last, so the driver,
+ * which reads in order, never sees a partial batch. WRITE is set iff
+ * bytes were written (len is reserved otherwise). */
+static void vub_packed_push(struct vub_vring *vr, const struct vub_chain *c, uint32_t len)
+{
+    uint8_t *d = vr->desc + (size_t)vr->used_idx * VIRTQ_DESC_BYTES;
+    uint16_t flags = (uint16_t)((vr->used_wrap ? VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED : 0) |
+                                (len ? VIRTQ_DESC_F_WRITE : 0));
+    vub_put_le32(d + 8, len);
+    vub_put_le16(d + 12, c->head);
+    if (vr->batch_count == 0) {
+        vr->batch_slot = vr->used_idx;
+        vr->batch_flags = flags;
+    } else {
+        vub_ring_store16(d + 14, flags, memory_order_release);
+    }
+    vr->batch_ids[vr->batch_count++] = c->head;
+    unsigned next = (unsigned)vr->used_idx + c->slots;
+    if (next >= vr->size) {
+        next -= vr->size;
+        vr->used_wrap = !vr->used_wrap;
+    }
+    vr->used_idx = (uint16_t)next;
+}
+
+static void vub_packed_publish(struct vub_vring *vr)
+{
+    if (vr->batch_count == 0)
+        return;
+    vub_ring_store16(vr->desc + (size_t)vr->batch_slot * VIRTQ_DESC_BYTES + 14, vr->batch_flags,
+                     memory_order_release);
+    for (unsigned i = 0; i < vr->batch_count; i++)
+        vr->ids_pending[vr->batch_ids[i] / 8] &= (uint8_t)~(1u << (vr->batch_ids[i] % 8));
+    vr->batch_count = 0;
+}
+
+/* [VQ-PACKED-NOTIFY] the driver's event suppression area: ENABLE notify,
+ * DISABLE don't, DESC (EVENT_IDX only) notify if the used position passed
+ * off in the epoch its wrap bit names. The reserved value 3 notifies: a
+ * spurious interrupt is harmless, a missing one hangs the driver. The full
+ * fence pairs with the driver's fence between writing its event area and
+ * re-checking the ring. */
+static bool vub_packed_need_notify(struct vub_vring *vr)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    uint16_t flags = vub_ring_load16(vr->avail + 2, memory_order_relaxed) & 3u;
+    uint16_t off_wrap = vub_ring_load16(vr->avail, memory_order_relaxed);
+    uint16_t old = vr->signalled_used, now = vr->used_idx;
+    bool valid = vr->signalled_valid;
+    vr->signalled_used = now;
+    vr->signalled_valid = true;
+    if (flags == RING_EVENT_FLAGS_DISABLE)
+        return false;
+    if (flags != RING_EVENT_FLAGS_DESC || !vr->event_idx || !valid)
+        return true;
+    uint16_t off = off_wrap & 0x7fffu;
+    if (now <= old)
+        old = (uint16_t)(old - vr->size); /* the window crossed the end of the ring */
+    if ((off_wrap >> 15) != vr->used_wrap)
+        off = (uint16_t)(off - vr->size); /* off is in the previous lap */
+    return vub_need_event(off, now, old);
+}
+
+/* Asks for a kick at the next descriptor, then reports whether it is
+ * already available. [VQ-PACKED-KICK-RACE] the fence pairs with the
+ * driver's fence between making a descriptor available and reading our
+ * event area. */
+static bool vub_packed_enable_kicks(struct vub_vring *vr)
+{
+    if (vr->event_idx) {
+        vub_ring_store16(vr->used, (uint16_t)(vr->last_avail | (vr->avail_wrap ? 0x8000u : 0)),
+                         memory_order_relaxed);
+        vub_ring_store16(vr->used + 2, RING_EVENT_FLAGS_DESC, memory_order_relaxed);
+    } else {
+        vub_ring_store16(vr->used + 2, RING_EVENT_FLAGS_ENABLE, memory_order_relaxed);
+    }
+    atomic_thread_fence(memory_order_seq_cst);
+    return vub_packed_is_avail(vr, vub_packed_flags(vr, vr->last_avail));
+}
+
+/* [VU-PACKED-BASE] vhost-user's encoding of a packed ring's position in
+ * SET/GET_VRING_BASE: bits 0-14 next available slot, bit 15 driver wrap
+ * counter, bits 16-30 next used slot, bit 31 device wrap counter. */
+static uint32_t vub_packed_base(const struct vub_vring *vr)
+{
+    return (uint32_t)vr->last_avail | (uint32_t)vr->avail_wrap << 15 | (uint32_t)vr->used_idx << 16 |
+           (uint32_t)vr->used_wrap << 31;
+}
+
+static bool vub_packed_set_base(struct vub_vring *vr, uint32_t base)
+{
+    uint16_t avail = base & 0x7fffu, used = (base >> 16) & 0x7fffu;
+    if (vr->size && (avail >= vr->size || used >= vr->size))
+        return false;
+    vr->last_avail = avail;
+    vr->avail_wrap = (base >> 15) & 1u;
+    vr->used_idx = used;
+    vr->used_wrap = (base >> 31) & 1u;
+    return true;
+}
+
+/* ---- Either layout: what the back-end calls ---- */
+
+static enum vub_err vub_vring_pop(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
+                                  char *why, size_t why_len)
+{
+    return vr->packed ? vub_packed_pop(vr, mem, c, why, why_len) : vub_split_pop(vr, mem, c, why, why_len);
+}
+
+static void vub_vring_push(struct vub_vring *vr, const struct vub_chain *c, uint32_t len)
+{
+    if (vr->packed)
+        vub_packed_push(vr, c, len);
+    else
+        vub_split_push(vr, c->head, len);
+}
+
+static void vub_vring_publish(struct vub_vring *vr)
+{
+    if (vr->packed)
+        vub_packed_publish(vr);
+    else
+        vub_split_publish(vr);
+}
+
+static bool vub_vring_need_notify(struct vub_vring *vr)
+{
+    return vr->packed ? vub_packed_need_notify(vr) : vub_split_need_notify(vr);
+}
+
+static bool vub_vring_enable_kicks(struct vub_vring *vr)
+{
+    return vr->packed ? vub_packed_enable_kicks(vr) : vub_split_enable_kicks(vr);
+}
+
 
 /* ======================================================================== *
  * 6. virtio-blk requests, device side  (VIRTIO 1.x "Block Device")
@@ -1910,9 +2202,13 @@ static bool vub_dev_map_ring(struct vub_dev *dev, struct vub_dev_queue *q)
     vr->desc = vr->avail = vr->used = NULL;
     if (!q->addr_set || vr->size == 0)
         return false;
+    if (vr->packed && (q->avail_addr % 4 || q->used_addr % 4))
+        return false; /* [VQ-PACKED-ALIGN] event areas are 4-byte aligned */
     vr->desc = vub_mem_range(&dev->mem, VUB_UVA, q->desc_addr, vub_split_desc_bytes(vr->size));
-    vr->avail = vub_mem_range(&dev->mem, VUB_UVA, q->avail_addr, vub_split_avail_bytes(vr->size));
-    vr->used = vub_mem_range(&dev->mem, VUB_UVA, q->used_addr, vub_split_used_bytes(vr->size));
+    vr->avail = vub_mem_range(&dev->mem, VUB_UVA, q->avail_addr,
+                              vr->packed ? vub_packed_event_bytes() : vub_split_avail_bytes(vr->size));
+    vr->used = vub_mem_range(&dev->mem, VUB_UVA, q->used_addr,
+                             vr->packed ? vub_packed_event_bytes() : vub_split_used_bytes(vr->size));
     if (vr->desc && vr->avail && vr->used)
         return true;
     vr->desc = vr->avail = vr->used = NULL;
@@ -1929,15 +2225,19 @@ static void vub_dev_remap_rings(struct vub_dev *dev)
 
 static void vub_dev_queue_reset(struct vub_dev_queue *q)
 {
-    struct iovec *iov = q->ring.iov;
-    unsigned cap = q->ring.iov_cap;
+    struct vub_vring keep = q->ring; /* scratch arrays are kept for the next session */
     vub_sys_close(&q->kick_fd);
     vub_sys_close(&q->call_fd);
     vub_sys_close(&q->err_fd);
     memset(q, 0, sizeof *q);
     q->kick_fd = q->call_fd = q->err_fd = -1;
-    q->ring.iov = iov; /* the scratch array is kept for the next session */
-    q->ring.iov_cap = cap;
+    q->ring.iov = keep.iov;
+    q->ring.iov_cap = keep.iov_cap;
+    q->ring.batch_ids = keep.batch_ids;
+    q->ring.ids_pending = keep.ids_pending;
+    if (q->ring.ids_pending)
+        memset(q->ring.ids_pending, 0, VUB_PACKED_IDS / 8);
+    q->ring.avail_wrap = q->ring.used_wrap = true; /* "wrap counters start at 1" */
 }
 
 /* [VU-RESET] returns the device to its initial state: rings stopped and
@@ -1958,7 +2258,7 @@ static void vub_dev_reset(struct vub_dev *dev)
 
 static void vub_dev_notify(struct vub_dev *dev, struct vub_dev_queue *q)
 {
-    if (vub_split_need_notify(&q->ring) && q->call_fd >= 0) {
+    if (vub_vring_need_notify(&q->ring) && q->call_fd >= 0) {
         vub_sys_signal(q->call_fd);
         dev->stats.notifications++;
     }
@@ -1988,20 +2288,20 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
     struct vub_vring *vr = &q->ring;
     if (!q->started || !q->enabled || !vr->desc)
         return VUB_OK;
-    if (!q->used_synced) {
+    if (!q->used_synced && !vr->packed) {
         /* [VQ-SPLIT-USED-IDX] the used index is not sent by the front-end:
          * it lives in guest memory and is read when the ring starts. */
         vr->used_idx = vr->published_used = vub_ring_load16(vr->used + 2, memory_order_acquire);
         vr->signalled_valid = false;
-        q->used_synced = true;
     }
+    q->used_synced = true;
     unsigned budget = VUB_QUEUE_BUDGET_RINGS * (unsigned)vr->size, batch = 0;
     for (;;) {
         struct vub_chain c;
-        enum vub_err err = budget == 0 ? VUB_E_AGAIN : vub_split_pop(vr, &dev->mem, &c, dev->why, sizeof dev->why);
+        enum vub_err err = budget == 0 ? VUB_E_AGAIN : vub_vring_pop(vr, &dev->mem, &c, dev->why, sizeof dev->why);
         if (err == VUB_E_AGAIN) {
             if (batch > 0) {
-                vub_split_publish(vr);
+                vub_vring_publish(vr);
                 vub_dev_notify(dev, q);
                 batch = 0;
             }
@@ -2010,17 +2310,19 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
                     vub_sys_signal(q->kick_fd);
                 return VUB_OK;
             }
-            if (!vub_split_enable_kicks(vr))
+            if (!vub_vring_enable_kicks(vr))
                 return VUB_OK;
             continue;
         }
-        if (err != VUB_OK)
+        if (err != VUB_OK) {
+            vub_vring_publish(vr); /* what was completed stays completed */
             return vub_dev_queue_broken(dev, index);
-        vub_split_push(vr, c.head, vub_blk_execute(&dev->blk, &c));
+        }
+        vub_vring_push(vr, &c, vub_blk_execute(&dev->blk, &c));
         dev->stats.queue_requests[index]++;
         budget--;
         if (++batch == vr->size) { /* publish at least once per ring's worth */
-            vub_split_publish(vr);
+            vub_vring_publish(vr);
             vub_dev_notify(dev, q);
             batch = 0;
         }
@@ -2060,6 +2362,7 @@ static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
         struct vub_dev_queue *q = &dev->queues[i];
         q->ring.event_idx = vub_has(f, VIRTIO_F_EVENT_IDX);
         q->ring.indirect = vub_has(f, VIRTIO_F_INDIRECT_DESC);
+        q->ring.packed = vub_has(f, VIRTIO_F_RING_PACKED);
         if (!vub_has(f, VHOST_USER_F_PROTOCOL_FEATURES))
             q->enabled = true;
     }
@@ -2118,6 +2421,8 @@ static enum vub_err vub_h_set_mem_table(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
+static bool vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue *q, uint32_t num);
+
 static enum vub_err vub_h_set_vring_num(struct vub_dev *dev, struct vub_msg *m)
 {
     struct vub_dev_queue *q = vub_dev_queue(dev, m->payload.state.index);
@@ -2128,24 +2433,44 @@ static enum vub_err vub_h_set_vring_num(struct vub_dev *dev, struct vub_msg *m)
         vub_dev_set_why(dev, "SET_VRING_NUM on running queue %u", m->payload.state.index);
         return VUB_E_PROTO;
     }
-    /* [VQ-SPLIT-SIZE] a power of two no larger than 32768. */
-    if (num == 0 || num > VUB_MAX_QUEUE_SIZE || (num & (num - 1)) != 0) {
-        vub_dev_set_why(dev, "ring size %u is not a power of two in 1..%u", num, VUB_MAX_QUEUE_SIZE);
+    /* [VQ-SPLIT-SIZE] a power of two no larger than 32768;
+     * [VQ-PACKED-SIZE] packed rings: any size in 1..32768. */
+    if (num == 0 || num > VUB_MAX_QUEUE_SIZE || (!q->ring.packed && (num & (num - 1)) != 0)) {
+        vub_dev_set_why(dev, "%s ring size %u is not %s in 1..%u", q->ring.packed ? "packed" : "split", num,
+                        q->ring.packed ? "a size" : "a power of two", VUB_MAX_QUEUE_SIZE);
         return VUB_E_PROTO;
     }
-    unsigned cap = (num > VUB_BLK_SEG_MAX + 2 ? num : VUB_BLK_SEG_MAX + 2) + VUB_IOV_SLACK;
-    if (cap > q->ring.iov_cap) {
-        struct iovec *iov = realloc(q->ring.iov, cap * sizeof *iov);
-        if (!iov) {
-            vub_dev_set_why(dev, "out of memory for a %u-entry ring", num);
-            return VUB_E_NOMEM;
-        }
-        q->ring.iov = iov;
-        q->ring.iov_cap = cap;
-    }
-    q->ring.size = (uint16_t)(num == 32768 ? 32768 : num);
+    if (!vub_dev_alloc_ring(dev, q, num))
+        return VUB_E_NOMEM;
+    q->ring.size = (uint16_t)num;
     vub_dev_map_ring(dev, q);
     return VUB_OK;
+}
+
+/* Scratch a ring needs, allocated when its size is set (never per request):
+ * iovecs for one chain, and the packed ring's batch of buffer ids. */
+static bool vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue *q, uint32_t num)
+{
+    unsigned cap = (num > VUB_BLK_SEG_MAX + 2 ? num : VUB_BLK_SEG_MAX + 2) + VUB_IOV_SLACK;
+    struct vub_vring *vr = &q->ring;
+    if (cap > vr->iov_cap) {
+        struct iovec *iov = realloc(vr->iov, cap * sizeof *iov);
+        uint16_t *ids = realloc(vr->batch_ids, cap * sizeof *ids);
+        if (iov)
+            vr->iov = iov;
+        if (ids)
+            vr->batch_ids = ids;
+        if (!iov || !ids) {
+            vub_dev_set_why(dev, "out of memory for a %u-entry ring", num);
+            return false;
+        }
+        vr->iov_cap = cap;
+    }
+    if (!vr->ids_pending && !(vr->ids_pending = calloc(VUB_PACKED_IDS / 8, 1))) {
+        vub_dev_set_why(dev, "out of memory for a %u-entry ring", num);
+        return false;
+    }
+    return true;
 }
 
 static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
@@ -2173,7 +2498,8 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
-/* [VU-VRING-BASE] split rings: the next available index, bits 16-31 zero. */
+/* [VU-VRING-BASE] split rings: the next available index, bits 16-31 zero;
+ * packed rings: both positions and wrap counters ([VU-PACKED-BASE]). */
 static enum vub_err vub_h_set_vring_base(struct vub_dev *dev, struct vub_msg *m)
 {
     struct vub_dev_queue *q = vub_dev_queue(dev, m->payload.state.index);
@@ -2182,6 +2508,14 @@ static enum vub_err vub_h_set_vring_base(struct vub_dev *dev, struct vub_msg *m)
     if (q->started) {
         vub_dev_set_why(dev, "SET_VRING_BASE on running queue %u", m->payload.state.index);
         return VUB_E_PROTO;
+    }
+    if (q->ring.packed) {
+        if (!vub_packed_set_base(&q->ring, m->payload.state.num)) {
+            vub_dev_set_why(dev, "packed ring base 0x%x names a slot outside the %u-entry ring",
+                            m->payload.state.num, q->ring.size);
+            return VUB_E_PROTO;
+        }
+        return VUB_OK;
     }
     if (m->payload.state.num > 0xffff) {
         vub_dev_set_why(dev, "split ring base 0x%x has bits above 15", m->payload.state.num);
@@ -2205,7 +2539,7 @@ static enum vub_err vub_h_get_vring_base(struct vub_dev *dev, struct vub_msg *m)
     vub_sys_close(&q->kick_fd);
     struct vub_vu_vring_state *s = vub_dev_reply(dev, sizeof *s);
     s->index = m->payload.state.index;
-    s->num = q->ring.last_avail;
+    s->num = q->ring.packed ? vub_packed_base(&q->ring) : q->ring.last_avail;
     return VUB_OK;
 }
 
@@ -2254,6 +2588,7 @@ static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
     q->polled = fd < 0;
     q->started = true;
     q->used_synced = false;
+    q->ring.signalled_valid = false;
     return vub_dev_run_queue(dev, (unsigned)(q - dev->queues));
 }
 
@@ -2519,7 +2854,7 @@ static enum vub_err vub_dev_handle(struct vub_dev *dev, struct vub_msg *m)
 
 static uint64_t vub_dev_offer(const struct vub_dev_config *cfg, bool read_only)
 {
-    uint64_t f = VUB_BIT(VIRTIO_F_VERSION_1) | VUB_BIT(VIRTIO_F_INDIRECT_DESC) |
+    uint64_t f = VUB_BIT(VIRTIO_F_VERSION_1) | VUB_BIT(VIRTIO_F_INDIRECT_DESC) | VUB_BIT(VIRTIO_F_RING_PACKED) |
                  VUB_BIT(VIRTIO_F_EVENT_IDX) | VUB_BIT(VHOST_USER_F_PROTOCOL_FEATURES) |
                  VUB_BIT(VIRTIO_BLK_F_SEG_MAX) | VUB_BIT(VIRTIO_BLK_F_BLK_SIZE) |
                  VUB_BIT(VIRTIO_BLK_F_FLUSH) | VUB_BIT(VIRTIO_BLK_F_MQ);
@@ -2566,8 +2901,11 @@ void vub_dev_free(struct vub_dev *dev)
     if (!dev)
         return;
     vub_dev_detach(dev);
-    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
+    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
         free(dev->queues[i].ring.iov);
+        free(dev->queues[i].ring.batch_ids);
+        free(dev->queues[i].ring.ids_pending);
+    }
     free(dev);
 }
 

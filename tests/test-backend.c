@@ -156,12 +156,12 @@ static enum vub_err send_mem_table(struct bench *b)
     return send_msg(b, VHOST_USER_SET_MEM_TABLE, 1, &t, 8 + 32, &b->memfd, 1);
 }
 
-static enum vub_err setup_queue(struct bench *b, unsigned q)
+static enum vub_err setup_queue_ex(struct bench *b, unsigned q, uint32_t size, uint32_t base)
 {
     struct vub_vu_vring_addr a = {q, 0, uva(desc_gpa(q)), uva(used_gpa(q)), uva(avail_gpa(q)), 0};
     memset(g(b, desc_gpa(q)), 0, RING_STRIDE);
     b->avail_idx[q] = b->used_seen[q] = 0;
-    if (send_state(b, VHOST_USER_SET_VRING_NUM, q, QSIZE) || send_state(b, VHOST_USER_SET_VRING_BASE, q, 0) ||
+    if (send_state(b, VHOST_USER_SET_VRING_NUM, q, size) || send_state(b, VHOST_USER_SET_VRING_BASE, q, base) ||
         send_msg(b, VHOST_USER_SET_VRING_ADDR, 1, &a, sizeof a, NULL, 0) ||
         send_u64(b, VHOST_USER_SET_VRING_CALL, q, &b->call[q], 1) ||
         send_u64(b, VHOST_USER_SET_VRING_KICK, q, &b->kick[q], 1))
@@ -169,12 +169,17 @@ static enum vub_err setup_queue(struct bench *b, unsigned q)
     return send_state(b, VHOST_USER_SET_VRING_ENABLE, q, 1);
 }
 
+static enum vub_err setup_queue(struct bench *b, unsigned q)
+{
+    return setup_queue_ex(b, q, QSIZE, 0);
+}
+
 /* The whole start-up sequence QEMU uses, reduced to what matters. */
 static bool bench_start(struct bench *b, uint64_t features)
 {
     uint64_t offered = u64_request(b, VHOST_USER_GET_FEATURES);
     uint64_t proto = u64_request(b, VHOST_USER_GET_PROTOCOL_FEATURES);
-    b->features = features ? features : offered;
+    b->features = features ? features : offered & ~VUB_BIT(VIRTIO_F_RING_PACKED);
     if (send_u64(b, VHOST_USER_SET_PROTOCOL_FEATURES, proto, NULL, 0) ||
         send_msg(b, VHOST_USER_SET_OWNER, 1, NULL, 0, NULL, 0) ||
         send_u64(b, VHOST_USER_SET_FEATURES, b->features, NULL, 0) || send_mem_table(b))
@@ -308,8 +313,9 @@ static void test_wire(void)
     check(got && h.flags == 0x5 && h.request == VHOST_USER_GET_FEATURES && h.size == 8,
           "[VU-REPLY-FLAGS] a reply carries flags 0x5, the request's id and an 8-byte u64");
     check(vub_has(v, VIRTIO_F_VERSION_1) && vub_has(v, VHOST_USER_F_PROTOCOL_FEATURES) &&
-              vub_has(v, VIRTIO_BLK_F_FLUSH) && !vub_has(v, VIRTIO_F_RING_PACKED),
-          "[VU-SET-FEATURES] GET_FEATURES offers VERSION_1, PROTOCOL_FEATURES, FLUSH and nothing unimplemented");
+              vub_has(v, VIRTIO_BLK_F_FLUSH) && vub_has(v, VIRTIO_F_RING_PACKED) &&
+              !vub_has(v, VIRTIO_F_IN_ORDER) && !vub_has(v, VIRTIO_F_ACCESS_PLATFORM),
+          "[VU-SET-FEATURES] GET_FEATURES offers VERSION_1, PROTOCOL_FEATURES, FLUSH, RING_PACKED and nothing unimplemented");
 
     enum vub_err err = send_msg(&b, VHOST_USER_SET_OWNER, 1 | VHOST_USER_NEED_REPLY_MASK, NULL, 0, NULL, 0);
     got = get_reply(&b, &h, &v, sizeof v);
@@ -368,7 +374,7 @@ static void test_features(void)
     uint64_t v;
     bench_open(&b, false, 0);
     uint64_t offered = u64_request(&b, VHOST_USER_GET_FEATURES);
-    enum vub_err err = send_u64(&b, VHOST_USER_SET_FEATURES, offered | VUB_BIT(VIRTIO_F_RING_PACKED), NULL, 0);
+    enum vub_err err = send_u64(&b, VHOST_USER_SET_FEATURES, offered | VUB_BIT(VIRTIO_F_IN_ORDER), NULL, 0);
     check(err == VUB_E_PROTO, "[VU-SET-FEATURES] acking a feature that was not offered is refused");
     bench_close(&b);
 
@@ -896,7 +902,8 @@ static void test_mem_slots(void)
     send_u64(&b, VHOST_USER_SET_PROTOCOL_FEATURES, proto, NULL, 0);
     uint64_t slots = u64_request(&b, VHOST_USER_GET_MAX_MEM_SLOTS);
     check(slots == VUB_MAX_MEM_REGIONS, "[VU-MEM-SLOTS] GET_MAX_MEM_SLOTS answers %u", VUB_MAX_MEM_REGIONS);
-    send_u64(&b, VHOST_USER_SET_FEATURES, u64_request(&b, VHOST_USER_GET_FEATURES), NULL, 0);
+    send_u64(&b, VHOST_USER_SET_FEATURES, u64_request(&b, VHOST_USER_GET_FEATURES) & ~VUB_BIT(VIRTIO_F_RING_PACKED),
+             NULL, 0);
 
     int second = (int)syscall(SYS_memfd_create, "guest2", 0);
     ftruncate(second, 1 << 20);
@@ -950,6 +957,8 @@ static void test_reset(void)
     bench_close(&b);
 }
 
+#include "test-backend-packed.inc"
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -967,5 +976,6 @@ int main(void)
     test_stop_resume();
     test_mem_slots();
     test_reset();
+    test_packed();
     return failures ? 1 : 0;
 }
