@@ -13,8 +13,8 @@ SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 # not call are not errors there.
 TEST_WARN = $(WARN) -Wno-unused-function
 
-PROGRAMS = vub-serve
-UNIT_TESTS = test-backend
+PROGRAMS = vub-serve vub-io
+UNIT_TESTS = test-backend test-client-hostile
 
 BINS = $(PROGRAMS:%=build/%) $(UNIT_TESTS:%=build/%)
 ASAN_BINS = $(PROGRAMS:%=build/asan/%) $(UNIT_TESTS:%=build/asan/%)
@@ -30,11 +30,11 @@ build/vub-%: examples/vub-%.c vub.c vub.h | build
 build/asan/vub-%: examples/vub-%.c vub.c vub.h | build/asan
 	$(CC) $(WARN) $(SAN) -I. vub.c $< -o $@
 
-build/test-%: tests/test-%.c $(wildcard tests/test-%*.inc) vub.c vub.h | build
-	$(CC) $(TEST_WARN) $(CFLAGS) -I. $< -o $@
+build/test-%: tests/test-%.c vub.c vub.h | build
+	$(CC) $(TEST_WARN) $(CFLAGS) -I. $< -o $@ -lpthread
 
-build/asan/test-%: tests/test-%.c $(wildcard tests/test-%*.inc) vub.c vub.h | build/asan
-	$(CC) $(TEST_WARN) $(SAN) -I. $< -o $@
+build/asan/test-%: tests/test-%.c vub.c vub.h | build/asan
+	$(CC) $(TEST_WARN) $(SAN) -I. $< -o $@ -lpthread
 
 # The library alone, as a user would build it: no warnings, libc only.
 build/vub.o: vub.c vub.h | build

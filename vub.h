@@ -193,7 +193,227 @@ uint64_t vub_dev_features(const struct vub_dev *dev);
 uint64_t vub_dev_protocol_features(const struct vub_dev *dev);
 void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out);
 
-/* ==== [HEADER-MARKER: front-end] ==== */
+/* ---- Front-end: a vhost-user-blk client ------------------------------------
+ *
+ * Talks to a vhost-user-blk back-end (tested against vub-serve and
+ * qemu-storage-daemon) the way a VMM would, with this process as the
+ * "guest": its memory is one memfd shared with the back-end, and I/O
+ * buffers are carved out of it, so the back-end reads and writes them in
+ * place. Ten lines:
+ *
+ *     struct vub_client_opts o = { .socket_path = "/tmp/vub.sock" };
+ *     struct vub_client *cl;
+ *     char why[256];
+ *     if (vub_client_connect(&cl, &o, why, sizeof why) != VUB_OK)
+ *         errx(1, "%s", why);
+ *     struct vub_client_queue *q = vub_client_queue(cl, 0);
+ *     struct iovec iov = { vub_client_alloc(cl, 4096), 4096 }; // shared memory
+ *     struct vub_client_req r = { .op = VUB_CLIENT_READ, .offset = 0,
+ *                                 .iov = &iov, .iov_count = 1 };
+ *     struct vub_client_completion c;
+ *     if (vub_client_run(q, &r, &c) != VUB_OK)   // or submit, kick, wait, reap
+ *         errx(1, "read: status %u", c.status);  // iov now holds sector 0
+ *     vub_client_close(cl);
+ *
+ * Threading: the client object is set up and torn down by one thread.
+ * In between, each queue may be driven by its own thread with no lock:
+ * queue calls touch only that queue. vub_client_alloc()/vub_client_free()
+ * may be called from any thread. Nothing here starts a thread.
+ *
+ * Errors: every call returns enum vub_err. Anything the back-end does wrong
+ * (a malformed or late reply, a used ring entry it had no right to write)
+ * ends in VUB_E_PROTO, VUB_E_TIMEOUT or VUB_E_CLOSED and a line from
+ * vub_client_why() or vub_client_queue_why(); such a queue stays broken.
+ * No back-end behaviour makes the client crash, hang past its timeout, or
+ * write outside memory it owns.
+ *
+ * Not checked on purpose: a request's range against the capacity and
+ * writes to a read-only disk. The back-end is the authority on both (the
+ * capacity can change under a running client) and answers with
+ * VUB_BLK_S_IOERR; this also lets the client probe back-ends.
+ * ---- */
+
+/* What a request asks for (virtio-blk request types). */
+enum vub_client_op {
+    VUB_CLIENT_READ,          /* VIRTIO_BLK_T_IN: disk -> iov */
+    VUB_CLIENT_WRITE,         /* VIRTIO_BLK_T_OUT: iov -> disk */
+    VUB_CLIENT_FLUSH,         /* VIRTIO_BLK_T_FLUSH: completed writes become durable */
+    VUB_CLIENT_DISCARD,       /* VIRTIO_BLK_T_DISCARD of [offset, offset + length) */
+    VUB_CLIENT_WRITE_ZEROES,  /* VIRTIO_BLK_T_WRITE_ZEROES of the same; see unmap */
+    VUB_CLIENT_GET_ID,        /* VIRTIO_BLK_T_GET_ID: 20-byte serial -> iov */
+};
+
+/* The status byte a back-end writes at the end of each request. */
+enum {
+    VUB_BLK_S_OK = 0,
+    VUB_BLK_S_IOERR = 1,
+    VUB_BLK_S_UNSUPP = 2,
+    VUB_BLK_S_NONE = 0xff,    /* the back-end completed without writing one */
+};
+
+enum vub_client_ring {
+    VUB_CLIENT_RING_AUTO,     /* packed if the back-end offers it, else split */
+    VUB_CLIENT_RING_SPLIT,    /* split, even if packed is offered */
+    VUB_CLIENT_RING_PACKED,   /* packed; connect fails with VUB_E_UNSUPP if not offered */
+};
+
+struct vub_client_opts {
+    const char *socket_path;  /* vub_client_connect(): the back-end's unix socket */
+    unsigned num_queues;      /* 0 means 1; at most the back-end's queue count */
+    uint16_t queue_size;      /* ring size 4..32768, a power of two unless the ring is
+                                 packed; 0 means 128 */
+    size_t buffer_bytes;      /* shared memory for vub_client_alloc(); 0 means 4 MiB */
+    int timeout_ms;           /* for every reply and every vub_client_run(); 0 means 10 s */
+    enum vub_client_ring ring;
+    uint64_t features_off;    /* virtio feature bits never to take (VERSION_1 is kept) */
+    uint64_t protocol_features_off; /* protocol feature bits never to take */
+};
+
+/* The device configuration space (struct virtio_blk_config) as read with
+ * GET_CONFIG, decoded. A field is meaningful only if its feature bit was
+ * offered; vub_client_connect() fills in the spec's defaults otherwise. */
+struct vub_client_config {
+    uint64_t capacity_sectors;         /* disk size in 512-byte sectors, always */
+    uint32_t size_max_bytes;           /* SIZE_MAX: largest segment; 0 = no limit */
+    uint32_t seg_max;                  /* SEG_MAX: data segments per request; 0 = none given */
+    uint16_t cylinders;                /* GEOMETRY */
+    uint8_t heads, sectors;
+    uint32_t blk_size_bytes;           /* BLK_SIZE: logical block; 512 if not offered */
+    uint8_t physical_block_exp;        /* TOPOLOGY: physical block = blk_size << exp */
+    uint8_t alignment_offset;
+    uint16_t min_io_size_blocks;
+    uint32_t opt_io_size_blocks;
+    uint8_t writeback;                 /* CONFIG_WCE: 1 = write cache on, FLUSH needed */
+    uint16_t num_queues;               /* MQ: queues the device has; 1 if not offered */
+    uint32_t max_discard_sectors;      /* DISCARD limits */
+    uint32_t max_discard_seg;
+    uint32_t discard_sector_alignment;
+    uint32_t max_write_zeroes_sectors; /* WRITE_ZEROES limits */
+    uint32_t max_write_zeroes_seg;
+    uint8_t write_zeroes_may_unmap;
+};
+
+/* What was negotiated, for display and for callers that adapt to it. */
+struct vub_client_info {
+    uint64_t features_offered;          /* GET_FEATURES answer */
+    uint64_t features;                  /* what SET_FEATURES took */
+    uint64_t protocol_features_offered; /* GET_PROTOCOL_FEATURES answer; 0 if none */
+    uint64_t protocol_features;         /* what SET_PROTOCOL_FEATURES took */
+    unsigned max_queues;                /* GET_QUEUE_NUM answer, or 1 without MQ */
+    uint64_t max_mem_slots;             /* GET_MAX_MEM_SLOTS answer; 0 if not asked */
+    unsigned num_queues;                /* queues set up */
+    uint16_t queue_size;
+    bool packed;                        /* the rings are packed (RING_PACKED taken) */
+    unsigned max_segments;              /* data segments one request may have */
+    uint32_t config_bytes;              /* config bytes GET_CONFIG asked for and got */
+    struct vub_client_config config;
+    size_t buffer_bytes;                /* size of the vub_client_alloc() pool */
+};
+
+/* One request. The iovecs must lie inside buffers from vub_client_alloc()
+ * and stay untouched until the request completes. offset and every length
+ * are bytes; they must be multiples of 512. */
+struct vub_client_req {
+    enum vub_client_op op;
+    uint64_t offset;           /* READ, WRITE, DISCARD, WRITE_ZEROES */
+    uint64_t length;           /* DISCARD, WRITE_ZEROES only (READ/WRITE: the iovecs) */
+    const struct iovec *iov;   /* READ, WRITE, GET_ID (at least 20 bytes) */
+    unsigned iov_count;        /* 1..info.max_segments */
+    bool unmap;                /* WRITE_ZEROES: the back-end may deallocate */
+    uint64_t cookie;           /* the caller's; handed back with the completion */
+};
+
+struct vub_client_completion {
+    uint64_t cookie;           /* as submitted */
+    uint8_t status;            /* VUB_BLK_S_*, or whatever other byte the back-end wrote */
+    uint32_t used_bytes;       /* the back-end's count of bytes written, status included */
+};
+
+struct vub_client;
+struct vub_client_queue;
+
+/* Connects to socket_path, negotiates, reads the configuration, shares
+ * memory and starts every queue. On failure *why holds one line and
+ * nothing is left open. VUB_E_UNSUPP when the back-end lacks something
+ * needed (VERSION_1, PROTOCOL_F_CONFIG, the ring layout asked for). */
+enum vub_err vub_client_connect(struct vub_client **out, const struct vub_client_opts *opts,
+                                char *why, size_t why_len);
+
+/* The same over a socket already connected; the client owns fd from now
+ * on, also on failure. */
+enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct vub_client_opts *opts,
+                                   char *why, size_t why_len);
+
+/* Stops the queues (SET_VRING_ENABLE 0, GET_VRING_BASE, which lets the
+ * back-end finish what it holds), closes the socket, unmaps and frees
+ * everything. Buffers from vub_client_alloc() die with it. NULL is ignored. */
+void vub_client_close(struct vub_client *cl);
+
+const struct vub_client_info *vub_client_info(const struct vub_client *cl);
+const char *vub_client_why(const struct vub_client *cl); /* the last control-plane failure */
+
+/* Queue 0..info.num_queues-1, or NULL. Lives as long as the client. */
+struct vub_client_queue *vub_client_queue(struct vub_client *cl, unsigned index);
+
+/* Page-aligned shared-memory buffers for I/O (zero-copy: the back-end
+ * uses them in place). NULL when the pool is exhausted. Thread-safe. */
+void *vub_client_alloc(struct vub_client *cl, size_t bytes);
+void vub_client_free(struct vub_client *cl, void *buf);
+
+/* ---- Asynchronous I/O on one queue ---- */
+
+/* Makes a request available to the back-end; it is sent at the next
+ * vub_client_kick(), vub_client_wait() or vub_client_reap(). VUB_E_AGAIN:
+ * the ring is full, reap first. VUB_E_INVAL: a request that can never be
+ * sent (misaligned, outside the pool, too many segments). */
+enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_client_req *req);
+
+/* Notifies the back-end of submitted requests, if it asked to be. */
+enum vub_err vub_client_kick(struct vub_client_queue *q);
+
+/* Collects up to cap completions without blocking; *count says how many.
+ * Completions come in the back-end's order, not necessarily submission order. */
+enum vub_err vub_client_reap(struct vub_client_queue *q, struct vub_client_completion *out,
+                             unsigned cap, unsigned *count);
+
+/* Blocks until a completion can be reaped, the back-end hangs up
+ * (VUB_E_CLOSED) or timeout_ms passes (VUB_E_TIMEOUT; negative waits
+ * forever). VUB_E_INVAL if nothing is in flight. Re-arms notifications. */
+enum vub_err vub_client_wait(struct vub_client_queue *q, int timeout_ms);
+
+/* The queue's notification eventfd, for poll/epoll: readable when
+ * completions may be ready. Read it (8 bytes) or let vub_client_wait()
+ * drain it; vub_client_reap() afterwards. Notifications are hints: some
+ * are spurious, and after vub_client_set_polling(q, true) few come. */
+int vub_client_queue_fd(const struct vub_client_queue *q);
+
+/* Busy polling: ask the back-end not to notify (a hint it may ignore). */
+void vub_client_set_polling(struct vub_client_queue *q, bool polling);
+
+unsigned vub_client_in_flight(const struct vub_client_queue *q);
+const char *vub_client_queue_why(const struct vub_client_queue *q);
+
+/* ---- Synchronous conveniences (the queue must have nothing in flight) ---- */
+
+/* Submits one request and waits for it. VUB_OK if the back-end answered
+ * VUB_BLK_S_OK; VUB_E_IO for IOERR or any other status, VUB_E_UNSUPP for
+ * UNSUPP (done->status has the byte); transport errors as above. */
+enum vub_err vub_client_run(struct vub_client_queue *q, const struct vub_client_req *req,
+                            struct vub_client_completion *done);
+
+/* Copying reads and writes from any memory, through a per-queue bounce
+ * buffer, in as many requests as it takes. *status (if not NULL) gets the
+ * status of the last request. */
+enum vub_err vub_client_pread(struct vub_client_queue *q, void *buf, size_t len, uint64_t offset,
+                              uint8_t *status);
+enum vub_err vub_client_pwrite(struct vub_client_queue *q, const void *buf, size_t len,
+                               uint64_t offset, uint8_t *status);
+
+/* The disk's serial: GET_ID's 20 bytes, NUL-terminated into id[21]. */
+enum vub_err vub_client_get_id(struct vub_client_queue *q, char id[21], uint8_t *status);
+
+/* "OK", "IOERR", "UNSUPP", "NONE" (not written) or "status N". */
+const char *vub_client_status_str(uint8_t status, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -126,7 +126,7 @@ static void log_features(struct vub_dev *dev)
     char virtio[512], protocol[256];
     vub_features_str(vub_dev_features(dev), VUB_FEATURES_VIRTIO, virtio, sizeof virtio);
     vub_features_str(vub_dev_protocol_features(dev), VUB_FEATURES_PROTOCOL, protocol, sizeof protocol);
-    fprintf(stderr, "vub-serve: session running; features: %s; protocol features: %s\n", virtio, protocol);
+    fprintf(stderr, "vub-serve: driver started; features: %s; protocol features: %s\n", virtio, protocol);
 }
 
 static void log_end(struct vub_dev *dev, enum vub_err err)
@@ -151,7 +151,7 @@ static void log_end(struct vub_dev *dev, enum vub_err err)
  * signal asks us to stop. */
 static void serve_session(struct vub_dev *dev)
 {
-    bool logged = false;
+    uint64_t logged = 0; /* features last logged: firmware and OS negotiate in turn */
     uint64_t rejected = 0;
     enum vub_err err = VUB_OK;
     while (!stop_requested && err == VUB_OK) {
@@ -169,9 +169,9 @@ static void serve_session(struct vub_dev *dev)
             rejected = s.rejected_messages;
             fprintf(stderr, "vub-serve: rejected a message: %s\n", vub_dev_why(dev));
         }
-        if (!logged && vub_dev_queues_started(dev) > 0) {
+        if (vub_dev_queues_started(dev) > 0 && vub_dev_features(dev) != logged) {
             log_features(dev);
-            logged = true;
+            logged = vub_dev_features(dev);
         }
     }
     log_end(dev, stop_requested ? VUB_E_CLOSED : err);

@@ -1,0 +1,340 @@
+/* vub-io: drive a vhost-user-blk back-end from the command line with the
+ * vub front-end. Build:
+ *   cc -std=c11 -O2 -Ibuild/merged build/merged/vub.c examples/vub-io.c -o build/vub-io
+ */
+#define _GNU_SOURCE
+#include "vub.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK (1u << 20) /* bytes per copying call */
+
+static const char usage[] =
+    "usage: vub-io --socket PATH [--queues N] [--ring auto|split|packed] [--timeout MS] COMMAND\n"
+    "commands:\n"
+    "  info               features, protocol features, configuration, queues\n"
+    "  read OFF LEN       disk bytes to stdout\n"
+    "  write OFF          stdin to the disk (a multiple of 512 bytes)\n"
+    "  dump               the whole disk to stdout\n"
+    "  flush              make completed writes durable\n"
+    "  discard OFF LEN    discard a range\n"
+    "  zero OFF LEN       write zeroes to a range (--unmap: may deallocate)\n"
+    "  id                 the disk's serial (GET_ID)\n"
+    "  verify             DESTROYS DATA: write random blocks across the disk with\n"
+    "                     several sizes and queue depths, read back, compare\n"
+    "sizes take K, M or G suffixes (powers of 1024); offsets and lengths are multiples of 512\n";
+
+static struct vub_client *cl;
+
+_Noreturn static void die(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "vub-io: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    vub_client_close(cl);
+    exit(1);
+}
+
+static uint64_t parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    uint64_t v = strtoull(s, &end, 0), mul = 1;
+    switch (*end) {
+    case 'K': case 'k': mul = UINT64_C(1) << 10; end++; break;
+    case 'M': case 'm': mul = UINT64_C(1) << 20; end++; break;
+    case 'G': case 'g': mul = UINT64_C(1) << 30; end++; break;
+    }
+    if (errno || end == s || *end || v > UINT64_MAX / mul || *s == '-')
+        die("bad size '%s'", s);
+    return v * mul;
+}
+
+/* Exits naming the device status (IOERR/UNSUPP) or the transport error. */
+static void check(enum vub_err err, uint8_t status, struct vub_client_queue *q, const char *what,
+                  uint64_t off)
+{
+    char buf[300], st[32];
+    if (err == VUB_OK)
+        return;
+    if (err == VUB_E_IO || err == VUB_E_UNSUPP) /* the back-end's answer */
+        snprintf(buf, sizeof buf, "%s at %" PRIu64 ": %s", what, off, vub_client_status_str(status, st, sizeof st));
+    else
+        snprintf(buf, sizeof buf, "%s at %" PRIu64 ": %s: %s", what, off, vub_strerror(err),
+                 vub_client_queue_why(q));
+    die("%s", buf);
+}
+
+static void cmd_info(void)
+{
+    const struct vub_client_info *in = vub_client_info(cl);
+    const struct vub_client_config *c = &in->config;
+    char s[1024];
+    vub_features_str(in->features_offered, VUB_FEATURES_VIRTIO, s, sizeof s);
+    printf("features offered:          %s\n", s);
+    vub_features_str(in->features, VUB_FEATURES_VIRTIO, s, sizeof s);
+    printf("features taken:            %s\n", s);
+    vub_features_str(in->protocol_features_offered, VUB_FEATURES_PROTOCOL, s, sizeof s);
+    printf("protocol features offered: %s\n", s);
+    vub_features_str(in->protocol_features, VUB_FEATURES_PROTOCOL, s, sizeof s);
+    printf("protocol features taken:   %s\n", s);
+    printf("config bytes read:         %u\n", in->config_bytes);
+    printf("capacity:                  %" PRIu64 " sectors (%" PRIu64 " bytes)\n", c->capacity_sectors,
+           c->capacity_sectors * 512);
+    printf("blk_size:                  %u\n", c->blk_size_bytes);
+    printf("size_max:                  %u%s\n", c->size_max_bytes, c->size_max_bytes ? "" : " (no limit)");
+    printf("seg_max:                   %u\n", c->seg_max);
+    printf("topology:                  physical_block_exp %u, alignment_offset %u, min_io %u, opt_io %u\n",
+           c->physical_block_exp, c->alignment_offset, c->min_io_size_blocks, c->opt_io_size_blocks);
+    printf("writeback cache:           %s\n", c->writeback ? "on" : "off");
+    printf("discard:                   max %u sectors, %u segments, alignment %u sectors\n",
+           c->max_discard_sectors, c->max_discard_seg, c->discard_sector_alignment);
+    printf("write zeroes:              max %u sectors, %u segments, may unmap %u\n",
+           c->max_write_zeroes_sectors, c->max_write_zeroes_seg, c->write_zeroes_may_unmap);
+    printf("queues:                    %u set up; device has %u; back-end allows %u\n", in->num_queues,
+           c->num_queues, in->max_queues);
+    printf("ring:                      %s, %u entries, %u data segments per request%s\n",
+           in->packed ? "packed" : "split", in->queue_size, in->max_segments,
+           (in->features_offered >> 34 & 1) ? "" : " (the back-end does not offer packed rings)"); /* RING_PACKED */
+    if (in->max_mem_slots)
+        printf("memory slots:              %" PRIu64 "\n", in->max_mem_slots);
+}
+
+static void cmd_read(uint64_t off, uint64_t len)
+{
+    struct vub_client_queue *q = vub_client_queue(cl, 0);
+    uint8_t *buf = malloc(CHUNK), status = VUB_BLK_S_NONE;
+    if (!buf)
+        die("%s", "out of memory");
+    for (uint64_t done = 0; done < len;) {
+        size_t n = len - done < CHUNK ? (size_t)(len - done) : CHUNK;
+        enum vub_err err = vub_client_pread(q, buf, n, off + done, &status);
+        check(err, status, q, "read", off + done);
+        if (fwrite(buf, 1, n, stdout) != n)
+            die("stdout: %s", strerror(errno));
+        done += n;
+    }
+    free(buf);
+}
+
+static void cmd_write(uint64_t off)
+{
+    struct vub_client_queue *q = vub_client_queue(cl, 0);
+    uint8_t *buf = malloc(CHUNK), status = VUB_BLK_S_NONE;
+    size_t n;
+    if (!buf)
+        die("%s", "out of memory");
+    while ((n = fread(buf, 1, CHUNK, stdin)) > 0) {
+        if (n % 512 != 0)
+            die("%s", "input is not a multiple of 512 bytes");
+        enum vub_err err = vub_client_pwrite(q, buf, n, off, &status);
+        check(err, status, q, "write", off);
+        off += n;
+    }
+    free(buf);
+}
+
+/* DISCARD or WRITE_ZEROES in pieces the back-end accepts. */
+static void cmd_range(enum vub_client_op op, uint64_t off, uint64_t len, bool unmap)
+{
+    const struct vub_client_config *c = &vub_client_info(cl)->config;
+    uint64_t max = (op == VUB_CLIENT_DISCARD ? c->max_discard_sectors : c->max_write_zeroes_sectors);
+    max = (max ? max : UINT32_MAX) * 512;
+    for (uint64_t done = 0; done < len;) {
+        uint64_t n = len - done < max ? len - done : max;
+        struct vub_client_req r = {.op = op, .offset = off + done, .length = n, .unmap = unmap};
+        struct vub_client_completion d;
+        enum vub_err err = vub_client_run(vub_client_queue(cl, 0), &r, &d);
+        check(err, d.status, vub_client_queue(cl, 0), op == VUB_CLIENT_DISCARD ? "discard" : "zero",
+              off + done);
+        done += n;
+    }
+}
+
+/* ---- verify ---- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* One pass: `depth` requests of `size` bytes at distinct random offsets,
+ * spread over the queues, each split into `segs` buffers; write, then read
+ * back and compare. Returns the number of mismatching requests. */
+static unsigned verify_pass(uint64_t size, unsigned depth, unsigned segs, uint8_t *wbuf, uint8_t *rbuf)
+{
+    const struct vub_client_info *in = vub_client_info(cl);
+    uint64_t slots = in->config.capacity_sectors * 512 / size, off[64];
+    unsigned bad = 0;
+    if (depth > slots)
+        depth = (unsigned)slots;
+    for (unsigned i = 0; i < depth; i++) {
+    again:
+        off[i] = rng() % slots * size;
+        for (unsigned j = 0; j < i; j++)
+            if (off[j] == off[i])
+                goto again;
+        for (uint64_t b = 0; b < size; b += 8) {
+            uint64_t v = rng() ^ (off[i] + b);
+            memcpy(wbuf + i * size + b, &v, 8);
+        }
+    }
+    for (int write = 1; write >= 0; write--) {
+        struct iovec iov[64][16];
+        for (unsigned i = 0; i < depth; i++) {
+            uint8_t *base = (write ? wbuf : rbuf) + i * size;
+            for (unsigned s = 0; s < segs; s++)
+                iov[i][s] = (struct iovec){base + s * (size / segs), size / segs};
+            struct vub_client_req r = {.op = write ? VUB_CLIENT_WRITE : VUB_CLIENT_READ,
+                                       .offset = off[i], .iov = iov[i], .iov_count = segs, .cookie = i};
+            struct vub_client_queue *q = vub_client_queue(cl, i % in->num_queues);
+            check(vub_client_submit(q, &r), VUB_BLK_S_NONE, q, "submit", off[i]);
+        }
+        for (unsigned qi = 0; qi < in->num_queues; qi++) {
+            struct vub_client_queue *q = vub_client_queue(cl, qi);
+            while (vub_client_in_flight(q) > 0) {
+                struct vub_client_completion c[64];
+                unsigned n = 0;
+                check(vub_client_reap(q, c, 64, &n), VUB_BLK_S_NONE, q, "reap", 0);
+                for (unsigned k = 0; k < n; k++)
+                    if (c[k].status != VUB_BLK_S_OK)
+                        check(VUB_E_IO, c[k].status, q, write ? "verify write" : "verify read", off[c[k].cookie]);
+                if (n == 0)
+                    check(vub_client_wait(q, 10000), VUB_BLK_S_NONE, q, "wait", 0);
+            }
+        }
+    }
+    for (unsigned i = 0; i < depth; i++) {
+        for (uint64_t b = 0; b < size; b++) {
+            if (wbuf[i * size + b] != rbuf[i * size + b]) {
+                fprintf(stderr, "vub-io: verify: mismatch at offset %" PRIu64 " (request of %" PRIu64
+                        " bytes at %" PRIu64 ")\n", off[i] + b, size, off[i]);
+                bad++;
+                break;
+            }
+        }
+    }
+    return bad;
+}
+
+static void cmd_verify(void)
+{
+    static const uint64_t sizes[] = {512, 4096, 65536, 262144};
+    static const unsigned depths[] = {1, 4, 16, 64};
+    const struct vub_client_info *in = vub_client_info(cl);
+    uint8_t *wbuf = vub_client_alloc(cl, 64 * 262144), *rbuf = vub_client_alloc(cl, 64 * 262144);
+    unsigned bad = 0, passes = 0;
+    if (!wbuf || !rbuf)
+        die("%s", "shared buffer pool too small");
+    rng_state ^= (uint64_t)getpid();
+    for (unsigned s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        if (sizes[s] > in->config.capacity_sectors * 512 || sizes[s] % in->config.blk_size_bytes != 0)
+            continue; /* bigger than the disk, or not whole logical blocks */
+        for (unsigned d = 0; d < sizeof depths / sizeof depths[0]; d++) {
+            unsigned depth = depths[d] < in->queue_size ? depths[d] : in->queue_size;
+            for (unsigned segs = 1; segs <= 16; segs *= 4) {
+                if (segs > in->max_segments || sizes[s] / segs < 512 ||
+                    (in->config.size_max_bytes && sizes[s] / segs > in->config.size_max_bytes))
+                    continue;
+                bad += verify_pass(sizes[s], depth, segs, wbuf, rbuf);
+                passes++;
+            }
+        }
+    }
+    printf("verify: %u passes, %u mismatches\n", passes, bad);
+    if (bad)
+        die("%s", "verify failed");
+}
+
+int main(int argc, char **argv)
+{
+    struct vub_client_opts o = {.num_queues = 1, .buffer_bytes = 2 * 64 * 262144};
+    bool unmap = false;
+    char why[256];
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "--unmap")) {
+            unmap = true;
+        } else if (!v) {
+            fputs(usage, stderr);
+            return 2;
+        } else if (!strcmp(a, "--socket")) {
+            o.socket_path = argv[++i];
+        } else if (!strcmp(a, "--queues")) {
+            o.num_queues = (unsigned)parse_size(argv[++i]);
+        } else if (!strcmp(a, "--timeout")) {
+            o.timeout_ms = (int)parse_size(argv[++i]);
+        } else if (!strcmp(a, "--ring")) {
+            v = argv[++i];
+            o.ring = !strcmp(v, "split") ? VUB_CLIENT_RING_SPLIT
+                     : !strcmp(v, "packed") ? VUB_CLIENT_RING_PACKED
+                     : !strcmp(v, "auto") ? VUB_CLIENT_RING_AUTO : (die("bad --ring '%s'", v), 0);
+        } else {
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    /* --unmap may also follow the command's arguments */
+    for (int j = i; j < argc; j++)
+        if (!strcmp(argv[j], "--unmap")) {
+            unmap = true;
+            for (int k = j; k + 1 < argc; k++)
+                argv[k] = argv[k + 1];
+            argc--;
+        }
+    const char *cmd = i < argc ? argv[i] : NULL;
+    int nargs = argc - i - 1;
+    if (!cmd || !o.socket_path) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    enum vub_err err = vub_client_connect(&cl, &o, why, sizeof why);
+    if (err != VUB_OK)
+        die("%s", why);
+    uint8_t status = VUB_BLK_S_NONE;
+    if (!strcmp(cmd, "info") && nargs == 0) {
+        cmd_info();
+    } else if (!strcmp(cmd, "read") && nargs == 2) {
+        cmd_read(parse_size(argv[i + 1]), parse_size(argv[i + 2]));
+    } else if (!strcmp(cmd, "write") && nargs == 1) {
+        cmd_write(parse_size(argv[i + 1]));
+    } else if (!strcmp(cmd, "dump") && nargs == 0) {
+        cmd_read(0, vub_client_info(cl)->config.capacity_sectors * 512);
+    } else if (!strcmp(cmd, "flush") && nargs == 0) {
+        struct vub_client_req r = {.op = VUB_CLIENT_FLUSH};
+        struct vub_client_completion d;
+        err = vub_client_run(vub_client_queue(cl, 0), &r, &d);
+        check(err, d.status, vub_client_queue(cl, 0), "flush", 0);
+    } else if ((!strcmp(cmd, "discard") || !strcmp(cmd, "zero")) && nargs == 2) {
+        cmd_range(cmd[0] == 'd' ? VUB_CLIENT_DISCARD : VUB_CLIENT_WRITE_ZEROES, parse_size(argv[i + 1]),
+                  parse_size(argv[i + 2]), unmap);
+    } else if (!strcmp(cmd, "id") && nargs == 0) {
+        char id[21];
+        err = vub_client_get_id(vub_client_queue(cl, 0), id, &status);
+        check(err, status, vub_client_queue(cl, 0), "get-id", 0);
+        printf("%s\n", id);
+    } else if (!strcmp(cmd, "verify") && nargs == 0) {
+        cmd_verify();
+    } else {
+        fputs(usage, stderr);
+        vub_client_close(cl);
+        return 2;
+    }
+    if (fflush(stdout) != 0)
+        die("stdout: %s", strerror(errno));
+    vub_client_close(cl);
+    return 0;
+}

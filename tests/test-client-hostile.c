@@ -1,0 +1,1062 @@
+/* test-client-hostile.c - the vub front-end against back-ends that lie.
+ *
+ * The test includes vub.c to reach its static functions; -I picks which:
+ *   bash wip/merge.sh && cc -std=c11 -Wall -Wextra -Werror -Wno-unused-function \
+ *      -Ibuild/merged tests/test-client-hostile.c -o build/test-client-hostile -lpthread
+ * while the front-end is a fragment, and `make build/test-client-hostile`
+ * (which uses -I.) once it is folded into vub.c. Three parts:
+ *   1. the split ring's driver side against its device side, in one
+ *      memfd, without sockets; then used-ring entries no device should write;
+ *   2. the client against the real back-end (vub_dev) on a socketpair;
+ *   3. the client against "fake", a back-end written here that speaks just
+ *      enough vhost-user and then breaks one rule per test.
+ * Every test prints "ok - <sentence>" or "not ok - <sentence>"; the exit
+ * status is the number of failures (capped at 100).
+ */
+#include "vub.c" /* build/merged/vub.c or ./vub.c, by -I */
+
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+
+static int failures;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void ok(bool cond, const char *fmt, ...)
+{
+    va_list ap;
+    printf("%s - ", cond ? "ok" : "not ok");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+    failures += !cond;
+}
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static int64_t now_ms(void) { return vub_client_now_ms(); }
+
+/* ======================================================================== *
+ * 1. The split ring, driver against device
+ * ======================================================================== */
+
+#define RQ 16                       /* ring size */
+#define R_GPA UINT64_C(0x10000000)  /* guest address of the test memory */
+#define R_BYTES (1u << 20)
+#define R_INDIRECT 0x10000u         /* offsets inside the test memory */
+#define R_BUFS 0x40000u
+
+struct rings {
+    int memfd;
+    uint8_t *mem;                   /* the driver's mapping */
+    struct vub_mem devmem;          /* the device's own mapping of the same memfd */
+    struct vub_split_drv drv;
+    uint16_t link[RQ];
+    struct vub_split_slot slots[RQ];
+    struct vub_vring dev;
+    struct iovec iov[300];
+    char why[256];
+};
+
+static void rings_setup(struct rings *r, bool event_idx, uint16_t indirect_max)
+{
+    memset(r, 0, sizeof *r);
+    r->memfd = memfd_create("rings", MFD_CLOEXEC);
+    if (r->memfd < 0 || ftruncate(r->memfd, R_BYTES) != 0)
+        abort();
+    r->mem = mmap(NULL, R_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0);
+    if (r->mem == MAP_FAILED)
+        abort();
+    struct vub_vu_mem_region reg = {R_GPA, R_BYTES, (uint64_t)(uintptr_t)r->mem, 0};
+    if (vub_mem_add(&r->devmem, &reg, r->memfd, r->why, sizeof r->why) != VUB_OK)
+        abort();
+    uint8_t *desc = r->mem, *avail = r->mem + 16 * RQ, *used = r->mem + 1024;
+    vub_split_drv_init(&r->drv, RQ, desc, avail, used, r->link, r->slots);
+    r->drv.event_idx = event_idx;
+    r->drv.indirect = r->mem + R_INDIRECT;
+    r->drv.indirect_addr = R_GPA + R_INDIRECT;
+    r->drv.indirect_max = indirect_max;
+    /* The device finds the areas by the driver's addresses, as SET_VRING_ADDR gives them. */
+    r->dev.size = RQ;
+    r->dev.event_idx = event_idx;
+    r->dev.indirect = indirect_max > 0;
+    r->dev.desc = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)desc, 16 * RQ);
+    r->dev.avail = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)avail, 6 + 2 * RQ);
+    r->dev.used = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)used, 6 + 8 * RQ);
+    r->dev.iov = r->iov;
+    r->dev.iov_cap = VUB_ARRAY_LEN(r->iov);
+}
+
+static void rings_teardown(struct rings *r)
+{
+    vub_mem_clear(&r->devmem);
+    munmap(r->mem, R_BYTES);
+    close(r->memfd);
+}
+
+/* A virtio-blk-shaped request: 16 readable bytes, `data` writable, 1 status. */
+static enum vub_err add_req(struct rings *r, unsigned data_segs, uint32_t seg_bytes, uint16_t *head)
+{
+    struct vub_desc b[40];
+    unsigned n = 0;
+    b[n++] = (struct vub_desc){R_GPA + R_BUFS, 16, 0, 0};
+    for (unsigned i = 0; i < data_segs; i++)
+        b[n++] = (struct vub_desc){R_GPA + R_BUFS + 4096 * (i + 1), seg_bytes, VIRTQ_DESC_F_WRITE, 0};
+    b[n++] = (struct vub_desc){R_GPA + R_BUFS + 16, 1, VIRTQ_DESC_F_WRITE, 0};
+    return vub_split_add_buf(&r->drv, b, n, head);
+}
+
+static bool dev_complete_one(struct rings *r, uint32_t *len_out)
+{
+    struct vub_chain c;
+    if (vub_split_pop(&r->dev, &r->devmem, &c, r->why, sizeof r->why) != VUB_OK)
+        return false;
+    uint32_t len = (uint32_t)c.writable_bytes;
+    vub_split_push(&r->dev, c.head, len);
+    vub_split_publish(&r->dev);
+    if (len_out)
+        *len_out = len;
+    return true;
+}
+
+static void test_ring_round_trip(void)
+{
+    struct rings r;
+    struct vub_chain c;
+    uint16_t head = 0xffff, got = 0;
+    uint32_t len = 0;
+    rings_setup(&r, false, 0);
+    enum vub_err e = add_req(&r, 2, 512, &head);
+    bool popped = vub_split_pop(&r.dev, &r.devmem, &c, r.why, sizeof r.why) == VUB_OK;
+    ok(e == VUB_OK && popped && c.head == head && c.readable == 1 && c.readable_bytes == 16 &&
+           c.writable == 3 && c.writable_bytes == 1025,
+       "split driver: a chain of header, two data buffers and status reaches the device as written");
+    vub_split_push(&r.dev, c.head, 1025);
+    vub_split_publish(&r.dev);
+    e = vub_split_get_used(&r.drv, &got, &len, r.why, sizeof r.why);
+    ok(e == VUB_OK && got == head && len == 1025 && r.drv.in_flight == 0 && r.drv.free_count == RQ,
+       "split driver: the used entry returns the head and length, and its descriptors go back on the free list");
+    ok(vub_split_get_used(&r.drv, &got, &len, r.why, sizeof r.why) == VUB_E_AGAIN,
+       "split driver: an empty used ring is VUB_E_AGAIN");
+    rings_teardown(&r);
+}
+
+static void test_ring_chains_fill_and_refill(void)
+{
+    struct rings r;
+    uint16_t head;
+    unsigned added = 0;
+    rings_setup(&r, false, 0);
+    while (add_req(&r, 1, 512, &head) == VUB_OK)
+        added++;
+    ok(added == RQ / 3 && add_req(&r, 1, 512, &head) == VUB_E_AGAIN,
+       "split driver: without INDIRECT_DESC each buffer takes a descriptor; a full ring is VUB_E_AGAIN (%u of %u)",
+       added, RQ / 3);
+    unsigned done = 0;
+    uint32_t len;
+    while (dev_complete_one(&r, NULL))
+        ;
+    while (vub_split_get_used(&r.drv, &head, &len, r.why, sizeof r.why) == VUB_OK)
+        done++;
+    ok(done == added && r.drv.free_count == RQ && add_req(&r, 4, 512, &head) == VUB_OK,
+       "split driver: completing every chain frees every descriptor");
+    rings_teardown(&r);
+}
+
+static void test_ring_indirect(void)
+{
+    struct rings r;
+    uint16_t head;
+    unsigned added = 0, right = 0;
+    rings_setup(&r, false, 34);
+    while (add_req(&r, 32, 512, &head) == VUB_OK)
+        added++;
+    struct vub_chain c;
+    while (vub_split_pop(&r.dev, &r.devmem, &c, r.why, sizeof r.why) == VUB_OK) {
+        right += c.readable_bytes == 16 && c.writable_bytes == 32 * 512 + 1;
+        vub_split_push(&r.dev, c.head, (uint32_t)c.writable_bytes);
+    }
+    vub_split_publish(&r.dev);
+    ok(added == RQ && right == RQ,
+       "split driver: with INDIRECT_DESC a 34-buffer request costs one ring descriptor (%u in flight)", added);
+    uint32_t len;
+    unsigned done = 0;
+    while (vub_split_get_used(&r.drv, &head, &len, r.why, sizeof r.why) == VUB_OK)
+        done += len == 32 * 512 + 1;
+    ok(done == RQ && r.drv.free_count == RQ, "split driver: indirect requests complete and free their head");
+    ok(add_req(&r, 12, 512, &head) == VUB_OK && r.drv.free_count == RQ - 1,
+       "split driver: a 14-buffer request uses its head's indirect table");
+    r.drv.indirect_max = 5; /* a request too big for the table falls back to a chain */
+    ok(add_req(&r, 6, 512, &head) == VUB_OK && r.drv.free_count == RQ - 1 - 8,
+       "split driver: a request larger than an indirect table goes as a plain chain");
+    rings_teardown(&r);
+}
+
+static void test_ring_refusals(void)
+{
+    struct rings r;
+    uint16_t head;
+    rings_setup(&r, false, 0);
+    ok(add_req(&r, RQ, 512, &head) == VUB_E_INVAL,
+       "split driver: a chain longer than the queue size is refused (\"MUST NOT create a descriptor chain longer\")");
+    struct vub_desc bad_order[2] = {{R_GPA, 1, VIRTQ_DESC_F_WRITE, 0}, {R_GPA + 8, 16, 0, 0}};
+    ok(vub_split_add_buf(&r.drv, bad_order, 2, &head) == VUB_E_INVAL,
+       "split driver: a readable buffer after a writable one is refused");
+    struct vub_desc empty[1] = {{R_GPA, 0, 0, 0}};
+    ok(vub_split_add_buf(&r.drv, empty, 1, &head) == VUB_E_INVAL, "split driver: a zero-length buffer is refused");
+    struct vub_desc flags[1] = {{R_GPA, 16, VIRTQ_DESC_F_NEXT, 0}};
+    ok(vub_split_add_buf(&r.drv, flags, 1, &head) == VUB_E_INVAL,
+       "split driver: callers cannot set NEXT or INDIRECT themselves");
+    struct vub_desc big[2] = {{R_GPA, UINT32_MAX, 0, 0}, {R_GPA, 2, VIRTQ_DESC_F_WRITE, 0}};
+    ok(vub_split_add_buf(&r.drv, big, 2, &head) == VUB_E_INVAL,
+       "split driver: a chain of more than 2^32 bytes is refused");
+    ok(r.drv.free_count == RQ && r.drv.avail_idx == 0, "split driver: refused requests leave the ring untouched");
+    rings_teardown(&r);
+}
+
+static void test_ring_wraps(void)
+{
+    struct rings r;
+    uint16_t heads[3];
+    bool good = true;
+    uint32_t total = 0;
+    rings_setup(&r, true, 5);
+    for (unsigned i = 0; i < 70000 && good; i++) {
+        unsigned n = 1 + i % 3;
+        total += n;
+        for (unsigned k = 0; k < n; k++)
+            good &= add_req(&r, 1 + (i + k) % 3, 512, &heads[k]) == VUB_OK;
+        for (unsigned k = 0; k < n; k++)
+            good &= dev_complete_one(&r, NULL);
+        for (unsigned k = 0; k < n; k++) {
+            uint16_t h;
+            uint32_t len;
+            good &= vub_split_get_used(&r.drv, &h, &len, r.why, sizeof r.why) == VUB_OK && h == heads[k];
+        }
+    }
+    ok(good && r.drv.in_flight == 0 && r.drv.free_count == RQ && r.drv.avail_idx == (uint16_t)total &&
+           r.drv.last_used == (uint16_t)total,
+       "split driver: indexes run past 65535 and wrap with every request accounted for");
+    rings_teardown(&r);
+}
+
+static void test_ring_kick_suppression(void)
+{
+    struct rings r;
+    uint16_t h;
+    rings_setup(&r, true, 0);
+    vub_split_enable_kicks(&r.dev); /* avail_event = 0: kick me for entry 0 */
+    add_req(&r, 1, 512, &h);
+    bool first = vub_split_kick_needed(&r.drv);
+    add_req(&r, 1, 512, &h);
+    bool second = vub_split_kick_needed(&r.drv);
+    ok(first && !second, "EVENT_IDX: the driver kicks when avail_event is crossed, and not again until it moves");
+    dev_complete_one(&r, NULL);
+    dev_complete_one(&r, NULL);
+    vub_split_enable_kicks(&r.dev); /* avail_event = 2 */
+    add_req(&r, 1, 512, &h);
+    ok(vub_split_kick_needed(&r.drv), "EVENT_IDX: after the device re-arms, the next request kicks");
+    ok(!vub_split_kick_needed(&r.drv), "split driver: no new request, no kick");
+    rings_teardown(&r);
+
+    rings_setup(&r, false, 0);
+    vub_ring_store16(r.dev.used, VIRTQ_USED_F_NO_NOTIFY, memory_order_relaxed);
+    add_req(&r, 1, 512, &h);
+    bool suppressed = !vub_split_kick_needed(&r.drv);
+    vub_split_enable_kicks(&r.dev);
+    add_req(&r, 1, 512, &h);
+    ok(suppressed && vub_split_kick_needed(&r.drv),
+       "no EVENT_IDX: used->flags NO_NOTIFY suppresses kicks, clearing it brings them back");
+    rings_teardown(&r);
+}
+
+static void test_ring_interrupt_suppression(void)
+{
+    struct rings r;
+    uint16_t h;
+    uint32_t len;
+    rings_setup(&r, true, 0);
+    for (int i = 0; i < 3; i++)
+        add_req(&r, 1, 512, &h);
+    bool pending = vub_split_enable_interrupts(&r.drv); /* used_event = 0 */
+    dev_complete_one(&r, NULL);
+    bool n1 = vub_split_need_notify(&r.dev);
+    dev_complete_one(&r, NULL);
+    bool n2 = vub_split_need_notify(&r.dev);
+    ok(!pending && n1 && !n2, "EVENT_IDX: the device notifies once used_event is crossed, then stays quiet");
+    vub_split_get_used(&r.drv, &h, &len, r.why, sizeof r.why);
+    vub_split_get_used(&r.drv, &h, &len, r.why, sizeof r.why); /* used_event = 2 */
+    dev_complete_one(&r, NULL);
+    ok(vub_split_need_notify(&r.dev), "EVENT_IDX: consuming entries moves used_event, so the next one notifies");
+    add_req(&r, 1, 512, &h);
+    vub_split_get_used(&r.drv, &h, &len, r.why, sizeof r.why);
+    dev_complete_one(&r, NULL);
+    ok(vub_split_enable_interrupts(&r.drv),
+       "split driver: re-arming reports entries that arrived meanwhile (the lost-notification race)");
+    rings_teardown(&r);
+
+    rings_setup(&r, false, 0);
+    add_req(&r, 1, 512, &h);
+    add_req(&r, 1, 512, &h);
+    vub_split_disable_interrupts(&r.drv);
+    dev_complete_one(&r, NULL);
+    bool quiet = !vub_split_need_notify(&r.dev);
+    vub_split_enable_interrupts(&r.drv);
+    dev_complete_one(&r, NULL);
+    ok(quiet && vub_split_need_notify(&r.dev),
+       "no EVENT_IDX: avail->flags NO_INTERRUPT silences the device, clearing it brings notifications back");
+    rings_teardown(&r);
+}
+
+/* The device writes used entries no honest device would. */
+enum used_lie { LIE_ID_RANGE, LIE_ID_IDLE, LIE_ID_TWICE, LIE_LEN_PLUS_ONE, LIE_LEN_HUGE, LIE_IDX_JUMP, LIE_IDX_BACK };
+
+static void test_ring_used_lie(enum used_lie lie, const char *sentence)
+{
+    struct rings r;
+    uint16_t h, got;
+    uint32_t len;
+    rings_setup(&r, false, 0);
+    add_req(&r, 1, 512, &h); /* 513 writable bytes */
+    if (lie == LIE_ID_TWICE)
+        add_req(&r, 1, 512, &got); /* a second request in flight, so the index alone is plausible */
+    uint8_t *used = r.drv.used;
+    uint16_t idx = 1;
+    uint32_t id = h, l = 513;
+    switch (lie) {
+    case LIE_ID_RANGE: id = RQ; break;
+    case LIE_ID_IDLE: id = (uint32_t)(h + 5) % RQ; break;
+    case LIE_LEN_PLUS_ONE: l = 514; break;
+    case LIE_LEN_HUGE: l = UINT32_MAX; break;
+    case LIE_IDX_JUMP: idx = 40; break;
+    case LIE_IDX_BACK: idx = 0xffff; break;
+    case LIE_ID_TWICE: break;
+    }
+    vub_put_le32(used + 4, id);
+    vub_put_le32(used + 8, l);
+    if (lie == LIE_ID_TWICE) {
+        vub_put_le32(used + 12, id);
+        vub_put_le32(used + 16, l);
+        idx = 2;
+    }
+    vub_ring_store16(used + 2, idx, memory_order_release);
+    enum vub_err e = vub_split_get_used(&r.drv, &got, &len, r.why, sizeof r.why);
+    if (lie == LIE_ID_TWICE)
+        e = e == VUB_OK ? vub_split_get_used(&r.drv, &got, &len, r.why, sizeof r.why) : VUB_OK;
+    bool sticky = vub_split_get_used(&r.drv, &got, &len, r.why, sizeof r.why) == VUB_E_PROTO &&
+                  add_req(&r, 1, 512, &h) == VUB_E_PROTO;
+    ok(e == VUB_E_PROTO && sticky && r.why[0], "used ring: %s is VUB_E_PROTO and the ring stays broken (%s)",
+       sentence, r.why);
+    rings_teardown(&r);
+}
+
+static void test_ring_table_scribble(void)
+{
+    struct rings r;
+    uint16_t h1, h2;
+    uint32_t len;
+    rings_setup(&r, false, 0);
+    add_req(&r, 2, 512, &h1);
+    dev_complete_one(&r, NULL);
+    memset(r.mem, 0xee, 16 * RQ); /* a device that "MUST NOT write" the table does */
+    bool got = vub_split_get_used(&r.drv, &h2, &len, r.why, sizeof r.why) == VUB_OK;
+    add_req(&r, 2, 512, &h2);
+    struct vub_chain c;
+    ok(got && vub_split_pop(&r.dev, &r.devmem, &c, r.why, sizeof r.why) == VUB_OK && c.writable_bytes == 1025 &&
+           r.drv.free_count == RQ - 4,
+       "split driver: the free list lives in host memory, so a scribbled descriptor table cannot corrupt it");
+    rings_teardown(&r);
+}
+
+/* ======================================================================== *
+ * 2. The client against the real back-end, in a thread
+ * ======================================================================== */
+
+#define DISK_BYTES (4u << 20)
+
+struct server {
+    struct vub_dev *dev;
+    struct vub_image *img;
+    int fd;
+    pthread_t thread;
+    char path[64];
+};
+
+static void *server_main(void *arg)
+{
+    struct server *s = arg;
+    if (vub_dev_attach(s->dev, s->fd) != VUB_OK)
+        return NULL;
+    for (;;) {
+        struct pollfd p[VUB_MAX_POLLFDS];
+        size_t n = vub_dev_pollfds(s->dev, p, VUB_MAX_POLLFDS);
+        if (poll(p, (nfds_t)n, 1000) < 0 && errno != EINTR)
+            break;
+        if (vub_dev_dispatch(s->dev, p, n) != VUB_OK)
+            break;
+    }
+    vub_dev_detach(s->dev);
+    return NULL;
+}
+
+/* Starts a vub back-end on a fresh image; returns the client's end. */
+static int server_start(struct server *s, bool read_only, uint16_t queues)
+{
+    char why[256];
+    int sv[2];
+    memset(s, 0, sizeof *s);
+    snprintf(s->path, sizeof s->path, "/tmp/vub-hostile-XXXXXX");
+    int fd = mkstemp(s->path);
+    if (fd < 0 || ftruncate(fd, DISK_BYTES) != 0)
+        abort();
+    for (uint32_t i = 0; i < DISK_BYTES; i += 4096) {
+        uint8_t b[4096];
+        memset(b, (int)(i / 4096) & 0xff, sizeof b);
+        if (pwrite(fd, b, sizeof b, i) != (ssize_t)sizeof b)
+            abort();
+    }
+    close(fd);
+    struct vub_image_opts io = {.read_only = read_only};
+    if (vub_image_open(&s->img, s->path, &io, why, sizeof why) != VUB_OK) {
+        fprintf(stderr, "%s\n", why);
+        abort();
+    }
+    struct vub_dev_config dc = {.image = s->img, .num_queues = queues, .read_only = read_only};
+    memcpy(dc.serial, "hostile-test-serial!", 20);
+    if (vub_dev_new(&s->dev, &dc) != VUB_OK || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        abort();
+    s->fd = sv[1];
+    pthread_create(&s->thread, NULL, server_main, s);
+    return sv[0];
+}
+
+static void server_stop(struct server *s)
+{
+    pthread_join(s->thread, NULL);
+    vub_dev_free(s->dev);
+    vub_image_close(s->img);
+    unlink(s->path);
+}
+
+static uint8_t disk_byte(uint64_t off) { return (uint8_t)(off / 4096); }
+
+/* Reads, writes and the other requests through one client configuration. */
+static void test_real_backend(const char *label, struct vub_client_opts o)
+{
+    struct server s;
+    struct vub_client *cl;
+    char why[256];
+    int fds_before = open_fds();
+    int fd = server_start(&s, false, 4);
+    o.timeout_ms = 5000;
+    enum vub_err e = vub_client_connect_fd(&cl, fd, &o, why, sizeof why);
+    ok(e == VUB_OK, "%s: connects to the vub back-end (%s)", label, e == VUB_OK ? "" : why);
+    if (e != VUB_OK) {
+        server_stop(&s);
+        return;
+    }
+    const struct vub_client_info *in = vub_client_info(cl);
+    struct vub_client_queue *q = vub_client_queue(cl, in->num_queues - 1);
+    ok(in->config.capacity_sectors * 512 == DISK_BYTES && vub_client_queue(cl, in->num_queues) == NULL,
+       "%s: GET_CONFIG capacity is the image size", label);
+
+    static uint8_t buf[256 * 1024], back[256 * 1024];
+    uint8_t st = 0xee;
+    e = vub_client_pread(q, buf, 8192, 4096 * 3, &st);
+    ok(e == VUB_OK && st == VUB_BLK_S_OK && buf[0] == 3 && buf[8191] == 4,
+       "%s: a copying read returns the image's bytes", label);
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (uint8_t)(i * 7 + 1);
+    e = vub_client_pwrite(q, buf, sizeof buf, 1 << 20, &st);
+    if (e == VUB_OK)
+        e = vub_client_pread(q, back, sizeof back, 1 << 20, &st);
+    ok(e == VUB_OK && memcmp(buf, back, sizeof buf) == 0, "%s: 256 KiB written and read back match", label);
+
+    /* Zero-copy, many in flight, many segments, completions by cookie. */
+    unsigned depth = in->queue_size < 32 ? in->queue_size : 32, segs = in->max_segments < 4 ? in->max_segments : 4;
+    uint8_t *pool = vub_client_alloc(cl, (size_t)depth * 4096);
+    struct iovec iov[32][4];
+    uint64_t seen = 0;
+    bool good = pool != NULL;
+    unsigned next = 0, again = 0;
+    while (good && (next < depth || vub_client_in_flight(q) > 0)) {
+        while (next < depth) {
+            unsigned i = next;
+            for (unsigned k = 0; k < segs; k++)
+                iov[i][k] = (struct iovec){pool + i * 4096 + k * (4096 / segs), 4096 / segs};
+            struct vub_client_req r = {.op = VUB_CLIENT_READ, .offset = (uint64_t)i * 4096, .iov = iov[i],
+                                       .iov_count = segs, .cookie = 1000 + i};
+            e = vub_client_submit(q, &r);
+            if (e == VUB_E_AGAIN) {
+                again++;
+                break; /* ring full: reap, then go on */
+            }
+            good &= e == VUB_OK;
+            next++;
+        }
+        struct vub_client_completion c[8];
+        unsigned n;
+        good &= vub_client_reap(q, c, 8, &n) == VUB_OK;
+        for (unsigned k = 0; k < n; k++) {
+            unsigned i = (unsigned)(c[k].cookie - 1000);
+            good &= i < depth && !(seen >> i & 1) && c[k].status == VUB_BLK_S_OK && c[k].used_bytes == 4097 &&
+                    pool[i * 4096] == disk_byte((uint64_t)i * 4096);
+            seen |= UINT64_C(1) << i;
+        }
+        if (good && n == 0)
+            good &= vub_client_wait(q, 5000) == VUB_OK;
+    }
+    ok(good && seen == (depth == 64 ? UINT64_MAX : (UINT64_C(1) << depth) - 1),
+       "%s: %u reads of %u segments complete once each, with their cookies (ring full %u times)", label, depth,
+       segs, again);
+    vub_client_free(cl, pool);
+
+    char id[21];
+    e = vub_client_get_id(q, id, &st);
+    ok(e == VUB_OK && memcmp(id, "hostile-test-serial!", 20) == 0 && id[20] == 0,
+       "%s: GET_ID returns all 20 bytes of the serial, unterminated on the wire", label);
+    struct vub_client_completion d;
+    struct vub_client_req fl = {.op = VUB_CLIENT_FLUSH};
+    ok(vub_client_run(q, &fl, &d) == VUB_OK && d.status == VUB_BLK_S_OK && d.used_bytes == 1,
+       "%s: FLUSH completes with OK and a used length of 1", label);
+    struct vub_client_req wz = {.op = VUB_CLIENT_WRITE_ZEROES, .offset = 1 << 20, .length = 65536, .unmap = true};
+    e = vub_client_run(q, &wz, &d);
+    if (e == VUB_OK)
+        e = vub_client_pread(q, back, 65536, 1 << 20, &st);
+    bool zero = e == VUB_OK;
+    for (unsigned i = 0; zero && i < 65536; i++)
+        zero = back[i] == 0;
+    ok(zero, "%s: WRITE_ZEROES with UNMAP reads back as zeros", label);
+    struct vub_client_req dc = {.op = VUB_CLIENT_DISCARD, .offset = 2 << 20, .length = 65536};
+    ok(vub_client_run(q, &dc, &d) == VUB_OK, "%s: DISCARD completes with OK", label);
+    e = vub_client_pread(q, back, 512, DISK_BYTES, &st);
+    ok(e == VUB_E_IO && st == VUB_BLK_S_IOERR, "%s: a read past the capacity is IOERR", label);
+    struct vub_client_req odd = {.op = VUB_CLIENT_READ, .offset = 100, .iov = iov[0], .iov_count = 1};
+    ok(vub_client_submit(q, &odd) == VUB_E_INVAL && vub_client_in_flight(q) == 0,
+       "%s: a misaligned request is refused before it reaches the ring", label);
+    struct iovec outside = {buf, 4096};
+    struct vub_client_req foreign = {.op = VUB_CLIENT_READ, .iov = &outside, .iov_count = 1};
+    ok(vub_client_submit(q, &foreign) == VUB_E_INVAL, "%s: a buffer outside the shared pool is refused", label);
+    vub_client_close(cl);
+    server_stop(&s);
+    ok(open_fds() == fds_before, "%s: close leaves no file descriptor behind", label);
+}
+
+static void test_real_backend_read_only(void)
+{
+    struct server s;
+    struct vub_client *cl;
+    struct vub_client_opts o = {.timeout_ms = 5000};
+    char why[256];
+    int fd = server_start(&s, true, 1);
+    if (vub_client_connect_fd(&cl, fd, &o, why, sizeof why) != VUB_OK) {
+        ok(false, "read-only: connect (%s)", why);
+        server_stop(&s);
+        return;
+    }
+    uint8_t buf[4096] = {0}, st = 0;
+    enum vub_err e = vub_client_pwrite(vub_client_queue(cl, 0), buf, sizeof buf, 0, &st);
+    bool ro = vub_has(vub_client_info(cl)->features, VIRTIO_BLK_F_RO);
+    vub_client_close(cl);
+    server_stop(&s);
+    ok(ro && e == VUB_E_IO && st == VUB_BLK_S_IOERR, "read-only: RO is negotiated and a write is IOERR");
+}
+
+/* ======================================================================== *
+ * 3. A fake back-end that breaks one rule at a time
+ * ======================================================================== */
+
+enum ctl_fault {
+    CTL_NONE,
+    CTL_FLAGS,         /* reply flags = fault_value */
+    CTL_SIZE,          /* reply payload size + fault_value (signed) */
+    CTL_REQUEST,       /* reply carries request id fault_value */
+    CTL_SILENT,        /* no reply at all */
+    CTL_STALL,         /* the header of a reply, then nothing */
+    CTL_HANG_UP,       /* close instead of replying */
+    CTL_WITH_FD,       /* the reply carries a file descriptor */
+    CTL_NACK,          /* REPLY_ACK answer fault_value (non-zero) */
+    CTL_VALUE,         /* u64 reply payload fault_value */
+    CTL_CONFIG_OFFSET, /* GET_CONFIG reply for another offset */
+};
+
+enum io_fault {
+    IO_HONEST,
+    IO_ID_IDLE,      /* used id of a head that is not in flight */
+    IO_ID_RANGE,     /* used id beyond the ring */
+    IO_ID_TWICE,     /* the right id, returned twice */
+    IO_LEN_HUGE,     /* used len 0xffffffff */
+    IO_LEN_PLUS_ONE, /* used len one more than writable */
+    IO_IDX_JUMP,     /* used idx moves 1000 with no entries */
+    IO_NEVER,        /* never completes */
+    IO_NO_STATUS,    /* completes, len 0, status byte untouched */
+    IO_STATUS_7,     /* writes status 7 */
+    IO_HANG_UP,      /* closes the socket on the first kick */
+};
+
+struct fake {
+    int sock;
+    uint64_t features, protocol;    /* offered */
+    enum ctl_fault fault;
+    uint32_t fault_request;
+    uint64_t fault_value;
+    enum io_fault io;
+    /* what the client did */
+    uint64_t features_set, protocol_set;
+    unsigned seen[VHOST_USER_REQUEST_COUNT], need_reply[VHOST_USER_REQUEST_COUNT];
+    struct vub_vu_mem_region region;
+    /* device state */
+    struct vub_mem mem;
+    struct vub_vring vr;
+    struct iovec iov[300];
+    uint64_t desc_uva, avail_uva, used_uva;
+    int kick_fd, call_fd;
+    pthread_t thread;
+    char why[256];
+};
+
+static const uint64_t fake_features = VUB_BIT(VIRTIO_F_VERSION_1) | VUB_BIT(VHOST_USER_F_PROTOCOL_FEATURES) |
+                                      VUB_BIT(VIRTIO_BLK_F_SEG_MAX) | VUB_BIT(VIRTIO_BLK_F_FLUSH) |
+                                      VUB_BIT(VIRTIO_F_EVENT_IDX) | VUB_BIT(VIRTIO_F_INDIRECT_DESC);
+static const uint64_t fake_protocol = VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+                                      VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG);
+
+static bool fake_send(struct fake *f, uint32_t request, const void *payload, uint32_t size)
+{
+    struct vub_vu_header h = {request, VHOST_USER_REPLY_FLAGS, size};
+    int fd = -1;
+    bool hit = f->fault != CTL_NONE && request == f->fault_request;
+    uint64_t v;
+    if (hit) {
+        switch (f->fault) {
+        case CTL_FLAGS: h.flags = (uint32_t)f->fault_value; break;
+        case CTL_SIZE: h.size = (uint32_t)(size + (int64_t)f->fault_value); break;
+        case CTL_REQUEST: h.request = (uint32_t)f->fault_value; break;
+        case CTL_SILENT: return true;
+        case CTL_HANG_UP: return false;
+        case CTL_STALL:
+            h.size = 8;
+            return write(f->sock, &h, sizeof h) == (ssize_t)sizeof h; /* and never the payload */
+        case CTL_WITH_FD: fd = eventfd(0, EFD_CLOEXEC); break;
+        case CTL_VALUE:
+        case CTL_NACK:
+            v = f->fault_value;
+            payload = &v;
+            break;
+        default: break;
+        }
+    }
+    static const uint8_t pad[512];
+    if (h.size > sizeof pad) /* a header promising more than any payload: send just that */
+        return write(f->sock, &h, sizeof h) == (ssize_t)sizeof h;
+    if (h.size > size)
+        payload = pad; /* a longer payload than the request has: zeros */
+    bool sent = vub_vu_send(f->sock, &h, payload, fd >= 0 ? &fd : NULL, fd >= 0) == VUB_OK;
+    if (fd >= 0)
+        close(fd);
+    return sent;
+}
+
+static bool fake_u64(struct fake *f, uint32_t request, uint64_t v) { return fake_send(f, request, &v, 8); }
+
+static void fake_map_ring(struct fake *f)
+{
+    struct vub_vring *vr = &f->vr;
+    vr->desc = vub_mem_range(&f->mem, VUB_UVA, f->desc_uva, vub_split_desc_bytes(vr->size));
+    vr->avail = vub_mem_range(&f->mem, VUB_UVA, f->avail_uva, vub_split_avail_bytes(vr->size) + 2);
+    vr->used = vub_mem_range(&f->mem, VUB_UVA, f->used_uva, vub_split_used_bytes(vr->size) + 2);
+    vr->event_idx = vub_has(f->features_set, VIRTIO_F_EVENT_IDX);
+    vr->indirect = vub_has(f->features_set, VIRTIO_F_INDIRECT_DESC);
+    vr->iov = f->iov;
+    vr->iov_cap = VUB_ARRAY_LEN(f->iov);
+}
+
+/* Handles one front-end message; false ends the fake's session. */
+static bool fake_message(struct fake *f, struct vub_msg *m)
+{
+    uint32_t r = m->hdr.request;
+    bool own_reply = false, alive = true;
+    if (r < VHOST_USER_REQUEST_COUNT) {
+        f->seen[r]++;
+        f->need_reply[r] += (m->hdr.flags & VHOST_USER_NEED_REPLY_MASK) != 0;
+    }
+    uint8_t cfg[12 + 57] = {0};
+    switch (r) {
+    case VHOST_USER_GET_FEATURES: own_reply = true; alive = fake_u64(f, r, f->features); break;
+    case VHOST_USER_GET_PROTOCOL_FEATURES: own_reply = true; alive = fake_u64(f, r, f->protocol); break;
+    case VHOST_USER_GET_QUEUE_NUM: own_reply = true; alive = fake_u64(f, r, 1); break;
+    case VHOST_USER_GET_MAX_MEM_SLOTS: own_reply = true; alive = fake_u64(f, r, 8); break;
+    case VHOST_USER_SET_FEATURES: f->features_set = m->payload.u64; break;
+    case VHOST_USER_SET_PROTOCOL_FEATURES: f->protocol_set = m->payload.u64; break;
+    case VHOST_USER_GET_CONFIG:
+        own_reply = true;
+        memcpy(cfg, &m->payload.config, 12); /* offset, size, flags echoed (host order) */
+        vub_put_le64(cfg + 12, 2048);    /* capacity: 1 MiB */
+        vub_put_le32(cfg + 12 + 12, 8);  /* seg_max */
+        vub_put_le16(cfg + 12 + 34, 1);  /* num_queues */
+        if (f->fault == CTL_CONFIG_OFFSET) {
+            uint32_t four = 4;
+            memcpy(cfg, &four, 4);
+        }
+        alive = fake_send(f, r, cfg, m->hdr.size);
+        break;
+    case VHOST_USER_SET_MEM_TABLE:
+    case VHOST_USER_ADD_MEM_REG:
+        f->region = r == VHOST_USER_ADD_MEM_REG ? m->payload.single.region : m->payload.mem.regions[0];
+        if (m->fd_count != 1 || vub_mem_add(&f->mem, &f->region, m->fds[0], f->why, sizeof f->why) != VUB_OK)
+            alive = false;
+        break;
+    case VHOST_USER_SET_VRING_NUM: f->vr.size = (uint16_t)m->payload.state.num; break;
+    case VHOST_USER_SET_VRING_ADDR:
+        f->desc_uva = m->payload.addr.desc_uaddr;
+        f->avail_uva = m->payload.addr.avail_uaddr;
+        f->used_uva = m->payload.addr.used_uaddr;
+        break;
+    case VHOST_USER_SET_VRING_CALL:
+    case VHOST_USER_SET_VRING_KICK:
+        if (m->fd_count == 1) {
+            int *slot = r == VHOST_USER_SET_VRING_CALL ? &f->call_fd : &f->kick_fd;
+            vub_sys_close(slot);
+            *slot = m->fds[0];
+            m->fds[0] = -1;
+        }
+        if (r == VHOST_USER_SET_VRING_KICK)
+            fake_map_ring(f);
+        break;
+    case VHOST_USER_GET_VRING_BASE: {
+        own_reply = true;
+        struct vub_vu_vring_state s = {m->payload.state.index, f->vr.last_avail};
+        alive = fake_send(f, r, &s, sizeof s);
+        break;
+    }
+    default: break;
+    }
+    vub_msg_close_fds(m);
+    if (alive && !own_reply && (m->hdr.flags & VHOST_USER_NEED_REPLY_MASK))
+        alive = fake_send(f, r, &(uint64_t){0}, 8);
+    return alive;
+}
+
+/* Completes what the driver made available, the way the fault says. */
+static bool fake_kick(struct fake *f)
+{
+    struct vub_vring *vr = &f->vr;
+    struct vub_chain c;
+    vub_sys_drain(f->kick_fd);
+    if (f->io == IO_HANG_UP)
+        return false;
+    while (vr->desc && vub_split_pop(vr, &f->mem, &c, f->why, sizeof f->why) == VUB_OK) {
+        uint32_t len = (uint32_t)c.writable_bytes;
+        uint32_t id = c.head;
+        struct iovec *last = c.writable ? &c.iov[c.readable + c.writable - 1] : NULL;
+        if (f->io == IO_NEVER)
+            continue;
+        for (unsigned i = c.readable; i + 1 < c.readable + c.writable; i++)
+            memset(c.iov[i].iov_base, 0xa5, c.iov[i].iov_len);
+        if (last && f->io != IO_NO_STATUS)
+            ((uint8_t *)last->iov_base)[last->iov_len - 1] = f->io == IO_STATUS_7 ? 7 : VIRTIO_BLK_S_OK;
+        switch (f->io) {
+        case IO_ID_IDLE: id = (id + 1) % vr->size; break;
+        case IO_ID_RANGE: id = 0xdeadbeef; break;
+        case IO_LEN_HUGE: len = UINT32_MAX; break;
+        case IO_LEN_PLUS_ONE: len++; break;
+        case IO_NO_STATUS: len = 0; break;
+        default: break;
+        }
+        if (f->io == IO_IDX_JUMP) {
+            vr->used_idx = (uint16_t)(vr->used_idx + 1000);
+        } else {
+            uint8_t *slot = vr->used + 4 + 8 * (size_t)(vr->used_idx % vr->size);
+            vub_put_le32(slot, id);
+            vub_put_le32(slot + 4, len);
+            vr->used_idx++;
+            if (f->io == IO_ID_TWICE) {
+                vub_split_publish(vr);
+                vub_split_push(vr, c.head, len);
+            }
+        }
+        vub_split_publish(vr);
+        vub_sys_signal(f->call_fd);
+    }
+    return true;
+}
+
+static void *fake_main(void *arg)
+{
+    struct fake *f = arg;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = f->sock, .events = POLLIN}, {.fd = f->kick_fd, .events = POLLIN}};
+        int rc = poll(p, f->kick_fd >= 0 ? 2 : 1, 10000);
+        if (rc <= 0)
+            break;
+        if (p[0].revents) {
+            struct vub_msg m;
+            if (vub_vu_recv(f->sock, &m, f->why, sizeof f->why) != VUB_OK || !fake_message(f, &m))
+                break;
+        }
+        if (f->kick_fd >= 0 && (p[1].revents & POLLIN) && !fake_kick(f))
+            break;
+    }
+    vub_sys_close(&f->sock);
+    vub_sys_close(&f->kick_fd);
+    vub_sys_close(&f->call_fd);
+    vub_mem_clear(&f->mem);
+    return NULL;
+}
+
+/* Starts a fake and connects a client to it; returns the connect result. */
+static enum vub_err fake_connect(struct fake *f, struct vub_client **cl, struct vub_client_opts *o, char *why,
+                                 size_t why_len)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        abort();
+    f->sock = sv[1];
+    f->kick_fd = f->call_fd = -1;
+    if (!f->features)
+        f->features = fake_features;
+    if (!f->protocol)
+        f->protocol = fake_protocol;
+    if (!o->timeout_ms)
+        o->timeout_ms = 300;
+    pthread_create(&f->thread, NULL, fake_main, f);
+    return vub_client_connect_fd(cl, sv[0], o, why, why_len);
+}
+
+static void fake_finish(struct fake *f, struct vub_client *cl)
+{
+    vub_client_close(cl);
+    pthread_join(f->thread, NULL);
+}
+
+/* One control-plane fault: connect must fail with `want`, promptly, leaking nothing. */
+static void test_ctl_fault(enum ctl_fault fault, uint32_t request, uint64_t value, enum vub_err want,
+                           const char *sentence)
+{
+    struct fake f = {.fault = fault, .fault_request = request, .fault_value = value};
+    struct vub_client *cl = NULL;
+    struct vub_client_opts o = {0};
+    char why[256] = "";
+    int fds = open_fds();
+    int64_t t0 = now_ms();
+    enum vub_err e = fake_connect(&f, &cl, &o, why, sizeof why);
+    int64_t took = now_ms() - t0;
+    fake_finish(&f, cl);
+    ok(e == want && cl == NULL && took < 2000 && open_fds() == fds, "%s: %s (\"%s\", %lld ms)", sentence,
+       vub_strerror(e), why, (long long)took);
+}
+
+static void test_negotiation(void)
+{
+    struct fake f = {.protocol = ~UINT64_C(0), .features = fake_features | VUB_BIT(VIRTIO_F_RING_PACKED) | VUB_BIT(50)};
+    struct vub_client *cl;
+    struct vub_client_opts o = {0};
+    char why[256];
+    enum vub_err e = fake_connect(&f, &cl, &o, why, sizeof why);
+    const struct vub_client_info in = e == VUB_OK ? *vub_client_info(cl) : (struct vub_client_info){0};
+    fake_finish(&f, cl);
+    uint64_t want_p = VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+                      VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    ok(e == VUB_OK && in.protocol_features_offered == ~UINT64_C(0) && in.protocol_features == want_p &&
+           f.protocol_set == want_p,
+       "negotiation: of every protocol bit offered the client takes only MQ, REPLY_ACK, CONFIG, CONFIGURE_MEM_SLOTS");
+    ok(in.features == f.features_set && vub_has(in.features, VIRTIO_F_RING_PACKED) && in.packed &&
+           !vub_has(in.features, 50) && vub_has(in.features_offered, 50),
+       "negotiation: --ring auto takes RING_PACKED when offered; unknown bits are recorded as offered, not taken");
+    ok(f.seen[VHOST_USER_ADD_MEM_REG] == 1 && f.seen[VHOST_USER_SET_MEM_TABLE] == 0 &&
+           f.seen[VHOST_USER_GET_MAX_MEM_SLOTS] == 1,
+       "memory: with CONFIGURE_MEM_SLOTS the memfd goes by ADD_MEM_REG, never SET_MEM_TABLE");
+    ok(f.region.guest_addr != f.region.user_addr && f.region.mmap_offset == 0 && f.region.size > 0,
+       "memory: the region's guest address differs from the front-end address (the spaces are kept apart)");
+    static const uint32_t acked[] = {VHOST_USER_SET_OWNER,      VHOST_USER_SET_FEATURES,   VHOST_USER_ADD_MEM_REG,
+                                     VHOST_USER_SET_VRING_NUM,  VHOST_USER_SET_VRING_BASE, VHOST_USER_SET_VRING_ADDR,
+                                     VHOST_USER_SET_VRING_CALL, VHOST_USER_SET_VRING_KICK, VHOST_USER_SET_VRING_ENABLE};
+    static const uint32_t replied[] = {VHOST_USER_GET_FEATURES, VHOST_USER_GET_PROTOCOL_FEATURES,
+                                       VHOST_USER_GET_QUEUE_NUM, VHOST_USER_GET_CONFIG, VHOST_USER_GET_VRING_BASE};
+    bool all = true;
+    for (unsigned i = 0; i < VUB_ARRAY_LEN(acked); i++)
+        all &= f.seen[acked[i]] > 0 && f.need_reply[acked[i]] == f.seen[acked[i]];
+    for (unsigned i = 0; i < VUB_ARRAY_LEN(replied); i++)
+        all &= f.seen[replied[i]] > 0 && f.need_reply[replied[i]] == 0;
+    ok(all && f.need_reply[VHOST_USER_SET_PROTOCOL_FEATURES] == 0,
+       "REPLY_ACK: every message without a reply of its own carries NEED_REPLY; GET_* and SET_PROTOCOL_FEATURES do not");
+
+    struct fake g = {.protocol = VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG)};
+    e = fake_connect(&g, &cl, &o, why, sizeof why);
+    fake_finish(&g, cl);
+    unsigned any = 0;
+    for (unsigned i = 0; i < VHOST_USER_REQUEST_COUNT; i++)
+        any += g.need_reply[i];
+    ok(e == VUB_OK && any == 0 && g.seen[VHOST_USER_SET_MEM_TABLE] == 1 && g.seen[VHOST_USER_ADD_MEM_REG] == 0 &&
+           g.seen[VHOST_USER_GET_QUEUE_NUM] == 0,
+       "REPLY_ACK off: no NEED_REPLY anywhere; SET_MEM_TABLE without CONFIGURE_MEM_SLOTS; no GET_QUEUE_NUM without MQ");
+
+    struct fake h = {.features = fake_features};
+    struct vub_client_opts two = {.num_queues = 2};
+    e = fake_connect(&h, &cl, &two, why, sizeof why);
+    fake_finish(&h, cl);
+    ok(e == VUB_E_INVAL && strstr(why, "queues"), "queues: asking for more queues than the device has fails (%s)", why);
+}
+
+/* One data-plane fault: a READ on a connected client must end as `want`. */
+static void test_io_fault(enum io_fault io, enum vub_err want, uint8_t want_status, const char *sentence)
+{
+    struct fake f = {.io = io};
+    struct vub_client *cl;
+    struct vub_client_opts o = {0};
+    char why[256];
+    int fds = open_fds();
+    if (fake_connect(&f, &cl, &o, why, sizeof why) != VUB_OK) {
+        ok(false, "%s: connect (%s)", sentence, why);
+        fake_finish(&f, NULL);
+        return;
+    }
+    struct vub_client_queue *q = vub_client_queue(cl, 0);
+    uint8_t *buf = vub_client_alloc(cl, 8192);
+    memset(buf, 0x11, 8192);
+    struct iovec iov = {buf, 4096};
+    struct vub_client_req r = {.op = VUB_CLIENT_READ, .offset = 0, .iov = &iov, .iov_count = 1, .cookie = 9};
+    struct vub_client_completion c;
+    int64_t t0 = now_ms();
+    enum vub_err e = vub_client_run(q, &r, &c);
+    int64_t took = now_ms() - t0;
+    bool untouched = true; /* the page after the buffer is not the device's to write */
+    for (unsigned i = 4096; i < 8192; i++)
+        untouched &= buf[i] == 0x11;
+    bool after = true;
+    if (want == VUB_E_PROTO)
+        after = vub_client_submit(q, &r) == VUB_E_PROTO && vub_client_reap(q, &c, 1, &(unsigned){0}) == VUB_E_PROTO;
+    if (io == IO_ID_TWICE && e == VUB_OK) { /* the first copy may be taken before the second lands */
+        e = vub_client_reap(q, &c, 1, &(unsigned){0});
+        after = true;
+    }
+    char qwhy[256];
+    snprintf(qwhy, sizeof qwhy, "%s", vub_client_queue_why(q));
+    fake_finish(&f, cl);
+    ok(e == want && (want_status == 0xee || c.status == want_status) && after && untouched && took < 2000 &&
+           open_fds() == fds,
+       "%s: %s (\"%s\", %lld ms)", sentence, vub_strerror(e), qwhy, (long long)took);
+}
+
+int main(void)
+{
+    alarm(300); /* nothing here should take long: a hang is a failure */
+    signal(SIGPIPE, SIG_IGN);
+
+    test_ring_round_trip();
+    test_ring_chains_fill_and_refill();
+    test_ring_indirect();
+    test_ring_refusals();
+    test_ring_wraps();
+    test_ring_kick_suppression();
+    test_ring_interrupt_suppression();
+    test_ring_used_lie(LIE_ID_RANGE, "an id beyond the ring");
+    test_ring_used_lie(LIE_ID_IDLE, "an id that is not in flight");
+    test_ring_used_lie(LIE_ID_TWICE, "an id returned twice");
+    test_ring_used_lie(LIE_LEN_PLUS_ONE, "a length one byte over the writable size");
+    test_ring_used_lie(LIE_LEN_HUGE, "a length of 0xffffffff");
+    test_ring_used_lie(LIE_IDX_JUMP, "an index that jumps past what is in flight");
+    test_ring_used_lie(LIE_IDX_BACK, "an index that moves backwards");
+    test_ring_table_scribble();
+
+    test_real_backend("vub back-end, defaults", (struct vub_client_opts){0});
+    test_real_backend("vub back-end, 2 queues of 1024", (struct vub_client_opts){.num_queues = 2, .queue_size = 1024});
+    test_real_backend("vub back-end, ring of 4", (struct vub_client_opts){.queue_size = 4});
+    test_real_backend("vub back-end, no EVENT_IDX or INDIRECT_DESC",
+                      (struct vub_client_opts){.features_off = VUB_BIT(VIRTIO_F_EVENT_IDX) |
+                                                               VUB_BIT(VIRTIO_F_INDIRECT_DESC)});
+    test_real_backend("vub back-end, no REPLY_ACK or CONFIGURE_MEM_SLOTS",
+                      (struct vub_client_opts){.protocol_features_off =
+                                                   VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+                                                   VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)});
+    test_real_backend_read_only();
+
+    test_negotiation();
+    test_ctl_fault(CTL_FLAGS, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, VUB_E_PROTO,
+                   "reply flags without REPLY (0x1)");
+    test_ctl_fault(CTL_FLAGS, VHOST_USER_GET_FEATURES, VHOST_USER_REPLY_FLAGS | VHOST_USER_NEED_REPLY_MASK,
+                   VUB_E_PROTO, "reply flags with NEED_REPLY as well (0xd)");
+    test_ctl_fault(CTL_FLAGS, VHOST_USER_GET_FEATURES, 0x6, VUB_E_PROTO, "reply of version 2");
+    test_ctl_fault(CTL_SIZE, VHOST_USER_GET_FEATURES, (uint64_t)-4, VUB_E_PROTO, "GET_FEATURES reply of 4 bytes");
+    test_ctl_fault(CTL_SIZE, VHOST_USER_GET_PROTOCOL_FEATURES, 8, VUB_E_PROTO,
+                   "GET_PROTOCOL_FEATURES reply of 16 bytes");
+    test_ctl_fault(CTL_SIZE, VHOST_USER_GET_CONFIG, (uint64_t)-1, VUB_E_PROTO, "GET_CONFIG reply one byte short");
+    test_ctl_fault(CTL_SIZE, VHOST_USER_GET_CONFIG, (uint64_t)-(12 + 57), VUB_E_PROTO,
+                   "GET_CONFIG reply of size 0 (the back-end's error answer)");
+    test_ctl_fault(CTL_CONFIG_OFFSET, VHOST_USER_GET_CONFIG, 0, VUB_E_PROTO, "GET_CONFIG reply for another offset");
+    test_ctl_fault(CTL_SIZE, VHOST_USER_GET_FEATURES, 0x10000, VUB_E_PROTO, "a reply larger than any payload");
+    test_ctl_fault(CTL_REQUEST, VHOST_USER_GET_FEATURES, VHOST_USER_GET_PROTOCOL_FEATURES, VUB_E_PROTO,
+                   "a reply with another request's id");
+    test_ctl_fault(CTL_SILENT, VHOST_USER_GET_FEATURES, 0, VUB_E_TIMEOUT, "GET_FEATURES never answered");
+    test_ctl_fault(CTL_SILENT, VHOST_USER_SET_VRING_ADDR, 0, VUB_E_TIMEOUT, "an ack that never comes");
+    test_ctl_fault(CTL_STALL, VHOST_USER_GET_CONFIG, 0, VUB_E_TIMEOUT, "a reply header whose payload never comes");
+    test_ctl_fault(CTL_HANG_UP, VHOST_USER_GET_PROTOCOL_FEATURES, 0, VUB_E_CLOSED, "hang-up instead of a reply");
+    test_ctl_fault(CTL_WITH_FD, VHOST_USER_GET_FEATURES, 0, VUB_E_PROTO,
+                   "a reply carrying a file descriptor (closed, not leaked)");
+    test_ctl_fault(CTL_NACK, VHOST_USER_SET_MEM_TABLE, 1, VUB_E_PROTO, "SET_MEM_TABLE acked with 1 (refused)");
+    test_ctl_fault(CTL_VALUE, VHOST_USER_GET_QUEUE_NUM, 0, VUB_E_PROTO, "GET_QUEUE_NUM of 0");
+    test_ctl_fault(CTL_VALUE, VHOST_USER_GET_FEATURES, VUB_BIT(VHOST_USER_F_PROTOCOL_FEATURES), VUB_E_UNSUPP,
+                   "a back-end without VERSION_1");
+    test_ctl_fault(CTL_VALUE, VHOST_USER_GET_PROTOCOL_FEATURES, VUB_BIT(VHOST_USER_PROTOCOL_F_MQ), VUB_E_UNSUPP,
+                   "a back-end without PROTOCOL_F_CONFIG");
+    test_ctl_fault(CTL_VALUE, VHOST_USER_GET_FEATURES, VUB_BIT(VIRTIO_F_VERSION_1), VUB_E_UNSUPP,
+                   "a back-end without PROTOCOL_FEATURES at all (no config space)");
+    {
+        struct fake f = {0};
+        struct vub_client *cl;
+        struct vub_client_opts o = {.ring = VUB_CLIENT_RING_PACKED};
+        char why[256] = "";
+        enum vub_err e = fake_connect(&f, &cl, &o, why, sizeof why);
+        fake_finish(&f, cl);
+        ok(e == VUB_E_UNSUPP && strstr(why, "does not offer RING_PACKED"),
+           "packed: asking for packed rings from a back-end without RING_PACKED says so (%s)", why);
+        struct fake g = {.features = fake_features | VUB_BIT(VIRTIO_F_RING_PACKED)};
+        e = fake_connect(&g, &cl, &o, why, sizeof why);
+        fake_finish(&g, cl);
+        ok(e == VUB_OK && vub_has(g.features_set, VIRTIO_F_RING_PACKED),
+           "packed: with RING_PACKED offered, asking for packed rings takes it (%s)", vub_strerror(e));
+    }
+    {
+        struct fake f = {.fault = CTL_SILENT, .fault_request = VHOST_USER_GET_VRING_BASE};
+        struct vub_client *cl;
+        struct vub_client_opts o = {0};
+        char why[256];
+        enum vub_err e = fake_connect(&f, &cl, &o, why, sizeof why);
+        int64_t t0 = now_ms();
+        fake_finish(&f, cl);
+        ok(e == VUB_OK && now_ms() - t0 < 2000, "close: a GET_VRING_BASE never answered does not hang close");
+    }
+
+    test_io_fault(IO_HONEST, VUB_OK, VUB_BLK_S_OK, "data path: an honest completion");
+    test_io_fault(IO_ID_IDLE, VUB_E_PROTO, 0xee, "data path: a used id never submitted");
+    test_io_fault(IO_ID_RANGE, VUB_E_PROTO, 0xee, "data path: a used id beyond the ring");
+    test_io_fault(IO_ID_TWICE, VUB_E_PROTO, 0xee, "data path: an id returned twice");
+    test_io_fault(IO_LEN_HUGE, VUB_E_PROTO, 0xee, "data path: a used length of 0xffffffff");
+    test_io_fault(IO_LEN_PLUS_ONE, VUB_E_PROTO, 0xee, "data path: a used length one over the writable bytes");
+    test_io_fault(IO_IDX_JUMP, VUB_E_PROTO, 0xee, "data path: a used index that jumps 1000");
+    test_io_fault(IO_NEVER, VUB_E_TIMEOUT, 0xee, "data path: a request never completed");
+    test_io_fault(IO_NO_STATUS, VUB_E_IO, VUB_BLK_S_NONE, "data path: a completion without a status byte");
+    test_io_fault(IO_STATUS_7, VUB_E_IO, 7, "data path: a status byte of 7");
+    test_io_fault(IO_HANG_UP, VUB_E_CLOSED, 0xee, "data path: a back-end that hangs up with I/O in flight");
+
+    char buf[16];
+    ok(strcmp(vub_client_status_str(7, buf, sizeof buf), "status 7") == 0 &&
+           strcmp(vub_client_status_str(1, buf, sizeof buf), "IOERR") == 0,
+       "status names: IOERR by name, unknown bytes by number");
+    printf("%s - %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+    return failures > 100 ? 100 : failures;
+}
