@@ -487,7 +487,10 @@ static void test_real_backend(const char *label, struct vub_client_opts o)
     ok(e == VUB_OK && memcmp(buf, back, sizeof buf) == 0, "%s: 256 KiB written and read back match", label);
 
     /* Zero-copy, many in flight, many segments, completions by cookie. */
-    unsigned depth = in->queue_size < 32 ? in->queue_size : 32, segs = in->max_segments < 4 ? in->max_segments : 4;
+    /* segments of whole sectors: 4, or the largest power of two the ring allows */
+    unsigned depth = in->queue_size < 32 ? in->queue_size : 32, segs = 4;
+    while (segs > in->max_segments)
+        segs /= 2;
     uint8_t *pool = vub_client_alloc(cl, (size_t)depth * 4096);
     struct iovec iov[32][4];
     uint64_t seen = 0;
@@ -973,12 +976,24 @@ int main(void)
     test_ring_used_lie(LIE_IDX_BACK, "an index that moves backwards");
     test_ring_table_scribble();
 
-    test_real_backend("vub back-end, defaults", (struct vub_client_opts){0});
-    test_real_backend("vub back-end, 2 queues of 1024", (struct vub_client_opts){.num_queues = 2, .queue_size = 1024});
-    test_real_backend("vub back-end, ring of 4", (struct vub_client_opts){.queue_size = 4});
-    test_real_backend("vub back-end, no EVENT_IDX or INDIRECT_DESC",
-                      (struct vub_client_opts){.features_off = VUB_BIT(VIRTIO_F_EVENT_IDX) |
-                                                               VUB_BIT(VIRTIO_F_INDIRECT_DESC)});
+    /* Every configuration on both ring layouts ("auto" takes packed: vub offers it). */
+    static const enum vub_client_ring rings[2] = {VUB_CLIENT_RING_SPLIT, VUB_CLIENT_RING_PACKED};
+    for (unsigned r = 0; r < 2; r++) {
+        enum vub_client_ring ring = rings[r];
+        bool packed = ring == VUB_CLIENT_RING_PACKED;
+        test_real_backend(packed ? "vub back-end, packed, defaults" : "vub back-end, split, defaults",
+                          (struct vub_client_opts){.ring = ring});
+        test_real_backend(packed ? "vub back-end, packed, 2 queues of 1024" : "vub back-end, split, 2 queues of 1024",
+                          (struct vub_client_opts){.ring = ring, .num_queues = 2, .queue_size = 1024});
+        test_real_backend(packed ? "vub back-end, packed, ring of 5 (not a power of two)"
+                                 : "vub back-end, split, ring of 4",
+                          (struct vub_client_opts){.ring = ring, .queue_size = (uint16_t)(packed ? 5 : 4)});
+        test_real_backend(packed ? "vub back-end, packed, no EVENT_IDX or INDIRECT_DESC"
+                                 : "vub back-end, split, no EVENT_IDX or INDIRECT_DESC",
+                          (struct vub_client_opts){.ring = ring,
+                                                   .features_off = VUB_BIT(VIRTIO_F_EVENT_IDX) |
+                                                                   VUB_BIT(VIRTIO_F_INDIRECT_DESC)});
+    }
     test_real_backend("vub back-end, no REPLY_ACK or CONFIGURE_MEM_SLOTS",
                       (struct vub_client_opts){.protocol_features_off =
                                                    VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
