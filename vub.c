@@ -1330,6 +1330,29 @@ static void vub_desc_encode(uint8_t *p, uint64_t addr, uint32_t len, uint16_t fl
     vub_put_le16(p + 14, next);
 }
 
+/* Checks a request's buffer list, for either ring layout: at least one
+ * buffer, only WRITE in the flags, device-readable buffers first ("The
+ * driver MUST place any device-writable descriptor elements after any
+ * device-readable descriptor elements"), at most 2^32 - 1 bytes in all.
+ * Zero-length buffers are legal in the spec but QEMU and libvhost-user
+ * refuse them (checklist B.4), so the driver never makes one. Gives the
+ * writable byte count: the most the device may report as written. */
+static bool vub_drv_bufs_ok(const struct vub_desc *bufs, unsigned count, uint64_t *writable)
+{
+    uint64_t total = 0;
+    *writable = 0;
+    if (count == 0)
+        return false;
+    for (unsigned i = 0; i < count; i++) {
+        bool w = (bufs[i].flags & VIRTQ_DESC_F_WRITE) != 0;
+        if ((bufs[i].flags & ~VIRTQ_DESC_F_WRITE) || bufs[i].len == 0 || (!w && *writable > 0))
+            return false;
+        total += bufs[i].len;
+        *writable += w ? bufs[i].len : 0;
+    }
+    return total <= UINT32_MAX;
+}
+
 /* Makes one request available. bufs lists its buffers by device address,
  * device-readable ones first ("The driver MUST place any device-writable
  * descriptor elements after any device-readable descriptor elements");
@@ -1342,22 +1365,10 @@ static void vub_desc_encode(uint8_t *p, uint64_t addr, uint32_t len, uint16_t fl
 static enum vub_err vub_split_add_buf(struct vub_split_drv *d, const struct vub_desc *bufs,
                                       unsigned count, uint16_t *head)
 {
-    uint64_t total = 0, writable = 0;
+    uint64_t writable = 0;
     if (d->broken)
         return VUB_E_PROTO;
-    if (count == 0)
-        return VUB_E_INVAL;
-    for (unsigned i = 0; i < count; i++) {
-        bool w = (bufs[i].flags & VIRTQ_DESC_F_WRITE) != 0;
-        /* Zero-length buffers are legal in the spec but refused by QEMU and
-         * by vub's own device (checklist B.4), so the driver never makes one;
-         * that also makes writable > 0 mean "a writable buffer was seen". */
-        if ((bufs[i].flags & ~VIRTQ_DESC_F_WRITE) || bufs[i].len == 0 || (!w && writable > 0))
-            return VUB_E_INVAL;
-        total += bufs[i].len;
-        writable += w ? bufs[i].len : 0;
-    }
-    if (total > UINT32_MAX) /* "no longer than 2^32 bytes in total", kept below */
+    if (!vub_drv_bufs_ok(bufs, count, &writable))
         return VUB_E_INVAL;
     bool indirect = count > 1 && count <= d->indirect_max;
     if (!indirect && count > d->size)
@@ -1898,19 +1909,10 @@ static uint16_t vub_packed_put(struct vub_packed_drv *d, uint64_t addr, uint32_t
 static enum vub_err vub_packed_add_buf(struct vub_packed_drv *d, const struct vub_desc *bufs, unsigned count,
                                        uint16_t *id_out)
 {
-    uint64_t total = 0, writable = 0;
+    uint64_t writable = 0;
     if (d->broken)
         return VUB_E_PROTO;
-    if (count == 0)
-        return VUB_E_INVAL;
-    for (unsigned i = 0; i < count; i++) {
-        bool w = (bufs[i].flags & VIRTQ_DESC_F_WRITE) != 0;
-        if ((bufs[i].flags & ~VIRTQ_DESC_F_WRITE) || (!w && writable > 0) || (w && bufs[i].len == 0))
-            return VUB_E_INVAL;
-        total += bufs[i].len;
-        writable += w ? bufs[i].len : 0;
-    }
-    if (total > UINT32_MAX)
+    if (!vub_drv_bufs_ok(bufs, count, &writable))
         return VUB_E_INVAL;
     bool indirect = count > 1 && count <= d->indirect_max;
     if (!indirect && count > d->size)
