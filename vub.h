@@ -182,6 +182,12 @@ enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, siz
  * must not block in poll() for long (vub_dev_dispatch() polls such queues). */
 bool vub_dev_polling(const struct vub_dev *dev);
 
+/* Busy polling: serves every started queue once without waiting for a
+ * kick; *served (if not NULL) counts the requests completed. A caller that
+ * spins on this for a while before blocking in poll() trades a CPU for
+ * lower latency. Errors as for vub_dev_process_queue(). */
+enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served);
+
 /* Queues started (kick fd received, not stopped): a session is running. */
 unsigned vub_dev_queues_started(const struct vub_dev *dev);
 

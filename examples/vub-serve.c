@@ -1,6 +1,7 @@
 /* vub-serve: export a disk image as a vhost-user-blk device on a unix socket.
  *
- *   vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID] IMAGE
+ *   vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID]
+ *             [--format raw|qcow2] [--poll-us N] IMAGE
  *
  * Serves one front-end at a time; after a disconnect it waits for the next,
  * so a VM can restart. SIGINT/SIGTERM exit cleanly and remove the socket.
@@ -17,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
@@ -32,6 +34,7 @@ struct options {
     const char *image_path;
     const char *serial;
     unsigned queues;
+    unsigned poll_us; /* busy-poll this long after the last request before sleeping */
     bool read_only;
     enum vub_format format;
 };
@@ -40,13 +43,15 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID]\n"
-            "                 [--format raw|qcow2] IMAGE\n"
+            "                 [--format raw|qcow2] [--poll-us N] IMAGE\n"
             "Export IMAGE as a vhost-user-blk device on a unix socket (default vub.sock).\n"
             "  --socket PATH   listen here (a stale socket file is replaced)\n"
             "  --read-only     offer VIRTIO_BLK_F_RO and open the image read-only\n"
             "  --queues N      number of request queues, 1..%d (default 8)\n"
             "  --serial ID     GET_ID answer, up to 20 bytes (default vub)\n"
-            "  --format F      image format (default: detected from the file)\n",
+            "  --format F      image format (default: detected from the file)\n"
+            "  --poll-us N     busy-poll the queues for N microseconds after the last\n"
+            "                  request before sleeping (default 0: sleep at once)\n",
             VUB_MAX_QUEUES);
 }
 
@@ -73,6 +78,14 @@ static int parse_args(int argc, char **argv, struct options *o)
                 return -1;
             }
             o->queues = (unsigned)n, i++;
+        } else if (v && !strcmp(a, "--poll-us")) {
+            char *end;
+            unsigned long n = strtoul(v, &end, 10);
+            if (*end || n > 1000000) {
+                fprintf(stderr, "vub-serve: --poll-us wants 0..1000000, not '%s'\n", v);
+                return -1;
+            }
+            o->poll_us = (unsigned)n, i++;
         } else if (v && !strcmp(a, "--format")) {
             if (strcmp(v, "raw") && strcmp(v, "qcow2")) {
                 fprintf(stderr, "vub-serve: --format wants raw or qcow2, not '%s'\n", v);
@@ -147,9 +160,34 @@ static void log_end(struct vub_dev *dev, enum vub_err err)
     fprintf(stderr, "\n");
 }
 
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Spins on the queues until poll_us pass without a request. */
+static enum vub_err busy_poll(struct vub_dev *dev, unsigned poll_us)
+{
+    uint64_t idle_since = now_us();
+    while (!stop_requested && now_us() - idle_since < poll_us) {
+        uint64_t served = 0;
+        enum vub_err err = vub_dev_poll_queues(dev, &served);
+        if (err != VUB_OK)
+            return err;
+        if (served)
+            idle_since = now_us();
+        struct pollfd sock = {.fd = -1};
+        if (vub_dev_pollfds(dev, &sock, 1) == 1 && poll(&sock, 1, 0) > 0)
+            return VUB_OK; /* a message is waiting: let the loop handle it */
+    }
+    return VUB_OK;
+}
+
 /* Runs one session until the front-end leaves, breaks the protocol, or a
  * signal asks us to stop. */
-static void serve_session(struct vub_dev *dev)
+static void serve_session(struct vub_dev *dev, unsigned poll_us)
 {
     uint64_t logged = 0; /* features last logged: firmware and OS negotiate in turn */
     uint64_t rejected = 0;
@@ -163,6 +201,8 @@ static void serve_session(struct vub_dev *dev)
             break;
         }
         err = vub_dev_dispatch(dev, fds, n);
+        if (err == VUB_OK && poll_us)
+            err = busy_poll(dev, poll_us);
         struct vub_dev_stats s;
         vub_dev_stats(dev, &s);
         if (s.rejected_messages != rejected) {
@@ -219,7 +259,7 @@ int main(int argc, char **argv)
         }
         fprintf(stderr, "vub-serve: front-end connected\n");
         vub_dev_attach(dev, fd);
-        serve_session(dev);
+        serve_session(dev, o.poll_us);
     }
     close(lfd);
     unlink(o.socket_path);

@@ -943,6 +943,28 @@ static void test_mem_slots(void)
     bench_close(&b);
 }
 
+/* [VU-POLL] a busy-polling caller serves requests that were never kicked. */
+static void test_busy_poll(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    uint64_t served = 0;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    put_hdr(&b, VIRTIO_BLK_T_FLUSH, 0);
+    struct d ds[2] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1}, {STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0}};
+    for (unsigned i = 0; i < 2; i++)
+        put_desc(g(&b, desc_gpa(1)), i, ds[i]);
+    uint8_t *avail = g(&b, avail_gpa(1));
+    vub_put_le16(avail + 4, 0);
+    vub_put_le16(avail + 2, ++b.avail_idx[1]); /* no kick */
+    enum vub_err err = vub_dev_poll_queues(b.dev, &served);
+    bool got = take_used(&b, 1, &id, &len);
+    check(err == VUB_OK && served == 1 && got && *g(&b, STATUS_GPA) == 0,
+          "[VU-POLL] vub_dev_poll_queues serves a request nobody kicked");
+    bench_close(&b);
+}
+
 static void test_reset(void)
 {
     struct bench b;
@@ -976,6 +998,7 @@ int main(void)
     test_stop_resume();
     test_mem_slots();
     test_reset();
+    test_busy_poll();
     test_packed();
     return failures ? 1 : 0;
 }

@@ -250,6 +250,14 @@ if [ -x build/vub-serve ]; then
     else
         fail "vub-serve: starts"
     fi
+    if start vub-serve-poll "$dir/poll.sock" build/vub-serve --socket "$dir/poll.sock" --poll-us 500 "$img"; then
+        spid=$pid
+        check "vub-serve --poll-us 500: verify passes while the back-end busy-polls" \
+            io --socket "$dir/poll.sock" --queues 1 verify
+        stop "$spid"
+    else
+        fail "vub-serve --poll-us: starts"
+    fi
     before=$(sha256sum <"$img")
     if start vub-serve-ro "$dir/serve-ro.sock" build/vub-serve --socket "$dir/serve-ro.sock" --read-only "$img"; then
         spid=$pid
