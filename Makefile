@@ -36,20 +36,32 @@ build/test-%: tests/test-%.c vub.c vub.h | build
 build/asan/test-%: tests/test-%.c vub.c vub.h | build/asan
 	$(CC) $(TEST_WARN) $(SAN) -I. $< -o $@ -lpthread
 
+# The conformance suite: a test tool that includes vub.c to send anything.
+CONFORM_SRC = conformance/vub-conform.c $(wildcard conformance/cases-*.c) conformance/fuzz.c
+build/vub-conform: $(CONFORM_SRC) vub.c vub.h | build
+	$(CC) $(TEST_WARN) $(CFLAGS) -I. $< -o $@
+
+# Reference results for vub-serve and qemu-storage-daemon (conformance/RESULTS.md).
+conform-results: build/vub-serve build/vub-conform
+	bash conformance/results.sh
+
 # The library alone, as a user would build it: no warnings, libc only.
 build/vub.o: vub.c vub.h | build
 	$(CC) $(WARN) $(CFLAGS) -c vub.c -o $@
 
-check: build/vub.o $(BINS) $(ASAN_BINS)
+check: build/vub.o build/vub-conform $(BINS) $(ASAN_BINS)
 	bash tests/run.sh
 
 demo: build/vub-serve
 	bash tests/guest/demo.sh
 
 clean:
-	rm -rf build/vub.o $(BINS) build/asan
+	rm -rf build/vub.o build/vub-conform $(BINS) build/asan
 
-.PHONY: all check demo clean
+# libFuzzer targets (clang): make fuzz; see conformance/fuzz.mk.
+-include conformance/fuzz.mk
+
+.PHONY: all check demo clean conform-results
 .SECONDARY:
 
 build/test-backend build/asan/test-backend: tests/test-backend-packed.inc

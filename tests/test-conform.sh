@@ -1,0 +1,83 @@
+#!/bin/bash
+# test-conform.sh: vub-conform against vub-serve (every case must pass), against
+# qemu-storage-daemon (verdicts must match conformance/RESULTS.md, so a change
+# in either shows), and a short seeded fuzz run against vub-serve.
+# Builds nothing: build/vub-conform and build/vub-serve must exist.
+set -u
+cd "$(dirname "$0")/.."
+CONFORM=build/vub-conform
+SERVE=${VUB_SERVE:-build/vub-serve}
+QSD=qemu-storage-daemon
+RESULTS=conformance/RESULTS.md
+status=0
+
+if [ ! -x "$CONFORM" ] || [ ! -x "$SERVE" ]; then
+    echo "skip - conform: build/vub-conform or build/vub-serve missing"
+    exit 0
+fi
+TMP=$(mktemp -d /tmp/vub-test-conform-XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+
+make_image() {
+    python3 - "$1" <<'EOF'
+import sys
+with open(sys.argv[1], 'wb') as f:
+    for i in range(2048):
+        f.write(bytes([(i * 7 + j) & 0xff for j in range(512)]))
+EOF
+}
+
+# 1. vub-serve: every case passes (n/a allowed, no fail, no warn)
+make_image "$TMP/vub.img"
+timeout 300 "$CONFORM" --spawn "$SERVE --socket {socket} --queues 2 $TMP/vub.img" \
+    --report "$TMP/vub.md" > "$TMP/vub.tap" 2> "$TMP/vub.err"
+total=$(tail -1 "$TMP/vub.tap")
+if grep -qE '^[0-9]+ passed, 0 failed, 0 warned' "$TMP/vub.tap"; then
+    echo "ok - conform vub-serve: $(echo "$total" | cut -d" " -f1) cases pass ($total)"
+else
+    echo "not ok - conform vub-serve: $total"
+    grep -E '^not ok|^#   |# warn' "$TMP/vub.tap" | sed 's/^/#   /'
+    status=1
+fi
+
+# 2. qemu-storage-daemon: the same verdicts as recorded in RESULTS.md
+verdicts() { # report.md -> "case verdict" lines, sorted
+    grep -E '^\| `' "$1" | awk -F'|' '{gsub(/[ `]/, "", $2); gsub(/ /, "", $4); print $2, $4}' | sort -u
+}
+if ! command -v "$QSD" > /dev/null; then
+    echo "skip - conform qemu-storage-daemon: $QSD not installed"
+elif [ ! -f "$RESULTS" ]; then
+    echo "skip - conform qemu-storage-daemon: $RESULTS missing (run bash conformance/results.sh)"
+elif ! grep -q "qemu-storage-daemon version $($QSD --version | sed -n 's/.*version \([0-9.]*\).*/\1/p;q') " "$RESULTS"; then
+    echo "skip - conform qemu-storage-daemon: installed $($QSD --version | head -1) is not the version $RESULTS records"
+else
+    make_image "$TMP/qsd.img"
+    timeout 300 "$CONFORM" --spawn "$QSD --blockdev driver=file,node-name=f0,filename=$TMP/qsd.img --blockdev driver=raw,node-name=d0,file=f0 --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path={socket},writable=on,num-queues=2" \
+        --report "$TMP/qsd.md" > "$TMP/qsd.tap" 2> "$TMP/qsd.err"
+    # the recorded verdicts: the "every case" table of qemu-storage-daemon in RESULTS.md
+    sed -n '/^## qemu-storage-daemon: every case/,$p' "$RESULTS" > "$TMP/recorded.md"
+    verdicts "$TMP/recorded.md" > "$TMP/want"
+    verdicts "$TMP/qsd.md" > "$TMP/got"
+    if [ ! -s "$TMP/want" ]; then
+        echo "skip - conform qemu-storage-daemon: no recorded verdicts in $RESULTS"
+    elif diff -q "$TMP/want" "$TMP/got" > /dev/null; then
+        echo "ok - conform qemu-storage-daemon: $(wc -l < "$TMP/got") verdicts match $RESULTS ($(tail -1 "$TMP/qsd.tap"))"
+    else
+        echo "not ok - conform qemu-storage-daemon: verdicts differ from $RESULTS (- recorded, + now)"
+        diff "$TMP/want" "$TMP/got" | grep '^[<>]' | sed 's/^</#   -/; s/^>/#   +/'
+        status=1
+    fi
+fi
+
+# 3. a short seeded fuzz run against vub-serve
+make_image "$TMP/fuzz.img"
+timeout 120 "$CONFORM" --spawn "$SERVE --socket {socket} --queues 2 $TMP/fuzz.img" --fuzz 40 --seed 1 \
+    > "$TMP/fuzz.tap" 2> "$TMP/fuzz.err"
+if grep -qE '^[0-9]+ passed, 0 failed' "$TMP/fuzz.tap"; then
+    echo "ok - conform fuzz vub-serve: $(tail -1 "$TMP/fuzz.tap") (--fuzz 40 --seed 1)"
+else
+    echo "not ok - conform fuzz vub-serve: $(tail -1 "$TMP/fuzz.tap")"
+    grep -A1 '^not ok' "$TMP/fuzz.tap" | sed 's/^/#   /'
+    status=1
+fi
+exit $status
