@@ -13,8 +13,8 @@ SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 # not call are not errors there.
 TEST_WARN = $(WARN) -Wno-unused-function
 
-PROGRAMS = vub-serve vub-io
-UNIT_TESTS = test-backend test-client-hostile
+PROGRAMS = vub-serve vub-io vub-img
+UNIT_TESTS = test-backend test-client-hostile test-inflate
 
 BINS = $(PROGRAMS:%=build/%) $(UNIT_TESTS:%=build/%)
 ASAN_BINS = $(PROGRAMS:%=build/asan/%) $(UNIT_TESTS:%=build/asan/%)

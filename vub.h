@@ -124,7 +124,72 @@ enum vub_err vub_image_discard(struct vub_image *img, uint64_t off, uint64_t len
 enum vub_err vub_image_write_zeroes(struct vub_image *img, uint64_t off, uint64_t len,
                                     bool may_unmap);
 
-/* ==== [HEADER-MARKER: image] ==== */
+/* ---- Images: what is inside, and where the data is ------------------------ */
+
+/* A description of an open image. Filled by vub_image_info(); the strings
+ * and the backing pointer belong to the image and live as long as it does. */
+struct vub_image_info {
+    enum vub_format format;          /* RAW or QCOW2 */
+    uint64_t size_bytes;             /* virtual disk bytes (vub_image_size) */
+    uint64_t file_bytes;             /* the image file's size when opened */
+    /* qcow2 only; zero or NULL for raw images: */
+    unsigned version;                /* 2 or 3 */
+    unsigned cluster_bits;           /* a cluster is 1 << cluster_bits bytes */
+    unsigned refcount_bits;          /* 1 to 64 */
+    uint64_t incompatible_features;  /* the header's three feature bitmaps */
+    uint64_t compatible_features;
+    uint64_t autoclear_features;
+    const char *features;            /* the set bits by name, space-separated */
+    const char *compression;         /* "zlib" or "zstd" */
+    bool extended_l2;                /* 32 subclusters per cluster */
+    const char *backing_name;        /* backing file name as the image records it */
+    const char *backing_path;        /* ... resolved against the image's directory */
+    const char *backing_format;      /* "raw" or "qcow2": recorded, or the caller's */
+    const struct vub_image *backing; /* the open backing image: walk the chain
+                                        with vub_image_info(info.backing) */
+    const char *data_file;           /* external data file path, opened */
+    uint32_t snapshot_count;         /* internal snapshots: vub_image_snapshot() */
+    int32_t snapshot_index;          /* the snapshot being read; -1: active layer */
+};
+
+/* Fills *out. Never fails for an open image (VUB_E_INVAL for NULLs). */
+enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *out);
+
+/* One internal snapshot of a qcow2 image (qcow2 "Snapshots"). The id and name
+ * are copied NUL-terminated and cut to fit, bytes other than printable ASCII
+ * shown as '?'; id_bytes and name_bytes are the recorded lengths, so a
+ * caller can tell a cut string from a whole one. */
+struct vub_image_snapshot {
+    char id[64];
+    char name[256];
+    uint32_t id_bytes;
+    uint32_t name_bytes;
+    uint64_t size_bytes;             /* virtual disk bytes of the snapshot */
+    uint64_t vm_state_bytes;         /* saved VM state; 0 for a disk-only snapshot */
+    uint32_t date_sec;               /* when it was taken, seconds since the Epoch */
+    uint32_t date_nsec;
+    uint64_t vm_clock_nsec;          /* guest run time when it was taken */
+};
+
+/* Reads snapshot `index` (0 .. snapshot_count - 1) from the image's snapshot
+ * table. VUB_E_RANGE for a bad index or a raw image, VUB_E_IO on a read
+ * error. The table was checked when the image was opened. */
+enum vub_err vub_image_snapshot(const struct vub_image *img, uint32_t index,
+                                struct vub_image_snapshot *out);
+
+/* Block status: how far the run starting at off goes whose bytes are all
+ * known to read as zeros (*zero = true) or may hold data (*zero = false).
+ * 0 < *run_bytes <= len. Zero runs come from unallocated or zero clusters
+ * (following the backing chain); raw images always answer "data". Lets a
+ * copy skip the holes of a sparse disk without reading them. Allocates
+ * nothing. VUB_E_RANGE outside the disk, VUB_E_INVAL for len == 0,
+ * VUB_E_CORRUPT / VUB_E_IO as vub_image_readv() (vub_image_why() says why). */
+enum vub_err vub_image_block_status(struct vub_image *img, uint64_t off, uint64_t len,
+                                    uint64_t *run_bytes, bool *zero);
+
+/* One line naming the cause of the last failed qcow2 read or block status
+ * (for example which L2 entry is corrupt); "" if none, and for raw images. */
+const char *vub_image_why(const struct vub_image *img);
 
 /* ---- Back-end: a vhost-user-blk device ------------------------------------- */
 

@@ -1,7 +1,8 @@
 /* vub-serve: export a disk image as a vhost-user-blk device on a unix socket.
  *
  *   vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID]
- *             [--format raw|qcow2] [--poll-us N] IMAGE
+ *             [--format raw|qcow2] [--poll-us N] [--snapshot NAME]
+ *             [--backing-format raw|qcow2] [--allow-data-file] IMAGE
  *
  * Serves one front-end at a time; after a disconnect it waits for the next,
  * so a VM can restart. SIGINT/SIGTERM exit cleanly and remove the socket.
@@ -37,13 +38,17 @@ struct options {
     unsigned poll_us; /* busy-poll this long after the last request before sleeping */
     bool read_only;
     enum vub_format format;
+    const char *snapshot;          /* qcow2: serve this internal snapshot */
+    enum vub_format backing_format; /* qcow2: for a backing file whose format is not recorded */
+    bool allow_data_file;          /* qcow2: follow an external data file the image names */
 };
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID]\n"
-            "                 [--format raw|qcow2] [--poll-us N] IMAGE\n"
+            "                 [--format raw|qcow2] [--poll-us N] [--snapshot NAME]\n"
+            "                 [--backing-format raw|qcow2] [--allow-data-file] IMAGE\n"
             "Export IMAGE as a vhost-user-blk device on a unix socket (default vub.sock).\n"
             "  --socket PATH   listen here (a stale socket file is replaced)\n"
             "  --read-only     offer VIRTIO_BLK_F_RO and open the image read-only\n"
@@ -51,7 +56,11 @@ static void usage(FILE *out)
             "  --serial ID     GET_ID answer, up to 20 bytes (default vub)\n"
             "  --format F      image format (default: detected from the file)\n"
             "  --poll-us N     busy-poll the queues for N microseconds after the last\n"
-            "                  request before sleeping (default 0: sleep at once)\n",
+            "                  request before sleeping (default 0: sleep at once)\n"
+            "qcow2 images are served read-only (VIRTIO_BLK_F_RO):\n"
+            "  --snapshot NAME       serve an internal snapshot (id or name)\n"
+            "  --backing-format F    format of a backing file the image does not record\n"
+            "  --allow-data-file     follow an external data file named by the image\n",
             VUB_MAX_QUEUES);
 }
 
@@ -86,12 +95,21 @@ static int parse_args(int argc, char **argv, struct options *o)
                 return -1;
             }
             o->poll_us = (unsigned)n, i++;
-        } else if (v && !strcmp(a, "--format")) {
+        } else if (v && (!strcmp(a, "--format") || !strcmp(a, "--backing-format"))) {
             if (strcmp(v, "raw") && strcmp(v, "qcow2")) {
-                fprintf(stderr, "vub-serve: --format wants raw or qcow2, not '%s'\n", v);
+                fprintf(stderr, "vub-serve: %s wants raw or qcow2, not '%s'\n", a, v);
                 return -1;
             }
-            o->format = strcmp(v, "raw") ? VUB_FORMAT_QCOW2 : VUB_FORMAT_RAW, i++;
+            enum vub_format f = strcmp(v, "raw") ? VUB_FORMAT_QCOW2 : VUB_FORMAT_RAW;
+            if (!strcmp(a, "--format"))
+                o->format = f;
+            else
+                o->backing_format = f;
+            i++;
+        } else if (v && !strcmp(a, "--snapshot")) {
+            o->snapshot = v, i++;
+        } else if (!strcmp(a, "--allow-data-file")) {
+            o->allow_data_file = true;
         } else if (a[0] == '-' || o->image_path) {
             fprintf(stderr, "vub-serve: unexpected argument '%s' (try --help)\n", a);
             return -1;
@@ -225,7 +243,8 @@ int main(int argc, char **argv)
         return 2;
     char why[512];
     struct vub_image *img;
-    struct vub_image_opts io = {.read_only = o.read_only, .format = o.format};
+    struct vub_image_opts io = {.read_only = o.read_only, .format = o.format, .snapshot = o.snapshot,
+                                .backing_format = o.backing_format, .allow_data_file = o.allow_data_file};
     enum vub_err err = vub_image_open(&img, o.image_path, &io, why, sizeof why);
     if (err != VUB_OK) {
         fprintf(stderr, "vub-serve: cannot open image: %s\n", why);

@@ -7,6 +7,7 @@
 #   vubmode=probe  say "VUBTEST probe-ok" and power off (the KVM probe)
 #   vubmode=test   the full list of checks below
 #   vubmode=demo   format, mount, write and read a file, in friendly words
+#   vubmode=read   read the whole disk and report its digest (read-only exports)
 #
 # Every result is one console line that run.sh parses on the host:
 #   VUBTEST step NAME               progress, to tell where a hung guest was
@@ -296,6 +297,16 @@ main_test() {
     disk_sum
 }
 
+# Read-only exports: the whole disk's digest is all there is to compare.
+main_read() {
+    step modules
+    load_modules || return
+    step disk
+    wait_disk || return
+    step disk-sum
+    disk_sum
+}
+
 # The demo: the same building blocks, narrated.
 main_demo() {
     local hello before
@@ -329,6 +340,7 @@ main() {
     probe) echo "VUBTEST probe-ok" ;;
     demo) main_demo ;;
     test) main_test ;;
+    read) main_read ;;
     *) fail mode "unknown vubmode '$MODE'" ;;
     esac
     exit $((FAILS > 99 ? 99 : FAILS))

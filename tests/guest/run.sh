@@ -2,7 +2,7 @@
 # run.sh - boots the test guest on a vhost-user-blk back-end and verifies it.
 #
 #   run.sh --socket PATH --image PATH --label NAME
-#          [--extra-device-opts STR] [--cache DIR] [--mode test|demo]
+#          [--extra-device-opts STR] [--cache DIR] [--mode test|demo|read]
 #
 # The back-end must already listen on --socket and serve --image. The guest
 # (see init.sh) does its I/O and powers off; then this script re-checks on
@@ -29,10 +29,11 @@ required_test="modules disk-found features queues cache-write-back rw-512 rw-4k 
  flush mkfs-mount fs-read/small fs-read/dir/big fs-read/dir/one disk-sum"
 # shellcheck disable=SC2034
 required_demo="modules disk-found mkfs-mount fs-read/hello.txt fs-read/random.bin"
+required_read="modules disk-found features disk-sum"
 
 usage() {
     echo "usage: $0 --socket PATH --image PATH --label NAME" \
-        "[--extra-device-opts STR] [--cache DIR] [--mode test|demo]" >&2
+        "[--extra-device-opts STR] [--cache DIR] [--mode test|demo|read]" >&2
     exit 2
 }
 
@@ -51,7 +52,7 @@ parse_args() {
         shift 2
     done
     if [ -z "$socket" ] || [ -z "$image" ] || [ -z "$label" ]; then usage; fi
-    case $mode in test | demo) ;; *) usage ;; esac
+    case $mode in test | demo | read) ;; *) usage ;; esac
 }
 
 # ---- Booting ----------------------------------------------------------------
