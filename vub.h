@@ -22,10 +22,14 @@
  *         if (vub_dev_dispatch(dev, pfd, n) != VUB_OK) break;  // vub_dev_why()
  *     }
  *
+ * Doing I/O against any back-end is shown at the front-end section below
+ * (vub_client_connect, vub_client_run); examples/vub-io.c is the program.
+ *
  * Conventions of this API:
  *  - Every function that can fail returns enum vub_err; VUB_OK is 0.
  *  - The library starts no threads, installs no signal handlers and keeps no
- *    global state. One object (device, image) is used by one thread at a time.
+ *    global state. One object (device, image) is used by one thread at a time;
+ *    a client's queues may each have a thread of their own.
  *  - Objects are allocated once, when created; nothing allocates per request.
  *  - Strings passed in are copied; strings returned live as long as their object.
  */
