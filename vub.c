@@ -996,6 +996,7 @@ struct vub_chain {
     uint64_t readable_bytes; /* byte totals (64-bit: a chain can exceed 4 GiB) */
     uint64_t writable_bytes;
     bool too_many_segments;  /* well-formed, but more iovecs than vub keeps */
+    bool writable_seen;      /* a writable descriptor came, even an empty or dropped one */
 };
 
 /* Device-side state of one ring, split or packed. */
@@ -1039,7 +1040,7 @@ static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem
                                   const struct vub_desc *d, unsigned cap, char *why, size_t why_len)
 {
     bool writable = (d->flags & VIRTQ_DESC_F_WRITE) != 0;
-    if (!writable && c->writable > 0) {
+    if (!writable && c->writable_seen) {
         vub_why(why, why_len, "descriptor chain %u has a readable buffer after a writable one", c->head);
         return VUB_E_PROTO;
     }
@@ -1054,6 +1055,7 @@ static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem
         return VUB_E_PROTO;
     }
     if (writable) {
+        c->writable_seen = true;
         c->writable = count - c->readable;
         c->writable_bytes += d->len;
     } else {
@@ -5214,7 +5216,11 @@ static bool vub_dev_map_ring(struct vub_dev *dev, struct vub_dev_queue *q)
                               vr->packed ? vub_packed_event_bytes() : vub_split_avail_bytes(vr->size));
     vr->used = vub_mem_range(&dev->mem, VUB_UVA, q->used_addr,
                              vr->packed ? vub_packed_event_bytes() : vub_split_used_bytes(vr->size));
-    if (vr->desc && vr->avail && vr->used)
+    /* [VQ-HOST-ALIGN] our pointer takes its low bits from the region's
+     * mmap_offset, not from the front-end's address: a region whose two
+     * disagree would give misaligned 16-bit ring atomics. */
+    if (vr->desc && vr->avail && vr->used && (uintptr_t)vr->desc % 16 == 0 &&
+        (uintptr_t)vr->avail % (vr->packed ? 4 : 2) == 0 && (uintptr_t)vr->used % 4 == 0)
         return true;
     vr->desc = vr->avail = vr->used = NULL;
     return false;
@@ -5283,6 +5289,24 @@ static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
     return VUB_E_PROTO;
 }
 
+/* [VQ-RING-STATE] what the ring messages set must agree before the ring
+ * runs, whatever order they came in: a size valid for the layout, and for
+ * packed rings both positions inside the ring (a base may have been set
+ * before a smaller SET_VRING_NUM). */
+static bool vub_dev_ring_consistent(struct vub_dev *dev, const struct vub_vring *vr)
+{
+    if (!vr->packed && (vr->size & (vr->size - 1)) != 0) {
+        vub_dev_set_why(dev, "split ring of size %u is not a power of two", vr->size);
+        return false;
+    }
+    if (vr->packed && (vr->last_avail >= vr->size || vr->used_idx >= vr->size)) {
+        vub_dev_set_why(dev, "packed ring base (slots %u and %u) lies outside the %u-entry ring",
+                        vr->last_avail, vr->used_idx, vr->size);
+        return false;
+    }
+    return true;
+}
+
 /* Completes every available request, publishing used entries in batches
  * and notifying once per batch. [VQ-BUDGET] after a few rings' worth it
  * yields, kicking itself so the caller's loop comes back: a busy guest
@@ -5293,6 +5317,8 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
     struct vub_vring *vr = &q->ring;
     if (!q->started || !q->enabled || !vr->desc)
         return VUB_OK;
+    if (!vub_dev_ring_consistent(dev, vr))
+        return vub_dev_queue_broken(dev, index);
     if (!q->used_synced && !vr->packed) {
         /* [VQ-SPLIT-USED-IDX] the used index is not sent by the front-end:
          * it lives in guest memory and is read when the ring starts. */
@@ -5359,6 +5385,13 @@ static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
         vub_dev_set_why(dev, "front-end did not ack VERSION_1; legacy virtio is not supported");
         return VUB_E_UNSUPP;
     }
+    for (unsigned i = 0; i < dev->cfg.num_queues; i++) {
+        struct vub_dev_queue *q = &dev->queues[i];
+        if (q->ring.packed != vub_has(f, VIRTIO_F_RING_PACKED) && q->started) {
+            vub_dev_set_why(dev, "SET_FEATURES changes the ring layout of running queue %u", i);
+            return VUB_E_PROTO;
+        }
+    }
     dev->features = f;
     dev->features_set = true;
     dev->blk.wce_negotiated = vub_has(f, VIRTIO_BLK_F_CONFIG_WCE);
@@ -5367,7 +5400,17 @@ static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
         struct vub_dev_queue *q = &dev->queues[i];
         q->ring.event_idx = vub_has(f, VIRTIO_F_EVENT_IDX);
         q->ring.indirect = vub_has(f, VIRTIO_F_INDIRECT_DESC);
-        q->ring.packed = vub_has(f, VIRTIO_F_RING_PACKED);
+        if (q->ring.packed != vub_has(f, VIRTIO_F_RING_PACKED)) {
+            /* [VQ-LAYOUT-CHANGE] size, base and areas were checked for the
+             * other layout: forget them; the front-end sends them again
+             * (QEMU does, after the firmware's split ring). */
+            q->ring.packed = !q->ring.packed;
+            q->ring.size = 0;
+            q->addr_set = false;
+            q->ring.desc = q->ring.avail = q->ring.used = NULL;
+            q->ring.last_avail = q->ring.used_idx = 0;
+            q->ring.avail_wrap = q->ring.used_wrap = true;
+        }
         if (!vub_has(f, VHOST_USER_F_PROTOCOL_FEATURES))
             q->enabled = true;
     }

@@ -965,6 +965,31 @@ static void test_busy_poll(void)
     bench_close(&b);
 }
 
+static void test_fuzz_regressions(void)
+{
+    struct bench b;
+    bench_open(&b, false, 0);
+    struct vub_vu_mem_table t = {.nregions = 1};
+    t.regions[0] = (struct vub_vu_mem_region){GUEST_GPA, GUEST_BYTES, GUEST_UVA + 1, 0};
+    u64_request(&b, VHOST_USER_GET_FEATURES);
+    send_u64(&b, VHOST_USER_SET_FEATURES, u64_request(&b, VHOST_USER_GET_FEATURES) & ~VUB_BIT(VIRTIO_F_RING_PACKED),
+             NULL, 0);
+    send_msg(&b, VHOST_USER_SET_MEM_TABLE, 1, &t, 8 + 32, &b.memfd, 1);
+    send_state(&b, VHOST_USER_SET_VRING_NUM, 0, QSIZE);
+    struct vub_vu_vring_addr a = {0, 0, uva(desc_gpa(0)) + 1, uva(used_gpa(0)) + 1, uva(avail_gpa(0)) + 1, 0};
+    a.desc_uaddr = (a.desc_uaddr + 15) & ~15ull; /* aligned as the front-end sees it, odd in our mapping */
+    a.used_uaddr = (a.used_uaddr + 3) & ~3ull;
+    a.avail_uaddr = (a.avail_uaddr + 1) & ~1ull;
+    enum vub_err err = send_msg(&b, VHOST_USER_SET_VRING_ADDR, 1, &a, sizeof a, NULL, 0);
+    check(err == VUB_E_PROTO, "[VQ-HOST-ALIGN] rings that would be misaligned in the back-end's mapping are refused");
+    bench_close(&b);
+
+    struct d zw[3] = {{STATUS_GPA, 0, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 1},
+                      {HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 2},
+                      {STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0}};
+    hostile("[VQ-SPLIT-ORDER] a readable descriptor after an empty writable one is refused", zw, 3, 0, 0);
+}
+
 static void test_reset(void)
 {
     struct bench b;
@@ -999,6 +1024,7 @@ int main(void)
     test_mem_slots();
     test_reset();
     test_busy_poll();
+    test_fuzz_regressions();
     test_packed();
     return failures ? 1 : 0;
 }
