@@ -41,8 +41,13 @@ else
 fi
 
 # 2. qemu-storage-daemon: the same verdicts as recorded in RESULTS.md
+# Cases whose verdict against QSD depends on timing, not on QSD's code: QSD
+# completes requests asynchronously, so whether GET_VRING_BASE overtakes a
+# completion varies from run to run (pass or warn). They are shown, not compared.
+timing_cases='^proto\.ring\.drain-before-base '
 verdicts() { # report.md -> "case verdict" lines, sorted
-    grep -E '^\| `' "$1" | awk -F'|' '{gsub(/[ `]/, "", $2); gsub(/ /, "", $4); print $2, $4}' | sort -u
+    grep -E '^\| `' "$1" | awk -F'|' '{gsub(/[ `]/, "", $2); gsub(/ /, "", $4); print $2, $4}' |
+        grep -vE "$timing_cases" | sort -u
 }
 if ! command -v "$QSD" > /dev/null; then
     echo "skip - conform qemu-storage-daemon: $QSD not installed"
@@ -60,7 +65,8 @@ else
     verdicts "$TMP/qsd.md" > "$TMP/got"
     if [ ! -s "$TMP/want" ]; then
         echo "skip - conform qemu-storage-daemon: no recorded verdicts in $RESULTS"
-    elif diff -q "$TMP/want" "$TMP/got" > /dev/null; then
+    elif grep -E '^\| `' "$TMP/qsd.md" | awk -F'|' '{gsub(/[ `]/, "", $2); gsub(/ /, "", $4); print "#   timing-dependent, not compared:", $2, $4}' |
+        grep -E "compared: ${timing_cases#^}"; diff -q "$TMP/want" "$TMP/got" > /dev/null; then
         echo "ok - conform qemu-storage-daemon: $(wc -l < "$TMP/got") verdicts match $RESULTS ($(tail -1 "$TMP/qsd.tap"))"
     else
         echo "not ok - conform qemu-storage-daemon: verdicts differ from $RESULTS (- recorded, + now)"
