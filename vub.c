@@ -628,6 +628,23 @@ static enum vub_err vub_vu_recv(int sock, struct vub_msg *m, char *why, size_t w
     return err;
 }
 
+/* Attaches count descriptors to mh as one SCM_RIGHTS control message, in
+ * control (room for CMSG_SPACE(count * sizeof(int)) bytes, suitably
+ * aligned). Nothing is attached when count is 0. */
+static void vub_msg_attach_fds(struct msghdr *mh, char *control, const int *fds, unsigned count)
+{
+    if (count == 0)
+        return;
+    memset(control, 0, CMSG_SPACE(sizeof(int) * count));
+    mh->msg_control = control;
+    mh->msg_controllen = CMSG_SPACE(sizeof(int) * count);
+    struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * count);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * count);
+}
+
 /* Sends a header, its payload and optional descriptors as one message. */
 static enum vub_err vub_vu_send(int sock, const struct vub_vu_header *hdr, const void *payload,
                                 const int *fds, unsigned fd_count)
@@ -643,16 +660,7 @@ static enum vub_err vub_vu_send(int sock, const struct vub_vu_header *hdr, const
 
     if (fd_count > VUB_VU_MAX_FDS)
         return VUB_E_INVAL;
-    if (fd_count > 0) {
-        memset(&control, 0, sizeof control);
-        mh.msg_control = control.buf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * fd_count);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fd_count);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * fd_count);
-    }
+    vub_msg_attach_fds(&mh, control.buf, fds, fd_count);
     while (sent < total) {
         ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)

@@ -415,16 +415,7 @@ static bool vc_send_raw(int sock, const void *buf, size_t len, const int *fds, u
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
     if (nfds > 16)
         return false;
-    if (nfds > 0) {
-        memset(&control, 0, sizeof control);
-        mh.msg_control = control.buf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-    }
+    vub_msg_attach_fds(&mh, control.buf, fds, nfds);
     size_t sent = 0;
     while (sent < len || (len == 0 && nfds > 0 && sent == 0)) {
         ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
