@@ -6,22 +6,23 @@
  *   - qcow2: QEMU docs/interop/qcow2.txt; deflate: RFC 1951
  *
  * Sections, in order:
- *   1. Conventions: byte order, checked arithmetic, errors, feature bits
- *   2. Linux glue: the few system calls the protocol code needs
+ *   1. Conventions: byte order, checked arithmetic, reasons for errors, feature bits
+ *   2. Linux glue: every system call vub makes
  *   3. vhost-user wire format
  *   4. Guest memory
  *   5. Split virtqueue: device side, then driver side
  *   6. Packed virtqueue: device side, then driver side
  *   7. virtio-blk requests, device side
  *   8. Images: the image layer and raw images
- *   9. Inflate (raw deflate), for compressed qcow2 clusters
- *   10. qcow2 images, read-only
+ *   9. qcow2 images, read-only
+ *   10. Inflate (raw deflate), for compressed qcow2 clusters
  *   11. Back-end: the vhost-user-blk device
  *   12. Front-end: a vhost-user-blk client
  *
  * Requirement tags such as [VU-MSG-SIZE] or [VQ-SPLIT-LOOP] name one rule
  * each; SPEC-NOTES.md lists them with the clause they come from, and the
- * tests that prove them carry the same tag.
+ * tests that prove them carry the same tag. A failure names its tag too
+ * (section 1, "Reasons").
  *
  * SPDX-License-Identifier: MIT
  */
@@ -31,7 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
+#include <stdarg.h> /* not used here; kept for code that includes vub.c */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,7 @@
 
 #define VUB_BIT(n) (UINT64_C(1) << (n))
 #define VUB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define VUB_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 static inline bool vub_has(uint64_t bits, unsigned bit)
 {
@@ -172,115 +174,264 @@ const char *vub_strerror(enum vub_err err)
     return "unknown error";
 }
 
-/* Formats a message into a caller's buffer: the "why" of a failure. */
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void vub_why(char *buf, size_t len, const char *fmt, ...)
+/* ---- Reasons: which rule a failure broke ------------------------------------
+ *
+ * Every failure vub detects is recorded as one reason and up to two numbers:
+ * struct vub_error. A reason is a requirement tag of SPEC-NOTES.md with one
+ * line of text that prints the numbers, and the enum vub_err class the
+ * caller acts on; the table is the only place either is written, so a rule
+ * cannot get two texts or two classes. vub_error_format() is the one
+ * formatter: the text, then the tag in brackets. Tests compare the reason
+ * itself. For reasons of class VUB_E_IO the second number is errno. */
+#define VUB_REASONS(X) \
+    X(NONE, "", VUB_OK, "no error") \
+    /* 2. Linux glue, 3. wire format */ \
+    X(SYS_CALL, "SYS-CALL", VUB_E_IO, "system call failed (%llu)") \
+    X(SYS_NOMEM, "SYS-NOMEM", VUB_E_NOMEM, "out of memory for %llu bytes") \
+    X(VU_CLOSED, "VU-CLOSED", VUB_E_CLOSED, "peer closed the connection") \
+    X(VU_MSG_CUT, "VU-MSG-CUT", VUB_E_PROTO, "peer closed the connection %llu bytes into a message") \
+    X(VU_MSG_STALL, "VU-MSG-STALL", VUB_E_TIMEOUT, "peer stalled %llu bytes into a message") \
+    X(VU_FDS, "VU-FDS", VUB_E_PROTO, "more than %llu file descriptors in one message") \
+    X(VU_HDR_VERSION, "VU-HDR-VERSION", VUB_E_PROTO, "message %llu has version %llu, expected 1") \
+    X(VU_MSG_SIZE, "VU-MSG-SIZE", VUB_E_PROTO, "message %llu has a %llu-byte payload, outside its bounds") \
+    /* 4. Guest memory */ \
+    X(MEM_XLATE, "MEM-XLATE", VUB_E_PROTO, "guest address 0x%llx (%llu bytes) is not mapped") \
+    X(MEM_WRAP, "MEM-WRAP", VUB_E_PROTO, "guest range 0x%llx + %llu wraps the address space") \
+    X(MEM_SLOTS, "VU-MEM-SLOTS", VUB_E_PROTO, "more than %llu memory regions") \
+    X(MEM_REGION_CHECK, "MEM-REGION-CHECK", VUB_E_PROTO, \
+      "memory region at 0x%llx (%llu bytes) is empty, wraps or overlaps another") \
+    X(MEM_FILE_SIZE, "MEM-FILE-SIZE", VUB_E_PROTO, "memory region at 0x%llx is not inside its %llu-byte file") \
+    X(MEM_MAP, "MEM-MAP", VUB_E_IO, "cannot map the memory region at 0x%llx (%llu)") \
+    X(MEM_REM, "MEM-REM", VUB_E_PROTO, "REM_MEM_REG names no mapped region (guest 0x%llx, %llu bytes)") \
+    X(VU_MEM_TABLE, "VU-MEM-TABLE", VUB_E_PROTO, "memory table of %llu regions came with %llu fds or bytes") \
+    /* 5, 6. Virtqueues, device side */ \
+    X(VQ_SPLIT_ORDER, "VQ-SPLIT-ORDER", VUB_E_PROTO, "chain %llu has a readable buffer after a writable one") \
+    X(VQ_INDIRECT, "VQ-INDIRECT", VUB_E_PROTO, "chain %llu is INDIRECT without INDIRECT_DESC negotiated") \
+    X(VQ_INDIRECT_LEN, "VQ-INDIRECT-LEN", VUB_E_PROTO, \
+      "indirect table of %llu bytes is not 1..%llu descriptors of 16 bytes") \
+    X(VQ_INDIRECT_NESTED, "VQ-INDIRECT-NESTED", VUB_E_PROTO, "chain %llu nests an indirect descriptor") \
+    X(VQ_INDIRECT_NEXT, "VQ-INDIRECT-NEXT", VUB_E_PROTO, \
+      "indirect descriptor next %llu is outside its %llu-entry table") \
+    X(VQ_INDIRECT_ANYWHERE, "VQ-INDIRECT-ANYWHERE", VUB_E_PROTO, "descriptor %llu has both INDIRECT and NEXT") \
+    X(VQ_SPLIT_LOOP, "VQ-SPLIT-LOOP", VUB_E_PROTO, "chain %llu is longer than its %llu-entry table (a loop?)") \
+    X(VQ_SPLIT_NEXT, "VQ-SPLIT-NEXT", VUB_E_PROTO, "descriptor next %llu is outside the %llu-entry ring") \
+    X(VQ_SPLIT_AVAIL_IDX, "VQ-SPLIT-AVAIL-IDX", VUB_E_PROTO, \
+      "available index moved %llu entries in a %llu-entry ring") \
+    X(VQ_SPLIT_HEAD, "VQ-SPLIT-HEAD", VUB_E_PROTO, "available ring offers head %llu of a %llu-entry ring") \
+    X(VQ_PACKED_LIST, "VQ-PACKED-LIST", VUB_E_PROTO, "descriptor list at slot %llu is longer than the ring") \
+    X(VQ_PACKED_INDIRECT, "VQ-PACKED-INDIRECT", VUB_E_PROTO, "INDIRECT descriptor at slot %llu inside a list") \
+    X(VQ_PACKED_ID, "VQ-PACKED-ID", VUB_E_PROTO, "buffer id %llu is made available twice before it was used") \
+    /* 5, 6. Virtqueues, driver side */ \
+    X(VQ_USED_IDX, "VQ-USED-IDX", VUB_E_PROTO, "used index moved %llu entries with %llu requests in flight") \
+    X(VQ_USED_ID, "VQ-USED-ID", VUB_E_PROTO, "used ring returns id %llu, which is not in flight (%llu)") \
+    X(VQ_USED_LEN, "VQ-USED-LEN", VUB_E_PROTO, "used ring reports %llu bytes written for id %llu, too many") \
+    X(VQ_PACKED_USED_ID, "VQ-PACKED-USED-ID", VUB_E_PROTO, \
+      "used descriptor at slot %llu returns id %llu, which is not in flight") \
+    X(VQ_PACKED_USED_LEN, "VQ-PACKED-USED-LEN", VUB_E_PROTO, \
+      "used descriptor reports %llu bytes written for id %llu, too many") \
+    /* 8-10. Images */ \
+    X(IMG_OPEN, "IMG-OPEN", VUB_E_IO, "cannot open the file (%llu)") \
+    X(IMG_KIND, "IMG-KIND", VUB_E_IO, "not a regular file or block device (%llu)") \
+    X(QCOW2_MAGIC, "QCOW2-HDR", VUB_E_CORRUPT, "not a qcow2 image: bad magic 0x%08llx") \
+    X(QCOW2_VERSION, "QCOW2-HDR", VUB_E_UNSUPP, "qcow2 version %llu is not supported (only 2 and 3)") \
+    X(QCOW2_CLUSTER_BITS, "QCOW2-HDR", VUB_E_CORRUPT, "cluster_bits %llu is below the minimum of 9") \
+    X(QCOW2_CLUSTER_BIG, "QCOW2-HDR", VUB_E_UNSUPP, \
+      "cluster_bits %llu: clusters over 2 MiB are not supported") \
+    X(QCOW2_HDR_LENGTH, "QCOW2-HDR-LENGTH", VUB_E_CORRUPT, \
+      "header_length %llu is not a multiple of 8 in [104, cluster size] inside the %llu-byte file") \
+    X(QCOW2_REFCOUNT_ORDER, "QCOW2-HDR", VUB_E_CORRUPT, "refcount_order %llu exceeds 6") \
+    X(QCOW2_CRYPT, "QCOW2-CRYPT", VUB_E_UNSUPP, \
+      "encrypted images are not supported (crypt_method %llu: 1 AES, 2 LUKS)") \
+    X(QCOW2_BACKING_NAME, "QCOW2-BACKING-NAME", VUB_E_CORRUPT, \
+      "backing file name offset %llu (a name of %llu bytes) is not inside cluster 0 after the header") \
+    X(QCOW2_EXT_BOUNDS, "QCOW2-EXT-BOUNDS", VUB_E_CORRUPT, \
+      "header extension at byte %llu (%llu bytes) overruns the extension area") \
+    X(QCOW2_EXT_ONCE, "QCOW2-EXT-ONCE", VUB_E_CORRUPT, "header extension 0x%08llx appears twice") \
+    X(QCOW2_NAME_CHARS, "QCOW2-NAME-CHARS", VUB_E_CORRUPT, \
+      "a file name the image records contains control character 0x%02llx") \
+    X(QCOW2_INCOMPAT_UNKNOWN, "QCOW2-INCOMPAT-UNKNOWN", VUB_E_UNSUPP, \
+      "unsupported incompatible feature: incompatible-bit%llu (all unknown bits: 0x%llx)") \
+    X(QCOW2_CORRUPT_BIT, "QCOW2-CORRUPT-BIT", VUB_E_CORRUPT, \
+      "the image is marked corrupt (incompatible bit 1); repair it with qemu-img check -r") \
+    X(QCOW2_COMPRESSION_TYPE, "QCOW2-COMPRESSION-TYPE", VUB_E_CORRUPT, \
+      "compression type %llu does not match the compression type feature bit") \
+    X(QCOW2_ZSTD, "QCOW2-COMPRESSION-TYPE", VUB_E_UNSUPP, "zstd compression is not supported (vub decodes zlib only)") \
+    X(QCOW2_COMPRESSION_UNKNOWN, "QCOW2-COMPRESSION-TYPE", VUB_E_UNSUPP, "unknown compression type %llu") \
+    X(QCOW2_EXTL2, "QCOW2-EXTL2", VUB_E_CORRUPT, \
+      "extended L2 entries need clusters of 16 KiB or more (cluster_bits %llu)") \
+    X(QCOW2_CRYPTO_EXT, "QCOW2-CRYPT", VUB_E_CORRUPT, "encryption header extension in an unencrypted image") \
+    X(QCOW2_DATA_FILE, "QCOW2-DATA-FILE", VUB_E_UNSUPP, \
+      "the image uses an external data file; not followed unless allowed (allow_data_file, " \
+      "vub-img --allow-data-file)") \
+    X(QCOW2_DATA_FILE_NAME, "QCOW2-DATA-FILE", VUB_E_UNSUPP, \
+      "the image uses an external data file but does not record its name") \
+    X(QCOW2_DATA_FILE_LONG, "QCOW2-DATA-FILE", VUB_E_CORRUPT, "data file name of %llu bytes is too long") \
+    X(QCOW2_DATA_FILE_SNAPSHOTS, "QCOW2-DATA-FILE", VUB_E_CORRUPT, \
+      "%llu internal snapshots in an image with an external data file") \
+    X(QCOW2_L1_BIG, "QCOW2-L1-BOUNDS", VUB_E_UNSUPP, "active L1 table of %llu entries exceeds 32 MiB") \
+    X(QCOW2_L1_SIZE, "QCOW2-L1-SIZE", VUB_E_CORRUPT, \
+      "active L1 table of %llu entries is too small for %llu bytes") \
+    X(QCOW2_L1_PLACE, "QCOW2-TABLE-BOUNDS", VUB_E_CORRUPT, \
+      "active L1 table at %llu (%llu entries) is unaligned or outside the file") \
+    X(QCOW2_SNAPSHOT_L1_BIG, "QCOW2-L1-BOUNDS", VUB_E_UNSUPP, "snapshot L1 table of %llu entries exceeds 32 MiB") \
+    X(QCOW2_SNAPSHOT_L1_SIZE, "QCOW2-L1-SIZE", VUB_E_CORRUPT, \
+      "snapshot L1 table of %llu entries is too small for %llu bytes") \
+    X(QCOW2_SNAPSHOT_L1_PLACE, "QCOW2-TABLE-BOUNDS", VUB_E_CORRUPT, \
+      "snapshot L1 table at %llu (%llu entries) is unaligned or outside the file") \
+    X(QCOW2_REFCOUNT_BIG, "QCOW2-REFCOUNT-BOUNDS", VUB_E_UNSUPP, "refcount table of %llu clusters exceeds 8 MiB") \
+    X(QCOW2_REFCOUNT_PLACE, "QCOW2-REFCOUNT-BOUNDS", VUB_E_CORRUPT, \
+      "refcount table at %llu is unaligned or outside the file") \
+    X(QCOW2_SNAPSHOTS_MANY, "QCOW2-SNAPSHOT-TABLE", VUB_E_CORRUPT, "%llu snapshots exceed the limit of %llu") \
+    X(QCOW2_SNAPSHOT_TABLE, "QCOW2-SNAPSHOT-TABLE", VUB_E_CORRUPT, \
+      "snapshot table at %llu is unaligned or outside the file") \
+    X(QCOW2_SNAPSHOT_ENTRY, "QCOW2-SNAPSHOT-TABLE", VUB_E_CORRUPT, \
+      "snapshot %llu lies outside the file, has %llu bytes of extra data (1 KiB at most) or passes 64 MiB") \
+    X(QCOW2_SNAPSHOT_NAME, "QCOW2-SNAPSHOT-READ", VUB_E_INVAL, "no snapshot with the id or name asked for") \
+    X(QCOW2_READ, "QCOW2-READ", VUB_E_IO, "reading image metadata or data at %llu (%llu)") \
+    X(QCOW2_L1_ENTRY, "QCOW2-L1-ENTRY", VUB_E_CORRUPT, "invalid L1 entry %llu: 0x%016llx") \
+    X(QCOW2_L2_ENTRY, "QCOW2-L2-ENTRY", VUB_E_CORRUPT, "invalid L2 entry 0x%016llx at guest offset %llu") \
+    X(QCOW2_L2_ZERO, "QCOW2-L2-ZERO", VUB_E_CORRUPT, "zero cluster at guest offset %llu in a version 2 image") \
+    X(QCOW2_SUBCLUSTER, "QCOW2-SUBCLUSTER", VUB_E_CORRUPT, \
+      "invalid extended L2 entry bitmap 0x%016llx at guest offset %llu") \
+    X(QCOW2_COMPRESSED_ENTRY, "QCOW2-COMPRESSED-ENTRY", VUB_E_CORRUPT, \
+      "invalid compressed cluster entry at guest offset %llu (data file: %llu)") \
+    X(QCOW2_COMPRESSED, "QCOW2-COMPRESSED", VUB_E_CORRUPT, \
+      "compressed cluster at host offset %llu is outside the file or inflates to %llu bytes, not a cluster") \
+    X(QCOW2_INFLATE, "QCOW2-COMPRESSED", VUB_E_CORRUPT, \
+      "compressed cluster at host offset %llu: deflate error %lld (INFL-RESULTS)") \
+    X(QCOW2_BACKING_FORMAT, "QCOW2-BACKING-FORMAT", VUB_E_UNSUPP, \
+      "backing file format is not recorded (name it: backing_format, vub-img --backing-format " \
+      "raw|qcow2) or not raw or qcow2") \
+    X(QCOW2_BACKING_DEPTH, "QCOW2-BACKING-DEPTH", VUB_E_UNSUPP, "backing chain deeper than %llu images") \
+    X(QCOW2_BACKING_LOOP, "QCOW2-BACKING-LOOP", VUB_E_CORRUPT, "backing chain loops: a file is already in it") \
+    /* 11. Back-end */ \
+    X(VU_DISPATCH, "VU-DISPATCH", VUB_E_PROTO, "request %llu is not supported") \
+    X(VU_GATE, "VU-GATE", VUB_E_PROTO, "request %llu needs protocol feature %llu negotiated") \
+    X(VU_FDS_COUNT, "VU-FDS", VUB_E_PROTO, "request %llu came with %llu fds, not what it takes") \
+    X(VU_QUEUE_INDEX, "VU-QUEUE-INDEX", VUB_E_PROTO, "queue index %llu, the device has %llu") \
+    X(VU_SET_FEATURES, "VU-SET-FEATURES", VUB_E_PROTO, "front-end acked features 0x%llx that were not offered") \
+    X(VU_VERSION_1, "VU-SET-FEATURES", VUB_E_UNSUPP, \
+      "front-end did not ack VERSION_1 (features 0x%llx); legacy virtio is not supported") \
+    X(VU_PROTOCOL_FEATURES, "VU-PROTOCOL-OFFER", VUB_E_PROTO, \
+      "front-end acked protocol features 0x%llx that were not offered") \
+    X(VQ_LAYOUT_CHANGE, "VQ-LAYOUT-CHANGE", VUB_E_PROTO, \
+      "SET_FEATURES changes the ring layout of running queue %llu") \
+    X(VU_RING_STOPPED, "VU-RING-STOPPED", VUB_E_PROTO, "request %llu on running queue %llu") \
+    X(VQ_SPLIT_SIZE, "VQ-SPLIT-SIZE", VUB_E_PROTO, "split ring size %llu is not a power of two in 1..%llu") \
+    X(VQ_PACKED_SIZE, "VQ-PACKED-SIZE", VUB_E_PROTO, "packed ring size %llu is not in 1..%llu") \
+    X(VQ_SPLIT_ALIGN, "VQ-SPLIT-ALIGN", VUB_E_PROTO, "queue %llu ring areas are misaligned (flags 0x%llx)") \
+    X(VQ_HOST_ALIGN, "VQ-HOST-ALIGN", VUB_E_PROTO, "queue %llu rings are not inside guest memory, aligned") \
+    X(VU_VRING_BASE, "VU-VRING-BASE", VUB_E_PROTO, "ring base 0x%llx is not a position in the %llu-entry ring") \
+    X(VQ_RING_STATE, "VQ-RING-STATE", VUB_E_PROTO, \
+      "ring size %llu or base 0x%llx is not valid for the ring's layout") \
+    X(VU_VRING_FD, "VU-VRING-FD", VUB_E_PROTO, "vring fd payload 0x%llx with %llu fds") \
+    X(VU_VRING_KICK, "VU-VRING-KICK", VUB_E_IO, "cannot make kick fd %llu non-blocking (%llu)") \
+    X(VU_VRING_ENABLE, "VU-VRING-ENABLE", VUB_E_PROTO, \
+      "SET_VRING_ENABLE %llu (needs 0 or 1, after PROTOCOL_FEATURES: 0x%llx)") \
+    X(VU_CONFIG_RANGE, "VU-CONFIG-RANGE", VUB_E_PROTO, "config access of %llu bytes at offset %llu") \
+    X(VU_CONFIG_WRITE, "VU-CONFIG-WRITE", VUB_E_PROTO, "SET_CONFIG writes %llu to config byte %llu") \
+    /* 12. Front-end */ \
+    X(VU_REPLY_TIMEOUT, "VU-REPLY-TIMEOUT", VUB_E_TIMEOUT, "back-end did not answer %llu within %llu ms") \
+    X(VU_REPLY_CHECK, "VU-REPLY-CHECK", VUB_E_PROTO, "reply to %llu does not match (header word 0x%llx)") \
+    X(VU_NEED_REPLY, "VU-NEED-REPLY", VUB_E_PROTO, "back-end refused request %llu (ack %llu)") \
+    X(VU_FEATURES, "VU-FEATURES", VUB_E_UNSUPP, "back-end does not offer VERSION_1 (features 0x%llx)") \
+    X(VQ_RING_CHOICE, "VQ-RING-CHOICE", VUB_E_UNSUPP, "packed rings: the back-end does not offer RING_PACKED") \
+    X(VU_CONFIG_REQUIRED, "VU-CONFIG-REQUIRED", VUB_E_UNSUPP, \
+      "back-end does not offer PROTOCOL_F_CONFIG: the disk size is unknowable") \
+    X(VU_ANSWER, "VU-REPLY-CHECK", VUB_E_PROTO, "back-end answered %llu with %llu, which is out of range") \
+    X(BLK_MQ, "BLK-MQ", VUB_E_INVAL, "asked for %llu queues; the back-end has %llu") \
+    X(CLIENT_OPTS, "CLIENT-OPTS", VUB_E_INVAL, "option value %llu is out of range (limit %llu)") \
+    X(CLIENT_SEGMENTS, "CLIENT-REQ", VUB_E_INVAL, \
+      "a request needs 1 to %llu buffers, each non-empty, in the shared pool and at most size_max (%llu)") \
+    X(CLIENT_ALIGN, "CLIENT-REQ", VUB_E_INVAL, \
+      "offset %llu and length %llu must be multiples of 512 (a range: non-empty, under 2^32 sectors)") \
+    X(CLIENT_GET_ID, "BLK-GET-ID", VUB_E_INVAL, "GET_ID needs a 20-byte buffer (got %llu bytes)") \
+    X(CLIENT_REQ, "CLIENT-REQ", VUB_E_INVAL, \
+      "request cannot be sent: operation %llu is unknown, unmap is for write-zeroes only, or it never fits the ring") \
+    X(CLIENT_IDLE, "CLIENT-REQ", VUB_E_INVAL, "nothing in flight to wait for") \
+    X(CLIENT_BUSY, "CLIENT-REQ", VUB_E_INVAL, "vub_client_run on a queue with %llu requests in flight") \
+    X(CLIENT_WAIT, "CLIENT-WAIT", VUB_E_TIMEOUT, "no completion within %llu ms (%llu in flight)") \
+    X(CLIENT_HANGUP, "VU-CLOSED", VUB_E_CLOSED, "back-end hung up with %llu requests in flight")
+
+enum vub_reason {
+#define VUB_REASON_ENUM(name, tag, err, text) VUB_R_##name,
+    VUB_REASONS(VUB_REASON_ENUM)
+#undef VUB_REASON_ENUM
+    VUB_R_COUNT
+};
+
+static const struct vub_reason_row {
+    const char *tag;  /* requirement tag, as in SPEC-NOTES.md */
+    enum vub_err err; /* the class a caller acts on */
+    const char *text; /* one line; prints a and b (unsigned long long) */
+} vub_reasons[VUB_R_COUNT] = {
+#define VUB_REASON_ROW(name, tag, err, text) [VUB_R_##name] = {tag, err, text},
+    VUB_REASONS(VUB_REASON_ROW)
+#undef VUB_REASON_ROW
+};
+
+/* A failure as vub records it. */
+struct vub_error {
+    enum vub_reason reason; /* which rule; VUB_R_NONE if nothing failed */
+    uint64_t a, b;          /* the numbers its text names */
+};
+
+/* Records a reason (e may be NULL) and returns its class. */
+static enum vub_err vub_fail(struct vub_error *e, enum vub_reason reason, uint64_t a, uint64_t b)
 {
-    va_list ap;
+    if (e)
+        *e = (struct vub_error){reason, a, b};
+    return vub_reasons[reason].err;
+}
+
+/* The one formatter: "<text> [<TAG>]", after prefix if one is given. */
+static void vub_error_format(const struct vub_error *e, const char *prefix, char *buf, size_t len)
+{
+    const struct vub_reason_row *r = &vub_reasons[e->reason < VUB_R_COUNT ? e->reason : VUB_R_NONE];
     if (!buf || len == 0)
         return;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
+    int n = snprintf(buf, len, "%s%s", prefix ? prefix : "", prefix && prefix[0] ? ": " : "");
+    if (n >= 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, r->text, (unsigned long long)e->a, (unsigned long long)e->b);
+    if (r->err == VUB_E_IO && e->b != 0 && n >= 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, ": %s", strerror((int)e->b));
+    if (r->tag[0] && n >= 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, " [%s]", r->tag);
 }
 
 /* ---- Feature bits (VIRTIO "Feature Bits", vhost-user "Protocol features") */
 
-enum {
-    /* virtio-blk device features ("Block Device", "Feature bits") */
-    VIRTIO_BLK_F_SIZE_MAX = 1,
-    VIRTIO_BLK_F_SEG_MAX = 2,
-    VIRTIO_BLK_F_GEOMETRY = 4,
-    VIRTIO_BLK_F_RO = 5,
-    VIRTIO_BLK_F_BLK_SIZE = 6,
-    VIRTIO_BLK_F_FLUSH = 9,
-    VIRTIO_BLK_F_TOPOLOGY = 10,
-    VIRTIO_BLK_F_CONFIG_WCE = 11,
-    VIRTIO_BLK_F_MQ = 12,
-    VIRTIO_BLK_F_DISCARD = 13,
-    VIRTIO_BLK_F_WRITE_ZEROES = 14,
-    /* reserved feature bits shared by all devices ("Reserved Feature Bits") */
-    VIRTIO_F_NOTIFY_ON_EMPTY = 24,
-    VHOST_F_LOG_ALL = 26,               /* vhost: log dirty guest memory (migration) */
-    VIRTIO_F_INDIRECT_DESC = 28,
-    VIRTIO_F_EVENT_IDX = 29,
-    VHOST_USER_F_PROTOCOL_FEATURES = 30, /* vhost-user only; never seen by the guest */
-    VIRTIO_F_VERSION_1 = 32,
-    VIRTIO_F_ACCESS_PLATFORM = 33,
-    VIRTIO_F_RING_PACKED = 34,
-    VIRTIO_F_IN_ORDER = 35,
-};
+/* One row per bit: the name printed is what follows "_F_". */
+#define VUB_VIRTIO_FEATURES(X) \
+    /* virtio-blk device features ("Block Device", "Feature bits") */ \
+    X(VIRTIO_BLK_F_SIZE_MAX, 1) X(VIRTIO_BLK_F_SEG_MAX, 2) X(VIRTIO_BLK_F_GEOMETRY, 4) \
+    X(VIRTIO_BLK_F_RO, 5) X(VIRTIO_BLK_F_BLK_SIZE, 6) X(VIRTIO_BLK_F_FLUSH, 9) \
+    X(VIRTIO_BLK_F_TOPOLOGY, 10) X(VIRTIO_BLK_F_CONFIG_WCE, 11) X(VIRTIO_BLK_F_MQ, 12) \
+    X(VIRTIO_BLK_F_DISCARD, 13) X(VIRTIO_BLK_F_WRITE_ZEROES, 14) \
+    /* reserved feature bits shared by all devices ("Reserved Feature Bits"); \
+     * LOG_ALL is vhost's dirty logging, PROTOCOL_FEATURES vhost-user's own */ \
+    X(VIRTIO_F_NOTIFY_ON_EMPTY, 24) X(VHOST_F_LOG_ALL, 26) X(VIRTIO_F_INDIRECT_DESC, 28) \
+    X(VIRTIO_F_EVENT_IDX, 29) X(VHOST_USER_F_PROTOCOL_FEATURES, 30) X(VIRTIO_F_VERSION_1, 32) \
+    X(VIRTIO_F_ACCESS_PLATFORM, 33) X(VIRTIO_F_RING_PACKED, 34) X(VIRTIO_F_IN_ORDER, 35)
 
-enum {
-    VHOST_USER_PROTOCOL_F_MQ = 0,
-    VHOST_USER_PROTOCOL_F_LOG_SHMFD = 1,
-    VHOST_USER_PROTOCOL_F_RARP = 2,
-    VHOST_USER_PROTOCOL_F_REPLY_ACK = 3,
-    VHOST_USER_PROTOCOL_F_NET_MTU = 4,
-    VHOST_USER_PROTOCOL_F_BACKEND_REQ = 5,
-    VHOST_USER_PROTOCOL_F_CROSS_ENDIAN = 6,
-    VHOST_USER_PROTOCOL_F_CRYPTO_SESSION = 7,
-    VHOST_USER_PROTOCOL_F_PAGEFAULT = 8,
-    VHOST_USER_PROTOCOL_F_CONFIG = 9,
-    VHOST_USER_PROTOCOL_F_BACKEND_SEND_FD = 10,
-    VHOST_USER_PROTOCOL_F_HOST_NOTIFIER = 11,
-    VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD = 12,
-    VHOST_USER_PROTOCOL_F_RESET_DEVICE = 13,
-    VHOST_USER_PROTOCOL_F_INBAND_NOTIFICATIONS = 14,
-    VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS = 15,
-    VHOST_USER_PROTOCOL_F_STATUS = 16,
-    VHOST_USER_PROTOCOL_F_XEN_MMAP = 17,
-    VHOST_USER_PROTOCOL_F_SHARED_OBJECT = 18,
-    VHOST_USER_PROTOCOL_F_DEVICE_STATE = 19,
-};
+#define VUB_PROTOCOL_FEATURES(X) \
+    X(VHOST_USER_PROTOCOL_F_MQ, 0) X(VHOST_USER_PROTOCOL_F_LOG_SHMFD, 1) \
+    X(VHOST_USER_PROTOCOL_F_RARP, 2) X(VHOST_USER_PROTOCOL_F_REPLY_ACK, 3) \
+    X(VHOST_USER_PROTOCOL_F_NET_MTU, 4) X(VHOST_USER_PROTOCOL_F_BACKEND_REQ, 5) \
+    X(VHOST_USER_PROTOCOL_F_CROSS_ENDIAN, 6) X(VHOST_USER_PROTOCOL_F_CRYPTO_SESSION, 7) \
+    X(VHOST_USER_PROTOCOL_F_PAGEFAULT, 8) X(VHOST_USER_PROTOCOL_F_CONFIG, 9) \
+    X(VHOST_USER_PROTOCOL_F_BACKEND_SEND_FD, 10) X(VHOST_USER_PROTOCOL_F_HOST_NOTIFIER, 11) \
+    X(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, 12) X(VHOST_USER_PROTOCOL_F_RESET_DEVICE, 13) \
+    X(VHOST_USER_PROTOCOL_F_INBAND_NOTIFICATIONS, 14) X(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, 15) \
+    X(VHOST_USER_PROTOCOL_F_STATUS, 16) X(VHOST_USER_PROTOCOL_F_XEN_MMAP, 17) \
+    X(VHOST_USER_PROTOCOL_F_SHARED_OBJECT, 18) X(VHOST_USER_PROTOCOL_F_DEVICE_STATE, 19)
 
-static const char *const vub_virtio_feature_names[64] = {
-    [VIRTIO_BLK_F_SIZE_MAX] = "SIZE_MAX",
-    [VIRTIO_BLK_F_SEG_MAX] = "SEG_MAX",
-    [VIRTIO_BLK_F_GEOMETRY] = "GEOMETRY",
-    [VIRTIO_BLK_F_RO] = "RO",
-    [VIRTIO_BLK_F_BLK_SIZE] = "BLK_SIZE",
-    [VIRTIO_BLK_F_FLUSH] = "FLUSH",
-    [VIRTIO_BLK_F_TOPOLOGY] = "TOPOLOGY",
-    [VIRTIO_BLK_F_CONFIG_WCE] = "CONFIG_WCE",
-    [VIRTIO_BLK_F_MQ] = "MQ",
-    [VIRTIO_BLK_F_DISCARD] = "DISCARD",
-    [VIRTIO_BLK_F_WRITE_ZEROES] = "WRITE_ZEROES",
-    [VIRTIO_F_NOTIFY_ON_EMPTY] = "NOTIFY_ON_EMPTY",
-    [VHOST_F_LOG_ALL] = "LOG_ALL",
-    [VIRTIO_F_INDIRECT_DESC] = "INDIRECT_DESC",
-    [VIRTIO_F_EVENT_IDX] = "EVENT_IDX",
-    [VHOST_USER_F_PROTOCOL_FEATURES] = "PROTOCOL_FEATURES",
-    [VIRTIO_F_VERSION_1] = "VERSION_1",
-    [VIRTIO_F_ACCESS_PLATFORM] = "ACCESS_PLATFORM",
-    [VIRTIO_F_RING_PACKED] = "RING_PACKED",
-    [VIRTIO_F_IN_ORDER] = "IN_ORDER",
-};
-
-static const char *const vub_protocol_feature_names[64] = {
-    [VHOST_USER_PROTOCOL_F_MQ] = "MQ",
-    [VHOST_USER_PROTOCOL_F_LOG_SHMFD] = "LOG_SHMFD",
-    [VHOST_USER_PROTOCOL_F_RARP] = "RARP",
-    [VHOST_USER_PROTOCOL_F_REPLY_ACK] = "REPLY_ACK",
-    [VHOST_USER_PROTOCOL_F_NET_MTU] = "NET_MTU",
-    [VHOST_USER_PROTOCOL_F_BACKEND_REQ] = "BACKEND_REQ",
-    [VHOST_USER_PROTOCOL_F_CROSS_ENDIAN] = "CROSS_ENDIAN",
-    [VHOST_USER_PROTOCOL_F_CRYPTO_SESSION] = "CRYPTO_SESSION",
-    [VHOST_USER_PROTOCOL_F_PAGEFAULT] = "PAGEFAULT",
-    [VHOST_USER_PROTOCOL_F_CONFIG] = "CONFIG",
-    [VHOST_USER_PROTOCOL_F_BACKEND_SEND_FD] = "BACKEND_SEND_FD",
-    [VHOST_USER_PROTOCOL_F_HOST_NOTIFIER] = "HOST_NOTIFIER",
-    [VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD] = "INFLIGHT_SHMFD",
-    [VHOST_USER_PROTOCOL_F_RESET_DEVICE] = "RESET_DEVICE",
-    [VHOST_USER_PROTOCOL_F_INBAND_NOTIFICATIONS] = "INBAND_NOTIFICATIONS",
-    [VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS] = "CONFIGURE_MEM_SLOTS",
-    [VHOST_USER_PROTOCOL_F_STATUS] = "STATUS",
-    [VHOST_USER_PROTOCOL_F_XEN_MMAP] = "XEN_MMAP",
-    [VHOST_USER_PROTOCOL_F_SHARED_OBJECT] = "SHARED_OBJECT",
-    [VHOST_USER_PROTOCOL_F_DEVICE_STATE] = "DEVICE_STATE",
-};
+#define VUB_FEATURE_ENUM(name, bit) name = bit,
+#define VUB_FEATURE_NAME(name, bit) [bit] = #name,
+enum { VUB_VIRTIO_FEATURES(VUB_FEATURE_ENUM) };
+enum { VUB_PROTOCOL_FEATURES(VUB_FEATURE_ENUM) };
+static const char *const vub_virtio_feature_names[64] = {VUB_VIRTIO_FEATURES(VUB_FEATURE_NAME)};
+static const char *const vub_protocol_feature_names[64] = {VUB_PROTOCOL_FEATURES(VUB_FEATURE_NAME)};
 
 void vub_features_str(uint64_t bits, enum vub_feature_kind kind, char *buf, size_t len)
 {
@@ -293,7 +444,7 @@ void vub_features_str(uint64_t bits, enum vub_feature_kind kind, char *buf, size
     for (unsigned bit = 0; bit < 64 && used < len; bit++) {
         if (!vub_has(bits, bit))
             continue;
-        int n = names[bit] ? snprintf(buf + used, len - used, "%s%s", used ? " " : "", names[bit])
+        int n = names[bit] ? snprintf(buf + used, len - used, "%s%s", used ? " " : "", strstr(names[bit], "_F_") + 3)
                            : snprintf(buf + used, len - used, "%sbit%u", used ? " " : "", bit);
         if (n < 0)
             break;
@@ -303,11 +454,86 @@ void vub_features_str(uint64_t bits, enum vub_feature_kind kind, char *buf, size
         snprintf(buf, len, "(none)");
 }
 
+/* ---- The one iovec cursor ---------------------------------------------------
+ *
+ * Guest buffers and image reads are lists of pieces. Everything that walks
+ * such a list goes through this cursor: it hands out the next bytes of the
+ * list as iovecs, a batch at a time, without changing the list. */
+
+#define VUB_IOV_BATCH 64 /* iovecs one batch holds */
+
+struct vub_iov_cursor {
+    const struct iovec *iov;
+    unsigned count;
+    unsigned index; /* current iovec */
+    size_t at;      /* bytes of it already taken */
+};
+
+static uint64_t vub_iov_bytes(const struct iovec *iov, unsigned count)
+{
+    uint64_t total = 0;
+    for (unsigned i = 0; i < count; i++)
+        total += iov[i].iov_len;
+    return total;
+}
+
+/* Takes up to `want` bytes off the front as at most `cap` iovecs into out;
+ * returns the bytes taken (fewer only when out is full or the list ends).
+ * With out NULL the bytes are skipped. */
+static uint64_t vub_iov_take(struct vub_iov_cursor *c, uint64_t want, struct iovec *out, unsigned cap,
+                             unsigned *out_count)
+{
+    uint64_t taken = 0;
+    unsigned n = 0;
+    while (taken < want && c->index < c->count && (!out || n < cap)) {
+        const struct iovec *v = &c->iov[c->index];
+        size_t step = (size_t)VUB_MIN((uint64_t)(v->iov_len - c->at), want - taken);
+        if (out && step > 0)
+            out[n++] = (struct iovec){(uint8_t *)v->iov_base + c->at, step};
+        taken += step;
+        c->at += step;
+        if (c->at == v->iov_len) {
+            c->index++;
+            c->at = 0;
+        }
+    }
+    if (out_count)
+        *out_count = n;
+    return taken;
+}
+
+/* Copies bytes between the next `bytes` of the list and flat memory: out of
+ * the list into dst, or into the list from src (zeros when src is NULL).
+ * Returns the bytes moved. */
+static uint64_t vub_iov_copy(struct vub_iov_cursor *c, uint8_t *dst, const uint8_t *src, uint64_t bytes)
+{
+    struct iovec batch[VUB_IOV_BATCH];
+    uint64_t done = 0;
+    unsigned n;
+    while (done < bytes) {
+        uint64_t taken = vub_iov_take(c, bytes - done, batch, VUB_IOV_BATCH, &n);
+        if (taken == 0)
+            break;
+        for (unsigned i = 0; i < n; i++) {
+            if (dst)
+                memcpy(dst + done, batch[i].iov_base, batch[i].iov_len);
+            else if (src)
+                memcpy(batch[i].iov_base, src + done, batch[i].iov_len);
+            else
+                memset(batch[i].iov_base, 0, batch[i].iov_len);
+            done += batch[i].iov_len;
+        }
+    }
+    return done;
+}
+
 /* ======================================================================== *
  * 2. Linux glue
  *
- * The protocol code above the back-end calls no system call directly except
- * through these small wrappers, so a port to another kernel starts here.
+ * Every system call vub makes is in this section, so rings, qcow2 and
+ * inflate above the glue are plain C, and a port to another kernel starts
+ * here. Each wrapper restarts on EINTR and reports failure as a reason with
+ * errno as its number.
  * ======================================================================== */
 
 /* Signals an eventfd: the 8-byte value carries no meaning (vhost-user
@@ -345,13 +571,28 @@ static bool vub_sys_set_nonblock(int fd)
     return flags >= 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
 }
 
-/* The size of a regular file (memfd, tmpfs, hugetlbfs): what a shared
- * mapping of it may touch. Anything else is refused. */
-static bool vub_sys_file_size(int fd, uint64_t *size)
+static int vub_sys_open(const char *path, bool read_only)
+{
+    return open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+}
+
+/* Which file fd is: identity (for loop checks) and size. A regular file, or
+ * with block_ok a block device; anything else is refused. */
+static bool vub_sys_stat(int fd, bool block_ok, uint64_t *size, dev_t *dev, ino_t *ino)
 {
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0)
+    if (fstat(fd, &st) != 0)
         return false;
+    if (dev)
+        *dev = st.st_dev;
+    if (ino)
+        *ino = st.st_ino;
+    if (block_ok && S_ISBLK(st.st_mode))
+        return ioctl(fd, BLKGETSIZE64, size) == 0;
+    if (!S_ISREG(st.st_mode) || st.st_size < 0) {
+        errno = EINVAL;
+        return false;
+    }
     *size = (uint64_t)st.st_size;
     return true;
 }
@@ -381,6 +622,211 @@ static uint8_t *vub_sys_map(int fd, uint64_t off, uint64_t len, void **base, siz
     return NULL;
 }
 
+static void vub_sys_unmap(void *base, size_t len)
+{
+    if (base)
+        munmap(base, len);
+}
+
+/* vhost-user carries at most this many descriptors in one message. */
+#define VUB_VU_MAX_FDS 8
+
+/* Attaches count descriptors to mh as one SCM_RIGHTS control message, in
+ * control (room for CMSG_SPACE(count * sizeof(int)) bytes, suitably
+ * aligned). Nothing is attached when count is 0. */
+static void vub_msg_attach_fds(struct msghdr *mh, char *control, const int *fds, unsigned count)
+{
+    if (count == 0)
+        return;
+    memset(control, 0, CMSG_SPACE(sizeof(int) * count));
+    mh->msg_control = control;
+    mh->msg_controllen = CMSG_SPACE(sizeof(int) * count);
+    struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * count);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * count);
+}
+
+/* One call of the transfer loop: a socket (off < 0) with descriptors, or a
+ * file at off. Sent: fds[0..*fd_count); received: appended to fds (room
+ * for VUB_VU_MAX_FDS), the rest closed, and a truncated control message
+ * reported through *cut. */
+static ssize_t vub_sys_xfer_once(int fd, bool write, int64_t off, struct iovec *iov, unsigned count,
+                                 int *fds, unsigned *fd_count, bool *cut)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * VUB_VU_MAX_FDS)];
+    } control;
+    int n_iov = (int)VUB_MIN(count, (unsigned)IOV_MAX);
+    if (off >= 0)
+        return write ? pwritev(fd, iov, n_iov, (off_t)off) : preadv(fd, iov, n_iov, (off_t)off);
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
+    if (write) {
+        vub_msg_attach_fds(&mh, control.buf, fds, fd_count ? *fd_count : 0);
+        return sendmsg(fd, &mh, MSG_NOSIGNAL);
+    }
+    mh.msg_control = control.buf;
+    mh.msg_controllen = sizeof control.buf;
+    ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    for (struct cmsghdr *c = n < 0 ? NULL : CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+            int got;
+            memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+            if (fd_count && *fd_count < VUB_VU_MAX_FDS)
+                fds[(*fd_count)++] = got;
+            else
+                close(got);
+        }
+    }
+    if (n >= 0 && (mh.msg_flags & MSG_CTRUNC))
+        *cut = true;
+    return n;
+}
+
+/* The one transfer loop, for files and sockets alike: moves every byte of
+ * the list, in as many calls as it takes (at most IOV_MAX iovecs a call;
+ * short transfers resume where they stopped). *done counts the bytes
+ * moved. Stops early, with VUB_OK, when a read meets the end of the file or
+ * the peer's close: the caller decides what a short read means. Socket
+ * descriptors go with the first byte sent; received ones are collected. */
+static enum vub_err vub_sys_xfer(int fd, bool write, int64_t off, const struct iovec *iov, unsigned count,
+                                 int *fds, unsigned *fd_count, uint64_t *done, struct vub_error *e)
+{
+    struct vub_iov_cursor c = {iov, count, 0, 0};
+    struct iovec batch[VUB_IOV_BATCH];
+    unsigned n;
+    bool cut = false;
+    *done = 0;
+    for (uint64_t want = vub_iov_bytes(iov, count); *done < want;) {
+        struct vub_iov_cursor resume = c;
+        vub_iov_take(&c, want - *done, batch, VUB_IOV_BATCH, &n);
+        ssize_t got = vub_sys_xfer_once(fd, write, off < 0 ? -1 : off + (int64_t)*done, batch, n, fds, fd_count,
+                                        &cut);
+        if (got < 0 && errno == EINTR) {
+            c = resume;
+            continue;
+        }
+        if (cut)
+            return vub_fail(e, VUB_R_VU_FDS, VUB_VU_MAX_FDS, 0);
+        if (got < 0 && off < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return vub_fail(e, write ? VUB_R_SYS_CALL : VUB_R_VU_MSG_STALL, *done, (uint64_t)errno);
+        if (got < 0 && (errno == EPIPE || errno == ECONNRESET))
+            return vub_fail(e, VUB_R_VU_CLOSED, 0, 0);
+        if (got < 0 || (got == 0 && write))
+            return vub_fail(e, VUB_R_SYS_CALL, *done, got < 0 ? (uint64_t)errno : (uint64_t)EIO);
+        if (got == 0)
+            return VUB_OK; /* end of file, or the peer closed */
+        if (write && fd_count)
+            *fd_count = 0; /* sent with the first byte */
+        *done += (uint64_t)got;
+        c = resume;
+        vub_iov_take(&c, (uint64_t)got, NULL, 0, NULL);
+    }
+    return VUB_OK;
+}
+
+/* Reads exactly len bytes at off; bytes past the end of the file read as
+ * zeros (what qcow2 wants, see [QCOW2-EOF-ZEROS]), a failure is VUB_E_IO. */
+static enum vub_err vub_sys_pread_zero(int fd, void *buf, size_t len, uint64_t off, struct vub_error *e)
+{
+    struct iovec iov = {buf, len};
+    uint64_t done = 0;
+    if (off > (uint64_t)INT64_MAX - len)
+        return vub_fail(e, VUB_R_SYS_CALL, off, EOVERFLOW);
+    enum vub_err err = vub_sys_xfer(fd, false, (int64_t)off, &iov, 1, NULL, NULL, &done, e);
+    if (err == VUB_OK)
+        memset((uint8_t *)buf + done, 0, len - (size_t)done);
+    return err;
+}
+
+static enum vub_err vub_sys_fdatasync(int fd)
+{
+    int rc;
+    do {
+        rc = fdatasync(fd);
+    } while (rc != 0 && errno == EINTR);
+    return rc == 0 ? VUB_OK : VUB_E_IO;
+}
+
+/* Deallocates (punch) or zeroes a byte range of a file; false with errno
+ * EOPNOTSUPP when the file system can do neither. */
+static bool vub_sys_fallocate(int fd, bool punch, uint64_t off, uint64_t len)
+{
+    int mode = (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE;
+    if (fallocate(fd, mode, (off_t)off, (off_t)len) == 0)
+        return true;
+    if (errno == ENOSYS)
+        errno = EOPNOTSUPP;
+    return false;
+}
+
+/* Send and receive timeouts, so a peer that stops in the middle of a
+ * message cannot hang us. */
+static void vub_sys_socket_timeouts(int sock, int timeout_ms)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+static int64_t vub_sys_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* poll() until deadline_ms (negative: forever), restarting on EINTR with
+ * the time that is left. Returns poll's result, 0 on timeout. */
+static int vub_sys_poll(struct pollfd *fds, nfds_t n, int64_t deadline_ms)
+{
+    for (;;) {
+        int left = -1;
+        if (deadline_ms >= 0) {
+            int64_t d = deadline_ms - vub_sys_now_ms();
+            left = d < 0 ? 0 : d > INT_MAX ? INT_MAX : (int)d;
+        }
+        int rc = poll(fds, n, left);
+        if (rc >= 0 || errno != EINTR)
+            return rc;
+    }
+}
+
+/* Shared memory for a front-end: a memfd of len bytes, mapped; NULL on
+ * failure (errno says why). */
+static uint8_t *vub_sys_memfd(size_t len, int *fd)
+{
+    *fd = memfd_create("vub-client", MFD_CLOEXEC);
+    if (*fd < 0 || ftruncate(*fd, (off_t)len) != 0)
+        return NULL;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static int vub_sys_eventfd(void)
+{
+    return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+/* A connected unix stream socket, or -1 (errno says why). */
+static int vub_sys_connect(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        vub_sys_close(&fd);
+    return fd;
+}
+
 /* ======================================================================== *
  * 3. vhost-user wire format  (vhost-user.rst "Message Specification")
  *
@@ -389,50 +835,39 @@ static uint8_t *vub_sys_map(int fd, uint64_t off, uint64_t len, void **base, siz
  * SCM_RIGHTS ancillary data. The structs below hold wire fields only.
  * ======================================================================== */
 
+/* Request codes, one row each: "Front-end message types". */
+#define VUB_VU_REQUESTS(X) \
+    X(NONE, 0) X(GET_FEATURES, 1) X(SET_FEATURES, 2) X(SET_OWNER, 3) X(RESET_OWNER, 4) \
+    X(SET_MEM_TABLE, 5) X(SET_LOG_BASE, 6) X(SET_LOG_FD, 7) X(SET_VRING_NUM, 8) \
+    X(SET_VRING_ADDR, 9) X(SET_VRING_BASE, 10) X(GET_VRING_BASE, 11) X(SET_VRING_KICK, 12) \
+    X(SET_VRING_CALL, 13) X(SET_VRING_ERR, 14) X(GET_PROTOCOL_FEATURES, 15) \
+    X(SET_PROTOCOL_FEATURES, 16) X(GET_QUEUE_NUM, 17) X(SET_VRING_ENABLE, 18) X(SEND_RARP, 19) \
+    X(NET_SET_MTU, 20) X(SET_BACKEND_REQ_FD, 21) X(IOTLB_MSG, 22) X(SET_VRING_ENDIAN, 23) \
+    X(GET_CONFIG, 24) X(SET_CONFIG, 25) X(CREATE_CRYPTO_SESSION, 26) X(CLOSE_CRYPTO_SESSION, 27) \
+    X(POSTCOPY_ADVISE, 28) X(POSTCOPY_LISTEN, 29) X(POSTCOPY_END, 30) X(GET_INFLIGHT_FD, 31) \
+    X(SET_INFLIGHT_FD, 32) X(GPU_SET_SOCKET, 33) X(RESET_DEVICE, 34) X(VRING_KICK, 35) \
+    X(GET_MAX_MEM_SLOTS, 36) X(ADD_MEM_REG, 37) X(REM_MEM_REG, 38) X(SET_STATUS, 39) \
+    X(GET_STATUS, 40)
+
 enum vub_vu_request {
-    VHOST_USER_NONE = 0,
-    VHOST_USER_GET_FEATURES = 1,
-    VHOST_USER_SET_FEATURES = 2,
-    VHOST_USER_SET_OWNER = 3,
-    VHOST_USER_RESET_OWNER = 4,
-    VHOST_USER_SET_MEM_TABLE = 5,
-    VHOST_USER_SET_LOG_BASE = 6,
-    VHOST_USER_SET_LOG_FD = 7,
-    VHOST_USER_SET_VRING_NUM = 8,
-    VHOST_USER_SET_VRING_ADDR = 9,
-    VHOST_USER_SET_VRING_BASE = 10,
-    VHOST_USER_GET_VRING_BASE = 11,
-    VHOST_USER_SET_VRING_KICK = 12,
-    VHOST_USER_SET_VRING_CALL = 13,
-    VHOST_USER_SET_VRING_ERR = 14,
-    VHOST_USER_GET_PROTOCOL_FEATURES = 15,
-    VHOST_USER_SET_PROTOCOL_FEATURES = 16,
-    VHOST_USER_GET_QUEUE_NUM = 17,
-    VHOST_USER_SET_VRING_ENABLE = 18,
-    VHOST_USER_SEND_RARP = 19,
-    VHOST_USER_NET_SET_MTU = 20,
-    VHOST_USER_SET_BACKEND_REQ_FD = 21,
-    VHOST_USER_IOTLB_MSG = 22,
-    VHOST_USER_SET_VRING_ENDIAN = 23,
-    VHOST_USER_GET_CONFIG = 24,
-    VHOST_USER_SET_CONFIG = 25,
-    VHOST_USER_CREATE_CRYPTO_SESSION = 26,
-    VHOST_USER_CLOSE_CRYPTO_SESSION = 27,
-    VHOST_USER_POSTCOPY_ADVISE = 28,
-    VHOST_USER_POSTCOPY_LISTEN = 29,
-    VHOST_USER_POSTCOPY_END = 30,
-    VHOST_USER_GET_INFLIGHT_FD = 31,
-    VHOST_USER_SET_INFLIGHT_FD = 32,
-    VHOST_USER_GPU_SET_SOCKET = 33,
-    VHOST_USER_RESET_DEVICE = 34,
-    VHOST_USER_VRING_KICK = 35,
-    VHOST_USER_GET_MAX_MEM_SLOTS = 36,
-    VHOST_USER_ADD_MEM_REG = 37,
-    VHOST_USER_REM_MEM_REG = 38,
-    VHOST_USER_SET_STATUS = 39,
-    VHOST_USER_GET_STATUS = 40,
+#define VUB_VU_REQUEST_ENUM(name, code) VHOST_USER_##name = code,
+    VUB_VU_REQUESTS(VUB_VU_REQUEST_ENUM)
+#undef VUB_VU_REQUEST_ENUM
     VHOST_USER_REQUEST_COUNT, /* one past the last request vub knows */
 };
+
+static const char *const vub_vu_request_names[VHOST_USER_REQUEST_COUNT] = {
+#define VUB_VU_REQUEST_NAME(name, code) [code] = #name,
+    VUB_VU_REQUESTS(VUB_VU_REQUEST_NAME)
+#undef VUB_VU_REQUEST_NAME
+};
+
+static const char *vub_vu_request_name(uint32_t request)
+{
+    if (request < VHOST_USER_REQUEST_COUNT && vub_vu_request_names[request])
+        return vub_vu_request_names[request];
+    return "unknown request";
+}
 
 /* Header "flags": bits 0-1 version, bit 2 reply, bit 3 need-reply. */
 #define VHOST_USER_VERSION 0x1u
@@ -445,9 +880,6 @@ enum vub_vu_request {
 /* SET_VRING_KICK/CALL/ERR u64: queue index in bits 0-7, bit 8 "no fd". */
 #define VHOST_USER_VRING_IDX_MASK 0xffu
 #define VHOST_USER_VRING_NOFD_MASK (1u << 8)
-
-/* SET_MEM_TABLE carries at most this many regions (and fds). */
-#define VUB_VU_MAX_FDS 8
 
 struct vub_vu_header {
     uint32_t request; /* enum vub_vu_request */
@@ -530,210 +962,53 @@ static void vub_msg_close_fds(struct vub_msg *m)
     m->fd_count = 0;
 }
 
-/* Receives up to len bytes, collecting any descriptors that ride along.
- * [VU-FDS] fds may come with the header or the payload; more than
- * VUB_VU_MAX_FDS, or a truncated control message, is a protocol error (the
- * kernel has already closed what did not fit; we close what did). */
-static enum vub_err vub_vu_recv_some(int sock, void *buf, size_t len, struct vub_msg *m,
-                                     size_t *got, char *why, size_t why_len)
+/* Reads exactly len bytes of a message. [VU-FDS] fds may come with the
+ * header or the payload; more than VUB_VU_MAX_FDS, or a truncated control
+ * message, is a protocol error. A clean EOF before the first byte is
+ * VUB_E_CLOSED; EOF inside a message is a protocol error. */
+static enum vub_err vub_vu_recv_exact(int sock, void *buf, size_t len, struct vub_msg *m, bool first,
+                                      struct vub_error *e)
 {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * VUB_VU_MAX_FDS)];
-    } control;
-    struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = control.buf, .msg_controllen = sizeof control.buf};
-    ssize_t n;
-    do {
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        vub_why(why, why_len, "peer stalled in the middle of a message");
-        return VUB_E_TIMEOUT;
-    }
-    if (n < 0) {
-        vub_why(why, why_len, "recvmsg: %s", strerror(errno));
-        return VUB_E_IO;
-    }
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            if (m->fd_count < VUB_VU_MAX_FDS)
-                m->fds[m->fd_count++] = fd;
-            else
-                close(fd);
-        }
-    }
-    if (mh.msg_flags & MSG_CTRUNC) {
-        vub_why(why, why_len, "more than %d file descriptors in one message", VUB_VU_MAX_FDS);
-        return VUB_E_PROTO;
-    }
-    *got = (size_t)n;
-    return VUB_OK;
-}
-
-/* Reads exactly len bytes (looping over short reads). A clean EOF before
- * the first byte is VUB_E_CLOSED; EOF inside a message is a protocol error. */
-static enum vub_err vub_vu_recv_exact(int sock, void *buf, size_t len, struct vub_msg *m,
-                                      bool first, char *why, size_t why_len)
-{
-    size_t done = 0;
-    while (done < len) {
-        size_t got = 0;
-        enum vub_err err = vub_vu_recv_some(sock, (uint8_t *)buf + done, len - done, m, &got,
-                                            why, why_len);
-        if (err != VUB_OK)
-            return err;
-        if (got == 0) {
-            if (first && done == 0) {
-                vub_why(why, why_len, "peer closed the connection");
-                return VUB_E_CLOSED;
-            }
-            vub_why(why, why_len, "peer closed the connection in the middle of a message");
-            return VUB_E_PROTO;
-        }
-        done += got;
-    }
-    return VUB_OK;
+    struct iovec iov = {buf, len};
+    uint64_t done = 0;
+    enum vub_err err = vub_sys_xfer(sock, false, -1, &iov, 1, m->fds, &m->fd_count, &done, e);
+    if (err == VUB_OK && done < len)
+        return first && done == 0 ? vub_fail(e, VUB_R_VU_CLOSED, 0, 0) : vub_fail(e, VUB_R_VU_MSG_CUT, done, 0);
+    return err;
 }
 
 /* Receives one whole message. [VU-HDR-VERSION] [VU-MSG-SIZE]: a header with
  * another version or a payload larger than any request vub knows ends the
  * session, since the stream cannot be resynchronised safely. On any error
  * every descriptor received is closed. */
-static enum vub_err vub_vu_recv(int sock, struct vub_msg *m, char *why, size_t why_len)
+static enum vub_err vub_vu_recv(int sock, struct vub_msg *m, struct vub_error *e)
 {
     enum vub_err err;
     m->fd_count = 0;
-    err = vub_vu_recv_exact(sock, &m->hdr, sizeof m->hdr, m, true, why, why_len);
-    if (err == VUB_OK && (m->hdr.flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION) {
-        vub_why(why, why_len, "message %u has version %u, expected 1", m->hdr.request,
-                m->hdr.flags & VHOST_USER_VERSION_MASK);
-        err = VUB_E_PROTO;
-    }
-    if (err == VUB_OK && m->hdr.size > VUB_VU_MAX_PAYLOAD) {
-        vub_why(why, why_len, "message %u has a %u-byte payload, more than any request takes",
-                m->hdr.request, m->hdr.size);
-        err = VUB_E_PROTO;
-    }
+    err = vub_vu_recv_exact(sock, &m->hdr, sizeof m->hdr, m, true, e);
+    if (err == VUB_OK && (m->hdr.flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION)
+        err = vub_fail(e, VUB_R_VU_HDR_VERSION, m->hdr.request, m->hdr.flags & VHOST_USER_VERSION_MASK);
+    if (err == VUB_OK && m->hdr.size > VUB_VU_MAX_PAYLOAD)
+        err = vub_fail(e, VUB_R_VU_MSG_SIZE, m->hdr.request, m->hdr.size);
     if (err == VUB_OK && m->hdr.size > 0)
-        err = vub_vu_recv_exact(sock, &m->payload, m->hdr.size, m, false, why, why_len);
+        err = vub_vu_recv_exact(sock, &m->payload, m->hdr.size, m, false, e);
     if (err != VUB_OK)
         vub_msg_close_fds(m);
     return err;
-}
-
-/* Attaches count descriptors to mh as one SCM_RIGHTS control message, in
- * control (room for CMSG_SPACE(count * sizeof(int)) bytes, suitably
- * aligned). Nothing is attached when count is 0. */
-static void vub_msg_attach_fds(struct msghdr *mh, char *control, const int *fds, unsigned count)
-{
-    if (count == 0)
-        return;
-    memset(control, 0, CMSG_SPACE(sizeof(int) * count));
-    mh->msg_control = control;
-    mh->msg_controllen = CMSG_SPACE(sizeof(int) * count);
-    struct cmsghdr *c = CMSG_FIRSTHDR(mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * count);
-    memcpy(CMSG_DATA(c), fds, sizeof(int) * count);
 }
 
 /* Sends a header, its payload and optional descriptors as one message. */
 static enum vub_err vub_vu_send(int sock, const struct vub_vu_header *hdr, const void *payload,
                                 const int *fds, unsigned fd_count)
 {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * VUB_VU_MAX_FDS)];
-    } control;
-    struct iovec iov[2] = {{.iov_base = (void *)(uintptr_t)hdr, .iov_len = sizeof *hdr},
-                           {.iov_base = (void *)(uintptr_t)payload, .iov_len = hdr->size}};
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = hdr->size ? 2 : 1};
-    size_t total = sizeof *hdr + hdr->size, sent = 0;
-
+    struct iovec iov[2] = {{(void *)(uintptr_t)hdr, sizeof *hdr}, {(void *)(uintptr_t)payload, hdr->size}};
+    int send[VUB_VU_MAX_FDS];
+    uint64_t done;
     if (fd_count > VUB_VU_MAX_FDS)
         return VUB_E_INVAL;
-    vub_msg_attach_fds(&mh, control.buf, fds, fd_count);
-    while (sent < total) {
-        ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return errno == EPIPE || errno == ECONNRESET ? VUB_E_CLOSED : VUB_E_IO;
-        sent += (size_t)n;
-        /* Descriptors went with the first byte; resend only the rest. */
-        mh.msg_control = NULL;
-        mh.msg_controllen = 0;
-        for (size_t skip = (size_t)n; skip > 0 && mh.msg_iovlen > 0;) {
-            size_t step = skip < mh.msg_iov->iov_len ? skip : mh.msg_iov->iov_len;
-            mh.msg_iov->iov_base = (uint8_t *)mh.msg_iov->iov_base + step;
-            mh.msg_iov->iov_len -= step;
-            skip -= step;
-            if (mh.msg_iov->iov_len == 0) {
-                mh.msg_iov++;
-                mh.msg_iovlen--;
-            }
-        }
-    }
-    return VUB_OK;
-}
-
-static const char *const vub_vu_request_names[VHOST_USER_REQUEST_COUNT] = {
-    [VHOST_USER_NONE] = "NONE",
-    [VHOST_USER_GET_FEATURES] = "GET_FEATURES",
-    [VHOST_USER_SET_FEATURES] = "SET_FEATURES",
-    [VHOST_USER_SET_OWNER] = "SET_OWNER",
-    [VHOST_USER_RESET_OWNER] = "RESET_OWNER",
-    [VHOST_USER_SET_MEM_TABLE] = "SET_MEM_TABLE",
-    [VHOST_USER_SET_LOG_BASE] = "SET_LOG_BASE",
-    [VHOST_USER_SET_LOG_FD] = "SET_LOG_FD",
-    [VHOST_USER_SET_VRING_NUM] = "SET_VRING_NUM",
-    [VHOST_USER_SET_VRING_ADDR] = "SET_VRING_ADDR",
-    [VHOST_USER_SET_VRING_BASE] = "SET_VRING_BASE",
-    [VHOST_USER_GET_VRING_BASE] = "GET_VRING_BASE",
-    [VHOST_USER_SET_VRING_KICK] = "SET_VRING_KICK",
-    [VHOST_USER_SET_VRING_CALL] = "SET_VRING_CALL",
-    [VHOST_USER_SET_VRING_ERR] = "SET_VRING_ERR",
-    [VHOST_USER_GET_PROTOCOL_FEATURES] = "GET_PROTOCOL_FEATURES",
-    [VHOST_USER_SET_PROTOCOL_FEATURES] = "SET_PROTOCOL_FEATURES",
-    [VHOST_USER_GET_QUEUE_NUM] = "GET_QUEUE_NUM",
-    [VHOST_USER_SET_VRING_ENABLE] = "SET_VRING_ENABLE",
-    [VHOST_USER_SEND_RARP] = "SEND_RARP",
-    [VHOST_USER_NET_SET_MTU] = "NET_SET_MTU",
-    [VHOST_USER_SET_BACKEND_REQ_FD] = "SET_BACKEND_REQ_FD",
-    [VHOST_USER_IOTLB_MSG] = "IOTLB_MSG",
-    [VHOST_USER_SET_VRING_ENDIAN] = "SET_VRING_ENDIAN",
-    [VHOST_USER_GET_CONFIG] = "GET_CONFIG",
-    [VHOST_USER_SET_CONFIG] = "SET_CONFIG",
-    [VHOST_USER_CREATE_CRYPTO_SESSION] = "CREATE_CRYPTO_SESSION",
-    [VHOST_USER_CLOSE_CRYPTO_SESSION] = "CLOSE_CRYPTO_SESSION",
-    [VHOST_USER_POSTCOPY_ADVISE] = "POSTCOPY_ADVISE",
-    [VHOST_USER_POSTCOPY_LISTEN] = "POSTCOPY_LISTEN",
-    [VHOST_USER_POSTCOPY_END] = "POSTCOPY_END",
-    [VHOST_USER_GET_INFLIGHT_FD] = "GET_INFLIGHT_FD",
-    [VHOST_USER_SET_INFLIGHT_FD] = "SET_INFLIGHT_FD",
-    [VHOST_USER_GPU_SET_SOCKET] = "GPU_SET_SOCKET",
-    [VHOST_USER_RESET_DEVICE] = "RESET_DEVICE",
-    [VHOST_USER_VRING_KICK] = "VRING_KICK",
-    [VHOST_USER_GET_MAX_MEM_SLOTS] = "GET_MAX_MEM_SLOTS",
-    [VHOST_USER_ADD_MEM_REG] = "ADD_MEM_REG",
-    [VHOST_USER_REM_MEM_REG] = "REM_MEM_REG",
-    [VHOST_USER_SET_STATUS] = "SET_STATUS",
-    [VHOST_USER_GET_STATUS] = "GET_STATUS",
-};
-
-static const char *vub_vu_request_name(uint32_t request)
-{
-    if (request < VHOST_USER_REQUEST_COUNT && vub_vu_request_names[request])
-        return vub_vu_request_names[request];
-    return "unknown request";
+    if (fd_count)
+        memcpy(send, fds, sizeof(int) * fd_count);
+    return vub_sys_xfer(sock, true, -1, iov, hdr->size ? 2 : 1, send, &fd_count, &done, NULL);
 }
 
 /* ======================================================================== *
@@ -791,66 +1066,44 @@ static uint8_t *vub_mem_range(const struct vub_mem *mem, enum vub_addr_space spa
     return p && len <= contig ? p : NULL;
 }
 
-/* Appends iovecs covering guest-physical [gpa, gpa + len) to iov[*count..cap).
- * [MEM-STRADDLE] a buffer may span adjacent regions: it becomes one iovec per
- * region. VUB_E_PROTO for unmapped or wrapping ranges, VUB_E_RANGE when the
- * iovec array is full. */
-static enum vub_err vub_mem_gpa_iov(const struct vub_mem *mem, uint64_t gpa, uint64_t len,
-                                    struct iovec *iov, unsigned cap, unsigned *count)
+/* The one guest-address walker: covers guest-physical [gpa, gpa + len) with
+ * iovecs appended to iov[*count..cap), or with iov NULL only checks that
+ * every byte is mapped. [MEM-STRADDLE] a buffer may span adjacent regions:
+ * it becomes one iovec per region. [MEM-WRAP] a range may not wrap.
+ * VUB_E_RANGE (no reason) when the iovec array is full. */
+static enum vub_err vub_mem_walk(const struct vub_mem *mem, uint64_t gpa, uint64_t len, struct iovec *iov,
+                                 unsigned cap, unsigned *count, struct vub_error *e)
 {
-    uint64_t end;
+    uint64_t end, at = gpa;
     if (!vub_add_ok(gpa, len, &end))
-        return VUB_E_PROTO; /* [MEM-WRAP] */
-    while (gpa < end) {
+        return vub_fail(e, VUB_R_MEM_WRAP, gpa, len);
+    while (at < end) {
         uint64_t contig = 0;
-        uint8_t *p = vub_mem_find(mem, VUB_GPA, gpa, &contig);
+        uint8_t *p = vub_mem_find(mem, VUB_GPA, at, &contig);
         if (!p)
-            return VUB_E_PROTO;
-        if (*count >= cap)
+            return vub_fail(e, VUB_R_MEM_XLATE, gpa, len);
+        uint64_t step = VUB_MIN(end - at, contig);
+        if (iov && *count >= cap)
             return VUB_E_RANGE;
-        uint64_t step = end - gpa < contig ? end - gpa : contig;
-        iov[*count].iov_base = p;
-        iov[*count].iov_len = (size_t)step;
-        (*count)++;
-        gpa += step;
+        if (iov)
+            iov[(*count)++] = (struct iovec){p, (size_t)step};
+        at += step;
     }
     return VUB_OK;
 }
 
-/* True if every byte of guest-physical [gpa, gpa + len) is mapped. */
-static bool vub_mem_mapped(const struct vub_mem *mem, uint64_t gpa, uint64_t len)
+/* Copies a descriptor (len <= 16) out of guest memory, across region
+ * boundaries if need be. */
+static enum vub_err vub_mem_read(const struct vub_mem *mem, uint64_t gpa, uint8_t *dst, size_t len,
+                                 struct vub_error *e)
 {
-    uint64_t end;
-    if (!vub_add_ok(gpa, len, &end))
-        return false;
-    while (gpa < end) {
-        uint64_t contig = 0;
-        if (!vub_mem_find(mem, VUB_GPA, gpa, &contig))
-            return false;
-        gpa += end - gpa < contig ? end - gpa : contig;
-    }
-    return true;
-}
-
-/* Copies guest-physical bytes out (descriptors, indirect tables), across
- * region boundaries if need be. */
-static enum vub_err vub_mem_read(const struct vub_mem *mem, uint64_t gpa, void *dst, size_t len)
-{
-    uint8_t *out = dst;
-    uint64_t end;
-    if (!vub_add_ok(gpa, len, &end))
-        return VUB_E_PROTO;
-    while (gpa < end) {
-        uint64_t contig = 0;
-        const uint8_t *p = vub_mem_find(mem, VUB_GPA, gpa, &contig);
-        if (!p)
-            return VUB_E_PROTO;
-        size_t step = (size_t)(end - gpa < contig ? end - gpa : contig);
-        memcpy(out, p, step);
-        out += step;
-        gpa += step;
-    }
-    return VUB_OK;
+    struct iovec pieces[16];
+    unsigned n = 0;
+    enum vub_err err = vub_mem_walk(mem, gpa, len, pieces, 16, &n, e);
+    struct vub_iov_cursor c = {pieces, n, 0, 0};
+    if (err == VUB_OK)
+        vub_iov_copy(&c, dst, NULL, len);
+    return err;
 }
 
 static bool vub_ranges_overlap(uint64_t a, uint64_t a_len, uint64_t b, uint64_t b_len)
@@ -860,28 +1113,17 @@ static bool vub_ranges_overlap(uint64_t a, uint64_t a_len, uint64_t b, uint64_t 
 
 /* [MEM-REGION-CHECK] A region is usable if it is non-empty, no address of it
  * wraps, and it overlaps no region already in the table in either space. */
-static bool vub_mem_region_ok(const struct vub_mem *mem, const struct vub_vu_mem_region *w,
-                              char *why, size_t why_len)
+static bool vub_mem_region_ok(const struct vub_mem *mem, const struct vub_vu_mem_region *w)
 {
     uint64_t end;
-    if (w->size == 0) {
-        vub_why(why, why_len, "memory region of size 0");
+    if (w->size == 0 || !vub_add_ok(w->guest_addr, w->size, &end) || !vub_add_ok(w->user_addr, w->size, &end) ||
+        !vub_add_ok(w->mmap_offset, w->size, &end))
         return false;
-    }
-    if (!vub_add_ok(w->guest_addr, w->size, &end) || !vub_add_ok(w->user_addr, w->size, &end) ||
-        !vub_add_ok(w->mmap_offset, w->size, &end)) {
-        vub_why(why, why_len, "memory region at 0x%llx wraps the address space",
-                (unsigned long long)w->guest_addr);
-        return false;
-    }
     for (unsigned i = 0; i < mem->count; i++) {
         const struct vub_mem_region *r = &mem->regions[i];
         if (vub_ranges_overlap(w->guest_addr, w->size, r->guest_addr, r->size) ||
-            vub_ranges_overlap(w->user_addr, w->size, r->user_addr, r->size)) {
-            vub_why(why, why_len, "memory region at 0x%llx overlaps the one at 0x%llx",
-                    (unsigned long long)w->guest_addr, (unsigned long long)r->guest_addr);
+            vub_ranges_overlap(w->user_addr, w->size, r->user_addr, r->size))
             return false;
-        }
     }
     return true;
 }
@@ -889,32 +1131,21 @@ static bool vub_mem_region_ok(const struct vub_mem *mem, const struct vub_vu_mem
 /* Checks and maps one region. The fd stays the caller's: a mapping does not
  * need its descriptor once made. */
 static enum vub_err vub_mem_add(struct vub_mem *mem, const struct vub_vu_mem_region *w, int fd,
-                                char *why, size_t why_len)
+                                struct vub_error *e)
 {
-    if (mem->count >= VUB_MAX_MEM_REGIONS) {
-        vub_why(why, why_len, "more than %d memory regions", VUB_MAX_MEM_REGIONS);
-        return VUB_E_PROTO;
-    }
-    if (!vub_mem_region_ok(mem, w, why, why_len))
-        return VUB_E_PROTO;
+    if (mem->count >= VUB_MAX_MEM_REGIONS)
+        return vub_fail(e, VUB_R_MEM_SLOTS, VUB_MAX_MEM_REGIONS, 0);
+    if (!vub_mem_region_ok(mem, w))
+        return vub_fail(e, VUB_R_MEM_REGION_CHECK, w->guest_addr, w->size);
     /* [MEM-FILE-SIZE] mmap succeeds past the end of a file, but touching
      * those pages raises SIGBUS: the region must lie inside the file. */
-    uint64_t file_size = 0, end = 0;
-    if (!vub_sys_file_size(fd, &file_size) || !vub_add_ok(w->mmap_offset, w->size, &end) ||
-        end > file_size) {
-        vub_why(why, why_len, "memory region at 0x%llx (%llu bytes at offset %llu) is not inside its "
-                "%llu-byte file", (unsigned long long)w->guest_addr, (unsigned long long)w->size,
-                (unsigned long long)w->mmap_offset, (unsigned long long)file_size);
-        return VUB_E_PROTO;
-    }
+    uint64_t file_size = 0;
+    if (!vub_sys_stat(fd, false, &file_size, NULL, NULL) || !vub_range_ok(w->mmap_offset, w->size, file_size))
+        return vub_fail(e, VUB_R_MEM_FILE_SIZE, w->guest_addr, file_size);
     struct vub_mem_region *r = &mem->regions[mem->count];
     r->host = vub_sys_map(fd, w->mmap_offset, w->size, &r->map_base, &r->map_len);
-    if (!r->host) {
-        vub_why(why, why_len, "cannot map memory region at 0x%llx (%llu bytes at offset %llu): %s",
-                (unsigned long long)w->guest_addr, (unsigned long long)w->size,
-                (unsigned long long)w->mmap_offset, strerror(errno));
-        return VUB_E_PROTO;
-    }
+    if (!r->host)
+        return vub_fail(e, VUB_R_MEM_MAP, w->guest_addr, (uint64_t)errno);
     r->guest_addr = w->guest_addr;
     r->user_addr = w->user_addr;
     r->size = w->size;
@@ -924,8 +1155,7 @@ static enum vub_err vub_mem_add(struct vub_mem *mem, const struct vub_vu_mem_reg
 
 static void vub_mem_unmap_region(struct vub_mem_region *r)
 {
-    if (r->map_base)
-        munmap(r->map_base, r->map_len);
+    vub_sys_unmap(r->map_base, r->map_len);
     memset(r, 0, sizeof *r);
 }
 
@@ -979,12 +1209,13 @@ static uint64_t vub_split_desc_bytes(uint16_t size) { return (uint64_t)VIRTQ_DES
 static uint64_t vub_split_avail_bytes(uint16_t size) { return 6 + 2 * (uint64_t)size; }
 static uint64_t vub_split_used_bytes(uint16_t size) { return 6 + 8 * (uint64_t)size; }
 
-/* One descriptor, decoded from its 16 wire bytes. */
+/* One split descriptor, decoded from its 16 wire bytes. The driver side
+ * also uses it to list a request's buffers (next unused there). */
 struct vub_desc {
     uint64_t addr;  /* guest physical address of the buffer */
     uint32_t len;   /* buffer bytes (indirect: table bytes) */
     uint16_t flags; /* NEXT, WRITE, INDIRECT */
-    uint16_t next;  /* next descriptor index when NEXT is set (packed: buffer id) */
+    uint16_t next;  /* next descriptor index when NEXT is set */
 };
 
 static struct vub_desc vub_desc_decode(const uint8_t *p)
@@ -1007,123 +1238,128 @@ struct vub_chain {
     bool writable_seen;      /* a writable descriptor came, even an empty or dropped one */
 };
 
-/* Device-side state of one ring, split or packed. */
-struct vub_vring {
-    uint16_t size;            /* descriptors in the ring (SET_VRING_NUM) */
-    bool packed;              /* VIRTIO_F_RING_PACKED negotiated */
-    bool event_idx;           /* VIRTIO_F_EVENT_IDX negotiated */
-    bool indirect;            /* VIRTIO_F_INDIRECT_DESC negotiated */
-    uint8_t *desc;            /* descriptor table (packed: descriptor ring); NULL until mapped */
-    uint8_t *avail;           /* split: available ring; packed: driver event suppression */
-    uint8_t *used;            /* split: used ring; packed: device event suppression */
-    uint16_t last_avail;      /* split: next available index (free-running); packed: next slot */
-    uint16_t used_idx;        /* split: next used index (free-running); packed: next slot */
-    bool avail_wrap;          /* packed: the driver wrap counter the next descriptor carries */
-    bool used_wrap;           /* packed: our wrap counter for the next used descriptor */
-    uint16_t published_used;  /* split: used_idx as the driver can see it */
-    uint16_t signalled_used;  /* used index at the last notification decision */
-    bool signalled_valid;     /* false until the first decision: notify then */
-    /* packed: completions written but not yet visible (a batch) */
-    uint16_t batch_slot;      /* slot of the batch's first used descriptor */
-    uint16_t batch_flags;     /* its flags word, stored last */
-    uint16_t batch_count;     /* used descriptors in the batch */
-    uint16_t *batch_ids;      /* their buffer ids; size entries */
-    uint8_t *ids_pending;     /* bitmap of 65536 buffer ids taken and not yet published */
-    struct iovec *iov;        /* scratch for one chain; iov_cap entries */
+/* Host memory a ring needs, allocated when its size is set and kept for
+ * the device's lifetime (a reset does not free it). */
+struct vub_vring_scratch {
+    struct iovec *iov;    /* one chain's iovecs; iov_cap entries */
     unsigned iov_cap;
+    uint16_t *batch_ids;  /* packed: ids of the batch not yet published; iov_cap entries */
+    uint8_t *ids_pending; /* packed: bitmap of 65536 ids taken and not yet published */
 };
+
+/* Device-side state of one ring. The areas are the spec's Descriptor Area,
+ * Driver Area (written by the driver: split available ring, packed driver
+ * event suppression) and Device Area (written by us: split used ring,
+ * packed device event suppression); the positions are per layout. */
+struct vub_vring {
+    uint16_t size;           /* descriptors in the ring (SET_VRING_NUM) */
+    bool packed_ring;        /* VIRTIO_F_RING_PACKED negotiated: which union member is live */
+    bool event_idx;          /* VIRTIO_F_EVENT_IDX negotiated */
+    bool indirect;           /* VIRTIO_F_INDIRECT_DESC negotiated */
+    uint8_t *desc;           /* Descriptor Area; NULL until mapped */
+    uint8_t *driver;         /* Driver Area */
+    uint8_t *device;         /* Device Area */
+    uint16_t signalled_used; /* our used position at the last notification decision */
+    bool signalled_valid;    /* false until the first decision: notify then */
+    union {
+        struct {
+            uint16_t last_avail;     /* next available index to take (free-running) */
+            uint16_t used_idx;       /* next used index to fill (free-running) */
+            uint16_t published_used; /* used_idx as the driver can see it */
+        } split;
+        struct {
+            uint16_t next_avail; /* slot of the next available descriptor */
+            uint16_t next_used;  /* slot of the next used descriptor */
+            bool avail_wrap;     /* driver wrap counter the next available one carries */
+            bool used_wrap;      /* our wrap counter for the next used one */
+            uint16_t batch_slot; /* slot of the unpublished batch's first used descriptor */
+            uint16_t batch_flags; /* its flags word, stored last */
+            uint16_t batch_count; /* used descriptors in the batch */
+        } packed;
+    };
+    struct vub_vring_scratch scratch;
+};
+
+/* Chooses the layout and puts the ring at its start: split indexes 0,
+ * packed slots 0 with "wrap counters ... initialized to 1". */
+static void vub_vring_set_layout(struct vub_vring *vr, bool packed)
+{
+    vr->packed_ring = packed;
+    memset(&vr->packed, 0, sizeof vr->packed);
+    memset(&vr->split, 0, sizeof vr->split);
+    if (packed)
+        vr->packed.avail_wrap = vr->packed.used_wrap = true;
+}
 
 /* The index the driver will write next into the available ring. Acquire:
  * pairs with the driver's write barrier between filling ring[] and
  * publishing idx, so the slots we read next are the ones it wrote. */
 static uint16_t vub_split_avail_idx(const struct vub_vring *vr)
 {
-    return vub_ring_load16(vr->avail + 2, memory_order_acquire);
+    return vub_ring_load16(vr->driver + 2, memory_order_acquire);
 }
 
-/* Adds one data descriptor's buffer to the chain. [VQ-SPLIT-ORDER] the driver
- * puts device-readable buffers before device-writable ones ("Message
- * Framing"); a readable one after a writable one is a broken chain. */
-static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem,
-                                  const struct vub_desc *d, unsigned cap, char *why, size_t why_len)
+/* Adds one data buffer to the chain. [VQ-SPLIT-ORDER] the driver puts
+ * device-readable buffers before device-writable ones ("Message Framing");
+ * a readable one after a writable one is a broken chain. */
+static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem, uint64_t addr, uint32_t len,
+                                  bool writable, unsigned cap, struct vub_error *e)
 {
-    bool writable = (d->flags & VIRTQ_DESC_F_WRITE) != 0;
-    if (!writable && c->writable_seen) {
-        vub_why(why, why_len, "descriptor chain %u has a readable buffer after a writable one", c->head);
-        return VUB_E_PROTO;
-    }
+    if (!writable && c->writable_seen)
+        return vub_fail(e, VUB_R_VQ_SPLIT_ORDER, c->head, 0);
     unsigned count = c->readable + c->writable;
-    enum vub_err err = vub_mem_gpa_iov(mem, d->addr, d->len, c->iov, cap, &count);
+    enum vub_err err = vub_mem_walk(mem, addr, len, c->iov, cap, &count, e);
     if (err == VUB_E_RANGE) {
         c->too_many_segments = true; /* keep walking: the chain must still be checked */
         count = c->readable + c->writable;
     } else if (err != VUB_OK) {
-        vub_why(why, why_len, "descriptor chain %u points at unmapped guest memory 0x%llx+%u",
-                c->head, (unsigned long long)d->addr, d->len);
-        return VUB_E_PROTO;
+        return err;
     }
     if (writable) {
         c->writable_seen = true;
         c->writable = count - c->readable;
-        c->writable_bytes += d->len;
+        c->writable_bytes += len;
     } else {
         c->readable = count;
-        c->readable_bytes += d->len;
+        c->readable_bytes += len;
     }
     return VUB_OK;
 }
 
-/* Walks the indirect table an INDIRECT descriptor points at ("Indirect
- * Descriptors"). [VQ-INDIRECT-LEN] len is a non-zero multiple of 16;
- * [VQ-INDIRECT-NESTED] no INDIRECT inside a table; [VQ-SPLIT-LOOP] next
- * stays in the table and the walk is no longer than the table. Descriptors
- * are copied out one at a time, so a table may straddle regions. */
-static enum vub_err vub_split_walk_indirect(struct vub_chain *c, const struct vub_mem *mem,
-                                            const struct vub_desc *ind, unsigned cap, char *why,
-                                            size_t why_len)
+/* The one indirect-table validator and walker, for both layouts ("Indirect
+ * Descriptors"). [VQ-INDIRECT-LEN] len is a non-zero multiple of 16, at
+ * most VUB_MAX_QUEUE_SIZE descriptors, all in guest memory. Split tables
+ * are chains: [VQ-INDIRECT-NESTED] no INDIRECT inside, [VQ-INDIRECT-NEXT]
+ * next stays in the table, [VQ-SPLIT-LOOP] the walk is no longer than the
+ * table. Packed tables are len/16 descriptors in a row, where only WRITE
+ * means anything ("The VIRTQ_DESC_F_WRITE flags bit is the only valid flag
+ * for descriptors in the indirect table"). Descriptors are copied out one
+ * at a time, so a table may straddle regions. */
+static enum vub_err vub_walk_indirect(struct vub_chain *c, const struct vub_mem *mem, uint64_t addr,
+                                      uint32_t len, bool packed, unsigned cap, struct vub_error *e)
 {
-    if (ind->len == 0 || ind->len % VIRTQ_DESC_BYTES != 0) {
-        vub_why(why, why_len, "indirect table of %u bytes is not a non-zero multiple of 16", ind->len);
-        return VUB_E_PROTO;
-    }
-    uint32_t entries = ind->len / VIRTQ_DESC_BYTES;
-    if (entries > VUB_MAX_QUEUE_SIZE) {
-        vub_why(why, why_len, "indirect table of %u descriptors exceeds %u", entries, VUB_MAX_QUEUE_SIZE);
-        return VUB_E_PROTO;
-    }
-    if (!vub_mem_mapped(mem, ind->addr, ind->len)) {
-        vub_why(why, why_len, "indirect table at 0x%llx+%u is not all in guest memory",
-                (unsigned long long)ind->addr, ind->len);
-        return VUB_E_PROTO;
-    }
-    uint32_t i = 0;
-    for (uint32_t walked = 0;; walked++) {
+    if (len == 0 || len % VIRTQ_DESC_BYTES != 0 || len / VIRTQ_DESC_BYTES > VUB_MAX_QUEUE_SIZE)
+        return vub_fail(e, VUB_R_VQ_INDIRECT_LEN, len, VUB_MAX_QUEUE_SIZE);
+    enum vub_err err = vub_mem_walk(mem, addr, len, NULL, 0, NULL, e);
+    uint32_t entries = len / VIRTQ_DESC_BYTES, i = 0;
+    for (uint32_t walked = 0; err == VUB_OK; walked++) {
         uint8_t raw[VIRTQ_DESC_BYTES];
-        if (walked >= entries) {
-            vub_why(why, why_len, "indirect chain loops (longer than its %u-entry table)", entries);
-            return VUB_E_PROTO;
-        }
-        if (vub_mem_read(mem, ind->addr + (uint64_t)i * VIRTQ_DESC_BYTES, raw, sizeof raw) != VUB_OK) {
-            vub_why(why, why_len, "indirect table at 0x%llx is not in guest memory",
-                    (unsigned long long)ind->addr);
-            return VUB_E_PROTO;
-        }
-        struct vub_desc d = vub_desc_decode(raw);
-        if (d.flags & VIRTQ_DESC_F_INDIRECT) {
-            vub_why(why, why_len, "nested indirect descriptor in chain %u", c->head);
-            return VUB_E_PROTO;
-        }
-        enum vub_err err = vub_chain_add(c, mem, &d, cap, why, why_len);
-        if (err != VUB_OK)
+        if (walked >= entries)
+            return packed ? VUB_OK : vub_fail(e, VUB_R_VQ_SPLIT_LOOP, c->head, entries);
+        if ((err = vub_mem_read(mem, addr + (uint64_t)i * VIRTQ_DESC_BYTES, raw, sizeof raw, e)) != VUB_OK)
             return err;
-        if (!(d.flags & VIRTQ_DESC_F_NEXT))
-            return VUB_OK;
-        if (d.next >= entries) {
-            vub_why(why, why_len, "indirect descriptor next %u is outside its %u-entry table", d.next, entries);
-            return VUB_E_PROTO;
-        }
-        i = d.next;
+        /* The two layouts keep flags at different offsets: 12 split, 14 packed. */
+        uint16_t flags = vub_le16(raw + (packed ? 14 : 12)), next = vub_le16(raw + 14);
+        if (!packed && (flags & VIRTQ_DESC_F_INDIRECT))
+            return vub_fail(e, VUB_R_VQ_INDIRECT_NESTED, c->head, 0);
+        err = vub_chain_add(c, mem, vub_le64(raw), vub_le32(raw + 8), flags & VIRTQ_DESC_F_WRITE, cap, e);
+        if (err != VUB_OK || (!packed && !(flags & VIRTQ_DESC_F_NEXT)))
+            return err;
+        if (!packed && next >= entries)
+            return vub_fail(e, VUB_R_VQ_INDIRECT_NEXT, next, entries);
+        i = packed ? i + 1 : next;
     }
+    return err;
 }
 
 /* Walks the chain starting at head. [VQ-SPLIT-NEXT] every next index is
@@ -1132,40 +1368,28 @@ static enum vub_err vub_split_walk_indirect(struct vub_chain *c, const struct vu
  * zero or more direct descriptors may be followed by one INDIRECT one (the
  * device MUST accept that, "Indirect Descriptors"). */
 static enum vub_err vub_split_walk(struct vub_vring *vr, const struct vub_mem *mem, uint16_t head,
-                                   struct vub_chain *c, char *why, size_t why_len)
+                                   struct vub_chain *c, struct vub_error *e)
 {
-    memset(c, 0, sizeof *c);
-    c->head = head;
-    c->slots = 1;
-    c->iov = vr->iov;
+    *c = (struct vub_chain){.head = head, .slots = 1, .iov = vr->scratch.iov};
+    unsigned cap = vr->scratch.iov_cap;
     uint16_t i = head;
     for (unsigned walked = 0;; walked++) {
-        if (walked >= vr->size) {
-            vub_why(why, why_len, "descriptor chain %u is longer than the ring (a loop?)", head);
-            return VUB_E_PROTO;
-        }
+        if (walked >= vr->size)
+            return vub_fail(e, VUB_R_VQ_SPLIT_LOOP, head, vr->size);
         struct vub_desc d = vub_desc_decode(vr->desc + (size_t)i * VIRTQ_DESC_BYTES);
-        enum vub_err err;
-        if (d.flags & VIRTQ_DESC_F_INDIRECT) {
-            if (!vr->indirect) {
-                vub_why(why, why_len, "INDIRECT descriptor but INDIRECT_DESC was not negotiated");
-                return VUB_E_PROTO;
-            }
-            if (d.flags & VIRTQ_DESC_F_NEXT) {
-                vub_why(why, why_len, "descriptor %u has both INDIRECT and NEXT", i);
-                return VUB_E_PROTO;
-            }
-            return vub_split_walk_indirect(c, mem, &d, vr->iov_cap, why, why_len);
-        }
-        err = vub_chain_add(c, mem, &d, vr->iov_cap, why, why_len);
+        if ((d.flags & VIRTQ_DESC_F_INDIRECT) && !vr->indirect)
+            return vub_fail(e, VUB_R_VQ_INDIRECT, head, 0);
+        if ((d.flags & VIRTQ_DESC_F_INDIRECT) && (d.flags & VIRTQ_DESC_F_NEXT))
+            return vub_fail(e, VUB_R_VQ_INDIRECT_ANYWHERE, i, 0);
+        if (d.flags & VIRTQ_DESC_F_INDIRECT)
+            return vub_walk_indirect(c, mem, d.addr, d.len, false, cap, e);
+        enum vub_err err = vub_chain_add(c, mem, d.addr, d.len, d.flags & VIRTQ_DESC_F_WRITE, cap, e);
         if (err != VUB_OK)
             return err;
         if (!(d.flags & VIRTQ_DESC_F_NEXT))
             return VUB_OK;
-        if (d.next >= vr->size) {
-            vub_why(why, why_len, "descriptor next %u is outside the %u-entry ring", d.next, vr->size);
-            return VUB_E_PROTO;
-        }
+        if (d.next >= vr->size)
+            return vub_fail(e, VUB_R_VQ_SPLIT_NEXT, d.next, vr->size);
         i = d.next;
     }
 }
@@ -1173,35 +1397,29 @@ static enum vub_err vub_split_walk(struct vub_vring *vr, const struct vub_mem *m
 /* Takes the next available chain. VUB_E_AGAIN if the ring is empty.
  * [VQ-SPLIT-AVAIL-IDX] the driver never makes more than `size` buffers
  * available at once; [VQ-SPLIT-HEAD] a head index is below the ring size. */
-static enum vub_err vub_split_pop(struct vub_vring *vr, const struct vub_mem *mem,
-                                  struct vub_chain *c, char *why, size_t why_len)
+static enum vub_err vub_split_pop(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
+                                  struct vub_error *e)
 {
-    uint16_t avail_idx = vub_split_avail_idx(vr);
-    uint16_t pending = (uint16_t)(avail_idx - vr->last_avail);
+    uint16_t pending = (uint16_t)(vub_split_avail_idx(vr) - vr->split.last_avail);
     if (pending == 0)
         return VUB_E_AGAIN;
-    if (pending > vr->size) {
-        vub_why(why, why_len, "available index moved %u entries past ours in a %u-entry ring",
-                pending, vr->size);
-        return VUB_E_PROTO;
-    }
-    uint16_t head = vub_le16(vr->avail + 4 + 2 * (size_t)(vr->last_avail % vr->size));
-    if (head >= vr->size) {
-        vub_why(why, why_len, "available ring offers head %u of a %u-entry ring", head, vr->size);
-        return VUB_E_PROTO;
-    }
-    vr->last_avail++;
-    return vub_split_walk(vr, mem, head, c, why, why_len);
+    if (pending > vr->size)
+        return vub_fail(e, VUB_R_VQ_SPLIT_AVAIL_IDX, pending, vr->size);
+    uint16_t head = vub_le16(vr->driver + 4 + 2 * (size_t)(vr->split.last_avail % vr->size));
+    if (head >= vr->size)
+        return vub_fail(e, VUB_R_VQ_SPLIT_HEAD, head, vr->size);
+    vr->split.last_avail++;
+    return vub_split_walk(vr, mem, head, c, e);
 }
 
 /* Fills the next used slot; the driver sees it at vub_split_publish().
  * [VQ-USED-LEN] len is the number of bytes written into the chain. */
-static void vub_split_push(struct vub_vring *vr, uint16_t head, uint32_t len)
+static void vub_split_push(struct vub_vring *vr, const struct vub_chain *c, uint32_t len)
 {
-    uint8_t *slot = vr->used + 4 + 8 * (size_t)(vr->used_idx % vr->size);
-    vub_put_le32(slot, head);
+    uint8_t *slot = vr->device + 4 + 8 * (size_t)(vr->split.used_idx % vr->size);
+    vub_put_le32(slot, c->head);
     vub_put_le32(slot + 4, len);
-    vr->used_idx++;
+    vr->split.used_idx++;
 }
 
 /* Makes every pushed entry visible at once (a batch). Release: pairs with
@@ -1209,12 +1427,14 @@ static void vub_split_push(struct vub_vring *vr, uint16_t head, uint32_t len)
  * above are seen before the new index. */
 static void vub_split_publish(struct vub_vring *vr)
 {
-    vub_ring_store16(vr->used + 2, vr->used_idx, memory_order_release);
-    vr->published_used = vr->used_idx;
+    vub_ring_store16(vr->device + 2, vr->split.used_idx, memory_order_release);
+    vr->split.published_used = vr->split.used_idx;
 }
 
-/* "vring_need_event": notify if the driver's event index lies in the window
- * of entries published since the last decision, (old, new]. */
+/* "vring_need_event": notify if the peer's event index lies in the window
+ * of entries published since the last decision, (old, new]. Both event
+ * fields name the index of the entry *after which* the peer wants a
+ * notification; the 16-bit arithmetic wraps. */
 static bool vub_need_event(uint16_t event, uint16_t new_idx, uint16_t old_idx)
 {
     return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx);
@@ -1228,13 +1448,13 @@ static bool vub_need_event(uint16_t event, uint16_t new_idx, uint16_t old_idx)
 static bool vub_split_need_notify(struct vub_vring *vr)
 {
     atomic_thread_fence(memory_order_seq_cst);
-    uint16_t old = vr->signalled_used, now = vr->published_used;
+    uint16_t old = vr->signalled_used, now = vr->split.published_used;
     bool valid = vr->signalled_valid;
     vr->signalled_used = now;
     vr->signalled_valid = true;
     if (!vr->event_idx)
-        return !(vub_ring_load16(vr->avail, memory_order_relaxed) & VIRTQ_AVAIL_F_NO_INTERRUPT);
-    uint16_t used_event = vub_ring_load16(vr->avail + 4 + 2 * (size_t)vr->size, memory_order_relaxed);
+        return !(vub_ring_load16(vr->driver, memory_order_relaxed) & VIRTQ_AVAIL_F_NO_INTERRUPT);
+    uint16_t used_event = vub_ring_load16(vr->driver + 4 + 2 * (size_t)vr->size, memory_order_relaxed);
     return !valid || vub_need_event(used_event, now, old);
 }
 
@@ -1246,11 +1466,19 @@ static bool vub_split_need_notify(struct vub_vring *vr)
 static bool vub_split_enable_kicks(struct vub_vring *vr)
 {
     if (vr->event_idx)
-        vub_ring_store16(vr->used + 4 + 8 * (size_t)vr->size, vr->last_avail, memory_order_relaxed);
+        vub_ring_store16(vr->device + 4 + 8 * (size_t)vr->size, vr->split.last_avail, memory_order_relaxed);
     else
-        vub_ring_store16(vr->used, 0, memory_order_relaxed);
+        vub_ring_store16(vr->device, 0, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
-    return vub_split_avail_idx(vr) != vr->last_avail;
+    return vub_split_avail_idx(vr) != vr->split.last_avail;
+}
+
+/* [VQ-SPLIT-USED-IDX] the used index is not sent by the front-end: it lives
+ * in guest memory and is read when the ring starts. */
+static void vub_split_start(struct vub_vring *vr)
+{
+    vr->split.used_idx = vr->split.published_used = vub_ring_load16(vr->device + 2, memory_order_acquire);
+    vr->signalled_valid = false;
 }
 
 /* ---- Split virtqueue, driver side (section 5 continued; VIRTIO 1.x
@@ -1283,8 +1511,6 @@ static bool vub_split_enable_kicks(struct vub_vring *vr)
  *  - With EVENT_IDX the device kicks-suppression field is avail_event at the
  *    end of the used ring; ours is used_event at the end of the available
  *    ring. Without it, used->flags bit 0 and avail->flags bit 0 do the job.
- *  - Both event fields name the index of the entry *after which* the peer
- *    wants a notification; vub_need_event() does the wrapping arithmetic.
  * ---- */
 
 /* Host-side record of one head (one request in flight). */
@@ -1324,35 +1550,30 @@ struct vub_split_drv {
 static void vub_split_drv_init(struct vub_split_drv *d, uint16_t size, uint8_t *desc, uint8_t *avail,
                                uint8_t *used, uint16_t *free_link, struct vub_split_slot *slots)
 {
-    memset(d, 0, sizeof *d);
-    d->size = size;
-    d->desc = desc;
-    d->avail = avail;
-    d->used = used;
-    d->free_link = free_link;
-    d->slots = slots;
-    d->free_count = size;
-    d->interrupts = true;
+    *d = (struct vub_split_drv){.size = size, .desc = desc, .avail = avail, .used = used,
+                                .free_link = free_link, .slots = slots, .free_count = size, .interrupts = true};
     for (uint32_t i = 0; i < size; i++) {
         free_link[i] = (uint16_t)(i + 1);
         slots[i] = (struct vub_split_slot){0};
     }
 }
 
-static void vub_desc_encode(uint8_t *p, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+/* Writes one descriptor, split (flags at 12, next at 14) or packed (id at
+ * 12, flags at 14). */
+static void vub_desc_encode(uint8_t *p, uint64_t addr, uint32_t len, uint16_t at12, uint16_t at14)
 {
     vub_put_le64(p, addr);
     vub_put_le32(p + 8, len);
-    vub_put_le16(p + 12, flags);
-    vub_put_le16(p + 14, next);
+    vub_put_le16(p + 12, at12);
+    vub_put_le16(p + 14, at14);
 }
 
 /* Checks a request's buffer list, for either ring layout: at least one
  * buffer, only WRITE in the flags, device-readable buffers first ("The
  * driver MUST place any device-writable descriptor elements after any
  * device-readable descriptor elements"), at most 2^32 - 1 bytes in all.
- * Zero-length buffers are legal in the spec but QEMU and libvhost-user
- * refuse them (checklist B.4), so the driver never makes one. Gives the
+ * [VQ-ZERO-LEN] Zero-length buffers are legal in the spec but QEMU and
+ * libvhost-user refuse them, so the driver never makes one. Gives the
  * writable byte count: the most the device may report as written. */
 static bool vub_drv_bufs_ok(const struct vub_desc *bufs, unsigned count, uint64_t *writable)
 {
@@ -1370,15 +1591,13 @@ static bool vub_drv_bufs_ok(const struct vub_desc *bufs, unsigned count, uint64_
     return total <= UINT32_MAX;
 }
 
-/* Makes one request available. bufs lists its buffers by device address,
- * device-readable ones first ("The driver MUST place any device-writable
- * descriptor elements after any device-readable descriptor elements");
- * only VIRTQ_DESC_F_WRITE may be set in their flags, and none is empty. A request of several
- * buffers goes into the head's indirect table when there is one, so each
- * request costs one ring descriptor; otherwise it is a chain of free
- * descriptors. On success *head names the request until
- * vub_split_get_used() returns it. VUB_E_AGAIN: not enough free
- * descriptors now; VUB_E_INVAL: a request this ring can never carry. */
+/* Makes one request available. bufs lists its buffers by device address
+ * (see vub_drv_bufs_ok). A request of several buffers goes into the head's
+ * indirect table when there is one, so each request costs one ring
+ * descriptor; otherwise it is a chain of free descriptors. On success
+ * *head names the request until vub_split_get_used() returns it.
+ * VUB_E_AGAIN: not enough free descriptors now; VUB_E_INVAL: a request
+ * this ring can never carry. */
 static enum vub_err vub_split_add_buf(struct vub_split_drv *d, const struct vub_desc *bufs,
                                       unsigned count, uint16_t *head)
 {
@@ -1460,7 +1679,7 @@ static bool vub_split_kick_needed(struct vub_split_drv *d)
  * length is no more than the writable bytes of that request. Any of these
  * breaks the ring for good (VUB_E_PROTO), with nothing freed. */
 static enum vub_err vub_split_get_used(struct vub_split_drv *d, uint16_t *head, uint32_t *len,
-                                       char *why, size_t why_len)
+                                       struct vub_error *e)
 {
     if (d->broken)
         return VUB_E_PROTO;
@@ -1470,26 +1689,17 @@ static enum vub_err vub_split_get_used(struct vub_split_drv *d, uint16_t *head, 
     uint16_t ready = (uint16_t)(used_idx - d->last_used);
     if (ready == 0)
         return VUB_E_AGAIN;
-    if (ready > d->in_flight) {
-        vub_why(why, why_len, "used index moved %u entries with only %u requests in flight",
-                ready, d->in_flight);
-        d->broken = true;
-        return VUB_E_PROTO;
-    }
-    const uint8_t *e = d->used + 4 + 8 * (size_t)(d->last_used % d->size);
-    uint32_t id = vub_le32(e), l = vub_le32(e + 4); /* copied once, then checked */
-    if (id >= d->size || !d->slots[id].in_flight) {
-        vub_why(why, why_len, "used ring returns id %u, which is not in flight", id);
-        d->broken = true;
-        return VUB_E_PROTO;
-    }
+    const uint8_t *entry = d->used + 4 + 8 * (size_t)(d->last_used % d->size);
+    uint32_t id = vub_le32(entry), l = vub_le32(entry + 4); /* copied once, then checked */
+    d->broken = true; /* unless every check below passes */
+    if (ready > d->in_flight)
+        return vub_fail(e, VUB_R_VQ_USED_IDX, ready, d->in_flight);
+    if (id >= d->size || !d->slots[id].in_flight)
+        return vub_fail(e, VUB_R_VQ_USED_ID, id, d->size);
     struct vub_split_slot *s = &d->slots[id];
-    if (l > s->writable_bytes) {
-        vub_why(why, why_len, "used ring reports %u bytes written for id %u, which has %u writable",
-                l, id, s->writable_bytes);
-        d->broken = true;
-        return VUB_E_PROTO;
-    }
+    if (l > s->writable_bytes)
+        return vub_fail(e, VUB_R_VQ_USED_LEN, l, id);
+    d->broken = false;
     d->free_link[s->last] = d->free_head;
     d->free_head = (uint16_t)id;
     d->free_count = (uint16_t)(d->free_count + s->desc_count);
@@ -1565,63 +1775,50 @@ static void vub_split_disable_interrupts(struct vub_split_drv *d)
 
 static uint64_t vub_packed_event_bytes(void) { return 4; }
 
-/* A packed descriptor; `next` carries the buffer id (same struct as split). */
-static struct vub_desc vub_packed_desc_decode(const uint8_t *p)
+/* One packed descriptor, decoded from its 16 wire bytes. */
+struct vub_packed_desc {
+    uint64_t addr;  /* guest physical address of the buffer */
+    uint32_t len;   /* buffer bytes (indirect: table bytes) */
+    uint16_t id;    /* buffer id, meaningful in a list's last descriptor */
+    uint16_t flags; /* NEXT, WRITE, INDIRECT, AVAIL, USED */
+};
+
+/* Decodes slot i. The flags word is read first and once, with acquire: it
+ * pairs with the driver's write barrier before it flips a list's first
+ * flags, so the rest of the descriptor (written earlier) is what we read. */
+static struct vub_packed_desc vub_packed_desc_read(const struct vub_vring *vr, uint16_t i)
 {
-    struct vub_desc d = {vub_le64(p), vub_le32(p + 8), vub_le16(p + 14), vub_le16(p + 12)};
-    return d;
+    const uint8_t *p = vr->desc + (size_t)i * VIRTQ_DESC_BYTES;
+    uint16_t flags = vub_ring_load16(p + 14, memory_order_acquire);
+    return (struct vub_packed_desc){vub_le64(p), vub_le32(p + 8), vub_le16(p + 12), flags};
 }
 
-/* The flags word of slot i. Acquire: pairs with the driver's write barrier
- * before it flips a list's first flags, so the rest of the list (written
- * earlier) is visible once we see it available. */
-static uint16_t vub_packed_flags(const struct vub_vring *vr, uint16_t i)
-{
-    return vub_ring_load16(vr->desc + (size_t)i * VIRTQ_DESC_BYTES + 14, memory_order_acquire);
-}
-
-static bool vub_packed_is_avail(const struct vub_vring *vr, uint16_t flags)
+/* Whether flags mark a descriptor the given wrap counter owns: available
+ * (AVAIL == wrap, USED != wrap) or used (both == wrap). */
+static bool vub_packed_owned(uint16_t flags, bool wrap, bool used_too)
 {
     bool avail = (flags & VIRTQ_DESC_F_AVAIL) != 0, used = (flags & VIRTQ_DESC_F_USED) != 0;
-    return avail == vr->avail_wrap && used != vr->avail_wrap;
+    return avail == wrap && used == (used_too ? wrap : !wrap);
 }
 
-/* An indirect table in a packed ring: len/16 descriptors in a row; only
- * WRITE means anything inside it ("The VIRTQ_DESC_F_WRITE flags bit is the
- * only valid flag for descriptors in the indirect table"). */
-static enum vub_err vub_packed_walk_indirect(struct vub_chain *c, const struct vub_mem *mem,
-                                             const struct vub_desc *ind, unsigned cap, char *why,
-                                             size_t why_len)
+/* Steps a position n slots on, flipping the wrap counter past the end. */
+static void vub_packed_advance(uint16_t *pos, bool *wrap, unsigned n, uint16_t size)
 {
-    if (ind->len == 0 || ind->len % VIRTQ_DESC_BYTES != 0 || ind->len / VIRTQ_DESC_BYTES > VUB_MAX_QUEUE_SIZE) {
-        vub_why(why, why_len, "indirect table of %u bytes is not 16..%u descriptors", ind->len,
-                VUB_MAX_QUEUE_SIZE);
-        return VUB_E_PROTO;
+    unsigned next = (unsigned)*pos + n;
+    if (next >= size) {
+        next -= size;
+        *wrap = !*wrap;
     }
-    if (!vub_mem_mapped(mem, ind->addr, ind->len)) {
-        vub_why(why, why_len, "indirect table at 0x%llx+%u is not all in guest memory",
-                (unsigned long long)ind->addr, ind->len);
-        return VUB_E_PROTO;
-    }
-    for (uint32_t i = 0; i < ind->len / VIRTQ_DESC_BYTES; i++) {
-        uint8_t raw[VIRTQ_DESC_BYTES];
-        vub_mem_read(mem, ind->addr + (uint64_t)i * VIRTQ_DESC_BYTES, raw, sizeof raw);
-        struct vub_desc d = vub_packed_desc_decode(raw);
-        d.flags &= VIRTQ_DESC_F_WRITE;
-        enum vub_err err = vub_chain_add(c, mem, &d, cap, why, why_len);
-        if (err != VUB_OK)
-            return err;
-    }
-    return VUB_OK;
+    *pos = (uint16_t)next;
 }
 
 /* [VQ-PACKED-ID] a buffer id must not be taken twice before it is used. */
 static bool vub_packed_take_id(struct vub_vring *vr, uint16_t id)
 {
     uint8_t bit = (uint8_t)(1u << (id % 8));
-    if (vr->ids_pending[id / 8] & bit)
+    if (vr->scratch.ids_pending[id / 8] & bit)
         return false;
-    vr->ids_pending[id / 8] |= bit;
+    vr->scratch.ids_pending[id / 8] |= bit;
     return true;
 }
 
@@ -1630,51 +1827,37 @@ static bool vub_packed_take_id(struct vub_vring *vr, uint16_t id)
  * [VQ-PACKED-LIST] a list is at most `size` descriptors and must not
  * contain an INDIRECT one; [VQ-PACKED-INDIRECT] an INDIRECT descriptor is
  * a whole buffer on its own, in one slot. */
-static enum vub_err vub_packed_pop(struct vub_vring *vr, const struct vub_mem *mem,
-                                   struct vub_chain *c, char *why, size_t why_len)
+static enum vub_err vub_packed_pop(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
+                                   struct vub_error *e)
 {
-    if (!vub_packed_is_avail(vr, vub_packed_flags(vr, vr->last_avail)))
+    uint16_t i = vr->packed.next_avail;
+    struct vub_packed_desc d = vub_packed_desc_read(vr, i);
+    if (!vub_packed_owned(d.flags, vr->packed.avail_wrap, false))
         return VUB_E_AGAIN;
-    memset(c, 0, sizeof *c);
-    c->iov = vr->iov;
-    uint16_t i = vr->last_avail;
+    *c = (struct vub_chain){.iov = vr->scratch.iov};
     for (;;) {
-        if (c->slots >= vr->size) {
-            vub_why(why, why_len, "descriptor list at slot %u is longer than the ring", vr->last_avail);
-            return VUB_E_PROTO;
-        }
-        struct vub_desc d = vub_packed_desc_decode(vr->desc + (size_t)i * VIRTQ_DESC_BYTES);
         enum vub_err err;
-        c->slots++;
-        if (d.flags & VIRTQ_DESC_F_INDIRECT) {
-            if (!vr->indirect || (d.flags & VIRTQ_DESC_F_NEXT) || c->slots > 1) {
-                vub_why(why, why_len, "INDIRECT descriptor at slot %u %s", i,
-                        !vr->indirect ? "without INDIRECT_DESC negotiated"
-                                      : "inside a descriptor list");
-                return VUB_E_PROTO;
-            }
-            err = vub_packed_walk_indirect(c, mem, &d, vr->iov_cap, why, why_len);
-        } else {
-            err = vub_chain_add(c, mem, &d, vr->iov_cap, why, why_len);
-        }
+        if (c->slots++ >= vr->size)
+            return vub_fail(e, VUB_R_VQ_PACKED_LIST, vr->packed.next_avail, 0);
+        if ((d.flags & VIRTQ_DESC_F_INDIRECT) && !vr->indirect)
+            return vub_fail(e, VUB_R_VQ_INDIRECT, i, 0);
+        if ((d.flags & VIRTQ_DESC_F_INDIRECT) && ((d.flags & VIRTQ_DESC_F_NEXT) || c->slots > 1))
+            return vub_fail(e, VUB_R_VQ_PACKED_INDIRECT, i, 0);
+        if (d.flags & VIRTQ_DESC_F_INDIRECT)
+            err = vub_walk_indirect(c, mem, d.addr, d.len, true, vr->scratch.iov_cap, e);
+        else
+            err = vub_chain_add(c, mem, d.addr, d.len, d.flags & VIRTQ_DESC_F_WRITE, vr->scratch.iov_cap, e);
         if (err != VUB_OK)
             return err;
-        if (!(d.flags & VIRTQ_DESC_F_NEXT) || (d.flags & VIRTQ_DESC_F_INDIRECT)) {
-            c->head = d.next; /* the buffer id, from the last descriptor */
+        if (!(d.flags & VIRTQ_DESC_F_NEXT) || (d.flags & VIRTQ_DESC_F_INDIRECT))
             break;
-        }
         i = (uint16_t)(i + 1 == vr->size ? 0 : i + 1);
+        d = vub_packed_desc_read(vr, i);
     }
-    if (!vub_packed_take_id(vr, c->head)) {
-        vub_why(why, why_len, "buffer id %u is made available twice before it was used", c->head);
-        return VUB_E_PROTO;
-    }
-    unsigned next = (unsigned)vr->last_avail + c->slots;
-    if (next >= vr->size) {
-        next -= vr->size;
-        vr->avail_wrap = !vr->avail_wrap;
-    }
-    vr->last_avail = (uint16_t)next;
+    c->head = d.id; /* the buffer id, from the last descriptor */
+    if (!vub_packed_take_id(vr, c->head))
+        return vub_fail(e, VUB_R_VQ_PACKED_ID, c->head, 0);
+    vub_packed_advance(&vr->packed.next_avail, &vr->packed.avail_wrap, c->slots, vr->size);
     return VUB_OK;
 }
 
@@ -1685,62 +1868,84 @@ static enum vub_err vub_packed_pop(struct vub_vring *vr, const struct vub_mem *m
  * bytes were written (len is reserved otherwise). */
 static void vub_packed_push(struct vub_vring *vr, const struct vub_chain *c, uint32_t len)
 {
-    uint8_t *d = vr->desc + (size_t)vr->used_idx * VIRTQ_DESC_BYTES;
-    uint16_t flags = (uint16_t)((vr->used_wrap ? VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED : 0) |
+    uint8_t *d = vr->desc + (size_t)vr->packed.next_used * VIRTQ_DESC_BYTES;
+    uint16_t flags = (uint16_t)((vr->packed.used_wrap ? VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED : 0) |
                                 (len ? VIRTQ_DESC_F_WRITE : 0));
     vub_put_le32(d + 8, len);
     vub_put_le16(d + 12, c->head);
-    if (vr->batch_count == 0) {
-        vr->batch_slot = vr->used_idx;
-        vr->batch_flags = flags;
+    if (vr->packed.batch_count == 0) {
+        vr->packed.batch_slot = vr->packed.next_used;
+        vr->packed.batch_flags = flags;
     } else {
         vub_ring_store16(d + 14, flags, memory_order_release);
     }
-    vr->batch_ids[vr->batch_count++] = c->head;
-    unsigned next = (unsigned)vr->used_idx + c->slots;
-    if (next >= vr->size) {
-        next -= vr->size;
-        vr->used_wrap = !vr->used_wrap;
-    }
-    vr->used_idx = (uint16_t)next;
+    vr->scratch.batch_ids[vr->packed.batch_count++] = c->head;
+    vub_packed_advance(&vr->packed.next_used, &vr->packed.used_wrap, c->slots, vr->size);
 }
 
 static void vub_packed_publish(struct vub_vring *vr)
 {
-    if (vr->batch_count == 0)
+    if (vr->packed.batch_count == 0)
         return;
-    vub_ring_store16(vr->desc + (size_t)vr->batch_slot * VIRTQ_DESC_BYTES + 14, vr->batch_flags,
+    vub_ring_store16(vr->desc + (size_t)vr->packed.batch_slot * VIRTQ_DESC_BYTES + 14, vr->packed.batch_flags,
                      memory_order_release);
-    for (unsigned i = 0; i < vr->batch_count; i++)
-        vr->ids_pending[vr->batch_ids[i] / 8] &= (uint8_t)~(1u << (vr->batch_ids[i] % 8));
-    vr->batch_count = 0;
+    for (unsigned i = 0; i < vr->packed.batch_count; i++) {
+        uint16_t id = vr->scratch.batch_ids[i];
+        vr->scratch.ids_pending[id / 8] &= (uint8_t)~(1u << (id % 8));
+    }
+    vr->packed.batch_count = 0;
 }
 
-/* [VQ-PACKED-NOTIFY] the driver's event suppression area: ENABLE notify,
- * DISABLE don't, DESC (EVENT_IDX only) notify if the used position passed
- * off in the epoch its wrap bit names. The reserved value 3 notifies: a
- * spurious interrupt is harmless, a missing one hangs the driver. The full
- * fence pairs with the driver's fence between writing its event area and
- * re-checking the ring. */
+/* The one event-window helper for packed rings, used by both sides: does
+ * the peer's event suppression area ask to hear about positions (old, now]?
+ * DISABLE no; ENABLE yes; DESC (only with EVENT_IDX, and only once a window
+ * exists: `windowed`) if off_wrap's slot lies in the window, in the lap its
+ * wrap bit names, where `wrap` is our counter at `now`. The reserved value
+ * 3 counts as yes: a spurious notification is harmless, a missing one hangs.
+ *
+ * Format notes: positions are slots, not free-running indexes, so both the
+ * window's start and the event slot are moved back one lap (minus size)
+ * when they lie before the wrap, and then vub_need_event's 16-bit window
+ * arithmetic holds. */
+static bool vub_packed_event_wants(const uint8_t *area, bool windowed, uint16_t old, uint16_t now, bool wrap,
+                                   uint16_t size)
+{
+    uint16_t flags = vub_ring_load16(area + 2, memory_order_relaxed) & 3u;
+    if (flags == RING_EVENT_FLAGS_DISABLE)
+        return false;
+    if (flags != RING_EVENT_FLAGS_DESC || !windowed)
+        return true;
+    uint16_t off_wrap = vub_ring_load16(area, memory_order_relaxed), off = off_wrap & 0x7fffu;
+    if (now <= old)
+        old = (uint16_t)(old - size); /* the window crossed the end of the ring */
+    if ((off_wrap >> 15) != wrap)
+        off = (uint16_t)(off - size); /* off is in the previous lap */
+    return vub_need_event(off, now, old);
+}
+
+/* Writes our own event suppression area: DESC at position pos of lap wrap
+ * with EVENT_IDX, else ENABLE. */
+static void vub_packed_event_arm(uint8_t *area, bool event_idx, uint16_t pos, bool wrap)
+{
+    if (event_idx) {
+        vub_ring_store16(area, (uint16_t)(pos | (wrap ? 0x8000u : 0)), memory_order_relaxed);
+        vub_ring_store16(area + 2, RING_EVENT_FLAGS_DESC, memory_order_relaxed);
+    } else {
+        vub_ring_store16(area + 2, RING_EVENT_FLAGS_ENABLE, memory_order_relaxed);
+    }
+}
+
+/* [VQ-PACKED-NOTIFY] Should the driver hear about the used descriptors
+ * published since the last decision? The full fence pairs with the
+ * driver's fence between writing its event area and re-checking the ring. */
 static bool vub_packed_need_notify(struct vub_vring *vr)
 {
     atomic_thread_fence(memory_order_seq_cst);
-    uint16_t flags = vub_ring_load16(vr->avail + 2, memory_order_relaxed) & 3u;
-    uint16_t off_wrap = vub_ring_load16(vr->avail, memory_order_relaxed);
-    uint16_t old = vr->signalled_used, now = vr->used_idx;
+    uint16_t old = vr->signalled_used, now = vr->packed.next_used;
     bool valid = vr->signalled_valid;
     vr->signalled_used = now;
     vr->signalled_valid = true;
-    if (flags == RING_EVENT_FLAGS_DISABLE)
-        return false;
-    if (flags != RING_EVENT_FLAGS_DESC || !vr->event_idx || !valid)
-        return true;
-    uint16_t off = off_wrap & 0x7fffu;
-    if (now <= old)
-        old = (uint16_t)(old - vr->size); /* the window crossed the end of the ring */
-    if ((off_wrap >> 15) != vr->used_wrap)
-        off = (uint16_t)(off - vr->size); /* off is in the previous lap */
-    return vub_need_event(off, now, old);
+    return vub_packed_event_wants(vr->driver, vr->event_idx && valid, old, now, vr->packed.used_wrap, vr->size);
 }
 
 /* Asks for a kick at the next descriptor, then reports whether it is
@@ -1749,15 +1954,11 @@ static bool vub_packed_need_notify(struct vub_vring *vr)
  * event area. */
 static bool vub_packed_enable_kicks(struct vub_vring *vr)
 {
-    if (vr->event_idx) {
-        vub_ring_store16(vr->used, (uint16_t)(vr->last_avail | (vr->avail_wrap ? 0x8000u : 0)),
-                         memory_order_relaxed);
-        vub_ring_store16(vr->used + 2, RING_EVENT_FLAGS_DESC, memory_order_relaxed);
-    } else {
-        vub_ring_store16(vr->used + 2, RING_EVENT_FLAGS_ENABLE, memory_order_relaxed);
-    }
+    vub_packed_event_arm(vr->device, vr->event_idx, vr->packed.next_avail, vr->packed.avail_wrap);
     atomic_thread_fence(memory_order_seq_cst);
-    return vub_packed_is_avail(vr, vub_packed_flags(vr, vr->last_avail));
+    uint16_t flags = vub_ring_load16(vr->desc + (size_t)vr->packed.next_avail * VIRTQ_DESC_BYTES + 14,
+                                     memory_order_acquire);
+    return vub_packed_owned(flags, vr->packed.avail_wrap, false);
 }
 
 /* [VU-PACKED-BASE] vhost-user's encoding of a packed ring's position in
@@ -1765,8 +1966,8 @@ static bool vub_packed_enable_kicks(struct vub_vring *vr)
  * counter, bits 16-30 next used slot, bit 31 device wrap counter. */
 static uint32_t vub_packed_base(const struct vub_vring *vr)
 {
-    return (uint32_t)vr->last_avail | (uint32_t)vr->avail_wrap << 15 | (uint32_t)vr->used_idx << 16 |
-           (uint32_t)vr->used_wrap << 31;
+    return (uint32_t)vr->packed.next_avail | (uint32_t)vr->packed.avail_wrap << 15 |
+           (uint32_t)vr->packed.next_used << 16 | (uint32_t)vr->packed.used_wrap << 31;
 }
 
 static bool vub_packed_set_base(struct vub_vring *vr, uint32_t base)
@@ -1774,47 +1975,12 @@ static bool vub_packed_set_base(struct vub_vring *vr, uint32_t base)
     uint16_t avail = base & 0x7fffu, used = (base >> 16) & 0x7fffu;
     if (vr->size && (avail >= vr->size || used >= vr->size))
         return false;
-    vr->last_avail = avail;
-    vr->avail_wrap = (base >> 15) & 1u;
-    vr->used_idx = used;
-    vr->used_wrap = (base >> 31) & 1u;
+    vr->packed.next_avail = avail;
+    vr->packed.avail_wrap = (base >> 15) & 1u;
+    vr->packed.next_used = used;
+    vr->packed.used_wrap = (base >> 31) & 1u;
     return true;
 }
-
-/* ---- Either layout: what the back-end calls ---- */
-
-static enum vub_err vub_vring_pop(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
-                                  char *why, size_t why_len)
-{
-    return vr->packed ? vub_packed_pop(vr, mem, c, why, why_len) : vub_split_pop(vr, mem, c, why, why_len);
-}
-
-static void vub_vring_push(struct vub_vring *vr, const struct vub_chain *c, uint32_t len)
-{
-    if (vr->packed)
-        vub_packed_push(vr, c, len);
-    else
-        vub_split_push(vr, c->head, len);
-}
-
-static void vub_vring_publish(struct vub_vring *vr)
-{
-    if (vr->packed)
-        vub_packed_publish(vr);
-    else
-        vub_split_publish(vr);
-}
-
-static bool vub_vring_need_notify(struct vub_vring *vr)
-{
-    return vr->packed ? vub_packed_need_notify(vr) : vub_split_need_notify(vr);
-}
-
-static bool vub_vring_enable_kicks(struct vub_vring *vr)
-{
-    return vr->packed ? vub_packed_enable_kicks(vr) : vub_split_enable_kicks(vr);
-}
-
 
 /* ---- Packed virtqueue, driver side (section 6 continued; VIRTIO 1.x
  *      "Supplying Buffers to The Device", "Receiving Used Buffers From The
@@ -1880,29 +2046,14 @@ struct vub_packed_drv {
 static void vub_packed_drv_init(struct vub_packed_drv *d, uint16_t size, uint8_t *desc, uint8_t *driver_event,
                                 uint8_t *device_event, uint16_t *free_ids, struct vub_packed_slot *slots)
 {
-    memset(d, 0, sizeof *d);
-    d->size = size;
-    d->desc = desc;
-    d->driver_event = driver_event;
-    d->device_event = device_event;
-    d->free_ids = free_ids;
-    d->slots = slots;
-    d->free_id_count = size;
-    d->free_slots = size;
-    d->avail_wrap = d->used_wrap = true;
-    d->interrupts = true;
+    *d = (struct vub_packed_drv){.size = size, .desc = desc, .driver_event = driver_event,
+                                 .device_event = device_event, .free_ids = free_ids, .slots = slots,
+                                 .free_id_count = size, .free_slots = size, .avail_wrap = true,
+                                 .used_wrap = true, .interrupts = true};
     for (uint32_t i = 0; i < size; i++) {
         free_ids[i] = (uint16_t)(size - 1 - i); /* pop order 0, 1, 2, ... */
         slots[i] = (struct vub_packed_slot){0};
     }
-}
-
-static void vub_packed_desc_encode(uint8_t *p, uint64_t addr, uint32_t len, uint16_t id, uint16_t flags)
-{
-    vub_put_le64(p, addr);
-    vub_put_le32(p + 8, len);
-    vub_put_le16(p + 12, id);
-    vub_put_le16(p + 14, flags);
 }
 
 /* Writes one ring descriptor at next_avail and steps past it. The flags
@@ -1912,11 +2063,8 @@ static uint16_t vub_packed_put(struct vub_packed_drv *d, uint64_t addr, uint32_t
 {
     uint16_t f = (uint16_t)(flags | (d->avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED));
     uint8_t *p = d->desc + (size_t)d->next_avail * VIRTQ_DESC_BYTES;
-    vub_packed_desc_encode(p, addr, len, id, first ? vub_le16(p + 14) : f);
-    if (++d->next_avail == d->size) {
-        d->next_avail = 0;
-        d->avail_wrap = !d->avail_wrap;
-    }
+    vub_desc_encode(p, addr, len, id, first ? vub_le16(p + 14) : f);
+    vub_packed_advance(&d->next_avail, &d->avail_wrap, 1, d->size);
     return f;
 }
 
@@ -1938,16 +2086,15 @@ static enum vub_err vub_packed_add_buf(struct vub_packed_drv *d, const struct vu
     if (need > d->free_slots || d->free_id_count == 0)
         return VUB_E_AGAIN;
 
-    uint16_t id = d->free_ids[--d->free_id_count], head = d->next_avail, head_flags;
+    uint16_t id = d->free_ids[--d->free_id_count], head = d->next_avail, head_flags = 0;
     if (indirect) {
         uint64_t table_off = (uint64_t)id * d->indirect_max * VIRTQ_DESC_BYTES;
         for (unsigned i = 0; i < count; i++)
-            vub_packed_desc_encode(d->indirect + table_off + (size_t)i * VIRTQ_DESC_BYTES, bufs[i].addr,
-                                   bufs[i].len, 0, bufs[i].flags);
+            vub_desc_encode(d->indirect + table_off + (size_t)i * VIRTQ_DESC_BYTES, bufs[i].addr, bufs[i].len, 0,
+                            bufs[i].flags);
         head_flags = vub_packed_put(d, d->indirect_addr + table_off, count * VIRTQ_DESC_BYTES, id,
                                     VIRTQ_DESC_F_INDIRECT, true);
     } else {
-        head_flags = 0;
         for (unsigned i = 0; i < count; i++) {
             uint16_t f = (uint16_t)(bufs[i].flags | (i + 1 < count ? VIRTQ_DESC_F_NEXT : 0));
             uint16_t w = vub_packed_put(d, bufs[i].addr, bufs[i].len, id, f, i == 0);
@@ -1961,17 +2108,15 @@ static enum vub_err vub_packed_add_buf(struct vub_packed_drv *d, const struct vu
     d->added++;
     /* Release: every other descriptor of the list, and the indirect table,
      * are visible before the first one turns available. Pairs with the
-     * acquire in the device's vub_packed_flags(). */
+     * acquire in the device's vub_packed_desc_read(). */
     vub_ring_store16(d->desc + (size_t)head * VIRTQ_DESC_BYTES + 14, head_flags, memory_order_release);
     *id_out = id;
     return VUB_OK;
 }
 
-/* Must the device be kicked? [VQ-PACKED-KICK] read the device event area:
- * DISABLE no, ENABLE yes, DESC (EVENT_IDX) if the slot it names lies among
- * those made available since the last decision, in the lap its wrap bit
- * names. The fence pairs with the one in the device's
- * vub_packed_enable_kicks(). */
+/* Must the device be kicked? [VQ-PACKED-KICK] what the device event area
+ * says about the slots made available since the last decision. The fence
+ * pairs with the one in the device's vub_packed_enable_kicks(). */
 static bool vub_packed_kick_needed(struct vub_packed_drv *d)
 {
     atomic_thread_fence(memory_order_seq_cst);
@@ -1979,32 +2124,7 @@ static bool vub_packed_kick_needed(struct vub_packed_drv *d)
     bool added = d->added > 0;
     d->kicked_avail = now;
     d->added = 0;
-    if (!added)
-        return false;
-    uint16_t flags = vub_ring_load16(d->device_event + 2, memory_order_relaxed) & 3u;
-    if (flags == RING_EVENT_FLAGS_DISABLE)
-        return false;
-    if (flags != RING_EVENT_FLAGS_DESC || !d->event_idx)
-        return true;
-    uint16_t off_wrap = vub_ring_load16(d->device_event, memory_order_relaxed), off = off_wrap & 0x7fffu;
-    if (now <= old)
-        old = (uint16_t)(old - d->size);
-    if ((off_wrap >> 15) != d->avail_wrap)
-        off = (uint16_t)(off - d->size);
-    return vub_need_event(off, now, old);
-}
-
-/* Asks for a notification at the next used descriptor (EVENT_IDX: DESC
- * with our position; else ENABLE). */
-static void vub_packed_arm(struct vub_packed_drv *d)
-{
-    if (d->event_idx) {
-        vub_ring_store16(d->driver_event, (uint16_t)(d->next_used | (d->used_wrap ? 0x8000u : 0)),
-                         memory_order_relaxed);
-        vub_ring_store16(d->driver_event + 2, RING_EVENT_FLAGS_DESC, memory_order_relaxed);
-    } else {
-        vub_ring_store16(d->driver_event + 2, RING_EVENT_FLAGS_ENABLE, memory_order_relaxed);
-    }
+    return added && vub_packed_event_wants(d->device_event, d->event_idx, old, now, d->avail_wrap, d->size);
 }
 
 /* Takes the next used descriptor. VUB_E_AGAIN if there is none. The device
@@ -2012,42 +2132,31 @@ static void vub_packed_arm(struct vub_packed_drv *d)
  * flight; [VQ-PACKED-USED-LEN] len is within that buffer's writable bytes.
  * Either breaks the ring for good, with nothing freed. */
 static enum vub_err vub_packed_get_used(struct vub_packed_drv *d, uint16_t *id_out, uint32_t *len_out,
-                                        char *why, size_t why_len)
+                                        struct vub_error *e)
 {
     if (d->broken)
         return VUB_E_PROTO;
     const uint8_t *p = d->desc + (size_t)d->next_used * VIRTQ_DESC_BYTES;
     /* Acquire: pairs with the release in the device's vub_packed_push/publish. */
     uint16_t flags = vub_ring_load16(p + 14, memory_order_acquire);
-    bool avail = (flags & VIRTQ_DESC_F_AVAIL) != 0, used = (flags & VIRTQ_DESC_F_USED) != 0;
-    if (avail != d->used_wrap || used != d->used_wrap)
+    if (!vub_packed_owned(flags, d->used_wrap, true))
         return VUB_E_AGAIN;
     uint16_t id = vub_le16(p + 12);
     uint32_t len = (flags & VIRTQ_DESC_F_WRITE) ? vub_le32(p + 8) : 0;
-    if (id >= d->size || !d->slots[id].in_flight) {
-        vub_why(why, why_len, "used descriptor at slot %u returns id %u, which is not in flight", d->next_used, id);
-        d->broken = true;
-        return VUB_E_PROTO;
-    }
+    d->broken = true; /* unless both checks pass */
+    if (id >= d->size || !d->slots[id].in_flight)
+        return vub_fail(e, VUB_R_VQ_PACKED_USED_ID, d->next_used, id);
     struct vub_packed_slot *s = &d->slots[id];
-    if (len > s->writable_bytes) {
-        vub_why(why, why_len, "used descriptor reports %u bytes written for id %u, which has %u writable", len, id,
-                s->writable_bytes);
-        d->broken = true;
-        return VUB_E_PROTO;
-    }
-    unsigned next = (unsigned)d->next_used + s->desc_count;
-    if (next >= d->size) {
-        next -= d->size;
-        d->used_wrap = !d->used_wrap;
-    }
-    d->next_used = (uint16_t)next;
+    if (len > s->writable_bytes)
+        return vub_fail(e, VUB_R_VQ_PACKED_USED_LEN, len, id);
+    d->broken = false;
+    vub_packed_advance(&d->next_used, &d->used_wrap, s->desc_count, d->size);
     d->free_slots = (uint16_t)(d->free_slots + s->desc_count);
     d->free_ids[d->free_id_count++] = id;
     s->in_flight = false;
     d->in_flight--;
     if (d->event_idx && d->interrupts)
-        vub_packed_arm(d);
+        vub_packed_event_arm(d->driver_event, true, d->next_used, d->used_wrap);
     *id_out = id;
     *len_out = len;
     return VUB_OK;
@@ -2059,11 +2168,10 @@ static enum vub_err vub_packed_get_used(struct vub_packed_drv *d, uint16_t *id_o
 static bool vub_packed_enable_interrupts(struct vub_packed_drv *d)
 {
     d->interrupts = true;
-    vub_packed_arm(d);
+    vub_packed_event_arm(d->driver_event, d->event_idx, d->next_used, d->used_wrap);
     atomic_thread_fence(memory_order_seq_cst);
     uint16_t flags = vub_ring_load16(d->desc + (size_t)d->next_used * VIRTQ_DESC_BYTES + 14, memory_order_relaxed);
-    bool avail = (flags & VIRTQ_DESC_F_AVAIL) != 0, used = (flags & VIRTQ_DESC_F_USED) != 0;
-    return avail == d->used_wrap && used == d->used_wrap;
+    return vub_packed_owned(flags, d->used_wrap, true);
 }
 
 /* Busy polling: ask the device for no notifications at all. */
@@ -2072,6 +2180,77 @@ static void vub_packed_disable_interrupts(struct vub_packed_drv *d)
     d->interrupts = false;
     vub_ring_store16(d->driver_event + 2, RING_EVENT_FLAGS_DISABLE, memory_order_relaxed);
 }
+
+/* ---- Either layout: the one place the layout is chosen ------------------
+ *
+ * The back-end (device side) and the front-end (driver side) call these;
+ * each picks the split or packed function by the ring's layout. */
+
+static enum vub_err vub_vring_pop(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
+                                  struct vub_error *e)
+{
+    return vr->packed_ring ? vub_packed_pop(vr, mem, c, e) : vub_split_pop(vr, mem, c, e);
+}
+
+static void vub_vring_push(struct vub_vring *vr, const struct vub_chain *c, uint32_t len)
+{
+    (vr->packed_ring ? vub_packed_push : vub_split_push)(vr, c, len);
+}
+
+static void vub_vring_publish(struct vub_vring *vr)
+{
+    (vr->packed_ring ? vub_packed_publish : vub_split_publish)(vr);
+}
+
+static bool vub_vring_need_notify(struct vub_vring *vr)
+{
+    return (vr->packed_ring ? vub_packed_need_notify : vub_split_need_notify)(vr);
+}
+
+static bool vub_vring_enable_kicks(struct vub_vring *vr)
+{
+    return (vr->packed_ring ? vub_packed_enable_kicks : vub_split_enable_kicks)(vr);
+}
+
+/* A driver-side ring of either layout. */
+struct vub_drv {
+    bool packed;
+    union {
+        struct vub_split_drv split;
+        struct vub_packed_drv pk;
+    };
+};
+
+static enum vub_err vub_drv_add(struct vub_drv *d, const struct vub_desc *bufs, unsigned n, uint16_t *head)
+{
+    return d->packed ? vub_packed_add_buf(&d->pk, bufs, n, head) : vub_split_add_buf(&d->split, bufs, n, head);
+}
+
+static bool vub_drv_kick_needed(struct vub_drv *d)
+{
+    return d->packed ? vub_packed_kick_needed(&d->pk) : vub_split_kick_needed(&d->split);
+}
+
+static enum vub_err vub_drv_get_used(struct vub_drv *d, uint16_t *head, uint32_t *len, struct vub_error *e)
+{
+    return d->packed ? vub_packed_get_used(&d->pk, head, len, e) : vub_split_get_used(&d->split, head, len, e);
+}
+
+static bool vub_drv_enable_interrupts(struct vub_drv *d)
+{
+    return d->packed ? vub_packed_enable_interrupts(&d->pk) : vub_split_enable_interrupts(&d->split);
+}
+
+static void vub_drv_disable_interrupts(struct vub_drv *d)
+{
+    if (d->packed)
+        vub_packed_disable_interrupts(&d->pk);
+    else
+        vub_split_disable_interrupts(&d->split);
+}
+
+static uint16_t vub_drv_in_flight(const struct vub_drv *d) { return d->packed ? d->pk.in_flight : d->split.in_flight; }
+static bool vub_drv_broken(const struct vub_drv *d) { return d->packed ? d->pk.broken : d->split.broken; }
 
 /* ======================================================================== *
  * 7. virtio-blk requests, device side  (VIRTIO 1.x "Block Device")
@@ -2147,57 +2326,12 @@ static void vub_blk_config_encode(const struct vub_blk *blk, uint8_t cfg[VIRTIO_
     cfg[56] = 1;                                       /* write_zeroes_may_unmap */
 }
 
-/* ---- iovec helpers: the request's buffers are lists of guest pieces ---- */
-
-/* Copies len bytes starting skip bytes into the list; returns bytes copied. */
-static size_t vub_iov_copy_out(const struct iovec *iov, unsigned count, uint64_t skip, void *dst,
-                               size_t len)
-{
-    uint8_t *out = dst;
-    size_t done = 0;
-    for (unsigned i = 0; i < count && done < len; i++) {
-        if (skip >= iov[i].iov_len) {
-            skip -= iov[i].iov_len;
-            continue;
-        }
-        size_t n = iov[i].iov_len - (size_t)skip;
-        if (n > len - done)
-            n = len - done;
-        memcpy(out + done, (uint8_t *)iov[i].iov_base + skip, n);
-        done += n;
-        skip = 0;
-    }
-    return done;
-}
-
-/* Drops the first `bytes` bytes of the list in place; returns the new start. */
-static struct iovec *vub_iov_skip(struct iovec *iov, unsigned *count, uint64_t bytes)
-{
-    while (*count > 0 && bytes >= iov->iov_len) {
-        bytes -= iov->iov_len;
-        iov++;
-        (*count)--;
-    }
-    if (*count > 0 && bytes > 0) {
-        iov->iov_base = (uint8_t *)iov->iov_base + bytes;
-        iov->iov_len -= (size_t)bytes;
-    }
-    return iov;
-}
-
 /* Fills the list from src, zero-filling past src_len. */
 static void vub_iov_fill(const struct iovec *iov, unsigned count, const void *src, size_t src_len)
 {
-    const uint8_t *in = src;
-    for (unsigned i = 0; i < count; i++) {
-        size_t n = iov[i].iov_len < src_len ? iov[i].iov_len : src_len;
-        if (n > 0) { /* src may be NULL when src_len is 0 */
-            memcpy(iov[i].iov_base, in, n);
-            in += n;
-            src_len -= n;
-        }
-        memset((uint8_t *)iov[i].iov_base + n, 0, iov[i].iov_len - n);
-    }
+    struct vub_iov_cursor c = {iov, count, 0, 0};
+    uint64_t copied = vub_iov_copy(&c, NULL, src, src_len);
+    vub_iov_copy(&c, NULL, NULL, vub_iov_bytes(iov, count) - copied);
 }
 
 /* ---- request execution ---- */
@@ -2269,9 +2403,10 @@ static enum vub_err vub_blk_ranges(struct vub_blk *blk, uint32_t type, const str
         bytes / VIRTIO_BLK_SEGMENT_BYTES > VUB_BLK_MAX_RANGES)
         return VUB_E_RANGE;
     unsigned n = (unsigned)(bytes / VIRTIO_BLK_SEGMENT_BYTES);
+    struct vub_iov_cursor cur = {iov, count, 0, 0};
     for (unsigned i = 0; i < n; i++) {
         uint8_t raw[VIRTIO_BLK_SEGMENT_BYTES];
-        vub_iov_copy_out(iov, count, (uint64_t)i * sizeof raw, raw, sizeof raw);
+        vub_iov_copy(&cur, raw, NULL, sizeof raw);
         r[i] = (struct vub_blk_range){vub_le64(raw), vub_le32(raw + 8), vub_le32(raw + 12)};
         if (r[i].flags & ~allowed)
             return VUB_E_UNSUPP;
@@ -2335,8 +2470,15 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
     if (c->too_many_segments || c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
         err = VUB_E_RANGE; /* [BLK-SHORT-HDR] */
     } else {
-        vub_iov_copy_out(rd, rcount, 0, hdr, sizeof hdr);
-        rd = vub_iov_skip(rd, &rcount, VIRTIO_BLK_HDR_BYTES);
+        /* Copy the header out, then drop it from the front of the list. */
+        struct vub_iov_cursor cur = {rd, rcount, 0, 0};
+        vub_iov_copy(&cur, hdr, NULL, sizeof hdr);
+        rd += cur.index;
+        rcount -= cur.index;
+        if (rcount > 0) {
+            rd->iov_base = (uint8_t *)rd->iov_base + cur.at;
+            rd->iov_len -= cur.at;
+        }
         uint64_t rbytes = c->readable_bytes - VIRTIO_BLK_HDR_BYTES, wbytes = c->writable_bytes;
         uint32_t type = vub_le32(hdr);
         uint64_t sector = vub_le64(hdr + 8);
@@ -2385,7 +2527,7 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
  * go straight between the file and guest memory with preadv/pwritev, with
  * no copy in between. [IMG-RAW-SIZE] the capacity is the file size rounded
  * down to whole 512-byte sectors; a partial last sector is not exported.
- * qcow2 images (section 10) are read-only and map clusters to file offsets.
+ * qcow2 images (section 9) are read-only and map clusters to file offsets.
  * ======================================================================== */
 
 struct vub_qcow2;
@@ -2398,63 +2540,27 @@ struct vub_image {
     struct vub_qcow2 *qcow2; /* qcow2 state; NULL for raw */
 };
 
-/* Provided by the qcow2 section further down. */
+/* Provided by the qcow2 and inflate sections further down. */
+static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done, const uint8_t *src, size_t src_len,
+                       size_t *src_done);
+static const char *vub_inflate_strerror(int result);
+static void vub_qcow2_chain_prefix(const struct vub_image *img, char *buf, size_t len);
 static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path,
-                                   const struct vub_image_opts *opts, char *why, size_t why_len);
+                                   const struct vub_image_opts *opts, struct vub_error *e);
 static enum vub_err vub_qcow2_readv(struct vub_image *img, uint64_t off, const struct iovec *iov,
                                     int count);
 static void vub_qcow2_close(struct vub_image *img);
 
 #define VUB_QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
 
-/* Finishes a transfer that preadv/pwritev cut short, one piece at a time.
- * The first `done` bytes of the list are transferred already; `off` is the
- * file offset of the next byte. */
-static enum vub_err vub_raw_finish(int fd, bool write, uint64_t off, const struct iovec *iov,
-                                   int count, uint64_t done)
-{
-    for (int i = 0; i < count; i++) {
-        size_t at = done < iov[i].iov_len ? (size_t)done : iov[i].iov_len;
-        done -= at;
-        while (at < iov[i].iov_len) {
-            uint8_t *p = (uint8_t *)iov[i].iov_base + at;
-            size_t len = iov[i].iov_len - at;
-            ssize_t n = write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                return VUB_E_IO; /* an error, or the file ended under us */
-            at += (size_t)n;
-            off += (uint64_t)n;
-        }
-    }
-    return VUB_OK;
-}
-
-/* Moves the bytes of the list between guest memory and the file, in chunks
- * of at most IOV_MAX iovecs (the kernel's limit for one call). */
+/* Moves the bytes of the list between guest memory and the file. A read
+ * that meets the end of the file (it shrank under us) is an error: raw
+ * images have no holes past their size. */
 static enum vub_err vub_raw_xfer(int fd, bool write, uint64_t off, const struct iovec *iov, int count)
 {
-    while (count > 0) {
-        int chunk = count < IOV_MAX ? count : IOV_MAX;
-        uint64_t want = 0;
-        for (int i = 0; i < chunk; i++)
-            want += iov[i].iov_len;
-        ssize_t n = write ? pwritev(fd, iov, chunk, (off_t)off) : preadv(fd, iov, chunk, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return VUB_E_IO;
-        if ((uint64_t)n < want) {
-            enum vub_err err = vub_raw_finish(fd, write, off + (uint64_t)n, iov, chunk, (uint64_t)n);
-            if (err != VUB_OK)
-                return err;
-        }
-        off += want;
-        iov += chunk;
-        count -= chunk;
-    }
-    return VUB_OK;
+    uint64_t done = 0;
+    enum vub_err err = vub_sys_xfer(fd, write, (int64_t)off, iov, (unsigned)count, NULL, NULL, &done, NULL);
+    return err == VUB_OK && done < vub_iov_bytes(iov, (unsigned)count) ? VUB_E_IO : err;
 }
 
 /* Writes zeros the slow way, from a constant buffer: no allocation. */
@@ -2462,7 +2568,7 @@ static enum vub_err vub_raw_write_zeros(int fd, uint64_t off, uint64_t len)
 {
     static const uint8_t zeros[65536];
     while (len > 0) {
-        size_t n = len < sizeof zeros ? (size_t)len : sizeof zeros;
+        size_t n = (size_t)VUB_MIN(len, sizeof zeros);
         struct iovec iov = {.iov_base = (void *)(uintptr_t)zeros, .iov_len = n};
         enum vub_err err = vub_raw_xfer(fd, true, off, &iov, 1);
         if (err != VUB_OK)
@@ -2473,35 +2579,32 @@ static enum vub_err vub_raw_write_zeros(int fd, uint64_t off, uint64_t len)
     return VUB_OK;
 }
 
-/* The size of a regular file or a block device, in bytes. */
-static bool vub_raw_file_size(int fd, uint64_t *size)
-{
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return false;
-    if (S_ISBLK(st.st_mode))
-        return ioctl(fd, BLKGETSIZE64, size) == 0;
-    if (!S_ISREG(st.st_mode)) {
-        errno = EINVAL;
-        return false;
-    }
-    *size = (uint64_t)st.st_size;
-    return true;
-}
-
 /* Reads the first four bytes to tell qcow2 from raw. */
 static enum vub_format vub_image_probe(int fd)
 {
     uint8_t magic[4];
-    if (pread(fd, magic, sizeof magic, 0) == (ssize_t)sizeof magic && vub_be32(magic) == VUB_QCOW2_MAGIC)
+    if (vub_sys_pread_zero(fd, magic, sizeof magic, 0, NULL) == VUB_OK && vub_be32(magic) == VUB_QCOW2_MAGIC)
         return VUB_FORMAT_QCOW2;
     return VUB_FORMAT_RAW;
+}
+
+/* Formats a failed open for the caller: the path, then each backing file
+ * the chain had reached, then the reason. */
+static void vub_image_open_why(const struct vub_image *img, const char *path, const struct vub_error *e,
+                               char *why, size_t why_len)
+{
+    char prefix[1024];
+    snprintf(prefix, sizeof prefix, "%s", path);
+    if (img->qcow2)
+        vub_qcow2_chain_prefix(img, prefix, sizeof prefix);
+    vub_error_format(e, prefix, why, why_len);
 }
 
 enum vub_err vub_image_open(struct vub_image **out, const char *path,
                             const struct vub_image_opts *opts, char *why, size_t why_len)
 {
     static const struct vub_image_opts defaults;
+    struct vub_error e = {VUB_R_NONE, 0, 0};
     if (!out || !path)
         return VUB_E_INVAL;
     if (!opts)
@@ -2511,33 +2614,25 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
     if (!img)
         return VUB_E_NOMEM;
     img->read_only = opts->read_only;
-    img->fd = open(path, (opts->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (img->fd < 0) {
-        vub_why(why, why_len, "%s: %s", path, strerror(errno));
-        free(img);
-        return VUB_E_IO;
-    }
-    img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd) : opts->format;
-    if (img->format == VUB_FORMAT_QCOW2 && !opts->read_only) {
+    img->fd = vub_sys_open(path, opts->read_only);
+    enum vub_err err = img->fd < 0 ? vub_fail(&e, VUB_R_IMG_OPEN, 0, (uint64_t)errno) : VUB_OK;
+    if (err == VUB_OK)
+        img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd) : opts->format;
+    if (err == VUB_OK && img->format == VUB_FORMAT_QCOW2 && !opts->read_only) {
         /* vub never writes qcow2: hold the file read-only like any reader */
-        close(img->fd);
-        img->fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (img->fd < 0) {
-            vub_why(why, why_len, "%s: %s", path, strerror(errno));
-            free(img);
-            return VUB_E_IO;
-        }
+        vub_sys_close(&img->fd);
+        img->fd = vub_sys_open(path, true);
+        if (img->fd < 0)
+            err = vub_fail(&e, VUB_R_IMG_OPEN, 0, (uint64_t)errno);
     }
-    enum vub_err err = VUB_OK;
-    if (img->format == VUB_FORMAT_QCOW2) {
-        err = vub_qcow2_open(img, path, opts, why, why_len);
-    } else if (!vub_raw_file_size(img->fd, &img->size)) {
-        vub_why(why, why_len, "%s: not a regular file or block device: %s", path, strerror(errno));
-        err = VUB_E_IO;
-    } else {
+    if (err == VUB_OK && img->format == VUB_FORMAT_QCOW2)
+        err = vub_qcow2_open(img, path, opts, &e);
+    else if (err == VUB_OK && !vub_sys_stat(img->fd, true, &img->size, NULL, NULL))
+        err = vub_fail(&e, VUB_R_IMG_KIND, 0, (uint64_t)errno);
+    else if (err == VUB_OK)
         img->size -= img->size % VIRTIO_BLK_SECTOR_BYTES;
-    }
     if (err != VUB_OK) {
+        vub_image_open_why(img, path, &e, why, why_len);
         vub_image_close(img);
         return err;
     }
@@ -2559,17 +2654,9 @@ uint64_t vub_image_size(const struct vub_image *img) { return img->size; }
 bool vub_image_read_only(const struct vub_image *img) { return img->read_only; }
 enum vub_format vub_image_format(const struct vub_image *img) { return img->format; }
 
-static uint64_t vub_iov_bytes(const struct iovec *iov, int count)
-{
-    uint64_t total = 0;
-    for (int i = 0; i < count; i++)
-        total += iov[i].iov_len;
-    return total;
-}
-
 enum vub_err vub_image_readv(struct vub_image *img, uint64_t off, const struct iovec *iov, int count)
 {
-    if (count < 0 || !vub_range_ok(off, vub_iov_bytes(iov, count), img->size))
+    if (count < 0 || !vub_range_ok(off, vub_iov_bytes(iov, (unsigned)count), img->size))
         return VUB_E_RANGE;
     if (img->format == VUB_FORMAT_QCOW2)
         return vub_qcow2_readv(img, off, iov, count);
@@ -2580,7 +2667,7 @@ enum vub_err vub_image_writev(struct vub_image *img, uint64_t off, const struct 
 {
     if (img->read_only || img->format != VUB_FORMAT_RAW)
         return VUB_E_RDONLY;
-    if (count < 0 || !vub_range_ok(off, vub_iov_bytes(iov, count), img->size))
+    if (count < 0 || !vub_range_ok(off, vub_iov_bytes(iov, (unsigned)count), img->size))
         return VUB_E_RANGE;
     return vub_raw_xfer(img->fd, true, off, iov, count);
 }
@@ -2589,13 +2676,7 @@ enum vub_err vub_image_writev(struct vub_image *img, uint64_t off, const struct 
  * completed before it is on stable storage. Its failure is reported. */
 enum vub_err vub_image_flush(struct vub_image *img)
 {
-    if (img->read_only)
-        return VUB_OK;
-    int rc;
-    do {
-        rc = fdatasync(img->fd);
-    } while (rc != 0 && errno == EINTR);
-    return rc == 0 ? VUB_OK : VUB_E_IO;
+    return img->read_only ? VUB_OK : vub_sys_fdatasync(img->fd);
 }
 
 /* Discard is a hint: a file system that cannot punch holes keeps the data,
@@ -2606,9 +2687,9 @@ enum vub_err vub_image_discard(struct vub_image *img, uint64_t off, uint64_t len
         return VUB_E_RDONLY;
     if (!vub_range_ok(off, len, img->size))
         return VUB_E_RANGE;
-    if (len == 0 || fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+    if (len == 0 || vub_sys_fallocate(img->fd, true, off, len))
         return VUB_OK;
-    return errno == EOPNOTSUPP || errno == ENOSYS ? VUB_OK : VUB_E_IO;
+    return errno == EOPNOTSUPP ? VUB_OK : VUB_E_IO;
 }
 
 /* Write-zeroes must read back as zeros afterwards. Punching a hole does
@@ -2620,18 +2701,1470 @@ enum vub_err vub_image_write_zeroes(struct vub_image *img, uint64_t off, uint64_
         return VUB_E_RDONLY;
     if (!vub_range_ok(off, len, img->size))
         return VUB_E_RANGE;
-    if (len == 0)
+    if (len == 0 || vub_sys_fallocate(img->fd, may_unmap, off, len))
         return VUB_OK;
-    int mode = may_unmap ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-    if (fallocate(img->fd, mode, (off_t)off, (off_t)len) == 0)
-        return VUB_OK;
-    if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
-        return VUB_E_IO;
-    return vub_raw_write_zeros(img->fd, off, len);
+    return errno == EOPNOTSUPP || errno == EINVAL ? vub_raw_write_zeros(img->fd, off, len) : VUB_E_IO;
 }
 
 /* ======================================================================== *
- * 9. Inflate: raw deflate  (RFC 1951 "DEFLATE Compressed Data Format",
+ * 9. qcow2 images, read-only  (QEMU docs/interop/qcow2.txt)
+ *
+ * A qcow2 file is cut into clusters of 2^cluster_bits bytes. Cluster 0
+ * holds the header, the header extensions and the backing file name. The
+ * virtual disk is mapped in two levels ("Cluster mapping"): the L1 table, a
+ * contiguous run of big-endian 64-bit entries, points at L2 tables of one
+ * cluster each, whose entries say where each guest cluster is:
+ *
+ *   guest offset = | l1_index | l2_index | offset in cluster |
+ *                               (l2_bits)   (cluster_bits)
+ *
+ * An L2 entry describes a plain cluster (in the image, or in an external
+ * data file), a compressed cluster, a cluster that reads as zeros, or
+ * nothing, and then the backing file (or zeros) shows through. With
+ * extended L2 entries a cluster has 32 subclusters, each with its own
+ * "allocated" and "reads as zeros" bits.
+ *
+ * vub reads qcow2 and never writes it. Refcounts, lazy refcounts, the dirty
+ * bit and bitmaps describe host allocation and change tracking, not the
+ * disk's contents, so the L1/L2 tables alone decide what the guest reads.
+ *
+ * The image is input from someone else. Every value read from it is checked
+ * before use: offsets, sizes and shifts go through checked arithmetic,
+ * tables must lie inside the file, reserved bits must be zero, and memory is
+ * sized at open from bounded fields (the L1 table at most 32 MiB as in QEMU,
+ * an L2 cache of a fixed number of clusters, one compressed cluster), never
+ * per request. Paths the image names (backing file, data file) are opened
+ * only when their format is known and, for data files, when the caller
+ * allows it: an image must not make vub open any file it likes.
+ *
+ * The section reads in the spec's order: header, header extensions, feature
+ * bits, the L1/L2 mapping, cluster reads (plain, zero, compressed,
+ * subclusters), backing files, snapshots; then open, read and the public
+ * image queries. Requirement tags look like [QCOW2-L1-BOUNDS].
+ * ======================================================================== */
+
+/* ---- 9.1 Header ("Header") ------------------------------------------------ */
+
+#define VUB_QCOW2_V2_HEADER_BYTES 72u
+#define VUB_QCOW2_V3_HEADER_BYTES 104u   /* through header_length */
+#define VUB_QCOW2_HEADER_READ_BYTES 112u /* v3 header with compression_type, padded */
+#define VUB_QCOW2_MIN_CLUSTER_BITS 9u    /* "Must not be less than 9" */
+#define VUB_QCOW2_MAX_CLUSTER_BITS 21u   /* QEMU's "implementation limit of 2 MB" */
+#define VUB_QCOW2_MAX_REFCOUNT_ORDER 6u  /* "may not exceed 6" */
+#define VUB_QCOW2_MAX_BACKING_NAME 1023u /* "Must not be longer than 1023 bytes" */
+
+/* Implementation limits, QEMU's where it has one (block/qcow2.h), so an
+ * image QEMU opens is one vub opens, and a hostile one costs bounded memory. */
+#define VUB_QCOW2_MAX_L1_BYTES (UINT64_C(32) << 20)       /* QCOW_MAX_L1_SIZE */
+#define VUB_QCOW2_MAX_REFTABLE_BYTES (UINT64_C(8) << 20)  /* QCOW_MAX_REFTABLE_SIZE */
+#define VUB_QCOW2_MAX_SNAPSHOTS 65536u                    /* QCOW_MAX_SNAPSHOTS */
+#define VUB_QCOW2_MAX_SNAPSHOT_TABLE_BYTES (UINT64_C(64) << 20)
+#define VUB_QCOW2_MAX_SNAPSHOT_EXTRA 1024u                /* extra data per entry */
+#define VUB_QCOW2_MAX_CHAIN 16u           /* backing files below the opened image */
+#define VUB_QCOW2_MAX_NAME 4095u          /* data file name bytes */
+#define VUB_QCOW2_L2_CACHE_BYTES (UINT64_C(4) << 20)      /* L2 cache budget */
+#define VUB_QCOW2_L2_CACHE_MIN_SLOTS 2u
+#define VUB_QCOW2_L2_CACHE_MAX_SLOTS 16u
+#define VUB_QCOW2_IOV_BATCH 64            /* iovecs handed to one preadv */
+
+/* The header as the file stores it: image fields only, decoded from bytes.
+ * Comments give each field's byte offset in the spec's table. */
+struct vub_qcow2_header {
+    uint32_t magic;                   /*   0 "QFI\xfb" */
+    uint32_t version;                 /*   4 2 or 3 */
+    uint64_t backing_file_offset;     /*   8 0: no backing file */
+    uint32_t backing_file_size;       /*  16 name bytes, not NUL-terminated */
+    uint32_t cluster_bits;            /*  20 */
+    uint64_t size;                    /*  24 virtual disk bytes */
+    uint32_t crypt_method;            /*  32 0 none, 1 AES-CBC, 2 LUKS */
+    uint32_t l1_size;                 /*  36 entries in the active L1 table */
+    uint64_t l1_table_offset;         /*  40 */
+    uint64_t refcount_table_offset;   /*  48 */
+    uint32_t refcount_table_clusters; /*  56 */
+    uint32_t nb_snapshots;            /*  60 */
+    uint64_t snapshots_offset;        /*  64 */
+    /* version 3 and later: */
+    uint64_t incompatible_features;   /*  72 */
+    uint64_t compatible_features;     /*  80 */
+    uint64_t autoclear_features;      /*  88 */
+    uint32_t refcount_order;          /*  96 */
+    uint32_t header_length;           /* 100 */
+    uint8_t compression_type;         /* 104 optional: 0 zlib, 1 zstd */
+};
+
+/* Decodes the first VUB_QCOW2_HEADER_READ_BYTES of the file. Version 2 has
+ * none of the later fields, which then take the values the spec assumes:
+ * "the order is always assumed to be 4", "the length is always assumed to be
+ * 72 bytes". [QCOW2-HDR-OPTIONAL] a v3 field lies past header_length is "not
+ * present" and reads as 0 ("An explicit value of 0 will have the same
+ * behavior as when the field is not present"). */
+static void vub_qcow2_header_decode(const uint8_t *p, struct vub_qcow2_header *h)
+{
+    memset(h, 0, sizeof *h);
+    h->magic = vub_be32(p + 0);
+    h->version = vub_be32(p + 4);
+    h->backing_file_offset = vub_be64(p + 8);
+    h->backing_file_size = vub_be32(p + 16);
+    h->cluster_bits = vub_be32(p + 20);
+    h->size = vub_be64(p + 24);
+    h->crypt_method = vub_be32(p + 32);
+    h->l1_size = vub_be32(p + 36);
+    h->l1_table_offset = vub_be64(p + 40);
+    h->refcount_table_offset = vub_be64(p + 48);
+    h->refcount_table_clusters = vub_be32(p + 56);
+    h->nb_snapshots = vub_be32(p + 60);
+    h->snapshots_offset = vub_be64(p + 64);
+    if (h->version < 3) {
+        h->refcount_order = 4;
+        h->header_length = VUB_QCOW2_V2_HEADER_BYTES;
+        return;
+    }
+    h->incompatible_features = vub_be64(p + 72);
+    h->compatible_features = vub_be64(p + 80);
+    h->autoclear_features = vub_be64(p + 88);
+    h->refcount_order = vub_be32(p + 96);
+    h->header_length = vub_be32(p + 100);
+    if (h->header_length > 104)
+        h->compression_type = p[104];
+}
+
+/* Reads len bytes at off. [QCOW2-EOF-ZEROS] bytes past the end of the file
+ * read as zeros, as QEMU's file layer returns them: the last data cluster
+ * of an image is often only partly written, and a compressed cluster may
+ * end inside a sector the file does not reach. */
+static enum vub_err vub_qcow2_pread(int fd, void *buf, size_t len, uint64_t off, struct vub_error *e)
+{
+    enum vub_err err = vub_sys_pread_zero(fd, buf, len, off, e);
+    return err == VUB_OK ? VUB_OK : vub_fail(e, VUB_R_QCOW2_READ, off, e ? e->b : EIO);
+}
+
+/* [QCOW2-HDR] The checks on the fixed header fields (qcow2.txt "Header";
+ * QEMU qcow2_do_open). Fields that depend on header extensions, such as
+ * unknown feature bits, are checked once the extensions are read. */
+static enum vub_err vub_qcow2_check_header(const struct vub_qcow2_header *h, uint64_t file_bytes,
+                                           struct vub_error *e)
+{
+    if (h->magic != VUB_QCOW2_MAGIC)
+        return vub_fail(e, VUB_R_QCOW2_MAGIC, h->magic, 0);
+    if (h->version != 2 && h->version != 3)
+        return vub_fail(e, VUB_R_QCOW2_VERSION, h->version, 0);
+    if (h->cluster_bits < VUB_QCOW2_MIN_CLUSTER_BITS)
+        return vub_fail(e, VUB_R_QCOW2_CLUSTER_BITS, h->cluster_bits, 0);
+    if (h->cluster_bits > VUB_QCOW2_MAX_CLUSTER_BITS)
+        return vub_fail(e, VUB_R_QCOW2_CLUSTER_BIG, h->cluster_bits, 0);
+    uint64_t cluster_bytes = UINT64_C(1) << h->cluster_bits;
+    /* [QCOW2-HDR-LENGTH] v3: "at least 104 bytes and must be a multiple of
+     * 8"; it must also leave cluster 0 to hold it (QEMU: "Header length too
+     * large"), and the file must hold it. */
+    if ((h->version == 3 && (h->header_length < VUB_QCOW2_V3_HEADER_BYTES || h->header_length % 8 != 0 ||
+                             h->header_length > cluster_bytes)) || file_bytes < h->header_length)
+        return vub_fail(e, VUB_R_QCOW2_HDR_LENGTH, h->header_length, file_bytes);
+    if (h->refcount_order > VUB_QCOW2_MAX_REFCOUNT_ORDER)
+        return vub_fail(e, VUB_R_QCOW2_REFCOUNT_ORDER, h->refcount_order, 0);
+    /* [QCOW2-CRYPT] "0 for no encryption, 1 for AES, 2 for LUKS". */
+    if (h->crypt_method != 0)
+        return vub_fail(e, VUB_R_QCOW2_CRYPT, h->crypt_method, 0);
+    /* [QCOW2-BACKING-NAME] the name sits in cluster 0 after the extensions
+     * ("the remaining space between the end of the header extension area
+     * and the end of the first cluster"), at most 1023 bytes. */
+    if (h->backing_file_offset != 0 &&
+        (h->backing_file_offset < h->header_length || h->backing_file_offset > cluster_bytes ||
+         h->backing_file_size > VUB_QCOW2_MAX_BACKING_NAME ||
+         h->backing_file_size > cluster_bytes - h->backing_file_offset))
+        return vub_fail(e, VUB_R_QCOW2_BACKING_NAME, h->backing_file_offset, h->backing_file_size);
+    return VUB_OK;
+}
+
+/* ---- 9.2 Header extensions ("Header extensions") --------------------------- */
+
+/* Extension types (macros: 0xe2792aca does not fit an enum's int). */
+#define QCOW2_EXT_END 0x00000000u
+#define QCOW2_EXT_BACKING_FORMAT 0xe2792acau
+#define QCOW2_EXT_FEATURE_NAMES 0x6803f857u
+#define QCOW2_EXT_BITMAPS 0x23852875u
+#define QCOW2_EXT_CRYPTO 0x0537be77u      /* full disk encryption header pointer */
+#define QCOW2_EXT_DATA_FILE 0x44415441u   /* external data file name */
+
+#define VUB_QCOW2_FEATURE_NAME_ENTRY 48u /* "Feature name table": type, bit, name[46] */
+#define VUB_QCOW2_BACKING_FORMAT_MAX 15u /* QEMU keeps it in a 16-byte field */
+
+/* The extensions found in cluster 0. Pointers into the caller's copy of
+ * cluster 0, valid while it is. */
+struct vub_qcow2_exts {
+    const uint8_t *backing_format; /* string, not NUL-terminated */
+    uint32_t backing_format_len;
+    const uint8_t *feature_names;  /* 48-byte entries */
+    uint32_t feature_names_len;
+    const uint8_t *data_file;      /* string, not NUL-terminated */
+    uint32_t data_file_len;
+    bool bitmaps;                  /* present; ignored when reading */
+    bool crypto;                   /* full disk encryption header pointer */
+};
+
+/* Records one extension. [QCOW2-EXT-ONCE] "each header extension type shall
+ * appear at most once"; unknown types "can be safely ignored". */
+static enum vub_err vub_qcow2_ext_take(struct vub_qcow2_exts *x, uint32_t type, const uint8_t *data,
+                                       uint32_t len, struct vub_error *e)
+{
+    bool again = false;
+    switch (type) {
+    case QCOW2_EXT_BACKING_FORMAT:
+        again = x->backing_format != NULL;
+        x->backing_format = data;
+        x->backing_format_len = len;
+        break;
+    case QCOW2_EXT_FEATURE_NAMES:
+        again = x->feature_names != NULL;
+        x->feature_names = data;
+        x->feature_names_len = len;
+        break;
+    case QCOW2_EXT_DATA_FILE:
+        again = x->data_file != NULL;
+        x->data_file = data;
+        x->data_file_len = len;
+        break;
+    case QCOW2_EXT_BITMAPS:
+        again = x->bitmaps;
+        x->bitmaps = true;
+        break;
+    case QCOW2_EXT_CRYPTO:
+        again = x->crypto;
+        x->crypto = true;
+        break;
+    default:
+        return VUB_OK;
+    }
+    return again ? vub_fail(e, VUB_R_QCOW2_EXT_ONCE, type, 0) : VUB_OK;
+}
+
+/* Walks the extensions in cluster 0: "u32 type; u32 length; data; padding
+ * to a multiple of 8", ended by type 0. [QCOW2-EXT-BOUNDS] the area runs
+ * from header_length to the backing file name if there is one, else to the
+ * end of cluster 0 (QEMU qcow2_read_extensions); an extension whose header
+ * or data overruns it is corrupt (QEMU: "Header extension too large"). */
+static enum vub_err vub_qcow2_read_exts(const uint8_t *cluster0, const struct vub_qcow2_header *h,
+                                        uint64_t cluster_bytes, struct vub_qcow2_exts *x, struct vub_error *e)
+{
+    memset(x, 0, sizeof *x);
+    uint64_t pos = h->header_length;
+    uint64_t end = h->backing_file_offset != 0 ? h->backing_file_offset : cluster_bytes;
+    while (pos < end) {
+        if (end - pos < 8)
+            return vub_fail(e, VUB_R_QCOW2_EXT_BOUNDS, pos, 8);
+        uint32_t type = vub_be32(cluster0 + pos);
+        uint32_t len = vub_be32(cluster0 + pos + 4);
+        pos += 8;
+        if (type == QCOW2_EXT_END)
+            return VUB_OK;
+        if (len > end - pos)
+            return vub_fail(e, VUB_R_QCOW2_EXT_BOUNDS, pos - 8, len);
+        enum vub_err err = vub_qcow2_ext_take(x, type, cluster0 + pos, len, e);
+        if (err != VUB_OK)
+            return err;
+        pos += ((uint64_t)len + 7) & ~UINT64_C(7); /* len <= 2 MiB: no overflow */
+    }
+    return VUB_OK;
+}
+
+/* Copies a name the image records into buf for a message, NUL-terminated
+ * and cut to fit, with bytes that are not printable ASCII shown as '?', so
+ * an image cannot put a line break or a terminal escape into our output. */
+static const char *vub_qcow2_printable(char *buf, size_t cap, const uint8_t *src, size_t len)
+{
+    size_t n = len < cap - 1 ? len : cap - 1;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = src[i] >= 0x20 && src[i] < 0x7f ? (char)src[i] : '?';
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Copies a string extension or the backing name into a NUL-terminated heap
+ * string. These strings "are not '\0' terminated". One with a NUL or any
+ * other control character inside is refused: with a NUL every user of the
+ * name would see a different string, and no honest path needs the others. */
+static enum vub_err vub_qcow2_strdup(const uint8_t *src, size_t len, char **out, struct vub_error *e)
+{
+    for (size_t i = 0; i < len; i++)
+        if (src[i] < 0x20 || src[i] == 0x7f)
+            return vub_fail(e, VUB_R_QCOW2_NAME_CHARS, src[i], 0);
+    char *s = malloc(len + 1);
+    if (!s)
+        return VUB_E_NOMEM;
+    memcpy(s, src, len);
+    s[len] = '\0';
+    *out = s;
+    return VUB_OK;
+}
+
+/* ---- 9.3 Feature bits (header fields 72-95) -------------------------------- */
+
+enum {
+    /* incompatible_features: "must fail to open an image if an unknown bit is set" */
+    QCOW2_INCOMPAT_DIRTY_BIT = 0,
+    QCOW2_INCOMPAT_CORRUPT_BIT = 1,
+    QCOW2_INCOMPAT_DATA_FILE_BIT = 2,
+    QCOW2_INCOMPAT_COMPRESSION_BIT = 3,
+    QCOW2_INCOMPAT_EXTL2_BIT = 4,
+    QCOW2_INCOMPAT_KNOWN_BITS = 5,
+    /* compatible_features: "can safely ignore any unknown bits" */
+    QCOW2_COMPAT_LAZY_REFCOUNTS_BIT = 0,
+    /* autoclear_features: a reader that never writes may ignore them all */
+    QCOW2_AUTOCLEAR_BITMAPS_BIT = 0,
+    QCOW2_AUTOCLEAR_DATA_FILE_RAW_BIT = 1,
+};
+
+enum { QCOW2_COMPRESSION_ZLIB = 0, QCOW2_COMPRESSION_ZSTD = 1 };
+
+/* Feature names, indexed by the "Type of feature" of the feature name table:
+ * 0 incompatible, 1 compatible, 2 autoclear. */
+static const char *const vub_qcow2_feature_names[3][QCOW2_INCOMPAT_KNOWN_BITS] = {
+    {"dirty", "corrupt", "data-file", "compression-type", "extended-l2"},
+    {"lazy-refcounts"},
+    {"bitmaps", "raw-data-file"},
+};
+static const char *const vub_qcow2_feature_kinds[3] = {"incompatible", "compatible", "autoclear"};
+
+/* Looks a bit up in the image's feature name table ("It can be used by
+ * applications that don't know the respective feature ... to display a
+ * useful error message"). Writes a printable, NUL-terminated copy of the
+ * name (46 bytes at most, "not necessarily null terminated if it has full
+ * length") into out; "" if the table does not name the bit. */
+static void vub_qcow2_table_name(const struct vub_qcow2_exts *x, unsigned kind, unsigned bit,
+                                 char out[47])
+{
+    out[0] = '\0';
+    for (uint32_t at = 0; x->feature_names &&
+                          x->feature_names_len - at >= VUB_QCOW2_FEATURE_NAME_ENTRY;
+         at += VUB_QCOW2_FEATURE_NAME_ENTRY) {
+        const uint8_t *e = x->feature_names + at;
+        if (e[0] != kind || e[1] != bit)
+            continue;
+        const uint8_t *end = memchr(e + 2, '\0', 46);
+        vub_qcow2_printable(out, 47, e + 2, end ? (size_t)(end - (e + 2)) : 46);
+        return;
+    }
+}
+
+/* Appends the names of the set bits of one bitmap to buf (for
+ * vub_image_info): our name for a known bit, else the image's own name for
+ * it, else "<kind>-bit<N>". */
+static void vub_qcow2_name_bits(const struct vub_qcow2_exts *x, unsigned kind, uint64_t bits, char *buf,
+                                size_t len)
+{
+    for (unsigned bit = 0; bit < 64; bit++) {
+        if (!vub_has(bits, bit))
+            continue;
+        const char *known = bit < QCOW2_INCOMPAT_KNOWN_BITS ? vub_qcow2_feature_names[kind][bit] : NULL;
+        char table[47];
+        vub_qcow2_table_name(x, kind, bit, table);
+        size_t used = strlen(buf);
+        if (used + 1 >= len)
+            return;
+        if (known)
+            snprintf(buf + used, len - used, "%s%s", used ? " " : "", known);
+        else if (table[0])
+            snprintf(buf + used, len - used, "%s%s-bit%u(\"%s\")", used ? " " : "",
+                     vub_qcow2_feature_kinds[kind], bit, table);
+        else
+            snprintf(buf + used, len - used, "%s%s-bit%u", used ? " " : "", vub_qcow2_feature_kinds[kind], bit);
+    }
+}
+
+/* [QCOW2-FEATURES] What the feature bits allow us to do.
+ *  - [QCOW2-INCOMPAT-UNKNOWN] an unknown incompatible bit: refuse, naming
+ *    the lowest one (vub_image_info names them all, with the image's
+ *    feature name table, for an image that opens).
+ *  - dirty: fine for reading ("refcounts may be inconsistent"; a reader
+ *    does not use refcounts).
+ *  - [QCOW2-CORRUPT-BIT] corrupt: refused. The bit means QEMU found the
+ *    metadata inconsistent; vub checks every entry it uses, which keeps it
+ *    safe but not right, and a device has no way to warn its guest.
+ *  - [QCOW2-COMPRESSION-TYPE] bit 3 and compression_type agree: "must be
+ *    present and non-zero" with the bit, "must not be present or must be
+ *    zero" without. zstd is refused: vub has no zstd decoder.
+ *  - [QCOW2-EXTL2] extended L2 needs "cluster_bits ... at least 14".
+ *  - [QCOW2-DATA-FILE] an external data file only if the caller allows it. */
+static enum vub_err vub_qcow2_check_features(const struct vub_qcow2_header *h, const struct vub_qcow2_exts *x,
+                                             const struct vub_image_opts *opts, struct vub_error *e)
+{
+    uint64_t in = h->incompatible_features;
+    uint64_t unknown = in & ~(VUB_BIT(QCOW2_INCOMPAT_KNOWN_BITS) - 1);
+    for (unsigned bit = 0; bit < 64; bit++)
+        if (vub_has(unknown, bit))
+            return vub_fail(e, VUB_R_QCOW2_INCOMPAT_UNKNOWN, bit, unknown);
+    if (vub_has(in, QCOW2_INCOMPAT_CORRUPT_BIT))
+        return vub_fail(e, VUB_R_QCOW2_CORRUPT_BIT, 0, 0);
+    if (vub_has(in, QCOW2_INCOMPAT_COMPRESSION_BIT) != (h->compression_type != QCOW2_COMPRESSION_ZLIB))
+        return vub_fail(e, VUB_R_QCOW2_COMPRESSION_TYPE, h->compression_type, 0);
+    if (h->compression_type == QCOW2_COMPRESSION_ZSTD)
+        return vub_fail(e, VUB_R_QCOW2_ZSTD, 0, 0);
+    if (h->compression_type != QCOW2_COMPRESSION_ZLIB)
+        return vub_fail(e, VUB_R_QCOW2_COMPRESSION_UNKNOWN, h->compression_type, 0);
+    if (vub_has(in, QCOW2_INCOMPAT_EXTL2_BIT) && h->cluster_bits < 14)
+        return vub_fail(e, VUB_R_QCOW2_EXTL2, h->cluster_bits, 0);
+    if (x->crypto)
+        return vub_fail(e, VUB_R_QCOW2_CRYPTO_EXT, 0, 0);
+    if (!vub_has(in, QCOW2_INCOMPAT_DATA_FILE_BIT))
+        return VUB_OK;
+    if (!x->data_file)
+        return vub_fail(e, VUB_R_QCOW2_DATA_FILE_NAME, 0, 0);
+    if (!opts->allow_data_file)
+        return vub_fail(e, VUB_R_QCOW2_DATA_FILE, 0, 0);
+    /* "neither compressed clusters nor internal snapshots are supported" */
+    if (h->nb_snapshots != 0)
+        return vub_fail(e, VUB_R_QCOW2_DATA_FILE_SNAPSHOTS, h->nb_snapshots, 0);
+    return VUB_OK;
+}
+
+/* ---- 9.4 Cluster mapping: L1 and L2 tables ("Cluster mapping") ------------ */
+
+/* Entry bits. "Bit 0 - 8: Reserved", "9 - 55: ... offset", "56 - 62:
+ * Reserved", "63: ... refcount is exactly one" (L1); the L2 entry keeps bit
+ * 62 for "compressed clusters" and, in standard descriptors, bit 0 for
+ * "reads as all zeros". */
+#define QCOW2_OFFSET_MASK UINT64_C(0x00fffffffffffe00)       /* bits 9-55 */
+#define QCOW2_L1_RESERVED_MASK UINT64_C(0x7f000000000001ff)  /* bits 0-8, 56-62 */
+#define QCOW2_L2_RESERVED_MASK UINT64_C(0x3f000000000001fe)  /* bits 1-8, 56-61 */
+#define QCOW2_DESCRIPTOR_MASK ((UINT64_C(1) << 62) - 1)      /* bits 0-61 */
+enum { QCOW2_ZERO_BIT = 0, QCOW2_COMPRESSED_BIT = 62, QCOW2_COPIED_BIT = 63 };
+#define VUB_QCOW2_SUBCLUSTERS 32u /* "divided into 32 subclusters of the same size" */
+
+/* One slot of the L2 cache: a whole L2 table, as raw big-endian bytes. */
+struct vub_qcow2_l2_slot {
+    uint64_t offset;   /* file offset of the table; 0: the slot is empty */
+    uint64_t last_use; /* for least-recently-used replacement */
+    uint8_t *table;    /* cluster_bytes bytes */
+};
+
+/* An open qcow2 image. Everything is allocated at open; reads allocate
+ * nothing. */
+struct vub_qcow2 {
+    /* From the header, checked at open */
+    unsigned version;             /* 2 or 3 */
+    unsigned cluster_bits;
+    uint64_t cluster_bytes;
+    unsigned l2_bits;             /* log2 of entries per L2 table */
+    unsigned l2_entry_bytes;      /* 8, or 16 with extended L2 */
+    bool extended_l2;
+    unsigned refcount_order;
+    uint64_t incompatible, compatible, autoclear;
+    uint8_t compression_type;
+    uint64_t file_bytes;          /* image file size when opened */
+    char features[256];           /* set feature bits by name, for info */
+
+    /* The mapping being read: the active L1 table, or a snapshot's */
+    uint64_t *l1;                 /* decoded entries */
+    uint32_t l1_size;
+
+    /* L2 cache: a fixed number of cluster-sized slots */
+    struct vub_qcow2_l2_slot *l2_slots;
+    unsigned l2_slot_count;
+    uint8_t *l2_memory;           /* l2_slot_count * cluster_bytes */
+    uint64_t l2_clock;            /* use counter for last_use */
+
+    /* Compressed clusters: the compressed bytes of one cluster, and the last
+     * cluster decompressed (reads of its other parts reuse it) */
+    uint8_t *zbuf;                /* 2 * cluster_bytes: the longest extent */
+    uint8_t *cluster;             /* cluster_bytes; also cluster 0 during open */
+    uint64_t cluster_descriptor;  /* which compressed cluster is in `cluster` */
+    bool cluster_valid;
+
+    /* External data file ("External data file bit") */
+    int data_fd;                  /* -1: clusters are in the image file */
+    char *data_path;
+
+    /* Backing file */
+    struct vub_image *backing;    /* NULL: unallocated clusters read as zeros */
+    char *backing_name;           /* as recorded */
+    char *backing_path;           /* resolved against the image's directory */
+    char backing_format[8];       /* "raw" or "qcow2" */
+
+    /* Snapshots ("Snapshots") */
+    uint32_t snapshot_count;
+    uint64_t *snapshot_offsets;   /* file offset of each table entry */
+    int32_t snapshot_index;       /* the one being read; -1: active layer */
+
+    struct vub_error err;         /* why the last read failed */
+    char why[256];                /* ... formatted, for vub_image_why() */
+};
+
+/* Records why a read failed, for vub_image_why(), and returns its class. */
+static enum vub_err vub_qcow2_fail(struct vub_qcow2 *q, enum vub_reason reason, uint64_t a, uint64_t b)
+{
+    enum vub_err err = vub_fail(&q->err, reason, a, b);
+    vub_error_format(&q->err, NULL, q->why, sizeof q->why);
+    return err;
+}
+
+/* [QCOW2-TABLE-BOUNDS] A metadata table at offset of bytes length: "Must be
+ * aligned to a cluster boundary", not over the header in cluster 0, and
+ * inside the file without overflow (QEMU validate_table_offset, plus the
+ * end-of-file check QEMU leaves to the read). An empty table is fine. */
+static bool vub_qcow2_table_ok(const struct vub_qcow2 *q, uint64_t offset, uint64_t bytes)
+{
+    if (bytes == 0)
+        return true;
+    return offset != 0 && (offset & (q->cluster_bytes - 1)) == 0 && vub_range_ok(offset, bytes, q->file_bytes);
+}
+
+/* [QCOW2-L1-SIZE] The L1 entries needed for a disk of size bytes:
+ * ceil(size / bytes one L2 table maps). QEMU refuses an image whose L1 is
+ * smaller ("L1 table is too small"). */
+static uint64_t vub_qcow2_l1_needed(const struct vub_qcow2 *q, uint64_t size)
+{
+    unsigned shift = q->cluster_bits + q->l2_bits;
+    return (size >> shift) + ((size & ((UINT64_C(1) << shift) - 1)) != 0);
+}
+
+/* [QCOW2-L1-BOUNDS] An L1 table of `entries` at offset that must map at
+ * least covers_bytes of the disk: at most 32 MiB (QEMU's QCOW_MAX_L1_SIZE),
+ * large enough, aligned and inside the file. Checked for the active table
+ * even when a snapshot's is read, as QEMU does at open. */
+static enum vub_err vub_qcow2_check_l1(const struct vub_qcow2 *q, uint64_t offset, uint32_t entries,
+                                       uint64_t covers_bytes, bool snapshot, struct vub_error *e)
+{
+    uint64_t bytes = (uint64_t)entries * 8;
+    if (bytes > VUB_QCOW2_MAX_L1_BYTES)
+        return vub_fail(e, snapshot ? VUB_R_QCOW2_SNAPSHOT_L1_BIG : VUB_R_QCOW2_L1_BIG, entries, 0);
+    if (entries < vub_qcow2_l1_needed(q, covers_bytes))
+        return vub_fail(e, snapshot ? VUB_R_QCOW2_SNAPSHOT_L1_SIZE : VUB_R_QCOW2_L1_SIZE, entries, covers_bytes);
+    if (!vub_qcow2_table_ok(q, offset, bytes))
+        return vub_fail(e, snapshot ? VUB_R_QCOW2_SNAPSHOT_L1_PLACE : VUB_R_QCOW2_L1_PLACE, offset, entries);
+    return VUB_OK;
+}
+
+/* Checks, reads and decodes the L1 table the image will be read through. */
+static enum vub_err vub_qcow2_load_l1(struct vub_image *img, uint64_t offset, uint32_t entries,
+                                      uint64_t covers_bytes, bool snapshot, struct vub_error *e)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    uint64_t bytes = (uint64_t)entries * 8;
+    enum vub_err err = vub_qcow2_check_l1(q, offset, entries, covers_bytes, snapshot, e);
+    if (err != VUB_OK)
+        return err;
+    q->l1 = malloc(bytes ? (size_t)bytes : 1);
+    if (!q->l1)
+        return VUB_E_NOMEM;
+    q->l1_size = entries;
+    uint8_t *raw = (uint8_t *)q->l1;
+    if ((err = vub_qcow2_pread(img->fd, raw, (size_t)bytes, offset, e)) != VUB_OK)
+        return err;
+    for (uint32_t i = 0; i < entries; i++) /* in place: entry i only reads bytes 8i..8i+7 */
+        q->l1[i] = vub_be64(raw + (size_t)i * 8);
+    return VUB_OK;
+}
+
+/* Returns the L2 table at offset, from the cache or read into the least
+ * recently used slot. The caller checked the offset. */
+static enum vub_err vub_qcow2_l2_get(struct vub_image *img, uint64_t offset, const uint8_t **table)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    struct vub_qcow2_l2_slot *victim = &q->l2_slots[0];
+    q->l2_clock++;
+    for (unsigned i = 0; i < q->l2_slot_count; i++) {
+        struct vub_qcow2_l2_slot *s = &q->l2_slots[i];
+        if (s->offset == offset) {
+            s->last_use = q->l2_clock;
+            *table = s->table;
+            return VUB_OK;
+        }
+        if (s->last_use < victim->last_use)
+            victim = s;
+    }
+    victim->offset = 0; /* empty until the read succeeds */
+    if (vub_qcow2_pread(img->fd, victim->table, (size_t)q->cluster_bytes, offset, &q->err) != VUB_OK)
+        return vub_qcow2_fail(q, VUB_R_QCOW2_READ, offset, q->err.b);
+    victim->offset = offset;
+    victim->last_use = q->l2_clock;
+    *table = victim->table;
+    return VUB_OK;
+}
+
+/* What a stretch of the guest disk reads as. */
+enum vub_qcow2_kind {
+    VUB_QCOW2_UNALLOCATED, /* the backing file shows through, or zeros */
+    VUB_QCOW2_ZERO,        /* zeros; the backing file is not consulted */
+    VUB_QCOW2_DATA,        /* plain data at host_offset */
+    VUB_QCOW2_COMPRESSED,  /* part of one compressed cluster */
+};
+
+/* A stretch of the guest disk with one kind (and, for data, contiguous in
+ * the file): what vub_qcow2_map() answers. */
+struct vub_qcow2_extent {
+    enum vub_qcow2_kind kind;
+    uint64_t guest_offset; /* first byte */
+    uint64_t bytes;        /* length; never 0 */
+    uint64_t host_offset;  /* DATA: file offset of the first byte;
+                              COMPRESSED: the cluster descriptor (bits 0-61) */
+};
+
+/* Classifies a standard L2 entry ("Standard Cluster Descriptor") without
+ * subclusters, for the cluster holding guest offset off.
+ * [QCOW2-L2-ZERO] bit 0 reads as zeros, "nor is data read from the backing
+ * file"; "With version 2 ... this is always 0" (QEMU: "Zero cluster entry
+ * found in pre-v3 image", corrupt). */
+static enum vub_err vub_qcow2_classify_standard(struct vub_qcow2 *q, uint64_t off, uint64_t entry,
+                                                bool allocated, uint64_t host_cluster,
+                                                struct vub_qcow2_extent *e)
+{
+    uint64_t in_cluster = off & (q->cluster_bytes - 1);
+    e->bytes = q->cluster_bytes - in_cluster;
+    if (vub_has(entry, QCOW2_ZERO_BIT)) {
+        if (q->version < 3)
+            return vub_qcow2_fail(q, VUB_R_QCOW2_L2_ZERO, off, 0);
+        e->kind = VUB_QCOW2_ZERO;
+    } else if (allocated) {
+        e->kind = VUB_QCOW2_DATA;
+        e->host_offset = host_cluster + in_cluster;
+    } else {
+        e->kind = VUB_QCOW2_UNALLOCATED;
+    }
+    return VUB_OK;
+}
+
+/* The kind of subcluster sc from its bitmap ("Subcluster Allocation
+ * Bitmap": bits 0-31 allocated, bits 32-63 reads as zeros). */
+static enum vub_qcow2_kind vub_qcow2_subcluster_kind(uint64_t bitmap, unsigned sc)
+{
+    if (vub_has(bitmap, 32 + sc))
+        return VUB_QCOW2_ZERO;
+    return vub_has(bitmap, sc) ? VUB_QCOW2_DATA : VUB_QCOW2_UNALLOCATED;
+}
+
+/* Classifies an extended L2 entry ("Extended L2 Entries") for guest offset
+ * off, extending the extent over the following subclusters of the same kind.
+ * [QCOW2-SUBCLUSTER] a subcluster both allocated and zero is invalid ("the
+ * allocation status bit must be unset"; QEMU checks the whole bitmap); an
+ * allocated subcluster needs a host offset ("must contain a valid offset");
+ * bit 0 of the descriptor is reserved here ("with extended L2 entries ...
+ * this is always 0"). */
+static enum vub_err vub_qcow2_classify_extended(struct vub_qcow2 *q, uint64_t off, uint64_t entry,
+                                                uint64_t bitmap, bool allocated, uint64_t host_cluster,
+                                                struct vub_qcow2_extent *e)
+{
+    uint32_t alloc = (uint32_t)bitmap, zero = (uint32_t)(bitmap >> 32);
+    if (vub_has(entry, QCOW2_ZERO_BIT) || (alloc & zero) != 0 || (alloc != 0 && !allocated))
+        return vub_qcow2_fail(q, VUB_R_QCOW2_SUBCLUSTER, bitmap, off);
+    unsigned sc_bits = q->cluster_bits - 5;
+    uint64_t in_cluster = off & (q->cluster_bytes - 1);
+    unsigned sc = (unsigned)(in_cluster >> sc_bits), last = sc;
+    e->kind = vub_qcow2_subcluster_kind(bitmap, sc);
+    while (last + 1 < VUB_QCOW2_SUBCLUSTERS && vub_qcow2_subcluster_kind(bitmap, last + 1) == e->kind)
+        last++;
+    e->bytes = ((uint64_t)(last + 1) << sc_bits) - in_cluster;
+    if (e->kind == VUB_QCOW2_DATA)
+        e->host_offset = host_cluster + in_cluster;
+    return VUB_OK;
+}
+
+/* Classifies the L2 entry (and, with extended L2, its bitmap) for guest
+ * offset off. [QCOW2-L2-ENTRY] reserved bits are zero; a host offset is
+ * cluster aligned ("Must be aligned to a cluster boundary"; QEMU calls an
+ * unaligned one corrupt); "If the offset is 0 and bit 63 is clear, the
+ * cluster is unallocated"; offset 0 with bit 63 set only "when an external
+ * data file is used"; with a data file, "The offset field ... must match the
+ * guest offset" [QCOW2-DATA-FILE-OFFSET]. */
+static enum vub_err vub_qcow2_classify(struct vub_qcow2 *q, uint64_t off, uint64_t entry, uint64_t bitmap,
+                                       struct vub_qcow2_extent *e)
+{
+    e->guest_offset = off;
+    if (vub_has(entry, QCOW2_COMPRESSED_BIT)) {
+        /* [QCOW2-COMPRESSED-ENTRY] no compressed clusters with a data file;
+         * "Compressed clusters don't have subclusters": bitmap reserved. */
+        if (q->data_fd >= 0 || bitmap != 0)
+            return vub_qcow2_fail(q, VUB_R_QCOW2_COMPRESSED_ENTRY, off, q->data_fd >= 0);
+        e->kind = VUB_QCOW2_COMPRESSED;
+        e->host_offset = entry & QCOW2_DESCRIPTOR_MASK;
+        e->bytes = q->cluster_bytes - (off & (q->cluster_bytes - 1));
+        return VUB_OK;
+    }
+    uint64_t host_cluster = entry & QCOW2_OFFSET_MASK;
+    bool copied = vub_has(entry, QCOW2_COPIED_BIT);
+    bool allocated = host_cluster != 0 || (q->data_fd >= 0 && copied);
+    uint64_t guest_cluster = off & ~(q->cluster_bytes - 1);
+    if ((entry & QCOW2_L2_RESERVED_MASK) != 0 || (host_cluster & (q->cluster_bytes - 1)) != 0 ||
+        (host_cluster == 0 && copied && q->data_fd < 0) ||
+        (allocated && q->data_fd >= 0 && host_cluster != guest_cluster))
+        return vub_qcow2_fail(q, VUB_R_QCOW2_L2_ENTRY, entry, off);
+    if (q->extended_l2)
+        return vub_qcow2_classify_extended(q, off, entry, bitmap, allocated, host_cluster, e);
+    return vub_qcow2_classify_standard(q, off, entry, allocated, host_cluster, e);
+}
+
+/* Maps guest offset off: what the bytes from off on read as, for at most
+ * max_bytes and never past the cluster (or the run of like subclusters).
+ * [QCOW2-L1-ENTRY] an L1 entry of offset 0 leaves "all clusters described
+ * by this L2 table ... unallocated"; reserved bits are zero; the L2 table is
+ * aligned and wholly inside the file. An index past the L1 table (a
+ * snapshot's disk can be larger than its table only if corrupt, which open
+ * refuses) is unallocated too, as in QEMU. */
+static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t max_bytes,
+                                  struct vub_qcow2_extent *e)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    unsigned span_bits = q->cluster_bits + q->l2_bits;
+    uint64_t l1_index = off >> span_bits;
+    uint64_t l1_entry = l1_index < q->l1_size ? q->l1[l1_index] : 0;
+    uint64_t l2_offset = l1_entry & QCOW2_OFFSET_MASK;
+    memset(e, 0, sizeof *e);
+    if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0 ||
+        (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes)))
+        return vub_qcow2_fail(q, VUB_R_QCOW2_L1_ENTRY, l1_index, l1_entry);
+    if (l2_offset == 0) {
+        e->kind = VUB_QCOW2_UNALLOCATED;
+        e->guest_offset = off;
+        e->bytes = (UINT64_C(1) << span_bits) - (off & ((UINT64_C(1) << span_bits) - 1));
+    } else {
+        const uint8_t *table = NULL;
+        enum vub_err err = vub_qcow2_l2_get(img, l2_offset, &table);
+        if (err != VUB_OK)
+            return err;
+        size_t at = (size_t)((off >> q->cluster_bits) & ((UINT64_C(1) << q->l2_bits) - 1)) * q->l2_entry_bytes;
+        uint64_t bitmap = q->extended_l2 ? vub_be64(table + at + 8) : 0;
+        err = vub_qcow2_classify(q, off, vub_be64(table + at), bitmap, e);
+        if (err != VUB_OK)
+            return err;
+    }
+    if (e->bytes > max_bytes)
+        e->bytes = max_bytes;
+    return VUB_OK;
+}
+
+/* ---- 9.5 Reading clusters -------------------------------------------------- */
+
+/* [QCOW2-READ-DATA] A plain data extent: the bytes are at host_offset in
+ * the image file, or in the external data file ("Guest clusters are then
+ * stored in the external data file"). */
+static enum vub_err vub_qcow2_read_data(struct vub_image *img, const struct vub_qcow2_extent *e,
+                                        struct vub_iov_cursor *c)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    int fd = q->data_fd >= 0 ? q->data_fd : img->fd;
+    struct iovec batch[VUB_IOV_BATCH];
+    unsigned n;
+    uint64_t off = e->host_offset, bytes = e->bytes, done;
+    while (bytes > 0) {
+        uint64_t taken = vub_iov_take(c, bytes, batch, VUB_IOV_BATCH, &n);
+        if (off > (uint64_t)INT64_MAX ||
+            vub_sys_xfer(fd, false, (int64_t)off, batch, n, NULL, NULL, &done, &q->err) != VUB_OK)
+            return vub_qcow2_fail(q, VUB_R_QCOW2_READ, off, q->err.b);
+        /* [QCOW2-EOF-ZEROS] past the end of the file, zeros */
+        struct vub_iov_cursor rest = {batch, n, 0, 0};
+        vub_iov_take(&rest, done, NULL, 0, NULL);
+        vub_iov_copy(&rest, NULL, NULL, taken - done);
+        off += taken;
+        bytes -= taken;
+    }
+    return VUB_OK;
+}
+
+/* [QCOW2-COMPRESSED] Decompresses the cluster a compressed descriptor names
+ * into q->cluster ("Compressed Clusters Descriptor", x = 62 - (cluster_bits
+ * - 8)): bits 0..x-1 are the host byte offset, "usually _not_ aligned";
+ * bits x..61 the "Number of additional 512-byte sectors". The compressed
+ * bytes run from the offset to the end of the last sector:
+ * (sectors + 1) * 512 - (offset % 512), at most two clusters.
+ * Format notes:
+ *  - the data is raw deflate (RFC 1951), no zlib header or checksum;
+ *  - "decompression stops when it has produced a cluster of data": the last
+ *    sector may hold the start of another compressed cluster, so input left
+ *    over is fine; output short of a whole cluster is corrupt (and output
+ *    can never exceed one, which bounds a decompression bomb);
+ *  - the extent may run past the end of the file (the last sector need not
+ *    be whole): those bytes read as zeros [QCOW2-EOF-ZEROS], but an extent
+ *    starting past the end is corrupt;
+ *  - "If cluster_bits is small enough that this field includes bits beyond
+ *    55, those upper bits must be set to 0". */
+static enum vub_err vub_qcow2_inflate_cluster(struct vub_image *img, uint64_t descriptor)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    if (q->cluster_valid && q->cluster_descriptor == descriptor)
+        return VUB_OK;
+    unsigned x = 62 - (q->cluster_bits - 8);
+    uint64_t offset = descriptor & ((UINT64_C(1) << x) - 1);
+    uint64_t sectors = (descriptor >> x) + 1;
+    uint64_t bytes = sectors * 512 - (offset % 512);
+    if ((offset >> 56) != 0 || offset >= q->file_bytes)
+        return vub_qcow2_fail(q, VUB_R_QCOW2_COMPRESSED, offset, 0);
+    q->cluster_valid = false;
+    if (vub_qcow2_pread(img->fd, q->zbuf, (size_t)bytes, offset, &q->err) != VUB_OK)
+        return vub_qcow2_fail(q, VUB_R_QCOW2_READ, offset, q->err.b);
+    size_t produced = 0;
+    int rc = vub_inflate(q->cluster, (size_t)q->cluster_bytes, &produced, q->zbuf, (size_t)bytes, NULL);
+    if (rc < 0) {
+        enum vub_err err = vub_qcow2_fail(q, VUB_R_QCOW2_INFLATE, offset, (uint64_t)(int64_t)rc);
+        size_t used = strlen(q->why);
+        snprintf(q->why + used, sizeof q->why - used, ": %s", vub_inflate_strerror(rc));
+        return err;
+    }
+    if (produced != q->cluster_bytes)
+        return vub_qcow2_fail(q, VUB_R_QCOW2_COMPRESSED, offset, produced);
+    q->cluster_descriptor = descriptor;
+    q->cluster_valid = true;
+    return VUB_OK;
+}
+
+/* A read of the backing file failed: its reason is ours, after its path. */
+static enum vub_err vub_qcow2_backing_fail(struct vub_qcow2 *q, enum vub_err err)
+{
+    const struct vub_qcow2 *b = q->backing->qcow2;
+    char prefix[300];
+    q->err = b && b->err.reason ? b->err : (struct vub_error){VUB_R_QCOW2_READ, 0, 0};
+    snprintf(prefix, sizeof prefix, "backing file %s", q->backing_path);
+    vub_error_format(&q->err, prefix, q->why, sizeof q->why);
+    return err;
+}
+
+/* [QCOW2-BACKING-READ] Unallocated bytes "shall read the data from the
+ * backing file ... If there is no backing file or the backing file is
+ * smaller than the image, they shall read zeros for all parts that are not
+ * covered by the backing file." */
+static enum vub_err vub_qcow2_read_backing(struct vub_image *img, const struct vub_qcow2_extent *e,
+                                           struct vub_iov_cursor *c)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    uint64_t off = e->guest_offset, bytes = e->bytes;
+    uint64_t covered = 0;
+    if (q->backing && off < q->backing->size)
+        covered = q->backing->size - off < bytes ? q->backing->size - off : bytes;
+    struct iovec batch[VUB_IOV_BATCH];
+    unsigned n;
+    while (covered > 0) {
+        uint64_t taken = vub_iov_take(c, covered, batch, VUB_IOV_BATCH, &n);
+        enum vub_err err = vub_image_readv(q->backing, off, batch, (int)n);
+        if (err != VUB_OK)
+            return vub_qcow2_backing_fail(q, err);
+        off += taken;
+        covered -= taken;
+        bytes -= taken;
+    }
+    vub_iov_copy(c, NULL, NULL, bytes);
+    return VUB_OK;
+}
+
+/* Fills the cursor with the bytes of one extent. */
+static enum vub_err vub_qcow2_read_extent(struct vub_image *img, const struct vub_qcow2_extent *e,
+                                          struct vub_iov_cursor *c)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    switch (e->kind) {
+    case VUB_QCOW2_ZERO:
+        vub_iov_copy(c, NULL, NULL, e->bytes);
+        return VUB_OK;
+    case VUB_QCOW2_DATA:
+        return vub_qcow2_read_data(img, e, c);
+    case VUB_QCOW2_COMPRESSED: {
+        enum vub_err err = vub_qcow2_inflate_cluster(img, e->host_offset);
+        if (err != VUB_OK)
+            return err;
+        vub_iov_copy(c, NULL, q->cluster + (e->guest_offset & (q->cluster_bytes - 1)), e->bytes);
+        return VUB_OK;
+    }
+    case VUB_QCOW2_UNALLOCATED:
+        return vub_qcow2_read_backing(img, e, c);
+    }
+    return VUB_E_INVAL;
+}
+
+/* True if extent b continues extent a so that one read serves both: same
+ * kind and, for data, the next bytes of the file. A compressed cluster is
+ * always read alone. */
+static bool vub_qcow2_extends(const struct vub_qcow2_extent *a, const struct vub_qcow2_extent *b)
+{
+    if (a->kind != b->kind || a->kind == VUB_QCOW2_COMPRESSED)
+        return false;
+    return a->kind != VUB_QCOW2_DATA || a->host_offset + a->bytes == b->host_offset;
+}
+
+/* ---- 9.6 Backing files ("backing_file_offset", "Backing file format name") */
+
+/* One image of a backing chain being opened, innermost last: what a new
+ * backing file is checked against. */
+struct vub_qcow2_chain {
+    dev_t dev;                            /* identity of the image file */
+    ino_t ino;
+    unsigned depth;                       /* 0 for the image the caller opened */
+    const struct vub_qcow2_chain *above;  /* the image that names this one */
+};
+
+/* [QCOW2-BACKING-RELATIVE] A relative backing (or data file) name is
+ * relative to the directory of the image that names it, not to the current
+ * directory (QEMU bdrv_get_full_backing_filename). Returns a heap string. */
+static char *vub_qcow2_resolve(const char *image_path, const char *name)
+{
+    const char *slash = strrchr(image_path, '/');
+    size_t dir = name[0] == '/' || !slash ? 0 : (size_t)(slash - image_path) + 1;
+    size_t len = strlen(name);
+    char *s = malloc(dir + len + 1);
+    if (s) {
+        memcpy(s, image_path, dir);
+        memcpy(s + dir, name, len + 1);
+    }
+    return s;
+}
+
+/* [QCOW2-BACKING-FORMAT] The backing file's format: the one the image
+ * records, else the caller's. Never probed: a raw backing file whose guest
+ * wrote a qcow2 header into it would otherwise point us at any host file. */
+static enum vub_err vub_qcow2_backing_format(struct vub_qcow2 *q, const struct vub_qcow2_exts *x,
+                                             const struct vub_image_opts *opts, enum vub_format *fmt,
+                                             struct vub_error *e)
+{
+    if (!x->backing_format && opts->backing_format != VUB_FORMAT_AUTO)
+        *fmt = opts->backing_format;
+    else if (x->backing_format && x->backing_format_len == 3 && memcmp(x->backing_format, "raw", 3) == 0)
+        *fmt = VUB_FORMAT_RAW;
+    else if (x->backing_format && x->backing_format_len == 5 && memcmp(x->backing_format, "qcow2", 5) == 0)
+        *fmt = VUB_FORMAT_QCOW2;
+    else
+        return vub_fail(e, VUB_R_QCOW2_BACKING_FORMAT, 0, 0);
+    snprintf(q->backing_format, sizeof q->backing_format, "%s", *fmt == VUB_FORMAT_RAW ? "raw" : "qcow2");
+    return VUB_OK;
+}
+
+static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path,
+                                         const struct vub_image_opts *opts,
+                                         const struct vub_qcow2_chain *chain, struct vub_error *e);
+
+/* Opens the backing file into a new read-only image.
+ * [QCOW2-BACKING-LOOP] a file already in the chain (same st_dev, st_ino)
+ * is a loop; [QCOW2-BACKING-DEPTH] at most VUB_QCOW2_MAX_CHAIN files below
+ * the image the caller opened. [QCOW2-BACKING-RAW-SIZE] a raw backing file
+ * is as long as the file, to the byte: QEMU reads a partial last sector of
+ * it (and zeros after), so the sector rounding of raw disks does not apply.
+ * Backing images are opened here rather than with vub_image_open(), which
+ * has no way to carry the chain. */
+static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                           const struct vub_image_opts *opts,
+                                           const struct vub_qcow2_chain *chain, struct vub_error *e)
+{
+    if (chain->depth + 1 > VUB_QCOW2_MAX_CHAIN)
+        return vub_fail(e, VUB_R_QCOW2_BACKING_DEPTH, VUB_QCOW2_MAX_CHAIN, 0);
+    struct vub_image *b = calloc(1, sizeof *b);
+    if (!b)
+        return VUB_E_NOMEM;
+    b->format = fmt;
+    b->read_only = true;
+    q->backing = b;  /* vub_qcow2_close() frees it on any failure below */
+    struct vub_qcow2_chain link = {0, 0, chain->depth + 1, chain};
+    b->fd = vub_sys_open(q->backing_path, true);
+    if (b->fd < 0)
+        return vub_fail(e, VUB_R_IMG_OPEN, 0, (uint64_t)errno);
+    if (!vub_sys_stat(b->fd, true, &b->size, &link.dev, &link.ino))
+        return vub_fail(e, VUB_R_IMG_KIND, 0, (uint64_t)errno);
+    for (const struct vub_qcow2_chain *c = chain; c; c = c->above)
+        if (c->dev == link.dev && c->ino == link.ino)
+            return vub_fail(e, VUB_R_QCOW2_BACKING_LOOP, 0, 0);
+    if (fmt == VUB_FORMAT_RAW)
+        return VUB_OK;
+    struct vub_image_opts bo = {.read_only = true,
+                                .format = VUB_FORMAT_QCOW2,
+                                .allow_data_file = opts->allow_data_file,
+                                .snapshot = NULL, /* a snapshot is of the image named, not its backing */
+                                .backing_format = opts->backing_format};
+    return vub_qcow2_open_chain(b, q->backing_path, &bo, &link, e);
+}
+
+/* ---- 9.7 Snapshots ("Snapshots") ------------------------------------------ */
+
+#define VUB_QCOW2_SNAPSHOT_FIXED_BYTES 40u  /* entry bytes 0-39 */
+
+/* One snapshot table entry as the file stores it, image fields only. The
+ * extra data fields are 0 when extra_data_size does not cover them. */
+struct vub_qcow2_snapshot_header {
+    uint64_t l1_table_offset;     /*  0 */
+    uint32_t l1_size;             /*  8 */
+    uint16_t id_str_size;         /* 12 */
+    uint16_t name_size;           /* 14 */
+    uint32_t date_sec;            /* 16 */
+    uint32_t date_nsec;           /* 20 */
+    uint64_t vm_clock_nsec;       /* 24 */
+    uint32_t vm_state_size;       /* 32 */
+    uint32_t extra_data_size;     /* 36 */
+    uint64_t vm_state_size_large; /* extra 0-7 (entry 40-47) */
+    uint64_t disk_size;           /* extra 8-15 (entry 48-55) */
+};
+
+/* Reads and decodes the entry at offset (checked by the caller). */
+static enum vub_err vub_qcow2_snapshot_read(int fd, uint64_t offset, struct vub_qcow2_snapshot_header *s,
+                                           struct vub_error *e)
+{
+    uint8_t p[VUB_QCOW2_SNAPSHOT_FIXED_BYTES + 16];
+    enum vub_err err = vub_qcow2_pread(fd, p, sizeof p, offset, e);
+    if (err != VUB_OK)
+        return err;
+    s->l1_table_offset = vub_be64(p + 0);
+    s->l1_size = vub_be32(p + 8);
+    s->id_str_size = (uint16_t)(p[12] << 8 | p[13]);
+    s->name_size = (uint16_t)(p[14] << 8 | p[15]);
+    s->date_sec = vub_be32(p + 16);
+    s->date_nsec = vub_be32(p + 20);
+    s->vm_clock_nsec = vub_be64(p + 24);
+    s->vm_state_size = vub_be32(p + 32);
+    s->extra_data_size = vub_be32(p + 36);
+    s->vm_state_size_large = s->extra_data_size >= 8 ? vub_be64(p + 40) : 0;
+    s->disk_size = s->extra_data_size >= 16 ? vub_be64(p + 48) : 0;
+    return VUB_OK;
+}
+
+/* Bytes of an entry without its padding: fixed part, extra data, id, name.
+ * Format note: the next entry starts after "Padding to round up the
+ * snapshot table entry size to the next multiple of 8", but QEMU does not
+ * write the padding of the last entry: the file may end before it. */
+static uint64_t vub_qcow2_snapshot_bytes(const struct vub_qcow2_snapshot_header *s)
+{
+    return VUB_QCOW2_SNAPSHOT_FIXED_BYTES + (uint64_t)s->extra_data_size + s->id_str_size + s->name_size;
+}
+
+/* True if the entry's id (or name) is the string want. */
+static bool vub_qcow2_snapshot_is(int fd, uint64_t str_offset, uint16_t str_bytes, const char *want,
+                                  char *scratch)
+{
+    size_t len = strlen(want);
+    if (len != str_bytes)
+        return false;
+    return vub_qcow2_pread(fd, scratch, len, str_offset, NULL) == VUB_OK && memcmp(scratch, want, len) == 0;
+}
+
+/* [QCOW2-SNAPSHOT-TABLE] Walks the snapshot table once at open: at most
+ * 65536 entries (QEMU "Too many snapshots") and 64 MiB, each inside the
+ * file, extra data at most 1 KiB (QEMU "Too much extra metadata"). Records
+ * where each entry starts, and finds the one opts->snapshot names: an
+ * entry whose id matches wins over one whose name does, as with QEMU's
+ * snapshot lookup. *found is -1 if none does. */
+static enum vub_err vub_qcow2_read_snapshots(struct vub_image *img, const struct vub_qcow2_header *h,
+                                             const char *want, int32_t *found, struct vub_error *e)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    *found = -1;
+    if (h->nb_snapshots > VUB_QCOW2_MAX_SNAPSHOTS)
+        return vub_fail(e, VUB_R_QCOW2_SNAPSHOTS_MANY, h->nb_snapshots, VUB_QCOW2_MAX_SNAPSHOTS);
+    if (h->nb_snapshots == 0)
+        return VUB_OK;
+    if (!vub_qcow2_table_ok(q, h->snapshots_offset, (uint64_t)h->nb_snapshots * VUB_QCOW2_SNAPSHOT_FIXED_BYTES))
+        return vub_fail(e, VUB_R_QCOW2_SNAPSHOT_TABLE, h->snapshots_offset, 0);
+    q->snapshot_offsets = calloc(h->nb_snapshots, sizeof *q->snapshot_offsets);
+    char *scratch = want ? malloc(strlen(want) + 1) : NULL;
+    if (!q->snapshot_offsets || (want && !scratch)) {
+        free(scratch);
+        return VUB_E_NOMEM;
+    }
+    int32_t by_id = -1, by_name = -1;
+    uint64_t at = h->snapshots_offset, end = h->snapshots_offset;
+    enum vub_err err = VUB_OK;
+    for (uint32_t i = 0; i < h->nb_snapshots && err == VUB_OK; i++, at = end) {
+        struct vub_qcow2_snapshot_header s;
+        if (!vub_range_ok(at, VUB_QCOW2_SNAPSHOT_FIXED_BYTES, q->file_bytes)) {
+            err = vub_fail(e, VUB_R_QCOW2_SNAPSHOT_ENTRY, i, 0);
+            break;
+        }
+        if ((err = vub_qcow2_snapshot_read(img->fd, at, &s, e)) != VUB_OK)
+            break;
+        end = at + vub_qcow2_snapshot_bytes(&s);
+        if (s.extra_data_size > VUB_QCOW2_MAX_SNAPSHOT_EXTRA || end > q->file_bytes ||
+            end - h->snapshots_offset > VUB_QCOW2_MAX_SNAPSHOT_TABLE_BYTES) {
+            err = vub_fail(e, VUB_R_QCOW2_SNAPSHOT_ENTRY, i, s.extra_data_size);
+            break;
+        }
+        end = (end + 7) & ~UINT64_C(7);
+        q->snapshot_offsets[i] = at;
+        uint64_t id_at = at + VUB_QCOW2_SNAPSHOT_FIXED_BYTES + s.extra_data_size;
+        if (want && by_id < 0 && vub_qcow2_snapshot_is(img->fd, id_at, s.id_str_size, want, scratch))
+            by_id = (int32_t)i;
+        if (want && by_name < 0 && vub_qcow2_snapshot_is(img->fd, id_at + s.id_str_size, s.name_size, want, scratch))
+            by_name = (int32_t)i;
+    }
+    free(scratch);
+    if (err != VUB_OK)
+        return err;
+    q->snapshot_count = h->nb_snapshots;
+    *found = by_id >= 0 ? by_id : by_name;
+    return VUB_OK;
+}
+
+/* [QCOW2-SNAPSHOT-READ] Reading a snapshot is reading through its L1 table
+ * ("switch the active L1 table"), as the disk was when it was taken: of the
+ * "Virtual disk size of the snapshot in bytes" when the extra data records
+ * it (v3 always does), else of the image's size. Its L1 table is checked
+ * like the active one, except that a snapshot without a recorded size may
+ * have an L1 table smaller than the image has grown since; the clusters
+ * past it are unallocated.
+ * Format note: qemu-img convert -l keeps the active layer's size instead
+ * (qcow2_snapshot_load_tmp swaps the L1 table only), so its output is
+ * longer than vub's when the image grew after the snapshot. */
+static enum vub_err vub_qcow2_select_snapshot(struct vub_image *img, int32_t index, uint64_t header_size,
+                                              uint64_t *disk_bytes, struct vub_error *e)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    struct vub_qcow2_snapshot_header s;
+    enum vub_err err = vub_qcow2_snapshot_read(img->fd, q->snapshot_offsets[index], &s, e);
+    if (err != VUB_OK)
+        return err;
+    bool recorded = s.extra_data_size >= 16;
+    *disk_bytes = recorded ? s.disk_size : header_size;
+    q->snapshot_index = index;
+    return vub_qcow2_load_l1(img, s.l1_table_offset, s.l1_size, recorded ? *disk_bytes : 0, true, e);
+}
+
+/* ---- 9.8 Opening and reading ------------------------------------------------ */
+
+/* Fills q from a checked header: geometry and features. */
+static void vub_qcow2_geometry(struct vub_qcow2 *q, const struct vub_qcow2_header *h)
+{
+    q->version = h->version;
+    q->cluster_bits = h->cluster_bits;
+    q->cluster_bytes = UINT64_C(1) << h->cluster_bits;
+    q->extended_l2 = vub_has(h->incompatible_features, QCOW2_INCOMPAT_EXTL2_BIT);
+    /* "l2_entries = (cluster_size / sizeof(uint64_t))", or "(cluster_size /
+     * (2 * sizeof(uint64_t)))" with extended L2 entries. */
+    q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
+    q->l2_bits = h->cluster_bits - (q->extended_l2 ? 4 : 3);
+    q->refcount_order = h->refcount_order;
+    q->incompatible = h->incompatible_features;
+    q->compatible = h->compatible_features;
+    q->autoclear = h->autoclear_features;
+    q->compression_type = h->compression_type;
+}
+
+/* Reads cluster 0 (header, extensions, backing name) into q->cluster,
+ * which no compressed cluster uses until open is over. */
+static enum vub_err vub_qcow2_read_cluster0(struct vub_image *img, struct vub_error *e)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    q->cluster = malloc((size_t)q->cluster_bytes);
+    if (!q->cluster)
+        return VUB_E_NOMEM;
+    return vub_qcow2_pread(img->fd, q->cluster, (size_t)q->cluster_bytes, 0, e);
+}
+
+/* [QCOW2-REFCOUNT-BOUNDS] vub never reads refcounts, but checks the table
+ * the way QEMU does at open ("Reference count table too large", "Invalid
+ * reference count table offset"), so both accept the same images. */
+static enum vub_err vub_qcow2_check_refcount_table(const struct vub_qcow2 *q, const struct vub_qcow2_header *h,
+                                                   struct vub_error *e)
+{
+    uint64_t bytes = (uint64_t)h->refcount_table_clusters << q->cluster_bits;
+    if (bytes > VUB_QCOW2_MAX_REFTABLE_BYTES)
+        return vub_fail(e, VUB_R_QCOW2_REFCOUNT_BIG, h->refcount_table_clusters, 0);
+    /* The table is whole clusters, but the file may end right after the
+     * part in use; check the first cluster is in the file. */
+    if (!vub_qcow2_table_ok(q, h->refcount_table_offset, bytes ? 8 : 0))
+        return vub_fail(e, VUB_R_QCOW2_REFCOUNT_PLACE, h->refcount_table_offset, 0);
+    return VUB_OK;
+}
+
+/* Takes the names cluster 0 records (backing file, data file) and opens
+ * what they name. */
+static enum vub_err vub_qcow2_open_files(struct vub_image *img, const char *path, const struct vub_qcow2_header *h,
+                                         const struct vub_qcow2_exts *x, const struct vub_image_opts *opts,
+                                         const struct vub_qcow2_chain *chain, struct vub_error *e)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    enum vub_err err;
+    if (x->data_file && vub_has(h->incompatible_features, QCOW2_INCOMPAT_DATA_FILE_BIT)) {
+        char *name = NULL;
+        if (x->data_file_len > VUB_QCOW2_MAX_NAME)
+            return vub_fail(e, VUB_R_QCOW2_DATA_FILE_LONG, x->data_file_len, 0);
+        if ((err = vub_qcow2_strdup(x->data_file, x->data_file_len, &name, e)) != VUB_OK)
+            return err;
+        q->data_path = vub_qcow2_resolve(path, name);
+        free(name);
+        if (!q->data_path)
+            return VUB_E_NOMEM;
+        q->data_fd = vub_sys_open(q->data_path, true);
+        if (q->data_fd < 0)
+            return vub_fail(e, VUB_R_IMG_OPEN, 0, (uint64_t)errno);
+    }
+    if (h->backing_file_offset == 0 || h->backing_file_size == 0)
+        return VUB_OK; /* an empty name is no backing file, as in QEMU */
+    err = vub_qcow2_strdup(q->cluster + h->backing_file_offset, h->backing_file_size, &q->backing_name, e);
+    if (err != VUB_OK)
+        return err;
+    q->backing_path = vub_qcow2_resolve(path, q->backing_name);
+    if (!q->backing_path)
+        return VUB_E_NOMEM;
+    enum vub_format fmt;
+    if ((err = vub_qcow2_backing_format(q, x, opts, &fmt, e)) != VUB_OK)
+        return err;
+    return vub_qcow2_open_backing(q, fmt, opts, chain, e);
+}
+
+/* Allocates the read buffers: the L2 cache (a fixed number of slots within
+ * VUB_QCOW2_L2_CACHE_BYTES) and the compressed-cluster input buffer. */
+static enum vub_err vub_qcow2_alloc_caches(struct vub_qcow2 *q)
+{
+    uint64_t slots = VUB_QCOW2_L2_CACHE_BYTES >> q->cluster_bits;
+    if (slots < VUB_QCOW2_L2_CACHE_MIN_SLOTS)
+        slots = VUB_QCOW2_L2_CACHE_MIN_SLOTS;
+    if (slots > VUB_QCOW2_L2_CACHE_MAX_SLOTS)
+        slots = VUB_QCOW2_L2_CACHE_MAX_SLOTS;
+    q->l2_slot_count = (unsigned)slots;
+    q->l2_slots = calloc(q->l2_slot_count, sizeof *q->l2_slots);
+    q->l2_memory = malloc((size_t)(slots << q->cluster_bits));
+    q->zbuf = malloc((size_t)(2 * q->cluster_bytes));
+    if (!q->l2_slots || !q->l2_memory || !q->zbuf)
+        return VUB_E_NOMEM;
+    for (unsigned i = 0; i < q->l2_slot_count; i++)
+        q->l2_slots[i].table = q->l2_memory + ((size_t)i << q->cluster_bits);
+    return VUB_OK;
+}
+
+/* Opens img (fd open, format QCOW2) as one image of a chain: header,
+ * extensions, features, tables, the files it names, the L1 table it reads. */
+static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path,
+                                         const struct vub_image_opts *opts,
+                                         const struct vub_qcow2_chain *chain, struct vub_error *e)
+{
+    uint8_t raw[VUB_QCOW2_HEADER_READ_BYTES];
+    struct vub_qcow2_header h;
+    struct vub_qcow2_exts x;
+    uint64_t file_bytes, disk_bytes;
+    img->read_only = true; /* [QCOW2-RDONLY] vub never writes qcow2 */
+    if (!vub_sys_stat(img->fd, true, &file_bytes, NULL, NULL))
+        return vub_fail(e, VUB_R_IMG_KIND, 0, (uint64_t)errno);
+    enum vub_err err = vub_qcow2_pread(img->fd, raw, sizeof raw, 0, e);
+    if (err != VUB_OK)
+        return err;
+    vub_qcow2_header_decode(raw, &h);
+    if ((err = vub_qcow2_check_header(&h, file_bytes, e)) != VUB_OK)
+        return err;
+    struct vub_qcow2 *q = calloc(1, sizeof *q);
+    if (!q)
+        return VUB_E_NOMEM;
+    img->qcow2 = q;
+    q->data_fd = -1;
+    q->snapshot_index = -1;
+    q->file_bytes = file_bytes;
+    vub_qcow2_geometry(q, &h);
+    if ((err = vub_qcow2_read_cluster0(img, e)) != VUB_OK ||
+        (err = vub_qcow2_read_exts(q->cluster, &h, q->cluster_bytes, &x, e)) != VUB_OK ||
+        (err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK ||
+        (err = vub_qcow2_check_refcount_table(q, &h, e)) != VUB_OK)
+        return err;
+    vub_qcow2_name_bits(&x, 0, h.incompatible_features, q->features, sizeof q->features);
+    vub_qcow2_name_bits(&x, 1, h.compatible_features, q->features, sizeof q->features);
+    vub_qcow2_name_bits(&x, 2, h.autoclear_features, q->features, sizeof q->features);
+    int32_t index;
+    if ((err = vub_qcow2_read_snapshots(img, &h, opts->snapshot, &index, e)) != VUB_OK)
+        return err;
+    if (opts->snapshot && index < 0)
+        return vub_fail(e, VUB_R_QCOW2_SNAPSHOT_NAME, 0, 0);
+    if ((err = vub_qcow2_open_files(img, path, &h, &x, opts, chain, e)) != VUB_OK ||
+        (err = vub_qcow2_alloc_caches(q)) != VUB_OK)
+        return err;
+    disk_bytes = h.size;
+    if (!opts->snapshot)
+        err = vub_qcow2_load_l1(img, h.l1_table_offset, h.l1_size, h.size, false, e);
+    else if ((err = vub_qcow2_check_l1(q, h.l1_table_offset, h.l1_size, h.size, false, e)) == VUB_OK)
+        err = vub_qcow2_select_snapshot(img, index, h.size, &disk_bytes, e);
+    /* [QCOW2-SIZE] whole 512-byte sectors, as QEMU's qcow2 driver exports. */
+    img->size = disk_bytes - disk_bytes % 512;
+    return err;
+}
+
+static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path,
+                                   const struct vub_image_opts *opts, struct vub_error *e)
+{
+    struct vub_qcow2_chain top = {0, 0, 0, NULL};
+    uint64_t size;
+    if (!vub_sys_stat(img->fd, true, &size, &top.dev, &top.ino))
+        return vub_fail(e, VUB_R_IMG_KIND, 0, (uint64_t)errno);
+    return vub_qcow2_open_chain(img, path, opts, &top, e);
+}
+
+/* For a failed open: ": backing file <path>" for each backing file the
+ * chain had reached, appended to buf. */
+static void vub_qcow2_chain_prefix(const struct vub_image *img, char *buf, size_t len)
+{
+    for (; img && img->qcow2 && img->qcow2->backing_path; img = img->qcow2->backing) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, len - used, ": backing file %s", img->qcow2->backing_path);
+    }
+}
+
+/* Reads [off, off + bytes of iov) (checked against img->size by the image
+ * layer): maps it extent by extent, merging neighbours that one read can
+ * serve (a run of contiguous data clusters is one preadv; a run of
+ * unallocated clusters is one backing read). */
+static enum vub_err vub_qcow2_readv(struct vub_image *img, uint64_t off, const struct iovec *iov, int count)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    struct vub_iov_cursor c = {iov, (unsigned)count, 0, 0};
+    uint64_t left = vub_iov_bytes(iov, (unsigned)count);
+    struct vub_qcow2_extent run = {0}, next;
+    bool have_run = false;
+    q->why[0] = '\0';
+    q->err.reason = VUB_R_NONE;
+    while (left > 0) {
+        enum vub_err err = vub_qcow2_map(img, off, left, &next);
+        if (err != VUB_OK)
+            return err;
+        if (have_run && vub_qcow2_extends(&run, &next)) {
+            run.bytes += next.bytes;
+        } else {
+            if (have_run && (err = vub_qcow2_read_extent(img, &run, &c)) != VUB_OK)
+                return err;
+            run = next;
+            have_run = true;
+        }
+        off += next.bytes;
+        left -= next.bytes;
+    }
+    return have_run ? vub_qcow2_read_extent(img, &run, &c) : VUB_OK;
+}
+
+static void vub_qcow2_close(struct vub_image *img)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    if (!q)
+        return;
+    vub_image_close(q->backing);
+    vub_sys_close(&q->data_fd);
+    free(q->l1);
+    free(q->l2_slots);
+    free(q->l2_memory);
+    free(q->zbuf);
+    free(q->cluster);
+    free(q->data_path);
+    free(q->backing_name);
+    free(q->backing_path);
+    free(q->snapshot_offsets);
+    free(q);
+    img->qcow2 = NULL;
+}
+
+/* ---- 9.9 Image queries: info, snapshots, block status ---------------------- */
+
+enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *out)
+{
+    if (!img || !out)
+        return VUB_E_INVAL;
+    memset(out, 0, sizeof *out);
+    out->format = img->format;
+    out->size_bytes = img->size;
+    out->snapshot_index = -1;
+    const struct vub_qcow2 *q = img->qcow2;
+    if (!q) {
+        uint64_t bytes;
+        out->file_bytes = vub_sys_stat(img->fd, true, &bytes, NULL, NULL) ? bytes : 0;
+        return VUB_OK;
+    }
+    out->file_bytes = q->file_bytes;
+    out->version = q->version;
+    out->cluster_bits = q->cluster_bits;
+    out->refcount_bits = 1u << q->refcount_order;
+    out->incompatible_features = q->incompatible;
+    out->compatible_features = q->compatible;
+    out->autoclear_features = q->autoclear;
+    out->features = q->features;
+    out->compression = q->compression_type == QCOW2_COMPRESSION_ZLIB ? "zlib" : "zstd";
+    out->extended_l2 = q->extended_l2;
+    out->backing_name = q->backing_name;
+    out->backing_path = q->backing_path;
+    out->backing_format = q->backing ? q->backing_format : NULL;
+    out->backing = q->backing;
+    out->data_file = q->data_path;
+    out->snapshot_count = q->snapshot_count;
+    out->snapshot_index = q->snapshot_index;
+    return VUB_OK;
+}
+
+/* Copies a recorded string into a NUL-terminated, cut-to-fit array, made
+ * printable (vub_qcow2_printable). */
+static enum vub_err vub_qcow2_read_string(int fd, uint64_t offset, uint32_t bytes, char *out, size_t cap)
+{
+    uint8_t raw[256];
+    size_t n = bytes < cap - 1 ? bytes : cap - 1;
+    if (n > sizeof raw || vub_qcow2_pread(fd, raw, n, offset, NULL) != VUB_OK)
+        return VUB_E_IO;
+    vub_qcow2_printable(out, cap, raw, n);
+    return VUB_OK;
+}
+
+enum vub_err vub_image_snapshot(const struct vub_image *img, uint32_t index, struct vub_image_snapshot *out)
+{
+    if (!img || !out)
+        return VUB_E_INVAL;
+    const struct vub_qcow2 *q = img->qcow2;
+    if (!q || index >= q->snapshot_count)
+        return VUB_E_RANGE;
+    struct vub_qcow2_snapshot_header s;
+    uint64_t at = q->snapshot_offsets[index];
+    if (vub_qcow2_snapshot_read(img->fd, at, &s, NULL) != VUB_OK)
+        return VUB_E_IO;
+    memset(out, 0, sizeof *out);
+    uint64_t id_at = at + VUB_QCOW2_SNAPSHOT_FIXED_BYTES + s.extra_data_size;
+    if (vub_qcow2_read_string(img->fd, id_at, s.id_str_size, out->id, sizeof out->id) != VUB_OK ||
+        vub_qcow2_read_string(img->fd, id_at + s.id_str_size, s.name_size, out->name, sizeof out->name) != VUB_OK)
+        return VUB_E_IO;
+    out->id_bytes = s.id_str_size;
+    out->name_bytes = s.name_size;
+    /* "If this field is present, the 32-bit value in bytes 32-35 is ignored." */
+    out->vm_state_bytes = s.extra_data_size >= 8 ? s.vm_state_size_large : s.vm_state_size;
+    out->size_bytes = s.extra_data_size >= 16 ? s.disk_size : 0;
+    out->date_sec = s.date_sec;
+    out->date_nsec = s.date_nsec;
+    out->vm_clock_nsec = s.vm_clock_nsec;
+    return VUB_OK;
+}
+
+/* Whether extent e reads as zeros, trimming it to the part that answers the
+ * same way: an unallocated extent over a backing file asks the backing
+ * file (and reads zeros past its end). */
+static enum vub_err vub_qcow2_extent_zero(struct vub_image *img, struct vub_qcow2_extent *e, bool *zero)
+{
+    struct vub_qcow2 *q = img->qcow2;
+    *zero = e->kind == VUB_QCOW2_ZERO;
+    if (e->kind != VUB_QCOW2_UNALLOCATED)
+        return VUB_OK;
+    *zero = true;
+    if (!q->backing || e->guest_offset >= q->backing->size)
+        return VUB_OK;
+    uint64_t n = q->backing->size - e->guest_offset;
+    enum vub_err err = vub_image_block_status(q->backing, e->guest_offset, n < e->bytes ? n : e->bytes,
+                                              &e->bytes, zero);
+    return err == VUB_OK ? VUB_OK : vub_qcow2_backing_fail(q, err);
+}
+
+enum vub_err vub_image_block_status(struct vub_image *img, uint64_t off, uint64_t len, uint64_t *run_bytes,
+                                    bool *zero)
+{
+    if (!img || !run_bytes || !zero || len == 0)
+        return VUB_E_INVAL;
+    if (!vub_range_ok(off, len, img->size))
+        return VUB_E_RANGE;
+    *run_bytes = len;
+    *zero = false;
+    if (!img->qcow2)
+        return VUB_OK; /* raw: holes are not looked for */
+    img->qcow2->why[0] = '\0';
+    img->qcow2->err.reason = VUB_R_NONE;
+    uint64_t done = 0;
+    while (done < len) {
+        struct vub_qcow2_extent e;
+        bool z;
+        enum vub_err err = vub_qcow2_map(img, off + done, len - done, &e);
+        if (err == VUB_OK)
+            err = vub_qcow2_extent_zero(img, &e, &z);
+        if (err != VUB_OK)
+            return err;
+        if (done == 0)
+            *zero = z;
+        else if (z != *zero)
+            break;
+        done += e.bytes;
+    }
+    *run_bytes = done;
+    return VUB_OK;
+}
+
+const char *vub_image_why(const struct vub_image *img)
+{
+    return img && img->qcow2 ? img->qcow2->why : "";
+}
+
+/* ======================================================================== *
+ * 10. Inflate: raw deflate  (RFC 1951 "DEFLATE Compressed Data Format",
  * version 1.3)
  *
  * A qcow2 compressed cluster with compression_type 0 is raw deflate: no zlib
@@ -2653,7 +4186,8 @@ enum vub_err vub_image_write_zeroes(struct vub_image *img, uint64_t off, uint64_
  * tests name them: 0 and 1 are the two ways to stop cleanly, negative values
  * are one per kind of malformed input.
  *
- * Two Huffman decoders live side by side (STYLE rule 15). The reference,
+ * Two Huffman decoders live side by side: the plain one is the reference
+ * and the fast one is tested against it. The reference,
  * vub_infl_decode_slow(), walks the canonical code one bit at a time using
  * only the count of codes of each length; it is the RFC's definition turned
  * into a loop. vub_infl_decode() first looks the next VUB_INFL_FAST_BITS
@@ -3409,1704 +4943,6 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
 }
 
 /* ======================================================================== *
- * 10. qcow2 images, read-only  (QEMU docs/interop/qcow2.txt)
- *
- * A qcow2 file is cut into clusters of 2^cluster_bits bytes. Cluster 0
- * holds the header, the header extensions and the backing file name. The
- * virtual disk is mapped in two levels ("Cluster mapping"): the L1 table, a
- * contiguous run of big-endian 64-bit entries, points at L2 tables of one
- * cluster each, whose entries say where each guest cluster is:
- *
- *   guest offset = | l1_index | l2_index | offset in cluster |
- *                               (l2_bits)   (cluster_bits)
- *
- * An L2 entry describes a plain cluster (in the image, or in an external
- * data file), a compressed cluster, a cluster that reads as zeros, or
- * nothing, and then the backing file (or zeros) shows through. With
- * extended L2 entries a cluster has 32 subclusters, each with its own
- * "allocated" and "reads as zeros" bits.
- *
- * vub reads qcow2 and never writes it. Refcounts, lazy refcounts, the dirty
- * bit and bitmaps describe host allocation and change tracking, not the
- * disk's contents, so the L1/L2 tables alone decide what the guest reads.
- *
- * The image is input from someone else. Every value read from it is checked
- * before use: offsets, sizes and shifts go through checked arithmetic,
- * tables must lie inside the file, reserved bits must be zero, and memory is
- * sized at open from bounded fields (the L1 table at most 32 MiB as in QEMU,
- * an L2 cache of a fixed number of clusters, one compressed cluster), never
- * per request. Paths the image names (backing file, data file) are opened
- * only when their format is known and, for data files, when the caller
- * allows it (SPEC-CHECKLIST E.3.3, E.8.1).
- *
- * The section reads in the spec's order: header, header extensions, feature
- * bits, the L1/L2 mapping, cluster reads (plain, zero, compressed,
- * subclusters), backing files, snapshots; then open, read and the public
- * image queries. Requirement tags look like [QCOW2-L1-BOUNDS].
- * ======================================================================== */
-
-/* ---- 10.1 Header ("Header") ------------------------------------------------ */
-
-#define VUB_QCOW2_V2_HEADER_BYTES 72u
-#define VUB_QCOW2_V3_HEADER_BYTES 104u   /* through header_length */
-#define VUB_QCOW2_HEADER_READ_BYTES 112u /* v3 header with compression_type, padded */
-#define VUB_QCOW2_MIN_CLUSTER_BITS 9u    /* "Must not be less than 9" */
-#define VUB_QCOW2_MAX_CLUSTER_BITS 21u   /* QEMU's "implementation limit of 2 MB" */
-#define VUB_QCOW2_MAX_REFCOUNT_ORDER 6u  /* "may not exceed 6" */
-#define VUB_QCOW2_MAX_BACKING_NAME 1023u /* "Must not be longer than 1023 bytes" */
-
-/* Implementation limits, QEMU's where it has one (block/qcow2.h), so an
- * image QEMU opens is one vub opens, and a hostile one costs bounded memory. */
-#define VUB_QCOW2_MAX_L1_BYTES (UINT64_C(32) << 20)       /* QCOW_MAX_L1_SIZE */
-#define VUB_QCOW2_MAX_REFTABLE_BYTES (UINT64_C(8) << 20)  /* QCOW_MAX_REFTABLE_SIZE */
-#define VUB_QCOW2_MAX_SNAPSHOTS 65536u                    /* QCOW_MAX_SNAPSHOTS */
-#define VUB_QCOW2_MAX_SNAPSHOT_TABLE_BYTES (UINT64_C(64) << 20)
-#define VUB_QCOW2_MAX_SNAPSHOT_EXTRA 1024u                /* extra data per entry */
-#define VUB_QCOW2_MAX_CHAIN 16u           /* backing files below the opened image */
-#define VUB_QCOW2_MAX_NAME 4095u          /* data file name bytes */
-#define VUB_QCOW2_L2_CACHE_BYTES (UINT64_C(4) << 20)      /* L2 cache budget */
-#define VUB_QCOW2_L2_CACHE_MIN_SLOTS 2u
-#define VUB_QCOW2_L2_CACHE_MAX_SLOTS 16u
-#define VUB_QCOW2_IOV_BATCH 64            /* iovecs handed to one preadv */
-
-/* The header as the file stores it: image fields only, decoded from bytes.
- * Comments give each field's byte offset in the spec's table. */
-struct vub_qcow2_header {
-    uint32_t magic;                   /*   0 "QFI\xfb" */
-    uint32_t version;                 /*   4 2 or 3 */
-    uint64_t backing_file_offset;     /*   8 0: no backing file */
-    uint32_t backing_file_size;       /*  16 name bytes, not NUL-terminated */
-    uint32_t cluster_bits;            /*  20 */
-    uint64_t size;                    /*  24 virtual disk bytes */
-    uint32_t crypt_method;            /*  32 0 none, 1 AES-CBC, 2 LUKS */
-    uint32_t l1_size;                 /*  36 entries in the active L1 table */
-    uint64_t l1_table_offset;         /*  40 */
-    uint64_t refcount_table_offset;   /*  48 */
-    uint32_t refcount_table_clusters; /*  56 */
-    uint32_t nb_snapshots;            /*  60 */
-    uint64_t snapshots_offset;        /*  64 */
-    /* version 3 and later: */
-    uint64_t incompatible_features;   /*  72 */
-    uint64_t compatible_features;     /*  80 */
-    uint64_t autoclear_features;      /*  88 */
-    uint32_t refcount_order;          /*  96 */
-    uint32_t header_length;           /* 100 */
-    uint8_t compression_type;         /* 104 optional: 0 zlib, 1 zstd */
-};
-
-/* Decodes the first VUB_QCOW2_HEADER_READ_BYTES of the file. Version 2 has
- * none of the later fields, which then take the values the spec assumes:
- * "the order is always assumed to be 4", "the length is always assumed to be
- * 72 bytes". [QCOW2-HDR-OPTIONAL] a v3 field lies past header_length is "not
- * present" and reads as 0 ("An explicit value of 0 will have the same
- * behavior as when the field is not present"). */
-static void vub_qcow2_header_decode(const uint8_t *p, struct vub_qcow2_header *h)
-{
-    memset(h, 0, sizeof *h);
-    h->magic = vub_be32(p + 0);
-    h->version = vub_be32(p + 4);
-    h->backing_file_offset = vub_be64(p + 8);
-    h->backing_file_size = vub_be32(p + 16);
-    h->cluster_bits = vub_be32(p + 20);
-    h->size = vub_be64(p + 24);
-    h->crypt_method = vub_be32(p + 32);
-    h->l1_size = vub_be32(p + 36);
-    h->l1_table_offset = vub_be64(p + 40);
-    h->refcount_table_offset = vub_be64(p + 48);
-    h->refcount_table_clusters = vub_be32(p + 56);
-    h->nb_snapshots = vub_be32(p + 60);
-    h->snapshots_offset = vub_be64(p + 64);
-    if (h->version < 3) {
-        h->refcount_order = 4;
-        h->header_length = VUB_QCOW2_V2_HEADER_BYTES;
-        return;
-    }
-    h->incompatible_features = vub_be64(p + 72);
-    h->compatible_features = vub_be64(p + 80);
-    h->autoclear_features = vub_be64(p + 88);
-    h->refcount_order = vub_be32(p + 96);
-    h->header_length = vub_be32(p + 100);
-    if (h->header_length > 104)
-        h->compression_type = p[104];
-}
-
-/* Reads len bytes at off. [QCOW2-EOF-ZEROS] bytes past the end of the file
- * read as zeros, as QEMU's file layer returns them: the last data cluster
- * of an image is often only partly written, and a compressed cluster may
- * end inside a sector the file does not reach. */
-static enum vub_err vub_qcow2_pread(int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-    while (len > 0) {
-        if (off > (uint64_t)INT64_MAX - len)
-            return VUB_E_IO;
-        ssize_t n = pread(fd, buf, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return VUB_E_IO;
-        if (n == 0) {
-            memset(buf, 0, len);
-            return VUB_OK;
-        }
-        buf += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return VUB_OK;
-}
-
-/* [QCOW2-HDR] The checks on the fixed header fields (qcow2.txt "Header";
- * QEMU qcow2_do_open). Fields that depend on header extensions, such as
- * unknown feature bits, are checked once the extensions are read. */
-static enum vub_err vub_qcow2_check_header(const struct vub_qcow2_header *h, uint64_t file_bytes,
-                                           char *why, size_t why_len)
-{
-    if (h->magic != VUB_QCOW2_MAGIC) {
-        vub_why(why, why_len, "not a qcow2 image: bad magic 0x%08x", h->magic);
-        return VUB_E_CORRUPT;
-    }
-    if (h->version != 2 && h->version != 3) {
-        vub_why(why, why_len, "qcow2 version %u is not supported (only 2 and 3)", h->version);
-        return VUB_E_UNSUPP;
-    }
-    if (h->cluster_bits < VUB_QCOW2_MIN_CLUSTER_BITS) {
-        vub_why(why, why_len, "cluster_bits %u is below the minimum of 9", h->cluster_bits);
-        return VUB_E_CORRUPT;
-    }
-    if (h->cluster_bits > VUB_QCOW2_MAX_CLUSTER_BITS) {
-        vub_why(why, why_len, "cluster_bits %u: clusters over 2 MiB are not supported", h->cluster_bits);
-        return VUB_E_UNSUPP;
-    }
-    uint64_t cluster_bytes = UINT64_C(1) << h->cluster_bits;
-    /* [QCOW2-HDR-LENGTH] v3: "at least 104 bytes and must be a multiple of
-     * 8"; it must also leave cluster 0 to hold it (QEMU: "Header length too
-     * large"), and the file must hold it. */
-    if (h->version == 3 && (h->header_length < VUB_QCOW2_V3_HEADER_BYTES || h->header_length % 8 != 0 ||
-                            h->header_length > cluster_bytes)) {
-        vub_why(why, why_len, "header_length %u is not a multiple of 8 in [104, cluster size]",
-                h->header_length);
-        return VUB_E_CORRUPT;
-    }
-    if (file_bytes < h->header_length) {
-        vub_why(why, why_len, "the file (%llu bytes) ends inside the %u-byte header",
-                (unsigned long long)file_bytes, h->header_length);
-        return VUB_E_CORRUPT;
-    }
-    if (h->refcount_order > VUB_QCOW2_MAX_REFCOUNT_ORDER) {
-        vub_why(why, why_len, "refcount_order %u exceeds 6", h->refcount_order);
-        return VUB_E_CORRUPT;
-    }
-    /* [QCOW2-CRYPT] "0 for no encryption, 1 for AES, 2 for LUKS". */
-    if (h->crypt_method != 0) {
-        vub_why(why, why_len, "encrypted images are not supported (crypt_method %u, %s)", h->crypt_method,
-                h->crypt_method == 1 ? "AES" : h->crypt_method == 2 ? "LUKS" : "unknown");
-        return VUB_E_UNSUPP;
-    }
-    /* [QCOW2-BACKING-NAME] the name sits in cluster 0 after the extensions
-     * ("the remaining space between the end of the header extension area
-     * and the end of the first cluster"), at most 1023 bytes. */
-    if (h->backing_file_offset != 0) {
-        if (h->backing_file_offset < h->header_length || h->backing_file_offset > cluster_bytes) {
-            vub_why(why, why_len, "backing file name offset %llu is not inside cluster 0 after the header",
-                    (unsigned long long)h->backing_file_offset);
-            return VUB_E_CORRUPT;
-        }
-        if (h->backing_file_size > VUB_QCOW2_MAX_BACKING_NAME ||
-            h->backing_file_size > cluster_bytes - h->backing_file_offset) {
-            vub_why(why, why_len, "backing file name of %u bytes is too long or leaves cluster 0",
-                    h->backing_file_size);
-            return VUB_E_CORRUPT;
-        }
-    }
-    return VUB_OK;
-}
-
-/* ---- 10.2 Header extensions ("Header extensions") --------------------------- */
-
-/* Extension types (macros: 0xe2792aca does not fit an enum's int). */
-#define QCOW2_EXT_END 0x00000000u
-#define QCOW2_EXT_BACKING_FORMAT 0xe2792acau
-#define QCOW2_EXT_FEATURE_NAMES 0x6803f857u
-#define QCOW2_EXT_BITMAPS 0x23852875u
-#define QCOW2_EXT_CRYPTO 0x0537be77u      /* full disk encryption header pointer */
-#define QCOW2_EXT_DATA_FILE 0x44415441u   /* external data file name */
-
-#define VUB_QCOW2_FEATURE_NAME_ENTRY 48u /* "Feature name table": type, bit, name[46] */
-#define VUB_QCOW2_BACKING_FORMAT_MAX 15u /* QEMU keeps it in a 16-byte field */
-
-/* The extensions found in cluster 0. Pointers into the caller's copy of
- * cluster 0, valid while it is. */
-struct vub_qcow2_exts {
-    const uint8_t *backing_format; /* string, not NUL-terminated */
-    uint32_t backing_format_len;
-    const uint8_t *feature_names;  /* 48-byte entries */
-    uint32_t feature_names_len;
-    const uint8_t *data_file;      /* string, not NUL-terminated */
-    uint32_t data_file_len;
-    bool bitmaps;                  /* present; ignored when reading */
-    bool crypto;                   /* full disk encryption header pointer */
-};
-
-/* Records one extension. [QCOW2-EXT-ONCE] "each header extension type shall
- * appear at most once"; unknown types "can be safely ignored". */
-static enum vub_err vub_qcow2_ext_take(struct vub_qcow2_exts *x, uint32_t type, const uint8_t *data,
-                                       uint32_t len, char *why, size_t why_len)
-{
-    bool again = false;
-    switch (type) {
-    case QCOW2_EXT_BACKING_FORMAT:
-        again = x->backing_format != NULL;
-        x->backing_format = data;
-        x->backing_format_len = len;
-        break;
-    case QCOW2_EXT_FEATURE_NAMES:
-        again = x->feature_names != NULL;
-        x->feature_names = data;
-        x->feature_names_len = len;
-        break;
-    case QCOW2_EXT_DATA_FILE:
-        again = x->data_file != NULL;
-        x->data_file = data;
-        x->data_file_len = len;
-        break;
-    case QCOW2_EXT_BITMAPS:
-        again = x->bitmaps;
-        x->bitmaps = true;
-        break;
-    case QCOW2_EXT_CRYPTO:
-        again = x->crypto;
-        x->crypto = true;
-        break;
-    default:
-        return VUB_OK;
-    }
-    if (again) {
-        vub_why(why, why_len, "header extension 0x%08x appears twice", type);
-        return VUB_E_CORRUPT;
-    }
-    return VUB_OK;
-}
-
-/* Walks the extensions in cluster 0: "u32 type; u32 length; data; padding
- * to a multiple of 8", ended by type 0. [QCOW2-EXT-BOUNDS] the area runs
- * from header_length to the backing file name if there is one, else to the
- * end of cluster 0 (QEMU qcow2_read_extensions); an extension whose header
- * or data overruns it is corrupt (QEMU: "Header extension too large"). */
-static enum vub_err vub_qcow2_read_exts(const uint8_t *cluster0, const struct vub_qcow2_header *h,
-                                        uint64_t cluster_bytes, struct vub_qcow2_exts *x, char *why,
-                                        size_t why_len)
-{
-    memset(x, 0, sizeof *x);
-    uint64_t pos = h->header_length;
-    uint64_t end = h->backing_file_offset != 0 ? h->backing_file_offset : cluster_bytes;
-    while (pos < end) {
-        if (end - pos < 8) {
-            vub_why(why, why_len, "header extension at byte %llu overruns the extension area",
-                    (unsigned long long)pos);
-            return VUB_E_CORRUPT;
-        }
-        uint32_t type = vub_be32(cluster0 + pos);
-        uint32_t len = vub_be32(cluster0 + pos + 4);
-        pos += 8;
-        if (type == QCOW2_EXT_END)
-            return VUB_OK;
-        if (len > end - pos) {
-            vub_why(why, why_len, "header extension 0x%08x of %u bytes overruns the extension area",
-                    type, len);
-            return VUB_E_CORRUPT;
-        }
-        enum vub_err err = vub_qcow2_ext_take(x, type, cluster0 + pos, len, why, why_len);
-        if (err != VUB_OK)
-            return err;
-        pos += ((uint64_t)len + 7) & ~UINT64_C(7); /* len <= 2 MiB: no overflow */
-    }
-    return VUB_OK;
-}
-
-/* Copies a name the image records into buf for a message, NUL-terminated
- * and cut to fit, with bytes that are not printable ASCII shown as '?', so
- * an image cannot put a line break or a terminal escape into our output. */
-static const char *vub_qcow2_printable(char *buf, size_t cap, const uint8_t *src, size_t len)
-{
-    size_t n = len < cap - 1 ? len : cap - 1;
-    for (size_t i = 0; i < n; i++)
-        buf[i] = src[i] >= 0x20 && src[i] < 0x7f ? (char)src[i] : '?';
-    buf[n] = '\0';
-    return buf;
-}
-
-/* Copies a string extension or the backing name into a NUL-terminated heap
- * string. These strings "are not '\0' terminated". One with a NUL or any
- * other control character inside is refused: with a NUL every user of the
- * name would see a different string, and no honest path needs the others. */
-static enum vub_err vub_qcow2_strdup(const uint8_t *src, size_t len, const char *what, char **out,
-                                     char *why, size_t why_len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (src[i] < 0x20 || src[i] == 0x7f) {
-            vub_why(why, why_len, "%s contains control character 0x%02x", what, src[i]);
-            return VUB_E_CORRUPT;
-        }
-    }
-    char *s = malloc(len + 1);
-    if (!s)
-        return VUB_E_NOMEM;
-    memcpy(s, src, len);
-    s[len] = '\0';
-    *out = s;
-    return VUB_OK;
-}
-
-/* ---- 10.3 Feature bits (header fields 72-95) -------------------------------- */
-
-enum {
-    /* incompatible_features: "must fail to open an image if an unknown bit is set" */
-    QCOW2_INCOMPAT_DIRTY_BIT = 0,
-    QCOW2_INCOMPAT_CORRUPT_BIT = 1,
-    QCOW2_INCOMPAT_DATA_FILE_BIT = 2,
-    QCOW2_INCOMPAT_COMPRESSION_BIT = 3,
-    QCOW2_INCOMPAT_EXTL2_BIT = 4,
-    QCOW2_INCOMPAT_KNOWN_BITS = 5,
-    /* compatible_features: "can safely ignore any unknown bits" */
-    QCOW2_COMPAT_LAZY_REFCOUNTS_BIT = 0,
-    /* autoclear_features: a reader that never writes may ignore them all */
-    QCOW2_AUTOCLEAR_BITMAPS_BIT = 0,
-    QCOW2_AUTOCLEAR_DATA_FILE_RAW_BIT = 1,
-};
-
-enum { QCOW2_COMPRESSION_ZLIB = 0, QCOW2_COMPRESSION_ZSTD = 1 };
-
-/* Feature names, indexed by the "Type of feature" of the feature name table:
- * 0 incompatible, 1 compatible, 2 autoclear. */
-static const char *const vub_qcow2_feature_names[3][QCOW2_INCOMPAT_KNOWN_BITS] = {
-    {"dirty", "corrupt", "data-file", "compression-type", "extended-l2"},
-    {"lazy-refcounts"},
-    {"bitmaps", "raw-data-file"},
-};
-static const char *const vub_qcow2_feature_kinds[3] = {"incompatible", "compatible", "autoclear"};
-
-/* Looks a bit up in the image's feature name table ("It can be used by
- * applications that don't know the respective feature ... to display a
- * useful error message"). Writes a printable, NUL-terminated copy of the
- * name (46 bytes at most, "not necessarily null terminated if it has full
- * length") into out; "" if the table does not name the bit. */
-static void vub_qcow2_table_name(const struct vub_qcow2_exts *x, unsigned kind, unsigned bit,
-                                 char out[47])
-{
-    out[0] = '\0';
-    for (uint32_t at = 0; x->feature_names &&
-                          x->feature_names_len - at >= VUB_QCOW2_FEATURE_NAME_ENTRY;
-         at += VUB_QCOW2_FEATURE_NAME_ENTRY) {
-        const uint8_t *e = x->feature_names + at;
-        if (e[0] != kind || e[1] != bit)
-            continue;
-        const uint8_t *end = memchr(e + 2, '\0', 46);
-        vub_qcow2_printable(out, 47, e + 2, end ? (size_t)(end - (e + 2)) : 46);
-        return;
-    }
-}
-
-/* Appends the names of the set bits of one bitmap to buf (for
- * vub_image_info and error messages): our name for a known bit, else the
- * image's own name for it, else "<kind>-bit<N>". */
-static void vub_qcow2_name_bits(const struct vub_qcow2_exts *x, unsigned kind, uint64_t bits,
-                                bool unknown_only, char *buf, size_t len)
-{
-    for (unsigned bit = 0; bit < 64; bit++) {
-        if (!vub_has(bits, bit))
-            continue;
-        const char *known = bit < QCOW2_INCOMPAT_KNOWN_BITS ? vub_qcow2_feature_names[kind][bit] : NULL;
-        if (known && unknown_only)
-            continue;
-        char table[47];
-        vub_qcow2_table_name(x, kind, bit, table);
-        size_t used = strlen(buf);
-        if (used + 1 >= len)
-            return;
-        if (known)
-            snprintf(buf + used, len - used, "%s%s", used ? " " : "", known);
-        else if (table[0])
-            snprintf(buf + used, len - used, "%s%s-bit%u(\"%s\")", used ? " " : "",
-                     vub_qcow2_feature_kinds[kind], bit, table);
-        else
-            snprintf(buf + used, len - used, "%s%s-bit%u", used ? " " : "", vub_qcow2_feature_kinds[kind], bit);
-    }
-}
-
-/* [QCOW2-FEATURES] What the feature bits allow us to do.
- *  - [QCOW2-INCOMPAT-UNKNOWN] an unknown incompatible bit: refuse, naming it
- *    with the image's feature name table when it has one.
- *  - dirty: fine for reading ("refcounts may be inconsistent"; a reader
- *    does not use refcounts).
- *  - [QCOW2-CORRUPT-BIT] corrupt: refused. The bit means QEMU found the
- *    metadata inconsistent; vub checks every entry it uses, which keeps it
- *    safe but not right, and a device has no way to warn its guest.
- *  - [QCOW2-COMPRESSION-TYPE] bit 3 and compression_type agree: "must be
- *    present and non-zero" with the bit, "must not be present or must be
- *    zero" without. zstd is refused: vub has no zstd decoder.
- *  - [QCOW2-EXTL2] extended L2 needs "cluster_bits ... at least 14".
- *  - [QCOW2-DATA-FILE] an external data file only if the caller allows it. */
-static enum vub_err vub_qcow2_check_features(const struct vub_qcow2_header *h,
-                                             const struct vub_qcow2_exts *x,
-                                             const struct vub_image_opts *opts, char *why, size_t why_len)
-{
-    uint64_t unknown = h->incompatible_features & ~(VUB_BIT(QCOW2_INCOMPAT_KNOWN_BITS) - 1);
-    if (unknown != 0) {
-        char names[200] = "";
-        vub_qcow2_name_bits(x, 0, unknown, true, names, sizeof names);
-        vub_why(why, why_len, "unsupported incompatible feature: %s", names);
-        return VUB_E_UNSUPP;
-    }
-    uint64_t in = h->incompatible_features;
-    if (vub_has(in, QCOW2_INCOMPAT_CORRUPT_BIT)) {
-        vub_why(why, why_len, "the image is marked corrupt (incompatible bit 1); repair it with qemu-img check -r");
-        return VUB_E_CORRUPT;
-    }
-    if (vub_has(in, QCOW2_INCOMPAT_COMPRESSION_BIT) != (h->compression_type != QCOW2_COMPRESSION_ZLIB)) {
-        vub_why(why, why_len, "compression type %u does not match the compression type feature bit",
-                h->compression_type);
-        return VUB_E_CORRUPT;
-    }
-    if (h->compression_type == QCOW2_COMPRESSION_ZSTD) {
-        vub_why(why, why_len, "zstd compression is not supported (vub decodes zlib only)");
-        return VUB_E_UNSUPP;
-    }
-    if (h->compression_type != QCOW2_COMPRESSION_ZLIB) {
-        vub_why(why, why_len, "unknown compression type %u", h->compression_type);
-        return VUB_E_UNSUPP;
-    }
-    if (vub_has(in, QCOW2_INCOMPAT_EXTL2_BIT) && h->cluster_bits < 14) {
-        vub_why(why, why_len, "extended L2 entries need clusters of 16 KiB or more (cluster_bits %u)",
-                h->cluster_bits);
-        return VUB_E_CORRUPT;
-    }
-    if (x->crypto) {
-        vub_why(why, why_len, "encryption header extension in an unencrypted image");
-        return VUB_E_CORRUPT;
-    }
-    if (vub_has(in, QCOW2_INCOMPAT_DATA_FILE_BIT)) {
-        if (!x->data_file) {
-            vub_why(why, why_len, "the image uses an external data file but does not record its name");
-            return VUB_E_UNSUPP;
-        }
-        if (!opts->allow_data_file) {
-            char name[160];
-            vub_why(why, why_len, "the image uses an external data file (\"%s\"); not followed unless "
-                    "allowed (allow_data_file, vub-img --allow-data-file)",
-                    vub_qcow2_printable(name, sizeof name, x->data_file, x->data_file_len));
-            return VUB_E_UNSUPP;
-        }
-        if (h->nb_snapshots != 0) {
-            /* "neither compressed clusters nor internal snapshots are supported" */
-            vub_why(why, why_len, "internal snapshots in an image with an external data file");
-            return VUB_E_CORRUPT;
-        }
-    }
-    return VUB_OK;
-}
-
-/* ---- 10.4 Cluster mapping: L1 and L2 tables ("Cluster mapping") ------------ */
-
-/* Entry bits. "Bit 0 - 8: Reserved", "9 - 55: ... offset", "56 - 62:
- * Reserved", "63: ... refcount is exactly one" (L1); the L2 entry keeps bit
- * 62 for "compressed clusters" and, in standard descriptors, bit 0 for
- * "reads as all zeros". */
-#define QCOW2_OFFSET_MASK UINT64_C(0x00fffffffffffe00)       /* bits 9-55 */
-#define QCOW2_L1_RESERVED_MASK UINT64_C(0x7f000000000001ff)  /* bits 0-8, 56-62 */
-#define QCOW2_L2_RESERVED_MASK UINT64_C(0x3f000000000001fe)  /* bits 1-8, 56-61 */
-#define QCOW2_DESCRIPTOR_MASK ((UINT64_C(1) << 62) - 1)      /* bits 0-61 */
-enum { QCOW2_ZERO_BIT = 0, QCOW2_COMPRESSED_BIT = 62, QCOW2_COPIED_BIT = 63 };
-#define VUB_QCOW2_SUBCLUSTERS 32u /* "divided into 32 subclusters of the same size" */
-
-/* One slot of the L2 cache: a whole L2 table, as raw big-endian bytes. */
-struct vub_qcow2_l2_slot {
-    uint64_t offset;   /* file offset of the table; 0: the slot is empty */
-    uint64_t last_use; /* for least-recently-used replacement */
-    uint8_t *table;    /* cluster_bytes bytes */
-};
-
-/* An open qcow2 image. Everything is allocated at open; reads allocate
- * nothing. */
-struct vub_qcow2 {
-    /* From the header, checked at open */
-    unsigned version;             /* 2 or 3 */
-    unsigned cluster_bits;
-    uint64_t cluster_bytes;
-    unsigned l2_bits;             /* log2 of entries per L2 table */
-    unsigned l2_entry_bytes;      /* 8, or 16 with extended L2 */
-    bool extended_l2;
-    unsigned refcount_order;
-    uint64_t incompatible, compatible, autoclear;
-    uint8_t compression_type;
-    uint64_t file_bytes;          /* image file size when opened */
-    char features[256];           /* set feature bits by name, for info */
-
-    /* The mapping being read: the active L1 table, or a snapshot's */
-    uint64_t *l1;                 /* decoded entries */
-    uint32_t l1_size;
-
-    /* L2 cache: a fixed number of cluster-sized slots */
-    struct vub_qcow2_l2_slot *l2_slots;
-    unsigned l2_slot_count;
-    uint8_t *l2_memory;           /* l2_slot_count * cluster_bytes */
-    uint64_t l2_clock;            /* use counter for last_use */
-
-    /* Compressed clusters: the compressed bytes of one cluster, and the last
-     * cluster decompressed (reads of its other parts reuse it) */
-    uint8_t *zbuf;                /* 2 * cluster_bytes: the longest extent */
-    uint8_t *cluster;             /* cluster_bytes; also cluster 0 during open */
-    uint64_t cluster_descriptor;  /* which compressed cluster is in `cluster` */
-    bool cluster_valid;
-
-    /* External data file ("External data file bit") */
-    int data_fd;                  /* -1: clusters are in the image file */
-    char *data_path;
-
-    /* Backing file */
-    struct vub_image *backing;    /* NULL: unallocated clusters read as zeros */
-    char *backing_name;           /* as recorded */
-    char *backing_path;           /* resolved against the image's directory */
-    char backing_format[8];       /* "raw" or "qcow2" */
-
-    /* Snapshots ("Snapshots") */
-    uint32_t snapshot_count;
-    uint64_t *snapshot_offsets;   /* file offset of each table entry */
-    int32_t snapshot_index;       /* the one being read; -1: active layer */
-
-    char why[256];                /* why the last read failed */
-};
-
-/* Records why a read failed, for vub_image_why(), and returns err. */
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static enum vub_err vub_qcow2_fail(struct vub_qcow2 *q, enum vub_err err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(q->why, sizeof q->why, fmt, ap);
-    va_end(ap);
-    return err;
-}
-
-/* [QCOW2-TABLE-BOUNDS] A metadata table at offset of bytes length: "Must be
- * aligned to a cluster boundary", not over the header in cluster 0, and
- * inside the file without overflow (QEMU validate_table_offset, plus the
- * end-of-file check QEMU leaves to the read). An empty table is fine. */
-static bool vub_qcow2_table_ok(const struct vub_qcow2 *q, uint64_t offset, uint64_t bytes)
-{
-    if (bytes == 0)
-        return true;
-    return offset != 0 && (offset & (q->cluster_bytes - 1)) == 0 && vub_range_ok(offset, bytes, q->file_bytes);
-}
-
-/* [QCOW2-L1-SIZE] The L1 entries needed for a disk of size bytes:
- * ceil(size / bytes one L2 table maps). QEMU refuses an image whose L1 is
- * smaller ("L1 table is too small"). */
-static uint64_t vub_qcow2_l1_needed(const struct vub_qcow2 *q, uint64_t size)
-{
-    unsigned shift = q->cluster_bits + q->l2_bits;
-    return (size >> shift) + ((size & ((UINT64_C(1) << shift) - 1)) != 0);
-}
-
-/* [QCOW2-L1-BOUNDS] An L1 table of `entries` at offset that must map at
- * least covers_bytes of the disk: at most 32 MiB (QEMU's QCOW_MAX_L1_SIZE),
- * large enough, aligned and inside the file. Checked for the active table
- * even when a snapshot's is read, as QEMU does at open. */
-static enum vub_err vub_qcow2_check_l1(const struct vub_qcow2 *q, uint64_t offset, uint32_t entries,
-                                       uint64_t covers_bytes, const char *what, char *why, size_t why_len)
-{
-    uint64_t bytes = (uint64_t)entries * 8;
-    if (bytes > VUB_QCOW2_MAX_L1_BYTES) {
-        vub_why(why, why_len, "%s L1 table of %u entries exceeds 32 MiB", what, entries);
-        return VUB_E_UNSUPP;
-    }
-    if (entries < vub_qcow2_l1_needed(q, covers_bytes)) {
-        vub_why(why, why_len, "%s L1 table of %u entries is too small for %llu bytes", what, entries,
-                (unsigned long long)covers_bytes);
-        return VUB_E_CORRUPT;
-    }
-    if (!vub_qcow2_table_ok(q, offset, bytes)) {
-        vub_why(why, why_len, "%s L1 table at %llu (%u entries) is unaligned or outside the file", what,
-                (unsigned long long)offset, entries);
-        return VUB_E_CORRUPT;
-    }
-    return VUB_OK;
-}
-
-/* Checks, reads and decodes the L1 table the image will be read through. */
-static enum vub_err vub_qcow2_load_l1(struct vub_image *img, uint64_t offset, uint32_t entries,
-                                      uint64_t covers_bytes, const char *what, char *why, size_t why_len)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    uint64_t bytes = (uint64_t)entries * 8;
-    enum vub_err err = vub_qcow2_check_l1(q, offset, entries, covers_bytes, what, why, why_len);
-    if (err != VUB_OK)
-        return err;
-    q->l1 = malloc(bytes ? (size_t)bytes : 1);
-    if (!q->l1)
-        return VUB_E_NOMEM;
-    q->l1_size = entries;
-    uint8_t *raw = (uint8_t *)q->l1;
-    if (vub_qcow2_pread(img->fd, raw, (size_t)bytes, offset) != VUB_OK) {
-        vub_why(why, why_len, "reading the %s L1 table: %s", what, strerror(errno));
-        return VUB_E_IO;
-    }
-    for (uint32_t i = 0; i < entries; i++) /* in place: entry i only reads bytes 8i..8i+7 */
-        q->l1[i] = vub_be64(raw + (size_t)i * 8);
-    return VUB_OK;
-}
-
-/* Returns the L2 table at offset, from the cache or read into the least
- * recently used slot. The caller checked the offset. */
-static enum vub_err vub_qcow2_l2_get(struct vub_image *img, uint64_t offset, const uint8_t **table)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    struct vub_qcow2_l2_slot *victim = &q->l2_slots[0];
-    q->l2_clock++;
-    for (unsigned i = 0; i < q->l2_slot_count; i++) {
-        struct vub_qcow2_l2_slot *s = &q->l2_slots[i];
-        if (s->offset == offset) {
-            s->last_use = q->l2_clock;
-            *table = s->table;
-            return VUB_OK;
-        }
-        if (s->last_use < victim->last_use)
-            victim = s;
-    }
-    victim->offset = 0; /* empty until the read succeeds */
-    if (vub_qcow2_pread(img->fd, victim->table, (size_t)q->cluster_bytes, offset) != VUB_OK)
-        return vub_qcow2_fail(q, VUB_E_IO, "reading the L2 table at %llu: %s", (unsigned long long)offset,
-                              strerror(errno));
-    victim->offset = offset;
-    victim->last_use = q->l2_clock;
-    *table = victim->table;
-    return VUB_OK;
-}
-
-/* What a stretch of the guest disk reads as. */
-enum vub_qcow2_kind {
-    VUB_QCOW2_UNALLOCATED, /* the backing file shows through, or zeros */
-    VUB_QCOW2_ZERO,        /* zeros; the backing file is not consulted */
-    VUB_QCOW2_DATA,        /* plain data at host_offset */
-    VUB_QCOW2_COMPRESSED,  /* part of one compressed cluster */
-};
-
-/* A stretch of the guest disk with one kind (and, for data, contiguous in
- * the file): what vub_qcow2_map() answers. */
-struct vub_qcow2_extent {
-    enum vub_qcow2_kind kind;
-    uint64_t guest_offset; /* first byte */
-    uint64_t bytes;        /* length; never 0 */
-    uint64_t host_offset;  /* DATA: file offset of the first byte;
-                              COMPRESSED: the cluster descriptor (bits 0-61) */
-};
-
-/* Classifies a standard L2 entry ("Standard Cluster Descriptor") without
- * subclusters, for the cluster holding guest offset off.
- * [QCOW2-L2-ZERO] bit 0 reads as zeros, "nor is data read from the backing
- * file"; "With version 2 ... this is always 0" (QEMU: "Zero cluster entry
- * found in pre-v3 image", corrupt). */
-static enum vub_err vub_qcow2_classify_standard(struct vub_qcow2 *q, uint64_t off, uint64_t entry,
-                                                bool allocated, uint64_t host_cluster,
-                                                struct vub_qcow2_extent *e)
-{
-    uint64_t in_cluster = off & (q->cluster_bytes - 1);
-    e->bytes = q->cluster_bytes - in_cluster;
-    if (vub_has(entry, QCOW2_ZERO_BIT)) {
-        if (q->version < 3)
-            return vub_qcow2_fail(q, VUB_E_CORRUPT, "zero cluster at guest offset %llu in a version 2 image",
-                                  (unsigned long long)off);
-        e->kind = VUB_QCOW2_ZERO;
-    } else if (allocated) {
-        e->kind = VUB_QCOW2_DATA;
-        e->host_offset = host_cluster + in_cluster;
-    } else {
-        e->kind = VUB_QCOW2_UNALLOCATED;
-    }
-    return VUB_OK;
-}
-
-/* The kind of subcluster sc from its bitmap ("Subcluster Allocation
- * Bitmap": bits 0-31 allocated, bits 32-63 reads as zeros). */
-static enum vub_qcow2_kind vub_qcow2_subcluster_kind(uint64_t bitmap, unsigned sc)
-{
-    if (vub_has(bitmap, 32 + sc))
-        return VUB_QCOW2_ZERO;
-    return vub_has(bitmap, sc) ? VUB_QCOW2_DATA : VUB_QCOW2_UNALLOCATED;
-}
-
-/* Classifies an extended L2 entry ("Extended L2 Entries") for guest offset
- * off, extending the extent over the following subclusters of the same kind.
- * [QCOW2-SUBCLUSTER] a subcluster both allocated and zero is invalid ("the
- * allocation status bit must be unset"; QEMU checks the whole bitmap); an
- * allocated subcluster needs a host offset ("must contain a valid offset");
- * bit 0 of the descriptor is reserved here ("with extended L2 entries ...
- * this is always 0"). */
-static enum vub_err vub_qcow2_classify_extended(struct vub_qcow2 *q, uint64_t off, uint64_t entry,
-                                                uint64_t bitmap, bool allocated, uint64_t host_cluster,
-                                                struct vub_qcow2_extent *e)
-{
-    uint32_t alloc = (uint32_t)bitmap, zero = (uint32_t)(bitmap >> 32);
-    if (vub_has(entry, QCOW2_ZERO_BIT) || (alloc & zero) != 0 || (alloc != 0 && !allocated))
-        return vub_qcow2_fail(q, VUB_E_CORRUPT,
-                              "invalid extended L2 entry 0x%016llx bitmap 0x%016llx at guest offset %llu",
-                              (unsigned long long)entry, (unsigned long long)bitmap, (unsigned long long)off);
-    unsigned sc_bits = q->cluster_bits - 5;
-    uint64_t in_cluster = off & (q->cluster_bytes - 1);
-    unsigned sc = (unsigned)(in_cluster >> sc_bits), last = sc;
-    e->kind = vub_qcow2_subcluster_kind(bitmap, sc);
-    while (last + 1 < VUB_QCOW2_SUBCLUSTERS && vub_qcow2_subcluster_kind(bitmap, last + 1) == e->kind)
-        last++;
-    e->bytes = ((uint64_t)(last + 1) << sc_bits) - in_cluster;
-    if (e->kind == VUB_QCOW2_DATA)
-        e->host_offset = host_cluster + in_cluster;
-    return VUB_OK;
-}
-
-/* Classifies the L2 entry (and, with extended L2, its bitmap) for guest
- * offset off. [QCOW2-L2-ENTRY] reserved bits are zero; a host offset is
- * cluster aligned ("Must be aligned to a cluster boundary"; QEMU calls an
- * unaligned one corrupt); "If the offset is 0 and bit 63 is clear, the
- * cluster is unallocated"; offset 0 with bit 63 set only "when an external
- * data file is used"; with a data file, "The offset field ... must match the
- * guest offset" [QCOW2-DATA-FILE-OFFSET]. */
-static enum vub_err vub_qcow2_classify(struct vub_qcow2 *q, uint64_t off, uint64_t entry, uint64_t bitmap,
-                                       struct vub_qcow2_extent *e)
-{
-    e->guest_offset = off;
-    if (vub_has(entry, QCOW2_COMPRESSED_BIT)) {
-        /* [QCOW2-COMPRESSED-ENTRY] no compressed clusters with a data file;
-         * "Compressed clusters don't have subclusters": bitmap reserved. */
-        if (q->data_fd >= 0 || bitmap != 0)
-            return vub_qcow2_fail(q, VUB_E_CORRUPT, "invalid compressed cluster entry at guest offset %llu%s",
-                                  (unsigned long long)off,
-                                  q->data_fd >= 0 ? " (image has an external data file)" : "");
-        e->kind = VUB_QCOW2_COMPRESSED;
-        e->host_offset = entry & QCOW2_DESCRIPTOR_MASK;
-        e->bytes = q->cluster_bytes - (off & (q->cluster_bytes - 1));
-        return VUB_OK;
-    }
-    uint64_t host_cluster = entry & QCOW2_OFFSET_MASK;
-    bool copied = vub_has(entry, QCOW2_COPIED_BIT);
-    bool allocated = host_cluster != 0 || (q->data_fd >= 0 && copied);
-    uint64_t guest_cluster = off & ~(q->cluster_bytes - 1);
-    if ((entry & QCOW2_L2_RESERVED_MASK) != 0 || (host_cluster & (q->cluster_bytes - 1)) != 0 ||
-        (host_cluster == 0 && copied && q->data_fd < 0) ||
-        (allocated && q->data_fd >= 0 && host_cluster != guest_cluster))
-        return vub_qcow2_fail(q, VUB_E_CORRUPT, "invalid L2 entry 0x%016llx at guest offset %llu",
-                              (unsigned long long)entry, (unsigned long long)off);
-    if (q->extended_l2)
-        return vub_qcow2_classify_extended(q, off, entry, bitmap, allocated, host_cluster, e);
-    return vub_qcow2_classify_standard(q, off, entry, allocated, host_cluster, e);
-}
-
-/* Maps guest offset off: what the bytes from off on read as, for at most
- * max_bytes and never past the cluster (or the run of like subclusters).
- * [QCOW2-L1-ENTRY] an L1 entry of offset 0 leaves "all clusters described
- * by this L2 table ... unallocated"; reserved bits are zero; the L2 table is
- * aligned and wholly inside the file. An index past the L1 table (a
- * snapshot's disk can be larger than its table only if corrupt, which open
- * refuses) is unallocated too, as in QEMU. */
-static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t max_bytes,
-                                  struct vub_qcow2_extent *e)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    unsigned span_bits = q->cluster_bits + q->l2_bits;
-    uint64_t l1_index = off >> span_bits;
-    uint64_t l1_entry = l1_index < q->l1_size ? q->l1[l1_index] : 0;
-    uint64_t l2_offset = l1_entry & QCOW2_OFFSET_MASK;
-    memset(e, 0, sizeof *e);
-    if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0 ||
-        (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes)))
-        return vub_qcow2_fail(q, VUB_E_CORRUPT, "invalid L1 entry %llu: 0x%016llx",
-                              (unsigned long long)l1_index, (unsigned long long)l1_entry);
-    if (l2_offset == 0) {
-        e->kind = VUB_QCOW2_UNALLOCATED;
-        e->guest_offset = off;
-        e->bytes = (UINT64_C(1) << span_bits) - (off & ((UINT64_C(1) << span_bits) - 1));
-    } else {
-        const uint8_t *table = NULL;
-        enum vub_err err = vub_qcow2_l2_get(img, l2_offset, &table);
-        if (err != VUB_OK)
-            return err;
-        size_t at = (size_t)((off >> q->cluster_bits) & ((UINT64_C(1) << q->l2_bits) - 1)) * q->l2_entry_bytes;
-        uint64_t bitmap = q->extended_l2 ? vub_be64(table + at + 8) : 0;
-        err = vub_qcow2_classify(q, off, vub_be64(table + at), bitmap, e);
-        if (err != VUB_OK)
-            return err;
-    }
-    if (e->bytes > max_bytes)
-        e->bytes = max_bytes;
-    return VUB_OK;
-}
-
-/* ---- 10.5 Reading clusters -------------------------------------------------- */
-
-/* A position in the caller's iovec list, consumed front to back. */
-struct vub_qcow2_cursor {
-    const struct iovec *iov;
-    int count;
-    int index;  /* current iovec */
-    size_t at;  /* bytes of it already filled */
-};
-
-/* Takes up to `want` bytes off the front of the cursor as at most
- * VUB_QCOW2_IOV_BATCH iovecs; returns the bytes taken (less than want only
- * when the batch is full, never 0 while bytes are wanted and left). */
-static uint64_t vub_qcow2_take(struct vub_qcow2_cursor *c, uint64_t want, struct iovec *out, int *out_count)
-{
-    uint64_t taken = 0;
-    *out_count = 0;
-    while (taken < want && c->index < c->count && *out_count < VUB_QCOW2_IOV_BATCH) {
-        const struct iovec *v = &c->iov[c->index];
-        size_t left = v->iov_len - c->at;
-        size_t n = left < want - taken ? left : (size_t)(want - taken);
-        if (n > 0) {
-            out[*out_count].iov_base = (uint8_t *)v->iov_base + c->at;
-            out[*out_count].iov_len = n;
-            (*out_count)++;
-        }
-        taken += n;
-        c->at += n;
-        if (c->at == v->iov_len) {
-            c->index++;
-            c->at = 0;
-        }
-    }
-    return taken;
-}
-
-/* Fills the next bytes of the cursor with zeros, or with a copy of src. */
-static void vub_qcow2_fill_bytes(struct vub_qcow2_cursor *c, const uint8_t *src, uint64_t bytes)
-{
-    struct iovec batch[VUB_QCOW2_IOV_BATCH];
-    int n;
-    while (bytes > 0) {
-        uint64_t taken = vub_qcow2_take(c, bytes, batch, &n);
-        for (int i = 0; i < n; i++) {
-            if (src) {
-                memcpy(batch[i].iov_base, src, batch[i].iov_len);
-                src += batch[i].iov_len;
-            } else {
-                memset(batch[i].iov_base, 0, batch[i].iov_len);
-            }
-        }
-        bytes -= taken;
-    }
-}
-
-/* preadv until the batch is full; past the end of the file, zeros
- * ([QCOW2-EOF-ZEROS]). Adjusts the batch in place. */
-static enum vub_err vub_qcow2_preadv(int fd, struct iovec *v, int n, uint64_t off)
-{
-    while (n > 0) {
-        if (off > (uint64_t)INT64_MAX)
-            return VUB_E_IO;
-        ssize_t got = preadv(fd, v, n, (off_t)off);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return VUB_E_IO;
-        if (got == 0) {
-            for (int i = 0; i < n; i++)
-                memset(v[i].iov_base, 0, v[i].iov_len);
-            return VUB_OK;
-        }
-        off += (uint64_t)got;
-        size_t left = (size_t)got;
-        while (n > 0 && left >= v->iov_len) {
-            left -= v->iov_len;
-            v++;
-            n--;
-        }
-        if (n > 0) {
-            v->iov_base = (uint8_t *)v->iov_base + left;
-            v->iov_len -= left;
-        }
-    }
-    return VUB_OK;
-}
-
-/* [QCOW2-READ-DATA] A plain data extent: the bytes are at host_offset in
- * the image file, or in the external data file ("Guest clusters are then
- * stored in the external data file"). */
-static enum vub_err vub_qcow2_read_data(struct vub_image *img, const struct vub_qcow2_extent *e,
-                                        struct vub_qcow2_cursor *c)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    int fd = q->data_fd >= 0 ? q->data_fd : img->fd;
-    struct iovec batch[VUB_QCOW2_IOV_BATCH];
-    int n;
-    uint64_t off = e->host_offset, bytes = e->bytes;
-    while (bytes > 0) {
-        uint64_t taken = vub_qcow2_take(c, bytes, batch, &n);
-        if (vub_qcow2_preadv(fd, batch, n, off) != VUB_OK)
-            return vub_qcow2_fail(q, VUB_E_IO, "reading data at host offset %llu: %s", (unsigned long long)off,
-                                  strerror(errno));
-        off += taken;
-        bytes -= taken;
-    }
-    return VUB_OK;
-}
-
-/* [QCOW2-COMPRESSED] Decompresses the cluster a compressed descriptor names
- * into q->cluster ("Compressed Clusters Descriptor", x = 62 - (cluster_bits
- * - 8)): bits 0..x-1 are the host byte offset, "usually _not_ aligned";
- * bits x..61 the "Number of additional 512-byte sectors". The compressed
- * bytes run from the offset to the end of the last sector:
- * (sectors + 1) * 512 - (offset % 512), at most two clusters.
- * Format notes:
- *  - the data is raw deflate (RFC 1951), no zlib header or checksum;
- *  - "decompression stops when it has produced a cluster of data": the last
- *    sector may hold the start of another compressed cluster, so input left
- *    over is fine; output short of a whole cluster is corrupt (and output
- *    can never exceed one, which bounds a decompression bomb);
- *  - the extent may run past the end of the file (the last sector need not
- *    be whole): those bytes read as zeros [QCOW2-EOF-ZEROS], but an extent
- *    starting past the end is corrupt;
- *  - "If cluster_bits is small enough that this field includes bits beyond
- *    55, those upper bits must be set to 0". */
-static enum vub_err vub_qcow2_inflate_cluster(struct vub_image *img, uint64_t descriptor)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    if (q->cluster_valid && q->cluster_descriptor == descriptor)
-        return VUB_OK;
-    unsigned x = 62 - (q->cluster_bits - 8);
-    uint64_t offset = descriptor & ((UINT64_C(1) << x) - 1);
-    uint64_t sectors = (descriptor >> x) + 1;
-    uint64_t bytes = sectors * 512 - (offset % 512);
-    if ((offset >> 56) != 0 || offset >= q->file_bytes)
-        return vub_qcow2_fail(q, VUB_E_CORRUPT, "compressed cluster at host offset %llu is outside the file",
-                              (unsigned long long)offset);
-    q->cluster_valid = false;
-    if (vub_qcow2_pread(img->fd, q->zbuf, (size_t)bytes, offset) != VUB_OK)
-        return vub_qcow2_fail(q, VUB_E_IO, "reading a compressed cluster at %llu: %s",
-                              (unsigned long long)offset, strerror(errno));
-    size_t produced = 0;
-    int rc = vub_inflate(q->cluster, (size_t)q->cluster_bytes, &produced, q->zbuf, (size_t)bytes, NULL);
-    if (rc < 0)
-        return vub_qcow2_fail(q, VUB_E_CORRUPT, "compressed cluster at host offset %llu: %s",
-                              (unsigned long long)offset, vub_inflate_strerror(rc));
-    if (produced != q->cluster_bytes)
-        return vub_qcow2_fail(q, VUB_E_CORRUPT,
-                              "compressed cluster at host offset %llu inflates to %zu bytes, not %llu",
-                              (unsigned long long)offset, produced, (unsigned long long)q->cluster_bytes);
-    q->cluster_descriptor = descriptor;
-    q->cluster_valid = true;
-    return VUB_OK;
-}
-
-/* [QCOW2-BACKING-READ] Unallocated bytes "shall read the data from the
- * backing file ... If there is no backing file or the backing file is
- * smaller than the image, they shall read zeros for all parts that are not
- * covered by the backing file." */
-static enum vub_err vub_qcow2_read_backing(struct vub_image *img, const struct vub_qcow2_extent *e,
-                                           struct vub_qcow2_cursor *c)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    uint64_t off = e->guest_offset, bytes = e->bytes;
-    uint64_t covered = 0;
-    if (q->backing && off < q->backing->size)
-        covered = q->backing->size - off < bytes ? q->backing->size - off : bytes;
-    struct iovec batch[VUB_QCOW2_IOV_BATCH];
-    int n;
-    while (covered > 0) {
-        uint64_t taken = vub_qcow2_take(c, covered, batch, &n);
-        enum vub_err err = vub_image_readv(q->backing, off, batch, n);
-        if (err != VUB_OK)
-            return vub_qcow2_fail(q, err, "backing file %s: %s", q->backing_path,
-                                  vub_image_why(q->backing)[0] ? vub_image_why(q->backing) : vub_strerror(err));
-        off += taken;
-        covered -= taken;
-        bytes -= taken;
-    }
-    vub_qcow2_fill_bytes(c, NULL, bytes);
-    return VUB_OK;
-}
-
-/* Fills the cursor with the bytes of one extent. */
-static enum vub_err vub_qcow2_read_extent(struct vub_image *img, const struct vub_qcow2_extent *e,
-                                          struct vub_qcow2_cursor *c)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    switch (e->kind) {
-    case VUB_QCOW2_ZERO:
-        vub_qcow2_fill_bytes(c, NULL, e->bytes);
-        return VUB_OK;
-    case VUB_QCOW2_DATA:
-        return vub_qcow2_read_data(img, e, c);
-    case VUB_QCOW2_COMPRESSED: {
-        enum vub_err err = vub_qcow2_inflate_cluster(img, e->host_offset);
-        if (err != VUB_OK)
-            return err;
-        vub_qcow2_fill_bytes(c, q->cluster + (e->guest_offset & (q->cluster_bytes - 1)), e->bytes);
-        return VUB_OK;
-    }
-    case VUB_QCOW2_UNALLOCATED:
-        return vub_qcow2_read_backing(img, e, c);
-    }
-    return VUB_E_INVAL;
-}
-
-/* True if extent b continues extent a so that one read serves both: same
- * kind and, for data, the next bytes of the file. A compressed cluster is
- * always read alone. */
-static bool vub_qcow2_extends(const struct vub_qcow2_extent *a, const struct vub_qcow2_extent *b)
-{
-    if (a->kind != b->kind || a->kind == VUB_QCOW2_COMPRESSED)
-        return false;
-    return a->kind != VUB_QCOW2_DATA || a->host_offset + a->bytes == b->host_offset;
-}
-
-/* ---- 10.6 Backing files ("backing_file_offset", "Backing file format name") */
-
-/* One image of a backing chain being opened, innermost last: what a new
- * backing file is checked against. */
-struct vub_qcow2_chain {
-    dev_t dev;                            /* identity of the image file */
-    ino_t ino;
-    unsigned depth;                       /* 0 for the image the caller opened */
-    const struct vub_qcow2_chain *above;  /* the image that names this one */
-};
-
-/* [QCOW2-BACKING-RELATIVE] A relative backing (or data file) name is
- * relative to the directory of the image that names it, not to the current
- * directory (QEMU bdrv_get_full_backing_filename). Returns a heap string. */
-static char *vub_qcow2_resolve(const char *image_path, const char *name)
-{
-    const char *slash = strrchr(image_path, '/');
-    size_t dir = name[0] == '/' || !slash ? 0 : (size_t)(slash - image_path) + 1;
-    size_t len = strlen(name);
-    char *s = malloc(dir + len + 1);
-    if (s) {
-        memcpy(s, image_path, dir);
-        memcpy(s + dir, name, len + 1);
-    }
-    return s;
-}
-
-/* [QCOW2-BACKING-FORMAT] The backing file's format: the one the image
- * records, else the caller's. Never probed: a raw backing file whose guest
- * wrote a qcow2 header into it would otherwise point us at any host file
- * (SPEC-CHECKLIST E.3.3). */
-static enum vub_err vub_qcow2_backing_format(struct vub_qcow2 *q, const struct vub_qcow2_exts *x,
-                                             const struct vub_image_opts *opts, enum vub_format *fmt,
-                                             char *why, size_t why_len)
-{
-    if (!x->backing_format) {
-        if (opts->backing_format == VUB_FORMAT_AUTO) {
-            vub_why(why, why_len, "backing file %s has no recorded format and vub does not probe it; "
-                    "name it with backing_format (vub-img --backing-format raw|qcow2)", q->backing_name);
-            return VUB_E_UNSUPP;
-        }
-        *fmt = opts->backing_format;
-    } else if (x->backing_format_len == 3 && memcmp(x->backing_format, "raw", 3) == 0) {
-        *fmt = VUB_FORMAT_RAW;
-    } else if (x->backing_format_len == 5 && memcmp(x->backing_format, "qcow2", 5) == 0) {
-        *fmt = VUB_FORMAT_QCOW2;
-    } else {
-        char name[VUB_QCOW2_BACKING_FORMAT_MAX + 1];
-        vub_why(why, why_len, "backing file format \"%s\" is not supported (raw and qcow2 are)",
-                vub_qcow2_printable(name, sizeof name, x->backing_format, x->backing_format_len));
-        return VUB_E_UNSUPP;
-    }
-    snprintf(q->backing_format, sizeof q->backing_format, "%s", *fmt == VUB_FORMAT_RAW ? "raw" : "qcow2");
-    return VUB_OK;
-}
-
-static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path,
-                                         const struct vub_image_opts *opts,
-                                         const struct vub_qcow2_chain *chain, char *why, size_t why_len);
-
-/* Opens the backing file into a new read-only image.
- * [QCOW2-BACKING-LOOP] a file already in the chain (same st_dev, st_ino)
- * is a loop; [QCOW2-BACKING-DEPTH] at most VUB_QCOW2_MAX_CHAIN files below
- * the image the caller opened. [QCOW2-BACKING-RAW-SIZE] a raw backing file
- * is as long as the file, to the byte: QEMU reads a partial last sector of
- * it (and zeros after), so the sector rounding of raw disks does not apply.
- * Backing images are opened here rather than with vub_image_open(), which
- * has no way to carry the chain. */
-static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
-                                           const struct vub_image_opts *opts,
-                                           const struct vub_qcow2_chain *chain, char *why, size_t why_len)
-{
-    const char *path = q->backing_path;
-    if (chain->depth + 1 > VUB_QCOW2_MAX_CHAIN) {
-        vub_why(why, why_len, "backing chain deeper than %u images at %s", VUB_QCOW2_MAX_CHAIN, path);
-        return VUB_E_UNSUPP;
-    }
-    struct vub_image *b = calloc(1, sizeof *b);
-    if (!b)
-        return VUB_E_NOMEM;
-    b->fd = -1;
-    b->format = fmt;
-    b->read_only = true;
-    q->backing = b;  /* vub_qcow2_close() frees it on any failure below */
-    struct stat st;
-    b->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (b->fd < 0 || fstat(b->fd, &st) != 0) {
-        vub_why(why, why_len, "backing file %s: %s", path, strerror(errno));
-        return VUB_E_IO;
-    }
-    for (const struct vub_qcow2_chain *c = chain; c; c = c->above) {
-        if (c->dev == st.st_dev && c->ino == st.st_ino) {
-            vub_why(why, why_len, "backing chain loops: %s is already in it", path);
-            return VUB_E_CORRUPT;
-        }
-    }
-    if (fmt == VUB_FORMAT_RAW) {
-        if (!vub_raw_file_size(b->fd, &b->size)) {
-            vub_why(why, why_len, "backing file %s: not a regular file or block device", path);
-            return VUB_E_IO;
-        }
-        return VUB_OK;
-    }
-    struct vub_qcow2_chain link = {st.st_dev, st.st_ino, chain->depth + 1, chain};
-    struct vub_image_opts bo = {.read_only = true,
-                                .format = VUB_FORMAT_QCOW2,
-                                .allow_data_file = opts->allow_data_file,
-                                .snapshot = NULL, /* a snapshot is of the image named, not its backing */
-                                .backing_format = opts->backing_format};
-    char inner[512];
-    inner[0] = '\0';
-    enum vub_err err = vub_qcow2_open_chain(b, path, &bo, &link, inner, sizeof inner);
-    if (err != VUB_OK)
-        vub_why(why, why_len, "backing file %s: %s", path, inner);
-    return err;
-}
-
-/* ---- 10.7 Snapshots ("Snapshots") ------------------------------------------ */
-
-#define VUB_QCOW2_SNAPSHOT_FIXED_BYTES 40u  /* entry bytes 0-39 */
-
-/* One snapshot table entry as the file stores it, image fields only. The
- * extra data fields are 0 when extra_data_size does not cover them. */
-struct vub_qcow2_snapshot_header {
-    uint64_t l1_table_offset;     /*  0 */
-    uint32_t l1_size;             /*  8 */
-    uint16_t id_str_size;         /* 12 */
-    uint16_t name_size;           /* 14 */
-    uint32_t date_sec;            /* 16 */
-    uint32_t date_nsec;           /* 20 */
-    uint64_t vm_clock_nsec;       /* 24 */
-    uint32_t vm_state_size;       /* 32 */
-    uint32_t extra_data_size;     /* 36 */
-    uint64_t vm_state_size_large; /* extra 0-7 (entry 40-47) */
-    uint64_t disk_size;           /* extra 8-15 (entry 48-55) */
-};
-
-/* Reads and decodes the entry at offset (checked by the caller). */
-static enum vub_err vub_qcow2_snapshot_read(int fd, uint64_t offset, struct vub_qcow2_snapshot_header *s)
-{
-    uint8_t p[VUB_QCOW2_SNAPSHOT_FIXED_BYTES + 16];
-    if (vub_qcow2_pread(fd, p, sizeof p, offset) != VUB_OK)
-        return VUB_E_IO;
-    s->l1_table_offset = vub_be64(p + 0);
-    s->l1_size = vub_be32(p + 8);
-    s->id_str_size = (uint16_t)(p[12] << 8 | p[13]);
-    s->name_size = (uint16_t)(p[14] << 8 | p[15]);
-    s->date_sec = vub_be32(p + 16);
-    s->date_nsec = vub_be32(p + 20);
-    s->vm_clock_nsec = vub_be64(p + 24);
-    s->vm_state_size = vub_be32(p + 32);
-    s->extra_data_size = vub_be32(p + 36);
-    s->vm_state_size_large = s->extra_data_size >= 8 ? vub_be64(p + 40) : 0;
-    s->disk_size = s->extra_data_size >= 16 ? vub_be64(p + 48) : 0;
-    return VUB_OK;
-}
-
-/* Bytes of an entry without its padding: fixed part, extra data, id, name.
- * Format note: the next entry starts after "Padding to round up the
- * snapshot table entry size to the next multiple of 8", but QEMU does not
- * write the padding of the last entry: the file may end before it. */
-static uint64_t vub_qcow2_snapshot_bytes(const struct vub_qcow2_snapshot_header *s)
-{
-    return VUB_QCOW2_SNAPSHOT_FIXED_BYTES + (uint64_t)s->extra_data_size + s->id_str_size + s->name_size;
-}
-
-/* True if the entry's id (or name) is the string want. */
-static bool vub_qcow2_snapshot_is(int fd, uint64_t str_offset, uint16_t str_bytes, const char *want,
-                                  char *scratch)
-{
-    size_t len = strlen(want);
-    if (len != str_bytes)
-        return false;
-    return vub_qcow2_pread(fd, (uint8_t *)scratch, len, str_offset) == VUB_OK && memcmp(scratch, want, len) == 0;
-}
-
-/* [QCOW2-SNAPSHOT-TABLE] Walks the snapshot table once at open: at most
- * 65536 entries (QEMU "Too many snapshots") and 64 MiB, each inside the
- * file, extra data at most 1 KiB (QEMU "Too much extra metadata"). Records
- * where each entry starts, and finds the one opts->snapshot names: an
- * entry whose id matches wins over one whose name does, as with QEMU's
- * snapshot lookup. *found is -1 if none does. */
-static enum vub_err vub_qcow2_read_snapshots(struct vub_image *img, const struct vub_qcow2_header *h,
-                                             const char *want, int32_t *found, char *why, size_t why_len)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    *found = -1;
-    if (h->nb_snapshots > VUB_QCOW2_MAX_SNAPSHOTS) {
-        vub_why(why, why_len, "%u snapshots exceed the limit of %u", h->nb_snapshots, VUB_QCOW2_MAX_SNAPSHOTS);
-        return VUB_E_CORRUPT;
-    }
-    if (h->nb_snapshots == 0)
-        return VUB_OK;
-    if (!vub_qcow2_table_ok(q, h->snapshots_offset, (uint64_t)h->nb_snapshots * VUB_QCOW2_SNAPSHOT_FIXED_BYTES)) {
-        vub_why(why, why_len, "snapshot table at %llu is unaligned or outside the file",
-                (unsigned long long)h->snapshots_offset);
-        return VUB_E_CORRUPT;
-    }
-    q->snapshot_offsets = calloc(h->nb_snapshots, sizeof *q->snapshot_offsets);
-    char *scratch = want ? malloc(strlen(want) + 1) : NULL;
-    if (!q->snapshot_offsets || (want && !scratch)) {
-        free(scratch);
-        return VUB_E_NOMEM;
-    }
-    int32_t by_id = -1, by_name = -1;
-    uint64_t at = h->snapshots_offset, end = h->snapshots_offset;
-    enum vub_err err = VUB_OK;
-    for (uint32_t i = 0; i < h->nb_snapshots && err == VUB_OK; i++, at = end) {
-        struct vub_qcow2_snapshot_header s;
-        err = VUB_E_CORRUPT;
-        if (!vub_range_ok(at, VUB_QCOW2_SNAPSHOT_FIXED_BYTES, q->file_bytes)) {
-            vub_why(why, why_len, "snapshot %u lies outside the file", i);
-            break;
-        }
-        if (vub_qcow2_snapshot_read(img->fd, at, &s) != VUB_OK) {
-            vub_why(why, why_len, "reading snapshot %u: %s", i, strerror(errno));
-            err = VUB_E_IO;
-            break;
-        }
-        if (s.extra_data_size > VUB_QCOW2_MAX_SNAPSHOT_EXTRA) {
-            vub_why(why, why_len, "snapshot %u has %u bytes of extra data, over 1 KiB", i, s.extra_data_size);
-            break;
-        }
-        end = at + vub_qcow2_snapshot_bytes(&s);
-        if (end > q->file_bytes || end - h->snapshots_offset > VUB_QCOW2_MAX_SNAPSHOT_TABLE_BYTES) {
-            vub_why(why, why_len, "snapshot %u runs past the end of the file or the 64 MiB table limit", i);
-            break;
-        }
-        end = (end + 7) & ~UINT64_C(7);
-        err = VUB_OK;
-        q->snapshot_offsets[i] = at;
-        uint64_t id_at = at + VUB_QCOW2_SNAPSHOT_FIXED_BYTES + s.extra_data_size;
-        if (want && by_id < 0 && vub_qcow2_snapshot_is(img->fd, id_at, s.id_str_size, want, scratch))
-            by_id = (int32_t)i;
-        if (want && by_name < 0 && vub_qcow2_snapshot_is(img->fd, id_at + s.id_str_size, s.name_size, want, scratch))
-            by_name = (int32_t)i;
-    }
-    free(scratch);
-    if (err != VUB_OK)
-        return err;
-    q->snapshot_count = h->nb_snapshots;
-    *found = by_id >= 0 ? by_id : by_name;
-    return VUB_OK;
-}
-
-/* [QCOW2-SNAPSHOT-READ] Reading a snapshot is reading through its L1 table
- * ("switch the active L1 table"), as the disk was when it was taken: of the
- * "Virtual disk size of the snapshot in bytes" when the extra data records
- * it (v3 always does), else of the image's size. Its L1 table is checked
- * like the active one, except that a snapshot without a recorded size may
- * have an L1 table smaller than the image has grown since; the clusters
- * past it are unallocated.
- * Format note: qemu-img convert -l keeps the active layer's size instead
- * (qcow2_snapshot_load_tmp swaps the L1 table only), so its output is
- * longer than vub's when the image grew after the snapshot. */
-static enum vub_err vub_qcow2_select_snapshot(struct vub_image *img, int32_t index, uint64_t header_size,
-                                              uint64_t *disk_bytes, char *why, size_t why_len)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    struct vub_qcow2_snapshot_header s;
-    if (vub_qcow2_snapshot_read(img->fd, q->snapshot_offsets[index], &s) != VUB_OK) {
-        vub_why(why, why_len, "reading snapshot %d: %s", index, strerror(errno));
-        return VUB_E_IO;
-    }
-    bool recorded = s.extra_data_size >= 16;
-    *disk_bytes = recorded ? s.disk_size : header_size;
-    q->snapshot_index = index;
-    return vub_qcow2_load_l1(img, s.l1_table_offset, s.l1_size, recorded ? *disk_bytes : 0, "snapshot", why,
-                             why_len);
-}
-
-/* ---- 10.8 Opening and reading ------------------------------------------------ */
-
-/* Fills q from a checked header: geometry and features. */
-static void vub_qcow2_geometry(struct vub_qcow2 *q, const struct vub_qcow2_header *h)
-{
-    q->version = h->version;
-    q->cluster_bits = h->cluster_bits;
-    q->cluster_bytes = UINT64_C(1) << h->cluster_bits;
-    q->extended_l2 = vub_has(h->incompatible_features, QCOW2_INCOMPAT_EXTL2_BIT);
-    /* "l2_entries = (cluster_size / sizeof(uint64_t))", or "(cluster_size /
-     * (2 * sizeof(uint64_t)))" with extended L2 entries. */
-    q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
-    q->l2_bits = h->cluster_bits - (q->extended_l2 ? 4 : 3);
-    q->refcount_order = h->refcount_order;
-    q->incompatible = h->incompatible_features;
-    q->compatible = h->compatible_features;
-    q->autoclear = h->autoclear_features;
-    q->compression_type = h->compression_type;
-}
-
-/* Reads cluster 0 (header, extensions, backing name) into q->cluster,
- * which no compressed cluster uses until open is over. */
-static enum vub_err vub_qcow2_read_cluster0(struct vub_image *img, char *why, size_t why_len)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    q->cluster = malloc((size_t)q->cluster_bytes);
-    if (!q->cluster)
-        return VUB_E_NOMEM;
-    if (vub_qcow2_pread(img->fd, q->cluster, (size_t)q->cluster_bytes, 0) != VUB_OK) {
-        vub_why(why, why_len, "reading the header: %s", strerror(errno));
-        return VUB_E_IO;
-    }
-    return VUB_OK;
-}
-
-/* [QCOW2-REFCOUNT-BOUNDS] vub never reads refcounts, but checks the table
- * the way QEMU does at open ("Reference count table too large", "Invalid
- * reference count table offset"), so both accept the same images. */
-static enum vub_err vub_qcow2_check_refcount_table(const struct vub_qcow2 *q, const struct vub_qcow2_header *h,
-                                                   char *why, size_t why_len)
-{
-    uint64_t bytes = (uint64_t)h->refcount_table_clusters << q->cluster_bits;
-    if (bytes > VUB_QCOW2_MAX_REFTABLE_BYTES) {
-        vub_why(why, why_len, "refcount table of %u clusters exceeds 8 MiB", h->refcount_table_clusters);
-        return VUB_E_UNSUPP;
-    }
-    /* The table is whole clusters, but the file may end right after the
-     * part in use; check the first cluster is in the file. */
-    if (!vub_qcow2_table_ok(q, h->refcount_table_offset, bytes ? 8 : 0)) {
-        vub_why(why, why_len, "refcount table at %llu is unaligned or outside the file",
-                (unsigned long long)h->refcount_table_offset);
-        return VUB_E_CORRUPT;
-    }
-    return VUB_OK;
-}
-
-/* Takes the names cluster 0 records (backing file, data file) and opens
- * what they name. */
-static enum vub_err vub_qcow2_open_files(struct vub_image *img, const char *path, const struct vub_qcow2_header *h,
-                                         const struct vub_qcow2_exts *x, const struct vub_image_opts *opts,
-                                         const struct vub_qcow2_chain *chain, char *why, size_t why_len)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    enum vub_err err;
-    if (x->data_file && vub_has(h->incompatible_features, QCOW2_INCOMPAT_DATA_FILE_BIT)) {
-        char *name = NULL;
-        if (x->data_file_len > VUB_QCOW2_MAX_NAME) {
-            vub_why(why, why_len, "data file name of %u bytes is too long", x->data_file_len);
-            return VUB_E_CORRUPT;
-        }
-        err = vub_qcow2_strdup(x->data_file, x->data_file_len, "the data file name", &name, why, why_len);
-        if (err != VUB_OK)
-            return err;
-        q->data_path = vub_qcow2_resolve(path, name);
-        free(name);
-        if (!q->data_path)
-            return VUB_E_NOMEM;
-        q->data_fd = open(q->data_path, O_RDONLY | O_CLOEXEC);
-        if (q->data_fd < 0) {
-            vub_why(why, why_len, "data file %s: %s", q->data_path, strerror(errno));
-            return VUB_E_IO;
-        }
-    }
-    if (h->backing_file_offset == 0 || h->backing_file_size == 0)
-        return VUB_OK; /* an empty name is no backing file, as in QEMU */
-    err = vub_qcow2_strdup(q->cluster + h->backing_file_offset, h->backing_file_size, "the backing file name",
-                           &q->backing_name, why, why_len);
-    if (err != VUB_OK)
-        return err;
-    q->backing_path = vub_qcow2_resolve(path, q->backing_name);
-    if (!q->backing_path)
-        return VUB_E_NOMEM;
-    enum vub_format fmt;
-    err = vub_qcow2_backing_format(q, x, opts, &fmt, why, why_len);
-    if (err != VUB_OK)
-        return err;
-    return vub_qcow2_open_backing(q, fmt, opts, chain, why, why_len);
-}
-
-/* Allocates the read buffers: the L2 cache (a fixed number of slots within
- * VUB_QCOW2_L2_CACHE_BYTES) and the compressed-cluster input buffer. */
-static enum vub_err vub_qcow2_alloc_caches(struct vub_qcow2 *q)
-{
-    uint64_t slots = VUB_QCOW2_L2_CACHE_BYTES >> q->cluster_bits;
-    if (slots < VUB_QCOW2_L2_CACHE_MIN_SLOTS)
-        slots = VUB_QCOW2_L2_CACHE_MIN_SLOTS;
-    if (slots > VUB_QCOW2_L2_CACHE_MAX_SLOTS)
-        slots = VUB_QCOW2_L2_CACHE_MAX_SLOTS;
-    q->l2_slot_count = (unsigned)slots;
-    q->l2_slots = calloc(q->l2_slot_count, sizeof *q->l2_slots);
-    q->l2_memory = malloc((size_t)(slots << q->cluster_bits));
-    q->zbuf = malloc((size_t)(2 * q->cluster_bytes));
-    if (!q->l2_slots || !q->l2_memory || !q->zbuf)
-        return VUB_E_NOMEM;
-    for (unsigned i = 0; i < q->l2_slot_count; i++)
-        q->l2_slots[i].table = q->l2_memory + ((size_t)i << q->cluster_bits);
-    return VUB_OK;
-}
-
-/* Opens img (fd open, format QCOW2) as one image of a chain: header,
- * extensions, features, tables, the files it names, the L1 table it reads. */
-static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path,
-                                         const struct vub_image_opts *opts,
-                                         const struct vub_qcow2_chain *chain, char *why, size_t why_len)
-{
-    uint8_t raw[VUB_QCOW2_HEADER_READ_BYTES];
-    struct vub_qcow2_header h;
-    struct vub_qcow2_exts x;
-    uint64_t file_bytes, disk_bytes;
-    img->read_only = true; /* [QCOW2-RDONLY] vub never writes qcow2 */
-    if (!vub_raw_file_size(img->fd, &file_bytes)) {
-        vub_why(why, why_len, "not a regular file or block device: %s", strerror(errno));
-        return VUB_E_IO;
-    }
-    if (vub_qcow2_pread(img->fd, raw, sizeof raw, 0) != VUB_OK) {
-        vub_why(why, why_len, "reading the header: %s", strerror(errno));
-        return VUB_E_IO;
-    }
-    vub_qcow2_header_decode(raw, &h);
-    enum vub_err err = vub_qcow2_check_header(&h, file_bytes, why, why_len);
-    if (err != VUB_OK)
-        return err;
-    struct vub_qcow2 *q = calloc(1, sizeof *q);
-    if (!q)
-        return VUB_E_NOMEM;
-    img->qcow2 = q;
-    q->data_fd = -1;
-    q->snapshot_index = -1;
-    q->file_bytes = file_bytes;
-    vub_qcow2_geometry(q, &h);
-    if ((err = vub_qcow2_read_cluster0(img, why, why_len)) != VUB_OK ||
-        (err = vub_qcow2_read_exts(q->cluster, &h, q->cluster_bytes, &x, why, why_len)) != VUB_OK ||
-        (err = vub_qcow2_check_features(&h, &x, opts, why, why_len)) != VUB_OK ||
-        (err = vub_qcow2_check_refcount_table(q, &h, why, why_len)) != VUB_OK)
-        return err;
-    vub_qcow2_name_bits(&x, 0, h.incompatible_features, false, q->features, sizeof q->features);
-    vub_qcow2_name_bits(&x, 1, h.compatible_features, false, q->features, sizeof q->features);
-    vub_qcow2_name_bits(&x, 2, h.autoclear_features, false, q->features, sizeof q->features);
-    int32_t index;
-    if ((err = vub_qcow2_read_snapshots(img, &h, opts->snapshot, &index, why, why_len)) != VUB_OK)
-        return err;
-    if (opts->snapshot && index < 0) {
-        vub_why(why, why_len, "no snapshot with id or name \"%s\"", opts->snapshot);
-        return VUB_E_INVAL;
-    }
-    if ((err = vub_qcow2_open_files(img, path, &h, &x, opts, chain, why, why_len)) != VUB_OK ||
-        (err = vub_qcow2_alloc_caches(q)) != VUB_OK)
-        return err;
-    disk_bytes = h.size;
-    if (!opts->snapshot)
-        err = vub_qcow2_load_l1(img, h.l1_table_offset, h.l1_size, h.size, "active", why, why_len);
-    else if ((err = vub_qcow2_check_l1(q, h.l1_table_offset, h.l1_size, h.size, "active", why, why_len)) == VUB_OK)
-        err = vub_qcow2_select_snapshot(img, index, h.size, &disk_bytes, why, why_len);
-    /* [QCOW2-SIZE] whole 512-byte sectors, as QEMU's qcow2 driver exports. */
-    img->size = disk_bytes - disk_bytes % 512;
-    return err;
-}
-
-static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path,
-                                   const struct vub_image_opts *opts, char *why, size_t why_len)
-{
-    struct stat st;
-    if (fstat(img->fd, &st) != 0) {
-        vub_why(why, why_len, "%s: %s", path, strerror(errno));
-        return VUB_E_IO;
-    }
-    struct vub_qcow2_chain top = {st.st_dev, st.st_ino, 0, NULL};
-    char inner[512];
-    inner[0] = '\0';
-    enum vub_err err = vub_qcow2_open_chain(img, path, opts, &top, inner, sizeof inner);
-    if (err != VUB_OK)
-        vub_why(why, why_len, "%s: %s", path, inner);
-    return err;
-}
-
-/* Reads [off, off + bytes of iov) (checked against img->size by the image
- * layer): maps it extent by extent, merging neighbours that one read can
- * serve (a run of contiguous data clusters is one preadv; a run of
- * unallocated clusters is one backing read). */
-static enum vub_err vub_qcow2_readv(struct vub_image *img, uint64_t off, const struct iovec *iov, int count)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    struct vub_qcow2_cursor c = {iov, count, 0, 0};
-    uint64_t left = vub_iov_bytes(iov, count);
-    struct vub_qcow2_extent run = {0}, next;
-    bool have_run = false;
-    q->why[0] = '\0';
-    while (left > 0) {
-        enum vub_err err = vub_qcow2_map(img, off, left, &next);
-        if (err != VUB_OK)
-            return err;
-        if (have_run && vub_qcow2_extends(&run, &next)) {
-            run.bytes += next.bytes;
-        } else {
-            if (have_run && (err = vub_qcow2_read_extent(img, &run, &c)) != VUB_OK)
-                return err;
-            run = next;
-            have_run = true;
-        }
-        off += next.bytes;
-        left -= next.bytes;
-    }
-    return have_run ? vub_qcow2_read_extent(img, &run, &c) : VUB_OK;
-}
-
-static void vub_qcow2_close(struct vub_image *img)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    if (!q)
-        return;
-    vub_image_close(q->backing);
-    vub_sys_close(&q->data_fd);
-    free(q->l1);
-    free(q->l2_slots);
-    free(q->l2_memory);
-    free(q->zbuf);
-    free(q->cluster);
-    free(q->data_path);
-    free(q->backing_name);
-    free(q->backing_path);
-    free(q->snapshot_offsets);
-    free(q);
-    img->qcow2 = NULL;
-}
-
-/* ---- 10.9 Image queries: info, snapshots, block status ---------------------- */
-
-enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *out)
-{
-    if (!img || !out)
-        return VUB_E_INVAL;
-    memset(out, 0, sizeof *out);
-    out->format = img->format;
-    out->size_bytes = img->size;
-    out->snapshot_index = -1;
-    const struct vub_qcow2 *q = img->qcow2;
-    if (!q) {
-        uint64_t bytes;
-        out->file_bytes = vub_raw_file_size(img->fd, &bytes) ? bytes : 0;
-        return VUB_OK;
-    }
-    out->file_bytes = q->file_bytes;
-    out->version = q->version;
-    out->cluster_bits = q->cluster_bits;
-    out->refcount_bits = 1u << q->refcount_order;
-    out->incompatible_features = q->incompatible;
-    out->compatible_features = q->compatible;
-    out->autoclear_features = q->autoclear;
-    out->features = q->features;
-    out->compression = q->compression_type == QCOW2_COMPRESSION_ZLIB ? "zlib" : "zstd";
-    out->extended_l2 = q->extended_l2;
-    out->backing_name = q->backing_name;
-    out->backing_path = q->backing_path;
-    out->backing_format = q->backing ? q->backing_format : NULL;
-    out->backing = q->backing;
-    out->data_file = q->data_path;
-    out->snapshot_count = q->snapshot_count;
-    out->snapshot_index = q->snapshot_index;
-    return VUB_OK;
-}
-
-/* Copies a recorded string into a NUL-terminated, cut-to-fit array, made
- * printable (vub_qcow2_printable). */
-static enum vub_err vub_qcow2_read_string(int fd, uint64_t offset, uint32_t bytes, char *out, size_t cap)
-{
-    uint8_t raw[256];
-    size_t n = bytes < cap - 1 ? bytes : cap - 1;
-    if (n > sizeof raw || vub_qcow2_pread(fd, raw, n, offset) != VUB_OK)
-        return VUB_E_IO;
-    vub_qcow2_printable(out, cap, raw, n);
-    return VUB_OK;
-}
-
-enum vub_err vub_image_snapshot(const struct vub_image *img, uint32_t index, struct vub_image_snapshot *out)
-{
-    if (!img || !out)
-        return VUB_E_INVAL;
-    const struct vub_qcow2 *q = img->qcow2;
-    if (!q || index >= q->snapshot_count)
-        return VUB_E_RANGE;
-    struct vub_qcow2_snapshot_header s;
-    uint64_t at = q->snapshot_offsets[index];
-    if (vub_qcow2_snapshot_read(img->fd, at, &s) != VUB_OK)
-        return VUB_E_IO;
-    memset(out, 0, sizeof *out);
-    uint64_t id_at = at + VUB_QCOW2_SNAPSHOT_FIXED_BYTES + s.extra_data_size;
-    if (vub_qcow2_read_string(img->fd, id_at, s.id_str_size, out->id, sizeof out->id) != VUB_OK ||
-        vub_qcow2_read_string(img->fd, id_at + s.id_str_size, s.name_size, out->name, sizeof out->name) != VUB_OK)
-        return VUB_E_IO;
-    out->id_bytes = s.id_str_size;
-    out->name_bytes = s.name_size;
-    /* "If this field is present, the 32-bit value in bytes 32-35 is ignored." */
-    out->vm_state_bytes = s.extra_data_size >= 8 ? s.vm_state_size_large : s.vm_state_size;
-    out->size_bytes = s.extra_data_size >= 16 ? s.disk_size : 0;
-    out->date_sec = s.date_sec;
-    out->date_nsec = s.date_nsec;
-    out->vm_clock_nsec = s.vm_clock_nsec;
-    return VUB_OK;
-}
-
-/* Whether extent e reads as zeros, trimming it to the part that answers the
- * same way: an unallocated extent over a backing file asks the backing
- * file (and reads zeros past its end). */
-static enum vub_err vub_qcow2_extent_zero(struct vub_image *img, struct vub_qcow2_extent *e, bool *zero)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    *zero = e->kind == VUB_QCOW2_ZERO;
-    if (e->kind != VUB_QCOW2_UNALLOCATED)
-        return VUB_OK;
-    *zero = true;
-    if (!q->backing || e->guest_offset >= q->backing->size)
-        return VUB_OK;
-    uint64_t n = q->backing->size - e->guest_offset;
-    enum vub_err err = vub_image_block_status(q->backing, e->guest_offset, n < e->bytes ? n : e->bytes,
-                                              &e->bytes, zero);
-    if (err != VUB_OK)
-        return vub_qcow2_fail(q, err, "backing file %s: %s", q->backing_path, vub_image_why(q->backing));
-    return VUB_OK;
-}
-
-enum vub_err vub_image_block_status(struct vub_image *img, uint64_t off, uint64_t len, uint64_t *run_bytes,
-                                    bool *zero)
-{
-    if (!img || !run_bytes || !zero || len == 0)
-        return VUB_E_INVAL;
-    if (!vub_range_ok(off, len, img->size))
-        return VUB_E_RANGE;
-    *run_bytes = len;
-    *zero = false;
-    if (!img->qcow2)
-        return VUB_OK; /* raw: holes are not looked for */
-    img->qcow2->why[0] = '\0';
-    uint64_t done = 0;
-    while (done < len) {
-        struct vub_qcow2_extent e;
-        bool z;
-        enum vub_err err = vub_qcow2_map(img, off + done, len - done, &e);
-        if (err == VUB_OK)
-            err = vub_qcow2_extent_zero(img, &e, &z);
-        if (err != VUB_OK)
-            return err;
-        if (done == 0)
-            *zero = z;
-        else if (z != *zero)
-            break;
-        done += e.bytes;
-    }
-    *run_bytes = done;
-    return VUB_OK;
-}
-
-const char *vub_image_why(const struct vub_image *img)
-{
-    return img && img->qcow2 ? img->qcow2->why : "";
-}
-
-/* ======================================================================== *
  * 11. Back-end: the vhost-user-blk device  (vhost-user.rst "Front-end
  *    message types", "Ring states"; VIRTIO "Block Device")
  *
@@ -5123,7 +4959,8 @@ const char *vub_image_why(const struct vub_image *img)
 #define VUB_IOV_SLACK 64           /* extra iovecs for buffers that straddle regions */
 #define VUB_QUEUE_BUDGET_RINGS 4   /* requests per run, in ring sizes, before yielding */
 
-/* Host state of one virtqueue. */
+/* Host state of one virtqueue in a session; a reset clears all of it
+ * except the ring's scratch memory. */
 struct vub_dev_queue {
     struct vub_vring ring;
     uint64_t desc_addr;  /* SET_VRING_ADDR, in the front-end's address space */
@@ -5155,8 +4992,15 @@ struct vub_dev {
     struct vub_dev_stats stats;
     struct vub_msg msg;         /* the message being handled */
     struct vub_msg reply;
-    char why[256];
+    struct vub_error err;       /* the last failure: which rule, and its numbers */
+    char why[256];              /* ... formatted, for vub_dev_why() */
 };
+
+/* Formats dev->err into dev->why after prefix (a request or queue name). */
+static void vub_dev_record(struct vub_dev *dev, const char *prefix)
+{
+    vub_error_format(&dev->err, prefix, dev->why, sizeof dev->why);
+}
 
 /* ---- the message table ---- */
 
@@ -5172,19 +5016,6 @@ struct vub_dev_rule {
 };
 
 #define VUB_GATE_NONE (-1)
-
-static void vub_dev_set_why(struct vub_dev *dev, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-static void vub_dev_set_why(struct vub_dev *dev, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(dev->why, sizeof dev->why, fmt, ap);
-    va_end(ap);
-}
 
 /* Fills the reply header; handlers with a payload reply call this. */
 static void *vub_dev_reply(struct vub_dev *dev, uint32_t size)
@@ -5202,11 +5033,10 @@ static enum vub_err vub_dev_reply_u64(struct vub_dev *dev, uint64_t v)
 /* [VU-QUEUE-INDEX] every index from the wire is checked before use. */
 static struct vub_dev_queue *vub_dev_queue(struct vub_dev *dev, uint32_t index)
 {
-    if (index >= dev->cfg.num_queues) {
-        vub_dev_set_why(dev, "queue index %u, the device has %u", index, dev->cfg.num_queues);
-        return NULL;
-    }
-    return &dev->queues[index];
+    if (index < dev->cfg.num_queues)
+        return &dev->queues[index];
+    vub_fail(&dev->err, VUB_R_VU_QUEUE_INDEX, index, dev->cfg.num_queues);
+    return NULL;
 }
 
 /* Maps the ring areas from the front-end's addresses. [VQ-SPLIT-ALIGN] the
@@ -5214,23 +5044,24 @@ static struct vub_dev_queue *vub_dev_queue(struct vub_dev *dev, uint32_t index)
 static bool vub_dev_map_ring(struct vub_dev *dev, struct vub_dev_queue *q)
 {
     struct vub_vring *vr = &q->ring;
-    vr->desc = vr->avail = vr->used = NULL;
+    bool packed = vr->packed_ring;
+    vr->desc = vr->driver = vr->device = NULL;
     if (!q->addr_set || vr->size == 0)
         return false;
-    if (vr->packed && (q->avail_addr % 4 || q->used_addr % 4))
+    if (packed && (q->avail_addr % 4 || q->used_addr % 4))
         return false; /* [VQ-PACKED-ALIGN] event areas are 4-byte aligned */
     vr->desc = vub_mem_range(&dev->mem, VUB_UVA, q->desc_addr, vub_split_desc_bytes(vr->size));
-    vr->avail = vub_mem_range(&dev->mem, VUB_UVA, q->avail_addr,
-                              vr->packed ? vub_packed_event_bytes() : vub_split_avail_bytes(vr->size));
-    vr->used = vub_mem_range(&dev->mem, VUB_UVA, q->used_addr,
-                             vr->packed ? vub_packed_event_bytes() : vub_split_used_bytes(vr->size));
+    vr->driver = vub_mem_range(&dev->mem, VUB_UVA, q->avail_addr,
+                               packed ? vub_packed_event_bytes() : vub_split_avail_bytes(vr->size));
+    vr->device = vub_mem_range(&dev->mem, VUB_UVA, q->used_addr,
+                               packed ? vub_packed_event_bytes() : vub_split_used_bytes(vr->size));
     /* [VQ-HOST-ALIGN] our pointer takes its low bits from the region's
      * mmap_offset, not from the front-end's address: a region whose two
      * disagree would give misaligned 16-bit ring atomics. */
-    if (vr->desc && vr->avail && vr->used && (uintptr_t)vr->desc % 16 == 0 &&
-        (uintptr_t)vr->avail % (vr->packed ? 4 : 2) == 0 && (uintptr_t)vr->used % 4 == 0)
+    if (vr->desc && vr->driver && vr->device && (uintptr_t)vr->desc % 16 == 0 &&
+        (uintptr_t)vr->driver % (packed ? 4 : 2) == 0 && (uintptr_t)vr->device % 4 == 0)
         return true;
-    vr->desc = vr->avail = vr->used = NULL;
+    vr->desc = vr->driver = vr->device = NULL;
     return false;
 }
 
@@ -5242,30 +5073,21 @@ static void vub_dev_remap_rings(struct vub_dev *dev)
         vub_dev_map_ring(dev, &dev->queues[i]);
 }
 
-static void vub_dev_queue_reset(struct vub_dev_queue *q)
-{
-    struct vub_vring keep = q->ring; /* scratch arrays are kept for the next session */
-    vub_sys_close(&q->kick_fd);
-    vub_sys_close(&q->call_fd);
-    vub_sys_close(&q->err_fd);
-    memset(q, 0, sizeof *q);
-    q->kick_fd = q->call_fd = q->err_fd = -1;
-    q->ring.iov = keep.iov;
-    q->ring.iov_cap = keep.iov_cap;
-    q->ring.batch_ids = keep.batch_ids;
-    q->ring.ids_pending = keep.ids_pending;
-    if (q->ring.ids_pending)
-        memset(q->ring.ids_pending, 0, VUB_PACKED_IDS / 8);
-    q->ring.avail_wrap = q->ring.used_wrap = true; /* "wrap counters start at 1" */
-}
-
 /* [VU-RESET] returns the device to its initial state: rings stopped and
- * disabled, fds closed, memory unmapped, virtio features forgotten. The
- * negotiated protocol features describe the connection and are kept. */
+ * disabled, split, fds closed, memory unmapped, virtio features forgotten.
+ * The negotiated protocol features describe the connection and are kept.
+ * Each ring's scratch memory lives as long as the device. */
 static void vub_dev_reset(struct vub_dev *dev)
 {
-    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
-        vub_dev_queue_reset(&dev->queues[i]);
+    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
+        struct vub_dev_queue *q = &dev->queues[i];
+        vub_sys_close(&q->kick_fd);
+        vub_sys_close(&q->call_fd);
+        vub_sys_close(&q->err_fd);
+        *q = (struct vub_dev_queue){.ring = {.scratch = q->ring.scratch}, .kick_fd = -1, .call_fd = -1, .err_fd = -1};
+        if (q->ring.scratch.ids_pending)
+            memset(q->ring.scratch.ids_pending, 0, VUB_PACKED_IDS / 8);
+    }
     vub_mem_clear(&dev->mem);
     dev->features = 0;
     dev->features_set = false;
@@ -5288,9 +5110,9 @@ static void vub_dev_notify(struct vub_dev *dev, struct vub_dev_queue *q)
 static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
 {
     struct vub_dev_queue *q = &dev->queues[index];
-    char detail[sizeof dev->why];
-    memcpy(detail, dev->why, sizeof detail);
-    vub_dev_set_why(dev, "queue %u: %s", index, detail);
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "queue %u", index);
+    vub_dev_record(dev, prefix);
     q->started = false;
     if (q->err_fd >= 0)
         vub_sys_signal(q->err_fd);
@@ -5303,16 +5125,11 @@ static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
  * before a smaller SET_VRING_NUM). */
 static bool vub_dev_ring_consistent(struct vub_dev *dev, const struct vub_vring *vr)
 {
-    if (!vr->packed && (vr->size & (vr->size - 1)) != 0) {
-        vub_dev_set_why(dev, "split ring of size %u is not a power of two", vr->size);
-        return false;
-    }
-    if (vr->packed && (vr->last_avail >= vr->size || vr->used_idx >= vr->size)) {
-        vub_dev_set_why(dev, "packed ring base (slots %u and %u) lies outside the %u-entry ring",
-                        vr->last_avail, vr->used_idx, vr->size);
-        return false;
-    }
-    return true;
+    bool bad = vr->packed_ring ? vr->packed.next_avail >= vr->size || vr->packed.next_used >= vr->size
+                               : (vr->size & (vr->size - 1)) != 0;
+    if (bad)
+        vub_fail(&dev->err, VUB_R_VQ_RING_STATE, vr->size, vr->packed_ring ? vub_packed_base(vr) : 0);
+    return !bad;
 }
 
 /* Completes every available request, publishing used entries in batches
@@ -5327,17 +5144,13 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
         return VUB_OK;
     if (!vub_dev_ring_consistent(dev, vr))
         return vub_dev_queue_broken(dev, index);
-    if (!q->used_synced && !vr->packed) {
-        /* [VQ-SPLIT-USED-IDX] the used index is not sent by the front-end:
-         * it lives in guest memory and is read when the ring starts. */
-        vr->used_idx = vr->published_used = vub_ring_load16(vr->used + 2, memory_order_acquire);
-        vr->signalled_valid = false;
-    }
+    if (!q->used_synced && !vr->packed_ring)
+        vub_split_start(vr);
     q->used_synced = true;
     unsigned budget = VUB_QUEUE_BUDGET_RINGS * (unsigned)vr->size, batch = 0;
     for (;;) {
         struct vub_chain c;
-        enum vub_err err = budget == 0 ? VUB_E_AGAIN : vub_vring_pop(vr, &dev->mem, &c, dev->why, sizeof dev->why);
+        enum vub_err err = budget == 0 ? VUB_E_AGAIN : vub_vring_pop(vr, &dev->mem, &c, &dev->err);
         if (err == VUB_E_AGAIN) {
             if (batch > 0) {
                 vub_vring_publish(vr);
@@ -5383,23 +5196,14 @@ static enum vub_err vub_h_get_features(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
 {
     uint64_t f = m->payload.u64;
-    if (f & ~dev->features_offered) {
-        char names[256];
-        vub_features_str(f & ~dev->features_offered, VUB_FEATURES_VIRTIO, names, sizeof names);
-        vub_dev_set_why(dev, "front-end acked features that were not offered: %s", names);
-        return VUB_E_PROTO;
-    }
-    if (!vub_has(f, VIRTIO_F_VERSION_1)) {
-        vub_dev_set_why(dev, "front-end did not ack VERSION_1; legacy virtio is not supported");
-        return VUB_E_UNSUPP;
-    }
-    for (unsigned i = 0; i < dev->cfg.num_queues; i++) {
-        struct vub_dev_queue *q = &dev->queues[i];
-        if (q->ring.packed != vub_has(f, VIRTIO_F_RING_PACKED) && q->started) {
-            vub_dev_set_why(dev, "SET_FEATURES changes the ring layout of running queue %u", i);
-            return VUB_E_PROTO;
-        }
-    }
+    bool packed = vub_has(f, VIRTIO_F_RING_PACKED);
+    if (f & ~dev->features_offered)
+        return vub_fail(&dev->err, VUB_R_VU_SET_FEATURES, f & ~dev->features_offered, 0);
+    if (!vub_has(f, VIRTIO_F_VERSION_1))
+        return vub_fail(&dev->err, VUB_R_VU_VERSION_1, f, 0);
+    for (unsigned i = 0; i < dev->cfg.num_queues; i++)
+        if (dev->queues[i].ring.packed_ring != packed && dev->queues[i].started)
+            return vub_fail(&dev->err, VUB_R_VQ_LAYOUT_CHANGE, i, 0);
     dev->features = f;
     dev->features_set = true;
     dev->blk.wce_negotiated = vub_has(f, VIRTIO_BLK_F_CONFIG_WCE);
@@ -5408,16 +5212,14 @@ static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
         struct vub_dev_queue *q = &dev->queues[i];
         q->ring.event_idx = vub_has(f, VIRTIO_F_EVENT_IDX);
         q->ring.indirect = vub_has(f, VIRTIO_F_INDIRECT_DESC);
-        if (q->ring.packed != vub_has(f, VIRTIO_F_RING_PACKED)) {
+        if (q->ring.packed_ring != packed) {
             /* [VQ-LAYOUT-CHANGE] size, base and areas were checked for the
              * other layout: forget them; the front-end sends them again
              * (QEMU does, after the firmware's split ring). */
-            q->ring.packed = !q->ring.packed;
+            vub_vring_set_layout(&q->ring, packed);
             q->ring.size = 0;
             q->addr_set = false;
-            q->ring.desc = q->ring.avail = q->ring.used = NULL;
-            q->ring.last_avail = q->ring.used_idx = 0;
-            q->ring.avail_wrap = q->ring.used_wrap = true;
+            q->ring.desc = q->ring.driver = q->ring.device = NULL;
         }
         if (!vub_has(f, VHOST_USER_F_PROTOCOL_FEATURES))
             q->enabled = true;
@@ -5457,18 +5259,15 @@ static enum vub_err vub_h_set_mem_table(struct vub_dev *dev, struct vub_msg *m)
     const struct vub_vu_mem_table *t = &m->payload.mem;
     struct vub_mem fresh = {.count = 0};
     if (t->nregions == 0 || t->nregions > VUB_VU_MAX_FDS ||
-        m->hdr.size != 8 + t->nregions * sizeof(struct vub_vu_mem_region)) {
-        vub_dev_set_why(dev, "memory table of %u regions in a %u-byte payload", t->nregions, m->hdr.size);
-        return VUB_E_PROTO;
-    }
-    if (m->fd_count != t->nregions) {
-        vub_dev_set_why(dev, "memory table of %u regions came with %u fds", t->nregions, m->fd_count);
-        return VUB_E_PROTO;
-    }
+        m->hdr.size != 8 + t->nregions * sizeof(struct vub_vu_mem_region))
+        return vub_fail(&dev->err, VUB_R_VU_MEM_TABLE, t->nregions, m->hdr.size);
+    if (m->fd_count != t->nregions)
+        return vub_fail(&dev->err, VUB_R_VU_MEM_TABLE, t->nregions, m->fd_count);
     for (unsigned i = 0; i < t->nregions; i++) {
-        if (vub_mem_add(&fresh, &t->regions[i], m->fds[i], dev->why, sizeof dev->why) != VUB_OK) {
+        enum vub_err err = vub_mem_add(&fresh, &t->regions[i], m->fds[i], &dev->err);
+        if (err != VUB_OK) {
             vub_mem_clear(&fresh);
-            return VUB_E_PROTO;
+            return err;
         }
     }
     vub_mem_clear(&dev->mem);
@@ -5477,56 +5276,56 @@ static enum vub_err vub_h_set_mem_table(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
-static bool vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue *q, uint32_t num);
-
-static enum vub_err vub_h_set_vring_num(struct vub_dev *dev, struct vub_msg *m)
+/* Scratch a ring needs, allocated when its size is set (never per request):
+ * iovecs for one chain, and the packed ring's batch of buffer ids. */
+static enum vub_err vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue *q, uint32_t num)
 {
-    struct vub_dev_queue *q = vub_dev_queue(dev, m->payload.state.index);
-    uint32_t num = m->payload.state.num;
-    if (!q)
-        return VUB_E_PROTO;
-    if (q->started) {
-        vub_dev_set_why(dev, "SET_VRING_NUM on running queue %u", m->payload.state.index);
-        return VUB_E_PROTO;
+    unsigned cap = (num > VUB_BLK_SEG_MAX + 2 ? num : VUB_BLK_SEG_MAX + 2) + VUB_IOV_SLACK;
+    struct vub_vring_scratch *s = &q->ring.scratch;
+    if (cap > s->iov_cap) {
+        struct iovec *iov = realloc(s->iov, cap * sizeof *iov);
+        uint16_t *ids = realloc(s->batch_ids, cap * sizeof *ids);
+        if (iov)
+            s->iov = iov;
+        if (ids)
+            s->batch_ids = ids;
+        if (!iov || !ids)
+            return vub_fail(&dev->err, VUB_R_SYS_NOMEM, cap * sizeof *iov, 0);
+        s->iov_cap = cap;
     }
-    /* [VQ-SPLIT-SIZE] a power of two no larger than 32768;
-     * [VQ-PACKED-SIZE] packed rings: any size in 1..32768. */
-    if (num == 0 || num > VUB_MAX_QUEUE_SIZE || (!q->ring.packed && (num & (num - 1)) != 0)) {
-        vub_dev_set_why(dev, "%s ring size %u is not %s in 1..%u", q->ring.packed ? "packed" : "split", num,
-                        q->ring.packed ? "a size" : "a power of two", VUB_MAX_QUEUE_SIZE);
-        return VUB_E_PROTO;
-    }
-    if (!vub_dev_alloc_ring(dev, q, num))
-        return VUB_E_NOMEM;
-    q->ring.size = (uint16_t)num;
-    vub_dev_map_ring(dev, q);
+    if (!s->ids_pending && !(s->ids_pending = calloc(VUB_PACKED_IDS / 8, 1)))
+        return vub_fail(&dev->err, VUB_R_SYS_NOMEM, VUB_PACKED_IDS / 8, 0);
     return VUB_OK;
 }
 
-/* Scratch a ring needs, allocated when its size is set (never per request):
- * iovecs for one chain, and the packed ring's batch of buffer ids. */
-static bool vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue *q, uint32_t num)
+/* A stopped queue by index, for the messages that set up a ring. */
+static struct vub_dev_queue *vub_dev_stopped_queue(struct vub_dev *dev, const struct vub_msg *m)
 {
-    unsigned cap = (num > VUB_BLK_SEG_MAX + 2 ? num : VUB_BLK_SEG_MAX + 2) + VUB_IOV_SLACK;
-    struct vub_vring *vr = &q->ring;
-    if (cap > vr->iov_cap) {
-        struct iovec *iov = realloc(vr->iov, cap * sizeof *iov);
-        uint16_t *ids = realloc(vr->batch_ids, cap * sizeof *ids);
-        if (iov)
-            vr->iov = iov;
-        if (ids)
-            vr->batch_ids = ids;
-        if (!iov || !ids) {
-            vub_dev_set_why(dev, "out of memory for a %u-entry ring", num);
-            return false;
-        }
-        vr->iov_cap = cap;
+    struct vub_dev_queue *q = vub_dev_queue(dev, m->payload.state.index);
+    if (q && q->started) {
+        vub_fail(&dev->err, VUB_R_VU_RING_STOPPED, m->hdr.request, m->payload.state.index);
+        return NULL;
     }
-    if (!vr->ids_pending && !(vr->ids_pending = calloc(VUB_PACKED_IDS / 8, 1))) {
-        vub_dev_set_why(dev, "out of memory for a %u-entry ring", num);
-        return false;
-    }
-    return true;
+    return q;
+}
+
+static enum vub_err vub_h_set_vring_num(struct vub_dev *dev, struct vub_msg *m)
+{
+    struct vub_dev_queue *q = vub_dev_stopped_queue(dev, m);
+    uint32_t num = m->payload.state.num;
+    if (!q)
+        return VUB_E_PROTO;
+    /* [VQ-SPLIT-SIZE] a power of two no larger than 32768;
+     * [VQ-PACKED-SIZE] packed rings: any size in 1..32768. */
+    if (num == 0 || num > VUB_MAX_QUEUE_SIZE || (!q->ring.packed_ring && (num & (num - 1)) != 0))
+        return vub_fail(&dev->err, q->ring.packed_ring ? VUB_R_VQ_PACKED_SIZE : VUB_R_VQ_SPLIT_SIZE, num,
+                        VUB_MAX_QUEUE_SIZE);
+    enum vub_err err = vub_dev_alloc_ring(dev, q, num);
+    if (err != VUB_OK)
+        return err;
+    q->ring.size = (uint16_t)num;
+    vub_dev_map_ring(dev, q);
+    return VUB_OK;
 }
 
 static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
@@ -5535,22 +5334,14 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
     struct vub_dev_queue *q = vub_dev_queue(dev, a->index);
     if (!q)
         return VUB_E_PROTO;
-    if (a->flags & ~1u) {
-        vub_dev_set_why(dev, "SET_VRING_ADDR flags 0x%x", a->flags);
-        return VUB_E_PROTO;
-    }
-    if (a->desc_uaddr % 16 || a->avail_uaddr % 2 || a->used_uaddr % 4) {
-        vub_dev_set_why(dev, "queue %u ring areas misaligned", a->index);
-        return VUB_E_PROTO;
-    }
+    if ((a->flags & ~1u) || a->desc_uaddr % 16 || a->avail_uaddr % 2 || a->used_uaddr % 4)
+        return vub_fail(&dev->err, VUB_R_VQ_SPLIT_ALIGN, a->index, a->flags);
     q->desc_addr = a->desc_uaddr;
     q->avail_addr = a->avail_uaddr;
     q->used_addr = a->used_uaddr;
     q->addr_set = true;
-    if (q->ring.size && !vub_dev_map_ring(dev, q)) {
-        vub_dev_set_why(dev, "queue %u rings are not inside guest memory", a->index);
-        return VUB_E_PROTO;
-    }
+    if (q->ring.size && !vub_dev_map_ring(dev, q))
+        return vub_fail(&dev->err, VUB_R_VQ_HOST_ALIGN, a->index, 0);
     return VUB_OK;
 }
 
@@ -5558,26 +5349,14 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
  * packed rings: both positions and wrap counters ([VU-PACKED-BASE]). */
 static enum vub_err vub_h_set_vring_base(struct vub_dev *dev, struct vub_msg *m)
 {
-    struct vub_dev_queue *q = vub_dev_queue(dev, m->payload.state.index);
+    struct vub_dev_queue *q = vub_dev_stopped_queue(dev, m);
+    uint32_t base = m->payload.state.num;
     if (!q)
         return VUB_E_PROTO;
-    if (q->started) {
-        vub_dev_set_why(dev, "SET_VRING_BASE on running queue %u", m->payload.state.index);
-        return VUB_E_PROTO;
-    }
-    if (q->ring.packed) {
-        if (!vub_packed_set_base(&q->ring, m->payload.state.num)) {
-            vub_dev_set_why(dev, "packed ring base 0x%x names a slot outside the %u-entry ring",
-                            m->payload.state.num, q->ring.size);
-            return VUB_E_PROTO;
-        }
-        return VUB_OK;
-    }
-    if (m->payload.state.num > 0xffff) {
-        vub_dev_set_why(dev, "split ring base 0x%x has bits above 15", m->payload.state.num);
-        return VUB_E_PROTO;
-    }
-    q->ring.last_avail = (uint16_t)m->payload.state.num;
+    if (q->ring.packed_ring ? !vub_packed_set_base(&q->ring, base) : base > 0xffff)
+        return vub_fail(&dev->err, VUB_R_VU_VRING_BASE, base, q->ring.size);
+    if (!q->ring.packed_ring)
+        q->ring.split.last_avail = (uint16_t)base;
     return VUB_OK;
 }
 
@@ -5595,7 +5374,7 @@ static enum vub_err vub_h_get_vring_base(struct vub_dev *dev, struct vub_msg *m)
     vub_sys_close(&q->kick_fd);
     struct vub_vu_vring_state *s = vub_dev_reply(dev, sizeof *s);
     s->index = m->payload.state.index;
-    s->num = q->ring.packed ? vub_packed_base(&q->ring) : q->ring.last_avail;
+    s->num = q->ring.packed_ring ? vub_packed_base(&q->ring) : q->ring.split.last_avail;
     return VUB_OK;
 }
 
@@ -5606,14 +5385,9 @@ static struct vub_dev_queue *vub_dev_vring_fd(struct vub_dev *dev, struct vub_ms
 {
     uint64_t v = m->payload.u64;
     bool nofd = (v & VHOST_USER_VRING_NOFD_MASK) != 0;
-    if (v & ~(uint64_t)(VHOST_USER_VRING_IDX_MASK | VHOST_USER_VRING_NOFD_MASK)) {
-        vub_dev_set_why(dev, "%s payload 0x%llx has unknown bits", vub_vu_request_name(m->hdr.request),
-                        (unsigned long long)v);
-        return NULL;
-    }
-    if (m->fd_count != (nofd ? 0u : 1u)) {
-        vub_dev_set_why(dev, "%s with NOFD=%d came with %u fds", vub_vu_request_name(m->hdr.request),
-                        nofd, m->fd_count);
+    if ((v & ~(uint64_t)(VHOST_USER_VRING_IDX_MASK | VHOST_USER_VRING_NOFD_MASK)) ||
+        m->fd_count != (nofd ? 0u : 1u)) {
+        vub_fail(&dev->err, VUB_R_VU_VRING_FD, v, m->fd_count);
         return NULL;
     }
     struct vub_dev_queue *q = vub_dev_queue(dev, (uint32_t)(v & VHOST_USER_VRING_IDX_MASK));
@@ -5635,9 +5409,9 @@ static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
     if (!q)
         return VUB_E_PROTO;
     if (fd >= 0 && !vub_sys_set_nonblock(fd)) {
-        close(fd);
-        vub_dev_set_why(dev, "kick fd: %s", strerror(errno));
-        return VUB_E_PROTO;
+        enum vub_err err = vub_fail(&dev->err, VUB_R_VU_VRING_KICK, 0, (uint64_t)errno);
+        vub_sys_close(&fd);
+        return err;
     }
     vub_sys_close(&q->kick_fd);
     q->kick_fd = fd;
@@ -5648,25 +5422,16 @@ static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
     return vub_dev_run_queue(dev, (unsigned)(q - dev->queues));
 }
 
-static enum vub_err vub_h_set_vring_call(struct vub_dev *dev, struct vub_msg *m)
+/* SET_VRING_CALL and SET_VRING_ERR: the fd replaces the one held before. */
+static enum vub_err vub_h_set_vring_call_err(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
     if (!q)
         return VUB_E_PROTO;
-    vub_sys_close(&q->call_fd);
-    q->call_fd = fd;
-    return VUB_OK;
-}
-
-static enum vub_err vub_h_set_vring_err(struct vub_dev *dev, struct vub_msg *m)
-{
-    int fd = -1;
-    struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
-        return VUB_E_PROTO;
-    vub_sys_close(&q->err_fd);
-    q->err_fd = fd;
+    int *slot = m->hdr.request == VHOST_USER_SET_VRING_CALL ? &q->call_fd : &q->err_fd;
+    vub_sys_close(slot);
+    *slot = fd;
     return VUB_OK;
 }
 
@@ -5679,12 +5444,8 @@ static enum vub_err vub_h_get_protocol_features(struct vub_dev *dev, struct vub_
 static enum vub_err vub_h_set_protocol_features(struct vub_dev *dev, struct vub_msg *m)
 {
     uint64_t f = m->payload.u64;
-    if (f & ~dev->protocol_offered) {
-        char names[256];
-        vub_features_str(f & ~dev->protocol_offered, VUB_FEATURES_PROTOCOL, names, sizeof names);
-        vub_dev_set_why(dev, "front-end acked protocol features that were not offered: %s", names);
-        return VUB_E_PROTO;
-    }
+    if (f & ~dev->protocol_offered)
+        return vub_fail(&dev->err, VUB_R_VU_PROTOCOL_FEATURES, f & ~dev->protocol_offered, 0);
     dev->protocol = f;
     dev->protocol_set = true;
     return VUB_OK;
@@ -5703,14 +5464,9 @@ static enum vub_err vub_h_set_vring_enable(struct vub_dev *dev, struct vub_msg *
     struct vub_dev_queue *q = vub_dev_queue(dev, m->payload.state.index);
     if (!q)
         return VUB_E_PROTO;
-    if (!dev->protocol_set && !vub_has(dev->features, VHOST_USER_F_PROTOCOL_FEATURES)) {
-        vub_dev_set_why(dev, "SET_VRING_ENABLE before PROTOCOL_FEATURES was negotiated");
-        return VUB_E_PROTO;
-    }
-    if (m->payload.state.num > 1) {
-        vub_dev_set_why(dev, "SET_VRING_ENABLE with num %u", m->payload.state.num);
-        return VUB_E_PROTO;
-    }
+    if ((!dev->protocol_set && !vub_has(dev->features, VHOST_USER_F_PROTOCOL_FEATURES)) ||
+        m->payload.state.num > 1)
+        return vub_fail(&dev->err, VUB_R_VU_VRING_ENABLE, m->payload.state.num, dev->features);
     q->enabled = m->payload.state.num == 1;
     return vub_dev_run_queue(dev, m->payload.state.index);
 }
@@ -5722,17 +5478,11 @@ static enum vub_err vub_h_set_vring_enable(struct vub_dev *dev, struct vub_msg *
 static bool vub_dev_config_range(struct vub_dev *dev, const struct vub_msg *m)
 {
     const struct vub_vu_config *c = &m->payload.config;
-    if (m->hdr.size != 12 + (uint64_t)c->size || c->size > VUB_VU_CONFIG_MAX) {
-        vub_dev_set_why(dev, "%s size %u in a %u-byte payload", vub_vu_request_name(m->hdr.request),
-                        c->size, m->hdr.size);
-        return false;
-    }
-    if (!vub_range_ok(c->offset, c->size, VIRTIO_BLK_CONFIG_BYTES)) {
-        vub_dev_set_why(dev, "%s of %u bytes at offset %u is outside the %u-byte config space",
-                        vub_vu_request_name(m->hdr.request), c->size, c->offset, VIRTIO_BLK_CONFIG_BYTES);
-        return false;
-    }
-    return true;
+    if (m->hdr.size == 12 + (uint64_t)c->size && c->size <= VUB_VU_CONFIG_MAX &&
+        vub_range_ok(c->offset, c->size, VIRTIO_BLK_CONFIG_BYTES))
+        return true;
+    vub_fail(&dev->err, VUB_R_VU_CONFIG_RANGE, c->size, c->offset);
+    return false;
 }
 
 static enum vub_err vub_h_get_config(struct vub_dev *dev, struct vub_msg *m)
@@ -5766,16 +5516,9 @@ static enum vub_err vub_h_set_config(struct vub_dev *dev, struct vub_msg *m)
     for (uint32_t i = 0; i < in->size; i++) {
         uint32_t at = in->offset + i;
         uint8_t v = in->data[i];
-        if (at == 32 && v != cfg[at]) {
-            if (!dev->blk.wce_negotiated || v > 1) {
-                vub_dev_set_why(dev, "writeback=%u %s", v,
-                                dev->blk.wce_negotiated ? "is not 0 or 1" : "without CONFIG_WCE");
-                return VUB_E_PROTO;
-            }
-        } else if (v != cfg[at]) {
-            vub_dev_set_why(dev, "SET_CONFIG writes read-only config byte %u", at);
-            return VUB_E_PROTO;
-        }
+        bool writable = at == 32 && dev->blk.wce_negotiated && v <= 1;
+        if (v != cfg[at] && !writable)
+            return vub_fail(&dev->err, VUB_R_VU_CONFIG_WRITE, v, at);
     }
     if (vub_range_ok(in->offset, 0, 32) && 32 - in->offset < in->size)
         dev->blk.writeback = in->data[32 - in->offset];
@@ -5790,21 +5533,18 @@ static enum vub_err vub_h_get_max_mem_slots(struct vub_dev *dev, struct vub_msg 
 
 static enum vub_err vub_h_add_mem_reg(struct vub_dev *dev, struct vub_msg *m)
 {
-    if (vub_mem_add(&dev->mem, &m->payload.single.region, m->fds[0], dev->why, sizeof dev->why) != VUB_OK)
-        return VUB_E_PROTO;
-    vub_dev_remap_rings(dev);
-    return VUB_OK;
+    enum vub_err err = vub_mem_add(&dev->mem, &m->payload.single.region, m->fds[0], &dev->err);
+    if (err == VUB_OK)
+        vub_dev_remap_rings(dev);
+    return err;
 }
 
 /* An fd that comes with REM_MEM_REG is allowed and closed unused. */
 static enum vub_err vub_h_rem_mem_reg(struct vub_dev *dev, struct vub_msg *m)
 {
-    if (!vub_mem_remove(&dev->mem, &m->payload.single.region)) {
-        vub_dev_set_why(dev, "REM_MEM_REG names no mapped region (guest 0x%llx, %llu bytes)",
-                        (unsigned long long)m->payload.single.region.guest_addr,
-                        (unsigned long long)m->payload.single.region.size);
-        return VUB_E_PROTO;
-    }
+    const struct vub_vu_mem_region *r = &m->payload.single.region;
+    if (!vub_mem_remove(&dev->mem, r))
+        return vub_fail(&dev->err, VUB_R_MEM_REM, r->guest_addr, r->size);
     vub_dev_remap_rings(dev);
     return VUB_OK;
 }
@@ -5829,8 +5569,8 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
     [VHOST_USER_SET_VRING_BASE] = {vub_h_set_vring_base, VUB_STATE, VUB_STATE, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_GET_VRING_BASE] = {vub_h_get_vring_base, VUB_STATE, VUB_STATE, 0, 0, VUB_GATE_NONE, true},
     [VHOST_USER_SET_VRING_KICK] = {vub_h_set_vring_kick, 8, 8, 0, 1, VUB_GATE_NONE, false},
-    [VHOST_USER_SET_VRING_CALL] = {vub_h_set_vring_call, 8, 8, 0, 1, VUB_GATE_NONE, false},
-    [VHOST_USER_SET_VRING_ERR] = {vub_h_set_vring_err, 8, 8, 0, 1, VUB_GATE_NONE, false},
+    [VHOST_USER_SET_VRING_CALL] = {vub_h_set_vring_call_err, 8, 8, 0, 1, VUB_GATE_NONE, false},
+    [VHOST_USER_SET_VRING_ERR] = {vub_h_set_vring_call_err, 8, 8, 0, 1, VUB_GATE_NONE, false},
     [VHOST_USER_GET_PROTOCOL_FEATURES] = {vub_h_get_protocol_features, 0, 0, 0, 0, VUB_GATE_NONE, true},
     [VHOST_USER_SET_PROTOCOL_FEATURES] = {vub_h_set_protocol_features, 8, 8, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_GET_QUEUE_NUM] = {vub_h_get_queue_num, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_MQ, true},
@@ -5852,29 +5592,19 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
  * the right payload size, the right number of fds. */
 static const struct vub_dev_rule *vub_dev_check(struct vub_dev *dev, const struct vub_msg *m)
 {
-    const char *name = vub_vu_request_name(m->hdr.request);
-    const struct vub_dev_rule *rule =
-        m->hdr.request < VHOST_USER_REQUEST_COUNT ? &vub_dev_rules[m->hdr.request] : NULL;
-    if (!rule || !rule->handle) {
-        vub_dev_set_why(dev, "request %u (%s) is not supported", m->hdr.request, name);
-        return NULL;
-    }
-    if (rule->gate != VUB_GATE_NONE && !vub_has(dev->protocol, (unsigned)rule->gate)) {
-        vub_dev_set_why(dev, "%s without protocol feature %s negotiated", name,
-                        vub_protocol_feature_names[rule->gate]);
-        return NULL;
-    }
-    if (m->hdr.size < rule->min_size || m->hdr.size > rule->max_size) {
-        vub_dev_set_why(dev, "%s with a %u-byte payload (expected %u..%u)", name, m->hdr.size,
-                        rule->min_size, rule->max_size);
-        return NULL;
-    }
-    if (m->fd_count < rule->min_fds || m->fd_count > rule->max_fds) {
-        vub_dev_set_why(dev, "%s with %u fds (expected %u..%u)", name, m->fd_count, rule->min_fds,
-                        rule->max_fds);
-        return NULL;
-    }
-    return rule;
+    uint32_t r = m->hdr.request;
+    const struct vub_dev_rule *rule = r < VHOST_USER_REQUEST_COUNT ? &vub_dev_rules[r] : NULL;
+    if (!rule || !rule->handle)
+        vub_fail(&dev->err, VUB_R_VU_DISPATCH, r, 0);
+    else if (rule->gate != VUB_GATE_NONE && !vub_has(dev->protocol, (unsigned)rule->gate))
+        vub_fail(&dev->err, VUB_R_VU_GATE, r, (uint64_t)rule->gate);
+    else if (m->hdr.size < rule->min_size || m->hdr.size > rule->max_size)
+        vub_fail(&dev->err, VUB_R_VU_MSG_SIZE, r, m->hdr.size);
+    else if (m->fd_count < rule->min_fds || m->fd_count > rule->max_fds)
+        vub_fail(&dev->err, VUB_R_VU_FDS_COUNT, r, m->fd_count);
+    else
+        return rule;
+    return NULL;
 }
 
 /* Runs one request and answers it. [VU-NEED-REPLY] a request that has no
@@ -5887,14 +5617,11 @@ static enum vub_err vub_dev_handle(struct vub_dev *dev, struct vub_msg *m)
     const struct vub_dev_rule *rule = vub_dev_check(dev, m);
     bool need_reply = (m->hdr.flags & VHOST_USER_NEED_REPLY_MASK) != 0;
     enum vub_err err = rule ? rule->handle(dev, m) : VUB_E_PROTO;
-    char detail[sizeof dev->why];
 
     dev->reply.hdr.request = m->hdr.request;
     dev->reply.hdr.flags = VHOST_USER_REPLY_FLAGS;
-    if (err != VUB_OK) {
-        memcpy(detail, dev->why, sizeof detail);
-        vub_dev_set_why(dev, "%s: %s", vub_vu_request_name(m->hdr.request), detail);
-    }
+    if (err != VUB_OK)
+        vub_dev_record(dev, vub_vu_request_name(m->hdr.request));
     if (rule && rule->has_reply && err == VUB_OK)
         return vub_vu_send(dev->sock, &dev->reply.hdr, &dev->reply.payload, NULL, 0);
     if (need_reply && !(rule && rule->has_reply)) {
@@ -5958,25 +5685,23 @@ void vub_dev_free(struct vub_dev *dev)
         return;
     vub_dev_detach(dev);
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
-        free(dev->queues[i].ring.iov);
-        free(dev->queues[i].ring.batch_ids);
-        free(dev->queues[i].ring.ids_pending);
+        free(dev->queues[i].ring.scratch.iov);
+        free(dev->queues[i].ring.scratch.batch_ids);
+        free(dev->queues[i].ring.scratch.ids_pending);
     }
     free(dev);
 }
 
 enum vub_err vub_dev_attach(struct vub_dev *dev, int fd)
 {
-    struct timeval tv = {.tv_sec = VUB_SOCKET_TIMEOUT_MS / 1000,
-                         .tv_usec = (VUB_SOCKET_TIMEOUT_MS % 1000) * 1000};
     if (!dev || fd < 0 || dev->sock >= 0)
         return VUB_E_INVAL;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    vub_sys_socket_timeouts(fd, VUB_SOCKET_TIMEOUT_MS);
     dev->sock = fd;
     dev->protocol = 0;
     dev->protocol_set = dev->owner = false;
     memset(&dev->stats, 0, sizeof dev->stats);
+    dev->err = (struct vub_error){VUB_R_NONE, 0, 0};
     dev->why[0] = '\0';
     vub_dev_reset(dev);
     return VUB_OK;
@@ -5999,10 +5724,12 @@ enum vub_err vub_dev_handle_msg(struct vub_dev *dev)
     if (dev->sock < 0)
         return VUB_E_INVAL;
     struct vub_msg *m = &dev->msg;
-    enum vub_err err = vub_vu_recv(dev->sock, m, dev->why, sizeof dev->why);
+    enum vub_err err = vub_vu_recv(dev->sock, m, &dev->err);
     if (err == VUB_OK) {
         err = vub_dev_handle(dev, m);
         vub_msg_close_fds(m); /* [VU-FDS-CLOSE] whatever a handler did not keep */
+    } else {
+        vub_dev_record(dev, NULL);
     }
     return err == VUB_OK || err == VUB_E_CLOSED ? err : VUB_E_PROTO;
 }
@@ -6180,9 +5907,7 @@ struct vub_client_pending {
 struct vub_client_queue {
     struct vub_client *cl;             /* owner; read-only after connect */
     unsigned index;
-    bool packed;                       /* which of the two drivers below runs the ring */
-    struct vub_split_drv split;        /* the driver side of a split ring */
-    struct vub_packed_drv pring;       /* the driver side of a packed ring */
+    struct vub_drv ring;               /* the driver side of the ring, split or packed */
     int kick_fd;                       /* eventfd we signal: "buffers available" */
     int call_fd;                       /* eventfd the back-end signals: "buffers used" */
     bool started;                      /* SET_VRING_KICK sent: stop it at close */
@@ -6195,7 +5920,8 @@ struct vub_client_queue {
     uint16_t *free_link;               /* ring bookkeeping, [size] each (host memory): */
     struct vub_split_slot *ring_slots; /*   split: free list and heads */
     struct vub_packed_slot *packed_slots; /* packed: free ids (free_link) and ids */
-    char why[192];
+    struct vub_error err;              /* the queue's last failure */
+    char why[192];                     /* ... formatted */
 };
 
 struct vub_client {
@@ -6212,123 +5938,51 @@ struct vub_client {
     uint8_t *page_busy;        /* [pool_pages]: 1 if the page is allocated */
     atomic_flag pool_lock;
     struct vub_client_queue *queues; /* [info.num_queues] */
-    char why[256];
+    struct vub_error err;      /* the last control-plane failure */
+    char why[256];             /* ... formatted */
 };
 
-/* ---- The queue's ring, split or packed: one call per driver verb ---- */
-
-static enum vub_err vub_client_ring_add(struct vub_client_queue *q, const struct vub_desc *bufs, unsigned n,
-                                        uint16_t *head)
+/* Records a control-plane failure of cl and returns its class. */
+static enum vub_err vub_client_fail(struct vub_client *cl, enum vub_reason reason, uint64_t a, uint64_t b)
 {
-    return q->packed ? vub_packed_add_buf(&q->pring, bufs, n, head) : vub_split_add_buf(&q->split, bufs, n, head);
+    enum vub_err err = vub_fail(&cl->err, reason, a, b);
+    vub_error_format(&cl->err, NULL, cl->why, sizeof cl->why);
+    return err;
 }
 
-static bool vub_client_ring_kick_needed(struct vub_client_queue *q)
+/* The same for one queue. */
+static enum vub_err vub_client_queue_fail(struct vub_client_queue *q, enum vub_reason reason, uint64_t a,
+                                          uint64_t b)
 {
-    return q->packed ? vub_packed_kick_needed(&q->pring) : vub_split_kick_needed(&q->split);
-}
-
-static enum vub_err vub_client_ring_get_used(struct vub_client_queue *q, uint16_t *head, uint32_t *len)
-{
-    return q->packed ? vub_packed_get_used(&q->pring, head, len, q->why, sizeof q->why)
-                     : vub_split_get_used(&q->split, head, len, q->why, sizeof q->why);
-}
-
-static bool vub_client_ring_enable_interrupts(struct vub_client_queue *q)
-{
-    return q->packed ? vub_packed_enable_interrupts(&q->pring) : vub_split_enable_interrupts(&q->split);
-}
-
-static void vub_client_ring_disable_interrupts(struct vub_client_queue *q)
-{
-    if (q->packed)
-        vub_packed_disable_interrupts(&q->pring);
-    else
-        vub_split_disable_interrupts(&q->split);
-}
-
-static uint16_t vub_client_ring_in_flight(const struct vub_client_queue *q)
-{
-    return q->packed ? q->pring.in_flight : q->split.in_flight;
-}
-
-static bool vub_client_ring_broken(const struct vub_client_queue *q)
-{
-    return q->packed ? q->pring.broken : q->split.broken;
-}
-
-/* ---- Linux glue for the front-end ---- */
-
-static int64_t vub_client_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* poll() until deadline_ms (negative: forever), restarting on EINTR with
- * the time that is left. Returns poll's result, 0 on timeout. */
-static int vub_client_poll(struct pollfd *fds, nfds_t n, int64_t deadline_ms)
-{
-    for (;;) {
-        int left = -1;
-        if (deadline_ms >= 0) {
-            int64_t d = deadline_ms - vub_client_now_ms();
-            left = d < 0 ? 0 : d > INT_MAX ? INT_MAX : (int)d;
-        }
-        int rc = poll(fds, n, left);
-        if (rc >= 0 || errno != EINTR)
-            return rc;
-    }
-}
-
-static void vub_client_socket_timeouts(int sock, int timeout_ms)
-{
-    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-    setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    enum vub_err err = vub_fail(&q->err, reason, a, b);
+    vub_error_format(&q->err, NULL, q->why, sizeof q->why);
+    return err;
 }
 
 /* ---- The control channel ---- */
 
-/* Receives the reply to `request`. [VU-REPLY-CHECK] [VU-REPLY-TIMEOUT] */
+/* Receives the reply to `request`. [VU-REPLY-CHECK] a reply has the
+ * request's id, flags exactly 0x5, the size asked for and no fds.
+ * [VU-REPLY-TIMEOUT] it must come within the timeout. */
 static enum vub_err vub_client_recv_reply(struct vub_client *cl, uint32_t request, struct vub_msg *m,
                                           uint32_t size)
 {
-    const char *name = vub_vu_request_name(request);
     struct pollfd p = {.fd = cl->sock, .events = POLLIN};
-    int rc = vub_client_poll(&p, 1, vub_client_now_ms() + cl->timeout_ms);
-    if (rc == 0) {
-        vub_why(cl->why, sizeof cl->why, "back-end did not answer %s within %d ms", name, cl->timeout_ms);
-        return VUB_E_TIMEOUT;
-    }
-    if (rc < 0) {
-        vub_why(cl->why, sizeof cl->why, "poll: %s", strerror(errno));
-        return VUB_E_IO;
-    }
-    enum vub_err err = vub_vu_recv(cl->sock, m, cl->why, sizeof cl->why);
-    if (err != VUB_OK)
+    int rc = vub_sys_poll(&p, 1, vub_sys_now_ms() + cl->timeout_ms);
+    if (rc <= 0)
+        return rc == 0 ? vub_client_fail(cl, VUB_R_VU_REPLY_TIMEOUT, request, (uint64_t)cl->timeout_ms)
+                       : vub_client_fail(cl, VUB_R_SYS_CALL, 0, (uint64_t)errno);
+    enum vub_err err = vub_vu_recv(cl->sock, m, &cl->err);
+    if (err != VUB_OK) {
+        vub_error_format(&cl->err, NULL, cl->why, sizeof cl->why);
         return err;
-    if (m->fd_count > 0) {
-        vub_why(cl->why, sizeof cl->why, "reply to %s carries %u file descriptors", name, m->fd_count);
-        vub_msg_close_fds(m);
-        return VUB_E_PROTO;
     }
-    if (m->hdr.request != request) {
-        vub_why(cl->why, sizeof cl->why, "back-end answered %s with %s (%u)", name,
-                vub_vu_request_name(m->hdr.request), m->hdr.request);
-        return VUB_E_PROTO;
-    }
-    if (m->hdr.flags != VHOST_USER_REPLY_FLAGS) {
-        vub_why(cl->why, sizeof cl->why, "reply to %s has flags 0x%x, expected 0x%x", name,
-                m->hdr.flags, VHOST_USER_REPLY_FLAGS);
-        return VUB_E_PROTO;
-    }
-    if (m->hdr.size != size) {
-        vub_why(cl->why, sizeof cl->why, "reply to %s has %u payload bytes, expected %u", name,
-                m->hdr.size, size);
-        return VUB_E_PROTO;
-    }
+    bool ok = m->fd_count == 0 && m->hdr.request == request && m->hdr.flags == VHOST_USER_REPLY_FLAGS &&
+              m->hdr.size == size;
+    vub_msg_close_fds(m);
+    if (!ok)
+        return vub_client_fail(cl, VUB_R_VU_REPLY_CHECK, request,
+                               (uint64_t)m->hdr.request << 32 | m->hdr.flags);
     return VUB_OK;
 }
 
@@ -6338,8 +5992,7 @@ static enum vub_err vub_client_send_msg(struct vub_client *cl, uint32_t request,
     struct vub_vu_header hdr = {.request = request, .flags = VHOST_USER_VERSION | flags, .size = size};
     enum vub_err err = vub_vu_send(cl->sock, &hdr, payload, fds, nfds);
     if (err != VUB_OK)
-        vub_why(cl->why, sizeof cl->why, "sending %s: %s", vub_vu_request_name(request),
-                err == VUB_E_CLOSED ? "back-end closed the connection" : strerror(errno));
+        vub_client_fail(cl, err == VUB_E_CLOSED ? VUB_R_VU_CLOSED : VUB_R_SYS_CALL, request, (uint64_t)errno);
     return err;
 }
 
@@ -6355,11 +6008,8 @@ static enum vub_err vub_client_send(struct vub_client *cl, uint32_t request, con
                                            size, fds, nfds);
     if (err == VUB_OK && ack)
         err = vub_client_recv_reply(cl, request, &m, sizeof m.payload.u64);
-    if (err == VUB_OK && ack && m.payload.u64 != 0) {
-        vub_why(cl->why, sizeof cl->why, "back-end refused %s (ack %llu)", vub_vu_request_name(request),
-                (unsigned long long)m.payload.u64);
-        err = VUB_E_PROTO;
-    }
+    if (err == VUB_OK && ack && m.payload.u64 != 0)
+        err = vub_client_fail(cl, VUB_R_VU_NEED_REPLY, request, m.payload.u64);
     cl->broken = err != VUB_OK;
     return err;
 }
@@ -6410,16 +6060,12 @@ static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub
     enum vub_err err = vub_client_get_u64(cl, VHOST_USER_GET_FEATURES, &in->features_offered);
     if (err != VUB_OK)
         return err;
-    if (!vub_has(in->features_offered, VIRTIO_F_VERSION_1)) {
-        vub_why(cl->why, sizeof cl->why, "back-end does not offer VERSION_1 (legacy devices are not supported)");
-        return VUB_E_UNSUPP;
-    }
+    if (!vub_has(in->features_offered, VIRTIO_F_VERSION_1))
+        return vub_client_fail(cl, VUB_R_VU_FEATURES, in->features_offered, 0);
     /* [VQ-RING-CHOICE] auto takes a packed ring when offered, split never does. */
     bool offered = vub_has(in->features_offered, VIRTIO_F_RING_PACKED);
-    if (o->ring == VUB_CLIENT_RING_PACKED && !offered) {
-        vub_why(cl->why, sizeof cl->why, "packed rings: the back-end does not offer RING_PACKED");
-        return VUB_E_UNSUPP;
-    }
+    if (o->ring == VUB_CLIENT_RING_PACKED && !offered)
+        return vub_client_fail(cl, VUB_R_VQ_RING_CHOICE, 0, 0);
     in->packed = offered && o->ring != VUB_CLIENT_RING_SPLIT;
     if (vub_has(in->features_offered, VHOST_USER_F_PROTOCOL_FEATURES)) {
         err = vub_client_get_u64(cl, VHOST_USER_GET_PROTOCOL_FEATURES, &in->protocol_features_offered);
@@ -6431,19 +6077,16 @@ static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub
         in->protocol_features = take; /* from now on REPLY_ACK applies, if taken */
     }
     /* [VU-CONFIG-REQUIRED] the capacity lives in the config space. */
-    if (!vub_has(in->protocol_features, VHOST_USER_PROTOCOL_F_CONFIG)) {
-        vub_why(cl->why, sizeof cl->why, "back-end does not offer PROTOCOL_F_CONFIG: the disk size is unknowable");
-        return VUB_E_UNSUPP;
-    }
+    if (!vub_has(in->protocol_features, VHOST_USER_PROTOCOL_F_CONFIG))
+        return vub_client_fail(cl, VUB_R_VU_CONFIG_REQUIRED, 0, 0);
     in->max_queues = 1;
     if (vub_has(in->protocol_features, VHOST_USER_PROTOCOL_F_MQ)) {
         uint64_t n = 0;
         if ((err = vub_client_get_u64(cl, VHOST_USER_GET_QUEUE_NUM, &n)) != VUB_OK)
             return err;
         if (n == 0 || n > UINT16_MAX) {
-            vub_why(cl->why, sizeof cl->why, "back-end says it has %llu queues", (unsigned long long)n);
             cl->broken = true;
-            return VUB_E_PROTO;
+            return vub_client_fail(cl, VUB_R_VU_ANSWER, VHOST_USER_GET_QUEUE_NUM, n);
         }
         in->max_queues = (unsigned)n;
     }
@@ -6451,9 +6094,8 @@ static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub
         if ((err = vub_client_get_u64(cl, VHOST_USER_GET_MAX_MEM_SLOTS, &in->max_mem_slots)) != VUB_OK)
             return err;
         if (in->max_mem_slots == 0) {
-            vub_why(cl->why, sizeof cl->why, "back-end has no memory slots");
             cl->broken = true;
-            return VUB_E_PROTO;
+            return vub_client_fail(cl, VUB_R_VU_ANSWER, VHOST_USER_GET_MAX_MEM_SLOTS, 0);
         }
     }
     if ((err = vub_client_send(cl, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0)) != VUB_OK)
@@ -6476,10 +6118,9 @@ static enum vub_err vub_client_read_config(struct vub_client *cl)
     if (err != VUB_OK)
         return err;
     if (m.payload.config.offset != 0 || m.payload.config.size != VUB_CLIENT_CONFIG_BYTES) {
-        vub_why(cl->why, sizeof cl->why, "GET_CONFIG reply is for offset %u size %u, asked 0 and %u",
-                m.payload.config.offset, m.payload.config.size, VUB_CLIENT_CONFIG_BYTES);
         cl->broken = true;
-        return VUB_E_PROTO;
+        return vub_client_fail(cl, VUB_R_VU_ANSWER, VHOST_USER_GET_CONFIG,
+                               (uint64_t)m.payload.config.offset << 32 | m.payload.config.size);
     }
     const uint8_t *c = m.payload.config.data;
     uint64_t f = cl->info.features;
@@ -6553,25 +6194,17 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
     uint16_t indirect_max = vub_has(in->features, VIRTIO_F_INDIRECT_DESC)
                                 ? (uint16_t)(in->max_segments + 2) : 0;
     struct vub_client_layout l = vub_client_layout(size, indirect_max, in->packed);
-    if (pool_bytes > SIZE_MAX / 4 || in->num_queues > (SIZE_MAX / 4) / l.block) {
-        vub_why(cl->why, sizeof cl->why, "shared memory would not fit the address space");
-        return VUB_E_NOMEM;
-    }
+    if (pool_bytes > SIZE_MAX / 4 || in->num_queues > (SIZE_MAX / 4) / l.block)
+        return vub_client_fail(cl, VUB_R_SYS_NOMEM, pool_bytes, 0);
     cl->pool_pages = vub_client_align(pool_bytes, VUB_CLIENT_PAGE_BYTES) / VUB_CLIENT_PAGE_BYTES;
     in->buffer_bytes = cl->pool_pages * VUB_CLIENT_PAGE_BYTES;
     cl->mem_bytes = l.block * in->num_queues + in->buffer_bytes;
 
-    cl->memfd = memfd_create("vub-client", MFD_CLOEXEC);
-    if (cl->memfd < 0 || ftruncate(cl->memfd, (off_t)cl->mem_bytes) != 0) {
-        vub_why(cl->why, sizeof cl->why, "shared memory of %zu bytes: %s", cl->mem_bytes, strerror(errno));
+    cl->mem = vub_sys_memfd(cl->mem_bytes, &cl->memfd);
+    if (!cl->mem) {
+        vub_client_fail(cl, VUB_R_SYS_NOMEM, cl->mem_bytes, 0);
         return VUB_E_NOMEM;
     }
-    void *p = mmap(NULL, cl->mem_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, cl->memfd, 0);
-    if (p == MAP_FAILED) {
-        vub_why(cl->why, sizeof cl->why, "mmap of %zu bytes: %s", cl->mem_bytes, strerror(errno));
-        return VUB_E_NOMEM;
-    }
-    cl->mem = p;
     cl->pool = cl->mem + l.block * in->num_queues;
     cl->page_run = calloc(cl->pool_pages ? cl->pool_pages : 1, sizeof *cl->page_run);
     cl->page_busy = calloc(cl->pool_pages ? cl->pool_pages : 1, 1);
@@ -6593,19 +6226,19 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
             return VUB_E_NOMEM;
         bool event_idx = vub_has(in->features, VIRTIO_F_EVENT_IDX);
         uint64_t table_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(l.block * i + l.indirect);
-        q->packed = in->packed;
-        if (q->packed) {
-            vub_packed_drv_init(&q->pring, size, b, b + l.avail, b + l.used, q->free_link, q->packed_slots);
-            q->pring.event_idx = event_idx;
-            q->pring.indirect = b + l.indirect;
-            q->pring.indirect_addr = table_addr;
-            q->pring.indirect_max = indirect_max;
+        q->ring.packed = in->packed;
+        if (q->ring.packed) {
+            vub_packed_drv_init(&q->ring.pk, size, b, b + l.avail, b + l.used, q->free_link, q->packed_slots);
+            q->ring.pk.event_idx = event_idx;
+            q->ring.pk.indirect = b + l.indirect;
+            q->ring.pk.indirect_addr = table_addr;
+            q->ring.pk.indirect_max = indirect_max;
         } else {
-            vub_split_drv_init(&q->split, size, b, b + l.avail, b + l.used, q->free_link, q->ring_slots);
-            q->split.event_idx = event_idx;
-            q->split.indirect = b + l.indirect;
-            q->split.indirect_addr = table_addr;
-            q->split.indirect_max = indirect_max;
+            vub_split_drv_init(&q->ring.split, size, b, b + l.avail, b + l.used, q->free_link, q->ring_slots);
+            q->ring.split.event_idx = event_idx;
+            q->ring.split.indirect = b + l.indirect;
+            q->ring.split.indirect_addr = table_addr;
+            q->ring.split.indirect_max = indirect_max;
         }
         for (uint16_t s = 0; s < size; s++)
             q->slot_free[s] = (uint16_t)(size - 1 - s);
@@ -6640,24 +6273,23 @@ static enum vub_err vub_client_share(struct vub_client *cl)
  * the back-end can notify from its first completion. */
 static enum vub_err vub_client_start_queue(struct vub_client *cl, struct vub_client_queue *q)
 {
+    bool packed = q->ring.packed;
     struct vub_vu_vring_addr a = {
         .index = q->index,
         .flags = 0,
-        .desc_uaddr = (uint64_t)(uintptr_t)(q->packed ? q->pring.desc : q->split.desc),
-        .used_uaddr = (uint64_t)(uintptr_t)(q->packed ? q->pring.device_event : q->split.used),
-        .avail_uaddr = (uint64_t)(uintptr_t)(q->packed ? q->pring.driver_event : q->split.avail),
+        .desc_uaddr = (uint64_t)(uintptr_t)(packed ? q->ring.pk.desc : q->ring.split.desc),
+        .used_uaddr = (uint64_t)(uintptr_t)(packed ? q->ring.pk.device_event : q->ring.split.used),
+        .avail_uaddr = (uint64_t)(uintptr_t)(packed ? q->ring.pk.driver_event : q->ring.split.avail),
         .log_gpa = 0,
     };
-    q->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    q->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (q->kick_fd < 0 || q->call_fd < 0) {
-        vub_why(cl->why, sizeof cl->why, "eventfd: %s", strerror(errno));
-        return VUB_E_IO;
-    }
+    q->kick_fd = vub_sys_eventfd();
+    q->call_fd = vub_sys_eventfd();
+    if (q->kick_fd < 0 || q->call_fd < 0)
+        return vub_client_fail(cl, VUB_R_SYS_CALL, 0, (uint64_t)errno);
     enum vub_err err = vub_client_send_state(cl, VHOST_USER_SET_VRING_NUM, q->index, cl->info.queue_size);
     if (err == VUB_OK)
         err = vub_client_send_state(cl, VHOST_USER_SET_VRING_BASE, q->index,
-                                    q->packed ? 0x80008000u : 0); /* [VU-PACKED-BASE] wraps start at 1 */
+                                    packed ? 0x80008000u : 0); /* [VU-PACKED-BASE] wraps start at 1 */
     if (err == VUB_OK)
         err = vub_client_send(cl, VHOST_USER_SET_VRING_ADDR, &a, sizeof a, NULL, 0);
     if (err == VUB_OK)
@@ -6670,25 +6302,17 @@ static enum vub_err vub_client_start_queue(struct vub_client *cl, struct vub_cli
     return err;
 }
 
-/* Checks the caller's options and fills in defaults. */
-static enum vub_err vub_client_opts_check(const struct vub_client_opts *o, char *why, size_t why_len)
+/* Checks the caller's options. */
+static enum vub_err vub_client_opts_check(const struct vub_client_opts *o, struct vub_error *e)
 {
-    if (!o) {
-        vub_why(why, why_len, "no options");
-        return VUB_E_INVAL;
-    }
+    if (!o)
+        return vub_fail(e, VUB_R_CLIENT_OPTS, 0, 0);
     uint16_t size = o->queue_size ? o->queue_size : VUB_CLIENT_DEFAULT_QUEUE_SIZE;
     bool pow2 = (size & (size - 1)) == 0;
-    if (size < 4 || size > VUB_MAX_QUEUE_SIZE || (!pow2 && o->ring != VUB_CLIENT_RING_PACKED)) {
-        vub_why(why, why_len, "queue size %u is not %s from 4 to %u", size,
-                o->ring == VUB_CLIENT_RING_PACKED ? "a size" : "a power of two", VUB_MAX_QUEUE_SIZE);
-        return VUB_E_INVAL;
-    }
-    if (o->num_queues > VUB_MAX_QUEUES || o->timeout_ms < 0) {
-        vub_why(why, why_len, "%u queues (at most %u), timeout %d ms", o->num_queues, VUB_MAX_QUEUES,
-                o->timeout_ms);
-        return VUB_E_INVAL;
-    }
+    if (size < 4 || size > VUB_MAX_QUEUE_SIZE || (!pow2 && o->ring != VUB_CLIENT_RING_PACKED))
+        return vub_fail(e, VUB_R_CLIENT_OPTS, size, VUB_MAX_QUEUE_SIZE);
+    if (o->num_queues > VUB_MAX_QUEUES || o->timeout_ms < 0)
+        return vub_fail(e, VUB_R_CLIENT_OPTS, o->num_queues, VUB_MAX_QUEUES);
     return VUB_OK;
 }
 
@@ -6706,17 +6330,17 @@ static unsigned vub_client_max_segments(const struct vub_client_info *in)
 enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct vub_client_opts *o,
                                    char *why, size_t why_len)
 {
-    enum vub_err err = vub_client_opts_check(o, why, why_len);
+    struct vub_error e = {VUB_R_NONE, 0, 0};
+    enum vub_err err = vub_client_opts_check(o, &e);
     struct vub_client *cl = NULL;
     if (out)
         *out = NULL;
     if (err == VUB_OK && !out)
         err = VUB_E_INVAL;
-    if (err == VUB_OK && !(cl = calloc(1, sizeof *cl))) {
-        vub_why(why, why_len, "out of memory");
-        err = VUB_E_NOMEM;
-    }
+    if (err == VUB_OK && !(cl = calloc(1, sizeof *cl)))
+        err = vub_fail(&e, VUB_R_SYS_NOMEM, sizeof *cl, 0);
     if (err != VUB_OK) {
+        vub_error_format(&e, NULL, why, why_len);
         vub_sys_close(&fd);
         return err;
     }
@@ -6724,7 +6348,7 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
     cl->memfd = -1;
     cl->timeout_ms = o->timeout_ms ? o->timeout_ms : VUB_CLIENT_DEFAULT_TIMEOUT_MS;
     atomic_flag_clear(&cl->pool_lock);
-    vub_client_socket_timeouts(fd, cl->timeout_ms);
+    vub_sys_socket_timeouts(fd, cl->timeout_ms);
 
     struct vub_client_info *in = &cl->info;
     unsigned want = o->num_queues ? o->num_queues : 1;
@@ -6735,10 +6359,8 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
     if (err == VUB_OK) {
         /* [BLK-MQ] without VIRTIO_BLK_F_MQ the device has one queue. */
         unsigned have = in->config.num_queues < in->max_queues ? in->config.num_queues : in->max_queues;
-        if (want > have) {
-            vub_why(cl->why, sizeof cl->why, "asked for %u queues; the back-end has %u", want, have);
-            err = VUB_E_INVAL;
-        }
+        if (want > have)
+            err = vub_client_fail(cl, VUB_R_BLK_MQ, want, have);
     }
     if (err == VUB_OK) {
         in->num_queues = want;
@@ -6757,7 +6379,7 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
     for (unsigned i = 0; err == VUB_OK && i < want; i++)
         err = vub_client_start_queue(cl, &cl->queues[i]);
     if (err != VUB_OK) {
-        vub_why(why, why_len, "%s", cl->why[0] ? cl->why : vub_strerror(err));
+        snprintf(why ? why : (char[1]){0}, why ? why_len : 1, "%s", cl->why[0] ? cl->why : vub_strerror(err));
         cl->broken = true; /* nothing more on the wire: close without GET_VRING_BASE */
         vub_client_close(cl);
         return err;
@@ -6769,18 +6391,12 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
 enum vub_err vub_client_connect(struct vub_client **out, const struct vub_client_opts *o, char *why,
                                 size_t why_len)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (!o || !o->socket_path || strlen(o->socket_path) >= sizeof sa.sun_path) {
-        vub_why(why, why_len, "socket path missing or longer than %zu bytes", sizeof sa.sun_path - 1);
-        return VUB_E_INVAL;
-    }
-    memcpy(sa.sun_path, o->socket_path, strlen(o->socket_path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        vub_why(why, why_len, "%s: %s", o->socket_path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return VUB_E_IO;
+    struct vub_error e = {VUB_R_NONE, 0, 0};
+    int fd = o && o->socket_path ? vub_sys_connect(o->socket_path) : -1;
+    if (fd < 0) {
+        vub_fail(&e, VUB_R_SYS_CALL, 0, o && o->socket_path ? (uint64_t)errno : EINVAL);
+        vub_error_format(&e, o && o->socket_path ? o->socket_path : "socket path", why, why_len);
+        return o && o->socket_path ? VUB_E_IO : VUB_E_INVAL;
     }
     return vub_client_connect_fd(out, fd, o, why, why_len);
 }
@@ -6797,10 +6413,8 @@ static enum vub_err vub_client_stop_queue(struct vub_client *cl, struct vub_clie
     if (err == VUB_OK)
         err = vub_client_get(cl, VHOST_USER_GET_VRING_BASE, &s, sizeof s, &m, sizeof m.payload.state);
     if (err == VUB_OK && m.payload.state.index != q->index) {
-        vub_why(cl->why, sizeof cl->why, "GET_VRING_BASE reply is for queue %u, asked %u",
-                m.payload.state.index, q->index);
         cl->broken = true;
-        err = VUB_E_PROTO;
+        err = vub_client_fail(cl, VUB_R_VU_ANSWER, VHOST_USER_GET_VRING_BASE, m.payload.state.index);
     }
     q->started = false;
     return err;
@@ -6825,8 +6439,7 @@ void vub_client_close(struct vub_client *cl)
         free(q->slot_free);
     }
     free(cl->queues);
-    if (cl->mem)
-        munmap(cl->mem, cl->mem_bytes);
+    vub_sys_unmap(cl->mem, cl->mem_bytes);
     vub_sys_close(&cl->memfd);
     free(cl->page_run);
     free(cl->page_busy);
@@ -6902,12 +6515,6 @@ static bool vub_client_buf_addr(const struct vub_client_queue *q, const void *p,
     return false;
 }
 
-static enum vub_err vub_client_bad(struct vub_client_queue *q, const char *what)
-{
-    vub_why(q->why, sizeof q->why, "%s", what);
-    return VUB_E_INVAL;
-}
-
 /* Fills bufs[] with the data segments of r after checking them: inside our
  * memory, non-empty, within size_max, no more than max_segments. */
 static enum vub_err vub_client_data_bufs(struct vub_client_queue *q, const struct vub_client_req *r,
@@ -6916,14 +6523,13 @@ static enum vub_err vub_client_data_bufs(struct vub_client_queue *q, const struc
 {
     const struct vub_client_info *in = &q->cl->info;
     if (!r->iov || r->iov_count == 0 || r->iov_count > in->max_segments)
-        return vub_client_bad(q, "request needs 1 to max_segments buffers");
+        return vub_client_queue_fail(q, VUB_R_CLIENT_SEGMENTS, in->max_segments, in->config.size_max_bytes);
     for (unsigned i = 0; i < r->iov_count; i++) {
         uint64_t addr;
         size_t len = r->iov[i].iov_len;
-        if (len == 0 || len > UINT32_MAX || !vub_client_buf_addr(q, r->iov[i].iov_base, len, &addr))
-            return vub_client_bad(q, "a buffer is empty or not inside the shared pool");
-        if (in->config.size_max_bytes != 0 && len > in->config.size_max_bytes)
-            return vub_client_bad(q, "a buffer is larger than the back-end's size_max");
+        if (len == 0 || len > UINT32_MAX || !vub_client_buf_addr(q, r->iov[i].iov_base, len, &addr) ||
+            (in->config.size_max_bytes != 0 && len > in->config.size_max_bytes))
+            return vub_client_queue_fail(q, VUB_R_CLIENT_SEGMENTS, in->max_segments, in->config.size_max_bytes);
         bufs[(*n)++] = (struct vub_desc){addr, (uint32_t)len, device_writes ? VIRTQ_DESC_F_WRITE : 0, 0};
         *bytes += len;
     }
@@ -6939,7 +6545,7 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     enum vub_err err = VUB_OK;
     if (!q || !r)
         return VUB_E_INVAL;
-    if (vub_client_ring_broken(q))
+    if (vub_drv_broken(&q->ring))
         return VUB_E_PROTO;
     if (q->slot_free_count == 0)
         return VUB_E_AGAIN;
@@ -6953,11 +6559,9 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     case VUB_CLIENT_READ:
     case VUB_CLIENT_WRITE:
         type = r->op == VUB_CLIENT_READ ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT;
-        if (r->offset % VIRTIO_BLK_SECTOR_BYTES != 0)
-            return vub_client_bad(q, "offset is not a multiple of 512");
         err = vub_client_data_bufs(q, r, r->op == VUB_CLIENT_READ, bufs, &n, &data_bytes);
-        if (err == VUB_OK && data_bytes % VIRTIO_BLK_SECTOR_BYTES != 0)
-            return vub_client_bad(q, "length is not a multiple of 512");
+        if (err == VUB_OK && (r->offset % VIRTIO_BLK_SECTOR_BYTES != 0 || data_bytes % VIRTIO_BLK_SECTOR_BYTES != 0))
+            return vub_client_queue_fail(q, VUB_R_CLIENT_ALIGN, r->offset, data_bytes);
         break;
     case VUB_CLIENT_FLUSH:
         type = VIRTIO_BLK_T_FLUSH;
@@ -6968,16 +6572,16 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
         sector = 0;
         err = vub_client_data_bufs(q, r, true, bufs, &n, &data_bytes);
         if (err == VUB_OK && data_bytes < VIRTIO_BLK_ID_BYTES)
-            return vub_client_bad(q, "GET_ID needs a 20-byte buffer");
+            return vub_client_queue_fail(q, VUB_R_CLIENT_GET_ID, data_bytes, 0);
         break;
     case VUB_CLIENT_DISCARD:
     case VUB_CLIENT_WRITE_ZEROES:
         type = r->op == VUB_CLIENT_DISCARD ? VIRTIO_BLK_T_DISCARD : VIRTIO_BLK_T_WRITE_ZEROES;
         if (r->offset % VIRTIO_BLK_SECTOR_BYTES != 0 || r->length % VIRTIO_BLK_SECTOR_BYTES != 0 ||
             r->length == 0 || r->length / VIRTIO_BLK_SECTOR_BYTES > UINT32_MAX)
-            return vub_client_bad(q, "range is empty, misaligned or longer than 2^32 sectors");
+            return vub_client_queue_fail(q, VUB_R_CLIENT_ALIGN, r->offset, r->length);
         if (r->unmap && r->op != VUB_CLIENT_WRITE_ZEROES)
-            return vub_client_bad(q, "unmap applies to write-zeroes only");
+            return vub_client_queue_fail(q, VUB_R_CLIENT_REQ, r->op, 0);
         /* One 16-byte range: le64 sector, le32 num_sectors, le32 flags. */
         vub_put_le64(s + VUB_CLIENT_SLOT_RANGE, sector);
         vub_put_le32(s + VUB_CLIENT_SLOT_RANGE + 8, (uint32_t)(r->length / VIRTIO_BLK_SECTOR_BYTES));
@@ -6986,7 +6590,7 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
         sector = 0; /* the header's sector is unused for these */
         break;
     default:
-        return vub_client_bad(q, "unknown operation");
+        return vub_client_queue_fail(q, VUB_R_CLIENT_REQ, r->op, 0);
     }
     if (err != VUB_OK)
         return err;
@@ -6997,9 +6601,9 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     bufs[n++] = (struct vub_desc){s_addr + VUB_CLIENT_SLOT_STATUS, 1, VIRTQ_DESC_F_WRITE, 0};
 
     uint16_t head;
-    err = vub_client_ring_add(q, bufs, n, &head);
+    err = vub_drv_add(&q->ring, bufs, n, &head);
     if (err == VUB_E_INVAL)
-        return vub_client_bad(q, "request does not fit the ring");
+        return vub_client_queue_fail(q, VUB_R_CLIENT_REQ, r->op, 0);
     if (err != VUB_OK)
         return err;
     q->slot_free_count--;
@@ -7009,9 +6613,9 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
 
 enum vub_err vub_client_kick(struct vub_client_queue *q)
 {
-    if (vub_client_ring_broken(q))
+    if (vub_drv_broken(&q->ring))
         return VUB_E_PROTO;
-    if (vub_client_ring_kick_needed(q))
+    if (vub_drv_kick_needed(&q->ring))
         vub_sys_signal(q->kick_fd);
     return VUB_OK;
 }
@@ -7024,7 +6628,9 @@ enum vub_err vub_client_reap(struct vub_client_queue *q, struct vub_client_compl
     while (err == VUB_OK && *count < cap) {
         uint16_t head;
         uint32_t len;
-        err = vub_client_ring_get_used(q, &head, &len);
+        err = vub_drv_get_used(&q->ring, &head, &len, &q->err);
+        if (err == VUB_E_PROTO)
+            vub_error_format(&q->err, NULL, q->why, sizeof q->why);
         if (err != VUB_OK)
             break;
         struct vub_client_pending *p = &q->pending[head];
@@ -7040,45 +6646,38 @@ enum vub_err vub_client_reap(struct vub_client_queue *q, struct vub_client_compl
 enum vub_err vub_client_wait(struct vub_client_queue *q, int timeout_ms)
 {
     enum vub_err err = vub_client_kick(q);
-    int64_t deadline = timeout_ms < 0 ? -1 : vub_client_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : vub_sys_now_ms() + timeout_ms;
     while (err == VUB_OK) {
-        if (vub_client_ring_enable_interrupts(q))
+        if (vub_drv_enable_interrupts(&q->ring))
             return VUB_OK; /* something to reap (or a broken index: reap says so) */
-        if (vub_client_ring_in_flight(q) == 0)
-            return vub_client_bad(q, "nothing in flight to wait for");
+        if (vub_drv_in_flight(&q->ring) == 0)
+            return vub_client_queue_fail(q, VUB_R_CLIENT_IDLE, 0, 0);
         /* The socket is watched for hang-up only: a back-end that dies
          * would otherwise leave us waiting for the whole timeout. */
         struct pollfd p[2] = {{.fd = q->call_fd, .events = POLLIN}, {.fd = q->cl->sock, .events = 0}};
-        int rc = vub_client_poll(p, 2, deadline);
-        if (rc == 0) {
-            vub_why(q->why, sizeof q->why, "no completion within %d ms (%u in flight)", timeout_ms,
-                    vub_client_ring_in_flight(q));
-            return VUB_E_TIMEOUT;
-        }
-        if (rc < 0) {
-            vub_why(q->why, sizeof q->why, "poll: %s", strerror(errno));
-            return VUB_E_IO;
-        }
+        int rc = vub_sys_poll(p, 2, deadline);
+        if (rc == 0)
+            return vub_client_queue_fail(q, VUB_R_CLIENT_WAIT, (uint64_t)timeout_ms, vub_drv_in_flight(&q->ring));
+        if (rc < 0)
+            return vub_client_queue_fail(q, VUB_R_SYS_CALL, 0, (uint64_t)errno);
         if (p[0].revents & POLLIN)
             vub_sys_drain(q->call_fd);
-        else if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL)) {
-            vub_why(q->why, sizeof q->why, "back-end hung up with %u requests in flight", vub_client_ring_in_flight(q));
-            return VUB_E_CLOSED;
-        }
+        else if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL))
+            return vub_client_queue_fail(q, VUB_R_CLIENT_HANGUP, vub_drv_in_flight(&q->ring), 0);
     }
     return err;
 }
 
 int vub_client_queue_fd(const struct vub_client_queue *q) { return q->call_fd; }
-unsigned vub_client_in_flight(const struct vub_client_queue *q) { return vub_client_ring_in_flight(q); }
+unsigned vub_client_in_flight(const struct vub_client_queue *q) { return vub_drv_in_flight(&q->ring); }
 const char *vub_client_queue_why(const struct vub_client_queue *q) { return q->why; }
 
 void vub_client_set_polling(struct vub_client_queue *q, bool polling)
 {
     if (polling)
-        vub_client_ring_disable_interrupts(q);
+        vub_drv_disable_interrupts(&q->ring);
     else
-        vub_client_ring_enable_interrupts(q);
+        vub_drv_enable_interrupts(&q->ring);
 }
 
 /* ---- Synchronous conveniences ---- */
@@ -7096,8 +6695,8 @@ enum vub_err vub_client_run(struct vub_client_queue *q, const struct vub_client_
     enum vub_err err = VUB_OK;
     if (done)
         *done = c;
-    if (q && vub_client_ring_in_flight(q) != 0)
-        return vub_client_bad(q, "vub_client_run on a queue with requests in flight");
+    if (q && vub_drv_in_flight(&q->ring) != 0)
+        return vub_client_queue_fail(q, VUB_R_CLIENT_BUSY, vub_drv_in_flight(&q->ring), 0);
     err = vub_client_submit(q, r);
     while (err == VUB_OK && (err = vub_client_reap(q, &c, 1, &got)) == VUB_OK && got == 0)
         err = vub_client_wait(q, q->cl->timeout_ms);
@@ -7139,7 +6738,7 @@ static enum vub_err vub_client_copy(struct vub_client_queue *q, bool write, uint
     if (!q || (!buf && len > 0))
         return VUB_E_INVAL;
     if (len % VIRTIO_BLK_SECTOR_BYTES != 0 || offset % VIRTIO_BLK_SECTOR_BYTES != 0)
-        return vub_client_bad(q, "offset and length must be multiples of 512");
+        return vub_client_queue_fail(q, VUB_R_CLIENT_ALIGN, offset, len);
     for (size_t done = 0; err == VUB_OK && done < len;) {
         unsigned count;
         size_t n = vub_client_bounce_iov(q, len - done, iov, &count);
@@ -7198,7 +6797,7 @@ const char *vub_client_status_str(uint8_t status, char *buf, size_t len)
     case VUB_BLK_S_UNSUPP: return "UNSUPP";
     case VUB_BLK_S_NONE: return "NONE";
     default:
-        vub_why(buf, len, "status %u", status);
+        snprintf(buf, len, "status %u", status);
         return buf;
     }
 }

@@ -48,7 +48,7 @@ static int open_fds(void)
     return n;
 }
 
-static int64_t now_ms(void) { return vub_client_now_ms(); }
+static int64_t now_ms(void) { return vub_sys_now_ms(); }
 
 /* ======================================================================== *
  * 1. The split ring, driver against device
@@ -69,7 +69,7 @@ struct rings {
     struct vub_split_slot slots[RQ];
     struct vub_vring dev;
     struct iovec iov[300];
-    char why[256];
+    struct vub_error err;
 };
 
 static void rings_setup(struct rings *r, bool event_idx, uint16_t indirect_max)
@@ -82,7 +82,7 @@ static void rings_setup(struct rings *r, bool event_idx, uint16_t indirect_max)
     if (r->mem == MAP_FAILED)
         abort();
     struct vub_vu_mem_region reg = {R_GPA, R_BYTES, (uint64_t)(uintptr_t)r->mem, 0};
-    if (vub_mem_add(&r->devmem, &reg, r->memfd, r->why, sizeof r->why) != VUB_OK)
+    if (vub_mem_add(&r->devmem, &reg, r->memfd, &r->err) != VUB_OK)
         abort();
     uint8_t *desc = r->mem, *avail = r->mem + 16 * RQ, *used = r->mem + 1024;
     vub_split_drv_init(&r->drv, RQ, desc, avail, used, r->link, r->slots);
@@ -95,10 +95,10 @@ static void rings_setup(struct rings *r, bool event_idx, uint16_t indirect_max)
     r->dev.event_idx = event_idx;
     r->dev.indirect = indirect_max > 0;
     r->dev.desc = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)desc, 16 * RQ);
-    r->dev.avail = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)avail, 6 + 2 * RQ);
-    r->dev.used = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)used, 6 + 8 * RQ);
-    r->dev.iov = r->iov;
-    r->dev.iov_cap = VUB_ARRAY_LEN(r->iov);
+    r->dev.driver = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)avail, 6 + 2 * RQ);
+    r->dev.device = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)used, 6 + 8 * RQ);
+    r->dev.scratch.iov = r->iov;
+    r->dev.scratch.iov_cap = VUB_ARRAY_LEN(r->iov);
 }
 
 static void rings_teardown(struct rings *r)
@@ -123,10 +123,10 @@ static enum vub_err add_req(struct rings *r, unsigned data_segs, uint32_t seg_by
 static bool dev_complete_one(struct rings *r, uint32_t *len_out)
 {
     struct vub_chain c;
-    if (vub_split_pop(&r->dev, &r->devmem, &c, r->why, sizeof r->why) != VUB_OK)
+    if (vub_split_pop(&r->dev, &r->devmem, &c, &r->err) != VUB_OK)
         return false;
     uint32_t len = (uint32_t)c.writable_bytes;
-    vub_split_push(&r->dev, c.head, len);
+    vub_split_push(&r->dev, &c, len);
     vub_split_publish(&r->dev);
     if (len_out)
         *len_out = len;
@@ -141,16 +141,16 @@ static void test_ring_round_trip(void)
     uint32_t len = 0;
     rings_setup(&r, false, 0);
     enum vub_err e = add_req(&r, 2, 512, &head);
-    bool popped = vub_split_pop(&r.dev, &r.devmem, &c, r.why, sizeof r.why) == VUB_OK;
+    bool popped = vub_split_pop(&r.dev, &r.devmem, &c, &r.err) == VUB_OK;
     ok(e == VUB_OK && popped && c.head == head && c.readable == 1 && c.readable_bytes == 16 &&
            c.writable == 3 && c.writable_bytes == 1025,
        "split driver: a chain of header, two data buffers and status reaches the device as written");
-    vub_split_push(&r.dev, c.head, 1025);
+    vub_split_push(&r.dev, &c, 1025);
     vub_split_publish(&r.dev);
-    e = vub_split_get_used(&r.drv, &got, &len, r.why, sizeof r.why);
+    e = vub_split_get_used(&r.drv, &got, &len, &r.err);
     ok(e == VUB_OK && got == head && len == 1025 && r.drv.in_flight == 0 && r.drv.free_count == RQ,
        "split driver: the used entry returns the head and length, and its descriptors go back on the free list");
-    ok(vub_split_get_used(&r.drv, &got, &len, r.why, sizeof r.why) == VUB_E_AGAIN,
+    ok(vub_split_get_used(&r.drv, &got, &len, &r.err) == VUB_E_AGAIN,
        "split driver: an empty used ring is VUB_E_AGAIN");
     rings_teardown(&r);
 }
@@ -170,7 +170,7 @@ static void test_ring_chains_fill_and_refill(void)
     uint32_t len;
     while (dev_complete_one(&r, NULL))
         ;
-    while (vub_split_get_used(&r.drv, &head, &len, r.why, sizeof r.why) == VUB_OK)
+    while (vub_split_get_used(&r.drv, &head, &len, &r.err) == VUB_OK)
         done++;
     ok(done == added && r.drv.free_count == RQ && add_req(&r, 4, 512, &head) == VUB_OK,
        "split driver: completing every chain frees every descriptor");
@@ -186,16 +186,16 @@ static void test_ring_indirect(void)
     while (add_req(&r, 32, 512, &head) == VUB_OK)
         added++;
     struct vub_chain c;
-    while (vub_split_pop(&r.dev, &r.devmem, &c, r.why, sizeof r.why) == VUB_OK) {
+    while (vub_split_pop(&r.dev, &r.devmem, &c, &r.err) == VUB_OK) {
         right += c.readable_bytes == 16 && c.writable_bytes == 32 * 512 + 1;
-        vub_split_push(&r.dev, c.head, (uint32_t)c.writable_bytes);
+        vub_split_push(&r.dev, &c, (uint32_t)c.writable_bytes);
     }
     vub_split_publish(&r.dev);
     ok(added == RQ && right == RQ,
        "split driver: with INDIRECT_DESC a 34-buffer request costs one ring descriptor (%u in flight)", added);
     uint32_t len;
     unsigned done = 0;
-    while (vub_split_get_used(&r.drv, &head, &len, r.why, sizeof r.why) == VUB_OK)
+    while (vub_split_get_used(&r.drv, &head, &len, &r.err) == VUB_OK)
         done += len == 32 * 512 + 1;
     ok(done == RQ && r.drv.free_count == RQ, "split driver: indirect requests complete and free their head");
     ok(add_req(&r, 12, 512, &head) == VUB_OK && r.drv.free_count == RQ - 1,
@@ -245,7 +245,7 @@ static void test_ring_wraps(void)
         for (unsigned k = 0; k < n; k++) {
             uint16_t h;
             uint32_t len;
-            good &= vub_split_get_used(&r.drv, &h, &len, r.why, sizeof r.why) == VUB_OK && h == heads[k];
+            good &= vub_split_get_used(&r.drv, &h, &len, &r.err) == VUB_OK && h == heads[k];
         }
     }
     ok(good && r.drv.in_flight == 0 && r.drv.free_count == RQ && r.drv.avail_idx == (uint16_t)total &&
@@ -274,7 +274,7 @@ static void test_ring_kick_suppression(void)
     rings_teardown(&r);
 
     rings_setup(&r, false, 0);
-    vub_ring_store16(r.dev.used, VIRTQ_USED_F_NO_NOTIFY, memory_order_relaxed);
+    vub_ring_store16(r.dev.device, VIRTQ_USED_F_NO_NOTIFY, memory_order_relaxed);
     add_req(&r, 1, 512, &h);
     bool suppressed = !vub_split_kick_needed(&r.drv);
     vub_split_enable_kicks(&r.dev);
@@ -298,12 +298,12 @@ static void test_ring_interrupt_suppression(void)
     dev_complete_one(&r, NULL);
     bool n2 = vub_split_need_notify(&r.dev);
     ok(!pending && n1 && !n2, "EVENT_IDX: the device notifies once used_event is crossed, then stays quiet");
-    vub_split_get_used(&r.drv, &h, &len, r.why, sizeof r.why);
-    vub_split_get_used(&r.drv, &h, &len, r.why, sizeof r.why); /* used_event = 2 */
+    vub_split_get_used(&r.drv, &h, &len, &r.err);
+    vub_split_get_used(&r.drv, &h, &len, &r.err); /* used_event = 2 */
     dev_complete_one(&r, NULL);
     ok(vub_split_need_notify(&r.dev), "EVENT_IDX: consuming entries moves used_event, so the next one notifies");
     add_req(&r, 1, 512, &h);
-    vub_split_get_used(&r.drv, &h, &len, r.why, sizeof r.why);
+    vub_split_get_used(&r.drv, &h, &len, &r.err);
     dev_complete_one(&r, NULL);
     ok(vub_split_enable_interrupts(&r.drv),
        "split driver: re-arming reports entries that arrived meanwhile (the lost-notification race)");
@@ -354,13 +354,16 @@ static void test_ring_used_lie(enum used_lie lie, const char *sentence)
         idx = 2;
     }
     vub_ring_store16(used + 2, idx, memory_order_release);
-    enum vub_err e = vub_split_get_used(&r.drv, &got, &len, r.why, sizeof r.why);
+    enum vub_err e = vub_split_get_used(&r.drv, &got, &len, &r.err);
     if (lie == LIE_ID_TWICE)
-        e = e == VUB_OK ? vub_split_get_used(&r.drv, &got, &len, r.why, sizeof r.why) : VUB_OK;
-    bool sticky = vub_split_get_used(&r.drv, &got, &len, r.why, sizeof r.why) == VUB_E_PROTO &&
+        e = e == VUB_OK ? vub_split_get_used(&r.drv, &got, &len, &r.err) : VUB_OK;
+    bool sticky = vub_split_get_used(&r.drv, &got, &len, &r.err) == VUB_E_PROTO &&
                   add_req(&r, 1, 512, &h) == VUB_E_PROTO;
-    ok(e == VUB_E_PROTO && sticky && r.why[0], "used ring: %s is VUB_E_PROTO and the ring stays broken (%s)",
-       sentence, r.why);
+    enum vub_reason want = lie == LIE_LEN_PLUS_ONE || lie == LIE_LEN_HUGE ? VUB_R_VQ_USED_LEN
+                           : lie == LIE_IDX_JUMP || lie == LIE_IDX_BACK ? VUB_R_VQ_USED_IDX : VUB_R_VQ_USED_ID;
+    ok(e == VUB_E_PROTO && sticky && r.err.reason == want,
+       "used ring: %s is VUB_E_PROTO, reason %s, and the ring stays broken (reason %s)", sentence,
+       vub_reasons[want].tag, vub_reasons[r.err.reason].tag);
     rings_teardown(&r);
 }
 
@@ -373,10 +376,10 @@ static void test_ring_table_scribble(void)
     add_req(&r, 2, 512, &h1);
     dev_complete_one(&r, NULL);
     memset(r.mem, 0xee, 16 * RQ); /* a device that "MUST NOT write" the table does */
-    bool got = vub_split_get_used(&r.drv, &h2, &len, r.why, sizeof r.why) == VUB_OK;
+    bool got = vub_split_get_used(&r.drv, &h2, &len, &r.err) == VUB_OK;
     add_req(&r, 2, 512, &h2);
     struct vub_chain c;
-    ok(got && vub_split_pop(&r.dev, &r.devmem, &c, r.why, sizeof r.why) == VUB_OK && c.writable_bytes == 1025 &&
+    ok(got && vub_split_pop(&r.dev, &r.devmem, &c, &r.err) == VUB_OK && c.writable_bytes == 1025 &&
            r.drv.free_count == RQ - 4,
        "split driver: the free list lives in host memory, so a scribbled descriptor table cannot corrupt it");
     rings_teardown(&r);
@@ -629,7 +632,7 @@ struct fake {
     uint64_t desc_uva, avail_uva, used_uva;
     int kick_fd, call_fd;
     pthread_t thread;
-    char why[256];
+    struct vub_error err;
 };
 
 static const uint64_t fake_features = VUB_BIT(VIRTIO_F_VERSION_1) | VUB_BIT(VHOST_USER_F_PROTOCOL_FEATURES) |
@@ -680,12 +683,12 @@ static void fake_map_ring(struct fake *f)
 {
     struct vub_vring *vr = &f->vr;
     vr->desc = vub_mem_range(&f->mem, VUB_UVA, f->desc_uva, vub_split_desc_bytes(vr->size));
-    vr->avail = vub_mem_range(&f->mem, VUB_UVA, f->avail_uva, vub_split_avail_bytes(vr->size) + 2);
-    vr->used = vub_mem_range(&f->mem, VUB_UVA, f->used_uva, vub_split_used_bytes(vr->size) + 2);
+    vr->driver = vub_mem_range(&f->mem, VUB_UVA, f->avail_uva, vub_split_avail_bytes(vr->size) + 2);
+    vr->device = vub_mem_range(&f->mem, VUB_UVA, f->used_uva, vub_split_used_bytes(vr->size) + 2);
     vr->event_idx = vub_has(f->features_set, VIRTIO_F_EVENT_IDX);
     vr->indirect = vub_has(f->features_set, VIRTIO_F_INDIRECT_DESC);
-    vr->iov = f->iov;
-    vr->iov_cap = VUB_ARRAY_LEN(f->iov);
+    vr->scratch.iov = f->iov;
+    vr->scratch.iov_cap = VUB_ARRAY_LEN(f->iov);
 }
 
 /* Handles one front-end message; false ends the fake's session. */
@@ -720,7 +723,7 @@ static bool fake_message(struct fake *f, struct vub_msg *m)
     case VHOST_USER_SET_MEM_TABLE:
     case VHOST_USER_ADD_MEM_REG:
         f->region = r == VHOST_USER_ADD_MEM_REG ? m->payload.single.region : m->payload.mem.regions[0];
-        if (m->fd_count != 1 || vub_mem_add(&f->mem, &f->region, m->fds[0], f->why, sizeof f->why) != VUB_OK)
+        if (m->fd_count != 1 || vub_mem_add(&f->mem, &f->region, m->fds[0], &f->err) != VUB_OK)
             alive = false;
         break;
     case VHOST_USER_SET_VRING_NUM: f->vr.size = (uint16_t)m->payload.state.num; break;
@@ -742,7 +745,7 @@ static bool fake_message(struct fake *f, struct vub_msg *m)
         break;
     case VHOST_USER_GET_VRING_BASE: {
         own_reply = true;
-        struct vub_vu_vring_state s = {m->payload.state.index, f->vr.last_avail};
+        struct vub_vu_vring_state s = {m->payload.state.index, f->vr.split.last_avail};
         alive = fake_send(f, r, &s, sizeof s);
         break;
     }
@@ -762,7 +765,7 @@ static bool fake_kick(struct fake *f)
     vub_sys_drain(f->kick_fd);
     if (f->io == IO_HANG_UP)
         return false;
-    while (vr->desc && vub_split_pop(vr, &f->mem, &c, f->why, sizeof f->why) == VUB_OK) {
+    while (vr->desc && vub_split_pop(vr, &f->mem, &c, &f->err) == VUB_OK) {
         uint32_t len = (uint32_t)c.writable_bytes;
         uint32_t id = c.head;
         struct iovec *last = c.writable ? &c.iov[c.readable + c.writable - 1] : NULL;
@@ -781,15 +784,15 @@ static bool fake_kick(struct fake *f)
         default: break;
         }
         if (f->io == IO_IDX_JUMP) {
-            vr->used_idx = (uint16_t)(vr->used_idx + 1000);
+            vr->split.used_idx = (uint16_t)(vr->split.used_idx + 1000);
         } else {
-            uint8_t *slot = vr->used + 4 + 8 * (size_t)(vr->used_idx % vr->size);
+            uint8_t *slot = vr->device + 4 + 8 * (size_t)(vr->split.used_idx % vr->size);
             vub_put_le32(slot, id);
             vub_put_le32(slot + 4, len);
-            vr->used_idx++;
+            vr->split.used_idx++;
             if (f->io == IO_ID_TWICE) {
                 vub_split_publish(vr);
-                vub_split_push(vr, c.head, len);
+                vub_split_push(vr, &c, len);
             }
         }
         vub_split_publish(vr);
@@ -808,7 +811,7 @@ static void *fake_main(void *arg)
             break;
         if (p[0].revents) {
             struct vub_msg m;
-            if (vub_vu_recv(f->sock, &m, f->why, sizeof f->why) != VUB_OK || !fake_message(f, &m))
+            if (vub_vu_recv(f->sock, &m, &f->err) != VUB_OK || !fake_message(f, &m))
                 break;
         }
         if (f->kick_fd >= 0 && (p[1].revents & POLLIN) && !fake_kick(f))
