@@ -294,14 +294,14 @@ static void test_ring_interrupt_suppression(void)
         add_req(&r, 1, 512, &h);
     bool pending = vub_split_enable_interrupts(&r.drv); /* used_event = 0 */
     dev_complete_one(&r, NULL);
-    bool n1 = vub_split_need_notify(&r.dev);
+    bool n1 = vub_vring_need_notify(&r.dev);
     dev_complete_one(&r, NULL);
-    bool n2 = vub_split_need_notify(&r.dev);
+    bool n2 = vub_vring_need_notify(&r.dev);
     ok(!pending && n1 && !n2, "EVENT_IDX: the device notifies once used_event is crossed, then stays quiet");
     vub_split_get_used(&r.drv, &h, &len, &r.err);
     vub_split_get_used(&r.drv, &h, &len, &r.err); /* used_event = 2 */
     dev_complete_one(&r, NULL);
-    ok(vub_split_need_notify(&r.dev), "EVENT_IDX: consuming entries moves used_event, so the next one notifies");
+    ok(vub_vring_need_notify(&r.dev), "EVENT_IDX: consuming entries moves used_event, so the next one notifies");
     add_req(&r, 1, 512, &h);
     vub_split_get_used(&r.drv, &h, &len, &r.err);
     dev_complete_one(&r, NULL);
@@ -314,10 +314,10 @@ static void test_ring_interrupt_suppression(void)
     add_req(&r, 1, 512, &h);
     vub_split_disable_interrupts(&r.drv);
     dev_complete_one(&r, NULL);
-    bool quiet = !vub_split_need_notify(&r.dev);
+    bool quiet = !vub_vring_need_notify(&r.dev);
     vub_split_enable_interrupts(&r.drv);
     dev_complete_one(&r, NULL);
-    ok(quiet && vub_split_need_notify(&r.dev),
+    ok(quiet && vub_vring_need_notify(&r.dev),
        "no EVENT_IDX: avail->flags NO_INTERRUPT silences the device, clearing it brings notifications back");
     rings_teardown(&r);
 }
