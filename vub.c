@@ -5242,14 +5242,19 @@ static void vub_dev_remap_rings(struct vub_dev *dev)
         vub_dev_map_ring(dev, &dev->queues[i]);
 }
 
+/* Forgets what the ring messages set up and stops the ring. The call and
+ * error eventfds are the front-end's plumbing, not ring state: they are
+ * kept (QEMU sends SET_VRING_ERR once per connection, never after a
+ * RESET_DEVICE). */
 static void vub_dev_queue_reset(struct vub_dev_queue *q)
 {
     struct vub_vring keep = q->ring; /* scratch arrays are kept for the next session */
+    int call_fd = q->call_fd, err_fd = q->err_fd;
     vub_sys_close(&q->kick_fd);
-    vub_sys_close(&q->call_fd);
-    vub_sys_close(&q->err_fd);
     memset(q, 0, sizeof *q);
-    q->kick_fd = q->call_fd = q->err_fd = -1;
+    q->kick_fd = -1;
+    q->call_fd = call_fd;
+    q->err_fd = err_fd;
     q->ring.iov = keep.iov;
     q->ring.iov_cap = keep.iov_cap;
     q->ring.batch_ids = keep.batch_ids;
@@ -5259,18 +5264,36 @@ static void vub_dev_queue_reset(struct vub_dev_queue *q)
     q->ring.avail_wrap = q->ring.used_wrap = true; /* "wrap counters start at 1" */
 }
 
-/* [VU-RESET] returns the device to its initial state: rings stopped and
- * disabled, fds closed, memory unmapped, virtio features forgotten. The
- * negotiated protocol features describe the connection and are kept. */
-static void vub_dev_reset(struct vub_dev *dev)
+/* [VU-RESET] RESET_DEVICE returns the *device* to its initial state: every
+ * ring stopped, disabled and unconfigured (size, base, addresses, kick fd),
+ * virtio features and `writeback` forgotten. What describes the connection
+ * is kept: the owner, the protocol features, the memory table and the call
+ * and error fds. QEMU 10 resets between the firmware's use of the disk and
+ * the kernel's and then sends SET_FEATURES, SET_VRING_CALL and the ring
+ * messages again, but neither the memory table (with CONFIGURE_MEM_SLOTS it
+ * only sends changes to what it believes the back-end has mapped) nor
+ * SET_VRING_ERR. The spec's note on RESET_OWNER says the same: discarding
+ * connection state on a reset "would lead to bugs". */
+static void vub_dev_reset_device(struct vub_dev *dev)
 {
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
         vub_dev_queue_reset(&dev->queues[i]);
-    vub_mem_clear(&dev->mem);
     dev->features = 0;
     dev->features_set = false;
     dev->blk.writeback = 0;
     dev->blk.wce_negotiated = dev->blk.flush_negotiated = false;
+}
+
+/* A new or ended connection: the device reset, and the connection's memory
+ * and eventfds dropped too. */
+static void vub_dev_reset_session(struct vub_dev *dev)
+{
+    vub_dev_reset_device(dev);
+    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
+        vub_sys_close(&dev->queues[i].call_fd);
+        vub_sys_close(&dev->queues[i].err_fd);
+    }
+    vub_mem_clear(&dev->mem);
 }
 
 /* ---- queue processing ---- */
@@ -5432,12 +5455,13 @@ static enum vub_err vub_h_set_owner(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
-/* RESET_OWNER is deprecated; vub treats it as a reset that also ends
- * ownership. RESET_DEVICE resets and keeps the owner. */
+/* RESET_OWNER is deprecated: "ignore this message, or use it to disable
+ * all rings". vub resets the device as RESET_DEVICE does, keeping the
+ * connection's state, and forgets the owner. */
 static enum vub_err vub_h_reset_owner(struct vub_dev *dev, struct vub_msg *m)
 {
     (void)m;
-    vub_dev_reset(dev);
+    vub_dev_reset_device(dev);
     dev->owner = false;
     return VUB_OK;
 }
@@ -5445,7 +5469,7 @@ static enum vub_err vub_h_reset_owner(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_reset_device(struct vub_dev *dev, struct vub_msg *m)
 {
     (void)m;
-    vub_dev_reset(dev);
+    vub_dev_reset_device(dev);
     return VUB_OK;
 }
 
@@ -5978,7 +6002,7 @@ enum vub_err vub_dev_attach(struct vub_dev *dev, int fd)
     dev->protocol_set = dev->owner = false;
     memset(&dev->stats, 0, sizeof dev->stats);
     dev->why[0] = '\0';
-    vub_dev_reset(dev);
+    vub_dev_reset_session(dev);
     return VUB_OK;
 }
 
@@ -5986,7 +6010,7 @@ void vub_dev_detach(struct vub_dev *dev)
 {
     if (!dev)
         return;
-    vub_dev_reset(dev);
+    vub_dev_reset_session(dev);
     vub_sys_close(&dev->sock);
     dev->protocol = 0;
     dev->protocol_set = dev->owner = false;

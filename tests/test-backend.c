@@ -990,6 +990,42 @@ static void test_fuzz_regressions(void)
     hostile("[VQ-SPLIT-ORDER] a readable descriptor after an empty writable one is refused", zw, 3, 0, 0);
 }
 
+/* QEMU 10's hand-over from the firmware to the kernel, as it is on the
+ * wire: the firmware's rings are disabled (queue 1, never set up, too) and
+ * queue 0 stopped; RESET_DEVICE; then SET_FEATURES, SET_VRING_CALL and the
+ * ring messages again, but not the memory table and not SET_VRING_ERR. */
+static void test_reset_keeps_connection(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    int err_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    bool ok = send_u64(&b, VHOST_USER_SET_VRING_ERR, 0, &err_fd, 1) == VUB_OK &&
+              request3(&b, 0, VIRTIO_BLK_T_IN, 1, 512, true) == VUB_OK && take_used(&b, 0, &id, &len);
+    for (unsigned q = 0; q < 2; q++)
+        ok = ok && send_state(&b, VHOST_USER_SET_VRING_ENABLE, q, 0) == VUB_OK;
+    ok = ok && send_state(&b, VHOST_USER_GET_VRING_BASE, 0, 0) == VUB_OK;
+    struct vub_vu_header h;
+    struct vub_vu_vring_state base;
+    ok = ok && get_reply(&b, &h, &base, sizeof base) && base.num == 1;
+    ok = ok && send_msg(&b, VHOST_USER_RESET_DEVICE, 1, NULL, 0, NULL, 0) == VUB_OK &&
+         send_u64(&b, VHOST_USER_SET_FEATURES, b.features, NULL, 0) == VUB_OK &&
+         setup_queue(&b, 0) == VUB_OK && setup_queue(&b, 1) == VUB_OK;
+    memset(g(&b, DATA_GPA), 0, 512);
+    ok = ok && request3(&b, 1, VIRTIO_BLK_T_IN, 3, 512, true) == VUB_OK && take_used(&b, 1, &id, &len) &&
+         *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK && *g(&b, DATA_GPA) == 3;
+    check(ok, "[VU-RESET] RESET_DEVICE keeps the memory table: rings set up again without it serve I/O");
+    /* a ring the driver breaks after the reset signals the error fd set before it */
+    struct d loop[2] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1}, {DATA_GPA, 512, VIRTQ_DESC_F_NEXT, 0}};
+    put_hdr(&b, VIRTIO_BLK_T_IN, 0);
+    uint64_t signalled = 0;
+    check(submit(&b, 0, loop, 2, 0) == VUB_E_PROTO && read(err_fd, &signalled, sizeof signalled) == 8,
+          "[VU-RESET] RESET_DEVICE keeps the error fd: a ring broken after it is reported there");
+    close(err_fd);
+    bench_close(&b);
+}
+
 static void test_reset(void)
 {
     struct bench b;
@@ -1002,6 +1038,7 @@ static void test_reset(void)
           "[VU-RESET] after RESET_DEVICE no ring runs");
     check(bench_start(&b, 0), "[VU-RESET] the device can be set up again after RESET_DEVICE");
     bench_close(&b);
+    test_reset_keeps_connection();
 }
 
 #include "test-backend-packed.inc"
