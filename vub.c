@@ -310,26 +310,64 @@ void vub_features_str(uint64_t bits, enum vub_feature_kind kind, char *buf, size
  * through these small wrappers, so a port to another kernel starts here.
  * ======================================================================== */
 
-/* Signals an eventfd: the 8-byte value carries no meaning (vhost-user
- * "Introduction": "an 8 byte value ... the value is irrelevant"). */
-static void vub_sys_signal(int fd)
+/* Signals an eventfd (or writes to a pipe): the 8-byte value carries no
+ * meaning (vhost-user "Introduction": "the 8-value itself has no meaning").
+ * The fd is non-blocking ([VU-CALL-NONBLOCK]): EAGAIN means a saturated
+ * counter or a full pipe, so a signal is pending and the peer will wake
+ * anyway. False only if the fd is broken (a pipe with no reader, EBADF). */
+static bool vub_sys_signal(int fd)
 {
     uint64_t one = 1;
     ssize_t n;
     do {
         n = write(fd, &one, sizeof one);
     } while (n < 0 && errno == EINTR);
-    /* EAGAIN means the counter is saturated: the peer will wake anyway. */
+    return n >= 0 || errno == EAGAIN;
 }
 
-/* Consumes pending signals on a non-blocking eventfd. */
-static void vub_sys_drain(int fd)
+/* Consumes pending signals on a non-blocking eventfd or pipe. A pipe may
+ * hold more than one 8-byte signal; a bounded number of reads keeps a
+ * peer that writes without pause from holding us here. False if the fd
+ * reached end of file (the writer is gone) or fails for good. */
+static bool vub_sys_drain(int fd)
 {
     uint64_t count;
-    ssize_t n;
-    do {
-        n = read(fd, &count, sizeof count);
-    } while (n < 0 && errno == EINTR);
+    for (unsigned i = 0; i < 64; i++) {
+        ssize_t n = read(fd, &count, sizeof count);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN;
+        if (n == 0)
+            return false;
+    }
+    return true;
+}
+
+/* [VU-EVENT-FD] Is fd something a ring notification can travel on? An
+ * eventfd, or where the front-end lacks one a pipe (vhost-user
+ * "Introduction": "Either eventfd or pipe/pipe2"), whose end must suit the
+ * direction: kicks are read, calls and errors written. A file, a directory,
+ * /dev/null or a socket would either never signal or signal forever.
+ * eventfds are anonymous inodes, told apart by their /proc name; without
+ * /proc, any anonymous inode is taken on trust. */
+static bool vub_sys_event_fd_ok(int fd, bool read_end, bool *is_pipe)
+{
+    struct stat st;
+    int flags = fcntl(fd, F_GETFL);
+    if (fstat(fd, &st) != 0 || flags < 0)
+        return false;
+    int mode = flags & O_ACCMODE;
+    *is_pipe = S_ISFIFO(st.st_mode);
+    if (*is_pipe)
+        return mode == O_RDWR || mode == (read_end ? O_RDONLY : O_WRONLY);
+    char link[64], name[32];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, name, sizeof name - 1);
+    if (n < 0)
+        return errno == ENOENT && (st.st_mode & S_IFMT) == 0;
+    name[n] = '\0';
+    return strcmp(name, "anon_inode:[eventfd]") == 0;
 }
 
 static void vub_sys_close(int *fd)
@@ -5134,6 +5172,8 @@ struct vub_dev_queue {
     bool enabled;        /* SET_VRING_ENABLE(1), or no PROTOCOL_FEATURES */
     bool polled;         /* the kick came with NOFD: nobody will kick us */
     bool used_synced;    /* used_idx re-read from guest memory since start */
+    bool kick_pipe;      /* the kick fd is a pipe's read end: we cannot kick ourselves */
+    bool backlog;        /* yielded with requests left and no way to kick ourselves */
     int kick_fd;         /* driver -> device notifications; -1 if none */
     int call_fd;         /* device -> driver notifications; -1 if none */
     int err_fd;          /* device -> front-end error signal; -1 if none */
@@ -5275,10 +5315,22 @@ static void vub_dev_reset(struct vub_dev *dev)
 
 /* ---- queue processing ---- */
 
+/* [VU-EVENT-FD] A notification fd that hung up or fails is closed and
+ * forgotten, with the reason kept for the caller's one log line
+ * (stats.dropped_fds counts them): polling it again would report it ready
+ * forever. The session goes on; the front-end may send a new fd. */
+static void vub_dev_drop_fd(struct vub_dev *dev, int *fd, unsigned index, const char *what)
+{
+    vub_sys_close(fd);
+    vub_dev_set_why(dev, "queue %u: %s fd hung up or failed; dropped it", index, what);
+    dev->stats.dropped_fds++;
+}
+
 static void vub_dev_notify(struct vub_dev *dev, struct vub_dev_queue *q)
 {
     if (vub_vring_need_notify(&q->ring) && q->call_fd >= 0) {
-        vub_sys_signal(q->call_fd);
+        if (!vub_sys_signal(q->call_fd))
+            vub_dev_drop_fd(dev, &q->call_fd, (unsigned)(q - dev->queues), "call");
         dev->stats.notifications++;
     }
 }
@@ -5293,7 +5345,7 @@ static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
     vub_dev_set_why(dev, "queue %u: %s", index, detail);
     q->started = false;
     if (q->err_fd >= 0)
-        vub_sys_signal(q->err_fd);
+        vub_sys_signal(q->err_fd); /* the session ends: nothing to drop it for */
     return VUB_E_PROTO;
 }
 
@@ -5323,6 +5375,7 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
 {
     struct vub_dev_queue *q = &dev->queues[index];
     struct vub_vring *vr = &q->ring;
+    q->backlog = false;
     if (!q->started || !q->enabled || !vr->desc)
         return VUB_OK;
     if (!vub_dev_ring_consistent(dev, vr))
@@ -5345,7 +5398,10 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
                 batch = 0;
             }
             if (budget == 0) {
-                if (q->kick_fd >= 0)
+                /* An eventfd kick is ours to write; a pipe's read end is
+                 * not, so that queue is left for vub_dev_dispatch(). */
+                q->backlog = q->kick_pipe || q->kick_fd < 0;
+                if (q->kick_fd >= 0 && !q->kick_pipe)
                     vub_sys_signal(q->kick_fd);
                 return VUB_OK;
             }
@@ -5625,6 +5681,32 @@ static struct vub_dev_queue *vub_dev_vring_fd(struct vub_dev *dev, struct vub_ms
     return q;
 }
 
+/* [VU-EVENT-FD] a kick fd must be readable as an event source, a call or
+ * err fd writable as one; [VU-CALL-NONBLOCK] every one is made
+ * non-blocking, so a front-end that never drains its call pipe cannot
+ * block the device (a full pipe already holds a pending signal). On
+ * failure the fd is closed here. */
+static bool vub_dev_check_event_fd(struct vub_dev *dev, const struct vub_msg *m, int *fd, bool read_end,
+                                   bool *pipe)
+{
+    const char *name = vub_vu_request_name(m->hdr.request);
+    *pipe = false;
+    if (*fd < 0)
+        return true;
+    if (!vub_sys_event_fd_ok(*fd, read_end, pipe)) {
+        vub_dev_set_why(dev, "%s: the fd is not an eventfd or the %s end of a pipe", name,
+                        read_end ? "read" : "write");
+        vub_sys_close(fd);
+        return false;
+    }
+    if (read_end && !vub_sys_set_nonblock(*fd)) {
+        vub_dev_set_why(dev, "%s: cannot make the fd non-blocking: %s", name, strerror(errno));
+        vub_sys_close(fd);
+        return false;
+    }
+    return true;
+}
+
 /* A kick fd starts the ring ("Ring states": started once the kick fd is
  * set); requests already waiting are served at once, since their kick
  * may have gone to the previous fd. */
@@ -5632,15 +5714,12 @@ static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
+    bool pipe = false;
+    if (!q || !vub_dev_check_event_fd(dev, m, &fd, true, &pipe))
         return VUB_E_PROTO;
-    if (fd >= 0 && !vub_sys_set_nonblock(fd)) {
-        close(fd);
-        vub_dev_set_why(dev, "kick fd: %s", strerror(errno));
-        return VUB_E_PROTO;
-    }
     vub_sys_close(&q->kick_fd);
     q->kick_fd = fd;
+    q->kick_pipe = pipe;
     q->polled = fd < 0;
     q->started = true;
     q->used_synced = false;
@@ -5651,8 +5730,9 @@ static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_set_vring_call(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
+    bool pipe;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
+    if (!q || !vub_dev_check_event_fd(dev, m, &fd, false, &pipe))
         return VUB_E_PROTO;
     vub_sys_close(&q->call_fd);
     q->call_fd = fd;
@@ -5662,8 +5742,9 @@ static enum vub_err vub_h_set_vring_call(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_set_vring_err(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
+    bool pipe;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
+    if (!q || !vub_dev_check_event_fd(dev, m, &fd, false, &pipe))
         return VUB_E_PROTO;
     vub_sys_close(&q->err_fd);
     q->err_fd = fd;
@@ -6011,8 +6092,8 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q)
 {
     if (q >= dev->cfg.num_queues)
         return VUB_E_INVAL;
-    if (dev->queues[q].kick_fd >= 0)
-        vub_sys_drain(dev->queues[q].kick_fd);
+    if (dev->queues[q].kick_fd >= 0 && !vub_sys_drain(dev->queues[q].kick_fd))
+        vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, "kick");
     dev->stats.kicks++;
     return vub_dev_run_queue(dev, q);
 }
@@ -6033,7 +6114,7 @@ size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap
 bool vub_dev_polling(const struct vub_dev *dev)
 {
     for (unsigned i = 0; i < dev->cfg.num_queues; i++)
-        if (dev->queues[i].started && dev->queues[i].polled)
+        if (dev->queues[i].started && (dev->queues[i].polled || dev->queues[i].backlog))
             return true;
     return false;
 }
@@ -6047,14 +6128,19 @@ enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, siz
         if (fds[i].fd == dev->sock && fds[i].revents)
             err = vub_dev_handle_msg(dev);
     for (size_t i = 0; i < n && err == VUB_OK; i++) {
-        if (fds[i].fd == dev->sock || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP)))
+        if (fds[i].fd == dev->sock || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
             continue;
-        for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
-            if (dev->queues[q].kick_fd == fds[i].fd)
-                err = vub_dev_process_queue(dev, q);
+        for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++) {
+            if (dev->queues[q].kick_fd != fds[i].fd)
+                continue;
+            /* [VU-EVENT-FD] a hung-up kick fd is served once, then dropped */
+            err = vub_dev_process_queue(dev, q);
+            if (dev->queues[q].kick_fd >= 0 && (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)))
+                vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, "kick");
+        }
     }
     for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
-        if (dev->queues[q].started && dev->queues[q].polled)
+        if (dev->queues[q].started && (dev->queues[q].polled || dev->queues[q].backlog))
             err = vub_dev_run_queue(dev, q);
     return err;
 }

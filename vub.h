@@ -212,6 +212,7 @@ struct vub_dev_stats {
     uint64_t notifications;   /* used-buffer notifications sent (call fd writes) */
     uint64_t kicks;           /* available-buffer notifications received */
     uint64_t rejected_messages; /* messages answered with an error, session kept */
+    uint64_t dropped_fds;     /* kick/call fds closed after a hang-up or error (vub_dev_why says which) */
     uint64_t queue_requests[VUB_MAX_QUEUES];  /* requests per queue */
 };
 
@@ -247,8 +248,12 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q);
 size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap);
 enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n);
 
-/* True if a queue's kick came with NOFD: nobody will kick it, so the caller
- * must not block in poll() for long (vub_dev_dispatch() polls such queues). */
+/* True if a queue's kick came with NOFD, or a queue whose kick fd is a pipe
+ * yielded with requests left: nobody will kick it, so the caller must not
+ * block in poll() for long (vub_dev_dispatch() runs such queues).
+ * Call and err fds may be pipes: a program whose front-end may close one's
+ * read end must ignore SIGPIPE (vub-serve does); the write then fails and
+ * the fd is dropped (stats.dropped_fds). */
 bool vub_dev_polling(const struct vub_dev *dev);
 
 /* Busy polling: serves every started queue once without waiting for a

@@ -208,7 +208,7 @@ static enum vub_err busy_poll(struct vub_dev *dev, unsigned poll_us)
 static void serve_session(struct vub_dev *dev, unsigned poll_us)
 {
     uint64_t logged = 0; /* features last logged: firmware and OS negotiate in turn */
-    uint64_t rejected = 0;
+    uint64_t rejected = 0, dropped = 0;
     enum vub_err err = VUB_OK;
     while (!stop_requested && err == VUB_OK) {
         struct pollfd fds[VUB_MAX_POLLFDS];
@@ -226,6 +226,10 @@ static void serve_session(struct vub_dev *dev, unsigned poll_us)
         if (s.rejected_messages != rejected) {
             rejected = s.rejected_messages;
             fprintf(stderr, "vub-serve: rejected a message: %s\n", vub_dev_why(dev));
+        }
+        if (s.dropped_fds != dropped) {
+            dropped = s.dropped_fds;
+            fprintf(stderr, "vub-serve: %s\n", vub_dev_why(dev));
         }
         if (vub_dev_queues_started(dev) > 0 && vub_dev_features(dev) != logged) {
             log_features(dev);

@@ -1004,6 +1004,78 @@ static void test_reset(void)
     bench_close(&b);
 }
 
+
+/* Sends SET_VRING_KICK/CALL/ERR for queue 0 with fd and NEED_REPLY; true if
+ * the device acked it with 0 (accepted). The fd is ours to close. */
+static bool vring_fd_accepted(struct bench *b, uint32_t req, int fd)
+{
+    struct vub_vu_header h;
+    uint64_t ack = ~0ull;
+    send_msg(b, req, 1 | VHOST_USER_NEED_REPLY_MASK, &(uint64_t){0}, 8, &fd, 1);
+    return get_reply(b, &h, &ack, sizeof ack) && ack == 0;
+}
+
+/* [VU-EVENT-FD] a kick fd is an eventfd or a pipe's read end, a call or err
+ * fd an eventfd or a pipe's write end; anything else is refused, since it
+ * would never signal or would signal forever. */
+static void test_event_fd_kinds(void)
+{
+    struct bench b;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    int sv[2], p[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    close(sv[1]);
+    if (pipe(p) != 0)
+        abort();
+    struct { const char *what; int fd; } bad[] = {
+        {"/dev/null", open("/dev/null", O_RDWR)},
+        {"/dev/zero", open("/dev/zero", O_RDONLY)},
+        {"a directory", open("/", O_RDONLY | O_DIRECTORY)},
+        {"a regular file", open(b.path, O_RDONLY)},
+        {"a socket whose peer closed", sv[0]},
+    };
+    for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        check(!vring_fd_accepted(&b, VHOST_USER_SET_VRING_KICK, bad[i].fd),
+              "[VU-EVENT-FD] a kick fd that is %s is refused", bad[i].what);
+        check(!vring_fd_accepted(&b, VHOST_USER_SET_VRING_CALL, bad[i].fd),
+              "[VU-EVENT-FD] a call fd that is %s is refused", bad[i].what);
+        check(!vring_fd_accepted(&b, VHOST_USER_SET_VRING_ERR, bad[i].fd),
+              "[VU-EVENT-FD] an err fd that is %s is refused", bad[i].what);
+        close(bad[i].fd);
+    }
+    check(!vring_fd_accepted(&b, VHOST_USER_SET_VRING_KICK, p[1]),
+          "[VU-EVENT-FD] a kick fd that is a pipe's write end is refused");
+    check(!vring_fd_accepted(&b, VHOST_USER_SET_VRING_CALL, p[0]),
+          "[VU-EVENT-FD] a call fd that is a pipe's read end is refused");
+    check(vring_fd_accepted(&b, VHOST_USER_SET_VRING_CALL, p[1]) &&
+              vring_fd_accepted(&b, VHOST_USER_SET_VRING_ERR, p[1]),
+          "[VU-EVENT-FD] call and err fds that are a pipe's write end are accepted");
+    close(p[0]);
+    close(p[1]);
+    if (pipe(p) != 0) /* a pipe of its own: the device still holds the last one as err fd */
+        abort();
+    check(vring_fd_accepted(&b, VHOST_USER_SET_VRING_KICK, p[0]),
+          "[VU-EVENT-FD] a kick fd that is a pipe's read end is accepted");
+    check(vring_fd_accepted(&b, VHOST_USER_SET_VRING_CALL, b.call[0]),
+          "[VU-EVENT-FD] a call fd that is an eventfd is accepted");
+
+    /* The kick pipe's writer goes away: poll reports POLLHUP for good. */
+    struct pollfd fds[VUB_MAX_POLLFDS];
+    size_t before = vub_dev_pollfds(b.dev, fds, VUB_MAX_POLLFDS);
+    close(p[1]);
+    close(p[0]);
+    int ready = poll(fds, before, 0);
+    enum vub_err err = vub_dev_dispatch(b.dev, fds, before);
+    size_t after = vub_dev_pollfds(b.dev, fds, VUB_MAX_POLLFDS);
+    int again = poll(fds, after, 0);
+    check(ready == 1 && err == VUB_OK && after == before - 1 && again == 0,
+          "[VU-EVENT-FD] a kick pipe that hung up is dropped: the next poll has nothing ready (no spin)");
+    check(strstr(vub_dev_why(b.dev), "kick fd hung up") != NULL,
+          "[VU-EVENT-FD] the dropped kick fd is named for one log line: %s", vub_dev_why(b.dev));
+    bench_close(&b);
+}
+
 #include "test-backend-packed.inc"
 
 int main(void)
@@ -1026,5 +1098,6 @@ int main(void)
     test_busy_poll();
     test_fuzz_regressions();
     test_packed();
+    test_event_fd_kinds();
     return failures ? 1 : 0;
 }
