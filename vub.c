@@ -5699,7 +5699,7 @@ static bool vub_dev_check_event_fd(struct vub_dev *dev, const struct vub_msg *m,
         vub_sys_close(fd);
         return false;
     }
-    if (read_end && !vub_sys_set_nonblock(*fd)) {
+    if (!vub_sys_set_nonblock(*fd)) {
         vub_dev_set_why(dev, "%s: cannot make the fd non-blocking: %s", name, strerror(errno));
         vub_sys_close(fd);
         return false;

@@ -1076,6 +1076,42 @@ static void test_event_fd_kinds(void)
     bench_close(&b);
 }
 
+/* [VU-CALL-NONBLOCK] a call pipe that nobody drains fills up; writes to it
+ * never block, so the device keeps completing requests (the full pipe
+ * already holds a pending notification). */
+static void on_wedged(int sig)
+{
+    (void)sig;
+    static const char msg[] = "not ok - [VU-CALL-NONBLOCK] the device blocked writing to a full call pipe\n";
+    write(1, msg, sizeof msg - 1);
+    _exit(1);
+}
+
+static void test_call_pipe_full(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    int p[2];
+    bench_open(&b, false, VUB_BIT(VIRTIO_F_EVENT_IDX)); /* one call per completion */
+    bench_start(&b, 0);
+    if (pipe(p) != 0)
+        abort();
+    fcntl(p[1], F_SETPIPE_SZ, 4096); /* 512 signals fill it */
+    check(vring_fd_accepted(&b, VHOST_USER_SET_VRING_CALL, p[1]), "a call pipe is accepted");
+    signal(SIGALRM, on_wedged);
+    alarm(20);
+    unsigned done = 0;
+    for (unsigned i = 0; i < 2000; i++) {
+        request3(&b, 0, VIRTIO_BLK_T_IN, 0, 512, true);
+        done += take_used(&b, 0, &id, &len) && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK;
+    }
+    alarm(0);
+    check(done == 2000, "[VU-CALL-NONBLOCK] 2000 requests complete while nobody drains the call pipe (%u)", done);
+    close(p[0]);
+    close(p[1]);
+    bench_close(&b);
+}
+
 #include "test-backend-packed.inc"
 
 int main(void)
@@ -1099,5 +1135,6 @@ int main(void)
     test_fuzz_regressions();
     test_packed();
     test_event_fd_kinds();
+    test_call_pipe_full();
     return failures ? 1 : 0;
 }
