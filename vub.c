@@ -1043,6 +1043,9 @@ struct vub_chain {
     uint64_t writable_bytes;
     bool too_many_segments;  /* well-formed, but more iovecs than vub keeps */
     bool writable_seen;      /* a writable descriptor came, even an empty or dropped one */
+    uint32_t descriptors;    /* buffer descriptors walked (an INDIRECT one not counted) */
+    uint8_t *last_writable;  /* last byte of the last non-empty writable buffer: the
+                                status byte, found even when the iovecs ran out */
 };
 
 /* Device-side state of one ring, split or packed. */
@@ -1095,15 +1098,21 @@ static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem
     if (err == VUB_E_RANGE) {
         c->too_many_segments = true; /* keep walking: the chain must still be checked */
         count = c->readable + c->writable;
-    } else if (err != VUB_OK) {
+        err = vub_mem_mapped(mem, d->addr, d->len) ? VUB_OK : VUB_E_PROTO;
+    }
+    if (err != VUB_OK) {
         vub_why(why, why_len, "descriptor chain %u points at unmapped guest memory 0x%llx+%u",
                 c->head, (unsigned long long)d->addr, d->len);
         return VUB_E_PROTO;
     }
+    c->descriptors++;
     if (writable) {
+        uint64_t contig;
         c->writable_seen = true;
         c->writable = count - c->readable;
         c->writable_bytes += d->len;
+        if (d->len > 0)
+            c->last_writable = vub_mem_find(mem, VUB_GPA, d->addr + d->len - 1, &contig);
     } else {
         c->readable = count;
         c->readable_bytes += d->len;
@@ -2364,13 +2373,25 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
     enum vub_err err;
 
     blk->stats->requests++;
+    /* [BLK-SEG-MAX] more data segments than the seg_max we advertise (a
+     * header and a status descriptor besides), or more iovecs than we keep:
+     * refused as a whole. The status byte is the chain's last writable byte
+     * ("the status byte ... last"), found during the walk, since the iovecs
+     * may have stopped short of it. */
+    if (c->too_many_segments || c->descriptors > VUB_BLK_SEG_MAX + 2) {
+        blk->stats->errors++;
+        if (!c->last_writable)
+            return 0;
+        *c->last_writable = VIRTIO_BLK_S_IOERR;
+        return 1;
+    }
     if (!status) {
         blk->stats->errors++;
         return 0;
     }
     unsigned rcount = c->readable, wcount = c->writable;
     struct iovec *rd = c->iov, *wr = c->iov + c->readable;
-    if (c->too_many_segments || c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
+    if (c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
         err = VUB_E_RANGE; /* [BLK-SHORT-HDR] */
     } else {
         vub_iov_copy_out(rd, rcount, 0, hdr, sizeof hdr);

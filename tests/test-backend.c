@@ -1112,6 +1112,60 @@ static void test_call_pipe_full(void)
     bench_close(&b);
 }
 
+
+/* An IN request of one header, `data` 512-byte writable segments and a
+ * status byte, all in one indirect table. Returns the used length. */
+static uint32_t long_chain(struct bench *b, unsigned data, bool *got)
+{
+    uint64_t table = GUEST_GPA + 0x30000;
+    uint32_t id, len = ~0u;
+    put_hdr(b, VIRTIO_BLK_T_IN, 0);
+    memset(g(b, DATA_GPA), 0x77, (size_t)data * 512);
+    put_desc(g(b, table), 0, (struct d){HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1});
+    for (unsigned i = 0; i < data; i++)
+        put_desc(g(b, table), 1 + i,
+                 (struct d){DATA_GPA + 512ull * i, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, (uint16_t)(2 + i)});
+    put_desc(g(b, table), 1 + data, (struct d){STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0});
+    struct d ind = {table, 16 * (data + 2), VIRTQ_DESC_F_INDIRECT, 0};
+    submit(b, 0, &ind, 1, 0);
+    *got = take_used(b, 0, &id, &len);
+    return len;
+}
+
+static bool data_untouched(struct bench *b, unsigned data)
+{
+    for (size_t i = 0; i < (size_t)data * 512; i++)
+        if (g(b, DATA_GPA)[i] != 0x77)
+            return false;
+    return true;
+}
+
+/* [BLK-SEG-MAX] a request with more data segments than the seg_max vub
+ * advertises is refused as a whole: IOERR in the status byte (the last byte
+ * of the last writable descriptor, wherever the iovec array ended), used
+ * length 1, no data written - however many iovecs vub could have held. */
+static void test_long_chains(void)
+{
+    struct bench b;
+    bool got;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    uint32_t len = long_chain(&b, VUB_BLK_SEG_MAX, &got);
+    check(got && len == VUB_BLK_SEG_MAX * 512 + 1 && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK,
+          "[BLK-SEG-MAX] a request of exactly seg_max (%u) data segments is served", VUB_BLK_SEG_MAX);
+    len = long_chain(&b, VUB_BLK_SEG_MAX + 1, &got);
+    check(got && len == 1 && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_IOERR && data_untouched(&b, VUB_BLK_SEG_MAX + 1),
+          "[BLK-SEG-MAX] seg_max + 1 data segments: IOERR, used.len 1, no data written (len %u, status %u)",
+          len, *g(&b, STATUS_GPA));
+    len = long_chain(&b, 198, &got);
+    check(got && len == 1 && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_IOERR && data_untouched(&b, 198),
+          "[BLK-SEG-MAX] 198 data segments, past the iovec array: IOERR in the real status byte, used.len 1 (len %u, status %u)",
+          len, *g(&b, STATUS_GPA));
+    len = long_chain(&b, 1, &got);
+    check(got && len == 513 && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK, "[BLK-SEG-MAX] the ring is served normally after a refusal");
+    bench_close(&b);
+}
+
 #include "test-backend-packed.inc"
 
 int main(void)
@@ -1136,5 +1190,6 @@ int main(void)
     test_packed();
     test_event_fd_kinds();
     test_call_pipe_full();
+    test_long_chains();
     return failures ? 1 : 0;
 }
