@@ -3521,7 +3521,8 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
 #define VUB_QCOW2_MAX_SNAPSHOTS 65536u                    /* QCOW_MAX_SNAPSHOTS */
 #define VUB_QCOW2_MAX_SNAPSHOT_TABLE_BYTES (UINT64_C(64) << 20)
 #define VUB_QCOW2_MAX_SNAPSHOT_EXTRA 1024u                /* extra data per entry */
-#define VUB_QCOW2_MAX_CHAIN 16u           /* backing files below the opened image */
+#define VUB_QCOW2_MAX_CHAIN 64u           /* backing files below the opened image (qemu-img
+                                             reads chains 40 deep; QEMU has no fixed cap) */
 #define VUB_QCOW2_MAX_NAME 4095u          /* data file name bytes */
 #define VUB_QCOW2_L2_CACHE_BYTES (UINT64_C(4) << 20)      /* L2 cache budget */
 #define VUB_QCOW2_L2_CACHE_MIN_SLOTS 2u
@@ -4520,6 +4521,13 @@ static bool vub_qcow2_extends(const struct vub_qcow2_extent *a, const struct vub
 
 /* ---- 10.6 Backing files ("backing_file_offset", "Backing file format name") */
 
+/* Where in a backing chain an open failed, for a refusal that gives the
+ * reason first and the chain after ([QCOW2-BACKING-WHY]). */
+struct vub_qcow2_chain_fault {
+    unsigned depth;                       /* 0 until a backing file failed */
+    char path[256];                       /* that file (cut to fit) */
+};
+
 /* One image of a backing chain being opened, innermost last: what a new
  * backing file is checked against. */
 struct vub_qcow2_chain {
@@ -4527,6 +4535,7 @@ struct vub_qcow2_chain {
     ino_t ino;
     unsigned depth;                       /* 0 for the image the caller opened */
     const struct vub_qcow2_chain *above;  /* the image that names this one */
+    struct vub_qcow2_chain_fault *fault;  /* shared by the whole chain */
 };
 
 /* [QCOW2-BACKING-RELATIVE] A relative backing (or data file) name is
@@ -4586,13 +4595,32 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
  * it (and zeros after), so the sector rounding of raw disks does not apply.
  * Backing images are opened here rather than with vub_image_open(), which
  * has no way to carry the chain. */
+static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                          const struct vub_image_opts *opts,
+                                          const struct vub_qcow2_chain *chain, char *why, size_t why_len);
+
+/* [QCOW2-BACKING-WHY] the innermost failure says why, with no path
+ * prefixes; the first backing file to see it failing records itself, and
+ * the image the caller opened adds the chain (vub_qcow2_open). */
 static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
                                            const struct vub_image_opts *opts,
                                            const struct vub_qcow2_chain *chain, char *why, size_t why_len)
 {
+    enum vub_err err = vub_qcow2_try_backing(q, fmt, opts, chain, why, why_len);
+    if (err != VUB_OK && chain->fault->depth == 0) {
+        chain->fault->depth = chain->depth + 1;
+        snprintf(chain->fault->path, sizeof chain->fault->path, "%s", q->backing_path);
+    }
+    return err;
+}
+
+static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                          const struct vub_image_opts *opts,
+                                          const struct vub_qcow2_chain *chain, char *why, size_t why_len)
+{
     const char *path = q->backing_path;
     if (chain->depth + 1 > VUB_QCOW2_MAX_CHAIN) {
-        vub_why(why, why_len, "backing chain deeper than %u images at %s", VUB_QCOW2_MAX_CHAIN, path);
+        vub_why(why, why_len, "backing chain deeper than %u images", VUB_QCOW2_MAX_CHAIN);
         return VUB_E_UNSUPP;
     }
     struct vub_image *b = calloc(1, sizeof *b);
@@ -4605,7 +4633,7 @@ static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format 
     struct stat st;
     b->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (b->fd < 0 || fstat(b->fd, &st) != 0) {
-        vub_why(why, why_len, "backing file %s: %s", path, strerror(errno));
+        vub_why(why, why_len, "cannot open backing file: %s", strerror(errno));
         return VUB_E_IO;
     }
     for (const struct vub_qcow2_chain *c = chain; c; c = c->above) {
@@ -4616,23 +4644,18 @@ static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format 
     }
     if (fmt == VUB_FORMAT_RAW) {
         if (!vub_raw_file_size(b->fd, &b->size)) {
-            vub_why(why, why_len, "backing file %s: not a regular file or block device", path);
+            vub_why(why, why_len, "raw backing file is not a regular file or block device");
             return VUB_E_IO;
         }
         return VUB_OK;
     }
-    struct vub_qcow2_chain link = {st.st_dev, st.st_ino, chain->depth + 1, chain};
+    struct vub_qcow2_chain link = {st.st_dev, st.st_ino, chain->depth + 1, chain, chain->fault};
     struct vub_image_opts bo = {.read_only = true,
                                 .format = VUB_FORMAT_QCOW2,
                                 .allow_data_file = opts->allow_data_file,
                                 .snapshot = NULL, /* a snapshot is of the image named, not its backing */
                                 .backing_format = opts->backing_format};
-    char inner[512];
-    inner[0] = '\0';
-    enum vub_err err = vub_qcow2_open_chain(b, path, &bo, &link, inner, sizeof inner);
-    if (err != VUB_OK)
-        vub_why(why, why_len, "backing file %s: %s", path, inner);
-    return err;
+    return vub_qcow2_open_chain(b, path, &bo, &link, why, why_len);
 }
 
 /* ---- 10.7 Snapshots ("Snapshots") ------------------------------------------ */
@@ -4975,12 +4998,16 @@ static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path,
         vub_why(why, why_len, "%s: %s", path, strerror(errno));
         return VUB_E_IO;
     }
-    struct vub_qcow2_chain top = {st.st_dev, st.st_ino, 0, NULL};
+    struct vub_qcow2_chain_fault fault = {0};
+    struct vub_qcow2_chain top = {st.st_dev, st.st_ino, 0, NULL, &fault};
     char inner[512];
     inner[0] = '\0';
     enum vub_err err = vub_qcow2_open_chain(img, path, opts, &top, inner, sizeof inner);
-    if (err != VUB_OK)
+    if (err != VUB_OK && fault.depth == 0)
         vub_why(why, why_len, "%s: %s", path, inner);
+    else if (err != VUB_OK)
+        vub_why(why, why_len, "%s (backing chain: %s -> %s%s, %u deep)", inner, path,
+                fault.depth > 1 ? "... -> " : "", fault.path, fault.depth);
     return err;
 }
 
