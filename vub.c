@@ -6115,6 +6115,7 @@ void vub_dev_detach(struct vub_dev *dev)
 {
     if (!dev)
         return;
+    vub_msg_close_fds(&dev->msg); /* a request cut short by a fault may hold fds */
     vub_dev_reset(dev);
     vub_sys_close(&dev->sock);
     dev->protocol = 0;
@@ -6205,6 +6206,21 @@ enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served)
     if (served)
         *served = dev->stats.requests - before;
     return err;
+}
+
+/* [MEM-SHRINK] The hook for a program's SIGBUS handler: is addr in this
+ * session's guest memory? Reads only the region table (no locks, no
+ * allocation), so it is async-signal-safe. */
+bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr)
+{
+    const uint8_t *a = addr;
+    for (unsigned i = 0; dev && i < dev->mem.count; i++) {
+        const struct vub_mem_region *r = &dev->mem.regions[i];
+        const uint8_t *base = r->map_base;
+        if (a >= base && (size_t)(a - base) < r->map_len)
+            return true;
+    }
+    return false;
 }
 
 const char *vub_dev_why(const struct vub_dev *dev) { return dev->why; }

@@ -248,6 +248,22 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q);
 size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap);
 enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n);
 
+/* Guest memory a front-end shrinks under us. A front-end may ftruncate the
+ * file it shared after SET_MEM_TABLE; the next access to a page past the
+ * new end raises SIGBUS in whatever vub code touches it (ring loads,
+ * descriptor and data copies; preadv/pwritev see EFAULT instead). No
+ * mapping or size check can prevent that: the file can shrink between any
+ * check and the access. vub installs no signal handler (a library must not
+ * own process-wide state); a program that serves untrusted front-ends
+ * installs one for SIGBUS, and in it asks vub_dev_owns_fault(dev,
+ * info->si_addr). True means the fault is the front-end's doing: the
+ * handler may siglongjmp() back to the program's loop, which must then call
+ * vub_dev_detach() (and nothing else on dev first) to end that session;
+ * the device is then ready for the next. False means a real bug: restore
+ * the default action and let it crash. Async-signal-safe. vub-serve shows
+ * the pattern. */
+bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr);
+
 /* True if a queue's kick came with NOFD, or a queue whose kick fd is a pipe
  * yielded with requests left: nobody will kick it, so the caller must not
  * block in poll() for long (vub_dev_dispatch() runs such queues).

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <sys/eventfd.h>
 #include <dirent.h>
+#include <setjmp.h>
 #include <signal.h>
 
 /* ---- reporting ---- */
@@ -1166,6 +1167,72 @@ static void test_long_chains(void)
     bench_close(&b);
 }
 
+
+/* [MEM-SHRINK] the front-end shrinks its memory file after SET_MEM_TABLE:
+ * the device's next access past the new end raises SIGBUS. This test is
+ * the program: its handler asks vub_dev_owns_fault() and jumps back, the
+ * session is detached, and the same device serves the next session. */
+static sigjmp_buf shrink_jump;
+static struct vub_dev *volatile shrink_dev;
+static volatile sig_atomic_t shrink_faults;
+
+static void on_shrink_sigbus(int sig, siginfo_t *info, void *context)
+{
+    (void)context;
+    if (shrink_dev && vub_dev_owns_fault(shrink_dev, info->si_addr)) {
+        shrink_faults++;
+        siglongjmp(shrink_jump, 1);
+    }
+    signal(sig, SIG_DFL);
+}
+
+static void test_shrunk_memory(void)
+{
+    static struct bench b; /* static: kept across the jump */
+    uint32_t id, len;
+    struct sigaction sa = {.sa_sigaction = on_shrink_sigbus, .sa_flags = SA_SIGINFO}, old;
+    sigaction(SIGBUS, &sa, &old);
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    check(!vub_dev_owns_fault(b.dev, &b) && !vub_dev_owns_fault(b.dev, g(&b, DATA_GPA)) &&
+              vub_dev_owns_fault(b.dev, b.dev->mem.regions[0].host + DATA_OFF),
+          "[MEM-SHRINK] vub_dev_owns_fault knows the device's guest mappings from the rest of the process");
+    /* A read whose header lies past where the file will end. */
+    put_hdr(&b, VIRTIO_BLK_T_IN, 0);
+    struct d ds[3] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1},
+                      {DATA_GPA, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2},
+                      {STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0}};
+    for (unsigned i = 0; i < 3; i++)
+        put_desc(g(&b, desc_gpa(0)), i, ds[i]);
+    uint8_t *avail = g(&b, avail_gpa(0));
+    vub_put_le16(avail + 4, 0);
+    vub_put_le16(avail + 2, 1);
+    ftruncate(b.memfd, DATA_OFF / 2); /* the rings stay, the buffers go */
+    if (sigsetjmp(shrink_jump, 1) == 0) {
+        shrink_dev = b.dev;
+        vub_dev_process_queue(b.dev, 0);
+    }
+    shrink_dev = NULL;
+    check(shrink_faults == 1, "[MEM-SHRINK] touching the shrunk memory raised SIGBUS, and the handler recovered");
+    vub_dev_detach(b.dev);
+
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+    close(b.sock);
+    b.sock = sv[0];
+    ftruncate(b.memfd, GUEST_BYTES);
+    enum vub_err err = vub_dev_attach(b.dev, sv[1]);
+    bool started = err == VUB_OK && bench_start(&b, 0);
+    err = request3(&b, 0, VIRTIO_BLK_T_IN, 3, 512, true);
+    bool got = take_used(&b, 0, &id, &len);
+    uint8_t want[512];
+    file_bytes(&b, 3 * 512, want, sizeof want);
+    check(started && err == VUB_OK && got && len == 513 && !memcmp(g(&b, DATA_GPA), want, 512),
+          "[MEM-SHRINK] after the faulting session is detached, the device serves the next one");
+    bench_close(&b);
+    sigaction(SIGBUS, &old, NULL);
+}
+
 #include "test-backend-packed.inc"
 
 int main(void)
@@ -1191,5 +1258,6 @@ int main(void)
     test_event_fd_kinds();
     test_call_pipe_full();
     test_long_chains();
+    test_shrunk_memory();
     return failures ? 1 : 0;
 }
