@@ -5988,6 +5988,13 @@ static const struct vub_dev_rule *vub_dev_check(struct vub_dev *dev, const struc
         vub_dev_set_why(dev, "request %u (%s) is not supported", m->hdr.request, name);
         return NULL;
     }
+    /* [VU-HDR-FLAGS] a request has the version and at most NEED_REPLY: the
+     * REPLY bit is the back-end's to send, and no other bit is defined. */
+    if (m->hdr.flags & ~(VHOST_USER_VERSION_MASK | VHOST_USER_NEED_REPLY_MASK)) {
+        vub_dev_set_why(dev, "%s with header flags 0x%x: %s", name, m->hdr.flags,
+                        m->hdr.flags & VHOST_USER_REPLY_MASK ? "the REPLY bit is set" : "undefined bits are set");
+        return NULL;
+    }
     if (rule->gate != VUB_GATE_NONE && !vub_has(dev->protocol, (unsigned)rule->gate)) {
         vub_dev_set_why(dev, "%s without protocol feature %s negotiated", name,
                         vub_protocol_feature_names[rule->gate]);

@@ -1233,6 +1233,28 @@ static void test_shrunk_memory(void)
     sigaction(SIGBUS, &old, NULL);
 }
 
+
+/* [VU-HDR-FLAGS] a request carries only the version and NEED_REPLY: the
+ * REPLY bit, or a bit the spec does not define, is refused (an error ack
+ * with NEED_REPLY, else the session ends). */
+static void test_request_flags(void)
+{
+    struct bench b;
+    struct vub_vu_header h;
+    uint64_t v = 0;
+    uint32_t bad[] = {VHOST_USER_REPLY_MASK, 1u << 4, 1u << 31};
+    for (unsigned i = 0; i < 3; i++) {
+        bench_open(&b, false, 0);
+        enum vub_err err = send_msg(&b, VHOST_USER_SET_OWNER, 1 | VHOST_USER_NEED_REPLY_MASK | bad[i], NULL, 0, NULL, 0);
+        bool got = get_reply(&b, &h, &v, sizeof v);
+        check(err == VUB_OK && got && v != 0, "[VU-HDR-FLAGS] SET_OWNER with flag bit 0x%x and NEED_REPLY gets an error ack", bad[i]);
+        err = send_msg(&b, VHOST_USER_GET_FEATURES, 1 | bad[i], NULL, 0, NULL, 0);
+        got = get_reply(&b, &h, &v, sizeof v);
+        check(err == VUB_E_PROTO && !got, "[VU-HDR-FLAGS] GET_FEATURES with flag bit 0x%x ends the session unanswered", bad[i]);
+        bench_close(&b);
+    }
+}
+
 #include "test-backend-packed.inc"
 
 int main(void)
@@ -1259,5 +1281,6 @@ int main(void)
     test_call_pipe_full();
     test_long_chains();
     test_shrunk_memory();
+    test_request_flags();
     return failures ? 1 : 0;
 }
