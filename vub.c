@@ -5216,6 +5216,7 @@ struct vub_dev_queue {
     uint64_t avail_addr;
     uint64_t used_addr;
     bool addr_set;
+    bool addr_before_num; /* SET_VRING_ADDR came while the size was unknown */
     bool started;        /* kick fd received, not stopped by GET_VRING_BASE */
     bool enabled;        /* SET_VRING_ENABLE(1), or no PROTOCOL_FEATURES */
     bool polled;         /* the kick came with NOFD: nobody will kick us */
@@ -5602,8 +5603,18 @@ static enum vub_err vub_h_set_vring_num(struct vub_dev *dev, struct vub_msg *m)
     }
     if (!vub_dev_alloc_ring(dev, q, num))
         return VUB_E_NOMEM;
+    uint16_t old_size = q->ring.size;
     q->ring.size = (uint16_t)num;
-    vub_dev_map_ring(dev, q);
+    /* [VQ-RING-STATE] addresses sent before the size are checked now; ones
+     * from an earlier start are not (QEMU sends SET_VRING_ADDR next). */
+    if (!vub_dev_map_ring(dev, q) && q->addr_before_num) {
+        q->ring.size = old_size;
+        vub_dev_map_ring(dev, q);
+        vub_dev_set_why(dev, "queue %u: a %u-entry ring at the addresses given does not fit in guest memory",
+                        m->payload.state.index, num);
+        return VUB_E_PROTO;
+    }
+    q->addr_before_num = false;
     return VUB_OK;
 }
 
@@ -5647,11 +5658,21 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
         vub_dev_set_why(dev, "queue %u ring areas misaligned", a->index);
         return VUB_E_PROTO;
     }
+    /* [VQ-RING-STATE] before SET_VRING_NUM only the areas' first bytes can
+     * be checked (a one-entry ring); SET_VRING_NUM checks the rest. */
+    uint16_t size = q->ring.size;
+    if (!size && (!vub_mem_range(&dev->mem, VUB_UVA, a->desc_uaddr, VIRTQ_DESC_BYTES) ||
+                  !vub_mem_range(&dev->mem, VUB_UVA, a->avail_uaddr, 4) ||
+                  !vub_mem_range(&dev->mem, VUB_UVA, a->used_uaddr, 4))) {
+        vub_dev_set_why(dev, "queue %u rings are not inside guest memory", a->index);
+        return VUB_E_PROTO;
+    }
     q->desc_addr = a->desc_uaddr;
     q->avail_addr = a->avail_uaddr;
     q->used_addr = a->used_uaddr;
     q->addr_set = true;
-    if (q->ring.size && !vub_dev_map_ring(dev, q)) {
+    q->addr_before_num = !size;
+    if (size && !vub_dev_map_ring(dev, q)) {
         vub_dev_set_why(dev, "queue %u rings are not inside guest memory", a->index);
         return VUB_E_PROTO;
     }

@@ -1255,6 +1255,34 @@ static void test_request_flags(void)
     }
 }
 
+/* [VQ-RING-STATE] SET_VRING_ADDR may come before SET_VRING_NUM: the areas
+ * are checked against guest memory with what is known then, and again when
+ * the size arrives; a ring that does not fit is refused, not acked and left
+ * unusable. */
+static void test_addr_before_num(void)
+{
+    struct bench b;
+    struct vub_vu_header h;
+    uint64_t ack = 0;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    struct vub_vu_vring_addr a = {0, 0, GUEST_UVA + GUEST_BYTES + 0x1000, uva(used_gpa(0)), uva(avail_gpa(0)), 0};
+    vub_dev_reset(b.dev); /* rings forgotten, size 0 */
+    send_mem_table(&b);
+    enum vub_err err = send_msg(&b, VHOST_USER_SET_VRING_ADDR, 1 | VHOST_USER_NEED_REPLY_MASK, &a, sizeof a, NULL, 0);
+    bool got = get_reply(&b, &h, &ack, sizeof ack);
+    check(err == VUB_OK && got && ack != 0, "[VQ-RING-STATE] SET_VRING_ADDR outside guest memory before SET_VRING_NUM is refused");
+    a.desc_uaddr = GUEST_UVA + GUEST_BYTES - 64; /* 4 descriptors fit, 16 do not */
+    err = send_msg(&b, VHOST_USER_SET_VRING_ADDR, 1 | VHOST_USER_NEED_REPLY_MASK, &a, sizeof a, NULL, 0);
+    got = get_reply(&b, &h, &ack, sizeof ack);
+    check(err == VUB_OK && got && ack == 0, "[VQ-RING-STATE] SET_VRING_ADDR whose areas start in memory is accepted before the size");
+    struct vub_vu_vring_state st = {0, QSIZE};
+    err = send_msg(&b, VHOST_USER_SET_VRING_NUM, 1 | VHOST_USER_NEED_REPLY_MASK, &st, sizeof st, NULL, 0);
+    got = get_reply(&b, &h, &ack, sizeof ack);
+    check(err == VUB_OK && got && ack != 0, "[VQ-RING-STATE] a SET_VRING_NUM that makes the table run out of memory is refused");
+    bench_close(&b);
+}
+
 #include "test-backend-packed.inc"
 
 int main(void)
@@ -1282,5 +1310,6 @@ int main(void)
     test_long_chains();
     test_shrunk_memory();
     test_request_flags();
+    test_addr_before_num();
     return failures ? 1 : 0;
 }
