@@ -2405,7 +2405,9 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
             data_in = wbytes;
             break;
         case VIRTIO_BLK_T_OUT:
-            err = vub_blk_out(blk, sector, rd, rcount, rbytes);
+            /* [BLK-OUT-DIR] the data of a write is device-readable; a
+             * writable data buffer is a driver error, not an empty write. */
+            err = wbytes ? VUB_E_RANGE : vub_blk_out(blk, sector, rd, rcount, rbytes);
             break;
         case VIRTIO_BLK_T_FLUSH:
             blk->stats->flushes++;

@@ -1283,6 +1283,26 @@ static void test_addr_before_num(void)
     bench_close(&b);
 }
 
+/* [BLK-OUT-DIR] an OUT's data must be device-readable: a device-writable
+ * data buffer is IOERR and nothing is written. */
+static void test_out_writable_data(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    uint8_t before[4096], after[4096];
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    file_bytes(&b, 8 * 512, before, sizeof before);
+    memset(g(&b, DATA_GPA), 0x5c, 4096);
+    request3(&b, 0, VIRTIO_BLK_T_OUT, 8, 4096, true);
+    bool got = take_used(&b, 0, &id, &len);
+    file_bytes(&b, 8 * 512, after, sizeof after);
+    check(got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_IOERR && len == 1 && !memcmp(before, after, sizeof before),
+          "[BLK-OUT-DIR] an OUT with a device-writable data buffer gets IOERR and writes nothing (status %u, len %u)",
+          *g(&b, STATUS_GPA), len);
+    bench_close(&b);
+}
+
 #include "test-backend-packed.inc"
 
 int main(void)
@@ -1311,5 +1331,6 @@ int main(void)
     test_shrunk_memory();
     test_request_flags();
     test_addr_before_num();
+    test_out_writable_data();
     return failures ? 1 : 0;
 }
