@@ -310,26 +310,64 @@ void vub_features_str(uint64_t bits, enum vub_feature_kind kind, char *buf, size
  * through these small wrappers, so a port to another kernel starts here.
  * ======================================================================== */
 
-/* Signals an eventfd: the 8-byte value carries no meaning (vhost-user
- * "Introduction": "an 8 byte value ... the value is irrelevant"). */
-static void vub_sys_signal(int fd)
+/* Signals an eventfd (or writes to a pipe): the 8-byte value carries no
+ * meaning (vhost-user "Introduction": "the 8-value itself has no meaning").
+ * The fd is non-blocking ([VU-CALL-NONBLOCK]): EAGAIN means a saturated
+ * counter or a full pipe, so a signal is pending and the peer will wake
+ * anyway. False only if the fd is broken (a pipe with no reader, EBADF). */
+static bool vub_sys_signal(int fd)
 {
     uint64_t one = 1;
     ssize_t n;
     do {
         n = write(fd, &one, sizeof one);
     } while (n < 0 && errno == EINTR);
-    /* EAGAIN means the counter is saturated: the peer will wake anyway. */
+    return n >= 0 || errno == EAGAIN;
 }
 
-/* Consumes pending signals on a non-blocking eventfd. */
-static void vub_sys_drain(int fd)
+/* Consumes pending signals on a non-blocking eventfd or pipe. A pipe may
+ * hold more than one 8-byte signal; a bounded number of reads keeps a
+ * peer that writes without pause from holding us here. False if the fd
+ * reached end of file (the writer is gone) or fails for good. */
+static bool vub_sys_drain(int fd)
 {
     uint64_t count;
-    ssize_t n;
-    do {
-        n = read(fd, &count, sizeof count);
-    } while (n < 0 && errno == EINTR);
+    for (unsigned i = 0; i < 64; i++) {
+        ssize_t n = read(fd, &count, sizeof count);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN;
+        if (n == 0)
+            return false;
+    }
+    return true;
+}
+
+/* [VU-EVENT-FD] Is fd something a ring notification can travel on? An
+ * eventfd, or where the front-end lacks one a pipe (vhost-user
+ * "Introduction": "Either eventfd or pipe/pipe2"), whose end must suit the
+ * direction: kicks are read, calls and errors written. A file, a directory,
+ * /dev/null or a socket would either never signal or signal forever.
+ * eventfds are anonymous inodes, told apart by their /proc name; without
+ * /proc, any anonymous inode is taken on trust. */
+static bool vub_sys_event_fd_ok(int fd, bool read_end, bool *is_pipe)
+{
+    struct stat st;
+    int flags = fcntl(fd, F_GETFL);
+    if (fstat(fd, &st) != 0 || flags < 0)
+        return false;
+    int mode = flags & O_ACCMODE;
+    *is_pipe = S_ISFIFO(st.st_mode);
+    if (*is_pipe)
+        return mode == O_RDWR || mode == (read_end ? O_RDONLY : O_WRONLY);
+    char link[64], name[32];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, name, sizeof name - 1);
+    if (n < 0)
+        return errno == ENOENT && (st.st_mode & S_IFMT) == 0;
+    name[n] = '\0';
+    return strcmp(name, "anon_inode:[eventfd]") == 0;
 }
 
 static void vub_sys_close(int *fd)
@@ -1005,6 +1043,9 @@ struct vub_chain {
     uint64_t writable_bytes;
     bool too_many_segments;  /* well-formed, but more iovecs than vub keeps */
     bool writable_seen;      /* a writable descriptor came, even an empty or dropped one */
+    uint32_t descriptors;    /* buffer descriptors walked (an INDIRECT one not counted) */
+    uint8_t *last_writable;  /* last byte of the last non-empty writable buffer: the
+                                status byte, found even when the iovecs ran out */
 };
 
 /* Device-side state of one ring, split or packed. */
@@ -1057,15 +1098,21 @@ static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem
     if (err == VUB_E_RANGE) {
         c->too_many_segments = true; /* keep walking: the chain must still be checked */
         count = c->readable + c->writable;
-    } else if (err != VUB_OK) {
+        err = vub_mem_mapped(mem, d->addr, d->len) ? VUB_OK : VUB_E_PROTO;
+    }
+    if (err != VUB_OK) {
         vub_why(why, why_len, "descriptor chain %u points at unmapped guest memory 0x%llx+%u",
                 c->head, (unsigned long long)d->addr, d->len);
         return VUB_E_PROTO;
     }
+    c->descriptors++;
     if (writable) {
+        uint64_t contig;
         c->writable_seen = true;
         c->writable = count - c->readable;
         c->writable_bytes += d->len;
+        if (d->len > 0)
+            c->last_writable = vub_mem_find(mem, VUB_GPA, d->addr + d->len - 1, &contig);
     } else {
         c->readable = count;
         c->readable_bytes += d->len;
@@ -2326,13 +2373,25 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
     enum vub_err err;
 
     blk->stats->requests++;
+    /* [BLK-SEG-MAX] more data segments than the seg_max we advertise (a
+     * header and a status descriptor besides), or more iovecs than we keep:
+     * refused as a whole. The status byte is the chain's last writable byte
+     * ("the status byte ... last"), found during the walk, since the iovecs
+     * may have stopped short of it. */
+    if (c->too_many_segments || c->descriptors > VUB_BLK_SEG_MAX + 2) {
+        blk->stats->errors++;
+        if (!c->last_writable)
+            return 0;
+        *c->last_writable = VIRTIO_BLK_S_IOERR;
+        return 1;
+    }
     if (!status) {
         blk->stats->errors++;
         return 0;
     }
     unsigned rcount = c->readable, wcount = c->writable;
     struct iovec *rd = c->iov, *wr = c->iov + c->readable;
-    if (c->too_many_segments || c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
+    if (c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
         err = VUB_E_RANGE; /* [BLK-SHORT-HDR] */
     } else {
         vub_iov_copy_out(rd, rcount, 0, hdr, sizeof hdr);
@@ -2346,7 +2405,9 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
             data_in = wbytes;
             break;
         case VIRTIO_BLK_T_OUT:
-            err = vub_blk_out(blk, sector, rd, rcount, rbytes);
+            /* [BLK-OUT-DIR] the data of a write is device-readable; a
+             * writable data buffer is a driver error, not an empty write. */
+            err = wbytes ? VUB_E_RANGE : vub_blk_out(blk, sector, rd, rcount, rbytes);
             break;
         case VIRTIO_BLK_T_FLUSH:
             blk->stats->flushes++;
@@ -3462,7 +3523,8 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
 #define VUB_QCOW2_MAX_SNAPSHOTS 65536u                    /* QCOW_MAX_SNAPSHOTS */
 #define VUB_QCOW2_MAX_SNAPSHOT_TABLE_BYTES (UINT64_C(64) << 20)
 #define VUB_QCOW2_MAX_SNAPSHOT_EXTRA 1024u                /* extra data per entry */
-#define VUB_QCOW2_MAX_CHAIN 16u           /* backing files below the opened image */
+#define VUB_QCOW2_MAX_CHAIN 64u           /* backing files below the opened image (qemu-img
+                                             reads chains 40 deep; QEMU has no fixed cap) */
 #define VUB_QCOW2_MAX_NAME 4095u          /* data file name bytes */
 #define VUB_QCOW2_L2_CACHE_BYTES (UINT64_C(4) << 20)      /* L2 cache budget */
 #define VUB_QCOW2_L2_CACHE_MIN_SLOTS 2u
@@ -4461,6 +4523,13 @@ static bool vub_qcow2_extends(const struct vub_qcow2_extent *a, const struct vub
 
 /* ---- 10.6 Backing files ("backing_file_offset", "Backing file format name") */
 
+/* Where in a backing chain an open failed, for a refusal that gives the
+ * reason first and the chain after ([QCOW2-BACKING-WHY]). */
+struct vub_qcow2_chain_fault {
+    unsigned depth;                       /* 0 until a backing file failed */
+    char path[256];                       /* that file (cut to fit) */
+};
+
 /* One image of a backing chain being opened, innermost last: what a new
  * backing file is checked against. */
 struct vub_qcow2_chain {
@@ -4468,6 +4537,7 @@ struct vub_qcow2_chain {
     ino_t ino;
     unsigned depth;                       /* 0 for the image the caller opened */
     const struct vub_qcow2_chain *above;  /* the image that names this one */
+    struct vub_qcow2_chain_fault *fault;  /* shared by the whole chain */
 };
 
 /* [QCOW2-BACKING-RELATIVE] A relative backing (or data file) name is
@@ -4527,13 +4597,32 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
  * it (and zeros after), so the sector rounding of raw disks does not apply.
  * Backing images are opened here rather than with vub_image_open(), which
  * has no way to carry the chain. */
+static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                          const struct vub_image_opts *opts,
+                                          const struct vub_qcow2_chain *chain, char *why, size_t why_len);
+
+/* [QCOW2-BACKING-WHY] the innermost failure says why, with no path
+ * prefixes; the first backing file to see it failing records itself, and
+ * the image the caller opened adds the chain (vub_qcow2_open). */
 static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
                                            const struct vub_image_opts *opts,
                                            const struct vub_qcow2_chain *chain, char *why, size_t why_len)
 {
+    enum vub_err err = vub_qcow2_try_backing(q, fmt, opts, chain, why, why_len);
+    if (err != VUB_OK && chain->fault->depth == 0) {
+        chain->fault->depth = chain->depth + 1;
+        snprintf(chain->fault->path, sizeof chain->fault->path, "%s", q->backing_path);
+    }
+    return err;
+}
+
+static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                          const struct vub_image_opts *opts,
+                                          const struct vub_qcow2_chain *chain, char *why, size_t why_len)
+{
     const char *path = q->backing_path;
     if (chain->depth + 1 > VUB_QCOW2_MAX_CHAIN) {
-        vub_why(why, why_len, "backing chain deeper than %u images at %s", VUB_QCOW2_MAX_CHAIN, path);
+        vub_why(why, why_len, "backing chain deeper than %u images", VUB_QCOW2_MAX_CHAIN);
         return VUB_E_UNSUPP;
     }
     struct vub_image *b = calloc(1, sizeof *b);
@@ -4546,7 +4635,7 @@ static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format 
     struct stat st;
     b->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (b->fd < 0 || fstat(b->fd, &st) != 0) {
-        vub_why(why, why_len, "backing file %s: %s", path, strerror(errno));
+        vub_why(why, why_len, "cannot open backing file: %s", strerror(errno));
         return VUB_E_IO;
     }
     for (const struct vub_qcow2_chain *c = chain; c; c = c->above) {
@@ -4557,23 +4646,18 @@ static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format 
     }
     if (fmt == VUB_FORMAT_RAW) {
         if (!vub_raw_file_size(b->fd, &b->size)) {
-            vub_why(why, why_len, "backing file %s: not a regular file or block device", path);
+            vub_why(why, why_len, "raw backing file is not a regular file or block device");
             return VUB_E_IO;
         }
         return VUB_OK;
     }
-    struct vub_qcow2_chain link = {st.st_dev, st.st_ino, chain->depth + 1, chain};
+    struct vub_qcow2_chain link = {st.st_dev, st.st_ino, chain->depth + 1, chain, chain->fault};
     struct vub_image_opts bo = {.read_only = true,
                                 .format = VUB_FORMAT_QCOW2,
                                 .allow_data_file = opts->allow_data_file,
                                 .snapshot = NULL, /* a snapshot is of the image named, not its backing */
                                 .backing_format = opts->backing_format};
-    char inner[512];
-    inner[0] = '\0';
-    enum vub_err err = vub_qcow2_open_chain(b, path, &bo, &link, inner, sizeof inner);
-    if (err != VUB_OK)
-        vub_why(why, why_len, "backing file %s: %s", path, inner);
-    return err;
+    return vub_qcow2_open_chain(b, path, &bo, &link, why, why_len);
 }
 
 /* ---- 10.7 Snapshots ("Snapshots") ------------------------------------------ */
@@ -4916,12 +5000,16 @@ static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path,
         vub_why(why, why_len, "%s: %s", path, strerror(errno));
         return VUB_E_IO;
     }
-    struct vub_qcow2_chain top = {st.st_dev, st.st_ino, 0, NULL};
+    struct vub_qcow2_chain_fault fault = {0};
+    struct vub_qcow2_chain top = {st.st_dev, st.st_ino, 0, NULL, &fault};
     char inner[512];
     inner[0] = '\0';
     enum vub_err err = vub_qcow2_open_chain(img, path, opts, &top, inner, sizeof inner);
-    if (err != VUB_OK)
+    if (err != VUB_OK && fault.depth == 0)
         vub_why(why, why_len, "%s: %s", path, inner);
+    else if (err != VUB_OK)
+        vub_why(why, why_len, "%s (backing chain: %s -> %s%s, %u deep)", inner, path,
+                fault.depth > 1 ? "... -> " : "", fault.path, fault.depth);
     return err;
 }
 
@@ -5130,10 +5218,13 @@ struct vub_dev_queue {
     uint64_t avail_addr;
     uint64_t used_addr;
     bool addr_set;
+    bool addr_before_num; /* SET_VRING_ADDR came while the size was unknown */
     bool started;        /* kick fd received, not stopped by GET_VRING_BASE */
     bool enabled;        /* SET_VRING_ENABLE(1), or no PROTOCOL_FEATURES */
     bool polled;         /* the kick came with NOFD: nobody will kick us */
     bool used_synced;    /* used_idx re-read from guest memory since start */
+    bool kick_pipe;      /* the kick fd is a pipe's read end: we cannot kick ourselves */
+    bool backlog;        /* yielded with requests left and no way to kick ourselves */
     int kick_fd;         /* driver -> device notifications; -1 if none */
     int call_fd;         /* device -> driver notifications; -1 if none */
     int err_fd;          /* device -> front-end error signal; -1 if none */
@@ -5298,10 +5389,22 @@ static void vub_dev_reset_session(struct vub_dev *dev)
 
 /* ---- queue processing ---- */
 
+/* [VU-EVENT-FD] A notification fd that hung up or fails is closed and
+ * forgotten, with the reason kept for the caller's one log line
+ * (stats.dropped_fds counts them): polling it again would report it ready
+ * forever. The session goes on; the front-end may send a new fd. */
+static void vub_dev_drop_fd(struct vub_dev *dev, int *fd, unsigned index, const char *what)
+{
+    vub_sys_close(fd);
+    vub_dev_set_why(dev, "queue %u: %s fd hung up or failed; dropped it", index, what);
+    dev->stats.dropped_fds++;
+}
+
 static void vub_dev_notify(struct vub_dev *dev, struct vub_dev_queue *q)
 {
     if (vub_vring_need_notify(&q->ring) && q->call_fd >= 0) {
-        vub_sys_signal(q->call_fd);
+        if (!vub_sys_signal(q->call_fd))
+            vub_dev_drop_fd(dev, &q->call_fd, (unsigned)(q - dev->queues), "call");
         dev->stats.notifications++;
     }
 }
@@ -5316,7 +5419,7 @@ static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
     vub_dev_set_why(dev, "queue %u: %s", index, detail);
     q->started = false;
     if (q->err_fd >= 0)
-        vub_sys_signal(q->err_fd);
+        vub_sys_signal(q->err_fd); /* the session ends: nothing to drop it for */
     return VUB_E_PROTO;
 }
 
@@ -5346,6 +5449,7 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
 {
     struct vub_dev_queue *q = &dev->queues[index];
     struct vub_vring *vr = &q->ring;
+    q->backlog = false;
     if (!q->started || !q->enabled || !vr->desc)
         return VUB_OK;
     if (!vub_dev_ring_consistent(dev, vr))
@@ -5368,7 +5472,10 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
                 batch = 0;
             }
             if (budget == 0) {
-                if (q->kick_fd >= 0)
+                /* An eventfd kick is ours to write; a pipe's read end is
+                 * not, so that queue is left for vub_dev_dispatch(). */
+                q->backlog = q->kick_pipe || q->kick_fd < 0;
+                if (q->kick_fd >= 0 && !q->kick_pipe)
                     vub_sys_signal(q->kick_fd);
                 return VUB_OK;
             }
@@ -5522,8 +5629,18 @@ static enum vub_err vub_h_set_vring_num(struct vub_dev *dev, struct vub_msg *m)
     }
     if (!vub_dev_alloc_ring(dev, q, num))
         return VUB_E_NOMEM;
+    uint16_t old_size = q->ring.size;
     q->ring.size = (uint16_t)num;
-    vub_dev_map_ring(dev, q);
+    /* [VQ-RING-STATE] addresses sent before the size are checked now; ones
+     * from an earlier start are not (QEMU sends SET_VRING_ADDR next). */
+    if (!vub_dev_map_ring(dev, q) && q->addr_before_num) {
+        q->ring.size = old_size;
+        vub_dev_map_ring(dev, q);
+        vub_dev_set_why(dev, "queue %u: a %u-entry ring at the addresses given does not fit in guest memory",
+                        m->payload.state.index, num);
+        return VUB_E_PROTO;
+    }
+    q->addr_before_num = false;
     return VUB_OK;
 }
 
@@ -5567,11 +5684,21 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
         vub_dev_set_why(dev, "queue %u ring areas misaligned", a->index);
         return VUB_E_PROTO;
     }
+    /* [VQ-RING-STATE] before SET_VRING_NUM only the areas' first bytes can
+     * be checked (a one-entry ring); SET_VRING_NUM checks the rest. */
+    uint16_t size = q->ring.size;
+    if (!size && (!vub_mem_range(&dev->mem, VUB_UVA, a->desc_uaddr, VIRTQ_DESC_BYTES) ||
+                  !vub_mem_range(&dev->mem, VUB_UVA, a->avail_uaddr, 4) ||
+                  !vub_mem_range(&dev->mem, VUB_UVA, a->used_uaddr, 4))) {
+        vub_dev_set_why(dev, "queue %u rings are not inside guest memory", a->index);
+        return VUB_E_PROTO;
+    }
     q->desc_addr = a->desc_uaddr;
     q->avail_addr = a->avail_uaddr;
     q->used_addr = a->used_uaddr;
     q->addr_set = true;
-    if (q->ring.size && !vub_dev_map_ring(dev, q)) {
+    q->addr_before_num = !size;
+    if (size && !vub_dev_map_ring(dev, q)) {
         vub_dev_set_why(dev, "queue %u rings are not inside guest memory", a->index);
         return VUB_E_PROTO;
     }
@@ -5649,6 +5776,32 @@ static struct vub_dev_queue *vub_dev_vring_fd(struct vub_dev *dev, struct vub_ms
     return q;
 }
 
+/* [VU-EVENT-FD] a kick fd must be readable as an event source, a call or
+ * err fd writable as one; [VU-CALL-NONBLOCK] every one is made
+ * non-blocking, so a front-end that never drains its call pipe cannot
+ * block the device (a full pipe already holds a pending signal). On
+ * failure the fd is closed here. */
+static bool vub_dev_check_event_fd(struct vub_dev *dev, const struct vub_msg *m, int *fd, bool read_end,
+                                   bool *pipe)
+{
+    const char *name = vub_vu_request_name(m->hdr.request);
+    *pipe = false;
+    if (*fd < 0)
+        return true;
+    if (!vub_sys_event_fd_ok(*fd, read_end, pipe)) {
+        vub_dev_set_why(dev, "%s: the fd is not an eventfd or the %s end of a pipe", name,
+                        read_end ? "read" : "write");
+        vub_sys_close(fd);
+        return false;
+    }
+    if (!vub_sys_set_nonblock(*fd)) {
+        vub_dev_set_why(dev, "%s: cannot make the fd non-blocking: %s", name, strerror(errno));
+        vub_sys_close(fd);
+        return false;
+    }
+    return true;
+}
+
 /* A kick fd starts the ring ("Ring states": started once the kick fd is
  * set); requests already waiting are served at once, since their kick
  * may have gone to the previous fd. */
@@ -5656,15 +5809,12 @@ static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
+    bool pipe = false;
+    if (!q || !vub_dev_check_event_fd(dev, m, &fd, true, &pipe))
         return VUB_E_PROTO;
-    if (fd >= 0 && !vub_sys_set_nonblock(fd)) {
-        close(fd);
-        vub_dev_set_why(dev, "kick fd: %s", strerror(errno));
-        return VUB_E_PROTO;
-    }
     vub_sys_close(&q->kick_fd);
     q->kick_fd = fd;
+    q->kick_pipe = pipe;
     q->polled = fd < 0;
     q->started = true;
     q->used_synced = false;
@@ -5675,8 +5825,9 @@ static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_set_vring_call(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
+    bool pipe;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
+    if (!q || !vub_dev_check_event_fd(dev, m, &fd, false, &pipe))
         return VUB_E_PROTO;
     vub_sys_close(&q->call_fd);
     q->call_fd = fd;
@@ -5686,8 +5837,9 @@ static enum vub_err vub_h_set_vring_call(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_set_vring_err(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
+    bool pipe;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
+    if (!q || !vub_dev_check_event_fd(dev, m, &fd, false, &pipe))
         return VUB_E_PROTO;
     vub_sys_close(&q->err_fd);
     q->err_fd = fd;
@@ -5883,6 +6035,13 @@ static const struct vub_dev_rule *vub_dev_check(struct vub_dev *dev, const struc
         vub_dev_set_why(dev, "request %u (%s) is not supported", m->hdr.request, name);
         return NULL;
     }
+    /* [VU-HDR-FLAGS] a request has the version and at most NEED_REPLY: the
+     * REPLY bit is the back-end's to send, and no other bit is defined. */
+    if (m->hdr.flags & ~(VHOST_USER_VERSION_MASK | VHOST_USER_NEED_REPLY_MASK)) {
+        vub_dev_set_why(dev, "%s with header flags 0x%x: %s", name, m->hdr.flags,
+                        m->hdr.flags & VHOST_USER_REPLY_MASK ? "the REPLY bit is set" : "undefined bits are set");
+        return NULL;
+    }
     if (rule->gate != VUB_GATE_NONE && !vub_has(dev->protocol, (unsigned)rule->gate)) {
         vub_dev_set_why(dev, "%s without protocol feature %s negotiated", name,
                         vub_protocol_feature_names[rule->gate]);
@@ -6010,6 +6169,7 @@ void vub_dev_detach(struct vub_dev *dev)
 {
     if (!dev)
         return;
+    vub_msg_close_fds(&dev->msg); /* a request cut short by a fault may hold fds */
     vub_dev_reset_session(dev);
     vub_sys_close(&dev->sock);
     dev->protocol = 0;
@@ -6035,8 +6195,8 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q)
 {
     if (q >= dev->cfg.num_queues)
         return VUB_E_INVAL;
-    if (dev->queues[q].kick_fd >= 0)
-        vub_sys_drain(dev->queues[q].kick_fd);
+    if (dev->queues[q].kick_fd >= 0 && !vub_sys_drain(dev->queues[q].kick_fd))
+        vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, "kick");
     dev->stats.kicks++;
     return vub_dev_run_queue(dev, q);
 }
@@ -6057,7 +6217,7 @@ size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap
 bool vub_dev_polling(const struct vub_dev *dev)
 {
     for (unsigned i = 0; i < dev->cfg.num_queues; i++)
-        if (dev->queues[i].started && dev->queues[i].polled)
+        if (dev->queues[i].started && (dev->queues[i].polled || dev->queues[i].backlog))
             return true;
     return false;
 }
@@ -6071,14 +6231,19 @@ enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, siz
         if (fds[i].fd == dev->sock && fds[i].revents)
             err = vub_dev_handle_msg(dev);
     for (size_t i = 0; i < n && err == VUB_OK; i++) {
-        if (fds[i].fd == dev->sock || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP)))
+        if (fds[i].fd == dev->sock || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
             continue;
-        for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
-            if (dev->queues[q].kick_fd == fds[i].fd)
-                err = vub_dev_process_queue(dev, q);
+        for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++) {
+            if (dev->queues[q].kick_fd != fds[i].fd)
+                continue;
+            /* [VU-EVENT-FD] a hung-up kick fd is served once, then dropped */
+            err = vub_dev_process_queue(dev, q);
+            if (dev->queues[q].kick_fd >= 0 && (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)))
+                vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, "kick");
+        }
     }
     for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
-        if (dev->queues[q].started && dev->queues[q].polled)
+        if (dev->queues[q].started && (dev->queues[q].polled || dev->queues[q].backlog))
             err = vub_dev_run_queue(dev, q);
     return err;
 }
@@ -6095,6 +6260,21 @@ enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served)
     if (served)
         *served = dev->stats.requests - before;
     return err;
+}
+
+/* [MEM-SHRINK] The hook for a program's SIGBUS handler: is addr in this
+ * session's guest memory? Reads only the region table (no locks, no
+ * allocation), so it is async-signal-safe. */
+bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr)
+{
+    const uint8_t *a = addr;
+    for (unsigned i = 0; dev && i < dev->mem.count; i++) {
+        const struct vub_mem_region *r = &dev->mem.regions[i];
+        const uint8_t *base = r->map_base;
+        if (a >= base && (size_t)(a - base) < r->map_len)
+            return true;
+    }
+    return false;
 }
 
 const char *vub_dev_why(const struct vub_dev *dev) { return dev->why; }

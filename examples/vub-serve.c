@@ -12,6 +12,7 @@
 #include "vub.h"
 
 #include <errno.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,21 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
+
+/* A front-end that shrinks its memory file under us makes our next access
+ * to it raise SIGBUS (see vub_dev_owns_fault in vub.h). The handler jumps
+ * back to serve_session(), which ends that session; a SIGBUS anywhere else
+ * is a bug and crashes as usual. */
+static sigjmp_buf fault_jump;
+static struct vub_dev *volatile fault_dev; /* set while a session runs */
+
+static void on_sigbus(int sig, siginfo_t *info, void *context)
+{
+    (void)context;
+    if (fault_dev && vub_dev_owns_fault(fault_dev, info->si_addr))
+        siglongjmp(fault_jump, 1);
+    signal(sig, SIG_DFL); /* returning re-runs the access: now fatal */
+}
 
 static void on_signal(int sig)
 {
@@ -205,10 +221,10 @@ static enum vub_err busy_poll(struct vub_dev *dev, unsigned poll_us)
 
 /* Runs one session until the front-end leaves, breaks the protocol, or a
  * signal asks us to stop. */
-static void serve_session(struct vub_dev *dev, unsigned poll_us)
+static void serve_loop(struct vub_dev *dev, unsigned poll_us)
 {
     uint64_t logged = 0; /* features last logged: firmware and OS negotiate in turn */
-    uint64_t rejected = 0;
+    uint64_t rejected = 0, dropped = 0;
     enum vub_err err = VUB_OK;
     while (!stop_requested && err == VUB_OK) {
         struct pollfd fds[VUB_MAX_POLLFDS];
@@ -227,12 +243,28 @@ static void serve_session(struct vub_dev *dev, unsigned poll_us)
             rejected = s.rejected_messages;
             fprintf(stderr, "vub-serve: rejected a message: %s\n", vub_dev_why(dev));
         }
+        if (s.dropped_fds != dropped) {
+            dropped = s.dropped_fds;
+            fprintf(stderr, "vub-serve: %s\n", vub_dev_why(dev));
+        }
         if (vub_dev_queues_started(dev) > 0 && vub_dev_features(dev) != logged) {
             log_features(dev);
             logged = vub_dev_features(dev);
         }
     }
     log_end(dev, stop_requested ? VUB_E_CLOSED : err);
+}
+
+static void serve_session(struct vub_dev *dev, unsigned poll_us)
+{
+    if (sigsetjmp(fault_jump, 1) == 0) {
+        fault_dev = dev;
+        serve_loop(dev, poll_us);
+    } else {
+        fprintf(stderr, "vub-serve: session ended: guest memory vanished under us (SIGBUS: the front-end "
+                        "shrank a shared memory file after SET_MEM_TABLE)\n");
+    }
+    fault_dev = NULL;
     vub_dev_detach(dev);
 }
 
@@ -264,6 +296,8 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction bus = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO};
+    sigaction(SIGBUS, &bus, NULL);
     fprintf(stderr, "vub-serve: serving %s (%llu bytes, %s%s) on %s with %u queues\n", o.image_path,
             (unsigned long long)vub_image_size(img),
             vub_image_format(img) == VUB_FORMAT_QCOW2 ? "qcow2" : "raw",
