@@ -163,6 +163,7 @@ static const char *const vub_err_text[] = {
     [VUB_E_CORRUPT] = "corrupt image metadata",
     [VUB_E_AGAIN] = "try again",
     [VUB_E_TIMEOUT] = "timed out",
+    [VUB_E_BUSY] = "in use by another process",
 };
 
 const char *vub_strerror(enum vub_err err)
@@ -392,6 +393,35 @@ static bool vub_sys_file_size(int fd, uint64_t *size)
         return false;
     *size = (uint64_t)st.st_size;
     return true;
+}
+
+/* Open-file-description byte locks (fcntl F_OFD_SETLK): they belong to the
+ * open file, not the process, so two opens in one process conflict like two
+ * processes, and closing the fd drops them. vub takes only shared (read)
+ * locks on single bytes, as QEMU does; see "Image locks" in section 8.
+ * Returns 0, or an errno: EAGAIN/EACCES when another open file holds a
+ * conflicting lock, EINVAL/ENOLCK/EOPNOTSUPP where the file system has no
+ * such locks. */
+static int vub_sys_lock_byte(int fd, uint64_t byte)
+{
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = (off_t)byte, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : errno;
+}
+
+/* True if another open file holds a lock on the byte (our own open file's
+ * locks never conflict with themselves, so they are not seen). */
+static bool vub_sys_byte_held_elsewhere(int fd, uint64_t byte)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)byte, .l_len = 1};
+    return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+}
+
+/* True if both fds are the same file: same device and inode, whatever
+ * names (hard links, symbolic links, other paths) led to them. */
+static bool vub_sys_same_file(int a, int b)
+{
+    struct stat sa, sb;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* Maps len bytes of fd starting at byte offset off, shared and writable.
@@ -2550,13 +2580,128 @@ static bool vub_raw_file_size(int fd, uint64_t *size)
     return true;
 }
 
-/* Reads the first four bytes to tell qcow2 from raw. */
-static enum vub_format vub_image_probe(int fd)
+/* ---- Format probing ----
+ * [IMG-PROBE-FOREIGN] A file is qcow2 if it starts with the qcow2 magic and
+ * a version above 1. A file that starts with another image format's magic
+ * is not taken as raw: served raw, a guest would see (and could overwrite)
+ * that format's metadata. It is refused, naming the format, unless the
+ * caller asks for RAW explicitly. The magics are those each format's own
+ * specification puts first in the file (VDI's signature is at byte 64). */
+struct vub_foreign_magic {
+    const char *name;
+    uint32_t offset;     /* where the magic is */
+    const char *bytes;   /* the magic itself */
+    uint32_t len;
+};
+
+static const struct vub_foreign_magic vub_foreign_magics[] = {
+    {"VMDK (sparse extent)", 0, "KDMV", 4},
+    {"VMDK (ESX COW disk)", 0, "COWD", 4},
+    {"VMDK (text descriptor)", 0, "# Disk DescriptorFile", 21},
+    {"VHDX", 0, "vhdxfile", 8},
+    {"VDI", 64, "\x7f\x10\xda\xbe", 4}, /* 0xbeda107f, little-endian */
+    {"QED", 0, "QED\0", 4},
+    {"VPC/VHD", 0, "conectix", 8},
+    {"LUKS", 0, "LUKS\xba\xbe", 6},
+};
+
+#define VUB_PROBE_BYTES 72u /* covers every magic above */
+
+/* Tells qcow2 from raw by the first bytes; *foreign names another known
+ * format found instead (then the result is RAW and the caller refuses). */
+static enum vub_format vub_image_probe(int fd, const char **foreign)
 {
-    uint8_t magic[4];
-    if (pread(fd, magic, sizeof magic, 0) == (ssize_t)sizeof magic && vub_be32(magic) == VUB_QCOW2_MAGIC)
-        return VUB_FORMAT_QCOW2;
+    uint8_t head[VUB_PROBE_BYTES] = {0};
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    *foreign = NULL;
+    if (n >= 8 && vub_be32(head) == VUB_QCOW2_MAGIC) {
+        if (vub_be32(head + 4) >= 2)
+            return VUB_FORMAT_QCOW2;
+        *foreign = "qcow (version 1)";
+        return VUB_FORMAT_RAW;
+    }
+    for (size_t i = 0; i < sizeof vub_foreign_magics / sizeof vub_foreign_magics[0]; i++) {
+        const struct vub_foreign_magic *m = &vub_foreign_magics[i];
+        if (n >= (ssize_t)(m->offset + m->len) && memcmp(head + m->offset, m->bytes, m->len) == 0) {
+            *foreign = m->name;
+            break;
+        }
+    }
     return VUB_FORMAT_RAW;
+}
+
+/* ---- Image locks ----
+ * [IMG-LOCK] vub takes the byte-range locks QEMU's file driver takes, so
+ * that QEMU, qemu-img, qemu-storage-daemon and vub all see each other.
+ * QEMU (block/file-posix.c, RAW_LOCK_PERM_BASE and RAW_LOCK_SHARED_BASE)
+ * gives every block permission a bit: 0 consistent read, 1 write, 2 write
+ * unchanged, 3 resize. An open file holds a shared lock on byte 100 + bit
+ * for each permission it uses, and on byte 200 + bit for each permission
+ * it does not let others have. Opening conflicts if another open file holds
+ * byte 200 + bit for a permission we use, or byte 100 + bit for one we do
+ * not share. Our bytes are taken before the check (as QEMU does), so two
+ * openers racing each other cannot both miss the other.
+ *   vub reading:  uses read;         shares read, write unchanged
+ *   vub writing:  uses read, write;  shares read, write unchanged
+ *   force_share:  uses read;         shares everything (qemu-img -U)
+ * Backing files and data files are read. A file system without OFD locks
+ * is served unlocked, as QEMU's locking=auto does. */
+enum {
+    VUB_PERM_CONSISTENT_READ_BIT = 0,
+    VUB_PERM_WRITE_BIT = 1,
+    VUB_PERM_WRITE_UNCHANGED_BIT = 2,
+    VUB_PERM_RESIZE_BIT = 3,
+    VUB_PERM_BITS = 4,
+};
+#define VUB_LOCK_PERM_BASE 100u   /* byte 100 + bit: "I use this permission" */
+#define VUB_LOCK_SHARED_BASE 200u /* byte 200 + bit: "nobody else may use it" */
+
+static const char *const vub_perm_names[VUB_PERM_BITS] = {"consistent read", "write", "write unchanged",
+                                                          "resize"};
+
+static enum vub_err vub_image_lock(int fd, const char *path, bool write, bool force_share, char *why,
+                                   size_t why_len)
+{
+    unsigned used = 1u << VUB_PERM_CONSISTENT_READ_BIT | (write ? 1u << VUB_PERM_WRITE_BIT : 0);
+    unsigned unshared = force_share ? 0 : 1u << VUB_PERM_WRITE_BIT | 1u << VUB_PERM_RESIZE_BIT;
+    for (unsigned bit = 0; bit < VUB_PERM_BITS; bit++) {
+        int e = 0;
+        if (used & 1u << bit)
+            e = vub_sys_lock_byte(fd, VUB_LOCK_PERM_BASE + bit);
+        if (e == 0 && unshared & 1u << bit)
+            e = vub_sys_lock_byte(fd, VUB_LOCK_SHARED_BASE + bit);
+        if (e == EINVAL || e == ENOLCK || e == EOPNOTSUPP)
+            return VUB_OK; /* no OFD locks here: unlocked, as QEMU's locking=auto */
+        if (e != 0) {
+            vub_why(why, why_len, "%s: cannot lock byte %u: %s", path, VUB_LOCK_PERM_BASE + bit, strerror(e));
+            return VUB_E_IO;
+        }
+    }
+    for (unsigned bit = 0; bit < VUB_PERM_BITS; bit++) {
+        if (used & 1u << bit && vub_sys_byte_held_elsewhere(fd, VUB_LOCK_SHARED_BASE + bit)) {
+            vub_why(why, why_len, "%s is in use: another process (QEMU, qemu-img or vub) does not share "
+                    "its \"%s\" permission", path, vub_perm_names[bit]);
+            return VUB_E_BUSY;
+        }
+        if (unshared & 1u << bit && vub_sys_byte_held_elsewhere(fd, VUB_LOCK_PERM_BASE + bit)) {
+            vub_why(why, why_len, "%s is in use: another process (QEMU, qemu-img or vub) holds its \"%s\" "
+                    "permission%s", path, vub_perm_names[bit],
+                    write ? "" : "; a read-only look may share it (force_share, qemu-img -U)");
+            return VUB_E_BUSY;
+        }
+    }
+    return VUB_OK;
+}
+
+/* Sizes a raw image: [IMG-RAW-SIZE] whole sectors only. */
+static enum vub_err vub_raw_open(struct vub_image *img, const char *path, char *why, size_t why_len)
+{
+    if (!vub_raw_file_size(img->fd, &img->size)) {
+        vub_why(why, why_len, "%s: not a regular file or block device: %s", path, strerror(errno));
+        return VUB_E_IO;
+    }
+    img->size -= img->size % VIRTIO_BLK_SECTOR_BYTES;
+    return VUB_OK;
 }
 
 enum vub_err vub_image_open(struct vub_image **out, const char *path,
@@ -2578,7 +2723,14 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
         free(img);
         return VUB_E_IO;
     }
-    img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd) : opts->format;
+    const char *foreign = NULL;
+    img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd, &foreign) : opts->format;
+    if (foreign) {
+        vub_why(why, why_len, "%s is a %s image, which vub does not read (it reads raw and qcow2); "
+                "convert it with qemu-img, or open it as raw to use its bytes as they are", path, foreign);
+        vub_image_close(img);
+        return VUB_E_UNSUPP;
+    }
     if (img->format == VUB_FORMAT_QCOW2 && !opts->read_only) {
         /* vub never writes qcow2: hold the file read-only like any reader */
         close(img->fd);
@@ -2589,15 +2741,11 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
             return VUB_E_IO;
         }
     }
-    enum vub_err err = VUB_OK;
-    if (img->format == VUB_FORMAT_QCOW2) {
-        err = vub_qcow2_open(img, path, opts, why, why_len);
-    } else if (!vub_raw_file_size(img->fd, &img->size)) {
-        vub_why(why, why_len, "%s: not a regular file or block device: %s", path, strerror(errno));
-        err = VUB_E_IO;
-    } else {
-        img->size -= img->size % VIRTIO_BLK_SECTOR_BYTES;
-    }
+    bool write = img->format == VUB_FORMAT_RAW && !opts->read_only;
+    enum vub_err err = vub_image_lock(img->fd, path, write, opts->force_share && !write, why, why_len);
+    if (err == VUB_OK)
+        err = img->format == VUB_FORMAT_QCOW2 ? vub_qcow2_open(img, path, opts, why, why_len)
+                                              : vub_raw_open(img, path, why, why_len);
     if (err != VUB_OK) {
         vub_image_close(img);
         return err;
@@ -4644,6 +4792,9 @@ static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format f
             return VUB_E_CORRUPT;
         }
     }
+    enum vub_err err = vub_image_lock(b->fd, path, false, opts->force_share, why, why_len);
+    if (err != VUB_OK)
+        return err;
     if (fmt == VUB_FORMAT_RAW) {
         if (!vub_raw_file_size(b->fd, &b->size)) {
             vub_why(why, why_len, "raw backing file is not a regular file or block device");
@@ -4656,7 +4807,8 @@ static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format f
                                 .format = VUB_FORMAT_QCOW2,
                                 .allow_data_file = opts->allow_data_file,
                                 .snapshot = NULL, /* a snapshot is of the image named, not its backing */
-                                .backing_format = opts->backing_format};
+                                .backing_format = opts->backing_format,
+                                .force_share = opts->force_share};
     return vub_qcow2_open_chain(b, path, &bo, &link, why, why_len);
 }
 
@@ -4896,6 +5048,9 @@ static enum vub_err vub_qcow2_open_files(struct vub_image *img, const char *path
             vub_why(why, why_len, "data file %s: %s", q->data_path, strerror(errno));
             return VUB_E_IO;
         }
+        err = vub_image_lock(q->data_fd, q->data_path, false, opts->force_share, why, why_len);
+        if (err != VUB_OK)
+            return err;
     }
     if (h->backing_file_offset == 0 || h->backing_file_size == 0)
         return VUB_OK; /* an empty name is no backing file, as in QEMU */
@@ -5097,6 +5252,19 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
     out->snapshot_count = q->snapshot_count;
     out->snapshot_index = q->snapshot_index;
     return VUB_OK;
+}
+
+/* Walks every file the image reads: its own, its data file, its backing
+ * chain. The chain was checked for loops and depth when it was opened. */
+bool vub_image_uses_file(const struct vub_image *img, int fd)
+{
+    for (; img; img = img->qcow2 ? img->qcow2->backing : NULL) {
+        if (vub_sys_same_file(img->fd, fd))
+            return true;
+        if (img->qcow2 && img->qcow2->data_fd >= 0 && vub_sys_same_file(img->qcow2->data_fd, fd))
+            return true;
+    }
+    return false;
 }
 
 /* Copies a recorded string into a NUL-terminated, cut-to-fit array, made
