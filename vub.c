@@ -599,7 +599,8 @@ static void vub_msg_close_fds(struct vub_msg *m)
 }
 
 /* Receives up to len bytes, collecting any descriptors that ride along.
- * [VU-FDS] fds may come with the header or the payload; more than
+ * [VU-STREAM] a message may arrive in pieces: the caller loops until it has
+ * all of it. [VU-FDS] fds may come with the header or the payload; more than
  * VUB_VU_MAX_FDS, or a truncated control message, is a protocol error (the
  * kernel has already closed what did not fit; we close what did). */
 static enum vub_err vub_vu_recv_some(int sock, void *buf, size_t len, struct vub_msg *m,
@@ -670,7 +671,9 @@ static enum vub_err vub_vu_recv_exact(int sock, void *buf, size_t len, struct vu
     return VUB_OK;
 }
 
-/* Receives one whole message. [VU-HDR-VERSION] [VU-MSG-SIZE]: a header with
+/* Receives one whole message. [VU-HDR-FLAGS] only the version, REPLY and
+ * NEED_REPLY bits mean anything; the others are ignored.
+ * [VU-HDR-VERSION] [VU-MSG-SIZE]: a header with
  * another version or a payload larger than any request vub knows ends the
  * session, since the stream cannot be resynchronised safely. On any error
  * every descriptor received is closed. */
@@ -1022,7 +1025,7 @@ static void vub_mem_clear(struct vub_mem *mem)
 }
 
 /* ======================================================================== *
- * 5. Split virtqueue, device side  (VIRTIO 1.x "Split Virtqueues")
+ * 5. Split virtqueue, device side  (VIRTIO 1.x "Split Virtqueues") [VQ-SPLIT]
  *
  * Three areas in guest memory, all little-endian:
  *   descriptor table  16 bytes x size: le64 addr; le32 len; le16 flags; le16 next
@@ -1112,7 +1115,8 @@ static uint16_t vub_split_avail_idx(const struct vub_vring *vr)
     return vub_ring_load16(vr->avail + 2, memory_order_acquire);
 }
 
-/* Adds one data descriptor's buffer to the chain. [VQ-SPLIT-ORDER] the driver
+/* Adds one data descriptor's buffer to the chain. [VQ-ZERO-LEN] a
+ * zero-length buffer is legal and carries nothing. [VQ-SPLIT-ORDER] the driver
  * puts device-readable buffers before device-writable ones ("Message
  * Framing"); a readable one after a writable one is a broken chain. */
 static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem,
@@ -1151,7 +1155,8 @@ static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem
 }
 
 /* Walks the indirect table an INDIRECT descriptor points at ("Indirect
- * Descriptors"). [VQ-INDIRECT-LEN] len is a non-zero multiple of 16;
+ * Descriptors"). [VQ-INDIRECT] only with INDIRECT_DESC negotiated, the
+ * whole table mapped. [VQ-INDIRECT-LEN] len is a non-zero multiple of 16;
  * [VQ-INDIRECT-NESTED] no INDIRECT inside a table; [VQ-SPLIT-LOOP] next
  * stays in the table and the walk is no longer than the table. Descriptors
  * are copied out one at a time, so a table may straddle regions. */
@@ -1207,7 +1212,9 @@ static enum vub_err vub_split_walk_indirect(struct vub_chain *c, const struct vu
  * below the ring size; [VQ-SPLIT-LOOP] a chain visits at most `size`
  * descriptors of the main table, so a loop is caught; [VQ-INDIRECT-ANYWHERE]
  * zero or more direct descriptors may be followed by one INDIRECT one (the
- * device MUST accept that, "Indirect Descriptors"). */
+ * device MUST accept that, "Indirect Descriptors"); [VQ-INDIRECT-NEXT] an
+ * INDIRECT descriptor with NEXT set is refused. [VQ-DESC-RO] descriptors are
+ * copied out and only read: the device never writes the table. */
 static enum vub_err vub_split_walk(struct vub_vring *vr, const struct vub_mem *mem, uint16_t head,
                                    struct vub_chain *c, char *why, size_t why_len)
 {
@@ -1316,7 +1323,8 @@ static bool vub_split_need_notify(struct vub_vring *vr)
 }
 
 /* Asks the driver to kick when it makes the next buffer available, then
- * reports whether one arrived meanwhile. [VQ-SPLIT-KICK-RACE] with EVENT_IDX
+ * reports whether one arrived meanwhile. [VQ-SPLIT-USED-FLAGS] used->flags
+ * is 0 with EVENT_IDX and 0 or NO_NOTIFY without it. [VQ-SPLIT-KICK-RACE] with EVENT_IDX
  * we write avail_event = last_avail; the fence pairs with the driver's fence
  * between publishing avail->idx and reading avail_event, so either it sees
  * our request and kicks, or we see its new index here. */
@@ -1429,7 +1437,7 @@ static void vub_desc_encode(uint8_t *p, uint64_t addr, uint32_t len, uint16_t fl
  * driver MUST place any device-writable descriptor elements after any
  * device-readable descriptor elements"), at most 2^32 - 1 bytes in all.
  * Zero-length buffers are legal in the spec but QEMU and libvhost-user
- * refuse them (checklist B.4), so the driver never makes one. Gives the
+ * refuse them, so the driver never makes one. Gives the
  * writable byte count: the most the device may report as written. */
 static bool vub_drv_bufs_ok(const struct vub_desc *bufs, unsigned count, uint64_t *writable)
 {
@@ -1584,8 +1592,8 @@ static enum vub_err vub_split_get_used(struct vub_split_drv *d, uint16_t *head, 
 }
 
 /* Re-arms used-buffer notifications before the driver sleeps and reports
- * whether entries arrived meanwhile (then it must not sleep). [VQ-SPLIT-
- * IRQ-RACE] The fence orders our used_event/flags store before the reload
+ * whether entries arrived meanwhile (then it must not sleep).
+ * [VQ-SPLIT-IRQ-RACE] The fence orders our used_event/flags store before the reload
  * of used->idx and pairs with the fence in the device's
  * vub_split_need_notify(): either it sees our request or we see its entry. */
 static bool vub_split_enable_interrupts(struct vub_split_drv *d)
@@ -1613,6 +1621,8 @@ static void vub_split_disable_interrupts(struct vub_split_drv *d)
 /* ======================================================================== *
  * 6. Packed virtqueue, device side  (VIRTIO 1.x "Packed Virtqueues")
  *
+ * [VQ-PACKED] the same requests over the other layout, offered as
+ * VIRTIO_F_RING_PACKED.
  * One descriptor ring does both jobs: the driver writes descriptors into
  * it in order, the device overwrites them in order with used descriptors.
  *   descriptor       le64 addr; le32 len; le16 id; le16 flags   (16 bytes)
@@ -2154,7 +2164,8 @@ static void vub_packed_disable_interrupts(struct vub_packed_drv *d)
  * 7. virtio-blk requests, device side  (VIRTIO 1.x "Block Device")
  *
  * A request is a 16-byte device-readable header (le32 type; le32 reserved;
- * le64 sector), then data, then one device-writable status byte: "the
+ * le64 sector; [BLK-RESERVED] the middle field, legacy ioprio, is ignored),
+ * then data, then one device-writable status byte: "the
  * final byte of the device-writable part". [BLK-FRAMING] Nothing says how
  * the driver cuts this into descriptors, so the header is gathered from
  * however many buffers carry it and the status is simply the last writable
@@ -2207,7 +2218,9 @@ struct vub_blk_range {
 };
 
 /* Writes the device configuration space, every field little-endian and
- * every unused byte zero ("struct virtio_blk_config"). */
+ * every unused byte zero ("struct virtio_blk_config"). [BLK-CONFIG] capacity,
+ * blk_size 512 and num_queues as configured; [BLK-CONFIG-PAD] the padding
+ * bytes unused0 and unused1 are 0. */
 static void vub_blk_config_encode(const struct vub_blk *blk, uint8_t cfg[VIRTIO_BLK_CONFIG_BYTES])
 {
     memset(cfg, 0, VIRTIO_BLK_CONFIG_BYTES);
@@ -2304,6 +2317,8 @@ static uint8_t vub_blk_status(enum vub_err err)
     return err == VUB_OK ? VIRTIO_BLK_S_OK : err == VUB_E_UNSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
 }
 
+/* [BLK-IN] a read returns the disk's bytes with status OK; a failed one
+ * zero-fills the buffers so the used length stays true. */
 static enum vub_err vub_blk_in(struct vub_blk *blk, uint64_t sector, struct iovec *iov,
                                unsigned count, uint64_t bytes)
 {
@@ -2316,7 +2331,9 @@ static enum vub_err vub_blk_in(struct vub_blk *blk, uint64_t sector, struct iove
     return err;
 }
 
-/* [BLK-RO] a read-only device fails every write and writes nothing. */
+/* [BLK-OUT] writes go from guest memory straight to the image; [BLK-DATA]
+ * once acknowledged they are there. [BLK-RO] a read-only device fails every
+ * write and writes nothing. */
 static enum vub_err vub_blk_out(struct vub_blk *blk, uint64_t sector, struct iovec *iov,
                                 unsigned count, uint64_t bytes)
 {
@@ -2333,7 +2350,8 @@ static enum vub_err vub_blk_out(struct vub_blk *blk, uint64_t sector, struct iov
 
 /* Copies and checks every range before acting on any: the guest could
  * change its buffer between two reads, and a bad last range should not
- * leave the first ones done. [BLK-DISCARD-FLAGS] unknown flags, or UNMAP on
+ * leave the first ones done. [BLK-DISCARD] whole 16-byte ranges, at most
+ * VUB_BLK_MAX_RANGES. [BLK-DISCARD-FLAGS] unknown flags, or UNMAP on
  * a discard, are UNSUPP; [BLK-WZ-UNMAP] write-zeroes may carry UNMAP. */
 static enum vub_err vub_blk_ranges(struct vub_blk *blk, uint32_t type, const struct iovec *iov,
                                    unsigned count, uint64_t bytes)
@@ -2393,6 +2411,7 @@ static uint8_t *vub_blk_take_status(struct vub_chain *c)
 
 /* Executes one request, writes its status and returns the used length: the
  * bytes written into the chain's writable part, status byte included.
+ * [VQ-READABLE-RO] nothing is ever written into the readable part.
  * [BLK-NO-STATUS] a chain with no writable byte cannot carry a status: it is
  * returned with length 0 and counted as an error. */
 static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
@@ -2455,7 +2474,7 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
             err = vub_blk_ranges(blk, type, rd, rcount, rbytes);
             break;
         default:
-            err = VUB_E_UNSUPP; /* [BLK-UNSUPP] */
+            err = VUB_E_UNSUPP; /* [BLK-UNSUPP]; [BLK-ZONED-UNSUPP] zone requests too */
             break;
         }
     }
@@ -2820,7 +2839,7 @@ enum vub_err vub_image_discard(struct vub_image *img, uint64_t off, uint64_t len
     return errno == EOPNOTSUPP || errno == ENOSYS ? VUB_OK : VUB_E_IO;
 }
 
-/* Write-zeroes must read back as zeros afterwards. Punching a hole does
+/* [BLK-WZ] write-zeroes must read back as zeros afterwards. Punching a hole does
  * that and frees space (allowed when the driver says UNMAP); ZERO_RANGE
  * keeps the space allocated; a file system with neither gets written zeros. */
 enum vub_err vub_image_write_zeroes(struct vub_image *img, uint64_t off, uint64_t len, bool may_unmap)
@@ -2862,7 +2881,8 @@ enum vub_err vub_image_write_zeroes(struct vub_image *img, uint64_t off, uint64_
  * tests name them: 0 and 1 are the two ways to stop cleanly, negative values
  * are one per kind of malformed input.
  *
- * Two Huffman decoders live side by side (STYLE rule 15). The reference,
+ * Two Huffman decoders live side by side: the plain one is the reference
+ * and the fast one is tested against it. The reference,
  * vub_infl_decode_slow(), walks the canonical code one bit at a time using
  * only the count of codes of each length; it is the RFC's definition turned
  * into a loop. vub_infl_decode() first looks the next VUB_INFL_FAST_BITS
@@ -3292,7 +3312,8 @@ static int vub_infl_literal(struct vub_infl *s, int byte)
  * so reaching further back is an error, not zeros. A distance may reach
  * into earlier blocks. With no room left at all, the match is not judged:
  * zlib stops there too, so a cluster QEMU reads is a cluster vub reads.
- * [INFL-OVERLAP] [INFL-DIST-FAR] [INFL-FULL] */
+ * [INFL-WINDOW] any distance up to 32768 is accepted, bounded only by the
+ * bytes produced so far. [INFL-OVERLAP] [INFL-DIST-FAR] [INFL-FULL] */
 static int vub_infl_copy(struct vub_infl *s, size_t distance, size_t length)
 {
     size_t room = s->dst_len - s->dst_pos;
@@ -3646,7 +3667,8 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
  * an L2 cache of a fixed number of clusters, one compressed cluster), never
  * per request. Paths the image names (backing file, data file) are opened
  * only when their format is known and, for data files, when the caller
- * allows it (SPEC-CHECKLIST E.3.3, E.8.1).
+ * allows it: a name inside an untrusted image must not choose what the
+ * reader opens or how it parses it.
  *
  * The section reads in the spec's order: header, header extensions, feature
  * bits, the L1/L2 mapping, cluster reads (plain, zero, compressed,
@@ -4706,8 +4728,7 @@ static char *vub_qcow2_resolve(const char *image_path, const char *name)
 
 /* [QCOW2-BACKING-FORMAT] The backing file's format: the one the image
  * records, else the caller's. Never probed: a raw backing file whose guest
- * wrote a qcow2 header into it would otherwise point us at any host file
- * (SPEC-CHECKLIST E.3.3). */
+ * wrote a qcow2 header into it would otherwise point us at any host file. */
 static enum vub_err vub_qcow2_backing_format(struct vub_qcow2 *q, const struct vub_qcow2_exts *x,
                                              const struct vub_image_opts *opts, enum vub_format *fmt,
                                              char *why, size_t why_len)
@@ -5610,7 +5631,8 @@ static bool vub_dev_ring_consistent(struct vub_dev *dev, const struct vub_vring 
 }
 
 /* Completes every available request, publishing used entries in batches
- * and notifying once per batch. [VQ-BUDGET] after a few rings' worth it
+ * and notifying once per batch. [VU-RING-STOPPED] a stopped ring is not
+ * touched. [VQ-BUDGET] after a few rings' worth it
  * yields, kicking itself so the caller's loop comes back: a busy guest
  * cannot starve the control socket. */
 static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
@@ -5676,8 +5698,8 @@ static enum vub_err vub_h_get_features(struct vub_dev *dev, struct vub_msg *m)
 
 /* [VU-SET-FEATURES] only offered bits; VERSION_1 required (vub has no
  * legacy interface); never disables rings - it is re-sent while running
- * (e.g. to toggle logging). Without PROTOCOL_FEATURES every ring is
- * enabled at once ("Ring states"). */
+ * (e.g. to toggle logging). [VU-RING-ENABLED] Without PROTOCOL_FEATURES every
+ * ring is enabled at once ("Ring states"). */
 static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
 {
     uint64_t f = m->payload.u64;
@@ -5970,7 +5992,7 @@ static bool vub_dev_check_event_fd(struct vub_dev *dev, const struct vub_msg *m,
     return true;
 }
 
-/* A kick fd starts the ring ("Ring states": started once the kick fd is
+/* [VU-VRING-KICK] A kick fd starts the ring ("Ring states": started once the kick fd is
  * set); requests already waiting are served at once, since their kick
  * may have gone to the previous fd. */
 static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
@@ -6014,6 +6036,7 @@ static enum vub_err vub_h_set_vring_err(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
+/* [VU-PROTOCOL-EARLY] answered at any time, before SET_FEATURES too. */
 static enum vub_err vub_h_get_protocol_features(struct vub_dev *dev, struct vub_msg *m)
 {
     (void)m;
@@ -6034,6 +6057,7 @@ static enum vub_err vub_h_set_protocol_features(struct vub_dev *dev, struct vub_
     return VUB_OK;
 }
 
+/* [VU-MQ] every queue up to this number works, alone or together. */
 static enum vub_err vub_h_get_queue_num(struct vub_dev *dev, struct vub_msg *m)
 {
     (void)m;
@@ -6192,7 +6216,8 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
 };
 
-/* The checks every request passes before its handler: known, negotiated,
+/* The checks every request passes before its handler: known, negotiated
+ * ([VU-GATE]: the gating protocol feature negotiated, not merely offered),
  * the right payload size, the right number of fds. */
 static const struct vub_dev_rule *vub_dev_check(struct vub_dev *dev, const struct vub_msg *m)
 {
@@ -6259,6 +6284,8 @@ static enum vub_err vub_dev_handle(struct vub_dev *dev, struct vub_msg *m)
 
 /* ---- public API ---- */
 
+/* [BLK-FLUSH-OFFER] FLUSH is always offered, so CONFIG_WCE never comes alone;
+ * [BLK-WCE-INIT] writeback starts at 0 (vub_dev_reset). */
 static uint64_t vub_dev_offer(const struct vub_dev_config *cfg, bool read_only)
 {
     uint64_t f = VUB_BIT(VIRTIO_F_VERSION_1) | VUB_BIT(VIRTIO_F_INDIRECT_DESC) | VUB_BIT(VIRTIO_F_RING_PACKED) |
@@ -6316,6 +6343,8 @@ void vub_dev_free(struct vub_dev *dev)
     free(dev);
 }
 
+/* [VU-SERVER] a new front-end starts from a fresh device, however the last
+ * session ended. */
 enum vub_err vub_dev_attach(struct vub_dev *dev, int fd)
 {
     struct timeval tv = {.tv_sec = VUB_SOCKET_TIMEOUT_MS / 1000,
@@ -6391,7 +6420,8 @@ bool vub_dev_polling(const struct vub_dev *dev)
 }
 
 /* Messages first: one may stop or re-plumb a queue whose kick is also
- * pending, and a stale kick is harmless (devices tolerate spurious kicks). */
+ * pending. [VQ-SPURIOUS-KICK] a stale kick is harmless: the ring is only
+ * ever served for what it holds. */
 enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n)
 {
     enum vub_err err = VUB_OK;
@@ -6416,7 +6446,7 @@ enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, siz
     return err;
 }
 
-/* Busy polling: serve whatever is waiting without a kick. Kicks that arrive
+/* [VU-POLL] Busy polling: serve whatever is waiting without a kick. Kicks that arrive
  * meanwhile stay pending on their eventfds and are drained by the next
  * dispatch (a spurious kick is harmless). */
 enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served)
@@ -6481,7 +6511,7 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out) { *out 
  * the region's guest address is VUB_CLIENT_GPA_BASE, never our pointer, so a
  * back-end that mixes them up fails at once instead of by luck.
  *
- * The session, in the order QEMU uses (checklist A.14):
+ * The session, in the order QEMU's vhost-user-blk device uses:
  *     GET_FEATURES, [GET/SET_PROTOCOL_FEATURES], [GET_QUEUE_NUM],
  *     [GET_MAX_MEM_SLOTS], SET_OWNER, SET_FEATURES, GET_CONFIG,
  *     SET_MEM_TABLE or ADD_MEM_REG, then per queue SET_VRING_NUM,
@@ -6508,7 +6538,7 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out) { *out 
  *    they start disabled and SET_VRING_ENABLE turns them on ("Ring states").
  *  - Framing: header, range, data and status each get their own
  *    descriptor, as Linux does. VERSION_1 lets any split, but some
- *    back-ends have assumed this one (checklist D.6, F.19).
+ *    back-ends have assumed this one (VIRTIO "Message Framing").
  *  - The status byte is set to VUB_BLK_S_NONE before each submit, so a
  *    back-end that completes without writing it is seen as such.
  * ======================================================================== */
