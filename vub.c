@@ -4456,30 +4456,33 @@ enum vub_inflate_result {
 /* One sentence per result, for logs and test output. */
 static const char *vub_inflate_strerror(int result)
 {
-    switch (result) {
-    case VUB_INFLATE_OK: return "deflate stream complete";
-    case VUB_INFLATE_FULL: return "output buffer full before the deflate stream ended";
-    case VUB_INFLATE_E_INPUT: return "deflate input ran out before the stream ended";
-    case VUB_INFLATE_E_BLOCK_TYPE: return "deflate block type 3 is reserved";
-    case VUB_INFLATE_E_STORED_NLEN: return "stored block NLEN is not the complement of LEN";
-    case VUB_INFLATE_E_TOO_MANY_LENS: return "dynamic block declares more than 286 literal/length codes";
-    case VUB_INFLATE_E_TOO_MANY_DISTS: return "dynamic block declares more than 30 distance codes";
-    case VUB_INFLATE_E_CL_OVER: return "code-length code is over-subscribed";
-    case VUB_INFLATE_E_CL_INCOMPLETE: return "code-length code is incomplete";
-    case VUB_INFLATE_E_REPEAT_FIRST: return "code-length repeat with no previous length";
-    case VUB_INFLATE_E_REPEAT_PAST: return "code-length repeat runs past the last length";
-    case VUB_INFLATE_E_NO_EOB: return "literal/length code has no end-of-block code";
-    case VUB_INFLATE_E_LEN_OVER: return "literal/length code is over-subscribed";
-    case VUB_INFLATE_E_LEN_INCOMPLETE: return "literal/length code is incomplete";
-    case VUB_INFLATE_E_DIST_OVER: return "distance code is over-subscribed";
-    case VUB_INFLATE_E_DIST_INCOMPLETE: return "distance code is incomplete";
-    case VUB_INFLATE_E_LEN_CODE: return "input bits match no literal/length code";
-    case VUB_INFLATE_E_DIST_CODE: return "input bits match no distance code";
-    case VUB_INFLATE_E_LEN_SYMBOL: return "length symbol 286 or 287 used";
-    case VUB_INFLATE_E_DIST_SYMBOL: return "distance symbol 30 or 31 used";
-    case VUB_INFLATE_E_DIST_FAR: return "distance reaches back before the start of the output";
-    default: return "unknown inflate result";
-    }
+#define VUB_INFL_TEXT(r) [(r) - VUB_INFLATE_RESULT_MIN]
+    static const char *const text[] = {
+        VUB_INFL_TEXT(VUB_INFLATE_OK) = "deflate stream complete",
+        VUB_INFL_TEXT(VUB_INFLATE_FULL) = "output buffer full before the deflate stream ended",
+        VUB_INFL_TEXT(VUB_INFLATE_E_INPUT) = "deflate input ran out before the stream ended",
+        VUB_INFL_TEXT(VUB_INFLATE_E_BLOCK_TYPE) = "deflate block type 3 is reserved",
+        VUB_INFL_TEXT(VUB_INFLATE_E_STORED_NLEN) = "stored block NLEN is not the complement of LEN",
+        VUB_INFL_TEXT(VUB_INFLATE_E_TOO_MANY_LENS) = "dynamic block declares more than 286 literal/length codes",
+        VUB_INFL_TEXT(VUB_INFLATE_E_TOO_MANY_DISTS) = "dynamic block declares more than 30 distance codes",
+        VUB_INFL_TEXT(VUB_INFLATE_E_CL_OVER) = "code-length code is over-subscribed",
+        VUB_INFL_TEXT(VUB_INFLATE_E_CL_INCOMPLETE) = "code-length code is incomplete",
+        VUB_INFL_TEXT(VUB_INFLATE_E_REPEAT_FIRST) = "code-length repeat with no previous length",
+        VUB_INFL_TEXT(VUB_INFLATE_E_REPEAT_PAST) = "code-length repeat runs past the last length",
+        VUB_INFL_TEXT(VUB_INFLATE_E_NO_EOB) = "literal/length code has no end-of-block code",
+        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_OVER) = "literal/length code is over-subscribed",
+        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_INCOMPLETE) = "literal/length code is incomplete",
+        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_OVER) = "distance code is over-subscribed",
+        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_INCOMPLETE) = "distance code is incomplete",
+        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_CODE) = "input bits match no literal/length code",
+        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_CODE) = "input bits match no distance code",
+        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_SYMBOL) = "length symbol 286 or 287 used",
+        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_SYMBOL) = "distance symbol 30 or 31 used",
+        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_FAR) = "distance reaches back before the start of the output",
+    };
+#undef VUB_INFL_TEXT
+    unsigned i = (unsigned)(result - VUB_INFLATE_RESULT_MIN);
+    return i < VUB_ARRAY_LEN(text) && text[i] ? text[i] : "unknown inflate result";
 }
 
 /* Sizes fixed by the format (RFC 1951 3.2.5-3.2.7), plus the fast table's width. */
