@@ -1635,7 +1635,10 @@ static bool vub_packed_is_avail(const struct vub_vring *vr, uint16_t flags)
 
 /* An indirect table in a packed ring: len/16 descriptors in a row; only
  * WRITE means anything inside it ("The VIRTQ_DESC_F_WRITE flags bit is the
- * only valid flag for descriptors in the indirect table"). */
+ * only valid flag for descriptors in the indirect table").
+ * [VQ-PACKED-INDIRECT-FLAGS] an INDIRECT or NEXT bit there is ignored
+ * ("Others are reserved and are ignored by the device"), unlike split
+ * rings, where a nested table is refused. */
 static enum vub_err vub_packed_walk_indirect(struct vub_chain *c, const struct vub_mem *mem,
                                              const struct vub_desc *ind, unsigned cap, char *why,
                                              size_t why_len)
