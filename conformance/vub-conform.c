@@ -118,6 +118,7 @@ struct vc_ctx {
     const struct vc_case *cur;
     enum vc_verdict verdict;
     char seen[600];
+    char broken_by[400];      /* cases that left the back-end alive but broken */
     bool hostile;             /* the case may break the session: check afterwards */
     /* totals */
     unsigned n, passed, failed, warned, na;
@@ -1836,6 +1837,19 @@ static void vc_md_cell(FILE *f, const char *text)
     }
 }
 
+/* A case after which the back-end was alive but broken (the disk check
+ * failed): it is restarted, and the case is named in the verdict and in
+ * the run's summary. */
+static void vc_note_broken(const char *name)
+{
+    size_t len = strlen(vc.seen);
+    snprintf(vc.seen + len, sizeof vc.seen - len, "%sthis case left the back-end broken: restarted",
+             len ? "; " : "");
+    len = strlen(vc.broken_by);
+    if (len + strlen(name) + 3 < sizeof vc.broken_by)
+        snprintf(vc.broken_by + len, sizeof vc.broken_by - len, "%s%s", len ? ", " : "", name);
+}
+
 /* Checks that the back-end survived the case: still alive, still accepts
  * a connection, and the disk is intact. Restarts a spawned back-end. */
 static void vc_after_case(void)
@@ -1873,12 +1887,24 @@ static void vc_after_case(void)
             vc.peer.lost = true;
         return;
     }
-    if (vc.disk.loaded) {
-        enum vc_verdict keep = vc.verdict;
-        (void)keep;
-        vc_disk_verify(&s, "afterwards, the disk");
-    }
+    bool intact = !vc.disk.loaded || vc_disk_verify(&s, "afterwards, the disk");
     vc_close(&s);
+    if (!intact && vc.opt.spawn_cmd) {
+        /* Alive but broken: every later case would fail for this one's
+         * sake. Start afresh, and say which case it was. */
+        vc_note_broken(vc.cur->name);
+        vc_peer_stop();
+        vc.peer.restarts++;
+        enum vc_verdict verdict = vc.verdict;
+        char seen[sizeof vc.seen];
+        memcpy(seen, vc.seen, sizeof seen);
+        memset(vc.disk.known, 0, vc.disk.bytes / 512); /* learn the disk afresh */
+        if (!vc_peer_start() || !vc_disk_load())
+            vc.peer.lost = true;
+        vc.verdict = verdict;
+        memcpy(vc.seen, seen, sizeof seen);
+        return;
+    }
     vc_sleep_ms(1);
     if (vc_peer_gone()) {
         vc_fail("afterwards: %s", vc.peer.death);
@@ -2090,6 +2116,12 @@ done:
         fprintf(stderr, "\r%80s\r", "");
     if (vc.peer.restarts)
         printf("# the back-end was restarted %u times\n", vc.peer.restarts);
+    if (vc.broken_by[0]) {
+        printf("# alive but broken (disk check failed), restarted after: %s\n", vc.broken_by);
+        if (vc.report)
+            fprintf(vc.report, "\nThe back-end was left alive but broken (the disk check failed) and restarted "
+                               "after: %s.\n", vc.broken_by);
+    }
     printf("%u passed, %u failed, %u warned, %u n/a\n", vc.passed, vc.failed, vc.warned, vc.na);
     if (vc.report)
         fclose(vc.report);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # test-conform.sh: vub-conform against vub-serve (every case must pass), against
 # qemu-storage-daemon (verdicts must match conformance/RESULTS.md, so a change
-# in either shows), and a short seeded fuzz run against vub-serve.
+# in either shows), the restart of a back-end a case left broken, and a short
+# seeded fuzz run against vub-serve.
 # Builds nothing: build/vub-conform and build/vub-serve must exist.
 set -u
 cd "$(dirname "$0")/.."
@@ -75,7 +76,44 @@ else
     fi
 fi
 
-# 3. a short seeded fuzz run against vub-serve
+# 3. a back-end left alive but broken by one case is restarted before the next.
+# The wrapper's first vub-serve has its image scribbled on without pause
+# from before it starts, so the disk check after the first case fails (and
+# would after every case); the restarted one is left alone. Only the first case may fail, and the run
+# must name it.
+cat > "$TMP/breaks.sh" <<'WRAPPER'
+#!/bin/bash
+sock=$1 img=$2 flag=$3 serve=$4
+[ -e "$flag" ] && exec "$serve" --socket "$sock" "$img"
+touch "$flag"
+python3 -c 'import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY)
+os.pwrite(fd, os.urandom(4096), 4096)
+open(sys.argv[2], "w").close()
+while True:
+    os.pwrite(fd, os.urandom(4096), 4096)
+    time.sleep(0.001)' "$img" "$flag.ready" &
+scribbler=$!
+for _ in $(seq 200); do [ -e "$flag.ready" ] && break; sleep 0.05; done
+"$serve" --socket "$sock" "$img" &
+pid=$!
+trap 'kill $scribbler $pid; wait' TERM
+wait $pid
+WRAPPER
+make_image "$TMP/breaks.img"
+timeout 120 "$CONFORM" --spawn "bash $TMP/breaks.sh {socket} $TMP/breaks.img $TMP/breaks.flag $SERVE" \
+    --case 'robust.request.*' > "$TMP/breaks.tap" 2> "$TMP/breaks.err"
+if grep -qE '^[0-9]+ passed, 1 failed' "$TMP/breaks.tap" &&
+    grep -q '^#   robust.request.none: .*left the back-end broken: restarted' "$TMP/breaks.tap" &&
+    grep -q '^# alive but broken (disk check failed), restarted after: robust.request.none$' "$TMP/breaks.tap"; then
+    echo "ok - conform: a back-end left alive but broken is restarted before the next case, naming the case ($(tail -1 "$TMP/breaks.tap"))"
+else
+    echo "not ok - conform: a back-end left alive but broken was not restarted, or not named: $(tail -1 "$TMP/breaks.tap")"
+    grep -E '^not ok|^#' "$TMP/breaks.tap" | sed 's/^/#   /'
+    status=1
+fi
+
+# 4. a short seeded fuzz run against vub-serve
 make_image "$TMP/fuzz.img"
 timeout 120 "$CONFORM" --spawn "$SERVE --socket {socket} --queues 2 $TMP/fuzz.img" --fuzz 40 --seed 1 \
     > "$TMP/fuzz.tap" 2> "$TMP/fuzz.err"
