@@ -1705,12 +1705,14 @@ static uint64_t vc_scratch_sector(unsigned k)
 #include "cases-ring.c"
 #include "cases-blk.c"
 #include "cases-robust.c"
+#include "cases-hostile.c"
 
+/* In running order; the hostile group is last (its last case may kill). */
 static const struct vc_case *const vc_groups[] = {vc_cases_protocol, vc_cases_split, vc_cases_packed,
-                                                   vc_cases_blk, vc_cases_robust};
+                                                   vc_cases_blk, vc_cases_robust, vc_cases_hostile};
 static const size_t *const vc_group_counts[] = {&vc_cases_protocol_count, &vc_cases_split_count,
                                                  &vc_cases_packed_count, &vc_cases_blk_count,
-                                                 &vc_cases_robust_count};
+                                                 &vc_cases_robust_count, &vc_cases_hostile_count};
 
 #include "fuzz.c"
 
