@@ -30,6 +30,7 @@ static const char usage[] =
     "sizes take K, M or G suffixes (powers of 1024); offsets and lengths are multiples of 512\n";
 
 static struct vub_client *cl;
+static bool ring_auto; /* --ring auto (the default): packed rings if offered */
 
 _Noreturn static void die(const char *fmt, const char *arg)
 {
@@ -65,8 +66,11 @@ static void check(enum vub_err err, uint8_t status, struct vub_client_queue *q, 
     if (err == VUB_E_IO || err == VUB_E_UNSUPP) /* the back-end's answer */
         snprintf(buf, sizeof buf, "%s at %" PRIu64 ": %s", what, off, vub_client_status_str(status, st, sizeof st));
     else
-        snprintf(buf, sizeof buf, "%s at %" PRIu64 ": %s: %s", what, off, vub_strerror(err),
-                 vub_client_queue_why(q));
+        snprintf(buf, sizeof buf, "%s at %" PRIu64 ": %s: %s%s", what, off, vub_strerror(err),
+                 vub_client_queue_why(q),
+                 err == VUB_E_TIMEOUT && ring_auto && vub_client_info(cl)->packed
+                     ? " (--ring auto took the packed ring the back-end offered; try --ring split)"
+                     : "");
     die("%s", buf);
 }
 
@@ -287,6 +291,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    ring_auto = o.ring == VUB_CLIENT_RING_AUTO;
     /* --unmap may also follow the command's arguments */
     for (int j = i; j < argc; j++)
         if (!strcmp(argv[j], "--unmap")) {
