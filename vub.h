@@ -75,6 +75,7 @@ enum vub_err {
     VUB_E_CORRUPT,   /* an image whose metadata is inconsistent */
     VUB_E_AGAIN,     /* nothing to do now; try again later */
     VUB_E_TIMEOUT,   /* the peer did not answer in time */
+    VUB_E_BUSY,      /* an image another process holds (its locks conflict with ours) */
 };
 
 /* A constant one-line description of an error code. */
@@ -103,12 +104,20 @@ struct vub_image_opts {
     const char *snapshot;    /* read this internal snapshot (id or name), not the active layer */
     enum vub_format backing_format; /* format of a backing file the image does not
                                        record; AUTO = refuse such images (never probed) */
+    bool force_share;        /* read-only opens: let others write meanwhile (qemu-img -U) */
 };
 
 struct vub_image;
 
 /* Opens the image at path. On failure *why holds one line naming the cause.
- * The image owns its file descriptors; vub_image_close() releases them. */
+ * The image owns its file descriptors; vub_image_close() releases them.
+ * Format AUTO refuses (VUB_E_UNSUPP) a file that starts with another image
+ * format's magic (VMDK, VHDX, VDI, QED, VPC, LUKS, qcow version 1); RAW
+ * takes any file as it is. Every file opened is locked the way QEMU locks
+ * images: VUB_E_BUSY if QEMU, qemu-img, qemu-storage-daemon or another vub
+ * holds it in a way that conflicts (a writer excludes everyone but
+ * force_share readers; a reader excludes writers). The locks last until
+ * vub_image_close(). */
 enum vub_err vub_image_open(struct vub_image **out, const char *path,
                             const struct vub_image_opts *opts, char *why, size_t why_len);
 void vub_image_close(struct vub_image *img);
@@ -190,6 +199,12 @@ enum vub_err vub_image_snapshot(const struct vub_image *img, uint32_t index,
  * VUB_E_CORRUPT / VUB_E_IO as vub_image_readv() (vub_image_why() says why). */
 enum vub_err vub_image_block_status(struct vub_image *img, uint64_t off, uint64_t len,
                                     uint64_t *run_bytes, bool *zero);
+
+/* True if fd is one of the files the image reads (the same device and
+ * inode as the image file, its data file or a file of its backing chain),
+ * whatever name it was opened by. Lets a copy refuse to overwrite its own
+ * source. */
+bool vub_image_uses_file(const struct vub_image *img, int fd);
 
 /* One line naming the cause of the last failed qcow2 read or block status
  * (for example which L2 entry is corrupt); "" if none, and for raw images. */

@@ -2,7 +2,7 @@
  *
  *   vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID]
  *             [--format raw|qcow2] [--poll-us N] [--snapshot NAME]
- *             [--backing-format raw|qcow2] [--allow-data-file] IMAGE
+ *             [--backing-format raw|qcow2] [--allow-data-file] [--force-share] IMAGE
  *
  * Serves one front-end at a time; after a disconnect it waits for the next,
  * so a VM can restart. SIGINT/SIGTERM exit cleanly and remove the socket.
@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,7 @@ struct options {
     const char *snapshot;          /* qcow2: serve this internal snapshot */
     enum vub_format backing_format; /* qcow2: for a backing file whose format is not recorded */
     bool allow_data_file;          /* qcow2: follow an external data file the image names */
+    bool force_share;              /* read-only: let others write the image meanwhile */
 };
 
 static void usage(FILE *out)
@@ -64,7 +66,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID]\n"
             "                 [--format raw|qcow2] [--poll-us N] [--snapshot NAME]\n"
-            "                 [--backing-format raw|qcow2] [--allow-data-file] IMAGE\n"
+            "                 [--backing-format raw|qcow2] [--allow-data-file] [--force-share] IMAGE\n"
             "Export IMAGE as a vhost-user-blk device on a unix socket (default vub.sock).\n"
             "  --socket PATH   listen here (a stale socket file is replaced)\n"
             "  --read-only     offer VIRTIO_BLK_F_RO and open the image read-only\n"
@@ -73,6 +75,9 @@ static void usage(FILE *out)
             "  --format F      image format (default: detected from the file)\n"
             "  --poll-us N     busy-poll the queues for N microseconds after the last\n"
             "                  request before sleeping (default 0: sleep at once)\n"
+            "  --force-share   with --read-only: serve an image another process writes\n"
+            "The image is locked as QEMU locks images: it is refused while QEMU or\n"
+            "qemu-img uses it in a conflicting way, and they refuse it while served.\n"
             "qcow2 images are served read-only (VIRTIO_BLK_F_RO):\n"
             "  --snapshot NAME       serve an internal snapshot (id or name)\n"
             "  --backing-format F    format of a backing file the image does not record\n"
@@ -126,6 +131,8 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->snapshot = v, i++;
         } else if (!strcmp(a, "--allow-data-file")) {
             o->allow_data_file = true;
+        } else if (!strcmp(a, "--force-share")) {
+            o->force_share = true;
         } else if (a[0] == '-' || o->image_path) {
             fprintf(stderr, "vub-serve: unexpected argument '%s' (try --help)\n", a);
             return -1;
@@ -137,25 +144,49 @@ static int parse_args(int argc, char **argv, struct options *o)
         fprintf(stderr, "vub-serve: no IMAGE given (try --help)\n");
         return -1;
     }
+    if (o->force_share && !o->read_only) {
+        fprintf(stderr, "vub-serve: --force-share needs --read-only (a writer never shares)\n");
+        return -1;
+    }
     return 0;
 }
 
-/* Binds a listening unix socket, replacing a stale socket file but never
- * any other kind of file. */
+/* True if a server accepts connections on the socket at addr. The probe
+ * does not block: a live server whose backlog is full (EAGAIN) is live. */
+static bool socket_is_live(const struct sockaddr_un *addr)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return true; /* cannot tell: do not take it over */
+    bool live = connect(fd, (const struct sockaddr *)addr, sizeof *addr) == 0 || errno == EAGAIN;
+    close(fd);
+    return live;
+}
+
+/* Binds a listening unix socket. A socket file nobody answers on is stale
+ * (its server died) and is replaced; one a live server answers on, and any
+ * other kind of file, is left alone. */
 static int listen_on(const char *path)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     struct stat st;
     if (strlen(path) >= sizeof addr.sun_path) {
-        fprintf(stderr, "vub-serve: socket path too long: %s\n", path);
+        fprintf(stderr, "vub-serve: socket path too long (at most %zu bytes): %s\n",
+                sizeof addr.sun_path - 1, path);
         return -1;
     }
     strcpy(addr.sun_path, path);
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
-            fprintf(stderr, "vub-serve: %s exists and is not a socket\n", path);
+            fprintf(stderr, "vub-serve: %s exists and is not a socket; choose another --socket\n", path);
             return -1;
         }
+        if (socket_is_live(&addr)) {
+            fprintf(stderr, "vub-serve: %s: a server is listening on this socket; stop it or choose "
+                            "another --socket\n", path);
+            return -1;
+        }
+        fprintf(stderr, "vub-serve: replacing stale socket %s (nobody listens on it)\n", path);
         unlink(path);
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -276,7 +307,8 @@ int main(int argc, char **argv)
     char why[512];
     struct vub_image *img;
     struct vub_image_opts io = {.read_only = o.read_only, .format = o.format, .snapshot = o.snapshot,
-                                .backing_format = o.backing_format, .allow_data_file = o.allow_data_file};
+                                .backing_format = o.backing_format, .allow_data_file = o.allow_data_file,
+                                .force_share = o.force_share};
     enum vub_err err = vub_image_open(&img, o.image_path, &io, why, sizeof why);
     if (err != VUB_OK) {
         fprintf(stderr, "vub-serve: cannot open image: %s\n", why);
