@@ -46,6 +46,9 @@
 extern "C" {
 #endif
 
+/* The version of vub.c and vub.h (every program's --version says it). */
+#define VUB_VERSION "0.2.0"
+
 /* ---- Limits (compile-time configuration) ---------------------------------- */
 
 #ifndef VUB_MAX_QUEUES

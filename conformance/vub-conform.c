@@ -1955,6 +1955,9 @@ static bool vc_parse(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
+        } else if (!strcmp(a, "--version")) {
+            printf("vub-conform %s\n", VUB_VERSION);
+            exit(0);
         } else if (!strcmp(a, "--list")) {
             vc.opt.list = true;
         } else if (!strcmp(a, "--check-every")) {

@@ -216,6 +216,9 @@ int main(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(usage, stdout);
             return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("vub-img %s\n", VUB_VERSION);
+            return 0;
         } else if (strcmp(a, "--allow-data-file") == 0) {
             opts.allow_data_file = true;
         } else if (strcmp(a, "--force-share") == 0 || strcmp(a, "-U") == 0) {

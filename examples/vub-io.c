@@ -266,6 +266,9 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage, stdout);
             return 0;
+        } else if (!strcmp(a, "--version")) {
+            printf("vub-io %s\n", VUB_VERSION);
+            return 0;
         } else if (!strcmp(a, "--unmap")) {
             unmap = true;
         } else if (!v) {

@@ -78,6 +78,9 @@ static int parse_args(int argc, char **argv, struct options *o)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
+        } else if (!strcmp(a, "--version")) {
+            printf("vub-serve %s\n", VUB_VERSION);
+            exit(0);
         } else if (!strcmp(a, "--read-only")) {
             o->read_only = true;
         } else if (v && !strcmp(a, "--socket")) {

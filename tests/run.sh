@@ -32,6 +32,7 @@ run() {
 }
 
 run build bash tests/test-build.sh
+run install bash tests/test-install.sh
 run unit:plain build/test-backend
 run unit:asan build/asan/test-backend
 run unit:plain build/test-client-hostile
