@@ -2266,6 +2266,8 @@ static enum vub_err vub_blk_in(struct vub_blk *blk, uint64_t sector, struct iove
         err = vub_image_readv(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
     if (err != VUB_OK)
         vub_iov_fill(iov, count, NULL, 0); /* never hand back stale guest bytes */
+    else
+        blk->stats->bytes_read += bytes;
     return err;
 }
 
@@ -2281,6 +2283,8 @@ static enum vub_err vub_blk_out(struct vub_blk *blk, uint64_t sector, struct iov
     enum vub_err err = vub_image_writev(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
     if (err == VUB_OK && vub_blk_write_through(blk))
         err = vub_image_flush(blk->image);
+    if (err == VUB_OK)
+        blk->stats->bytes_written += bytes;
     return err;
 }
 

@@ -226,6 +226,7 @@ struct vub_dev_config {
 struct vub_dev_stats {
     uint64_t requests;        /* virtio-blk requests completed */
     uint64_t reads, writes, flushes, discards, write_zeroes, get_ids;
+    uint64_t bytes_read, bytes_written; /* data moved by reads and writes that succeeded */
     uint64_t errors;          /* completed with a status other than OK */
     uint64_t notifications;   /* used-buffer notifications sent (call fd writes) */
     uint64_t kicks;           /* available-buffer notifications received */
