@@ -122,6 +122,7 @@ struct vc_ctx {
     /* totals */
     unsigned n, passed, failed, warned, na;
     FILE *report;
+    struct { const char *tag; enum vc_verdict verdict; } ran[2048]; /* the first n cases run */
     int memfd;                /* guest RAM, shared by every session */
     uint8_t *guest;
 };
@@ -1922,11 +1923,50 @@ static void vc_run_case(const struct vc_case *c)
         break;
     }
     fflush(stdout);
+    if (vc.n <= VUB_ARRAY_LEN(vc.ran)) {
+        vc.ran[vc.n - 1].tag = c->tag;
+        vc.ran[vc.n - 1].verdict = vc.verdict;
+    }
     if (vc.report) {
         fprintf(vc.report, "| `%s` | %s | %s | ", c->name, c->tag, vc_verdict_name[vc.verdict]);
         vc_md_cell(vc.report, vc.seen[0] ? vc.seen : c->sentence);
         fprintf(vc.report, " |\n");
     }
+}
+
+/* The report's second table: for each requirement tag the cases run,
+ * how many ended with each verdict, and the tag's verdict: fail if any
+ * case failed, else warn if any warned, else pass if any passed, else n/a. */
+static void vc_report_coverage(FILE *f)
+{
+    unsigned n = vc.n < VUB_ARRAY_LEN(vc.ran) ? vc.n : (unsigned)VUB_ARRAY_LEN(vc.ran);
+    unsigned tags = 0, tags_by[4] = {0};
+    fprintf(f, "\n### Coverage by requirement tag\n\n"
+               "| tag | cases | pass | warn | n/a | fail | tag verdict |\n|---|---|---|---|---|---|---|\n");
+    for (unsigned i = 0; i < n; i++) {
+        bool first = true;
+        for (unsigned j = 0; j < i && first; j++)
+            first = strcmp(vc.ran[j].tag, vc.ran[i].tag) != 0;
+        if (!first)
+            continue;
+        unsigned count[4] = {0}, cases = 0;
+        static const unsigned rank[] = {[VC_NA] = 0, [VC_PASS] = 1, [VC_WARN] = 2, [VC_FAIL] = 3};
+        enum vc_verdict worst = VC_NA;
+        for (unsigned j = i; j < n; j++) {
+            if (strcmp(vc.ran[j].tag, vc.ran[i].tag) != 0)
+                continue;
+            count[vc.ran[j].verdict]++;
+            cases++;
+            if (rank[vc.ran[j].verdict] > rank[worst])
+                worst = vc.ran[j].verdict;
+        }
+        tags++;
+        tags_by[worst]++;
+        fprintf(f, "| %s | %u | %u | %u | %u | %u | %s |\n", vc.ran[i].tag, cases, count[VC_PASS], count[VC_WARN],
+                count[VC_NA], count[VC_FAIL], vc_verdict_name[worst]);
+    }
+    fprintf(f, "\n%u tags covered by %u cases: %u pass, %u warn, %u n/a, %u fail (a tag takes its worst "
+               "case's verdict: fail, warn, pass, n/a in that order).\n", tags, n, tags_by[VC_PASS], tags_by[VC_WARN], tags_by[VC_NA], tags_by[VC_FAIL]);
 }
 
 static void usage(FILE *f)
@@ -2094,8 +2134,10 @@ done:
     if (vc.peer.restarts)
         printf("# the back-end was restarted %u times\n", vc.peer.restarts);
     printf("%u passed, %u failed, %u warned, %u n/a\n", vc.passed, vc.failed, vc.warned, vc.na);
-    if (vc.report)
+    if (vc.report) {
+        vc_report_coverage(vc.report);
         fclose(vc.report);
+    }
     rc = vc.failed ? 1 : 0;
 out:
     vc_cleanup();
