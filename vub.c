@@ -4369,10 +4369,13 @@ static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t 
     uint64_t l1_entry = l1_index < q->l1_size ? q->l1[l1_index] : 0;
     uint64_t l2_offset = l1_entry & QCOW2_OFFSET_MASK;
     memset(e, 0, sizeof *e);
-    if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0 ||
-        (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes)))
+    if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0)
         return vub_qcow2_fail(q, VUB_E_CORRUPT, "invalid L1 entry %llu: 0x%016llx",
                               (unsigned long long)l1_index, (unsigned long long)l1_entry);
+    if (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes))
+        return vub_qcow2_fail(q, VUB_E_CORRUPT, "L1 entry %llu puts its L2 table at byte %llu, past the end of "
+                              "the %llu-byte file (is the image truncated?)", (unsigned long long)l1_index,
+                              (unsigned long long)l2_offset, (unsigned long long)q->file_bytes);
     if (l2_offset == 0) {
         e->kind = VUB_QCOW2_UNALLOCATED;
         e->guest_offset = off;
@@ -4649,7 +4652,8 @@ static enum vub_err vub_qcow2_backing_format(struct vub_qcow2 *q, const struct v
     if (!x->backing_format) {
         if (opts->backing_format == VUB_FORMAT_AUTO) {
             vub_why(why, why_len, "backing file %s has no recorded format and vub does not probe it; "
-                    "name it with backing_format (vub-img --backing-format raw|qcow2)", q->backing_name);
+                    "name its format (raw or qcow2) when opening, or record it in the image "
+                    "(qemu-img rebase -u -b NAME -F FORMAT)", q->backing_name);
             return VUB_E_UNSUPP;
         }
         *fmt = opts->backing_format;

@@ -343,6 +343,8 @@ static const char *vc_sock_path(void)
     return vc.opt.spawn_cmd ? vc.peer.sock : vc.opt.socket_path;
 }
 
+static int vc_connect_errno; /* why the last vc_connect() failed */
+
 /* Connects, retrying while the back-end finishes its previous session. */
 static int vc_connect(void)
 {
@@ -358,6 +360,7 @@ static int vc_connect(void)
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
             return fd;
         }
+        vc_connect_errno = errno;
         close(fd);
         if (vc.peer.pid > 0 && !vc_peer_alive())
             return -1;
@@ -939,7 +942,7 @@ static bool vc_handshake(struct vc_sess *s, const struct vc_setup *o)
     s->setup = *o;
     s->sock = vc_connect();
     if (s->sock < 0) {
-        vc_why(s, "cannot connect to %s", vc_sock_path());
+        vc_why(s, "cannot connect to %s: %s", vc_sock_path(), strerror(vc_connect_errno));
         return false;
     }
     uint64_t offered;
@@ -1988,8 +1991,21 @@ static void usage(FILE *f)
             "  --log FILE         append the spawned back-end's output to FILE\n");
 }
 
+static bool vc_number(const char *opt, const char *v, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtoull(v, &end, 0);
+    if (errno || !*v || *end || *v == '-') {
+        fprintf(stderr, "vub-conform: %s wants a number, not '%s' (try --help)\n", opt, v);
+        return false;
+    }
+    return true;
+}
+
 static bool vc_parse(int argc, char **argv)
 {
+    unsigned long long n = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -2015,11 +2031,21 @@ static bool vc_parse(int argc, char **argv)
         } else if (v && !strcmp(a, "--report")) {
             vc.opt.report_path = v, i++;
         } else if (v && !strcmp(a, "--fuzz")) {
-            vc.opt.fuzz_sessions = strtoul(v, NULL, 0), i++;
+            if (!vc_number(a, v, &n))
+                return false;
+            vc.opt.fuzz_sessions = (unsigned long)n, i++;
         } else if (v && !strcmp(a, "--seed")) {
-            vc.opt.seed = strtoull(v, NULL, 0), i++;
+            if (!vc_number(a, v, &n))
+                return false;
+            vc.opt.seed = n, i++;
         } else if (v && !strcmp(a, "--disk-bytes")) {
-            vc.opt.disk_bytes = strtoull(v, NULL, 0) & ~511ull, i++;
+            if (!vc_number(a, v, &n))
+                return false;
+            if (n < 512) {
+                fprintf(stderr, "vub-conform: --disk-bytes wants at least 512, not '%s' (try --help)\n", v);
+                return false;
+            }
+            vc.opt.disk_bytes = n & ~511ull, i++;
         } else if (v && !strcmp(a, "--replay")) {
             char *colon;
             vc.opt.replay_seed = strtoull(v, &colon, 0);
@@ -2029,6 +2055,11 @@ static bool vc_parse(int argc, char **argv)
             }
             vc.opt.replay_step = strtoul(colon + 1, NULL, 0);
             vc.opt.replay = true, i++;
+        } else if (!v && (!strcmp(a, "--socket") || !strcmp(a, "--spawn") || !strcmp(a, "--case") ||
+                          !strcmp(a, "--log") || !strcmp(a, "--report") || !strcmp(a, "--fuzz") ||
+                          !strcmp(a, "--seed") || !strcmp(a, "--disk-bytes") || !strcmp(a, "--replay"))) {
+            fprintf(stderr, "vub-conform: %s needs a value (try --help)\n", a);
+            return false;
         } else {
             fprintf(stderr, "vub-conform: unexpected argument '%s' (try --help)\n", a);
             return false;
@@ -2038,7 +2069,42 @@ static bool vc_parse(int argc, char **argv)
         fprintf(stderr, "vub-conform: give exactly one of --socket and --spawn (try --help)\n");
         return false;
     }
+    unsigned matching = 0;
+    for (size_t g = 0; g < VUB_ARRAY_LEN(vc_groups); g++)
+        for (size_t i = 0; i < *vc_group_counts[g]; i++)
+            matching += vc_match(&vc_groups[g][i]);
+    if (vc.opt.pattern && matching == 0) {
+        fprintf(stderr, "vub-conform: no case matches '%s' (--list shows them)\n", vc.opt.pattern);
+        return false;
+    }
     return true;
+}
+
+/* The end of the back-end's output, its lines joined with "; ": why it
+ * did not start (a shell's "not found", the back-end's own complaint). */
+static void vc_log_tail(char *out, size_t len)
+{
+    char buf[300];
+    size_t n = 0, used = 0;
+    FILE *f = fopen(vc.peer.log, "r");
+    out[0] = '\0';
+    if (!f)
+        return;
+    if (fseek(f, -(long)sizeof buf, SEEK_END) != 0)
+        rewind(f);
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    while (n > 0 && buf[n - 1] == '\n')
+        n--;
+    for (size_t i = 0; i < n && used + 3 < len; i++) {
+        if (buf[i] == '\n') {
+            out[used++] = ';';
+            out[used++] = ' ';
+        } else {
+            out[used++] = buf[i];
+        }
+    }
+    out[used] = '\0';
 }
 
 static void vc_cleanup(void)
@@ -2083,8 +2149,11 @@ int main(int argc, char **argv)
         if (!vc.opt.log_path)
             snprintf(vc.peer.log, sizeof vc.peer.log, "%s/backend.log", vc.peer.dir);
         if (!vc_peer_start()) {
-            fprintf(stderr, "vub-conform: the back-end did not start (%s)\n",
-                    vc.peer.death[0] ? vc.peer.death : "no socket after 10 s");
+            char tail[400];
+            vc_log_tail(tail, sizeof tail);
+            fprintf(stderr, "vub-conform: the back-end did not start (%s)%s%s\n",
+                    vc.peer.death[0] ? vc.peer.death : "no socket after 10 s", tail[0] ? "; it said: " : "",
+                    tail);
             vc_cleanup();
             return 1;
         }

@@ -417,7 +417,8 @@ int main(int argc, char **argv)
     char why[512] = "";
     enum vub_err err = vub_image_open(&img, path, &c.opts, why, sizeof why);
     if (err != VUB_OK) {
-        fprintf(stderr, "vub-img: %s\n", why[0] ? why : vub_strerror(err));
+        fprintf(stderr, "vub-img: %s%s\n", why[0] ? why : vub_strerror(err),
+                strstr(why, "no recorded format") ? "; here: --backing-format raw|qcow2" : "");
         return 1;
     }
     if (c.opts.snapshot && vub_image_format(img) != VUB_FORMAT_QCOW2)

@@ -313,7 +313,8 @@ static bool export_open(struct export *e, const struct vub_image_opts *common)
     struct vub_image_opts io = *common;
     io.read_only = e->read_only;
     if (vub_image_open(&e->img, e->image_path, &io, why, sizeof why) != VUB_OK) {
-        say(e, "cannot open image: %s", why);
+        say(e, "cannot open image: %s%s", why,
+            strstr(why, "no recorded format") ? "; here: --backing-format raw|qcow2" : "");
         return false;
     }
     if (common->snapshot && vub_image_format(e->img) != VUB_FORMAT_QCOW2) {

@@ -43,6 +43,7 @@ run qcow2 bash tests/test-qcow2.sh
 run safety bash tests/test-safety.sh
 run serve bash tests/test-serve.sh
 run img bash tests/test-img.sh
+run usage bash tests/test-usage.sh
 run client bash tests/test-client.sh
 run client:asan env VUB_IO=build/asan/vub-io bash tests/test-client.sh
 run conform env VUB_SERVE=build/asan/vub-serve bash tests/test-conform.sh
