@@ -231,6 +231,7 @@ struct vub_dev_stats {
     uint64_t notifications;   /* used-buffer notifications sent (call fd writes) */
     uint64_t kicks;           /* available-buffer notifications received */
     uint64_t rejected_messages; /* messages answered with an error, session kept */
+    uint64_t dropped_fds;     /* kick/call fds closed after a hang-up or error (vub_dev_why says which) */
     uint64_t queue_requests[VUB_MAX_QUEUES];  /* requests per queue */
 };
 
@@ -266,8 +267,28 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q);
 size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap);
 enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n);
 
-/* True if a queue's kick came with NOFD: nobody will kick it, so the caller
- * must not block in poll() for long (vub_dev_dispatch() polls such queues). */
+/* Guest memory a front-end shrinks under us. A front-end may ftruncate the
+ * file it shared after SET_MEM_TABLE; the next access to a page past the
+ * new end raises SIGBUS in whatever vub code touches it (ring loads,
+ * descriptor and data copies; preadv/pwritev see EFAULT instead). No
+ * mapping or size check can prevent that: the file can shrink between any
+ * check and the access. vub installs no signal handler (a library must not
+ * own process-wide state); a program that serves untrusted front-ends
+ * installs one for SIGBUS, and in it asks vub_dev_owns_fault(dev,
+ * info->si_addr). True means the fault is the front-end's doing: the
+ * handler may siglongjmp() back to the program's loop, which must then call
+ * vub_dev_detach() (and nothing else on dev first) to end that session;
+ * the device is then ready for the next. False means a real bug: restore
+ * the default action and let it crash. Async-signal-safe. vub-serve shows
+ * the pattern. */
+bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr);
+
+/* True if a queue's kick came with NOFD, or a queue whose kick fd is a pipe
+ * yielded with requests left: nobody will kick it, so the caller must not
+ * block in poll() for long (vub_dev_dispatch() runs such queues).
+ * Call and err fds may be pipes: a program whose front-end may close one's
+ * read end must ignore SIGPIPE (vub-serve does); the write then fails and
+ * the fd is dropped (stats.dropped_fds). */
 bool vub_dev_polling(const struct vub_dev *dev);
 
 /* Busy polling: serves every started queue once without waiting for a

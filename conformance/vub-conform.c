@@ -29,6 +29,7 @@
  */
 #include "../vub.c"
 
+#include <ctype.h>
 #include <fnmatch.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -66,6 +67,7 @@ struct vc_opts {
     const char *spawn_cmd;
     const char *pattern;
     const char *report_path;
+    const char *notes_path;   /* SPEC-NOTES.md, for clause coverage */
     const char *log_path;  /* keep the spawned back-end's output here */
     bool list;
     unsigned long fuzz_sessions;
@@ -117,6 +119,7 @@ struct vc_ctx {
     /* the case running */
     const struct vc_case *cur;
     enum vc_verdict verdict;
+    bool recorded;            /* the case said something: a case that says nothing fails */
     char seen[600];
     bool hostile;             /* the case may break the session: check afterwards */
     /* totals */
@@ -143,6 +146,7 @@ static void vc_vnote(enum vc_verdict v, const char *fmt, va_list ap)
 {
     char line[400];
     vsnprintf(line, sizeof line, fmt, ap);
+    vc.recorded = true;
     /* keep the first message of the worst verdict, append others briefly */
     if (v > vc.verdict || vc.seen[0] == '\0') {
         if (v > vc.verdict && vc.seen[0]) {
@@ -1818,6 +1822,107 @@ static bool vc_disk_load(void)
  * The runner
  * ======================================================================== */
 
+/* ---- Clause coverage: which SPEC-NOTES.md tags have a case ---- */
+
+#define VC_MAX_NOTE_TAGS 1024
+
+struct vc_coverage {
+    char tags[VC_MAX_NOTE_TAGS][40]; /* the tags SPEC-NOTES.md has entries for */
+    bool ran[VC_MAX_NOTE_TAGS];      /* a case for it ran in this run (n/a excluded) */
+    unsigned count;
+    bool loaded;
+};
+static struct vc_coverage vc_cov;
+
+/* A requirement tag starts at p: a known prefix, then [A-Z0-9-], not ending in '-'. */
+static size_t vc_tag_len(const char *p)
+{
+    static const char *const prefixes[] = {"VU-", "VQ-", "MEM-", "BLK-", "IMG-", "QCOW2-", "INFL-"};
+    bool known = false;
+    for (size_t i = 0; i < VUB_ARRAY_LEN(prefixes); i++)
+        known |= strncmp(p, prefixes[i], strlen(prefixes[i])) == 0;
+    if (!known)
+        return 0;
+    size_t n = 0;
+    while ((p[n] >= 'A' && p[n] <= 'Z') || (p[n] >= '0' && p[n] <= '9') || p[n] == '-')
+        n++;
+    while (n > 0 && p[n - 1] == '-')
+        n--;
+    return n < sizeof vc_cov.tags[0] ? n : 0;
+}
+
+static void vc_cov_add(const char *p, size_t n)
+{
+    for (unsigned i = 0; i < vc_cov.count; i++)
+        if (strlen(vc_cov.tags[i]) == n && !strncmp(vc_cov.tags[i], p, n))
+            return;
+    if (vc_cov.count < VC_MAX_NOTE_TAGS)
+        snprintf(vc_cov.tags[vc_cov.count++], sizeof vc_cov.tags[0], "%.*s", (int)n, p);
+}
+
+/* Reads the entries of SPEC-NOTES.md the way tests/check-tags.sh does: the
+ * first cell of a table row, and any tag in brackets. */
+static void vc_cov_load(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '|') {
+            char *end = strchr(line + 1, '|');
+            for (char *p = line + 1; end && p < end; p++) {
+                size_t n = (p == line + 1 || !isalnum((unsigned char)p[-1])) ? vc_tag_len(p) : 0;
+                if (n)
+                    vc_cov_add(p, n), p += n - 1;
+            }
+        }
+        for (char *p = strchr(line, '['); p; p = strchr(p + 1, '[')) {
+            size_t n = vc_tag_len(p + 1);
+            if (n && p[1 + n] == ']')
+                vc_cov_add(p + 1, n);
+        }
+    }
+    fclose(f);
+    vc_cov.loaded = true;
+}
+
+static int vc_cov_find(const char *tag)
+{
+    for (unsigned i = 0; i < vc_cov.count; i++)
+        if (!strcmp(vc_cov.tags[i], tag))
+            return (int)i;
+    return -1;
+}
+
+/* "covered": some case of the suite names the tag. */
+static void vc_cov_print(bool run)
+{
+    if (!vc_cov.loaded) {
+        printf("# clause coverage: %s not found (give --notes FILE)\n", vc.opt.notes_path);
+        return;
+    }
+    unsigned covered = 0, ran = 0, unknown = 0;
+    for (unsigned i = 0; i < vc_cov.count; i++) {
+        bool any = false;
+        for (size_t g = 0; g < VUB_ARRAY_LEN(vc_groups) && !any; g++)
+            for (size_t k = 0; k < *vc_group_counts[g] && !any; k++)
+                any = !strcmp(vc_groups[g][k].tag, vc_cov.tags[i]);
+        covered += any;
+        ran += vc_cov.ran[i];
+    }
+    for (size_t g = 0; g < VUB_ARRAY_LEN(vc_groups); g++)
+        for (size_t k = 0; k < *vc_group_counts[g]; k++)
+            unknown += vc_cov_find(vc_groups[g][k].tag) < 0;
+    printf("# clause coverage: the cases name %u of the %u tags in %s (%u%%)", covered, vc_cov.count,
+           vc.opt.notes_path, vc_cov.count ? 100 * covered / vc_cov.count : 0);
+    if (run)
+        printf("; this run checked %u of them", ran);
+    if (unknown)
+        printf("; %u cases name a tag %s lacks", unknown, vc.opt.notes_path);
+    printf("\n");
+}
+
 static bool vc_match(const struct vc_case *c)
 {
     const char *p = vc.opt.pattern;
@@ -1896,6 +2001,7 @@ static void vc_run_case(const struct vc_case *c)
 {
     vc.cur = c;
     vc.verdict = VC_PASS;
+    vc.recorded = false;
     vc.seen[0] = '\0';
     vc.hostile = c->hostile || vc.opt.check_every;
     vc.n++;
@@ -1903,6 +2009,10 @@ static void vc_run_case(const struct vc_case *c)
         vc_fail("the back-end no longer accepts connections");
     } else {
         c->run(c);
+        /* Passing is something a case says, never the default: a case whose
+         * checks were all skipped would otherwise count as proof. */
+        if (!vc.recorded)
+            vc_fail("the case recorded no verdict (a defect of the case)");
         vc_after_case();
     }
     switch (vc.verdict) {
@@ -1930,6 +2040,8 @@ static void vc_run_case(const struct vc_case *c)
         vc.ran[vc.n - 1].tag = c->tag;
         vc.ran[vc.n - 1].verdict = vc.verdict;
     }
+    if (vc.verdict != VC_NA && vc_cov_find(c->tag) >= 0)
+        vc_cov.ran[vc_cov_find(c->tag)] = true;
     if (vc.report) {
         fprintf(vc.report, "| `%s` | %s | %s | ", c->name, c->tag, vc_verdict_name[vc.verdict]);
         vc_md_cell(vc.report, vc.seen[0] ? vc.seen : c->sentence);
@@ -1988,7 +2100,8 @@ static void usage(FILE *f)
             "  --disk-bytes N     shadow and verify only the first N bytes (default 4 MiB)\n"
             "  --verbose          say what was seen for passing cases too\n"
             "  --check-every      verify the whole disk after every case (slower)\n"
-            "  --log FILE         append the spawned back-end's output to FILE\n");
+            "  --log FILE         append the spawned back-end's output to FILE\n"
+            "  --notes FILE       SPEC-NOTES.md, for the clause coverage line (default ./SPEC-NOTES.md)\n");
 }
 
 static bool vc_number(const char *opt, const char *v, unsigned long long *out)
@@ -2028,6 +2141,8 @@ static bool vc_parse(int argc, char **argv)
             vc.opt.pattern = v, i++;
         } else if (v && !strcmp(a, "--log")) {
             vc.opt.log_path = v, i++;
+        } else if (v && !strcmp(a, "--notes")) {
+            vc.opt.notes_path = v, i++;
         } else if (v && !strcmp(a, "--report")) {
             vc.opt.report_path = v, i++;
         } else if (v && !strcmp(a, "--fuzz")) {
@@ -2124,6 +2239,9 @@ int main(int argc, char **argv)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!vc.opt.notes_path)
+        vc.opt.notes_path = "SPEC-NOTES.md";
+    vc_cov_load(vc.opt.notes_path);
     if (vc.opt.list) {
         for (size_t g = 0; g < VUB_ARRAY_LEN(vc_groups); g++)
             for (size_t i = 0; i < *vc_group_counts[g]; i++) {
@@ -2131,6 +2249,7 @@ int main(int argc, char **argv)
                 if (vc_match(c))
                     printf("%-8s %-44s %-22s %s\n", c->group, c->name, c->tag, c->sentence);
             }
+        vc_cov_print(false);
         return 0;
     }
     if (!vc_guest_init()) {
@@ -2202,6 +2321,7 @@ done:
         fprintf(stderr, "\r%80s\r", "");
     if (vc.peer.restarts)
         printf("# the back-end was restarted %u times\n", vc.peer.restarts);
+    vc_cov_print(true);
     printf("%u passed, %u failed, %u warned, %u n/a\n", vc.passed, vc.failed, vc.warned, vc.na);
     if (vc.report) {
         vc_report_coverage(vc.report);

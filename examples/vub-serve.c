@@ -13,6 +13,7 @@
 #include "vub.h"
 
 #include <errno.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -29,6 +30,21 @@
 #define SERIAL_BYTES 20 /* GET_ID's answer */
 
 static volatile sig_atomic_t stop_requested, stats_requested;
+
+/* A front-end that shrinks its memory file under us makes our next access
+ * to it raise SIGBUS (see vub_dev_owns_fault in vub.h). The handler jumps
+ * back to export_serve(), which ends that session; a SIGBUS anywhere else
+ * is a bug and crashes as usual. */
+static sigjmp_buf fault_jump;
+static struct vub_dev *volatile fault_dev; /* set while a device is being served */
+
+static void on_sigbus(int sig, siginfo_t *info, void *context)
+{
+    (void)context;
+    if (fault_dev && vub_dev_owns_fault(fault_dev, info->si_addr))
+        siglongjmp(fault_jump, 1);
+    signal(sig, SIG_DFL); /* returning re-runs the access: now fatal */
+}
 
 static void on_stop(int sig)
 {
@@ -54,6 +70,7 @@ struct export {
     int lfd;                  /* listening socket */
     uint64_t logged_features; /* last logged: firmware and OS negotiate in turn */
     uint64_t rejected;        /* rejected messages already logged */
+    uint64_t dropped;         /* dropped notification fds already logged */
     struct pollfd *fds;       /* this export's part of the poll set */
     size_t nfds;
 };
@@ -388,6 +405,10 @@ static void log_changes(struct export *e)
         e->rejected = s.rejected_messages;
         say(e, "rejected a message: %s", vub_dev_why(e->dev));
     }
+    if (s.dropped_fds != e->dropped) {
+        e->dropped = s.dropped_fds;
+        say(e, "%s", vub_dev_why(e->dev));
+    }
     if (vub_dev_queues_started(e->dev) > 0 && vub_dev_features(e->dev) != e->logged_features) {
         char virtio[512], protocol[256];
         e->logged_features = vub_dev_features(e->dev);
@@ -436,13 +457,22 @@ static void export_serve(struct export *e, unsigned poll_us)
             return;
         }
         say(e, "front-end connected");
-        e->logged_features = e->rejected = 0;
+        e->logged_features = e->rejected = e->dropped = 0;
         vub_dev_attach(e->dev, fd);
         return;
     }
+    if (sigsetjmp(fault_jump, 1) != 0) {
+        fault_dev = NULL;
+        say(e, "session ended: guest memory vanished under us (SIGBUS: the front-end shrank a shared "
+               "memory file after SET_MEM_TABLE)");
+        vub_dev_detach(e->dev);
+        return;
+    }
+    fault_dev = e->dev;
     enum vub_err err = vub_dev_dispatch(e->dev, e->fds, e->nfds);
     if (err == VUB_OK && poll_us)
         err = busy_poll(e->dev, poll_us);
+    fault_dev = NULL;
     log_changes(e);
     if (err != VUB_OK)
         end_session(e, err);
@@ -512,6 +542,8 @@ int main(int argc, char **argv)
         sigaction(SIGTERM, &stop, NULL);
         sigaction(SIGUSR1, &stats, NULL);
         signal(SIGPIPE, SIG_IGN);
+        struct sigaction bus = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO};
+        sigaction(SIGBUS, &bus, NULL);
         serve(o.exports, o.count, o.poll_us);
     }
     for (unsigned i = 0; i < o.count; i++)

@@ -31,6 +31,7 @@ run() {
     pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
 }
 
+run tags bash tests/check-tags.sh
 run build bash tests/test-build.sh
 run install bash tests/test-install.sh
 run unit:plain build/test-backend

@@ -1,5 +1,6 @@
 #!/bin/bash
-# test-conform.sh: vub-conform against vub-serve (every case must pass), against
+# test-conform.sh: vub-conform against vub-serve (every case must pass; the
+# read-only cases also against a read-only export), against
 # qemu-storage-daemon (verdicts must match conformance/RESULTS.md, so a change
 # in either shows), and a short seeded fuzz run against vub-serve.
 # Builds nothing: build/vub-conform and build/vub-serve must exist.
@@ -40,7 +41,25 @@ else
     status=1
 fi
 
-# 1b. the report's coverage table agrees with its case table, tag by tag
+grep '^# clause coverage' "$TMP/vub.tap"
+
+# 1b. vub-serve --read-only: the read-only cases, which are n/a against a
+# writable export, must run (no n/a) and pass.
+make_image "$TMP/ro.img"
+sha_before=$(sha256sum < "$TMP/ro.img")
+timeout 120 "$CONFORM" --spawn "$SERVE --socket {socket} --read-only $TMP/ro.img" --case BLK-RO \
+    > "$TMP/ro.tap" 2> "$TMP/ro.err"
+ro_total=$(tail -1 "$TMP/ro.tap")
+if grep -qE '^[1-9][0-9]* passed, 0 failed, 0 warned, 0 n/a' "$TMP/ro.tap" &&
+    [ "$(sha256sum < "$TMP/ro.img")" = "$sha_before" ]; then
+    echo "ok - conform vub-serve --read-only: the read-only cases run and pass, the image is unchanged ($ro_total)"
+else
+    echo "not ok - conform vub-serve --read-only: $ro_total"
+    grep -E '^not ok|^#   |# warn|# SKIP' "$TMP/ro.tap" | sed 's/^/#   /'
+    status=1
+fi
+
+# 1c. the report's coverage table agrees with its case table, tag by tag
 if python3 - "$TMP/vub.md" <<'EOF'
 import collections, sys
 cases, cover = collections.defaultdict(collections.Counter), {}
