@@ -2333,6 +2333,8 @@ static enum vub_err vub_blk_in(struct vub_blk *blk, uint64_t sector, struct iove
         err = vub_image_readv(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
     if (err != VUB_OK)
         vub_iov_fill(iov, count, NULL, 0); /* never hand back stale guest bytes */
+    else
+        blk->stats->bytes_read += bytes;
     return err;
 }
 
@@ -2350,6 +2352,8 @@ static enum vub_err vub_blk_out(struct vub_blk *blk, uint64_t sector, struct iov
     enum vub_err err = vub_image_writev(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
     if (err == VUB_OK && vub_blk_write_through(blk))
         err = vub_image_flush(blk->image);
+    if (err == VUB_OK)
+        blk->stats->bytes_written += bytes;
     return err;
 }
 
@@ -5845,10 +5849,13 @@ static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t 
     uint64_t l1_entry = l1_index < q->l1_size ? q->l1[l1_index] : 0;
     uint64_t l2_offset = l1_entry & QCOW2_OFFSET_MASK;
     memset(e, 0, sizeof *e);
-    if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0 ||
-        (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes)))
+    if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0)
         return vub_qcow2_fail(q, VUB_E_CORRUPT, "invalid L1 entry %llu: 0x%016llx",
                               (unsigned long long)l1_index, (unsigned long long)l1_entry);
+    if (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes))
+        return vub_qcow2_fail(q, VUB_E_CORRUPT, "L1 entry %llu puts its L2 table at byte %llu, past the end of "
+                              "the %llu-byte file (is the image truncated?)", (unsigned long long)l1_index,
+                              (unsigned long long)l2_offset, (unsigned long long)q->file_bytes);
     if (l2_offset == 0) {
         e->kind = VUB_QCOW2_UNALLOCATED;
         e->guest_offset = off;
@@ -6139,7 +6146,8 @@ static enum vub_err vub_qcow2_backing_format(struct vub_qcow2 *q, const struct v
     if (!x->backing_format) {
         if (opts->backing_format == VUB_FORMAT_AUTO) {
             vub_why(why, why_len, "backing file %s has no recorded format and vub does not probe it; "
-                    "name it with backing_format (vub-img --backing-format raw|qcow2)", q->backing_name);
+                    "name its format (raw or qcow2) when opening, or record it in the image "
+                    "(qemu-img rebase -u -b NAME -F FORMAT)", q->backing_name);
             return VUB_E_UNSUPP;
         }
         *fmt = opts->backing_format;

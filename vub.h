@@ -46,6 +46,9 @@
 extern "C" {
 #endif
 
+/* The version of vub.c and vub.h (every program's --version says it). */
+#define VUB_VERSION "0.2.0"
+
 /* ---- Limits (compile-time configuration) ---------------------------------- */
 
 #ifndef VUB_MAX_QUEUES
@@ -223,6 +226,7 @@ struct vub_dev_config {
 struct vub_dev_stats {
     uint64_t requests;        /* virtio-blk requests completed */
     uint64_t reads, writes, flushes, discards, write_zeroes, get_ids;
+    uint64_t bytes_read, bytes_written; /* data moved by reads and writes that succeeded */
     uint64_t errors;          /* completed with a status other than OK */
     uint64_t notifications;   /* used-buffer notifications sent (call fd writes) */
     uint64_t kicks;           /* available-buffer notifications received */
@@ -322,8 +326,12 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out);
  *     struct vub_client_req r = { .op = VUB_CLIENT_READ, .offset = 0,
  *                                 .iov = &iov, .iov_count = 1 };
  *     struct vub_client_completion c;
- *     if (vub_client_run(q, &r, &c) != VUB_OK)   // or submit, kick, wait, reap
- *         errx(1, "read: status %u", c.status);  // iov now holds sector 0
+ *     enum vub_err err = vub_client_run(q, &r, &c); // or submit, kick, wait, reap
+ *     if (err == VUB_E_IO || err == VUB_E_UNSUPP)     // the back-end's status
+ *         errx(1, "read: %s", vub_client_status_str(c.status, why, sizeof why));
+ *     if (err != VUB_OK)                              // no answer: why not
+ *         errx(1, "read: %s", vub_client_queue_why(q));
+ *     // iov now holds sector 0
  *     vub_client_close(cl);
  *
  * Threading: the client object is set up and torn down by one thread.

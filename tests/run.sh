@@ -33,6 +33,7 @@ run() {
 
 run tags bash tests/check-tags.sh
 run build bash tests/test-build.sh
+run install bash tests/test-install.sh
 run unit:plain build/test-backend
 run unit:asan build/asan/test-backend
 run unit:plain build/test-client-hostile
@@ -41,6 +42,9 @@ run unit:plain build/test-inflate
 run unit:asan build/asan/test-inflate
 run qcow2 bash tests/test-qcow2.sh
 run safety bash tests/test-safety.sh
+run serve bash tests/test-serve.sh
+run img bash tests/test-img.sh
+run usage bash tests/test-usage.sh
 run client bash tests/test-client.sh
 run client:asan env VUB_IO=build/asan/vub-io bash tests/test-client.sh
 run conform env VUB_SERVE=build/asan/vub-serve bash tests/test-conform.sh

@@ -60,6 +60,30 @@ else
     status=1
 fi
 
+# 1c. the report's coverage table agrees with its case table, tag by tag
+if python3 - "$TMP/vub.md" <<'EOF'
+import collections, sys
+cases, cover = collections.defaultdict(collections.Counter), {}
+for line in open(sys.argv[1]):
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if line.startswith("| `"):
+        cases[cells[1]][cells[2]] += 1
+    elif len(cells) == 7 and cells[1].isdigit():
+        cover[cells[0]] = [int(c) for c in cells[1:6]] + [cells[6]]
+assert cover and set(cover) == set(cases), "tags differ"
+for tag, c in cases.items():
+    want = [sum(c.values()), c["pass"], c["warn"], c["n/a"], c["fail"]]
+    assert cover[tag][:5] == want, (tag, cover[tag], want)
+    verdict = next(v for v in ("fail", "warn", "pass", "n/a") if c[v])
+    assert cover[tag][5] == verdict, (tag, cover[tag][5], verdict)
+EOF
+then
+    echo "ok - conform vub-serve: the report's per-tag coverage table agrees with every case ($(grep -c '^| [A-Z]' "$TMP/vub.md") tags)"
+else
+    echo "not ok - conform vub-serve: the report's per-tag coverage table agrees with every case"
+    status=1
+fi
+
 # 2. qemu-storage-daemon: the same verdicts as recorded in RESULTS.md
 # Cases whose verdict against QSD depends on timing, not on QSD's code: QSD
 # completes requests asynchronously, so whether GET_VRING_BASE overtakes a
