@@ -4462,8 +4462,9 @@ static uint32_t vub_zstd_offset(uint32_t *rep, uint32_t value, size_t literals_l
 static void vub_zstd_match(const struct vub_zstd *z, uint8_t *to, size_t offset, size_t length)
 {
     if (!z->fast) {
+        const uint8_t *from = to - offset;
         for (size_t i = 0; i < length; i++)
-            to[i] = to[i - offset];
+            to[i] = from[i];
     } else if (offset >= length) {
         memcpy(to, to - offset, length);
     } else if (offset == 1) {

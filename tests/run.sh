@@ -38,6 +38,8 @@ run unit:plain build/test-client-hostile
 run unit:asan build/asan/test-client-hostile
 run unit:plain build/test-inflate
 run unit:asan build/asan/test-inflate
+run unit:plain build/test-zstd
+run unit:asan build/asan/test-zstd
 run qcow2 bash tests/test-qcow2.sh
 run client bash tests/test-client.sh
 run client:asan env VUB_IO=build/asan/vub-io bash tests/test-client.sh
