@@ -312,6 +312,152 @@ static void test_repeat_offsets(void)
 }
 
 /* ---------------------------------------------------------------------------
+ * Tables: predefined FSE tables against RFC 8878 Appendix A, Huffman tables
+ * against the bit-by-bit reference
+ * ------------------------------------------------------------------------- */
+
+/* A state of Appendix A: its symbol, Number_Of_Bits and Base. */
+struct appendix_row {
+    uint8_t state, symbol, bits, base;
+};
+
+static int fse_matches(const struct vub_zstd_fse *cells, enum vub_zstd_kind kind, const struct appendix_row *rows,
+                       size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct vub_zstd_fse want;
+        vub_zstd_code_value(kind, rows[i].symbol, &want);
+        const struct vub_zstd_fse *c = &cells[rows[i].state];
+        if (c->base != want.base || c->extra_bits != want.extra_bits || c->state_bits != rows[i].bits ||
+            c->next_base != rows[i].base) {
+            diag("state %u: base %u extra %u bits %u next %u", rows[i].state, c->base, c->extra_bits,
+                 c->state_bits, c->next_base);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void test_fse_tables(void)
+{
+    static const struct appendix_row of[] = {
+        {0, 0, 5, 0},   {1, 6, 4, 0},   {2, 9, 5, 0},   {3, 15, 5, 0},  {4, 21, 5, 0},  {5, 3, 5, 0},
+        {6, 7, 4, 0},   {7, 12, 5, 0},  {8, 18, 5, 0},  {9, 23, 5, 0},  {10, 5, 5, 0},  {11, 8, 4, 0},
+        {12, 14, 5, 0}, {13, 20, 5, 0}, {14, 2, 5, 0},  {15, 7, 4, 16}, {16, 11, 5, 0}, {17, 17, 5, 0},
+        {18, 22, 5, 0}, {19, 4, 5, 0},  {20, 8, 4, 16}, {21, 13, 5, 0}, {22, 19, 5, 0}, {23, 1, 5, 0},
+        {24, 6, 4, 16}, {25, 10, 5, 0}, {26, 16, 5, 0}, {27, 28, 5, 0}, {28, 27, 5, 0}, {29, 26, 5, 0},
+        {30, 25, 5, 0}, {31, 24, 5, 0}};
+    static const struct appendix_row ml[] = {
+        {0, 0, 6, 0},   {1, 1, 4, 0},   {2, 2, 5, 32},  {3, 3, 5, 0},   {4, 5, 5, 0},   {5, 6, 5, 0},
+        {6, 8, 5, 0},   {7, 10, 6, 0},  {22, 1, 4, 16}, {23, 2, 4, 0},  {43, 1, 4, 32}, {44, 1, 4, 48},
+        {45, 2, 4, 16}, {46, 4, 5, 32}, {57, 52, 6, 0}, {63, 46, 6, 0}};
+    static const struct appendix_row ll[] = {
+        {27, 7, 5, 32}, {28, 8, 5, 0},  {31, 13, 6, 0}, {38, 25, 4, 0}, {39, 25, 4, 16}, {43, 0, 4, 48},
+        {44, 1, 4, 16}, {53, 15, 6, 0}, {60, 35, 6, 0}, {63, 32, 6, 0}};
+    struct vub_zstd_fse cells[512];
+    vub_zstd_fse_build(cells, vub_zstd_of_default, 29, 5, VUB_ZSTD_OF);
+    report(fse_matches(cells, VUB_ZSTD_OF, of, VUB_ARRAY_LEN(of)),
+           "ZSTD-FSE-BUILD: the predefined offset table equals RFC 8878 Appendix A, all 32 states");
+    vub_zstd_fse_build(cells, vub_zstd_ml_default, VUB_ZSTD_ML_CODES, 6, VUB_ZSTD_ML);
+    report(fse_matches(cells, VUB_ZSTD_ML, ml, VUB_ARRAY_LEN(ml)),
+           "ZSTD-FSE-BUILD: the predefined match length table equals Appendix A at 16 states");
+    vub_zstd_fse_build(cells, vub_zstd_ll_default, VUB_ZSTD_LL_CODES, 6, VUB_ZSTD_LL);
+    report(fse_matches(cells, VUB_ZSTD_LL, ll, VUB_ARRAY_LEN(ll)),
+           "ZSTD-FSE-BUILD: the predefined literals length table equals Appendix A at 10 states");
+}
+
+/* For every max_bits-bit input, the table and the bit-by-bit reference
+ * must decode the same literal with the same length. */
+static int huffman_table_matches_reference(const struct vub_zstd_huf *h)
+{
+    for (uint32_t v = 0; v < (1u << h->max_bits); v++) {
+        /* The input as a stream: v's bits, then the end mark. */
+        uint8_t stream[3];
+        uint32_t number = 1u << h->max_bits | v;
+        stream[0] = (uint8_t)number;
+        stream[1] = (uint8_t)(number >> 8);
+        stream[2] = (uint8_t)(number >> 16);
+        struct vub_zbits b;
+        if (vub_zbits_init(&b, stream, (h->max_bits + 8) / 8) != 0)
+            return 0;
+        size_t before = b.count + 8 * b.byte_pos; /* bits left to read */
+        unsigned sym = vub_zstd_huf_decode_ref(h, &b);
+        size_t used_bits = before - (b.count + 8 * b.byte_pos);
+        struct vub_zstd_huf_cell c = h->cell[v];
+        if (sym != c.symbol || used_bits != c.bits) {
+            diag("input %u: reference %u in %zu bits, table %u in %u bits", v, sym, used_bits, c.symbol,
+                 c.bits);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void test_huffman_tables(void)
+{
+    /* RFC 8878 "Huffman Tree Description": weights 4, 3, 2, 0, 1 and a
+     * deduced 1 for literal 5; Number_of_Bits 1, 2, 3, 0, 4, 4. */
+    struct vub_zstd_huf *h = xmalloc(sizeof *h);
+    const uint8_t tree[] = {0x84, 0x43, 0x20, 0x10};
+    size_t used;
+    int rc = vub_zstd_huf_tree(h, tree, sizeof tree, &used);
+    static const uint8_t want_bits[6] = {1, 2, 3, 0, 4, 4};
+    int lengths_ok = rc == 0 && used == 4 && h->max_bits == 4;
+    for (unsigned s = 0; lengths_ok && s < 6; s++) {
+        unsigned bits = 0;
+        for (unsigned i = 0; i < 16; i++)
+            if (h->cell[i].symbol == s)
+                bits = h->cell[i].bits;
+        lengths_ok = bits == want_bits[s];
+    }
+    /* "prefix codes": 4 is 0000, 5 is 0001, 2 is 001, 1 is 01, 0 is 1. */
+    lengths_ok = lengths_ok && h->cell[0].symbol == 4 && h->cell[1].symbol == 5 && h->cell[2].symbol == 2 &&
+                 h->cell[4].symbol == 1 && h->cell[8].symbol == 0;
+    report(lengths_ok, "ZSTD-HUF-TREE: the RFC's example weights give its code lengths and prefix codes");
+    report(rc == 0 && huffman_table_matches_reference(h),
+           "ZSTD-HUF-CODE: the RFC's example: table and bit-by-bit reference agree on all 16 inputs");
+
+    /* Random complete codes: split random leaves of a code tree (depth at
+     * most 11) until it has 2..129 leaves, give them to the literals in a
+     * random order, and send all weights but the last literal's. */
+    uint64_t state = 0x5eed;
+    int all = 1;
+    unsigned tried = 0;
+    for (int round = 0; round < 300; round++) {
+        uint8_t depth[129] = {0};
+        unsigned leaves = 1;
+        state = state * 6364136223846793005u + 1442695040888963407u;
+        unsigned target = 2 + (unsigned)(state >> 33) % 128;
+        for (int guard = 0; leaves < target && guard < 10000; guard++) {
+            state = state * 6364136223846793005u + 1442695040888963407u;
+            unsigned k = (unsigned)(state >> 33) % leaves;
+            if (depth[k] >= VUB_ZSTD_HUF_MAX_BITS)
+                continue;
+            depth[k]++;
+            depth[leaves++] = depth[k];
+        }
+        unsigned max_bits = 0;
+        for (unsigned k = 0; k < leaves; k++)
+            max_bits = depth[k] > max_bits ? depth[k] : max_bits;
+        uint8_t t[1 + 65] = {0};
+        t[0] = (uint8_t)(127 + leaves - 1);
+        for (unsigned i = 0; i + 1 < leaves; i++)
+            t[1 + i / 2] |= (uint8_t)((max_bits + 1 - depth[i]) << (i % 2 == 0 ? 4 : 0));
+        tried++;
+        int rc2 = vub_zstd_huf_tree(h, t, 1 + leaves / 2, &used);
+        if (rc2 != 0 || h->max_bits != max_bits || !huffman_table_matches_reference(h)) {
+            if (all)
+                diag("tree of %u leaves, max_bits %u: result %d, max_bits %u", leaves, max_bits, rc2,
+                     h->max_bits);
+            all = 0;
+        }
+    }
+    report(all, "ZSTD-HUF-CODE: %u random complete Huffman trees are accepted, and table and reference agree "
+                "on every input", tried);
+    free(h);
+}
+
+/* ---------------------------------------------------------------------------
  * Hand-made frames: frames and blocks
  * ------------------------------------------------------------------------- */
 
@@ -420,7 +566,7 @@ static void test_frames(void)
     f.n = 0;
     frame_single(&f, 4);
     raw_block(&f, 1, ramp, 5);
-    expect_error("ZSTD-BLOCK-MAX: a raw block larger than the window (Single_Segment: the content size)",
+    expect_error("ZSTD-SINGLE-SEGMENT: a raw block larger than the window, which is the content size",
                  f.b, f.n, 8, VUB_ZSTD_E_BLOCK_SIZE);
     f.n = 0;
     frame_window(&f, 0x00);
@@ -488,7 +634,7 @@ static void test_literals(void)
     f.n = 0;
     frame_single(&f, 5);
     compressed_block(&f, 1, &c);
-    expect_error("ZSTD-BLOCK-MAX: a compressed block of 7 bytes where the window (content size) is 5", f.b, f.n,
+    expect_error("ZSTD-SINGLE-SEGMENT: a compressed block of 7 bytes where the window (content size) is 5", f.b, f.n,
                  5, VUB_ZSTD_E_BLOCK_SIZE);
 
     c.n = 0;
@@ -838,6 +984,17 @@ static void test_sequences(void)
     memcpy(want + 2048, want + 1024, 3);
     expect("ZSTD-OFFSET-WINDOW: offset 1024 in a 1 KiB window is in reach", f.b, f.n, 2051, VUB_ZSTD_OK, want,
            2051);
+    /* Window_Descriptor 0x01: 2^10 + 1 * 2^10 / 8 = 1152 bytes. */
+    const uint8_t w1152[] = {1, 0x54, 0, 10, 0, 0x83, 0x04}, w1153[] = {1, 0x54, 0, 10, 0, 0x84, 0x04};
+    seq_frame(&f, 0x01, 2048, NULL, 0, w1152, sizeof w1152);
+    for (size_t i = 0; i < 2048; i++)
+        want[i] = ramp[i % 1024];
+    memcpy(want + 2048, want + 2048 - 1152, 3);
+    expect("ZSTD-WINDOW: Window_Descriptor 0x01 is 1152 bytes: offset 1152 is in reach", f.b, f.n, 2051,
+           VUB_ZSTD_OK, want, 2051);
+    seq_frame(&f, 0x01, 2048, NULL, 0, w1153, sizeof w1153);
+    expect_error("ZSTD-WINDOW: Window_Descriptor 0x01 is 1152 bytes: offset 1153 is not", f.b, f.n, 4096,
+                 VUB_ZSTD_E_OFFSET_WINDOW);
     const uint8_t big[] = {1, 0x54, 0, 0, 52, 0x00, 0x00, 0x01}; /* match length 65539 + 16 bits */
     seq_frame(&f, 0x00, 8, NULL, 0, big, sizeof big);
     expect_error("ZSTD-BLOCK-MAX: a match of 65539 bytes in a block of at most 1 KiB", f.b, f.n, 1 << 17,
@@ -1253,6 +1410,8 @@ int main(int argc, char **argv)
         ramp[i] = (uint8_t)(i * 37 + i / 256);
     test_xxh64();
     test_repeat_offsets();
+    test_fse_tables();
+    test_huffman_tables();
     test_frames();
     test_literals();
     test_sequences();
