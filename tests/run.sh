@@ -48,6 +48,7 @@ run guest:qsd bash tests/guest/test-qsd.sh
 run guest:vub env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-vub-serve.sh
 run guest:packed env VUB_SERVE=build/asan/vub-serve VUB_EXTRA_DEVICE_OPTS=,packed=on bash tests/guest/test-vub-serve.sh
 run guest:qcow2 env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-vub-serve-qcow2.sh
+run guest:qcow2-zstd env VUB_SERVE=build/asan/vub-serve VUB_QCOW2_COMPRESSION=zstd bash tests/guest/test-vub-serve-qcow2.sh
 
 echo "${pass} passed, ${fail} failed, ${skip} skipped"
 [ "$fail" -eq 0 ]

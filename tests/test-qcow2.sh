@@ -590,9 +590,13 @@ defect extl2-alloc-no-offset m-extl2.qcow2 refuse 'extended L2 entry'
 defect extl2-compressed-bitmap m-extl2.qcow2 refuse 'compressed cluster'
 defect extl2-bit0 m-extl2.qcow2 refuse 'extended L2 entry'
 if [ "$have_zstd" = 1 ]; then
-    defect compressed-garbage m-zstd.qcow2 refuse 'compressed cluster.*zstd'
-    defect compressed-one-sector m-zstd.qcow2 refuse 'compressed cluster.*zstd'
-    defect compressed-past-eof m-zstd.qcow2 refuse 'outside the file'
+    for case in compressed-garbage:'not a zstd frame' compressed-one-sector:'zstd input ran out' \
+        compressed-past-eof:'outside the file'; do
+        n_malformed=$((n_malformed + 1))
+        "${TOOL[@]}" mutate m-zstd.qcow2 bad-zstd.qcow2 "${case%%:*}" &&
+            refused "zstd image, defect ${case%%:*} refused with the zstd decoder's reason" "${case#*:}" \
+                bad-zstd.qcow2
+    done
 fi
 echo "# $n_malformed named defects"
 

@@ -560,6 +560,13 @@ static void test_frames(void)
     expect_error("ZSTD-QEMU: a raw block that does not fit the output is an error, not a truncation", f.b,
                  f.n, 8, VUB_ZSTD_E_TOO_BIG);
     f.n = 0;
+    frame_window(&f, 0x88); /* Exponent 17: 2^27 bytes, the largest QEMU's libzstd takes */
+    raw_block(&f, 1, ramp, 3);
+    expect("ZSTD-WINDOW: a 128 MiB window is accepted", f.b, f.n, 8, VUB_ZSTD_OK, ramp, 3);
+    f.b[4 + 1] = 0x89;      /* 2^27 + 2^24 */
+    expect_error("ZSTD-WINDOW: a window of 128 MiB + 16 MiB is refused, as QEMU's libzstd does", f.b, f.n, 8,
+                 VUB_ZSTD_E_WINDOW);
+    f.n = 0;
     frame_single(&f, 1);
     block_header(&f, 1, 3, 0);
     expect_error("ZSTD-BLOCK-TYPE: Block_Type 3 is reserved", f.b, f.n, 8, VUB_ZSTD_E_BLOCK_TYPE);
