@@ -697,7 +697,7 @@ static void test_literals(void)
     compressed_block(&f, 1, &c);
     frame_window(&f, 0x00);
     compressed_block(&f, 1, &t);
-    expect_error("ZSTD-LIT-TREELESS: a Huffman table does not carry over into the next frame", f.b, f.n, 5,
+    expect_error("ZSTD-FRAME: a Huffman table does not carry over into the next frame (treeless refused)", f.b, f.n, 5,
                  VUB_ZSTD_E_NO_HUFFMAN);
 
     /* 4 streams: 8 literals, 2 per stream; streams "01" "10" "11" "00" after
@@ -901,6 +901,22 @@ static void test_sequences(void)
         memcpy(want + 8, ramp + 4, 3);
         expect("ZSTD-SEQ-FSE: an FSE-described literals length table (one symbol, Accuracy_Log 5)", f.b, f.n, 11,
                VUB_ZSTD_OK, want, 11);
+    }
+
+    {
+        /* Sequence tables do not carry over into the next frame either. */
+        struct buf g = {0}, c = {0};
+        frame_window(&g, 0x00);
+        raw_block(&g, 0, ramp, 8);
+        PUT(&c, 0x00, 1, 0x54, 0, 0, 0, 0x01);
+        compressed_block(&g, 1, &c);
+        frame_window(&g, 0x00);
+        raw_block(&g, 0, ramp, 8);
+        c.n = 0;
+        PUT(&c, 0x00, 1, 0xfc, 0x01);
+        compressed_block(&g, 1, &c);
+        expect_error("ZSTD-FRAME: Repeat_Mode in a new frame has no table to repeat", g.b, g.n, 64,
+                     VUB_ZSTD_E_SEQ_REPEAT);
     }
 
     /* Errors. */
