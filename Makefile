@@ -65,3 +65,4 @@ clean:
 .SECONDARY:
 
 build/test-backend build/asan/test-backend: tests/test-backend-packed.inc
+build/test-inflate build/asan/test-inflate build/test-zstd build/asan/test-zstd: tests/unit-tap.h

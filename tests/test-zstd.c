@@ -33,48 +33,14 @@
 #include <string.h>
 
 #include "../vub.c"
+#include "unit-tap.h"
 
 /* ---------------------------------------------------------------------------
- * Reporting
+ * Reporting (unit-tap.h), and which results were seen
  * ------------------------------------------------------------------------- */
-
-static int checks_run, checks_failed;
 
 /* Which results the hand-made frames have produced, to prove the table is covered. */
 static int result_seen[1 - VUB_ZSTD_RESULT_MIN];
-
-static void report(int pass, const char *fmt, ...)
-{
-    va_list ap;
-    checks_run++;
-    if (!pass)
-        checks_failed++;
-    printf("%s - ", pass ? "ok" : "not ok");
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-}
-
-static void diag(const char *fmt, ...)
-{
-    va_list ap;
-    printf("#   ");
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
 
 /* ---------------------------------------------------------------------------
  * Running the decoder: both decoders, exact-size buffers
@@ -1079,17 +1045,6 @@ static void test_cuts(void)
  * Fixtures from the zstd tool, and what they cover
  * ------------------------------------------------------------------------- */
 
-static uint32_t crc32(const uint8_t *p, size_t n)
-{
-    uint32_t c = 0xffffffffu;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++)
-            c = c >> 1 ^ (0xedb88320u & (0u - (c & 1)));
-    }
-    return ~c;
-}
-
 /* What the fixtures contain, tallied by walking their frames here. */
 enum {
     SEEN_RAW_BLOCK, SEEN_RLE_BLOCK, SEEN_COMPRESSED_BLOCK,
@@ -1175,32 +1130,6 @@ static void walk(const uint8_t *p, size_t n)
             i += 4;
         }
     }
-}
-
-static uint8_t *read_file(const char *dir, const char *name, const char *ext, size_t *len)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0, got;
-    uint8_t *buf = xmalloc(cap);
-    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            cap *= 2;
-            uint8_t *bigger = realloc(buf, cap);
-            if (!bigger) {
-                fprintf(stderr, "out of memory\n");
-                exit(2);
-            }
-            buf = bigger;
-        }
-    }
-    fclose(f);
-    *len = n;
-    return buf;
 }
 
 /* A fixture, kept for the mutation loop when small. */
