@@ -16,7 +16,7 @@ SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 TEST_WARN = $(WARN) -Wno-unused-function
 
 PROGRAMS = vub-serve vub-io vub-img
-UNIT_TESTS = test-backend test-client-hostile test-inflate
+UNIT_TESTS = test-backend test-client-hostile test-inflate test-zstd
 
 BINS = $(PROGRAMS:%=build/%) $(UNIT_TESTS:%=build/%)
 ASAN_BINS = $(PROGRAMS:%=build/asan/%) $(UNIT_TESTS:%=build/asan/%)
@@ -97,3 +97,4 @@ clean:
 .SECONDARY:
 
 build/test-backend build/asan/test-backend: tests/test-backend-packed.inc
+build/test-inflate build/asan/test-inflate build/test-zstd build/asan/test-zstd: tests/unit-tap.h

@@ -3729,7 +3729,8 @@ enum vub_zstd_result {
     VUB_ZSTD_E_OFFSET_FAR = -31,     /* an offset reaches before the frame's first byte */
     VUB_ZSTD_E_OFFSET_WINDOW = -32,  /* an offset is larger than Window_Size */
     VUB_ZSTD_E_WORK = -33,           /* caller's literals buffer is smaller than vub_zstd_lit_bytes() */
-    VUB_ZSTD_RESULT_MIN = -33        /* lowest result; for tests and tables */
+    VUB_ZSTD_E_WINDOW = -34,         /* Window_Size above VUB_ZSTD_WINDOW_MAX (libzstd's limit) */
+    VUB_ZSTD_RESULT_MIN = -34        /* lowest result; for tests and tables */
 };
 
 /* One sentence per result, for logs and test output. */
@@ -3770,6 +3771,7 @@ static const char *vub_zstd_strerror(int result)
     case VUB_ZSTD_E_OFFSET_FAR: return "zstd offset reaches before the start of the frame's output";
     case VUB_ZSTD_E_OFFSET_WINDOW: return "zstd offset is larger than the window";
     case VUB_ZSTD_E_WORK: return "zstd literals buffer is smaller than vub_zstd_lit_bytes()";
+    case VUB_ZSTD_E_WINDOW: return "zstd window larger than 128 MiB, which QEMU's libzstd refuses";
     default: return "unknown zstd result";
     }
 }
@@ -3777,6 +3779,7 @@ static const char *vub_zstd_strerror(int result)
 /* Sizes fixed by the format. */
 #define VUB_ZSTD_MAGIC UINT32_C(0xFD2FB528)      /* "Magic_Number" */
 #define VUB_ZSTD_SKIP_MAGIC UINT32_C(0x184D2A50) /* skippable frames: 0x184D2A50..5F */
+#define VUB_ZSTD_WINDOW_MAX (UINT64_C(1) << 27) /* libzstd's default window limit */
 enum {
     VUB_ZSTD_BLOCK_MAX = 128 * 1024,      /* "Block_Maximum_Size": at most 128 KB */
     VUB_ZSTD_HUF_MAX_BITS = 11,           /* "limits maximum code length to 11 bits" */
@@ -4699,8 +4702,9 @@ static uint32_t vub_zstd_offset(uint32_t *rep, uint32_t value, size_t literals_l
 static void vub_zstd_match(const struct vub_zstd *z, uint8_t *to, size_t offset, size_t length)
 {
     if (!z->fast) {
+        const uint8_t *from = to - offset;
         for (size_t i = 0; i < length; i++)
-            to[i] = to[i - offset];
+            to[i] = from[i];
     } else if (offset >= length) {
         memcpy(to, to - offset, length);
     } else if (offset == 1) {
@@ -4870,8 +4874,10 @@ static int vub_zstd_blocks(struct vub_zstd *z)
  * its flag is 0) and is the window. A 2-byte content size has 256 added.
  * Window_Size = 2^(10 + Exponent) * (1 + Mantissa / 8). A nonzero
  * Dictionary_ID needs a dictionary, which qcow2 has no way to name; 0 means
- * none. vub needs no window buffer (the output is the window), so any
- * window is accepted; the content size must fit the output.
+ * none. vub needs no window buffer (the output is the window), but a
+ * decoder "is allowed to reject" windows beyond its range, and QEMU's
+ * libzstd refuses those above 2^27 bytes, so vub does too; the content
+ * size must fit the output.
  * [ZSTD-FRAME-HEADER] [ZSTD-WINDOW] [ZSTD-SINGLE-SEGMENT] [ZSTD-DICT-ID]
  * [ZSTD-FCS] */
 static int vub_zstd_frame_header(struct vub_zstd *z, uint64_t *content_size, int *has_checksum)
@@ -4913,6 +4919,8 @@ static int vub_zstd_frame_header(struct vub_zstd *z, uint64_t *content_size, int
     }
     if (single)
         window = fcs;
+    if (window > VUB_ZSTD_WINDOW_MAX)
+        return VUB_ZSTD_E_WINDOW;
     z->src_pos += header;
     z->window_bytes = window;
     z->block_max = window < VUB_ZSTD_BLOCK_MAX ? (size_t)window : VUB_ZSTD_BLOCK_MAX;

@@ -40,6 +40,8 @@ run unit:plain build/test-client-hostile
 run unit:asan build/asan/test-client-hostile
 run unit:plain build/test-inflate
 run unit:asan build/asan/test-inflate
+run unit:plain build/test-zstd
+run unit:asan build/asan/test-zstd
 run qcow2 bash tests/test-qcow2.sh
 run safety bash tests/test-safety.sh
 run serve bash tests/test-serve.sh
@@ -52,6 +54,7 @@ run guest:qsd bash tests/guest/test-qsd.sh
 run guest:vub env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-vub-serve.sh
 run guest:packed env VUB_SERVE=build/asan/vub-serve VUB_EXTRA_DEVICE_OPTS=,packed=on bash tests/guest/test-vub-serve.sh
 run guest:qcow2 env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-vub-serve-qcow2.sh
+run guest:qcow2-zstd env VUB_SERVE=build/asan/vub-serve VUB_QCOW2_COMPRESSION=zstd bash tests/guest/test-vub-serve-qcow2.sh
 
 echo "${pass} passed, ${fail} failed, ${skip} skipped"
 [ "$fail" -eq 0 ]
