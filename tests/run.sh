@@ -33,6 +33,7 @@ run() {
 
 run tags bash tests/check-tags.sh
 run build bash tests/test-build.sh
+run examples bash tests/test-examples.sh
 run unit:plain build/test-backend
 run unit:asan build/asan/test-backend
 run unit:plain build/test-client-hostile
