@@ -545,7 +545,9 @@ void vub_client_free(struct vub_client *cl, void *buf);
 /* Makes a request available to the back-end; it is sent at the next
  * vub_client_kick(), vub_client_wait() or vub_client_reap(). VUB_E_AGAIN:
  * the ring is full, reap first. VUB_E_INVAL: a request that can never be
- * sent (misaligned, outside the pool, too many segments). */
+ * sent (misaligned, outside the pool, too many segments). VUB_E_PROTO: the
+ * queue is broken (vub_client_queue_why()). The request struct is copied;
+ * the buffers its iovecs name are the back-end's to use until reaped. */
 enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_client_req *req);
 
 /* Notifies the back-end of submitted requests, if it asked to be (event
