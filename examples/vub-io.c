@@ -1,6 +1,6 @@
 /* vub-io: drive a vhost-user-blk back-end from the command line with the
- * vub front-end. Build:
- *   cc -std=c11 -O2 -Ibuild/merged build/merged/vub.c examples/vub-io.c -o build/vub-io
+ * vub front-end. Build (or `make build/vub-io`):
+ *   cc -std=c11 -O2 -I. vub.c examples/vub-io.c -o build/vub-io
  */
 #define _GNU_SOURCE
 #include "vub.h"

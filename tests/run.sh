@@ -34,6 +34,7 @@ run() {
 run tags bash tests/check-tags.sh
 run build bash tests/test-build.sh
 run install bash tests/test-install.sh
+run examples bash tests/test-examples.sh
 run unit:plain build/test-backend
 run unit:asan build/asan/test-backend
 run unit:plain build/test-client-hostile

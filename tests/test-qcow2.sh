@@ -184,6 +184,7 @@ echo "# corpus: every image must read the same as qemu-img convert -O raw"
 
 # ---- cluster sizes and versions ---------------------------------------------------
 # [QCOW2-HDR] [QCOW2-L1-ENTRY] [QCOW2-L2-ENTRY] [QCOW2-L2-ZERO] [QCOW2-EOF-ZEROS] [QCOW2-SIZE]
+# [QCOW2-READ-DATA]
 for cs in 512 1024 4096 65536 2M; do
     for compat in 0.10 1.1; do
         img=cs-$cs-$compat.qcow2
@@ -436,7 +437,7 @@ echo "# 1 TiB sparse convert: $ms ms; output uses $(du -k huge.raw | cut -f1) Ki
 rm -f huge.raw huge-qemu.raw
 
 echo "# random unaligned reads into scattered iovecs, and block status, against qemu-img"
-random_reads "random reads: 512-byte clusters" cs-512-1.1.qcow2
+random_reads "[QCOW2-READ-DATA] [QCOW2-RDONLY] random reads: 512-byte clusters; opened writable, the image still refuses writes" cs-512-1.1.qcow2
 random_reads "random reads: 2 MiB clusters, version 2" cs-2M-0.10.qcow2
 random_reads "random reads: compressed 4 KiB clusters" cz-4096.qcow2
 random_reads "random reads: compressed mixed with plain and zero clusters" cz-mixed.qcow2
@@ -550,6 +551,7 @@ defect cluster-bits-huge m-plain.qcow2 refuse 'cluster_bits'
 defect header-length-huge m-plain.qcow2 refuse 'header_length'
 defect header-length-unaligned m-plain.qcow2 refuse 'header_length'
 defect header-length-short m-plain.qcow2 refuse 'header_length'
+defect header-length-104 m-plain.qcow2 read . # [QCOW2-HDR-OPTIONAL] compression_type not present: zlib
 defect refcount-order-7 m-plain.qcow2 refuse 'refcount_order'
 defect truncated-header m-plain.qcow2 refuse 'header|magic'
 defect truncated-in-header m-plain.qcow2 refuse 'header'
