@@ -240,7 +240,7 @@ const char *vub_strerror(enum vub_err err)
     X(QCOW2_EXT_BOUNDS, "QCOW2-EXT-BOUNDS", CORRUPT, "header extension at byte %llu (%llu bytes) overruns the area") \
     X(QCOW2_EXT_ONCE, "QCOW2-EXT-ONCE", CORRUPT, "header extension 0x%08llx appears twice") \
     X(QCOW2_NAME_CHARS, "QCOW2-BACKING-NAME", CORRUPT, "a file name the image records has control character 0x%02llx") \
-    X(QCOW2_BACKING_FORMAT, "QCOW2-BACKING-FORMAT", UNSUPP, "no usable backing file format: give --backing-format raw|qcow2") \
+    X(QCOW2_BACKING_FORMAT, "QCOW2-BACKING-FORMAT", UNSUPP, "no usable backing file format: name it (--backing-format raw|qcow2) or record it (qemu-img rebase -u -F)") \
     /* ... feature bits */ \
     X(QCOW2_INCOMPAT_UNKNOWN, "QCOW2-INCOMPAT-UNKNOWN", UNSUPP, "unsupported incompatible feature: incompatible-bit%llu") \
     X(QCOW2_CORRUPT_BIT, "QCOW2-CORRUPT-BIT", CORRUPT, "the image is marked corrupt; repair it with qemu-img check -r") \
@@ -268,6 +268,7 @@ const char *vub_strerror(enum vub_err err)
     /* ... reading clusters */ \
     X(QCOW2_READ, "SYS-READ", IO, "reading the image at byte %llu") \
     X(QCOW2_L1_ENTRY, "QCOW2-L1-ENTRY", CORRUPT, "invalid L1 entry %llu: 0x%016llx") \
+    X(QCOW2_L1_TRUNCATED, "QCOW2-L1-ENTRY", CORRUPT, "L1 entry %llu puts its L2 table at byte %llu, past the end of the file (is the image truncated?)") \
     X(QCOW2_L2_ENTRY, "QCOW2-L2-ENTRY", CORRUPT, "invalid L2 entry 0x%016llx at guest offset %llu") \
     X(QCOW2_L2_ZERO, "QCOW2-L2-ZERO", CORRUPT, "zero cluster at guest offset %llu in a version 2 image") \
     X(QCOW2_SUBCLUSTER, "QCOW2-SUBCLUSTER", CORRUPT, "invalid extended L2 entry bitmap 0x%016llx at offset %llu") \
@@ -1379,8 +1380,11 @@ static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem
  * are chains: [VQ-INDIRECT-NESTED] no INDIRECT inside, [VQ-SPLIT-LOOP]
  * next stays in the table and the walk is no longer than the table. Packed tables are len/16 descriptors in a row, where only WRITE
  * means anything ("The VIRTQ_DESC_F_WRITE flags bit is the only valid flag
- * for descriptors in the indirect table"). Descriptors are copied out one
- * at a time, so a table may straddle regions. */
+ * for descriptors in the indirect table"): [VQ-PACKED-INDIRECT-FLAGS] an
+ * INDIRECT or NEXT bit there is ignored ("Others are reserved and are
+ * ignored by the device"), unlike split rings, where a nested table is
+ * refused. Descriptors are copied out one at a time, so a table may
+ * straddle regions. */
 static enum vub_err vub_walk_indirect(struct vub_chain *c, const struct vub_mem *mem, uint64_t addr,
                                       uint32_t len, bool packed, unsigned cap, struct vub_error *e)
 {
@@ -2420,6 +2424,8 @@ static enum vub_err vub_blk_in(struct vub_blk *blk, uint64_t sector, struct iove
         err = vub_image_readv(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
     if (err != VUB_OK)
         vub_iov_fill(iov, count, NULL, 0); /* never hand back stale guest bytes */
+    else
+        blk->stats->bytes_read += bytes;
     return err;
 }
 
@@ -2437,6 +2443,8 @@ static enum vub_err vub_blk_out(struct vub_blk *blk, uint64_t sector, struct iov
     enum vub_err err = vub_image_writev(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
     if (err == VUB_OK && vub_blk_write_through(blk))
         err = vub_image_flush(blk->image);
+    if (err == VUB_OK)
+        blk->stats->bytes_written += bytes;
     return err;
 }
 
@@ -3576,9 +3584,10 @@ static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t 
     uint64_t l1_entry = l1_index < q->l1_size ? q->l1[l1_index] : 0;
     uint64_t l2_offset = l1_entry & QCOW2_OFFSET_MASK;
     memset(e, 0, sizeof *e);
-    if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0 ||
-        (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes)))
+    if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0)
         return vub_qcow2_fail(q, VUB_R_QCOW2_L1_ENTRY, l1_index, l1_entry);
+    if (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes))
+        return vub_qcow2_fail(q, VUB_R_QCOW2_L1_TRUNCATED, l1_index, l2_offset);
     if (l2_offset == 0) {
         e->kind = VUB_QCOW2_UNALLOCATED;
         e->guest_offset = off;
@@ -5255,7 +5264,8 @@ enum vub_zstd_result {
     VUB_ZSTD_E_OFFSET_FAR = -31,     /* an offset reaches before the frame's first byte */
     VUB_ZSTD_E_OFFSET_WINDOW = -32,  /* an offset is larger than Window_Size */
     VUB_ZSTD_E_WORK = -33,           /* caller's literals buffer is smaller than vub_zstd_lit_bytes() */
-    VUB_ZSTD_RESULT_MIN = -33        /* lowest result; for tests and tables */
+    VUB_ZSTD_E_WINDOW = -34,         /* Window_Size above VUB_ZSTD_WINDOW_MAX (libzstd's limit) */
+    VUB_ZSTD_RESULT_MIN = -34        /* lowest result; for tests and tables */
 };
 
 /* One sentence per result, for logs and test output. */
@@ -5296,6 +5306,7 @@ static const char *vub_zstd_strerror(int result)
     case VUB_ZSTD_E_OFFSET_FAR: return "zstd offset reaches before the start of the frame's output";
     case VUB_ZSTD_E_OFFSET_WINDOW: return "zstd offset is larger than the window";
     case VUB_ZSTD_E_WORK: return "zstd literals buffer is smaller than vub_zstd_lit_bytes()";
+    case VUB_ZSTD_E_WINDOW: return "zstd window larger than 128 MiB, which QEMU's libzstd refuses";
     default: return "unknown zstd result";
     }
 }
@@ -5303,6 +5314,7 @@ static const char *vub_zstd_strerror(int result)
 /* Sizes fixed by the format. */
 #define VUB_ZSTD_MAGIC UINT32_C(0xFD2FB528)      /* "Magic_Number" */
 #define VUB_ZSTD_SKIP_MAGIC UINT32_C(0x184D2A50) /* skippable frames: 0x184D2A50..5F */
+#define VUB_ZSTD_WINDOW_MAX (UINT64_C(1) << 27) /* libzstd's default window limit */
 enum {
     VUB_ZSTD_BLOCK_MAX = 128 * 1024,      /* "Block_Maximum_Size": at most 128 KB */
     VUB_ZSTD_HUF_MAX_BITS = 11,           /* "limits maximum code length to 11 bits" */
@@ -6225,8 +6237,9 @@ static uint32_t vub_zstd_offset(uint32_t *rep, uint32_t value, size_t literals_l
 static void vub_zstd_match(const struct vub_zstd *z, uint8_t *to, size_t offset, size_t length)
 {
     if (!z->fast) {
+        const uint8_t *from = to - offset;
         for (size_t i = 0; i < length; i++)
-            to[i] = to[i - offset];
+            to[i] = from[i];
     } else if (offset >= length) {
         memcpy(to, to - offset, length);
     } else if (offset == 1) {
@@ -6396,8 +6409,10 @@ static int vub_zstd_blocks(struct vub_zstd *z)
  * its flag is 0) and is the window. A 2-byte content size has 256 added.
  * Window_Size = 2^(10 + Exponent) * (1 + Mantissa / 8). A nonzero
  * Dictionary_ID needs a dictionary, which qcow2 has no way to name; 0 means
- * none. vub needs no window buffer (the output is the window), so any
- * window is accepted; the content size must fit the output.
+ * none. vub needs no window buffer (the output is the window), but a
+ * decoder "is allowed to reject" windows beyond its range, and QEMU's
+ * libzstd refuses those above 2^27 bytes, so vub does too; the content
+ * size must fit the output.
  * [ZSTD-FRAME-HEADER] [ZSTD-WINDOW] [ZSTD-SINGLE-SEGMENT] [ZSTD-DICT-ID]
  * [ZSTD-FCS] */
 static int vub_zstd_frame_header(struct vub_zstd *z, uint64_t *content_size, int *has_checksum)
@@ -6439,6 +6454,8 @@ static int vub_zstd_frame_header(struct vub_zstd *z, uint64_t *content_size, int
     }
     if (single)
         window = fcs;
+    if (window > VUB_ZSTD_WINDOW_MAX)
+        return VUB_ZSTD_E_WINDOW;
     z->src_pos += header;
     z->window_bytes = window;
     z->block_max = window < VUB_ZSTD_BLOCK_MAX ? (size_t)window : VUB_ZSTD_BLOCK_MAX;

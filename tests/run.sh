@@ -33,14 +33,21 @@ run() {
 
 run tags bash tests/check-tags.sh
 run build bash tests/test-build.sh
+run install bash tests/test-install.sh
+run examples bash tests/test-examples.sh
 run unit:plain build/test-backend
 run unit:asan build/asan/test-backend
 run unit:plain build/test-client-hostile
 run unit:asan build/asan/test-client-hostile
 run unit:plain build/test-inflate
 run unit:asan build/asan/test-inflate
+run unit:plain build/test-zstd
+run unit:asan build/asan/test-zstd
 run qcow2 bash tests/test-qcow2.sh
 run safety bash tests/test-safety.sh
+run serve bash tests/test-serve.sh
+run img bash tests/test-img.sh
+run usage bash tests/test-usage.sh
 run client bash tests/test-client.sh
 run client:asan env VUB_IO=build/asan/vub-io bash tests/test-client.sh
 run conform env VUB_SERVE=build/asan/vub-serve bash tests/test-conform.sh
@@ -48,6 +55,7 @@ run guest:qsd bash tests/guest/test-qsd.sh
 run guest:vub env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-vub-serve.sh
 run guest:packed env VUB_SERVE=build/asan/vub-serve VUB_EXTRA_DEVICE_OPTS=,packed=on bash tests/guest/test-vub-serve.sh
 run guest:qcow2 env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-vub-serve-qcow2.sh
+run guest:qcow2-zstd env VUB_SERVE=build/asan/vub-serve VUB_QCOW2_COMPRESSION=zstd bash tests/guest/test-vub-serve-qcow2.sh
 
 echo "${pass} passed, ${fail} failed, ${skip} skipped"
 [ "$fail" -eq 0 ]

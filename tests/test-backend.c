@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <dirent.h>
 #include <setjmp.h>
+#include <pthread.h>
 #include <signal.h>
 
 /* ---- reporting ---- */
@@ -1361,6 +1362,172 @@ static void test_out_writable_data(void)
 
 #include "test-backend-packed.inc"
 
+/* [VQ-SPLIT-USED-IDX] the front-end never sends the used index: a ring
+ * that starts again (after a migration, say) continues from the used->idx
+ * it finds in guest memory, not from the device's own count. */
+static void test_used_idx_from_memory(void)
+{
+    struct bench b;
+    struct vub_vu_header h;
+    struct vub_vu_vring_state st;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    bool first = flush_served(&b, 0); /* the device has used 1 entry */
+    send_state(&b, VHOST_USER_GET_VRING_BASE, 0, 0);
+    get_reply(&b, &h, &st, sizeof st);
+    /* the ring as another device left it: 7 entries made available and used */
+    vub_put_le16(g(&b, avail_gpa(0)) + 2, 7);
+    vub_put_le16(g(&b, used_gpa(0)) + 2, 7);
+    b.avail_idx[0] = b.used_seen[0] = 7;
+    enum vub_err err = send_state(&b, VHOST_USER_SET_VRING_BASE, 0, 7);
+    if (!err)
+        err = send_u64(&b, VHOST_USER_SET_VRING_KICK, 0, &b.kick[0], 1);
+    bool next = err == VUB_OK && flush_served(&b, 0);
+    check(first && next && vub_le16(g(&b, used_gpa(0)) + 2) == 8,
+          "[VQ-SPLIT-USED-IDX] a restarted ring continues from the used index in guest memory (7, then 8)");
+    bench_close(&b);
+}
+
+/* [IMG-RAW-SIZE] a raw image is whole 512-byte sectors: a partial last one
+ * is not exported, so the capacity never reaches past the file. */
+static void test_raw_size(void)
+{
+    char path[64], why[256];
+    snprintf(path, sizeof path, "/tmp/vub-test-size-%d.img", (int)getpid());
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    bool made = fd >= 0 && ftruncate(fd, 3 * 512 + 100) == 0;
+    if (fd >= 0)
+        close(fd);
+    struct vub_image *img = NULL;
+    struct vub_image_opts io = {0};
+    enum vub_err err = made ? vub_image_open(&img, path, &io, why, sizeof why) : VUB_E_IO;
+    uint64_t size = err == VUB_OK ? vub_image_size(img) : 0;
+    uint8_t sector[512];
+    struct iovec iov = {sector, sizeof sector};
+    enum vub_err last = err == VUB_OK ? vub_image_readv(img, 3 * 512, &iov, 1) : VUB_OK;
+    check(err == VUB_OK && size == 3 * 512 && last == VUB_E_RANGE,
+          "[IMG-RAW-SIZE] a raw file of 1636 bytes is a disk of 3 sectors; the partial fourth is outside it");
+    vub_image_close(img);
+    unlink(path);
+}
+
+/* [BLK-DURABLE] when a completed write must already be on stable storage:
+ * whenever the driver has no way to ask for a flush, or asked for
+ * write-through. The device derives it from what was negotiated. */
+static void test_durable(void)
+{
+    struct vub_blk k = {0};
+    k.wce_negotiated = true, k.writeback = 0;
+    bool wce_through = vub_blk_write_through(&k);
+    k.writeback = 1;
+    bool wce_back = vub_blk_write_through(&k);
+    k.wce_negotiated = false, k.flush_negotiated = true;
+    bool flush_only = vub_blk_write_through(&k);
+    k.flush_negotiated = false;
+    bool neither = vub_blk_write_through(&k);
+    check(wce_through && !wce_back && !flush_only && neither,
+          "[BLK-DURABLE] writes are write-through with CONFIG_WCE and writeback 0, or with neither FLUSH nor "
+          "CONFIG_WCE; write-back otherwise");
+
+    struct bench b;
+    bench_open(&b, false, 0);
+    uint64_t offered = u64_request(&b, VHOST_USER_GET_FEATURES);
+    bench_start(&b, offered & ~(VUB_BIT(VIRTIO_BLK_F_FLUSH) | VUB_BIT(VIRTIO_BLK_F_CONFIG_WCE) |
+                                VUB_BIT(VIRTIO_F_RING_PACKED)));
+    bool session_neither = vub_blk_write_through(&b.dev->blk);
+    bench_close(&b);
+    bench_open(&b, false, 0);
+    bench_start(&b, offered & ~(VUB_BIT(VIRTIO_BLK_F_CONFIG_WCE) | VUB_BIT(VIRTIO_F_RING_PACKED)));
+    bool session_flush = vub_blk_write_through(&b.dev->blk);
+    bench_close(&b);
+    check(session_neither && !session_flush,
+          "[BLK-DURABLE] a session without FLUSH writes through; one with FLUSH (and no CONFIG_WCE) may cache");
+}
+
+/* A driver thread that keeps queue 0 full without ever kicking, until
+ * `total` requests have been made available. Head i is an indirect FLUSH
+ * with a status byte of its own, so the thread sees each request executed
+ * the moment the device writes that byte and makes it available again at
+ * once, without waiting for the used index, which the device publishes
+ * only once per ring's worth. (A real driver waits for the used entry;
+ * the device does not track heads, and this keeps it busy.) */
+#define BUDGET_TABLES (GUEST_GPA + DATA_OFF + 0x10000)  /* 2 descriptors per head */
+#define BUDGET_HDRS (GUEST_GPA + DATA_OFF + 0x11000)    /* 16 bytes per head */
+#define BUDGET_STATUS (GUEST_GPA + DATA_OFF + 0x12000)  /* 1 byte per head */
+
+struct feeder {
+    struct bench *b;
+    unsigned total;
+    atomic_uint added;
+};
+
+static void feeder_offer(struct bench *b, uint16_t idx)
+{
+    uint16_t head = idx % QSIZE;
+    atomic_store_explicit((_Atomic uint8_t *)(uintptr_t)g(b, BUDGET_STATUS + head), 0xee, memory_order_relaxed);
+    vub_put_le16(g(b, avail_gpa(0)) + 4 + 2 * head, head);
+    vub_ring_store16(g(b, avail_gpa(0)) + 2, (uint16_t)(idx + 1), memory_order_release);
+}
+
+static void *feeder_main(void *arg)
+{
+    struct feeder *f = arg;
+    int64_t deadline = vub_sys_now_ms() + 5000;
+    for (unsigned spins = 0, idx = QSIZE; idx < f->total; spins++) {
+        _Atomic uint8_t *status = (_Atomic uint8_t *)(uintptr_t)g(f->b, BUDGET_STATUS + idx % QSIZE);
+        if (atomic_load_explicit(status, memory_order_acquire) == 0xee) { /* not executed yet */
+            if (spins % 65536 == 0 && vub_sys_now_ms() > deadline)
+                break;
+            continue;
+        }
+        feeder_offer(f->b, (uint16_t)idx++);
+        atomic_fetch_add(&f->added, 1);
+    }
+    return NULL;
+}
+
+/* [VQ-BUDGET] a ring that never runs dry does not hold the device: one run
+ * serves at most VUB_QUEUE_BUDGET_RINGS rings' worth, then kicks itself so
+ * the caller's loop comes back (to the control socket first). */
+static void test_budget(void)
+{
+    struct bench b;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    for (unsigned h = 0; h < QSIZE; h++) {
+        uint8_t *hdr = g(&b, BUDGET_HDRS + 16 * h);
+        vub_put_le32(hdr, VIRTIO_BLK_T_FLUSH);
+        vub_put_le32(hdr + 4, 0);
+        vub_put_le64(hdr + 8, 0);
+        put_desc(g(&b, BUDGET_TABLES), 2 * h, (struct d){BUDGET_HDRS + 16 * h, 16, VIRTQ_DESC_F_NEXT, 1});
+        put_desc(g(&b, BUDGET_TABLES), 2 * h + 1, (struct d){BUDGET_STATUS + h, 1, VIRTQ_DESC_F_WRITE, 0});
+        put_desc(g(&b, desc_gpa(0)), h, (struct d){BUDGET_TABLES + 32 * h, 32, VIRTQ_DESC_F_INDIRECT, 0});
+    }
+    const unsigned budget = VUB_QUEUE_BUDGET_RINGS * QSIZE;
+    struct feeder f = {&b, budget + 4 * QSIZE, QSIZE};
+    for (uint16_t idx = 0; idx < QSIZE; idx++) /* the ring is full before the device looks */
+        feeder_offer(&b, idx);
+    pthread_t t;
+    pthread_create(&t, NULL, feeder_main, &f);
+    uint8_t *used = g(&b, used_gpa(0));
+    enum vub_err err = vub_dev_process_queue(b.dev, 0);
+    unsigned first = vub_ring_load16(used + 2, memory_order_acquire);
+    uint64_t self_kick = 0;
+    bool kicked = read(b.kick[0], &self_kick, sizeof self_kick) == (ssize_t)sizeof self_kick && self_kick > 0;
+    int64_t deadline = vub_sys_now_ms() + 5000;
+    while (err == VUB_OK && vub_ring_load16(used + 2, memory_order_acquire) < f.total &&
+           vub_sys_now_ms() < deadline)
+        err = vub_dev_process_queue(b.dev, 0);
+    pthread_join(t, NULL);
+    unsigned all = vub_ring_load16(used + 2, memory_order_acquire);
+    /* A feeder that did not get a CPU lets the ring run dry before the
+     * budget; then nothing is asserted about the kick. */
+    check(err == VUB_OK && first <= budget && (first < budget || kicked) && all == f.total,
+          "[VQ-BUDGET] a ring kept full serves at most %u requests in one run (%u here), then kicks itself; all %u "
+          "complete", budget, first, f.total);
+    bench_close(&b);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1378,6 +1545,10 @@ int main(void)
     test_stop_resume();
     test_mem_slots();
     test_reset();
+    test_used_idx_from_memory();
+    test_raw_size();
+    test_durable();
+    test_budget();
     test_busy_poll();
     test_fuzz_regressions();
     test_packed();
