@@ -43,9 +43,14 @@ run client bash tests/test-client.sh
 run client:asan env VUB_IO=build/asan/vub-io bash tests/test-client.sh
 run conform env VUB_SERVE=build/asan/vub-serve bash tests/test-conform.sh
 run guest:qsd bash tests/guest/test-qsd.sh
-run guest:vub env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-vub-serve.sh
-run guest:packed env VUB_SERVE=build/asan/vub-serve VUB_EXTRA_DEVICE_OPTS=,packed=on bash tests/guest/test-vub-serve.sh
-run guest:qcow2 env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-vub-serve-qcow2.sh
+# The guest matrix against the ASan vub-serve, one boot per cell: QEMU 7.2
+# and 10.0 (tests/backports.sh) x split and packed on Linux 6.1, QEMU 10.0
+# on Linux 6.12, and the qcow2 chain on both QEMUs.
+for cell in "7.2 6.1 split" "7.2 6.1 packed" "10.0 6.1 split" "10.0 6.1 packed" "10.0 6.12 split" \
+    "7.2 6.1 split qcow2" "10.0 6.1 split qcow2"; do
+    # shellcheck disable=SC2086 # the cell is four words
+    run guest:matrix env VUB_SERVE=build/asan/vub-serve bash tests/guest/cell.sh $cell
+done
 
 echo "${pass} passed, ${fail} failed, ${skip} skipped"
 [ "$fail" -eq 0 ]

@@ -46,7 +46,7 @@ main() {
     fi
     ensure_tools || { tap_skip vub-serve-qcow2 "host tools missing"; return; }
     command -v qemu-io >/dev/null || { tap_skip vub-serve-qcow2 "qemu-io missing (qemu-utils)"; return; }
-    backend_test vub-serve-qcow2 read
+    backend_test "${VUB_LABEL:-vub-serve-qcow2}" read
 }
 
 results=$(mktemp)
