@@ -213,6 +213,17 @@ enum {
     VIRTIO_F_IN_ORDER = 35,
 };
 
+/* The device status byte (VIRTIO "Device Status Field"): masks, not bits;
+ * vhost-user carries it in SET_STATUS/GET_STATUS. */
+enum {
+    VIRTIO_STATUS_ACKNOWLEDGE = 1,
+    VIRTIO_STATUS_DRIVER = 2,
+    VIRTIO_STATUS_DRIVER_OK = 4,
+    VIRTIO_STATUS_FEATURES_OK = 8,
+    VIRTIO_STATUS_DEVICE_NEEDS_RESET = 64,
+    VIRTIO_STATUS_FAILED = 128,
+};
+
 enum {
     VHOST_USER_PROTOCOL_F_MQ = 0,
     VHOST_USER_PROTOCOL_F_LOG_SHMFD = 1,
@@ -5149,6 +5160,7 @@ struct vub_dev {
     bool features_set;          /* SET_FEATURES seen */
     bool protocol_set;          /* SET_PROTOCOL_FEATURES seen */
     bool owner;                 /* SET_OWNER seen */
+    uint8_t status;             /* SET_STATUS: the VIRTIO device status byte */
     struct vub_mem mem;
     struct vub_dev_queue queues[VUB_MAX_QUEUES];
     struct vub_blk blk;
@@ -5280,6 +5292,7 @@ static void vub_dev_reset_device(struct vub_dev *dev)
         vub_dev_queue_reset(&dev->queues[i]);
     dev->features = 0;
     dev->features_set = false;
+    dev->status = 0;
     dev->blk.writeback = 0;
     dev->blk.wce_negotiated = dev->blk.flush_negotiated = false;
 }
@@ -5315,6 +5328,7 @@ static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
     memcpy(detail, dev->why, sizeof detail);
     vub_dev_set_why(dev, "queue %u: %s", index, detail);
     q->started = false;
+    dev->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
     if (q->err_fd >= 0)
         vub_sys_signal(q->err_fd);
     return VUB_E_PROTO;
@@ -5833,6 +5847,47 @@ static enum vub_err vub_h_rem_mem_reg(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
+/* [VU-STATUS] SET_STATUS carries the VIRTIO device status byte. vub keeps
+ * it for GET_STATUS and acts on it only where that is safe whichever order
+ * the front-end uses:
+ *  - FEATURES_OK is kept only if SET_FEATURES was accepted (VIRTIO "Device
+ *    Initialization": the device leaves it clear for features it refuses).
+ *  - status 0 (a device reset) stops every ring as GET_VRING_BASE does:
+ *    positions are kept, nothing is forgotten. QEMU 7.2 sends it *before*
+ *    GET_VRING_BASE, QEMU 8.1 and later after: a reset that dropped the
+ *    positions would make 7.2's GET_VRING_BASE answer 0. What a reset
+ *    forgets is forgotten by RESET_DEVICE or the next SET_VRING_BASE.
+ *  - DEVICE_NEEDS_RESET is set by vub when a ring breaks. */
+static enum vub_err vub_h_set_status(struct vub_dev *dev, struct vub_msg *m)
+{
+    uint64_t v = m->payload.u64;
+    if (v > 0xff) {
+        vub_dev_set_why(dev, "SET_STATUS 0x%llx is wider than the status byte", (unsigned long long)v);
+        return VUB_E_PROTO;
+    }
+    uint8_t status = (uint8_t)v;
+    if ((status & VIRTIO_STATUS_FEATURES_OK) && !dev->features_set)
+        status &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+    if (status == 0) { /* a reset: stop, keep the positions */
+        for (unsigned i = 0; i < dev->cfg.num_queues; i++) {
+            struct vub_dev_queue *q = &dev->queues[i];
+            q->started = q->polled = q->used_synced = false;
+            vub_sys_close(&q->kick_fd);
+        }
+    }
+    if (status == 0)
+        dev->status = 0;
+    else /* NEEDS_RESET is the device's to set; only a reset clears it */
+        dev->status = (uint8_t)(status | (dev->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET));
+    return VUB_OK;
+}
+
+static enum vub_err vub_h_get_status(struct vub_dev *dev, struct vub_msg *m)
+{
+    (void)m;
+    return vub_dev_reply_u64(dev, dev->status);
+}
+
 #define VUB_STATE sizeof(struct vub_vu_vring_state)
 #define VUB_CONFIG_MIN 12
 #define VUB_CONFIG_MAX (12 + VUB_VU_CONFIG_MAX)
@@ -5870,6 +5925,8 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
     [VHOST_USER_REM_MEM_REG] = {vub_h_rem_mem_reg, VUB_SINGLE, VUB_SINGLE, 0, 1,
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
+    [VHOST_USER_SET_STATUS] = {vub_h_set_status, 8, 8, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, false},
+    [VHOST_USER_GET_STATUS] = {vub_h_get_status, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, true},
 };
 
 /* The checks every request passes before its handler: known, negotiated,
@@ -5950,7 +6007,7 @@ static uint64_t vub_dev_offer(const struct vub_dev_config *cfg, bool read_only)
 static const uint64_t vub_dev_protocol_offer =
     VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
-    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS);
 
 enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
 {

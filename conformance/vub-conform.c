@@ -860,7 +860,7 @@ static uint64_t vc_virtio_wanted(const struct vc_setup *o)
 static uint64_t vc_protocol_wanted(const struct vc_setup *o)
 {
     uint64_t p = VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) |
-                 VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE);
+                 VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS);
     if (!o->no_reply_ack)
         p |= VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK);
     if (o->mem == VC_MEM_ADD)

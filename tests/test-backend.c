@@ -384,8 +384,9 @@ static void test_features(void)
     check(err == VUB_OK && get_reply(&b, &h, &v, sizeof v) && v != 0,
           "[VU-SET-FEATURES] a driver without VERSION_1 (legacy) is refused with an error ack");
     uint64_t proto = u64_request(&b, VHOST_USER_GET_PROTOCOL_FEATURES);
-    check(proto == (VUB_BIT(0) | VUB_BIT(3) | VUB_BIT(9) | VUB_BIT(13) | VUB_BIT(15)),
-          "[VU-PROTOCOL-OFFER] protocol features offered are exactly MQ REPLY_ACK CONFIG RESET_DEVICE CONFIGURE_MEM_SLOTS");
+    check(proto == (VUB_BIT(0) | VUB_BIT(3) | VUB_BIT(9) | VUB_BIT(13) | VUB_BIT(15) | VUB_BIT(16)),
+          "[VU-PROTOCOL-OFFER] protocol features offered are exactly MQ REPLY_ACK CONFIG RESET_DEVICE "
+          "CONFIGURE_MEM_SLOTS STATUS");
     err = send_u64(&b, VHOST_USER_SET_PROTOCOL_FEATURES, proto | VUB_BIT(1), NULL, 0);
     check(err == VUB_E_PROTO, "[VU-PROTOCOL-OFFER] acking a protocol feature that was not offered is refused");
     bench_close(&b);
@@ -1026,6 +1027,46 @@ static void test_reset_keeps_connection(void)
     bench_close(&b);
 }
 
+/* SET_STATUS/GET_STATUS, and status 0 in QEMU 7.2's order: before the
+ * front-end asks where the ring stopped. */
+static void test_status(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    struct vub_vu_header h;
+    bench_open(&b, false, 0);
+    u64_request(&b, VHOST_USER_GET_FEATURES);
+    send_u64(&b, VHOST_USER_SET_PROTOCOL_FEATURES, u64_request(&b, VHOST_USER_GET_PROTOCOL_FEATURES), NULL, 0);
+    send_u64(&b, VHOST_USER_SET_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK,
+             NULL, 0);
+    check(u64_request(&b, VHOST_USER_GET_STATUS) == (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER),
+          "[VU-STATUS] FEATURES_OK before SET_FEATURES is left clear, as a device does for features it refuses");
+    check(send_u64(&b, VHOST_USER_SET_STATUS, 0x100, NULL, 0) == VUB_E_PROTO,
+          "[VU-STATUS] SET_STATUS wider than the status byte is refused");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    uint64_t all = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+                   VIRTIO_STATUS_DRIVER_OK;
+    send_u64(&b, VHOST_USER_SET_STATUS, all, NULL, 0);
+    check(u64_request(&b, VHOST_USER_GET_STATUS) == all, "[VU-STATUS] GET_STATUS answers the status set");
+    bool ok = request3(&b, 0, VIRTIO_BLK_T_IN, 0, 512, true) == VUB_OK && take_used(&b, 0, &id, &len) &&
+              request3(&b, 0, VIRTIO_BLK_T_IN, 1, 512, true) == VUB_OK && take_used(&b, 0, &id, &len);
+    ok = ok && send_u64(&b, VHOST_USER_SET_STATUS, 0, NULL, 0) == VUB_OK;
+    ok = ok && request3(&b, 0, VIRTIO_BLK_T_IN, 2, 512, true) == VUB_OK && !take_used(&b, 0, &id, &len);
+    check(ok && vub_dev_queues_started(b.dev) == 0, "[VU-STATUS] status 0 stops every ring");
+    struct vub_vu_vring_state base = {0, 0};
+    send_state(&b, VHOST_USER_GET_VRING_BASE, 0, 0);
+    check(get_reply(&b, &h, &base, sizeof base) && base.num == 2,
+          "[VU-STATUS] after status 0, GET_VRING_BASE still answers where the ring stopped (QEMU 7.2's order)");
+    check(u64_request(&b, VHOST_USER_GET_STATUS) == 0, "[VU-STATUS] status 0 reads back as 0");
+    send_u64(&b, VHOST_USER_SET_STATUS, all, NULL, 0);
+    send_msg(&b, VHOST_USER_RESET_DEVICE, 1, NULL, 0, NULL, 0);
+    check(u64_request(&b, VHOST_USER_GET_STATUS) == 0, "[VU-STATUS] RESET_DEVICE clears the status");
+    bench_close(&b);
+}
+
 static void test_reset(void)
 {
     struct bench b;
@@ -1060,6 +1101,7 @@ int main(void)
     test_stop_resume();
     test_mem_slots();
     test_reset();
+    test_status();
     test_busy_poll();
     test_fuzz_regressions();
     test_packed();
