@@ -445,6 +445,14 @@ enum vub_vu_request {
     VHOST_USER_REQUEST_COUNT, /* one past the last request vub knows */
 };
 
+/* Requests the back-end sends on the channel SET_BACKEND_REQ_FD gives it
+ * ("Back-end message types"); the front-end answers them there. */
+enum vub_vu_backend_request {
+    VHOST_USER_BACKEND_IOTLB_MSG = 1,
+    VHOST_USER_BACKEND_CONFIG_CHANGE_MSG = 2,
+    VHOST_USER_BACKEND_VRING_HOST_NOTIFIER_MSG = 3,
+};
+
 /* Header "flags": bits 0-1 version, bit 2 reply, bit 3 need-reply. */
 #define VHOST_USER_VERSION 0x1u
 #define VHOST_USER_VERSION_MASK 0x3u
@@ -2564,6 +2572,31 @@ void vub_image_close(struct vub_image *img)
         vub_qcow2_close(img);
     vub_sys_close(&img->fd);
     free(img);
+}
+
+/* [BLK-RESIZE] a raw image may grow under a running device; it may not
+ * shrink, since the driver may hold data past the new end. */
+enum vub_err vub_image_refresh_size(struct vub_image *img, char *why, size_t why_len)
+{
+    uint64_t bytes;
+    if (!img)
+        return VUB_E_INVAL;
+    if (img->format != VUB_FORMAT_RAW) {
+        vub_why(why, why_len, "only raw images change size; a qcow2 image's size is in its header");
+        return VUB_E_UNSUPP;
+    }
+    if (!vub_raw_file_size(img->fd, &bytes)) {
+        vub_why(why, why_len, "cannot read the image size: %s", strerror(errno));
+        return VUB_E_IO;
+    }
+    bytes -= bytes % VIRTIO_BLK_SECTOR_BYTES;
+    if (bytes < img->size) {
+        vub_why(why, why_len, "the image shrank from %llu to %llu bytes: refused, the driver may hold data there",
+                (unsigned long long)img->size, (unsigned long long)bytes);
+        return VUB_E_RANGE;
+    }
+    img->size = bytes;
+    return VUB_OK;
 }
 
 uint64_t vub_image_size(const struct vub_image *img) { return img->size; }
@@ -5161,6 +5194,8 @@ struct vub_dev {
     bool protocol_set;          /* SET_PROTOCOL_FEATURES seen */
     bool owner;                 /* SET_OWNER seen */
     uint8_t status;             /* SET_STATUS: the VIRTIO device status byte */
+    int backend_fd;             /* SET_BACKEND_REQ_FD: our requests to the front-end; -1 if none */
+    bool backend_ack_pending;   /* a request with NEED_REPLY was sent there, no answer yet */
     struct vub_mem mem;
     struct vub_dev_queue queues[VUB_MAX_QUEUES];
     struct vub_blk blk;
@@ -5306,6 +5341,8 @@ static void vub_dev_reset_session(struct vub_dev *dev)
         vub_sys_close(&dev->queues[i].call_fd);
         vub_sys_close(&dev->queues[i].err_fd);
     }
+    vub_sys_close(&dev->backend_fd);
+    dev->backend_ack_pending = false;
     vub_mem_clear(&dev->mem);
 }
 
@@ -5882,6 +5919,20 @@ static enum vub_err vub_h_set_status(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
+/* [VU-BACKEND-REQ] the back-end's own channel: a socket, kept across
+ * RESET_DEVICE like the other connection state, replaced by a new one. */
+static enum vub_err vub_h_set_backend_req_fd(struct vub_dev *dev, struct vub_msg *m)
+{
+    struct timeval tv = {.tv_sec = VUB_SOCKET_TIMEOUT_MS / 1000, .tv_usec = 0};
+    vub_sys_close(&dev->backend_fd);
+    dev->backend_fd = m->fds[0];
+    m->fds[0] = -1;
+    dev->backend_ack_pending = false;
+    setsockopt(dev->backend_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(dev->backend_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return VUB_OK;
+}
+
 static enum vub_err vub_h_get_status(struct vub_dev *dev, struct vub_msg *m)
 {
     (void)m;
@@ -5914,6 +5965,8 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
     [VHOST_USER_SET_PROTOCOL_FEATURES] = {vub_h_set_protocol_features, 8, 8, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_GET_QUEUE_NUM] = {vub_h_get_queue_num, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_MQ, true},
     [VHOST_USER_SET_VRING_ENABLE] = {vub_h_set_vring_enable, VUB_STATE, VUB_STATE, 0, 0, VUB_GATE_NONE, false},
+    [VHOST_USER_SET_BACKEND_REQ_FD] = {vub_h_set_backend_req_fd, 0, 0, 1, 1, VHOST_USER_PROTOCOL_F_BACKEND_REQ,
+                                       false},
     [VHOST_USER_GET_CONFIG] = {vub_h_get_config, VUB_CONFIG_MIN, VUB_CONFIG_MAX, 0, 0,
                                VHOST_USER_PROTOCOL_F_CONFIG, true},
     [VHOST_USER_SET_CONFIG] = {vub_h_set_config, VUB_CONFIG_MIN, VUB_CONFIG_MAX, 0, 0,
@@ -6007,7 +6060,8 @@ static uint64_t vub_dev_offer(const struct vub_dev_config *cfg, bool read_only)
 static const uint64_t vub_dev_protocol_offer =
     VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
-    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS);
+    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS) |
+    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 
 enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
 {
@@ -6017,7 +6071,7 @@ enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
     if (!dev)
         return VUB_E_NOMEM;
     dev->cfg = *cfg;
-    dev->sock = -1;
+    dev->sock = dev->backend_fd = -1;
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
         dev->queues[i].kick_fd = dev->queues[i].call_fd = dev->queues[i].err_fd = -1;
     bool read_only = cfg->read_only || vub_image_read_only(cfg->image);
@@ -6098,11 +6152,81 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q)
     return vub_dev_run_queue(dev, q);
 }
 
+/* [VU-CONFIG-CHANGE] tells the front-end its config space changed. With
+ * REPLY_ACK the request asks for an answer, but it is not waited for here:
+ * QEMU reads the new config with GET_CONFIG on the main socket before it
+ * answers, so a back-end that blocked for the answer would deadlock with
+ * it. vub_dev_dispatch() reads the answer when it comes. */
+static enum vub_err vub_dev_config_changed(struct vub_dev *dev, bool *notified)
+{
+    bool ack = vub_has(dev->protocol, VHOST_USER_PROTOCOL_F_REPLY_ACK);
+    struct vub_vu_header h = {VHOST_USER_BACKEND_CONFIG_CHANGE_MSG,
+                              VHOST_USER_VERSION | (ack ? VHOST_USER_NEED_REPLY_MASK : 0), 0};
+    *notified = false;
+    if (dev->backend_fd < 0 || !vub_has(dev->protocol, VHOST_USER_PROTOCOL_F_CONFIG))
+        return VUB_OK;
+    if (vub_vu_send(dev->backend_fd, &h, NULL, NULL, 0) != VUB_OK) {
+        vub_dev_set_why(dev, "CONFIG_CHANGE_MSG could not be sent: %s", strerror(errno));
+        vub_sys_close(&dev->backend_fd);
+        return VUB_E_IO;
+    }
+    dev->backend_ack_pending = ack;
+    *notified = true;
+    return VUB_OK;
+}
+
+/* The front-end's answer on the back-end channel: 0 for success. A bad or
+ * missing answer is logged and the channel dropped; the session goes on. */
+static void vub_dev_backend_reply(struct vub_dev *dev)
+{
+    struct vub_msg *m = &dev->msg;
+    char why[200];
+    dev->backend_ack_pending = false;
+    enum vub_err err = vub_vu_recv(dev->backend_fd, m, why, sizeof why);
+    if (err == VUB_OK) {
+        bool ok = m->hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG &&
+                  (m->hdr.flags & VHOST_USER_REPLY_MASK) && m->hdr.size == 8 && m->payload.u64 == 0;
+        vub_msg_close_fds(m);
+        if (ok)
+            return;
+        vub_dev_set_why(dev, "the front-end answered CONFIG_CHANGE_MSG with request %u, %u bytes, value %llu",
+                        m->hdr.request, m->hdr.size, (unsigned long long)(m->hdr.size == 8 ? m->payload.u64 : 0));
+    } else {
+        vub_dev_set_why(dev, "no answer to CONFIG_CHANGE_MSG: %s", why);
+    }
+    dev->stats.rejected_messages++;
+    vub_sys_close(&dev->backend_fd);
+}
+
+enum vub_err vub_dev_resize(struct vub_dev *dev, uint64_t *old_sectors, uint64_t *new_sectors, bool *notified)
+{
+    bool told = false;
+    if (!dev)
+        return VUB_E_INVAL;
+    uint64_t before = dev->blk.capacity;
+    enum vub_err err = vub_image_refresh_size(dev->cfg.image, dev->why, sizeof dev->why);
+    uint64_t after = vub_image_size(dev->cfg.image) / VIRTIO_BLK_SECTOR_BYTES;
+    if (err == VUB_OK && after != before) {
+        dev->blk.capacity = after;
+        if (dev->sock >= 0)
+            err = vub_dev_config_changed(dev, &told);
+    }
+    if (old_sectors)
+        *old_sectors = before;
+    if (new_sectors)
+        *new_sectors = dev->blk.capacity;
+    if (notified)
+        *notified = told;
+    return err;
+}
+
 size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap)
 {
     size_t n = 0;
     if (dev->sock >= 0 && n < cap)
         fds[n++] = (struct pollfd){.fd = dev->sock, .events = POLLIN};
+    if (dev->backend_ack_pending && n < cap)
+        fds[n++] = (struct pollfd){.fd = dev->backend_fd, .events = POLLIN};
     for (unsigned i = 0; i < dev->cfg.num_queues && n < cap; i++) {
         const struct vub_dev_queue *q = &dev->queues[i];
         if (q->started && q->kick_fd >= 0)
@@ -6127,8 +6251,12 @@ enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, siz
     for (size_t i = 0; i < n && err == VUB_OK; i++)
         if (fds[i].fd == dev->sock && fds[i].revents)
             err = vub_dev_handle_msg(dev);
+    for (size_t i = 0; i < n && err == VUB_OK; i++)
+        if (dev->backend_ack_pending && fds[i].fd == dev->backend_fd && fds[i].revents)
+            vub_dev_backend_reply(dev);
     for (size_t i = 0; i < n && err == VUB_OK; i++) {
-        if (fds[i].fd == dev->sock || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP)))
+        if (fds[i].fd == dev->sock || fds[i].fd == dev->backend_fd ||
+            !(fds[i].revents & (POLLIN | POLLERR | POLLHUP)))
             continue;
         for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
             if (dev->queues[q].kick_fd == fds[i].fd)
@@ -6245,12 +6373,13 @@ static const uint64_t vub_client_wanted_features =
     VUB_BIT(VIRTIO_F_INDIRECT_DESC) | VUB_BIT(VIRTIO_F_EVENT_IDX) |
     VUB_BIT(VHOST_USER_F_PROTOCOL_FEATURES) | VUB_BIT(VIRTIO_F_VERSION_1);
 
-/* Protocol features the client implements. Not INFLIGHT_SHMFD (it never
- * reconnects), nor BACKEND_REQ (config-change messages: capacity is read
- * once), nor STATUS. */
+/* Protocol features the client implements. BACKEND_REQ for config-change
+ * messages (a disk that grows); not INFLIGHT_SHMFD (it never reconnects),
+ * nor STATUS. */
 static const uint64_t vub_client_wanted_protocol =
     VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 
 /* The host record of one request in flight, by head. */
 struct vub_client_pending {
@@ -6281,6 +6410,7 @@ struct vub_client_queue {
 
 struct vub_client {
     int sock;                  /* the vhost-user connection */
+    int backend_fd;            /* our end of the back-end's request channel; -1 if none */
     int timeout_ms;
     bool broken;               /* the control channel is out of step: send nothing more */
     struct vub_client_info info;
@@ -6485,6 +6615,22 @@ static enum vub_err vub_client_send_state(struct vub_client *cl, uint32_t reques
 /* [VU-FEATURES] offered vs taken are both kept; we take what we implement
  * and the caller did not switch off. VERSION_1 is required (vub has no
  * legacy layout). */
+/* [VU-BACKEND-REQ] a socket pair: one end goes to the back-end with
+ * SET_BACKEND_REQ_FD, ours is read by vub_client_handle_backend(). */
+static enum vub_err vub_client_backend_channel(struct vub_client *cl)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        vub_why(cl->why, sizeof cl->why, "back-end channel: %s", strerror(errno));
+        return VUB_E_IO;
+    }
+    cl->backend_fd = sv[0];
+    vub_client_socket_timeouts(sv[0], cl->timeout_ms);
+    enum vub_err err = vub_client_send(cl, VHOST_USER_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1);
+    close(sv[1]);
+    return err;
+}
+
 static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub_client_opts *o)
 {
     struct vub_client_info *in = &cl->info;
@@ -6511,6 +6657,9 @@ static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub
             return err;
         in->protocol_features = take; /* from now on REPLY_ACK applies, if taken */
     }
+    if (vub_has(in->protocol_features, VHOST_USER_PROTOCOL_F_BACKEND_REQ) &&
+        (err = vub_client_backend_channel(cl)) != VUB_OK)
+        return err;
     /* [VU-CONFIG-REQUIRED] the capacity lives in the config space. */
     if (!vub_has(in->protocol_features, VHOST_USER_PROTOCOL_F_CONFIG)) {
         vub_why(cl->why, sizeof cl->why, "back-end does not offer PROTOCOL_F_CONFIG: the disk size is unknowable");
@@ -6802,7 +6951,7 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
         return err;
     }
     cl->sock = fd;
-    cl->memfd = -1;
+    cl->memfd = cl->backend_fd = -1;
     cl->timeout_ms = o->timeout_ms ? o->timeout_ms : VUB_CLIENT_DEFAULT_TIMEOUT_MS;
     atomic_flag_clear(&cl->pool_lock);
     vub_client_socket_timeouts(fd, cl->timeout_ms);
@@ -6895,6 +7044,7 @@ void vub_client_close(struct vub_client *cl)
         if (cl->queues[i].started && !cl->broken)
             vub_client_stop_queue(cl, &cl->queues[i]);
     vub_sys_close(&cl->sock);
+    vub_sys_close(&cl->backend_fd);
     for (unsigned i = 0; cl->queues && i < cl->info.num_queues; i++) {
         struct vub_client_queue *q = &cl->queues[i];
         vub_sys_close(&q->kick_fd);
@@ -6912,6 +7062,43 @@ void vub_client_close(struct vub_client *cl)
     free(cl->page_run);
     free(cl->page_busy);
     free(cl);
+}
+
+int vub_client_backend_fd(const struct vub_client *cl) { return cl->backend_fd; }
+
+/* [VU-CONFIG-CHANGE] CONFIG_CHANGE_MSG: the config space is read again
+ * (the capacity is what changes when a disk grows), then answered if the
+ * back-end asked, 0 when the new config was read. Other requests are not
+ * taken and, if asked, answered with 1. */
+enum vub_err vub_client_handle_backend(struct vub_client *cl, bool *config_changed)
+{
+    struct vub_msg m;
+    if (config_changed)
+        *config_changed = false;
+    if (!cl || cl->backend_fd < 0)
+        return VUB_E_INVAL;
+    enum vub_err err = vub_vu_recv(cl->backend_fd, &m, cl->why, sizeof cl->why);
+    if (err != VUB_OK) {
+        vub_sys_close(&cl->backend_fd);
+        return err;
+    }
+    vub_msg_close_fds(&m);
+    uint64_t answer = 1;
+    if (m.hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG && !(m.hdr.flags & VHOST_USER_REPLY_MASK)) {
+        err = vub_client_read_config(cl);
+        answer = err != VUB_OK;
+        if (config_changed)
+            *config_changed = err == VUB_OK;
+    } else {
+        vub_why(cl->why, sizeof cl->why, "back-end request %u on its channel is not taken", m.hdr.request);
+    }
+    if (m.hdr.flags & VHOST_USER_NEED_REPLY_MASK) {
+        struct vub_vu_header h = {m.hdr.request, VHOST_USER_REPLY_FLAGS, sizeof answer};
+        enum vub_err sent = vub_vu_send(cl->backend_fd, &h, &answer, NULL, 0);
+        if (err == VUB_OK)
+            err = sent;
+    }
+    return err;
 }
 
 const struct vub_client_info *vub_client_info(const struct vub_client *cl) { return &cl->info; }

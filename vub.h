@@ -57,8 +57,8 @@ extern "C" {
 #ifndef VUB_MAX_QUEUE_SIZE
 #define VUB_MAX_QUEUE_SIZE 32768 /* the largest ring the specs allow */
 #endif
-/* A device's poll set: its socket plus one kick fd per queue. */
-#define VUB_MAX_POLLFDS (1 + VUB_MAX_QUEUES)
+/* A device's poll set: its socket, its back-end channel, one kick fd per queue. */
+#define VUB_MAX_POLLFDS (2 + VUB_MAX_QUEUES)
 
 /* ---- Errors ---------------------------------------------------------------- */
 
@@ -114,6 +114,11 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
 void vub_image_close(struct vub_image *img);
 
 uint64_t vub_image_size(const struct vub_image *img);    /* virtual disk bytes */
+
+/* Re-reads a raw image's size after the file or block device grew.
+ * VUB_E_RANGE if it shrank (the old size is kept: a driver may hold data
+ * past the new end), VUB_E_UNSUPP for qcow2; *why says which. */
+enum vub_err vub_image_refresh_size(struct vub_image *img, char *why, size_t why_len);
 bool vub_image_read_only(const struct vub_image *img);
 enum vub_format vub_image_format(const struct vub_image *img);
 
@@ -256,6 +261,16 @@ bool vub_dev_polling(const struct vub_dev *dev);
  * spins on this for a while before blocking in poll() trades a CPU for
  * lower latency. Errors as for vub_dev_process_queue(). */
 enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served);
+
+/* Live resize: re-reads the image size (vub_image_refresh_size()) and, if
+ * it grew, sets the new capacity and tells an attached front-end with
+ * CONFIG_CHANGE_MSG on the back-end channel (BACKEND_REQ negotiated);
+ * *notified says whether it was told. The answer, when REPLY_ACK asks for
+ * one, is read by vub_dev_dispatch() later: never waited for, since the
+ * front-end asks GET_CONFIG first. *old_sectors and *new_sectors (each may be
+ * NULL) get the capacity before and after. A shrink is refused
+ * (VUB_E_RANGE) and the capacity kept; vub_dev_why() says why. */
+enum vub_err vub_dev_resize(struct vub_dev *dev, uint64_t *old_sectors, uint64_t *new_sectors, bool *notified);
 
 /* Queues started (kick fd received, not stopped): a session is running. */
 unsigned vub_dev_queues_started(const struct vub_dev *dev);
@@ -423,6 +438,15 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
  * back-end finish what it holds), closes the socket, unmaps and frees
  * everything. Buffers from vub_client_alloc() die with it. NULL is ignored. */
 void vub_client_close(struct vub_client *cl);
+
+/* The back-end's request channel (BACKEND_REQ), for poll: readable when the
+ * back-end sent a request; -1 if the back-end did not take one. Then call
+ * vub_client_handle_backend() from the thread that owns the client: for
+ * CONFIG_CHANGE_MSG it reads the config space again (a disk that grew has
+ * a new info.config.capacity_sectors; *config_changed is set) and answers.
+ * A closed or broken channel is closed and reported; the queues go on. */
+int vub_client_backend_fd(const struct vub_client *cl);
+enum vub_err vub_client_handle_backend(struct vub_client *cl, bool *config_changed);
 
 const struct vub_client_info *vub_client_info(const struct vub_client *cl);
 const char *vub_client_why(const struct vub_client *cl); /* the last control-plane failure */

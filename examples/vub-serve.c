@@ -6,6 +6,7 @@
  *
  * Serves one front-end at a time; after a disconnect it waits for the next,
  * so a VM can restart. SIGINT/SIGTERM exit cleanly and remove the socket.
+ * SIGHUP re-reads the size of a raw image that grew and tells the guest.
  * The event loop is plain poll(): vub.c names the fds, this program waits.
  */
 #define _GNU_SOURCE
@@ -23,11 +24,39 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t resize_requested;
 
 static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    resize_requested = 1;
+}
+
+/* SIGHUP: follow the image's new size. Growing is announced to the
+ * front-end; shrinking is refused, since the guest may hold data there. */
+static void follow_resize(struct vub_dev *dev)
+{
+    uint64_t before, after;
+    bool told;
+    resize_requested = 0;
+    enum vub_err err = vub_dev_resize(dev, &before, &after, &told);
+    if (err != VUB_OK)
+        fprintf(stderr, "vub-serve: SIGHUP: resize refused: %s; capacity stays %llu sectors\n", vub_dev_why(dev),
+                (unsigned long long)before);
+    else if (before == after)
+        fprintf(stderr, "vub-serve: SIGHUP: capacity unchanged, %llu sectors\n", (unsigned long long)after);
+    else
+        fprintf(stderr, "vub-serve: SIGHUP: capacity %llu -> %llu sectors (%llu -> %llu bytes); %s\n",
+                (unsigned long long)before, (unsigned long long)after, (unsigned long long)before * 512,
+                (unsigned long long)after * 512,
+                told ? "front-end notified" : vub_dev_attached(dev) ? "the front-end has no back-end channel"
+                                                                    : "no front-end connected");
 }
 
 struct options {
@@ -57,6 +86,7 @@ static void usage(FILE *out)
             "  --format F      image format (default: detected from the file)\n"
             "  --poll-us N     busy-poll the queues for N microseconds after the last\n"
             "                  request before sleeping (default 0: sleep at once)\n"
+            "SIGHUP re-reads the size of a raw image that grew and tells the front-end.\n"
             "qcow2 images are served read-only (VIRTIO_BLK_F_RO):\n"
             "  --snapshot NAME       serve an internal snapshot (id or name)\n"
             "  --backing-format F    format of a backing file the image does not record\n"
@@ -211,6 +241,8 @@ static void serve_session(struct vub_dev *dev, unsigned poll_us)
     uint64_t rejected = 0;
     enum vub_err err = VUB_OK;
     while (!stop_requested && err == VUB_OK) {
+        if (resize_requested)
+            follow_resize(dev);
         struct pollfd fds[VUB_MAX_POLLFDS];
         size_t n = vub_dev_pollfds(dev, fds, VUB_MAX_POLLFDS);
         if (poll(fds, n, vub_dev_polling(dev) ? 1 : -1) < 0) {
@@ -263,12 +295,16 @@ int main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: poll must wake */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    struct sigaction hup = {.sa_handler = on_hup};
+    sigaction(SIGHUP, &hup, NULL);
     signal(SIGPIPE, SIG_IGN);
     fprintf(stderr, "vub-serve: serving %s (%llu bytes, %s%s) on %s with %u queues\n", o.image_path,
             (unsigned long long)vub_image_size(img),
             vub_image_format(img) == VUB_FORMAT_QCOW2 ? "qcow2" : "raw",
             o.read_only || vub_image_read_only(img) ? ", read-only" : "", o.socket_path, o.queues);
     while (!stop_requested) {
+        if (resize_requested)
+            follow_resize(dev);
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)

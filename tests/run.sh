@@ -45,9 +45,9 @@ run conform env VUB_SERVE=build/asan/vub-serve bash tests/test-conform.sh
 run guest:qsd bash tests/guest/test-qsd.sh
 # The guest matrix against the ASan vub-serve, one boot per cell: QEMU 7.2
 # and 10.0 (tests/backports.sh) x split and packed on Linux 6.1, QEMU 10.0
-# on Linux 6.12, and the qcow2 chain on both QEMUs.
+# on Linux 6.12, the qcow2 chain on both QEMUs, and a live resize on 10.0.
 for cell in "7.2 6.1 split" "7.2 6.1 packed" "10.0 6.1 split" "10.0 6.1 packed" "10.0 6.12 split" \
-    "7.2 6.1 split qcow2" "10.0 6.1 split qcow2"; do
+    "7.2 6.1 split qcow2" "10.0 6.1 split qcow2" "10.0 6.1 split resize"; do
     # shellcheck disable=SC2086 # the cell is four words
     run guest:matrix env VUB_SERVE=build/asan/vub-serve bash tests/guest/cell.sh $cell
 done

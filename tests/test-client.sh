@@ -271,6 +271,40 @@ if [ -x build/vub-serve ]; then
     else
         fail "vub-serve read-only: starts"
     fi
+    # Live resize: the image grows, SIGHUP, and vub-io (waiting on the
+    # back-end channel) sees the new capacity and uses the new end; then a
+    # shrink is refused with a log line.
+    rimg=$dir/resize.raw
+    truncate -s 8M "$rimg"
+    if start vub-serve-resize "$dir/resize.sock" build/vub-serve --socket "$dir/resize.sock" --queues 1 "$rimg"; then
+        spid=$pid
+        io --socket "$dir/resize.sock" wait-resize 20000 >"$dir/resize.out" 2>&1 &
+        iopid=$!
+        for _ in $(seq 100); do grep -q "waiting for a resize" "$dir/resize.out" && break; sleep 0.1; done
+        # the signal goes to vub-serve itself: timeout(1) would take a second
+        # signal as the cue to SIGKILL its child
+        serve_pid=$(pgrep -P "$spid" vub-serve)
+        truncate -s 12M "$rimg"
+        kill -HUP "$serve_pid"
+        wait "$iopid"
+        rc=$?
+        check "vub-serve resize: vub-io saw CONFIG_CHANGE_MSG, capacity 16384 -> 24576 sectors, and used the new end" \
+            test "$rc" = 0 -a -n "$(grep -- "16384 -> 24576 sectors" "$dir/resize.out")"
+        check "vub-serve resize: the image's new last 4 KiB hold what vub-io wrote" python3 -c '
+import sys
+data = open(sys.argv[1], "rb").read()[-4096:]
+sys.exit(data != bytes((k * 31 + 24576) & 0xff for k in range(4096)))' "$rimg"
+        check "vub-serve resize: vub-serve logged the old and new capacity" \
+            grep -q "SIGHUP: capacity 16384 -> 24576 sectors.*front-end notified" "$dir/vub-serve-resize.log"
+        truncate -s 4M "$rimg"
+        kill -HUP "$serve_pid"
+        for _ in $(seq 50); do grep -q "resize refused" "$dir/vub-serve-resize.log" && break; sleep 0.1; done
+        check "vub-serve resize: a shrink is refused with a log line ($(grep -o "resize refused: the image shrank[^;]*" "$dir/vub-serve-resize.log"))" \
+            grep -q "resize refused: the image shrank" "$dir/vub-serve-resize.log"
+        stop "$spid"
+    else
+        fail "vub-serve resize: starts"
+    fi
 else
     skip "vub-serve tests (build/vub-serve not built: run make)"
 fi

@@ -2,7 +2,7 @@
 # run.sh - boots the test guest on a vhost-user-blk back-end and verifies it.
 #
 #   run.sh --socket PATH --image PATH --label NAME
-#          [--extra-device-opts STR] [--cache DIR] [--mode test|demo|read]
+#          [--extra-device-opts STR] [--cache DIR] [--mode test|demo|read|resize]
 #
 # The back-end must already listen on --socket and serve --image. The guest
 # (see init.sh) does its I/O and powers off; then this script re-checks on
@@ -33,10 +33,12 @@ required_test="modules disk-found features queues cache-write-back rw-512 rw-4k 
 # shellcheck disable=SC2034
 required_demo="modules disk-found mkfs-mount fs-read/hello.txt fs-read/random.bin"
 required_read="modules disk-found features disk-sum"
+# shellcheck disable=SC2034
+required_resize="modules disk-found rw-before resize rw-new-area rw-across-old-end"
 
 usage() {
     echo "usage: $0 --socket PATH --image PATH --label NAME" \
-        "[--extra-device-opts STR] [--cache DIR] [--mode test|demo|read]" >&2
+        "[--extra-device-opts STR] [--cache DIR] [--mode test|demo|read|resize]" >&2
     exit 2
 }
 
@@ -55,7 +57,7 @@ parse_args() {
         shift 2
     done
     if [ -z "$socket" ] || [ -z "$image" ] || [ -z "$label" ]; then usage; fi
-    case $mode in test | demo | read) ;; *) usage ;; esac
+    case $mode in test | demo | read | resize) ;; *) usage ;; esac
 }
 
 # ---- Booting ----------------------------------------------------------------
