@@ -5604,6 +5604,22 @@ static bool vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue *q, uin
     return true;
 }
 
+/* [VU-NO-SHARED-MEM] a front-end whose guest RAM is not in shared memory
+ * has no fd to send for it: QEMU then leaves those regions out of the
+ * table (none at all when the whole RAM is private) and the rings point
+ * nowhere vub can see. Say so, naming the usual cause. */
+static void vub_dev_ring_outside(struct vub_dev *dev, uint32_t index)
+{
+    if (dev->mem.count == 0)
+        vub_dev_set_why(dev, "queue %u rings are not inside guest memory: the front-end shared no memory at all; "
+                             "is guest RAM a shared memory backend? (QEMU: -object memory-backend-memfd,"
+                             "id=mem,size=...,share=on -numa node,memdev=mem)", index);
+    else
+        vub_dev_set_why(dev, "queue %u rings are not inside guest memory (%u regions shared); part of the guest "
+                             "RAM may not be shared memory (QEMU: share=on on every memory backend)",
+                        index, dev->mem.count);
+}
+
 static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
 {
     const struct vub_vu_vring_addr *a = &m->payload.addr;
@@ -5623,7 +5639,7 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
     q->used_addr = a->used_uaddr;
     q->addr_set = true;
     if (q->ring.size && !vub_dev_map_ring(dev, q)) {
-        vub_dev_set_why(dev, "queue %u rings are not inside guest memory", a->index);
+        vub_dev_ring_outside(dev, a->index);
         return VUB_E_PROTO;
     }
     return VUB_OK;

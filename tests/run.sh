@@ -51,6 +51,8 @@ for cell in "7.2 6.1 split" "7.2 6.1 packed" "10.0 6.1 split" "10.0 6.1 packed" 
     # shellcheck disable=SC2086 # the cell is four words
     run guest:matrix env VUB_SERVE=build/asan/vub-serve bash tests/guest/cell.sh $cell
 done
+run guest:no-share env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-no-share.sh 7.2
+run guest:no-share env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-no-share.sh 10.0
 
 echo "${pass} passed, ${fail} failed, ${skip} skipped"
 [ "$fail" -eq 0 ]

@@ -1122,6 +1122,25 @@ static void test_resize(void)
     bench_close(&b);
 }
 
+/* QEMU without share=on sends no memory regions; the rings then point
+ * nowhere and the log line must say why that usually happens. */
+static void test_no_shared_memory(void)
+{
+    struct bench b;
+    bench_open(&b, false, 0);
+    u64_request(&b, VHOST_USER_GET_FEATURES);
+    send_u64(&b, VHOST_USER_SET_PROTOCOL_FEATURES, u64_request(&b, VHOST_USER_GET_PROTOCOL_FEATURES), NULL, 0);
+    send_u64(&b, VHOST_USER_SET_FEATURES, VUB_BIT(VIRTIO_F_VERSION_1) | VUB_BIT(VHOST_USER_F_PROTOCOL_FEATURES),
+             NULL, 0);
+    struct vub_vu_vring_addr a = {0, 0, uva(desc_gpa(0)), uva(used_gpa(0)), uva(avail_gpa(0)), 0};
+    send_state(&b, VHOST_USER_SET_VRING_NUM, 0, QSIZE);
+    enum vub_err err = send_msg(&b, VHOST_USER_SET_VRING_ADDR, 1, &a, sizeof a, NULL, 0);
+    check(err == VUB_E_PROTO && strstr(vub_dev_why(b.dev), "shared no memory") &&
+              strstr(vub_dev_why(b.dev), "share=on"),
+          "[VU-NO-SHARED-MEM] rings with no memory table are refused naming share=on (%s)", vub_dev_why(b.dev));
+    bench_close(&b);
+}
+
 static void test_reset(void)
 {
     struct bench b;
@@ -1158,6 +1177,7 @@ int main(void)
     test_reset();
     test_status();
     test_resize();
+    test_no_shared_memory();
     test_busy_poll();
     test_fuzz_regressions();
     test_packed();
