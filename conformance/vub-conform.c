@@ -99,6 +99,8 @@ struct vc_peer {
     char log[128];
     char death[160];          /* how the back-end last died, "" if it did not */
     unsigned restarts;
+    const char *restarted_after[32]; /* the cases after which it was restarted (first 32) */
+    char restart_why[32][160];       /* how it had died or hung then */
     bool lost;                /* --socket: the back-end no longer accepts */
 };
 
@@ -1836,6 +1838,17 @@ static void vc_md_cell(FILE *f, const char *text)
     }
 }
 
+/* Records which case brought the back-end down, so the report can name it. */
+static void vc_note_restart(void)
+{
+    if (vc.peer.restarts < VUB_ARRAY_LEN(vc.peer.restarted_after)) {
+        vc.peer.restarted_after[vc.peer.restarts] = vc.cur->name;
+        snprintf(vc.peer.restart_why[vc.peer.restarts], sizeof vc.peer.restart_why[0], "%s",
+                 vc.peer.death[0] ? vc.peer.death : "died");
+    }
+    vc.peer.restarts++;
+}
+
 /* Checks that the back-end survived the case: still alive, still accepts
  * a connection, and the disk is intact. Restarts a spawned back-end. */
 static void vc_after_case(void)
@@ -1843,7 +1856,7 @@ static void vc_after_case(void)
     if (vc.opt.spawn_cmd) {
         if (vc_peer_gone()) {
             vc_fail("%s", vc.peer.death[0] ? vc.peer.death : "back-end died");
-            vc.peer.restarts++;
+            vc_note_restart();
             if (!vc_peer_start()) {
                 fprintf(stderr, "vub-conform: cannot restart the back-end\n");
                 vc.peer.lost = true;
@@ -1868,7 +1881,7 @@ static void vc_after_case(void)
                 return;
             }
         }
-        vc.peer.restarts++;
+        vc_note_restart();
         if (vc.opt.spawn_cmd && !vc_peer_start())
             vc.peer.lost = true;
         return;
@@ -1882,9 +1895,27 @@ static void vc_after_case(void)
     vc_sleep_ms(1);
     if (vc_peer_gone()) {
         vc_fail("afterwards: %s", vc.peer.death);
-        vc.peer.restarts++;
+        vc_note_restart();
         if (!vc_peer_start())
             vc.peer.lost = true;
+    }
+}
+
+/* Names the cases that killed (or hung) the back-end, on stdout and after
+ * the report's table, so a run that went on past them still says so. */
+static void vc_report_restarts(void)
+{
+    unsigned n = vc.peer.restarts < VUB_ARRAY_LEN(vc.peer.restarted_after) ? vc.peer.restarts
+                                                                           : (unsigned)VUB_ARRAY_LEN(vc.peer.restarted_after);
+    if (n && vc.report)
+        fprintf(vc.report, "\nThe back-end was restarted %u times, after these cases:\n\n", vc.peer.restarts);
+    for (unsigned i = 0; i < n; i++) {
+        printf("#   restarted after %s: %s\n", vc.peer.restarted_after[i], vc.peer.restart_why[i]);
+        if (vc.report) {
+            fprintf(vc.report, "- `%s`: ", vc.peer.restarted_after[i]);
+            vc_md_cell(vc.report, vc.peer.restart_why[i]);
+            fputc('\n', vc.report);
+        }
     }
 }
 
@@ -2090,6 +2121,7 @@ done:
         fprintf(stderr, "\r%80s\r", "");
     if (vc.peer.restarts)
         printf("# the back-end was restarted %u times\n", vc.peer.restarts);
+    vc_report_restarts();
     printf("%u passed, %u failed, %u warned, %u n/a\n", vc.passed, vc.failed, vc.warned, vc.na);
     if (vc.report)
         fclose(vc.report);
