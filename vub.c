@@ -226,6 +226,8 @@ const char *vub_strerror(enum vub_err err)
     X(IMG_KIND, "SYS-FILE", IO, "not a regular file or block device") \
     X(IMG_PROBE_FOREIGN, "IMG-PROBE-FOREIGN", UNSUPP, "is a %s image, which vub does not read (it reads raw and qcow2); convert it with qemu-img, or open it as raw to use its bytes as they are") \
     X(IMG_LOCK_FAIL, "IMG-LOCK", IO, "cannot lock byte %llu") \
+    X(IMG_RESIZE_QCOW2, "BLK-RESIZE", UNSUPP, "only raw images change size; a qcow2 image's size is in its header") \
+    X(IMG_SHRANK, "BLK-RESIZE", RANGE, "the image shrank from %llu to %llu bytes: refused, the driver may hold data there") \
     X(IMG_BUSY, "IMG-LOCK", BUSY, "is in use: another process (QEMU, qemu-img or vub) holds or does not share its \"%s\" permission") \
     /* 9. qcow2: header */ \
     X(QCOW2_MAGIC, "QCOW2-HDR", CORRUPT, "not a qcow2 image: bad magic 0x%08llx") \
@@ -307,6 +309,13 @@ const char *vub_strerror(enum vub_err err)
     X(VU_CALL_DROPPED, "VU-EVENT-FD", CLOSED, "queue %llu: call fd hung up or failed; dropped it") \
     X(VQ_RING_FIT, "VQ-RING-STATE", PROTO, "queue %llu: a %llu-entry ring at the addresses given does not fit in guest memory") \
     X(VU_VRING_ENABLE, "VU-VRING-ENABLE", PROTO, "SET_VRING_ENABLE %llu: not 0 or 1, or before PROTOCOL_FEATURES") \
+    X(VU_NO_SHARED_MEM, "VU-NO-SHARED-MEM", PROTO, "queue %llu rings are not inside guest memory: the front-end shared no memory at all; is guest RAM a shared memory backend? (QEMU: -object memory-backend-memfd,id=mem,size=...,share=on -numa node,memdev=mem)") \
+    X(VU_PART_SHARED_MEM, "VU-NO-SHARED-MEM", PROTO, "queue %llu rings are not inside guest memory (%llu regions shared); part of the guest RAM may not be shared memory (QEMU: share=on on every memory backend)") \
+    X(VU_STATUS, "VU-STATUS", PROTO, "SET_STATUS 0x%llx is wider than the status byte") \
+    /* ... the back-end's request channel */ \
+    X(VU_CONFIG_CHANGE, "VU-CONFIG-CHANGE", IO, "CONFIG_CHANGE_MSG could not be sent") \
+    X(VU_BACKEND_REPLY, "VU-BACKEND-REQ", PROTO, "the front-end answered CONFIG_CHANGE_MSG with request %llu, value %llu") \
+    X(VU_BACKEND_UNKNOWN, "VU-BACKEND-REQ", PROTO, "back-end request %llu on its channel is not taken") \
     /* ... config space */ \
     X(VU_CONFIG_RANGE, "VU-CONFIG-RANGE", PROTO, "config access of %llu bytes at offset %llu") \
     X(VU_CONFIG_WRITE, "VU-CONFIG-WRITE", PROTO, "SET_CONFIG writes %llu to config byte %llu") \
@@ -392,6 +401,13 @@ static void vub_error_format(const struct vub_error *e, const char *prefix, char
     X(VHOST_USER_PROTOCOL_F_INBAND_NOTIFICATIONS, 14) X(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, 15) \
     X(VHOST_USER_PROTOCOL_F_STATUS, 16) X(VHOST_USER_PROTOCOL_F_XEN_MMAP, 17) \
     X(VHOST_USER_PROTOCOL_F_SHARED_OBJECT, 18) X(VHOST_USER_PROTOCOL_F_DEVICE_STATE, 19)
+
+/* The device status byte (VIRTIO "Device Status Field"): masks, not bits;
+ * vhost-user carries it in SET_STATUS/GET_STATUS. */
+enum {
+    VIRTIO_STATUS_ACKNOWLEDGE = 1, VIRTIO_STATUS_DRIVER = 2, VIRTIO_STATUS_DRIVER_OK = 4,
+    VIRTIO_STATUS_FEATURES_OK = 8, VIRTIO_STATUS_DEVICE_NEEDS_RESET = 64, VIRTIO_STATUS_FAILED = 128,
+};
 
 #define VUB_FEATURE_ENUM(name, bit) name = bit,
 #define VUB_FEATURE_NAME(name, bit) [bit] = #name,
@@ -847,6 +863,12 @@ static int vub_sys_eventfd(void)
     return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
+/* A connected pair of unix stream sockets; false on failure (errno). */
+static bool vub_sys_socketpair(int sv[2])
+{
+    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0;
+}
+
 /* A connected unix stream socket, or -1 (errno says why). */
 static int vub_sys_connect(const char *path)
 {
@@ -895,6 +917,14 @@ static const char *const vub_vu_request_names[VHOST_USER_REQUEST_COUNT] = {
 #define VUB_VU_REQUEST_NAME(name, code) [code] = #name,
     VUB_VU_REQUESTS(VUB_VU_REQUEST_NAME)
 #undef VUB_VU_REQUEST_NAME
+};
+
+/* Requests the back-end sends on the channel SET_BACKEND_REQ_FD gives it
+ * ("Back-end message types"); the front-end answers them there. */
+enum vub_vu_backend_request {
+    VHOST_USER_BACKEND_IOTLB_MSG = 1,
+    VHOST_USER_BACKEND_CONFIG_CHANGE_MSG = 2,
+    VHOST_USER_BACKEND_VRING_HOST_NOTIFIER_MSG = 3,
 };
 
 static const char *vub_vu_request_name(uint32_t request)
@@ -2848,6 +2878,28 @@ void vub_image_close(struct vub_image *img)
         vub_qcow2_close(img);
     vub_sys_close(&img->fd);
     free(img);
+}
+
+/* [BLK-RESIZE] a raw image may grow under a running device; it may not
+ * shrink, since the driver may hold data past the new end. */
+enum vub_err vub_image_refresh_size(struct vub_image *img, char *why, size_t why_len)
+{
+    struct vub_error e = {VUB_R_NONE, 0, 0};
+    uint64_t bytes = 0;
+    enum vub_err err = VUB_OK;
+    if (!img)
+        return VUB_E_INVAL;
+    if (img->format != VUB_FORMAT_RAW)
+        err = vub_fail(&e, VUB_R_IMG_RESIZE_QCOW2, 0, 0);
+    else if (!vub_sys_stat(img->fd, true, &bytes, NULL, NULL))
+        err = vub_fail(&e, VUB_R_IMG_KIND, 0, (uint64_t)errno);
+    else if ((bytes -= bytes % VIRTIO_BLK_SECTOR_BYTES) < img->size)
+        err = vub_fail(&e, VUB_R_IMG_SHRANK, img->size, bytes);
+    if (err != VUB_OK)
+        vub_error_format(&e, NULL, why, why_len);
+    else
+        img->size = bytes;
+    return err;
 }
 
 uint64_t vub_image_size(const struct vub_image *img) { return img->size; }
@@ -6645,6 +6697,9 @@ struct vub_dev {
     bool features_set;          /* SET_FEATURES seen */
     bool protocol_set;          /* SET_PROTOCOL_FEATURES seen */
     bool owner;                 /* SET_OWNER seen */
+    uint8_t status;             /* SET_STATUS: the VIRTIO device status byte */
+    int backend_fd;             /* SET_BACKEND_REQ_FD: our requests to the front-end; -1 if none */
+    bool backend_ack_pending;   /* a request with NEED_REPLY was sent there, no answer yet */
     struct vub_mem mem;
     struct vub_dev_queue queues[VUB_MAX_QUEUES];
     struct vub_blk blk;
@@ -6755,6 +6810,7 @@ static void vub_dev_reset_device(struct vub_dev *dev)
     }
     dev->features = 0;
     dev->features_set = false;
+    dev->status = 0;
     dev->blk.writeback = 0;
     dev->blk.wce_negotiated = dev->blk.flush_negotiated = false;
 }
@@ -6768,6 +6824,8 @@ static void vub_dev_reset_session(struct vub_dev *dev)
         vub_sys_close(&dev->queues[i].call_fd);
         vub_sys_close(&dev->queues[i].err_fd);
     }
+    vub_sys_close(&dev->backend_fd);
+    dev->backend_ack_pending = false;
     vub_mem_clear(&dev->mem);
 }
 
@@ -6803,6 +6861,7 @@ static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
     snprintf(prefix, sizeof prefix, "queue %u", index);
     vub_dev_record(dev, prefix);
     q->started = false;
+    dev->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
     if (q->err_fd >= 0)
         vub_sys_signal(q->err_fd); /* the session ends: nothing to drop it for */
     return VUB_E_PROTO;
@@ -7051,8 +7110,13 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
     q->used_addr = a->used_uaddr;
     q->addr_set = true;
     q->addr_before_num = !size;
+    /* [VU-NO-SHARED-MEM] a front-end whose guest RAM is not in shared
+     * memory has no fd to send for it: QEMU then leaves those regions out
+     * of the table (none at all when the whole RAM is private) and the
+     * rings point nowhere vub can see. The reason names the usual cause. */
     if (size && !vub_dev_map_ring(dev, q))
-        return vub_fail(&dev->err, VUB_R_VQ_HOST_ALIGN, a->index, 0);
+        return vub_fail(&dev->err, dev->mem.count ? VUB_R_VU_PART_SHARED_MEM : VUB_R_VU_NO_SHARED_MEM, a->index,
+                        dev->mem.count);
     return VUB_OK;
 }
 
@@ -7281,6 +7345,53 @@ static enum vub_err vub_h_rem_mem_reg(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
+/* [VU-STATUS] SET_STATUS carries the VIRTIO device status byte. vub keeps
+ * it for GET_STATUS and acts on it only where that is safe whichever order
+ * the front-end uses:
+ *  - FEATURES_OK is kept only if SET_FEATURES was accepted (VIRTIO "Device
+ *    Initialization": the device leaves it clear for features it refuses).
+ *  - status 0 (a device reset) stops every ring as GET_VRING_BASE does:
+ *    positions are kept, nothing is forgotten. QEMU 7.2 sends it *before*
+ *    GET_VRING_BASE, QEMU 8.1 and later after: a reset that dropped the
+ *    positions would make 7.2's GET_VRING_BASE answer 0. What a reset
+ *    forgets is forgotten by RESET_DEVICE or the next SET_VRING_BASE.
+ *  - DEVICE_NEEDS_RESET is set by vub when a ring breaks; only a reset
+ *    clears it. */
+static enum vub_err vub_h_set_status(struct vub_dev *dev, struct vub_msg *m)
+{
+    uint64_t v = m->payload.u64;
+    if (v > 0xff)
+        return vub_fail(&dev->err, VUB_R_VU_STATUS, v, 0);
+    uint8_t status = (uint8_t)v;
+    if ((status & VIRTIO_STATUS_FEATURES_OK) && !dev->features_set)
+        status &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+    for (unsigned i = 0; status == 0 && i < dev->cfg.num_queues; i++) {
+        struct vub_dev_queue *q = &dev->queues[i]; /* a reset: stop, keep the positions */
+        q->started = q->polled = q->used_synced = false;
+        vub_sys_close(&q->kick_fd);
+    }
+    dev->status = status == 0 ? 0 : (uint8_t)(status | (dev->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET));
+    return VUB_OK;
+}
+
+static enum vub_err vub_h_get_status(struct vub_dev *dev, struct vub_msg *m)
+{
+    (void)m;
+    return vub_dev_reply_u64(dev, dev->status);
+}
+
+/* [VU-BACKEND-REQ] the back-end's own channel: a socket, kept across
+ * RESET_DEVICE like the other connection state, replaced by a new one. */
+static enum vub_err vub_h_set_backend_req_fd(struct vub_dev *dev, struct vub_msg *m)
+{
+    vub_sys_close(&dev->backend_fd);
+    dev->backend_fd = m->fds[0];
+    m->fds[0] = -1;
+    dev->backend_ack_pending = false;
+    vub_sys_socket_timeouts(dev->backend_fd, VUB_SOCKET_TIMEOUT_MS);
+    return VUB_OK;
+}
+
 #define VUB_STATE sizeof(struct vub_vu_vring_state)
 #define VUB_CONFIG_MIN 12
 #define VUB_CONFIG_MAX (12 + VUB_VU_CONFIG_MAX)
@@ -7307,6 +7418,8 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
     [VHOST_USER_SET_PROTOCOL_FEATURES] = {vub_h_set_protocol_features, 8, 8, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_GET_QUEUE_NUM] = {vub_h_get_queue_num, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_MQ, true},
     [VHOST_USER_SET_VRING_ENABLE] = {vub_h_set_vring_enable, VUB_STATE, VUB_STATE, 0, 0, VUB_GATE_NONE, false},
+    [VHOST_USER_SET_BACKEND_REQ_FD] = {vub_h_set_backend_req_fd, 0, 0, 1, 1, VHOST_USER_PROTOCOL_F_BACKEND_REQ,
+                                       false},
     [VHOST_USER_GET_CONFIG] = {vub_h_get_config, VUB_CONFIG_MIN, VUB_CONFIG_MAX, 0, 0,
                                VHOST_USER_PROTOCOL_F_CONFIG, true},
     [VHOST_USER_SET_CONFIG] = {vub_h_set_config, VUB_CONFIG_MIN, VUB_CONFIG_MAX, 0, 0,
@@ -7318,6 +7431,8 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
     [VHOST_USER_REM_MEM_REG] = {vub_h_rem_mem_reg, VUB_SINGLE, VUB_SINGLE, 0, 1,
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
+    [VHOST_USER_SET_STATUS] = {vub_h_set_status, 8, 8, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, false},
+    [VHOST_USER_GET_STATUS] = {vub_h_get_status, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, true},
 };
 
 /* The checks every request passes before its handler: known, with sane
@@ -7392,7 +7507,8 @@ static uint64_t vub_dev_offer(const struct vub_dev_config *cfg, bool read_only)
 static const uint64_t vub_dev_protocol_offer =
     VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
-    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS) |
+    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 
 enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
 {
@@ -7402,7 +7518,7 @@ enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
     if (!dev)
         return VUB_E_NOMEM;
     dev->cfg = *cfg;
-    dev->sock = -1;
+    dev->sock = dev->backend_fd = -1;
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
         dev->queues[i].kick_fd = dev->queues[i].call_fd = dev->queues[i].err_fd = -1;
     bool read_only = cfg->read_only || vub_image_read_only(cfg->image);
@@ -7486,11 +7602,79 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q)
     return vub_dev_run_queue(dev, q);
 }
 
+/* [VU-CONFIG-CHANGE] tells the front-end its config space changed. With
+ * REPLY_ACK the request asks for an answer, but it is not waited for here:
+ * QEMU reads the new config with GET_CONFIG on the main socket before it
+ * answers, so a back-end that blocked for the answer would deadlock with
+ * it. vub_dev_dispatch() reads the answer when it comes. */
+static enum vub_err vub_dev_config_changed(struct vub_dev *dev, bool *notified)
+{
+    bool ack = vub_has(dev->protocol, VHOST_USER_PROTOCOL_F_REPLY_ACK);
+    struct vub_vu_header h = {VHOST_USER_BACKEND_CONFIG_CHANGE_MSG,
+                              VHOST_USER_VERSION | (ack ? VHOST_USER_NEED_REPLY_MASK : 0), 0};
+    *notified = false;
+    if (dev->backend_fd < 0 || !vub_has(dev->protocol, VHOST_USER_PROTOCOL_F_CONFIG))
+        return VUB_OK;
+    if (vub_vu_send(dev->backend_fd, &h, NULL, NULL, 0) != VUB_OK) {
+        enum vub_err err = vub_fail(&dev->err, VUB_R_VU_CONFIG_CHANGE, 0, (uint64_t)errno);
+        vub_dev_record(dev, NULL);
+        vub_sys_close(&dev->backend_fd);
+        return err;
+    }
+    dev->backend_ack_pending = ack;
+    *notified = true;
+    return VUB_OK;
+}
+
+/* The front-end's answer on the back-end channel: 0 for success. A bad or
+ * missing answer is logged and the channel dropped; the session goes on. */
+static void vub_dev_backend_reply(struct vub_dev *dev)
+{
+    struct vub_msg *m = &dev->msg;
+    dev->backend_ack_pending = false;
+    enum vub_err err = vub_vu_recv(dev->backend_fd, m, &dev->err);
+    if (err == VUB_OK) {
+        bool ok = m->hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG &&
+                  (m->hdr.flags & VHOST_USER_REPLY_MASK) && m->hdr.size == 8 && m->payload.u64 == 0;
+        vub_msg_close_fds(m);
+        if (ok)
+            return;
+        vub_fail(&dev->err, VUB_R_VU_BACKEND_REPLY, m->hdr.request, m->hdr.size == 8 ? m->payload.u64 : 0);
+    }
+    vub_dev_record(dev, err == VUB_OK ? NULL : "no answer to CONFIG_CHANGE_MSG");
+    dev->stats.rejected_messages++;
+    vub_sys_close(&dev->backend_fd);
+}
+
+enum vub_err vub_dev_resize(struct vub_dev *dev, uint64_t *old_sectors, uint64_t *new_sectors, bool *notified)
+{
+    bool told = false;
+    if (!dev)
+        return VUB_E_INVAL;
+    uint64_t before = dev->blk.capacity;
+    enum vub_err err = vub_image_refresh_size(dev->cfg.image, dev->why, sizeof dev->why);
+    uint64_t after = vub_image_size(dev->cfg.image) / VIRTIO_BLK_SECTOR_BYTES;
+    if (err == VUB_OK && after != before) {
+        dev->blk.capacity = after;
+        if (dev->sock >= 0)
+            err = vub_dev_config_changed(dev, &told);
+    }
+    if (old_sectors)
+        *old_sectors = before;
+    if (new_sectors)
+        *new_sectors = dev->blk.capacity;
+    if (notified)
+        *notified = told;
+    return err;
+}
+
 size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap)
 {
     size_t n = 0;
     if (dev->sock >= 0 && n < cap)
         fds[n++] = (struct pollfd){.fd = dev->sock, .events = POLLIN};
+    if (dev->backend_ack_pending && n < cap)
+        fds[n++] = (struct pollfd){.fd = dev->backend_fd, .events = POLLIN};
     for (unsigned i = 0; i < dev->cfg.num_queues && n < cap; i++) {
         const struct vub_dev_queue *q = &dev->queues[i];
         if (q->started && q->kick_fd >= 0)
@@ -7522,8 +7706,12 @@ enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, siz
     for (size_t i = 0; i < n && err == VUB_OK; i++)
         if (fds[i].fd == dev->sock && fds[i].revents)
             err = vub_dev_handle_msg(dev);
+    for (size_t i = 0; i < n && err == VUB_OK; i++)
+        if (dev->backend_ack_pending && fds[i].fd == dev->backend_fd && fds[i].revents)
+            vub_dev_backend_reply(dev);
     for (size_t i = 0; i < n && err == VUB_OK; i++) {
-        if (fds[i].fd == dev->sock || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
+        if (fds[i].fd == dev->sock || fds[i].fd == dev->backend_fd ||
+            !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
             continue;
         for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++) {
             if (dev->queues[q].kick_fd != fds[i].fd)
@@ -7660,12 +7848,13 @@ static const uint64_t vub_client_wanted_features =
     VUB_BIT(VIRTIO_F_INDIRECT_DESC) | VUB_BIT(VIRTIO_F_EVENT_IDX) |
     VUB_BIT(VHOST_USER_F_PROTOCOL_FEATURES) | VUB_BIT(VIRTIO_F_VERSION_1);
 
-/* Protocol features the client implements. Not INFLIGHT_SHMFD (it never
- * reconnects), nor BACKEND_REQ (config-change messages: capacity is read
- * once), nor STATUS. */
+/* Protocol features the client implements. BACKEND_REQ for config-change
+ * messages (a disk that grows); not INFLIGHT_SHMFD (it never reconnects),
+ * nor STATUS. */
 static const uint64_t vub_client_wanted_protocol =
     VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 
 /* The host record of one request in flight, by head. */
 struct vub_client_pending {
@@ -7695,6 +7884,7 @@ struct vub_client_queue {
 
 struct vub_client {
     int sock;                  /* the vhost-user connection */
+    int backend_fd;            /* our end of the back-end's request channel; -1 if none */
     int timeout_ms;
     bool broken;               /* the control channel is out of step: send nothing more */
     struct vub_client_info info;
@@ -7820,6 +8010,20 @@ static enum vub_err vub_client_send_state(struct vub_client *cl, uint32_t reques
 
 /* ---- Negotiation ---- */
 
+/* [VU-BACKEND-REQ] a socket pair: one end goes to the back-end with
+ * SET_BACKEND_REQ_FD, ours is read by vub_client_handle_backend(). */
+static enum vub_err vub_client_backend_channel(struct vub_client *cl)
+{
+    int sv[2];
+    if (!vub_sys_socketpair(sv))
+        return vub_client_fail(cl, VUB_R_SYS_CALL, 0, (uint64_t)errno);
+    cl->backend_fd = sv[0];
+    vub_sys_socket_timeouts(sv[0], cl->timeout_ms);
+    enum vub_err err = vub_client_send(cl, VHOST_USER_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1);
+    vub_sys_close(&sv[1]);
+    return err;
+}
+
 /* [VU-FEATURES] offered vs taken are both kept; we take what we implement
  * and the caller did not switch off. VERSION_1 is required (vub has no
  * legacy layout). */
@@ -7845,6 +8049,9 @@ static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub
             return err;
         in->protocol_features = take; /* from now on REPLY_ACK applies, if taken */
     }
+    if (vub_has(in->protocol_features, VHOST_USER_PROTOCOL_F_BACKEND_REQ) &&
+        (err = vub_client_backend_channel(cl)) != VUB_OK)
+        return err;
     /* [VU-CONFIG-REQUIRED] the capacity lives in the config space. */
     if (!vub_has(in->protocol_features, VHOST_USER_PROTOCOL_F_CONFIG))
         return vub_client_fail(cl, VUB_R_VU_CONFIG_REQUIRED, 0, 0);
@@ -8117,7 +8324,7 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
         return err;
     }
     cl->sock = fd;
-    cl->memfd = -1;
+    cl->memfd = cl->backend_fd = -1;
     cl->timeout_ms = o->timeout_ms ? o->timeout_ms : VUB_CLIENT_DEFAULT_TIMEOUT_MS;
     atomic_flag_clear(&cl->pool_lock);
     vub_sys_socket_timeouts(fd, cl->timeout_ms);
@@ -8200,6 +8407,7 @@ void vub_client_close(struct vub_client *cl)
         if (cl->queues[i].started && !cl->broken)
             vub_client_stop_queue(cl, &cl->queues[i]);
     vub_sys_close(&cl->sock);
+    vub_sys_close(&cl->backend_fd);
     for (unsigned i = 0; cl->queues && i < cl->info.num_queues; i++) {
         struct vub_client_queue *q = &cl->queues[i];
         vub_sys_close(&q->kick_fd);
@@ -8212,6 +8420,44 @@ void vub_client_close(struct vub_client *cl)
     free(cl->page_run);
     free(cl->page_busy);
     free(cl);
+}
+
+int vub_client_backend_fd(const struct vub_client *cl) { return cl->backend_fd; }
+
+/* [VU-CONFIG-CHANGE] CONFIG_CHANGE_MSG: the config space is read again
+ * (the capacity is what changes when a disk grows), then answered if the
+ * back-end asked, 0 when the new config was read. Other requests are not
+ * taken and, if asked, answered with 1. */
+enum vub_err vub_client_handle_backend(struct vub_client *cl, bool *config_changed)
+{
+    struct vub_msg m;
+    if (config_changed)
+        *config_changed = false;
+    if (!cl || cl->backend_fd < 0)
+        return VUB_E_INVAL;
+    enum vub_err err = vub_vu_recv(cl->backend_fd, &m, &cl->err);
+    if (err != VUB_OK) {
+        vub_error_format(&cl->err, NULL, cl->why, sizeof cl->why);
+        vub_sys_close(&cl->backend_fd);
+        return err;
+    }
+    vub_msg_close_fds(&m);
+    uint64_t answer = 1;
+    if (m.hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG && !(m.hdr.flags & VHOST_USER_REPLY_MASK)) {
+        err = vub_client_read_config(cl);
+        answer = err != VUB_OK;
+        if (config_changed)
+            *config_changed = err == VUB_OK;
+    } else {
+        vub_client_fail(cl, VUB_R_VU_BACKEND_UNKNOWN, m.hdr.request, 0); /* logged; not an error */
+    }
+    if (m.hdr.flags & VHOST_USER_NEED_REPLY_MASK) {
+        struct vub_vu_header h = {m.hdr.request, VHOST_USER_REPLY_FLAGS, sizeof answer};
+        enum vub_err sent = vub_vu_send(cl->backend_fd, &h, &answer, NULL, 0);
+        if (err == VUB_OK)
+            err = sent;
+    }
+    return err;
 }
 
 const struct vub_client_info *vub_client_info(const struct vub_client *cl) { return &cl->info; }

@@ -98,8 +98,8 @@ extern "C" {
 #ifndef VUB_MAX_QUEUE_SIZE
 #define VUB_MAX_QUEUE_SIZE 32768 /* the largest ring the specs allow */
 #endif
-/* A device's poll set: its socket plus one kick fd per queue. */
-#define VUB_MAX_POLLFDS (1 + VUB_MAX_QUEUES)
+/* A device's poll set: its socket, its back-end channel, one kick fd per queue. */
+#define VUB_MAX_POLLFDS (2 + VUB_MAX_QUEUES)
 
 /* ---- Errors ---------------------------------------------------------------- */
 
@@ -173,10 +173,16 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
  * freed first. NULL is ignored. */
 void vub_image_close(struct vub_image *img);
 
-/* Facts fixed at open; they never fail and may be read from any thread. */
+/* Facts fixed at open (the size changes only by vub_image_refresh_size());
+ * they never fail and may be read from any thread. */
 uint64_t vub_image_size(const struct vub_image *img);    /* virtual disk bytes */
 bool vub_image_read_only(const struct vub_image *img);   /* qcow2 is always read-only */
 enum vub_format vub_image_format(const struct vub_image *img); /* RAW or QCOW2 */
+
+/* Re-reads a raw image's size after the file or block device grew.
+ * VUB_E_RANGE if it shrank (the old size is kept: a driver may hold data
+ * past the new end), VUB_E_UNSUPP for qcow2; *why says which. */
+enum vub_err vub_image_refresh_size(struct vub_image *img, char *why, size_t why_len);
 
 /* Reads or writes exactly the bytes the iovecs describe, at byte offset off;
  * a short transfer is finished piece by piece, never reported as success.
@@ -373,6 +379,16 @@ bool vub_dev_polling(const struct vub_dev *dev);
  * lower latency. Errors as for vub_dev_process_queue(). */
 enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served);
 
+/* Live resize: re-reads the image size (vub_image_refresh_size()) and, if
+ * it grew, sets the new capacity and tells an attached front-end with
+ * CONFIG_CHANGE_MSG on the back-end channel (BACKEND_REQ negotiated);
+ * *notified says whether it was told. The answer, when REPLY_ACK asks for
+ * one, is read by vub_dev_dispatch() later: never waited for, since the
+ * front-end asks GET_CONFIG first. *old_sectors and *new_sectors (each may be
+ * NULL) get the capacity before and after. A shrink is refused
+ * (VUB_E_RANGE) and the capacity kept; vub_dev_why() says why. */
+enum vub_err vub_dev_resize(struct vub_dev *dev, uint64_t *old_sectors, uint64_t *new_sectors, bool *notified);
+
 /* Queues started (kick fd received, not stopped): a session is running. */
 unsigned vub_dev_queues_started(const struct vub_dev *dev);
 
@@ -562,6 +578,15 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
  * back-end finish what it holds), closes the socket, unmaps and frees
  * everything. Buffers from vub_client_alloc() die with it. NULL is ignored. */
 void vub_client_close(struct vub_client *cl);
+
+/* The back-end's request channel (BACKEND_REQ), for poll: readable when the
+ * back-end sent a request; -1 if the back-end did not take one. Then call
+ * vub_client_handle_backend() from the thread that owns the client: for
+ * CONFIG_CHANGE_MSG it reads the config space again (a disk that grew has
+ * a new info.config.capacity_sectors; *config_changed is set) and answers.
+ * A closed or broken channel is closed and reported; the queues go on. */
+int vub_client_backend_fd(const struct vub_client *cl);
+enum vub_err vub_client_handle_backend(struct vub_client *cl, bool *config_changed);
 
 /* What was negotiated; points into the client, valid until vub_client_close(). */
 const struct vub_client_info *vub_client_info(const struct vub_client *cl);

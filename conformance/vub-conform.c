@@ -101,6 +101,8 @@ struct vc_peer {
     char log[128];
     char death[160];          /* how the back-end last died, "" if it did not */
     unsigned restarts;
+    const char *restarted_after[32]; /* the cases after which it was restarted (first 32) */
+    char restart_why[32][160];       /* how it had died or hung then */
     bool lost;                /* --socket: the back-end no longer accepts */
 };
 
@@ -869,7 +871,7 @@ static uint64_t vc_virtio_wanted(const struct vc_setup *o)
 static uint64_t vc_protocol_wanted(const struct vc_setup *o)
 {
     uint64_t p = VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) |
-                 VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE);
+                 VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS);
     if (!o->no_reply_ack)
         p |= VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK);
     if (o->mem == VC_MEM_ADD)
@@ -1961,6 +1963,17 @@ static void vc_note_broken(const char *name)
         snprintf(vc.broken_by + len, sizeof vc.broken_by - len, "%s%s", len ? ", " : "", name);
 }
 
+/* Records which case brought the back-end down, so the report can name it. */
+static void vc_note_restart(void)
+{
+    if (vc.peer.restarts < VUB_ARRAY_LEN(vc.peer.restarted_after)) {
+        vc.peer.restarted_after[vc.peer.restarts] = vc.cur->name;
+        snprintf(vc.peer.restart_why[vc.peer.restarts], sizeof vc.peer.restart_why[0], "%s",
+                 vc.peer.death[0] ? vc.peer.death : "died");
+    }
+    vc.peer.restarts++;
+}
+
 /* Checks that the back-end survived the case: still alive, still accepts
  * a connection, and the disk is intact. Restarts a spawned back-end. */
 static void vc_after_case(void)
@@ -1968,7 +1981,7 @@ static void vc_after_case(void)
     if (vc.opt.spawn_cmd) {
         if (vc_peer_gone()) {
             vc_fail("%s", vc.peer.death[0] ? vc.peer.death : "back-end died");
-            vc.peer.restarts++;
+            vc_note_restart();
             if (!vc_peer_start()) {
                 fprintf(stderr, "vub-conform: cannot restart the back-end\n");
                 vc.peer.lost = true;
@@ -1993,7 +2006,7 @@ static void vc_after_case(void)
                 return;
             }
         }
-        vc.peer.restarts++;
+        vc_note_restart();
         if (vc.opt.spawn_cmd && !vc_peer_start())
             vc.peer.lost = true;
         return;
@@ -2019,9 +2032,27 @@ static void vc_after_case(void)
     vc_sleep_ms(1);
     if (vc_peer_gone()) {
         vc_fail("afterwards: %s", vc.peer.death);
-        vc.peer.restarts++;
+        vc_note_restart();
         if (!vc_peer_start())
             vc.peer.lost = true;
+    }
+}
+
+/* Names the cases that killed (or hung) the back-end, on stdout and after
+ * the report's table, so a run that went on past them still says so. */
+static void vc_report_restarts(void)
+{
+    unsigned n = vc.peer.restarts < VUB_ARRAY_LEN(vc.peer.restarted_after) ? vc.peer.restarts
+                                                                           : (unsigned)VUB_ARRAY_LEN(vc.peer.restarted_after);
+    if (n && vc.report)
+        fprintf(vc.report, "\nThe back-end was restarted %u times, after these cases:\n\n", vc.peer.restarts);
+    for (unsigned i = 0; i < n; i++) {
+        printf("#   restarted after %s: %s\n", vc.peer.restarted_after[i], vc.peer.restart_why[i]);
+        if (vc.report) {
+            fprintf(vc.report, "- `%s`: ", vc.peer.restarted_after[i]);
+            vc_md_cell(vc.report, vc.peer.restart_why[i]);
+            fputc('\n', vc.report);
+        }
     }
 }
 
@@ -2349,6 +2380,7 @@ done:
         fprintf(stderr, "\r%80s\r", "");
     if (vc.peer.restarts)
         printf("# the back-end was restarted %u times\n", vc.peer.restarts);
+    vc_report_restarts();
     if (vc.broken_by[0]) {
         printf("# alive but broken (disk check failed), restarted after: %s\n", vc.broken_by);
         if (vc.report)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,8 @@ static const char usage[] =
     "  discard OFF LEN    discard a range\n"
     "  zero OFF LEN       write zeroes to a range (--unmap: may deallocate)\n"
     "  id                 the disk's serial (GET_ID)\n"
+    "  wait-resize MS     wait up to MS ms for the back-end to announce a new size\n"
+    "                     (CONFIG_CHANGE_MSG), then write and read back the last 4 KiB\n"
     "  verify             DESTROYS DATA: write random blocks across the disk with\n"
     "                     several sizes and queue depths, read back, compare\n"
     "sizes take K, M, G or T suffixes (powers of 1024); offsets and lengths are multiples of 512;\n"
@@ -301,7 +304,7 @@ static const struct command {
     {"write", 1, "write OFF", true},   {"dump", 0, "dump", false},
     {"flush", 0, "flush", false},      {"discard", 2, "discard OFF LEN", true},
     {"zero", 2, "zero OFF LEN", true}, {"id", 0, "id", false},
-    {"verify", 0, "verify", true},
+    {"verify", 0, "verify", true},     {"wait-resize", 1, "wait-resize MS", false},
 };
 
 static const struct command *find_command(const char *name, int nargs)
@@ -313,7 +316,7 @@ static const struct command *find_command(const char *name, int nargs)
             usage_error("wrong operands: the command is '%s'", commands[i].synopsis);
         return &commands[i];
     }
-    usage_error("unknown command '%s' (info, read, write, dump, flush, discard, zero, id, verify)", name);
+    usage_error("unknown command '%s' (info, read, write, dump, flush, discard, zero, id, wait-resize, verify)", name);
 }
 
 /* The client knows the capacity and whether the disk is read-only: say so
@@ -323,6 +326,8 @@ static void check_request(const struct command *c, uint64_t off, uint64_t len)
     const struct vub_client_info *in = vub_client_info(cl);
     uint64_t capacity = in->config.capacity_sectors * 512;
     char line[200];
+    if (!strcmp(c->name, "wait-resize")) /* its operand is a time, not an offset */
+        return;
     if (c->writes && (in->features >> 5 & 1)) { /* VIRTIO_BLK_F_RO */
         snprintf(line, sizeof line, "%s: the disk is read-only (the back-end offers VIRTIO_BLK_F_RO)", c->name);
         die("%s", line);
@@ -338,6 +343,37 @@ static void check_request(const struct command *c, uint64_t off, uint64_t len)
         vub_client_close(cl);
         exit(2);
     }
+}
+
+/* Waits on the back-end's channel for a new capacity, then shows that the
+ * new end of the disk takes a write and gives it back. */
+static void cmd_wait_resize(uint64_t ms)
+{
+    const struct vub_client_info *in = vub_client_info(cl);
+    uint64_t before = in->config.capacity_sectors;
+    struct vub_client_queue *q = vub_client_queue(cl, 0);
+    if (vub_client_backend_fd(cl) < 0)
+        die("%s", "the back-end took no back-end channel (protocol feature BACKEND_REQ)");
+    printf("capacity %" PRIu64 " sectors; waiting for a resize\n", before);
+    fflush(stdout);
+    while (in->config.capacity_sectors == before) {
+        struct pollfd p = {.fd = vub_client_backend_fd(cl), .events = POLLIN};
+        if (poll(&p, 1, ms > INT32_MAX ? -1 : (int)ms) != 1)
+            die("%s", "no resize was announced in time");
+        bool changed;
+        if (vub_client_handle_backend(cl, &changed) != VUB_OK)
+            die("back-end channel: %s", vub_client_why(cl));
+    }
+    uint64_t after = in->config.capacity_sectors, off = after * 512 - 4096;
+    printf("capacity %" PRIu64 " -> %" PRIu64 " sectors\n", before, after);
+    uint8_t out[4096], back[4096], status = VUB_BLK_S_NONE;
+    for (size_t k = 0; k < sizeof out; k++)
+        out[k] = (uint8_t)(k * 31 + after);
+    check(vub_client_pwrite(q, out, sizeof out, off, &status), status, q, "write at the new end", off);
+    check(vub_client_pread(q, back, sizeof back, off, &status), status, q, "read at the new end", off);
+    if (memcmp(out, back, sizeof out) != 0)
+        die("%s", "the last 4 KiB read back differ from what was written");
+    printf("wrote and read back 4096 bytes at %" PRIu64 "\n", off);
 }
 
 int main(int argc, char **argv)
@@ -421,6 +457,8 @@ int main(int argc, char **argv)
         err = vub_client_get_id(vub_client_queue(cl, 0), id, &status);
         check(err, status, vub_client_queue(cl, 0), "get-id", 0);
         printf("%s\n", id);
+    } else if (!strcmp(c->name, "wait-resize")) {
+        cmd_wait_resize(off); /* its one operand is a time in ms */
     } else {
         cmd_verify();
     }
