@@ -113,26 +113,26 @@ static void fz_check_rings(const struct vub_dev *dev)
         const struct vub_vring *vr = &q->ring;
         if (!q->started || !q->enabled || !vr->desc)
             continue;
-        const char *kind = vr->packed ? "packed" : "split";
+        const char *kind = vr->packed_ring ? "packed" : "split";
         uint16_t n = vr->size;
-        if (n == 0 || (!vr->packed && (n & (n - 1)) != 0))
+        if (n == 0 || (!vr->packed_ring && (n & (n - 1)) != 0))
             fz_die("queue %u is served as a %s ring of size %u", i, kind, n);
-        if (vr->packed && (vr->last_avail >= n || vr->used_idx >= n))
+        if (vr->packed_ring && (vr->packed.next_avail >= n || vr->packed.next_used >= n))
             fz_die("queue %u is served as a packed ring of %u at slots %u (avail) and %u (used)", i, n,
-                   vr->last_avail, vr->used_idx);
+                   vr->packed.next_avail, vr->packed.next_used);
         /* vub_ring_load16/store16 need 2-byte aligned host pointers (and the
          * spec's 16/2/4 alignments are of guest addresses): a region whose
          * user address and file offset differ in their low bits breaks
          * that even when the guest addresses are aligned. UBSan does not
          * check atomics, so it is checked here. */
-        if (((uintptr_t)vr->desc | (uintptr_t)vr->avail | (uintptr_t)vr->used) & 1)
+        if (((uintptr_t)vr->desc | (uintptr_t)vr->driver | (uintptr_t)vr->device) & 1)
             fz_die("queue %u is served with a misaligned ring in host memory (desc %p, avail %p, used %p)", i,
-                   (void *)vr->desc, (void *)vr->avail, (void *)vr->used);
-        uint64_t avail_bytes = vr->packed ? vub_packed_event_bytes() : vub_split_avail_bytes(n);
-        uint64_t used_bytes = vr->packed ? vub_packed_event_bytes() : vub_split_used_bytes(n);
+                   (void *)vr->desc, (void *)vr->driver, (void *)vr->device);
+        uint64_t avail_bytes = vr->packed_ring ? vub_packed_event_bytes() : vub_split_avail_bytes(n);
+        uint64_t used_bytes = vr->packed_ring ? vub_packed_event_bytes() : vub_split_used_bytes(n);
         if (vr->desc != vub_mem_range(&dev->mem, VUB_UVA, q->desc_addr, vub_split_desc_bytes(n)) ||
-            vr->avail != vub_mem_range(&dev->mem, VUB_UVA, q->avail_addr, avail_bytes) ||
-            vr->used != vub_mem_range(&dev->mem, VUB_UVA, q->used_addr, used_bytes))
+            vr->driver != vub_mem_range(&dev->mem, VUB_UVA, q->avail_addr, avail_bytes) ||
+            vr->device != vub_mem_range(&dev->mem, VUB_UVA, q->used_addr, used_bytes))
             fz_die("queue %u is served as a %s ring of %u whose areas (desc 0x%llx, avail 0x%llx, used 0x%llx) "
                    "are not where that layout maps in guest memory", i, kind, n,
                    (unsigned long long)q->desc_addr, (unsigned long long)q->avail_addr,

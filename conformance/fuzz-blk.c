@@ -50,7 +50,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* The bytes [off, off + len) of a list of pieces, gathered. */
 static void fz_gather(const struct iovec *iov, unsigned n, uint64_t off, uint8_t *out, size_t len)
 {
-    vub_iov_copy_out(iov, n, off, out, len);
+    struct vub_iov_cursor c = {iov, n, 0, 0};
+    vub_iov_take(&c, off, NULL, 0, NULL);
+    vub_iov_copy(&c, out, NULL, len);
 }
 
 static void fz_image_bytes(struct vub_image *img, uint64_t off, uint8_t *out, size_t len)
