@@ -6,14 +6,15 @@
  *   - qcow2: QEMU docs/interop/qcow2.txt; deflate: RFC 1951; zstd: RFC 8878
  *
  * Sections, in order:
- *   1. Conventions: byte order, checked arithmetic, reasons for errors, feature bits
+ *   1. Conventions: byte order, checked arithmetic, reasons for errors, feature bits,
+ *      the iovec cursor
  *   2. Linux glue: every system call vub makes
  *   3. vhost-user wire format
  *   4. Guest memory
  *   5. Split virtqueue: device side, then driver side
  *   6. Packed virtqueue: device side, then driver side
  *   7. virtio-blk requests, device side
- *   8. Images: the image layer and raw images
+ *   8. Images: the image layer (probing, locks) and raw images
  *   9. qcow2 images, read-only
  *   10. Inflate (raw deflate), for compressed qcow2 clusters
  *   11. Zstandard decoding, for zstd-compressed qcow2 clusters
@@ -52,14 +53,16 @@
 #include <linux/fs.h>
 
 /* ======================================================================== *
- * 1. Conventions
+ * 1. Conventions: byte order, checked arithmetic, reasons, feature bits,
+ *    the iovec cursor
  *
  * Virtio structures are little-endian (VIRTIO 1.x, "Basic Facilities of a
  * Virtio Device": "little-endian" for every field once VERSION_1 is
  * negotiated); qcow2 is big-endian; vhost-user messages are in host order.
  * Guest and image bytes are never cast to host structs: they are decoded
  * with the helpers below, one byte at a time, so the code is the same on
- * every host and never makes an unaligned access.
+ * every host and never makes an unaligned access. Every failure is one
+ * reason of one table; every list of buffers is walked by one cursor.
  * ======================================================================== */
 
 #define VUB_BIT(n) (UINT64_C(1) << (n))
@@ -2626,7 +2629,7 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
 }
 
 /* ======================================================================== *
- * 8. Images: raw
+ * 8. Images: the image layer (format probing, locks) and raw images
  *
  * An image is what the back-end exports: a virtual disk of `size` bytes.
  * Raw images map disk bytes to file bytes one to one, so reads and writes
@@ -2634,6 +2637,8 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
  * no copy in between. [IMG-RAW-SIZE] the capacity is the file size rounded
  * down to whole 512-byte sectors; a partial last sector is not exported.
  * qcow2 images (section 9) are read-only and map clusters to file offsets.
+ * Opening probes the format ([IMG-PROBE-FOREIGN]) and locks the file the
+ * way QEMU does ([IMG-LOCK]), whatever the format.
  * ======================================================================== */
 
 struct vub_qcow2;

@@ -53,7 +53,10 @@
  * Conventions of this API (a prototype says so where it differs):
  *  - Errors: every function that can fail returns enum vub_err; VUB_OK is 0.
  *    Functions that take `char *why, size_t why_len` write one line naming
- *    the cause there on failure (always NUL-terminated, cut to fit).
+ *    the cause there on failure (always NUL-terminated, cut to fit); the
+ *    line ends with the requirement tag of the rule that failed, such as
+ *    [VU-MSG-SIZE] or [QCOW2-L2-ENTRY] (SPEC-NOTES.md explains each), and
+ *    the *_why() strings read the same way.
  *  - Ownership: objects (image, device, client) are created by a *_new,
  *    *_open or *_connect call into a pointer you pass and released by the
  *    matching *_free, *_close; releasing NULL does nothing. Pointers you pass
