@@ -49,9 +49,4 @@ main() {
     backend_test "${VUB_LABEL:-vub-serve-qcow2}" read
 }
 
-results=$(mktemp)
-main | tee "$results"
-tap_summary "$results"
-rc=$?
-rm -f "$results"
-exit $rc
+tap_run main
