@@ -111,7 +111,8 @@ suite() {
     if io --socket "$S" read "$size" 512 >/dev/null 2>"$out/past"; then
         fail "$L: a read past the capacity fails"
     else
-        check "$L: a read past the capacity is IOERR ($(cat "$out/past"))" grep -q IOERR "$out/past"
+        check "$L: a read past the capacity is refused naming it ($(cat "$out/past"))" \
+            grep -q "past the end of the disk (capacity $size bytes)" "$out/past"
     fi
 
     io --socket "$S" id >"$out/id" 2>&1
@@ -209,7 +210,7 @@ qsd_checks() {
         if head -c 4096 /dev/zero | io --socket "$dir/$Q-ro.sock" write 0 2>"$dir/$Q-ro.err"; then
             fail "$Q read-only: a write fails"
         else
-            check "$Q read-only: a write is IOERR ($(cat "$dir/$Q-ro.err"))" grep -q IOERR "$dir/$Q-ro.err"
+            check "$Q read-only: a write is refused as read-only ($(cat "$dir/$Q-ro.err"))" grep -q "read-only" "$dir/$Q-ro.err"
         fi
         check "$Q read-only: reads still work" cmp -s <(head -c 1M "$ro") <(io --socket "$dir/$Q-ro.sock" read 0 1M)
         stop "$qpid"
@@ -279,7 +280,7 @@ if [ -x build/vub-serve ]; then
         if head -c 4096 /dev/zero | io --socket "$dir/serve-ro.sock" write 0 2>"$dir/sro.err"; then
             fail "vub-serve read-only: a write fails"
         else
-            check "vub-serve read-only: a write is IOERR ($(cat "$dir/sro.err"))" grep -q IOERR "$dir/sro.err"
+            check "vub-serve read-only: a write is refused as read-only ($(cat "$dir/sro.err"))" grep -q "read-only" "$dir/sro.err"
         fi
         stop "$spid"
         check "vub-serve read-only: the image is unchanged" test "$before" = "$(sha256sum <"$img")"

@@ -6,7 +6,8 @@
 #     KERNEL  6.1 (Debian 12's) or 6.12 (bookworm-backports)
 #     RING    split or packed
 #     IMAGE   raw (default: test-vub-serve.sh, every check), qcow2
-#             (test-vub-serve-qcow2.sh, the read-only chain) or resize
+#             (test-vub-serve-qcow2.sh, the read-only chain), qcow2-zstd (the
+#             same chain, compressed with zstd) or resize
 #             (test-resize.sh: the raw image grows under the running guest)
 #
 # The newer generation is fetched and unpacked by tests/backports.sh into
@@ -18,7 +19,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-[ $# -ge 3 ] || { echo "usage: $0 7.2|10.0 6.1|6.12 split|packed [raw|qcow2|resize]" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: $0 7.2|10.0 6.1|6.12 split|packed [raw|qcow2|qcow2-zstd|resize]" >&2; exit 2; }
 qemu_gen=$1 kernel_gen=$2 ring=$3 image=${4:-raw}
 label=vub-serve-q$qemu_gen-k$kernel_gen-$ring${4:+-$image}
 cache=$VUB_GUEST_CACHE
@@ -59,6 +60,7 @@ export VUB_LABEL=$label
 case $image in
 raw) exec "$here/test-vub-serve.sh" ;;
 qcow2) exec "$here/test-vub-serve-qcow2.sh" ;;
+qcow2-zstd) VUB_QCOW2_COMPRESSION=zstd exec "$here/test-vub-serve-qcow2.sh" ;;
 resize) exec "$here/test-resize.sh" ;;
 *) echo "cell.sh: unknown image $image" >&2; exit 2 ;;
 esac
