@@ -7023,7 +7023,7 @@ static void vub_dev_queue_reset(struct vub_dev_queue *q)
 
 /* [VU-RESET] RESET_DEVICE returns the *device* to its initial state: every
  * ring stopped, disabled and unconfigured (size, base, addresses, kick fd),
- * virtio features and `writeback` forgotten. What describes the connection
+ * virtio features and `writeback` forgotten. [VU-RESET-KEEP] What describes the connection
  * is kept: the owner, the protocol features, the memory table and the call
  * and error fds. QEMU 10 resets between the firmware's use of the disk and
  * the kernel's and then sends SET_FEATURES, SET_VRING_CALL and the ring
