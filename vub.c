@@ -3,7 +3,7 @@
  * Read it top to bottom beside the specifications it implements:
  *   - vhost-user: QEMU docs/interop/vhost-user.rst
  *   - VIRTIO 1.x: "Virtqueues" (split and packed), "Block Device"
- *   - qcow2: QEMU docs/interop/qcow2.txt; deflate: RFC 1951
+ *   - qcow2: QEMU docs/interop/qcow2.txt; deflate: RFC 1951; zstd: RFC 8878
  *
  * Sections, in order:
  *   1. Conventions: byte order, checked arithmetic, errors, feature bits
@@ -15,6 +15,8 @@
  *   7. virtio-blk requests, device side
  *   8. Images: the image layer and raw images
  *   9. Inflate (raw deflate), for compressed qcow2 clusters
+ *   13. Zstandard decoding, for zstd-compressed qcow2 clusters (placed here,
+ *       after inflate; numbered last so that no other section moves)
  *   10. qcow2 images, read-only
  *   11. Back-end: the vhost-user-blk device
  *   12. Front-end: a vhost-user-blk client
@@ -163,6 +165,7 @@ static const char *const vub_err_text[] = {
     [VUB_E_CORRUPT] = "corrupt image metadata",
     [VUB_E_AGAIN] = "try again",
     [VUB_E_TIMEOUT] = "timed out",
+    [VUB_E_BUSY] = "in use by another process",
 };
 
 const char *vub_strerror(enum vub_err err)
@@ -310,26 +313,64 @@ void vub_features_str(uint64_t bits, enum vub_feature_kind kind, char *buf, size
  * through these small wrappers, so a port to another kernel starts here.
  * ======================================================================== */
 
-/* Signals an eventfd: the 8-byte value carries no meaning (vhost-user
- * "Introduction": "an 8 byte value ... the value is irrelevant"). */
-static void vub_sys_signal(int fd)
+/* Signals an eventfd (or writes to a pipe): the 8-byte value carries no
+ * meaning (vhost-user "Introduction": "the 8-value itself has no meaning").
+ * The fd is non-blocking ([VU-CALL-NONBLOCK]): EAGAIN means a saturated
+ * counter or a full pipe, so a signal is pending and the peer will wake
+ * anyway. False only if the fd is broken (a pipe with no reader, EBADF). */
+static bool vub_sys_signal(int fd)
 {
     uint64_t one = 1;
     ssize_t n;
     do {
         n = write(fd, &one, sizeof one);
     } while (n < 0 && errno == EINTR);
-    /* EAGAIN means the counter is saturated: the peer will wake anyway. */
+    return n >= 0 || errno == EAGAIN;
 }
 
-/* Consumes pending signals on a non-blocking eventfd. */
-static void vub_sys_drain(int fd)
+/* Consumes pending signals on a non-blocking eventfd or pipe. A pipe may
+ * hold more than one 8-byte signal; a bounded number of reads keeps a
+ * peer that writes without pause from holding us here. False if the fd
+ * reached end of file (the writer is gone) or fails for good. */
+static bool vub_sys_drain(int fd)
 {
     uint64_t count;
-    ssize_t n;
-    do {
-        n = read(fd, &count, sizeof count);
-    } while (n < 0 && errno == EINTR);
+    for (unsigned i = 0; i < 64; i++) {
+        ssize_t n = read(fd, &count, sizeof count);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN;
+        if (n == 0)
+            return false;
+    }
+    return true;
+}
+
+/* [VU-EVENT-FD] Is fd something a ring notification can travel on? An
+ * eventfd, or where the front-end lacks one a pipe (vhost-user
+ * "Introduction": "Either eventfd or pipe/pipe2"), whose end must suit the
+ * direction: kicks are read, calls and errors written. A file, a directory,
+ * /dev/null or a socket would either never signal or signal forever.
+ * eventfds are anonymous inodes, told apart by their /proc name; without
+ * /proc, any anonymous inode is taken on trust. */
+static bool vub_sys_event_fd_ok(int fd, bool read_end, bool *is_pipe)
+{
+    struct stat st;
+    int flags = fcntl(fd, F_GETFL);
+    if (fstat(fd, &st) != 0 || flags < 0)
+        return false;
+    int mode = flags & O_ACCMODE;
+    *is_pipe = S_ISFIFO(st.st_mode);
+    if (*is_pipe)
+        return mode == O_RDWR || mode == (read_end ? O_RDONLY : O_WRONLY);
+    char link[64], name[32];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, name, sizeof name - 1);
+    if (n < 0)
+        return errno == ENOENT && (st.st_mode & S_IFMT) == 0;
+    name[n] = '\0';
+    return strcmp(name, "anon_inode:[eventfd]") == 0;
 }
 
 static void vub_sys_close(int *fd)
@@ -354,6 +395,35 @@ static bool vub_sys_file_size(int fd, uint64_t *size)
         return false;
     *size = (uint64_t)st.st_size;
     return true;
+}
+
+/* Open-file-description byte locks (fcntl F_OFD_SETLK): they belong to the
+ * open file, not the process, so two opens in one process conflict like two
+ * processes, and closing the fd drops them. vub takes only shared (read)
+ * locks on single bytes, as QEMU does; see "Image locks" in section 8.
+ * Returns 0, or an errno: EAGAIN/EACCES when another open file holds a
+ * conflicting lock, EINVAL/ENOLCK/EOPNOTSUPP where the file system has no
+ * such locks. */
+static int vub_sys_lock_byte(int fd, uint64_t byte)
+{
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = (off_t)byte, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : errno;
+}
+
+/* True if another open file holds a lock on the byte (our own open file's
+ * locks never conflict with themselves, so they are not seen). */
+static bool vub_sys_byte_held_elsewhere(int fd, uint64_t byte)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)byte, .l_len = 1};
+    return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+}
+
+/* True if both fds are the same file: same device and inode, whatever
+ * names (hard links, symbolic links, other paths) led to them. */
+static bool vub_sys_same_file(int a, int b)
+{
+    struct stat sa, sb;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* Maps len bytes of fd starting at byte offset off, shared and writable.
@@ -1008,6 +1078,9 @@ struct vub_chain {
     uint64_t writable_bytes;
     bool too_many_segments;  /* well-formed, but more iovecs than vub keeps */
     bool writable_seen;      /* a writable descriptor came, even an empty or dropped one */
+    uint32_t descriptors;    /* buffer descriptors walked (an INDIRECT one not counted) */
+    uint8_t *last_writable;  /* last byte of the last non-empty writable buffer: the
+                                status byte, found even when the iovecs ran out */
 };
 
 /* Device-side state of one ring, split or packed. */
@@ -1061,15 +1134,21 @@ static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem
     if (err == VUB_E_RANGE) {
         c->too_many_segments = true; /* keep walking: the chain must still be checked */
         count = c->readable + c->writable;
-    } else if (err != VUB_OK) {
+        err = vub_mem_mapped(mem, d->addr, d->len) ? VUB_OK : VUB_E_PROTO;
+    }
+    if (err != VUB_OK) {
         vub_why(why, why_len, "descriptor chain %u points at unmapped guest memory 0x%llx+%u",
                 c->head, (unsigned long long)d->addr, d->len);
         return VUB_E_PROTO;
     }
+    c->descriptors++;
     if (writable) {
+        uint64_t contig;
         c->writable_seen = true;
         c->writable = count - c->readable;
         c->writable_bytes += d->len;
+        if (d->len > 0)
+            c->last_writable = vub_mem_find(mem, VUB_GPA, d->addr + d->len - 1, &contig);
     } else {
         c->readable = count;
         c->readable_bytes += d->len;
@@ -2345,13 +2424,25 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
     enum vub_err err;
 
     blk->stats->requests++;
+    /* [BLK-SEG-MAX] more data segments than the seg_max we advertise (a
+     * header and a status descriptor besides), or more iovecs than we keep:
+     * refused as a whole. The status byte is the chain's last writable byte
+     * ("the status byte ... last"), found during the walk, since the iovecs
+     * may have stopped short of it. */
+    if (c->too_many_segments || c->descriptors > VUB_BLK_SEG_MAX + 2) {
+        blk->stats->errors++;
+        if (!c->last_writable)
+            return 0;
+        *c->last_writable = VIRTIO_BLK_S_IOERR;
+        return 1;
+    }
     if (!status) {
         blk->stats->errors++;
         return 0;
     }
     unsigned rcount = c->readable, wcount = c->writable;
     struct iovec *rd = c->iov, *wr = c->iov + c->readable;
-    if (c->too_many_segments || c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
+    if (c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
         err = VUB_E_RANGE; /* [BLK-SHORT-HDR] */
     } else {
         vub_iov_copy_out(rd, rcount, 0, hdr, sizeof hdr);
@@ -2365,7 +2456,9 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
             data_in = wbytes;
             break;
         case VIRTIO_BLK_T_OUT:
-            err = vub_blk_out(blk, sector, rd, rcount, rbytes);
+            /* [BLK-OUT-DIR] the data of a write is device-readable; a
+             * writable data buffer is a driver error, not an empty write. */
+            err = wbytes ? VUB_E_RANGE : vub_blk_out(blk, sector, rd, rcount, rbytes);
             break;
         case VIRTIO_BLK_T_FLUSH:
             blk->stats->flushes++;
@@ -2508,13 +2601,128 @@ static bool vub_raw_file_size(int fd, uint64_t *size)
     return true;
 }
 
-/* Reads the first four bytes to tell qcow2 from raw. */
-static enum vub_format vub_image_probe(int fd)
+/* ---- Format probing ----
+ * [IMG-PROBE-FOREIGN] A file is qcow2 if it starts with the qcow2 magic and
+ * a version above 1. A file that starts with another image format's magic
+ * is not taken as raw: served raw, a guest would see (and could overwrite)
+ * that format's metadata. It is refused, naming the format, unless the
+ * caller asks for RAW explicitly. The magics are those each format's own
+ * specification puts first in the file (VDI's signature is at byte 64). */
+struct vub_foreign_magic {
+    const char *name;
+    uint32_t offset;     /* where the magic is */
+    const char *bytes;   /* the magic itself */
+    uint32_t len;
+};
+
+static const struct vub_foreign_magic vub_foreign_magics[] = {
+    {"VMDK (sparse extent)", 0, "KDMV", 4},
+    {"VMDK (ESX COW disk)", 0, "COWD", 4},
+    {"VMDK (text descriptor)", 0, "# Disk DescriptorFile", 21},
+    {"VHDX", 0, "vhdxfile", 8},
+    {"VDI", 64, "\x7f\x10\xda\xbe", 4}, /* 0xbeda107f, little-endian */
+    {"QED", 0, "QED\0", 4},
+    {"VPC/VHD", 0, "conectix", 8},
+    {"LUKS", 0, "LUKS\xba\xbe", 6},
+};
+
+#define VUB_PROBE_BYTES 72u /* covers every magic above */
+
+/* Tells qcow2 from raw by the first bytes; *foreign names another known
+ * format found instead (then the result is RAW and the caller refuses). */
+static enum vub_format vub_image_probe(int fd, const char **foreign)
 {
-    uint8_t magic[4];
-    if (pread(fd, magic, sizeof magic, 0) == (ssize_t)sizeof magic && vub_be32(magic) == VUB_QCOW2_MAGIC)
-        return VUB_FORMAT_QCOW2;
+    uint8_t head[VUB_PROBE_BYTES] = {0};
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    *foreign = NULL;
+    if (n >= 8 && vub_be32(head) == VUB_QCOW2_MAGIC) {
+        if (vub_be32(head + 4) >= 2)
+            return VUB_FORMAT_QCOW2;
+        *foreign = "qcow (version 1)";
+        return VUB_FORMAT_RAW;
+    }
+    for (size_t i = 0; i < sizeof vub_foreign_magics / sizeof vub_foreign_magics[0]; i++) {
+        const struct vub_foreign_magic *m = &vub_foreign_magics[i];
+        if (n >= (ssize_t)(m->offset + m->len) && memcmp(head + m->offset, m->bytes, m->len) == 0) {
+            *foreign = m->name;
+            break;
+        }
+    }
     return VUB_FORMAT_RAW;
+}
+
+/* ---- Image locks ----
+ * [IMG-LOCK] vub takes the byte-range locks QEMU's file driver takes, so
+ * that QEMU, qemu-img, qemu-storage-daemon and vub all see each other.
+ * QEMU (block/file-posix.c, RAW_LOCK_PERM_BASE and RAW_LOCK_SHARED_BASE)
+ * gives every block permission a bit: 0 consistent read, 1 write, 2 write
+ * unchanged, 3 resize. An open file holds a shared lock on byte 100 + bit
+ * for each permission it uses, and on byte 200 + bit for each permission
+ * it does not let others have. Opening conflicts if another open file holds
+ * byte 200 + bit for a permission we use, or byte 100 + bit for one we do
+ * not share. Our bytes are taken before the check (as QEMU does), so two
+ * openers racing each other cannot both miss the other.
+ *   vub reading:  uses read;         shares read, write unchanged
+ *   vub writing:  uses read, write;  shares read, write unchanged
+ *   force_share:  uses read;         shares everything (qemu-img -U)
+ * Backing files and data files are read. A file system without OFD locks
+ * is served unlocked, as QEMU's locking=auto does. */
+enum {
+    VUB_PERM_CONSISTENT_READ_BIT = 0,
+    VUB_PERM_WRITE_BIT = 1,
+    VUB_PERM_WRITE_UNCHANGED_BIT = 2,
+    VUB_PERM_RESIZE_BIT = 3,
+    VUB_PERM_BITS = 4,
+};
+#define VUB_LOCK_PERM_BASE 100u   /* byte 100 + bit: "I use this permission" */
+#define VUB_LOCK_SHARED_BASE 200u /* byte 200 + bit: "nobody else may use it" */
+
+static const char *const vub_perm_names[VUB_PERM_BITS] = {"consistent read", "write", "write unchanged",
+                                                          "resize"};
+
+static enum vub_err vub_image_lock(int fd, const char *path, bool write, bool force_share, char *why,
+                                   size_t why_len)
+{
+    unsigned used = 1u << VUB_PERM_CONSISTENT_READ_BIT | (write ? 1u << VUB_PERM_WRITE_BIT : 0);
+    unsigned unshared = force_share ? 0 : 1u << VUB_PERM_WRITE_BIT | 1u << VUB_PERM_RESIZE_BIT;
+    for (unsigned bit = 0; bit < VUB_PERM_BITS; bit++) {
+        int e = 0;
+        if (used & 1u << bit)
+            e = vub_sys_lock_byte(fd, VUB_LOCK_PERM_BASE + bit);
+        if (e == 0 && unshared & 1u << bit)
+            e = vub_sys_lock_byte(fd, VUB_LOCK_SHARED_BASE + bit);
+        if (e == EINVAL || e == ENOLCK || e == EOPNOTSUPP)
+            return VUB_OK; /* no OFD locks here: unlocked, as QEMU's locking=auto */
+        if (e != 0) {
+            vub_why(why, why_len, "%s: cannot lock byte %u: %s", path, VUB_LOCK_PERM_BASE + bit, strerror(e));
+            return VUB_E_IO;
+        }
+    }
+    for (unsigned bit = 0; bit < VUB_PERM_BITS; bit++) {
+        if (used & 1u << bit && vub_sys_byte_held_elsewhere(fd, VUB_LOCK_SHARED_BASE + bit)) {
+            vub_why(why, why_len, "%s is in use: another process (QEMU, qemu-img or vub) does not share "
+                    "its \"%s\" permission", path, vub_perm_names[bit]);
+            return VUB_E_BUSY;
+        }
+        if (unshared & 1u << bit && vub_sys_byte_held_elsewhere(fd, VUB_LOCK_PERM_BASE + bit)) {
+            vub_why(why, why_len, "%s is in use: another process (QEMU, qemu-img or vub) holds its \"%s\" "
+                    "permission%s", path, vub_perm_names[bit],
+                    write ? "" : "; a read-only look may share it (force_share, qemu-img -U)");
+            return VUB_E_BUSY;
+        }
+    }
+    return VUB_OK;
+}
+
+/* Sizes a raw image: [IMG-RAW-SIZE] whole sectors only. */
+static enum vub_err vub_raw_open(struct vub_image *img, const char *path, char *why, size_t why_len)
+{
+    if (!vub_raw_file_size(img->fd, &img->size)) {
+        vub_why(why, why_len, "%s: not a regular file or block device: %s", path, strerror(errno));
+        return VUB_E_IO;
+    }
+    img->size -= img->size % VIRTIO_BLK_SECTOR_BYTES;
+    return VUB_OK;
 }
 
 enum vub_err vub_image_open(struct vub_image **out, const char *path,
@@ -2536,7 +2744,14 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
         free(img);
         return VUB_E_IO;
     }
-    img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd) : opts->format;
+    const char *foreign = NULL;
+    img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd, &foreign) : opts->format;
+    if (foreign) {
+        vub_why(why, why_len, "%s is a %s image, which vub does not read (it reads raw and qcow2); "
+                "convert it with qemu-img, or open it as raw to use its bytes as they are", path, foreign);
+        vub_image_close(img);
+        return VUB_E_UNSUPP;
+    }
     if (img->format == VUB_FORMAT_QCOW2 && !opts->read_only) {
         /* vub never writes qcow2: hold the file read-only like any reader */
         close(img->fd);
@@ -2547,15 +2762,11 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
             return VUB_E_IO;
         }
     }
-    enum vub_err err = VUB_OK;
-    if (img->format == VUB_FORMAT_QCOW2) {
-        err = vub_qcow2_open(img, path, opts, why, why_len);
-    } else if (!vub_raw_file_size(img->fd, &img->size)) {
-        vub_why(why, why_len, "%s: not a regular file or block device: %s", path, strerror(errno));
-        err = VUB_E_IO;
-    } else {
-        img->size -= img->size % VIRTIO_BLK_SECTOR_BYTES;
-    }
+    bool write = img->format == VUB_FORMAT_RAW && !opts->read_only;
+    enum vub_err err = vub_image_lock(img->fd, path, write, opts->force_share && !write, why, why_len);
+    if (err == VUB_OK)
+        err = img->format == VUB_FORMAT_QCOW2 ? vub_qcow2_open(img, path, opts, why, why_len)
+                                              : vub_raw_open(img, path, why, why_len);
     if (err != VUB_OK) {
         vub_image_close(img);
         return err;
@@ -3430,6 +3641,1401 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
 }
 
 /* ======================================================================== *
+ * 13. Zstandard decoding  (RFC 8878 "Zstandard Compression and the
+ * 'application/zstd' Media Type")
+ *
+ * Numbered after the last section so that no other banner moves; it sits
+ * beside inflate because qcow2 (section 10) uses both.
+ *
+ * A qcow2 compressed cluster with compression_type 1 is zstd (qcow2.txt,
+ * "compression type"). QEMU writes each cluster as one frame and reads it
+ * back by decoding frame after frame into the cluster buffer until the
+ * buffer is full; the frame that fills it must then have ended. This section
+ * does the same, decoding straight into the caller's cluster buffer, which
+ * is also the window that matches copy from.
+ *
+ * Read it beside RFC 8878, bottom-up: the XXH64 content checksum, the
+ * backward bitstream that FSE and Huffman streams share ("FSE", "Huffman-
+ * Coded Streams"), FSE table descriptions and decoding tables ("FSE Table
+ * Description"), Huffman tree descriptions ("Huffman Tree Description"),
+ * the literals section ("Literals Section"), the sequences section
+ * ("Sequences Section"), sequence execution and repeat offsets ("Sequence
+ * Execution", "Repeat Offsets"), blocks ("Blocks"), the frame header
+ * ("Frame Header") and frames ("Frames", "Skippable Frames"). Each
+ * function's comment ends with "Format notes": the traps.
+ *
+ * The engine does no I/O and never allocates. Tables that outlive a block
+ * (the Huffman table that treeless literals reuse, the three sequence tables
+ * that Repeat_Mode reuses) live in a caller-owned struct vub_zstd_work,
+ * about 12 KiB, together with a caller-owned literals buffer of
+ * vub_zstd_lit_bytes(dst_len) bytes (at most 128 KiB); the qcow2 reader
+ * allocates both once, at open, from the cluster size. Nothing static is
+ * written, so any number of threads may decode at once, each with its own
+ * work area.
+ *
+ * Every outcome has its own number in enum vub_zstd_result: 0 is success,
+ * negative values are one per kind of malformed input, in the order the
+ * format meets them.
+ *
+ * Two decoders live side by side: the plain one is the reference and the
+ * fast one is tested against it. The reference decodes a
+ * Huffman code one bit at a time from the per-weight symbol counts, the
+ * RFC's "prefix codes are distributed in sequential order" turned into a
+ * loop, and copies matches byte by byte. The fast path looks Huffman codes
+ * up in a table, several symbols per refill of the bit buffer, and copies
+ * matches with memcpy. The tests decode every frame both ways and compare.
+ * ======================================================================== */
+
+/* Result of vub_zstd_decompress(), numbered like a table; the numbers are
+ * stable. [ZSTD-RESULTS] */
+enum vub_zstd_result {
+    VUB_ZSTD_OK = 0,                 /* frames decoded up to a full output or the input's end */
+    VUB_ZSTD_E_INPUT = -1,           /* input ran out inside a frame */
+    VUB_ZSTD_E_MAGIC = -2,           /* neither a Zstandard frame nor a skippable frame */
+    VUB_ZSTD_E_RESERVED_BIT = -3,    /* Frame_Header_Descriptor's reserved bit is set */
+    VUB_ZSTD_E_DICTIONARY = -4,      /* the frame needs a dictionary (Dictionary_ID not 0) */
+    VUB_ZSTD_E_TOO_BIG = -5,         /* output would pass dst_len (the cluster size) */
+    VUB_ZSTD_E_BLOCK_TYPE = -6,      /* Block_Type 3, reserved */
+    VUB_ZSTD_E_BLOCK_SIZE = -7,      /* a block or its output exceeds Block_Maximum_Size */
+    VUB_ZSTD_E_CONTENT_SIZE = -8,    /* frame output differs from Frame_Content_Size */
+    VUB_ZSTD_E_CHECKSUM = -9,        /* Content_Checksum does not match the output */
+    VUB_ZSTD_E_LIT_SIZE = -10,       /* literals section runs past the end of its block */
+    VUB_ZSTD_E_LIT_STREAMS = -11,    /* 4 streams with under 6 literals, or a bad jump table */
+    VUB_ZSTD_E_NO_HUFFMAN = -12,     /* treeless literals with no earlier Huffman table */
+    VUB_ZSTD_E_HUF_TREE = -13,       /* Huffman tree description runs past the literals */
+    VUB_ZSTD_E_HUF_WEIGHT = -14,     /* a weight above 11, or more than 255 weights */
+    VUB_ZSTD_E_HUF_POWER = -15,      /* weights cannot be completed to a power of 2 */
+    VUB_ZSTD_E_HUF_MAX_BITS = -16,   /* Max_Number_of_Bits above 11 */
+    VUB_ZSTD_E_HUF_WEIGHT1 = -17,    /* no literal has weight 1 */
+    VUB_ZSTD_E_HUF_STREAM = -18,     /* a Huffman stream is not consumed exactly */
+    VUB_ZSTD_E_PADDING = -19,        /* a bitstream is empty or its last byte is 0 (no end mark) */
+    VUB_ZSTD_E_FSE_LOG = -20,        /* FSE Accuracy_Log above the table's limit */
+    VUB_ZSTD_E_FSE_SYMBOLS = -21,    /* FSE distribution goes past the last symbol of its alphabet */
+    VUB_ZSTD_E_FSE_DESC = -22,       /* FSE distribution runs past the end of its section */
+    VUB_ZSTD_E_SEQ_HEADER = -23,     /* Sequences_Section_Header runs past the block */
+    VUB_ZSTD_E_SEQ_RESERVED = -24,   /* reserved bits of the symbol compression modes set */
+    VUB_ZSTD_E_SEQ_RLE_SYMBOL = -25, /* RLE_Mode symbol past the last code */
+    VUB_ZSTD_E_SEQ_REPEAT = -26,     /* Repeat_Mode with no earlier table in the frame */
+    VUB_ZSTD_E_SEQ_EXTRA = -27,      /* bytes after a Number_of_Sequences of 0 */
+    VUB_ZSTD_E_SEQ_STREAM = -28,     /* the sequence bitstream is not consumed exactly */
+    VUB_ZSTD_E_LIT_OVERRUN = -29,    /* sequences use more literals than the block has */
+    VUB_ZSTD_E_OFFSET_ZERO = -30,    /* a repeat offset works out to 0 */
+    VUB_ZSTD_E_OFFSET_FAR = -31,     /* an offset reaches before the frame's first byte */
+    VUB_ZSTD_E_OFFSET_WINDOW = -32,  /* an offset is larger than Window_Size */
+    VUB_ZSTD_E_WORK = -33,           /* caller's literals buffer is smaller than vub_zstd_lit_bytes() */
+    VUB_ZSTD_RESULT_MIN = -33        /* lowest result; for tests and tables */
+};
+
+/* One sentence per result, for logs and test output. */
+static const char *vub_zstd_strerror(int result)
+{
+    switch (result) {
+    case VUB_ZSTD_OK: return "zstd frames decoded";
+    case VUB_ZSTD_E_INPUT: return "zstd input ran out inside a frame";
+    case VUB_ZSTD_E_MAGIC: return "not a zstd frame (unknown magic number)";
+    case VUB_ZSTD_E_RESERVED_BIT: return "zstd frame header reserved bit is set";
+    case VUB_ZSTD_E_DICTIONARY: return "zstd frame needs a dictionary, which qcow2 cannot provide";
+    case VUB_ZSTD_E_TOO_BIG: return "zstd output is larger than the cluster";
+    case VUB_ZSTD_E_BLOCK_TYPE: return "zstd block type 3 is reserved";
+    case VUB_ZSTD_E_BLOCK_SIZE: return "zstd block exceeds the maximum block size";
+    case VUB_ZSTD_E_CONTENT_SIZE: return "zstd frame output differs from its declared content size";
+    case VUB_ZSTD_E_CHECKSUM: return "zstd content checksum does not match";
+    case VUB_ZSTD_E_LIT_SIZE: return "zstd literals section runs past the end of its block";
+    case VUB_ZSTD_E_LIT_STREAMS: return "zstd 4-stream literals: under 6 literals or a bad jump table";
+    case VUB_ZSTD_E_NO_HUFFMAN: return "zstd treeless literals with no earlier Huffman table";
+    case VUB_ZSTD_E_HUF_TREE: return "zstd Huffman tree description runs past the literals section";
+    case VUB_ZSTD_E_HUF_WEIGHT: return "zstd Huffman weight above 11, or more than 255 weights";
+    case VUB_ZSTD_E_HUF_POWER: return "zstd Huffman weights cannot be completed to a power of 2";
+    case VUB_ZSTD_E_HUF_MAX_BITS: return "zstd Huffman code longer than 11 bits";
+    case VUB_ZSTD_E_HUF_WEIGHT1: return "zstd Huffman tree has no literal of weight 1";
+    case VUB_ZSTD_E_HUF_STREAM: return "zstd Huffman stream not consumed exactly";
+    case VUB_ZSTD_E_PADDING: return "zstd bitstream is empty or has no end mark";
+    case VUB_ZSTD_E_FSE_LOG: return "zstd FSE accuracy log above the limit for its table";
+    case VUB_ZSTD_E_FSE_SYMBOLS: return "zstd FSE distribution goes past the last symbol of its alphabet";
+    case VUB_ZSTD_E_FSE_DESC: return "zstd FSE distribution runs past the end of its section";
+    case VUB_ZSTD_E_SEQ_HEADER: return "zstd sequences section header runs past the block";
+    case VUB_ZSTD_E_SEQ_RESERVED: return "zstd sequence compression modes have reserved bits set";
+    case VUB_ZSTD_E_SEQ_RLE_SYMBOL: return "zstd RLE_Mode symbol is past the last code";
+    case VUB_ZSTD_E_SEQ_REPEAT: return "zstd Repeat_Mode with no earlier table in the frame";
+    case VUB_ZSTD_E_SEQ_EXTRA: return "zstd bytes after a sequence count of zero";
+    case VUB_ZSTD_E_SEQ_STREAM: return "zstd sequence bitstream not consumed exactly";
+    case VUB_ZSTD_E_LIT_OVERRUN: return "zstd sequences use more literals than the block has";
+    case VUB_ZSTD_E_OFFSET_ZERO: return "zstd repeat offset works out to zero";
+    case VUB_ZSTD_E_OFFSET_FAR: return "zstd offset reaches before the start of the frame's output";
+    case VUB_ZSTD_E_OFFSET_WINDOW: return "zstd offset is larger than the window";
+    case VUB_ZSTD_E_WORK: return "zstd literals buffer is smaller than vub_zstd_lit_bytes()";
+    default: return "unknown zstd result";
+    }
+}
+
+/* Sizes fixed by the format. */
+#define VUB_ZSTD_MAGIC UINT32_C(0xFD2FB528)      /* "Magic_Number" */
+#define VUB_ZSTD_SKIP_MAGIC UINT32_C(0x184D2A50) /* skippable frames: 0x184D2A50..5F */
+enum {
+    VUB_ZSTD_BLOCK_MAX = 128 * 1024,      /* "Block_Maximum_Size": at most 128 KB */
+    VUB_ZSTD_HUF_MAX_BITS = 11,           /* "limits maximum code length to 11 bits" */
+    VUB_ZSTD_HUF_WEIGHTS_MAX = 255,       /* weights sent: literals 0..254; 255's is deduced */
+    VUB_ZSTD_HUF_WEIGHT_LOG_MAX = 6,      /* "maximum accuracy log is 6 bits" for weights */
+    VUB_ZSTD_LL_LOG_MAX = 9,              /* literals length and match length tables: 9 */
+    VUB_ZSTD_ML_LOG_MAX = 9,
+    VUB_ZSTD_OF_LOG_MAX = 8,              /* offsets table: 8 */
+    VUB_ZSTD_LL_CODES = 36,               /* literals length codes 0..35 */
+    VUB_ZSTD_ML_CODES = 53,               /* match length codes 0..52 */
+    VUB_ZSTD_OF_CODES = 32,               /* offset codes 0..31, as the reference decoder */
+    VUB_ZSTD_FSE_SYMBOLS_MAX = 256        /* largest alphabet an FSE table describes */
+};
+
+/* ---- State ---- */
+
+/* One cell of an FSE decoding table ("From normalized distribution to
+ * decoding tables"), with the symbol already turned into what the decoder
+ * needs: for a sequence code, its Baseline and Number_of_Bits; for a
+ * Huffman weight table, the weight in `base`. */
+struct vub_zstd_fse {
+    uint32_t base;       /* value = base + read(extra_bits) */
+    uint8_t extra_bits;
+    uint8_t state_bits;  /* next state = next_base + read(state_bits) */
+    uint16_t next_base;
+};
+
+/* One cell of the fast Huffman table: the next max_bits stream bits index
+ * it. */
+struct vub_zstd_huf_cell {
+    uint8_t symbol;
+    uint8_t bits;        /* length of the code that starts with these bits */
+};
+
+/* The literals' Huffman code, in the forms both decoders read. */
+struct vub_zstd_huf {
+    struct vub_zstd_huf_cell cell[1u << VUB_ZSTD_HUF_MAX_BITS];
+    uint8_t by_weight[256];       /* symbols sorted by weight, then value */
+    uint16_t first[VUB_ZSTD_HUF_MAX_BITS + 2];  /* per weight: its first index in by_weight */
+    uint16_t count[VUB_ZSTD_HUF_MAX_BITS + 2];  /* per weight: symbols with it */
+    uint16_t code_start[VUB_ZSTD_HUF_MAX_BITS + 2]; /* per weight: its first code value */
+    unsigned max_bits;            /* Max_Number_of_Bits; 0 = no table in this frame yet */
+};
+
+/* One sequence table in use: a table of cells and its accuracy log. */
+struct vub_zstd_table {
+    struct vub_zstd_fse *cells;   /* into struct vub_zstd_work */
+    unsigned log;                 /* Accuracy_Log; 0 for RLE_Mode (one cell) */
+    int valid;                    /* set in this frame, so Repeat_Mode may use it */
+};
+
+/* What survives from block to block, owned by the caller (see above). */
+struct vub_zstd_work {
+    struct vub_zstd_huf huf;
+    struct vub_zstd_fse ll[1u << VUB_ZSTD_LL_LOG_MAX];
+    struct vub_zstd_fse ml[1u << VUB_ZSTD_ML_LOG_MAX];
+    struct vub_zstd_fse of[1u << VUB_ZSTD_OF_LOG_MAX];
+    uint8_t *lit;                 /* caller's literals buffer */
+    size_t lit_bytes;             /* its size: at least vub_zstd_lit_bytes(dst_len) */
+};
+
+/* The decoder's state for one call. Lives on the stack of vub_zstd_run(). */
+struct vub_zstd {
+    const uint8_t *src;           /* compressed input */
+    size_t src_len;               /* never read src[src_len] or beyond */
+    size_t src_pos;               /* next byte of src */
+    uint8_t *dst;                 /* output: the cluster, and the window */
+    size_t dst_len;               /* never write dst[dst_len] or beyond */
+    size_t dst_pos;               /* bytes produced so far */
+    int fast;                     /* 1: table Huffman and memcpy copies; 0: reference only */
+    struct vub_zstd_work *w;
+
+    /* The current frame */
+    size_t frame_start;           /* dst_pos where this frame's output starts */
+    uint64_t window_bytes;        /* Window_Size */
+    size_t block_max;             /* Block_Maximum_Size */
+    uint32_t rep[3];              /* Repeated_Offset1..3 */
+    struct vub_zstd_table ll, of, ml;
+
+    /* The current block's literals */
+    const uint8_t *lit;           /* into src (raw literals) or w->lit */
+    size_t lit_len;
+};
+
+/* ---- Helpers ---- */
+
+/* Position of the highest set bit of v (v > 0): floor(log2(v)). */
+static unsigned vub_zstd_highbit(uint32_t v)
+{
+    unsigned n = 0;
+    while (v >>= 1)
+        n++;
+    return n;
+}
+
+/* ---- The content checksum: XXH64 ("Content_Checksum": "xxh64() ... with a
+ * seed of zero") ---- */
+
+#define VUB_XXH64_P1 UINT64_C(0x9E3779B185EBCA87)
+#define VUB_XXH64_P2 UINT64_C(0xC2B2AE3D27D4EB4F)
+#define VUB_XXH64_P3 UINT64_C(0x165667B19E3779F9)
+#define VUB_XXH64_P4 UINT64_C(0x85EBCA77C2B2AE63)
+#define VUB_XXH64_P5 UINT64_C(0x27D4EB2F165667C5)
+
+static uint64_t vub_rotl64(uint64_t x, unsigned r)
+{
+    return x << r | x >> (64 - r);
+}
+
+/* One lane of input folded into one of the four accumulators. */
+static uint64_t vub_xxh64_round(uint64_t acc, uint64_t lane)
+{
+    return vub_rotl64(acc + lane * VUB_XXH64_P2, 31) * VUB_XXH64_P1;
+}
+
+static uint64_t vub_xxh64_merge(uint64_t hash, uint64_t acc)
+{
+    return (hash ^ vub_xxh64_round(0, acc)) * VUB_XXH64_P1 + VUB_XXH64_P4;
+}
+
+/* XXH64 of p[0..len), the hash zstd frames carry the low 32 bits of.
+ *
+ * Format notes: input is read as little-endian 64-bit lanes; 32-byte
+ * stripes feed four accumulators, only when there are 32 bytes or more; the
+ * length is added before the tail (8-byte lanes, then one 4-byte word, then
+ * single bytes), and a final avalanche mixes the bits. [ZSTD-CHECKSUM] */
+static uint64_t vub_xxh64(const uint8_t *p, size_t len, uint64_t seed)
+{
+    size_t i = 0;
+    uint64_t h;
+    if (len >= 32) {
+        uint64_t v1 = seed + VUB_XXH64_P1 + VUB_XXH64_P2, v2 = seed + VUB_XXH64_P2;
+        uint64_t v3 = seed, v4 = seed - VUB_XXH64_P1;
+        for (; len - i >= 32; i += 32) {
+            v1 = vub_xxh64_round(v1, vub_le64(p + i));
+            v2 = vub_xxh64_round(v2, vub_le64(p + i + 8));
+            v3 = vub_xxh64_round(v3, vub_le64(p + i + 16));
+            v4 = vub_xxh64_round(v4, vub_le64(p + i + 24));
+        }
+        h = vub_rotl64(v1, 1) + vub_rotl64(v2, 7) + vub_rotl64(v3, 12) + vub_rotl64(v4, 18);
+        h = vub_xxh64_merge(h, v1);
+        h = vub_xxh64_merge(h, v2);
+        h = vub_xxh64_merge(h, v3);
+        h = vub_xxh64_merge(h, v4);
+    } else {
+        h = seed + VUB_XXH64_P5;
+    }
+    h += (uint64_t)len;
+    for (; len - i >= 8; i += 8)
+        h = vub_rotl64(h ^ vub_xxh64_round(0, vub_le64(p + i)), 27) * VUB_XXH64_P1 + VUB_XXH64_P4;
+    if (len - i >= 4) {
+        h = vub_rotl64(h ^ (uint64_t)vub_le32(p + i) * VUB_XXH64_P1, 23) * VUB_XXH64_P2 + VUB_XXH64_P3;
+        i += 4;
+    }
+    for (; i < len; i++)
+        h = vub_rotl64(h ^ p[i] * VUB_XXH64_P5, 11) * VUB_XXH64_P1;
+    h ^= h >> 33;
+    h *= VUB_XXH64_P2;
+    h ^= h >> 29;
+    h *= VUB_XXH64_P3;
+    h ^= h >> 32;
+    return h;
+}
+
+/* ---- Backward bitstreams ("FSE", "Huffman-Coded Streams") ---- */
+
+/* A bitstream read from its end towards its start. Think of the stream as
+ * one little-endian number: reading n bits takes its n highest unread bits.
+ * buf holds the next `count` bits in its low end, the next bit to read
+ * highest; bytes are loaded from src[byte_pos - 1] downwards. */
+struct vub_zbits {
+    const uint8_t *src;    /* the stream's first byte */
+    size_t byte_pos;       /* src[0..byte_pos) not loaded yet */
+    uint64_t buf;          /* low `count` bits are unread; bits above are stale */
+    unsigned count;        /* at most 63 */
+    unsigned overread;     /* bits read past the stream's start, as zeros */
+};
+
+/* Starts a stream of len bytes: skips the zero bits of padding and the 1
+ * bit that mark its end.
+ *
+ * Format notes: "the compressor writes a single 1-bit and then fills the
+ * byte with 0-7 0 bits of padding": the last byte is never 0, and an empty
+ * stream has no end mark at all; both are corrupt. [ZSTD-STREAM-PAD] */
+static int vub_zbits_init(struct vub_zbits *b, const uint8_t *src, size_t len)
+{
+    if (len == 0 || src[len - 1] == 0)
+        return VUB_ZSTD_E_PADDING;
+    b->src = src;
+    b->byte_pos = len - 1;
+    b->buf = src[len - 1];
+    b->count = vub_zstd_highbit(src[len - 1]);
+    b->overread = 0;
+    return 0;
+}
+
+/* Loads whole bytes until buf holds at least 56 bits or the stream's start
+ * is reached: one 64-bit load when 8 bytes remain, else byte by byte.
+ *
+ * Format notes: none; this only moves bytes into the buffer earlier. */
+static inline void vub_zbits_refill(struct vub_zbits *b)
+{
+    unsigned k = (63 - b->count) >> 3; /* whole bytes that fit */
+    if (k == 0)
+        return;
+    if (b->byte_pos >= 8) {
+        uint64_t word = vub_le64(b->src + b->byte_pos - 8);
+        b->buf = b->buf << (8 * k) | word >> (64 - 8 * k);
+        b->count += 8 * k;
+        b->byte_pos -= k;
+        return;
+    }
+    while (k-- > 0 && b->byte_pos > 0) {
+        b->buf = b->buf << 8 | b->src[--b->byte_pos];
+        b->count += 8;
+    }
+}
+
+/* The next n (0..32) bits without taking them; bits past the start read
+ * as zeros. */
+static inline uint32_t vub_zbits_peek(struct vub_zbits *b, unsigned n)
+{
+    if (b->count < n) {
+        vub_zbits_refill(b);
+        if (b->count < n)
+            return (uint32_t)((b->buf << (n - b->count)) & ((UINT64_C(1) << n) - 1));
+    }
+    return (uint32_t)((b->buf >> (b->count - n)) & ((UINT64_C(1) << n) - 1));
+}
+
+/* Drops n bits that vub_zbits_peek() has shown. */
+static inline void vub_zbits_skip(struct vub_zbits *b, unsigned n)
+{
+    if (n > b->count) {
+        b->overread += n - b->count;
+        b->count = 0;
+    } else {
+        b->count -= n;
+    }
+}
+
+/* Takes the next n (0..32) bits as a number.
+ *
+ * Format notes: fields are read "in little-endian fashion" from the end:
+ * the first bit read is the value's most significant. Reading past the
+ * stream's start is not an error here; it yields zeros and is counted, and
+ * each user decides (the Huffman weight stream ends that way, the others
+ * must not). */
+static inline uint32_t vub_zbits_read(struct vub_zbits *b, unsigned n)
+{
+    uint32_t v = vub_zbits_peek(b, n);
+    vub_zbits_skip(b, n);
+    return v;
+}
+
+/* True if every bit was read and none past the start. */
+static int vub_zbits_done(const struct vub_zbits *b)
+{
+    return b->count == 0 && b->byte_pos == 0 && b->overread == 0;
+}
+
+/* ---- FSE tables ("FSE Table Description", "From normalized distribution
+ * to decoding tables") ---- */
+
+/* Which table a distribution is for: fixes its alphabet, its accuracy log
+ * limit and what a cell's base and extra bits mean. */
+enum vub_zstd_kind { VUB_ZSTD_LL, VUB_ZSTD_ML, VUB_ZSTD_OF, VUB_ZSTD_WEIGHT };
+
+/* Baseline and Number_of_Bits of literals length codes 16..35 and match
+ * length codes 32..52 ("Literals length codes", "Match length codes"); the
+ * codes below them stand for themselves (plus 3 for match lengths). */
+static const uint32_t vub_zstd_ll_base[VUB_ZSTD_LL_CODES - 16] = {
+    16, 18, 20, 22, 24, 28, 32, 40, 48, 64, 128, 256, 512, 1024, 2048, 4096,
+    8192, 16384, 32768, 65536};
+static const uint8_t vub_zstd_ll_bits[VUB_ZSTD_LL_CODES - 16] = {
+    1, 1, 1, 1, 2, 2, 3, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+static const uint32_t vub_zstd_ml_base[VUB_ZSTD_ML_CODES - 32] = {
+    35, 37, 39, 41, 43, 47, 51, 59, 67, 83, 99, 131, 259, 515, 1027, 2051,
+    4099, 8195, 16387, 32771, 65539};
+static const uint8_t vub_zstd_ml_bits[VUB_ZSTD_ML_CODES - 32] = {
+    1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+/* "Default Distributions", for Predefined_Mode. */
+static const int16_t vub_zstd_ll_default[VUB_ZSTD_LL_CODES] = {
+    4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 2, 1, 1, 1, 1, 1,
+    -1, -1, -1, -1};
+static const int16_t vub_zstd_ml_default[VUB_ZSTD_ML_CODES] = {
+    1, 4, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1,
+    -1, -1, -1, -1, -1};
+static const int16_t vub_zstd_of_default[29] = {
+    1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1};
+
+/* What symbol `symbol` of a table of this kind decodes to. */
+static void vub_zstd_code_value(enum vub_zstd_kind kind, unsigned symbol, struct vub_zstd_fse *cell)
+{
+    switch (kind) {
+    case VUB_ZSTD_LL:
+        cell->base = symbol < 16 ? symbol : vub_zstd_ll_base[symbol - 16];
+        cell->extra_bits = symbol < 16 ? 0 : vub_zstd_ll_bits[symbol - 16];
+        break;
+    case VUB_ZSTD_ML:
+        cell->base = symbol < 32 ? symbol + 3 : vub_zstd_ml_base[symbol - 32];
+        cell->extra_bits = symbol < 32 ? 0 : vub_zstd_ml_bits[symbol - 32];
+        break;
+    case VUB_ZSTD_OF: /* "Offset_Value = (1 << offsetCode) + readNBits(offsetCode)" */
+        cell->base = UINT32_C(1) << symbol;
+        cell->extra_bits = (uint8_t)symbol;
+        break;
+    case VUB_ZSTD_WEIGHT:
+        cell->base = symbol;
+        cell->extra_bits = 0;
+        break;
+    }
+}
+
+/* Builds a decoding table of 1 << log cells from a normalized distribution
+ * of symbol_count probabilities (-1 meaning "less than 1").
+ *
+ * Format notes: "less than 1" symbols take one cell each from the end of
+ * the table, in symbol order, and reset the state fully (Accuracy_Log
+ * bits). The others are spread with position += (size >> 1) + (size >> 3)
+ * + 3, skipping those end cells; the step is odd, so the walk visits every
+ * cell. Then each symbol's cells, in state order, get next-state values
+ * counting up from its probability: a cell with value v reads log -
+ * highbit(v) bits and adds (v << bits) - size, so the lowest states read
+ * one bit more. [ZSTD-FSE-BUILD] */
+static void vub_zstd_fse_build(struct vub_zstd_fse *cells, const int16_t *prob, unsigned symbol_count,
+                               unsigned log, enum vub_zstd_kind kind)
+{
+    uint32_t size = UINT32_C(1) << log;
+    uint16_t next[VUB_ZSTD_FSE_SYMBOLS_MAX];
+    uint8_t symbol_at[1u << VUB_ZSTD_LL_LOG_MAX];
+    int high = (int)size - 1;
+    for (unsigned s = 0; s < symbol_count; s++) {
+        if (prob[s] == -1) {
+            symbol_at[high--] = (uint8_t)s;
+            next[s] = 1;
+        } else {
+            next[s] = (uint16_t)prob[s];
+        }
+    }
+    uint32_t pos = 0, step = (size >> 1) + (size >> 3) + 3;
+    for (unsigned s = 0; s < symbol_count; s++) {
+        for (int i = 0; i < prob[s]; i++) {
+            symbol_at[pos] = (uint8_t)s;
+            do
+                pos = (pos + step) & (size - 1);
+            while ((int)pos > high);
+        }
+    }
+    for (uint32_t u = 0; u < size; u++) {
+        unsigned s = symbol_at[u];
+        uint32_t v = next[s]++;
+        unsigned bits = log - vub_zstd_highbit(v);
+        vub_zstd_code_value(kind, s, &cells[u]);
+        cells[u].state_bits = (uint8_t)bits;
+        cells[u].next_base = (uint16_t)((v << bits) - size);
+    }
+}
+
+/* A forward little-endian bit reader over one section, for distributions. */
+struct vub_zfwd {
+    const uint8_t *p;
+    size_t len;
+    size_t bit_pos;
+};
+
+/* The next n (1..16) bits, zeros past the end. */
+static uint32_t vub_zfwd_peek(const struct vub_zfwd *r, unsigned n)
+{
+    size_t at = r->bit_pos >> 3;
+    uint32_t v = 0;
+    for (unsigned i = 0; i < 4 && at + i < r->len; i++)
+        v |= (uint32_t)r->p[at + i] << (8 * i);
+    return (v >> (r->bit_pos & 7)) & ((UINT32_C(1) << n) - 1);
+}
+
+static int vub_zfwd_skip(struct vub_zfwd *r, unsigned n)
+{
+    r->bit_pos += n;
+    return r->bit_pos > r->len * 8 ? VUB_ZSTD_E_FSE_DESC : 0;
+}
+
+/* Reads a distribution from p[0..len): the Accuracy_Log, then one
+ * probability per symbol until they add up to 1 << log. Returns the bytes
+ * used (the description ends on a byte boundary), or an error.
+ *
+ * Format notes: each value is sent in just enough bits for the largest
+ * value still possible (remaining points + 1), and the smallest values in
+ * one bit less: with T bits and `low` = 2^T - 1 - max_value, a (T-1)-bit
+ * read below `low` is the value; otherwise T bits are read and those at or
+ * above 2^(T-1) lose `low`. Probability = value - 1, so -1 ("less than 1")
+ * costs one point. A 0 is followed by 2-bit repeat counts of more zeros, a
+ * count of 3 meaning another count follows. The encoding cannot overshoot
+ * the total; it can name symbols past the alphabet, which is corrupt.
+ * [ZSTD-FSE-DESC] [ZSTD-FSE-LOG] */
+static int vub_zstd_fse_read(const uint8_t *p, size_t len, unsigned max_log, unsigned symbol_max, int16_t *prob, unsigned *symbol_count, unsigned *log_out,
+                             size_t *used)
+{
+    struct vub_zfwd r = {p, len, 0};
+    int err;
+    if (len == 0)
+        return VUB_ZSTD_E_FSE_DESC;
+    unsigned log = vub_zfwd_peek(&r, 4) + 5;
+    if ((err = vub_zfwd_skip(&r, 4)) != 0)
+        return err;
+    if (log > max_log)
+        return VUB_ZSTD_E_FSE_LOG;
+    int32_t remaining = (INT32_C(1) << log) + 1; /* points left, plus one */
+    uint32_t threshold = UINT32_C(1) << log;
+    unsigned bits = log + 1;
+    unsigned s = 0;
+    while (remaining > 1) {
+        if (s >= symbol_max)
+            return VUB_ZSTD_E_FSE_SYMBOLS;
+        uint32_t low = 2 * threshold - 1 - (uint32_t)remaining;
+        uint32_t v = vub_zfwd_peek(&r, bits);
+        int32_t value;
+        if ((v & (threshold - 1)) < low) {
+            value = (int32_t)(v & (threshold - 1));
+            err = vub_zfwd_skip(&r, bits - 1);
+        } else {
+            value = (int32_t)(v >= threshold ? v - low : v);
+            err = vub_zfwd_skip(&r, bits);
+        }
+        if (err)
+            return err;
+        int32_t pr = value - 1;
+        prob[s++] = (int16_t)pr;
+        remaining -= pr < 0 ? 1 : pr;
+        if (pr == 0) {
+            unsigned repeat;
+            do {
+                repeat = vub_zfwd_peek(&r, 2);
+                if ((err = vub_zfwd_skip(&r, 2)) != 0)
+                    return err;
+                for (unsigned i = 0; i < repeat; i++) {
+                    if (s >= symbol_max)
+                        return VUB_ZSTD_E_FSE_SYMBOLS;
+                    prob[s++] = 0;
+                }
+            } while (repeat == 3);
+        }
+        while ((uint32_t)remaining < threshold) {
+            bits--;
+            threshold >>= 1;
+        }
+    }
+    *symbol_count = s;
+    *log_out = log;
+    *used = (r.bit_pos + 7) / 8;
+    return 0;
+}
+
+/* ---- Huffman codes ("Huffman Tree Description", "Huffman-Coded Streams") ---- */
+
+/* Reads weights sent as FSE: a distribution (Accuracy_Log at most 6), then
+ * one backward bitstream in which two states take turns.
+ *
+ * Format notes: State1 decodes the even-numbered weights and is read
+ * first, then State2. The end is found by overflow: when a state update
+ * needs more bits than remain (the missing ones read as 0), the other
+ * state's symbol is the last weight. More than 255 weights is corrupt.
+ * [ZSTD-HUF-FSE] */
+static int vub_zstd_huf_fse_weights(const uint8_t *p, size_t len, uint8_t *weights, unsigned *count)
+{
+    int16_t prob[VUB_ZSTD_FSE_SYMBOLS_MAX];
+    struct vub_zstd_fse cells[1u << VUB_ZSTD_HUF_WEIGHT_LOG_MAX];
+    unsigned symbols, log;
+    size_t used;
+    int err = vub_zstd_fse_read(p, len, VUB_ZSTD_HUF_WEIGHT_LOG_MAX, VUB_ZSTD_FSE_SYMBOLS_MAX,
+                                prob, &symbols, &log, &used);
+    if (err)
+        return err;
+    vub_zstd_fse_build(cells, prob, symbols, log, VUB_ZSTD_WEIGHT);
+    struct vub_zbits b;
+    if ((err = vub_zbits_init(&b, p + used, len - used)) != 0)
+        return err;
+    uint32_t state[2];
+    state[0] = vub_zbits_read(&b, log);
+    state[1] = vub_zbits_read(&b, log);
+    unsigned n = 0;
+    for (unsigned turn = 0;; turn ^= 1) {
+        const struct vub_zstd_fse *c = &cells[state[turn]];
+        if (n == VUB_ZSTD_HUF_WEIGHTS_MAX)
+            return VUB_ZSTD_E_HUF_WEIGHT;
+        weights[n++] = (uint8_t)c->base;
+        state[turn] = c->next_base + vub_zbits_read(&b, c->state_bits);
+        if (b.overread) {
+            if (n == VUB_ZSTD_HUF_WEIGHTS_MAX)
+                return VUB_ZSTD_E_HUF_WEIGHT;
+            weights[n++] = (uint8_t)cells[state[turn ^ 1]].base;
+            break;
+        }
+    }
+    *count = n;
+    return 0;
+}
+
+/* Reads a Huffman_Tree_Description from p[0..len) into h; *used gets its
+ * size.
+ *
+ * Format notes: a header byte of 128 or more means header - 127 weights of
+ * 4 bits, two per byte, the first in the high nibble; below 128 it is the
+ * byte size of an FSE-compressed list. The last literal's weight is not
+ * sent: it is what brings the sum of 2^(weight-1) up to the next power of
+ * two, which must take exactly one weight. That power is 2^Max_Number_of_
+ * Bits, at most 2^11; Number_of_Bits = Max_Number_of_Bits + 1 - weight. At
+ * least one literal must have weight 1 (the longest code). [ZSTD-HUF-TREE]
+ * [ZSTD-HUF-WEIGHTS] */
+static int vub_zstd_huf_tree(struct vub_zstd_huf *h, const uint8_t *p, size_t len, size_t *used)
+{
+    uint8_t weights[256];
+    unsigned n;
+    if (len == 0)
+        return VUB_ZSTD_E_HUF_TREE;
+    unsigned header = p[0];
+    if (header >= 128) {
+        n = header - 127;
+        size_t bytes = (n + 1) / 2;
+        if (bytes > len - 1)
+            return VUB_ZSTD_E_HUF_TREE;
+        for (unsigned i = 0; i < n; i++)
+            weights[i] = (uint8_t)(i % 2 == 0 ? p[1 + i / 2] >> 4 : p[1 + i / 2] & 15);
+        *used = 1 + bytes;
+    } else {
+        if (header > len - 1)
+            return VUB_ZSTD_E_HUF_TREE;
+        int err = vub_zstd_huf_fse_weights(p + 1, header, weights, &n);
+        if (err)
+            return err;
+        *used = 1 + (size_t)header;
+    }
+
+    uint32_t total = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (weights[i] > VUB_ZSTD_HUF_MAX_BITS)
+            return VUB_ZSTD_E_HUF_WEIGHT;
+        if (weights[i])
+            total += UINT32_C(1) << (weights[i] - 1);
+    }
+    if (total == 0)
+        return VUB_ZSTD_E_HUF_POWER;
+    unsigned max_bits = vub_zstd_highbit(total) + 1;
+    if (max_bits > VUB_ZSTD_HUF_MAX_BITS)
+        return VUB_ZSTD_E_HUF_MAX_BITS;
+    uint32_t rest = (UINT32_C(1) << max_bits) - total;
+    if ((rest & (rest - 1)) != 0)
+        return VUB_ZSTD_E_HUF_POWER;
+    weights[n++] = (uint8_t)(vub_zstd_highbit(rest) + 1);
+
+    memset(h->count, 0, sizeof h->count);
+    for (unsigned s = 0; s < n; s++)
+        h->count[weights[s]]++;
+    if (h->count[1] == 0)
+        return VUB_ZSTD_E_HUF_WEIGHT1;
+
+    /* Codes go out lowest weight (longest code) first, in symbol order; in
+     * the 2^max_bits table, a symbol of weight w covers 2^(w-1) cells. */
+    uint32_t cell = 0;
+    uint16_t index = 0;
+    for (unsigned wt = 1; wt <= max_bits; wt++) {
+        h->first[wt] = index;
+        h->code_start[wt] = (uint16_t)(cell >> (wt - 1));
+        index = (uint16_t)(index + h->count[wt]);
+        cell += (uint32_t)h->count[wt] << (wt - 1);
+    }
+    uint16_t fill[VUB_ZSTD_HUF_MAX_BITS + 2];
+    memcpy(fill, h->first, sizeof fill);
+    for (unsigned s = 0; s < n; s++)
+        if (weights[s])
+            h->by_weight[fill[weights[s]]++] = (uint8_t)s;
+    cell = 0;
+    for (unsigned i = 0; i < index; i++) {
+        unsigned s = h->by_weight[i];
+        unsigned wt = weights[s];
+        struct vub_zstd_huf_cell c = {(uint8_t)s, (uint8_t)(max_bits + 1 - wt)};
+        for (uint32_t k = 0; k < (UINT32_C(1) << (wt - 1)); k++)
+            h->cell[cell++] = c;
+    }
+    h->max_bits = max_bits;
+    return 0;
+}
+
+/* Reference decoder: one symbol, one bit at a time. A code of
+ * Number_of_Bits n belongs to weight max_bits + 1 - n, whose codes are the
+ * count[w] numbers from code_start[w], in by_weight order.
+ *
+ * Format notes: the code's first bit is the first one read from the
+ * backward stream, its most significant. The code is complete, so a symbol
+ * is always found by max_bits bits. [ZSTD-HUF-CODE] */
+static unsigned vub_zstd_huf_decode_ref(const struct vub_zstd_huf *h, struct vub_zbits *b)
+{
+    uint32_t code = 0;
+    for (unsigned len = 1; len <= h->max_bits; len++) {
+        code = code << 1 | vub_zbits_read(b, 1);
+        unsigned wt = h->max_bits + 1 - len;
+        if (h->count[wt] && code - h->code_start[wt] < h->count[wt])
+            return h->by_weight[h->first[wt] + (code - h->code_start[wt])];
+    }
+    return 0; /* unreachable: the code is complete */
+}
+
+/* Decodes exactly n literals from one Huffman-coded stream p[0..len).
+ *
+ * The fast path takes as many symbols as 56 buffered bits surely hold
+ * (5 of at most 11 bits) per refill while 8 bytes remain, then one at a
+ * time with the bounds-checked peek.
+ *
+ * Format notes: "If a bitstream is not entirely and exactly consumed ...
+ * the decoding process is considered faulty": bits left over and bits read
+ * past the start are both errors. [ZSTD-HUF-STREAM] */
+static int vub_zstd_huf_stream(const struct vub_zstd *z, const uint8_t *p, size_t len, uint8_t *out, size_t n)
+{
+    const struct vub_zstd_huf *h = &z->w->huf;
+    struct vub_zbits b;
+    int err = vub_zbits_init(&b, p, len);
+    if (err)
+        return err;
+    size_t i = 0;
+    unsigned max_bits = h->max_bits;
+    if (z->fast) {
+        unsigned per_refill = 56 / max_bits;
+        while (n - i >= per_refill && b.byte_pos >= 8) {
+            vub_zbits_refill(&b);
+            for (unsigned k = 0; k < per_refill; k++) {
+                struct vub_zstd_huf_cell c =
+                    h->cell[(b.buf >> (b.count - max_bits)) & ((1u << max_bits) - 1)];
+                out[i++] = c.symbol;
+                b.count -= c.bits;
+            }
+        }
+        for (; i < n; i++) {
+            struct vub_zstd_huf_cell c = h->cell[vub_zbits_peek(&b, max_bits)];
+            out[i] = c.symbol;
+            vub_zbits_skip(&b, c.bits);
+        }
+    } else {
+        for (; i < n; i++)
+            out[i] = (uint8_t)vub_zstd_huf_decode_ref(h, &b);
+    }
+    return vub_zbits_done(&b) ? 0 : VUB_ZSTD_E_HUF_STREAM;
+}
+
+/* ---- Literals ("Literals Section") ---- */
+
+/* Decodes Huffman literals: the tree (unless treeless), then 1 or 4
+ * streams, into the work area's literals buffer.
+ *
+ * Format notes: Compressed_Size counts the tree description too. With 4
+ * streams a 6-byte jump table gives the first three streams' sizes; the
+ * fourth is what is left and must be at least 1 byte. Each stream decodes
+ * (Regenerated_Size + 3) / 4 literals, the last one the rest, so at least
+ * 6 literals are needed (with 5, the last stream's share is negative).
+ * Treeless literals reuse the last Huffman table of this frame.
+ * [ZSTD-LIT-HUF] [ZSTD-LIT-4STREAMS] [ZSTD-LIT-TREELESS] */
+static int vub_zstd_lit_huffman(struct vub_zstd *z, const uint8_t *p, size_t len, size_t regen,
+                                int treeless, int four)
+{
+    struct vub_zstd_work *w = z->w;
+    int err;
+    if (four && regen < 6)
+        return VUB_ZSTD_E_LIT_STREAMS;
+    if (treeless) {
+        if (w->huf.max_bits == 0)
+            return VUB_ZSTD_E_NO_HUFFMAN;
+    } else {
+        size_t used;
+        w->huf.max_bits = 0;
+        if ((err = vub_zstd_huf_tree(&w->huf, p, len, &used)) != 0)
+            return err;
+        p += used;
+        len -= used;
+    }
+    z->lit = w->lit;
+    z->lit_len = regen;
+    if (!four)
+        return vub_zstd_huf_stream(z, p, len, w->lit, regen);
+    if (len < 6)
+        return VUB_ZSTD_E_LIT_STREAMS;
+    size_t sizes[4] = {vub_le16(p), vub_le16(p + 2), vub_le16(p + 4), 0};
+    size_t used = 6 + sizes[0] + sizes[1] + sizes[2];
+    if (used >= len)
+        return VUB_ZSTD_E_LIT_STREAMS;
+    sizes[3] = len - used;
+    size_t share = (regen + 3) / 4;
+    p += 6;
+    for (unsigned k = 0; k < 4; k++) {
+        size_t count = k < 3 ? share : regen - 3 * share;
+        if ((err = vub_zstd_huf_stream(z, p, sizes[k], w->lit + k * share, count)) != 0)
+            return err;
+        p += sizes[k];
+    }
+    return 0;
+}
+
+/* Reads the Literals_Section_Header and the literals of one block from
+ * p[0..len); *used gets the section's size.
+ *
+ * Format notes: the header is a little-endian bit field: 2 bits of type,
+ * then Size_Format (1 bit for raw and RLE when its low bit is 0, else 2),
+ * then Regenerated_Size (5, 12 or 20 bits) and, for Huffman literals,
+ * Compressed_Size of the same width (10, 10, 14 or 18 bits, 1 stream only
+ * for format 0). Literals can never exceed the block's maximum size, and
+ * since every literal is output in this block, more literals than the
+ * output has room for is already too big. Raw literals are used in place.
+ * [ZSTD-LIT-HEADER] [ZSTD-LIT-RAW] [ZSTD-LIT-RLE] */
+static int vub_zstd_literals(struct vub_zstd *z, const uint8_t *p, size_t len, size_t *used)
+{
+    if (len == 0)
+        return VUB_ZSTD_E_LIT_SIZE;
+    unsigned type = p[0] & 3, format = (p[0] >> 2) & 3;
+    size_t header, regen, csize = 0;
+    if (type < 2) {
+        static const uint8_t header_bytes[4] = {1, 2, 1, 3};
+        header = header_bytes[format];
+        if (header > len)
+            return VUB_ZSTD_E_LIT_SIZE;
+        if (header == 1)
+            regen = p[0] >> 3;
+        else if (header == 2)
+            regen = (size_t)(p[0] >> 4) + ((size_t)p[1] << 4);
+        else
+            regen = (size_t)(p[0] >> 4) + ((size_t)p[1] << 4) + ((size_t)p[2] << 12);
+    } else {
+        header = format < 2 ? 3 : format + 2;
+        if (header > len)
+            return VUB_ZSTD_E_LIT_SIZE;
+        uint64_t v = 0;
+        for (size_t i = 0; i < header; i++)
+            v |= (uint64_t)p[i] << (8 * i);
+        unsigned width = format < 2 ? 10 : format == 2 ? 14 : 18;
+        regen = (size_t)((v >> 4) & ((UINT64_C(1) << width) - 1));
+        csize = (size_t)((v >> (4 + width)) & ((UINT64_C(1) << width) - 1));
+    }
+    if (regen > z->block_max)
+        return VUB_ZSTD_E_BLOCK_SIZE;
+    if (regen > z->dst_len - z->dst_pos)
+        return VUB_ZSTD_E_TOO_BIG;
+    p += header;
+    len -= header;
+    switch (type) {
+    case 0:
+        if (regen > len)
+            return VUB_ZSTD_E_LIT_SIZE;
+        z->lit = p;
+        z->lit_len = regen;
+        *used = header + regen;
+        return 0;
+    case 1:
+        if (len < 1)
+            return VUB_ZSTD_E_LIT_SIZE;
+        memset(z->w->lit, p[0], regen);
+        z->lit = z->w->lit;
+        z->lit_len = regen;
+        *used = header + 1;
+        return 0;
+    default:
+        if (csize > len)
+            return VUB_ZSTD_E_LIT_SIZE;
+        *used = header + csize;
+        return vub_zstd_lit_huffman(z, p, csize, regen, type == 3, format != 0);
+    }
+}
+
+/* ---- Sequences ("Sequences Section") ---- */
+
+/* Sets up one of the three sequence tables for its Compression_Mode,
+ * reading its description (if any) from *p, at most up to end.
+ *
+ * Format notes: Predefined_Mode uses the "Default Distributions" (logs 6,
+ * 6 and 5); RLE_Mode is one byte, a code used for every sequence (a table
+ * of one cell that reads no bits); FSE_Compressed_Mode sends a
+ * distribution, with Accuracy_Log at most 9 for lengths and 8 for offsets;
+ * Repeat_Mode reuses the table of the last block that had sequences, which
+ * must exist in this frame, and includes an RLE or predefined one.
+ * [ZSTD-SEQ-MODES] [ZSTD-SEQ-PREDEFINED] [ZSTD-SEQ-RLE] [ZSTD-SEQ-FSE]
+ * [ZSTD-SEQ-REPEAT] [ZSTD-FSE-LOG] */
+static int vub_zstd_seq_table(struct vub_zstd_table *t, enum vub_zstd_kind kind, unsigned mode,
+                              const uint8_t **p, const uint8_t *end)
+{
+    static const unsigned max_log[3] = {VUB_ZSTD_LL_LOG_MAX, VUB_ZSTD_ML_LOG_MAX, VUB_ZSTD_OF_LOG_MAX};
+    static const unsigned codes[3] = {VUB_ZSTD_LL_CODES, VUB_ZSTD_ML_CODES, VUB_ZSTD_OF_CODES};
+    switch (mode) {
+    case 0:
+        if (kind == VUB_ZSTD_LL)
+            vub_zstd_fse_build(t->cells, vub_zstd_ll_default, VUB_ZSTD_LL_CODES, 6, kind);
+        else if (kind == VUB_ZSTD_ML)
+            vub_zstd_fse_build(t->cells, vub_zstd_ml_default, VUB_ZSTD_ML_CODES, 6, kind);
+        else
+            vub_zstd_fse_build(t->cells, vub_zstd_of_default, 29, 5, kind);
+        t->log = kind == VUB_ZSTD_OF ? 5 : 6;
+        break;
+    case 1:
+        if (*p == end)
+            return VUB_ZSTD_E_SEQ_HEADER;
+        if (**p >= codes[kind])
+            return VUB_ZSTD_E_SEQ_RLE_SYMBOL;
+        vub_zstd_code_value(kind, **p, &t->cells[0]);
+        t->cells[0].state_bits = 0;
+        t->cells[0].next_base = 0;
+        t->log = 0;
+        (*p)++;
+        break;
+    case 2: {
+        int16_t prob[VUB_ZSTD_FSE_SYMBOLS_MAX];
+        unsigned symbols, log;
+        size_t used;
+        int err = vub_zstd_fse_read(*p, (size_t)(end - *p), max_log[kind], codes[kind], prob, &symbols,
+                                    &log, &used);
+        if (err)
+            return err;
+        vub_zstd_fse_build(t->cells, prob, symbols, log, kind);
+        t->log = log;
+        *p += used;
+        break;
+    }
+    default:
+        if (!t->valid)
+            return VUB_ZSTD_E_SEQ_REPEAT;
+        break;
+    }
+    t->valid = 1;
+    return 0;
+}
+
+/* Reads the Sequences_Section_Header and the tables; *count gets
+ * Number_of_Sequences and *p is left at the bitstream.
+ *
+ * Format notes: the count takes 1 byte below 128, 2 bytes ((byte0 - 128)
+ * << 8 + byte1) below 255, and 3 bytes (byte1 + byte2 << 8 + 0x7F00) at
+ * 255. A count of 0 ends the section: no modes byte follows, tables are
+ * left as they were, and nothing else may follow. The modes byte holds
+ * literals length, offset and match length modes from the top, in that
+ * order, and 2 reserved bits that must be 0; the tables follow in the
+ * same order. [ZSTD-SEQ-HEADER] [ZSTD-SEQ-COUNT] */
+static int vub_zstd_seq_header(struct vub_zstd *z, const uint8_t **p, const uint8_t *end, size_t *count)
+{
+    const uint8_t *q = *p;
+    if (q == end)
+        return VUB_ZSTD_E_SEQ_HEADER;
+    size_t n = q[0];
+    if (n < 128) {
+        q += 1;
+    } else if (n < 255) {
+        if (end - q < 2)
+            return VUB_ZSTD_E_SEQ_HEADER;
+        n = ((n - 128) << 8) + q[1];
+        q += 2;
+    } else {
+        if (end - q < 3)
+            return VUB_ZSTD_E_SEQ_HEADER;
+        n = (size_t)q[1] + ((size_t)q[2] << 8) + 0x7F00;
+        q += 3;
+    }
+    *count = n;
+    if (n == 0) {
+        *p = q;
+        return q == end ? 0 : VUB_ZSTD_E_SEQ_EXTRA;
+    }
+    if (q == end)
+        return VUB_ZSTD_E_SEQ_HEADER;
+    unsigned modes = *q++;
+    if (modes & 3)
+        return VUB_ZSTD_E_SEQ_RESERVED;
+    int err;
+    if ((err = vub_zstd_seq_table(&z->ll, VUB_ZSTD_LL, modes >> 6, &q, end)) != 0 ||
+        (err = vub_zstd_seq_table(&z->of, VUB_ZSTD_OF, (modes >> 4) & 3, &q, end)) != 0 ||
+        (err = vub_zstd_seq_table(&z->ml, VUB_ZSTD_ML, (modes >> 2) & 3, &q, end)) != 0)
+        return err;
+    *p = q;
+    return 0;
+}
+
+/* ---- Sequence execution ("Sequence Execution", "Repeat Offsets") ---- */
+
+/* Turns an Offset_Value into an offset and updates the repeat offsets.
+ * Returns the offset, or 0 when a repeat offset works out to 0.
+ *
+ * Format notes: values above 3 are offset + 3. Values 1..3 name
+ * Repeated_Offset1..3, except when literals_length is 0: then they are
+ * shifted by one, and 3 means Repeated_Offset1 - 1. A new offset (and that
+ * "- 1" one) pushes the others back; a repeated one moves to the front,
+ * the ones before it moving back one; Repeated_Offset1 itself changes
+ * nothing. [ZSTD-REPEAT-OFFSETS] */
+static uint32_t vub_zstd_offset(uint32_t *rep, uint32_t value, size_t literals_length)
+{
+    uint32_t offset;
+    if (value > 3) {
+        offset = value - 3;
+    } else {
+        unsigned index = value - 1 + (literals_length == 0);
+        if (index == 0)
+            return rep[0];
+        offset = index == 3 ? rep[0] - 1 : rep[index];
+        if (index == 1) {
+            rep[1] = rep[0];
+            rep[0] = offset;
+            return offset;
+        }
+    }
+    rep[2] = rep[1];
+    rep[1] = rep[0];
+    rep[0] = offset;
+    return offset;
+}
+
+/* Copies length bytes from offset back in the output. The caller has
+ * checked that it fits and that offset is in range.
+ *
+ * Format notes: an offset shorter than the length copies bytes the same
+ * match has just written. The reference goes byte by byte; the fast path
+ * copies from as far back as a whole number of repeats allows, so each
+ * memcpy has source and destination apart, doubling its reach each time.
+ * [ZSTD-OVERLAP] */
+static void vub_zstd_match(const struct vub_zstd *z, uint8_t *to, size_t offset, size_t length)
+{
+    if (!z->fast) {
+        for (size_t i = 0; i < length; i++)
+            to[i] = to[i - offset];
+    } else if (offset >= length) {
+        memcpy(to, to - offset, length);
+    } else if (offset == 1) {
+        memset(to, to[-1], length);
+    } else {
+        size_t reach = offset;
+        while (length > 0) {
+            size_t n = length < reach ? length : reach;
+            memcpy(to, to - reach, n);
+            to += n;
+            length -= n;
+            reach *= 2;
+        }
+    }
+}
+
+/* Decodes count sequences from the bitstream p[0..len) and executes each:
+ * literals_length literals, then the match; then the literals left over.
+ *
+ * Format notes: the initial states are read literals length, offset, match
+ * length; each sequence then reads its offset, match length and literals
+ * length extra bits, in that order, and, except after the last, updates
+ * the literals length, match length and offset states, in that order. The
+ * stream must then be used up exactly. An offset may reach only into this
+ * frame's output and no further than Window_Size; a block's output may not
+ * pass Block_Maximum_Size. [ZSTD-SEQ-DECODE] [ZSTD-SEQ-EXEC]
+ * [ZSTD-OFFSET-FAR] [ZSTD-OFFSET-WINDOW] [ZSTD-BLOCK-MAX] */
+static int vub_zstd_sequences(struct vub_zstd *z, const uint8_t *p, size_t len, size_t count)
+{
+    struct vub_zbits b;
+    int err = vub_zbits_init(&b, p, len);
+    if (err)
+        return err;
+    const struct vub_zstd_fse *ll_cells = z->ll.cells, *of_cells = z->of.cells, *ml_cells = z->ml.cells;
+    uint32_t ll_state = vub_zbits_read(&b, z->ll.log);
+    uint32_t of_state = vub_zbits_read(&b, z->of.log);
+    uint32_t ml_state = vub_zbits_read(&b, z->ml.log);
+    const uint8_t *lit = z->lit, *lit_end = z->lit + z->lit_len;
+    size_t block_end = z->dst_pos + z->block_max; /* no overflow: block_max <= 128 KiB */
+    size_t limit = block_end < z->dst_len ? block_end : z->dst_len;
+    uint8_t *out = z->dst + z->dst_pos;
+
+    for (size_t i = 0; i < count; i++) {
+        const struct vub_zstd_fse *llc = &ll_cells[ll_state], *ofc = &of_cells[of_state],
+                                  *mlc = &ml_cells[ml_state];
+        uint32_t of_value = ofc->base + vub_zbits_read(&b, ofc->extra_bits);
+        size_t ml = mlc->base + vub_zbits_read(&b, mlc->extra_bits);
+        size_t ll = llc->base + vub_zbits_read(&b, llc->extra_bits);
+        if (i + 1 < count) {
+            ll_state = llc->next_base + vub_zbits_read(&b, llc->state_bits);
+            ml_state = mlc->next_base + vub_zbits_read(&b, mlc->state_bits);
+            of_state = ofc->next_base + vub_zbits_read(&b, ofc->state_bits);
+        }
+        size_t offset = vub_zstd_offset(z->rep, of_value, ll);
+
+        if (ll > (size_t)(lit_end - lit))
+            return VUB_ZSTD_E_LIT_OVERRUN;
+        size_t pos = (size_t)(out - z->dst);
+        if (ll + ml > limit - pos) {
+            z->dst_pos = pos;
+            return ll + ml > block_end - pos ? VUB_ZSTD_E_BLOCK_SIZE : VUB_ZSTD_E_TOO_BIG;
+        }
+        memcpy(out, lit, ll);
+        out += ll;
+        lit += ll;
+        size_t produced = (size_t)(out - z->dst) - z->frame_start;
+        if (offset == 0 || offset > produced || offset > z->window_bytes) {
+            z->dst_pos = (size_t)(out - z->dst);
+            return offset == 0 ? VUB_ZSTD_E_OFFSET_ZERO
+                   : offset > produced ? VUB_ZSTD_E_OFFSET_FAR : VUB_ZSTD_E_OFFSET_WINDOW;
+        }
+        vub_zstd_match(z, out, offset, ml);
+        out += ml;
+    }
+    z->dst_pos = (size_t)(out - z->dst);
+    if (!vub_zbits_done(&b))
+        return VUB_ZSTD_E_SEQ_STREAM;
+    size_t rest = (size_t)(lit_end - lit);
+    if (rest > limit - z->dst_pos)
+        return rest > block_end - z->dst_pos ? VUB_ZSTD_E_BLOCK_SIZE : VUB_ZSTD_E_TOO_BIG;
+    if (rest > 0)
+        memcpy(z->dst + z->dst_pos, lit, rest);
+    z->dst_pos += rest;
+    return 0;
+}
+
+/* ---- Blocks ("Blocks", "Compressed Blocks") ---- */
+
+/* Decodes one Compressed_Block, p[0..len): literals, sequences, execution.
+ *
+ * Format notes: the sequences section is whatever follows the literals
+ * section in the block. With no sequences, the literals are the block. */
+static int vub_zstd_compressed(struct vub_zstd *z, const uint8_t *p, size_t len)
+{
+    size_t lit_used, count;
+    int err = vub_zstd_literals(z, p, len, &lit_used);
+    if (err)
+        return err;
+    const uint8_t *q = p + lit_used, *end = p + len;
+    if ((err = vub_zstd_seq_header(z, &q, end, &count)) != 0)
+        return err;
+    if (count == 0) {
+        memcpy(z->dst + z->dst_pos, z->lit, z->lit_len); /* fits: checked with the literals */
+        z->dst_pos += z->lit_len;
+        return 0;
+    }
+    return vub_zstd_sequences(z, q, (size_t)(end - q), count);
+}
+
+/* Decodes the blocks of one frame, up to and including the last.
+ *
+ * Format notes: the 3-byte little-endian Block_Header holds Last_Block
+ * (bit 0), Block_Type (bits 1-2) and Block_Size (bits 3-23). For raw and
+ * compressed blocks Block_Size counts content bytes, for RLE blocks the
+ * bytes to produce from one content byte; all of them are limited by
+ * Block_Maximum_Size, and so is a compressed block's output. Type 3 is
+ * reserved. [ZSTD-BLOCKS] [ZSTD-BLOCK-TYPE] [ZSTD-BLOCK-MAX] */
+static int vub_zstd_blocks(struct vub_zstd *z)
+{
+    int last;
+    do {
+        if (z->src_len - z->src_pos < 3)
+            return VUB_ZSTD_E_INPUT;
+        const uint8_t *h = z->src + z->src_pos;
+        uint32_t header = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16;
+        z->src_pos += 3;
+        last = header & 1;
+        unsigned type = (header >> 1) & 3;
+        size_t size = header >> 3;
+        if (type == 3)
+            return VUB_ZSTD_E_BLOCK_TYPE;
+        if (size > z->block_max)
+            return VUB_ZSTD_E_BLOCK_SIZE;
+        size_t content = type == 1 ? 1 : size;
+        if (content > z->src_len - z->src_pos)
+            return VUB_ZSTD_E_INPUT;
+        const uint8_t *p = z->src + z->src_pos;
+        int err = 0;
+        if (type == 2) {
+            err = vub_zstd_compressed(z, p, size);
+        } else if (size > z->dst_len - z->dst_pos) {
+            err = VUB_ZSTD_E_TOO_BIG;
+        } else {
+            if (type == 0)
+                memcpy(z->dst + z->dst_pos, p, size);
+            else
+                memset(z->dst + z->dst_pos, p[0], size);
+            z->dst_pos += size;
+        }
+        if (err)
+            return err;
+        z->src_pos += content;
+    } while (!last);
+    return 0;
+}
+
+/* ---- Frames ("Frame Header", "Frames", "Skippable Frames") ---- */
+
+/* Reads a Zstandard frame's header (after the magic number) and sets up
+ * the frame's state; *content_size gets Frame_Content_Size, or UINT64_MAX
+ * when the frame does not say.
+ *
+ * Format notes: Frame_Header_Descriptor: FCS flag (bits 7-6),
+ * Single_Segment (5), unused (4, ignored), reserved (3, must be 0),
+ * checksum flag (2), Dictionary_ID flag (1-0). With Single_Segment there is
+ * no Window_Descriptor, Frame_Content_Size is always present (1 byte when
+ * its flag is 0) and is the window. A 2-byte content size has 256 added.
+ * Window_Size = 2^(10 + Exponent) * (1 + Mantissa / 8). A nonzero
+ * Dictionary_ID needs a dictionary, which qcow2 has no way to name; 0 means
+ * none. vub needs no window buffer (the output is the window), so any
+ * window is accepted; the content size must fit the output.
+ * [ZSTD-FRAME-HEADER] [ZSTD-WINDOW] [ZSTD-SINGLE-SEGMENT] [ZSTD-DICT-ID]
+ * [ZSTD-FCS] */
+static int vub_zstd_frame_header(struct vub_zstd *z, uint64_t *content_size, int *has_checksum)
+{
+    static const uint8_t did_bytes[4] = {0, 1, 2, 4};
+    static const uint8_t fcs_bytes[4] = {0, 2, 4, 8};
+    if (z->src_pos == z->src_len)
+        return VUB_ZSTD_E_INPUT;
+    unsigned fhd = z->src[z->src_pos];
+    unsigned fcs_flag = fhd >> 6, single = (fhd >> 5) & 1, did_flag = fhd & 3;
+    size_t fcs_len = fcs_flag == 0 && single ? 1 : fcs_bytes[fcs_flag];
+    size_t header = 1 + (single ? 0 : 1) + did_bytes[did_flag] + fcs_len;
+    if (header > z->src_len - z->src_pos)
+        return VUB_ZSTD_E_INPUT;
+    const uint8_t *p = z->src + z->src_pos + 1;
+    if (fhd & 8)
+        return VUB_ZSTD_E_RESERVED_BIT;
+    uint64_t window = 0;
+    if (!single) {
+        unsigned window_log = 10 + (p[0] >> 3);
+        window = (UINT64_C(1) << window_log) + (UINT64_C(1) << (window_log - 3)) * (p[0] & 7);
+        p++;
+    }
+    uint32_t dict_id = 0;
+    for (unsigned i = 0; i < did_bytes[did_flag]; i++)
+        dict_id |= (uint32_t)p[i] << (8 * i);
+    if (dict_id != 0)
+        return VUB_ZSTD_E_DICTIONARY;
+    p += did_bytes[did_flag];
+    uint64_t fcs = UINT64_MAX;
+    if (fcs_len > 0) {
+        fcs = 0;
+        for (size_t i = 0; i < fcs_len; i++)
+            fcs |= (uint64_t)p[i] << (8 * i);
+        if (fcs_len == 2)
+            fcs += 256;
+        if (fcs > z->dst_len - z->dst_pos)
+            return VUB_ZSTD_E_TOO_BIG;
+    }
+    if (single)
+        window = fcs;
+    z->src_pos += header;
+    z->window_bytes = window;
+    z->block_max = window < VUB_ZSTD_BLOCK_MAX ? (size_t)window : VUB_ZSTD_BLOCK_MAX;
+    *content_size = fcs;
+    *has_checksum = (fhd >> 2) & 1;
+    return 0;
+}
+
+/* Decodes one Zstandard frame (its magic number already read).
+ *
+ * Format notes: everything a frame carries over between blocks starts
+ * afresh: repeat offsets 1, 4, 8 and no Huffman or sequence tables. After
+ * the last block, the output must equal Frame_Content_Size if given, and
+ * Content_Checksum, if flagged, is the low 32 bits of XXH64 of this
+ * frame's output, little-endian. [ZSTD-FRAME] [ZSTD-FCS] [ZSTD-CHECKSUM] */
+static int vub_zstd_frame(struct vub_zstd *z)
+{
+    uint64_t content_size;
+    int has_checksum;
+    int err = vub_zstd_frame_header(z, &content_size, &has_checksum);
+    if (err)
+        return err;
+    z->frame_start = z->dst_pos;
+    z->rep[0] = 1;
+    z->rep[1] = 4;
+    z->rep[2] = 8;
+    z->w->huf.max_bits = 0;
+    z->ll.valid = z->of.valid = z->ml.valid = 0;
+    if ((err = vub_zstd_blocks(z)) != 0)
+        return err;
+    size_t produced = z->dst_pos - z->frame_start;
+    if (content_size != UINT64_MAX && produced != content_size)
+        return VUB_ZSTD_E_CONTENT_SIZE;
+    if (has_checksum) {
+        if (z->src_len - z->src_pos < 4)
+            return VUB_ZSTD_E_INPUT;
+        uint32_t want = vub_le32(z->src + z->src_pos);
+        z->src_pos += 4;
+        if ((uint32_t)vub_xxh64(z->dst + z->frame_start, produced, 0) != want)
+            return VUB_ZSTD_E_CHECKSUM;
+    }
+    return 0;
+}
+
+/* Literals buffer a caller must provide for an output of dst_len bytes:
+ * one block's literals, never more than the output or a block holds. */
+static size_t vub_zstd_lit_bytes(size_t dst_len)
+{
+    return dst_len < VUB_ZSTD_BLOCK_MAX ? dst_len : VUB_ZSTD_BLOCK_MAX;
+}
+
+/* vub_zstd_decompress() with the choice of decoder; tests run both.
+ *
+ * Format notes: frames follow one another; skippable frames (magic
+ * 0x184D2A50..5F, then a 4-byte little-endian size) are passed over. QEMU
+ * stops once the output is full, so whatever follows the frame that
+ * filled it is never read (it is the rest of the last sector). Any other
+ * magic, legacy zstd formats included, is refused. [ZSTD-FRAMES]
+ * [ZSTD-SKIPPABLE] [ZSTD-TRAILING] [ZSTD-CUT] */
+static int vub_zstd_run(uint8_t *dst, size_t dst_len, size_t *dst_done, const uint8_t *src, size_t src_len,
+                        size_t *src_done, struct vub_zstd_work *w, int fast)
+{
+    struct vub_zstd z;
+    memset(&z, 0, sizeof z);
+    z.src = src;
+    z.src_len = src_len;
+    z.dst = dst;
+    z.dst_len = dst_len;
+    z.fast = fast;
+    z.w = w;
+    z.ll.cells = w->ll;
+    z.of.cells = w->of;
+    z.ml.cells = w->ml;
+    int result = VUB_ZSTD_OK;
+    if (w->lit_bytes < vub_zstd_lit_bytes(dst_len))
+        result = VUB_ZSTD_E_WORK;
+    while (result == VUB_ZSTD_OK && z.dst_pos < dst_len && z.src_pos < src_len) {
+        if (src_len - z.src_pos < 4) {
+            result = VUB_ZSTD_E_INPUT;
+            break;
+        }
+        uint32_t magic = vub_le32(src + z.src_pos);
+        z.src_pos += 4;
+        if (magic == VUB_ZSTD_MAGIC) {
+            result = vub_zstd_frame(&z);
+        } else if ((magic & 0xFFFFFFF0u) == VUB_ZSTD_SKIP_MAGIC) {
+            if (src_len - z.src_pos < 4) {
+                result = VUB_ZSTD_E_INPUT;
+                break;
+            }
+            uint32_t size = vub_le32(src + z.src_pos);
+            z.src_pos += 4;
+            if (size > src_len - z.src_pos)
+                result = VUB_ZSTD_E_INPUT;
+            else
+                z.src_pos += size;
+        } else {
+            result = VUB_ZSTD_E_MAGIC;
+        }
+    }
+    if (dst_done)
+        *dst_done = z.dst_pos;
+    if (src_done)
+        *src_done = z.src_pos;
+    return result;
+}
+
+/* Decodes the zstd frames in src[0..src_len) into dst[0..dst_len), frame
+ * after frame, until dst is full at the end of a frame or the input ends
+ * between frames.
+ *
+ * Returns VUB_ZSTD_OK or a negative vub_zstd_result naming the malformed
+ * input. Output that would go past dst_len is an error (E_TOO_BIG), not a
+ * truncation, as in QEMU. In every case *dst_done gets the bytes written
+ * and *src_done the bytes of src used; either pointer may be NULL. w is
+ * the caller's work area, with w->lit pointing to at least
+ * vub_zstd_lit_bytes(dst_len) bytes; its contents need no setting up and
+ * are scratch after the call. Never reads src or writes dst outside the
+ * given lengths, never allocates: reentrant, given one w per thread.
+ *
+ * qcow2 use: a compressed cluster is good when the result is OK and
+ * *dst_done equals the cluster size. [ZSTD-QEMU] */
+static int vub_zstd_decompress(uint8_t *dst, size_t dst_len, size_t *dst_done, const uint8_t *src,
+                               size_t src_len, size_t *src_done, struct vub_zstd_work *w)
+{
+    return vub_zstd_run(dst, dst_len, dst_done, src, src_len, src_done, w, 1);
+}
+
+/* ======================================================================== *
  * 10. qcow2 images, read-only  (QEMU docs/interop/qcow2.txt)
  *
  * A qcow2 file is cut into clusters of 2^cluster_bits bytes. Cluster 0
@@ -3484,7 +5090,8 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
 #define VUB_QCOW2_MAX_SNAPSHOTS 65536u                    /* QCOW_MAX_SNAPSHOTS */
 #define VUB_QCOW2_MAX_SNAPSHOT_TABLE_BYTES (UINT64_C(64) << 20)
 #define VUB_QCOW2_MAX_SNAPSHOT_EXTRA 1024u                /* extra data per entry */
-#define VUB_QCOW2_MAX_CHAIN 16u           /* backing files below the opened image */
+#define VUB_QCOW2_MAX_CHAIN 64u           /* backing files below the opened image (qemu-img
+                                             reads chains 40 deep; QEMU has no fixed cap) */
 #define VUB_QCOW2_MAX_NAME 4095u          /* data file name bytes */
 #define VUB_QCOW2_L2_CACHE_BYTES (UINT64_C(4) << 20)      /* L2 cache budget */
 #define VUB_QCOW2_L2_CACHE_MIN_SLOTS 2u
@@ -3865,7 +5472,7 @@ static void vub_qcow2_name_bits(const struct vub_qcow2_exts *x, unsigned kind, u
  *    safe but not right, and a device has no way to warn its guest.
  *  - [QCOW2-COMPRESSION-TYPE] bit 3 and compression_type agree: "must be
  *    present and non-zero" with the bit, "must not be present or must be
- *    zero" without. zstd is refused: vub has no zstd decoder.
+ *    zero" without. 0 is deflate (section 9), 1 zstd (section 13).
  *  - [QCOW2-EXTL2] extended L2 needs "cluster_bits ... at least 14".
  *  - [QCOW2-DATA-FILE] an external data file only if the caller allows it. */
 static enum vub_err vub_qcow2_check_features(const struct vub_qcow2_header *h,
@@ -3889,11 +5496,7 @@ static enum vub_err vub_qcow2_check_features(const struct vub_qcow2_header *h,
                 h->compression_type);
         return VUB_E_CORRUPT;
     }
-    if (h->compression_type == QCOW2_COMPRESSION_ZSTD) {
-        vub_why(why, why_len, "zstd compression is not supported (vub decodes zlib only)");
-        return VUB_E_UNSUPP;
-    }
-    if (h->compression_type != QCOW2_COMPRESSION_ZLIB) {
+    if (h->compression_type != QCOW2_COMPRESSION_ZLIB && h->compression_type != QCOW2_COMPRESSION_ZSTD) {
         vub_why(why, why_len, "unknown compression type %u", h->compression_type);
         return VUB_E_UNSUPP;
     }
@@ -3976,6 +5579,7 @@ struct vub_qcow2 {
     /* Compressed clusters: the compressed bytes of one cluster, and the last
      * cluster decompressed (reads of its other parts reuse it) */
     uint8_t *zbuf;                /* 2 * cluster_bytes: the longest extent */
+    struct vub_zstd_work *zstd;   /* zstd images: decoder tables and literals */
     uint8_t *cluster;             /* cluster_bytes; also cluster 0 during open */
     uint64_t cluster_descriptor;  /* which compressed cluster is in `cluster` */
     bool cluster_valid;
@@ -4379,7 +5983,9 @@ static enum vub_err vub_qcow2_read_data(struct vub_image *img, const struct vub_
  * bytes run from the offset to the end of the last sector:
  * (sectors + 1) * 512 - (offset % 512), at most two clusters.
  * Format notes:
- *  - the data is raw deflate (RFC 1951), no zlib header or checksum;
+ *  - the data is raw deflate (RFC 1951), no zlib header or checksum, or
+ *    with compression_type 1 zstd frames (RFC 8878), which QEMU decodes
+ *    frame after frame until the cluster is full [QCOW2-ZSTD];
  *  - "decompression stops when it has produced a cluster of data": the last
  *    sector may hold the start of another compressed cluster, so input left
  *    over is fine; output short of a whole cluster is corrupt (and output
@@ -4406,10 +6012,15 @@ static enum vub_err vub_qcow2_inflate_cluster(struct vub_image *img, uint64_t de
         return vub_qcow2_fail(q, VUB_E_IO, "reading a compressed cluster at %llu: %s",
                               (unsigned long long)offset, strerror(errno));
     size_t produced = 0;
-    int rc = vub_inflate(q->cluster, (size_t)q->cluster_bytes, &produced, q->zbuf, (size_t)bytes, NULL);
+    int rc;
+    if (q->zstd)
+        rc = vub_zstd_decompress(q->cluster, (size_t)q->cluster_bytes, &produced, q->zbuf, (size_t)bytes, NULL,
+                                 q->zstd);
+    else
+        rc = vub_inflate(q->cluster, (size_t)q->cluster_bytes, &produced, q->zbuf, (size_t)bytes, NULL);
     if (rc < 0)
         return vub_qcow2_fail(q, VUB_E_CORRUPT, "compressed cluster at host offset %llu: %s",
-                              (unsigned long long)offset, vub_inflate_strerror(rc));
+                              (unsigned long long)offset, q->zstd ? vub_zstd_strerror(rc) : vub_inflate_strerror(rc));
     if (produced != q->cluster_bytes)
         return vub_qcow2_fail(q, VUB_E_CORRUPT,
                               "compressed cluster at host offset %llu inflates to %zu bytes, not %llu",
@@ -4483,6 +6094,13 @@ static bool vub_qcow2_extends(const struct vub_qcow2_extent *a, const struct vub
 
 /* ---- 10.6 Backing files ("backing_file_offset", "Backing file format name") */
 
+/* Where in a backing chain an open failed, for a refusal that gives the
+ * reason first and the chain after ([QCOW2-BACKING-WHY]). */
+struct vub_qcow2_chain_fault {
+    unsigned depth;                       /* 0 until a backing file failed */
+    char path[256];                       /* that file (cut to fit) */
+};
+
 /* One image of a backing chain being opened, innermost last: what a new
  * backing file is checked against. */
 struct vub_qcow2_chain {
@@ -4490,6 +6108,7 @@ struct vub_qcow2_chain {
     ino_t ino;
     unsigned depth;                       /* 0 for the image the caller opened */
     const struct vub_qcow2_chain *above;  /* the image that names this one */
+    struct vub_qcow2_chain_fault *fault;  /* shared by the whole chain */
 };
 
 /* [QCOW2-BACKING-RELATIVE] A relative backing (or data file) name is
@@ -4548,13 +6167,32 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
  * it (and zeros after), so the sector rounding of raw disks does not apply.
  * Backing images are opened here rather than with vub_image_open(), which
  * has no way to carry the chain. */
+static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                          const struct vub_image_opts *opts,
+                                          const struct vub_qcow2_chain *chain, char *why, size_t why_len);
+
+/* [QCOW2-BACKING-WHY] the innermost failure says why, with no path
+ * prefixes; the first backing file to see it failing records itself, and
+ * the image the caller opened adds the chain (vub_qcow2_open). */
 static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
                                            const struct vub_image_opts *opts,
                                            const struct vub_qcow2_chain *chain, char *why, size_t why_len)
 {
+    enum vub_err err = vub_qcow2_try_backing(q, fmt, opts, chain, why, why_len);
+    if (err != VUB_OK && chain->fault->depth == 0) {
+        chain->fault->depth = chain->depth + 1;
+        snprintf(chain->fault->path, sizeof chain->fault->path, "%s", q->backing_path);
+    }
+    return err;
+}
+
+static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                          const struct vub_image_opts *opts,
+                                          const struct vub_qcow2_chain *chain, char *why, size_t why_len)
+{
     const char *path = q->backing_path;
     if (chain->depth + 1 > VUB_QCOW2_MAX_CHAIN) {
-        vub_why(why, why_len, "backing chain deeper than %u images at %s", VUB_QCOW2_MAX_CHAIN, path);
+        vub_why(why, why_len, "backing chain deeper than %u images", VUB_QCOW2_MAX_CHAIN);
         return VUB_E_UNSUPP;
     }
     struct vub_image *b = calloc(1, sizeof *b);
@@ -4567,7 +6205,7 @@ static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format 
     struct stat st;
     b->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (b->fd < 0 || fstat(b->fd, &st) != 0) {
-        vub_why(why, why_len, "backing file %s: %s", path, strerror(errno));
+        vub_why(why, why_len, "cannot open backing file: %s", strerror(errno));
         return VUB_E_IO;
     }
     for (const struct vub_qcow2_chain *c = chain; c; c = c->above) {
@@ -4576,25 +6214,24 @@ static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format 
             return VUB_E_CORRUPT;
         }
     }
+    enum vub_err err = vub_image_lock(b->fd, path, false, opts->force_share, why, why_len);
+    if (err != VUB_OK)
+        return err;
     if (fmt == VUB_FORMAT_RAW) {
         if (!vub_raw_file_size(b->fd, &b->size)) {
-            vub_why(why, why_len, "backing file %s: not a regular file or block device", path);
+            vub_why(why, why_len, "raw backing file is not a regular file or block device");
             return VUB_E_IO;
         }
         return VUB_OK;
     }
-    struct vub_qcow2_chain link = {st.st_dev, st.st_ino, chain->depth + 1, chain};
+    struct vub_qcow2_chain link = {st.st_dev, st.st_ino, chain->depth + 1, chain, chain->fault};
     struct vub_image_opts bo = {.read_only = true,
                                 .format = VUB_FORMAT_QCOW2,
                                 .allow_data_file = opts->allow_data_file,
                                 .snapshot = NULL, /* a snapshot is of the image named, not its backing */
-                                .backing_format = opts->backing_format};
-    char inner[512];
-    inner[0] = '\0';
-    enum vub_err err = vub_qcow2_open_chain(b, path, &bo, &link, inner, sizeof inner);
-    if (err != VUB_OK)
-        vub_why(why, why_len, "backing file %s: %s", path, inner);
-    return err;
+                                .backing_format = opts->backing_format,
+                                .force_share = opts->force_share};
+    return vub_qcow2_open_chain(b, path, &bo, &link, why, why_len);
 }
 
 /* ---- 10.7 Snapshots ("Snapshots") ------------------------------------------ */
@@ -4833,6 +6470,9 @@ static enum vub_err vub_qcow2_open_files(struct vub_image *img, const char *path
             vub_why(why, why_len, "data file %s: %s", q->data_path, strerror(errno));
             return VUB_E_IO;
         }
+        err = vub_image_lock(q->data_fd, q->data_path, false, opts->force_share, why, why_len);
+        if (err != VUB_OK)
+            return err;
     }
     if (h->backing_file_offset == 0 || h->backing_file_size == 0)
         return VUB_OK; /* an empty name is no backing file, as in QEMU */
@@ -4851,7 +6491,8 @@ static enum vub_err vub_qcow2_open_files(struct vub_image *img, const char *path
 }
 
 /* Allocates the read buffers: the L2 cache (a fixed number of slots within
- * VUB_QCOW2_L2_CACHE_BYTES) and the compressed-cluster input buffer. */
+ * VUB_QCOW2_L2_CACHE_BYTES), the compressed-cluster input buffer and, for
+ * zstd, the decoder's work area. */
 static enum vub_err vub_qcow2_alloc_caches(struct vub_qcow2 *q)
 {
     uint64_t slots = VUB_QCOW2_L2_CACHE_BYTES >> q->cluster_bits;
@@ -4865,6 +6506,15 @@ static enum vub_err vub_qcow2_alloc_caches(struct vub_qcow2 *q)
     q->zbuf = malloc((size_t)(2 * q->cluster_bytes));
     if (!q->l2_slots || !q->l2_memory || !q->zbuf)
         return VUB_E_NOMEM;
+    if (q->compression_type == QCOW2_COMPRESSION_ZSTD) {
+        /* One allocation: the tables, then one block's literals. */
+        size_t lit_bytes = vub_zstd_lit_bytes((size_t)q->cluster_bytes);
+        q->zstd = malloc(sizeof *q->zstd + lit_bytes);
+        if (!q->zstd)
+            return VUB_E_NOMEM;
+        q->zstd->lit = (uint8_t *)(q->zstd + 1);
+        q->zstd->lit_bytes = lit_bytes;
+    }
     for (unsigned i = 0; i < q->l2_slot_count; i++)
         q->l2_slots[i].table = q->l2_memory + ((size_t)i << q->cluster_bits);
     return VUB_OK;
@@ -4937,12 +6587,16 @@ static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path,
         vub_why(why, why_len, "%s: %s", path, strerror(errno));
         return VUB_E_IO;
     }
-    struct vub_qcow2_chain top = {st.st_dev, st.st_ino, 0, NULL};
+    struct vub_qcow2_chain_fault fault = {0};
+    struct vub_qcow2_chain top = {st.st_dev, st.st_ino, 0, NULL, &fault};
     char inner[512];
     inner[0] = '\0';
     enum vub_err err = vub_qcow2_open_chain(img, path, opts, &top, inner, sizeof inner);
-    if (err != VUB_OK)
+    if (err != VUB_OK && fault.depth == 0)
         vub_why(why, why_len, "%s: %s", path, inner);
+    else if (err != VUB_OK)
+        vub_why(why, why_len, "%s (backing chain: %s -> %s%s, %u deep)", inner, path,
+                fault.depth > 1 ? "... -> " : "", fault.path, fault.depth);
     return err;
 }
 
@@ -4987,6 +6641,7 @@ static void vub_qcow2_close(struct vub_image *img)
     free(q->l2_slots);
     free(q->l2_memory);
     free(q->zbuf);
+    free(q->zstd);
     free(q->cluster);
     free(q->data_path);
     free(q->backing_name);
@@ -5030,6 +6685,19 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
     out->snapshot_count = q->snapshot_count;
     out->snapshot_index = q->snapshot_index;
     return VUB_OK;
+}
+
+/* Walks every file the image reads: its own, its data file, its backing
+ * chain. The chain was checked for loops and depth when it was opened. */
+bool vub_image_uses_file(const struct vub_image *img, int fd)
+{
+    for (; img; img = img->qcow2 ? img->qcow2->backing : NULL) {
+        if (vub_sys_same_file(img->fd, fd))
+            return true;
+        if (img->qcow2 && img->qcow2->data_fd >= 0 && vub_sys_same_file(img->qcow2->data_fd, fd))
+            return true;
+    }
+    return false;
 }
 
 /* Copies a recorded string into a NUL-terminated, cut-to-fit array, made
@@ -5151,10 +6819,13 @@ struct vub_dev_queue {
     uint64_t avail_addr;
     uint64_t used_addr;
     bool addr_set;
+    bool addr_before_num; /* SET_VRING_ADDR came while the size was unknown */
     bool started;        /* kick fd received, not stopped by GET_VRING_BASE */
     bool enabled;        /* SET_VRING_ENABLE(1), or no PROTOCOL_FEATURES */
     bool polled;         /* the kick came with NOFD: nobody will kick us */
     bool used_synced;    /* used_idx re-read from guest memory since start */
+    bool kick_pipe;      /* the kick fd is a pipe's read end: we cannot kick ourselves */
+    bool backlog;        /* yielded with requests left and no way to kick ourselves */
     int kick_fd;         /* driver -> device notifications; -1 if none */
     int call_fd;         /* device -> driver notifications; -1 if none */
     int err_fd;          /* device -> front-end error signal; -1 if none */
@@ -5263,14 +6934,19 @@ static void vub_dev_remap_rings(struct vub_dev *dev)
         vub_dev_map_ring(dev, &dev->queues[i]);
 }
 
+/* Forgets what the ring messages set up and stops the ring. The call and
+ * error eventfds are the front-end's plumbing, not ring state: they are
+ * kept (QEMU sends SET_VRING_ERR once per connection, never after a
+ * RESET_DEVICE). */
 static void vub_dev_queue_reset(struct vub_dev_queue *q)
 {
     struct vub_vring keep = q->ring; /* scratch arrays are kept for the next session */
+    int call_fd = q->call_fd, err_fd = q->err_fd;
     vub_sys_close(&q->kick_fd);
-    vub_sys_close(&q->call_fd);
-    vub_sys_close(&q->err_fd);
     memset(q, 0, sizeof *q);
-    q->kick_fd = q->call_fd = q->err_fd = -1;
+    q->kick_fd = -1;
+    q->call_fd = call_fd;
+    q->err_fd = err_fd;
     q->ring.iov = keep.iov;
     q->ring.iov_cap = keep.iov_cap;
     q->ring.batch_ids = keep.batch_ids;
@@ -5280,26 +6956,56 @@ static void vub_dev_queue_reset(struct vub_dev_queue *q)
     q->ring.avail_wrap = q->ring.used_wrap = true; /* "wrap counters start at 1" */
 }
 
-/* [VU-RESET] returns the device to its initial state: rings stopped and
- * disabled, fds closed, memory unmapped, virtio features forgotten. The
- * negotiated protocol features describe the connection and are kept. */
-static void vub_dev_reset(struct vub_dev *dev)
+/* [VU-RESET] RESET_DEVICE returns the *device* to its initial state: every
+ * ring stopped, disabled and unconfigured (size, base, addresses, kick fd),
+ * virtio features and `writeback` forgotten. What describes the connection
+ * is kept: the owner, the protocol features, the memory table and the call
+ * and error fds. QEMU 10 resets between the firmware's use of the disk and
+ * the kernel's and then sends SET_FEATURES, SET_VRING_CALL and the ring
+ * messages again, but neither the memory table (with CONFIGURE_MEM_SLOTS it
+ * only sends changes to what it believes the back-end has mapped) nor
+ * SET_VRING_ERR. The spec's note on RESET_OWNER says the same: discarding
+ * connection state on a reset "would lead to bugs". [VU-RESET-KEEP] */
+static void vub_dev_reset_device(struct vub_dev *dev)
 {
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
         vub_dev_queue_reset(&dev->queues[i]);
-    vub_mem_clear(&dev->mem);
     dev->features = 0;
     dev->features_set = false;
     dev->blk.writeback = 0;
     dev->blk.wce_negotiated = dev->blk.flush_negotiated = false;
 }
 
+/* A new or ended connection: the device reset, and the connection's memory
+ * and eventfds dropped too. */
+static void vub_dev_reset_session(struct vub_dev *dev)
+{
+    vub_dev_reset_device(dev);
+    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
+        vub_sys_close(&dev->queues[i].call_fd);
+        vub_sys_close(&dev->queues[i].err_fd);
+    }
+    vub_mem_clear(&dev->mem);
+}
+
 /* ---- queue processing ---- */
+
+/* [VU-EVENT-FD] A notification fd that hung up or fails is closed and
+ * forgotten, with the reason kept for the caller's one log line
+ * (stats.dropped_fds counts them): polling it again would report it ready
+ * forever. The session goes on; the front-end may send a new fd. */
+static void vub_dev_drop_fd(struct vub_dev *dev, int *fd, unsigned index, const char *what)
+{
+    vub_sys_close(fd);
+    vub_dev_set_why(dev, "queue %u: %s fd hung up or failed; dropped it", index, what);
+    dev->stats.dropped_fds++;
+}
 
 static void vub_dev_notify(struct vub_dev *dev, struct vub_dev_queue *q)
 {
     if (vub_vring_need_notify(&q->ring) && q->call_fd >= 0) {
-        vub_sys_signal(q->call_fd);
+        if (!vub_sys_signal(q->call_fd))
+            vub_dev_drop_fd(dev, &q->call_fd, (unsigned)(q - dev->queues), "call");
         dev->stats.notifications++;
     }
 }
@@ -5314,7 +7020,7 @@ static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
     vub_dev_set_why(dev, "queue %u: %s", index, detail);
     q->started = false;
     if (q->err_fd >= 0)
-        vub_sys_signal(q->err_fd);
+        vub_sys_signal(q->err_fd); /* the session ends: nothing to drop it for */
     return VUB_E_PROTO;
 }
 
@@ -5345,6 +7051,7 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
 {
     struct vub_dev_queue *q = &dev->queues[index];
     struct vub_vring *vr = &q->ring;
+    q->backlog = false;
     if (!q->started || !q->enabled || !vr->desc)
         return VUB_OK;
     if (!vub_dev_ring_consistent(dev, vr))
@@ -5367,7 +7074,10 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
                 batch = 0;
             }
             if (budget == 0) {
-                if (q->kick_fd >= 0)
+                /* An eventfd kick is ours to write; a pipe's read end is
+                 * not, so that queue is left for vub_dev_dispatch(). */
+                q->backlog = q->kick_pipe || q->kick_fd < 0;
+                if (q->kick_fd >= 0 && !q->kick_pipe)
                     vub_sys_signal(q->kick_fd);
                 return VUB_OK;
             }
@@ -5454,12 +7164,13 @@ static enum vub_err vub_h_set_owner(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
-/* RESET_OWNER is deprecated; vub treats it as a reset that also ends
- * ownership. RESET_DEVICE resets and keeps the owner. */
+/* RESET_OWNER is deprecated: "ignore this message, or use it to disable
+ * all rings". vub resets the device as RESET_DEVICE does, keeping the
+ * connection's state, and forgets the owner. */
 static enum vub_err vub_h_reset_owner(struct vub_dev *dev, struct vub_msg *m)
 {
     (void)m;
-    vub_dev_reset(dev);
+    vub_dev_reset_device(dev);
     dev->owner = false;
     return VUB_OK;
 }
@@ -5467,7 +7178,7 @@ static enum vub_err vub_h_reset_owner(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_reset_device(struct vub_dev *dev, struct vub_msg *m)
 {
     (void)m;
-    vub_dev_reset(dev);
+    vub_dev_reset_device(dev);
     return VUB_OK;
 }
 
@@ -5520,8 +7231,18 @@ static enum vub_err vub_h_set_vring_num(struct vub_dev *dev, struct vub_msg *m)
     }
     if (!vub_dev_alloc_ring(dev, q, num))
         return VUB_E_NOMEM;
+    uint16_t old_size = q->ring.size;
     q->ring.size = (uint16_t)num;
-    vub_dev_map_ring(dev, q);
+    /* [VQ-RING-STATE] addresses sent before the size are checked now; ones
+     * from an earlier start are not (QEMU sends SET_VRING_ADDR next). */
+    if (!vub_dev_map_ring(dev, q) && q->addr_before_num) {
+        q->ring.size = old_size;
+        vub_dev_map_ring(dev, q);
+        vub_dev_set_why(dev, "queue %u: a %u-entry ring at the addresses given does not fit in guest memory",
+                        m->payload.state.index, num);
+        return VUB_E_PROTO;
+    }
+    q->addr_before_num = false;
     return VUB_OK;
 }
 
@@ -5565,11 +7286,21 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
         vub_dev_set_why(dev, "queue %u ring areas misaligned", a->index);
         return VUB_E_PROTO;
     }
+    /* [VQ-RING-STATE] before SET_VRING_NUM only the areas' first bytes can
+     * be checked (a one-entry ring); SET_VRING_NUM checks the rest. */
+    uint16_t size = q->ring.size;
+    if (!size && (!vub_mem_range(&dev->mem, VUB_UVA, a->desc_uaddr, VIRTQ_DESC_BYTES) ||
+                  !vub_mem_range(&dev->mem, VUB_UVA, a->avail_uaddr, 4) ||
+                  !vub_mem_range(&dev->mem, VUB_UVA, a->used_uaddr, 4))) {
+        vub_dev_set_why(dev, "queue %u rings are not inside guest memory", a->index);
+        return VUB_E_PROTO;
+    }
     q->desc_addr = a->desc_uaddr;
     q->avail_addr = a->avail_uaddr;
     q->used_addr = a->used_uaddr;
     q->addr_set = true;
-    if (q->ring.size && !vub_dev_map_ring(dev, q)) {
+    q->addr_before_num = !size;
+    if (size && !vub_dev_map_ring(dev, q)) {
         vub_dev_set_why(dev, "queue %u rings are not inside guest memory", a->index);
         return VUB_E_PROTO;
     }
@@ -5647,6 +7378,32 @@ static struct vub_dev_queue *vub_dev_vring_fd(struct vub_dev *dev, struct vub_ms
     return q;
 }
 
+/* [VU-EVENT-FD] a kick fd must be readable as an event source, a call or
+ * err fd writable as one; [VU-CALL-NONBLOCK] every one is made
+ * non-blocking, so a front-end that never drains its call pipe cannot
+ * block the device (a full pipe already holds a pending signal). On
+ * failure the fd is closed here. */
+static bool vub_dev_check_event_fd(struct vub_dev *dev, const struct vub_msg *m, int *fd, bool read_end,
+                                   bool *pipe)
+{
+    const char *name = vub_vu_request_name(m->hdr.request);
+    *pipe = false;
+    if (*fd < 0)
+        return true;
+    if (!vub_sys_event_fd_ok(*fd, read_end, pipe)) {
+        vub_dev_set_why(dev, "%s: the fd is not an eventfd or the %s end of a pipe", name,
+                        read_end ? "read" : "write");
+        vub_sys_close(fd);
+        return false;
+    }
+    if (!vub_sys_set_nonblock(*fd)) {
+        vub_dev_set_why(dev, "%s: cannot make the fd non-blocking: %s", name, strerror(errno));
+        vub_sys_close(fd);
+        return false;
+    }
+    return true;
+}
+
 /* [VU-VRING-KICK] A kick fd starts the ring ("Ring states": started once the kick fd is
  * set); requests already waiting are served at once, since their kick
  * may have gone to the previous fd. */
@@ -5654,15 +7411,12 @@ static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
+    bool pipe = false;
+    if (!q || !vub_dev_check_event_fd(dev, m, &fd, true, &pipe))
         return VUB_E_PROTO;
-    if (fd >= 0 && !vub_sys_set_nonblock(fd)) {
-        close(fd);
-        vub_dev_set_why(dev, "kick fd: %s", strerror(errno));
-        return VUB_E_PROTO;
-    }
     vub_sys_close(&q->kick_fd);
     q->kick_fd = fd;
+    q->kick_pipe = pipe;
     q->polled = fd < 0;
     q->started = true;
     q->used_synced = false;
@@ -5673,8 +7427,9 @@ static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_set_vring_call(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
+    bool pipe;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
+    if (!q || !vub_dev_check_event_fd(dev, m, &fd, false, &pipe))
         return VUB_E_PROTO;
     vub_sys_close(&q->call_fd);
     q->call_fd = fd;
@@ -5684,8 +7439,9 @@ static enum vub_err vub_h_set_vring_call(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_set_vring_err(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
+    bool pipe;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
+    if (!q || !vub_dev_check_event_fd(dev, m, &fd, false, &pipe))
         return VUB_E_PROTO;
     vub_sys_close(&q->err_fd);
     q->err_fd = fd;
@@ -5884,6 +7640,13 @@ static const struct vub_dev_rule *vub_dev_check(struct vub_dev *dev, const struc
         vub_dev_set_why(dev, "request %u (%s) is not supported", m->hdr.request, name);
         return NULL;
     }
+    /* [VU-HDR-FLAGS] a request has the version and at most NEED_REPLY: the
+     * REPLY bit is the back-end's to send, and no other bit is defined. */
+    if (m->hdr.flags & ~(VHOST_USER_VERSION_MASK | VHOST_USER_NEED_REPLY_MASK)) {
+        vub_dev_set_why(dev, "%s with header flags 0x%x: %s", name, m->hdr.flags,
+                        m->hdr.flags & VHOST_USER_REPLY_MASK ? "the REPLY bit is set" : "undefined bits are set");
+        return NULL;
+    }
     if (rule->gate != VUB_GATE_NONE && !vub_has(dev->protocol, (unsigned)rule->gate)) {
         vub_dev_set_why(dev, "%s without protocol feature %s negotiated", name,
                         vub_protocol_feature_names[rule->gate]);
@@ -6007,7 +7770,7 @@ enum vub_err vub_dev_attach(struct vub_dev *dev, int fd)
     dev->protocol_set = dev->owner = false;
     memset(&dev->stats, 0, sizeof dev->stats);
     dev->why[0] = '\0';
-    vub_dev_reset(dev);
+    vub_dev_reset_session(dev);
     return VUB_OK;
 }
 
@@ -6015,7 +7778,8 @@ void vub_dev_detach(struct vub_dev *dev)
 {
     if (!dev)
         return;
-    vub_dev_reset(dev);
+    vub_msg_close_fds(&dev->msg); /* a request cut short by a fault may hold fds */
+    vub_dev_reset_session(dev);
     vub_sys_close(&dev->sock);
     dev->protocol = 0;
     dev->protocol_set = dev->owner = false;
@@ -6040,8 +7804,8 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q)
 {
     if (q >= dev->cfg.num_queues)
         return VUB_E_INVAL;
-    if (dev->queues[q].kick_fd >= 0)
-        vub_sys_drain(dev->queues[q].kick_fd);
+    if (dev->queues[q].kick_fd >= 0 && !vub_sys_drain(dev->queues[q].kick_fd))
+        vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, "kick");
     dev->stats.kicks++;
     return vub_dev_run_queue(dev, q);
 }
@@ -6062,7 +7826,7 @@ size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap
 bool vub_dev_polling(const struct vub_dev *dev)
 {
     for (unsigned i = 0; i < dev->cfg.num_queues; i++)
-        if (dev->queues[i].started && dev->queues[i].polled)
+        if (dev->queues[i].started && (dev->queues[i].polled || dev->queues[i].backlog))
             return true;
     return false;
 }
@@ -6077,14 +7841,19 @@ enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, siz
         if (fds[i].fd == dev->sock && fds[i].revents)
             err = vub_dev_handle_msg(dev);
     for (size_t i = 0; i < n && err == VUB_OK; i++) {
-        if (fds[i].fd == dev->sock || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP)))
+        if (fds[i].fd == dev->sock || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
             continue;
-        for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
-            if (dev->queues[q].kick_fd == fds[i].fd)
-                err = vub_dev_process_queue(dev, q);
+        for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++) {
+            if (dev->queues[q].kick_fd != fds[i].fd)
+                continue;
+            /* [VU-EVENT-FD] a hung-up kick fd is served once, then dropped */
+            err = vub_dev_process_queue(dev, q);
+            if (dev->queues[q].kick_fd >= 0 && (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)))
+                vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, "kick");
+        }
     }
     for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
-        if (dev->queues[q].started && dev->queues[q].polled)
+        if (dev->queues[q].started && (dev->queues[q].polled || dev->queues[q].backlog))
             err = vub_dev_run_queue(dev, q);
     return err;
 }
@@ -6101,6 +7870,21 @@ enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served)
     if (served)
         *served = dev->stats.requests - before;
     return err;
+}
+
+/* [MEM-SHRINK] The hook for a program's SIGBUS handler: is addr in this
+ * session's guest memory? Reads only the region table (no locks, no
+ * allocation), so it is async-signal-safe. */
+bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr)
+{
+    const uint8_t *a = addr;
+    for (unsigned i = 0; dev && i < dev->mem.count; i++) {
+        const struct vub_mem_region *r = &dev->mem.regions[i];
+        const uint8_t *base = r->map_base;
+        if (a >= base && (size_t)(a - base) < r->map_len)
+            return true;
+    }
+    return false;
 }
 
 const char *vub_dev_why(const struct vub_dev *dev) { return dev->why; }

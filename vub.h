@@ -113,6 +113,7 @@ enum vub_err {
     VUB_E_CORRUPT,   /* an image whose metadata is inconsistent */
     VUB_E_AGAIN,     /* nothing to do now; try again later */
     VUB_E_TIMEOUT,   /* the peer did not answer in time */
+    VUB_E_BUSY,      /* an image another process holds (its locks conflict with ours) */
 };
 
 /* A constant one-line description of an error code; never NULL (unknown
@@ -143,6 +144,7 @@ struct vub_image_opts {
     const char *snapshot;    /* read this internal snapshot (id or name), not the active layer */
     enum vub_format backing_format; /* format of a backing file the image does not
                                        record; AUTO = refuse such images (never probed) */
+    bool force_share;        /* read-only opens: let others write meanwhile (qemu-img -U) */
 };
 
 struct vub_image;
@@ -150,10 +152,17 @@ struct vub_image;
 /* Opens the image at path (and, for qcow2, its backing chain and data
  * file) and sets *out. path and opts are copied; opts may be NULL (all
  * defaults). Allocates the image and, for qcow2, its caches, all bounded
- * (SPEC-NOTES.md "Memory per image"). On failure *out is NULL, nothing is
- * left open and *why names the cause: VUB_E_IO (cannot open or read),
- * VUB_E_CORRUPT (inconsistent metadata), VUB_E_UNSUPP (a feature vub does
- * not read, named), VUB_E_INVAL (bad arguments), VUB_E_NOMEM. */
+ * (SPEC-NOTES.md "Memory per image"). Format AUTO refuses (VUB_E_UNSUPP) a
+ * file that starts with another image format's magic (VMDK, VHDX, VDI,
+ * QED, VPC, LUKS, qcow version 1); RAW takes any file as it is. Every file
+ * opened is locked the way QEMU locks images: VUB_E_BUSY if QEMU, qemu-img,
+ * qemu-storage-daemon or another vub holds it in a way that conflicts (a
+ * writer excludes everyone but force_share readers; a reader excludes
+ * writers). The image owns its file descriptors and locks until
+ * vub_image_close(). On failure *out is NULL, nothing is left open and
+ * *why names the cause: VUB_E_IO (cannot open or read), VUB_E_BUSY,
+ * VUB_E_CORRUPT (inconsistent metadata), VUB_E_UNSUPP (a feature or format
+ * vub does not read, named), VUB_E_INVAL (bad arguments), VUB_E_NOMEM. */
 enum vub_err vub_image_open(struct vub_image **out, const char *path,
                             const struct vub_image_opts *opts, char *why, size_t why_len);
 
@@ -250,6 +259,12 @@ enum vub_err vub_image_snapshot(const struct vub_image *img, uint32_t index,
 enum vub_err vub_image_block_status(struct vub_image *img, uint64_t off, uint64_t len,
                                     uint64_t *run_bytes, bool *zero);
 
+/* True if fd is one of the files the image reads (the same device and
+ * inode as the image file, its data file or a file of its backing chain),
+ * whatever name it was opened by. Lets a copy refuse to overwrite its own
+ * source. */
+bool vub_image_uses_file(const struct vub_image *img, int fd);
+
 /* One line naming the cause of the last failed qcow2 read or block status
  * (for example which L2 entry is corrupt); "" if none, and for raw images.
  * The string belongs to the image and changes at its next failure. */
@@ -272,6 +287,7 @@ struct vub_dev_stats {
     uint64_t notifications;   /* used-buffer notifications sent (call fd writes) */
     uint64_t kicks;           /* available-buffer notifications received */
     uint64_t rejected_messages; /* messages answered with an error, session kept */
+    uint64_t dropped_fds;     /* kick/call fds closed after a hang-up or error (vub_dev_why says which) */
     uint64_t queue_requests[VUB_MAX_QUEUES];  /* requests per queue */
 };
 
@@ -324,8 +340,28 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q);
 size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap);
 enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n);
 
-/* True if a queue's kick came with NOFD: nobody will kick it, so the caller
- * must not block in poll() for long (vub_dev_dispatch() polls such queues). */
+/* Guest memory a front-end shrinks under us. A front-end may ftruncate the
+ * file it shared after SET_MEM_TABLE; the next access to a page past the
+ * new end raises SIGBUS in whatever vub code touches it (ring loads,
+ * descriptor and data copies; preadv/pwritev see EFAULT instead). No
+ * mapping or size check can prevent that: the file can shrink between any
+ * check and the access. vub installs no signal handler (a library must not
+ * own process-wide state); a program that serves untrusted front-ends
+ * installs one for SIGBUS, and in it asks vub_dev_owns_fault(dev,
+ * info->si_addr). True means the fault is the front-end's doing: the
+ * handler may siglongjmp() back to the program's loop, which must then call
+ * vub_dev_detach() (and nothing else on dev first) to end that session;
+ * the device is then ready for the next. False means a real bug: restore
+ * the default action and let it crash. Async-signal-safe. vub-serve shows
+ * the pattern. */
+bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr);
+
+/* True if a queue's kick came with NOFD, or a queue whose kick fd is a pipe
+ * yielded with requests left: nobody will kick it, so the caller must not
+ * block in poll() for long (vub_dev_dispatch() runs such queues).
+ * Call and err fds may be pipes: a program whose front-end may close one's
+ * read end must ignore SIGPIPE (vub-serve does); the write then fails and
+ * the fd is dropped (stats.dropped_fds). */
 bool vub_dev_polling(const struct vub_dev *dev);
 
 /* Busy polling: serves every started queue once without waiting for a

@@ -6,6 +6,10 @@
  * Every byte of the disk goes through the vub image layer. convert writes a
  * sparse file: it asks vub_image_block_status() where the zero runs are and
  * skips them, skips all-zero blocks in what it reads, then sets the size.
+ * It never overwrites its own input: an output that is the image or any
+ * file of its backing chain (by device and inode) is refused, and the copy
+ * goes to a temporary file renamed over OUT.raw only once it is complete
+ * and on disk.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -19,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #define CHUNK_BYTES (1u << 20)           /* one read */
 #define BLOCK_BYTES 4096u                /* the unit of "all zero, skip it" */
@@ -31,6 +36,9 @@ static const char usage[] =
     "  --snapshot NAME        read this internal snapshot (id or name) of a qcow2 image\n"
     "  --allow-data-file      follow the external data file a qcow2 image names\n"
     "  --backing-format FMT   raw|qcow2: format of a backing file whose format is not recorded\n"
+    "  --format FMT           raw|qcow2: the image's format (default: detected); raw takes\n"
+    "                         any file, also one that looks like another format, as it is\n"
+    "  -U, --force-share      read an image another process is writing (like qemu-img -U)\n"
     "  --help                 this text\n";
 
 static int fail(const char *what, const char *why)
@@ -115,12 +123,50 @@ static bool write_sparse(int out, const uint8_t *buf, size_t n, uint64_t off)
     return true;
 }
 
+/* Refuses an existing output that the image reads, or that is not a
+ * regular file (a rename would replace a device node, not fill it). */
+static int check_output(const struct vub_image *img, const char *out_path)
+{
+    int fd = open(out_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : fail(out_path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (vub_image_uses_file(img, fd))
+        rc = fail(out_path, "is the image itself or a file of its backing chain; "
+                            "choose another output, or it would be overwritten");
+    else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        rc = fail(out_path, "exists and is not a regular file; convert writes regular files only");
+    close(fd);
+    return rc;
+}
+
+/* A temporary file beside out_path, with the mode a new file would get. */
+static int create_temp(const char *out_path, char **tmp_path)
+{
+    if (asprintf(tmp_path, "%s.vub-XXXXXX", out_path) < 0)
+        return -1;
+    int fd = mkostemp(*tmp_path, O_CLOEXEC);
+    if (fd < 0) {
+        free(*tmp_path);
+        *tmp_path = NULL;
+        return -1;
+    }
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
+    return fd;
+}
+
 static int convert(const char *path, struct vub_image *img, const char *out_path)
 {
+    if (check_output(img, out_path) != 0)
+        return 1;
     uint64_t size = vub_image_size(img);
     uint8_t *buf = malloc(CHUNK_BYTES);
-    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (!buf || out < 0) {
+    char *tmp_path = NULL;
+    int out = buf ? create_temp(out_path, &tmp_path) : -1;
+    if (out < 0) {
         free(buf);
         return fail(out_path, strerror(errno));
     }
@@ -146,10 +192,16 @@ static int convert(const char *path, struct vub_image *img, const char *out_path
         }
         off += run;
     }
-    if (rc == 0 && (ftruncate(out, (off_t)size) != 0 || close(out) != 0))
+    /* Durable before it replaces anything: a crash leaves the old OUT.raw. */
+    if (rc == 0 && (ftruncate(out, (off_t)size) != 0 || fdatasync(out) != 0))
+        rc = fail(tmp_path, strerror(errno));
+    if (close(out) != 0 && rc == 0)
+        rc = fail(tmp_path, strerror(errno));
+    if (rc == 0 && rename(tmp_path, out_path) != 0)
         rc = fail(out_path, strerror(errno));
-    else if (rc != 0)
-        close(out);
+    if (rc != 0)
+        unlink(tmp_path);
+    free(tmp_path);
     free(buf);
     return rc;
 }
@@ -166,13 +218,18 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--allow-data-file") == 0) {
             opts.allow_data_file = true;
+        } else if (strcmp(a, "--force-share") == 0 || strcmp(a, "-U") == 0) {
+            opts.force_share = true;
         } else if (strcmp(a, "--snapshot") == 0 && i + 1 < argc) {
             opts.snapshot = argv[++i];
-        } else if (strcmp(a, "--backing-format") == 0 && i + 1 < argc) {
+        } else if ((strcmp(a, "--backing-format") == 0 || strcmp(a, "--format") == 0) && i + 1 < argc) {
             const char *f = argv[++i];
-            if (strcmp(f, "raw") != 0 && strcmp(f, "qcow2") != 0)
-                return fail("--backing-format", "must be raw or qcow2");
-            opts.backing_format = strcmp(f, "raw") == 0 ? VUB_FORMAT_RAW : VUB_FORMAT_QCOW2;
+            if (strcmp(f, "raw") != 0 && strcmp(f, "qcow2") != 0) {
+                fprintf(stderr, "vub-img: %s wants raw or qcow2, not '%s'\n", a, f);
+                return 2;
+            }
+            enum vub_format fmt = strcmp(f, "raw") == 0 ? VUB_FORMAT_RAW : VUB_FORMAT_QCOW2;
+            *(strcmp(a, "--format") == 0 ? &opts.format : &opts.backing_format) = fmt;
         } else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "vub-img: unknown option %s (try --help)\n", a);
             return 2;

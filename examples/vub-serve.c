@@ -2,7 +2,7 @@
  *
  *   vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID]
  *             [--format raw|qcow2] [--poll-us N] [--snapshot NAME]
- *             [--backing-format raw|qcow2] [--allow-data-file] IMAGE
+ *             [--backing-format raw|qcow2] [--allow-data-file] [--force-share] IMAGE
  *
  * Serves one front-end at a time; after a disconnect it waits for the next,
  * so a VM can restart. SIGINT/SIGTERM exit cleanly and remove the socket.
@@ -12,7 +12,9 @@
 #include "vub.h"
 
 #include <errno.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,21 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
+
+/* A front-end that shrinks its memory file under us makes our next access
+ * to it raise SIGBUS (see vub_dev_owns_fault in vub.h). The handler jumps
+ * back to serve_session(), which ends that session; a SIGBUS anywhere else
+ * is a bug and crashes as usual. */
+static sigjmp_buf fault_jump;
+static struct vub_dev *volatile fault_dev; /* set while a session runs */
+
+static void on_sigbus(int sig, siginfo_t *info, void *context)
+{
+    (void)context;
+    if (fault_dev && vub_dev_owns_fault(fault_dev, info->si_addr))
+        siglongjmp(fault_jump, 1);
+    signal(sig, SIG_DFL); /* returning re-runs the access: now fatal */
+}
 
 static void on_signal(int sig)
 {
@@ -41,6 +58,7 @@ struct options {
     const char *snapshot;          /* qcow2: serve this internal snapshot */
     enum vub_format backing_format; /* qcow2: for a backing file whose format is not recorded */
     bool allow_data_file;          /* qcow2: follow an external data file the image names */
+    bool force_share;              /* read-only: let others write the image meanwhile */
 };
 
 static void usage(FILE *out)
@@ -48,7 +66,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID]\n"
             "                 [--format raw|qcow2] [--poll-us N] [--snapshot NAME]\n"
-            "                 [--backing-format raw|qcow2] [--allow-data-file] IMAGE\n"
+            "                 [--backing-format raw|qcow2] [--allow-data-file] [--force-share] IMAGE\n"
             "Export IMAGE as a vhost-user-blk device on a unix socket (default vub.sock).\n"
             "  --socket PATH   listen here (a stale socket file is replaced)\n"
             "  --read-only     offer VIRTIO_BLK_F_RO and open the image read-only\n"
@@ -57,6 +75,9 @@ static void usage(FILE *out)
             "  --format F      image format (default: detected from the file)\n"
             "  --poll-us N     busy-poll the queues for N microseconds after the last\n"
             "                  request before sleeping (default 0: sleep at once)\n"
+            "  --force-share   with --read-only: serve an image another process writes\n"
+            "The image is locked as QEMU locks images: it is refused while QEMU or\n"
+            "qemu-img uses it in a conflicting way, and they refuse it while served.\n"
             "qcow2 images are served read-only (VIRTIO_BLK_F_RO):\n"
             "  --snapshot NAME       serve an internal snapshot (id or name)\n"
             "  --backing-format F    format of a backing file the image does not record\n"
@@ -110,6 +131,8 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->snapshot = v, i++;
         } else if (!strcmp(a, "--allow-data-file")) {
             o->allow_data_file = true;
+        } else if (!strcmp(a, "--force-share")) {
+            o->force_share = true;
         } else if (a[0] == '-' || o->image_path) {
             fprintf(stderr, "vub-serve: unexpected argument '%s' (try --help)\n", a);
             return -1;
@@ -121,25 +144,49 @@ static int parse_args(int argc, char **argv, struct options *o)
         fprintf(stderr, "vub-serve: no IMAGE given (try --help)\n");
         return -1;
     }
+    if (o->force_share && !o->read_only) {
+        fprintf(stderr, "vub-serve: --force-share needs --read-only (a writer never shares)\n");
+        return -1;
+    }
     return 0;
 }
 
-/* Binds a listening unix socket, replacing a stale socket file but never
- * any other kind of file. */
+/* True if a server accepts connections on the socket at addr. The probe
+ * does not block: a live server whose backlog is full (EAGAIN) is live. */
+static bool socket_is_live(const struct sockaddr_un *addr)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return true; /* cannot tell: do not take it over */
+    bool live = connect(fd, (const struct sockaddr *)addr, sizeof *addr) == 0 || errno == EAGAIN;
+    close(fd);
+    return live;
+}
+
+/* Binds a listening unix socket. A socket file nobody answers on is stale
+ * (its server died) and is replaced; one a live server answers on, and any
+ * other kind of file, is left alone. */
 static int listen_on(const char *path)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     struct stat st;
     if (strlen(path) >= sizeof addr.sun_path) {
-        fprintf(stderr, "vub-serve: socket path too long: %s\n", path);
+        fprintf(stderr, "vub-serve: socket path too long (at most %zu bytes): %s\n",
+                sizeof addr.sun_path - 1, path);
         return -1;
     }
     strcpy(addr.sun_path, path);
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
-            fprintf(stderr, "vub-serve: %s exists and is not a socket\n", path);
+            fprintf(stderr, "vub-serve: %s exists and is not a socket; choose another --socket\n", path);
             return -1;
         }
+        if (socket_is_live(&addr)) {
+            fprintf(stderr, "vub-serve: %s: a server is listening on this socket; stop it or choose "
+                            "another --socket\n", path);
+            return -1;
+        }
+        fprintf(stderr, "vub-serve: replacing stale socket %s (nobody listens on it)\n", path);
         unlink(path);
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -205,10 +252,10 @@ static enum vub_err busy_poll(struct vub_dev *dev, unsigned poll_us)
 
 /* Runs one session until the front-end leaves, breaks the protocol, or a
  * signal asks us to stop. */
-static void serve_session(struct vub_dev *dev, unsigned poll_us)
+static void serve_loop(struct vub_dev *dev, unsigned poll_us)
 {
     uint64_t logged = 0; /* features last logged: firmware and OS negotiate in turn */
-    uint64_t rejected = 0;
+    uint64_t rejected = 0, dropped = 0;
     enum vub_err err = VUB_OK;
     while (!stop_requested && err == VUB_OK) {
         struct pollfd fds[VUB_MAX_POLLFDS];
@@ -227,12 +274,28 @@ static void serve_session(struct vub_dev *dev, unsigned poll_us)
             rejected = s.rejected_messages;
             fprintf(stderr, "vub-serve: rejected a message: %s\n", vub_dev_why(dev));
         }
+        if (s.dropped_fds != dropped) {
+            dropped = s.dropped_fds;
+            fprintf(stderr, "vub-serve: %s\n", vub_dev_why(dev));
+        }
         if (vub_dev_queues_started(dev) > 0 && vub_dev_features(dev) != logged) {
             log_features(dev);
             logged = vub_dev_features(dev);
         }
     }
     log_end(dev, stop_requested ? VUB_E_CLOSED : err);
+}
+
+static void serve_session(struct vub_dev *dev, unsigned poll_us)
+{
+    if (sigsetjmp(fault_jump, 1) == 0) {
+        fault_dev = dev;
+        serve_loop(dev, poll_us);
+    } else {
+        fprintf(stderr, "vub-serve: session ended: guest memory vanished under us (SIGBUS: the front-end "
+                        "shrank a shared memory file after SET_MEM_TABLE)\n");
+    }
+    fault_dev = NULL;
     vub_dev_detach(dev);
 }
 
@@ -244,7 +307,8 @@ int main(int argc, char **argv)
     char why[512];
     struct vub_image *img;
     struct vub_image_opts io = {.read_only = o.read_only, .format = o.format, .snapshot = o.snapshot,
-                                .backing_format = o.backing_format, .allow_data_file = o.allow_data_file};
+                                .backing_format = o.backing_format, .allow_data_file = o.allow_data_file,
+                                .force_share = o.force_share};
     enum vub_err err = vub_image_open(&img, o.image_path, &io, why, sizeof why);
     if (err != VUB_OK) {
         fprintf(stderr, "vub-serve: cannot open image: %s\n", why);
@@ -264,6 +328,8 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction bus = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO};
+    sigaction(SIGBUS, &bus, NULL);
     fprintf(stderr, "vub-serve: serving %s (%llu bytes, %s%s) on %s with %u queues\n", o.image_path,
             (unsigned long long)vub_image_size(img),
             vub_image_format(img) == VUB_FORMAT_QCOW2 ? "qcow2" : "raw",

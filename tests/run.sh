@@ -41,6 +41,7 @@ run unit:asan build/asan/test-client-hostile
 run unit:plain build/test-inflate
 run unit:asan build/asan/test-inflate
 run qcow2 bash tests/test-qcow2.sh
+run safety bash tests/test-safety.sh
 run client bash tests/test-client.sh
 run client:asan env VUB_IO=build/asan/vub-io bash tests/test-client.sh
 run conform env VUB_SERVE=build/asan/vub-serve bash tests/test-conform.sh

@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <dirent.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 
 /* ---- reporting ---- */
@@ -1007,6 +1008,42 @@ static void test_fuzz_regressions(void)
     hostile("[VQ-SPLIT-ORDER] a readable descriptor after an empty writable one is refused", zw, 3, 0, 0);
 }
 
+/* QEMU 10's hand-over from the firmware to the kernel, as it is on the
+ * wire: the firmware's rings are disabled (queue 1, never set up, too) and
+ * queue 0 stopped; RESET_DEVICE; then SET_FEATURES, SET_VRING_CALL and the
+ * ring messages again, but not the memory table and not SET_VRING_ERR. */
+static void test_reset_keeps_connection(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    int err_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    bool ok = send_u64(&b, VHOST_USER_SET_VRING_ERR, 0, &err_fd, 1) == VUB_OK &&
+              request3(&b, 0, VIRTIO_BLK_T_IN, 1, 512, true) == VUB_OK && take_used(&b, 0, &id, &len);
+    for (unsigned q = 0; q < 2; q++)
+        ok = ok && send_state(&b, VHOST_USER_SET_VRING_ENABLE, q, 0) == VUB_OK;
+    ok = ok && send_state(&b, VHOST_USER_GET_VRING_BASE, 0, 0) == VUB_OK;
+    struct vub_vu_header h;
+    struct vub_vu_vring_state base;
+    ok = ok && get_reply(&b, &h, &base, sizeof base) && base.num == 1;
+    ok = ok && send_msg(&b, VHOST_USER_RESET_DEVICE, 1, NULL, 0, NULL, 0) == VUB_OK &&
+         send_u64(&b, VHOST_USER_SET_FEATURES, b.features, NULL, 0) == VUB_OK &&
+         setup_queue(&b, 0) == VUB_OK && setup_queue(&b, 1) == VUB_OK;
+    memset(g(&b, DATA_GPA), 0, 512);
+    ok = ok && request3(&b, 1, VIRTIO_BLK_T_IN, 3, 512, true) == VUB_OK && take_used(&b, 1, &id, &len) &&
+         *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK && *g(&b, DATA_GPA) == 3;
+    check(ok, "[VU-RESET] RESET_DEVICE keeps the memory table: rings set up again without it serve I/O");
+    /* a ring the driver breaks after the reset signals the error fd set before it */
+    struct d loop[2] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1}, {DATA_GPA, 512, VIRTQ_DESC_F_NEXT, 0}};
+    put_hdr(&b, VIRTIO_BLK_T_IN, 0);
+    uint64_t signalled = 0;
+    check(submit(&b, 0, loop, 2, 0) == VUB_E_PROTO && read(err_fd, &signalled, sizeof signalled) == 8,
+          "[VU-RESET] RESET_DEVICE keeps the error fd: a ring broken after it is reported there");
+    close(err_fd);
+    bench_close(&b);
+}
+
 static void test_reset(void)
 {
     struct bench b;
@@ -1020,6 +1057,305 @@ static void test_reset(void)
               *g(&b, STATUS_GPA) == 0xee && vub_dev_queues_started(b.dev) == 0,
           "[VU-RESET] after RESET_DEVICE no ring runs (it did before)");
     check(bench_start(&b, 0), "[VU-RESET] the device can be set up again after RESET_DEVICE");
+    bench_close(&b);
+    test_reset_keeps_connection();
+}
+
+
+/* Sends SET_VRING_KICK/CALL/ERR for queue 0 with fd and NEED_REPLY; true if
+ * the device acked it with 0 (accepted). The fd is ours to close. */
+static bool vring_fd_accepted(struct bench *b, uint32_t req, int fd)
+{
+    struct vub_vu_header h;
+    uint64_t ack = ~0ull;
+    send_msg(b, req, 1 | VHOST_USER_NEED_REPLY_MASK, &(uint64_t){0}, 8, &fd, 1);
+    return get_reply(b, &h, &ack, sizeof ack) && ack == 0;
+}
+
+/* [VU-EVENT-FD] a kick fd is an eventfd or a pipe's read end, a call or err
+ * fd an eventfd or a pipe's write end; anything else is refused, since it
+ * would never signal or would signal forever. */
+static void test_event_fd_kinds(void)
+{
+    struct bench b;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    int sv[2], p[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    close(sv[1]);
+    if (pipe(p) != 0)
+        abort();
+    struct { const char *what; int fd; } bad[] = {
+        {"/dev/null", open("/dev/null", O_RDWR)},
+        {"/dev/zero", open("/dev/zero", O_RDONLY)},
+        {"a directory", open("/", O_RDONLY | O_DIRECTORY)},
+        {"a regular file", open(b.path, O_RDONLY)},
+        {"a socket whose peer closed", sv[0]},
+    };
+    for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        check(!vring_fd_accepted(&b, VHOST_USER_SET_VRING_KICK, bad[i].fd),
+              "[VU-EVENT-FD] a kick fd that is %s is refused", bad[i].what);
+        check(!vring_fd_accepted(&b, VHOST_USER_SET_VRING_CALL, bad[i].fd),
+              "[VU-EVENT-FD] a call fd that is %s is refused", bad[i].what);
+        check(!vring_fd_accepted(&b, VHOST_USER_SET_VRING_ERR, bad[i].fd),
+              "[VU-EVENT-FD] an err fd that is %s is refused", bad[i].what);
+        close(bad[i].fd);
+    }
+    check(!vring_fd_accepted(&b, VHOST_USER_SET_VRING_KICK, p[1]),
+          "[VU-EVENT-FD] a kick fd that is a pipe's write end is refused");
+    check(!vring_fd_accepted(&b, VHOST_USER_SET_VRING_CALL, p[0]),
+          "[VU-EVENT-FD] a call fd that is a pipe's read end is refused");
+    check(vring_fd_accepted(&b, VHOST_USER_SET_VRING_CALL, p[1]) &&
+              vring_fd_accepted(&b, VHOST_USER_SET_VRING_ERR, p[1]),
+          "[VU-EVENT-FD] call and err fds that are a pipe's write end are accepted");
+    close(p[0]);
+    close(p[1]);
+    if (pipe(p) != 0) /* a pipe of its own: the device still holds the last one as err fd */
+        abort();
+    check(vring_fd_accepted(&b, VHOST_USER_SET_VRING_KICK, p[0]),
+          "[VU-EVENT-FD] a kick fd that is a pipe's read end is accepted");
+    check(vring_fd_accepted(&b, VHOST_USER_SET_VRING_CALL, b.call[0]),
+          "[VU-EVENT-FD] a call fd that is an eventfd is accepted");
+
+    /* The kick pipe's writer goes away: poll reports POLLHUP for good. */
+    struct pollfd fds[VUB_MAX_POLLFDS];
+    size_t before = vub_dev_pollfds(b.dev, fds, VUB_MAX_POLLFDS);
+    close(p[1]);
+    close(p[0]);
+    int ready = poll(fds, before, 0);
+    enum vub_err err = vub_dev_dispatch(b.dev, fds, before);
+    size_t after = vub_dev_pollfds(b.dev, fds, VUB_MAX_POLLFDS);
+    int again = poll(fds, after, 0);
+    check(ready == 1 && err == VUB_OK && after == before - 1 && again == 0,
+          "[VU-EVENT-FD] a kick pipe that hung up is dropped: the next poll has nothing ready (no spin)");
+    check(strstr(vub_dev_why(b.dev), "kick fd hung up") != NULL,
+          "[VU-EVENT-FD] the dropped kick fd is named for one log line: %s", vub_dev_why(b.dev));
+    bench_close(&b);
+}
+
+/* [VU-CALL-NONBLOCK] a call pipe that nobody drains fills up; writes to it
+ * never block, so the device keeps completing requests (the full pipe
+ * already holds a pending notification). */
+static void on_wedged(int sig)
+{
+    (void)sig;
+    static const char msg[] = "not ok - [VU-CALL-NONBLOCK] the device blocked writing to a full call pipe\n";
+    write(1, msg, sizeof msg - 1);
+    _exit(1);
+}
+
+static void test_call_pipe_full(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    int p[2];
+    bench_open(&b, false, VUB_BIT(VIRTIO_F_EVENT_IDX)); /* one call per completion */
+    bench_start(&b, 0);
+    if (pipe(p) != 0)
+        abort();
+    fcntl(p[1], F_SETPIPE_SZ, 4096); /* 512 signals fill it */
+    check(vring_fd_accepted(&b, VHOST_USER_SET_VRING_CALL, p[1]), "a call pipe is accepted");
+    signal(SIGALRM, on_wedged);
+    alarm(20);
+    unsigned done = 0;
+    for (unsigned i = 0; i < 2000; i++) {
+        request3(&b, 0, VIRTIO_BLK_T_IN, 0, 512, true);
+        done += take_used(&b, 0, &id, &len) && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK;
+    }
+    alarm(0);
+    check(done == 2000, "[VU-CALL-NONBLOCK] 2000 requests complete while nobody drains the call pipe (%u)", done);
+    close(p[0]);
+    close(p[1]);
+    bench_close(&b);
+}
+
+
+/* An IN request of one header, `data` 512-byte writable segments and a
+ * status byte, all in one indirect table. Returns the used length. */
+static uint32_t long_chain(struct bench *b, unsigned data, bool *got)
+{
+    uint64_t table = GUEST_GPA + 0x30000;
+    uint32_t id, len = ~0u;
+    put_hdr(b, VIRTIO_BLK_T_IN, 0);
+    memset(g(b, DATA_GPA), 0x77, (size_t)data * 512);
+    put_desc(g(b, table), 0, (struct d){HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1});
+    for (unsigned i = 0; i < data; i++)
+        put_desc(g(b, table), 1 + i,
+                 (struct d){DATA_GPA + 512ull * i, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, (uint16_t)(2 + i)});
+    put_desc(g(b, table), 1 + data, (struct d){STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0});
+    struct d ind = {table, 16 * (data + 2), VIRTQ_DESC_F_INDIRECT, 0};
+    submit(b, 0, &ind, 1, 0);
+    *got = take_used(b, 0, &id, &len);
+    return len;
+}
+
+static bool data_untouched(struct bench *b, unsigned data)
+{
+    for (size_t i = 0; i < (size_t)data * 512; i++)
+        if (g(b, DATA_GPA)[i] != 0x77)
+            return false;
+    return true;
+}
+
+/* [BLK-SEG-MAX] a request with more data segments than the seg_max vub
+ * advertises is refused as a whole: IOERR in the status byte (the last byte
+ * of the last writable descriptor, wherever the iovec array ended), used
+ * length 1, no data written - however many iovecs vub could have held. */
+static void test_long_chains(void)
+{
+    struct bench b;
+    bool got;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    uint32_t len = long_chain(&b, VUB_BLK_SEG_MAX, &got);
+    check(got && len == VUB_BLK_SEG_MAX * 512 + 1 && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK,
+          "[BLK-SEG-MAX] a request of exactly seg_max (%u) data segments is served", VUB_BLK_SEG_MAX);
+    len = long_chain(&b, VUB_BLK_SEG_MAX + 1, &got);
+    check(got && len == 1 && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_IOERR && data_untouched(&b, VUB_BLK_SEG_MAX + 1),
+          "[BLK-SEG-MAX] seg_max + 1 data segments: IOERR, used.len 1, no data written (len %u, status %u)",
+          len, *g(&b, STATUS_GPA));
+    len = long_chain(&b, 198, &got);
+    check(got && len == 1 && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_IOERR && data_untouched(&b, 198),
+          "[BLK-SEG-MAX] 198 data segments, past the iovec array: IOERR in the real status byte, used.len 1 (len %u, status %u)",
+          len, *g(&b, STATUS_GPA));
+    len = long_chain(&b, 1, &got);
+    check(got && len == 513 && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK, "[BLK-SEG-MAX] the ring is served normally after a refusal");
+    bench_close(&b);
+}
+
+
+/* [MEM-SHRINK] the front-end shrinks its memory file after SET_MEM_TABLE:
+ * the device's next access past the new end raises SIGBUS. This test is
+ * the program: its handler asks vub_dev_owns_fault() and jumps back, the
+ * session is detached, and the same device serves the next session. */
+static sigjmp_buf shrink_jump;
+static struct vub_dev *volatile shrink_dev;
+static volatile sig_atomic_t shrink_faults;
+
+static void on_shrink_sigbus(int sig, siginfo_t *info, void *context)
+{
+    (void)context;
+    if (shrink_dev && vub_dev_owns_fault(shrink_dev, info->si_addr)) {
+        shrink_faults++;
+        siglongjmp(shrink_jump, 1);
+    }
+    signal(sig, SIG_DFL);
+}
+
+static void test_shrunk_memory(void)
+{
+    static struct bench b; /* static: kept across the jump */
+    uint32_t id, len;
+    struct sigaction sa = {.sa_sigaction = on_shrink_sigbus, .sa_flags = SA_SIGINFO}, old;
+    sigaction(SIGBUS, &sa, &old);
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    check(!vub_dev_owns_fault(b.dev, &b) && !vub_dev_owns_fault(b.dev, g(&b, DATA_GPA)) &&
+              vub_dev_owns_fault(b.dev, b.dev->mem.regions[0].host + DATA_OFF),
+          "[MEM-SHRINK] vub_dev_owns_fault knows the device's guest mappings from the rest of the process");
+    /* A read whose header lies past where the file will end. */
+    put_hdr(&b, VIRTIO_BLK_T_IN, 0);
+    struct d ds[3] = {{HDR_GPA, 16, VIRTQ_DESC_F_NEXT, 1},
+                      {DATA_GPA, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2},
+                      {STATUS_GPA, 1, VIRTQ_DESC_F_WRITE, 0}};
+    for (unsigned i = 0; i < 3; i++)
+        put_desc(g(&b, desc_gpa(0)), i, ds[i]);
+    uint8_t *avail = g(&b, avail_gpa(0));
+    vub_put_le16(avail + 4, 0);
+    vub_put_le16(avail + 2, 1);
+    ftruncate(b.memfd, DATA_OFF / 2); /* the rings stay, the buffers go */
+    if (sigsetjmp(shrink_jump, 1) == 0) {
+        shrink_dev = b.dev;
+        vub_dev_process_queue(b.dev, 0);
+    }
+    shrink_dev = NULL;
+    check(shrink_faults == 1, "[MEM-SHRINK] touching the shrunk memory raised SIGBUS, and the handler recovered");
+    vub_dev_detach(b.dev);
+
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+    close(b.sock);
+    b.sock = sv[0];
+    ftruncate(b.memfd, GUEST_BYTES);
+    enum vub_err err = vub_dev_attach(b.dev, sv[1]);
+    bool started = err == VUB_OK && bench_start(&b, 0);
+    err = request3(&b, 0, VIRTIO_BLK_T_IN, 3, 512, true);
+    bool got = take_used(&b, 0, &id, &len);
+    uint8_t want[512];
+    file_bytes(&b, 3 * 512, want, sizeof want);
+    check(started && err == VUB_OK && got && len == 513 && !memcmp(g(&b, DATA_GPA), want, 512),
+          "[MEM-SHRINK] after the faulting session is detached, the device serves the next one");
+    bench_close(&b);
+    sigaction(SIGBUS, &old, NULL);
+}
+
+
+/* [VU-HDR-FLAGS] a request carries only the version and NEED_REPLY: the
+ * REPLY bit, or a bit the spec does not define, is refused (an error ack
+ * with NEED_REPLY, else the session ends). */
+static void test_request_flags(void)
+{
+    struct bench b;
+    struct vub_vu_header h;
+    uint64_t v = 0;
+    uint32_t bad[] = {VHOST_USER_REPLY_MASK, 1u << 4, 1u << 31};
+    for (unsigned i = 0; i < 3; i++) {
+        bench_open(&b, false, 0);
+        enum vub_err err = send_msg(&b, VHOST_USER_SET_OWNER, 1 | VHOST_USER_NEED_REPLY_MASK | bad[i], NULL, 0, NULL, 0);
+        bool got = get_reply(&b, &h, &v, sizeof v);
+        check(err == VUB_OK && got && v != 0, "[VU-HDR-FLAGS] SET_OWNER with flag bit 0x%x and NEED_REPLY gets an error ack", bad[i]);
+        err = send_msg(&b, VHOST_USER_GET_FEATURES, 1 | bad[i], NULL, 0, NULL, 0);
+        got = get_reply(&b, &h, &v, sizeof v);
+        check(err == VUB_E_PROTO && !got, "[VU-HDR-FLAGS] GET_FEATURES with flag bit 0x%x ends the session unanswered", bad[i]);
+        bench_close(&b);
+    }
+}
+
+/* [VQ-RING-STATE] SET_VRING_ADDR may come before SET_VRING_NUM: the areas
+ * are checked against guest memory with what is known then, and again when
+ * the size arrives; a ring that does not fit is refused, not acked and left
+ * unusable. */
+static void test_addr_before_num(void)
+{
+    struct bench b;
+    struct vub_vu_header h;
+    uint64_t ack = 0;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    struct vub_vu_vring_addr a = {0, 0, GUEST_UVA + GUEST_BYTES + 0x1000, uva(used_gpa(0)), uva(avail_gpa(0)), 0};
+    vub_dev_reset_session(b.dev); /* rings forgotten, size 0 */
+    send_mem_table(&b);
+    enum vub_err err = send_msg(&b, VHOST_USER_SET_VRING_ADDR, 1 | VHOST_USER_NEED_REPLY_MASK, &a, sizeof a, NULL, 0);
+    bool got = get_reply(&b, &h, &ack, sizeof ack);
+    check(err == VUB_OK && got && ack != 0, "[VQ-RING-STATE] SET_VRING_ADDR outside guest memory before SET_VRING_NUM is refused");
+    a.desc_uaddr = GUEST_UVA + GUEST_BYTES - 64; /* 4 descriptors fit, 16 do not */
+    err = send_msg(&b, VHOST_USER_SET_VRING_ADDR, 1 | VHOST_USER_NEED_REPLY_MASK, &a, sizeof a, NULL, 0);
+    got = get_reply(&b, &h, &ack, sizeof ack);
+    check(err == VUB_OK && got && ack == 0, "[VQ-RING-STATE] SET_VRING_ADDR whose areas start in memory is accepted before the size");
+    struct vub_vu_vring_state st = {0, QSIZE};
+    err = send_msg(&b, VHOST_USER_SET_VRING_NUM, 1 | VHOST_USER_NEED_REPLY_MASK, &st, sizeof st, NULL, 0);
+    got = get_reply(&b, &h, &ack, sizeof ack);
+    check(err == VUB_OK && got && ack != 0, "[VQ-RING-STATE] a SET_VRING_NUM that makes the table run out of memory is refused");
+    bench_close(&b);
+}
+
+/* [BLK-OUT-DIR] an OUT's data must be device-readable: a device-writable
+ * data buffer is IOERR and nothing is written. */
+static void test_out_writable_data(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    uint8_t before[4096], after[4096];
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    file_bytes(&b, 8 * 512, before, sizeof before);
+    memset(g(&b, DATA_GPA), 0x5c, 4096);
+    request3(&b, 0, VIRTIO_BLK_T_OUT, 8, 4096, true);
+    bool got = take_used(&b, 0, &id, &len);
+    file_bytes(&b, 8 * 512, after, sizeof after);
+    check(got && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_IOERR && len == 1 && !memcmp(before, after, sizeof before),
+          "[BLK-OUT-DIR] an OUT with a device-writable data buffer gets IOERR and writes nothing (status %u, len %u)",
+          *g(&b, STATUS_GPA), len);
     bench_close(&b);
 }
 
@@ -1215,5 +1551,12 @@ int main(void)
     test_busy_poll();
     test_fuzz_regressions();
     test_packed();
+    test_event_fd_kinds();
+    test_call_pipe_full();
+    test_long_chains();
+    test_shrunk_memory();
+    test_request_flags();
+    test_addr_before_num();
+    test_out_writable_data();
     return failures ? 1 : 0;
 }

@@ -236,10 +236,10 @@ qio $img "write -c -s data.bin 0 64k" "write -c -s data.bin 64k 64k"
 same_as_qemu "compressed cluster at the end of the file, last sector partial" $img
 
 # ---- zstd -----------------------------------------------------------------------------------
-# [QCOW2-COMPRESSION-TYPE]
+# [QCOW2-COMPRESSION-TYPE] [QCOW2-ZSTD]
 if qemu-img create -q -f qcow2 -o compression_type=zstd zstd.qcow2 1M 2>/dev/null; then
     qio zstd.qcow2 "write -c -s data.bin 0 64k"
-    refused "zstd image refused, naming zstd (no zstd decoder in vub)" 'zstd' zstd.qcow2
+    same_as_qemu "[QCOW2-ZSTD] zstd-compressed clusters read like qemu-img" zstd.qcow2
 else
     skip "zstd compression (qemu-img built without zstd)"
 fi
@@ -405,17 +405,31 @@ refused "backing loop A -> B -> A refused" 'loop' loop-a.qcow2
 qemu-img create -q -f qcow2 self.qcow2 1M
 qemu-img rebase -q -u -b self.qcow2 -F qcow2 self.qcow2
 refused "image that is its own backing file refused" 'loop' self.qcow2
-# Depth cap: 16 backing files below the top are fine, 17 are not.
+# Depth cap: 64 backing files below the top are fine (qemu-img reads 40),
+# 65 are not, and the refusal gives the reason first, then the chain, in
+# one bounded line.
 qemu-img create -q -f raw deep-0.raw 1M
 qio -f raw deep-0.raw "write -P 0xd0 0 4k"
 prev=deep-0.raw fmt=raw
-for i in $(seq 1 17); do
+for i in $(seq 1 65); do
     qemu-img create -q -f qcow2 -b $prev -F $fmt deep-$i.qcow2 1M
     qio deep-$i.qcow2 "write -P $((i + 1)) $((i * 8192)) 512"
     prev=deep-$i.qcow2 fmt=qcow2
 done
-same_as_qemu "backing chain 16 files deep (the cap) reads" deep-16.qcow2
-refused "backing chain 17 files deep refused" 'deeper' deep-17.qcow2
+same_as_qemu "backing chain 40 files deep (as qemu-img reads) reads" deep-40.qcow2
+same_as_qemu "backing chain 64 files deep (the cap) reads" deep-64.qcow2
+refused "[QCOW2-BACKING-WHY] backing chain 65 files deep refused, the reason first" \
+    '^vub-img: backing chain deeper than 64 images \(backing chain: .*deep-65.qcow2 -> \.\.\. -> .*deep-0.raw, 65 deep\)$' deep-65.qcow2
+if [ "$(wc -c <"$T/err")" -le 400 ]; then ok "the depth refusal is bounded ($(wc -c <"$T/err") bytes)"
+else not_ok "the depth refusal is $(wc -c <"$T/err") bytes long"; fi
+qemu-img create -q -f qcow2 -u -b nowhere.raw -F raw deep-broken-0.qcow2 1M
+prev=deep-broken-0.qcow2
+for i in 1 2 3; do
+    qemu-img create -q -f qcow2 -u -b $prev -F qcow2 deep-broken-$i.qcow2 1M
+    prev=deep-broken-$i.qcow2
+done
+refused "[QCOW2-BACKING-WHY] a missing file deep in a chain: the reason first, then the chain" \
+    '^vub-img: cannot open backing file: No such file or directory \(backing chain: .*deep-broken-3.qcow2 -> \.\.\. -> .*nowhere.raw, 4 deep\)$' deep-broken-3.qcow2
 qemu-img create -q -f qcow2 -u -b missing.qcow2 -F qcow2 missing.qcow2.top 1M
 refused "missing backing file refused, naming it" 'missing.qcow2' missing.qcow2.top
 
