@@ -84,6 +84,9 @@
 extern "C" {
 #endif
 
+/* The version of vub.c and vub.h (every program's --version says it). */
+#define VUB_VERSION "0.2.0"
+
 /* ---- Limits (compile-time configuration) ---------------------------------- */
 
 #ifndef VUB_MAX_QUEUES
@@ -95,8 +98,8 @@ extern "C" {
 #ifndef VUB_MAX_QUEUE_SIZE
 #define VUB_MAX_QUEUE_SIZE 32768 /* the largest ring the specs allow */
 #endif
-/* A device's poll set: its socket plus one kick fd per queue. */
-#define VUB_MAX_POLLFDS (1 + VUB_MAX_QUEUES)
+/* A device's poll set: its socket, its back-end channel, one kick fd per queue. */
+#define VUB_MAX_POLLFDS (2 + VUB_MAX_QUEUES)
 
 /* ---- Errors ---------------------------------------------------------------- */
 
@@ -152,17 +155,16 @@ struct vub_image;
 /* Opens the image at path (and, for qcow2, its backing chain and data
  * file) and sets *out. path and opts are copied; opts may be NULL (all
  * defaults). Allocates the image and, for qcow2, its caches, all bounded
- * (SPEC-NOTES.md "Memory per image"). Format AUTO refuses (VUB_E_UNSUPP) a
- * file that starts with another image format's magic (VMDK, VHDX, VDI,
- * QED, VPC, LUKS, qcow version 1); RAW takes any file as it is. Every file
- * opened is locked the way QEMU locks images: VUB_E_BUSY if QEMU, qemu-img,
- * qemu-storage-daemon or another vub holds it in a way that conflicts (a
- * writer excludes everyone but force_share readers; a reader excludes
- * writers). The image owns its file descriptors and locks until
- * vub_image_close(). On failure *out is NULL, nothing is left open and
- * *why names the cause: VUB_E_IO (cannot open or read), VUB_E_BUSY,
- * VUB_E_CORRUPT (inconsistent metadata), VUB_E_UNSUPP (a feature or format
- * vub does not read, named), VUB_E_INVAL (bad arguments), VUB_E_NOMEM. */
+ * (SPEC-NOTES.md "Memory per image"). On failure *out is NULL, nothing is
+ * left open and *why names the cause: VUB_E_IO (cannot open or read),
+ * VUB_E_CORRUPT (inconsistent metadata), VUB_E_UNSUPP (a feature vub does
+ * not read, named; also a file that starts with another image format's
+ * magic, VMDK, VHDX, VDI, QED, VPC, LUKS or qcow version 1, unless
+ * opts->format is RAW), VUB_E_BUSY (QEMU, qemu-img, qemu-storage-daemon
+ * or another vub holds a conflicting lock: a writer excludes everyone but
+ * force_share readers; a reader excludes writers), VUB_E_INVAL (bad
+ * arguments), VUB_E_NOMEM. Every file opened is locked the way QEMU locks
+ * images, until vub_image_close(). */
 enum vub_err vub_image_open(struct vub_image **out, const char *path,
                             const struct vub_image_opts *opts, char *why, size_t why_len);
 
@@ -171,10 +173,16 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
  * freed first. NULL is ignored. */
 void vub_image_close(struct vub_image *img);
 
-/* Facts fixed at open; they never fail and may be read from any thread. */
+/* Facts fixed at open (the size changes only by vub_image_refresh_size());
+ * they never fail and may be read from any thread. */
 uint64_t vub_image_size(const struct vub_image *img);    /* virtual disk bytes */
 bool vub_image_read_only(const struct vub_image *img);   /* qcow2 is always read-only */
 enum vub_format vub_image_format(const struct vub_image *img); /* RAW or QCOW2 */
+
+/* Re-reads a raw image's size after the file or block device grew.
+ * VUB_E_RANGE if it shrank (the old size is kept: a driver may hold data
+ * past the new end), VUB_E_UNSUPP for qcow2; *why says which. */
+enum vub_err vub_image_refresh_size(struct vub_image *img, char *why, size_t why_len);
 
 /* Reads or writes exactly the bytes the iovecs describe, at byte offset off;
  * a short transfer is finished piece by piece, never reported as success.
@@ -283,6 +291,7 @@ struct vub_dev_config {
 struct vub_dev_stats {
     uint64_t requests;        /* virtio-blk requests completed */
     uint64_t reads, writes, flushes, discards, write_zeroes, get_ids;
+    uint64_t bytes_read, bytes_written; /* data moved by reads and writes that succeeded */
     uint64_t errors;          /* completed with a status other than OK */
     uint64_t notifications;   /* used-buffer notifications sent (call fd writes) */
     uint64_t kicks;           /* available-buffer notifications received */
@@ -370,6 +379,16 @@ bool vub_dev_polling(const struct vub_dev *dev);
  * lower latency. Errors as for vub_dev_process_queue(). */
 enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served);
 
+/* Live resize: re-reads the image size (vub_image_refresh_size()) and, if
+ * it grew, sets the new capacity and tells an attached front-end with
+ * CONFIG_CHANGE_MSG on the back-end channel (BACKEND_REQ negotiated);
+ * *notified says whether it was told. The answer, when REPLY_ACK asks for
+ * one, is read by vub_dev_dispatch() later: never waited for, since the
+ * front-end asks GET_CONFIG first. *old_sectors and *new_sectors (each may be
+ * NULL) get the capacity before and after. A shrink is refused
+ * (VUB_E_RANGE) and the capacity kept; vub_dev_why() says why. */
+enum vub_err vub_dev_resize(struct vub_dev *dev, uint64_t *old_sectors, uint64_t *new_sectors, bool *notified);
+
 /* Queues started (kick fd received, not stopped): a session is running. */
 unsigned vub_dev_queues_started(const struct vub_dev *dev);
 
@@ -412,7 +431,10 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out);
  *         for (int i = 0; err == VUB_OK && i < 16; i++)
  *             printf("%02x%s", ((unsigned char *)iov.iov_base)[i], i < 15 ? " " : "\n");
  *         if (err != VUB_OK)
- *             fprintf(stderr, "read: %s\n", vub_strerror(err));
+ *             fprintf(stderr, "read: %s\n",
+ *                     err == VUB_E_IO || err == VUB_E_UNSUPP   // the back-end's status
+ *                         ? vub_client_status_str(c.status, why, sizeof why)
+ *                         : vub_client_queue_why(q));              // no answer: why
  *         vub_client_close(cl);
  *         return err != VUB_OK;
  *     }
@@ -556,6 +578,15 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
  * back-end finish what it holds), closes the socket, unmaps and frees
  * everything. Buffers from vub_client_alloc() die with it. NULL is ignored. */
 void vub_client_close(struct vub_client *cl);
+
+/* The back-end's request channel (BACKEND_REQ), for poll: readable when the
+ * back-end sent a request; -1 if the back-end did not take one. Then call
+ * vub_client_handle_backend() from the thread that owns the client: for
+ * CONFIG_CHANGE_MSG it reads the config space again (a disk that grew has
+ * a new info.config.capacity_sectors; *config_changed is set) and answers.
+ * A closed or broken channel is closed and reported; the queues go on. */
+int vub_client_backend_fd(const struct vub_client *cl);
+enum vub_err vub_client_handle_backend(struct vub_client *cl, bool *config_changed);
 
 /* What was negotiated; points into the client, valid until vub_client_close(). */
 const struct vub_client_info *vub_client_info(const struct vub_client *cl);

@@ -12,8 +12,8 @@
 #include <sys/syscall.h>
 #include <sys/eventfd.h>
 #include <dirent.h>
-#include <pthread.h>
 #include <setjmp.h>
+#include <pthread.h>
 #include <signal.h>
 
 /* ---- reporting ---- */
@@ -403,8 +403,9 @@ static void test_features(void)
     check(err == VUB_OK && get_reply(&b, &h, &v, sizeof v) && v != 0,
           "[VU-SET-FEATURES] a driver without VERSION_1 (legacy) is refused with an error ack");
     uint64_t proto = u64_request(&b, VHOST_USER_GET_PROTOCOL_FEATURES);
-    check(proto == (VUB_BIT(0) | VUB_BIT(3) | VUB_BIT(9) | VUB_BIT(13) | VUB_BIT(15)),
-          "[VU-PROTOCOL-OFFER] protocol features offered are exactly MQ REPLY_ACK CONFIG RESET_DEVICE CONFIGURE_MEM_SLOTS");
+    check(proto == (VUB_BIT(0) | VUB_BIT(3) | VUB_BIT(5) | VUB_BIT(9) | VUB_BIT(13) | VUB_BIT(15) | VUB_BIT(16)),
+          "[VU-PROTOCOL-OFFER] protocol features offered are exactly MQ REPLY_ACK BACKEND_REQ CONFIG "
+          "RESET_DEVICE CONFIGURE_MEM_SLOTS STATUS");
     err = send_u64(&b, VHOST_USER_SET_PROTOCOL_FEATURES, proto | VUB_BIT(1), NULL, 0);
     check(err == VUB_E_PROTO, "[VU-PROTOCOL-OFFER] acking a protocol feature that was not offered is refused");
     bench_close(&b);
@@ -1044,6 +1045,120 @@ static void test_reset_keeps_connection(void)
     bench_close(&b);
 }
 
+/* SET_STATUS/GET_STATUS, and status 0 in QEMU 7.2's order: before the
+ * front-end asks where the ring stopped. */
+static void test_status(void)
+{
+    struct bench b;
+    uint32_t id, len;
+    struct vub_vu_header h;
+    bench_open(&b, false, 0);
+    u64_request(&b, VHOST_USER_GET_FEATURES);
+    send_u64(&b, VHOST_USER_SET_PROTOCOL_FEATURES, u64_request(&b, VHOST_USER_GET_PROTOCOL_FEATURES), NULL, 0);
+    send_u64(&b, VHOST_USER_SET_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK,
+             NULL, 0);
+    check(u64_request(&b, VHOST_USER_GET_STATUS) == (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER),
+          "[VU-STATUS] FEATURES_OK before SET_FEATURES is left clear, as a device does for features it refuses");
+    check(send_u64(&b, VHOST_USER_SET_STATUS, 0x100, NULL, 0) == VUB_E_PROTO,
+          "[VU-STATUS] SET_STATUS wider than the status byte is refused");
+    bench_close(&b);
+
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    uint64_t all = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+                   VIRTIO_STATUS_DRIVER_OK;
+    send_u64(&b, VHOST_USER_SET_STATUS, all, NULL, 0);
+    check(u64_request(&b, VHOST_USER_GET_STATUS) == all, "[VU-STATUS] GET_STATUS answers the status set");
+    bool ok = request3(&b, 0, VIRTIO_BLK_T_IN, 0, 512, true) == VUB_OK && take_used(&b, 0, &id, &len) &&
+              request3(&b, 0, VIRTIO_BLK_T_IN, 1, 512, true) == VUB_OK && take_used(&b, 0, &id, &len);
+    ok = ok && send_u64(&b, VHOST_USER_SET_STATUS, 0, NULL, 0) == VUB_OK;
+    ok = ok && request3(&b, 0, VIRTIO_BLK_T_IN, 2, 512, true) == VUB_OK && !take_used(&b, 0, &id, &len);
+    check(ok && vub_dev_queues_started(b.dev) == 0, "[VU-STATUS] status 0 stops every ring");
+    struct vub_vu_vring_state base = {0, 0};
+    send_state(&b, VHOST_USER_GET_VRING_BASE, 0, 0);
+    check(get_reply(&b, &h, &base, sizeof base) && base.num == 2,
+          "[VU-STATUS] after status 0, GET_VRING_BASE still answers where the ring stopped (QEMU 7.2's order)");
+    check(u64_request(&b, VHOST_USER_GET_STATUS) == 0, "[VU-STATUS] status 0 reads back as 0");
+    send_u64(&b, VHOST_USER_SET_STATUS, all, NULL, 0);
+    send_msg(&b, VHOST_USER_RESET_DEVICE, 1, NULL, 0, NULL, 0);
+    check(u64_request(&b, VHOST_USER_GET_STATUS) == 0, "[VU-STATUS] RESET_DEVICE clears the status");
+    bench_close(&b);
+}
+
+/* Live resize: the image grows, the device says so on the back-end
+ * channel, and the front-end's answer is read by the loop, not waited for. */
+static void test_resize(void)
+{
+    struct bench b;
+    struct vub_vu_header h;
+    struct vub_vu_config c = {0, 8, 0, {0}}, r = {0};
+    uint64_t before = 0, after = 0, ack = 0;
+    bool told = false;
+    uint32_t id, len;
+    bench_open(&b, false, 0);
+    bench_start(&b, 0);
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+    check(send_msg(&b, VHOST_USER_SET_BACKEND_REQ_FD, 1, NULL, 0, &sv[1], 1) == VUB_OK,
+          "[VU-BACKEND-REQ] SET_BACKEND_REQ_FD with one socket is taken");
+    close(sv[1]);
+    truncate(b.path, 2 * DISK_BYTES);
+    enum vub_err err = vub_dev_resize(b.dev, &before, &after, &told);
+    struct vub_msg m;
+    char why[128];
+    bool sent = vub_vu_recv(sv[0], &m, why, sizeof why) == VUB_OK &&
+                m.hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG && m.hdr.size == 0 &&
+                (m.hdr.flags & VHOST_USER_NEED_REPLY_MASK);
+    check(err == VUB_OK && told && before == DISK_BYTES / 512 && after == 2 * DISK_BYTES / 512 && sent,
+          "[VU-CONFIG-CHANGE] a grown image sends CONFIG_CHANGE_MSG with NEED_REPLY (REPLY_ACK negotiated)");
+    send_msg(&b, VHOST_USER_GET_CONFIG, 1, &c, 12 + 8, NULL, 0);
+    check(get_reply(&b, &h, &r, sizeof r) && vub_le64(r.data) == 2 * DISK_BYTES / 512,
+          "[BLK-RESIZE] GET_CONFIG answers the new capacity while the answer is outstanding");
+    struct pollfd pfd[VUB_MAX_POLLFDS];
+    size_t n = vub_dev_pollfds(b.dev, pfd, VUB_MAX_POLLFDS);
+    bool polled = false;
+    for (size_t i = 0; i < n; i++)
+        polled = polled || pfd[i].fd == b.dev->backend_fd;
+    struct vub_vu_header reply = {VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, VHOST_USER_REPLY_FLAGS, 8};
+    vub_vu_send(sv[0], &reply, &ack, NULL, 0);
+    for (size_t i = 0; i < n; i++)
+        pfd[i].revents = (short)(poll(&pfd[i], 1, 0) > 0 ? pfd[i].revents : 0);
+    struct vub_dev_stats st;
+    err = vub_dev_dispatch(b.dev, pfd, n);
+    vub_dev_stats(b.dev, &st);
+    check(polled && err == VUB_OK && !b.dev->backend_ack_pending && st.rejected_messages == 0,
+          "[VU-CONFIG-CHANGE] the channel is in the poll set until the ack, which vub_dev_dispatch reads");
+    memset(g(&b, DATA_GPA), 0xab, 512);
+    check(request3(&b, 0, VIRTIO_BLK_T_OUT, 2 * DISK_BYTES / 512 - 1, 512, false) == VUB_OK &&
+              take_used(&b, 0, &id, &len) && *g(&b, STATUS_GPA) == VIRTIO_BLK_S_OK,
+          "[BLK-RESIZE] the last sector of the grown disk takes a write");
+    truncate(b.path, DISK_BYTES);
+    err = vub_dev_resize(b.dev, &before, &after, &told);
+    check(err == VUB_E_RANGE && after == 2 * DISK_BYTES / 512 && !told && strstr(vub_dev_why(b.dev), "shrank"),
+          "[BLK-RESIZE] a shrink is refused and the capacity kept: the driver may hold data there");
+    close(sv[0]);
+    bench_close(&b);
+}
+
+/* QEMU without share=on sends no memory regions; the rings then point
+ * nowhere and the log line must say why that usually happens. */
+static void test_no_shared_memory(void)
+{
+    struct bench b;
+    bench_open(&b, false, 0);
+    u64_request(&b, VHOST_USER_GET_FEATURES);
+    send_u64(&b, VHOST_USER_SET_PROTOCOL_FEATURES, u64_request(&b, VHOST_USER_GET_PROTOCOL_FEATURES), NULL, 0);
+    send_u64(&b, VHOST_USER_SET_FEATURES, VUB_BIT(VIRTIO_F_VERSION_1) | VUB_BIT(VHOST_USER_F_PROTOCOL_FEATURES),
+             NULL, 0);
+    struct vub_vu_vring_addr a = {0, 0, uva(desc_gpa(0)), uva(used_gpa(0)), uva(avail_gpa(0)), 0};
+    send_state(&b, VHOST_USER_SET_VRING_NUM, 0, QSIZE);
+    enum vub_err err = send_msg(&b, VHOST_USER_SET_VRING_ADDR, 1, &a, sizeof a, NULL, 0);
+    check(err == VUB_E_PROTO && strstr(vub_dev_why(b.dev), "shared no memory") &&
+              strstr(vub_dev_why(b.dev), "share=on"),
+          "[VU-NO-SHARED-MEM] rings with no memory table are refused naming share=on (%s)", vub_dev_why(b.dev));
+    bench_close(&b);
+}
+
 static void test_reset(void)
 {
     struct bench b;
@@ -1548,6 +1663,9 @@ int main(void)
     test_raw_size();
     test_durable();
     test_budget();
+    test_status();
+    test_resize();
+    test_no_shared_memory();
     test_busy_poll();
     test_fuzz_regressions();
     test_packed();
