@@ -3728,7 +3728,8 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
  * negative values are one per kind of malformed input, in the order the
  * format meets them.
  *
- * Two decoders live side by side (STYLE rule 15). The reference decodes a
+ * Two decoders live side by side: the plain one is the reference and the
+ * fast one is tested against it. The reference decodes a
  * Huffman code one bit at a time from the per-weight symbol counts, the
  * RFC's "prefix codes are distributed in sequential order" turned into a
  * loop, and copies matches byte by byte. The fast path looks Huffman codes
@@ -7030,7 +7031,7 @@ static void vub_dev_queue_reset(struct vub_dev_queue *q)
  * messages again, but neither the memory table (with CONFIGURE_MEM_SLOTS it
  * only sends changes to what it believes the back-end has mapped) nor
  * SET_VRING_ERR. The spec's note on RESET_OWNER says the same: discarding
- * connection state on a reset "would lead to bugs". */
+ * connection state on a reset "would lead to bugs". [VU-RESET-KEEP] */
 static void vub_dev_reset_device(struct vub_dev *dev)
 {
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
