@@ -16,17 +16,21 @@ SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 TEST_WARN = $(WARN) -Wno-unused-function
 
 PROGRAMS = vub-serve vub-io vub-img
-UNIT_TESTS = test-backend test-client-hostile test-inflate
+EXAMPLES = hello-server hello-client
+UNIT_TESTS = test-backend test-client-hostile test-inflate test-zstd
 
 BINS = $(PROGRAMS:%=build/%) $(UNIT_TESTS:%=build/%)
 ASAN_BINS = $(PROGRAMS:%=build/asan/%) $(UNIT_TESTS:%=build/asan/%)
 
-all: $(PROGRAMS:%=build/%)
+all: $(PROGRAMS:%=build/%) $(EXAMPLES:%=build/%)
 
 build build/asan:
 	mkdir -p $@
 
 build/vub-%: examples/vub-%.c vub.c vub.h | build
+	$(CC) $(WARN) $(CFLAGS) -I. vub.c $< -o $@
+
+build/hello-%: examples/hello-%.c vub.c vub.h | build
 	$(CC) $(WARN) $(CFLAGS) -I. vub.c $< -o $@
 
 build/asan/vub-%: examples/vub-%.c vub.c vub.h | build/asan
@@ -81,14 +85,14 @@ uninstall:
 	rm -f $(INSTALLED_PROGRAMS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(INCLUDEDIR)/vub.h \
 	    $(DESTDIR)$(LIBDIR)/libvub.a $(DESTDIR)$(PKGCONFIGDIR)/vub.pc
 
-check: build/vub.o build/libvub.a build/vub-conform $(BINS) $(ASAN_BINS)
+check: build/vub.o build/libvub.a build/vub-conform $(BINS) $(ASAN_BINS) $(EXAMPLES:%=build/%)
 	bash tests/run.sh
 
 demo: build/vub-serve
 	bash tests/guest/demo.sh
 
 clean:
-	rm -rf build/vub.o build/libvub.a build/vub-conform $(BINS) build/asan
+	rm -rf build/vub.o build/libvub.a build/vub-conform $(BINS) $(EXAMPLES:%=build/%) build/asan
 
 # libFuzzer targets (clang): make fuzz; see conformance/fuzz.mk.
 -include conformance/fuzz.mk
@@ -97,3 +101,4 @@ clean:
 .SECONDARY:
 
 build/test-backend build/asan/test-backend: tests/test-backend-packed.inc
+build/test-inflate build/asan/test-inflate build/test-zstd build/asan/test-zstd: tests/unit-tap.h

@@ -101,6 +101,8 @@ struct vc_peer {
     char log[128];
     char death[160];          /* how the back-end last died, "" if it did not */
     unsigned restarts;
+    const char *restarted_after[32]; /* the cases after which it was restarted (first 32) */
+    char restart_why[32][160];       /* how it had died or hung then */
     bool lost;                /* --socket: the back-end no longer accepts */
 };
 
@@ -121,6 +123,7 @@ struct vc_ctx {
     enum vc_verdict verdict;
     bool recorded;            /* the case said something: a case that says nothing fails */
     char seen[600];
+    char broken_by[400];      /* cases that left the back-end alive but broken */
     bool hostile;             /* the case may break the session: check afterwards */
     /* totals */
     unsigned n, passed, failed, warned, na;
@@ -868,7 +871,7 @@ static uint64_t vc_virtio_wanted(const struct vc_setup *o)
 static uint64_t vc_protocol_wanted(const struct vc_setup *o)
 {
     uint64_t p = VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) |
-                 VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE);
+                 VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS);
     if (!o->no_reply_ack)
         p |= VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK);
     if (o->mem == VC_MEM_ADD)
@@ -1712,12 +1715,14 @@ static uint64_t vc_scratch_sector(unsigned k)
 #include "cases-ring.c"
 #include "cases-blk.c"
 #include "cases-robust.c"
+#include "cases-hostile.c"
 
+/* In running order; the hostile group is last (its last case may kill). */
 static const struct vc_case *const vc_groups[] = {vc_cases_protocol, vc_cases_split, vc_cases_packed,
-                                                   vc_cases_blk, vc_cases_robust};
+                                                   vc_cases_blk, vc_cases_robust, vc_cases_hostile};
 static const size_t *const vc_group_counts[] = {&vc_cases_protocol_count, &vc_cases_split_count,
                                                  &vc_cases_packed_count, &vc_cases_blk_count,
-                                                 &vc_cases_robust_count};
+                                                 &vc_cases_robust_count, &vc_cases_hostile_count};
 
 #include "fuzz.c"
 
@@ -1945,6 +1950,30 @@ static void vc_md_cell(FILE *f, const char *text)
     }
 }
 
+/* A case after which the back-end was alive but broken (the disk check
+ * failed): it is restarted, and the case is named in the verdict and in
+ * the run's summary. */
+static void vc_note_broken(const char *name)
+{
+    size_t len = strlen(vc.seen);
+    snprintf(vc.seen + len, sizeof vc.seen - len, "%sthis case left the back-end broken: restarted",
+             len ? "; " : "");
+    len = strlen(vc.broken_by);
+    if (len + strlen(name) + 3 < sizeof vc.broken_by)
+        snprintf(vc.broken_by + len, sizeof vc.broken_by - len, "%s%s", len ? ", " : "", name);
+}
+
+/* Records which case brought the back-end down, so the report can name it. */
+static void vc_note_restart(void)
+{
+    if (vc.peer.restarts < VUB_ARRAY_LEN(vc.peer.restarted_after)) {
+        vc.peer.restarted_after[vc.peer.restarts] = vc.cur->name;
+        snprintf(vc.peer.restart_why[vc.peer.restarts], sizeof vc.peer.restart_why[0], "%s",
+                 vc.peer.death[0] ? vc.peer.death : "died");
+    }
+    vc.peer.restarts++;
+}
+
 /* Checks that the back-end survived the case: still alive, still accepts
  * a connection, and the disk is intact. Restarts a spawned back-end. */
 static void vc_after_case(void)
@@ -1952,7 +1981,7 @@ static void vc_after_case(void)
     if (vc.opt.spawn_cmd) {
         if (vc_peer_gone()) {
             vc_fail("%s", vc.peer.death[0] ? vc.peer.death : "back-end died");
-            vc.peer.restarts++;
+            vc_note_restart();
             if (!vc_peer_start()) {
                 fprintf(stderr, "vub-conform: cannot restart the back-end\n");
                 vc.peer.lost = true;
@@ -1977,23 +2006,53 @@ static void vc_after_case(void)
                 return;
             }
         }
-        vc.peer.restarts++;
+        vc_note_restart();
         if (vc.opt.spawn_cmd && !vc_peer_start())
             vc.peer.lost = true;
         return;
     }
-    if (vc.disk.loaded) {
-        enum vc_verdict keep = vc.verdict;
-        (void)keep;
-        vc_disk_verify(&s, "afterwards, the disk");
-    }
+    bool intact = !vc.disk.loaded || vc_disk_verify(&s, "afterwards, the disk");
     vc_close(&s);
+    if (!intact && vc.opt.spawn_cmd) {
+        /* Alive but broken: every later case would fail for this one's
+         * sake. Start afresh, and say which case it was. */
+        vc_note_broken(vc.cur->name);
+        vc_peer_stop();
+        vc.peer.restarts++;
+        enum vc_verdict verdict = vc.verdict;
+        char seen[sizeof vc.seen];
+        memcpy(seen, vc.seen, sizeof seen);
+        memset(vc.disk.known, 0, vc.disk.bytes / 512); /* learn the disk afresh */
+        if (!vc_peer_start() || !vc_disk_load())
+            vc.peer.lost = true;
+        vc.verdict = verdict;
+        memcpy(vc.seen, seen, sizeof seen);
+        return;
+    }
     vc_sleep_ms(1);
     if (vc_peer_gone()) {
         vc_fail("afterwards: %s", vc.peer.death);
-        vc.peer.restarts++;
+        vc_note_restart();
         if (!vc_peer_start())
             vc.peer.lost = true;
+    }
+}
+
+/* Names the cases that killed (or hung) the back-end, on stdout and after
+ * the report's table, so a run that went on past them still says so. */
+static void vc_report_restarts(void)
+{
+    unsigned n = vc.peer.restarts < VUB_ARRAY_LEN(vc.peer.restarted_after) ? vc.peer.restarts
+                                                                           : (unsigned)VUB_ARRAY_LEN(vc.peer.restarted_after);
+    if (n && vc.report)
+        fprintf(vc.report, "\nThe back-end was restarted %u times, after these cases:\n\n", vc.peer.restarts);
+    for (unsigned i = 0; i < n; i++) {
+        printf("#   restarted after %s: %s\n", vc.peer.restarted_after[i], vc.peer.restart_why[i]);
+        if (vc.report) {
+            fprintf(vc.report, "- `%s`: ", vc.peer.restarted_after[i]);
+            vc_md_cell(vc.report, vc.peer.restart_why[i]);
+            fputc('\n', vc.report);
+        }
     }
 }
 
@@ -2321,6 +2380,13 @@ done:
         fprintf(stderr, "\r%80s\r", "");
     if (vc.peer.restarts)
         printf("# the back-end was restarted %u times\n", vc.peer.restarts);
+    vc_report_restarts();
+    if (vc.broken_by[0]) {
+        printf("# alive but broken (disk check failed), restarted after: %s\n", vc.broken_by);
+        if (vc.report)
+            fprintf(vc.report, "\nThe back-end was left alive but broken (the disk check failed) and restarted "
+                               "after: %s.\n", vc.broken_by);
+    }
     vc_cov_print(true);
     printf("%u passed, %u failed, %u warned, %u n/a\n", vc.passed, vc.failed, vc.warned, vc.na);
     if (vc.report) {

@@ -1,6 +1,6 @@
 /* vub-io: drive a vhost-user-blk back-end from the command line with the
- * vub front-end. Build:
- *   cc -std=c11 -O2 -Ibuild/merged build/merged/vub.c examples/vub-io.c -o build/vub-io
+ * vub front-end. Build (or `make build/vub-io`):
+ *   cc -std=c11 -O2 -I. vub.c examples/vub-io.c -o build/vub-io
  */
 #define _GNU_SOURCE
 #include "vub.h"
@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +30,15 @@ static const char usage[] =
     "  discard OFF LEN    discard a range\n"
     "  zero OFF LEN       write zeroes to a range (--unmap: may deallocate)\n"
     "  id                 the disk's serial (GET_ID)\n"
+    "  wait-resize MS     wait up to MS ms for the back-end to announce a new size\n"
+    "                     (CONFIG_CHANGE_MSG), then write and read back the last 4 KiB\n"
     "  verify             DESTROYS DATA: write random blocks across the disk with\n"
     "                     several sizes and queue depths, read back, compare\n"
     "sizes take K, M, G or T suffixes (powers of 1024); offsets and lengths are multiples of 512;\n"
     "dump shows its progress on stderr when that is a terminal\n";
 
 static struct vub_client *cl;
+static bool ring_auto; /* --ring auto (the default): packed rings if offered */
 
 _Noreturn static void die(const char *fmt, const char *arg)
 {
@@ -84,8 +88,11 @@ static void check(enum vub_err err, uint8_t status, struct vub_client_queue *q, 
     if (err == VUB_E_IO || err == VUB_E_UNSUPP) /* the back-end's answer */
         snprintf(buf, sizeof buf, "%s at %" PRIu64 ": %s", what, off, vub_client_status_str(status, st, sizeof st));
     else
-        snprintf(buf, sizeof buf, "%s at %" PRIu64 ": %s: %s", what, off, vub_strerror(err),
-                 vub_client_queue_why(q));
+        snprintf(buf, sizeof buf, "%s at %" PRIu64 ": %s: %s%s", what, off, vub_strerror(err),
+                 vub_client_queue_why(q),
+                 err == VUB_E_TIMEOUT && ring_auto && vub_client_info(cl)->packed
+                     ? " (--ring auto took the packed ring the back-end offered; try --ring split)"
+                     : "");
     die("%s", buf);
 }
 
@@ -297,7 +304,7 @@ static const struct command {
     {"write", 1, "write OFF", true},   {"dump", 0, "dump", false},
     {"flush", 0, "flush", false},      {"discard", 2, "discard OFF LEN", true},
     {"zero", 2, "zero OFF LEN", true}, {"id", 0, "id", false},
-    {"verify", 0, "verify", true},
+    {"verify", 0, "verify", true},     {"wait-resize", 1, "wait-resize MS", false},
 };
 
 static const struct command *find_command(const char *name, int nargs)
@@ -309,7 +316,7 @@ static const struct command *find_command(const char *name, int nargs)
             usage_error("wrong operands: the command is '%s'", commands[i].synopsis);
         return &commands[i];
     }
-    usage_error("unknown command '%s' (info, read, write, dump, flush, discard, zero, id, verify)", name);
+    usage_error("unknown command '%s' (info, read, write, dump, flush, discard, zero, id, wait-resize, verify)", name);
 }
 
 /* The client knows the capacity and whether the disk is read-only: say so
@@ -319,6 +326,8 @@ static void check_request(const struct command *c, uint64_t off, uint64_t len)
     const struct vub_client_info *in = vub_client_info(cl);
     uint64_t capacity = in->config.capacity_sectors * 512;
     char line[200];
+    if (!strcmp(c->name, "wait-resize")) /* its operand is a time, not an offset */
+        return;
     if (c->writes && (in->features >> 5 & 1)) { /* VIRTIO_BLK_F_RO */
         snprintf(line, sizeof line, "%s: the disk is read-only (the back-end offers VIRTIO_BLK_F_RO)", c->name);
         die("%s", line);
@@ -334,6 +343,37 @@ static void check_request(const struct command *c, uint64_t off, uint64_t len)
         vub_client_close(cl);
         exit(2);
     }
+}
+
+/* Waits on the back-end's channel for a new capacity, then shows that the
+ * new end of the disk takes a write and gives it back. */
+static void cmd_wait_resize(uint64_t ms)
+{
+    const struct vub_client_info *in = vub_client_info(cl);
+    uint64_t before = in->config.capacity_sectors;
+    struct vub_client_queue *q = vub_client_queue(cl, 0);
+    if (vub_client_backend_fd(cl) < 0)
+        die("%s", "the back-end took no back-end channel (protocol feature BACKEND_REQ)");
+    printf("capacity %" PRIu64 " sectors; waiting for a resize\n", before);
+    fflush(stdout);
+    while (in->config.capacity_sectors == before) {
+        struct pollfd p = {.fd = vub_client_backend_fd(cl), .events = POLLIN};
+        if (poll(&p, 1, ms > INT32_MAX ? -1 : (int)ms) != 1)
+            die("%s", "no resize was announced in time");
+        bool changed;
+        if (vub_client_handle_backend(cl, &changed) != VUB_OK)
+            die("back-end channel: %s", vub_client_why(cl));
+    }
+    uint64_t after = in->config.capacity_sectors, off = after * 512 - 4096;
+    printf("capacity %" PRIu64 " -> %" PRIu64 " sectors\n", before, after);
+    uint8_t out[4096], back[4096], status = VUB_BLK_S_NONE;
+    for (size_t k = 0; k < sizeof out; k++)
+        out[k] = (uint8_t)(k * 31 + after);
+    check(vub_client_pwrite(q, out, sizeof out, off, &status), status, q, "write at the new end", off);
+    check(vub_client_pread(q, back, sizeof back, off, &status), status, q, "read at the new end", off);
+    if (memcmp(out, back, sizeof out) != 0)
+        die("%s", "the last 4 KiB read back differ from what was written");
+    printf("wrote and read back 4096 bytes at %" PRIu64 "\n", off);
 }
 
 int main(int argc, char **argv)
@@ -376,6 +416,7 @@ int main(int argc, char **argv)
                                           : (usage_error("--ring wants auto, split or packed, not '%s'", v), 0);
         }
     }
+    ring_auto = o.ring == VUB_CLIENT_RING_AUTO;
     /* --unmap may also follow the command's arguments */
     for (int j = i; j < argc; j++)
         if (!strcmp(argv[j], "--unmap")) {
@@ -416,6 +457,8 @@ int main(int argc, char **argv)
         err = vub_client_get_id(vub_client_queue(cl, 0), id, &status);
         check(err, status, vub_client_queue(cl, 0), "get-id", 0);
         printf("%s\n", id);
+    } else if (!strcmp(c->name, "wait-resize")) {
+        cmd_wait_resize(off); /* its one operand is a time in ms */
     } else {
         cmd_verify();
     }

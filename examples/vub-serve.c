@@ -6,7 +6,8 @@
  * Each export is its own device with its own socket, serving one front-end
  * at a time; after a disconnect it waits for the next, so a VM can restart,
  * while the other exports go on. SIGINT/SIGTERM exit cleanly and remove the
- * sockets; SIGUSR1 logs every export's statistics and goes on serving.
+ * sockets; SIGUSR1 logs every export's statistics and goes on serving;
+ * SIGHUP re-reads the size of every raw image that grew and tells its guest.
  * The event loop is plain poll(): vub.c names the fds, this program waits.
  */
 #define _GNU_SOURCE
@@ -29,7 +30,7 @@
 #define MAX_EXPORTS 16
 #define SERIAL_BYTES 20 /* GET_ID's answer */
 
-static volatile sig_atomic_t stop_requested, stats_requested;
+static volatile sig_atomic_t stop_requested, stats_requested, resize_requested;
 
 /* A front-end that shrinks its memory file under us makes our next access
  * to it raise SIGBUS (see vub_dev_owns_fault in vub.h). The handler jumps
@@ -56,6 +57,12 @@ static void on_stats(int sig)
 {
     (void)sig;
     stats_requested = 1;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    resize_requested = 1;
 }
 
 /* One export: what the command line asked for, then what serves it. */
@@ -115,6 +122,7 @@ static void usage(FILE *out)
             "                  request before sleeping (default 0: sleep at once)\n"
             "  --force-share   with read-only: serve an image another process writes\n"
             "  --version       print the version\n"
+            "SIGHUP re-reads the size of a raw image that grew and tells the front-end.\n"
             "qcow2 images are served read-only (VIRTIO_BLK_F_RO):\n"
             "  --snapshot NAME       serve an internal snapshot (id or name)\n"
             "  --backing-format F    format of a backing file the image does not record\n"
@@ -455,6 +463,27 @@ static enum vub_err busy_poll(struct vub_dev *dev, unsigned poll_us)
     return VUB_OK;
 }
 
+/* SIGHUP: follow the image's new size. Growing is announced to the
+ * front-end; shrinking is refused, since the guest may hold data there. */
+static void follow_resize(const struct export *e)
+{
+    struct vub_dev *dev = e->dev;
+    uint64_t before, after;
+    bool told;
+    enum vub_err err = vub_dev_resize(dev, &before, &after, &told);
+    if (err != VUB_OK)
+        say(e, "SIGHUP: resize refused: %s; capacity stays %llu sectors", vub_dev_why(dev),
+               (unsigned long long)before);
+    else if (before == after)
+        say(e, "SIGHUP: capacity unchanged, %llu sectors", (unsigned long long)after);
+    else
+        say(e, "SIGHUP: capacity %llu -> %llu sectors (%llu -> %llu bytes); %s",
+               (unsigned long long)before, (unsigned long long)after, (unsigned long long)before * 512,
+               (unsigned long long)after * 512,
+               told ? "front-end notified" : vub_dev_attached(dev) ? "the front-end has no back-end channel"
+                                                           : "no front-end connected");
+}
+
 /* Handles what poll() saw for this export: a new front-end, or messages
  * and kicks of the running session. */
 static void export_serve(struct export *e, unsigned poll_us)
@@ -515,6 +544,11 @@ static void serve(struct export *exports, unsigned count, unsigned poll_us)
 {
     static struct pollfd fds[MAX_EXPORTS * VUB_MAX_POLLFDS];
     while (!stop_requested) {
+        if (resize_requested) {
+            resize_requested = 0;
+            for (unsigned i = 0; i < count; i++)
+                follow_resize(&exports[i]);
+        }
         if (stats_requested) {
             stats_requested = 0;
             for (unsigned i = 0; i < count; i++)
@@ -553,6 +587,8 @@ int main(int argc, char **argv)
         sigaction(SIGINT, &stop, NULL); /* no SA_RESTART: poll must wake */
         sigaction(SIGTERM, &stop, NULL);
         sigaction(SIGUSR1, &stats, NULL);
+        struct sigaction hup = {.sa_handler = on_hup};
+        sigaction(SIGHUP, &hup, NULL);
         signal(SIGPIPE, SIG_IGN);
         struct sigaction bus = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO};
         sigaction(SIGBUS, &bus, NULL);

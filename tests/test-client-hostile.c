@@ -1080,10 +1080,12 @@ static void test_negotiation(void)
     const struct vub_client_info in = e == VUB_OK ? *vub_client_info(cl) : (struct vub_client_info){0};
     fake_finish(&f, cl);
     uint64_t want_p = VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-                      VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+                      VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+                      VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
     ok(e == VUB_OK && in.protocol_features_offered == ~UINT64_C(0) && in.protocol_features == want_p &&
            f.protocol_set == want_p,
-       "negotiation: of every protocol bit offered the client takes only MQ, REPLY_ACK, CONFIG, CONFIGURE_MEM_SLOTS");
+       "negotiation: of every protocol bit offered the client takes only MQ, REPLY_ACK, BACKEND_REQ, CONFIG, "
+       "CONFIGURE_MEM_SLOTS");
     ok(in.features == f.features_set && vub_has(in.features, VIRTIO_F_RING_PACKED) && in.packed &&
            !vub_has(in.features, 50) && vub_has(in.features_offered, 50),
        "[VQ-RING-CHOICE] negotiation: --ring auto takes RING_PACKED when offered; unknown bits are recorded as offered, not taken");
@@ -1123,11 +1125,12 @@ static void test_negotiation(void)
 }
 
 /* One data-plane fault: a READ on a connected client must end as `want`. */
-static void test_io_fault(enum io_fault io, enum vub_err want, uint8_t want_status, const char *sentence)
+static void test_io_fault_on(enum io_fault io, bool packed, enum vub_err want, uint8_t want_status,
+                             const char *sentence)
 {
-    struct fake f = {.io = io};
+    struct fake f = {.io = io, .features = packed ? fake_features | VUB_BIT(VIRTIO_F_RING_PACKED) : 0};
     struct vub_client *cl;
-    struct vub_client_opts o = {0};
+    struct vub_client_opts o = {.ring = VUB_CLIENT_RING_AUTO};
     char why[256];
     int fds = open_fds();
     if (fake_connect(&f, &cl, &o, why, sizeof why) != VUB_OK) {
@@ -1160,6 +1163,11 @@ static void test_io_fault(enum io_fault io, enum vub_err want, uint8_t want_stat
     ok(e == want && (want_status == 0xee || c.status == want_status) && after && untouched && took < 2000 &&
            open_fds() == fds,
        "%s: %s (\"%s\", %lld ms)", sentence, vub_strerror(e), qwhy, (long long)took);
+}
+
+static void test_io_fault(enum io_fault io, enum vub_err want, uint8_t want_status, const char *sentence)
+{
+    test_io_fault_on(io, false, want, want_status, sentence);
 }
 
 int main(void)
@@ -1279,6 +1287,8 @@ int main(void)
     test_io_fault(IO_LEN_PLUS_ONE, VUB_E_PROTO, 0xee, "[VQ-USED-LEN] data path: a used length one over the writable bytes");
     test_io_fault(IO_IDX_JUMP, VUB_E_PROTO, 0xee, "[VQ-USED-IDX] data path: a used index that jumps 1000");
     test_io_fault(IO_NEVER, VUB_E_TIMEOUT, 0xee, "data path: a request never completed");
+    test_io_fault_on(IO_NEVER, true, VUB_E_TIMEOUT, 0xee,
+                     "data path, --ring auto on a back-end whose packed ring never answers: a timeout");
     test_io_fault(IO_NO_STATUS, VUB_E_IO, VUB_BLK_S_NONE, "data path: a completion without a status byte");
     test_io_fault(IO_STATUS_7, VUB_E_IO, 7, "data path: a status byte of 7");
     test_io_fault(IO_HANG_UP, VUB_E_CLOSED, 0xee, "data path: a back-end that hangs up with I/O in flight");
