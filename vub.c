@@ -4546,9 +4546,11 @@ static int vub_zstd_sequences(struct vub_zstd *z, const uint8_t *p, size_t len, 
         }
         size_t offset = vub_zstd_offset(z->rep, of_value, ll);
 
-        if (ll > (size_t)(lit_end - lit))
-            return VUB_ZSTD_E_LIT_OVERRUN;
         size_t pos = (size_t)(out - z->dst);
+        if (ll > (size_t)(lit_end - lit)) {
+            z->dst_pos = pos;
+            return VUB_ZSTD_E_LIT_OVERRUN;
+        }
         if (ll + ml > limit - pos) {
             z->dst_pos = pos;
             return ll + ml > block_end - pos ? VUB_ZSTD_E_BLOCK_SIZE : VUB_ZSTD_E_TOO_BIG;
