@@ -165,6 +165,7 @@ static const char *const vub_err_text[] = {
     [VUB_E_CORRUPT] = "corrupt image metadata",
     [VUB_E_AGAIN] = "try again",
     [VUB_E_TIMEOUT] = "timed out",
+    [VUB_E_BUSY] = "in use by another process",
 };
 
 const char *vub_strerror(enum vub_err err)
@@ -213,6 +214,17 @@ enum {
     VIRTIO_F_ACCESS_PLATFORM = 33,
     VIRTIO_F_RING_PACKED = 34,
     VIRTIO_F_IN_ORDER = 35,
+};
+
+/* The device status byte (VIRTIO "Device Status Field"): masks, not bits;
+ * vhost-user carries it in SET_STATUS/GET_STATUS. */
+enum {
+    VIRTIO_STATUS_ACKNOWLEDGE = 1,
+    VIRTIO_STATUS_DRIVER = 2,
+    VIRTIO_STATUS_DRIVER_OK = 4,
+    VIRTIO_STATUS_FEATURES_OK = 8,
+    VIRTIO_STATUS_DEVICE_NEEDS_RESET = 64,
+    VIRTIO_STATUS_FAILED = 128,
 };
 
 enum {
@@ -312,26 +324,64 @@ void vub_features_str(uint64_t bits, enum vub_feature_kind kind, char *buf, size
  * through these small wrappers, so a port to another kernel starts here.
  * ======================================================================== */
 
-/* Signals an eventfd: the 8-byte value carries no meaning (vhost-user
- * "Introduction": "an 8 byte value ... the value is irrelevant"). */
-static void vub_sys_signal(int fd)
+/* Signals an eventfd (or writes to a pipe): the 8-byte value carries no
+ * meaning (vhost-user "Introduction": "the 8-value itself has no meaning").
+ * The fd is non-blocking ([VU-CALL-NONBLOCK]): EAGAIN means a saturated
+ * counter or a full pipe, so a signal is pending and the peer will wake
+ * anyway. False only if the fd is broken (a pipe with no reader, EBADF). */
+static bool vub_sys_signal(int fd)
 {
     uint64_t one = 1;
     ssize_t n;
     do {
         n = write(fd, &one, sizeof one);
     } while (n < 0 && errno == EINTR);
-    /* EAGAIN means the counter is saturated: the peer will wake anyway. */
+    return n >= 0 || errno == EAGAIN;
 }
 
-/* Consumes pending signals on a non-blocking eventfd. */
-static void vub_sys_drain(int fd)
+/* Consumes pending signals on a non-blocking eventfd or pipe. A pipe may
+ * hold more than one 8-byte signal; a bounded number of reads keeps a
+ * peer that writes without pause from holding us here. False if the fd
+ * reached end of file (the writer is gone) or fails for good. */
+static bool vub_sys_drain(int fd)
 {
     uint64_t count;
-    ssize_t n;
-    do {
-        n = read(fd, &count, sizeof count);
-    } while (n < 0 && errno == EINTR);
+    for (unsigned i = 0; i < 64; i++) {
+        ssize_t n = read(fd, &count, sizeof count);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN;
+        if (n == 0)
+            return false;
+    }
+    return true;
+}
+
+/* [VU-EVENT-FD] Is fd something a ring notification can travel on? An
+ * eventfd, or where the front-end lacks one a pipe (vhost-user
+ * "Introduction": "Either eventfd or pipe/pipe2"), whose end must suit the
+ * direction: kicks are read, calls and errors written. A file, a directory,
+ * /dev/null or a socket would either never signal or signal forever.
+ * eventfds are anonymous inodes, told apart by their /proc name; without
+ * /proc, any anonymous inode is taken on trust. */
+static bool vub_sys_event_fd_ok(int fd, bool read_end, bool *is_pipe)
+{
+    struct stat st;
+    int flags = fcntl(fd, F_GETFL);
+    if (fstat(fd, &st) != 0 || flags < 0)
+        return false;
+    int mode = flags & O_ACCMODE;
+    *is_pipe = S_ISFIFO(st.st_mode);
+    if (*is_pipe)
+        return mode == O_RDWR || mode == (read_end ? O_RDONLY : O_WRONLY);
+    char link[64], name[32];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, name, sizeof name - 1);
+    if (n < 0)
+        return errno == ENOENT && (st.st_mode & S_IFMT) == 0;
+    name[n] = '\0';
+    return strcmp(name, "anon_inode:[eventfd]") == 0;
 }
 
 static void vub_sys_close(int *fd)
@@ -356,6 +406,35 @@ static bool vub_sys_file_size(int fd, uint64_t *size)
         return false;
     *size = (uint64_t)st.st_size;
     return true;
+}
+
+/* Open-file-description byte locks (fcntl F_OFD_SETLK): they belong to the
+ * open file, not the process, so two opens in one process conflict like two
+ * processes, and closing the fd drops them. vub takes only shared (read)
+ * locks on single bytes, as QEMU does; see "Image locks" in section 8.
+ * Returns 0, or an errno: EAGAIN/EACCES when another open file holds a
+ * conflicting lock, EINVAL/ENOLCK/EOPNOTSUPP where the file system has no
+ * such locks. */
+static int vub_sys_lock_byte(int fd, uint64_t byte)
+{
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = (off_t)byte, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : errno;
+}
+
+/* True if another open file holds a lock on the byte (our own open file's
+ * locks never conflict with themselves, so they are not seen). */
+static bool vub_sys_byte_held_elsewhere(int fd, uint64_t byte)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)byte, .l_len = 1};
+    return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+}
+
+/* True if both fds are the same file: same device and inode, whatever
+ * names (hard links, symbolic links, other paths) led to them. */
+static bool vub_sys_same_file(int a, int b)
+{
+    struct stat sa, sb;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* Maps len bytes of fd starting at byte offset off, shared and writable.
@@ -434,6 +513,14 @@ enum vub_vu_request {
     VHOST_USER_SET_STATUS = 39,
     VHOST_USER_GET_STATUS = 40,
     VHOST_USER_REQUEST_COUNT, /* one past the last request vub knows */
+};
+
+/* Requests the back-end sends on the channel SET_BACKEND_REQ_FD gives it
+ * ("Back-end message types"); the front-end answers them there. */
+enum vub_vu_backend_request {
+    VHOST_USER_BACKEND_IOTLB_MSG = 1,
+    VHOST_USER_BACKEND_CONFIG_CHANGE_MSG = 2,
+    VHOST_USER_BACKEND_VRING_HOST_NOTIFIER_MSG = 3,
 };
 
 /* Header "flags": bits 0-1 version, bit 2 reply, bit 3 need-reply. */
@@ -533,7 +620,8 @@ static void vub_msg_close_fds(struct vub_msg *m)
 }
 
 /* Receives up to len bytes, collecting any descriptors that ride along.
- * [VU-FDS] fds may come with the header or the payload; more than
+ * [VU-STREAM] a message may arrive in pieces: the caller loops until it has
+ * all of it. [VU-FDS] fds may come with the header or the payload; more than
  * VUB_VU_MAX_FDS, or a truncated control message, is a protocol error (the
  * kernel has already closed what did not fit; we close what did). */
 static enum vub_err vub_vu_recv_some(int sock, void *buf, size_t len, struct vub_msg *m,
@@ -604,7 +692,9 @@ static enum vub_err vub_vu_recv_exact(int sock, void *buf, size_t len, struct vu
     return VUB_OK;
 }
 
-/* Receives one whole message. [VU-HDR-VERSION] [VU-MSG-SIZE]: a header with
+/* Receives one whole message. [VU-HDR-FLAGS] only the version, REPLY and
+ * NEED_REPLY bits mean anything; the others are ignored.
+ * [VU-HDR-VERSION] [VU-MSG-SIZE]: a header with
  * another version or a payload larger than any request vub knows ends the
  * session, since the stream cannot be resynchronised safely. On any error
  * every descriptor received is closed. */
@@ -956,7 +1046,7 @@ static void vub_mem_clear(struct vub_mem *mem)
 }
 
 /* ======================================================================== *
- * 5. Split virtqueue, device side  (VIRTIO 1.x "Split Virtqueues")
+ * 5. Split virtqueue, device side  (VIRTIO 1.x "Split Virtqueues") [VQ-SPLIT]
  *
  * Three areas in guest memory, all little-endian:
  *   descriptor table  16 bytes x size: le64 addr; le32 len; le16 flags; le16 next
@@ -1007,6 +1097,9 @@ struct vub_chain {
     uint64_t writable_bytes;
     bool too_many_segments;  /* well-formed, but more iovecs than vub keeps */
     bool writable_seen;      /* a writable descriptor came, even an empty or dropped one */
+    uint32_t descriptors;    /* buffer descriptors walked (an INDIRECT one not counted) */
+    uint8_t *last_writable;  /* last byte of the last non-empty writable buffer: the
+                                status byte, found even when the iovecs ran out */
 };
 
 /* Device-side state of one ring, split or packed. */
@@ -1043,7 +1136,8 @@ static uint16_t vub_split_avail_idx(const struct vub_vring *vr)
     return vub_ring_load16(vr->avail + 2, memory_order_acquire);
 }
 
-/* Adds one data descriptor's buffer to the chain. [VQ-SPLIT-ORDER] the driver
+/* Adds one data descriptor's buffer to the chain. [VQ-ZERO-LEN] a
+ * zero-length buffer is legal and carries nothing. [VQ-SPLIT-ORDER] the driver
  * puts device-readable buffers before device-writable ones ("Message
  * Framing"); a readable one after a writable one is a broken chain. */
 static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem,
@@ -1059,15 +1153,21 @@ static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem
     if (err == VUB_E_RANGE) {
         c->too_many_segments = true; /* keep walking: the chain must still be checked */
         count = c->readable + c->writable;
-    } else if (err != VUB_OK) {
+        err = vub_mem_mapped(mem, d->addr, d->len) ? VUB_OK : VUB_E_PROTO;
+    }
+    if (err != VUB_OK) {
         vub_why(why, why_len, "descriptor chain %u points at unmapped guest memory 0x%llx+%u",
                 c->head, (unsigned long long)d->addr, d->len);
         return VUB_E_PROTO;
     }
+    c->descriptors++;
     if (writable) {
+        uint64_t contig;
         c->writable_seen = true;
         c->writable = count - c->readable;
         c->writable_bytes += d->len;
+        if (d->len > 0)
+            c->last_writable = vub_mem_find(mem, VUB_GPA, d->addr + d->len - 1, &contig);
     } else {
         c->readable = count;
         c->readable_bytes += d->len;
@@ -1076,7 +1176,8 @@ static enum vub_err vub_chain_add(struct vub_chain *c, const struct vub_mem *mem
 }
 
 /* Walks the indirect table an INDIRECT descriptor points at ("Indirect
- * Descriptors"). [VQ-INDIRECT-LEN] len is a non-zero multiple of 16;
+ * Descriptors"). [VQ-INDIRECT] only with INDIRECT_DESC negotiated, the
+ * whole table mapped. [VQ-INDIRECT-LEN] len is a non-zero multiple of 16;
  * [VQ-INDIRECT-NESTED] no INDIRECT inside a table; [VQ-SPLIT-LOOP] next
  * stays in the table and the walk is no longer than the table. Descriptors
  * are copied out one at a time, so a table may straddle regions. */
@@ -1132,7 +1233,9 @@ static enum vub_err vub_split_walk_indirect(struct vub_chain *c, const struct vu
  * below the ring size; [VQ-SPLIT-LOOP] a chain visits at most `size`
  * descriptors of the main table, so a loop is caught; [VQ-INDIRECT-ANYWHERE]
  * zero or more direct descriptors may be followed by one INDIRECT one (the
- * device MUST accept that, "Indirect Descriptors"). */
+ * device MUST accept that, "Indirect Descriptors"); [VQ-INDIRECT-NEXT] an
+ * INDIRECT descriptor with NEXT set is refused. [VQ-DESC-RO] descriptors are
+ * copied out and only read: the device never writes the table. */
 static enum vub_err vub_split_walk(struct vub_vring *vr, const struct vub_mem *mem, uint16_t head,
                                    struct vub_chain *c, char *why, size_t why_len)
 {
@@ -1241,7 +1344,8 @@ static bool vub_split_need_notify(struct vub_vring *vr)
 }
 
 /* Asks the driver to kick when it makes the next buffer available, then
- * reports whether one arrived meanwhile. [VQ-SPLIT-KICK-RACE] with EVENT_IDX
+ * reports whether one arrived meanwhile. [VQ-SPLIT-USED-FLAGS] used->flags
+ * is 0 with EVENT_IDX and 0 or NO_NOTIFY without it. [VQ-SPLIT-KICK-RACE] with EVENT_IDX
  * we write avail_event = last_avail; the fence pairs with the driver's fence
  * between publishing avail->idx and reading avail_event, so either it sees
  * our request and kicks, or we see its new index here. */
@@ -1354,7 +1458,7 @@ static void vub_desc_encode(uint8_t *p, uint64_t addr, uint32_t len, uint16_t fl
  * driver MUST place any device-writable descriptor elements after any
  * device-readable descriptor elements"), at most 2^32 - 1 bytes in all.
  * Zero-length buffers are legal in the spec but QEMU and libvhost-user
- * refuse them (checklist B.4), so the driver never makes one. Gives the
+ * refuse them, so the driver never makes one. Gives the
  * writable byte count: the most the device may report as written. */
 static bool vub_drv_bufs_ok(const struct vub_desc *bufs, unsigned count, uint64_t *writable)
 {
@@ -1509,8 +1613,8 @@ static enum vub_err vub_split_get_used(struct vub_split_drv *d, uint16_t *head, 
 }
 
 /* Re-arms used-buffer notifications before the driver sleeps and reports
- * whether entries arrived meanwhile (then it must not sleep). [VQ-SPLIT-
- * IRQ-RACE] The fence orders our used_event/flags store before the reload
+ * whether entries arrived meanwhile (then it must not sleep).
+ * [VQ-SPLIT-IRQ-RACE] The fence orders our used_event/flags store before the reload
  * of used->idx and pairs with the fence in the device's
  * vub_split_need_notify(): either it sees our request or we see its entry. */
 static bool vub_split_enable_interrupts(struct vub_split_drv *d)
@@ -1538,6 +1642,8 @@ static void vub_split_disable_interrupts(struct vub_split_drv *d)
 /* ======================================================================== *
  * 6. Packed virtqueue, device side  (VIRTIO 1.x "Packed Virtqueues")
  *
+ * [VQ-PACKED] the same requests over the other layout, offered as
+ * VIRTIO_F_RING_PACKED.
  * One descriptor ring does both jobs: the driver writes descriptors into
  * it in order, the device overwrites them in order with used descriptors.
  *   descriptor       le64 addr; le32 len; le16 id; le16 flags   (16 bytes)
@@ -1590,7 +1696,10 @@ static bool vub_packed_is_avail(const struct vub_vring *vr, uint16_t flags)
 
 /* An indirect table in a packed ring: len/16 descriptors in a row; only
  * WRITE means anything inside it ("The VIRTQ_DESC_F_WRITE flags bit is the
- * only valid flag for descriptors in the indirect table"). */
+ * only valid flag for descriptors in the indirect table").
+ * [VQ-PACKED-INDIRECT-FLAGS] an INDIRECT or NEXT bit there is ignored
+ * ("Others are reserved and are ignored by the device"), unlike split
+ * rings, where a nested table is refused. */
 static enum vub_err vub_packed_walk_indirect(struct vub_chain *c, const struct vub_mem *mem,
                                              const struct vub_desc *ind, unsigned cap, char *why,
                                              size_t why_len)
@@ -2079,7 +2188,8 @@ static void vub_packed_disable_interrupts(struct vub_packed_drv *d)
  * 7. virtio-blk requests, device side  (VIRTIO 1.x "Block Device")
  *
  * A request is a 16-byte device-readable header (le32 type; le32 reserved;
- * le64 sector), then data, then one device-writable status byte: "the
+ * le64 sector; [BLK-RESERVED] the middle field, legacy ioprio, is ignored),
+ * then data, then one device-writable status byte: "the
  * final byte of the device-writable part". [BLK-FRAMING] Nothing says how
  * the driver cuts this into descriptors, so the header is gathered from
  * however many buffers carry it and the status is simply the last writable
@@ -2132,7 +2242,9 @@ struct vub_blk_range {
 };
 
 /* Writes the device configuration space, every field little-endian and
- * every unused byte zero ("struct virtio_blk_config"). */
+ * every unused byte zero ("struct virtio_blk_config"). [BLK-CONFIG] capacity,
+ * blk_size 512 and num_queues as configured; [BLK-CONFIG-PAD] the padding
+ * bytes unused0 and unused1 are 0. */
 static void vub_blk_config_encode(const struct vub_blk *blk, uint8_t cfg[VIRTIO_BLK_CONFIG_BYTES])
 {
     memset(cfg, 0, VIRTIO_BLK_CONFIG_BYTES);
@@ -2229,6 +2341,8 @@ static uint8_t vub_blk_status(enum vub_err err)
     return err == VUB_OK ? VIRTIO_BLK_S_OK : err == VUB_E_UNSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
 }
 
+/* [BLK-IN] a read returns the disk's bytes with status OK; a failed one
+ * zero-fills the buffers so the used length stays true. */
 static enum vub_err vub_blk_in(struct vub_blk *blk, uint64_t sector, struct iovec *iov,
                                unsigned count, uint64_t bytes)
 {
@@ -2238,10 +2352,14 @@ static enum vub_err vub_blk_in(struct vub_blk *blk, uint64_t sector, struct iove
         err = vub_image_readv(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
     if (err != VUB_OK)
         vub_iov_fill(iov, count, NULL, 0); /* never hand back stale guest bytes */
+    else
+        blk->stats->bytes_read += bytes;
     return err;
 }
 
-/* [BLK-RO] a read-only device fails every write and writes nothing. */
+/* [BLK-OUT] writes go from guest memory straight to the image; [BLK-DATA]
+ * once acknowledged they are there. [BLK-RO] a read-only device fails every
+ * write and writes nothing. */
 static enum vub_err vub_blk_out(struct vub_blk *blk, uint64_t sector, struct iovec *iov,
                                 unsigned count, uint64_t bytes)
 {
@@ -2253,12 +2371,15 @@ static enum vub_err vub_blk_out(struct vub_blk *blk, uint64_t sector, struct iov
     enum vub_err err = vub_image_writev(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
     if (err == VUB_OK && vub_blk_write_through(blk))
         err = vub_image_flush(blk->image);
+    if (err == VUB_OK)
+        blk->stats->bytes_written += bytes;
     return err;
 }
 
 /* Copies and checks every range before acting on any: the guest could
  * change its buffer between two reads, and a bad last range should not
- * leave the first ones done. [BLK-DISCARD-FLAGS] unknown flags, or UNMAP on
+ * leave the first ones done. [BLK-DISCARD] whole 16-byte ranges, at most
+ * VUB_BLK_MAX_RANGES. [BLK-DISCARD-FLAGS] unknown flags, or UNMAP on
  * a discard, are UNSUPP; [BLK-WZ-UNMAP] write-zeroes may carry UNMAP. */
 static enum vub_err vub_blk_ranges(struct vub_blk *blk, uint32_t type, const struct iovec *iov,
                                    unsigned count, uint64_t bytes)
@@ -2318,6 +2439,7 @@ static uint8_t *vub_blk_take_status(struct vub_chain *c)
 
 /* Executes one request, writes its status and returns the used length: the
  * bytes written into the chain's writable part, status byte included.
+ * [VQ-READABLE-RO] nothing is ever written into the readable part.
  * [BLK-NO-STATUS] a chain with no writable byte cannot carry a status: it is
  * returned with length 0 and counted as an error. */
 static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
@@ -2328,13 +2450,25 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
     enum vub_err err;
 
     blk->stats->requests++;
+    /* [BLK-SEG-MAX] more data segments than the seg_max we advertise (a
+     * header and a status descriptor besides), or more iovecs than we keep:
+     * refused as a whole. The status byte is the chain's last writable byte
+     * ("the status byte ... last"), found during the walk, since the iovecs
+     * may have stopped short of it. */
+    if (c->too_many_segments || c->descriptors > VUB_BLK_SEG_MAX + 2) {
+        blk->stats->errors++;
+        if (!c->last_writable)
+            return 0;
+        *c->last_writable = VIRTIO_BLK_S_IOERR;
+        return 1;
+    }
     if (!status) {
         blk->stats->errors++;
         return 0;
     }
     unsigned rcount = c->readable, wcount = c->writable;
     struct iovec *rd = c->iov, *wr = c->iov + c->readable;
-    if (c->too_many_segments || c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
+    if (c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
         err = VUB_E_RANGE; /* [BLK-SHORT-HDR] */
     } else {
         vub_iov_copy_out(rd, rcount, 0, hdr, sizeof hdr);
@@ -2348,7 +2482,9 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
             data_in = wbytes;
             break;
         case VIRTIO_BLK_T_OUT:
-            err = vub_blk_out(blk, sector, rd, rcount, rbytes);
+            /* [BLK-OUT-DIR] the data of a write is device-readable; a
+             * writable data buffer is a driver error, not an empty write. */
+            err = wbytes ? VUB_E_RANGE : vub_blk_out(blk, sector, rd, rcount, rbytes);
             break;
         case VIRTIO_BLK_T_FLUSH:
             blk->stats->flushes++;
@@ -2366,7 +2502,7 @@ static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
             err = vub_blk_ranges(blk, type, rd, rcount, rbytes);
             break;
         default:
-            err = VUB_E_UNSUPP; /* [BLK-UNSUPP] */
+            err = VUB_E_UNSUPP; /* [BLK-UNSUPP]; [BLK-ZONED-UNSUPP] zone requests too */
             break;
         }
     }
@@ -2491,13 +2627,128 @@ static bool vub_raw_file_size(int fd, uint64_t *size)
     return true;
 }
 
-/* Reads the first four bytes to tell qcow2 from raw. */
-static enum vub_format vub_image_probe(int fd)
+/* ---- Format probing ----
+ * [IMG-PROBE-FOREIGN] A file is qcow2 if it starts with the qcow2 magic and
+ * a version above 1. A file that starts with another image format's magic
+ * is not taken as raw: served raw, a guest would see (and could overwrite)
+ * that format's metadata. It is refused, naming the format, unless the
+ * caller asks for RAW explicitly. The magics are those each format's own
+ * specification puts first in the file (VDI's signature is at byte 64). */
+struct vub_foreign_magic {
+    const char *name;
+    uint32_t offset;     /* where the magic is */
+    const char *bytes;   /* the magic itself */
+    uint32_t len;
+};
+
+static const struct vub_foreign_magic vub_foreign_magics[] = {
+    {"VMDK (sparse extent)", 0, "KDMV", 4},
+    {"VMDK (ESX COW disk)", 0, "COWD", 4},
+    {"VMDK (text descriptor)", 0, "# Disk DescriptorFile", 21},
+    {"VHDX", 0, "vhdxfile", 8},
+    {"VDI", 64, "\x7f\x10\xda\xbe", 4}, /* 0xbeda107f, little-endian */
+    {"QED", 0, "QED\0", 4},
+    {"VPC/VHD", 0, "conectix", 8},
+    {"LUKS", 0, "LUKS\xba\xbe", 6},
+};
+
+#define VUB_PROBE_BYTES 72u /* covers every magic above */
+
+/* Tells qcow2 from raw by the first bytes; *foreign names another known
+ * format found instead (then the result is RAW and the caller refuses). */
+static enum vub_format vub_image_probe(int fd, const char **foreign)
 {
-    uint8_t magic[4];
-    if (pread(fd, magic, sizeof magic, 0) == (ssize_t)sizeof magic && vub_be32(magic) == VUB_QCOW2_MAGIC)
-        return VUB_FORMAT_QCOW2;
+    uint8_t head[VUB_PROBE_BYTES] = {0};
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    *foreign = NULL;
+    if (n >= 8 && vub_be32(head) == VUB_QCOW2_MAGIC) {
+        if (vub_be32(head + 4) >= 2)
+            return VUB_FORMAT_QCOW2;
+        *foreign = "qcow (version 1)";
+        return VUB_FORMAT_RAW;
+    }
+    for (size_t i = 0; i < sizeof vub_foreign_magics / sizeof vub_foreign_magics[0]; i++) {
+        const struct vub_foreign_magic *m = &vub_foreign_magics[i];
+        if (n >= (ssize_t)(m->offset + m->len) && memcmp(head + m->offset, m->bytes, m->len) == 0) {
+            *foreign = m->name;
+            break;
+        }
+    }
     return VUB_FORMAT_RAW;
+}
+
+/* ---- Image locks ----
+ * [IMG-LOCK] vub takes the byte-range locks QEMU's file driver takes, so
+ * that QEMU, qemu-img, qemu-storage-daemon and vub all see each other.
+ * QEMU (block/file-posix.c, RAW_LOCK_PERM_BASE and RAW_LOCK_SHARED_BASE)
+ * gives every block permission a bit: 0 consistent read, 1 write, 2 write
+ * unchanged, 3 resize. An open file holds a shared lock on byte 100 + bit
+ * for each permission it uses, and on byte 200 + bit for each permission
+ * it does not let others have. Opening conflicts if another open file holds
+ * byte 200 + bit for a permission we use, or byte 100 + bit for one we do
+ * not share. Our bytes are taken before the check (as QEMU does), so two
+ * openers racing each other cannot both miss the other.
+ *   vub reading:  uses read;         shares read, write unchanged
+ *   vub writing:  uses read, write;  shares read, write unchanged
+ *   force_share:  uses read;         shares everything (qemu-img -U)
+ * Backing files and data files are read. A file system without OFD locks
+ * is served unlocked, as QEMU's locking=auto does. */
+enum {
+    VUB_PERM_CONSISTENT_READ_BIT = 0,
+    VUB_PERM_WRITE_BIT = 1,
+    VUB_PERM_WRITE_UNCHANGED_BIT = 2,
+    VUB_PERM_RESIZE_BIT = 3,
+    VUB_PERM_BITS = 4,
+};
+#define VUB_LOCK_PERM_BASE 100u   /* byte 100 + bit: "I use this permission" */
+#define VUB_LOCK_SHARED_BASE 200u /* byte 200 + bit: "nobody else may use it" */
+
+static const char *const vub_perm_names[VUB_PERM_BITS] = {"consistent read", "write", "write unchanged",
+                                                          "resize"};
+
+static enum vub_err vub_image_lock(int fd, const char *path, bool write, bool force_share, char *why,
+                                   size_t why_len)
+{
+    unsigned used = 1u << VUB_PERM_CONSISTENT_READ_BIT | (write ? 1u << VUB_PERM_WRITE_BIT : 0);
+    unsigned unshared = force_share ? 0 : 1u << VUB_PERM_WRITE_BIT | 1u << VUB_PERM_RESIZE_BIT;
+    for (unsigned bit = 0; bit < VUB_PERM_BITS; bit++) {
+        int e = 0;
+        if (used & 1u << bit)
+            e = vub_sys_lock_byte(fd, VUB_LOCK_PERM_BASE + bit);
+        if (e == 0 && unshared & 1u << bit)
+            e = vub_sys_lock_byte(fd, VUB_LOCK_SHARED_BASE + bit);
+        if (e == EINVAL || e == ENOLCK || e == EOPNOTSUPP)
+            return VUB_OK; /* no OFD locks here: unlocked, as QEMU's locking=auto */
+        if (e != 0) {
+            vub_why(why, why_len, "%s: cannot lock byte %u: %s", path, VUB_LOCK_PERM_BASE + bit, strerror(e));
+            return VUB_E_IO;
+        }
+    }
+    for (unsigned bit = 0; bit < VUB_PERM_BITS; bit++) {
+        if (used & 1u << bit && vub_sys_byte_held_elsewhere(fd, VUB_LOCK_SHARED_BASE + bit)) {
+            vub_why(why, why_len, "%s is in use: another process (QEMU, qemu-img or vub) does not share "
+                    "its \"%s\" permission", path, vub_perm_names[bit]);
+            return VUB_E_BUSY;
+        }
+        if (unshared & 1u << bit && vub_sys_byte_held_elsewhere(fd, VUB_LOCK_PERM_BASE + bit)) {
+            vub_why(why, why_len, "%s is in use: another process (QEMU, qemu-img or vub) holds its \"%s\" "
+                    "permission%s", path, vub_perm_names[bit],
+                    write ? "" : "; a read-only look may share it (force_share, qemu-img -U)");
+            return VUB_E_BUSY;
+        }
+    }
+    return VUB_OK;
+}
+
+/* Sizes a raw image: [IMG-RAW-SIZE] whole sectors only. */
+static enum vub_err vub_raw_open(struct vub_image *img, const char *path, char *why, size_t why_len)
+{
+    if (!vub_raw_file_size(img->fd, &img->size)) {
+        vub_why(why, why_len, "%s: not a regular file or block device: %s", path, strerror(errno));
+        return VUB_E_IO;
+    }
+    img->size -= img->size % VIRTIO_BLK_SECTOR_BYTES;
+    return VUB_OK;
 }
 
 enum vub_err vub_image_open(struct vub_image **out, const char *path,
@@ -2519,7 +2770,14 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
         free(img);
         return VUB_E_IO;
     }
-    img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd) : opts->format;
+    const char *foreign = NULL;
+    img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd, &foreign) : opts->format;
+    if (foreign) {
+        vub_why(why, why_len, "%s is a %s image, which vub does not read (it reads raw and qcow2); "
+                "convert it with qemu-img, or open it as raw to use its bytes as they are", path, foreign);
+        vub_image_close(img);
+        return VUB_E_UNSUPP;
+    }
     if (img->format == VUB_FORMAT_QCOW2 && !opts->read_only) {
         /* vub never writes qcow2: hold the file read-only like any reader */
         close(img->fd);
@@ -2530,15 +2788,11 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
             return VUB_E_IO;
         }
     }
-    enum vub_err err = VUB_OK;
-    if (img->format == VUB_FORMAT_QCOW2) {
-        err = vub_qcow2_open(img, path, opts, why, why_len);
-    } else if (!vub_raw_file_size(img->fd, &img->size)) {
-        vub_why(why, why_len, "%s: not a regular file or block device: %s", path, strerror(errno));
-        err = VUB_E_IO;
-    } else {
-        img->size -= img->size % VIRTIO_BLK_SECTOR_BYTES;
-    }
+    bool write = img->format == VUB_FORMAT_RAW && !opts->read_only;
+    enum vub_err err = vub_image_lock(img->fd, path, write, opts->force_share && !write, why, why_len);
+    if (err == VUB_OK)
+        err = img->format == VUB_FORMAT_QCOW2 ? vub_qcow2_open(img, path, opts, why, why_len)
+                                              : vub_raw_open(img, path, why, why_len);
     if (err != VUB_OK) {
         vub_image_close(img);
         return err;
@@ -2555,6 +2809,31 @@ void vub_image_close(struct vub_image *img)
         vub_qcow2_close(img);
     vub_sys_close(&img->fd);
     free(img);
+}
+
+/* [BLK-RESIZE] a raw image may grow under a running device; it may not
+ * shrink, since the driver may hold data past the new end. */
+enum vub_err vub_image_refresh_size(struct vub_image *img, char *why, size_t why_len)
+{
+    uint64_t bytes;
+    if (!img)
+        return VUB_E_INVAL;
+    if (img->format != VUB_FORMAT_RAW) {
+        vub_why(why, why_len, "only raw images change size; a qcow2 image's size is in its header");
+        return VUB_E_UNSUPP;
+    }
+    if (!vub_raw_file_size(img->fd, &bytes)) {
+        vub_why(why, why_len, "cannot read the image size: %s", strerror(errno));
+        return VUB_E_IO;
+    }
+    bytes -= bytes % VIRTIO_BLK_SECTOR_BYTES;
+    if (bytes < img->size) {
+        vub_why(why, why_len, "the image shrank from %llu to %llu bytes: refused, the driver may hold data there",
+                (unsigned long long)img->size, (unsigned long long)bytes);
+        return VUB_E_RANGE;
+    }
+    img->size = bytes;
+    return VUB_OK;
 }
 
 uint64_t vub_image_size(const struct vub_image *img) { return img->size; }
@@ -2613,7 +2892,7 @@ enum vub_err vub_image_discard(struct vub_image *img, uint64_t off, uint64_t len
     return errno == EOPNOTSUPP || errno == ENOSYS ? VUB_OK : VUB_E_IO;
 }
 
-/* Write-zeroes must read back as zeros afterwards. Punching a hole does
+/* [BLK-WZ] write-zeroes must read back as zeros afterwards. Punching a hole does
  * that and frees space (allowed when the driver says UNMAP); ZERO_RANGE
  * keeps the space allocated; a file system with neither gets written zeros. */
 enum vub_err vub_image_write_zeroes(struct vub_image *img, uint64_t off, uint64_t len, bool may_unmap)
@@ -2655,7 +2934,8 @@ enum vub_err vub_image_write_zeroes(struct vub_image *img, uint64_t off, uint64_
  * tests name them: 0 and 1 are the two ways to stop cleanly, negative values
  * are one per kind of malformed input.
  *
- * Two Huffman decoders live side by side (STYLE rule 15). The reference,
+ * Two Huffman decoders live side by side: the plain one is the reference
+ * and the fast one is tested against it. The reference,
  * vub_infl_decode_slow(), walks the canonical code one bit at a time using
  * only the count of codes of each length; it is the RFC's definition turned
  * into a loop. vub_infl_decode() first looks the next VUB_INFL_FAST_BITS
@@ -3085,7 +3365,8 @@ static int vub_infl_literal(struct vub_infl *s, int byte)
  * so reaching further back is an error, not zeros. A distance may reach
  * into earlier blocks. With no room left at all, the match is not judged:
  * zlib stops there too, so a cluster QEMU reads is a cluster vub reads.
- * [INFL-OVERLAP] [INFL-DIST-FAR] [INFL-FULL] */
+ * [INFL-WINDOW] any distance up to 32768 is accepted, bounded only by the
+ * bytes produced so far. [INFL-OVERLAP] [INFL-DIST-FAR] [INFL-FULL] */
 static int vub_infl_copy(struct vub_infl *s, size_t distance, size_t length)
 {
     size_t room = s->dst_len - s->dst_pos;
@@ -4878,7 +5159,8 @@ static int vub_zstd_decompress(uint8_t *dst, size_t dst_len, size_t *dst_done, c
  * an L2 cache of a fixed number of clusters, one compressed cluster), never
  * per request. Paths the image names (backing file, data file) are opened
  * only when their format is known and, for data files, when the caller
- * allows it (SPEC-CHECKLIST E.3.3, E.8.1).
+ * allows it: a name inside an untrusted image must not choose what the
+ * reader opens or how it parses it.
  *
  * The section reads in the spec's order: header, header extensions, feature
  * bits, the L1/L2 mapping, cluster reads (plain, zero, compressed,
@@ -4903,7 +5185,8 @@ static int vub_zstd_decompress(uint8_t *dst, size_t dst_len, size_t *dst_done, c
 #define VUB_QCOW2_MAX_SNAPSHOTS 65536u                    /* QCOW_MAX_SNAPSHOTS */
 #define VUB_QCOW2_MAX_SNAPSHOT_TABLE_BYTES (UINT64_C(64) << 20)
 #define VUB_QCOW2_MAX_SNAPSHOT_EXTRA 1024u                /* extra data per entry */
-#define VUB_QCOW2_MAX_CHAIN 16u           /* backing files below the opened image */
+#define VUB_QCOW2_MAX_CHAIN 64u           /* backing files below the opened image (qemu-img
+                                             reads chains 40 deep; QEMU has no fixed cap) */
 #define VUB_QCOW2_MAX_NAME 4095u          /* data file name bytes */
 #define VUB_QCOW2_L2_CACHE_BYTES (UINT64_C(4) << 20)      /* L2 cache budget */
 #define VUB_QCOW2_L2_CACHE_MIN_SLOTS 2u
@@ -5655,10 +5938,13 @@ static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t 
     uint64_t l1_entry = l1_index < q->l1_size ? q->l1[l1_index] : 0;
     uint64_t l2_offset = l1_entry & QCOW2_OFFSET_MASK;
     memset(e, 0, sizeof *e);
-    if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0 ||
-        (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes)))
+    if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0)
         return vub_qcow2_fail(q, VUB_E_CORRUPT, "invalid L1 entry %llu: 0x%016llx",
                               (unsigned long long)l1_index, (unsigned long long)l1_entry);
+    if (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes))
+        return vub_qcow2_fail(q, VUB_E_CORRUPT, "L1 entry %llu puts its L2 table at byte %llu, past the end of "
+                              "the %llu-byte file (is the image truncated?)", (unsigned long long)l1_index,
+                              (unsigned long long)l2_offset, (unsigned long long)q->file_bytes);
     if (l2_offset == 0) {
         e->kind = VUB_QCOW2_UNALLOCATED;
         e->guest_offset = off;
@@ -5906,6 +6192,13 @@ static bool vub_qcow2_extends(const struct vub_qcow2_extent *a, const struct vub
 
 /* ---- 10.6 Backing files ("backing_file_offset", "Backing file format name") */
 
+/* Where in a backing chain an open failed, for a refusal that gives the
+ * reason first and the chain after ([QCOW2-BACKING-WHY]). */
+struct vub_qcow2_chain_fault {
+    unsigned depth;                       /* 0 until a backing file failed */
+    char path[256];                       /* that file (cut to fit) */
+};
+
 /* One image of a backing chain being opened, innermost last: what a new
  * backing file is checked against. */
 struct vub_qcow2_chain {
@@ -5913,6 +6206,7 @@ struct vub_qcow2_chain {
     ino_t ino;
     unsigned depth;                       /* 0 for the image the caller opened */
     const struct vub_qcow2_chain *above;  /* the image that names this one */
+    struct vub_qcow2_chain_fault *fault;  /* shared by the whole chain */
 };
 
 /* [QCOW2-BACKING-RELATIVE] A relative backing (or data file) name is
@@ -5933,8 +6227,7 @@ static char *vub_qcow2_resolve(const char *image_path, const char *name)
 
 /* [QCOW2-BACKING-FORMAT] The backing file's format: the one the image
  * records, else the caller's. Never probed: a raw backing file whose guest
- * wrote a qcow2 header into it would otherwise point us at any host file
- * (SPEC-CHECKLIST E.3.3). */
+ * wrote a qcow2 header into it would otherwise point us at any host file. */
 static enum vub_err vub_qcow2_backing_format(struct vub_qcow2 *q, const struct vub_qcow2_exts *x,
                                              const struct vub_image_opts *opts, enum vub_format *fmt,
                                              char *why, size_t why_len)
@@ -5942,7 +6235,8 @@ static enum vub_err vub_qcow2_backing_format(struct vub_qcow2 *q, const struct v
     if (!x->backing_format) {
         if (opts->backing_format == VUB_FORMAT_AUTO) {
             vub_why(why, why_len, "backing file %s has no recorded format and vub does not probe it; "
-                    "name it with backing_format (vub-img --backing-format raw|qcow2)", q->backing_name);
+                    "name its format (raw or qcow2) when opening, or record it in the image "
+                    "(qemu-img rebase -u -b NAME -F FORMAT)", q->backing_name);
             return VUB_E_UNSUPP;
         }
         *fmt = opts->backing_format;
@@ -5972,13 +6266,32 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
  * it (and zeros after), so the sector rounding of raw disks does not apply.
  * Backing images are opened here rather than with vub_image_open(), which
  * has no way to carry the chain. */
+static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                          const struct vub_image_opts *opts,
+                                          const struct vub_qcow2_chain *chain, char *why, size_t why_len);
+
+/* [QCOW2-BACKING-WHY] the innermost failure says why, with no path
+ * prefixes; the first backing file to see it failing records itself, and
+ * the image the caller opened adds the chain (vub_qcow2_open). */
 static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
                                            const struct vub_image_opts *opts,
                                            const struct vub_qcow2_chain *chain, char *why, size_t why_len)
 {
+    enum vub_err err = vub_qcow2_try_backing(q, fmt, opts, chain, why, why_len);
+    if (err != VUB_OK && chain->fault->depth == 0) {
+        chain->fault->depth = chain->depth + 1;
+        snprintf(chain->fault->path, sizeof chain->fault->path, "%s", q->backing_path);
+    }
+    return err;
+}
+
+static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                          const struct vub_image_opts *opts,
+                                          const struct vub_qcow2_chain *chain, char *why, size_t why_len)
+{
     const char *path = q->backing_path;
     if (chain->depth + 1 > VUB_QCOW2_MAX_CHAIN) {
-        vub_why(why, why_len, "backing chain deeper than %u images at %s", VUB_QCOW2_MAX_CHAIN, path);
+        vub_why(why, why_len, "backing chain deeper than %u images", VUB_QCOW2_MAX_CHAIN);
         return VUB_E_UNSUPP;
     }
     struct vub_image *b = calloc(1, sizeof *b);
@@ -5991,7 +6304,7 @@ static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format 
     struct stat st;
     b->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (b->fd < 0 || fstat(b->fd, &st) != 0) {
-        vub_why(why, why_len, "backing file %s: %s", path, strerror(errno));
+        vub_why(why, why_len, "cannot open backing file: %s", strerror(errno));
         return VUB_E_IO;
     }
     for (const struct vub_qcow2_chain *c = chain; c; c = c->above) {
@@ -6000,25 +6313,24 @@ static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format 
             return VUB_E_CORRUPT;
         }
     }
+    enum vub_err err = vub_image_lock(b->fd, path, false, opts->force_share, why, why_len);
+    if (err != VUB_OK)
+        return err;
     if (fmt == VUB_FORMAT_RAW) {
         if (!vub_raw_file_size(b->fd, &b->size)) {
-            vub_why(why, why_len, "backing file %s: not a regular file or block device", path);
+            vub_why(why, why_len, "raw backing file is not a regular file or block device");
             return VUB_E_IO;
         }
         return VUB_OK;
     }
-    struct vub_qcow2_chain link = {st.st_dev, st.st_ino, chain->depth + 1, chain};
+    struct vub_qcow2_chain link = {st.st_dev, st.st_ino, chain->depth + 1, chain, chain->fault};
     struct vub_image_opts bo = {.read_only = true,
                                 .format = VUB_FORMAT_QCOW2,
                                 .allow_data_file = opts->allow_data_file,
                                 .snapshot = NULL, /* a snapshot is of the image named, not its backing */
-                                .backing_format = opts->backing_format};
-    char inner[512];
-    inner[0] = '\0';
-    enum vub_err err = vub_qcow2_open_chain(b, path, &bo, &link, inner, sizeof inner);
-    if (err != VUB_OK)
-        vub_why(why, why_len, "backing file %s: %s", path, inner);
-    return err;
+                                .backing_format = opts->backing_format,
+                                .force_share = opts->force_share};
+    return vub_qcow2_open_chain(b, path, &bo, &link, why, why_len);
 }
 
 /* ---- 10.7 Snapshots ("Snapshots") ------------------------------------------ */
@@ -6257,6 +6569,9 @@ static enum vub_err vub_qcow2_open_files(struct vub_image *img, const char *path
             vub_why(why, why_len, "data file %s: %s", q->data_path, strerror(errno));
             return VUB_E_IO;
         }
+        err = vub_image_lock(q->data_fd, q->data_path, false, opts->force_share, why, why_len);
+        if (err != VUB_OK)
+            return err;
     }
     if (h->backing_file_offset == 0 || h->backing_file_size == 0)
         return VUB_OK; /* an empty name is no backing file, as in QEMU */
@@ -6371,12 +6686,16 @@ static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path,
         vub_why(why, why_len, "%s: %s", path, strerror(errno));
         return VUB_E_IO;
     }
-    struct vub_qcow2_chain top = {st.st_dev, st.st_ino, 0, NULL};
+    struct vub_qcow2_chain_fault fault = {0};
+    struct vub_qcow2_chain top = {st.st_dev, st.st_ino, 0, NULL, &fault};
     char inner[512];
     inner[0] = '\0';
     enum vub_err err = vub_qcow2_open_chain(img, path, opts, &top, inner, sizeof inner);
-    if (err != VUB_OK)
+    if (err != VUB_OK && fault.depth == 0)
         vub_why(why, why_len, "%s: %s", path, inner);
+    else if (err != VUB_OK)
+        vub_why(why, why_len, "%s (backing chain: %s -> %s%s, %u deep)", inner, path,
+                fault.depth > 1 ? "... -> " : "", fault.path, fault.depth);
     return err;
 }
 
@@ -6465,6 +6784,19 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
     out->snapshot_count = q->snapshot_count;
     out->snapshot_index = q->snapshot_index;
     return VUB_OK;
+}
+
+/* Walks every file the image reads: its own, its data file, its backing
+ * chain. The chain was checked for loops and depth when it was opened. */
+bool vub_image_uses_file(const struct vub_image *img, int fd)
+{
+    for (; img; img = img->qcow2 ? img->qcow2->backing : NULL) {
+        if (vub_sys_same_file(img->fd, fd))
+            return true;
+        if (img->qcow2 && img->qcow2->data_fd >= 0 && vub_sys_same_file(img->qcow2->data_fd, fd))
+            return true;
+    }
+    return false;
 }
 
 /* Copies a recorded string into a NUL-terminated, cut-to-fit array, made
@@ -6586,10 +6918,13 @@ struct vub_dev_queue {
     uint64_t avail_addr;
     uint64_t used_addr;
     bool addr_set;
+    bool addr_before_num; /* SET_VRING_ADDR came while the size was unknown */
     bool started;        /* kick fd received, not stopped by GET_VRING_BASE */
     bool enabled;        /* SET_VRING_ENABLE(1), or no PROTOCOL_FEATURES */
     bool polled;         /* the kick came with NOFD: nobody will kick us */
     bool used_synced;    /* used_idx re-read from guest memory since start */
+    bool kick_pipe;      /* the kick fd is a pipe's read end: we cannot kick ourselves */
+    bool backlog;        /* yielded with requests left and no way to kick ourselves */
     int kick_fd;         /* driver -> device notifications; -1 if none */
     int call_fd;         /* device -> driver notifications; -1 if none */
     int err_fd;          /* device -> front-end error signal; -1 if none */
@@ -6605,6 +6940,9 @@ struct vub_dev {
     bool features_set;          /* SET_FEATURES seen */
     bool protocol_set;          /* SET_PROTOCOL_FEATURES seen */
     bool owner;                 /* SET_OWNER seen */
+    uint8_t status;             /* SET_STATUS: the VIRTIO device status byte */
+    int backend_fd;             /* SET_BACKEND_REQ_FD: our requests to the front-end; -1 if none */
+    bool backend_ack_pending;   /* a request with NEED_REPLY was sent there, no answer yet */
     struct vub_mem mem;
     struct vub_dev_queue queues[VUB_MAX_QUEUES];
     struct vub_blk blk;
@@ -6698,14 +7036,19 @@ static void vub_dev_remap_rings(struct vub_dev *dev)
         vub_dev_map_ring(dev, &dev->queues[i]);
 }
 
+/* Forgets what the ring messages set up and stops the ring. The call and
+ * error eventfds are the front-end's plumbing, not ring state: they are
+ * kept (QEMU sends SET_VRING_ERR once per connection, never after a
+ * RESET_DEVICE). */
 static void vub_dev_queue_reset(struct vub_dev_queue *q)
 {
     struct vub_vring keep = q->ring; /* scratch arrays are kept for the next session */
+    int call_fd = q->call_fd, err_fd = q->err_fd;
     vub_sys_close(&q->kick_fd);
-    vub_sys_close(&q->call_fd);
-    vub_sys_close(&q->err_fd);
     memset(q, 0, sizeof *q);
-    q->kick_fd = q->call_fd = q->err_fd = -1;
+    q->kick_fd = -1;
+    q->call_fd = call_fd;
+    q->err_fd = err_fd;
     q->ring.iov = keep.iov;
     q->ring.iov_cap = keep.iov_cap;
     q->ring.batch_ids = keep.batch_ids;
@@ -6715,26 +7058,59 @@ static void vub_dev_queue_reset(struct vub_dev_queue *q)
     q->ring.avail_wrap = q->ring.used_wrap = true; /* "wrap counters start at 1" */
 }
 
-/* [VU-RESET] returns the device to its initial state: rings stopped and
- * disabled, fds closed, memory unmapped, virtio features forgotten. The
- * negotiated protocol features describe the connection and are kept. */
-static void vub_dev_reset(struct vub_dev *dev)
+/* [VU-RESET] RESET_DEVICE returns the *device* to its initial state: every
+ * ring stopped, disabled and unconfigured (size, base, addresses, kick fd),
+ * virtio features and `writeback` forgotten. What describes the connection
+ * is kept: the owner, the protocol features, the memory table and the call
+ * and error fds. QEMU 10 resets between the firmware's use of the disk and
+ * the kernel's and then sends SET_FEATURES, SET_VRING_CALL and the ring
+ * messages again, but neither the memory table (with CONFIGURE_MEM_SLOTS it
+ * only sends changes to what it believes the back-end has mapped) nor
+ * SET_VRING_ERR. The spec's note on RESET_OWNER says the same: discarding
+ * connection state on a reset "would lead to bugs". */
+static void vub_dev_reset_device(struct vub_dev *dev)
 {
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
         vub_dev_queue_reset(&dev->queues[i]);
-    vub_mem_clear(&dev->mem);
     dev->features = 0;
     dev->features_set = false;
+    dev->status = 0;
     dev->blk.writeback = 0;
     dev->blk.wce_negotiated = dev->blk.flush_negotiated = false;
 }
 
+/* A new or ended connection: the device reset, and the connection's memory
+ * and eventfds dropped too. */
+static void vub_dev_reset_session(struct vub_dev *dev)
+{
+    vub_dev_reset_device(dev);
+    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
+        vub_sys_close(&dev->queues[i].call_fd);
+        vub_sys_close(&dev->queues[i].err_fd);
+    }
+    vub_sys_close(&dev->backend_fd);
+    dev->backend_ack_pending = false;
+    vub_mem_clear(&dev->mem);
+}
+
 /* ---- queue processing ---- */
+
+/* [VU-EVENT-FD] A notification fd that hung up or fails is closed and
+ * forgotten, with the reason kept for the caller's one log line
+ * (stats.dropped_fds counts them): polling it again would report it ready
+ * forever. The session goes on; the front-end may send a new fd. */
+static void vub_dev_drop_fd(struct vub_dev *dev, int *fd, unsigned index, const char *what)
+{
+    vub_sys_close(fd);
+    vub_dev_set_why(dev, "queue %u: %s fd hung up or failed; dropped it", index, what);
+    dev->stats.dropped_fds++;
+}
 
 static void vub_dev_notify(struct vub_dev *dev, struct vub_dev_queue *q)
 {
     if (vub_vring_need_notify(&q->ring) && q->call_fd >= 0) {
-        vub_sys_signal(q->call_fd);
+        if (!vub_sys_signal(q->call_fd))
+            vub_dev_drop_fd(dev, &q->call_fd, (unsigned)(q - dev->queues), "call");
         dev->stats.notifications++;
     }
 }
@@ -6748,8 +7124,9 @@ static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
     memcpy(detail, dev->why, sizeof detail);
     vub_dev_set_why(dev, "queue %u: %s", index, detail);
     q->started = false;
+    dev->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
     if (q->err_fd >= 0)
-        vub_sys_signal(q->err_fd);
+        vub_sys_signal(q->err_fd); /* the session ends: nothing to drop it for */
     return VUB_E_PROTO;
 }
 
@@ -6772,13 +7149,15 @@ static bool vub_dev_ring_consistent(struct vub_dev *dev, const struct vub_vring 
 }
 
 /* Completes every available request, publishing used entries in batches
- * and notifying once per batch. [VQ-BUDGET] after a few rings' worth it
+ * and notifying once per batch. [VU-RING-STOPPED] a stopped ring is not
+ * touched. [VQ-BUDGET] after a few rings' worth it
  * yields, kicking itself so the caller's loop comes back: a busy guest
  * cannot starve the control socket. */
 static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
 {
     struct vub_dev_queue *q = &dev->queues[index];
     struct vub_vring *vr = &q->ring;
+    q->backlog = false;
     if (!q->started || !q->enabled || !vr->desc)
         return VUB_OK;
     if (!vub_dev_ring_consistent(dev, vr))
@@ -6801,7 +7180,10 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
                 batch = 0;
             }
             if (budget == 0) {
-                if (q->kick_fd >= 0)
+                /* An eventfd kick is ours to write; a pipe's read end is
+                 * not, so that queue is left for vub_dev_dispatch(). */
+                q->backlog = q->kick_pipe || q->kick_fd < 0;
+                if (q->kick_fd >= 0 && !q->kick_pipe)
                     vub_sys_signal(q->kick_fd);
                 return VUB_OK;
             }
@@ -6834,8 +7216,8 @@ static enum vub_err vub_h_get_features(struct vub_dev *dev, struct vub_msg *m)
 
 /* [VU-SET-FEATURES] only offered bits; VERSION_1 required (vub has no
  * legacy interface); never disables rings - it is re-sent while running
- * (e.g. to toggle logging). Without PROTOCOL_FEATURES every ring is
- * enabled at once ("Ring states"). */
+ * (e.g. to toggle logging). [VU-RING-ENABLED] Without PROTOCOL_FEATURES every
+ * ring is enabled at once ("Ring states"). */
 static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
 {
     uint64_t f = m->payload.u64;
@@ -6888,12 +7270,13 @@ static enum vub_err vub_h_set_owner(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
-/* RESET_OWNER is deprecated; vub treats it as a reset that also ends
- * ownership. RESET_DEVICE resets and keeps the owner. */
+/* RESET_OWNER is deprecated: "ignore this message, or use it to disable
+ * all rings". vub resets the device as RESET_DEVICE does, keeping the
+ * connection's state, and forgets the owner. */
 static enum vub_err vub_h_reset_owner(struct vub_dev *dev, struct vub_msg *m)
 {
     (void)m;
-    vub_dev_reset(dev);
+    vub_dev_reset_device(dev);
     dev->owner = false;
     return VUB_OK;
 }
@@ -6901,7 +7284,7 @@ static enum vub_err vub_h_reset_owner(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_reset_device(struct vub_dev *dev, struct vub_msg *m)
 {
     (void)m;
-    vub_dev_reset(dev);
+    vub_dev_reset_device(dev);
     return VUB_OK;
 }
 
@@ -6954,8 +7337,18 @@ static enum vub_err vub_h_set_vring_num(struct vub_dev *dev, struct vub_msg *m)
     }
     if (!vub_dev_alloc_ring(dev, q, num))
         return VUB_E_NOMEM;
+    uint16_t old_size = q->ring.size;
     q->ring.size = (uint16_t)num;
-    vub_dev_map_ring(dev, q);
+    /* [VQ-RING-STATE] addresses sent before the size are checked now; ones
+     * from an earlier start are not (QEMU sends SET_VRING_ADDR next). */
+    if (!vub_dev_map_ring(dev, q) && q->addr_before_num) {
+        q->ring.size = old_size;
+        vub_dev_map_ring(dev, q);
+        vub_dev_set_why(dev, "queue %u: a %u-entry ring at the addresses given does not fit in guest memory",
+                        m->payload.state.index, num);
+        return VUB_E_PROTO;
+    }
+    q->addr_before_num = false;
     return VUB_OK;
 }
 
@@ -6985,6 +7378,22 @@ static bool vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue *q, uin
     return true;
 }
 
+/* [VU-NO-SHARED-MEM] a front-end whose guest RAM is not in shared memory
+ * has no fd to send for it: QEMU then leaves those regions out of the
+ * table (none at all when the whole RAM is private) and the rings point
+ * nowhere vub can see. Say so, naming the usual cause. */
+static void vub_dev_ring_outside(struct vub_dev *dev, uint32_t index)
+{
+    if (dev->mem.count == 0)
+        vub_dev_set_why(dev, "queue %u rings are not inside guest memory: the front-end shared no memory at all; "
+                             "is guest RAM a shared memory backend? (QEMU: -object memory-backend-memfd,"
+                             "id=mem,size=...,share=on -numa node,memdev=mem)", index);
+    else
+        vub_dev_set_why(dev, "queue %u rings are not inside guest memory (%u regions shared); part of the guest "
+                             "RAM may not be shared memory (QEMU: share=on on every memory backend)",
+                        index, dev->mem.count);
+}
+
 static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
 {
     const struct vub_vu_vring_addr *a = &m->payload.addr;
@@ -6999,12 +7408,22 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
         vub_dev_set_why(dev, "queue %u ring areas misaligned", a->index);
         return VUB_E_PROTO;
     }
+    /* [VQ-RING-STATE] before SET_VRING_NUM only the areas' first bytes can
+     * be checked (a one-entry ring); SET_VRING_NUM checks the rest. */
+    uint16_t size = q->ring.size;
+    if (!size && (!vub_mem_range(&dev->mem, VUB_UVA, a->desc_uaddr, VIRTQ_DESC_BYTES) ||
+                  !vub_mem_range(&dev->mem, VUB_UVA, a->avail_uaddr, 4) ||
+                  !vub_mem_range(&dev->mem, VUB_UVA, a->used_uaddr, 4))) {
+        vub_dev_set_why(dev, "queue %u rings are not inside guest memory", a->index);
+        return VUB_E_PROTO;
+    }
     q->desc_addr = a->desc_uaddr;
     q->avail_addr = a->avail_uaddr;
     q->used_addr = a->used_uaddr;
     q->addr_set = true;
-    if (q->ring.size && !vub_dev_map_ring(dev, q)) {
-        vub_dev_set_why(dev, "queue %u rings are not inside guest memory", a->index);
+    q->addr_before_num = !size;
+    if (size && !vub_dev_map_ring(dev, q)) {
+        vub_dev_ring_outside(dev, a->index);
         return VUB_E_PROTO;
     }
     return VUB_OK;
@@ -7081,22 +7500,45 @@ static struct vub_dev_queue *vub_dev_vring_fd(struct vub_dev *dev, struct vub_ms
     return q;
 }
 
-/* A kick fd starts the ring ("Ring states": started once the kick fd is
+/* [VU-EVENT-FD] a kick fd must be readable as an event source, a call or
+ * err fd writable as one; [VU-CALL-NONBLOCK] every one is made
+ * non-blocking, so a front-end that never drains its call pipe cannot
+ * block the device (a full pipe already holds a pending signal). On
+ * failure the fd is closed here. */
+static bool vub_dev_check_event_fd(struct vub_dev *dev, const struct vub_msg *m, int *fd, bool read_end,
+                                   bool *pipe)
+{
+    const char *name = vub_vu_request_name(m->hdr.request);
+    *pipe = false;
+    if (*fd < 0)
+        return true;
+    if (!vub_sys_event_fd_ok(*fd, read_end, pipe)) {
+        vub_dev_set_why(dev, "%s: the fd is not an eventfd or the %s end of a pipe", name,
+                        read_end ? "read" : "write");
+        vub_sys_close(fd);
+        return false;
+    }
+    if (!vub_sys_set_nonblock(*fd)) {
+        vub_dev_set_why(dev, "%s: cannot make the fd non-blocking: %s", name, strerror(errno));
+        vub_sys_close(fd);
+        return false;
+    }
+    return true;
+}
+
+/* [VU-VRING-KICK] A kick fd starts the ring ("Ring states": started once the kick fd is
  * set); requests already waiting are served at once, since their kick
  * may have gone to the previous fd. */
 static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
+    bool pipe = false;
+    if (!q || !vub_dev_check_event_fd(dev, m, &fd, true, &pipe))
         return VUB_E_PROTO;
-    if (fd >= 0 && !vub_sys_set_nonblock(fd)) {
-        close(fd);
-        vub_dev_set_why(dev, "kick fd: %s", strerror(errno));
-        return VUB_E_PROTO;
-    }
     vub_sys_close(&q->kick_fd);
     q->kick_fd = fd;
+    q->kick_pipe = pipe;
     q->polled = fd < 0;
     q->started = true;
     q->used_synced = false;
@@ -7107,8 +7549,9 @@ static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_set_vring_call(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
+    bool pipe;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
+    if (!q || !vub_dev_check_event_fd(dev, m, &fd, false, &pipe))
         return VUB_E_PROTO;
     vub_sys_close(&q->call_fd);
     q->call_fd = fd;
@@ -7118,14 +7561,16 @@ static enum vub_err vub_h_set_vring_call(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_set_vring_err(struct vub_dev *dev, struct vub_msg *m)
 {
     int fd = -1;
+    bool pipe;
     struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    if (!q)
+    if (!q || !vub_dev_check_event_fd(dev, m, &fd, false, &pipe))
         return VUB_E_PROTO;
     vub_sys_close(&q->err_fd);
     q->err_fd = fd;
     return VUB_OK;
 }
 
+/* [VU-PROTOCOL-EARLY] answered at any time, before SET_FEATURES too. */
 static enum vub_err vub_h_get_protocol_features(struct vub_dev *dev, struct vub_msg *m)
 {
     (void)m;
@@ -7146,6 +7591,7 @@ static enum vub_err vub_h_set_protocol_features(struct vub_dev *dev, struct vub_
     return VUB_OK;
 }
 
+/* [VU-MQ] every queue up to this number works, alone or together. */
 static enum vub_err vub_h_get_queue_num(struct vub_dev *dev, struct vub_msg *m)
 {
     (void)m;
@@ -7265,6 +7711,61 @@ static enum vub_err vub_h_rem_mem_reg(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
+/* [VU-STATUS] SET_STATUS carries the VIRTIO device status byte. vub keeps
+ * it for GET_STATUS and acts on it only where that is safe whichever order
+ * the front-end uses:
+ *  - FEATURES_OK is kept only if SET_FEATURES was accepted (VIRTIO "Device
+ *    Initialization": the device leaves it clear for features it refuses).
+ *  - status 0 (a device reset) stops every ring as GET_VRING_BASE does:
+ *    positions are kept, nothing is forgotten. QEMU 7.2 sends it *before*
+ *    GET_VRING_BASE, QEMU 8.1 and later after: a reset that dropped the
+ *    positions would make 7.2's GET_VRING_BASE answer 0. What a reset
+ *    forgets is forgotten by RESET_DEVICE or the next SET_VRING_BASE.
+ *  - DEVICE_NEEDS_RESET is set by vub when a ring breaks. */
+static enum vub_err vub_h_set_status(struct vub_dev *dev, struct vub_msg *m)
+{
+    uint64_t v = m->payload.u64;
+    if (v > 0xff) {
+        vub_dev_set_why(dev, "SET_STATUS 0x%llx is wider than the status byte", (unsigned long long)v);
+        return VUB_E_PROTO;
+    }
+    uint8_t status = (uint8_t)v;
+    if ((status & VIRTIO_STATUS_FEATURES_OK) && !dev->features_set)
+        status &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+    if (status == 0) { /* a reset: stop, keep the positions */
+        for (unsigned i = 0; i < dev->cfg.num_queues; i++) {
+            struct vub_dev_queue *q = &dev->queues[i];
+            q->started = q->polled = q->used_synced = false;
+            vub_sys_close(&q->kick_fd);
+        }
+    }
+    if (status == 0)
+        dev->status = 0;
+    else /* NEEDS_RESET is the device's to set; only a reset clears it */
+        dev->status = (uint8_t)(status | (dev->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET));
+    return VUB_OK;
+}
+
+/* [VU-BACKEND-REQ] the back-end's own channel: a socket, kept across
+ * RESET_DEVICE like the other connection state, replaced by a new one. */
+static enum vub_err vub_h_set_backend_req_fd(struct vub_dev *dev, struct vub_msg *m)
+{
+    struct timeval tv = {.tv_sec = VUB_SOCKET_TIMEOUT_MS / 1000, .tv_usec = 0};
+    vub_sys_close(&dev->backend_fd);
+    dev->backend_fd = m->fds[0];
+    m->fds[0] = -1;
+    dev->backend_ack_pending = false;
+    setsockopt(dev->backend_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(dev->backend_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return VUB_OK;
+}
+
+static enum vub_err vub_h_get_status(struct vub_dev *dev, struct vub_msg *m)
+{
+    (void)m;
+    return vub_dev_reply_u64(dev, dev->status);
+}
+
 #define VUB_STATE sizeof(struct vub_vu_vring_state)
 #define VUB_CONFIG_MIN 12
 #define VUB_CONFIG_MAX (12 + VUB_VU_CONFIG_MAX)
@@ -7291,6 +7792,8 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
     [VHOST_USER_SET_PROTOCOL_FEATURES] = {vub_h_set_protocol_features, 8, 8, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_GET_QUEUE_NUM] = {vub_h_get_queue_num, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_MQ, true},
     [VHOST_USER_SET_VRING_ENABLE] = {vub_h_set_vring_enable, VUB_STATE, VUB_STATE, 0, 0, VUB_GATE_NONE, false},
+    [VHOST_USER_SET_BACKEND_REQ_FD] = {vub_h_set_backend_req_fd, 0, 0, 1, 1, VHOST_USER_PROTOCOL_F_BACKEND_REQ,
+                                       false},
     [VHOST_USER_GET_CONFIG] = {vub_h_get_config, VUB_CONFIG_MIN, VUB_CONFIG_MAX, 0, 0,
                                VHOST_USER_PROTOCOL_F_CONFIG, true},
     [VHOST_USER_SET_CONFIG] = {vub_h_set_config, VUB_CONFIG_MIN, VUB_CONFIG_MAX, 0, 0,
@@ -7302,9 +7805,12 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
     [VHOST_USER_REM_MEM_REG] = {vub_h_rem_mem_reg, VUB_SINGLE, VUB_SINGLE, 0, 1,
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
+    [VHOST_USER_SET_STATUS] = {vub_h_set_status, 8, 8, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, false},
+    [VHOST_USER_GET_STATUS] = {vub_h_get_status, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, true},
 };
 
-/* The checks every request passes before its handler: known, negotiated,
+/* The checks every request passes before its handler: known, negotiated
+ * ([VU-GATE]: the gating protocol feature negotiated, not merely offered),
  * the right payload size, the right number of fds. */
 static const struct vub_dev_rule *vub_dev_check(struct vub_dev *dev, const struct vub_msg *m)
 {
@@ -7313,6 +7819,13 @@ static const struct vub_dev_rule *vub_dev_check(struct vub_dev *dev, const struc
         m->hdr.request < VHOST_USER_REQUEST_COUNT ? &vub_dev_rules[m->hdr.request] : NULL;
     if (!rule || !rule->handle) {
         vub_dev_set_why(dev, "request %u (%s) is not supported", m->hdr.request, name);
+        return NULL;
+    }
+    /* [VU-HDR-FLAGS] a request has the version and at most NEED_REPLY: the
+     * REPLY bit is the back-end's to send, and no other bit is defined. */
+    if (m->hdr.flags & ~(VHOST_USER_VERSION_MASK | VHOST_USER_NEED_REPLY_MASK)) {
+        vub_dev_set_why(dev, "%s with header flags 0x%x: %s", name, m->hdr.flags,
+                        m->hdr.flags & VHOST_USER_REPLY_MASK ? "the REPLY bit is set" : "undefined bits are set");
         return NULL;
     }
     if (rule->gate != VUB_GATE_NONE && !vub_has(dev->protocol, (unsigned)rule->gate)) {
@@ -7364,6 +7877,8 @@ static enum vub_err vub_dev_handle(struct vub_dev *dev, struct vub_msg *m)
 
 /* ---- public API ---- */
 
+/* [BLK-FLUSH-OFFER] FLUSH is always offered, so CONFIG_WCE never comes alone;
+ * [BLK-WCE-INIT] writeback starts at 0 (vub_dev_reset). */
 static uint64_t vub_dev_offer(const struct vub_dev_config *cfg, bool read_only)
 {
     uint64_t f = VUB_BIT(VIRTIO_F_VERSION_1) | VUB_BIT(VIRTIO_F_INDIRECT_DESC) | VUB_BIT(VIRTIO_F_RING_PACKED) |
@@ -7382,7 +7897,8 @@ static uint64_t vub_dev_offer(const struct vub_dev_config *cfg, bool read_only)
 static const uint64_t vub_dev_protocol_offer =
     VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
-    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS) |
+    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 
 enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
 {
@@ -7392,7 +7908,7 @@ enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
     if (!dev)
         return VUB_E_NOMEM;
     dev->cfg = *cfg;
-    dev->sock = -1;
+    dev->sock = dev->backend_fd = -1;
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
         dev->queues[i].kick_fd = dev->queues[i].call_fd = dev->queues[i].err_fd = -1;
     bool read_only = cfg->read_only || vub_image_read_only(cfg->image);
@@ -7421,6 +7937,8 @@ void vub_dev_free(struct vub_dev *dev)
     free(dev);
 }
 
+/* [VU-SERVER] a new front-end starts from a fresh device, however the last
+ * session ended. */
 enum vub_err vub_dev_attach(struct vub_dev *dev, int fd)
 {
     struct timeval tv = {.tv_sec = VUB_SOCKET_TIMEOUT_MS / 1000,
@@ -7434,7 +7952,7 @@ enum vub_err vub_dev_attach(struct vub_dev *dev, int fd)
     dev->protocol_set = dev->owner = false;
     memset(&dev->stats, 0, sizeof dev->stats);
     dev->why[0] = '\0';
-    vub_dev_reset(dev);
+    vub_dev_reset_session(dev);
     return VUB_OK;
 }
 
@@ -7442,7 +7960,8 @@ void vub_dev_detach(struct vub_dev *dev)
 {
     if (!dev)
         return;
-    vub_dev_reset(dev);
+    vub_msg_close_fds(&dev->msg); /* a request cut short by a fault may hold fds */
+    vub_dev_reset_session(dev);
     vub_sys_close(&dev->sock);
     dev->protocol = 0;
     dev->protocol_set = dev->owner = false;
@@ -7467,10 +7986,78 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q)
 {
     if (q >= dev->cfg.num_queues)
         return VUB_E_INVAL;
-    if (dev->queues[q].kick_fd >= 0)
-        vub_sys_drain(dev->queues[q].kick_fd);
+    if (dev->queues[q].kick_fd >= 0 && !vub_sys_drain(dev->queues[q].kick_fd))
+        vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, "kick");
     dev->stats.kicks++;
     return vub_dev_run_queue(dev, q);
+}
+
+/* [VU-CONFIG-CHANGE] tells the front-end its config space changed. With
+ * REPLY_ACK the request asks for an answer, but it is not waited for here:
+ * QEMU reads the new config with GET_CONFIG on the main socket before it
+ * answers, so a back-end that blocked for the answer would deadlock with
+ * it. vub_dev_dispatch() reads the answer when it comes. */
+static enum vub_err vub_dev_config_changed(struct vub_dev *dev, bool *notified)
+{
+    bool ack = vub_has(dev->protocol, VHOST_USER_PROTOCOL_F_REPLY_ACK);
+    struct vub_vu_header h = {VHOST_USER_BACKEND_CONFIG_CHANGE_MSG,
+                              VHOST_USER_VERSION | (ack ? VHOST_USER_NEED_REPLY_MASK : 0), 0};
+    *notified = false;
+    if (dev->backend_fd < 0 || !vub_has(dev->protocol, VHOST_USER_PROTOCOL_F_CONFIG))
+        return VUB_OK;
+    if (vub_vu_send(dev->backend_fd, &h, NULL, NULL, 0) != VUB_OK) {
+        vub_dev_set_why(dev, "CONFIG_CHANGE_MSG could not be sent: %s", strerror(errno));
+        vub_sys_close(&dev->backend_fd);
+        return VUB_E_IO;
+    }
+    dev->backend_ack_pending = ack;
+    *notified = true;
+    return VUB_OK;
+}
+
+/* The front-end's answer on the back-end channel: 0 for success. A bad or
+ * missing answer is logged and the channel dropped; the session goes on. */
+static void vub_dev_backend_reply(struct vub_dev *dev)
+{
+    struct vub_msg *m = &dev->msg;
+    char why[200];
+    dev->backend_ack_pending = false;
+    enum vub_err err = vub_vu_recv(dev->backend_fd, m, why, sizeof why);
+    if (err == VUB_OK) {
+        bool ok = m->hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG &&
+                  (m->hdr.flags & VHOST_USER_REPLY_MASK) && m->hdr.size == 8 && m->payload.u64 == 0;
+        vub_msg_close_fds(m);
+        if (ok)
+            return;
+        vub_dev_set_why(dev, "the front-end answered CONFIG_CHANGE_MSG with request %u, %u bytes, value %llu",
+                        m->hdr.request, m->hdr.size, (unsigned long long)(m->hdr.size == 8 ? m->payload.u64 : 0));
+    } else {
+        vub_dev_set_why(dev, "no answer to CONFIG_CHANGE_MSG: %s", why);
+    }
+    dev->stats.rejected_messages++;
+    vub_sys_close(&dev->backend_fd);
+}
+
+enum vub_err vub_dev_resize(struct vub_dev *dev, uint64_t *old_sectors, uint64_t *new_sectors, bool *notified)
+{
+    bool told = false;
+    if (!dev)
+        return VUB_E_INVAL;
+    uint64_t before = dev->blk.capacity;
+    enum vub_err err = vub_image_refresh_size(dev->cfg.image, dev->why, sizeof dev->why);
+    uint64_t after = vub_image_size(dev->cfg.image) / VIRTIO_BLK_SECTOR_BYTES;
+    if (err == VUB_OK && after != before) {
+        dev->blk.capacity = after;
+        if (dev->sock >= 0)
+            err = vub_dev_config_changed(dev, &told);
+    }
+    if (old_sectors)
+        *old_sectors = before;
+    if (new_sectors)
+        *new_sectors = dev->blk.capacity;
+    if (notified)
+        *notified = told;
+    return err;
 }
 
 size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap)
@@ -7478,6 +8065,8 @@ size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap
     size_t n = 0;
     if (dev->sock >= 0 && n < cap)
         fds[n++] = (struct pollfd){.fd = dev->sock, .events = POLLIN};
+    if (dev->backend_ack_pending && n < cap)
+        fds[n++] = (struct pollfd){.fd = dev->backend_fd, .events = POLLIN};
     for (unsigned i = 0; i < dev->cfg.num_queues && n < cap; i++) {
         const struct vub_dev_queue *q = &dev->queues[i];
         if (q->started && q->kick_fd >= 0)
@@ -7489,33 +8078,43 @@ size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap
 bool vub_dev_polling(const struct vub_dev *dev)
 {
     for (unsigned i = 0; i < dev->cfg.num_queues; i++)
-        if (dev->queues[i].started && dev->queues[i].polled)
+        if (dev->queues[i].started && (dev->queues[i].polled || dev->queues[i].backlog))
             return true;
     return false;
 }
 
 /* Messages first: one may stop or re-plumb a queue whose kick is also
- * pending, and a stale kick is harmless (devices tolerate spurious kicks). */
+ * pending. [VQ-SPURIOUS-KICK] a stale kick is harmless: the ring is only
+ * ever served for what it holds. */
 enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n)
 {
     enum vub_err err = VUB_OK;
     for (size_t i = 0; i < n && err == VUB_OK; i++)
         if (fds[i].fd == dev->sock && fds[i].revents)
             err = vub_dev_handle_msg(dev);
+    for (size_t i = 0; i < n && err == VUB_OK; i++)
+        if (dev->backend_ack_pending && fds[i].fd == dev->backend_fd && fds[i].revents)
+            vub_dev_backend_reply(dev);
     for (size_t i = 0; i < n && err == VUB_OK; i++) {
-        if (fds[i].fd == dev->sock || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP)))
+        if (fds[i].fd == dev->sock || fds[i].fd == dev->backend_fd ||
+            !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
             continue;
-        for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
-            if (dev->queues[q].kick_fd == fds[i].fd)
-                err = vub_dev_process_queue(dev, q);
+        for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++) {
+            if (dev->queues[q].kick_fd != fds[i].fd)
+                continue;
+            /* [VU-EVENT-FD] a hung-up kick fd is served once, then dropped */
+            err = vub_dev_process_queue(dev, q);
+            if (dev->queues[q].kick_fd >= 0 && (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)))
+                vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, "kick");
+        }
     }
     for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
-        if (dev->queues[q].started && dev->queues[q].polled)
+        if (dev->queues[q].started && (dev->queues[q].polled || dev->queues[q].backlog))
             err = vub_dev_run_queue(dev, q);
     return err;
 }
 
-/* Busy polling: serve whatever is waiting without a kick. Kicks that arrive
+/* [VU-POLL] Busy polling: serve whatever is waiting without a kick. Kicks that arrive
  * meanwhile stay pending on their eventfds and are drained by the next
  * dispatch (a spurious kick is harmless). */
 enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served)
@@ -7527,6 +8126,21 @@ enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served)
     if (served)
         *served = dev->stats.requests - before;
     return err;
+}
+
+/* [MEM-SHRINK] The hook for a program's SIGBUS handler: is addr in this
+ * session's guest memory? Reads only the region table (no locks, no
+ * allocation), so it is async-signal-safe. */
+bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr)
+{
+    const uint8_t *a = addr;
+    for (unsigned i = 0; dev && i < dev->mem.count; i++) {
+        const struct vub_mem_region *r = &dev->mem.regions[i];
+        const uint8_t *base = r->map_base;
+        if (a >= base && (size_t)(a - base) < r->map_len)
+            return true;
+    }
+    return false;
 }
 
 const char *vub_dev_why(const struct vub_dev *dev) { return dev->why; }
@@ -7565,7 +8179,7 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out) { *out 
  * the region's guest address is VUB_CLIENT_GPA_BASE, never our pointer, so a
  * back-end that mixes them up fails at once instead of by luck.
  *
- * The session, in the order QEMU uses (checklist A.14):
+ * The session, in the order QEMU's vhost-user-blk device uses:
  *     GET_FEATURES, [GET/SET_PROTOCOL_FEATURES], [GET_QUEUE_NUM],
  *     [GET_MAX_MEM_SLOTS], SET_OWNER, SET_FEATURES, GET_CONFIG,
  *     SET_MEM_TABLE or ADD_MEM_REG, then per queue SET_VRING_NUM,
@@ -7592,7 +8206,7 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out) { *out 
  *    they start disabled and SET_VRING_ENABLE turns them on ("Ring states").
  *  - Framing: header, range, data and status each get their own
  *    descriptor, as Linux does. VERSION_1 lets any split, but some
- *    back-ends have assumed this one (checklist D.6, F.19).
+ *    back-ends have assumed this one (VIRTIO "Message Framing").
  *  - The status byte is set to VUB_BLK_S_NONE before each submit, so a
  *    back-end that completes without writing it is seen as such.
  * ======================================================================== */
@@ -7620,12 +8234,13 @@ static const uint64_t vub_client_wanted_features =
     VUB_BIT(VIRTIO_F_INDIRECT_DESC) | VUB_BIT(VIRTIO_F_EVENT_IDX) |
     VUB_BIT(VHOST_USER_F_PROTOCOL_FEATURES) | VUB_BIT(VIRTIO_F_VERSION_1);
 
-/* Protocol features the client implements. Not INFLIGHT_SHMFD (it never
- * reconnects), nor BACKEND_REQ (config-change messages: capacity is read
- * once), nor STATUS. */
+/* Protocol features the client implements. BACKEND_REQ for config-change
+ * messages (a disk that grows); not INFLIGHT_SHMFD (it never reconnects),
+ * nor STATUS. */
 static const uint64_t vub_client_wanted_protocol =
     VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 
 /* The host record of one request in flight, by head. */
 struct vub_client_pending {
@@ -7656,6 +8271,7 @@ struct vub_client_queue {
 
 struct vub_client {
     int sock;                  /* the vhost-user connection */
+    int backend_fd;            /* our end of the back-end's request channel; -1 if none */
     int timeout_ms;
     bool broken;               /* the control channel is out of step: send nothing more */
     struct vub_client_info info;
@@ -7860,6 +8476,22 @@ static enum vub_err vub_client_send_state(struct vub_client *cl, uint32_t reques
 /* [VU-FEATURES] offered vs taken are both kept; we take what we implement
  * and the caller did not switch off. VERSION_1 is required (vub has no
  * legacy layout). */
+/* [VU-BACKEND-REQ] a socket pair: one end goes to the back-end with
+ * SET_BACKEND_REQ_FD, ours is read by vub_client_handle_backend(). */
+static enum vub_err vub_client_backend_channel(struct vub_client *cl)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        vub_why(cl->why, sizeof cl->why, "back-end channel: %s", strerror(errno));
+        return VUB_E_IO;
+    }
+    cl->backend_fd = sv[0];
+    vub_client_socket_timeouts(sv[0], cl->timeout_ms);
+    enum vub_err err = vub_client_send(cl, VHOST_USER_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1);
+    close(sv[1]);
+    return err;
+}
+
 static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub_client_opts *o)
 {
     struct vub_client_info *in = &cl->info;
@@ -7886,6 +8518,9 @@ static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub
             return err;
         in->protocol_features = take; /* from now on REPLY_ACK applies, if taken */
     }
+    if (vub_has(in->protocol_features, VHOST_USER_PROTOCOL_F_BACKEND_REQ) &&
+        (err = vub_client_backend_channel(cl)) != VUB_OK)
+        return err;
     /* [VU-CONFIG-REQUIRED] the capacity lives in the config space. */
     if (!vub_has(in->protocol_features, VHOST_USER_PROTOCOL_F_CONFIG)) {
         vub_why(cl->why, sizeof cl->why, "back-end does not offer PROTOCOL_F_CONFIG: the disk size is unknowable");
@@ -8177,7 +8812,7 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
         return err;
     }
     cl->sock = fd;
-    cl->memfd = -1;
+    cl->memfd = cl->backend_fd = -1;
     cl->timeout_ms = o->timeout_ms ? o->timeout_ms : VUB_CLIENT_DEFAULT_TIMEOUT_MS;
     atomic_flag_clear(&cl->pool_lock);
     vub_client_socket_timeouts(fd, cl->timeout_ms);
@@ -8270,6 +8905,7 @@ void vub_client_close(struct vub_client *cl)
         if (cl->queues[i].started && !cl->broken)
             vub_client_stop_queue(cl, &cl->queues[i]);
     vub_sys_close(&cl->sock);
+    vub_sys_close(&cl->backend_fd);
     for (unsigned i = 0; cl->queues && i < cl->info.num_queues; i++) {
         struct vub_client_queue *q = &cl->queues[i];
         vub_sys_close(&q->kick_fd);
@@ -8287,6 +8923,43 @@ void vub_client_close(struct vub_client *cl)
     free(cl->page_run);
     free(cl->page_busy);
     free(cl);
+}
+
+int vub_client_backend_fd(const struct vub_client *cl) { return cl->backend_fd; }
+
+/* [VU-CONFIG-CHANGE] CONFIG_CHANGE_MSG: the config space is read again
+ * (the capacity is what changes when a disk grows), then answered if the
+ * back-end asked, 0 when the new config was read. Other requests are not
+ * taken and, if asked, answered with 1. */
+enum vub_err vub_client_handle_backend(struct vub_client *cl, bool *config_changed)
+{
+    struct vub_msg m;
+    if (config_changed)
+        *config_changed = false;
+    if (!cl || cl->backend_fd < 0)
+        return VUB_E_INVAL;
+    enum vub_err err = vub_vu_recv(cl->backend_fd, &m, cl->why, sizeof cl->why);
+    if (err != VUB_OK) {
+        vub_sys_close(&cl->backend_fd);
+        return err;
+    }
+    vub_msg_close_fds(&m);
+    uint64_t answer = 1;
+    if (m.hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG && !(m.hdr.flags & VHOST_USER_REPLY_MASK)) {
+        err = vub_client_read_config(cl);
+        answer = err != VUB_OK;
+        if (config_changed)
+            *config_changed = err == VUB_OK;
+    } else {
+        vub_why(cl->why, sizeof cl->why, "back-end request %u on its channel is not taken", m.hdr.request);
+    }
+    if (m.hdr.flags & VHOST_USER_NEED_REPLY_MASK) {
+        struct vub_vu_header h = {m.hdr.request, VHOST_USER_REPLY_FLAGS, sizeof answer};
+        enum vub_err sent = vub_vu_send(cl->backend_fd, &h, &answer, NULL, 0);
+        if (err == VUB_OK)
+            err = sent;
+    }
+    return err;
 }
 
 const struct vub_client_info *vub_client_info(const struct vub_client *cl) { return &cl->info; }

@@ -1012,6 +1012,69 @@ static void p_reset_device(const struct vc_case *c)
     vc_close(&s);
 }
 
+/* QEMU 10's hand-over from the firmware to the kernel: the ring disabled
+ * and stopped, RESET_DEVICE, then SET_FEATURES and the ring messages again,
+ * but no memory table (QEMU only sends changes to the table it believes
+ * mapped). A back-end that drops the table on a reset cannot find the
+ * rings; the guest hangs at boot. */
+static void p_reset_keeps_mem(const struct vc_case *c)
+{
+    (void)c;
+    struct vc_sess s;
+    char d[200] = "";
+    uint32_t num = 0;
+    if (!vc_need_p(VHOST_USER_PROTOCOL_F_RESET_DEVICE, "RESET_DEVICE"))
+        return;
+    if (!vc_open_or_fail(&s, &vc_default_setup))
+        return;
+    if (!vc_read_check(&s, 0, 0, 512, "before the reset")) {
+        vc_close(&s);
+        return;
+    }
+    if (!vc_ack_ok(&s, vc_msg_state(&s, VHOST_USER_SET_VRING_ENABLE, 0, 0), "SET_VRING_ENABLE 0") ||
+        !vc_get_base(&s, 0, &num, d, sizeof d) ||
+        !vc_ack_ok(&s, vc_msg(&s, VHOST_USER_RESET_DEVICE, NULL, 0, NULL, 0), "RESET_DEVICE") ||
+        !vc_ack_ok(&s, vc_msg_u64(&s, VHOST_USER_SET_FEATURES, s.features, NULL, 0), "SET_FEATURES") ||
+        !vc_q_init(&s, 0, s.q[0].size, false, 0) || !vc_resume(&s, 0, 0))
+        vc_fail("the stop, reset and set-up without a memory table: %s%s", s.why, num == 1 ? "" : d);
+    else if (vc_io_roundtrip(&s, 0, "after RESET_DEVICE, with the memory table of before"))
+        vc_pass("RESET_DEVICE kept the memory table: rings set up again without it serve I/O");
+    vc_close(&s);
+}
+
+/* SET_STATUS 0 (a device reset) in QEMU 7.2's order: before GET_VRING_BASE.
+ * The answer must still be where the ring stopped, or the front-end
+ * resumes the ring at the wrong place after a stop/cont. */
+static void p_status_zero_base(const struct vc_case *c)
+{
+    (void)c;
+    struct vc_sess s;
+    char d[200] = "";
+    uint32_t num = 0;
+    uint64_t st = 0;
+    if (!vc_need_p(VHOST_USER_PROTOCOL_F_STATUS, "STATUS"))
+        return;
+    if (!vc_open_or_fail(&s, &vc_default_setup))
+        return;
+    if (!vc_ack_ok(&s, vc_msg_u64(&s, VHOST_USER_SET_STATUS, 0xf, NULL, 0), "SET_STATUS 0xf") ||
+        !vc_get_u64(&s, VHOST_USER_GET_STATUS, &st) || st != 0xf)
+        vc_fail("SET_STATUS 0xf then GET_STATUS answered 0x%llx%s", (unsigned long long)st, s.why);
+    for (int i = 0; i < 3 && !vc_failed(); i++)
+        vc_read_check(&s, 0, 0, 512, "request");
+    if (vc_failed()) {
+        vc_close(&s);
+        return;
+    }
+    if (!vc_ack_ok(&s, vc_msg_u64(&s, VHOST_USER_SET_STATUS, 0, NULL, 0), "SET_STATUS 0") ||
+        !vc_get_base(&s, 0, &num, d, sizeof d))
+        vc_fail("SET_STATUS 0, GET_VRING_BASE: %s%s", s.why, d);
+    else if (num != 3)
+        vc_fail("GET_VRING_BASE after SET_STATUS 0 answered %u, not 3: the ring position was lost", num);
+    else
+        vc_pass("GET_STATUS read back 0xf; after SET_STATUS 0, GET_VRING_BASE still answers 3");
+    vc_close(&s);
+}
+
 static void p_reset_owner(const struct vc_case *c)
 {
     (void)c;
@@ -1485,6 +1548,10 @@ static const struct vc_case vc_cases_protocol[] = {
       "every queue serves a batch at once; one stopped queue does not stop the others"),
     P("proto.reset.device", "VU-RESET", p_reset_device, 0,
       "RESET_DEVICE stops every ring and the connection can be set up again"),
+    P("proto.reset.keeps-memory", "VU-RESET-KEEP", p_reset_keeps_mem, 0,
+      "after RESET_DEVICE the rings are set up again without a new memory table, as QEMU 10 does"),
+    P("proto.status.zero-keeps-base", "VU-STATUS", p_status_zero_base, 0,
+      "GET_STATUS reads back SET_STATUS; status 0 before GET_VRING_BASE (QEMU 7.2) keeps the ring position"),
     PH("proto.reset.owner", "VU-RESET", p_reset_owner, 0,
        "the deprecated RESET_OWNER is ignored or disables the rings, without harm"),
     P("proto.config.size-1", "VU-CONFIG-SIZE", p_config_size, 1, "GET_CONFIG of 1 byte answers exactly 13 bytes"),

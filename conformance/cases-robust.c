@@ -181,8 +181,14 @@ static void r_msg(const struct vc_case *c)
     /* requests that are merely not negotiated, and flag bits the spec does not define: any answer is fine */
     if (c->param >= 38 && v == VC_WARN && r.hdr.flags == 0x5)
         v = VC_PASS;
-    if (c->param >= 25 && c->param <= 27 && v == VC_WARN)
-        v = VC_PASS;
+    /* [VU-HDR-FLAGS] bit 2 is the back-end's REPLY flag and no bit above 3
+     * is defined: a request carrying one is malformed, so serving it as
+     * valid is a warning (refusing or closing passes). */
+    if (c->param >= 25 && c->param <= 27 && v == VC_PASS && rx == VC_RX_OK && !vc_reply_is_ack(b->req, &r)) {
+        v = VC_WARN;
+        snprintf(extra, sizeof extra, " (%s; expected an error or a closed connection)",
+                 c->param == 27 ? "the REPLY bit is the back-end's to send" : "no flag bit above 3 is defined");
+    }
     if (v == VC_FAIL)
         vc_fail("%s: the back-end %s%s", what, outcome, extra);
     else if (v == VC_WARN)
@@ -807,9 +813,9 @@ static const struct vc_case vc_cases_robust[] = {
     R("robust.hdr.version-0", "VU-HDR-VERSION", r_msg, 22, "a message of version 0 is not served as version 1"),
     R("robust.hdr.version-2", "VU-HDR-VERSION", r_msg, 23, "a message of version 2 is not served as version 1"),
     R("robust.hdr.version-3", "VU-HDR-VERSION", r_msg, 24, "a message of version 3 is not served as version 1"),
-    R("robust.hdr.flag-bit-4", "VU-HDR-FLAGS", r_msg, 25, "a stray flag bit 4 is handled without harm"),
-    R("robust.hdr.flag-bit-31", "VU-HDR-FLAGS", r_msg, 26, "a stray flag bit 31 is handled without harm"),
-    R("robust.hdr.reply-bit-on-request", "VU-HDR-FLAGS", r_msg, 27, "the REPLY bit on a request is handled without harm"),
+    R("robust.hdr.flag-bit-4", "VU-HDR-FLAGS", r_msg, 25, "a stray flag bit 4 is not served as a valid request"),
+    R("robust.hdr.flag-bit-31", "VU-HDR-FLAGS", r_msg, 26, "a stray flag bit 31 is not served as a valid request"),
+    R("robust.hdr.reply-bit-on-request", "VU-HDR-FLAGS", r_msg, 27, "the REPLY bit on a request is not served as a valid request"),
     R("robust.request.none", "VU-DISPATCH", r_msg, 28, "request 0 (NONE) is refused"),
     R("robust.request.41", "VU-DISPATCH", r_msg, 29, "unknown request 41 is refused"),
     R("robust.request.99", "VU-DISPATCH", r_msg, 30, "unknown request 99 is refused"),

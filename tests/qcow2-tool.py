@@ -196,6 +196,10 @@ CASES = {
     'header-length-huge': lambda i: i.set('header_length', 0xfffffff8),
     'header-length-unaligned': lambda i: i.set('header_length', 105),
     'header-length-short': lambda i: i.set('header_length', 96),
+    # header_length 104 leaves compression_type (byte 104) out of the header: it is
+    # "not present" and means zlib, and bytes 104..111 become an (unknown, empty)
+    # extension header. A reader that looks at byte 104 anyway sees zstd.
+    'header-length-104': lambda i: (i.set('header_length', 104), i.d.__setitem__(104, 1)),
     'refcount-order-7': lambda i: i.set('refcount_order', 7),
     'truncated-header': lambda i: truncate_to(i, 50),
     'truncated-in-header': lambda i: truncate_to(i, 90),

@@ -1,19 +1,17 @@
 /* test-client-hostile.c - the vub front-end against back-ends that lie.
  *
- * The test includes vub.c to reach its static functions; -I picks which:
- *   bash wip/merge.sh && cc -std=c11 -Wall -Wextra -Werror -Wno-unused-function \
- *      -Ibuild/merged tests/test-client-hostile.c -o build/test-client-hostile -lpthread
- * while the front-end is a fragment, and `make build/test-client-hostile`
- * (which uses -I.) once it is folded into vub.c. Three parts:
- *   1. the split ring's driver side against its device side, in one
- *      memfd, without sockets; then used-ring entries no device should write;
+ * The test includes vub.c to reach its static functions; build it with
+ * `make build/test-client-hostile`. Three parts:
+ *   1. the split and the packed ring's driver side against their device
+ *      side, in one memfd, without sockets; then used entries no device
+ *      should write;
  *   2. the client against the real back-end (vub_dev) on a socketpair;
  *   3. the client against "fake", a back-end written here that speaks just
  *      enough vhost-user and then breaks one rule per test.
  * Every test prints "ok - <sentence>" or "not ok - <sentence>"; the exit
  * status is the number of failures (capped at 100).
  */
-#include "vub.c" /* build/merged/vub.c or ./vub.c, by -I */
+#include "vub.c"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -264,13 +262,13 @@ static void test_ring_kick_suppression(void)
     bool first = vub_split_kick_needed(&r.drv);
     add_req(&r, 1, 512, &h);
     bool second = vub_split_kick_needed(&r.drv);
-    ok(first && !second, "EVENT_IDX: the driver kicks when avail_event is crossed, and not again until it moves");
+    ok(first && !second, "[VQ-SPLIT-KICK] EVENT_IDX: the driver kicks when avail_event is crossed, and not again until it moves");
     dev_complete_one(&r, NULL);
     dev_complete_one(&r, NULL);
     vub_split_enable_kicks(&r.dev); /* avail_event = 2 */
     add_req(&r, 1, 512, &h);
-    ok(vub_split_kick_needed(&r.drv), "EVENT_IDX: after the device re-arms, the next request kicks");
-    ok(!vub_split_kick_needed(&r.drv), "split driver: no new request, no kick");
+    ok(vub_split_kick_needed(&r.drv), "[VQ-SPLIT-KICK] EVENT_IDX: after the device re-arms, the next request kicks");
+    ok(!vub_split_kick_needed(&r.drv), "[VQ-SPLIT-KICK] split driver: no new request, no kick");
     rings_teardown(&r);
 
     rings_setup(&r, false, 0);
@@ -280,7 +278,7 @@ static void test_ring_kick_suppression(void)
     vub_split_enable_kicks(&r.dev);
     add_req(&r, 1, 512, &h);
     ok(suppressed && vub_split_kick_needed(&r.drv),
-       "no EVENT_IDX: used->flags NO_NOTIFY suppresses kicks, clearing it brings them back");
+       "[VQ-SPLIT-KICK] no EVENT_IDX: used->flags NO_NOTIFY suppresses kicks, clearing it brings them back");
     rings_teardown(&r);
 }
 
@@ -306,7 +304,7 @@ static void test_ring_interrupt_suppression(void)
     vub_split_get_used(&r.drv, &h, &len, r.why, sizeof r.why);
     dev_complete_one(&r, NULL);
     ok(vub_split_enable_interrupts(&r.drv),
-       "split driver: re-arming reports entries that arrived meanwhile (the lost-notification race)");
+       "[VQ-SPLIT-IRQ-RACE] split driver: re-arming reports entries that arrived meanwhile (the lost-notification race)");
     rings_teardown(&r);
 
     rings_setup(&r, false, 0);
@@ -325,7 +323,7 @@ static void test_ring_interrupt_suppression(void)
 /* The device writes used entries no honest device would. */
 enum used_lie { LIE_ID_RANGE, LIE_ID_IDLE, LIE_ID_TWICE, LIE_LEN_PLUS_ONE, LIE_LEN_HUGE, LIE_IDX_JUMP, LIE_IDX_BACK };
 
-static void test_ring_used_lie(enum used_lie lie, const char *sentence)
+static void test_ring_used_lie(enum used_lie lie, const char *tag, const char *sentence)
 {
     struct rings r;
     uint16_t h, got;
@@ -359,8 +357,8 @@ static void test_ring_used_lie(enum used_lie lie, const char *sentence)
         e = e == VUB_OK ? vub_split_get_used(&r.drv, &got, &len, r.why, sizeof r.why) : VUB_OK;
     bool sticky = vub_split_get_used(&r.drv, &got, &len, r.why, sizeof r.why) == VUB_E_PROTO &&
                   add_req(&r, 1, 512, &h) == VUB_E_PROTO;
-    ok(e == VUB_E_PROTO && sticky && r.why[0], "used ring: %s is VUB_E_PROTO and the ring stays broken (%s)",
-       sentence, r.why);
+    ok(e == VUB_E_PROTO && sticky && r.why[0], "[%s] used ring: %s is VUB_E_PROTO and the ring stays broken (%s)",
+       tag, sentence, r.why);
     rings_teardown(&r);
 }
 
@@ -380,6 +378,215 @@ static void test_ring_table_scribble(void)
            r.drv.free_count == RQ - 4,
        "split driver: the free list lives in host memory, so a scribbled descriptor table cannot corrupt it");
     rings_teardown(&r);
+}
+
+/* ======================================================================== *
+ * 1b. The packed ring, driver against device
+ * ======================================================================== */
+
+#define PQ 5 /* packed ring size: not a power of two, so wraps come often */
+
+struct prings {
+    int memfd;
+    uint8_t *mem;
+    struct vub_mem devmem;
+    struct vub_packed_drv drv;
+    uint16_t free_ids[PQ];
+    struct vub_packed_slot slots[PQ];
+    struct vub_vring dev;
+    uint16_t batch_ids[PQ];
+    uint8_t ids_pending[65536 / 8];
+    struct iovec iov[300];
+    char why[256];
+};
+
+static void prings_setup(struct prings *r, bool event_idx)
+{
+    memset(r, 0, sizeof *r);
+    r->memfd = memfd_create("prings", MFD_CLOEXEC);
+    if (r->memfd < 0 || ftruncate(r->memfd, R_BYTES) != 0)
+        abort();
+    r->mem = mmap(NULL, R_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0);
+    if (r->mem == MAP_FAILED)
+        abort();
+    struct vub_vu_mem_region reg = {R_GPA, R_BYTES, (uint64_t)(uintptr_t)r->mem, 0};
+    if (vub_mem_add(&r->devmem, &reg, r->memfd, r->why, sizeof r->why) != VUB_OK)
+        abort();
+    uint8_t *desc = r->mem, *driver_event = r->mem + 1024, *device_event = r->mem + 1028;
+    vub_packed_drv_init(&r->drv, PQ, desc, driver_event, device_event, r->free_ids, r->slots);
+    r->drv.event_idx = event_idx;
+    r->dev.size = PQ;
+    r->dev.packed = true;
+    r->dev.event_idx = event_idx;
+    r->dev.avail_wrap = r->dev.used_wrap = true; /* "initializes its wrap counters to 1" */
+    r->dev.desc = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)desc, 16 * PQ);
+    r->dev.avail = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)driver_event, 4);
+    r->dev.used = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)device_event, 4);
+    r->dev.batch_ids = r->batch_ids;
+    r->dev.ids_pending = r->ids_pending;
+    r->dev.iov = r->iov;
+    r->dev.iov_cap = VUB_ARRAY_LEN(r->iov);
+}
+
+static void prings_teardown(struct prings *r)
+{
+    vub_mem_clear(&r->devmem);
+    munmap(r->mem, R_BYTES);
+    close(r->memfd);
+}
+
+/* Header, one 512-byte data buffer, status: 513 writable bytes, 3 slots. */
+static enum vub_err padd_req(struct prings *r, uint16_t *id)
+{
+    struct vub_desc b[3] = {{R_GPA + R_BUFS, 16, 0, 0},
+                            {R_GPA + R_BUFS + 4096, 512, VIRTQ_DESC_F_WRITE, 0},
+                            {R_GPA + R_BUFS + 16, 1, VIRTQ_DESC_F_WRITE, 0}};
+    return vub_packed_add_buf(&r->drv, b, 3, id);
+}
+
+/* The device takes the next buffer and returns it with `len`. */
+static bool pdev_complete_one(struct prings *r, uint32_t len)
+{
+    struct vub_chain c;
+    if (vub_packed_pop(&r->dev, &r->devmem, &c, r->why, sizeof r->why) != VUB_OK)
+        return false;
+    vub_packed_push(&r->dev, &c, len);
+    vub_packed_publish(&r->dev);
+    return true;
+}
+
+static void test_packed_round_trip(void)
+{
+    struct prings r;
+    prings_setup(&r, false);
+    bool good = true;
+    unsigned total = 0;
+    for (unsigned i = 0; i < 4 * PQ; i++) { /* 12 laps of a 5-slot ring, 3 slots a request */
+        uint16_t id = 0xffff, got = 0xffff;
+        uint32_t len = 0;
+        struct vub_chain c;
+        good &= padd_req(&r, &id) == VUB_OK;
+        good &= vub_packed_pop(&r.dev, &r.devmem, &c, r.why, sizeof r.why) == VUB_OK && c.head == id &&
+                c.readable_bytes == 16 && c.writable_bytes == 513 && c.slots == 3;
+        vub_packed_push(&r.dev, &c, 513);
+        vub_packed_publish(&r.dev);
+        good &= vub_packed_get_used(&r.drv, &got, &len, r.why, sizeof r.why) == VUB_OK && got == id && len == 513;
+        total += good;
+    }
+    ok(good && total == 4 * PQ && r.drv.in_flight == 0 && r.drv.free_slots == PQ && r.drv.free_id_count == PQ,
+       "[VQ-PACKED] packed driver and device: %u requests over many wraps of a 5-slot ring, ids and lengths intact",
+       total);
+    uint16_t got;
+    uint32_t len;
+    ok(vub_packed_get_used(&r.drv, &got, &len, r.why, sizeof r.why) == VUB_E_AGAIN,
+       "[VQ-PACKED] packed driver: no used descriptor is VUB_E_AGAIN");
+    prings_teardown(&r);
+}
+
+/* The device returns a used descriptor no honest device would. */
+enum packed_lie { PLIE_ID_IDLE, PLIE_ID_RANGE, PLIE_LEN_PLUS_ONE, PLIE_LEN_HUGE };
+
+static void test_packed_used_lie(enum packed_lie lie, const char *tag, const char *sentence)
+{
+    struct prings r;
+    uint16_t id, got = 0xffff;
+    uint32_t len = 0;
+    prings_setup(&r, false);
+    padd_req(&r, &id);
+    struct vub_chain c;
+    vub_packed_pop(&r.dev, &r.devmem, &c, r.why, sizeof r.why);
+    uint32_t l = 513;
+    switch (lie) {
+    case PLIE_ID_IDLE: c.head = (uint16_t)(id + 1), l = 0; break; /* a free id; no length to catch it by */
+    case PLIE_ID_RANGE: c.head = 0x7777; break;
+    case PLIE_LEN_PLUS_ONE: l = 514; break;
+    case PLIE_LEN_HUGE: l = UINT32_MAX; break;
+    }
+    vub_packed_push(&r.dev, &c, l);
+    vub_packed_publish(&r.dev);
+    enum vub_err e = vub_packed_get_used(&r.drv, &got, &len, r.why, sizeof r.why);
+    bool sticky = vub_packed_get_used(&r.drv, &got, &len, r.why, sizeof r.why) == VUB_E_PROTO &&
+                  padd_req(&r, &id) == VUB_E_PROTO;
+    ok(e == VUB_E_PROTO && sticky && r.drv.in_flight == 1 && r.why[0],
+       "[%s] packed used ring: %s is VUB_E_PROTO, nothing is freed and the ring stays broken (%s)", tag, sentence,
+       r.why);
+    prings_teardown(&r);
+}
+
+/* "If VIRTQ_DESC_F_WRITE is not set ... the device has not written": len is
+ * then reserved and may hold anything. */
+static void test_packed_len_without_write(void)
+{
+    struct prings r;
+    uint16_t id, got;
+    uint32_t len = 1;
+    prings_setup(&r, false);
+    padd_req(&r, &id);
+    pdev_complete_one(&r, 0); /* WRITE clear */
+    vub_put_le32(r.mem + 8, 0xfffffff0u); /* garbage in the reserved len */
+    enum vub_err e = vub_packed_get_used(&r.drv, &got, &len, r.why, sizeof r.why);
+    ok(e == VUB_OK && got == id && len == 0,
+       "[VQ-PACKED-USED-LEN] packed driver: a used descriptor without WRITE counts 0 bytes, whatever len holds");
+    prings_teardown(&r);
+}
+
+static void test_packed_kicks(void)
+{
+    struct prings r;
+    uint16_t id;
+    prings_setup(&r, false);
+    vub_ring_store16(r.dev.used + 2, RING_EVENT_FLAGS_DISABLE, memory_order_relaxed);
+    padd_req(&r, &id);
+    bool quiet = !vub_packed_kick_needed(&r.drv);
+    bool pending = vub_packed_enable_kicks(&r.dev); /* ENABLE, and the buffer is already there */
+    pdev_complete_one(&r, 1);
+    uint32_t len;
+    vub_packed_get_used(&r.drv, &id, &len, r.why, sizeof r.why);
+    padd_req(&r, &id);
+    bool asked = vub_packed_kick_needed(&r.drv);
+    ok(quiet && pending && asked && !vub_packed_kick_needed(&r.drv),
+       "[VQ-PACKED-KICK] packed driver: DISABLE in the device event area suppresses kicks, ENABLE brings them "
+       "back, and nothing new means no kick");
+    prings_teardown(&r);
+
+    prings_setup(&r, true);
+    vub_packed_enable_kicks(&r.dev); /* DESC at slot 0 */
+    padd_req(&r, &id);
+    bool first = vub_packed_kick_needed(&r.drv);
+    pdev_complete_one(&r, 1);
+    vub_packed_get_used(&r.drv, &id, &len, r.why, sizeof r.why);
+    padd_req(&r, &id); /* slots 3, 4 and 0 of the next lap: the device asked for slot 0 of the first */
+    bool second = vub_packed_kick_needed(&r.drv);
+    pdev_complete_one(&r, 1);
+    vub_packed_enable_kicks(&r.dev); /* DESC at slot 1 of the second lap, where the device now is */
+    vub_packed_get_used(&r.drv, &id, &len, r.why, sizeof r.why);
+    padd_req(&r, &id); /* slots 1..3 of the second lap */
+    bool third = vub_packed_kick_needed(&r.drv);
+    ok(first && !second && third,
+       "[VQ-PACKED-KICK] EVENT_IDX, packed: the driver kicks when it makes the slot the device named available "
+       "(in the lap its wrap bit names), and not for a later one");
+    prings_teardown(&r);
+}
+
+static void test_packed_interrupts(void)
+{
+    struct prings r;
+    uint16_t id, got;
+    uint32_t len;
+    prings_setup(&r, false);
+    padd_req(&r, &id);
+    vub_packed_disable_interrupts(&r.drv);
+    pdev_complete_one(&r, 1);
+    bool quiet = !vub_packed_need_notify(&r.dev);
+    bool meanwhile = vub_packed_enable_interrupts(&r.drv); /* the entry arrived while we were not listening */
+    vub_packed_get_used(&r.drv, &got, &len, r.why, sizeof r.why);
+    bool empty = !vub_packed_enable_interrupts(&r.drv);
+    padd_req(&r, &id);
+    pdev_complete_one(&r, 1);
+    ok(quiet && meanwhile && empty && vub_packed_need_notify(&r.dev),
+       "[VQ-PACKED-IRQ-RACE] packed driver: re-arming reports a used descriptor that arrived while notifications "
+       "were off, an empty ring reports none, and the device notifies once they are on");
+    prings_teardown(&r);
 }
 
 /* ======================================================================== *
@@ -873,13 +1080,15 @@ static void test_negotiation(void)
     const struct vub_client_info in = e == VUB_OK ? *vub_client_info(cl) : (struct vub_client_info){0};
     fake_finish(&f, cl);
     uint64_t want_p = VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-                      VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+                      VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+                      VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
     ok(e == VUB_OK && in.protocol_features_offered == ~UINT64_C(0) && in.protocol_features == want_p &&
            f.protocol_set == want_p,
-       "negotiation: of every protocol bit offered the client takes only MQ, REPLY_ACK, CONFIG, CONFIGURE_MEM_SLOTS");
+       "negotiation: of every protocol bit offered the client takes only MQ, REPLY_ACK, BACKEND_REQ, CONFIG, "
+       "CONFIGURE_MEM_SLOTS");
     ok(in.features == f.features_set && vub_has(in.features, VIRTIO_F_RING_PACKED) && in.packed &&
            !vub_has(in.features, 50) && vub_has(in.features_offered, 50),
-       "negotiation: --ring auto takes RING_PACKED when offered; unknown bits are recorded as offered, not taken");
+       "[VQ-RING-CHOICE] negotiation: --ring auto takes RING_PACKED when offered; unknown bits are recorded as offered, not taken");
     ok(f.seen[VHOST_USER_ADD_MEM_REG] == 1 && f.seen[VHOST_USER_SET_MEM_TABLE] == 0 &&
            f.seen[VHOST_USER_GET_MAX_MEM_SLOTS] == 1,
        "memory: with CONFIGURE_MEM_SLOTS the memfd goes by ADD_MEM_REG, never SET_MEM_TABLE");
@@ -916,11 +1125,12 @@ static void test_negotiation(void)
 }
 
 /* One data-plane fault: a READ on a connected client must end as `want`. */
-static void test_io_fault(enum io_fault io, enum vub_err want, uint8_t want_status, const char *sentence)
+static void test_io_fault_on(enum io_fault io, bool packed, enum vub_err want, uint8_t want_status,
+                             const char *sentence)
 {
-    struct fake f = {.io = io};
+    struct fake f = {.io = io, .features = packed ? fake_features | VUB_BIT(VIRTIO_F_RING_PACKED) : 0};
     struct vub_client *cl;
-    struct vub_client_opts o = {0};
+    struct vub_client_opts o = {.ring = VUB_CLIENT_RING_AUTO};
     char why[256];
     int fds = open_fds();
     if (fake_connect(&f, &cl, &o, why, sizeof why) != VUB_OK) {
@@ -940,19 +1150,24 @@ static void test_io_fault(enum io_fault io, enum vub_err want, uint8_t want_stat
     bool untouched = true; /* the page after the buffer is not the device's to write */
     for (unsigned i = 4096; i < 8192; i++)
         untouched &= buf[i] == 0x11;
-    bool after = true;
+    if (io == IO_ID_TWICE && e == VUB_OK) { /* the first copy may be taken before the second lands */
+        enum vub_err w = vub_client_wait(q, 1000);
+        e = w != VUB_OK ? w : vub_client_reap(q, &c, 1, &(unsigned){0});
+    }
+    bool after = true; /* a broken ring stays broken: nothing more is submitted or reaped */
     if (want == VUB_E_PROTO)
         after = vub_client_submit(q, &r) == VUB_E_PROTO && vub_client_reap(q, &c, 1, &(unsigned){0}) == VUB_E_PROTO;
-    if (io == IO_ID_TWICE && e == VUB_OK) { /* the first copy may be taken before the second lands */
-        e = vub_client_reap(q, &c, 1, &(unsigned){0});
-        after = true;
-    }
     char qwhy[256];
     snprintf(qwhy, sizeof qwhy, "%s", vub_client_queue_why(q));
     fake_finish(&f, cl);
     ok(e == want && (want_status == 0xee || c.status == want_status) && after && untouched && took < 2000 &&
            open_fds() == fds,
        "%s: %s (\"%s\", %lld ms)", sentence, vub_strerror(e), qwhy, (long long)took);
+}
+
+static void test_io_fault(enum io_fault io, enum vub_err want, uint8_t want_status, const char *sentence)
+{
+    test_io_fault_on(io, false, want, want_status, sentence);
 }
 
 int main(void)
@@ -967,14 +1182,22 @@ int main(void)
     test_ring_wraps();
     test_ring_kick_suppression();
     test_ring_interrupt_suppression();
-    test_ring_used_lie(LIE_ID_RANGE, "an id beyond the ring");
-    test_ring_used_lie(LIE_ID_IDLE, "an id that is not in flight");
-    test_ring_used_lie(LIE_ID_TWICE, "an id returned twice");
-    test_ring_used_lie(LIE_LEN_PLUS_ONE, "a length one byte over the writable size");
-    test_ring_used_lie(LIE_LEN_HUGE, "a length of 0xffffffff");
-    test_ring_used_lie(LIE_IDX_JUMP, "an index that jumps past what is in flight");
-    test_ring_used_lie(LIE_IDX_BACK, "an index that moves backwards");
+    test_ring_used_lie(LIE_ID_RANGE, "VQ-USED-ID", "an id beyond the ring");
+    test_ring_used_lie(LIE_ID_IDLE, "VQ-USED-ID", "an id that is not in flight");
+    test_ring_used_lie(LIE_ID_TWICE, "VQ-USED-ID", "an id returned twice");
+    test_ring_used_lie(LIE_LEN_PLUS_ONE, "VQ-USED-LEN", "a length one byte over the writable size");
+    test_ring_used_lie(LIE_LEN_HUGE, "VQ-USED-LEN", "a length of 0xffffffff");
+    test_ring_used_lie(LIE_IDX_JUMP, "VQ-USED-IDX", "an index that jumps past what is in flight");
+    test_ring_used_lie(LIE_IDX_BACK, "VQ-USED-IDX", "an index that moves backwards");
     test_ring_table_scribble();
+    test_packed_round_trip();
+    test_packed_used_lie(PLIE_ID_IDLE, "VQ-PACKED-USED-ID", "an id that is not in flight");
+    test_packed_used_lie(PLIE_ID_RANGE, "VQ-PACKED-USED-ID", "an id beyond the ring");
+    test_packed_used_lie(PLIE_LEN_PLUS_ONE, "VQ-PACKED-USED-LEN", "a length one byte over the writable size");
+    test_packed_used_lie(PLIE_LEN_HUGE, "VQ-PACKED-USED-LEN", "a length of 0xffffffff");
+    test_packed_len_without_write();
+    test_packed_kicks();
+    test_packed_interrupts();
 
     /* Every configuration on both ring layouts ("auto" takes packed: vub offers it). */
     static const enum vub_client_ring rings[2] = {VUB_CLIENT_RING_SPLIT, VUB_CLIENT_RING_PACKED};
@@ -1002,34 +1225,34 @@ int main(void)
 
     test_negotiation();
     test_ctl_fault(CTL_FLAGS, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, VUB_E_PROTO,
-                   "reply flags without REPLY (0x1)");
+                   "[VU-REPLY-CHECK] reply flags without REPLY (0x1)");
     test_ctl_fault(CTL_FLAGS, VHOST_USER_GET_FEATURES, VHOST_USER_REPLY_FLAGS | VHOST_USER_NEED_REPLY_MASK,
-                   VUB_E_PROTO, "reply flags with NEED_REPLY as well (0xd)");
-    test_ctl_fault(CTL_FLAGS, VHOST_USER_GET_FEATURES, 0x6, VUB_E_PROTO, "reply of version 2");
-    test_ctl_fault(CTL_SIZE, VHOST_USER_GET_FEATURES, (uint64_t)-4, VUB_E_PROTO, "GET_FEATURES reply of 4 bytes");
+                   VUB_E_PROTO, "[VU-REPLY-CHECK] reply flags with NEED_REPLY as well (0xd)");
+    test_ctl_fault(CTL_FLAGS, VHOST_USER_GET_FEATURES, 0x6, VUB_E_PROTO, "[VU-REPLY-CHECK] reply of version 2");
+    test_ctl_fault(CTL_SIZE, VHOST_USER_GET_FEATURES, (uint64_t)-4, VUB_E_PROTO, "[VU-REPLY-CHECK] GET_FEATURES reply of 4 bytes");
     test_ctl_fault(CTL_SIZE, VHOST_USER_GET_PROTOCOL_FEATURES, 8, VUB_E_PROTO,
-                   "GET_PROTOCOL_FEATURES reply of 16 bytes");
-    test_ctl_fault(CTL_SIZE, VHOST_USER_GET_CONFIG, (uint64_t)-1, VUB_E_PROTO, "GET_CONFIG reply one byte short");
+                   "[VU-REPLY-CHECK] GET_PROTOCOL_FEATURES reply of 16 bytes");
+    test_ctl_fault(CTL_SIZE, VHOST_USER_GET_CONFIG, (uint64_t)-1, VUB_E_PROTO, "[VU-REPLY-CHECK] GET_CONFIG reply one byte short");
     test_ctl_fault(CTL_SIZE, VHOST_USER_GET_CONFIG, (uint64_t)-(12 + 57), VUB_E_PROTO,
-                   "GET_CONFIG reply of size 0 (the back-end's error answer)");
-    test_ctl_fault(CTL_CONFIG_OFFSET, VHOST_USER_GET_CONFIG, 0, VUB_E_PROTO, "GET_CONFIG reply for another offset");
-    test_ctl_fault(CTL_SIZE, VHOST_USER_GET_FEATURES, 0x10000, VUB_E_PROTO, "a reply larger than any payload");
+                   "[VU-REPLY-CHECK] GET_CONFIG reply of size 0 (the back-end's error answer)");
+    test_ctl_fault(CTL_CONFIG_OFFSET, VHOST_USER_GET_CONFIG, 0, VUB_E_PROTO, "[VU-REPLY-CHECK] GET_CONFIG reply for another offset");
+    test_ctl_fault(CTL_SIZE, VHOST_USER_GET_FEATURES, 0x10000, VUB_E_PROTO, "[VU-REPLY-CHECK] a reply larger than any payload");
     test_ctl_fault(CTL_REQUEST, VHOST_USER_GET_FEATURES, VHOST_USER_GET_PROTOCOL_FEATURES, VUB_E_PROTO,
-                   "a reply with another request's id");
-    test_ctl_fault(CTL_SILENT, VHOST_USER_GET_FEATURES, 0, VUB_E_TIMEOUT, "GET_FEATURES never answered");
-    test_ctl_fault(CTL_SILENT, VHOST_USER_SET_VRING_ADDR, 0, VUB_E_TIMEOUT, "an ack that never comes");
-    test_ctl_fault(CTL_STALL, VHOST_USER_GET_CONFIG, 0, VUB_E_TIMEOUT, "a reply header whose payload never comes");
+                   "[VU-REPLY-CHECK] a reply with another request's id");
+    test_ctl_fault(CTL_SILENT, VHOST_USER_GET_FEATURES, 0, VUB_E_TIMEOUT, "[VU-REPLY-TIMEOUT] GET_FEATURES never answered");
+    test_ctl_fault(CTL_SILENT, VHOST_USER_SET_VRING_ADDR, 0, VUB_E_TIMEOUT, "[VU-REPLY-TIMEOUT] an ack that never comes");
+    test_ctl_fault(CTL_STALL, VHOST_USER_GET_CONFIG, 0, VUB_E_TIMEOUT, "[VU-REPLY-TIMEOUT] a reply header whose payload never comes");
     test_ctl_fault(CTL_HANG_UP, VHOST_USER_GET_PROTOCOL_FEATURES, 0, VUB_E_CLOSED, "hang-up instead of a reply");
     test_ctl_fault(CTL_WITH_FD, VHOST_USER_GET_FEATURES, 0, VUB_E_PROTO,
-                   "a reply carrying a file descriptor (closed, not leaked)");
+                   "[VU-REPLY-CHECK] a reply carrying a file descriptor (closed, not leaked)");
     test_ctl_fault(CTL_NACK, VHOST_USER_SET_MEM_TABLE, 1, VUB_E_PROTO, "SET_MEM_TABLE acked with 1 (refused)");
     test_ctl_fault(CTL_VALUE, VHOST_USER_GET_QUEUE_NUM, 0, VUB_E_PROTO, "GET_QUEUE_NUM of 0");
     test_ctl_fault(CTL_VALUE, VHOST_USER_GET_FEATURES, VUB_BIT(VHOST_USER_F_PROTOCOL_FEATURES), VUB_E_UNSUPP,
-                   "a back-end without VERSION_1");
+                   "[VU-FEATURES] a back-end without VERSION_1");
     test_ctl_fault(CTL_VALUE, VHOST_USER_GET_PROTOCOL_FEATURES, VUB_BIT(VHOST_USER_PROTOCOL_F_MQ), VUB_E_UNSUPP,
-                   "a back-end without PROTOCOL_F_CONFIG");
+                   "[VU-CONFIG-REQUIRED] a back-end without PROTOCOL_F_CONFIG");
     test_ctl_fault(CTL_VALUE, VHOST_USER_GET_FEATURES, VUB_BIT(VIRTIO_F_VERSION_1), VUB_E_UNSUPP,
-                   "a back-end without PROTOCOL_FEATURES at all (no config space)");
+                   "[VU-CONFIG-REQUIRED] a back-end without PROTOCOL_FEATURES at all (no config space)");
     {
         struct fake f = {0};
         struct vub_client *cl;
@@ -1038,12 +1261,12 @@ int main(void)
         enum vub_err e = fake_connect(&f, &cl, &o, why, sizeof why);
         fake_finish(&f, cl);
         ok(e == VUB_E_UNSUPP && strstr(why, "does not offer RING_PACKED"),
-           "packed: asking for packed rings from a back-end without RING_PACKED says so (%s)", why);
+           "[VQ-RING-CHOICE] packed: asking for packed rings from a back-end without RING_PACKED says so (%s)", why);
         struct fake g = {.features = fake_features | VUB_BIT(VIRTIO_F_RING_PACKED)};
         e = fake_connect(&g, &cl, &o, why, sizeof why);
         fake_finish(&g, cl);
         ok(e == VUB_OK && vub_has(g.features_set, VIRTIO_F_RING_PACKED),
-           "packed: with RING_PACKED offered, asking for packed rings takes it (%s)", vub_strerror(e));
+           "[VQ-RING-CHOICE] packed: with RING_PACKED offered, asking for packed rings takes it (%s)", vub_strerror(e));
     }
     {
         struct fake f = {.fault = CTL_SILENT, .fault_request = VHOST_USER_GET_VRING_BASE};
@@ -1057,13 +1280,15 @@ int main(void)
     }
 
     test_io_fault(IO_HONEST, VUB_OK, VUB_BLK_S_OK, "data path: an honest completion");
-    test_io_fault(IO_ID_IDLE, VUB_E_PROTO, 0xee, "data path: a used id never submitted");
-    test_io_fault(IO_ID_RANGE, VUB_E_PROTO, 0xee, "data path: a used id beyond the ring");
-    test_io_fault(IO_ID_TWICE, VUB_E_PROTO, 0xee, "data path: an id returned twice");
-    test_io_fault(IO_LEN_HUGE, VUB_E_PROTO, 0xee, "data path: a used length of 0xffffffff");
-    test_io_fault(IO_LEN_PLUS_ONE, VUB_E_PROTO, 0xee, "data path: a used length one over the writable bytes");
-    test_io_fault(IO_IDX_JUMP, VUB_E_PROTO, 0xee, "data path: a used index that jumps 1000");
+    test_io_fault(IO_ID_IDLE, VUB_E_PROTO, 0xee, "[VQ-USED-ID] data path: a used id never submitted");
+    test_io_fault(IO_ID_RANGE, VUB_E_PROTO, 0xee, "[VQ-USED-ID] data path: a used id beyond the ring");
+    test_io_fault(IO_ID_TWICE, VUB_E_PROTO, 0xee, "[VQ-USED-ID] data path: an id returned twice");
+    test_io_fault(IO_LEN_HUGE, VUB_E_PROTO, 0xee, "[VQ-USED-LEN] data path: a used length of 0xffffffff");
+    test_io_fault(IO_LEN_PLUS_ONE, VUB_E_PROTO, 0xee, "[VQ-USED-LEN] data path: a used length one over the writable bytes");
+    test_io_fault(IO_IDX_JUMP, VUB_E_PROTO, 0xee, "[VQ-USED-IDX] data path: a used index that jumps 1000");
     test_io_fault(IO_NEVER, VUB_E_TIMEOUT, 0xee, "data path: a request never completed");
+    test_io_fault_on(IO_NEVER, true, VUB_E_TIMEOUT, 0xee,
+                     "data path, --ring auto on a back-end whose packed ring never answers: a timeout");
     test_io_fault(IO_NO_STATUS, VUB_E_IO, VUB_BLK_S_NONE, "data path: a completion without a status byte");
     test_io_fault(IO_STATUS_7, VUB_E_IO, 7, "data path: a status byte of 7");
     test_io_fault(IO_HANG_UP, VUB_E_CLOSED, 0xee, "data path: a back-end that hangs up with I/O in flight");

@@ -571,8 +571,8 @@ static void test_fixed(void)
                 diag("distance %u: %s", probes[k], why);
         }
     }
-    report(pass, "INFL-DISTANCES: distances at both edges of all 30 distance codes, 1 to 32768, "
-                 "copy from exactly that far back");
+    report(pass, "INFL-DISTANCES, INFL-WINDOW: distances at both edges of all 30 distance codes, 1 to 32768 "
+                 "(past QEMU's 12-bit window), copy from exactly that far back");
 
     struct tok run1[] = {LIT('a'), MATCH(258, 1)};
     pass = fixed_after_prefix(0, run1, 2, why, sizeof why);

@@ -78,7 +78,7 @@ main() {
     fi
     ensure_tools || { tap_skip "$test_label" "host tools missing"; return; }
     command -v qemu-io >/dev/null || { tap_skip "$test_label" "qemu-io missing (qemu-utils)"; return; }
-    backend_test "$test_label" read
+    backend_test "${VUB_LABEL:-$test_label}" read
 }
 
 results=$(mktemp)
