@@ -3728,7 +3728,7 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
  * negative values are one per kind of malformed input, in the order the
  * format meets them.
  *
- * Two decoders live side by side (STYLE rule 15). The reference decodes a
+ * Two decoders live side by side: the plain one is the reference. It decodes a
  * Huffman code one bit at a time from the per-weight symbol counts, the
  * RFC's "prefix codes are distributed in sequential order" turned into a
  * loop, and copies matches byte by byte. The fast path looks Huffman codes
