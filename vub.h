@@ -344,11 +344,12 @@ enum vub_err vub_dev_handle_msg(struct vub_dev *dev);
 enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q);
 
 /* The caller's event loop in two calls: fill a poll set (the socket first,
- * then the kick fd of every started queue; at most cap entries, returns how
- * many) and hand back what poll() saw. The fds stay the device's: poll
- * them, never close or read them. dispatch handles the socket first, then
- * the queues; it returns what vub_dev_handle_msg() or
- * vub_dev_process_queue() returned, and VUB_OK when nothing was ready. */
+ * the back-end channel while an answer is awaited on it, then the kick fd
+ * of every started queue; at most cap entries, returns how many) and hand
+ * back what poll() saw. The fds stay the device's: poll them, never close
+ * or read them. dispatch handles the socket first, then the queues; it
+ * returns what vub_dev_handle_msg() or vub_dev_process_queue() returned,
+ * and VUB_OK when nothing was ready. */
 size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap);
 enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n);
 
