@@ -302,7 +302,8 @@ const char *vub_strerror(enum vub_err err)
     X(VQ_SPLIT_SIZE, "VQ-SPLIT-SIZE", PROTO, "split ring size %llu is not a power of two in 1..%llu") \
     X(VQ_PACKED_SIZE, "VQ-PACKED-SIZE", PROTO, "packed ring size %llu is not in 1..%llu") \
     X(VQ_SPLIT_ALIGN, "VQ-SPLIT-ALIGN", PROTO, "queue %llu ring areas are misaligned (flags 0x%llx)") \
-    X(VQ_HOST_ALIGN, "VQ-HOST-ALIGN", PROTO, "queue %llu rings are not inside guest memory, aligned") \
+    X(VQ_HOST_ALIGN, "VQ-HOST-ALIGN", PROTO, "queue %llu rings would be misaligned in our mapping (region offset and address disagree)") \
+    X(VQ_PACKED_ALIGN, "VQ-PACKED-ALIGN", PROTO, "queue %llu packed event areas are not 4-byte aligned") \
     X(VU_VRING_BASE, "VU-VRING-BASE", PROTO, "ring base 0x%llx is not a position in the %llu-entry ring") \
     X(VQ_RING_STATE, "VQ-RING-STATE", PROTO, "ring size %llu or base 0x%llx is wrong for its layout") \
     X(VU_VRING_FD, "VU-VRING-FD", PROTO, "vring fd payload 0x%llx with %llu fds") \
@@ -6795,17 +6796,19 @@ static struct vub_dev_queue *vub_dev_queue(struct vub_dev *dev, uint32_t index)
     return NULL;
 }
 
-/* Maps the ring areas from the front-end's addresses. [VQ-SPLIT-ALIGN] the
- * areas are aligned 16/2/4 and each lies whole in one region. */
-static bool vub_dev_map_ring(struct vub_dev *dev, struct vub_dev_queue *q)
+/* Maps the ring areas from the front-end's addresses; VUB_R_NONE, or why
+ * not. [VQ-SPLIT-ALIGN] the areas are aligned 16/2/4 and each lies whole in
+ * one region; [VU-NO-SHARED-MEM] an area outside every region usually means
+ * guest RAM the front-end did not share. */
+static enum vub_reason vub_dev_map_ring(struct vub_dev *dev, struct vub_dev_queue *q)
 {
     struct vub_vring *vr = &q->ring;
     bool packed = vr->packed_ring;
     vr->desc = vr->driver = vr->device = NULL;
     if (!q->addr_set || vr->size == 0)
-        return false;
+        return VUB_R_VQ_RING_STATE;
     if (packed && (q->avail_addr % 4 || q->used_addr % 4))
-        return false; /* [VQ-PACKED-ALIGN] event areas are 4-byte aligned */
+        return VUB_R_VQ_PACKED_ALIGN; /* event areas are 4-byte aligned */
     vr->desc = vub_mem_range(&dev->mem, VUB_UVA, q->desc_addr, vub_split_desc_bytes(vr->size));
     vr->driver = vub_mem_range(&dev->mem, VUB_UVA, q->avail_addr,
                                packed ? vub_packed_event_bytes() : vub_split_avail_bytes(vr->size));
@@ -6814,11 +6817,15 @@ static bool vub_dev_map_ring(struct vub_dev *dev, struct vub_dev_queue *q)
     /* [VQ-HOST-ALIGN] our pointer takes its low bits from the region's
      * mmap_offset, not from the front-end's address: a region whose two
      * disagree would give misaligned 16-bit ring atomics. */
-    if (vr->desc && vr->driver && vr->device && (uintptr_t)vr->desc % 16 == 0 &&
-        (uintptr_t)vr->driver % (packed ? 4 : 2) == 0 && (uintptr_t)vr->device % 4 == 0)
-        return true;
-    vr->desc = vr->driver = vr->device = NULL;
-    return false;
+    enum vub_reason r = !vr->desc || !vr->driver || !vr->device
+                            ? (dev->mem.count ? VUB_R_VU_PART_SHARED_MEM : VUB_R_VU_NO_SHARED_MEM)
+                        : (uintptr_t)vr->desc % 16 || (uintptr_t)vr->driver % (packed ? 4 : 2) ||
+                                  (uintptr_t)vr->device % 4
+                            ? VUB_R_VQ_HOST_ALIGN
+                            : VUB_R_NONE;
+    if (r != VUB_R_NONE)
+        vr->desc = vr->driver = vr->device = NULL;
+    return r;
 }
 
 /* [MEM-REMAP] after any change to the memory table, every ring is
@@ -7123,7 +7130,7 @@ static enum vub_err vub_h_set_vring_num(struct vub_dev *dev, struct vub_msg *m)
     q->ring.size = (uint16_t)num;
     /* [VQ-RING-STATE] addresses sent before the size are checked now; ones
      * from an earlier start are not (QEMU sends SET_VRING_ADDR next). */
-    if (!vub_dev_map_ring(dev, q) && q->addr_before_num) {
+    if (vub_dev_map_ring(dev, q) != VUB_R_NONE && q->addr_before_num) {
         q->ring.size = old_size;
         vub_dev_map_ring(dev, q);
         return vub_fail(&dev->err, VUB_R_VQ_RING_FIT, m->payload.state.index, num);
@@ -7146,7 +7153,8 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
     if (!size && (!vub_mem_range(&dev->mem, VUB_UVA, a->desc_uaddr, VIRTQ_DESC_BYTES) ||
                   !vub_mem_range(&dev->mem, VUB_UVA, a->avail_uaddr, 4) ||
                   !vub_mem_range(&dev->mem, VUB_UVA, a->used_uaddr, 4)))
-        return vub_fail(&dev->err, VUB_R_VQ_HOST_ALIGN, a->index, 0);
+        return vub_fail(&dev->err, dev->mem.count ? VUB_R_VU_PART_SHARED_MEM : VUB_R_VU_NO_SHARED_MEM, a->index,
+                        dev->mem.count);
     q->desc_addr = a->desc_uaddr;
     q->avail_addr = a->avail_uaddr;
     q->used_addr = a->used_uaddr;
@@ -7156,10 +7164,8 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
      * memory has no fd to send for it: QEMU then leaves those regions out
      * of the table (none at all when the whole RAM is private) and the
      * rings point nowhere vub can see. The reason names the usual cause. */
-    if (size && !vub_dev_map_ring(dev, q))
-        return vub_fail(&dev->err, dev->mem.count ? VUB_R_VU_PART_SHARED_MEM : VUB_R_VU_NO_SHARED_MEM, a->index,
-                        dev->mem.count);
-    return VUB_OK;
+    enum vub_reason r = size ? vub_dev_map_ring(dev, q) : VUB_R_NONE;
+    return r == VUB_R_NONE ? VUB_OK : vub_fail(&dev->err, r, a->index, dev->mem.count);
 }
 
 /* [VU-VRING-BASE] split rings: the next available index, bits 16-31 zero;
