@@ -4270,6 +4270,8 @@ static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path, cons
         return VUB_OK;
     }
     size_t used = 0;
+    if (e.reason == VUB_R_NONE) /* the allocations of open name no reason of their own */
+        vub_fail(&e, VUB_R_SYS_NOMEM, 0, 0);
     vub_error_format(&e, fault.depth ? NULL : path, why, why_len);
     if (why && fault.depth && (used = strlen(why)) < why_len)
         snprintf(why + used, why_len - used, " (backing chain: %s -> %s%s, %u deep)", path,
