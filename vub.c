@@ -245,7 +245,8 @@ const char *vub_strerror(enum vub_err err)
     X(QCOW2_EXT_BOUNDS, "QCOW2-EXT-BOUNDS", CORRUPT, "header extension at byte %llu (%llu bytes) overruns the area") \
     X(QCOW2_EXT_ONCE, "QCOW2-EXT-ONCE", CORRUPT, "header extension 0x%08llx appears twice") \
     X(QCOW2_NAME_CHARS, "QCOW2-BACKING-NAME", CORRUPT, "a file name the image records has control character 0x%02llx") \
-    X(QCOW2_BACKING_FORMAT, "QCOW2-BACKING-FORMAT", UNSUPP, "no usable backing file format: name it (--backing-format raw|qcow2) or record it (qemu-img rebase -u -F)") \
+    X(QCOW2_BACKING_UNRECORDED, "QCOW2-BACKING-FORMAT", UNSUPP, "backing file has no recorded format and vub does not probe it; name its format (raw or qcow2) when opening, or record it in the image (qemu-img rebase -u -b NAME -F FORMAT)") \
+    X(QCOW2_BACKING_FORMAT, "QCOW2-BACKING-FORMAT", UNSUPP, "the recorded backing file format is not raw or qcow2") \
     /* ... feature bits */ \
     X(QCOW2_INCOMPAT_UNKNOWN, "QCOW2-INCOMPAT-UNKNOWN", UNSUPP, "unsupported incompatible feature: incompatible-bit%llu") \
     X(QCOW2_CORRUPT_BIT, "QCOW2-CORRUPT-BIT", CORRUPT, "the image is marked corrupt; repair it with qemu-img check -r") \
@@ -273,7 +274,7 @@ const char *vub_strerror(enum vub_err err)
     /* ... reading clusters */ \
     X(QCOW2_READ, "SYS-READ", IO, "reading the image at byte %llu") \
     X(QCOW2_L1_ENTRY, "QCOW2-L1-ENTRY", CORRUPT, "invalid L1 entry %llu: 0x%016llx") \
-    X(QCOW2_L1_TRUNCATED, "QCOW2-L1-ENTRY", CORRUPT, "L1 entry %llu puts its L2 table at byte %llu, past the end of the file (is the image truncated?)") \
+    X(QCOW2_L1_TRUNCATED, "QCOW2-L1-ENTRY", CORRUPT, "an L1 entry puts its L2 table at byte %llu, past the end of the %llu-byte file (is the image truncated?)") \
     X(QCOW2_L2_ENTRY, "QCOW2-L2-ENTRY", CORRUPT, "invalid L2 entry 0x%016llx at guest offset %llu") \
     X(QCOW2_L2_ZERO, "QCOW2-L2-ZERO", CORRUPT, "zero cluster at guest offset %llu in a version 2 image") \
     X(QCOW2_SUBCLUSTER, "QCOW2-SUBCLUSTER", CORRUPT, "invalid extended L2 entry bitmap 0x%016llx at offset %llu") \
@@ -3645,7 +3646,7 @@ static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t 
     if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0)
         return vub_qcow2_fail(q, VUB_R_QCOW2_L1_ENTRY, l1_index, l1_entry);
     if (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes))
-        return vub_qcow2_fail(q, VUB_R_QCOW2_L1_TRUNCATED, l1_index, l2_offset);
+        return vub_qcow2_fail(q, VUB_R_QCOW2_L1_TRUNCATED, l2_offset, q->file_bytes);
     if (l2_offset == 0) {
         e->kind = VUB_QCOW2_UNALLOCATED;
         e->guest_offset = off;
@@ -3868,7 +3869,7 @@ static enum vub_err vub_qcow2_backing_format(struct vub_qcow2 *q, const struct v
     else if (f->seen && f->len == 5 && memcmp(f->data, "qcow2", 5) == 0)
         *fmt = VUB_FORMAT_QCOW2;
     else
-        return vub_fail(e, VUB_R_QCOW2_BACKING_FORMAT, 0, 0);
+        return vub_fail(e, f->seen ? VUB_R_QCOW2_BACKING_FORMAT : VUB_R_QCOW2_BACKING_UNRECORDED, 0, 0);
     snprintf(q->backing_format, sizeof q->backing_format, "%s", *fmt == VUB_FORMAT_RAW ? "raw" : "qcow2");
     return VUB_OK;
 }
