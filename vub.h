@@ -18,7 +18,7 @@
  *     for (;;) {                          // your loop: poll() the fds we name
  *         struct pollfd pfd[VUB_MAX_POLLFDS];
  *         size_t n = vub_dev_pollfds(dev, pfd, VUB_MAX_POLLFDS);
- *         poll(pfd, n, -1);
+ *         poll(pfd, n, vub_dev_polling(dev) ? 1 : -1);  // see vub_dev_polling
  *         if (vub_dev_dispatch(dev, pfd, n) != VUB_OK) break;  // vub_dev_why()
  *     }
  *
@@ -28,8 +28,10 @@
  * Conventions of this API:
  *  - Every function that can fail returns enum vub_err; VUB_OK is 0.
  *  - The library starts no threads, installs no signal handlers and keeps no
- *    global state. One object (device, image) is used by one thread at a time;
- *    a client's queues may each have a thread of their own.
+ *    global state (a server for untrusted front-ends installs a SIGBUS
+ *    handler of its own: see vub_dev_owns_fault). One object (device, image)
+ *    is used by one thread at a time; a client's queues may each have a
+ *    thread of their own.
  *  - Objects are allocated once, when created; nothing allocates per request.
  *  - Strings passed in are copied; strings returned live as long as their object.
  */
