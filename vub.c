@@ -5642,6 +5642,13 @@ static inline uint32_t vub_zbits_take(struct vub_zbits *b, unsigned n)
     return (uint32_t)((b->buf >> b->count) & ((UINT64_C(1) << n) - 1));
 }
 
+/* One read of a sequence field: take (unchecked) when the fast path has
+ * refilled enough bits for the whole sequence, else read (checked). */
+static inline uint32_t vub_zbits_get(struct vub_zbits *b, unsigned n, bool unchecked)
+{
+    return unchecked ? vub_zbits_take(b, n) : vub_zbits_read(b, n);
+}
+
 /* True if every bit was read and none past the start. */
 static int vub_zbits_done(const struct vub_zbits *b)
 {
@@ -6377,29 +6384,17 @@ static int vub_zstd_sequences(struct vub_zstd *z, const uint8_t *p, size_t len, 
     for (size_t i = 0; i < count; i++) {
         const struct vub_zstd_fse *llc = &ll_cells[ll_state], *ofc = &of_cells[of_state],
                                   *mlc = &ml_cells[ml_state];
-        uint32_t of_value;
-        size_t ml, ll;
         unsigned need = 0u + ofc->extra_bits + mlc->extra_bits + llc->extra_bits + llc->state_bits +
                         mlc->state_bits + ofc->state_bits;
-        if (z->fast && (vub_zbits_refill(&b), need <= b.count)) {
-            /* The fast path: one refill, then reads that cannot run short. */
-            of_value = ofc->base + vub_zbits_take(&b, ofc->extra_bits);
-            ml = mlc->base + vub_zbits_take(&b, mlc->extra_bits);
-            ll = llc->base + vub_zbits_take(&b, llc->extra_bits);
-            if (i + 1 < count) {
-                ll_state = llc->next_base + vub_zbits_take(&b, llc->state_bits);
-                ml_state = mlc->next_base + vub_zbits_take(&b, mlc->state_bits);
-                of_state = ofc->next_base + vub_zbits_take(&b, ofc->state_bits);
-            }
-        } else {
-            of_value = ofc->base + vub_zbits_read(&b, ofc->extra_bits);
-            ml = mlc->base + vub_zbits_read(&b, mlc->extra_bits);
-            ll = llc->base + vub_zbits_read(&b, llc->extra_bits);
-            if (i + 1 < count) {
-                ll_state = llc->next_base + vub_zbits_read(&b, llc->state_bits);
-                ml_state = mlc->next_base + vub_zbits_read(&b, mlc->state_bits);
-                of_state = ofc->next_base + vub_zbits_read(&b, ofc->state_bits);
-            }
+        /* The fast path: one refill, then reads that cannot run short. */
+        bool unchecked = z->fast && (vub_zbits_refill(&b), need <= b.count);
+        uint32_t of_value = ofc->base + vub_zbits_get(&b, ofc->extra_bits, unchecked);
+        size_t ml = mlc->base + vub_zbits_get(&b, mlc->extra_bits, unchecked);
+        size_t ll = llc->base + vub_zbits_get(&b, llc->extra_bits, unchecked);
+        if (i + 1 < count) {
+            ll_state = llc->next_base + vub_zbits_get(&b, llc->state_bits, unchecked);
+            ml_state = mlc->next_base + vub_zbits_get(&b, mlc->state_bits, unchecked);
+            of_state = ofc->next_base + vub_zbits_get(&b, ofc->state_bits, unchecked);
         }
         size_t offset = vub_zstd_offset(z->rep, of_value, ll);
 
