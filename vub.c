@@ -3734,7 +3734,9 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
  * RFC's "prefix codes are distributed in sequential order" turned into a
  * loop, and copies matches byte by byte. The fast path looks Huffman codes
  * up in a table, several symbols per refill of the bit buffer, and copies
- * matches with memcpy. The tests decode every frame both ways and compare.
+ * matches with memcpy, 16 bytes at a time where the output has room (the
+ * bytes past the current position are scratch until written for real).
+ * The tests decode every frame both ways and compare.
  * ======================================================================== */
 
 /* Result of vub_zstd_decompress(), numbered like a table; the numbers are
@@ -3874,6 +3876,7 @@ struct vub_zstd_table {
     struct vub_zstd_fse *cells;   /* into struct vub_zstd_work */
     unsigned log;                 /* Accuracy_Log; 0 for RLE_Mode (one cell) */
     int valid;                    /* set in this frame, so Repeat_Mode may use it */
+    int predefined;               /* cells hold the predefined table (built in this call) */
 };
 
 /* What survives from block to block, owned by the caller (see above). */
@@ -4078,6 +4081,14 @@ static inline uint32_t vub_zbits_read(struct vub_zbits *b, unsigned n)
     uint32_t v = vub_zbits_peek(b, n);
     vub_zbits_skip(b, n);
     return v;
+}
+
+/* Takes n (0..32) bits that the caller knows are in the buffer: the fast
+ * path's read, after one refill for several fields. */
+static inline uint32_t vub_zbits_take(struct vub_zbits *b, unsigned n)
+{
+    b->count -= n;
+    return (uint32_t)((b->buf >> b->count) & ((UINT64_C(1) << n) - 1));
 }
 
 /* True if every bit was read and none past the start. */
@@ -4612,8 +4623,13 @@ static int vub_zstd_seq_table(struct vub_zstd_table *t, enum vub_zstd_kind kind,
 {
     static const unsigned max_log[3] = {VUB_ZSTD_LL_LOG_MAX, VUB_ZSTD_ML_LOG_MAX, VUB_ZSTD_OF_LOG_MAX};
     static const unsigned codes[3] = {VUB_ZSTD_LL_CODES, VUB_ZSTD_ML_CODES, VUB_ZSTD_OF_CODES};
+    if (mode == 1 || mode == 2)
+        t->predefined = 0;
     switch (mode) {
     case 0:
+        if (t->predefined)
+            break; /* still built from an earlier block: tables are never changed in place */
+        t->predefined = 1;
         if (kind == VUB_ZSTD_LL)
             vub_zstd_fse_build(t->cells, vub_zstd_ll_default, VUB_ZSTD_LL_CODES, 6, kind);
         else if (kind == VUB_ZSTD_ML)
@@ -4766,6 +4782,20 @@ static void vub_zstd_match(const struct vub_zstd *z, uint8_t *to, size_t offset,
     }
 }
 
+/* The fast path's match copy when the offset is at least 16 but shorter
+ * than the match, and 16 bytes of room follow it: 16-byte copies, each of bytes already final
+ * (the offset keeps every source chunk before its destination), the last
+ * one running up to 15 bytes past the match into output not yet written.
+ *
+ * Format notes: none beyond vub_zstd_match()'s; the bytes past the match
+ * are overwritten by what follows it, or left as scratch past dst_done. */
+static void vub_zstd_match16(uint8_t *to, size_t offset, size_t length)
+{
+    const uint8_t *from = to - offset;
+    for (size_t i = 0; i < length; i += 16)
+        memcpy(to + i, from + i, 16);
+}
+
 /* Decodes count sequences from the bitstream p[0..len) and executes each:
  * literals_length literals, then the match; then the literals left over.
  *
@@ -4791,28 +4821,50 @@ static int vub_zstd_sequences(struct vub_zstd *z, const uint8_t *p, size_t len, 
     size_t block_end = z->dst_pos + z->block_max; /* no overflow: block_max <= 128 KiB */
     size_t limit = block_end < z->dst_len ? block_end : z->dst_len;
     uint8_t *out = z->dst + z->dst_pos;
+    const uint8_t *dst_end = z->dst + z->dst_len;
 
     for (size_t i = 0; i < count; i++) {
         const struct vub_zstd_fse *llc = &ll_cells[ll_state], *ofc = &of_cells[of_state],
                                   *mlc = &ml_cells[ml_state];
-        uint32_t of_value = ofc->base + vub_zbits_read(&b, ofc->extra_bits);
-        size_t ml = mlc->base + vub_zbits_read(&b, mlc->extra_bits);
-        size_t ll = llc->base + vub_zbits_read(&b, llc->extra_bits);
-        if (i + 1 < count) {
-            ll_state = llc->next_base + vub_zbits_read(&b, llc->state_bits);
-            ml_state = mlc->next_base + vub_zbits_read(&b, mlc->state_bits);
-            of_state = ofc->next_base + vub_zbits_read(&b, ofc->state_bits);
+        uint32_t of_value;
+        size_t ml, ll;
+        unsigned need = 0u + ofc->extra_bits + mlc->extra_bits + llc->extra_bits + llc->state_bits +
+                        mlc->state_bits + ofc->state_bits;
+        if (z->fast && (vub_zbits_refill(&b), need <= b.count)) {
+            /* The fast path: one refill, then reads that cannot run short. */
+            of_value = ofc->base + vub_zbits_take(&b, ofc->extra_bits);
+            ml = mlc->base + vub_zbits_take(&b, mlc->extra_bits);
+            ll = llc->base + vub_zbits_take(&b, llc->extra_bits);
+            if (i + 1 < count) {
+                ll_state = llc->next_base + vub_zbits_take(&b, llc->state_bits);
+                ml_state = mlc->next_base + vub_zbits_take(&b, mlc->state_bits);
+                of_state = ofc->next_base + vub_zbits_take(&b, ofc->state_bits);
+            }
+        } else {
+            of_value = ofc->base + vub_zbits_read(&b, ofc->extra_bits);
+            ml = mlc->base + vub_zbits_read(&b, mlc->extra_bits);
+            ll = llc->base + vub_zbits_read(&b, llc->extra_bits);
+            if (i + 1 < count) {
+                ll_state = llc->next_base + vub_zbits_read(&b, llc->state_bits);
+                ml_state = mlc->next_base + vub_zbits_read(&b, mlc->state_bits);
+                of_state = ofc->next_base + vub_zbits_read(&b, ofc->state_bits);
+            }
         }
         size_t offset = vub_zstd_offset(z->rep, of_value, ll);
 
-        if (ll > (size_t)(lit_end - lit))
-            return VUB_ZSTD_E_LIT_OVERRUN;
         size_t pos = (size_t)(out - z->dst);
+        if (ll > (size_t)(lit_end - lit)) {
+            z->dst_pos = pos;
+            return VUB_ZSTD_E_LIT_OVERRUN;
+        }
         if (ll + ml > limit - pos) {
             z->dst_pos = pos;
             return ll + ml > block_end - pos ? VUB_ZSTD_E_BLOCK_SIZE : VUB_ZSTD_E_TOO_BIG;
         }
-        memcpy(out, lit, ll);
+        if (z->fast && ll <= 16 && lit_end - lit >= 16 && dst_end - out >= 16)
+            memcpy(out, lit, 16); /* whole 16 bytes: a fixed-size copy; the excess is scratch */
+        else
+            memcpy(out, lit, ll);
         out += ll;
         lit += ll;
         size_t produced = (size_t)(out - z->dst) - z->frame_start;
@@ -4821,7 +4873,14 @@ static int vub_zstd_sequences(struct vub_zstd *z, const uint8_t *p, size_t len, 
             return offset == 0 ? VUB_ZSTD_E_OFFSET_ZERO
                    : offset > produced ? VUB_ZSTD_E_OFFSET_FAR : VUB_ZSTD_E_OFFSET_WINDOW;
         }
-        vub_zstd_match(z, out, offset, ml);
+        if (z->fast && offset >= 16 && ml <= 32 && dst_end - out >= 32) {
+            memcpy(out, out - offset, 16); /* short matches: two fixed-size copies */
+            memcpy(out + 16, out + 16 - offset, 16);
+        } else if (z->fast && offset >= 16 && offset < ml && (size_t)(dst_end - out) >= ml + 16) {
+            vub_zstd_match16(out, offset, ml);
+        } else {
+            vub_zstd_match(z, out, offset, ml);
+        }
         out += ml;
     }
     z->dst_pos = (size_t)(out - z->dst);
@@ -5079,8 +5138,10 @@ static int vub_zstd_run(uint8_t *dst, size_t dst_len, size_t *dst_done, const ui
  *
  * Returns VUB_ZSTD_OK or a negative vub_zstd_result naming the malformed
  * input. Output that would go past dst_len is an error (E_TOO_BIG), not a
- * truncation, as in QEMU. In every case *dst_done gets the bytes written
- * and *src_done the bytes of src used; either pointer may be NULL. w is
+ * truncation, as in QEMU. In every case *dst_done gets the bytes produced
+ * and *src_done the bytes of src used; either pointer may be NULL. The
+ * bytes of dst after *dst_done are scratch: the fast path copies in whole
+ * 16-byte pieces where there is room, so it may have written there. w is
  * the caller's work area, with w->lit pointing to at least
  * vub_zstd_lit_bytes(dst_len) bytes; its contents need no setting up and
  * are scratch after the call. Never reads src or writes dst outside the
@@ -7024,7 +7085,7 @@ static void vub_dev_queue_reset(struct vub_dev_queue *q)
 
 /* [VU-RESET] RESET_DEVICE returns the *device* to its initial state: every
  * ring stopped, disabled and unconfigured (size, base, addresses, kick fd),
- * virtio features and `writeback` forgotten. What describes the connection
+ * virtio features and `writeback` forgotten. [VU-RESET-KEEP] What describes the connection
  * is kept: the owner, the protocol features, the memory table and the call
  * and error fds. QEMU 10 resets between the firmware's use of the disk and
  * the kernel's and then sends SET_FEATURES, SET_VRING_CALL and the ring

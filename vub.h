@@ -38,7 +38,7 @@
  *         while (err == VUB_OK) {      // your loop: poll() the fds vub names
  *             struct pollfd pfd[VUB_MAX_POLLFDS];
  *             size_t n = vub_dev_pollfds(dev, pfd, VUB_MAX_POLLFDS);
- *             poll(pfd, n, -1);
+ *             poll(pfd, n, vub_dev_polling(dev) ? 1 : -1); // see vub_dev_polling
  *             err = vub_dev_dispatch(dev, pfd, n);
  *         }
  *         printf("session over: %s\n", vub_strerror(err));
@@ -65,7 +65,8 @@
  *    scratch arrays, so a front-end that grows a ring reallocates them);
  *    the request paths (I/O, ring processing, reads of an image) never do.
  *  - Threads: the library starts none, installs no signal handlers and has
- *    no global state. One object is used by one thread at a time; a device
+ *    no global state (a server for untrusted front-ends installs a SIGBUS
+ *    handler of its own: see vub_dev_owns_fault). One object is used by one thread at a time; a device
  *    calls its image from inside vub_dev_dispatch(), so do not use that
  *    image elsewhere meanwhile. A client's queues may each have a thread.
  *  - File descriptors: vub opens them O_CLOEXEC and closes every one it

@@ -320,13 +320,25 @@ static int listen_on(const struct export *e)
         say(e, "replacing stale socket %s (nobody listens on it)", path);
         unlink(path);
     }
+    /* Bound under a temporary name and linked into place once listening, so
+     * the socket file never exists without a listener behind it (a script
+     * that waits for the file then connects at once is not refused); link()
+     * never replaces a file that appeared meanwhile. */
+    struct sockaddr_un tmp = addr;
+    int len = snprintf(tmp.sun_path, sizeof tmp.sun_path, "%s.%d", path, (int)getpid());
+    bool staged = len > 0 && (size_t)len < sizeof tmp.sun_path;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 1) != 0) {
+    if (fd < 0 || bind(fd, (struct sockaddr *)(staged ? &tmp : &addr), sizeof addr) != 0 || listen(fd, 1) != 0 ||
+        (staged && link(tmp.sun_path, path) != 0)) {
         say(e, "cannot listen on %s: %s", path, strerror(errno));
+        if (staged)
+            unlink(tmp.sun_path);
         if (fd >= 0)
             close(fd);
         return -1;
     }
+    if (staged)
+        unlink(tmp.sun_path);
     return fd;
 }
 

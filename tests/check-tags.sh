@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # check-tags: the requirement tags tie vub.c, SPEC-NOTES.md and the tests together.
 #
-# A tag (VU-, VQ-, MEM-, BLK-, IMG-, QCOW2-, INFL-) is
+# A tag (VU-, VQ-, MEM-, BLK-, IMG-, QCOW2-, INFL-, ZSTD-) is
 #   - defined in vub.c where the rule is enforced: in brackets in a comment,
 #     [VQ-SPLIT-LOOP], or as a string of its own in a table, "VQ-SPLIT-LOOP";
 #   - explained in SPEC-NOTES.md by an entry: a table row whose first cell names
@@ -14,7 +14,7 @@
 set -u
 cd "$(dirname "$0")/.."
 
-tag='(VU|VQ|MEM|BLK|IMG|QCOW2|INFL)-[A-Z0-9]+(-[A-Z0-9]+)*'
+tag='(VU|VQ|MEM|BLK|IMG|QCOW2|INFL|ZSTD)-[A-Z0-9]+(-[A-Z0-9]+)*'
 notes=(SPEC-NOTES.md conformance/README.md conformance/FUZZING.md)
 tests=(tests/*.c tests/*.inc tests/*.sh tests/*.py tests/guest/*.sh tests/guest/*.c
     conformance/cases-*.c conformance/fuzz*.c)

@@ -45,7 +45,9 @@ run unit:plain build/test-zstd
 run unit:asan build/asan/test-zstd
 run qcow2 bash tests/test-qcow2.sh
 run safety bash tests/test-safety.sh
+run safety:asan env VUB_BUILD=build/asan bash tests/test-safety.sh
 run serve bash tests/test-serve.sh
+run serve:asan env VUB_BUILD=build/asan bash tests/test-serve.sh
 run img bash tests/test-img.sh
 run usage bash tests/test-usage.sh
 run client bash tests/test-client.sh

@@ -299,7 +299,7 @@ if [ -x build/vub-serve ]; then
         for _ in $(seq 100); do grep -q "waiting for a resize" "$dir/resize.out" && break; sleep 0.1; done
         # the signal goes to vub-serve itself: timeout(1) would take a second
         # signal as the cue to SIGKILL its child
-        serve_pid=$(pgrep -P "$spid" vub-serve)
+        read -r serve_pid _ <"/proc/$spid/task/$spid/children"
         truncate -s 12M "$rimg"
         kill -HUP "$serve_pid"
         wait "$iopid"

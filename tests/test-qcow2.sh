@@ -293,7 +293,7 @@ PY
     qemu-img create -q -f qcow2 -b zc-base.qcow2 -F qcow2 zc-mid.qcow2 4M
     qio zc-mid.qcow2 "write -c -P 0x31 64k 128k" "write -z 512k 64k" "write -c -s data.bin 1M 256k"
     qemu-img create -q -f qcow2 -o compression_type=zstd -b zc-mid.qcow2 -F qcow2 zc-top.qcow2 4M
-    qio zc-top.qcow2 "write -c -P 0x32 128k 64k" "write -P 0x33 3M 4k" # compressed writes are whole clusters
+    qio zc-top.qcow2 "write -c -P 0x32 128k 64k" "write -P 0x33 3M 4k"
     same_as_qemu "chain over a zstd base: a zlib overlay over zstd, then zstd over both" zc-top.qcow2
     same_as_qemu "a zlib-compressed overlay over a zstd base" zc-mid.qcow2
     qemu-img create -q -f qcow2 zl-base.qcow2 2M

@@ -51,7 +51,8 @@ struct outcome {
     size_t dst_done;
     size_t src_done;
     uint8_t *out;      /* dst_len bytes, owned; the fast decoder's output */
-    int agree;         /* the reference decoder gave the same everything */
+    int agree;         /* the reference decoder gave the same everything, and
+                          wrote nothing past dst_done */
 };
 
 static struct vub_zstd_work *work; /* tables; each run gets a fresh literals buffer */
@@ -80,10 +81,14 @@ static struct outcome run_lit(const uint8_t *src, size_t src_len, size_t dst_len
     struct outcome o;
     uint8_t *ref = xmalloc(dst_len);
     size_t ref_dst, ref_src;
+    memset(ref, 0xcd, dst_len);
     int ref_result = run_one(src, src_len, ref, dst_len, lit_bytes, &ref_dst, &ref_src, 0);
+    int ref_clean = 1; /* the reference writes nothing past dst_done, error or not */
+    for (size_t i = ref_dst; i < dst_len; i++)
+        ref_clean &= ref[i] == 0xcd;
     o.out = xmalloc(dst_len);
     o.result = run_one(src, src_len, o.out, dst_len, lit_bytes, &o.dst_done, &o.src_done, 1);
-    o.agree = ref_result == o.result && ref_dst == o.dst_done && ref_src == o.src_done &&
+    o.agree = ref_clean && ref_result == o.result && ref_dst == o.dst_done && ref_src == o.src_done &&
               (o.dst_done == 0 || memcmp(ref, o.out, o.dst_done) == 0);
     free(ref);
     return o;
@@ -943,6 +948,12 @@ static void test_sequences(void)
     const uint8_t overrun[] = {1, 0x54, 5, 0, 0, 0x01};
     seq_frame(&f, 0x00, 8, abcd, 4, overrun, sizeof overrun);
     expect_error("ZSTD-SEQ-EXEC: a literals length of 5 with 4 literals", f.b, f.n, 64, VUB_ZSTD_E_LIT_OVERRUN);
+    const uint8_t overrun2[] = {2, 0x54, 4, 0, 0, 0x01};
+    seq_frame(&f, 0x00, 8, abcd, 4, overrun2, sizeof overrun2);
+    memcpy(want, ramp, 8);
+    memcpy(want + 8, "abcdddd", 7);
+    expect("ZSTD-SEQ-EXEC: a second sequence that runs out of literals: the first one's 7 bytes are counted", f.b,
+           f.n, 64, VUB_ZSTD_E_LIT_OVERRUN, want, 15);
     const uint8_t zero[] = {1, 0x54, 0, 1, 0, 0x03};
     seq_frame(&f, 0x00, 8, NULL, 0, zero, sizeof zero);
     expect_error("ZSTD-REPEAT-OFFSETS: Offset_Value 3 with no literals and Repeated_Offset1 1 gives 0", f.b, f.n,

@@ -40,6 +40,25 @@ tap_summary() {
     [ "$fail" -eq 0 ]
 }
 
+# tap_run FUNC: runs FUNC (a script's main), shows its result lines, then
+# the closing line of tap_summary; returns non-zero if any check failed.
+tap_run() {
+    local results rc
+    results=$(mktemp)
+    "$1" | tee "$results"
+    tap_summary "$results"
+    rc=$?
+    rm -f "$results"
+    return $rc
+}
+
+# child_pid PID: the one child of PID (the program a timeout(1) runs).
+child_pid() {
+    local child=""
+    read -r child _ <"/proc/$1/task/$1/children" # no newline there: read says EOF
+    echo "$child"
+}
+
 # stop_pid PID [GRACE]: SIGTERM a process this shell started, SIGKILL it if
 # it is still there after GRACE seconds (default 5), reap it and set
 # stop_rc to its exit status. Not in $(...): only the parent can reap it.

@@ -32,7 +32,7 @@ during_boot() {
     done
     truncate -s "$grow_to" "$img"
     # to vub-serve itself, not to timeout(1), which would arm its SIGKILL
-    kill -HUP "$(pgrep -P "$backend_pid" vub-serve)"
+    kill -HUP "$(child_pid "$backend_pid")"
 }
 
 after_backend() {
@@ -56,9 +56,4 @@ main() {
     backend_test "$label" resize
 }
 
-results=$(mktemp)
-main | tee "$results"
-tap_summary "$results"
-rc=$?
-rm -f "$results"
-exit $rc
+tap_run main

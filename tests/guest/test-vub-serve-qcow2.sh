@@ -81,9 +81,4 @@ main() {
     backend_test "${VUB_LABEL:-$test_label}" read
 }
 
-results=$(mktemp)
-main | tee "$results"
-tap_summary "$results"
-rc=$?
-rm -f "$results"
-exit $rc
+tap_run main

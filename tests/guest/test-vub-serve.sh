@@ -60,9 +60,4 @@ main() {
     fi
 }
 
-results=$(mktemp)
-main | tee "$results"
-tap_summary "$results"
-rc=$?
-rm -f "$results"
-exit $rc
+tap_run main
