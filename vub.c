@@ -4083,6 +4083,14 @@ static inline uint32_t vub_zbits_read(struct vub_zbits *b, unsigned n)
     return v;
 }
 
+/* Takes n (0..32) bits that the caller knows are in the buffer: the fast
+ * path's read, after one refill for several fields. */
+static inline uint32_t vub_zbits_take(struct vub_zbits *b, unsigned n)
+{
+    b->count -= n;
+    return (uint32_t)((b->buf >> b->count) & ((UINT64_C(1) << n) - 1));
+}
+
 /* True if every bit was read and none past the start. */
 static int vub_zbits_done(const struct vub_zbits *b)
 {
@@ -4818,13 +4826,29 @@ static int vub_zstd_sequences(struct vub_zstd *z, const uint8_t *p, size_t len, 
     for (size_t i = 0; i < count; i++) {
         const struct vub_zstd_fse *llc = &ll_cells[ll_state], *ofc = &of_cells[of_state],
                                   *mlc = &ml_cells[ml_state];
-        uint32_t of_value = ofc->base + vub_zbits_read(&b, ofc->extra_bits);
-        size_t ml = mlc->base + vub_zbits_read(&b, mlc->extra_bits);
-        size_t ll = llc->base + vub_zbits_read(&b, llc->extra_bits);
-        if (i + 1 < count) {
-            ll_state = llc->next_base + vub_zbits_read(&b, llc->state_bits);
-            ml_state = mlc->next_base + vub_zbits_read(&b, mlc->state_bits);
-            of_state = ofc->next_base + vub_zbits_read(&b, ofc->state_bits);
+        uint32_t of_value;
+        size_t ml, ll;
+        unsigned need = 0u + ofc->extra_bits + mlc->extra_bits + llc->extra_bits + llc->state_bits +
+                        mlc->state_bits + ofc->state_bits;
+        if (z->fast && (vub_zbits_refill(&b), need <= b.count)) {
+            /* The fast path: one refill, then reads that cannot run short. */
+            of_value = ofc->base + vub_zbits_take(&b, ofc->extra_bits);
+            ml = mlc->base + vub_zbits_take(&b, mlc->extra_bits);
+            ll = llc->base + vub_zbits_take(&b, llc->extra_bits);
+            if (i + 1 < count) {
+                ll_state = llc->next_base + vub_zbits_take(&b, llc->state_bits);
+                ml_state = mlc->next_base + vub_zbits_take(&b, mlc->state_bits);
+                of_state = ofc->next_base + vub_zbits_take(&b, ofc->state_bits);
+            }
+        } else {
+            of_value = ofc->base + vub_zbits_read(&b, ofc->extra_bits);
+            ml = mlc->base + vub_zbits_read(&b, mlc->extra_bits);
+            ll = llc->base + vub_zbits_read(&b, llc->extra_bits);
+            if (i + 1 < count) {
+                ll_state = llc->next_base + vub_zbits_read(&b, llc->state_bits);
+                ml_state = mlc->next_base + vub_zbits_read(&b, mlc->state_bits);
+                of_state = ofc->next_base + vub_zbits_read(&b, ofc->state_bits);
+            }
         }
         size_t offset = vub_zstd_offset(z->rep, of_value, ll);
 
