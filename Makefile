@@ -4,6 +4,8 @@
 #   make CC=clang     the same with clang
 #   make check        build everything, plain and with ASan+UBSan, run all tests
 #   make demo         serve a fresh image and boot a small Linux guest on it
+#   make install      programs, vub.h, libvub.a and vub.pc under $(DESTDIR)$(PREFIX)
+#   make uninstall    remove exactly what install put there
 
 CC ?= cc
 CFLAGS ?= -O2 -g
@@ -14,17 +16,21 @@ SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 TEST_WARN = $(WARN) -Wno-unused-function
 
 PROGRAMS = vub-serve vub-io vub-img
-UNIT_TESTS = test-backend test-client-hostile test-inflate
+EXAMPLES = hello-server hello-client
+UNIT_TESTS = test-backend test-client-hostile test-inflate test-zstd
 
 BINS = $(PROGRAMS:%=build/%) $(UNIT_TESTS:%=build/%)
 ASAN_BINS = $(PROGRAMS:%=build/asan/%) $(UNIT_TESTS:%=build/asan/%)
 
-all: $(PROGRAMS:%=build/%)
+all: $(PROGRAMS:%=build/%) $(EXAMPLES:%=build/%)
 
 build build/asan:
 	mkdir -p $@
 
 build/vub-%: examples/vub-%.c vub.c vub.h | build
+	$(CC) $(WARN) $(CFLAGS) -I. vub.c $< -o $@
+
+build/hello-%: examples/hello-%.c vub.c vub.h | build
 	$(CC) $(WARN) $(CFLAGS) -I. vub.c $< -o $@
 
 build/asan/vub-%: examples/vub-%.c vub.c vub.h | build/asan
@@ -49,19 +55,50 @@ conform-results: build/vub-serve build/vub-conform
 build/vub.o: vub.c vub.h | build
 	$(CC) $(WARN) $(CFLAGS) -c vub.c -o $@
 
-check: build/vub.o build/vub-conform $(BINS) $(ASAN_BINS)
+# A static library and a pkg-config file, for programs that link vub rather
+# than copy it: cc prog.c $(pkg-config --cflags --libs vub).
+VERSION := $(shell sed -n 's/^\#define VUB_VERSION "\(.*\)"/\1/p' vub.h)
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+INCLUDEDIR ?= $(PREFIX)/include
+LIBDIR ?= $(PREFIX)/lib
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALLED_PROGRAMS = $(PROGRAMS) vub-conform
+
+build/libvub.a: build/vub.o
+	rm -f $@
+	$(AR) rcs $@ $<
+
+# Written at install time, so it names the PREFIX given then.
+VUB_PC = 'prefix=$(PREFIX)' 'includedir=$(INCLUDEDIR)' 'libdir=$(LIBDIR)' '' 'Name: vub' \
+	'Description: vhost-user-blk back-end, front-end, virtqueues and image reader' \
+	'Version: $(VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lvub'
+
+install: $(INSTALLED_PROGRAMS:%=build/%) build/libvub.a
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 $(INSTALLED_PROGRAMS:%=build/%) $(DESTDIR)$(BINDIR)
+	install -m 644 vub.h $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 build/libvub.a $(DESTDIR)$(LIBDIR)
+	printf '%s\n' $(VUB_PC) >$(DESTDIR)$(PKGCONFIGDIR)/vub.pc
+
+uninstall:
+	rm -f $(INSTALLED_PROGRAMS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(INCLUDEDIR)/vub.h \
+	    $(DESTDIR)$(LIBDIR)/libvub.a $(DESTDIR)$(PKGCONFIGDIR)/vub.pc
+
+check: build/vub.o build/libvub.a build/vub-conform $(BINS) $(ASAN_BINS) $(EXAMPLES:%=build/%)
 	bash tests/run.sh
 
 demo: build/vub-serve
 	bash tests/guest/demo.sh
 
 clean:
-	rm -rf build/vub.o build/vub-conform $(BINS) build/asan
+	rm -rf build/vub.o build/libvub.a build/vub-conform $(BINS) $(EXAMPLES:%=build/%) build/asan
 
 # libFuzzer targets (clang): make fuzz; see conformance/fuzz.mk.
 -include conformance/fuzz.mk
 
-.PHONY: all check demo clean conform-results
+.PHONY: all check demo clean conform-results install uninstall
 .SECONDARY:
 
 build/test-backend build/asan/test-backend: tests/test-backend-packed.inc
+build/test-inflate build/asan/test-inflate build/test-zstd build/asan/test-zstd: tests/unit-tap.h

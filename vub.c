@@ -216,6 +216,17 @@ enum {
     VIRTIO_F_IN_ORDER = 35,
 };
 
+/* The device status byte (VIRTIO "Device Status Field"): masks, not bits;
+ * vhost-user carries it in SET_STATUS/GET_STATUS. */
+enum {
+    VIRTIO_STATUS_ACKNOWLEDGE = 1,
+    VIRTIO_STATUS_DRIVER = 2,
+    VIRTIO_STATUS_DRIVER_OK = 4,
+    VIRTIO_STATUS_FEATURES_OK = 8,
+    VIRTIO_STATUS_DEVICE_NEEDS_RESET = 64,
+    VIRTIO_STATUS_FAILED = 128,
+};
+
 enum {
     VHOST_USER_PROTOCOL_F_MQ = 0,
     VHOST_USER_PROTOCOL_F_LOG_SHMFD = 1,
@@ -502,6 +513,14 @@ enum vub_vu_request {
     VHOST_USER_SET_STATUS = 39,
     VHOST_USER_GET_STATUS = 40,
     VHOST_USER_REQUEST_COUNT, /* one past the last request vub knows */
+};
+
+/* Requests the back-end sends on the channel SET_BACKEND_REQ_FD gives it
+ * ("Back-end message types"); the front-end answers them there. */
+enum vub_vu_backend_request {
+    VHOST_USER_BACKEND_IOTLB_MSG = 1,
+    VHOST_USER_BACKEND_CONFIG_CHANGE_MSG = 2,
+    VHOST_USER_BACKEND_VRING_HOST_NOTIFIER_MSG = 3,
 };
 
 /* Header "flags": bits 0-1 version, bit 2 reply, bit 3 need-reply. */
@@ -2333,6 +2352,8 @@ static enum vub_err vub_blk_in(struct vub_blk *blk, uint64_t sector, struct iove
         err = vub_image_readv(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
     if (err != VUB_OK)
         vub_iov_fill(iov, count, NULL, 0); /* never hand back stale guest bytes */
+    else
+        blk->stats->bytes_read += bytes;
     return err;
 }
 
@@ -2350,6 +2371,8 @@ static enum vub_err vub_blk_out(struct vub_blk *blk, uint64_t sector, struct iov
     enum vub_err err = vub_image_writev(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
     if (err == VUB_OK && vub_blk_write_through(blk))
         err = vub_image_flush(blk->image);
+    if (err == VUB_OK)
+        blk->stats->bytes_written += bytes;
     return err;
 }
 
@@ -2786,6 +2809,31 @@ void vub_image_close(struct vub_image *img)
         vub_qcow2_close(img);
     vub_sys_close(&img->fd);
     free(img);
+}
+
+/* [BLK-RESIZE] a raw image may grow under a running device; it may not
+ * shrink, since the driver may hold data past the new end. */
+enum vub_err vub_image_refresh_size(struct vub_image *img, char *why, size_t why_len)
+{
+    uint64_t bytes;
+    if (!img)
+        return VUB_E_INVAL;
+    if (img->format != VUB_FORMAT_RAW) {
+        vub_why(why, why_len, "only raw images change size; a qcow2 image's size is in its header");
+        return VUB_E_UNSUPP;
+    }
+    if (!vub_raw_file_size(img->fd, &bytes)) {
+        vub_why(why, why_len, "cannot read the image size: %s", strerror(errno));
+        return VUB_E_IO;
+    }
+    bytes -= bytes % VIRTIO_BLK_SECTOR_BYTES;
+    if (bytes < img->size) {
+        vub_why(why, why_len, "the image shrank from %llu to %llu bytes: refused, the driver may hold data there",
+                (unsigned long long)img->size, (unsigned long long)bytes);
+        return VUB_E_RANGE;
+    }
+    img->size = bytes;
+    return VUB_OK;
 }
 
 uint64_t vub_image_size(const struct vub_image *img) { return img->size; }
@@ -3680,12 +3728,15 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
  * negative values are one per kind of malformed input, in the order the
  * format meets them.
  *
- * Two decoders live side by side (STYLE rule 15). The reference decodes a
+ * Two decoders live side by side: the plain one is the reference and the
+ * fast one is tested against it. The reference decodes a
  * Huffman code one bit at a time from the per-weight symbol counts, the
  * RFC's "prefix codes are distributed in sequential order" turned into a
  * loop, and copies matches byte by byte. The fast path looks Huffman codes
  * up in a table, several symbols per refill of the bit buffer, and copies
- * matches with memcpy. The tests decode every frame both ways and compare.
+ * matches with memcpy, 16 bytes at a time where the output has room (the
+ * bytes past the current position are scratch until written for real).
+ * The tests decode every frame both ways and compare.
  * ======================================================================== */
 
 /* Result of vub_zstd_decompress(), numbered like a table; the numbers are
@@ -3725,7 +3776,8 @@ enum vub_zstd_result {
     VUB_ZSTD_E_OFFSET_FAR = -31,     /* an offset reaches before the frame's first byte */
     VUB_ZSTD_E_OFFSET_WINDOW = -32,  /* an offset is larger than Window_Size */
     VUB_ZSTD_E_WORK = -33,           /* caller's literals buffer is smaller than vub_zstd_lit_bytes() */
-    VUB_ZSTD_RESULT_MIN = -33        /* lowest result; for tests and tables */
+    VUB_ZSTD_E_WINDOW = -34,         /* Window_Size above VUB_ZSTD_WINDOW_MAX (libzstd's limit) */
+    VUB_ZSTD_RESULT_MIN = -34        /* lowest result; for tests and tables */
 };
 
 /* One sentence per result, for logs and test output. */
@@ -3766,6 +3818,7 @@ static const char *vub_zstd_strerror(int result)
     case VUB_ZSTD_E_OFFSET_FAR: return "zstd offset reaches before the start of the frame's output";
     case VUB_ZSTD_E_OFFSET_WINDOW: return "zstd offset is larger than the window";
     case VUB_ZSTD_E_WORK: return "zstd literals buffer is smaller than vub_zstd_lit_bytes()";
+    case VUB_ZSTD_E_WINDOW: return "zstd window larger than 128 MiB, which QEMU's libzstd refuses";
     default: return "unknown zstd result";
     }
 }
@@ -3773,6 +3826,7 @@ static const char *vub_zstd_strerror(int result)
 /* Sizes fixed by the format. */
 #define VUB_ZSTD_MAGIC UINT32_C(0xFD2FB528)      /* "Magic_Number" */
 #define VUB_ZSTD_SKIP_MAGIC UINT32_C(0x184D2A50) /* skippable frames: 0x184D2A50..5F */
+#define VUB_ZSTD_WINDOW_MAX (UINT64_C(1) << 27) /* libzstd's default window limit */
 enum {
     VUB_ZSTD_BLOCK_MAX = 128 * 1024,      /* "Block_Maximum_Size": at most 128 KB */
     VUB_ZSTD_HUF_MAX_BITS = 11,           /* "limits maximum code length to 11 bits" */
@@ -3822,6 +3876,7 @@ struct vub_zstd_table {
     struct vub_zstd_fse *cells;   /* into struct vub_zstd_work */
     unsigned log;                 /* Accuracy_Log; 0 for RLE_Mode (one cell) */
     int valid;                    /* set in this frame, so Repeat_Mode may use it */
+    int predefined;               /* cells hold the predefined table (built in this call) */
 };
 
 /* What survives from block to block, owned by the caller (see above). */
@@ -4026,6 +4081,14 @@ static inline uint32_t vub_zbits_read(struct vub_zbits *b, unsigned n)
     uint32_t v = vub_zbits_peek(b, n);
     vub_zbits_skip(b, n);
     return v;
+}
+
+/* Takes n (0..32) bits that the caller knows are in the buffer: the fast
+ * path's read, after one refill for several fields. */
+static inline uint32_t vub_zbits_take(struct vub_zbits *b, unsigned n)
+{
+    b->count -= n;
+    return (uint32_t)((b->buf >> b->count) & ((UINT64_C(1) << n) - 1));
 }
 
 /* True if every bit was read and none past the start. */
@@ -4560,8 +4623,13 @@ static int vub_zstd_seq_table(struct vub_zstd_table *t, enum vub_zstd_kind kind,
 {
     static const unsigned max_log[3] = {VUB_ZSTD_LL_LOG_MAX, VUB_ZSTD_ML_LOG_MAX, VUB_ZSTD_OF_LOG_MAX};
     static const unsigned codes[3] = {VUB_ZSTD_LL_CODES, VUB_ZSTD_ML_CODES, VUB_ZSTD_OF_CODES};
+    if (mode == 1 || mode == 2)
+        t->predefined = 0;
     switch (mode) {
     case 0:
+        if (t->predefined)
+            break; /* still built from an earlier block: tables are never changed in place */
+        t->predefined = 1;
         if (kind == VUB_ZSTD_LL)
             vub_zstd_fse_build(t->cells, vub_zstd_ll_default, VUB_ZSTD_LL_CODES, 6, kind);
         else if (kind == VUB_ZSTD_ML)
@@ -4695,8 +4763,9 @@ static uint32_t vub_zstd_offset(uint32_t *rep, uint32_t value, size_t literals_l
 static void vub_zstd_match(const struct vub_zstd *z, uint8_t *to, size_t offset, size_t length)
 {
     if (!z->fast) {
+        const uint8_t *from = to - offset;
         for (size_t i = 0; i < length; i++)
-            to[i] = to[i - offset];
+            to[i] = from[i];
     } else if (offset >= length) {
         memcpy(to, to - offset, length);
     } else if (offset == 1) {
@@ -4711,6 +4780,20 @@ static void vub_zstd_match(const struct vub_zstd *z, uint8_t *to, size_t offset,
             reach *= 2;
         }
     }
+}
+
+/* The fast path's match copy when the offset is at least 16 but shorter
+ * than the match, and 16 bytes of room follow it: 16-byte copies, each of bytes already final
+ * (the offset keeps every source chunk before its destination), the last
+ * one running up to 15 bytes past the match into output not yet written.
+ *
+ * Format notes: none beyond vub_zstd_match()'s; the bytes past the match
+ * are overwritten by what follows it, or left as scratch past dst_done. */
+static void vub_zstd_match16(uint8_t *to, size_t offset, size_t length)
+{
+    const uint8_t *from = to - offset;
+    for (size_t i = 0; i < length; i += 16)
+        memcpy(to + i, from + i, 16);
 }
 
 /* Decodes count sequences from the bitstream p[0..len) and executes each:
@@ -4738,28 +4821,50 @@ static int vub_zstd_sequences(struct vub_zstd *z, const uint8_t *p, size_t len, 
     size_t block_end = z->dst_pos + z->block_max; /* no overflow: block_max <= 128 KiB */
     size_t limit = block_end < z->dst_len ? block_end : z->dst_len;
     uint8_t *out = z->dst + z->dst_pos;
+    const uint8_t *dst_end = z->dst + z->dst_len;
 
     for (size_t i = 0; i < count; i++) {
         const struct vub_zstd_fse *llc = &ll_cells[ll_state], *ofc = &of_cells[of_state],
                                   *mlc = &ml_cells[ml_state];
-        uint32_t of_value = ofc->base + vub_zbits_read(&b, ofc->extra_bits);
-        size_t ml = mlc->base + vub_zbits_read(&b, mlc->extra_bits);
-        size_t ll = llc->base + vub_zbits_read(&b, llc->extra_bits);
-        if (i + 1 < count) {
-            ll_state = llc->next_base + vub_zbits_read(&b, llc->state_bits);
-            ml_state = mlc->next_base + vub_zbits_read(&b, mlc->state_bits);
-            of_state = ofc->next_base + vub_zbits_read(&b, ofc->state_bits);
+        uint32_t of_value;
+        size_t ml, ll;
+        unsigned need = 0u + ofc->extra_bits + mlc->extra_bits + llc->extra_bits + llc->state_bits +
+                        mlc->state_bits + ofc->state_bits;
+        if (z->fast && (vub_zbits_refill(&b), need <= b.count)) {
+            /* The fast path: one refill, then reads that cannot run short. */
+            of_value = ofc->base + vub_zbits_take(&b, ofc->extra_bits);
+            ml = mlc->base + vub_zbits_take(&b, mlc->extra_bits);
+            ll = llc->base + vub_zbits_take(&b, llc->extra_bits);
+            if (i + 1 < count) {
+                ll_state = llc->next_base + vub_zbits_take(&b, llc->state_bits);
+                ml_state = mlc->next_base + vub_zbits_take(&b, mlc->state_bits);
+                of_state = ofc->next_base + vub_zbits_take(&b, ofc->state_bits);
+            }
+        } else {
+            of_value = ofc->base + vub_zbits_read(&b, ofc->extra_bits);
+            ml = mlc->base + vub_zbits_read(&b, mlc->extra_bits);
+            ll = llc->base + vub_zbits_read(&b, llc->extra_bits);
+            if (i + 1 < count) {
+                ll_state = llc->next_base + vub_zbits_read(&b, llc->state_bits);
+                ml_state = mlc->next_base + vub_zbits_read(&b, mlc->state_bits);
+                of_state = ofc->next_base + vub_zbits_read(&b, ofc->state_bits);
+            }
         }
         size_t offset = vub_zstd_offset(z->rep, of_value, ll);
 
-        if (ll > (size_t)(lit_end - lit))
-            return VUB_ZSTD_E_LIT_OVERRUN;
         size_t pos = (size_t)(out - z->dst);
+        if (ll > (size_t)(lit_end - lit)) {
+            z->dst_pos = pos;
+            return VUB_ZSTD_E_LIT_OVERRUN;
+        }
         if (ll + ml > limit - pos) {
             z->dst_pos = pos;
             return ll + ml > block_end - pos ? VUB_ZSTD_E_BLOCK_SIZE : VUB_ZSTD_E_TOO_BIG;
         }
-        memcpy(out, lit, ll);
+        if (z->fast && ll <= 16 && lit_end - lit >= 16 && dst_end - out >= 16)
+            memcpy(out, lit, 16); /* whole 16 bytes: a fixed-size copy; the excess is scratch */
+        else
+            memcpy(out, lit, ll);
         out += ll;
         lit += ll;
         size_t produced = (size_t)(out - z->dst) - z->frame_start;
@@ -4768,7 +4873,14 @@ static int vub_zstd_sequences(struct vub_zstd *z, const uint8_t *p, size_t len, 
             return offset == 0 ? VUB_ZSTD_E_OFFSET_ZERO
                    : offset > produced ? VUB_ZSTD_E_OFFSET_FAR : VUB_ZSTD_E_OFFSET_WINDOW;
         }
-        vub_zstd_match(z, out, offset, ml);
+        if (z->fast && offset >= 16 && ml <= 32 && dst_end - out >= 32) {
+            memcpy(out, out - offset, 16); /* short matches: two fixed-size copies */
+            memcpy(out + 16, out + 16 - offset, 16);
+        } else if (z->fast && offset >= 16 && offset < ml && (size_t)(dst_end - out) >= ml + 16) {
+            vub_zstd_match16(out, offset, ml);
+        } else {
+            vub_zstd_match(z, out, offset, ml);
+        }
         out += ml;
     }
     z->dst_pos = (size_t)(out - z->dst);
@@ -4866,8 +4978,10 @@ static int vub_zstd_blocks(struct vub_zstd *z)
  * its flag is 0) and is the window. A 2-byte content size has 256 added.
  * Window_Size = 2^(10 + Exponent) * (1 + Mantissa / 8). A nonzero
  * Dictionary_ID needs a dictionary, which qcow2 has no way to name; 0 means
- * none. vub needs no window buffer (the output is the window), so any
- * window is accepted; the content size must fit the output.
+ * none. vub needs no window buffer (the output is the window), but a
+ * decoder "is allowed to reject" windows beyond its range, and QEMU's
+ * libzstd refuses those above 2^27 bytes, so vub does too; the content
+ * size must fit the output.
  * [ZSTD-FRAME-HEADER] [ZSTD-WINDOW] [ZSTD-SINGLE-SEGMENT] [ZSTD-DICT-ID]
  * [ZSTD-FCS] */
 static int vub_zstd_frame_header(struct vub_zstd *z, uint64_t *content_size, int *has_checksum)
@@ -4909,6 +5023,8 @@ static int vub_zstd_frame_header(struct vub_zstd *z, uint64_t *content_size, int
     }
     if (single)
         window = fcs;
+    if (window > VUB_ZSTD_WINDOW_MAX)
+        return VUB_ZSTD_E_WINDOW;
     z->src_pos += header;
     z->window_bytes = window;
     z->block_max = window < VUB_ZSTD_BLOCK_MAX ? (size_t)window : VUB_ZSTD_BLOCK_MAX;
@@ -5022,8 +5138,10 @@ static int vub_zstd_run(uint8_t *dst, size_t dst_len, size_t *dst_done, const ui
  *
  * Returns VUB_ZSTD_OK or a negative vub_zstd_result naming the malformed
  * input. Output that would go past dst_len is an error (E_TOO_BIG), not a
- * truncation, as in QEMU. In every case *dst_done gets the bytes written
- * and *src_done the bytes of src used; either pointer may be NULL. w is
+ * truncation, as in QEMU. In every case *dst_done gets the bytes produced
+ * and *src_done the bytes of src used; either pointer may be NULL. The
+ * bytes of dst after *dst_done are scratch: the fast path copies in whole
+ * 16-byte pieces where there is room, so it may have written there. w is
  * the caller's work area, with w->lit pointing to at least
  * vub_zstd_lit_bytes(dst_len) bytes; its contents need no setting up and
  * are scratch after the call. Never reads src or writes dst outside the
@@ -5845,10 +5963,13 @@ static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t 
     uint64_t l1_entry = l1_index < q->l1_size ? q->l1[l1_index] : 0;
     uint64_t l2_offset = l1_entry & QCOW2_OFFSET_MASK;
     memset(e, 0, sizeof *e);
-    if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0 ||
-        (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes)))
+    if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0)
         return vub_qcow2_fail(q, VUB_E_CORRUPT, "invalid L1 entry %llu: 0x%016llx",
                               (unsigned long long)l1_index, (unsigned long long)l1_entry);
+    if (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes))
+        return vub_qcow2_fail(q, VUB_E_CORRUPT, "L1 entry %llu puts its L2 table at byte %llu, past the end of "
+                              "the %llu-byte file (is the image truncated?)", (unsigned long long)l1_index,
+                              (unsigned long long)l2_offset, (unsigned long long)q->file_bytes);
     if (l2_offset == 0) {
         e->kind = VUB_QCOW2_UNALLOCATED;
         e->guest_offset = off;
@@ -6139,7 +6260,8 @@ static enum vub_err vub_qcow2_backing_format(struct vub_qcow2 *q, const struct v
     if (!x->backing_format) {
         if (opts->backing_format == VUB_FORMAT_AUTO) {
             vub_why(why, why_len, "backing file %s has no recorded format and vub does not probe it; "
-                    "name it with backing_format (vub-img --backing-format raw|qcow2)", q->backing_name);
+                    "name its format (raw or qcow2) when opening, or record it in the image "
+                    "(qemu-img rebase -u -b NAME -F FORMAT)", q->backing_name);
             return VUB_E_UNSUPP;
         }
         *fmt = opts->backing_format;
@@ -6843,6 +6965,9 @@ struct vub_dev {
     bool features_set;          /* SET_FEATURES seen */
     bool protocol_set;          /* SET_PROTOCOL_FEATURES seen */
     bool owner;                 /* SET_OWNER seen */
+    uint8_t status;             /* SET_STATUS: the VIRTIO device status byte */
+    int backend_fd;             /* SET_BACKEND_REQ_FD: our requests to the front-end; -1 if none */
+    bool backend_ack_pending;   /* a request with NEED_REPLY was sent there, no answer yet */
     struct vub_mem mem;
     struct vub_dev_queue queues[VUB_MAX_QUEUES];
     struct vub_blk blk;
@@ -6960,20 +7085,21 @@ static void vub_dev_queue_reset(struct vub_dev_queue *q)
 
 /* [VU-RESET] RESET_DEVICE returns the *device* to its initial state: every
  * ring stopped, disabled and unconfigured (size, base, addresses, kick fd),
- * virtio features and `writeback` forgotten. What describes the connection
+ * virtio features and `writeback` forgotten. [VU-RESET-KEEP] What describes the connection
  * is kept: the owner, the protocol features, the memory table and the call
  * and error fds. QEMU 10 resets between the firmware's use of the disk and
  * the kernel's and then sends SET_FEATURES, SET_VRING_CALL and the ring
  * messages again, but neither the memory table (with CONFIGURE_MEM_SLOTS it
  * only sends changes to what it believes the back-end has mapped) nor
  * SET_VRING_ERR. The spec's note on RESET_OWNER says the same: discarding
- * connection state on a reset "would lead to bugs". */
+ * connection state on a reset "would lead to bugs". [VU-RESET-KEEP] */
 static void vub_dev_reset_device(struct vub_dev *dev)
 {
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
         vub_dev_queue_reset(&dev->queues[i]);
     dev->features = 0;
     dev->features_set = false;
+    dev->status = 0;
     dev->blk.writeback = 0;
     dev->blk.wce_negotiated = dev->blk.flush_negotiated = false;
 }
@@ -6987,6 +7113,8 @@ static void vub_dev_reset_session(struct vub_dev *dev)
         vub_sys_close(&dev->queues[i].call_fd);
         vub_sys_close(&dev->queues[i].err_fd);
     }
+    vub_sys_close(&dev->backend_fd);
+    dev->backend_ack_pending = false;
     vub_mem_clear(&dev->mem);
 }
 
@@ -7021,6 +7149,7 @@ static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
     memcpy(detail, dev->why, sizeof detail);
     vub_dev_set_why(dev, "queue %u: %s", index, detail);
     q->started = false;
+    dev->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
     if (q->err_fd >= 0)
         vub_sys_signal(q->err_fd); /* the session ends: nothing to drop it for */
     return VUB_E_PROTO;
@@ -7274,6 +7403,22 @@ static bool vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue *q, uin
     return true;
 }
 
+/* [VU-NO-SHARED-MEM] a front-end whose guest RAM is not in shared memory
+ * has no fd to send for it: QEMU then leaves those regions out of the
+ * table (none at all when the whole RAM is private) and the rings point
+ * nowhere vub can see. Say so, naming the usual cause. */
+static void vub_dev_ring_outside(struct vub_dev *dev, uint32_t index)
+{
+    if (dev->mem.count == 0)
+        vub_dev_set_why(dev, "queue %u rings are not inside guest memory: the front-end shared no memory at all; "
+                             "is guest RAM a shared memory backend? (QEMU: -object memory-backend-memfd,"
+                             "id=mem,size=...,share=on -numa node,memdev=mem)", index);
+    else
+        vub_dev_set_why(dev, "queue %u rings are not inside guest memory (%u regions shared); part of the guest "
+                             "RAM may not be shared memory (QEMU: share=on on every memory backend)",
+                        index, dev->mem.count);
+}
+
 static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
 {
     const struct vub_vu_vring_addr *a = &m->payload.addr;
@@ -7303,7 +7448,7 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
     q->addr_set = true;
     q->addr_before_num = !size;
     if (size && !vub_dev_map_ring(dev, q)) {
-        vub_dev_set_why(dev, "queue %u rings are not inside guest memory", a->index);
+        vub_dev_ring_outside(dev, a->index);
         return VUB_E_PROTO;
     }
     return VUB_OK;
@@ -7591,6 +7736,61 @@ static enum vub_err vub_h_rem_mem_reg(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
+/* [VU-STATUS] SET_STATUS carries the VIRTIO device status byte. vub keeps
+ * it for GET_STATUS and acts on it only where that is safe whichever order
+ * the front-end uses:
+ *  - FEATURES_OK is kept only if SET_FEATURES was accepted (VIRTIO "Device
+ *    Initialization": the device leaves it clear for features it refuses).
+ *  - status 0 (a device reset) stops every ring as GET_VRING_BASE does:
+ *    positions are kept, nothing is forgotten. QEMU 7.2 sends it *before*
+ *    GET_VRING_BASE, QEMU 8.1 and later after: a reset that dropped the
+ *    positions would make 7.2's GET_VRING_BASE answer 0. What a reset
+ *    forgets is forgotten by RESET_DEVICE or the next SET_VRING_BASE.
+ *  - DEVICE_NEEDS_RESET is set by vub when a ring breaks. */
+static enum vub_err vub_h_set_status(struct vub_dev *dev, struct vub_msg *m)
+{
+    uint64_t v = m->payload.u64;
+    if (v > 0xff) {
+        vub_dev_set_why(dev, "SET_STATUS 0x%llx is wider than the status byte", (unsigned long long)v);
+        return VUB_E_PROTO;
+    }
+    uint8_t status = (uint8_t)v;
+    if ((status & VIRTIO_STATUS_FEATURES_OK) && !dev->features_set)
+        status &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+    if (status == 0) { /* a reset: stop, keep the positions */
+        for (unsigned i = 0; i < dev->cfg.num_queues; i++) {
+            struct vub_dev_queue *q = &dev->queues[i];
+            q->started = q->polled = q->used_synced = false;
+            vub_sys_close(&q->kick_fd);
+        }
+    }
+    if (status == 0)
+        dev->status = 0;
+    else /* NEEDS_RESET is the device's to set; only a reset clears it */
+        dev->status = (uint8_t)(status | (dev->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET));
+    return VUB_OK;
+}
+
+/* [VU-BACKEND-REQ] the back-end's own channel: a socket, kept across
+ * RESET_DEVICE like the other connection state, replaced by a new one. */
+static enum vub_err vub_h_set_backend_req_fd(struct vub_dev *dev, struct vub_msg *m)
+{
+    struct timeval tv = {.tv_sec = VUB_SOCKET_TIMEOUT_MS / 1000, .tv_usec = 0};
+    vub_sys_close(&dev->backend_fd);
+    dev->backend_fd = m->fds[0];
+    m->fds[0] = -1;
+    dev->backend_ack_pending = false;
+    setsockopt(dev->backend_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(dev->backend_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return VUB_OK;
+}
+
+static enum vub_err vub_h_get_status(struct vub_dev *dev, struct vub_msg *m)
+{
+    (void)m;
+    return vub_dev_reply_u64(dev, dev->status);
+}
+
 #define VUB_STATE sizeof(struct vub_vu_vring_state)
 #define VUB_CONFIG_MIN 12
 #define VUB_CONFIG_MAX (12 + VUB_VU_CONFIG_MAX)
@@ -7617,6 +7817,8 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
     [VHOST_USER_SET_PROTOCOL_FEATURES] = {vub_h_set_protocol_features, 8, 8, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_GET_QUEUE_NUM] = {vub_h_get_queue_num, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_MQ, true},
     [VHOST_USER_SET_VRING_ENABLE] = {vub_h_set_vring_enable, VUB_STATE, VUB_STATE, 0, 0, VUB_GATE_NONE, false},
+    [VHOST_USER_SET_BACKEND_REQ_FD] = {vub_h_set_backend_req_fd, 0, 0, 1, 1, VHOST_USER_PROTOCOL_F_BACKEND_REQ,
+                                       false},
     [VHOST_USER_GET_CONFIG] = {vub_h_get_config, VUB_CONFIG_MIN, VUB_CONFIG_MAX, 0, 0,
                                VHOST_USER_PROTOCOL_F_CONFIG, true},
     [VHOST_USER_SET_CONFIG] = {vub_h_set_config, VUB_CONFIG_MIN, VUB_CONFIG_MAX, 0, 0,
@@ -7628,6 +7830,8 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
     [VHOST_USER_REM_MEM_REG] = {vub_h_rem_mem_reg, VUB_SINGLE, VUB_SINGLE, 0, 1,
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
+    [VHOST_USER_SET_STATUS] = {vub_h_set_status, 8, 8, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, false},
+    [VHOST_USER_GET_STATUS] = {vub_h_get_status, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, true},
 };
 
 /* The checks every request passes before its handler: known, negotiated
@@ -7718,7 +7922,8 @@ static uint64_t vub_dev_offer(const struct vub_dev_config *cfg, bool read_only)
 static const uint64_t vub_dev_protocol_offer =
     VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
-    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS) |
+    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 
 enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
 {
@@ -7728,7 +7933,7 @@ enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
     if (!dev)
         return VUB_E_NOMEM;
     dev->cfg = *cfg;
-    dev->sock = -1;
+    dev->sock = dev->backend_fd = -1;
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
         dev->queues[i].kick_fd = dev->queues[i].call_fd = dev->queues[i].err_fd = -1;
     bool read_only = cfg->read_only || vub_image_read_only(cfg->image);
@@ -7812,11 +8017,81 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q)
     return vub_dev_run_queue(dev, q);
 }
 
+/* [VU-CONFIG-CHANGE] tells the front-end its config space changed. With
+ * REPLY_ACK the request asks for an answer, but it is not waited for here:
+ * QEMU reads the new config with GET_CONFIG on the main socket before it
+ * answers, so a back-end that blocked for the answer would deadlock with
+ * it. vub_dev_dispatch() reads the answer when it comes. */
+static enum vub_err vub_dev_config_changed(struct vub_dev *dev, bool *notified)
+{
+    bool ack = vub_has(dev->protocol, VHOST_USER_PROTOCOL_F_REPLY_ACK);
+    struct vub_vu_header h = {VHOST_USER_BACKEND_CONFIG_CHANGE_MSG,
+                              VHOST_USER_VERSION | (ack ? VHOST_USER_NEED_REPLY_MASK : 0), 0};
+    *notified = false;
+    if (dev->backend_fd < 0 || !vub_has(dev->protocol, VHOST_USER_PROTOCOL_F_CONFIG))
+        return VUB_OK;
+    if (vub_vu_send(dev->backend_fd, &h, NULL, NULL, 0) != VUB_OK) {
+        vub_dev_set_why(dev, "CONFIG_CHANGE_MSG could not be sent: %s", strerror(errno));
+        vub_sys_close(&dev->backend_fd);
+        return VUB_E_IO;
+    }
+    dev->backend_ack_pending = ack;
+    *notified = true;
+    return VUB_OK;
+}
+
+/* The front-end's answer on the back-end channel: 0 for success. A bad or
+ * missing answer is logged and the channel dropped; the session goes on. */
+static void vub_dev_backend_reply(struct vub_dev *dev)
+{
+    struct vub_msg *m = &dev->msg;
+    char why[200];
+    dev->backend_ack_pending = false;
+    enum vub_err err = vub_vu_recv(dev->backend_fd, m, why, sizeof why);
+    if (err == VUB_OK) {
+        bool ok = m->hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG &&
+                  (m->hdr.flags & VHOST_USER_REPLY_MASK) && m->hdr.size == 8 && m->payload.u64 == 0;
+        vub_msg_close_fds(m);
+        if (ok)
+            return;
+        vub_dev_set_why(dev, "the front-end answered CONFIG_CHANGE_MSG with request %u, %u bytes, value %llu",
+                        m->hdr.request, m->hdr.size, (unsigned long long)(m->hdr.size == 8 ? m->payload.u64 : 0));
+    } else {
+        vub_dev_set_why(dev, "no answer to CONFIG_CHANGE_MSG: %s", why);
+    }
+    dev->stats.rejected_messages++;
+    vub_sys_close(&dev->backend_fd);
+}
+
+enum vub_err vub_dev_resize(struct vub_dev *dev, uint64_t *old_sectors, uint64_t *new_sectors, bool *notified)
+{
+    bool told = false;
+    if (!dev)
+        return VUB_E_INVAL;
+    uint64_t before = dev->blk.capacity;
+    enum vub_err err = vub_image_refresh_size(dev->cfg.image, dev->why, sizeof dev->why);
+    uint64_t after = vub_image_size(dev->cfg.image) / VIRTIO_BLK_SECTOR_BYTES;
+    if (err == VUB_OK && after != before) {
+        dev->blk.capacity = after;
+        if (dev->sock >= 0)
+            err = vub_dev_config_changed(dev, &told);
+    }
+    if (old_sectors)
+        *old_sectors = before;
+    if (new_sectors)
+        *new_sectors = dev->blk.capacity;
+    if (notified)
+        *notified = told;
+    return err;
+}
+
 size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap)
 {
     size_t n = 0;
     if (dev->sock >= 0 && n < cap)
         fds[n++] = (struct pollfd){.fd = dev->sock, .events = POLLIN};
+    if (dev->backend_ack_pending && n < cap)
+        fds[n++] = (struct pollfd){.fd = dev->backend_fd, .events = POLLIN};
     for (unsigned i = 0; i < dev->cfg.num_queues && n < cap; i++) {
         const struct vub_dev_queue *q = &dev->queues[i];
         if (q->started && q->kick_fd >= 0)
@@ -7842,8 +8117,12 @@ enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, siz
     for (size_t i = 0; i < n && err == VUB_OK; i++)
         if (fds[i].fd == dev->sock && fds[i].revents)
             err = vub_dev_handle_msg(dev);
+    for (size_t i = 0; i < n && err == VUB_OK; i++)
+        if (dev->backend_ack_pending && fds[i].fd == dev->backend_fd && fds[i].revents)
+            vub_dev_backend_reply(dev);
     for (size_t i = 0; i < n && err == VUB_OK; i++) {
-        if (fds[i].fd == dev->sock || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
+        if (fds[i].fd == dev->sock || fds[i].fd == dev->backend_fd ||
+            !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
             continue;
         for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++) {
             if (dev->queues[q].kick_fd != fds[i].fd)
@@ -7980,12 +8259,13 @@ static const uint64_t vub_client_wanted_features =
     VUB_BIT(VIRTIO_F_INDIRECT_DESC) | VUB_BIT(VIRTIO_F_EVENT_IDX) |
     VUB_BIT(VHOST_USER_F_PROTOCOL_FEATURES) | VUB_BIT(VIRTIO_F_VERSION_1);
 
-/* Protocol features the client implements. Not INFLIGHT_SHMFD (it never
- * reconnects), nor BACKEND_REQ (config-change messages: capacity is read
- * once), nor STATUS. */
+/* Protocol features the client implements. BACKEND_REQ for config-change
+ * messages (a disk that grows); not INFLIGHT_SHMFD (it never reconnects),
+ * nor STATUS. */
 static const uint64_t vub_client_wanted_protocol =
     VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 
 /* The host record of one request in flight, by head. */
 struct vub_client_pending {
@@ -8016,6 +8296,7 @@ struct vub_client_queue {
 
 struct vub_client {
     int sock;                  /* the vhost-user connection */
+    int backend_fd;            /* our end of the back-end's request channel; -1 if none */
     int timeout_ms;
     bool broken;               /* the control channel is out of step: send nothing more */
     struct vub_client_info info;
@@ -8220,6 +8501,22 @@ static enum vub_err vub_client_send_state(struct vub_client *cl, uint32_t reques
 /* [VU-FEATURES] offered vs taken are both kept; we take what we implement
  * and the caller did not switch off. VERSION_1 is required (vub has no
  * legacy layout). */
+/* [VU-BACKEND-REQ] a socket pair: one end goes to the back-end with
+ * SET_BACKEND_REQ_FD, ours is read by vub_client_handle_backend(). */
+static enum vub_err vub_client_backend_channel(struct vub_client *cl)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        vub_why(cl->why, sizeof cl->why, "back-end channel: %s", strerror(errno));
+        return VUB_E_IO;
+    }
+    cl->backend_fd = sv[0];
+    vub_client_socket_timeouts(sv[0], cl->timeout_ms);
+    enum vub_err err = vub_client_send(cl, VHOST_USER_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1);
+    close(sv[1]);
+    return err;
+}
+
 static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub_client_opts *o)
 {
     struct vub_client_info *in = &cl->info;
@@ -8246,6 +8543,9 @@ static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub
             return err;
         in->protocol_features = take; /* from now on REPLY_ACK applies, if taken */
     }
+    if (vub_has(in->protocol_features, VHOST_USER_PROTOCOL_F_BACKEND_REQ) &&
+        (err = vub_client_backend_channel(cl)) != VUB_OK)
+        return err;
     /* [VU-CONFIG-REQUIRED] the capacity lives in the config space. */
     if (!vub_has(in->protocol_features, VHOST_USER_PROTOCOL_F_CONFIG)) {
         vub_why(cl->why, sizeof cl->why, "back-end does not offer PROTOCOL_F_CONFIG: the disk size is unknowable");
@@ -8537,7 +8837,7 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
         return err;
     }
     cl->sock = fd;
-    cl->memfd = -1;
+    cl->memfd = cl->backend_fd = -1;
     cl->timeout_ms = o->timeout_ms ? o->timeout_ms : VUB_CLIENT_DEFAULT_TIMEOUT_MS;
     atomic_flag_clear(&cl->pool_lock);
     vub_client_socket_timeouts(fd, cl->timeout_ms);
@@ -8630,6 +8930,7 @@ void vub_client_close(struct vub_client *cl)
         if (cl->queues[i].started && !cl->broken)
             vub_client_stop_queue(cl, &cl->queues[i]);
     vub_sys_close(&cl->sock);
+    vub_sys_close(&cl->backend_fd);
     for (unsigned i = 0; cl->queues && i < cl->info.num_queues; i++) {
         struct vub_client_queue *q = &cl->queues[i];
         vub_sys_close(&q->kick_fd);
@@ -8647,6 +8948,43 @@ void vub_client_close(struct vub_client *cl)
     free(cl->page_run);
     free(cl->page_busy);
     free(cl);
+}
+
+int vub_client_backend_fd(const struct vub_client *cl) { return cl->backend_fd; }
+
+/* [VU-CONFIG-CHANGE] CONFIG_CHANGE_MSG: the config space is read again
+ * (the capacity is what changes when a disk grows), then answered if the
+ * back-end asked, 0 when the new config was read. Other requests are not
+ * taken and, if asked, answered with 1. */
+enum vub_err vub_client_handle_backend(struct vub_client *cl, bool *config_changed)
+{
+    struct vub_msg m;
+    if (config_changed)
+        *config_changed = false;
+    if (!cl || cl->backend_fd < 0)
+        return VUB_E_INVAL;
+    enum vub_err err = vub_vu_recv(cl->backend_fd, &m, cl->why, sizeof cl->why);
+    if (err != VUB_OK) {
+        vub_sys_close(&cl->backend_fd);
+        return err;
+    }
+    vub_msg_close_fds(&m);
+    uint64_t answer = 1;
+    if (m.hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG && !(m.hdr.flags & VHOST_USER_REPLY_MASK)) {
+        err = vub_client_read_config(cl);
+        answer = err != VUB_OK;
+        if (config_changed)
+            *config_changed = err == VUB_OK;
+    } else {
+        vub_why(cl->why, sizeof cl->why, "back-end request %u on its channel is not taken", m.hdr.request);
+    }
+    if (m.hdr.flags & VHOST_USER_NEED_REPLY_MASK) {
+        struct vub_vu_header h = {m.hdr.request, VHOST_USER_REPLY_FLAGS, sizeof answer};
+        enum vub_err sent = vub_vu_send(cl->backend_fd, &h, &answer, NULL, 0);
+        if (err == VUB_OK)
+            err = sent;
+    }
+    return err;
 }
 
 const struct vub_client_info *vub_client_info(const struct vub_client *cl) { return &cl->info; }

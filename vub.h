@@ -4,36 +4,73 @@
  *
  *     cc -std=c11 -O2 -c vub.c
  *
- * Serving an image to QEMU (error handling trimmed; examples/vub-serve.c is
- * the full program):
+ * A whole back-end: it serves ./disk.img on ./vub.sock to one front-end
+ * (QEMU, vub-io, the client below) and returns when that front-end leaves.
+ * Build it with `cc -std=c11 -O2 vub.c server.c -o server`; `make check`
+ * builds and runs this very text. examples/hello-server.c does the same for
+ * one front-end after another; examples/vub-serve.c is the full program.
  *
- *     struct vub_image *img;
- *     struct vub_image_opts io = { .read_only = false };
- *     char why[256];
- *     vub_image_open(&img, "disk.img", &io, why, sizeof why);
- *     struct vub_dev_config dc = { .image = img, .num_queues = 1 };
- *     struct vub_dev *dev;
- *     vub_dev_new(&dev, &dc);
- *     vub_dev_attach(dev, accept(listen_fd, NULL, NULL));
- *     for (;;) {                          // your loop: poll() the fds we name
- *         struct pollfd pfd[VUB_MAX_POLLFDS];
- *         size_t n = vub_dev_pollfds(dev, pfd, VUB_MAX_POLLFDS);
- *         poll(pfd, n, vub_dev_polling(dev) ? 1 : -1);  // see vub_dev_polling
- *         if (vub_dev_dispatch(dev, pfd, n) != VUB_OK) break;  // vub_dev_why()
+ *     #include "vub.h"
+ *     #include <poll.h>
+ *     #include <stdio.h>
+ *     #include <sys/socket.h>
+ *     #include <sys/un.h>
+ *     #include <unistd.h>
+ *
+ *     int main(void)
+ *     {
+ *         struct vub_image *img;
+ *         struct vub_image_opts io = {0};
+ *         char why[256];
+ *         if (vub_image_open(&img, "disk.img", &io, why, sizeof why) != VUB_OK)
+ *             return fprintf(stderr, "%s\n", why), 1;
+ *         struct vub_dev_config dc = {.image = img, .num_queues = 1};
+ *         struct vub_dev *dev;
+ *         if (vub_dev_new(&dev, &dc) != VUB_OK)
+ *             return 1;
+ *         struct sockaddr_un sa = {.sun_family = AF_UNIX, .sun_path = "vub.sock"};
+ *         int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+ *         unlink(sa.sun_path);
+ *         if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) || listen(lfd, 1) ||
+ *             vub_dev_attach(dev, accept(lfd, NULL, NULL)) != VUB_OK)
+ *             return perror("vub.sock"), 1;
+ *         enum vub_err err = VUB_OK;
+ *         while (err == VUB_OK) {      // your loop: poll() the fds vub names
+ *             struct pollfd pfd[VUB_MAX_POLLFDS];
+ *             size_t n = vub_dev_pollfds(dev, pfd, VUB_MAX_POLLFDS);
+ *             poll(pfd, n, vub_dev_polling(dev) ? 1 : -1); // see vub_dev_polling
+ *             err = vub_dev_dispatch(dev, pfd, n);
+ *         }
+ *         printf("session over: %s\n", vub_strerror(err));
+ *         vub_dev_free(dev);
+ *         vub_image_close(img);
+ *         return err == VUB_E_CLOSED ? 0 : 1;
  *     }
  *
- * Doing I/O against any back-end is shown at the front-end section below
- * (vub_client_connect, vub_client_run); examples/vub-io.c is the program.
+ * A client that reads from any back-end is at the front-end section below;
+ * examples/hello-client.c and examples/vub-io.c are programs.
  *
- * Conventions of this API:
- *  - Every function that can fail returns enum vub_err; VUB_OK is 0.
- *  - The library starts no threads, installs no signal handlers and keeps no
- *    global state (a server for untrusted front-ends installs a SIGBUS
- *    handler of its own: see vub_dev_owns_fault). One object (device, image)
- *    is used by one thread at a time; a client's queues may each have a
- *    thread of their own.
- *  - Objects are allocated once, when created; nothing allocates per request.
- *  - Strings passed in are copied; strings returned live as long as their object.
+ * Conventions of this API (a prototype says so where it differs):
+ *  - Errors: every function that can fail returns enum vub_err; VUB_OK is 0.
+ *    Functions that take `char *why, size_t why_len` write one line naming
+ *    the cause there on failure (always NUL-terminated, cut to fit).
+ *  - Ownership: objects (image, device, client) are created by a *_new,
+ *    *_open or *_connect call into a pointer you pass and released by the
+ *    matching *_free, *_close; releasing NULL does nothing. Pointers you pass
+ *    in are borrowed for the call only, unless the prototype says "keeps".
+ *    Strings and structs returned by pointer belong to their object and live
+ *    as long as it does (why-strings: until the next failure on it).
+ *  - Memory: setup allocates (open, new, connect), and so do a few control
+ *    messages that resize what they describe (SET_VRING_NUM sizes a ring's
+ *    scratch arrays, so a front-end that grows a ring reallocates them);
+ *    the request paths (I/O, ring processing, reads of an image) never do.
+ *  - Threads: the library starts none, installs no signal handlers and has
+ *    no global state (a server for untrusted front-ends installs a SIGBUS
+ *    handler of its own: see vub_dev_owns_fault). One object is used by one thread at a time; a device
+ *    calls its image from inside vub_dev_dispatch(), so do not use that
+ *    image elsewhere meanwhile. A client's queues may each have a thread.
+ *  - File descriptors: vub opens them O_CLOEXEC and closes every one it
+ *    owns; an fd you hand over (attach, connect_fd) is owned from then on.
  */
 #ifndef VUB_H
 #define VUB_H
@@ -48,6 +85,9 @@
 extern "C" {
 #endif
 
+/* The version of vub.c and vub.h (every program's --version says it). */
+#define VUB_VERSION "0.2.0"
+
 /* ---- Limits (compile-time configuration) ---------------------------------- */
 
 #ifndef VUB_MAX_QUEUES
@@ -59,8 +99,8 @@ extern "C" {
 #ifndef VUB_MAX_QUEUE_SIZE
 #define VUB_MAX_QUEUE_SIZE 32768 /* the largest ring the specs allow */
 #endif
-/* A device's poll set: its socket plus one kick fd per queue. */
-#define VUB_MAX_POLLFDS (1 + VUB_MAX_QUEUES)
+/* A device's poll set: its socket, its back-end channel, one kick fd per queue. */
+#define VUB_MAX_POLLFDS (2 + VUB_MAX_QUEUES)
 
 /* ---- Errors ---------------------------------------------------------------- */
 
@@ -80,7 +120,8 @@ enum vub_err {
     VUB_E_BUSY,      /* an image another process holds (its locks conflict with ours) */
 };
 
-/* A constant one-line description of an error code. */
+/* A constant one-line description of an error code; never NULL (unknown
+ * codes get a generic line). Static storage, any thread. */
 const char *vub_strerror(enum vub_err err);
 
 /* ---- Feature names ----------------------------------------------------------- */
@@ -91,7 +132,8 @@ enum vub_feature_kind {
 };
 
 /* Writes the names of the set bits, space-separated, into buf (always
- * NUL-terminated, truncated to len). Unknown bits print as "bit<N>". */
+ * NUL-terminated, truncated to len; nothing is written if len is 0).
+ * Unknown bits print as "bit<N>". Touches only buf: any thread. */
 void vub_features_str(uint64_t bits, enum vub_feature_kind kind, char *buf, size_t len);
 
 /* ---- Images: raw and qcow2 ------------------------------------------------- */
@@ -111,25 +153,47 @@ struct vub_image_opts {
 
 struct vub_image;
 
-/* Opens the image at path. On failure *why holds one line naming the cause.
- * The image owns its file descriptors; vub_image_close() releases them.
- * Format AUTO refuses (VUB_E_UNSUPP) a file that starts with another image
- * format's magic (VMDK, VHDX, VDI, QED, VPC, LUKS, qcow version 1); RAW
- * takes any file as it is. Every file opened is locked the way QEMU locks
- * images: VUB_E_BUSY if QEMU, qemu-img, qemu-storage-daemon or another vub
- * holds it in a way that conflicts (a writer excludes everyone but
- * force_share readers; a reader excludes writers). The locks last until
- * vub_image_close(). */
+/* Opens the image at path (and, for qcow2, its backing chain and data
+ * file) and sets *out. path and opts are copied; opts may be NULL (all
+ * defaults). Allocates the image and, for qcow2, its caches, all bounded
+ * (SPEC-NOTES.md "Memory per image"). On failure *out is NULL, nothing is
+ * left open and *why names the cause: VUB_E_IO (cannot open or read),
+ * VUB_E_CORRUPT (inconsistent metadata), VUB_E_UNSUPP (a feature vub does
+ * not read, named; also a file that starts with another image format's
+ * magic, VMDK, VHDX, VDI, QED, VPC, LUKS or qcow version 1, unless
+ * opts->format is RAW), VUB_E_BUSY (QEMU, qemu-img, qemu-storage-daemon
+ * or another vub holds a conflicting lock: a writer excludes everyone but
+ * force_share readers; a reader excludes writers), VUB_E_INVAL (bad
+ * arguments), VUB_E_NOMEM. Every file opened is locked the way QEMU locks
+ * images, until vub_image_close(). */
 enum vub_err vub_image_open(struct vub_image **out, const char *path,
                             const struct vub_image_opts *opts, char *why, size_t why_len);
+
+/* Closes every file the image opened (backing files too) and frees it.
+ * Nothing may use the image afterwards: a device made with it must be
+ * freed first. NULL is ignored. */
 void vub_image_close(struct vub_image *img);
 
+/* Facts fixed at open (the size changes only by vub_image_refresh_size());
+ * they never fail and may be read from any thread. */
 uint64_t vub_image_size(const struct vub_image *img);    /* virtual disk bytes */
-bool vub_image_read_only(const struct vub_image *img);
-enum vub_format vub_image_format(const struct vub_image *img);
+bool vub_image_read_only(const struct vub_image *img);   /* qcow2 is always read-only */
+enum vub_format vub_image_format(const struct vub_image *img); /* RAW or QCOW2 */
 
-/* Reads or writes exactly the bytes the iovecs describe, at byte offset off.
- * The range must lie inside the virtual disk (VUB_E_RANGE otherwise). */
+/* Re-reads a raw image's size after the file or block device grew.
+ * VUB_E_RANGE if it shrank (the old size is kept: a driver may hold data
+ * past the new end), VUB_E_UNSUPP for qcow2; *why says which. */
+enum vub_err vub_image_refresh_size(struct vub_image *img, char *why, size_t why_len);
+
+/* Reads or writes exactly the bytes the iovecs describe, at byte offset off;
+ * a short transfer is finished piece by piece, never reported as success.
+ * The range must lie inside the virtual disk (VUB_E_RANGE otherwise).
+ * VUB_E_RDONLY for a write to a read-only image, VUB_E_IO from the system,
+ * VUB_E_CORRUPT for bad qcow2 metadata met on the way (vub_image_why()).
+ * Allocates nothing; the iovecs are only read. One thread at a time (qcow2
+ * reads use the image's caches). Flush is fdatasync; discard punches a hole
+ * (a file system that cannot is not an error); write-zeroes leaves zeros,
+ * deallocating only if may_unmap. */
 enum vub_err vub_image_readv(struct vub_image *img, uint64_t off,
                              const struct iovec *iov, int iov_count);
 enum vub_err vub_image_writev(struct vub_image *img, uint64_t off,
@@ -167,7 +231,9 @@ struct vub_image_info {
     int32_t snapshot_index;          /* the snapshot being read; -1: active layer */
 };
 
-/* Fills *out. Never fails for an open image (VUB_E_INVAL for NULLs). */
+/* Fills the caller's *out. Never fails for an open image (VUB_E_INVAL for
+ * NULLs). The strings and `backing` point into the image: valid until
+ * vub_image_close(). */
 enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *out);
 
 /* One internal snapshot of a qcow2 image (qcow2 "Snapshots"). The id and name
@@ -209,13 +275,14 @@ enum vub_err vub_image_block_status(struct vub_image *img, uint64_t off, uint64_
 bool vub_image_uses_file(const struct vub_image *img, int fd);
 
 /* One line naming the cause of the last failed qcow2 read or block status
- * (for example which L2 entry is corrupt); "" if none, and for raw images. */
+ * (for example which L2 entry is corrupt); "" if none, and for raw images.
+ * The string belongs to the image and changes at its next failure. */
 const char *vub_image_why(const struct vub_image *img);
 
 /* ---- Back-end: a vhost-user-blk device ------------------------------------- */
 
 struct vub_dev_config {
-    struct vub_image *image;  /* the disk; caller-owned, must outlive the device */
+    struct vub_image *image;  /* the disk; kept, not owned: it must outlive the device */
     uint16_t num_queues;      /* 1..VUB_MAX_QUEUES; the GET_QUEUE_NUM answer */
     bool read_only;           /* offer VIRTIO_BLK_F_RO; forced on for read-only images */
     char serial[20];          /* GET_ID answer, NUL-padded (need not be terminated) */
@@ -225,6 +292,7 @@ struct vub_dev_config {
 struct vub_dev_stats {
     uint64_t requests;        /* virtio-blk requests completed */
     uint64_t reads, writes, flushes, discards, write_zeroes, get_ids;
+    uint64_t bytes_read, bytes_written; /* data moved by reads and writes that succeeded */
     uint64_t errors;          /* completed with a status other than OK */
     uint64_t notifications;   /* used-buffer notifications sent (call fd writes) */
     uint64_t kicks;           /* available-buffer notifications received */
@@ -235,20 +303,29 @@ struct vub_dev_stats {
 
 struct vub_dev;
 
-/* Creates a device with no session. Allocates everything it will need. */
+/* Creates a device with no session and sets *out. cfg is copied (its image
+ * pointer is kept). Allocates the device; each ring's scratch arrays are
+ * allocated later, when a front-end sets the ring's size. VUB_E_INVAL for a
+ * bad config (no image, num_queues outside 1..VUB_MAX_QUEUES), VUB_E_NOMEM. */
 enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg);
+
+/* Ends any session (as vub_dev_detach()) and frees the device. The image is
+ * the caller's and stays open. NULL is ignored. */
 void vub_dev_free(struct vub_dev *dev);
 
-/* Starts a session on a connected vhost-user socket. The device owns fd from
- * now on and closes it when the session ends. It sets a receive timeout on
- * the socket so a peer that stops in the middle of a message cannot hang it.
- * VUB_E_INVAL if a session is already attached. */
+/* Starts a session on a connected vhost-user socket, from a freshly reset
+ * device. The device owns fd from now on and closes it when the session
+ * ends. It sets send and receive timeouts on the socket so a peer that
+ * stops in the middle of a message cannot hang it. VUB_E_INVAL if fd < 0
+ * (so a failed accept() can be passed straight in) or a session is already
+ * attached; fd is then not taken. */
 enum vub_err vub_dev_attach(struct vub_dev *dev, int fd);
 
 /* Ends the session: closes the socket, unmaps guest memory, closes every fd
  * received and returns the device to its initial state. Safe to call twice. */
 void vub_dev_detach(struct vub_dev *dev);
 
+/* True while a session is attached (between attach and detach). */
 bool vub_dev_attached(const struct vub_dev *dev);
 
 /* Reads and handles one message from the socket (blocking until it is whole).
@@ -257,11 +334,20 @@ bool vub_dev_attached(const struct vub_dev *dev);
 enum vub_err vub_dev_handle_msg(struct vub_dev *dev);
 
 /* Processes queue q after its kick fd became readable: drains the kick,
- * completes every available request, notifies the driver once. */
+ * completes available requests (at most a few rings' worth per call, then
+ * it re-kicks itself so your loop comes back), notifies once per batch.
+ * Requests complete synchronously: the image is read or written inside
+ * this call. VUB_E_PROTO if the driver broke a ring rule (the queue stops,
+ * vub_dev_why() says which rule); VUB_E_INVAL for a bad q. */
 enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q);
 
 /* The caller's event loop in two calls: fill a poll set (the socket first,
- * then the kick fd of every started queue) and hand back what poll() saw. */
+ * the back-end channel while an answer is awaited on it, then the kick fd
+ * of every started queue; at most cap entries, returns how many) and hand
+ * back what poll() saw. The fds stay the device's: poll them, never close
+ * or read them. dispatch handles the socket first, then the queues; it
+ * returns what vub_dev_handle_msg() or vub_dev_process_queue() returned,
+ * and VUB_OK when nothing was ready. */
 size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap);
 enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n);
 
@@ -295,13 +381,25 @@ bool vub_dev_polling(const struct vub_dev *dev);
  * lower latency. Errors as for vub_dev_process_queue(). */
 enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served);
 
+/* Live resize: re-reads the image size (vub_image_refresh_size()) and, if
+ * it grew, sets the new capacity and tells an attached front-end with
+ * CONFIG_CHANGE_MSG on the back-end channel (BACKEND_REQ negotiated);
+ * *notified says whether it was told. The answer, when REPLY_ACK asks for
+ * one, is read by vub_dev_dispatch() later: never waited for, since the
+ * front-end asks GET_CONFIG first. *old_sectors and *new_sectors (each may be
+ * NULL) get the capacity before and after. A shrink is refused
+ * (VUB_E_RANGE) and the capacity kept; vub_dev_why() says why. */
+enum vub_err vub_dev_resize(struct vub_dev *dev, uint64_t *old_sectors, uint64_t *new_sectors, bool *notified);
+
 /* Queues started (kick fd received, not stopped): a session is running. */
 unsigned vub_dev_queues_started(const struct vub_dev *dev);
 
-/* One line describing why the last session ended or the last message failed. */
+/* One line describing why the last session ended or the last message failed;
+ * "" if nothing failed. Belongs to the device; changes at its next failure. */
 const char *vub_dev_why(const struct vub_dev *dev);
 
-/* Features negotiated in this session (0 before SET_FEATURES). */
+/* Features negotiated in this session (0 before SET_FEATURES), and the
+ * counters since the session began, copied into the caller's *out. */
 uint64_t vub_dev_features(const struct vub_dev *dev);
 uint64_t vub_dev_protocol_features(const struct vub_dev *dev);
 void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out);
@@ -312,21 +410,36 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out);
  * qemu-storage-daemon) the way a VMM would, with this process as the
  * "guest": its memory is one memfd shared with the back-end, and I/O
  * buffers are carved out of it, so the back-end reads and writes them in
- * place. Ten lines:
+ * place. A whole program that prints the first 16 bytes of the disk served
+ * on ./vub.sock (the back-end at the top of this file, vub-serve or
+ * qemu-storage-daemon); `make check` builds and runs it:
  *
- *     struct vub_client_opts o = { .socket_path = "/tmp/vub.sock" };
- *     struct vub_client *cl;
- *     char why[256];
- *     if (vub_client_connect(&cl, &o, why, sizeof why) != VUB_OK)
- *         errx(1, "%s", why);
- *     struct vub_client_queue *q = vub_client_queue(cl, 0);
- *     struct iovec iov = { vub_client_alloc(cl, 4096), 4096 }; // shared memory
- *     struct vub_client_req r = { .op = VUB_CLIENT_READ, .offset = 0,
- *                                 .iov = &iov, .iov_count = 1 };
- *     struct vub_client_completion c;
- *     if (vub_client_run(q, &r, &c) != VUB_OK)   // or submit, kick, wait, reap
- *         errx(1, "read: status %u", c.status);  // iov now holds sector 0
- *     vub_client_close(cl);
+ *     #include "vub.h"
+ *     #include <stdio.h>
+ *
+ *     int main(void)
+ *     {
+ *         struct vub_client_opts o = {.socket_path = "vub.sock"};
+ *         struct vub_client *cl;
+ *         char why[256];
+ *         if (vub_client_connect(&cl, &o, why, sizeof why) != VUB_OK)
+ *             return fprintf(stderr, "%s\n", why), 1;
+ *         struct vub_client_queue *q = vub_client_queue(cl, 0);
+ *         struct iovec iov = {vub_client_alloc(cl, 4096), 4096}; // shared memory
+ *         struct vub_client_req r = {.op = VUB_CLIENT_READ, .offset = 0,
+ *                                    .iov = &iov, .iov_count = 1};
+ *         struct vub_client_completion c;
+ *         enum vub_err err = vub_client_run(q, &r, &c); // or submit, kick, wait, reap
+ *         for (int i = 0; err == VUB_OK && i < 16; i++)
+ *             printf("%02x%s", ((unsigned char *)iov.iov_base)[i], i < 15 ? " " : "\n");
+ *         if (err != VUB_OK)
+ *             fprintf(stderr, "read: %s\n",
+ *                     err == VUB_E_IO || err == VUB_E_UNSUPP   // the back-end's status
+ *                         ? vub_client_status_str(c.status, why, sizeof why)
+ *                         : vub_client_queue_why(q));              // no answer: why
+ *         vub_client_close(cl);
+ *         return err != VUB_OK;
+ *     }
  *
  * Threading: the client object is set up and torn down by one thread.
  * In between, each queue may be driven by its own thread with no lock:
@@ -446,9 +559,15 @@ struct vub_client;
 struct vub_client_queue;
 
 /* Connects to socket_path, negotiates, reads the configuration, shares
- * memory and starts every queue. On failure *why holds one line and
- * nothing is left open. VUB_E_UNSUPP when the back-end lacks something
- * needed (VERSION_1, PROTOCOL_F_CONFIG, the ring layout asked for). */
+ * memory and starts every queue, then sets *out. opts is copied. Allocates
+ * the client, its shared-memory pool (a memfd of buffer_bytes plus the
+ * rings) and per-queue bookkeeping; nothing later allocates. On failure
+ * *out is NULL, *why holds one line and nothing is left open:
+ * VUB_E_UNSUPP when the back-end lacks something needed (VERSION_1,
+ * PROTOCOL_F_CONFIG, the ring layout asked for), VUB_E_INVAL for options
+ * the back-end cannot meet (more queues than it has, a bad queue size),
+ * VUB_E_PROTO / VUB_E_TIMEOUT / VUB_E_CLOSED when it misbehaves, VUB_E_IO
+ * when the socket cannot be reached, VUB_E_NOMEM. */
 enum vub_err vub_client_connect(struct vub_client **out, const struct vub_client_opts *opts,
                                 char *why, size_t why_len);
 
@@ -462,14 +581,31 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
  * everything. Buffers from vub_client_alloc() die with it. NULL is ignored. */
 void vub_client_close(struct vub_client *cl);
 
+/* The back-end's request channel (BACKEND_REQ), for poll: readable when the
+ * back-end sent a request; -1 if the back-end did not take one. Then call
+ * vub_client_handle_backend() from the thread that owns the client: for
+ * CONFIG_CHANGE_MSG it reads the config space again (a disk that grew has
+ * a new info.config.capacity_sectors; *config_changed is set) and answers.
+ * A closed or broken channel is closed and reported; the queues go on. */
+int vub_client_backend_fd(const struct vub_client *cl);
+enum vub_err vub_client_handle_backend(struct vub_client *cl, bool *config_changed);
+
+/* What was negotiated; points into the client, valid until vub_client_close(). */
 const struct vub_client_info *vub_client_info(const struct vub_client *cl);
-const char *vub_client_why(const struct vub_client *cl); /* the last control-plane failure */
+
+/* One line naming the last control-plane failure, "" if none; belongs to
+ * the client. */
+const char *vub_client_why(const struct vub_client *cl);
 
 /* Queue 0..info.num_queues-1, or NULL. Lives as long as the client. */
 struct vub_client_queue *vub_client_queue(struct vub_client *cl, unsigned index);
 
 /* Page-aligned shared-memory buffers for I/O (zero-copy: the back-end
- * uses them in place). NULL when the pool is exhausted. Thread-safe. */
+ * uses them in place), carved from the pool made at connect: no system
+ * allocation. NULL when the pool has no run of free pages that large.
+ * A buffer lives until vub_client_free() or vub_client_close(); free it
+ * only when no request in flight names it (free of NULL or of a pointer
+ * not from alloc is ignored). Thread-safe: a spin lock guards the pool. */
 void *vub_client_alloc(struct vub_client *cl, size_t bytes);
 void vub_client_free(struct vub_client *cl, void *buf);
 
@@ -478,14 +614,22 @@ void vub_client_free(struct vub_client *cl, void *buf);
 /* Makes a request available to the back-end; it is sent at the next
  * vub_client_kick(), vub_client_wait() or vub_client_reap(). VUB_E_AGAIN:
  * the ring is full, reap first. VUB_E_INVAL: a request that can never be
- * sent (misaligned, outside the pool, too many segments). */
+ * sent (misaligned, outside the pool, too many segments). VUB_E_PROTO: the
+ * queue is broken (vub_client_queue_why()). The request struct is copied;
+ * the buffers its iovecs name are the back-end's to use until reaped. */
 enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_client_req *req);
 
-/* Notifies the back-end of submitted requests, if it asked to be. */
+/* Notifies the back-end of submitted requests, if it asked to be (event
+ * suppression decides; a kick nobody asked for is skipped). VUB_E_PROTO on
+ * a broken ring. */
 enum vub_err vub_client_kick(struct vub_client_queue *q);
 
-/* Collects up to cap completions without blocking; *count says how many.
- * Completions come in the back-end's order, not necessarily submission order. */
+/* Collects up to cap completions into the caller's out[] without blocking;
+ * *count says how many (0 is not an error). Completions come in the
+ * back-end's order, not necessarily submission order. VUB_E_PROTO once the
+ * back-end wrote a used entry it had no right to (vub_client_queue_why());
+ * completions taken before that are still delivered, and the queue stays
+ * broken: every later call fails the same way. */
 enum vub_err vub_client_reap(struct vub_client_queue *q, struct vub_client_completion *out,
                              unsigned cap, unsigned *count);
 
@@ -503,29 +647,39 @@ int vub_client_queue_fd(const struct vub_client_queue *q);
 /* Busy polling: ask the back-end not to notify (a hint it may ignore). */
 void vub_client_set_polling(struct vub_client_queue *q, bool polling);
 
+/* Requests submitted and not yet reaped. */
 unsigned vub_client_in_flight(const struct vub_client_queue *q);
+
+/* One line naming why the queue broke, "" if it has not; belongs to the queue. */
 const char *vub_client_queue_why(const struct vub_client_queue *q);
 
 /* ---- Synchronous conveniences (the queue must have nothing in flight) ---- */
 
-/* Submits one request and waits for it. VUB_OK if the back-end answered
- * VUB_BLK_S_OK; VUB_E_IO for IOERR or any other status, VUB_E_UNSUPP for
- * UNSUPP (done->status has the byte); transport errors as above. */
+/* Submits one request and waits for it (up to the client's timeout_ms:
+ * VUB_E_TIMEOUT). VUB_OK if the back-end answered VUB_BLK_S_OK; VUB_E_IO
+ * for IOERR or any other status, VUB_E_UNSUPP for UNSUPP (done->status has
+ * the byte); VUB_E_INVAL if requests are already in flight or the request
+ * can never be sent (done->status is then VUB_BLK_S_NONE); transport errors
+ * as above. done may be NULL. */
 enum vub_err vub_client_run(struct vub_client_queue *q, const struct vub_client_req *req,
                             struct vub_client_completion *done);
 
 /* Copying reads and writes from any memory, through a per-queue bounce
- * buffer, in as many requests as it takes. *status (if not NULL) gets the
- * status of the last request. */
+ * buffer made at connect, in as many requests as it takes; buf is the
+ * caller's and only borrowed. Errors as vub_client_run(), for the first
+ * request that fails; *status (if not NULL) gets the status of the last
+ * request sent. */
 enum vub_err vub_client_pread(struct vub_client_queue *q, void *buf, size_t len, uint64_t offset,
                               uint8_t *status);
 enum vub_err vub_client_pwrite(struct vub_client_queue *q, const void *buf, size_t len,
                                uint64_t offset, uint8_t *status);
 
-/* The disk's serial: GET_ID's 20 bytes, NUL-terminated into id[21]. */
+/* The disk's serial: GET_ID's 20 bytes, NUL-terminated into the caller's
+ * id[21]. Errors as vub_client_run(). */
 enum vub_err vub_client_get_id(struct vub_client_queue *q, char id[21], uint8_t *status);
 
-/* "OK", "IOERR", "UNSUPP", "NONE" (not written) or "status N". */
+/* "OK", "IOERR", "UNSUPP", "NONE" (not written) or "status N": a constant
+ * string, or buf (len bytes, the caller's) for an unknown byte. */
 const char *vub_client_status_str(uint8_t status, char *buf, size_t len);
 
 #ifdef __cplusplus

@@ -573,6 +573,40 @@ static bool vc_resume(struct vc_sess *s, unsigned q, uint32_t base)
     return vc_q_configure(s, q, base) && vc_q_start(s, q);
 }
 
+/* The stop both QEMU generations send after the firmware: SET_VRING_ENABLE
+ * 1 and then 0 for every queue, also one never set up, then GET_VRING_BASE
+ * for the started ring only. The disabled ring's base is still where it
+ * stopped, and the unconfigured queue's flag did no harm. */
+static void p_ring_enable_sequence(const struct vc_case *c)
+{
+    (void)c;
+    struct vc_sess s;
+    char d[200] = "";
+    uint32_t num = 0;
+    if (!vc_open_or_fail(&s, &vc_default_setup))
+        return;
+    if (!vc_has_f(s.features, VHOST_USER_F_PROTOCOL_FEATURES)) {
+        vc_na("PROTOCOL_FEATURES not negotiated: rings have no enable state");
+        vc_close(&s);
+        return;
+    }
+    bool two = vc.info.queues >= 2; /* queue 1 exists but is never set up */
+    bool ok = !two || vc_ack_ok(&s, vc_msg_state(&s, VHOST_USER_SET_VRING_ENABLE, 1, 1), "SET_VRING_ENABLE 1 of queue 1");
+    for (int i = 0; ok && i < 2; i++)
+        ok = vc_read_check(&s, 0, 0, 512, "request on queue 0");
+    ok = ok && vc_ack_ok(&s, vc_msg_state(&s, VHOST_USER_SET_VRING_ENABLE, 0, 0), "SET_VRING_ENABLE 0 of queue 0") &&
+         (!two || vc_ack_ok(&s, vc_msg_state(&s, VHOST_USER_SET_VRING_ENABLE, 1, 0), "SET_VRING_ENABLE 0 of queue 1"));
+    if (!ok)
+        vc_fail("%s", s.why);
+    else if (!vc_get_base(&s, 0, &num, d, sizeof d))
+        vc_fail("GET_VRING_BASE of the disabled ring: %s", d);
+    else if (num != 2)
+        vc_fail("GET_VRING_BASE of the disabled ring answered %u after 2 requests", num);
+    else
+        vc_pass("enable/disable of an unconfigured queue was harmless; the disabled ring's base is 2");
+    vc_close(&s);
+}
+
 static void p_ring_base_value(const struct vc_case *c)
 {
     (void)c;
@@ -1021,7 +1055,7 @@ static void p_reset_keeps_mem(const struct vc_case *c)
 {
     (void)c;
     struct vc_sess s;
-    char d[200];
+    char d[200] = "";
     uint32_t num = 0;
     if (!vc_need_p(VHOST_USER_PROTOCOL_F_RESET_DEVICE, "RESET_DEVICE"))
         return;
@@ -1039,6 +1073,39 @@ static void p_reset_keeps_mem(const struct vc_case *c)
         vc_fail("the stop, reset and set-up without a memory table: %s%s", s.why, num == 1 ? "" : d);
     else if (vc_io_roundtrip(&s, 0, "after RESET_DEVICE, with the memory table of before"))
         vc_pass("RESET_DEVICE kept the memory table: rings set up again without it serve I/O");
+    vc_close(&s);
+}
+
+/* SET_STATUS 0 (a device reset) in QEMU 7.2's order: before GET_VRING_BASE.
+ * The answer must still be where the ring stopped, or the front-end
+ * resumes the ring at the wrong place after a stop/cont. */
+static void p_status_zero_base(const struct vc_case *c)
+{
+    (void)c;
+    struct vc_sess s;
+    char d[200] = "";
+    uint32_t num = 0;
+    uint64_t st = 0;
+    if (!vc_need_p(VHOST_USER_PROTOCOL_F_STATUS, "STATUS"))
+        return;
+    if (!vc_open_or_fail(&s, &vc_default_setup))
+        return;
+    if (!vc_ack_ok(&s, vc_msg_u64(&s, VHOST_USER_SET_STATUS, 0xf, NULL, 0), "SET_STATUS 0xf") ||
+        !vc_get_u64(&s, VHOST_USER_GET_STATUS, &st) || st != 0xf)
+        vc_fail("SET_STATUS 0xf then GET_STATUS answered 0x%llx%s", (unsigned long long)st, s.why);
+    for (int i = 0; i < 3 && !vc_failed(); i++)
+        vc_read_check(&s, 0, 0, 512, "request");
+    if (vc_failed()) {
+        vc_close(&s);
+        return;
+    }
+    if (!vc_ack_ok(&s, vc_msg_u64(&s, VHOST_USER_SET_STATUS, 0, NULL, 0), "SET_STATUS 0") ||
+        !vc_get_base(&s, 0, &num, d, sizeof d))
+        vc_fail("SET_STATUS 0, GET_VRING_BASE: %s%s", s.why, d);
+    else if (num != 3)
+        vc_fail("GET_VRING_BASE after SET_STATUS 0 answered %u, not 3: the ring position was lost", num);
+    else
+        vc_pass("GET_STATUS read back 0xf; after SET_STATUS 0, GET_VRING_BASE still answers 3");
     vc_close(&s);
 }
 
@@ -1483,6 +1550,8 @@ static const struct vc_case vc_cases_protocol[] = {
       "GET_MAX_MEM_SLOTS, REM_MEM_REG and ADD_MEM_REG keep the table usable"),
     P("proto.mem.rem-closes-fd", "MEM-REM", p_mem_rem_closes_fd, 0,
       "an fd sent with REM_MEM_REG is closed unused"),
+    P("proto.ring.enable-sequence", "VU-VRING-ENABLE", p_ring_enable_sequence, 0,
+      "QEMU's stop: enable and disable every queue (one never set up), GET_VRING_BASE of the disabled ring"),
     P("proto.ring.base-value", "VU-GET-VRING-BASE", p_ring_base_value, 0,
       "GET_VRING_BASE answers the next available index and does not reset it"),
     P("proto.ring.stopped-not-processed", "VU-RING-STOPPED", p_ring_stopped, 0,
@@ -1517,6 +1586,8 @@ static const struct vc_case vc_cases_protocol[] = {
       "RESET_DEVICE stops every ring and the connection can be set up again"),
     P("proto.reset.keeps-memory", "VU-RESET-KEEP", p_reset_keeps_mem, 0,
       "after RESET_DEVICE the rings are set up again without a new memory table, as QEMU 10 does"),
+    P("proto.status.zero-keeps-base", "VU-STATUS", p_status_zero_base, 0,
+      "GET_STATUS reads back SET_STATUS; status 0 before GET_VRING_BASE (QEMU 7.2) keeps the ring position"),
     PH("proto.reset.owner", "VU-RESET", p_reset_owner, 0,
        "the deprecated RESET_OWNER is ignored or disables the rings, without harm"),
     P("proto.config.size-1", "VU-CONFIG-SIZE", p_config_size, 1, "GET_CONFIG of 1 byte answers exactly 13 bytes"),

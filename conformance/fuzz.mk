@@ -11,15 +11,17 @@
 FUZZ_CC ?= clang
 FUZZ_CFLAGS = -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
               -Wall -Wextra -Wno-unused-function -I.
-FUZZ_TARGETS ?= fuzz-msg fuzz-ring-split fuzz-ring-packed fuzz-blk fuzz-session
+FUZZ_TARGETS ?= fuzz-msg fuzz-ring-split fuzz-ring-packed fuzz-blk fuzz-session fuzz-zstd
 FUZZ_SECONDS ?= 30
 FUZZ_CORPUS = conformance/fuzz-corpus
 # Extra libFuzzer options per target: the ring targets' inputs carry guest memory.
 FUZZ_OPTS = -timeout=10 -print_final_stats=1
 FUZZ_OPTS_fuzz-ring-split = -max_len=8192
 FUZZ_OPTS_fuzz-ring-packed = -max_len=8192
+# zstd: the seeds are frames from tests/data/zstd; clusters' extents are small.
+FUZZ_OPTS_fuzz-zstd = -max_len=65536
 
-FUZZ_ALL = fuzz-msg fuzz-ring-split fuzz-ring-packed fuzz-blk fuzz-session
+FUZZ_ALL = fuzz-msg fuzz-ring-split fuzz-ring-packed fuzz-blk fuzz-session fuzz-zstd
 FUZZ_SHARED = conformance/fuzz-guard.c conformance/fuzz-bench.c vub.c vub.h
 
 fuzz: $(FUZZ_ALL:%=build/fuzz/%) build/fuzz/fuzz-seeds

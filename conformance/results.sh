@@ -37,48 +37,69 @@ run() { # name command-template
 }
 
 VUB_CMD="$SERVE --socket {socket} --queues 2 IMG"
-QSD_CMD="$QSD --blockdev driver=file,node-name=f0,filename=IMG --blockdev driver=raw,node-name=d0,file=f0 --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path={socket},writable=on,num-queues=2"
+qsd_cmd() { # QSD binary -> its command template
+    echo "$1 --blockdev driver=file,node-name=f0,filename=IMG --blockdev driver=raw,node-name=d0,file=f0 --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path={socket},writable=on,num-queues=2"
+}
 
 vub_total=$(run vub "$VUB_CMD")
 echo "vub-serve: $vub_total"
-have_qsd=1
-command -v "$QSD" > /dev/null || have_qsd=0
-if [ $have_qsd = 1 ]; then
-    qsd_total=$(run qsd "$QSD_CMD")
-    qsd_version=$("$QSD" --version | head -1)
-    echo "qemu-storage-daemon: $qsd_total"
+# Two generations of qemu-storage-daemon: Debian 12's (7.2) and 10.0 from
+# bookworm-backports, unpacked beside it by tests/backports.sh.
+qsds=() # "label binary" pairs that ran
+if command -v "$QSD" > /dev/null; then
+    qsds+=("7.2 $QSD")
 fi
+QSD10=${QSD10:-build/guest-cache/qemu10/root/usr/bin/qemu-storage-daemon}
+if bash tests/backports.sh >/dev/null 2>&1 && [ -x "$QSD10" ]; then
+    qsds+=("10.0 $QSD10")
+else
+    echo "results.sh: qemu-storage-daemon 10.0 not available (tests/backports.sh failed)" >&2
+fi
+declare -A qsd_total qsd_version
+for q in "${qsds[@]}"; do
+    gen=${q%% *} bin=${q#* }
+    qsd_total[$gen]=$(run "qsd$gen" "$(qsd_cmd "$bin")")
+    qsd_version[$gen]=$("$bin" --version | head -1)
+    echo "qemu-storage-daemon $gen: ${qsd_total[$gen]}"
+done
 
 {
     echo "# vub-conform results"
     echo
     echo "Produced by \`bash conformance/results.sh\` on $(date -u +%Y-%m-%d) ($(uname -sr))."
     echo "Each back-end exports a fresh 1 MiB raw image with two queues; vub-conform starts it with"
-    echo "\`--spawn\` and restarts it whenever a case kills it. Verdicts: pass; fail (a MUST broken, a crash,"
+    echo "\`--spawn\` and restarts it whenever a case kills it (the cases are named after each table)."
+    echo "Verdicts: pass; fail (a MUST broken, a crash,"
     echo "a hang, lost data); warn (a SHOULD, or a robustness expectation the specs do not state); n/a (the"
     echo "back-end does not offer the feature). Tags are listed in \`conformance/README.md\`."
+    echo "qemu-storage-daemon 10.0 comes from Debian's bookworm-backports (\`tests/backports.sh\`)."
     echo
     echo "| back-end | command | result |"
     echo "|---|---|---|"
-    echo "| vub-serve | \`${VUB_CMD//IMG/IMG}\` | $vub_total |"
-    [ $have_qsd = 1 ] && echo "| $qsd_version | \`$QSD_CMD\` | $qsd_total |"
+    echo "| vub-serve | \`$VUB_CMD\` | $vub_total |"
+    for q in "${qsds[@]}"; do
+        gen=${q%% *}
+        echo "| ${qsd_version[$gen]} | \`$(qsd_cmd qemu-storage-daemon)\` | ${qsd_total[$gen]} |"
+    done
     echo
-    if [ $have_qsd = 1 ]; then
-        echo "## qemu-storage-daemon: what did not pass"
+    for q in "${qsds[@]}"; do
+        gen=${q%% *}
+        echo "## qemu-storage-daemon $gen: what did not pass"
         echo
         echo "| case | clause tag | verdict | what was seen |"
         echo "|---|---|---|---|"
-        grep -E '\| (fail|warn) \|' "$TMP/qsd.md"
+        grep -E '\| (fail|warn) \|' "$TMP/qsd$gen.md"
         echo
-    fi
+    done
     echo "## vub-serve: every case"
     echo
     cat "$TMP/vub.md"
-    if [ $have_qsd = 1 ]; then
+    for q in "${qsds[@]}"; do
+        gen=${q%% *}
         echo
-        echo "## qemu-storage-daemon: every case"
+        echo "## qemu-storage-daemon $gen: every case"
         echo
-        cat "$TMP/qsd.md"
-    fi
+        cat "$TMP/qsd$gen.md"
+    done
 } > "$OUT"
 echo "wrote $OUT"

@@ -101,6 +101,8 @@ struct vc_peer {
     char log[128];
     char death[160];          /* how the back-end last died, "" if it did not */
     unsigned restarts;
+    const char *restarted_after[32]; /* the cases after which it was restarted (first 32) */
+    char restart_why[32][160];       /* how it had died or hung then */
     bool lost;                /* --socket: the back-end no longer accepts */
 };
 
@@ -126,6 +128,7 @@ struct vc_ctx {
     /* totals */
     unsigned n, passed, failed, warned, na;
     FILE *report;
+    struct { const char *tag; enum vc_verdict verdict; } ran[2048]; /* the first n cases run */
     int memfd;                /* guest RAM, shared by every session */
     uint8_t *guest;
 };
@@ -347,6 +350,8 @@ static const char *vc_sock_path(void)
     return vc.opt.spawn_cmd ? vc.peer.sock : vc.opt.socket_path;
 }
 
+static int vc_connect_errno; /* why the last vc_connect() failed */
+
 /* Connects, retrying while the back-end finishes its previous session. */
 static int vc_connect(void)
 {
@@ -362,6 +367,7 @@ static int vc_connect(void)
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
             return fd;
         }
+        vc_connect_errno = errno;
         close(fd);
         if (vc.peer.pid > 0 && !vc_peer_alive())
             return -1;
@@ -865,7 +871,7 @@ static uint64_t vc_virtio_wanted(const struct vc_setup *o)
 static uint64_t vc_protocol_wanted(const struct vc_setup *o)
 {
     uint64_t p = VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) |
-                 VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE);
+                 VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS);
     if (!o->no_reply_ack)
         p |= VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK);
     if (o->mem == VC_MEM_ADD)
@@ -943,7 +949,7 @@ static bool vc_handshake(struct vc_sess *s, const struct vc_setup *o)
     s->setup = *o;
     s->sock = vc_connect();
     if (s->sock < 0) {
-        vc_why(s, "cannot connect to %s", vc_sock_path());
+        vc_why(s, "cannot connect to %s: %s", vc_sock_path(), strerror(vc_connect_errno));
         return false;
     }
     uint64_t offered;
@@ -1957,6 +1963,17 @@ static void vc_note_broken(const char *name)
         snprintf(vc.broken_by + len, sizeof vc.broken_by - len, "%s%s", len ? ", " : "", name);
 }
 
+/* Records which case brought the back-end down, so the report can name it. */
+static void vc_note_restart(void)
+{
+    if (vc.peer.restarts < VUB_ARRAY_LEN(vc.peer.restarted_after)) {
+        vc.peer.restarted_after[vc.peer.restarts] = vc.cur->name;
+        snprintf(vc.peer.restart_why[vc.peer.restarts], sizeof vc.peer.restart_why[0], "%s",
+                 vc.peer.death[0] ? vc.peer.death : "died");
+    }
+    vc.peer.restarts++;
+}
+
 /* Checks that the back-end survived the case: still alive, still accepts
  * a connection, and the disk is intact. Restarts a spawned back-end. */
 static void vc_after_case(void)
@@ -1964,7 +1981,7 @@ static void vc_after_case(void)
     if (vc.opt.spawn_cmd) {
         if (vc_peer_gone()) {
             vc_fail("%s", vc.peer.death[0] ? vc.peer.death : "back-end died");
-            vc.peer.restarts++;
+            vc_note_restart();
             if (!vc_peer_start()) {
                 fprintf(stderr, "vub-conform: cannot restart the back-end\n");
                 vc.peer.lost = true;
@@ -1989,7 +2006,7 @@ static void vc_after_case(void)
                 return;
             }
         }
-        vc.peer.restarts++;
+        vc_note_restart();
         if (vc.opt.spawn_cmd && !vc_peer_start())
             vc.peer.lost = true;
         return;
@@ -2015,9 +2032,27 @@ static void vc_after_case(void)
     vc_sleep_ms(1);
     if (vc_peer_gone()) {
         vc_fail("afterwards: %s", vc.peer.death);
-        vc.peer.restarts++;
+        vc_note_restart();
         if (!vc_peer_start())
             vc.peer.lost = true;
+    }
+}
+
+/* Names the cases that killed (or hung) the back-end, on stdout and after
+ * the report's table, so a run that went on past them still says so. */
+static void vc_report_restarts(void)
+{
+    unsigned n = vc.peer.restarts < VUB_ARRAY_LEN(vc.peer.restarted_after) ? vc.peer.restarts
+                                                                           : (unsigned)VUB_ARRAY_LEN(vc.peer.restarted_after);
+    if (n && vc.report)
+        fprintf(vc.report, "\nThe back-end was restarted %u times, after these cases:\n\n", vc.peer.restarts);
+    for (unsigned i = 0; i < n; i++) {
+        printf("#   restarted after %s: %s\n", vc.peer.restarted_after[i], vc.peer.restart_why[i]);
+        if (vc.report) {
+            fprintf(vc.report, "- `%s`: ", vc.peer.restarted_after[i]);
+            vc_md_cell(vc.report, vc.peer.restart_why[i]);
+            fputc('\n', vc.report);
+        }
     }
 }
 
@@ -2060,6 +2095,10 @@ static void vc_run_case(const struct vc_case *c)
         break;
     }
     fflush(stdout);
+    if (vc.n <= VUB_ARRAY_LEN(vc.ran)) {
+        vc.ran[vc.n - 1].tag = c->tag;
+        vc.ran[vc.n - 1].verdict = vc.verdict;
+    }
     if (vc.verdict != VC_NA && vc_cov_find(c->tag) >= 0)
         vc_cov.ran[vc_cov_find(c->tag)] = true;
     if (vc.report) {
@@ -2067,6 +2106,41 @@ static void vc_run_case(const struct vc_case *c)
         vc_md_cell(vc.report, vc.seen[0] ? vc.seen : c->sentence);
         fprintf(vc.report, " |\n");
     }
+}
+
+/* The report's second table: for each requirement tag the cases run,
+ * how many ended with each verdict, and the tag's verdict: fail if any
+ * case failed, else warn if any warned, else pass if any passed, else n/a. */
+static void vc_report_coverage(FILE *f)
+{
+    unsigned n = vc.n < VUB_ARRAY_LEN(vc.ran) ? vc.n : (unsigned)VUB_ARRAY_LEN(vc.ran);
+    unsigned tags = 0, tags_by[4] = {0};
+    fprintf(f, "\n### Coverage by requirement tag\n\n"
+               "| tag | cases | pass | warn | n/a | fail | tag verdict |\n|---|---|---|---|---|---|---|\n");
+    for (unsigned i = 0; i < n; i++) {
+        bool first = true;
+        for (unsigned j = 0; j < i && first; j++)
+            first = strcmp(vc.ran[j].tag, vc.ran[i].tag) != 0;
+        if (!first)
+            continue;
+        unsigned count[4] = {0}, cases = 0;
+        static const unsigned rank[] = {[VC_NA] = 0, [VC_PASS] = 1, [VC_WARN] = 2, [VC_FAIL] = 3};
+        enum vc_verdict worst = VC_NA;
+        for (unsigned j = i; j < n; j++) {
+            if (strcmp(vc.ran[j].tag, vc.ran[i].tag) != 0)
+                continue;
+            count[vc.ran[j].verdict]++;
+            cases++;
+            if (rank[vc.ran[j].verdict] > rank[worst])
+                worst = vc.ran[j].verdict;
+        }
+        tags++;
+        tags_by[worst]++;
+        fprintf(f, "| %s | %u | %u | %u | %u | %u | %s |\n", vc.ran[i].tag, cases, count[VC_PASS], count[VC_WARN],
+                count[VC_NA], count[VC_FAIL], vc_verdict_name[worst]);
+    }
+    fprintf(f, "\n%u tags covered by %u cases: %u pass, %u warn, %u n/a, %u fail (a tag takes its worst "
+               "case's verdict: fail, warn, pass, n/a in that order).\n", tags, n, tags_by[VC_PASS], tags_by[VC_WARN], tags_by[VC_NA], tags_by[VC_FAIL]);
 }
 
 static void usage(FILE *f)
@@ -2089,12 +2163,28 @@ static void usage(FILE *f)
             "  --notes FILE       SPEC-NOTES.md, for the clause coverage line (default ./SPEC-NOTES.md)\n");
 }
 
+static bool vc_number(const char *opt, const char *v, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtoull(v, &end, 0);
+    if (errno || !*v || *end || *v == '-') {
+        fprintf(stderr, "vub-conform: %s wants a number, not '%s' (try --help)\n", opt, v);
+        return false;
+    }
+    return true;
+}
+
 static bool vc_parse(int argc, char **argv)
 {
+    unsigned long long n = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
+            exit(0);
+        } else if (!strcmp(a, "--version")) {
+            printf("vub-conform %s\n", VUB_VERSION);
             exit(0);
         } else if (!strcmp(a, "--list")) {
             vc.opt.list = true;
@@ -2115,11 +2205,21 @@ static bool vc_parse(int argc, char **argv)
         } else if (v && !strcmp(a, "--report")) {
             vc.opt.report_path = v, i++;
         } else if (v && !strcmp(a, "--fuzz")) {
-            vc.opt.fuzz_sessions = strtoul(v, NULL, 0), i++;
+            if (!vc_number(a, v, &n))
+                return false;
+            vc.opt.fuzz_sessions = (unsigned long)n, i++;
         } else if (v && !strcmp(a, "--seed")) {
-            vc.opt.seed = strtoull(v, NULL, 0), i++;
+            if (!vc_number(a, v, &n))
+                return false;
+            vc.opt.seed = n, i++;
         } else if (v && !strcmp(a, "--disk-bytes")) {
-            vc.opt.disk_bytes = strtoull(v, NULL, 0) & ~511ull, i++;
+            if (!vc_number(a, v, &n))
+                return false;
+            if (n < 512) {
+                fprintf(stderr, "vub-conform: --disk-bytes wants at least 512, not '%s' (try --help)\n", v);
+                return false;
+            }
+            vc.opt.disk_bytes = n & ~511ull, i++;
         } else if (v && !strcmp(a, "--replay")) {
             char *colon;
             vc.opt.replay_seed = strtoull(v, &colon, 0);
@@ -2129,6 +2229,11 @@ static bool vc_parse(int argc, char **argv)
             }
             vc.opt.replay_step = strtoul(colon + 1, NULL, 0);
             vc.opt.replay = true, i++;
+        } else if (!v && (!strcmp(a, "--socket") || !strcmp(a, "--spawn") || !strcmp(a, "--case") ||
+                          !strcmp(a, "--log") || !strcmp(a, "--report") || !strcmp(a, "--fuzz") ||
+                          !strcmp(a, "--seed") || !strcmp(a, "--disk-bytes") || !strcmp(a, "--replay"))) {
+            fprintf(stderr, "vub-conform: %s needs a value (try --help)\n", a);
+            return false;
         } else {
             fprintf(stderr, "vub-conform: unexpected argument '%s' (try --help)\n", a);
             return false;
@@ -2138,7 +2243,42 @@ static bool vc_parse(int argc, char **argv)
         fprintf(stderr, "vub-conform: give exactly one of --socket and --spawn (try --help)\n");
         return false;
     }
+    unsigned matching = 0;
+    for (size_t g = 0; g < VUB_ARRAY_LEN(vc_groups); g++)
+        for (size_t i = 0; i < *vc_group_counts[g]; i++)
+            matching += vc_match(&vc_groups[g][i]);
+    if (vc.opt.pattern && matching == 0) {
+        fprintf(stderr, "vub-conform: no case matches '%s' (--list shows them)\n", vc.opt.pattern);
+        return false;
+    }
     return true;
+}
+
+/* The end of the back-end's output, its lines joined with "; ": why it
+ * did not start (a shell's "not found", the back-end's own complaint). */
+static void vc_log_tail(char *out, size_t len)
+{
+    char buf[300];
+    size_t n = 0, used = 0;
+    FILE *f = fopen(vc.peer.log, "r");
+    out[0] = '\0';
+    if (!f)
+        return;
+    if (fseek(f, -(long)sizeof buf, SEEK_END) != 0)
+        rewind(f);
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    while (n > 0 && buf[n - 1] == '\n')
+        n--;
+    for (size_t i = 0; i < n && used + 3 < len; i++) {
+        if (buf[i] == '\n') {
+            out[used++] = ';';
+            out[used++] = ' ';
+        } else {
+            out[used++] = buf[i];
+        }
+    }
+    out[used] = '\0';
 }
 
 static void vc_cleanup(void)
@@ -2187,8 +2327,11 @@ int main(int argc, char **argv)
         if (!vc.opt.log_path)
             snprintf(vc.peer.log, sizeof vc.peer.log, "%s/backend.log", vc.peer.dir);
         if (!vc_peer_start()) {
-            fprintf(stderr, "vub-conform: the back-end did not start (%s)\n",
-                    vc.peer.death[0] ? vc.peer.death : "no socket after 10 s");
+            char tail[400];
+            vc_log_tail(tail, sizeof tail);
+            fprintf(stderr, "vub-conform: the back-end did not start (%s)%s%s\n",
+                    vc.peer.death[0] ? vc.peer.death : "no socket after 10 s", tail[0] ? "; it said: " : "",
+                    tail);
             vc_cleanup();
             return 1;
         }
@@ -2237,6 +2380,7 @@ done:
         fprintf(stderr, "\r%80s\r", "");
     if (vc.peer.restarts)
         printf("# the back-end was restarted %u times\n", vc.peer.restarts);
+    vc_report_restarts();
     if (vc.broken_by[0]) {
         printf("# alive but broken (disk check failed), restarted after: %s\n", vc.broken_by);
         if (vc.report)
@@ -2245,8 +2389,10 @@ done:
     }
     vc_cov_print(true);
     printf("%u passed, %u failed, %u warned, %u n/a\n", vc.passed, vc.failed, vc.warned, vc.na);
-    if (vc.report)
+    if (vc.report) {
+        vc_report_coverage(vc.report);
         fclose(vc.report);
+    }
     rc = vc.failed ? 1 : 0;
 out:
     vc_cleanup();

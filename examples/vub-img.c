@@ -1,7 +1,7 @@
 /* vub-img: describe a raw or qcow2 image, or copy its disk to a raw file.
  *
- *   vub-img info    [options] IMAGE
- *   vub-img convert [options] IMAGE OUT.raw
+ *   vub-img info    [--output=json] [options] IMAGE
+ *   vub-img convert [-p] [options] IMAGE OUT.raw
  *
  * Every byte of the disk goes through the vub image layer. convert writes a
  * sparse file: it asks vub_image_block_status() where the zero runs are and
@@ -30,8 +30,10 @@
 #define STATUS_BYTES (UINT64_C(1) << 30) /* one block-status question */
 
 static const char usage[] =
-    "usage: vub-img info [options] IMAGE\n"
-    "       vub-img convert [options] IMAGE OUT.raw\n"
+    "usage: vub-img info [--output=human|json] [options] IMAGE\n"
+    "       vub-img convert [-p] [options] IMAGE OUT.raw\n"
+    "  --output=json          info as JSON, with qemu-img's key names\n"
+    "  -p                     convert: show progress (on a terminal)\n"
     "options:\n"
     "  --snapshot NAME        read this internal snapshot (id or name) of a qcow2 image\n"
     "  --allow-data-file      follow the external data file a qcow2 image names\n"
@@ -39,7 +41,7 @@ static const char usage[] =
     "  --format FMT           raw|qcow2: the image's format (default: detected); raw takes\n"
     "                         any file, also one that looks like another format, as it is\n"
     "  -U, --force-share      read an image another process is writing (like qemu-img -U)\n"
-    "  --help                 this text\n";
+    "  --help, --version      this text; the version\n";
 
 static int fail(const char *what, const char *why)
 {
@@ -87,6 +89,114 @@ static void print_info(const char *path, const struct vub_image *img)
         printf("  format %s, virtual size %llu bytes\n", in.format == VUB_FORMAT_QCOW2 ? "qcow2" : "raw",
                (unsigned long long)in.size_bytes);
     }
+}
+
+/* ---- info --output=json: qemu-img's key names where the meaning is the same ---- */
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static void json_snapshots(const struct vub_image *img, uint32_t count)
+{
+    printf(",\n    \"snapshots\": [");
+    for (uint32_t i = 0; i < count; i++) {
+        struct vub_image_snapshot s;
+        if (vub_image_snapshot(img, i, &s) != VUB_OK)
+            continue;
+        printf("%s\n        {\"id\": ", i ? "," : "");
+        json_string(s.id);
+        printf(", \"name\": ");
+        json_string(s.name);
+        printf(", \"vm-state-size\": %llu, \"date-sec\": %u, \"date-nsec\": %u, \"vm-clock-sec\": %llu, "
+               "\"vm-clock-nsec\": %llu}",
+               (unsigned long long)s.vm_state_bytes, s.date_sec, s.date_nsec,
+               (unsigned long long)(s.vm_clock_nsec / 1000000000u), (unsigned long long)(s.vm_clock_nsec % 1000000000u));
+    }
+    printf("\n    ]");
+}
+
+/* qcow2 header feature bits, as qemu-img names them in "format-specific". */
+#define QCOW2_DIRTY_BIT 0
+#define QCOW2_CORRUPT_BIT 1
+#define QCOW2_LAZY_REFCOUNTS_BIT 0
+
+static void print_json(const char *path, const struct vub_image *img)
+{
+    struct vub_image_info in;
+    struct stat st;
+    vub_image_info(img, &in);
+    bool qcow2 = in.format == VUB_FORMAT_QCOW2;
+    printf("{\n    \"filename\": ");
+    json_string(path);
+    printf(",\n    \"format\": \"%s\",\n    \"virtual-size\": %llu", qcow2 ? "qcow2" : "raw",
+           (unsigned long long)in.size_bytes);
+    if (stat(path, &st) == 0)
+        printf(",\n    \"actual-size\": %llu", (unsigned long long)st.st_blocks * 512);
+    printf(",\n    \"dirty-flag\": %s", in.incompatible_features >> QCOW2_DIRTY_BIT & 1 ? "true" : "false");
+    if (qcow2) {
+        printf(",\n    \"cluster-size\": %u", 1u << in.cluster_bits);
+        printf(",\n    \"format-specific\": {\n        \"type\": \"qcow2\",\n        \"data\": {\n"
+               "            \"compat\": \"%s\",\n            \"compression-type\": \"%s\",\n"
+               "            \"refcount-bits\": %u",
+               in.version >= 3 ? "1.1" : "0.10", in.compression, in.refcount_bits);
+        if (in.version >= 3)
+            printf(",\n            \"lazy-refcounts\": %s,\n            \"corrupt\": %s,\n"
+                   "            \"extended-l2\": %s",
+                   in.compatible_features >> QCOW2_LAZY_REFCOUNTS_BIT & 1 ? "true" : "false",
+                   in.incompatible_features >> QCOW2_CORRUPT_BIT & 1 ? "true" : "false",
+                   in.extended_l2 ? "true" : "false");
+        if (in.data_file) {
+            printf(",\n            \"data-file\": ");
+            json_string(in.data_file);
+        }
+        printf("\n        }\n    }");
+        if (in.backing_name) {
+            printf(",\n    \"backing-filename\": ");
+            json_string(in.backing_name);
+            printf(",\n    \"full-backing-filename\": ");
+            json_string(in.backing_path);
+            if (in.backing_format) {
+                printf(",\n    \"backing-filename-format\": ");
+                json_string(in.backing_format);
+            }
+        }
+        if (in.snapshot_count)
+            json_snapshots(img, in.snapshot_count);
+    }
+    printf("\n}\n");
+}
+
+/* ---- convert ---- */
+
+/* "    (45.00/100%)" on stderr, as qemu-img -p shows it, when asked for and
+ * stderr is a terminal; redrawn only when the hundredths change. */
+struct progress {
+    bool on;
+    uint64_t total;
+    long shown;
+};
+
+static void progress(struct progress *p, uint64_t done)
+{
+    if (!p->on)
+        return;
+    long now = p->total ? (long)((double)done * 10000.0 / (double)p->total) : 10000;
+    if (now == p->shown)
+        return;
+    p->shown = now;
+    fprintf(stderr, "\r    (%ld.%02ld/100%%)%s", now / 100, now % 100, done >= p->total ? "\n" : "");
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -158,11 +268,12 @@ static int create_temp(const char *out_path, char **tmp_path)
     return fd;
 }
 
-static int convert(const char *path, struct vub_image *img, const char *out_path)
+static int convert(const char *path, struct vub_image *img, const char *out_path, bool show_progress)
 {
     if (check_output(img, out_path) != 0)
         return 1;
     uint64_t size = vub_image_size(img);
+    struct progress pr = {show_progress && isatty(STDERR_FILENO), size, -1};
     uint8_t *buf = malloc(CHUNK_BYTES);
     char *tmp_path = NULL;
     int out = buf ? create_temp(out_path, &tmp_path) : -1;
@@ -189,8 +300,10 @@ static int convert(const char *path, struct vub_image *img, const char *out_path
             else if (!write_sparse(out, buf, n, off + done))
                 rc = fail(out_path, strerror(errno));
             done += n;
+            progress(&pr, off + done);
         }
         off += run;
+        progress(&pr, off);
     }
     /* Durable before it replaces anything: a crash leaves the old OUT.raw. */
     if (rc == 0 && (ftruncate(out, (off_t)size) != 0 || fdatasync(out) != 0))
@@ -206,60 +319,116 @@ static int convert(const char *path, struct vub_image *img, const char *out_path
     return rc;
 }
 
-int main(int argc, char **argv)
+/* Says what is wrong with the command line, in one line; exit status 2. */
+static int usage_error(const char *what, const char *value)
 {
-    struct vub_image_opts opts = {.read_only = true};
-    const char *args[3];
-    int nargs = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (strcmp(a, "--allow-data-file") == 0) {
-            opts.allow_data_file = true;
-        } else if (strcmp(a, "--force-share") == 0 || strcmp(a, "-U") == 0) {
-            opts.force_share = true;
-        } else if (strcmp(a, "--snapshot") == 0 && i + 1 < argc) {
-            opts.snapshot = argv[++i];
-        } else if ((strcmp(a, "--backing-format") == 0 || strcmp(a, "--format") == 0) && i + 1 < argc) {
-            const char *f = argv[++i];
-            if (strcmp(f, "raw") != 0 && strcmp(f, "qcow2") != 0) {
-                fprintf(stderr, "vub-img: %s wants raw or qcow2, not '%s'\n", a, f);
-                return 2;
-            }
-            enum vub_format fmt = strcmp(f, "raw") == 0 ? VUB_FORMAT_RAW : VUB_FORMAT_QCOW2;
-            *(strcmp(a, "--format") == 0 ? &opts.format : &opts.backing_format) = fmt;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "vub-img: unknown option %s (try --help)\n", a);
-            return 2;
-        } else if (nargs < 3) {
-            args[nargs++] = a;
-        } else {
-            fprintf(stderr, "vub-img: too many arguments (try --help)\n");
-            return 2;
-        }
-    }
-    bool info = nargs == 2 && strcmp(args[0], "info") == 0;
-    bool conv = nargs == 3 && strcmp(args[0], "convert") == 0;
-    if (!info && !conv) {
-        fprintf(stderr, "vub-img: expected info IMAGE or convert IMAGE OUT.raw (try --help)\n");
+    fprintf(stderr, "vub-img: %s%s%s (try --help)\n", what, value ? " " : "", value ? value : "");
+    return 2;
+}
+
+struct cli {
+    struct vub_image_opts opts;
+    const char *args[3]; /* COMMAND IMAGE [OUT.raw] */
+    int nargs;
+    bool json;           /* info --output=json */
+    bool progress;       /* convert -p */
+};
+
+static int parse_format(const char *opt, const char *v, enum vub_format *out)
+{
+    if (strcmp(v, "raw") != 0 && strcmp(v, "qcow2") != 0) {
+        fprintf(stderr, "vub-img: %s wants raw or qcow2, not '%s' (try --help)\n", opt, v);
         return 2;
     }
+    *out = strcmp(v, "raw") == 0 ? VUB_FORMAT_RAW : VUB_FORMAT_QCOW2;
+    return 0;
+}
+
+static int parse_output(const char *v, bool *json)
+{
+    if (strcmp(v, "json") != 0 && strcmp(v, "human") != 0) {
+        fprintf(stderr, "vub-img: --output wants human or json, not '%s' (try --help)\n", v);
+        return 2;
+    }
+    *json = strcmp(v, "json") == 0;
+    return 0;
+}
+
+/* Returns 0 to go on, 2 for a usage error, -1 after --help/--version. */
+static int parse_args(int argc, char **argv, struct cli *c)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool valued = !strcmp(a, "--snapshot") || !strcmp(a, "--format") || !strcmp(a, "--backing-format") ||
+                      !strcmp(a, "--output");
+        if (valued && !v)
+            return usage_error(a, "needs a value");
+        int rc = 0;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return -1;
+        } else if (!strcmp(a, "--version")) {
+            printf("vub-img %s\n", VUB_VERSION);
+            return -1;
+        } else if (!strcmp(a, "--allow-data-file")) {
+            c->opts.allow_data_file = true;
+        } else if (!strcmp(a, "--force-share") || !strcmp(a, "-U")) {
+            c->opts.force_share = true;
+        } else if (!strcmp(a, "-p")) {
+            c->progress = true;
+        } else if (!strncmp(a, "--output=", 9)) {
+            rc = parse_output(a + 9, &c->json);
+        } else if (valued) {
+            i++;
+            if (!strcmp(a, "--snapshot"))
+                c->opts.snapshot = v;
+            else if (!strcmp(a, "--output"))
+                rc = parse_output(v, &c->json);
+            else
+                rc = parse_format(a, v, !strcmp(a, "--format") ? &c->opts.format : &c->opts.backing_format);
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return usage_error("unknown option", a);
+        } else if (c->nargs < 3) {
+            c->args[c->nargs++] = a;
+        } else {
+            return usage_error("too many arguments, from", a);
+        }
+        if (rc)
+            return rc;
+    }
+    if (c->nargs == 0)
+        return usage_error("no command: info IMAGE or convert IMAGE OUT.raw", NULL);
+    if (strcmp(c->args[0], "info") && strcmp(c->args[0], "convert"))
+        return usage_error("unknown command (info or convert):", c->args[0]);
+    if (!strcmp(c->args[0], "info") ? c->nargs != 2 : c->nargs != 3)
+        return usage_error(!strcmp(c->args[0], "info") ? "info takes one IMAGE" : "convert takes IMAGE OUT.raw",
+                           NULL);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli c = {.opts = {.read_only = true}};
+    int rc = parse_args(argc, argv, &c);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    const char *path = c.args[1];
     struct vub_image *img;
     char why[512] = "";
-    enum vub_err err = vub_image_open(&img, args[1], &opts, why, sizeof why);
+    enum vub_err err = vub_image_open(&img, path, &c.opts, why, sizeof why);
     if (err != VUB_OK) {
-        fprintf(stderr, "vub-img: %s\n", why[0] ? why : vub_strerror(err));
+        fprintf(stderr, "vub-img: %s%s\n", why[0] ? why : vub_strerror(err),
+                strstr(why, "no recorded format") ? "; here: --backing-format raw|qcow2" : "");
         return 1;
     }
-    int rc = 0;
-    if (opts.snapshot && vub_image_format(img) != VUB_FORMAT_QCOW2)
-        rc = fail(args[1], "--snapshot needs a qcow2 image");
-    else if (info)
-        print_info(args[1], img);
+    if (c.opts.snapshot && vub_image_format(img) != VUB_FORMAT_QCOW2)
+        rc = fail(path, "--snapshot needs a qcow2 image; this one is raw");
+    else if (!strcmp(c.args[0], "convert"))
+        rc = convert(path, img, c.args[2], c.progress);
+    else if (c.json)
+        print_json(path, img);
     else
-        rc = convert(args[1], img, args[2]);
+        print_info(path, img);
     vub_image_close(img);
     return rc;
 }

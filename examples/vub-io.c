@@ -1,12 +1,14 @@
 /* vub-io: drive a vhost-user-blk back-end from the command line with the
- * vub front-end. Build:
- *   cc -std=c11 -O2 -Ibuild/merged build/merged/vub.c examples/vub-io.c -o build/vub-io
+ * vub front-end. Build (or `make build/vub-io`):
+ *   cc -std=c11 -O2 -I. vub.c examples/vub-io.c -o build/vub-io
  */
 #define _GNU_SOURCE
 #include "vub.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,9 @@
 
 static const char usage[] =
     "usage: vub-io --socket PATH [--queues N] [--ring auto|split|packed] [--timeout MS] COMMAND\n"
+    "       vub-io --help | --version\n"
+    "  --queues N         queues to set up, 1..64 (default 1)\n"
+    "  --timeout MS       wait this long for each reply (default 10000)\n"
     "commands:\n"
     "  info               features, protocol features, configuration, queues\n"
     "  read OFF LEN       disk bytes to stdout\n"
@@ -25,9 +30,12 @@ static const char usage[] =
     "  discard OFF LEN    discard a range\n"
     "  zero OFF LEN       write zeroes to a range (--unmap: may deallocate)\n"
     "  id                 the disk's serial (GET_ID)\n"
+    "  wait-resize MS     wait up to MS ms for the back-end to announce a new size\n"
+    "                     (CONFIG_CHANGE_MSG), then write and read back the last 4 KiB\n"
     "  verify             DESTROYS DATA: write random blocks across the disk with\n"
     "                     several sizes and queue depths, read back, compare\n"
-    "sizes take K, M or G suffixes (powers of 1024); offsets and lengths are multiples of 512\n";
+    "sizes take K, M, G or T suffixes (powers of 1024); offsets and lengths are multiples of 512;\n"
+    "dump shows its progress on stderr when that is a terminal\n";
 
 static struct vub_client *cl;
 static bool ring_auto; /* --ring auto (the default): packed rings if offered */
@@ -41,6 +49,19 @@ _Noreturn static void die(const char *fmt, const char *arg)
     exit(1);
 }
 
+/* A mistake on the command line: one line naming it, exit status 2. */
+__attribute__((format(printf, 1, 2))) _Noreturn static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "vub-io: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (try --help)\n");
+    va_end(ap);
+    vub_client_close(cl);
+    exit(2);
+}
+
 static uint64_t parse_size(const char *s)
 {
     char *end;
@@ -50,9 +71,10 @@ static uint64_t parse_size(const char *s)
     case 'K': case 'k': mul = UINT64_C(1) << 10; end++; break;
     case 'M': case 'm': mul = UINT64_C(1) << 20; end++; break;
     case 'G': case 'g': mul = UINT64_C(1) << 30; end++; break;
+    case 'T': case 't': mul = UINT64_C(1) << 40; end++; break;
     }
     if (errno || end == s || *end || v > UINT64_MAX / mul || *s == '-')
-        die("bad size '%s'", s);
+        usage_error("bad size '%s': a number with an optional K, M, G or T suffix", s);
     return v * mul;
 }
 
@@ -109,13 +131,25 @@ static void cmd_info(void)
         printf("memory slots:              %" PRIu64 "\n", in->max_mem_slots);
 }
 
-static void cmd_read(uint64_t off, uint64_t len)
+/* "vub-io: dump: 45% (29 of 64 MiB)" on stderr, redrawn as the percentage changes. */
+static void progress(bool on, uint64_t done, uint64_t total, int *shown)
+{
+    int pct = total ? (int)(done * 100 / total) : 100;
+    if (!on || pct == *shown)
+        return;
+    *shown = pct;
+    fprintf(stderr, "\rvub-io: dump: %d%% (%" PRIu64 " of %" PRIu64 " MiB)%s", pct, done >> 20, total >> 20,
+            done >= total ? "\n" : "");
+}
+
+static void cmd_read(uint64_t off, uint64_t len, bool show_progress)
 {
     struct vub_client_queue *q = vub_client_queue(cl, 0);
     uint8_t *buf = malloc(CHUNK), status = VUB_BLK_S_NONE;
+    int shown = -1;
     if (!buf)
         die("%s", "out of memory");
-    for (uint64_t done = 0; done < len;) {
+    for (uint64_t done = 0; done < len; progress(show_progress, done, len, &shown)) {
         size_t n = len - done < CHUNK ? (size_t)(len - done) : CHUNK;
         enum vub_err err = vub_client_pread(q, buf, n, off + done, &status);
         check(err, status, q, "read", off + done);
@@ -259,6 +293,89 @@ static void cmd_verify(void)
         die("%s", "verify failed");
 }
 
+/* The commands: name, operands, and whether they change the disk. */
+static const struct command {
+    const char *name;
+    int operands;
+    const char *synopsis;
+    bool writes;
+} commands[] = {
+    {"info", 0, "info", false},        {"read", 2, "read OFF LEN", false},
+    {"write", 1, "write OFF", true},   {"dump", 0, "dump", false},
+    {"flush", 0, "flush", false},      {"discard", 2, "discard OFF LEN", true},
+    {"zero", 2, "zero OFF LEN", true}, {"id", 0, "id", false},
+    {"verify", 0, "verify", true},     {"wait-resize", 1, "wait-resize MS", false},
+};
+
+static const struct command *find_command(const char *name, int nargs)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(commands[i].name, name) != 0)
+            continue;
+        if (nargs != commands[i].operands)
+            usage_error("wrong operands: the command is '%s'", commands[i].synopsis);
+        return &commands[i];
+    }
+    usage_error("unknown command '%s' (info, read, write, dump, flush, discard, zero, id, wait-resize, verify)", name);
+}
+
+/* The client knows the capacity and whether the disk is read-only: say so
+ * before asking the back-end something it must refuse. */
+static void check_request(const struct command *c, uint64_t off, uint64_t len)
+{
+    const struct vub_client_info *in = vub_client_info(cl);
+    uint64_t capacity = in->config.capacity_sectors * 512;
+    char line[200];
+    if (!strcmp(c->name, "wait-resize")) /* its operand is a time, not an offset */
+        return;
+    if (c->writes && (in->features >> 5 & 1)) { /* VIRTIO_BLK_F_RO */
+        snprintf(line, sizeof line, "%s: the disk is read-only (the back-end offers VIRTIO_BLK_F_RO)", c->name);
+        die("%s", line);
+    }
+    if ((c->operands == 2 && (off > capacity || len > capacity - off)) || (c->operands == 1 && off >= capacity)) {
+        if (c->operands == 2)
+            snprintf(line, sizeof line, "%s %" PRIu64 " %" PRIu64 ": past the end of the disk (capacity %" PRIu64
+                     " bytes)", c->name, off, len, capacity);
+        else
+            snprintf(line, sizeof line, "%s at %" PRIu64 ": past the end of the disk (capacity %" PRIu64 " bytes)",
+                     c->name, off, capacity);
+        fprintf(stderr, "vub-io: %s\n", line);
+        vub_client_close(cl);
+        exit(2);
+    }
+}
+
+/* Waits on the back-end's channel for a new capacity, then shows that the
+ * new end of the disk takes a write and gives it back. */
+static void cmd_wait_resize(uint64_t ms)
+{
+    const struct vub_client_info *in = vub_client_info(cl);
+    uint64_t before = in->config.capacity_sectors;
+    struct vub_client_queue *q = vub_client_queue(cl, 0);
+    if (vub_client_backend_fd(cl) < 0)
+        die("%s", "the back-end took no back-end channel (protocol feature BACKEND_REQ)");
+    printf("capacity %" PRIu64 " sectors; waiting for a resize\n", before);
+    fflush(stdout);
+    while (in->config.capacity_sectors == before) {
+        struct pollfd p = {.fd = vub_client_backend_fd(cl), .events = POLLIN};
+        if (poll(&p, 1, ms > INT32_MAX ? -1 : (int)ms) != 1)
+            die("%s", "no resize was announced in time");
+        bool changed;
+        if (vub_client_handle_backend(cl, &changed) != VUB_OK)
+            die("back-end channel: %s", vub_client_why(cl));
+    }
+    uint64_t after = in->config.capacity_sectors, off = after * 512 - 4096;
+    printf("capacity %" PRIu64 " -> %" PRIu64 " sectors\n", before, after);
+    uint8_t out[4096], back[4096], status = VUB_BLK_S_NONE;
+    for (size_t k = 0; k < sizeof out; k++)
+        out[k] = (uint8_t)(k * 31 + after);
+    check(vub_client_pwrite(q, out, sizeof out, off, &status), status, q, "write at the new end", off);
+    check(vub_client_pread(q, back, sizeof back, off, &status), status, q, "read at the new end", off);
+    if (memcmp(out, back, sizeof out) != 0)
+        die("%s", "the last 4 KiB read back differ from what was written");
+    printf("wrote and read back 4096 bytes at %" PRIu64 "\n", off);
+}
+
 int main(int argc, char **argv)
 {
     struct vub_client_opts o = {.num_queues = 1, .buffer_bytes = 2 * 64 * 262144};
@@ -270,25 +387,33 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage, stdout);
             return 0;
+        } else if (!strcmp(a, "--version")) {
+            printf("vub-io %s\n", VUB_VERSION);
+            return 0;
         } else if (!strcmp(a, "--unmap")) {
             unmap = true;
+        } else if (strcmp(a, "--socket") && strcmp(a, "--queues") && strcmp(a, "--timeout") && strcmp(a, "--ring")) {
+            usage_error("unknown option '%s'", a);
         } else if (!v) {
-            fputs(usage, stderr);
-            return 2;
+            usage_error("%s needs a value", a);
         } else if (!strcmp(a, "--socket")) {
             o.socket_path = argv[++i];
         } else if (!strcmp(a, "--queues")) {
-            o.num_queues = (unsigned)parse_size(argv[++i]);
+            uint64_t n = parse_size(argv[++i]);
+            if (n < 1 || n > VUB_MAX_QUEUES)
+                usage_error("--queues wants 1..%d, not '%s'", VUB_MAX_QUEUES, argv[i]);
+            o.num_queues = (unsigned)n;
         } else if (!strcmp(a, "--timeout")) {
-            o.timeout_ms = (int)parse_size(argv[++i]);
-        } else if (!strcmp(a, "--ring")) {
+            uint64_t ms = parse_size(argv[++i]);
+            if (ms < 1 || ms > 3600000)
+                usage_error("--timeout wants 1..3600000 milliseconds, not '%s'", argv[i]);
+            o.timeout_ms = (int)ms;
+        } else {
             v = argv[++i];
             o.ring = !strcmp(v, "split") ? VUB_CLIENT_RING_SPLIT
                      : !strcmp(v, "packed") ? VUB_CLIENT_RING_PACKED
-                     : !strcmp(v, "auto") ? VUB_CLIENT_RING_AUTO : (die("bad --ring '%s'", v), 0);
-        } else {
-            fputs(usage, stderr);
-            return 2;
+                     : !strcmp(v, "auto") ? VUB_CLIENT_RING_AUTO
+                                          : (usage_error("--ring wants auto, split or packed, not '%s'", v), 0);
         }
     }
     ring_auto = o.ring == VUB_CLIENT_RING_AUTO;
@@ -300,43 +425,42 @@ int main(int argc, char **argv)
                 argv[k] = argv[k + 1];
             argc--;
         }
-    const char *cmd = i < argc ? argv[i] : NULL;
-    int nargs = argc - i - 1;
-    if (!cmd || !o.socket_path) {
-        fputs(usage, stderr);
-        return 2;
-    }
+    if (i >= argc)
+        usage_error("no command given");
+    if (!o.socket_path)
+        usage_error("no --socket PATH given");
+    const struct command *c = find_command(argv[i], argc - i - 1);
+    uint64_t off = c->operands >= 1 ? parse_size(argv[i + 1]) : 0;
+    uint64_t len = c->operands == 2 ? parse_size(argv[i + 2]) : 0;
     enum vub_err err = vub_client_connect(&cl, &o, why, sizeof why);
     if (err != VUB_OK)
         die("%s", why);
+    check_request(c, off, len);
     uint8_t status = VUB_BLK_S_NONE;
-    if (!strcmp(cmd, "info") && nargs == 0) {
+    if (!strcmp(c->name, "info")) {
         cmd_info();
-    } else if (!strcmp(cmd, "read") && nargs == 2) {
-        cmd_read(parse_size(argv[i + 1]), parse_size(argv[i + 2]));
-    } else if (!strcmp(cmd, "write") && nargs == 1) {
-        cmd_write(parse_size(argv[i + 1]));
-    } else if (!strcmp(cmd, "dump") && nargs == 0) {
-        cmd_read(0, vub_client_info(cl)->config.capacity_sectors * 512);
-    } else if (!strcmp(cmd, "flush") && nargs == 0) {
+    } else if (!strcmp(c->name, "read")) {
+        cmd_read(off, len, false);
+    } else if (!strcmp(c->name, "write")) {
+        cmd_write(off);
+    } else if (!strcmp(c->name, "dump")) {
+        cmd_read(0, vub_client_info(cl)->config.capacity_sectors * 512, isatty(STDERR_FILENO));
+    } else if (!strcmp(c->name, "flush")) {
         struct vub_client_req r = {.op = VUB_CLIENT_FLUSH};
         struct vub_client_completion d;
         err = vub_client_run(vub_client_queue(cl, 0), &r, &d);
         check(err, d.status, vub_client_queue(cl, 0), "flush", 0);
-    } else if ((!strcmp(cmd, "discard") || !strcmp(cmd, "zero")) && nargs == 2) {
-        cmd_range(cmd[0] == 'd' ? VUB_CLIENT_DISCARD : VUB_CLIENT_WRITE_ZEROES, parse_size(argv[i + 1]),
-                  parse_size(argv[i + 2]), unmap);
-    } else if (!strcmp(cmd, "id") && nargs == 0) {
+    } else if (!strcmp(c->name, "discard") || !strcmp(c->name, "zero")) {
+        cmd_range(c->name[0] == 'd' ? VUB_CLIENT_DISCARD : VUB_CLIENT_WRITE_ZEROES, off, len, unmap);
+    } else if (!strcmp(c->name, "id")) {
         char id[21];
         err = vub_client_get_id(vub_client_queue(cl, 0), id, &status);
         check(err, status, vub_client_queue(cl, 0), "get-id", 0);
         printf("%s\n", id);
-    } else if (!strcmp(cmd, "verify") && nargs == 0) {
-        cmd_verify();
+    } else if (!strcmp(c->name, "wait-resize")) {
+        cmd_wait_resize(off); /* its one operand is a time in ms */
     } else {
-        fputs(usage, stderr);
-        vub_client_close(cl);
-        return 2;
+        cmd_verify();
     }
     if (fflush(stdout) != 0)
         die("stdout: %s", strerror(errno));

@@ -1,11 +1,13 @@
-/* vub-serve: export a disk image as a vhost-user-blk device on a unix socket.
+/* vub-serve: export disk images as vhost-user-blk devices on unix sockets.
  *
- *   vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID]
- *             [--format raw|qcow2] [--poll-us N] [--snapshot NAME]
- *             [--backing-format raw|qcow2] [--allow-data-file] [--force-share] IMAGE
+ *   vub-serve [options] IMAGE
+ *   vub-serve [options] --export socket=PATH,image=FILE[,read-only=on][,queues=N][,serial=ID] ...
  *
- * Serves one front-end at a time; after a disconnect it waits for the next,
- * so a VM can restart. SIGINT/SIGTERM exit cleanly and remove the socket.
+ * Each export is its own device with its own socket, serving one front-end
+ * at a time; after a disconnect it waits for the next, so a VM can restart,
+ * while the other exports go on. SIGINT/SIGTERM exit cleanly and remove the
+ * sockets; SIGUSR1 logs every export's statistics and goes on serving;
+ * SIGHUP re-reads the size of every raw image that grew and tells its guest.
  * The event loop is plain poll(): vub.c names the fds, this program waits.
  */
 #define _GNU_SOURCE
@@ -14,6 +16,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,14 +27,17 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stop_requested;
+#define MAX_EXPORTS 16
+#define SERIAL_BYTES 20 /* GET_ID's answer */
+
+static volatile sig_atomic_t stop_requested, stats_requested, resize_requested;
 
 /* A front-end that shrinks its memory file under us makes our next access
  * to it raise SIGBUS (see vub_dev_owns_fault in vub.h). The handler jumps
- * back to serve_session(), which ends that session; a SIGBUS anywhere else
+ * back to export_serve(), which ends that session; a SIGBUS anywhere else
  * is a bug and crashes as usual. */
 static sigjmp_buf fault_jump;
-static struct vub_dev *volatile fault_dev; /* set while a session runs */
+static struct vub_dev *volatile fault_dev; /* set while a device is being served */
 
 static void on_sigbus(int sig, siginfo_t *info, void *context)
 {
@@ -41,115 +47,241 @@ static void on_sigbus(int sig, siginfo_t *info, void *context)
     signal(sig, SIG_DFL); /* returning re-runs the access: now fatal */
 }
 
-static void on_signal(int sig)
+static void on_stop(int sig)
 {
     (void)sig;
     stop_requested = 1;
 }
 
-struct options {
+static void on_stats(int sig)
+{
+    (void)sig;
+    stats_requested = 1;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    resize_requested = 1;
+}
+
+/* One export: what the command line asked for, then what serves it. */
+struct export {
     const char *socket_path;
     const char *image_path;
     const char *serial;
     unsigned queues;
-    unsigned poll_us; /* busy-poll this long after the last request before sleeping */
     bool read_only;
-    enum vub_format format;
-    const char *snapshot;          /* qcow2: serve this internal snapshot */
-    enum vub_format backing_format; /* qcow2: for a backing file whose format is not recorded */
-    bool allow_data_file;          /* qcow2: follow an external data file the image names */
-    bool force_share;              /* read-only: let others write the image meanwhile */
+    struct vub_image *img;
+    struct vub_dev *dev;
+    int lfd;                  /* listening socket */
+    uint64_t logged_features; /* last logged: firmware and OS negotiate in turn */
+    uint64_t rejected;        /* rejected messages already logged */
+    uint64_t dropped;         /* dropped notification fds already logged */
+    struct pollfd *fds;       /* this export's part of the poll set */
+    size_t nfds;
 };
+
+struct options {
+    struct export exports[MAX_EXPORTS];
+    unsigned count;
+    struct export single;          /* --socket, --read-only, --queues, --serial, IMAGE */
+    unsigned poll_us;              /* busy-poll this long after the last request before sleeping */
+    struct vub_image_opts image;   /* --format, --snapshot, --backing-format, ... for every export */
+};
+
+static unsigned export_count; /* > 1: log lines name their export */
+
+__attribute__((format(printf, 2, 3))) static void say(const struct export *e, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (export_count > 1)
+        fprintf(stderr, "vub-serve: %s: %s\n", e->socket_path, line);
+    else
+        fprintf(stderr, "vub-serve: %s\n", line);
+}
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID]\n"
-            "                 [--format raw|qcow2] [--poll-us N] [--snapshot NAME]\n"
-            "                 [--backing-format raw|qcow2] [--allow-data-file] [--force-share] IMAGE\n"
-            "Export IMAGE as a vhost-user-blk device on a unix socket (default vub.sock).\n"
-            "  --socket PATH   listen here (a stale socket file is replaced)\n"
+            "usage: vub-serve [--socket PATH] [--read-only] [--queues N] [--serial ID] [options] IMAGE\n"
+            "       vub-serve [options] --export socket=PATH,image=FILE[,read-only=on][,queues=N][,serial=ID] ...\n"
+            "Export IMAGE as a vhost-user-blk device on a unix socket (default vub.sock);\n"
+            "--export, repeatable, adds one export per socket, each its own device.\n"
+            "  --socket PATH   listen here (a stale socket file is replaced, a live one never)\n"
             "  --read-only     offer VIRTIO_BLK_F_RO and open the image read-only\n"
             "  --queues N      number of request queues, 1..%d (default 8)\n"
-            "  --serial ID     GET_ID answer, up to 20 bytes (default vub)\n"
-            "  --format F      image format (default: detected from the file)\n"
+            "  --serial ID     GET_ID answer, up to %d bytes (default vub)\n"
+            "options, for every export:\n"
+            "  --format F      raw|qcow2 (default: detected; raw takes any file as it is)\n"
             "  --poll-us N     busy-poll the queues for N microseconds after the last\n"
             "                  request before sleeping (default 0: sleep at once)\n"
-            "  --force-share   with --read-only: serve an image another process writes\n"
-            "The image is locked as QEMU locks images: it is refused while QEMU or\n"
-            "qemu-img uses it in a conflicting way, and they refuse it while served.\n"
+            "  --force-share   with read-only: serve an image another process writes\n"
+            "  --version       print the version\n"
+            "SIGHUP re-reads the size of a raw image that grew and tells the front-end.\n"
             "qcow2 images are served read-only (VIRTIO_BLK_F_RO):\n"
             "  --snapshot NAME       serve an internal snapshot (id or name)\n"
             "  --backing-format F    format of a backing file the image does not record\n"
-            "  --allow-data-file     follow an external data file named by the image\n",
-            VUB_MAX_QUEUES);
+            "  --allow-data-file     follow an external data file named by the image\n"
+            "Images are locked as QEMU locks them: one QEMU or qemu-img uses in a conflicting\n"
+            "way is refused, and they refuse it while it is served. SIGUSR1 logs statistics.\n",
+            VUB_MAX_QUEUES, SERIAL_BYTES);
 }
 
-static int parse_args(int argc, char **argv, struct options *o)
+/* ---- The command line ---- */
+
+/* Says what is wrong with the command line, in one line. */
+__attribute__((format(printf, 1, 2))) static bool bad(const char *fmt, ...)
 {
-    *o = (struct options){.socket_path = "vub.sock", .serial = "vub", .queues = 8};
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "vub-serve: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (try --help)\n");
+    va_end(ap);
+    return false;
+}
+
+static bool parse_queues(const char *what, const char *v, unsigned *out)
+{
+    char *end;
+    unsigned long n = strtoul(v, &end, 10);
+    if (!*v || *end || n < 1 || n > VUB_MAX_QUEUES)
+        return bad("%s wants 1..%d, not '%s'", what, VUB_MAX_QUEUES, v);
+    *out = (unsigned)n;
+    return true;
+}
+
+static bool parse_serial(const char *what, const char *v, const char **out)
+{
+    if (strlen(v) > SERIAL_BYTES)
+        return bad("%s is at most %d bytes (the size of GET_ID's answer), '%s' has %zu", what, SERIAL_BYTES, v,
+                   strlen(v));
+    *out = v;
+    return true;
+}
+
+/* socket=PATH,image=FILE[,read-only=on|off][,queues=N][,serial=ID] */
+static bool parse_export(char *spec, struct export *e)
+{
+    *e = (struct export){.serial = "vub", .queues = 8, .lfd = -1};
+    for (char *save = NULL, *kv = strtok_r(spec, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *v = strchr(kv, '=');
+        if (!v)
+            return bad("--export: '%s' is not KEY=VALUE", kv);
+        *v++ = '\0';
+        if (!strcmp(kv, "socket") && *v)
+            e->socket_path = v;
+        else if (!strcmp(kv, "image") && *v)
+            e->image_path = v;
+        else if (!strcmp(kv, "read-only") && (!strcmp(v, "on") || !strcmp(v, "off")))
+            e->read_only = !strcmp(v, "on");
+        else if (!strcmp(kv, "queues")) {
+            if (!parse_queues("--export queues", v, &e->queues))
+                return false;
+        } else if (!strcmp(kv, "serial")) {
+            if (!parse_serial("--export serial", v, &e->serial))
+                return false;
+        } else
+            return bad("--export: unknown key or bad value '%s=%s' (keys: socket, image, read-only=on|off, "
+                       "queues, serial)", kv, v);
+    }
+    if (!e->socket_path || !e->image_path)
+        return bad("--export needs socket=PATH and image=FILE");
+    return true;
+}
+
+static bool parse_format(const char *what, const char *v, enum vub_format *out)
+{
+    if (strcmp(v, "raw") && strcmp(v, "qcow2"))
+        return bad("%s wants raw or qcow2, not '%s'", what, v);
+    *out = strcmp(v, "raw") ? VUB_FORMAT_QCOW2 : VUB_FORMAT_RAW;
+    return true;
+}
+
+/* Options that take a value; one without its value is named as such. */
+static const char *const valued[] = {"--socket", "--serial", "--queues", "--poll-us", "--format",
+                                     "--backing-format", "--snapshot", "--export"};
+
+static bool parse_option(const char *a, char *v, struct options *o)
+{
+    struct export *s = &o->single;
+    if (!strcmp(a, "--socket"))
+        s->socket_path = v;
+    else if (!strcmp(a, "--serial"))
+        return parse_serial(a, v, &s->serial);
+    else if (!strcmp(a, "--queues"))
+        return parse_queues(a, v, &s->queues);
+    else if (!strcmp(a, "--poll-us")) {
+        char *end;
+        unsigned long n = strtoul(v, &end, 10);
+        if (!*v || *end || n > 1000000)
+            return bad("%s wants 0..1000000, not '%s'", a, v);
+        o->poll_us = (unsigned)n;
+    } else if (!strcmp(a, "--format"))
+        return parse_format(a, v, &o->image.format);
+    else if (!strcmp(a, "--backing-format"))
+        return parse_format(a, v, &o->image.backing_format);
+    else if (!strcmp(a, "--snapshot"))
+        o->image.snapshot = v;
+    else if (o->count == MAX_EXPORTS)
+        return bad("%s: at most %d exports", a, MAX_EXPORTS);
+    else
+        return parse_export(v, &o->exports[o->count++]);
+    return true;
+}
+
+static bool parse_args(int argc, char **argv, struct options *o)
+{
+    *o = (struct options){.single = {.socket_path = "vub.sock", .serial = "vub", .queues = 8, .lfd = -1}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        bool takes_value = false;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
+            takes_value |= !strcmp(a, valued[k]);
+        if (takes_value) {
+            if (i + 1 >= argc)
+                return bad("%s needs a value", a);
+            if (!parse_option(a, argv[++i], o))
+                return false;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
+        } else if (!strcmp(a, "--version")) {
+            printf("vub-serve %s\n", VUB_VERSION);
+            exit(0);
         } else if (!strcmp(a, "--read-only")) {
-            o->read_only = true;
-        } else if (v && !strcmp(a, "--socket")) {
-            o->socket_path = v, i++;
-        } else if (v && !strcmp(a, "--serial")) {
-            o->serial = v, i++;
-        } else if (v && !strcmp(a, "--queues")) {
-            char *end;
-            unsigned long n = strtoul(v, &end, 10);
-            if (*end || n < 1 || n > VUB_MAX_QUEUES) {
-                fprintf(stderr, "vub-serve: --queues wants 1..%d, not '%s'\n", VUB_MAX_QUEUES, v);
-                return -1;
-            }
-            o->queues = (unsigned)n, i++;
-        } else if (v && !strcmp(a, "--poll-us")) {
-            char *end;
-            unsigned long n = strtoul(v, &end, 10);
-            if (*end || n > 1000000) {
-                fprintf(stderr, "vub-serve: --poll-us wants 0..1000000, not '%s'\n", v);
-                return -1;
-            }
-            o->poll_us = (unsigned)n, i++;
-        } else if (v && (!strcmp(a, "--format") || !strcmp(a, "--backing-format"))) {
-            if (strcmp(v, "raw") && strcmp(v, "qcow2")) {
-                fprintf(stderr, "vub-serve: %s wants raw or qcow2, not '%s'\n", a, v);
-                return -1;
-            }
-            enum vub_format f = strcmp(v, "raw") ? VUB_FORMAT_QCOW2 : VUB_FORMAT_RAW;
-            if (!strcmp(a, "--format"))
-                o->format = f;
-            else
-                o->backing_format = f;
-            i++;
-        } else if (v && !strcmp(a, "--snapshot")) {
-            o->snapshot = v, i++;
+            o->single.read_only = true;
         } else if (!strcmp(a, "--allow-data-file")) {
-            o->allow_data_file = true;
+            o->image.allow_data_file = true;
         } else if (!strcmp(a, "--force-share")) {
-            o->force_share = true;
-        } else if (a[0] == '-' || o->image_path) {
-            fprintf(stderr, "vub-serve: unexpected argument '%s' (try --help)\n", a);
-            return -1;
+            o->image.force_share = true;
+        } else if (a[0] == '-') {
+            return bad("unknown option '%s'", a);
+        } else if (o->single.image_path) {
+            return bad("one IMAGE only, not also '%s'; use --export for more", a);
         } else {
-            o->image_path = a;
+            o->single.image_path = a;
         }
     }
-    if (!o->image_path) {
-        fprintf(stderr, "vub-serve: no IMAGE given (try --help)\n");
-        return -1;
-    }
-    if (o->force_share && !o->read_only) {
-        fprintf(stderr, "vub-serve: --force-share needs --read-only (a writer never shares)\n");
-        return -1;
-    }
-    return 0;
+    if (o->single.image_path && o->count == MAX_EXPORTS)
+        return bad("at most %d exports", MAX_EXPORTS);
+    if (o->single.image_path)
+        o->exports[o->count++] = o->single;
+    if (o->count == 0)
+        return bad("no IMAGE given");
+    for (unsigned i = 0; i < o->count; i++)
+        if (o->image.force_share && !o->exports[i].read_only)
+            return bad("--force-share needs read-only exports: %s is writable (a writer never shares)",
+                       o->exports[i].image_path);
+    return true;
 }
+
+/* ---- Sockets ---- */
 
 /* True if a server accepts connections on the socket at addr. The probe
  * does not block: a live server whose backlog is full (EAGAIN) is live. */
@@ -166,63 +298,144 @@ static bool socket_is_live(const struct sockaddr_un *addr)
 /* Binds a listening unix socket. A socket file nobody answers on is stale
  * (its server died) and is replaced; one a live server answers on, and any
  * other kind of file, is left alone. */
-static int listen_on(const char *path)
+static int listen_on(const struct export *e)
 {
+    const char *path = e->socket_path;
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     struct stat st;
     if (strlen(path) >= sizeof addr.sun_path) {
-        fprintf(stderr, "vub-serve: socket path too long (at most %zu bytes): %s\n",
-                sizeof addr.sun_path - 1, path);
+        say(e, "socket path too long (at most %zu bytes): %s", sizeof addr.sun_path - 1, path);
         return -1;
     }
     strcpy(addr.sun_path, path);
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
-            fprintf(stderr, "vub-serve: %s exists and is not a socket; choose another --socket\n", path);
+            say(e, "%s exists and is not a socket; choose another socket path", path);
             return -1;
         }
         if (socket_is_live(&addr)) {
-            fprintf(stderr, "vub-serve: %s: a server is listening on this socket; stop it or choose "
-                            "another --socket\n", path);
+            say(e, "%s: a server is listening on this socket; stop it or choose another --socket", path);
             return -1;
         }
-        fprintf(stderr, "vub-serve: replacing stale socket %s (nobody listens on it)\n", path);
+        say(e, "replacing stale socket %s (nobody listens on it)", path);
         unlink(path);
     }
+    /* Bound under a temporary name and linked into place once listening, so
+     * the socket file never exists without a listener behind it (a script
+     * that waits for the file then connects at once is not refused); link()
+     * never replaces a file that appeared meanwhile. */
+    struct sockaddr_un tmp = addr;
+    int len = snprintf(tmp.sun_path, sizeof tmp.sun_path, "%s.%d", path, (int)getpid());
+    bool staged = len > 0 && (size_t)len < sizeof tmp.sun_path;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 1) != 0) {
-        fprintf(stderr, "vub-serve: cannot listen on %s: %s\n", path, strerror(errno));
+    if (fd < 0 || bind(fd, (struct sockaddr *)(staged ? &tmp : &addr), sizeof addr) != 0 || listen(fd, 1) != 0 ||
+        (staged && link(tmp.sun_path, path) != 0)) {
+        say(e, "cannot listen on %s: %s", path, strerror(errno));
+        if (staged)
+            unlink(tmp.sun_path);
         if (fd >= 0)
             close(fd);
         return -1;
     }
+    if (staged)
+        unlink(tmp.sun_path);
     return fd;
 }
 
-static void log_features(struct vub_dev *dev)
+/* ---- One export: open, serve, log, close ---- */
+
+static bool export_open(struct export *e, const struct vub_image_opts *common)
 {
-    char virtio[512], protocol[256];
-    vub_features_str(vub_dev_features(dev), VUB_FEATURES_VIRTIO, virtio, sizeof virtio);
-    vub_features_str(vub_dev_protocol_features(dev), VUB_FEATURES_PROTOCOL, protocol, sizeof protocol);
-    fprintf(stderr, "vub-serve: driver started; features: %s; protocol features: %s\n", virtio, protocol);
+    char why[512];
+    struct vub_image_opts io = *common;
+    io.read_only = e->read_only;
+    if (vub_image_open(&e->img, e->image_path, &io, why, sizeof why) != VUB_OK) {
+        say(e, "cannot open image: %s%s", why,
+            strstr(why, "no recorded format") ? "; here: --backing-format raw|qcow2" : "");
+        return false;
+    }
+    if (common->snapshot && vub_image_format(e->img) != VUB_FORMAT_QCOW2) {
+        say(e, "--snapshot needs a qcow2 image; %s is raw", e->image_path);
+        return false;
+    }
+    if (vub_image_size(e->img) == 0) {
+        say(e, "%s holds no whole 512-byte sector: nothing to serve (give it a size: truncate -s 1G %s)",
+            e->image_path, e->image_path);
+        return false;
+    }
+    struct vub_dev_config dc = {.image = e->img, .num_queues = (uint16_t)e->queues, .read_only = e->read_only};
+    memcpy(dc.serial, e->serial, strlen(e->serial));
+    if (vub_dev_new(&e->dev, &dc) != VUB_OK) {
+        say(e, "cannot create the device (out of memory)");
+        return false;
+    }
+    e->lfd = listen_on(e);
+    if (e->lfd < 0)
+        return false;
+    say(e, "serving %s (%llu bytes, %s%s) on %s with %u queues", e->image_path,
+        (unsigned long long)vub_image_size(e->img), vub_image_format(e->img) == VUB_FORMAT_QCOW2 ? "qcow2" : "raw",
+        e->read_only || vub_image_read_only(e->img) ? ", read-only" : "", e->socket_path, e->queues);
+    return true;
 }
 
-static void log_end(struct vub_dev *dev, enum vub_err err)
+static void export_close(struct export *e)
+{
+    if (e->lfd >= 0) {
+        close(e->lfd);
+        unlink(e->socket_path);
+    }
+    vub_dev_free(e->dev);
+    vub_image_close(e->img);
+}
+
+/* One line: request counts by type, errors, bytes, notifications, per queue. */
+static void log_stats(const struct export *e, const char *what)
 {
     struct vub_dev_stats s;
-    vub_dev_stats(dev, &s);
-    fprintf(stderr,
-            "vub-serve: session ended (%s); requests %llu: reads %llu writes %llu flushes %llu "
-            "discards %llu write-zeroes %llu get-id %llu errors %llu; notifications %llu; per queue:",
-            err == VUB_E_CLOSED ? "front-end disconnected" : vub_dev_why(dev),
-            (unsigned long long)s.requests, (unsigned long long)s.reads, (unsigned long long)s.writes,
-            (unsigned long long)s.flushes, (unsigned long long)s.discards,
-            (unsigned long long)s.write_zeroes, (unsigned long long)s.get_ids,
-            (unsigned long long)s.errors, (unsigned long long)s.notifications);
-    for (unsigned q = 0; q < VUB_MAX_QUEUES; q++)
+    char queues[VUB_MAX_QUEUES * 24] = "";
+    size_t used = 0;
+    vub_dev_stats(e->dev, &s);
+    for (unsigned q = 0; q < VUB_MAX_QUEUES && used < sizeof queues; q++)
         if (s.queue_requests[q])
-            fprintf(stderr, " q%u=%llu", q, (unsigned long long)s.queue_requests[q]);
-    fprintf(stderr, "\n");
+            used += (size_t)snprintf(queues + used, sizeof queues - used, " q%u=%llu", q,
+                                     (unsigned long long)s.queue_requests[q]);
+    say(e,
+        "%s; requests %llu: reads %llu writes %llu flushes %llu discards %llu write-zeroes %llu get-id %llu "
+        "errors %llu; bytes read %llu written %llu; notifications %llu; per queue:%s",
+        what, (unsigned long long)s.requests, (unsigned long long)s.reads, (unsigned long long)s.writes,
+        (unsigned long long)s.flushes, (unsigned long long)s.discards, (unsigned long long)s.write_zeroes,
+        (unsigned long long)s.get_ids, (unsigned long long)s.errors, (unsigned long long)s.bytes_read,
+        (unsigned long long)s.bytes_written, (unsigned long long)s.notifications, queues);
+}
+
+static void end_session(struct export *e, enum vub_err err)
+{
+    char what[600];
+    snprintf(what, sizeof what, "session ended (%s)", err == VUB_E_CLOSED ? "front-end disconnected" : vub_dev_why(e->dev));
+    log_stats(e, what);
+    vub_dev_detach(e->dev);
+}
+
+/* Logs what changed in the session: a rejected message, new features. */
+static void log_changes(struct export *e)
+{
+    struct vub_dev_stats s;
+    vub_dev_stats(e->dev, &s);
+    if (s.rejected_messages != e->rejected) {
+        e->rejected = s.rejected_messages;
+        say(e, "rejected a message: %s", vub_dev_why(e->dev));
+    }
+    if (s.dropped_fds != e->dropped) {
+        e->dropped = s.dropped_fds;
+        say(e, "%s", vub_dev_why(e->dev));
+    }
+    if (vub_dev_queues_started(e->dev) > 0 && vub_dev_features(e->dev) != e->logged_features) {
+        char virtio[512], protocol[256];
+        e->logged_features = vub_dev_features(e->dev);
+        vub_features_str(e->logged_features, VUB_FEATURES_VIRTIO, virtio, sizeof virtio);
+        vub_features_str(vub_dev_protocol_features(e->dev), VUB_FEATURES_PROTOCOL, protocol, sizeof protocol);
+        say(e, "driver started; features: %s; protocol features: %s", virtio, protocol);
+    }
 }
 
 static uint64_t now_us(void)
@@ -250,106 +463,140 @@ static enum vub_err busy_poll(struct vub_dev *dev, unsigned poll_us)
     return VUB_OK;
 }
 
-/* Runs one session until the front-end leaves, breaks the protocol, or a
- * signal asks us to stop. */
-static void serve_loop(struct vub_dev *dev, unsigned poll_us)
+/* SIGHUP: follow the image's new size. Growing is announced to the
+ * front-end; shrinking is refused, since the guest may hold data there. */
+static void follow_resize(const struct export *e)
 {
-    uint64_t logged = 0; /* features last logged: firmware and OS negotiate in turn */
-    uint64_t rejected = 0, dropped = 0;
-    enum vub_err err = VUB_OK;
-    while (!stop_requested && err == VUB_OK) {
-        struct pollfd fds[VUB_MAX_POLLFDS];
-        size_t n = vub_dev_pollfds(dev, fds, VUB_MAX_POLLFDS);
-        if (poll(fds, n, vub_dev_polling(dev) ? 1 : -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        err = vub_dev_dispatch(dev, fds, n);
-        if (err == VUB_OK && poll_us)
-            err = busy_poll(dev, poll_us);
-        struct vub_dev_stats s;
-        vub_dev_stats(dev, &s);
-        if (s.rejected_messages != rejected) {
-            rejected = s.rejected_messages;
-            fprintf(stderr, "vub-serve: rejected a message: %s\n", vub_dev_why(dev));
-        }
-        if (s.dropped_fds != dropped) {
-            dropped = s.dropped_fds;
-            fprintf(stderr, "vub-serve: %s\n", vub_dev_why(dev));
-        }
-        if (vub_dev_queues_started(dev) > 0 && vub_dev_features(dev) != logged) {
-            log_features(dev);
-            logged = vub_dev_features(dev);
-        }
-    }
-    log_end(dev, stop_requested ? VUB_E_CLOSED : err);
+    struct vub_dev *dev = e->dev;
+    uint64_t before, after;
+    bool told;
+    enum vub_err err = vub_dev_resize(dev, &before, &after, &told);
+    if (err != VUB_OK)
+        say(e, "SIGHUP: resize refused: %s; capacity stays %llu sectors", vub_dev_why(dev),
+               (unsigned long long)before);
+    else if (before == after)
+        say(e, "SIGHUP: capacity unchanged, %llu sectors", (unsigned long long)after);
+    else
+        say(e, "SIGHUP: capacity %llu -> %llu sectors (%llu -> %llu bytes); %s",
+               (unsigned long long)before, (unsigned long long)after, (unsigned long long)before * 512,
+               (unsigned long long)after * 512,
+               told ? "front-end notified" : vub_dev_attached(dev) ? "the front-end has no back-end channel"
+                                                           : "no front-end connected");
 }
 
-static void serve_session(struct vub_dev *dev, unsigned poll_us)
+/* Handles what poll() saw for this export: a new front-end, or messages
+ * and kicks of the running session. */
+static void export_serve(struct export *e, unsigned poll_us)
 {
-    if (sigsetjmp(fault_jump, 1) == 0) {
-        fault_dev = dev;
-        serve_loop(dev, poll_us);
-    } else {
-        fprintf(stderr, "vub-serve: session ended: guest memory vanished under us (SIGBUS: the front-end "
-                        "shrank a shared memory file after SET_MEM_TABLE)\n");
+    if (!vub_dev_attached(e->dev)) {
+        if (!(e->fds[0].revents & POLLIN))
+            return;
+        int fd = accept4(e->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN)
+                say(e, "accept: %s", strerror(errno));
+            return;
+        }
+        say(e, "front-end connected");
+        e->logged_features = e->rejected = e->dropped = 0;
+        vub_dev_attach(e->dev, fd);
+        return;
     }
+    if (sigsetjmp(fault_jump, 1) != 0) {
+        fault_dev = NULL;
+        say(e, "session ended: guest memory vanished under us (SIGBUS: the front-end shrank a shared "
+               "memory file after SET_MEM_TABLE)");
+        vub_dev_detach(e->dev);
+        return;
+    }
+    fault_dev = e->dev;
+    enum vub_err err = vub_dev_dispatch(e->dev, e->fds, e->nfds);
+    if (err == VUB_OK && poll_us)
+        err = busy_poll(e->dev, poll_us);
     fault_dev = NULL;
-    vub_dev_detach(dev);
+    log_changes(e);
+    if (err != VUB_OK)
+        end_session(e, err);
+}
+
+/* Fills the poll set: a listening socket for each export waiting for a
+ * front-end, the device's fds for each one serving. */
+static size_t fill_pollfds(struct export *exports, unsigned count, struct pollfd *fds, bool *polling)
+{
+    size_t n = 0;
+    *polling = false;
+    for (unsigned i = 0; i < count; i++) {
+        struct export *e = &exports[i];
+        e->fds = fds + n;
+        if (vub_dev_attached(e->dev)) {
+            e->nfds = vub_dev_pollfds(e->dev, e->fds, VUB_MAX_POLLFDS);
+            *polling |= vub_dev_polling(e->dev);
+        } else {
+            e->fds[0] = (struct pollfd){.fd = e->lfd, .events = POLLIN};
+            e->nfds = 1;
+        }
+        n += e->nfds;
+    }
+    return n;
+}
+
+static void serve(struct export *exports, unsigned count, unsigned poll_us)
+{
+    static struct pollfd fds[MAX_EXPORTS * VUB_MAX_POLLFDS];
+    while (!stop_requested) {
+        if (resize_requested) {
+            resize_requested = 0;
+            for (unsigned i = 0; i < count; i++)
+                follow_resize(&exports[i]);
+        }
+        if (stats_requested) {
+            stats_requested = 0;
+            for (unsigned i = 0; i < count; i++)
+                log_stats(&exports[i], vub_dev_attached(exports[i].dev)
+                                           ? "statistics of this session"
+                                           : "statistics (no front-end connected; of the last session)");
+        }
+        bool polling;
+        size_t n = fill_pollfds(exports, count, fds, &polling);
+        if (poll(fds, n, polling ? 1 : -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "vub-serve: poll: %s\n", strerror(errno));
+            break;
+        }
+        for (unsigned i = 0; i < count && !stop_requested; i++)
+            export_serve(&exports[i], poll_us);
+    }
+    for (unsigned i = 0; i < count; i++)
+        if (vub_dev_attached(exports[i].dev))
+            end_session(&exports[i], VUB_E_CLOSED);
 }
 
 int main(int argc, char **argv)
 {
-    struct options o;
-    if (parse_args(argc, argv, &o) != 0)
+    static struct options o;
+    if (!parse_args(argc, argv, &o))
         return 2;
-    char why[512];
-    struct vub_image *img;
-    struct vub_image_opts io = {.read_only = o.read_only, .format = o.format, .snapshot = o.snapshot,
-                                .backing_format = o.backing_format, .allow_data_file = o.allow_data_file,
-                                .force_share = o.force_share};
-    enum vub_err err = vub_image_open(&img, o.image_path, &io, why, sizeof why);
-    if (err != VUB_OK) {
-        fprintf(stderr, "vub-serve: cannot open image: %s\n", why);
-        return 1;
+    export_count = o.count;
+    int rc = 0;
+    for (unsigned i = 0; i < o.count && rc == 0; i++)
+        if (!export_open(&o.exports[i], &o.image))
+            rc = 1;
+    if (rc == 0) {
+        struct sigaction stop = {.sa_handler = on_stop}, stats = {.sa_handler = on_stats};
+        sigaction(SIGINT, &stop, NULL); /* no SA_RESTART: poll must wake */
+        sigaction(SIGTERM, &stop, NULL);
+        sigaction(SIGUSR1, &stats, NULL);
+        struct sigaction hup = {.sa_handler = on_hup};
+        sigaction(SIGHUP, &hup, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        struct sigaction bus = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO};
+        sigaction(SIGBUS, &bus, NULL);
+        serve(o.exports, o.count, o.poll_us);
     }
-    struct vub_dev_config dc = {.image = img, .num_queues = (uint16_t)o.queues, .read_only = o.read_only};
-    strncpy(dc.serial, o.serial, sizeof dc.serial);
-    struct vub_dev *dev;
-    if (vub_dev_new(&dev, &dc) != VUB_OK) {
-        fprintf(stderr, "vub-serve: cannot create the device\n");
-        return 1;
-    }
-    int lfd = listen_on(o.socket_path);
-    if (lfd < 0)
-        return 1;
-    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: poll must wake */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction bus = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO};
-    sigaction(SIGBUS, &bus, NULL);
-    fprintf(stderr, "vub-serve: serving %s (%llu bytes, %s%s) on %s with %u queues\n", o.image_path,
-            (unsigned long long)vub_image_size(img),
-            vub_image_format(img) == VUB_FORMAT_QCOW2 ? "qcow2" : "raw",
-            o.read_only || vub_image_read_only(img) ? ", read-only" : "", o.socket_path, o.queues);
-    while (!stop_requested) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            fprintf(stderr, "vub-serve: accept: %s\n", strerror(errno));
-            break;
-        }
-        fprintf(stderr, "vub-serve: front-end connected\n");
-        vub_dev_attach(dev, fd);
-        serve_session(dev, o.poll_us);
-    }
-    close(lfd);
-    unlink(o.socket_path);
-    vub_dev_free(dev);
-    vub_image_close(img);
-    fprintf(stderr, "vub-serve: stopped\n");
-    return 0;
+    for (unsigned i = 0; i < o.count; i++)
+        export_close(&o.exports[i]);
+    if (rc == 0)
+        fprintf(stderr, "vub-serve: stopped\n");
+    return rc;
 }

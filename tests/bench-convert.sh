@@ -4,7 +4,8 @@
 # A benchmark, not a test: it prints timings and writes nothing to the
 # repository. The input is a 1 GiB disk of mixed content (random bytes,
 # text-like data, a zero stretch, a hole), written as a plain qcow2 and as
-# a compressed one (qemu-img convert -c, zlib, 64 KiB clusters). Each
+# two compressed ones (qemu-img convert -c, 64 KiB clusters, zlib and
+# zstd). Each
 # converter turns each image into a raw file RUNS times; the output of every
 # run is checked against the first, so a fast wrong answer cannot win.
 #
@@ -36,6 +37,7 @@ with open(path, "r+b") as f:
 PY
     qemu-img convert -f raw -O qcow2 "$raw" "$dir/plain.qcow2"
     qemu-img convert -c -f raw -O qcow2 "$raw" "$dir/compressed.qcow2"
+    qemu-img convert -c -f raw -O qcow2 -o compression_type=zstd "$raw" "$dir/zstd.qcow2"
     cmp_ref=$raw
 }
 
@@ -64,6 +66,7 @@ bench() { # LABEL IMAGE
 }
 
 make_disk
+echo "Load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, Linux $(uname -r)"
 echo "qemu-img: $(qemu-img --version | head -1); vub-img: $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(cc --version | head -1)"
 echo "Disk: ${size_mib} MiB (per 64 MiB: 24 random, 24 text, 8 zeros, 8 hole); median of $runs runs, output checked each run"
@@ -72,3 +75,4 @@ echo "| image | file size | qemu-img convert -O raw | vub-img convert |"
 echo "|---|---|---|---|"
 bench "plain qcow2" "$dir/plain.qcow2"
 bench "compressed qcow2 (zlib)" "$dir/compressed.qcow2"
+bench "compressed qcow2 (zstd)" "$dir/zstd.qcow2"

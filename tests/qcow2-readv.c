@@ -8,7 +8,9 @@
  * (up to 300, some empty, some one byte), so the extent merging and the
  * iovec cursor of the qcow2 reader see every kind of split. Block status
  * answers are checked too: a run said to be zero must read as zeros.
- * Prints one line and exits 1 at the first difference.
+ * Then the image is opened again asking for write access: a qcow2 image is
+ * read-only all the same [QCOW2-RDONLY], and every kind of write fails
+ * with VUB_E_RDONLY. Prints one line and exits 1 at the first difference.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -105,6 +107,18 @@ int main(int argc, char **argv)
         }
     }
     vub_image_close(img);
+
+    opts.read_only = false;
+    if (vub_image_open(&img, argv[1], &opts, why, sizeof why) != VUB_OK)
+        return fprintf(stderr, "qcow2-readv: opening for writing: %s\n", why), 1;
+    struct iovec one = {got, 512};
+    enum vub_err w = vub_image_writev(img, 0, &one, 1), d = vub_image_discard(img, 0, 512),
+                 z = vub_image_write_zeroes(img, 0, 512, false);
+    bool ro = vub_image_read_only(img);
+    vub_image_close(img);
+    if (!ro || w != VUB_E_RDONLY || d != VUB_E_RDONLY || z != VUB_E_RDONLY)
+        return fprintf(stderr, "qcow2-readv: opened writable, the image says read-only %d; write %s, discard %s, "
+                       "write-zeroes %s\n", ro, vub_strerror(w), vub_strerror(d), vub_strerror(z)), 1;
     close(ref);
     free(got);
     free(want);

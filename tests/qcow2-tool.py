@@ -7,6 +7,7 @@
   qcow2-tool.py sparse-cmp A B [--b-may-be-longer]
                                        compare two (sparse) files quickly
   qcow2-tool.py pattern OUT BYTES SEED write mixed test data: text, noise, zeros
+  qcow2-tool.py compressed-stats IMG   count compressed clusters, and those crossing a host cluster
 
 The mutations follow QEMU's tests/qemu-iotests/080 in spirit: each breaks
 one rule of docs/interop/qcow2.txt by editing header fields or table entries
@@ -195,6 +196,10 @@ CASES = {
     'header-length-huge': lambda i: i.set('header_length', 0xfffffff8),
     'header-length-unaligned': lambda i: i.set('header_length', 105),
     'header-length-short': lambda i: i.set('header_length', 96),
+    # header_length 104 leaves compression_type (byte 104) out of the header: it is
+    # "not present" and means zlib, and bytes 104..111 become an (unknown, empty)
+    # extension header. A reader that looks at byte 104 anyway sees zstd.
+    'header-length-104': lambda i: (i.set('header_length', 104), i.d.__setitem__(104, 1)),
     'refcount-order-7': lambda i: i.set('refcount_order', 7),
     'truncated-header': lambda i: truncate_to(i, 50),
     'truncated-in-header': lambda i: truncate_to(i, 90),
@@ -366,6 +371,28 @@ def pattern(out, size, seed):
         f.write(data[:size])
 
 
+def compressed_stats(path):
+    """Counts compressed clusters, and those whose compressed bytes cross a
+    host cluster boundary (the reader must read them as one extent)."""
+    with open(path, 'rb') as f:
+        img = Image(f.read())
+    bits = img.get('cluster_bits')
+    x = 62 - (bits - 8)
+    total = straddle = 0
+    for _, e in img.l2_entries():
+        if not (e >> 62) & 1:
+            continue
+        total += 1
+        off = e & ((1 << x) - 1)
+        sectors = ((e & ((1 << 62) - 1)) >> x) + 1
+        end = off + sectors * 512 - (off % 512)
+        # the last byte actually used may be short of `end`; the descriptor's
+        # first and last sector lie in different host clusters
+        if off >> bits != (end - 1) >> bits:
+            straddle += 1
+    print('%d compressed %d straddle' % (total, straddle))
+
+
 def main(argv):
     if len(argv) >= 5 and argv[1] == 'mutate':
         mutate(argv[2], argv[3], argv[4])
@@ -373,6 +400,8 @@ def main(argv):
         print('\n'.join(CASES))
     elif len(argv) == 6 and argv[1] == 'fuzz':
         fuzz(argv[2], argv[3], int(argv[4]), int(argv[5]))
+    elif len(argv) == 3 and argv[1] == 'compressed-stats':
+        compressed_stats(argv[2])
     elif len(argv) == 5 and argv[1] == 'pattern':
         pattern(argv[2], int(argv[3]), int(argv[4]))
     elif len(argv) in (4, 5) and argv[1] == 'sparse-cmp':

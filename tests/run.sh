@@ -33,21 +33,38 @@ run() {
 
 run tags bash tests/check-tags.sh
 run build bash tests/test-build.sh
+run install bash tests/test-install.sh
+run examples bash tests/test-examples.sh
 run unit:plain build/test-backend
 run unit:asan build/asan/test-backend
 run unit:plain build/test-client-hostile
 run unit:asan build/asan/test-client-hostile
 run unit:plain build/test-inflate
 run unit:asan build/asan/test-inflate
+run unit:plain build/test-zstd
+run unit:asan build/asan/test-zstd
 run qcow2 bash tests/test-qcow2.sh
 run safety bash tests/test-safety.sh
+run safety:asan env VUB_BUILD=build/asan bash tests/test-safety.sh
+run serve bash tests/test-serve.sh
+run serve:asan env VUB_BUILD=build/asan bash tests/test-serve.sh
+run img bash tests/test-img.sh
+run usage bash tests/test-usage.sh
 run client bash tests/test-client.sh
 run client:asan env VUB_IO=build/asan/vub-io bash tests/test-client.sh
 run conform env VUB_SERVE=build/asan/vub-serve bash tests/test-conform.sh
 run guest:qsd bash tests/guest/test-qsd.sh
-run guest:vub env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-vub-serve.sh
-run guest:packed env VUB_SERVE=build/asan/vub-serve VUB_EXTRA_DEVICE_OPTS=,packed=on bash tests/guest/test-vub-serve.sh
-run guest:qcow2 env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-vub-serve-qcow2.sh
+# The guest matrix against the ASan vub-serve, one boot per cell: QEMU 7.2
+# and 10.0 (tests/backports.sh) x split and packed on Linux 6.1, QEMU 10.0
+# on Linux 6.12, the qcow2 chain on both QEMUs, a zstd-compressed qcow2 and
+# a live resize on 10.0.
+for cell in "7.2 6.1 split" "7.2 6.1 packed" "10.0 6.1 split" "10.0 6.1 packed" "10.0 6.12 split" \
+    "7.2 6.1 split qcow2" "10.0 6.1 split qcow2" "10.0 6.1 split qcow2-zstd" "10.0 6.1 split resize"; do
+    # shellcheck disable=SC2086 # the cell is four words
+    run guest:matrix env VUB_SERVE=build/asan/vub-serve bash tests/guest/cell.sh $cell
+done
+run guest:no-share env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-no-share.sh 7.2
+run guest:no-share env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-no-share.sh 10.0
 
 echo "${pass} passed, ${fail} failed, ${skip} skipped"
 [ "$fail" -eq 0 ]

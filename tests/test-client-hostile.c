@@ -1080,10 +1080,12 @@ static void test_negotiation(void)
     const struct vub_client_info in = e == VUB_OK ? *vub_client_info(cl) : (struct vub_client_info){0};
     fake_finish(&f, cl);
     uint64_t want_p = VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-                      VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+                      VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+                      VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
     ok(e == VUB_OK && in.protocol_features_offered == ~UINT64_C(0) && in.protocol_features == want_p &&
            f.protocol_set == want_p,
-       "negotiation: of every protocol bit offered the client takes only MQ, REPLY_ACK, CONFIG, CONFIGURE_MEM_SLOTS");
+       "negotiation: of every protocol bit offered the client takes only MQ, REPLY_ACK, BACKEND_REQ, CONFIG, "
+       "CONFIGURE_MEM_SLOTS");
     ok(in.features == f.features_set && vub_has(in.features, VIRTIO_F_RING_PACKED) && in.packed &&
            !vub_has(in.features, 50) && vub_has(in.features_offered, 50),
        "[VQ-RING-CHOICE] negotiation: --ring auto takes RING_PACKED when offered; unknown bits are recorded as offered, not taken");

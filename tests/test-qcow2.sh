@@ -184,6 +184,7 @@ echo "# corpus: every image must read the same as qemu-img convert -O raw"
 
 # ---- cluster sizes and versions ---------------------------------------------------
 # [QCOW2-HDR] [QCOW2-L1-ENTRY] [QCOW2-L2-ENTRY] [QCOW2-L2-ZERO] [QCOW2-EOF-ZEROS] [QCOW2-SIZE]
+# [QCOW2-READ-DATA]
 for cs in 512 1024 4096 65536 2M; do
     for compat in 0.10 1.1; do
         img=cs-$cs-$compat.qcow2
@@ -235,11 +236,73 @@ qio $img "write -c -s data.bin 0 64k" "write -c -s data.bin 64k 64k"
 same_as_qemu "compressed cluster at the end of the file, last sector partial" $img
 
 # ---- zstd -----------------------------------------------------------------------------------
-# [QCOW2-COMPRESSION-TYPE]
-if qemu-img create -q -f qcow2 -o compression_type=zstd zstd.qcow2 1M 2>/dev/null; then
-    qio zstd.qcow2 "write -c -s data.bin 0 64k"
-    refused "zstd image refused, naming zstd (no zstd decoder in vub)" 'zstd' zstd.qcow2
+# [QCOW2-COMPRESSION-TYPE] [QCOW2-ZSTD] [QCOW2-COMPRESSED] [ZSTD-QEMU]
+if qemu-img create -q -f qcow2 -o compression_type=zstd zstd-probe.qcow2 1M 2>/dev/null; then
+    have_zstd=1
+    # Four kinds of data, 4 MiB each: noise (clusters qemu-img stores
+    # uncompressed, or zstd raw blocks), text, zeros, and the mixed pattern.
+    python3 - <<'PY'
+import random
+rng = random.Random(15)
+open("z-random.bin", "wb").write(rng.randbytes(4 << 20))
+words = b"zstd frame block literal sequence offset window cluster qcow2 guest disk".split()
+text = bytearray()
+while len(text) < 4 << 20:
+    text += b" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) + b".\n"
+open("z-text.bin", "wb").write(text[:4 << 20])
+open("z-zero.bin", "wb").write(bytes(4 << 20))
+PY
+    head -c $((4 << 20)) data.bin >z-mixed.bin
+    for cs in 4096 16384 65536 512k 2M; do
+        for kind in random text zero mixed; do
+            img=z-$cs-$kind.qcow2
+            qemu-img convert -q -f raw -O qcow2 -c -o compression_type=zstd,cluster_size=$cs z-$kind.bin $img
+            same_as_qemu "zstd, cluster size $cs, $kind data: qemu-img convert -c reads byte-equal" $img
+        done
+    done
+    # Compressed clusters whose bytes cross a host cluster boundary.
+    stats=$("${TOOL[@]}" compressed-stats z-4096-mixed.qcow2)
+    straddle=$(echo "$stats" | awk '{print $3}')
+    if [ "${straddle:-0}" -gt 0 ]; then
+        ok "zstd, 4 KiB clusters: $stats host cluster boundaries, and read byte-equal (above)"
+    else
+        not_ok "zstd, 4 KiB clusters: no compressed cluster crosses a host cluster ($stats)"
+    fi
+    vub info z-65536-text.qcow2
+    if [ "$rc" = 0 ] && grep -q '^compression: zstd' "$T/out"; then
+        ok "vub-img info names the compression: zstd"
+    else
+        not_ok "vub-img info names the compression ($(grep compression "$T/out"))"
+    fi
+    img=z-mixed-writes.qcow2
+    qemu-img create -q -f qcow2 -o compression_type=zstd,cluster_size=4096 $img 4M
+    qio $img "write -c -s data.bin 0 64k" "write -s data.bin 64k 64k" "write -c -P 0x77 128k 4k" \
+        "write -P 0x78 8192 100" "write -c -s data.bin 1M 12k" "write -z 1M 4k" "write -c -P 0 200k 4k"
+    same_as_qemu "zstd clusters mixed with plain, partly overwritten and zeroed ones" $img
+    for cs in 16384 65536 2M; do
+        img=z-extl2-$cs.qcow2
+        qemu-img create -q -f qcow2 -o extended_l2=on,compression_type=zstd,cluster_size=$cs $img 8M
+        sc=$(( $(numfmt --from=iec $cs) / 32 ))
+        qio $img "write -c -s data.bin 0 $cs" "write -P 0x42 $((3 * sc)) $((2 * sc))" \
+            "write -c -s data.bin 2M $((2 * $(numfmt --from=iec $cs)))" "write -z $((2097152 + sc)) $sc" \
+            "write -c -P 0x5a 6M $cs"
+        same_as_qemu "zstd with extended L2, cluster size $cs: compressed, partial subclusters, zeros" $img
+    done
+    # Chains that mix the two compression types, each layer compressed.
+    qemu-img convert -q -f raw -O qcow2 -c -o compression_type=zstd,cluster_size=65536 z-mixed.bin zc-base.qcow2
+    qemu-img create -q -f qcow2 -b zc-base.qcow2 -F qcow2 zc-mid.qcow2 4M
+    qio zc-mid.qcow2 "write -c -P 0x31 64k 128k" "write -z 512k 64k" "write -c -s data.bin 1M 256k"
+    qemu-img create -q -f qcow2 -o compression_type=zstd -b zc-mid.qcow2 -F qcow2 zc-top.qcow2 4M
+    qio zc-top.qcow2 "write -c -P 0x32 128k 64k" "write -P 0x33 3M 4k"
+    same_as_qemu "chain over a zstd base: a zlib overlay over zstd, then zstd over both" zc-top.qcow2
+    same_as_qemu "a zlib-compressed overlay over a zstd base" zc-mid.qcow2
+    qemu-img create -q -f qcow2 zl-base.qcow2 2M
+    qio zl-base.qcow2 "write -c -s data.bin 0 1M"
+    qemu-img create -q -f qcow2 -o compression_type=zstd -b zl-base.qcow2 -F qcow2 zc-over-zlib.qcow2 2M
+    qio zc-over-zlib.qcow2 "write -c -P 0x34 0 64k" "write -z 512k 64k"
+    same_as_qemu "a zstd-compressed overlay over a zlib base" zc-over-zlib.qcow2
 else
+    have_zstd=0
     skip "zstd compression (qemu-img built without zstd)"
 fi
 
@@ -374,10 +437,15 @@ echo "# 1 TiB sparse convert: $ms ms; output uses $(du -k huge.raw | cut -f1) Ki
 rm -f huge.raw huge-qemu.raw
 
 echo "# random unaligned reads into scattered iovecs, and block status, against qemu-img"
-random_reads "random reads: 512-byte clusters" cs-512-1.1.qcow2
+random_reads "[QCOW2-READ-DATA] [QCOW2-RDONLY] random reads: 512-byte clusters; opened writable, the image still refuses writes" cs-512-1.1.qcow2
 random_reads "random reads: 2 MiB clusters, version 2" cs-2M-0.10.qcow2
 random_reads "random reads: compressed 4 KiB clusters" cz-4096.qcow2
 random_reads "random reads: compressed mixed with plain and zero clusters" cz-mixed.qcow2
+if [ "$have_zstd" = 1 ]; then
+    random_reads "random reads: zstd, 4 KiB clusters, mixed data" z-4096-mixed.qcow2
+    random_reads "random reads: zstd mixed with plain and zero clusters" z-mixed-writes.qcow2
+    random_reads "random reads: zstd and zlib layers in one chain" zc-top.qcow2
+fi
 random_reads "random reads: extended L2 subclusters" extl2-65536.qcow2
 random_reads "random reads: extended L2 over a raw backing" extl2-over.qcow2
 random_reads "random reads: three-deep backing chain" chain/top2.qcow2
@@ -453,6 +521,10 @@ qio m-64k.qcow2 "write -s data.bin 0 64k"
 qemu-img create -q -f qcow2 -b m-64k.qcow2 -F qcow2 m-backed64.qcow2 1M
 qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=16384 m-extl2.qcow2 1M
 qio m-extl2.qcow2 "write -P 3 0 1k" "write -c -s data.bin 256k 16k"
+if [ "$have_zstd" = 1 ]; then
+    qemu-img create -q -f qcow2 -o cluster_size=4096,compression_type=zstd m-zstd.qcow2 1M
+    qio m-zstd.qcow2 "write -s data.bin 0 16k" "write -c -s data.bin 128k 32k" "write -c -P 0x21 512k 8k"
+fi
 
 # case BASE EXPECT [PATTERN] [vub-img options]: EXPECT is refuse (must be
 # refused, message matching PATTERN) or read (must read like qemu-img).
@@ -479,6 +551,7 @@ defect cluster-bits-huge m-plain.qcow2 refuse 'cluster_bits'
 defect header-length-huge m-plain.qcow2 refuse 'header_length'
 defect header-length-unaligned m-plain.qcow2 refuse 'header_length'
 defect header-length-short m-plain.qcow2 refuse 'header_length'
+defect header-length-104 m-plain.qcow2 read . # [QCOW2-HDR-OPTIONAL] compression_type not present: zlib
 defect refcount-order-7 m-plain.qcow2 refuse 'refcount_order'
 defect truncated-header m-plain.qcow2 refuse 'header|magic'
 defect truncated-in-header m-plain.qcow2 refuse 'header'
@@ -539,12 +612,23 @@ defect extl2-alloc-and-zero m-extl2.qcow2 refuse 'extended L2 entry'
 defect extl2-alloc-no-offset m-extl2.qcow2 refuse 'extended L2 entry'
 defect extl2-compressed-bitmap m-extl2.qcow2 refuse 'compressed cluster'
 defect extl2-bit0 m-extl2.qcow2 refuse 'extended L2 entry'
+if [ "$have_zstd" = 1 ]; then
+    for case in compressed-garbage:'not a zstd frame' compressed-one-sector:'zstd input ran out' \
+        compressed-past-eof:'outside the file'; do
+        n_malformed=$((n_malformed + 1))
+        "${TOOL[@]}" mutate m-zstd.qcow2 bad-zstd.qcow2 "${case%%:*}" &&
+            refused "zstd image, defect ${case%%:*} refused with the zstd decoder's reason" "${case#*:}" \
+                bad-zstd.qcow2
+    done
+fi
 echo "# $n_malformed named defects"
 
 echo "# random mutations (seed $FUZZ_SEED, $FUZZ_COUNT per base): never a crash"
 mkdir -p fuzz
 n_fuzz=0 n_fuzz_read=0 n_fuzz_refused=0 n_fuzz_bad=0
-for base in m-plain m-v2 m-backed m-snap m-512 m-extl2 chain/sub/mid; do
+fuzz_bases="m-plain m-v2 m-backed m-snap m-512 m-extl2 chain/sub/mid"
+[ "$have_zstd" = 1 ] && fuzz_bases="$fuzz_bases m-zstd"
+for base in $fuzz_bases; do
     dir=fuzz/$(basename $base)
     mkdir -p $dir
     if ! "${TOOL[@]}" fuzz $base.qcow2 $dir "$FUZZ_SEED" "$FUZZ_COUNT"; then

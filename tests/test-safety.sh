@@ -20,6 +20,7 @@ failures=0
 ok()   { echo "ok - $*"; }
 fail() { echo "not ok - $*"; failures=$((failures + 1)); }
 skip() { echo "skip - $*"; }
+quiet() { "$@" >/dev/null; }
 check() { # check "sentence" command...: ok if the command succeeds
     local what=$1; shift
     if "$@"; then ok "$what"; else fail "$what"; fi
@@ -150,11 +151,11 @@ if start serve "$dir/s1.sock" "$B/vub-serve" --socket "$dir/s1.sock" "$dir/disk.
     refuses "IMG-LOCK: a second vub-serve refuses it read-only too" 'in use' \
         timeout -k 1 5 "$B/vub-serve" --read-only --socket "$dir/s2.sock" "$dir/disk.raw"
     refuses "IMG-LOCK: vub-img info refuses it" 'in use' img info "$dir/disk.raw"
-    check "IMG-LOCK: vub-img info --force-share reads it" img info --force-share "$dir/disk.raw" >/dev/null
+    check "IMG-LOCK: vub-img info --force-share reads it" quiet img info --force-share "$dir/disk.raw"
     check "IMG-LOCK: vub-serve --read-only --force-share serves it" \
         bash -c '"$1" --read-only --force-share --socket "$2" "$3" 2>/dev/null & p=$!; for i in $(seq 50); do [ -S "$2" ] && break; sleep 0.1; done; "$4" --socket "$2" read 0 4K >/dev/null; r=$?; kill $p; wait $p; exit $r' \
         _ "$B/vub-serve" "$dir/s3.sock" "$dir/disk.raw" "$B/vub-io"
-    check "the served disk still works" "$B/vub-io" --socket "$dir/s1.sock" verify >/dev/null
+    check "the served disk still works" quiet "$B/vub-io" --socket "$dir/s1.sock" verify
     stop "$serve"
     check "IMG-LOCK: once vub-serve stopped, qemu-img convert reads the image" \
         qemu-img convert -f raw -O raw "$dir/disk.raw" "$dir/c.raw"
@@ -185,14 +186,14 @@ qemu-img create -q -f qcow2 "$dir/q.qcow2" 8M
 if qsd "$dir/q2.sock" "$dir/q.qcow2" qcow2 on; then
     refuses "IMG-LOCK: vub-img info refuses a qcow2 image qemu-storage-daemon exports writable" 'in use' \
         img info "$dir/q.qcow2"
-    check "IMG-LOCK: vub-img info -U reads it" img info -U "$dir/q.qcow2" >/dev/null
+    check "IMG-LOCK: vub-img info -U reads it" quiet img info -U "$dir/q.qcow2"
     stop "$pid"
 else
     fail "qemu-storage-daemon starts on q.qcow2"
 fi
 if qsd "$dir/q3.sock" "$dir/top.qcow2" qcow2 off; then
     check "IMG-LOCK: vub-img info reads a chain qemu-storage-daemon exports read-only (readers share)" \
-        img info "$dir/top.qcow2" >/dev/null
+        quiet img info "$dir/top.qcow2"
     stop "$pid"
 else
     fail "qemu-storage-daemon starts on top.qcow2"
@@ -213,7 +214,7 @@ if start live "$dir/live.sock" "$B/vub-serve" --socket "$dir/live.sock" "$dir/a.
     live=$pid
     refuses "a second vub-serve on a live socket refuses to take it over" 'a server is listening' \
         timeout -k 1 5 "$B/vub-serve" --socket "$dir/live.sock" "$dir/b.raw"
-    check "... and the first server still answers on it" "$B/vub-io" --socket "$dir/live.sock" verify >/dev/null
+    check "... and the first server still answers on it" quiet "$B/vub-io" --socket "$dir/live.sock" verify
     stop "$live"
 else
     fail "vub-serve starts on a.raw"
@@ -223,7 +224,7 @@ if start stale "$dir/stale.sock" "$B/vub-serve" --socket "$dir/stale.sock" "$dir
     sleep 0.2
     check "a stale socket (nobody listens) is replaced, with a log line" \
         grep -q "replacing stale socket" "$dir/stale.log"
-    check "... and the new server answers on it" "$B/vub-io" --socket "$dir/stale.sock" verify >/dev/null
+    check "... and the new server answers on it" quiet "$B/vub-io" --socket "$dir/stale.sock" verify
     stop "$pid"
 else
     fail "vub-serve starts on a stale socket"

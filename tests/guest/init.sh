@@ -8,6 +8,8 @@
 #   vubmode=test   the full list of checks below
 #   vubmode=demo   format, mount, write and read a file, in friendly words
 #   vubmode=read   read the whole disk and report its digest (read-only exports)
+#   vubmode=resize wait for the disk to grow under the running guest (the host
+#                  grows the image and sends vub-serve SIGHUP), then use the new end
 #
 # Every result is one console line that run.sh parses on the host:
 #   VUBTEST step NAME               progress, to tell where a hung guest was
@@ -307,6 +309,35 @@ main_read() {
     disk_sum
 }
 
+# Live resize: the size in /sys/block/vda/size (512-byte sectors) changes
+# without a reboot once the device's config-change interrupt arrived; then
+# the new end of the disk must take I/O. "resize-wait" tells the host to
+# grow the image now.
+main_resize() {
+    local before now i=0
+    step modules
+    load_modules || return
+    step disk
+    wait_disk || return
+    before=$(cat $SYS/size)
+    raw_rw rw-before $((before * 512 - 2 * MIB)) $MIB
+    step resize-wait
+    now=$before
+    while [ "$now" = "$before" ] && [ $i -lt 600 ]; do
+        sleep 0.1
+        i=$((i + 1))
+        now=$(cat $SYS/size)
+    done
+    if [ "$now" -gt "$before" ]; then
+        ok resize "$SYS/size $before -> $now sectors after $((i / 10)) s, no reboot"
+    else
+        fail resize "$SYS/size still $now sectors after 60 s"
+        return
+    fi
+    raw_rw rw-new-area $((now * 512 - MIB)) $MIB
+    raw_rw rw-across-old-end $((before * 512 - 4096)) 8192
+}
+
 # The demo: the same building blocks, narrated.
 main_demo() {
     local hello before
@@ -341,6 +372,7 @@ main() {
     demo) main_demo ;;
     test) main_test ;;
     read) main_read ;;
+    resize) main_resize ;;
     *) fail mode "unknown vubmode '$MODE'" ;;
     esac
     exit $((FAILS > 99 ? 99 : FAILS))

@@ -40,6 +40,25 @@ tap_summary() {
     [ "$fail" -eq 0 ]
 }
 
+# tap_run FUNC: runs FUNC (a script's main), shows its result lines, then
+# the closing line of tap_summary; returns non-zero if any check failed.
+tap_run() {
+    local results rc
+    results=$(mktemp)
+    "$1" | tee "$results"
+    tap_summary "$results"
+    rc=$?
+    rm -f "$results"
+    return $rc
+}
+
+# child_pid PID: the one child of PID (the program a timeout(1) runs).
+child_pid() {
+    local child=""
+    read -r child _ <"/proc/$1/task/$1/children" # no newline there: read says EOF
+    echo "$child"
+}
+
 # stop_pid PID [GRACE]: SIGTERM a process this shell started, SIGKILL it if
 # it is still there after GRACE seconds (default 5), reap it and set
 # stop_rc to its exit status. Not in $(...): only the parent can reap it.
@@ -76,7 +95,9 @@ wait_socket() {
 # (run.sh --mode, default test), the back-end stopped and checked. The
 # caller defines start_backend, which starts the back-end in the background
 # on $sock and $img, logging to $blog, and sets backend_pid; and may define
-# after_backend, called once the back-end has stopped. Set VUB_GUEST_CACHE,
+# after_backend, called once the back-end has stopped; and during_boot, run
+# in the background while the guest runs (it may change the image: it then
+# sets expected_size beforehand). Set VUB_GUEST_CACHE,
 # VUB_GUEST_DISK (image size, default 64M) and VUB_EXTRA_DEVICE_OPTS to vary.
 
 backend_test() {
@@ -101,11 +122,17 @@ backend_test() {
         return
     fi
     tap_ok "$label" "back-end listens on its socket"
+    local during=""
+    if declare -F during_boot >/dev/null; then
+        during_boot &
+        during=$!
+    fi
     "$here/run.sh" --socket "$sock" --image "$img" --label "$label" --cache "$cache" --mode "$mode" \
         ${VUB_EXTRA_DEVICE_OPTS:+--extra-device-opts "$VUB_EXTRA_DEVICE_OPTS"}
     # run.sh exits 1 after a "not ok" it printed; anything else (usage,
     # interrupted) has no result line yet.
     rc=$?
+    [ -n "$during" ] && wait "$during"
     [ "$rc" -le 1 ] || tap_not_ok "$label" "run.sh finished" "exit status $rc"
     stop_pid "$backend_pid" 30 # ASan builds run the leak check at exit: slow on a loaded machine
     backend_pid=""
@@ -120,7 +147,7 @@ backend_checks() {
         [ "$2" = 0 ]
     tap_check "$1" "back-end removed its socket" "$sock still there" [ ! -e "$sock" ]
     size=$(stat -c %s "$img")
-    tap_check "$1" "image kept its size" "now $size bytes, was $img_size" [ "$size" = "$img_size" ]
+    tap_check "$1" "image kept its size" "now $size bytes, was $img_size" [ "$size" = "${expected_size:-$img_size}" ]
 }
 
 # Keeps the back-end's log next to the console logs, then removes the rest.

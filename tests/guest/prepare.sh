@@ -77,7 +77,7 @@ modules_base() {
 
 # dep_line NAME: the modules.dep line of module file NAME(.ko[.xz|.zst|.gz]).
 dep_line() {
-    grep -E "(^|/)$1\.ko(\.xz|\.zst|\.gz)?:" "$moddir/modules.dep" | head -n 1
+    grep -E "(^|/)$1\.ko(\.xz|\.zst|\.gz)?:" "$moddir/modules.dep" | head -n 1 || true
 }
 
 # visit PATH: prints PATH's dependencies (depth first) and then PATH, each
@@ -122,6 +122,9 @@ build_kernel() {
     mkdir -p "$cache/modules"
     for name in "${WANT_MODULES[@]}"; do
         path=$(dep_line "$name")
+        if [ -z "$path" ] && grep -qE "(^|/)$name\.ko\$" "$moddir/modules.builtin"; then
+            continue # built into this kernel (virtio_pci is, from 6.12 on)
+        fi
         [ -n "$path" ] || { log "module $name not in modules.dep"; exit 1; }
         visit "${path%%:*}"
     done | while read -r path; do

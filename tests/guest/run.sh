@@ -2,7 +2,7 @@
 # run.sh - boots the test guest on a vhost-user-blk back-end and verifies it.
 #
 #   run.sh --socket PATH --image PATH --label NAME
-#          [--extra-device-opts STR] [--cache DIR] [--mode test|demo|read]
+#          [--extra-device-opts STR] [--cache DIR] [--mode test|demo|read|resize]
 #
 # The back-end must already listen on --socket and serve --image. The guest
 # (see init.sh) does its I/O and powers off; then this script re-checks on
@@ -20,6 +20,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 socket="" image="" label="" extra="" cache=$VUB_GUEST_CACHE mode=test
 timeout_s=${VUB_GUEST_TIMEOUT:-180}
+# The front-end: Debian 12's QEMU unless VUB_QEMU names another binary;
+# VUB_QEMU_FIRMWARE is then its -L directory (tests/backports.sh).
+qemu=${VUB_QEMU:-qemu-system-x86_64}
 
 # Checks each mode's guest must report, passed or failed; a missing one
 # means the guest script stopped early or its output was lost.
@@ -30,10 +33,12 @@ required_test="modules disk-found features queues cache-write-back rw-512 rw-4k 
 # shellcheck disable=SC2034
 required_demo="modules disk-found mkfs-mount fs-read/hello.txt fs-read/random.bin"
 required_read="modules disk-found features disk-sum"
+# shellcheck disable=SC2034
+required_resize="modules disk-found rw-before resize rw-new-area rw-across-old-end"
 
 usage() {
     echo "usage: $0 --socket PATH --image PATH --label NAME" \
-        "[--extra-device-opts STR] [--cache DIR] [--mode test|demo|read]" >&2
+        "[--extra-device-opts STR] [--cache DIR] [--mode test|demo|read|resize]" >&2
     exit 2
 }
 
@@ -52,7 +57,7 @@ parse_args() {
         shift 2
     done
     if [ -z "$socket" ] || [ -z "$image" ] || [ -z "$label" ]; then usage; fi
-    case $mode in test | demo | read) ;; *) usage ;; esac
+    case $mode in test | demo | read | resize) ;; *) usage ;; esac
 }
 
 # ---- Booting ----------------------------------------------------------------
@@ -63,17 +68,18 @@ parse_args() {
 # Under TCG the CPU is QEMU's default model (qemu64), the most exercised
 # one; KVM passes the host CPU through. On the console: errors (loglevel 4
 # prints levels 0-3), and a task stuck for 20 s is reported (the default
-# 120 s is longer than a whole test).
+# 120 s is longer than a whole test). no_timer_check: under TCG on a busy
+# host the kernel's IO-APIC timer check can fail and panic the boot.
 qemu_common() {
     local hung=sysctl.kernel.hung_task_timeout_secs=20
     local accel=$1 cpu=qemu64 quiet="quiet loglevel=4"
     [ "$accel" = kvm ] && cpu=host
     [ "$accel" = tcg ] && accel=tcg,thread=multi
     [ "${VUB_VERBOSE:-0}" = 1 ] && quiet="loglevel=7"
-    qemu_args=(-machine pc -accel "$accel" -cpu "$cpu" -smp 2
+    qemu_args=(${VUB_QEMU_FIRMWARE:+-L "$VUB_QEMU_FIRMWARE"} -machine pc -accel "$accel" -cpu "$cpu" -smp 2
         -nodefaults -nographic -no-reboot -monitor none -serial "file:$log"
         -kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz"
-        -append "console=ttyS0 $quiet panic=-1 $hung vubmode=$2")
+        -append "console=ttyS0 $quiet panic=-1 no_timer_check $hung vubmode=$2")
 }
 
 # vhost-user needs the guest RAM in shared memory the back-end can map.
@@ -90,7 +96,7 @@ vhost_user_args() {
 # interrupted run.sh ends its own QEMU and nothing else.
 boot() {
     : >"$log"
-    timeout -k 5 "$1" qemu-system-x86_64 "${qemu_args[@]}" </dev/null >"$log.qemu" 2>&1 &
+    timeout -k 5 "$1" "$qemu" "${qemu_args[@]}" </dev/null >"$log.qemu" 2>&1 &
     qemu_pid=$!
     stream_console &
     boot_rc=0
@@ -256,6 +262,7 @@ main() {
     log=$cache/logs/$label-$mode.log
     qemu_common "$accel" "$mode"
     vhost_user_args
+    echo "# $label: front-end $("$qemu" --version | head -n 1); guest kernel $(cat "$cache/kernel-version")"
     echo "# $label: booting the guest with accel=$accel (console: $log)"
     start=$(date +%s)
     boot "$timeout_s"

@@ -24,9 +24,4 @@ main() {
     backend_test qsd
 }
 
-results=$(mktemp)
-main | tee "$results"
-tap_summary "$results"
-rc=$?
-rm -f "$results"
-exit $rc
+tap_run main

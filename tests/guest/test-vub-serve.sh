@@ -51,16 +51,13 @@ main() {
         return
     fi
     ensure_tools || { tap_skip vub-serve "host tools missing"; return; }
-    if [[ ${VUB_EXTRA_DEVICE_OPTS:-} == *packed=on* ]]; then
+    if [ -n "${VUB_LABEL:-}" ]; then
+        backend_test "$VUB_LABEL" # a cell of the matrix (cell.sh)
+    elif [[ ${VUB_EXTRA_DEVICE_OPTS:-} == *packed=on* ]]; then
         backend_test vub-serve-packed
     else
         backend_test vub-serve
     fi
 }
 
-results=$(mktemp)
-main | tee "$results"
-tap_summary "$results"
-rc=$?
-rm -f "$results"
-exit $rc
+tap_run main
