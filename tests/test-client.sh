@@ -14,23 +14,7 @@ set -u
 cd "$(dirname "$0")/.."
 top=$PWD
 
-failures=0
-ok()   { echo "ok - $*"; }
-fail() { echo "not ok - $*"; failures=$((failures + 1)); }
-skip() { echo "skip - $*"; }
-check() { # check "sentence" command...: ok if the command succeeds
-    local what=$1; shift
-    if "$@"; then ok "$what"; else fail "$what"; fi
-}
-
-dir=$(mktemp -d /tmp/vub-client-test.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+. tests/lib-tap.sh client
 
 # ---- the program under test (built by make) ----
 VUB_IO=${VUB_IO:-$top/build/vub-io}

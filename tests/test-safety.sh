@@ -16,15 +16,7 @@ set -u
 cd "$(dirname "$0")/.."
 B=${VUB_BUILD:-$PWD/build}
 
-failures=0
-ok()   { echo "ok - $*"; }
-fail() { echo "not ok - $*"; failures=$((failures + 1)); }
-skip() { echo "skip - $*"; }
-quiet() { "$@" >/dev/null; }
-check() { # check "sentence" command...: ok if the command succeeds
-    local what=$1; shift
-    if "$@"; then ok "$what"; else fail "$what"; fi
-}
+. tests/lib-tap.sh safety
 refuses() { # refuses "sentence" PATTERN command...: fails, and stderr matches
     local what=$1 pat=$2; shift 2
     if "$@" >"$dir/out" 2>"$dir/err"; then
@@ -35,15 +27,6 @@ refuses() { # refuses "sentence" PATTERN command...: fails, and stderr matches
         fail "$what (said: $(head -c 300 "$dir/err"))"
     fi
 }
-
-dir=$(mktemp -d /tmp/vub-safety-test.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
 
 for p in vub-img vub-serve vub-io; do
     [ -x "$B/$p" ] || { fail "$B/$p is built (run make)"; exit 1; }

@@ -8,23 +8,7 @@ set -u
 cd "$(dirname "$0")/.."
 B=${VUB_BUILD:-$PWD/build}
 
-failures=0
-ok()   { echo "ok - $*"; }
-fail() { echo "not ok - $*"; failures=$((failures + 1)); }
-quiet() { "$@" >/dev/null; }
-check() {
-    local what=$1; shift
-    if "$@"; then ok "$what"; else fail "$what"; fi
-}
-
-dir=$(mktemp -d /tmp/vub-serve-test.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+. tests/lib-tap.sh serve
 for p in vub-serve vub-io; do
     [ -x "$B/$p" ] || { fail "$B/$p is built (run make)"; exit 1; }
 done
