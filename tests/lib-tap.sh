@@ -2,7 +2,8 @@
 # Gives "ok - ...", "not ok - ..." and "skip - ..." lines (ok, fail, skip,
 # check "sentence" command..., quiet command...), $failures, a scratch
 # directory $dir (/tmp/vub-NAME-test.XXXXXX), and pids: every process the
-# test starts in the background goes in it and is stopped, by PID, at exit.
+# test starts in the background goes in it and is stopped, by PID, at exit;
+# start and stop run such a server.
 failures=0
 ok()   { echo "ok - $*"; }
 fail() { echo "not ok - $*"; failures=$((failures + 1)); }
@@ -21,3 +22,21 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
+
+# start NAME SOCKET COMMAND...: runs a server in the background under a hard
+# timeout, its output in $dir/NAME.log, and waits for its socket to appear.
+# Sets $pid. Fails (printing the log) if the server exits or never listens.
+start() {
+    local name=$1 sock=$2; shift 2
+    timeout -k 5 300 "$@" >"$dir/$name.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 100); do
+        [ -S "$sock" ] && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$dir/$name.log"
+    return 1
+}
+stop() { kill -TERM "$1" 2>/dev/null; wait "$1" 2>/dev/null; }

@@ -32,24 +32,6 @@ else
     have_qsd=1
 fi
 
-# start NAME SOCKET COMMAND...: runs a back-end under a hard timeout and
-# waits for its socket. Sets $pid.
-start() {
-    local name=$1 sock=$2; shift 2
-    rm -f "$sock"
-    timeout -k 5 300 "$@" >"$dir/$name.log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
-    for _ in $(seq 100); do
-        [ -S "$sock" ] && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    cat "$dir/$name.log"
-    return 1
-}
-stop() { kill -TERM "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
-
 qsd_start() { # NAME SOCK IMAGE FORMAT WRITABLE [EXTRA-EXPORT-OPTS]
     local name=$1 sock=$2 img=$3 fmt=$4 writable=$5 extra=${6:-}
     start "$name" "$sock" "$QSD_BIN" \

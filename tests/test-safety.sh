@@ -38,23 +38,6 @@ fi
 img() { timeout -k 5 60 "$B/vub-img" "$@"; }
 digest() { sha256sum <"$1" | cut -c1-64; }
 
-# start NAME SOCKET COMMAND...: runs a server in the background and waits
-# for its socket. Sets $pid.
-start() {
-    local name=$1 sock=$2; shift 2
-    timeout -k 5 120 "$@" >"$dir/$name.log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
-    for _ in $(seq 100); do
-        [ -S "$sock" ] && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    cat "$dir/$name.log"
-    return 1
-}
-stop() { kill -TERM "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
-
 # ---- convert never overwrites its input ----
 qemu-img create -q -f qcow2 "$dir/base.qcow2" 8M
 qemu-io -f qcow2 -c 'write -P 0x11 0 1M' "$dir/base.qcow2" >/dev/null
