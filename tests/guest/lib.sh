@@ -134,7 +134,7 @@ backend_test() {
     rc=$?
     [ -n "$during" ] && wait "$during"
     [ "$rc" -le 1 ] || tap_not_ok "$label" "run.sh finished" "exit status $rc"
-    stop_pid "$backend_pid" 30 # ASan builds run the leak check at exit: slow on a loaded machine
+    stop_pid "$backend_pid" 60 # ASan builds run the leak check at exit: slow on a loaded machine
     backend_pid=""
     backend_checks "$label" "$stop_rc"
     if declare -F after_backend >/dev/null; then after_backend "$label"; fi

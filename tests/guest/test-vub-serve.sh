@@ -13,7 +13,7 @@ vub_serve=${VUB_SERVE:-$VUB_ROOT/build/vub-serve}
 # vub-serve logs to stderr, serves one connection at a time and removes its
 # socket on SIGTERM; backend_test checks the last two.
 start_backend() {
-    timeout -k 30 600 "$vub_serve" --socket "$sock" --queues 2 "$img" \
+    timeout -k 60 600 "$vub_serve" --socket "$sock" --queues 2 "$img" \
         </dev/null >"$blog" 2>&1 &
     backend_pid=$!
 }
