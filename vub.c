@@ -7854,7 +7854,7 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out) { *out 
  *
  *     per queue   descriptor table | available ring | used ring
  *                 | request slots (header, range, status per request)
- *                 | indirect tables (one per head) | bounce buffer
+ *                 | indirect tables (one per head)
  *     pool        page-granular buffers for vub_client_alloc()
  *
  * Ring addresses go to the back-end as our virtual addresses (SET_VRING_ADDR
@@ -7901,7 +7901,6 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out) { *out 
 #define VUB_CLIENT_SLOT_BYTES 64u     /* per request: header 0..15, range 16..31, status 32 */
 #define VUB_CLIENT_SLOT_RANGE 16u
 #define VUB_CLIENT_SLOT_STATUS 32u
-#define VUB_CLIENT_BOUNCE_BYTES (256u * 1024) /* per queue, for pread/pwrite/get_id */
 #define VUB_CLIENT_CONFIG_BYTES 57u   /* GET_CONFIG size, see format notes */
 #define VUB_CLIENT_MAX_SEGMENTS 254u  /* data segments per request: 256-entry tables */
 #define VUB_CLIENT_DEFAULT_QUEUE_SIZE 128u
@@ -7941,7 +7940,6 @@ struct vub_client_queue {
     bool started;                      /* SET_VRING_KICK sent: stop it at close */
     uint8_t *slots;                    /* request slots, [size] x VUB_CLIENT_SLOT_BYTES */
     uint64_t slots_addr;               /* their guest address */
-    uint8_t *bounce;                   /* VUB_CLIENT_BOUNCE_BYTES for the copying calls */
     uint16_t *slot_free;               /* stack of free request slots */
     uint16_t slot_free_count;
     struct vub_client_pending *pending; /* [size] by head; one allocation with the arrays below */
@@ -8211,7 +8209,7 @@ static size_t vub_client_align(size_t v, size_t a) { return (v + a - 1) / a * a;
 
 /* Where each part of a queue block lies, in bytes from the block's start. */
 struct vub_client_layout {
-    size_t avail, used, slots, indirect, bounce, block;
+    size_t avail, used, slots, indirect, block;
 };
 
 /* Split: descriptor table, available ring, used ring. Packed: descriptor
@@ -8225,9 +8223,8 @@ static struct vub_client_layout vub_client_layout(uint16_t size, uint16_t indire
     l.used = vub_client_align(l.avail + (size_t)avail_bytes, 64);
     l.slots = vub_client_align(l.used + (size_t)used_bytes, 64);
     l.indirect = l.slots + (size_t)size * VUB_CLIENT_SLOT_BYTES;
-    l.bounce = vub_client_align(l.indirect + (size_t)size * indirect_max * VIRTQ_DESC_BYTES,
-                                VUB_CLIENT_PAGE_BYTES);
-    l.block = l.bounce + VUB_CLIENT_BOUNCE_BYTES;
+    l.block = vub_client_align(l.indirect + (size_t)size * indirect_max * VIRTQ_DESC_BYTES,
+                               VUB_CLIENT_PAGE_BYTES);
     return l;
 }
 
@@ -8262,7 +8259,6 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
         uint8_t *b = cl->mem + l.block * i;
         q->slots = b + l.slots;
         q->slots_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(q->slots - cl->mem);
-        q->bounce = b + l.bounce;
         /* The host bookkeeping, [size] of each, in one allocation, the
          * most aligned type first. */
         q->pending = calloc(size, sizeof *q->pending + sizeof *q->ring_slots + sizeof *q->packed_slots +
@@ -8581,22 +8577,15 @@ void vub_client_free(struct vub_client *cl, void *buf)
 
 /* ---- The data path ---- */
 
-/* The guest address of [p, p + len) if it lies in the buffer pool or in
- * this queue's bounce buffer; false otherwise. */
-static bool vub_client_buf_addr(const struct vub_client_queue *q, const void *p, size_t len,
-                                uint64_t *addr)
+/* The guest address of [p, p + len) if it lies in the buffer pool; false
+ * otherwise. */
+static bool vub_client_buf_addr(const struct vub_client *cl, const void *p, size_t len, uint64_t *addr)
 {
-    const struct vub_client *cl = q->cl;
-    const uint8_t *areas[2] = {cl->pool, q->bounce};
-    size_t sizes[2] = {cl->info.buffer_bytes, VUB_CLIENT_BOUNCE_BYTES};
-    for (unsigned i = 0; i < 2; i++) {
-        uintptr_t a = (uintptr_t)p, lo = (uintptr_t)areas[i];
-        if (a >= lo && a - lo <= sizes[i] && len <= sizes[i] - (a - lo)) {
-            *addr = VUB_CLIENT_GPA_BASE + (uint64_t)(a - (uintptr_t)cl->mem);
-            return true;
-        }
-    }
-    return false;
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)cl->pool;
+    if (a < lo || a - lo > cl->info.buffer_bytes || len > cl->info.buffer_bytes - (a - lo))
+        return false;
+    *addr = VUB_CLIENT_GPA_BASE + (uint64_t)(a - (uintptr_t)cl->mem);
+    return true;
 }
 
 /* Fills bufs[] with the data segments of r after checking them: inside our
@@ -8611,7 +8600,7 @@ static enum vub_err vub_client_data_bufs(struct vub_client_queue *q, const struc
     for (unsigned i = 0; i < r->iov_count; i++) {
         uint64_t addr;
         size_t len = r->iov[i].iov_len;
-        if (len == 0 || len > UINT32_MAX || !vub_client_buf_addr(q, r->iov[i].iov_base, len, &addr) ||
+        if (len == 0 || len > UINT32_MAX || !vub_client_buf_addr(q->cl, r->iov[i].iov_base, len, &addr) ||
             (in->config.size_max_bytes != 0 && len > in->config.size_max_bytes))
             return vub_client_queue_fail(q, VUB_R_CLIENT_SEGMENTS, in->max_segments, in->config.size_max_bytes);
         bufs[(*n)++] = (struct vub_desc){addr, (uint32_t)len, device_writes ? VIRTQ_DESC_F_WRITE : 0, 0};
@@ -8764,7 +8753,7 @@ void vub_client_set_polling(struct vub_client_queue *q, bool polling)
         vub_drv_enable_interrupts(&q->ring);
 }
 
-/* ---- Synchronous conveniences ---- */
+/* ---- One request, waited for ---- */
 
 static enum vub_err vub_client_status_err(uint8_t status)
 {
@@ -8789,99 +8778,4 @@ enum vub_err vub_client_run(struct vub_client_queue *q, const struct vub_client_
     if (done)
         *done = c;
     return vub_client_status_err(c.status);
-}
-
-/* Covers up to `want` bytes of the bounce buffer with iovecs that respect
- * size_max and max_segments; returns the bytes covered, a multiple of 512. */
-static size_t vub_client_bounce_iov(struct vub_client_queue *q, size_t want, struct iovec *iov,
-                                    unsigned *count)
-{
-    const struct vub_client_info *in = &q->cl->info;
-    size_t seg = in->config.size_max_bytes ? in->config.size_max_bytes : VUB_CLIENT_BOUNCE_BYTES;
-    size_t done = 0;
-    seg -= seg % VIRTIO_BLK_SECTOR_BYTES;
-    if (seg == 0)
-        seg = VIRTIO_BLK_SECTOR_BYTES; /* size_max under a sector: nothing better to do */
-    if (want > VUB_CLIENT_BOUNCE_BYTES)
-        want = VUB_CLIENT_BOUNCE_BYTES;
-    *count = 0;
-    while (done < want && *count < in->max_segments) {
-        size_t n = want - done < seg ? want - done : seg;
-        iov[(*count)++] = (struct iovec){q->bounce + done, n};
-        done += n;
-    }
-    return done;
-}
-
-static enum vub_err vub_client_copy(struct vub_client_queue *q, bool write, uint8_t *buf, size_t len,
-                                    uint64_t offset, uint8_t *status)
-{
-    struct iovec iov[VUB_CLIENT_MAX_SEGMENTS];
-    struct vub_client_completion c = {0, VUB_BLK_S_NONE, 0};
-    enum vub_err err = VUB_OK;
-    if (!q || (!buf && len > 0))
-        return VUB_E_INVAL;
-    if (len % VIRTIO_BLK_SECTOR_BYTES != 0 || offset % VIRTIO_BLK_SECTOR_BYTES != 0)
-        return vub_client_queue_fail(q, VUB_R_CLIENT_ALIGN, offset, len);
-    for (size_t done = 0; err == VUB_OK && done < len;) {
-        unsigned count;
-        size_t n = vub_client_bounce_iov(q, len - done, iov, &count);
-        struct vub_client_req r = {.op = write ? VUB_CLIENT_WRITE : VUB_CLIENT_READ,
-                                   .offset = offset + done, .iov = iov, .iov_count = count};
-        if (write)
-            memcpy(q->bounce, buf + done, n);
-        err = vub_client_run(q, &r, &c);
-        if (err == VUB_OK && !write)
-            memcpy(buf + done, q->bounce, n);
-        done += n;
-    }
-    if (status)
-        *status = c.status;
-    return err;
-}
-
-enum vub_err vub_client_pread(struct vub_client_queue *q, void *buf, size_t len, uint64_t offset,
-                              uint8_t *status)
-{
-    return vub_client_copy(q, false, buf, len, offset, status);
-}
-
-enum vub_err vub_client_pwrite(struct vub_client_queue *q, const void *buf, size_t len, uint64_t offset,
-                               uint8_t *status)
-{
-    return vub_client_copy(q, true, (uint8_t *)(uintptr_t)buf, len, offset, status);
-}
-
-enum vub_err vub_client_get_id(struct vub_client_queue *q, char id[21], uint8_t *status)
-{
-    struct iovec iov = {q->bounce, VIRTIO_BLK_ID_BYTES};
-    struct vub_client_req r = {.op = VUB_CLIENT_GET_ID, .iov = &iov, .iov_count = 1};
-    struct vub_client_completion c;
-    memset(q->bounce, 0, VIRTIO_BLK_ID_BYTES);
-    enum vub_err err = vub_client_run(q, &r, &c);
-    /* [BLK-GET-ID] NUL-padded, not terminated when all 20 bytes are used.
-     * Only the bytes the back-end says it wrote count (used length minus
-     * the status byte); the rest reads as padding. */
-    size_t n = c.used_bytes > 0 ? c.used_bytes - 1 : 0;
-    if (n > VIRTIO_BLK_ID_BYTES)
-        n = VIRTIO_BLK_ID_BYTES;
-    memset(id, 0, VIRTIO_BLK_ID_BYTES + 1);
-    if (err == VUB_OK)
-        memcpy(id, q->bounce, n);
-    if (status)
-        *status = c.status;
-    return err;
-}
-
-const char *vub_client_status_str(uint8_t status, char *buf, size_t len)
-{
-    switch (status) {
-    case VUB_BLK_S_OK: return "OK";
-    case VUB_BLK_S_IOERR: return "IOERR";
-    case VUB_BLK_S_UNSUPP: return "UNSUPP";
-    case VUB_BLK_S_NONE: return "NONE";
-    default:
-        snprintf(buf, len, "status %u", status);
-        return buf;
-    }
 }
