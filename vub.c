@@ -3252,28 +3252,17 @@ enum {
 
 enum { QCOW2_COMPRESSION_ZLIB = 0, QCOW2_COMPRESSION_ZSTD = 1 };
 
-/* Feature names, indexed by the "Type of feature" of the feature name table:
- * 0 incompatible, 1 compatible, 2 autoclear. */
-static const char *const vub_qcow2_feature_names[3][QCOW2_INCOMPAT_KNOWN_BITS] = {
-    {"dirty", "corrupt", "data-file", "compression-type", "extended-l2"},
-    {"lazy-refcounts"},
-    {"bitmaps", "raw-data-file"},
-};
-static const char *const vub_qcow2_feature_kinds[3] = {"incompatible", "compatible", "autoclear"};
-
-/* Looks a bit up in the image's feature name table ("It can be used by
- * applications that don't know the respective feature ... to display a
- * useful error message"). Writes a printable, NUL-terminated copy of the
- * name (46 bytes at most, "not necessarily null terminated if it has full
- * length") into out; "" if the table does not name the bit. */
-static void vub_qcow2_table_name(const struct vub_qcow2_exts *x, unsigned kind, unsigned bit,
-                                 char out[47])
+/* Looks a bit up in a feature name table ("It can be used by applications
+ * that don't know the respective feature ... to display a useful error
+ * message"): kind is its "Type of feature", 0 incompatible, 1 compatible,
+ * 2 autoclear. Writes a printable, NUL-terminated copy of the name (46
+ * bytes at most, "not necessarily null terminated if it has full length")
+ * into out; "" if the table does not name the bit. */
+static void vub_qcow2_table_name(const uint8_t *table, uint32_t len, unsigned kind, unsigned bit, char out[47])
 {
     out[0] = '\0';
-    for (uint32_t at = 0; x->feature_names.seen &&
-                          x->feature_names.len - at >= VUB_QCOW2_FEATURE_NAME_ENTRY;
-         at += VUB_QCOW2_FEATURE_NAME_ENTRY) {
-        const uint8_t *e = x->feature_names.data + at;
+    for (uint32_t at = 0; table && len - at >= VUB_QCOW2_FEATURE_NAME_ENTRY; at += VUB_QCOW2_FEATURE_NAME_ENTRY) {
+        const uint8_t *e = table + at;
         if (e[0] != kind || e[1] != bit)
             continue;
         const uint8_t *end = memchr(e + 2, '\0', 46);
@@ -3282,35 +3271,10 @@ static void vub_qcow2_table_name(const struct vub_qcow2_exts *x, unsigned kind, 
     }
 }
 
-/* Appends the names of the set bits of one bitmap to buf (for
- * vub_image_info): our name for a known bit, else the image's own name for
- * it, else "<kind>-bit<N>". */
-static void vub_qcow2_name_bits(const struct vub_qcow2_exts *x, unsigned kind, uint64_t bits, char *buf,
-                                size_t len)
-{
-    for (unsigned bit = 0; bit < 64; bit++) {
-        if (!vub_has(bits, bit))
-            continue;
-        const char *known = bit < QCOW2_INCOMPAT_KNOWN_BITS ? vub_qcow2_feature_names[kind][bit] : NULL;
-        char table[47];
-        vub_qcow2_table_name(x, kind, bit, table);
-        size_t used = strlen(buf);
-        if (used + 1 >= len)
-            return;
-        if (known)
-            snprintf(buf + used, len - used, "%s%s", used ? " " : "", known);
-        else if (table[0])
-            snprintf(buf + used, len - used, "%s%s-bit%u(\"%s\")", used ? " " : "",
-                     vub_qcow2_feature_kinds[kind], bit, table);
-        else
-            snprintf(buf + used, len - used, "%s%s-bit%u", used ? " " : "", vub_qcow2_feature_kinds[kind], bit);
-    }
-}
-
 /* [QCOW2-FEATURES] What the feature bits allow us to do.
  *  - [QCOW2-INCOMPAT-UNKNOWN] an unknown incompatible bit: refuse, naming
- *    the lowest one (vub_image_info names them all, with the image's
- *    feature name table, for an image that opens).
+ *    the lowest one (vub_image_feature_name() gives the image's own name
+ *    for any bit of an image that opens).
  *  - dirty: fine for reading ("refcounts may be inconsistent"; a reader
  *    does not use refcounts).
  *  - [QCOW2-CORRUPT-BIT] corrupt: refused. The bit means QEMU found the
@@ -3385,7 +3349,8 @@ struct vub_qcow2 {
     uint64_t incompatible, compatible, autoclear;
     uint8_t compression_type;
     uint64_t file_bytes;          /* image file size when opened */
-    char features[256];           /* set feature bits by name, for info */
+    uint8_t *feature_table;       /* the image's feature name table (a copy), */
+    uint32_t feature_table_bytes; /* ... for vub_image_feature_name() */
 
     /* The mapping being read: the active L1 table, or a snapshot's */
     uint64_t *l1;                 /* decoded entries */
@@ -4232,9 +4197,12 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
         (err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK ||
         (err = vub_qcow2_check_refcount_table(q, &h, e)) != VUB_OK)
         return err;
-    vub_qcow2_name_bits(&x, 0, h.incompatible_features, q->features, sizeof q->features);
-    vub_qcow2_name_bits(&x, 1, h.compatible_features, q->features, sizeof q->features);
-    vub_qcow2_name_bits(&x, 2, h.autoclear_features, q->features, sizeof q->features);
+    if (x.feature_names.seen) { /* kept: cluster 0 is reused after open */
+        if (!(q->feature_table = malloc(x.feature_names.len ? x.feature_names.len : 1)))
+            return VUB_E_NOMEM;
+        memcpy(q->feature_table, x.feature_names.data, x.feature_names.len);
+        q->feature_table_bytes = x.feature_names.len;
+    }
     int32_t index;
     if ((err = vub_qcow2_read_snapshots(img, &h, opts->snapshot, &index, e)) != VUB_OK)
         return err;
@@ -4329,6 +4297,7 @@ static void vub_qcow2_close(struct vub_image *img)
     free(q->backing_name);
     free(q->backing_path);
     free(q->snapshot_offsets);
+    free(q->feature_table);
     free(q);
     img->qcow2 = NULL;
 }
@@ -4356,7 +4325,6 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
     out->incompatible_features = q->incompatible;
     out->compatible_features = q->compatible;
     out->autoclear_features = q->autoclear;
-    out->features = q->features;
     out->compression = q->compression_type == QCOW2_COMPRESSION_ZLIB ? "zlib" : "zstd";
     out->extended_l2 = q->extended_l2;
     out->backing_name = q->backing_name;
@@ -4367,6 +4335,15 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
     out->snapshot_count = q->snapshot_count;
     out->snapshot_index = q->snapshot_index;
     return VUB_OK;
+}
+
+const char *vub_image_feature_name(const struct vub_image *img, unsigned kind, unsigned bit, char name[47])
+{
+    const struct vub_qcow2 *q = img ? img->qcow2 : NULL;
+    if (!q || !name)
+        return NULL;
+    vub_qcow2_table_name(q->feature_table, q->feature_table_bytes, kind, bit, name);
+    return name[0] ? name : NULL;
 }
 
 /* Copies a recorded string into a NUL-terminated, cut-to-fit array, made

@@ -221,7 +221,6 @@ struct vub_image_info {
     uint64_t incompatible_features;  /* the header's three feature bitmaps */
     uint64_t compatible_features;
     uint64_t autoclear_features;
-    const char *features;            /* the set bits by name, space-separated */
     const char *compression;         /* "zlib" or "zstd" */
     bool extended_l2;                /* 32 subclusters per cluster */
     const char *backing_name;        /* backing file name as the image records it */
@@ -238,6 +237,14 @@ struct vub_image_info {
  * NULLs). The strings and `backing` point into the image: valid until
  * vub_image_close(). */
 enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *out);
+
+/* The image's own name for bit `bit` (0..63) of one of its qcow2 feature
+ * bitmaps, kind 0 incompatible, 1 compatible, 2 autoclear (the "Type of
+ * feature" of the spec's feature name table): copied into the caller's
+ * name[47], NUL-terminated, bytes other than printable ASCII shown as '?'.
+ * Returns name, or NULL if the image names no such bit (or is raw). Lets a
+ * program name the bits it does not know; nothing else uses the table. */
+const char *vub_image_feature_name(const struct vub_image *img, unsigned kind, unsigned bit, char name[47]);
 
 /* One internal snapshot of a qcow2 image (qcow2 "Snapshots"). The id and name
  * are copied NUL-terminated and cut to fit, bytes other than printable ASCII
