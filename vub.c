@@ -4473,61 +4473,45 @@ const char *vub_image_why(const struct vub_image *img)
  * tests decode every stream both ways and compare the results byte for byte.
  * ======================================================================== */
 
-/* Result of vub_inflate(), numbered like a table; the numbers are stable.
- * [INFL-RESULTS] */
+/* Results of vub_inflate(), numbered like a table (the numbers are stable),
+ * each with its sentence for logs and test output. [INFL-RESULTS] */
+#define VUB_INFLATE_RESULTS(X) \
+    X(OK, 0, "deflate stream complete") \
+    X(FULL, 1, "output buffer full before the deflate stream ended") \
+    X(E_INPUT, -1, "deflate input ran out before the stream ended") \
+    X(E_BLOCK_TYPE, -2, "deflate block type 3 is reserved") \
+    X(E_STORED_NLEN, -3, "stored block NLEN is not the complement of LEN") \
+    X(E_TOO_MANY_LENS, -4, "dynamic block declares more than 286 literal/length codes") \
+    X(E_TOO_MANY_DISTS, -5, "dynamic block declares more than 30 distance codes") \
+    X(E_CL_OVER, -6, "code-length code is over-subscribed") \
+    X(E_CL_INCOMPLETE, -7, "code-length code is incomplete") \
+    X(E_REPEAT_FIRST, -8, "code-length repeat with no previous length") \
+    X(E_REPEAT_PAST, -9, "code-length repeat runs past the last length") \
+    X(E_NO_EOB, -10, "literal/length code has no end-of-block code") \
+    X(E_LEN_OVER, -11, "literal/length code is over-subscribed") \
+    X(E_LEN_INCOMPLETE, -12, "literal/length code is incomplete") \
+    X(E_DIST_OVER, -13, "distance code is over-subscribed") \
+    X(E_DIST_INCOMPLETE, -14, "distance code is incomplete") \
+    X(E_LEN_CODE, -15, "input bits match no literal/length code") \
+    X(E_DIST_CODE, -16, "input bits match no distance code") \
+    X(E_LEN_SYMBOL, -17, "length symbol 286 or 287 used") \
+    X(E_DIST_SYMBOL, -18, "distance symbol 30 or 31 used") \
+    X(E_DIST_FAR, -19, "distance reaches back before the start of the output")
+
 enum vub_inflate_result {
-    VUB_INFLATE_OK = 0,                 /* final block's end-of-block code read */
-    VUB_INFLATE_FULL = 1,               /* output full before the stream ended */
-    VUB_INFLATE_E_INPUT = -1,           /* input ran out before the stream ended */
-    VUB_INFLATE_E_BLOCK_TYPE = -2,      /* block type 3, which is reserved */
-    VUB_INFLATE_E_STORED_NLEN = -3,     /* stored block NLEN is not ~LEN */
-    VUB_INFLATE_E_TOO_MANY_LENS = -4,   /* HLIT asks for more than 286 lit/len codes */
-    VUB_INFLATE_E_TOO_MANY_DISTS = -5,  /* HDIST asks for more than 30 distance codes */
-    VUB_INFLATE_E_CL_OVER = -6,         /* code-length code is over-subscribed */
-    VUB_INFLATE_E_CL_INCOMPLETE = -7,   /* code-length code is incomplete */
-    VUB_INFLATE_E_REPEAT_FIRST = -8,    /* code 16 with no previous length to repeat */
-    VUB_INFLATE_E_REPEAT_PAST = -9,     /* a repeat runs past HLIT + HDIST lengths */
-    VUB_INFLATE_E_NO_EOB = -10,         /* lit/len code has no end-of-block (256) */
-    VUB_INFLATE_E_LEN_OVER = -11,       /* lit/len code is over-subscribed */
-    VUB_INFLATE_E_LEN_INCOMPLETE = -12, /* lit/len code is incomplete */
-    VUB_INFLATE_E_DIST_OVER = -13,      /* distance code is over-subscribed */
-    VUB_INFLATE_E_DIST_INCOMPLETE = -14, /* distance code is incomplete */
-    VUB_INFLATE_E_LEN_CODE = -15,       /* input bits match no lit/len code */
-    VUB_INFLATE_E_DIST_CODE = -16,      /* input bits match no distance code */
-    VUB_INFLATE_E_LEN_SYMBOL = -17,     /* length symbol 286 or 287 used */
-    VUB_INFLATE_E_DIST_SYMBOL = -18,    /* distance symbol 30 or 31 used */
-    VUB_INFLATE_E_DIST_FAR = -19,       /* distance reaches before the output start */
-    VUB_INFLATE_RESULT_MIN = -19        /* lowest result; for tests and tables */
+#define VUB_INFLATE_RESULTS_ENUM(name, value, line) VUB_INFLATE_##name = value,
+    VUB_INFLATE_RESULTS(VUB_INFLATE_RESULTS_ENUM)
+#undef VUB_INFLATE_RESULTS_ENUM
+    VUB_INFLATE_RESULT_MIN = -19 /* lowest result; for tests and tables */
 };
 
-/* One sentence per result, for logs and test output. */
 static const char *vub_inflate_strerror(int result)
 {
-#define VUB_INFL_TEXT(r) [(r) - VUB_INFLATE_RESULT_MIN]
     static const char *const text[] = {
-        VUB_INFL_TEXT(VUB_INFLATE_OK) = "deflate stream complete",
-        VUB_INFL_TEXT(VUB_INFLATE_FULL) = "output buffer full before the deflate stream ended",
-        VUB_INFL_TEXT(VUB_INFLATE_E_INPUT) = "deflate input ran out before the stream ended",
-        VUB_INFL_TEXT(VUB_INFLATE_E_BLOCK_TYPE) = "deflate block type 3 is reserved",
-        VUB_INFL_TEXT(VUB_INFLATE_E_STORED_NLEN) = "stored block NLEN is not the complement of LEN",
-        VUB_INFL_TEXT(VUB_INFLATE_E_TOO_MANY_LENS) = "dynamic block declares more than 286 literal/length codes",
-        VUB_INFL_TEXT(VUB_INFLATE_E_TOO_MANY_DISTS) = "dynamic block declares more than 30 distance codes",
-        VUB_INFL_TEXT(VUB_INFLATE_E_CL_OVER) = "code-length code is over-subscribed",
-        VUB_INFL_TEXT(VUB_INFLATE_E_CL_INCOMPLETE) = "code-length code is incomplete",
-        VUB_INFL_TEXT(VUB_INFLATE_E_REPEAT_FIRST) = "code-length repeat with no previous length",
-        VUB_INFL_TEXT(VUB_INFLATE_E_REPEAT_PAST) = "code-length repeat runs past the last length",
-        VUB_INFL_TEXT(VUB_INFLATE_E_NO_EOB) = "literal/length code has no end-of-block code",
-        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_OVER) = "literal/length code is over-subscribed",
-        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_INCOMPLETE) = "literal/length code is incomplete",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_OVER) = "distance code is over-subscribed",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_INCOMPLETE) = "distance code is incomplete",
-        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_CODE) = "input bits match no literal/length code",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_CODE) = "input bits match no distance code",
-        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_SYMBOL) = "length symbol 286 or 287 used",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_SYMBOL) = "distance symbol 30 or 31 used",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_FAR) = "distance reaches back before the start of the output",
+#define VUB_INFLATE_RESULTS_TEXT(name, value, line) [(value) - VUB_INFLATE_RESULT_MIN] = line,
+        VUB_INFLATE_RESULTS(VUB_INFLATE_RESULTS_TEXT)
+#undef VUB_INFLATE_RESULTS_TEXT
     };
-#undef VUB_INFL_TEXT
     unsigned i = (unsigned)(result - VUB_INFLATE_RESULT_MIN);
     return i < VUB_ARRAY_LEN(text) && text[i] ? text[i] : "unknown inflate result";
 }
@@ -5267,88 +5251,61 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
  * The tests decode every frame both ways and compare.
  * ======================================================================== */
 
-/* Result of vub_zstd_decompress(), numbered like a table; the numbers are
- * stable. [ZSTD-RESULTS] */
+/* Results of vub_zstd_decompress(), numbered like a table (the numbers are
+ * stable), each with its sentence for logs and test output. [ZSTD-RESULTS] */
+#define VUB_ZSTD_RESULTS(X) \
+    X(OK, 0, "zstd frames decoded") \
+    X(E_INPUT, -1, "zstd input ran out inside a frame") \
+    X(E_MAGIC, -2, "not a zstd frame (unknown magic number)") \
+    X(E_RESERVED_BIT, -3, "zstd frame header reserved bit is set") \
+    X(E_DICTIONARY, -4, "zstd frame needs a dictionary, which qcow2 cannot provide") \
+    X(E_TOO_BIG, -5, "zstd output is larger than the cluster") \
+    X(E_BLOCK_TYPE, -6, "zstd block type 3 is reserved") \
+    X(E_BLOCK_SIZE, -7, "zstd block exceeds the maximum block size") \
+    X(E_CONTENT_SIZE, -8, "zstd frame output differs from its declared content size") \
+    X(E_CHECKSUM, -9, "zstd content checksum does not match") \
+    X(E_LIT_SIZE, -10, "zstd literals section runs past the end of its block") \
+    X(E_LIT_STREAMS, -11, "zstd 4-stream literals: under 6 literals or a bad jump table") \
+    X(E_NO_HUFFMAN, -12, "zstd treeless literals with no earlier Huffman table") \
+    X(E_HUF_TREE, -13, "zstd Huffman tree description runs past the literals section") \
+    X(E_HUF_WEIGHT, -14, "zstd Huffman weight above 11, or more than 255 weights") \
+    X(E_HUF_POWER, -15, "zstd Huffman weights cannot be completed to a power of 2") \
+    X(E_HUF_MAX_BITS, -16, "zstd Huffman code longer than 11 bits") \
+    X(E_HUF_WEIGHT1, -17, "zstd Huffman tree has no literal of weight 1") \
+    X(E_HUF_STREAM, -18, "zstd Huffman stream not consumed exactly") \
+    X(E_PADDING, -19, "zstd bitstream is empty or has no end mark") \
+    X(E_FSE_LOG, -20, "zstd FSE accuracy log above the limit for its table") \
+    X(E_FSE_SYMBOLS, -21, "zstd FSE distribution goes past the last symbol of its alphabet") \
+    X(E_FSE_DESC, -22, "zstd FSE distribution runs past the end of its section") \
+    X(E_SEQ_HEADER, -23, "zstd sequences section header runs past the block") \
+    X(E_SEQ_RESERVED, -24, "zstd sequence compression modes have reserved bits set") \
+    X(E_SEQ_RLE_SYMBOL, -25, "zstd RLE_Mode symbol is past the last code") \
+    X(E_SEQ_REPEAT, -26, "zstd Repeat_Mode with no earlier table in the frame") \
+    X(E_SEQ_EXTRA, -27, "zstd bytes after a sequence count of zero") \
+    X(E_SEQ_STREAM, -28, "zstd sequence bitstream not consumed exactly") \
+    X(E_LIT_OVERRUN, -29, "zstd sequences use more literals than the block has") \
+    X(E_OFFSET_ZERO, -30, "zstd repeat offset works out to zero") \
+    X(E_OFFSET_FAR, -31, "zstd offset reaches before the start of the frame's output") \
+    X(E_OFFSET_WINDOW, -32, "zstd offset is larger than the window") \
+    X(E_WORK, -33, "zstd literals buffer is smaller than vub_zstd_lit_bytes()") \
+    X(E_WINDOW, -34, "zstd window larger than 128 MiB, which QEMU's libzstd refuses")
+
 enum vub_zstd_result {
-    VUB_ZSTD_OK = 0,                 /* frames decoded up to a full output or the input's end */
-    VUB_ZSTD_E_INPUT = -1,           /* input ran out inside a frame */
-    VUB_ZSTD_E_MAGIC = -2,           /* neither a Zstandard frame nor a skippable frame */
-    VUB_ZSTD_E_RESERVED_BIT = -3,    /* Frame_Header_Descriptor's reserved bit is set */
-    VUB_ZSTD_E_DICTIONARY = -4,      /* the frame needs a dictionary (Dictionary_ID not 0) */
-    VUB_ZSTD_E_TOO_BIG = -5,         /* output would pass dst_len (the cluster size) */
-    VUB_ZSTD_E_BLOCK_TYPE = -6,      /* Block_Type 3, reserved */
-    VUB_ZSTD_E_BLOCK_SIZE = -7,      /* a block or its output exceeds Block_Maximum_Size */
-    VUB_ZSTD_E_CONTENT_SIZE = -8,    /* frame output differs from Frame_Content_Size */
-    VUB_ZSTD_E_CHECKSUM = -9,        /* Content_Checksum does not match the output */
-    VUB_ZSTD_E_LIT_SIZE = -10,       /* literals section runs past the end of its block */
-    VUB_ZSTD_E_LIT_STREAMS = -11,    /* 4 streams with under 6 literals, or a bad jump table */
-    VUB_ZSTD_E_NO_HUFFMAN = -12,     /* treeless literals with no earlier Huffman table */
-    VUB_ZSTD_E_HUF_TREE = -13,       /* Huffman tree description runs past the literals */
-    VUB_ZSTD_E_HUF_WEIGHT = -14,     /* a weight above 11, or more than 255 weights */
-    VUB_ZSTD_E_HUF_POWER = -15,      /* weights cannot be completed to a power of 2 */
-    VUB_ZSTD_E_HUF_MAX_BITS = -16,   /* Max_Number_of_Bits above 11 */
-    VUB_ZSTD_E_HUF_WEIGHT1 = -17,    /* no literal has weight 1 */
-    VUB_ZSTD_E_HUF_STREAM = -18,     /* a Huffman stream is not consumed exactly */
-    VUB_ZSTD_E_PADDING = -19,        /* a bitstream is empty or its last byte is 0 (no end mark) */
-    VUB_ZSTD_E_FSE_LOG = -20,        /* FSE Accuracy_Log above the table's limit */
-    VUB_ZSTD_E_FSE_SYMBOLS = -21,    /* FSE distribution goes past the last symbol of its alphabet */
-    VUB_ZSTD_E_FSE_DESC = -22,       /* FSE distribution runs past the end of its section */
-    VUB_ZSTD_E_SEQ_HEADER = -23,     /* Sequences_Section_Header runs past the block */
-    VUB_ZSTD_E_SEQ_RESERVED = -24,   /* reserved bits of the symbol compression modes set */
-    VUB_ZSTD_E_SEQ_RLE_SYMBOL = -25, /* RLE_Mode symbol past the last code */
-    VUB_ZSTD_E_SEQ_REPEAT = -26,     /* Repeat_Mode with no earlier table in the frame */
-    VUB_ZSTD_E_SEQ_EXTRA = -27,      /* bytes after a Number_of_Sequences of 0 */
-    VUB_ZSTD_E_SEQ_STREAM = -28,     /* the sequence bitstream is not consumed exactly */
-    VUB_ZSTD_E_LIT_OVERRUN = -29,    /* sequences use more literals than the block has */
-    VUB_ZSTD_E_OFFSET_ZERO = -30,    /* a repeat offset works out to 0 */
-    VUB_ZSTD_E_OFFSET_FAR = -31,     /* an offset reaches before the frame's first byte */
-    VUB_ZSTD_E_OFFSET_WINDOW = -32,  /* an offset is larger than Window_Size */
-    VUB_ZSTD_E_WORK = -33,           /* caller's literals buffer is smaller than vub_zstd_lit_bytes() */
-    VUB_ZSTD_E_WINDOW = -34,         /* Window_Size above VUB_ZSTD_WINDOW_MAX (libzstd's limit) */
-    VUB_ZSTD_RESULT_MIN = -34        /* lowest result; for tests and tables */
+#define VUB_ZSTD_RESULTS_ENUM(name, value, line) VUB_ZSTD_##name = value,
+    VUB_ZSTD_RESULTS(VUB_ZSTD_RESULTS_ENUM)
+#undef VUB_ZSTD_RESULTS_ENUM
+    VUB_ZSTD_RESULT_MIN = -34 /* lowest result; for tests and tables */
 };
 
-/* One sentence per result, for logs and test output. */
 static const char *vub_zstd_strerror(int result)
 {
-    switch (result) {
-    case VUB_ZSTD_OK: return "zstd frames decoded";
-    case VUB_ZSTD_E_INPUT: return "zstd input ran out inside a frame";
-    case VUB_ZSTD_E_MAGIC: return "not a zstd frame (unknown magic number)";
-    case VUB_ZSTD_E_RESERVED_BIT: return "zstd frame header reserved bit is set";
-    case VUB_ZSTD_E_DICTIONARY: return "zstd frame needs a dictionary, which qcow2 cannot provide";
-    case VUB_ZSTD_E_TOO_BIG: return "zstd output is larger than the cluster";
-    case VUB_ZSTD_E_BLOCK_TYPE: return "zstd block type 3 is reserved";
-    case VUB_ZSTD_E_BLOCK_SIZE: return "zstd block exceeds the maximum block size";
-    case VUB_ZSTD_E_CONTENT_SIZE: return "zstd frame output differs from its declared content size";
-    case VUB_ZSTD_E_CHECKSUM: return "zstd content checksum does not match";
-    case VUB_ZSTD_E_LIT_SIZE: return "zstd literals section runs past the end of its block";
-    case VUB_ZSTD_E_LIT_STREAMS: return "zstd 4-stream literals: under 6 literals or a bad jump table";
-    case VUB_ZSTD_E_NO_HUFFMAN: return "zstd treeless literals with no earlier Huffman table";
-    case VUB_ZSTD_E_HUF_TREE: return "zstd Huffman tree description runs past the literals section";
-    case VUB_ZSTD_E_HUF_WEIGHT: return "zstd Huffman weight above 11, or more than 255 weights";
-    case VUB_ZSTD_E_HUF_POWER: return "zstd Huffman weights cannot be completed to a power of 2";
-    case VUB_ZSTD_E_HUF_MAX_BITS: return "zstd Huffman code longer than 11 bits";
-    case VUB_ZSTD_E_HUF_WEIGHT1: return "zstd Huffman tree has no literal of weight 1";
-    case VUB_ZSTD_E_HUF_STREAM: return "zstd Huffman stream not consumed exactly";
-    case VUB_ZSTD_E_PADDING: return "zstd bitstream is empty or has no end mark";
-    case VUB_ZSTD_E_FSE_LOG: return "zstd FSE accuracy log above the limit for its table";
-    case VUB_ZSTD_E_FSE_SYMBOLS: return "zstd FSE distribution goes past the last symbol of its alphabet";
-    case VUB_ZSTD_E_FSE_DESC: return "zstd FSE distribution runs past the end of its section";
-    case VUB_ZSTD_E_SEQ_HEADER: return "zstd sequences section header runs past the block";
-    case VUB_ZSTD_E_SEQ_RESERVED: return "zstd sequence compression modes have reserved bits set";
-    case VUB_ZSTD_E_SEQ_RLE_SYMBOL: return "zstd RLE_Mode symbol is past the last code";
-    case VUB_ZSTD_E_SEQ_REPEAT: return "zstd Repeat_Mode with no earlier table in the frame";
-    case VUB_ZSTD_E_SEQ_EXTRA: return "zstd bytes after a sequence count of zero";
-    case VUB_ZSTD_E_SEQ_STREAM: return "zstd sequence bitstream not consumed exactly";
-    case VUB_ZSTD_E_LIT_OVERRUN: return "zstd sequences use more literals than the block has";
-    case VUB_ZSTD_E_OFFSET_ZERO: return "zstd repeat offset works out to zero";
-    case VUB_ZSTD_E_OFFSET_FAR: return "zstd offset reaches before the start of the frame's output";
-    case VUB_ZSTD_E_OFFSET_WINDOW: return "zstd offset is larger than the window";
-    case VUB_ZSTD_E_WORK: return "zstd literals buffer is smaller than vub_zstd_lit_bytes()";
-    case VUB_ZSTD_E_WINDOW: return "zstd window larger than 128 MiB, which QEMU's libzstd refuses";
-    default: return "unknown zstd result";
-    }
+    static const char *const text[] = {
+#define VUB_ZSTD_RESULTS_TEXT(name, value, line) [(value) - VUB_ZSTD_RESULT_MIN] = line,
+        VUB_ZSTD_RESULTS(VUB_ZSTD_RESULTS_TEXT)
+#undef VUB_ZSTD_RESULTS_TEXT
+    };
+    unsigned i = (unsigned)(result - VUB_ZSTD_RESULT_MIN);
+    return i < VUB_ARRAY_LEN(text) && text[i] ? text[i] : "unknown zstd result";
 }
 
 /* Sizes fixed by the format. */
