@@ -2788,26 +2788,20 @@ static enum vub_err vub_image_lock(int fd, bool write, bool force_share, struct 
 }
 
 /* ---- Names for numbers, and the one formatter ----
- * A few reasons print their first number as a name (text "%s"): a request
- * code, an image format vub recognises, a lock permission. */
+ * A reason whose text has "%s" prints its first number as a name: an image
+ * format vub recognises, a lock permission or, for every other such reason,
+ * a request code. */
 static const char *vub_reason_a_name(enum vub_reason reason, uint64_t a, char num[24])
 {
-    const char *name = NULL;
-    switch (reason) {
-    case VUB_R_VU_HDR_VERSION: case VUB_R_VU_MSG_SIZE: case VUB_R_VU_DISPATCH: case VUB_R_VU_GATE:
-    case VUB_R_VU_FDS_COUNT: case VUB_R_VU_RING_STOPPED: case VUB_R_VU_HDR_FLAGS: case VUB_R_VU_EVENT_FD:
-    case VUB_R_VU_REPLY_TIMEOUT: case VUB_R_VU_REPLY_CHECK: case VUB_R_VU_ANSWER: case VUB_R_VU_NEED_REPLY:
-        name = a < VHOST_USER_REQUEST_COUNT ? vub_vu_request_names[a] : NULL;
-        break;
-    case VUB_R_IMG_PROBE_FOREIGN:
-        name = a < VUB_ARRAY_LEN(vub_foreign_magics) ? vub_foreign_magics[a].name : NULL;
-        break;
-    case VUB_R_IMG_BUSY:
-        name = a < VUB_PERM_BITS ? vub_perm_names[a] : NULL;
-        break;
-    default:
+    const char *name;
+    if (!strstr(vub_reasons[reason].text, "%s"))
         return NULL;
-    }
+    if (reason == VUB_R_IMG_PROBE_FOREIGN)
+        name = a < VUB_ARRAY_LEN(vub_foreign_magics) ? vub_foreign_magics[a].name : NULL;
+    else if (reason == VUB_R_IMG_BUSY)
+        name = a < VUB_PERM_BITS ? vub_perm_names[a] : NULL;
+    else
+        name = a < VHOST_USER_REQUEST_COUNT ? vub_vu_request_names[a] : NULL;
     if (!name)
         snprintf(num, 24, "%llu", (unsigned long long)a);
     return name ? name : num;
@@ -2815,9 +2809,10 @@ static const char *vub_reason_a_name(enum vub_reason reason, uint64_t a, char nu
 
 static void vub_error_format(const struct vub_error *e, const char *prefix, char *buf, size_t len)
 {
-    const struct vub_reason_row *r = &vub_reasons[e->reason < VUB_R_COUNT ? e->reason : VUB_R_NONE];
+    enum vub_reason reason = e->reason < VUB_R_COUNT ? e->reason : VUB_R_NONE;
+    const struct vub_reason_row *r = &vub_reasons[reason];
     char num[24];
-    const char *name = vub_reason_a_name(e->reason, e->a, num);
+    const char *name = vub_reason_a_name(reason, e->a, num);
     if (!buf || len == 0)
         return;
     int n = snprintf(buf, len, "%s%s", prefix ? prefix : "", prefix && prefix[0] ? ": " : "");
@@ -3338,16 +3333,13 @@ struct vub_qcow2_l2_slot {
 /* An open qcow2 image. Everything is allocated at open; reads allocate
  * nothing. */
 struct vub_qcow2 {
-    /* From the header, checked at open */
-    unsigned version;             /* 2 or 3 */
+    /* The header, checked at open, and the geometry it gives */
+    struct vub_qcow2_header hdr;
     unsigned cluster_bits;
     uint64_t cluster_bytes;
     unsigned l2_bits;             /* log2 of entries per L2 table */
     unsigned l2_entry_bytes;      /* 8, or 16 with extended L2 */
     bool extended_l2;
-    unsigned refcount_order;
-    uint64_t incompatible, compatible, autoclear;
-    uint8_t compression_type;
     uint64_t file_bytes;          /* image file size when opened */
     uint8_t *feature_table;       /* the image's feature name table (a copy), */
     uint32_t feature_table_bytes; /* ... for vub_image_feature_name() */
@@ -3511,7 +3503,7 @@ static enum vub_err vub_qcow2_classify_standard(struct vub_qcow2 *q, uint64_t of
     uint64_t in_cluster = off & (q->cluster_bytes - 1);
     e->bytes = q->cluster_bytes - in_cluster;
     if (vub_has(entry, QCOW2_ZERO_BIT)) {
-        if (q->version < 3)
+        if (q->hdr.version < 3)
             return vub_qcow2_fail(q, VUB_R_QCOW2_L2_ZERO, off, 0);
         e->kind = VUB_QCOW2_ZERO;
     } else if (allocated) {
@@ -4059,10 +4051,10 @@ static enum vub_err vub_qcow2_select_snapshot(struct vub_image *img, int32_t ind
 
 /* ---- 9.8 Opening and reading ------------------------------------------------ */
 
-/* Fills q from a checked header: geometry and features. */
+/* Fills q from a checked header: the header itself and its geometry. */
 static void vub_qcow2_geometry(struct vub_qcow2 *q, const struct vub_qcow2_header *h)
 {
-    q->version = h->version;
+    q->hdr = *h;
     q->cluster_bits = h->cluster_bits;
     q->cluster_bytes = UINT64_C(1) << h->cluster_bits;
     q->extended_l2 = vub_has(h->incompatible_features, QCOW2_INCOMPAT_EXTL2_BIT);
@@ -4070,11 +4062,6 @@ static void vub_qcow2_geometry(struct vub_qcow2 *q, const struct vub_qcow2_heade
      * (2 * sizeof(uint64_t)))" with extended L2 entries. */
     q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
     q->l2_bits = h->cluster_bits - (q->extended_l2 ? 4 : 3);
-    q->refcount_order = h->refcount_order;
-    q->incompatible = h->incompatible_features;
-    q->compatible = h->compatible_features;
-    q->autoclear = h->autoclear_features;
-    q->compression_type = h->compression_type;
 }
 
 /* Reads cluster 0 (header, extensions, backing name) into q->cluster,
@@ -4156,9 +4143,9 @@ static enum vub_err vub_qcow2_alloc_caches(struct vub_qcow2 *q)
     q->l2_slots = calloc(q->l2_slot_count, sizeof *q->l2_slots);
     q->l2_memory = malloc((size_t)(slots << q->cluster_bits));
     q->zbuf = malloc((size_t)(2 * q->cluster_bytes));
-    if (q->compression_type == QCOW2_COMPRESSION_ZSTD)
+    if (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD)
         q->zstd = vub_zstd_work_new((size_t)q->cluster_bytes);
-    if (!q->l2_slots || !q->l2_memory || !q->zbuf || (q->compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
+    if (!q->l2_slots || !q->l2_memory || !q->zbuf || (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
         return VUB_E_NOMEM;
     for (unsigned i = 0; i < q->l2_slot_count; i++)
         q->l2_slots[i].table = q->l2_memory + ((size_t)i << q->cluster_bits);
@@ -4319,13 +4306,13 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
         return VUB_OK;
     }
     out->file_bytes = q->file_bytes;
-    out->version = q->version;
+    out->version = q->hdr.version;
     out->cluster_bits = q->cluster_bits;
-    out->refcount_bits = 1u << q->refcount_order;
-    out->incompatible_features = q->incompatible;
-    out->compatible_features = q->compatible;
-    out->autoclear_features = q->autoclear;
-    out->compression = q->compression_type == QCOW2_COMPRESSION_ZLIB ? "zlib" : "zstd";
+    out->refcount_bits = 1u << q->hdr.refcount_order;
+    out->incompatible_features = q->hdr.incompatible_features;
+    out->compatible_features = q->hdr.compatible_features;
+    out->autoclear_features = q->hdr.autoclear_features;
+    out->compression = q->hdr.compression_type == QCOW2_COMPRESSION_ZLIB ? "zlib" : "zstd";
     out->extended_l2 = q->extended_l2;
     out->backing_name = q->backing_name;
     out->backing_path = q->backing_path;
