@@ -172,6 +172,19 @@ const char *vub_strerror(enum vub_err err)
     return "unknown error";
 }
 
+/* Result tables of the decoders (inflate, zstd): rows X(name, value, line)
+ * number every outcome, 1 and 0 for stopping cleanly and negative values
+ * one per kind of malformed input, each with its sentence. These make the
+ * enum and the sentences from one list. */
+#define VUB_RESULT_ENUM(name, value, line) name = value,
+#define VUB_RESULT_TEXT(name, value, line) [1 - (value)] = line,
+
+static const char *vub_result_text(const char *const *text, size_t count, int result, const char *unknown)
+{
+    size_t i = (size_t)(1 - (int64_t)result);
+    return result <= 1 && i < count && text[i] ? text[i] : unknown;
+}
+
 /* ---- Reasons: which rule a failure broke ------------------------------------
  *
  * Every failure vub detects is recorded as one reason and up to two numbers:
@@ -4463,44 +4476,38 @@ const char *vub_image_why(const struct vub_image *img)
 /* Results of vub_inflate(), numbered like a table (the numbers are stable),
  * each with its sentence for logs and test output. [INFL-RESULTS] */
 #define VUB_INFLATE_RESULTS(X) \
-    X(OK, 0, "deflate stream complete") \
-    X(FULL, 1, "output buffer full before the deflate stream ended") \
-    X(E_INPUT, -1, "deflate input ran out before the stream ended") \
-    X(E_BLOCK_TYPE, -2, "deflate block type 3 is reserved") \
-    X(E_STORED_NLEN, -3, "stored block NLEN is not the complement of LEN") \
-    X(E_TOO_MANY_LENS, -4, "dynamic block declares more than 286 literal/length codes") \
-    X(E_TOO_MANY_DISTS, -5, "dynamic block declares more than 30 distance codes") \
-    X(E_CL_OVER, -6, "code-length code is over-subscribed") \
-    X(E_CL_INCOMPLETE, -7, "code-length code is incomplete") \
-    X(E_REPEAT_FIRST, -8, "code-length repeat with no previous length") \
-    X(E_REPEAT_PAST, -9, "code-length repeat runs past the last length") \
-    X(E_NO_EOB, -10, "literal/length code has no end-of-block code") \
-    X(E_LEN_OVER, -11, "literal/length code is over-subscribed") \
-    X(E_LEN_INCOMPLETE, -12, "literal/length code is incomplete") \
-    X(E_DIST_OVER, -13, "distance code is over-subscribed") \
-    X(E_DIST_INCOMPLETE, -14, "distance code is incomplete") \
-    X(E_LEN_CODE, -15, "input bits match no literal/length code") \
-    X(E_DIST_CODE, -16, "input bits match no distance code") \
-    X(E_LEN_SYMBOL, -17, "length symbol 286 or 287 used") \
-    X(E_DIST_SYMBOL, -18, "distance symbol 30 or 31 used") \
-    X(E_DIST_FAR, -19, "distance reaches back before the start of the output")
+    X(VUB_INFLATE_OK, 0, "deflate stream complete") \
+    X(VUB_INFLATE_FULL, 1, "output buffer full before the deflate stream ended") \
+    X(VUB_INFLATE_E_INPUT, -1, "deflate input ran out before the stream ended") \
+    X(VUB_INFLATE_E_BLOCK_TYPE, -2, "deflate block type 3 is reserved") \
+    X(VUB_INFLATE_E_STORED_NLEN, -3, "stored block NLEN is not the complement of LEN") \
+    X(VUB_INFLATE_E_TOO_MANY_LENS, -4, "dynamic block declares more than 286 literal/length codes") \
+    X(VUB_INFLATE_E_TOO_MANY_DISTS, -5, "dynamic block declares more than 30 distance codes") \
+    X(VUB_INFLATE_E_CL_OVER, -6, "code-length code is over-subscribed") \
+    X(VUB_INFLATE_E_CL_INCOMPLETE, -7, "code-length code is incomplete") \
+    X(VUB_INFLATE_E_REPEAT_FIRST, -8, "code-length repeat with no previous length") \
+    X(VUB_INFLATE_E_REPEAT_PAST, -9, "code-length repeat runs past the last length") \
+    X(VUB_INFLATE_E_NO_EOB, -10, "literal/length code has no end-of-block code") \
+    X(VUB_INFLATE_E_LEN_OVER, -11, "literal/length code is over-subscribed") \
+    X(VUB_INFLATE_E_LEN_INCOMPLETE, -12, "literal/length code is incomplete") \
+    X(VUB_INFLATE_E_DIST_OVER, -13, "distance code is over-subscribed") \
+    X(VUB_INFLATE_E_DIST_INCOMPLETE, -14, "distance code is incomplete") \
+    X(VUB_INFLATE_E_LEN_CODE, -15, "input bits match no literal/length code") \
+    X(VUB_INFLATE_E_DIST_CODE, -16, "input bits match no distance code") \
+    X(VUB_INFLATE_E_LEN_SYMBOL, -17, "length symbol 286 or 287 used") \
+    X(VUB_INFLATE_E_DIST_SYMBOL, -18, "distance symbol 30 or 31 used") \
+    X(VUB_INFLATE_E_DIST_FAR, -19, "distance reaches back before the start of the output")
 
 enum vub_inflate_result {
-#define VUB_INFLATE_RESULTS_ENUM(name, value, line) VUB_INFLATE_##name = value,
-    VUB_INFLATE_RESULTS(VUB_INFLATE_RESULTS_ENUM)
-#undef VUB_INFLATE_RESULTS_ENUM
+    VUB_INFLATE_RESULTS(VUB_RESULT_ENUM)
     VUB_INFLATE_RESULT_MIN = -19 /* lowest result; for tests and tables */
 };
 
+static const char *const vub_inflate_text[] = {VUB_INFLATE_RESULTS(VUB_RESULT_TEXT)};
+
 static const char *vub_inflate_strerror(int result)
 {
-    static const char *const text[] = {
-#define VUB_INFLATE_RESULTS_TEXT(name, value, line) [(value) - VUB_INFLATE_RESULT_MIN] = line,
-        VUB_INFLATE_RESULTS(VUB_INFLATE_RESULTS_TEXT)
-#undef VUB_INFLATE_RESULTS_TEXT
-    };
-    unsigned i = (unsigned)(result - VUB_INFLATE_RESULT_MIN);
-    return i < VUB_ARRAY_LEN(text) && text[i] ? text[i] : "unknown inflate result";
+    return vub_result_text(vub_inflate_text, VUB_ARRAY_LEN(vub_inflate_text), result, "unknown inflate result");
 }
 
 /* Sizes fixed by the format (RFC 1951 3.2.5-3.2.7), plus the fast table's width. */
@@ -5241,58 +5248,52 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
 /* Results of vub_zstd_decompress(), numbered like a table (the numbers are
  * stable), each with its sentence for logs and test output. [ZSTD-RESULTS] */
 #define VUB_ZSTD_RESULTS(X) \
-    X(OK, 0, "zstd frames decoded") \
-    X(E_INPUT, -1, "zstd input ran out inside a frame") \
-    X(E_MAGIC, -2, "not a zstd frame (unknown magic number)") \
-    X(E_RESERVED_BIT, -3, "zstd frame header reserved bit is set") \
-    X(E_DICTIONARY, -4, "zstd frame needs a dictionary, which qcow2 cannot provide") \
-    X(E_TOO_BIG, -5, "zstd output is larger than the cluster") \
-    X(E_BLOCK_TYPE, -6, "zstd block type 3 is reserved") \
-    X(E_BLOCK_SIZE, -7, "zstd block exceeds the maximum block size") \
-    X(E_CONTENT_SIZE, -8, "zstd frame output differs from its declared content size") \
-    X(E_CHECKSUM, -9, "zstd content checksum does not match") \
-    X(E_LIT_SIZE, -10, "zstd literals section runs past the end of its block") \
-    X(E_LIT_STREAMS, -11, "zstd 4-stream literals: under 6 literals or a bad jump table") \
-    X(E_NO_HUFFMAN, -12, "zstd treeless literals with no earlier Huffman table") \
-    X(E_HUF_TREE, -13, "zstd Huffman tree description runs past the literals section") \
-    X(E_HUF_WEIGHT, -14, "zstd Huffman weight above 11, or more than 255 weights") \
-    X(E_HUF_POWER, -15, "zstd Huffman weights cannot be completed to a power of 2") \
-    X(E_HUF_MAX_BITS, -16, "zstd Huffman code longer than 11 bits") \
-    X(E_HUF_WEIGHT1, -17, "zstd Huffman tree has no literal of weight 1") \
-    X(E_HUF_STREAM, -18, "zstd Huffman stream not consumed exactly") \
-    X(E_PADDING, -19, "zstd bitstream is empty or has no end mark") \
-    X(E_FSE_LOG, -20, "zstd FSE accuracy log above the limit for its table") \
-    X(E_FSE_SYMBOLS, -21, "zstd FSE distribution goes past the last symbol of its alphabet") \
-    X(E_FSE_DESC, -22, "zstd FSE distribution runs past the end of its section") \
-    X(E_SEQ_HEADER, -23, "zstd sequences section header runs past the block") \
-    X(E_SEQ_RESERVED, -24, "zstd sequence compression modes have reserved bits set") \
-    X(E_SEQ_RLE_SYMBOL, -25, "zstd RLE_Mode symbol is past the last code") \
-    X(E_SEQ_REPEAT, -26, "zstd Repeat_Mode with no earlier table in the frame") \
-    X(E_SEQ_EXTRA, -27, "zstd bytes after a sequence count of zero") \
-    X(E_SEQ_STREAM, -28, "zstd sequence bitstream not consumed exactly") \
-    X(E_LIT_OVERRUN, -29, "zstd sequences use more literals than the block has") \
-    X(E_OFFSET_ZERO, -30, "zstd repeat offset works out to zero") \
-    X(E_OFFSET_FAR, -31, "zstd offset reaches before the start of the frame's output") \
-    X(E_OFFSET_WINDOW, -32, "zstd offset is larger than the window") \
-    X(E_WORK, -33, "zstd literals buffer is smaller than vub_zstd_lit_bytes()") \
-    X(E_WINDOW, -34, "zstd window larger than 128 MiB, which QEMU's libzstd refuses")
+    X(VUB_ZSTD_OK, 0, "zstd frames decoded") \
+    X(VUB_ZSTD_E_INPUT, -1, "zstd input ran out inside a frame") \
+    X(VUB_ZSTD_E_MAGIC, -2, "not a zstd frame (unknown magic number)") \
+    X(VUB_ZSTD_E_RESERVED_BIT, -3, "zstd frame header reserved bit is set") \
+    X(VUB_ZSTD_E_DICTIONARY, -4, "zstd frame needs a dictionary, which qcow2 cannot provide") \
+    X(VUB_ZSTD_E_TOO_BIG, -5, "zstd output is larger than the cluster") \
+    X(VUB_ZSTD_E_BLOCK_TYPE, -6, "zstd block type 3 is reserved") \
+    X(VUB_ZSTD_E_BLOCK_SIZE, -7, "zstd block exceeds the maximum block size") \
+    X(VUB_ZSTD_E_CONTENT_SIZE, -8, "zstd frame output differs from its declared content size") \
+    X(VUB_ZSTD_E_CHECKSUM, -9, "zstd content checksum does not match") \
+    X(VUB_ZSTD_E_LIT_SIZE, -10, "zstd literals section runs past the end of its block") \
+    X(VUB_ZSTD_E_LIT_STREAMS, -11, "zstd 4-stream literals: under 6 literals or a bad jump table") \
+    X(VUB_ZSTD_E_NO_HUFFMAN, -12, "zstd treeless literals with no earlier Huffman table") \
+    X(VUB_ZSTD_E_HUF_TREE, -13, "zstd Huffman tree description runs past the literals section") \
+    X(VUB_ZSTD_E_HUF_WEIGHT, -14, "zstd Huffman weight above 11, or more than 255 weights") \
+    X(VUB_ZSTD_E_HUF_POWER, -15, "zstd Huffman weights cannot be completed to a power of 2") \
+    X(VUB_ZSTD_E_HUF_MAX_BITS, -16, "zstd Huffman code longer than 11 bits") \
+    X(VUB_ZSTD_E_HUF_WEIGHT1, -17, "zstd Huffman tree has no literal of weight 1") \
+    X(VUB_ZSTD_E_HUF_STREAM, -18, "zstd Huffman stream not consumed exactly") \
+    X(VUB_ZSTD_E_PADDING, -19, "zstd bitstream is empty or has no end mark") \
+    X(VUB_ZSTD_E_FSE_LOG, -20, "zstd FSE accuracy log above the limit for its table") \
+    X(VUB_ZSTD_E_FSE_SYMBOLS, -21, "zstd FSE distribution goes past the last symbol of its alphabet") \
+    X(VUB_ZSTD_E_FSE_DESC, -22, "zstd FSE distribution runs past the end of its section") \
+    X(VUB_ZSTD_E_SEQ_HEADER, -23, "zstd sequences section header runs past the block") \
+    X(VUB_ZSTD_E_SEQ_RESERVED, -24, "zstd sequence compression modes have reserved bits set") \
+    X(VUB_ZSTD_E_SEQ_RLE_SYMBOL, -25, "zstd RLE_Mode symbol is past the last code") \
+    X(VUB_ZSTD_E_SEQ_REPEAT, -26, "zstd Repeat_Mode with no earlier table in the frame") \
+    X(VUB_ZSTD_E_SEQ_EXTRA, -27, "zstd bytes after a sequence count of zero") \
+    X(VUB_ZSTD_E_SEQ_STREAM, -28, "zstd sequence bitstream not consumed exactly") \
+    X(VUB_ZSTD_E_LIT_OVERRUN, -29, "zstd sequences use more literals than the block has") \
+    X(VUB_ZSTD_E_OFFSET_ZERO, -30, "zstd repeat offset works out to zero") \
+    X(VUB_ZSTD_E_OFFSET_FAR, -31, "zstd offset reaches before the start of the frame's output") \
+    X(VUB_ZSTD_E_OFFSET_WINDOW, -32, "zstd offset is larger than the window") \
+    X(VUB_ZSTD_E_WORK, -33, "zstd literals buffer is smaller than vub_zstd_lit_bytes()") \
+    X(VUB_ZSTD_E_WINDOW, -34, "zstd window larger than 128 MiB, which QEMU's libzstd refuses")
 
 enum vub_zstd_result {
-#define VUB_ZSTD_RESULTS_ENUM(name, value, line) VUB_ZSTD_##name = value,
-    VUB_ZSTD_RESULTS(VUB_ZSTD_RESULTS_ENUM)
-#undef VUB_ZSTD_RESULTS_ENUM
+    VUB_ZSTD_RESULTS(VUB_RESULT_ENUM)
     VUB_ZSTD_RESULT_MIN = -34 /* lowest result; for tests and tables */
 };
 
+static const char *const vub_zstd_text[] = {VUB_ZSTD_RESULTS(VUB_RESULT_TEXT)};
+
 static const char *vub_zstd_strerror(int result)
 {
-    static const char *const text[] = {
-#define VUB_ZSTD_RESULTS_TEXT(name, value, line) [(value) - VUB_ZSTD_RESULT_MIN] = line,
-        VUB_ZSTD_RESULTS(VUB_ZSTD_RESULTS_TEXT)
-#undef VUB_ZSTD_RESULTS_TEXT
-    };
-    unsigned i = (unsigned)(result - VUB_ZSTD_RESULT_MIN);
-    return i < VUB_ARRAY_LEN(text) && text[i] ? text[i] : "unknown zstd result";
+    return vub_result_text(vub_zstd_text, VUB_ARRAY_LEN(vub_zstd_text), result, "unknown zstd result");
 }
 
 /* Sizes fixed by the format. */
