@@ -172,19 +172,6 @@ const char *vub_strerror(enum vub_err err)
     return "unknown error";
 }
 
-/* Result tables of the decoders (inflate, zstd): rows X(name, value, line)
- * number every outcome, 1 and 0 for stopping cleanly and negative values
- * one per kind of malformed input, each with its sentence. These make the
- * enum and the sentences from one list. */
-#define VUB_RESULT_ENUM(name, value, line) name = value,
-#define VUB_RESULT_TEXT(name, value, line) [1 - (value)] = line,
-
-static const char *vub_result_text(const char *const *text, size_t count, int result, const char *unknown)
-{
-    size_t i = (size_t)(1 - (int64_t)result);
-    return result <= 1 && i < count && text[i] ? text[i] : unknown;
-}
-
 /* ---- Reasons: which rule a failure broke ------------------------------------
  *
  * Every failure vub detects is recorded as one reason and up to two numbers:
@@ -4474,7 +4461,8 @@ const char *vub_image_why(const struct vub_image *img)
  * ======================================================================== */
 
 /* Results of vub_inflate(), numbered like a table (the numbers are stable),
- * each with its sentence for logs and test output. [INFL-RESULTS] */
+ * each with its sentence for logs and test output; the one list makes both
+ * the enum and the sentences. [INFL-RESULTS] */
 #define VUB_INFLATE_RESULTS(X) \
     X(VUB_INFLATE_OK, 0, "deflate stream complete") \
     X(VUB_INFLATE_FULL, 1, "output buffer full before the deflate stream ended") \
@@ -4499,15 +4487,19 @@ const char *vub_image_why(const struct vub_image *img)
     X(VUB_INFLATE_E_DIST_FAR, -19, "distance reaches back before the start of the output")
 
 enum vub_inflate_result {
-    VUB_INFLATE_RESULTS(VUB_RESULT_ENUM)
+#define VUB_INFL_ENUM(name, value, line) name = value,
+    VUB_INFLATE_RESULTS(VUB_INFL_ENUM)
+#undef VUB_INFL_ENUM
     VUB_INFLATE_RESULT_MIN = -19 /* lowest result; for tests and tables */
 };
 
-static const char *const vub_inflate_text[] = {VUB_INFLATE_RESULTS(VUB_RESULT_TEXT)};
-
 static const char *vub_inflate_strerror(int result)
 {
-    return vub_result_text(vub_inflate_text, VUB_ARRAY_LEN(vub_inflate_text), result, "unknown inflate result");
+#define VUB_INFL_TEXT(name, value, line) [(value) - VUB_INFLATE_RESULT_MIN] = line,
+    static const char *const text[] = {VUB_INFLATE_RESULTS(VUB_INFL_TEXT)};
+#undef VUB_INFL_TEXT
+    unsigned i = (unsigned)(result - VUB_INFLATE_RESULT_MIN);
+    return i < VUB_ARRAY_LEN(text) && text[i] ? text[i] : "unknown inflate result";
 }
 
 /* Sizes fixed by the format (RFC 1951 3.2.5-3.2.7), plus the fast table's width. */
@@ -5245,55 +5237,88 @@ static int vub_inflate(uint8_t *dst, size_t dst_len, size_t *dst_done,
  * The tests decode every frame both ways and compare.
  * ======================================================================== */
 
-/* Results of vub_zstd_decompress(), numbered like a table (the numbers are
- * stable), each with its sentence for logs and test output. [ZSTD-RESULTS] */
-#define VUB_ZSTD_RESULTS(X) \
-    X(VUB_ZSTD_OK, 0, "zstd frames decoded") \
-    X(VUB_ZSTD_E_INPUT, -1, "zstd input ran out inside a frame") \
-    X(VUB_ZSTD_E_MAGIC, -2, "not a zstd frame (unknown magic number)") \
-    X(VUB_ZSTD_E_RESERVED_BIT, -3, "zstd frame header reserved bit is set") \
-    X(VUB_ZSTD_E_DICTIONARY, -4, "zstd frame needs a dictionary, which qcow2 cannot provide") \
-    X(VUB_ZSTD_E_TOO_BIG, -5, "zstd output is larger than the cluster") \
-    X(VUB_ZSTD_E_BLOCK_TYPE, -6, "zstd block type 3 is reserved") \
-    X(VUB_ZSTD_E_BLOCK_SIZE, -7, "zstd block exceeds the maximum block size") \
-    X(VUB_ZSTD_E_CONTENT_SIZE, -8, "zstd frame output differs from its declared content size") \
-    X(VUB_ZSTD_E_CHECKSUM, -9, "zstd content checksum does not match") \
-    X(VUB_ZSTD_E_LIT_SIZE, -10, "zstd literals section runs past the end of its block") \
-    X(VUB_ZSTD_E_LIT_STREAMS, -11, "zstd 4-stream literals: under 6 literals or a bad jump table") \
-    X(VUB_ZSTD_E_NO_HUFFMAN, -12, "zstd treeless literals with no earlier Huffman table") \
-    X(VUB_ZSTD_E_HUF_TREE, -13, "zstd Huffman tree description runs past the literals section") \
-    X(VUB_ZSTD_E_HUF_WEIGHT, -14, "zstd Huffman weight above 11, or more than 255 weights") \
-    X(VUB_ZSTD_E_HUF_POWER, -15, "zstd Huffman weights cannot be completed to a power of 2") \
-    X(VUB_ZSTD_E_HUF_MAX_BITS, -16, "zstd Huffman code longer than 11 bits") \
-    X(VUB_ZSTD_E_HUF_WEIGHT1, -17, "zstd Huffman tree has no literal of weight 1") \
-    X(VUB_ZSTD_E_HUF_STREAM, -18, "zstd Huffman stream not consumed exactly") \
-    X(VUB_ZSTD_E_PADDING, -19, "zstd bitstream is empty or has no end mark") \
-    X(VUB_ZSTD_E_FSE_LOG, -20, "zstd FSE accuracy log above the limit for its table") \
-    X(VUB_ZSTD_E_FSE_SYMBOLS, -21, "zstd FSE distribution goes past the last symbol of its alphabet") \
-    X(VUB_ZSTD_E_FSE_DESC, -22, "zstd FSE distribution runs past the end of its section") \
-    X(VUB_ZSTD_E_SEQ_HEADER, -23, "zstd sequences section header runs past the block") \
-    X(VUB_ZSTD_E_SEQ_RESERVED, -24, "zstd sequence compression modes have reserved bits set") \
-    X(VUB_ZSTD_E_SEQ_RLE_SYMBOL, -25, "zstd RLE_Mode symbol is past the last code") \
-    X(VUB_ZSTD_E_SEQ_REPEAT, -26, "zstd Repeat_Mode with no earlier table in the frame") \
-    X(VUB_ZSTD_E_SEQ_EXTRA, -27, "zstd bytes after a sequence count of zero") \
-    X(VUB_ZSTD_E_SEQ_STREAM, -28, "zstd sequence bitstream not consumed exactly") \
-    X(VUB_ZSTD_E_LIT_OVERRUN, -29, "zstd sequences use more literals than the block has") \
-    X(VUB_ZSTD_E_OFFSET_ZERO, -30, "zstd repeat offset works out to zero") \
-    X(VUB_ZSTD_E_OFFSET_FAR, -31, "zstd offset reaches before the start of the frame's output") \
-    X(VUB_ZSTD_E_OFFSET_WINDOW, -32, "zstd offset is larger than the window") \
-    X(VUB_ZSTD_E_WORK, -33, "zstd literals buffer is smaller than vub_zstd_lit_bytes()") \
-    X(VUB_ZSTD_E_WINDOW, -34, "zstd window larger than 128 MiB, which QEMU's libzstd refuses")
-
+/* Result of vub_zstd_decompress(), numbered like a table; the numbers are
+ * stable. [ZSTD-RESULTS] */
 enum vub_zstd_result {
-    VUB_ZSTD_RESULTS(VUB_RESULT_ENUM)
-    VUB_ZSTD_RESULT_MIN = -34 /* lowest result; for tests and tables */
+    VUB_ZSTD_OK = 0,                 /* frames decoded up to a full output or the input's end */
+    VUB_ZSTD_E_INPUT = -1,           /* input ran out inside a frame */
+    VUB_ZSTD_E_MAGIC = -2,           /* neither a Zstandard frame nor a skippable frame */
+    VUB_ZSTD_E_RESERVED_BIT = -3,    /* Frame_Header_Descriptor's reserved bit is set */
+    VUB_ZSTD_E_DICTIONARY = -4,      /* the frame needs a dictionary (Dictionary_ID not 0) */
+    VUB_ZSTD_E_TOO_BIG = -5,         /* output would pass dst_len (the cluster size) */
+    VUB_ZSTD_E_BLOCK_TYPE = -6,      /* Block_Type 3, reserved */
+    VUB_ZSTD_E_BLOCK_SIZE = -7,      /* a block or its output exceeds Block_Maximum_Size */
+    VUB_ZSTD_E_CONTENT_SIZE = -8,    /* frame output differs from Frame_Content_Size */
+    VUB_ZSTD_E_CHECKSUM = -9,        /* Content_Checksum does not match the output */
+    VUB_ZSTD_E_LIT_SIZE = -10,       /* literals section runs past the end of its block */
+    VUB_ZSTD_E_LIT_STREAMS = -11,    /* 4 streams with under 6 literals, or a bad jump table */
+    VUB_ZSTD_E_NO_HUFFMAN = -12,     /* treeless literals with no earlier Huffman table */
+    VUB_ZSTD_E_HUF_TREE = -13,       /* Huffman tree description runs past the literals */
+    VUB_ZSTD_E_HUF_WEIGHT = -14,     /* a weight above 11, or more than 255 weights */
+    VUB_ZSTD_E_HUF_POWER = -15,      /* weights cannot be completed to a power of 2 */
+    VUB_ZSTD_E_HUF_MAX_BITS = -16,   /* Max_Number_of_Bits above 11 */
+    VUB_ZSTD_E_HUF_WEIGHT1 = -17,    /* no literal has weight 1 */
+    VUB_ZSTD_E_HUF_STREAM = -18,     /* a Huffman stream is not consumed exactly */
+    VUB_ZSTD_E_PADDING = -19,        /* a bitstream is empty or its last byte is 0 (no end mark) */
+    VUB_ZSTD_E_FSE_LOG = -20,        /* FSE Accuracy_Log above the table's limit */
+    VUB_ZSTD_E_FSE_SYMBOLS = -21,    /* FSE distribution goes past the last symbol of its alphabet */
+    VUB_ZSTD_E_FSE_DESC = -22,       /* FSE distribution runs past the end of its section */
+    VUB_ZSTD_E_SEQ_HEADER = -23,     /* Sequences_Section_Header runs past the block */
+    VUB_ZSTD_E_SEQ_RESERVED = -24,   /* reserved bits of the symbol compression modes set */
+    VUB_ZSTD_E_SEQ_RLE_SYMBOL = -25, /* RLE_Mode symbol past the last code */
+    VUB_ZSTD_E_SEQ_REPEAT = -26,     /* Repeat_Mode with no earlier table in the frame */
+    VUB_ZSTD_E_SEQ_EXTRA = -27,      /* bytes after a Number_of_Sequences of 0 */
+    VUB_ZSTD_E_SEQ_STREAM = -28,     /* the sequence bitstream is not consumed exactly */
+    VUB_ZSTD_E_LIT_OVERRUN = -29,    /* sequences use more literals than the block has */
+    VUB_ZSTD_E_OFFSET_ZERO = -30,    /* a repeat offset works out to 0 */
+    VUB_ZSTD_E_OFFSET_FAR = -31,     /* an offset reaches before the frame's first byte */
+    VUB_ZSTD_E_OFFSET_WINDOW = -32,  /* an offset is larger than Window_Size */
+    VUB_ZSTD_E_WORK = -33,           /* caller's literals buffer is smaller than vub_zstd_lit_bytes() */
+    VUB_ZSTD_E_WINDOW = -34,         /* Window_Size above VUB_ZSTD_WINDOW_MAX (libzstd's limit) */
+    VUB_ZSTD_RESULT_MIN = -34        /* lowest result; for tests and tables */
 };
 
-static const char *const vub_zstd_text[] = {VUB_ZSTD_RESULTS(VUB_RESULT_TEXT)};
-
+/* One sentence per result, for logs and test output. */
 static const char *vub_zstd_strerror(int result)
 {
-    return vub_result_text(vub_zstd_text, VUB_ARRAY_LEN(vub_zstd_text), result, "unknown zstd result");
+    switch (result) {
+    case VUB_ZSTD_OK: return "zstd frames decoded";
+    case VUB_ZSTD_E_INPUT: return "zstd input ran out inside a frame";
+    case VUB_ZSTD_E_MAGIC: return "not a zstd frame (unknown magic number)";
+    case VUB_ZSTD_E_RESERVED_BIT: return "zstd frame header reserved bit is set";
+    case VUB_ZSTD_E_DICTIONARY: return "zstd frame needs a dictionary, which qcow2 cannot provide";
+    case VUB_ZSTD_E_TOO_BIG: return "zstd output is larger than the cluster";
+    case VUB_ZSTD_E_BLOCK_TYPE: return "zstd block type 3 is reserved";
+    case VUB_ZSTD_E_BLOCK_SIZE: return "zstd block exceeds the maximum block size";
+    case VUB_ZSTD_E_CONTENT_SIZE: return "zstd frame output differs from its declared content size";
+    case VUB_ZSTD_E_CHECKSUM: return "zstd content checksum does not match";
+    case VUB_ZSTD_E_LIT_SIZE: return "zstd literals section runs past the end of its block";
+    case VUB_ZSTD_E_LIT_STREAMS: return "zstd 4-stream literals: under 6 literals or a bad jump table";
+    case VUB_ZSTD_E_NO_HUFFMAN: return "zstd treeless literals with no earlier Huffman table";
+    case VUB_ZSTD_E_HUF_TREE: return "zstd Huffman tree description runs past the literals section";
+    case VUB_ZSTD_E_HUF_WEIGHT: return "zstd Huffman weight above 11, or more than 255 weights";
+    case VUB_ZSTD_E_HUF_POWER: return "zstd Huffman weights cannot be completed to a power of 2";
+    case VUB_ZSTD_E_HUF_MAX_BITS: return "zstd Huffman code longer than 11 bits";
+    case VUB_ZSTD_E_HUF_WEIGHT1: return "zstd Huffman tree has no literal of weight 1";
+    case VUB_ZSTD_E_HUF_STREAM: return "zstd Huffman stream not consumed exactly";
+    case VUB_ZSTD_E_PADDING: return "zstd bitstream is empty or has no end mark";
+    case VUB_ZSTD_E_FSE_LOG: return "zstd FSE accuracy log above the limit for its table";
+    case VUB_ZSTD_E_FSE_SYMBOLS: return "zstd FSE distribution goes past the last symbol of its alphabet";
+    case VUB_ZSTD_E_FSE_DESC: return "zstd FSE distribution runs past the end of its section";
+    case VUB_ZSTD_E_SEQ_HEADER: return "zstd sequences section header runs past the block";
+    case VUB_ZSTD_E_SEQ_RESERVED: return "zstd sequence compression modes have reserved bits set";
+    case VUB_ZSTD_E_SEQ_RLE_SYMBOL: return "zstd RLE_Mode symbol is past the last code";
+    case VUB_ZSTD_E_SEQ_REPEAT: return "zstd Repeat_Mode with no earlier table in the frame";
+    case VUB_ZSTD_E_SEQ_EXTRA: return "zstd bytes after a sequence count of zero";
+    case VUB_ZSTD_E_SEQ_STREAM: return "zstd sequence bitstream not consumed exactly";
+    case VUB_ZSTD_E_LIT_OVERRUN: return "zstd sequences use more literals than the block has";
+    case VUB_ZSTD_E_OFFSET_ZERO: return "zstd repeat offset works out to zero";
+    case VUB_ZSTD_E_OFFSET_FAR: return "zstd offset reaches before the start of the frame's output";
+    case VUB_ZSTD_E_OFFSET_WINDOW: return "zstd offset is larger than the window";
+    case VUB_ZSTD_E_WORK: return "zstd literals buffer is smaller than vub_zstd_lit_bytes()";
+    case VUB_ZSTD_E_WINDOW: return "zstd window larger than 128 MiB, which QEMU's libzstd refuses";
+    default: return "unknown zstd result";
+    }
 }
 
 /* Sizes fixed by the format. */
