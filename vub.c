@@ -3845,25 +3845,6 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
  * has no way to carry the chain. */
 static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
                                           const struct vub_image_opts *opts, const struct vub_qcow2_chain *chain,
-                                          struct vub_error *e);
-
-/* [QCOW2-BACKING-WHY] the innermost failure says why, with no path
- * prefixes; the first backing file to see it failing records itself, and
- * the image the caller opened adds the chain (vub_qcow2_open). */
-static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
-                                           const struct vub_image_opts *opts,
-                                           const struct vub_qcow2_chain *chain, struct vub_error *e)
-{
-    enum vub_err err = vub_qcow2_try_backing(q, fmt, opts, chain, e);
-    if (err != VUB_OK && chain->fault->depth == 0) {
-        chain->fault->depth = chain->depth + 1;
-        snprintf(chain->fault->path, sizeof chain->fault->path, "%s", q->backing_path);
-    }
-    return err;
-}
-
-static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
-                                          const struct vub_image_opts *opts, const struct vub_qcow2_chain *chain,
                                           struct vub_error *e)
 {
     if (chain->depth + 1 > VUB_QCOW2_MAX_CHAIN)
@@ -3893,6 +3874,21 @@ static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format f
                                 .backing_format = opts->backing_format,
                                 .force_share = opts->force_share};
     return vub_qcow2_open_chain(b, q->backing_path, &bo, &link, e);
+}
+
+/* [QCOW2-BACKING-WHY] the innermost failure says why, with no path
+ * prefixes; the first backing file to see it failing records itself, and
+ * the image the caller opened adds the chain (vub_qcow2_open). */
+static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                           const struct vub_image_opts *opts,
+                                           const struct vub_qcow2_chain *chain, struct vub_error *e)
+{
+    enum vub_err err = vub_qcow2_try_backing(q, fmt, opts, chain, e);
+    if (err != VUB_OK && chain->fault->depth == 0) {
+        chain->fault->depth = chain->depth + 1;
+        snprintf(chain->fault->path, sizeof chain->fault->path, "%s", q->backing_path);
+    }
+    return err;
 }
 
 /* Walks every file the image reads: its own, its data file, its backing
