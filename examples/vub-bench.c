@@ -803,10 +803,12 @@ int main(int argc, char **argv)
     bool seeded = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        static const char *const flags[] = {"--help", "-h", "--version", "--verify", "--json", "--compare"};
-        bool takes_value = true;
-        for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
-            takes_value &= strcmp(a, flags[k]) != 0;
+        static const char *const valued[] = {"--socket", "--rw", "--bs", "--iodepth", "--queues", "--runtime",
+                                             "--ramp", "--size", "--flush-every", "--wait", "--ring", "--writeback",
+                                             "--rounds", "--seed", "--timeout"};
+        bool takes_value = false;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
+            takes_value |= strcmp(a, valued[k]) == 0;
         if (takes_value && !v)
             usage_error("%s needs a value", a);
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
