@@ -37,7 +37,7 @@ build/asan/vub-%: examples/vub-%.c vub.c vub.h | build/asan
 	$(CC) $(WARN) $(SAN) -I. vub.c $< -o $@ $(LDLIBS)
 
 # vub-bench runs a thread per queue (the library itself starts none).
-build/vub-bench build/asan/vub-bench: LDLIBS += -lpthread -lm
+build/vub-bench build/asan/vub-bench: LDLIBS += -lpthread
 
 build/test-%: tests/test-%.c vub.c vub.h | build
 	$(CC) $(TEST_WARN) $(CFLAGS) -I. $< -o $@ -lpthread

@@ -21,7 +21,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -131,7 +130,9 @@ static void hist_merge(struct hist *to, const struct hist *from)
 /* The latency below which a fraction p of the requests completed, in µs. */
 static double hist_percentile_us(const struct hist *h, double p)
 {
-    uint64_t want = (uint64_t)ceil(p * (double)h->total), seen = 0;
+    double exact = p * (double)h->total;
+    uint64_t want = (uint64_t)exact, seen = 0;
+    want += (double)want < exact; /* rounded up: the p50 of 3 is the 2nd */
     for (unsigned i = 0; h->total && i < HIST_BUCKETS; i++) {
         seen += h->count[i];
         if (seen >= want && seen > 0)
@@ -758,7 +759,7 @@ static int compare(const struct job *j, char **paths, unsigned n)
                 v[r] = metric(&res[(size_t)r * n], m);
             double base = median(v, j->rounds);
             ratio[m] = base > 0 ? med[m] / base : 0;
-            lo[m] = INFINITY, hi[m] = 0;
+            lo[m] = 1e300, hi[m] = 0;
             for (unsigned r = 0; r < j->rounds; r++) {
                 double d = metric(&res[(size_t)r * n], m), q = d > 0 ? metric(&res[(size_t)r * n + b], m) / d : 0;
                 lo[m] = q < lo[m] ? q : lo[m];
