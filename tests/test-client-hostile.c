@@ -787,20 +787,30 @@ static void test_real_backend_read_only(void)
     ok(ro && e == VUB_E_IO && st == VUB_BLK_S_IOERR, "read-only: RO is negotiated and a write is IOERR");
 }
 
+/* A client of a fresh vub back-end with `queues` queues, or NULL (the
+ * failure is reported under `label` and the back-end stopped). */
+static struct vub_client *server_client(struct server *s, uint16_t queues, struct vub_client_opts o,
+                                        const char *label)
+{
+    struct vub_client *cl;
+    char why[256];
+    int fd = server_start(s, false, queues);
+    o.timeout_ms = 5000;
+    if (vub_client_connect_fd(&cl, fd, &o, why, sizeof why) == VUB_OK)
+        return cl;
+    ok(false, "%s: connect (%s)", label, why);
+    server_stop(s);
+    return NULL;
+}
+
 /* The write cache through SET_CONFIG, against the real back-end: it starts
  * off ([BLK-WCE-INIT]) and follows each vub_client_set_writeback(). */
 static void test_real_backend_writeback(void)
 {
     struct server s;
-    struct vub_client *cl;
-    struct vub_client_opts o = {.timeout_ms = 5000};
-    char why[256];
-    int fd = server_start(&s, false, 1);
-    if (vub_client_connect_fd(&cl, fd, &o, why, sizeof why) != VUB_OK) {
-        ok(false, "writeback: connect (%s)", why);
-        server_stop(&s);
+    struct vub_client *cl = server_client(&s, 1, (struct vub_client_opts){0}, "writeback");
+    if (!cl)
         return;
-    }
     const struct vub_client_info *in = vub_client_info(cl);
     uint8_t start = in->config.writeback;
     enum vub_err on = vub_client_set_writeback(cl, true);
@@ -828,16 +838,10 @@ static bool ring_interrupts(const struct vub_client_queue *q)
 static void test_wait_keeps_mode(enum vub_client_ring ring)
 {
     struct server s;
-    struct vub_client *cl;
-    struct vub_client_opts o = {.timeout_ms = 5000, .ring = ring};
-    const char *label = ring == VUB_CLIENT_RING_PACKED ? "packed" : "split";
-    char why[256];
-    int fd = server_start(&s, false, 1);
-    if (vub_client_connect_fd(&cl, fd, &o, why, sizeof why) != VUB_OK) {
-        ok(false, "wait mode, %s: connect (%s)", label, why);
-        server_stop(&s);
+    const char *label = ring == VUB_CLIENT_RING_PACKED ? "wait mode, packed" : "wait mode, split";
+    struct vub_client *cl = server_client(&s, 1, (struct vub_client_opts){.ring = ring}, label);
+    if (!cl)
         return;
-    }
     struct vub_client_queue *q = vub_client_queue(cl, 0);
     uint8_t *buf = vub_client_alloc(cl, 4096);
     struct iovec iov = {buf, 4096};
@@ -862,10 +866,10 @@ static void test_wait_keeps_mode(enum vub_client_ring ring)
     vub_client_close(cl);
     server_stop(&s);
     ok(done[1] == 64 && wrong_mode[1] == 0,
-       "wait mode, %s: 64 reads on a polling queue complete and vub_client_wait never re-arms notifications (%u of 64, "
+       "%s: 64 reads on a polling queue complete and vub_client_wait never re-arms notifications (%u of 64, "
        "re-armed %u times)", label, done[1], wrong_mode[1]);
     ok(done[0] == 64 && wrong_mode[0] == 0,
-       "wait mode, %s: after polling is switched off, vub_client_wait re-arms notifications again (%u of 64)", label,
+       "%s: after polling is switched off, vub_client_wait re-arms notifications again (%u of 64)", label,
        done[0]);
 }
 
@@ -935,15 +939,9 @@ static void *mt_main(void *arg)
 static void test_thread_per_queue(void)
 {
     struct server s;
-    struct vub_client *cl;
-    struct vub_client_opts o = {.timeout_ms = 5000, .num_queues = MT_QUEUES};
-    char why[256];
-    int fd = server_start(&s, false, MT_QUEUES);
-    if (vub_client_connect_fd(&cl, fd, &o, why, sizeof why) != VUB_OK) {
-        ok(false, "threads: connect (%s)", why);
-        server_stop(&s);
+    struct vub_client *cl = server_client(&s, MT_QUEUES, (struct vub_client_opts){.num_queues = MT_QUEUES}, "threads");
+    if (!cl)
         return;
-    }
     struct mt_worker w[MT_QUEUES];
     pthread_t t[MT_QUEUES];
     for (unsigned i = 0; i < MT_QUEUES; i++) {
