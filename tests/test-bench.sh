@@ -16,8 +16,9 @@ top=$PWD
 . tests/lib-tap.sh bench
 
 build=${VUB_BUILD:-build}
-BENCH=$top/$build/vub-bench
-SERVE=$top/$build/vub-serve
+[[ $build == /* ]] || build=$top/$build
+BENCH=$build/vub-bench
+SERVE=$build/vub-serve
 for p in "$BENCH" "$SERVE"; do
     if [ ! -x "$p" ]; then
         fail "$p is built (run make)"
