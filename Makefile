@@ -51,7 +51,7 @@ build/asan/test-%: tests/test-%.c vub.c vub.h | build/asan
 
 # Copying I/O over the front-end: program code, not library code.
 CLIENT_COPY = examples/client-copy.c examples/client-copy.h
-build/vub-io build/asan/vub-io build/test-client-hostile build/asan/test-client-hostile: $(CLIENT_COPY)
+build/vub-io build/asan/vub-io build/vub-bench build/asan/vub-bench build/test-client-hostile build/asan/test-client-hostile: $(CLIENT_COPY)
 
 # The conformance suite: a test tool that includes vub.c to send anything.
 CONFORM_SRC = conformance/vub-conform.c $(wildcard conformance/cases-*.c) conformance/fuzz.c

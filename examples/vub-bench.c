@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include "vub.h"
+#include "client-copy.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -386,7 +387,7 @@ static void complete(struct worker *w, const struct vub_client_completion *c, ui
         char st[32];
         worker_error(w, "queue %u: %s at %" PRIu64 ": %s", w->index,
                      s->op == VUB_CLIENT_FLUSH ? "flush" : s->op == VUB_CLIENT_READ ? "read" : "write", off,
-                     vub_client_status_str(c->status, st, sizeof st));
+                     copy_status_name(c->status, st, sizeof st));
     } else if (w->gen && s->op != VUB_CLIENT_FLUSH) {
         if (s->op == VUB_CLIENT_WRITE) {
             w->gen[s->block] = s->gen;
