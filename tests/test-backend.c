@@ -1483,6 +1483,7 @@ static void test_out_writable_data(void)
 }
 
 #include "test-backend-packed.inc"
+#include "test-backend-inflight.inc"
 
 /* [VQ-SPLIT-USED-IDX] the front-end never sends the used index: a ring
  * that starts again (after a migration, say) continues from the used->idx
@@ -1677,6 +1678,7 @@ int main(void)
     test_busy_poll();
     test_fuzz_regressions();
     test_packed();
+    test_inflight();
     test_event_fd_kinds();
     test_call_pipe_full();
     test_long_chains();
