@@ -556,6 +556,7 @@ struct vc_setup {
     bool no_enable;           /* leave the rings disabled */
     bool no_kick;             /* stop before SET_VRING_KICK */
     bool errfd;               /* give each queue an error eventfd */
+    bool inflight;            /* ack INFLIGHT_SHMFD (the case sends GET/SET_INFLIGHT_FD) */
     enum vc_mem_layout mem;
     uint16_t base;            /* split: first avail/used index */
 };
@@ -876,6 +877,8 @@ static uint64_t vc_protocol_wanted(const struct vc_setup *o)
         p |= VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK);
     if (o->mem == VC_MEM_ADD)
         p |= VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    if (o->inflight)
+        p |= VUB_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
     return p;
 }
 
@@ -1716,13 +1719,16 @@ static uint64_t vc_scratch_sector(unsigned k)
 #include "cases-blk.c"
 #include "cases-robust.c"
 #include "cases-hostile.c"
+#include "cases-inflight.c"
 
 /* In running order; the hostile group is last (its last case may kill). */
 static const struct vc_case *const vc_groups[] = {vc_cases_protocol, vc_cases_split, vc_cases_packed,
-                                                   vc_cases_blk, vc_cases_robust, vc_cases_hostile};
+                                                   vc_cases_blk,      vc_cases_robust, vc_cases_hostile,
+                                                   vc_cases_inflight};
 static const size_t *const vc_group_counts[] = {&vc_cases_protocol_count, &vc_cases_split_count,
-                                                 &vc_cases_packed_count, &vc_cases_blk_count,
-                                                 &vc_cases_robust_count, &vc_cases_hostile_count};
+                                                 &vc_cases_packed_count,   &vc_cases_blk_count,
+                                                 &vc_cases_robust_count,   &vc_cases_hostile_count,
+                                                 &vc_cases_inflight_count};
 
 #include "fuzz.c"
 
