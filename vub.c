@@ -1695,13 +1695,7 @@ static void vub_inflight_split_init(struct vub_vring *vr)
 static enum vub_err vub_inflight_split_recover(struct vub_vring *vr, struct vub_error *e)
 {
     struct vub_inflight_split *r = vub_inflight_split(vr);
-    if (vub_infl_get16(&r->version) == 0) {
-        vub_inflight_split_init(vr);
-        return VUB_OK;
-    }
-    enum vub_err err = vub_inflight_header_ok(vr, vr->inflight.region, e);
-    if (err != VUB_OK)
-        return err;
+    enum vub_err err;
     uint16_t used = vr->split.used_idx, head = vub_infl_get16(&r->last_batch_head);
     uint16_t batch = (uint16_t)(used - vub_infl_get16(&r->used_idx));
     if (batch > vr->size)
@@ -2396,13 +2390,7 @@ static enum vub_err vub_inflight_packed_heads(struct vub_vring *vr, unsigned *n_
 static enum vub_err vub_inflight_packed_recover(struct vub_vring *vr, struct vub_error *e)
 {
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
-    if (vub_infl_get16(&r->version) == 0) {
-        vub_inflight_packed_init(vr);
-        return VUB_OK;
-    }
-    enum vub_err err = vub_inflight_header_ok(vr, vr->inflight.region, e);
-    if (err != VUB_OK)
-        return err;
+    enum vub_err err;
     uint16_t n_entries = vr->inflight.desc_num;
     const uint16_t heads[2] = {vub_infl_get16(&r->free_head), vub_infl_get16(&r->old_free_head)};
     const uint16_t slots[2] = {vub_infl_get16(&r->used_idx), vub_infl_get16(&r->old_used_idx)};
@@ -2934,14 +2922,24 @@ static enum vub_err vub_vring_pop(struct vub_vring *vr, const struct vub_mem *me
 }
 
 /* Starts a ring: a split ring reads its used index from guest memory;
- * with inflight tracking either layout then recovers from the region
- * ([INFL-RECOVER]), which may move its positions. */
+ * with inflight tracking a fresh region (version 0) is then initialised,
+ * and one handed back is checked ([INFL-HEADER]) and recovered from
+ * ([INFL-RECOVER]), which may move the ring's positions. */
 static enum vub_err vub_vring_start(struct vub_vring *vr, struct vub_error *e)
 {
     if (!vr->packed_ring)
         vub_split_start(vr);
     if (!vr->inflight.region)
         return VUB_OK;
+    /* version sits at the same offset in both layouts */
+    const struct vub_inflight_split *h = (const struct vub_inflight_split *)(const void *)vr->inflight.region;
+    if (vub_infl_get16(&h->version) == 0) {
+        (vr->packed_ring ? vub_inflight_packed_init : vub_inflight_split_init)(vr);
+        return VUB_OK;
+    }
+    enum vub_err err = vub_inflight_header_ok(vr, vr->inflight.region, e);
+    if (err != VUB_OK)
+        return err;
     return vr->packed_ring ? vub_inflight_packed_recover(vr, e) : vub_inflight_split_recover(vr, e);
 }
 

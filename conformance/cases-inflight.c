@@ -56,55 +56,6 @@ static uint64_t vi_region_min(bool packed, uint16_t qsize)
     return packed ? 32 + 32ull * qsize : 16 + 16ull * qsize;
 }
 
-/* Receives one reply and keeps the first fd that came with it (vc_recv
- * closes them). */
-static enum vc_rx vi_recv_fd(int sock, struct vc_reply *r, int *fd)
-{
-    uint8_t buf[12 + sizeof r->payload];
-    size_t have = 0, want = 12;
-    uint64_t deadline = vc_now_ms() + VC_WAIT_MS;
-    memset(r, 0, sizeof *r);
-    *fd = -1;
-    while (have < want) {
-        int left = (int)(deadline > vc_now_ms() ? deadline - vc_now_ms() : 0);
-        struct pollfd p = {.fd = sock, .events = POLLIN};
-        if (poll(&p, 1, left) <= 0)
-            return have ? VC_RX_SHORT : VC_RX_TIMEOUT;
-        union {
-            struct cmsghdr align;
-            char b[CMSG_SPACE(sizeof(int) * 8)];
-        } control;
-        struct iovec iov = {buf + have, want - have};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.b,
-                            .msg_controllen = sizeof control.b};
-        ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n <= 0)
-            return have ? VC_RX_SHORT : VC_RX_CLOSED;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-            for (size_t i = 0; c->cmsg_type == SCM_RIGHTS && i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-                int got;
-                memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
-                if (*fd < 0)
-                    *fd = got;
-                else
-                    close(got);
-                r->fds++;
-            }
-        have += (size_t)n;
-        if (have == 12) {
-            memcpy(&r->hdr, buf, 12);
-            if (r->hdr.size > sizeof r->payload)
-                return VC_RX_SHORT;
-            want = 12 + r->hdr.size;
-        }
-    }
-    r->got = r->hdr.size;
-    memcpy(r->payload, buf + 12, r->got);
-    return VC_RX_OK;
-}
-
 /* GET_INFLIGHT_FD for one queue of qsize entries; maps the area. False,
  * with why in d, if the reply is not one the spec allows. */
 static bool vi_get(struct vc_sess *s, uint16_t qsize, struct vi_area *a, char *d, size_t dl)
@@ -116,7 +67,7 @@ static bool vi_get(struct vc_sess *s, uint16_t qsize, struct vi_area *a, char *d
         snprintf(d, dl, "GET_INFLIGHT_FD could not be sent");
         return false;
     }
-    enum vc_rx rx = vi_recv_fd(s->sock, &r, &a->fd);
+    enum vc_rx rx = vc_recv_keep(s->sock, &r, VC_WAIT_MS, &a->fd);
     if (rx != VC_RX_OK || r.hdr.request != VHOST_USER_GET_INFLIGHT_FD || r.hdr.flags != 0x5 ||
         r.hdr.size != sizeof out) {
         snprintf(d, dl, "GET_INFLIGHT_FD: %s (request %u, flags 0x%x, %u bytes; want 0x5 and 24 bytes)",
