@@ -2456,9 +2456,10 @@ static enum vub_err vub_inflight_packed_take(struct vub_vring *vr, struct vub_ch
     return VUB_OK;
 }
 
-/* A buffer refused half-way was never taken: its entries go back to the
- * free list (the ring is broken; this keeps the region whole for whoever
- * looks at it next). */
+/* A buffer refused half-way, or whole but with an id already in flight,
+ * was never taken: its entries go back to the free list, free_head and
+ * old_free_head naming its head again (the ring is broken; this keeps the
+ * region whole for whoever looks at it next). */
 static void vub_inflight_packed_untake(struct vub_vring *vr, const struct vub_chain *c, unsigned taken)
 {
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
@@ -2466,7 +2467,8 @@ static void vub_inflight_packed_untake(struct vub_vring *vr, const struct vub_ch
         return;
     vub_infl_put8(&r->desc[c->inflight_head].inflight, 0, memory_order_relaxed);
     vr->inflight.free_head = c->inflight_head;
-    vub_infl_put16(&r->free_head, c->inflight_head, memory_order_release);
+    vub_infl_put16(&r->free_head, c->inflight_head, memory_order_relaxed);
+    vub_infl_put16(&r->old_free_head, c->inflight_head, memory_order_release);
 }
 
 /* "When supplying used buffers", packed, steps 1-5, before the batch's
@@ -2587,8 +2589,11 @@ static enum vub_err vub_packed_pop(struct vub_vring *vr, const struct vub_mem *m
         d = vub_packed_desc_read(vr, i);
     }
     c->head = d.id; /* the buffer id, from the last descriptor */
-    if (!vub_packed_take_id(vr, c->head))
+    if (!vub_packed_take_id(vr, c->head)) {
+        if (vr->inflight.region)
+            vub_inflight_packed_untake(vr, c, taken);
         return vub_fail(e, VUB_R_VQ_PACKED_ID, c->head, 0);
+    }
     vub_packed_advance(&vr->packed.next_avail, &vr->packed.avail_wrap, c->slots, vr->size);
     return VUB_OK;
 }
