@@ -1705,7 +1705,9 @@ static enum vub_err vub_inflight_split_recover(struct vub_vring *vr, struct vub_
             return vub_fail(e, VUB_R_INFL_BATCH, batch, h);
     for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next))
         vub_infl_put8(&r->desc[h].inflight, 0, memory_order_release);
-    /* Release: the flags above are clear before used_idx says the batch is done. */
+    /* Release: the flags above are clear before used_idx says the batch is
+     * done; pairs with the acquire load of used_idx above in the next
+     * recovery, should this one be cut short. */
     vub_infl_put16(&r->used_idx, used, memory_order_release);
     unsigned n = 0;
     for (uint32_t i = 0; i < vr->inflight.desc_num; i++) {
@@ -1725,7 +1727,8 @@ static enum vub_err vub_inflight_split_recover(struct vub_vring *vr, struct vub_
 
 /* [INFL-TAKE] "When receiving available buffers": the head gets the next
  * counter, then its flag. Release: the counter is in place before the flag
- * that makes it count (a recovery reads the flag, then the counter). */
+ * that makes it count; pairs with the acquire loads of the flag, then the
+ * counter, in vub_inflight_split_recover(). */
 static void vub_inflight_split_take(struct vub_vring *vr, uint16_t head)
 {
     struct vub_inflight_split *r = vub_inflight_split(vr);
@@ -1735,8 +1738,9 @@ static void vub_inflight_split_take(struct vub_vring *vr, uint16_t head)
 
 /* [INFL-BATCH] "When supplying used buffers", steps 1-3: the head joins the
  * last batch list. These stores are ordered before the used ring's idx by
- * the release in vub_split_publish(): a recovery that sees the new idx sees
- * the list that leads to the batch. */
+ * the release in vub_split_publish(), which pairs with the acquire load of
+ * used->idx in vub_split_start(): a recovery that sees the new idx sees the
+ * list that leads to the batch. */
 static void vub_inflight_split_push(struct vub_vring *vr, uint16_t head)
 {
     struct vub_inflight_split *r = vub_inflight_split(vr);
@@ -1749,8 +1753,9 @@ static void vub_inflight_split_push(struct vub_vring *vr, uint16_t head)
 /* The rest of "When supplying used buffers", once used->idx is published:
  * clear the batch's flags, then store used_idx. Release on each: the used
  * ring's idx (stored just before) is visible before a flag clears, and the
- * flags before used_idx; a recovery compares used_idx with used->idx and
- * clears what a death in between left set. */
+ * flags before used_idx. They pair with vub_inflight_split_recover()'s
+ * acquire loads of used_idx and the flags: it compares used_idx with
+ * used->idx and clears what a death in between left set. */
 static void vub_inflight_split_publish(struct vub_vring *vr, uint16_t from, uint16_t to)
 {
     struct vub_inflight_split *r = vub_inflight_split(vr);
@@ -2425,7 +2430,8 @@ static enum vub_err vub_inflight_packed_recover(struct vub_vring *vr, struct vub
  * device holds) runs out of entries. Releases: the copy is whole before the
  * entry leaves the free list (free_head), and the buffer's entries before
  * old_free_head makes the step whole; a recovery that finds old_free_head
- * behind free_head rolls the half-taken buffer back. */
+ * behind free_head rolls the half-taken buffer back. Both pair with the acquire
+ * loads in vub_inflight_packed_rollback(). */
 static enum vub_err vub_inflight_packed_take(struct vub_vring *vr, struct vub_chain *c,
                                              const struct vub_packed_desc *d, bool last, struct vub_error *e)
 {
@@ -2475,7 +2481,8 @@ static void vub_inflight_packed_untake(struct vub_vring *vr, const struct vub_ch
  * first flags word is stored: each buffer's entries go back on the free
  * list, and used_idx/used_wrap_counter move to where the batch ends.
  * Release on the last: a recovery that finds used_idx ahead of
- * old_used_idx finds these links too. */
+ * old_used_idx finds these links too (pairs with the acquire load of
+ * used_idx in vub_inflight_packed_rollback()). */
 static void vub_inflight_packed_complete(struct vub_vring *vr)
 {
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
@@ -2492,8 +2499,10 @@ static void vub_inflight_packed_complete(struct vub_vring *vr)
 
 /* Steps 6-7, once the batch's first flags word is stored: the heads'
  * flags clear, then old_* catch up (the step is whole). Release: the flags
- * word is visible before any flag clears; a recovery that finds a flag
- * still set and the ring published commits the step and clears it. */
+ * word is visible before any flag clears, and the flags before old_*. They
+ * pair with vub_inflight_packed_rollback()'s acquire loads of old_* and of
+ * the ring's flags at old_used_idx: a recovery that finds a flag still set
+ * and the ring published commits the step and clears it. */
 static void vub_inflight_packed_commit(struct vub_vring *vr)
 {
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
