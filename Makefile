@@ -111,5 +111,5 @@ clean:
 .PHONY: all check demo clean conform-results install uninstall
 .SECONDARY:
 
-build/test-backend build/asan/test-backend: tests/test-backend-packed.inc
+build/test-backend build/asan/test-backend: tests/test-backend-packed.inc tests/test-backend-inflight.inc
 build/test-inflate build/asan/test-inflate build/test-zstd build/asan/test-zstd: tests/unit-tap.h

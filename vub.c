@@ -36,6 +36,7 @@
 #include <limits.h>
 #include <stdarg.h> /* not used here; kept for code that includes vub.c */
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,14 @@ const char *vub_strerror(enum vub_err err)
     X(VQ_PACKED_LIST, "VQ-PACKED-LIST", PROTO, "descriptor list at slot %llu is longer than the ring") \
     X(VQ_PACKED_INDIRECT, "VQ-PACKED-INDIRECT", PROTO, "INDIRECT descriptor at slot %llu inside a list") \
     X(VQ_PACKED_ID, "VQ-PACKED-ID", PROTO, "buffer id %llu is made available twice before it was used") \
+    /* 5, 6. Virtqueues, device side: the inflight region handed back */ \
+    X(INFL_HEADER, "INFL-HEADER", PROTO, "inflight queue region: version %llu, or features, layout or desc_num %llu wrong for its ring") \
+    X(INFL_STATE, "INFL-STATE", PROTO, "inflight entry %llu has inflight %llu: not 0 or 1, or not a head of the ring") \
+    X(INFL_COUNTER, "INFL-COUNTER", PROTO, "inflight entries %llu and %llu share a counter, or one is at its limit") \
+    X(INFL_BATCH, "INFL-BATCH", PROTO, "split last batch of %llu entries (at head %llu) is not inside the ring") \
+    X(INFL_PACKED, "INFL-PACKED", PROTO, "packed inflight position %llu is out of range (limit %llu)") \
+    X(INFL_PACKED_LIST, "INFL-PACKED-LIST", PROTO, "packed inflight lists loop, cross or lose entries at %llu (%llu entries)") \
+    X(INFL_FULL, "INFL-FULL", PROTO, "more descriptors in flight than the %llu-entry inflight region holds") \
     /* 5, 6. Virtqueues, driver side */ \
     X(VQ_USED_IDX, "VQ-USED-IDX", PROTO, "used index moved %llu entries with %llu requests in flight") \
     X(VQ_USED_ID, "VQ-USED-ID", PROTO, "used ring returns id %llu, which is not in flight (%llu)") \
@@ -317,6 +326,10 @@ const char *vub_strerror(enum vub_err err)
     X(VU_NO_SHARED_MEM, "VU-NO-SHARED-MEM", PROTO, "queue %llu rings are not inside guest memory: the front-end shared no memory at all; is guest RAM a shared memory backend? (QEMU: -object memory-backend-memfd,id=mem,size=...,share=on -numa node,memdev=mem)") \
     X(VU_PART_SHARED_MEM, "VU-NO-SHARED-MEM", PROTO, "queue %llu rings are not inside guest memory (%llu regions shared); part of the guest RAM may not be shared memory (QEMU: share=on on every memory backend)") \
     X(VU_STATUS, "VU-STATUS", PROTO, "SET_STATUS 0x%llx is wider than the status byte") \
+    /* ... inflight tracking */ \
+    X(INFL_GET, "INFL-GET", PROTO, "GET_INFLIGHT_FD for %llu queues of %llu entries: answered with no area") \
+    X(INFL_SET, "INFL-SET", PROTO, "SET_INFLIGHT_FD area of %llu bytes: the queues need %llu, page-aligned, inside the file") \
+    X(INFL_SHM, "SYS-MEMFD", IO, "cannot create the %llu-byte inflight area") \
     /* ... the back-end's request channel */ \
     X(VU_CONFIG_CHANGE, "VU-CONFIG-CHANGE", IO, "CONFIG_CHANGE_MSG could not be sent") \
     X(VU_BACKEND_REPLY, "VU-BACKEND-REQ", PROTO, "the front-end answered CONFIG_CHANGE_MSG with request %llu, value %llu") \
@@ -858,12 +871,22 @@ static int vub_sys_poll(struct pollfd *fds, nfds_t n, int64_t deadline_ms)
     }
 }
 
+/* A new memfd of len zero bytes, for memory another process maps too (the
+ * name shows in /proc/PID/maps); -1 on failure (errno says why). */
+static int vub_sys_memfd_new(const char *name, uint64_t len)
+{
+    int fd = len > (uint64_t)INT64_MAX ? -1 : memfd_create(name, MFD_CLOEXEC);
+    if (fd >= 0 && ftruncate(fd, (off_t)len) != 0)
+        vub_sys_close(&fd);
+    return fd;
+}
+
 /* Shared memory for a front-end: a memfd of len bytes, mapped; NULL on
  * failure (errno says why). */
 static uint8_t *vub_sys_memfd(size_t len, int *fd)
 {
-    *fd = memfd_create("vub-client", MFD_CLOEXEC);
-    if (*fd < 0 || ftruncate(*fd, (off_t)len) != 0)
+    *fd = vub_sys_memfd_new("vub-client", len);
+    if (*fd < 0)
         return NULL;
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
     return p == MAP_FAILED ? NULL : p;
@@ -1004,7 +1027,17 @@ struct vub_vu_config {
     uint8_t data[VUB_VU_CONFIG_MAX];
 };
 
+/* The inflight description of GET_INFLIGHT_FD and SET_INFLIGHT_FD. */
+struct vub_vu_inflight {
+    uint64_t mmap_size;   /* bytes of the tracking area; 0 in a reply: no area */
+    uint64_t mmap_offset; /* where the area starts in the fd */
+    uint16_t num_queues;  /* queue regions in the area */
+    uint16_t queue_size;  /* entries in each region */
+    uint32_t padding;     /* C's tail padding: QEMU and rust-vmm send 24 bytes */
+};
+
 _Static_assert(sizeof(struct vub_vu_header) == 12, "vhost-user header is 12 bytes");
+_Static_assert(sizeof(struct vub_vu_inflight) == 24, "inflight description is 24 bytes");
 _Static_assert(sizeof(struct vub_vu_vring_state) == 8, "vring state is 8 bytes");
 _Static_assert(sizeof(struct vub_vu_vring_addr) == 40, "vring address is 40 bytes");
 _Static_assert(sizeof(struct vub_vu_mem_region) == 32, "memory region is 32 bytes");
@@ -1023,6 +1056,7 @@ struct vub_msg {
         struct vub_vu_mem_table mem;
         struct vub_vu_mem_single single;
         struct vub_vu_config config;
+        struct vub_vu_inflight inflight;
         uint8_t bytes[sizeof(struct vub_vu_config)];
     } payload;
     int fds[VUB_VU_MAX_FDS]; /* received descriptors; -1 once taken or closed */
@@ -1318,6 +1352,8 @@ struct vub_chain {
     uint32_t descriptors;    /* buffer descriptors walked (an INDIRECT one not counted) */
     uint8_t *last_writable;  /* last byte of the last non-empty writable buffer: the
                                 status byte, found even when the iovecs ran out */
+    uint16_t inflight_head;  /* packed, tracked: the region entry heading its copy */
+    uint16_t inflight_last;  /* ... and the entry of its last descriptor */
 };
 
 /* Host memory a ring needs, allocated when its size is set and kept for
@@ -1326,7 +1362,34 @@ struct vub_vring_scratch {
     struct iovec *iov;    /* one chain's iovecs; iov_cap entries */
     unsigned iov_cap;
     uint16_t *batch_ids;  /* packed: ids of the batch not yet published; iov_cap entries */
+    uint16_t *batch_heads; /* tracked: split heads / packed head entries of that batch */
+    uint16_t *batch_lasts; /* tracked, packed: the last entry of each */
     uint8_t *ids_pending; /* packed: bitmap of 65536 ids taken and not yet published */
+    struct vub_inflight_order *inflight_order; /* [inflight_cap] heads to resubmit */
+    uint16_t *inflight_next; /* [inflight_cap] packed: our copy of the entries' next links */
+    uint8_t *inflight_seen;  /* [inflight_cap / 8 + 1] packed: entries met while checking */
+    unsigned inflight_cap;   /* region entries the three arrays hold */
+};
+
+/* One request the region says the driver still waits for. */
+struct vub_inflight_order {
+    uint64_t counter; /* when it was first taken: resubmission goes by this */
+    uint16_t entry;   /* split: the head; packed: the entry heading its copy */
+    uint16_t num;     /* packed: descriptors (ring slots) in the copy */
+    uint16_t last;    /* packed: the entry of its last descriptor */
+};
+
+/* Host state of a ring's inflight tracking (vhost-user.rst "Inflight I/O
+ * tracking"); the region itself is the spec's, below and in section 6. */
+struct vub_vring_inflight {
+    uint8_t *region;         /* this queue's region in the shared area; NULL: not tracked */
+    uint16_t desc_num;       /* its entries: the queue size of SET_INFLIGHT_FD */
+    bool packed;             /* laid out for packed rings */
+    uint64_t counter;        /* the order number the next request taken gets */
+    unsigned resubmit_count; /* requests recovered at start, in scratch.inflight_order */
+    unsigned resubmit_at;    /* ... of which this many were handed out again */
+    uint16_t last_batch_head; /* split: our copy of the region's field */
+    uint16_t free_head;      /* packed: our copy of the region's free list head */
 };
 
 /* Device-side state of one ring. The areas are the spec's Descriptor Area,
@@ -1343,6 +1406,7 @@ struct vub_vring {
     uint8_t *device;         /* Device Area */
     uint16_t signalled_used; /* our used position at the last notification decision */
     bool signalled_valid;    /* false until the first decision: notify then */
+    struct vub_vring_inflight inflight;
     union {
         struct {
             uint16_t last_avail;     /* next available index to take (free-running) */
@@ -1487,12 +1551,236 @@ static enum vub_err vub_split_walk(struct vub_vring *vr, const struct vub_mem *m
     }
 }
 
+/* ---- Inflight I/O tracking, split layout (vhost-user.rst "Inflight I/O
+ *      tracking") ----
+ *
+ * The back-end creates a region of shared memory (GET_INFLIGHT_FD); the
+ * front-end keeps it while the back-end dies and restarts, and hands it to
+ * the next back-end (SET_INFLIGHT_FD). In it the device records which heads
+ * it holds, in which order it took them, and which batch of used entries it
+ * was publishing, so that the next back-end can resubmit exactly the
+ * requests the driver is still waiting for, and none it already completed.
+ * One region per queue, laid out as the spec's C structs in the host's byte
+ * order (like every vhost-user number). During a session vub only writes
+ * it; at ring start it is read, checked and acted on once.
+ *
+ * The order of the stores is the whole point: a back-end may die between
+ * any two of them, and the next one must then find either the request
+ * still marked in flight (it resubmits it) or its used entry published (it
+ * does not). So every store a later recovery depends on is a release: it
+ * is not moved before the stores above it (the compiler and CPU may not
+ * reorder it), and a recovery reads them in the opposite order.
+ *
+ * Format notes:
+ *  - Only heads have meaningful inflight and counter fields; `next` links
+ *    the heads of the last batch of used entries, newest first, from
+ *    last_batch_head. The list is never terminated: recovery walks only as
+ *    many entries as the batch had (used->idx - used_idx).
+ *  - used_idx lags the used ring's idx while a batch is being published;
+ *    any difference means "that batch was published, clear its flags".
+ *  - After recovery the next available index is used->idx plus the number
+ *    of heads in flight: whatever SET_VRING_BASE said (QEMU sends used->idx
+ *    after a disconnect, having lost the back-end's own position).
+ *  - Version 0 is a region never used: vub initialises it at ring start. */
+
+#define VUB_INFLIGHT_VERSION 1u
+#define VUB_INFLIGHT_ALIGN 64u /* each queue region starts on a cache line */
+
+/* DescStateSplit: one entry per descriptor-table index. */
+struct vub_inflight_desc_split {
+    uint8_t inflight;   /* 1 while the driver waits for this head */
+    uint8_t padding[5];
+    uint16_t next;      /* the head published before this one (last batch list) */
+    uint64_t counter;   /* the order it was taken in (the queue's counter then) */
+};
+
+/* QueueRegionSplit: one queue's region. */
+struct vub_inflight_split {
+    uint64_t features;        /* region features: none are defined, so 0 */
+    uint16_t version;         /* 1; 0 means never used */
+    uint16_t desc_num;        /* entries in desc[]: the queue size */
+    uint16_t last_batch_head; /* newest head of the last batch of used entries */
+    uint16_t used_idx;        /* the used ring's idx once that batch was complete */
+    struct vub_inflight_desc_split desc[]; /* by head index */
+};
+
+_Static_assert(sizeof(struct vub_inflight_desc_split) == 16, "DescStateSplit is 16 bytes");
+_Static_assert(offsetof(struct vub_inflight_split, desc) == 16, "QueueRegionSplit header is 16 bytes");
+
+/* The region is host memory in host order, shared with the front-end: it is
+ * accessed as whole atomics, so neither a torn value nor a reordered store
+ * can reach a later recovery. */
+static void vub_infl_put8(uint8_t *p, uint8_t v, memory_order o) { atomic_store_explicit((_Atomic uint8_t *)p, v, o); }
+static void vub_infl_put16(uint16_t *p, uint16_t v, memory_order o) { atomic_store_explicit((_Atomic uint16_t *)p, v, o); }
+static void vub_infl_put64(uint64_t *p, uint64_t v) { atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_relaxed); }
+static uint8_t vub_infl_get8(const uint8_t *p) { return atomic_load_explicit((_Atomic uint8_t *)(uintptr_t)p, memory_order_acquire); }
+static uint16_t vub_infl_get16(const uint16_t *p) { return atomic_load_explicit((_Atomic uint16_t *)(uintptr_t)p, memory_order_acquire); }
+static uint64_t vub_infl_get64(const uint64_t *p) { return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)p, memory_order_acquire); }
+
+/* Bytes of one queue's region, header and entries, rounded up to a cache
+ * line: the spec leaves the stride between regions to the back-end, which
+ * both creates the area and reads it back. */
+static uint64_t vub_inflight_queue_bytes(uint16_t queue_size, bool packed);
+
+static struct vub_inflight_split *vub_inflight_split(const struct vub_vring *vr)
+{
+    return (struct vub_inflight_split *)(void *)vr->inflight.region;
+}
+
+/* The next request to hand out again, or NULL once all were. */
+static const struct vub_inflight_order *vub_inflight_resubmit(struct vub_vring *vr)
+{
+    struct vub_vring_inflight *t = &vr->inflight;
+    if (!t->region || t->resubmit_at >= t->resubmit_count)
+        return NULL;
+    return &vr->scratch.inflight_order[t->resubmit_at++];
+}
+
+static int vub_inflight_order_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const struct vub_inflight_order *)a)->counter, y = ((const struct vub_inflight_order *)b)->counter;
+    return x < y ? -1 : x > y;
+}
+
+/* [INFL-ORDER] Puts the n requests found in flight in the order they were
+ * first taken ("Resubmit inflight ... in order of their counter value").
+ * [INFL-COUNTER] two requests with one counter have no order, and a
+ * counter at UINT64_MAX leaves none for the next request: both refused. */
+static enum vub_err vub_inflight_sort(struct vub_vring *vr, unsigned n, struct vub_error *e)
+{
+    struct vub_inflight_order *o = vr->scratch.inflight_order;
+    qsort(o, n, sizeof *o, vub_inflight_order_cmp);
+    for (unsigned k = 1; k < n; k++)
+        if (o[k].counter == o[k - 1].counter)
+            return vub_fail(e, VUB_R_INFL_COUNTER, o[k - 1].entry, o[k].entry);
+    if (n > 0 && o[n - 1].counter == UINT64_MAX)
+        return vub_fail(e, VUB_R_INFL_COUNTER, o[n - 1].entry, o[n - 1].entry);
+    vr->inflight.counter = n > 0 ? o[n - 1].counter + 1 : 0;
+    vr->inflight.resubmit_count = n;
+    vr->inflight.resubmit_at = 0;
+    return VUB_OK;
+}
+
+/* [INFL-HEADER] A region handed back describes this queue: version 1, no
+ * features, desc_num the queue size it was made for and no smaller than
+ * the ring, the layout of the ring. */
+static enum vub_err vub_inflight_header_ok(const struct vub_vring *vr, const uint8_t *region, struct vub_error *e)
+{
+    const struct vub_inflight_split *h = (const struct vub_inflight_split *)(const void *)region;
+    uint16_t version = vub_infl_get16(&h->version), desc_num = vub_infl_get16(&h->desc_num);
+    if (version != VUB_INFLIGHT_VERSION || vub_infl_get64(&h->features) != 0 ||
+        desc_num != vr->inflight.desc_num || desc_num < vr->size || vr->inflight.packed != vr->packed_ring)
+        return vub_fail(e, VUB_R_INFL_HEADER, version, desc_num);
+    return VUB_OK;
+}
+
+/* A fresh region: every head free, used_idx where the used ring is; the
+ * version is stored last (release), so a region that has it is whole. */
+static void vub_inflight_split_init(struct vub_vring *vr)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    memset(r->desc, 0, sizeof r->desc[0] * vr->inflight.desc_num);
+    vub_infl_put64(&r->features, 0);
+    vub_infl_put16(&r->desc_num, vr->inflight.desc_num, memory_order_relaxed);
+    vub_infl_put16(&r->last_batch_head, 0, memory_order_relaxed);
+    vub_infl_put16(&r->used_idx, vr->split.used_idx, memory_order_relaxed);
+    vub_infl_put16(&r->version, VUB_INFLIGHT_VERSION, memory_order_release);
+    vr->inflight.counter = vr->inflight.resubmit_count = vr->inflight.resubmit_at = 0;
+    vr->inflight.last_batch_head = 0;
+}
+
+/* [INFL-RECOVER] The spec's steps "When reconnecting", split layout, run at
+ * ring start once used->idx is read (vub_split_start):
+ *  1. [INFL-BATCH] if used_idx differs from used->idx the last batch was
+ *     published before the old back-end could clear its flags: clear them
+ *     along the list from last_batch_head (the difference is its length,
+ *     at most the ring size, every head inside the ring), then store used_idx;
+ *  2. [INFL-STATE] every entry still marked (inflight exactly 1, a head of
+ *     the ring) is resubmitted, in counter order ([INFL-ORDER]), and the
+ *     ring goes on from used->idx plus their number. */
+static enum vub_err vub_inflight_split_recover(struct vub_vring *vr, struct vub_error *e)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    enum vub_err err;
+    uint16_t used = vr->split.used_idx, head = vub_infl_get16(&r->last_batch_head);
+    uint16_t batch = (uint16_t)(used - vub_infl_get16(&r->used_idx));
+    if (batch > vr->size)
+        return vub_fail(e, VUB_R_INFL_BATCH, batch, head);
+    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next))
+        if (h >= vr->size)
+            return vub_fail(e, VUB_R_INFL_BATCH, batch, h);
+    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next))
+        vub_infl_put8(&r->desc[h].inflight, 0, memory_order_release);
+    /* Release: the flags above are clear before used_idx says the batch is
+     * done; pairs with the acquire load of used_idx above in the next
+     * recovery, should this one be cut short. */
+    vub_infl_put16(&r->used_idx, used, memory_order_release);
+    unsigned n = 0;
+    for (uint32_t i = 0; i < vr->inflight.desc_num; i++) {
+        uint8_t f = vub_infl_get8(&r->desc[i].inflight);
+        if (f > 1 || (f == 1 && i >= vr->size))
+            return vub_fail(e, VUB_R_INFL_STATE, i, f);
+        if (f == 1)
+            vr->scratch.inflight_order[n++] = (struct vub_inflight_order){vub_infl_get64(&r->desc[i].counter),
+                                                                          (uint16_t)i, 1, (uint16_t)i};
+    }
+    if ((err = vub_inflight_sort(vr, n, e)) != VUB_OK)
+        return err;
+    vr->inflight.last_batch_head = head;
+    vr->split.last_avail = (uint16_t)(used + n);
+    return VUB_OK;
+}
+
+/* [INFL-TAKE] "When receiving available buffers": the head gets the next
+ * counter, then its flag. Release: the counter is in place before the flag
+ * that makes it count; pairs with the acquire loads of the flag, then the
+ * counter, in vub_inflight_split_recover(). */
+static void vub_inflight_split_take(struct vub_vring *vr, uint16_t head)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    vub_infl_put64(&r->desc[head].counter, vr->inflight.counter++);
+    vub_infl_put8(&r->desc[head].inflight, 1, memory_order_release);
+}
+
+/* [INFL-BATCH] "When supplying used buffers", steps 1-3: the head joins the
+ * last batch list. These stores are ordered before the used ring's idx by
+ * the release in vub_split_publish(), which pairs with the acquire load of
+ * used->idx in vub_split_start(): a recovery that sees the new idx sees the
+ * list that leads to the batch. */
+static void vub_inflight_split_push(struct vub_vring *vr, uint16_t head)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    vr->scratch.batch_heads[(uint16_t)(vr->split.used_idx - vr->split.published_used)] = head;
+    vub_infl_put16(&r->desc[head].next, vr->inflight.last_batch_head, memory_order_relaxed);
+    vub_infl_put16(&r->last_batch_head, head, memory_order_relaxed);
+    vr->inflight.last_batch_head = head;
+}
+
+/* The rest of "When supplying used buffers", once used->idx is published:
+ * clear the batch's flags, then store used_idx. Release on each: the used
+ * ring's idx (stored just before) is visible before a flag clears, and the
+ * flags before used_idx. They pair with vub_inflight_split_recover()'s
+ * acquire loads of used_idx and the flags: it compares used_idx with
+ * used->idx and clears what a death in between left set. */
+static void vub_inflight_split_publish(struct vub_vring *vr, uint16_t from, uint16_t to)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    for (uint16_t k = 0; k < (uint16_t)(to - from); k++)
+        vub_infl_put8(&r->desc[vr->scratch.batch_heads[k]].inflight, 0, memory_order_release);
+    vub_infl_put16(&r->used_idx, to, memory_order_release);
+}
+
 /* Takes the next available chain. VUB_E_AGAIN if the ring is empty.
  * [VQ-SPLIT-AVAIL-IDX] the driver never makes more than `size` buffers
  * available at once; [VQ-SPLIT-HEAD] a head index is below the ring size. */
 static enum vub_err vub_split_pop(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
                                   struct vub_error *e)
 {
+    /* [INFL-RESUBMIT] requests recovered from the inflight region come
+     * first, still marked, with their old counters. */
+    const struct vub_inflight_order *again = vub_inflight_resubmit(vr);
+    if (again)
+        return vub_split_walk(vr, mem, again->entry, c, e);
     uint16_t pending = (uint16_t)(vub_split_avail_idx(vr) - vr->split.last_avail);
     if (pending == 0)
         return VUB_E_AGAIN;
@@ -1502,7 +1790,10 @@ static enum vub_err vub_split_pop(struct vub_vring *vr, const struct vub_mem *me
     if (head >= vr->size)
         return vub_fail(e, VUB_R_VQ_SPLIT_HEAD, head, vr->size);
     vr->split.last_avail++;
-    return vub_split_walk(vr, mem, head, c, e);
+    enum vub_err err = vub_split_walk(vr, mem, head, c, e);
+    if (err == VUB_OK && vr->inflight.region)
+        vub_inflight_split_take(vr, head);
+    return err;
 }
 
 /* Fills the next used slot; the driver sees it at vub_split_publish().
@@ -1512,6 +1803,8 @@ static void vub_split_push(struct vub_vring *vr, const struct vub_chain *c, uint
     uint8_t *slot = vr->device + 4 + 8 * (size_t)(vr->split.used_idx % vr->size);
     vub_put_le32(slot, c->head);
     vub_put_le32(slot + 4, len);
+    if (vr->inflight.region)
+        vub_inflight_split_push(vr, c->head);
     vr->split.used_idx++;
 }
 
@@ -1521,6 +1814,8 @@ static void vub_split_push(struct vub_vring *vr, const struct vub_chain *c, uint
 static void vub_split_publish(struct vub_vring *vr)
 {
     vub_ring_store16(vr->device + 2, vr->split.used_idx, memory_order_release);
+    if (vr->inflight.region)
+        vub_inflight_split_publish(vr, vr->split.published_used, vr->split.used_idx);
     vr->split.published_used = vr->split.used_idx;
 }
 
@@ -1925,41 +2220,403 @@ static bool vub_packed_take_id(struct vub_vring *vr, uint16_t id)
     return true;
 }
 
-/* Takes the next available buffer. VUB_E_AGAIN if none.
- * [VQ-PACKED-AVAIL] availability is judged on the flags, read first;
+/* ---- Inflight I/O tracking, packed layout (vhost-user.rst "Inflight I/O
+ *      tracking") ----
+ *
+ * A packed ring keeps no copy of what the device took: the device's used
+ * descriptors overwrite the driver's, out of order. So the region copies
+ * every descriptor taken into an entry of its own, kept on a free list;
+ * the entries of one buffer are linked by `next` from its head entry. The
+ * old_* fields are the state as of the last whole step (a buffer taken, a
+ * batch published): a recovery rolls an unfinished step back to them, or,
+ * if the ring shows the batch was published, commits it first.
+ *
+ * Format notes:
+ *  - A fetch must start from a free list whose head is old_free_head (the
+ *    entry that becomes the buffer's head); vub therefore returns used
+ *    entries to the free list only when their batch is published, never
+ *    between a push and its publish.
+ *  - [INFL-FREE-END] The spec does not say where the free list ends. vub
+ *    ends it with next = 0xffff, so a recovery can tell the free entries
+ *    from the buffers in flight: every entry is on exactly one of them.
+ *  - The ring positions after recovery come from the region: the next used
+ *    slot is old_used_idx (wrap old_used_wrap_counter), the next available
+ *    one as many slots further as the buffers in flight hold. */
+
+#define VUB_INFLIGHT_END 0xffffu /* next of the free list's last entry */
+
+/* DescStatePacked: one entry per descriptor taken (a copy of it). */
+struct vub_inflight_desc_packed {
+    uint8_t inflight;  /* heads: 1 while the driver waits for the buffer */
+    uint8_t padding;
+    uint16_t next;     /* the next free entry, or the buffer's next descriptor */
+    uint16_t last;     /* heads: the entry of the buffer's last descriptor */
+    uint16_t num;      /* heads: descriptors (ring slots) in the buffer */
+    uint64_t counter;  /* heads: the order the buffer was taken in */
+    uint16_t id;       /* the descriptor copied: buffer id */
+    uint16_t flags;    /* ... its flags */
+    uint32_t len;      /* ... its length */
+    uint64_t addr;     /* ... its guest address */
+};
+
+/* QueueRegionPacked: one queue's region. */
+struct vub_inflight_packed {
+    uint64_t features;             /* region features: none are defined, so 0 */
+    uint16_t version;              /* 1; 0 means never used */
+    uint16_t desc_num;             /* entries in desc[]: the queue size */
+    uint16_t free_head;            /* first free entry (0xffff: none) */
+    uint16_t old_free_head;        /* ... as of the last whole step */
+    uint16_t used_idx;             /* the device's next used slot */
+    uint16_t old_used_idx;         /* ... as of the last whole step */
+    uint8_t used_wrap_counter;     /* the device's wrap counter there */
+    uint8_t old_used_wrap_counter; /* ... as of the last whole step */
+    uint8_t padding[7];
+    struct vub_inflight_desc_packed desc[]; /* by entry */
+};
+
+_Static_assert(sizeof(struct vub_inflight_desc_packed) == 32, "DescStatePacked is 32 bytes");
+_Static_assert(offsetof(struct vub_inflight_packed, desc) == 32, "QueueRegionPacked header is 32 bytes");
+
+static uint64_t vub_inflight_queue_bytes(uint16_t queue_size, bool packed)
+{
+    uint64_t bytes = packed ? 32 + 32 * (uint64_t)queue_size : 16 + 16 * (uint64_t)queue_size;
+    return (bytes + VUB_INFLIGHT_ALIGN - 1) / VUB_INFLIGHT_ALIGN * VUB_INFLIGHT_ALIGN;
+}
+
+static struct vub_inflight_packed *vub_inflight_packed(const struct vub_vring *vr)
+{
+    return (struct vub_inflight_packed *)(void *)vr->inflight.region;
+}
+
+/* A fresh region: every entry free, in index order, the last one ending the
+ * list; positions where the ring starts; the version last (release). */
+static void vub_inflight_packed_init(struct vub_vring *vr)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    uint16_t n = vr->inflight.desc_num;
+    memset(r->desc, 0, sizeof r->desc[0] * n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint16_t next = i + 1 < n ? (uint16_t)(i + 1) : VUB_INFLIGHT_END;
+        r->desc[i].next = vr->scratch.inflight_next[i] = next;
+    }
+    vub_infl_put64(&r->features, 0);
+    vub_infl_put16(&r->desc_num, n, memory_order_relaxed);
+    vub_infl_put16(&r->free_head, 0, memory_order_relaxed);
+    vub_infl_put16(&r->old_free_head, 0, memory_order_relaxed);
+    vub_infl_put16(&r->used_idx, vr->packed.next_used, memory_order_relaxed);
+    vub_infl_put16(&r->old_used_idx, vr->packed.next_used, memory_order_relaxed);
+    vub_infl_put8(&r->used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
+    vub_infl_put8(&r->old_used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
+    vub_infl_put16(&r->version, VUB_INFLIGHT_VERSION, memory_order_release);
+    vr->inflight.free_head = 0;
+    vr->inflight.counter = vr->inflight.resubmit_count = vr->inflight.resubmit_at = 0;
+}
+
+static bool vub_inflight_seen(struct vub_vring *vr, uint16_t i)
+{
+    uint8_t bit = (uint8_t)(1u << (i % 8));
+    bool was = (vr->scratch.inflight_seen[i / 8] & bit) != 0;
+    vr->scratch.inflight_seen[i / 8] |= bit;
+    return was;
+}
+
+/* Steps 1-2 of "When reconnecting", packed: if the last step was not whole
+ * (used_idx or its wrap counter moved past old_*), look at the ring: a
+ * descriptor at old_used_idx that no longer looks available in lap
+ * old_used_wrap_counter was published, so the step is committed (old_* =
+ * current); then everything rolls back to old_*. Returns the free head. */
+static uint16_t vub_inflight_packed_rollback(struct vub_vring *vr)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    uint16_t fh = vub_infl_get16(&r->free_head), ofh = vub_infl_get16(&r->old_free_head);
+    uint16_t ui = vub_infl_get16(&r->used_idx), oui = vub_infl_get16(&r->old_used_idx);
+    bool w = vub_infl_get8(&r->used_wrap_counter) != 0, ow = vub_infl_get8(&r->old_used_wrap_counter) != 0;
+    if (ui != oui || w != ow) {
+        uint16_t flags = vub_ring_load16(vr->desc + (size_t)oui * VIRTQ_DESC_BYTES + 14, memory_order_acquire);
+        if (!vub_packed_owned(flags, ow, false)) {
+            ofh = fh;
+            oui = ui;
+            ow = w;
+        }
+    }
+    vub_infl_put16(&r->free_head, ofh, memory_order_relaxed);
+    vub_infl_put16(&r->used_idx, oui, memory_order_relaxed);
+    vub_infl_put8(&r->used_wrap_counter, ow, memory_order_relaxed);
+    vub_infl_put16(&r->old_free_head, ofh, memory_order_relaxed);
+    vub_infl_put16(&r->old_used_idx, oui, memory_order_relaxed);
+    vub_infl_put8(&r->old_used_wrap_counter, ow, memory_order_release);
+    vr->packed.next_used = oui;
+    vr->packed.used_wrap = ow;
+    return ofh;
+}
+
+/* Step 3: walks the free list from its head, clearing every flag on it (a
+ * head published, or half taken, when the old back-end died) and copying
+ * the links. [INFL-PACKED-LIST] it ends at 0xffff within desc_num entries. */
+static enum vub_err vub_inflight_packed_free_walk(struct vub_vring *vr, uint16_t at, unsigned *count,
+                                                  struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    for (*count = 0; at != VUB_INFLIGHT_END; (*count)++) {
+        if (at >= vr->inflight.desc_num || vub_inflight_seen(vr, at))
+            return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, vr->inflight.desc_num);
+        vub_infl_put8(&r->desc[at].inflight, 0, memory_order_relaxed);
+        at = vr->scratch.inflight_next[at] = vub_infl_get16(&r->desc[at].next);
+    }
+    return VUB_OK;
+}
+
+/* Step 4 prepared: every head still marked is a buffer in flight; its copy
+ * is num entries linked from it, ending at `last`, none of them free or in
+ * another buffer. [INFL-STATE] flags are 0 or 1. */
+static enum vub_err vub_inflight_packed_heads(struct vub_vring *vr, unsigned *n_out, unsigned *held,
+                                              struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    unsigned n = 0;
+    *held = 0;
+    for (uint32_t i = 0; i < vr->inflight.desc_num; i++) {
+        uint8_t f = vub_infl_get8(&r->desc[i].inflight);
+        if (f > 1)
+            return vub_fail(e, VUB_R_INFL_STATE, i, f);
+        if (f == 0 || (vr->scratch.inflight_seen[i / 8] & (1u << (i % 8))))
+            continue;
+        uint16_t num = vub_infl_get16(&r->desc[i].num), last = vub_infl_get16(&r->desc[i].last), at = (uint16_t)i;
+        if (num == 0 || num > vr->size)
+            return vub_fail(e, VUB_R_INFL_PACKED_LIST, i, num);
+        for (uint16_t k = 0;; k++) {
+            if (at >= vr->inflight.desc_num || vub_inflight_seen(vr, at))
+                return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, num);
+            vr->scratch.inflight_next[at] = vub_infl_get16(&r->desc[at].next);
+            if (k + 1 == num)
+                break;
+            at = vr->scratch.inflight_next[at];
+        }
+        if (at != last)
+            return vub_fail(e, VUB_R_INFL_PACKED_LIST, last, num);
+        vr->scratch.inflight_order[n++] = (struct vub_inflight_order){vub_infl_get64(&r->desc[i].counter),
+                                                                      (uint16_t)i, num, last};
+        *held += num;
+    }
+    *n_out = n;
+    return VUB_OK;
+}
+
+/* [INFL-RECOVER] The spec's steps "When reconnecting", packed layout, run at
+ * ring start. [INFL-PACKED] positions are inside the ring and the region,
+ * wrap counters 0 or 1; [INFL-PACKED-LIST] every entry is free or in one
+ * buffer, and the buffers hold at most the ring's slots. */
+static enum vub_err vub_inflight_packed_recover(struct vub_vring *vr, struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    enum vub_err err;
+    uint16_t n_entries = vr->inflight.desc_num;
+    const uint16_t heads[2] = {vub_infl_get16(&r->free_head), vub_infl_get16(&r->old_free_head)};
+    const uint16_t slots[2] = {vub_infl_get16(&r->used_idx), vub_infl_get16(&r->old_used_idx)};
+    const uint8_t wraps[2] = {vub_infl_get8(&r->used_wrap_counter), vub_infl_get8(&r->old_used_wrap_counter)};
+    for (unsigned k = 0; k < 2; k++) {
+        if (heads[k] >= n_entries && heads[k] != VUB_INFLIGHT_END)
+            return vub_fail(e, VUB_R_INFL_PACKED, heads[k], n_entries);
+        if (slots[k] >= vr->size || wraps[k] > 1)
+            return vub_fail(e, VUB_R_INFL_PACKED, slots[k] >= vr->size ? slots[k] : wraps[k], vr->size);
+    }
+    memset(vr->scratch.inflight_seen, 0, (size_t)n_entries / 8 + 1);
+    unsigned free_count, n, held;
+    uint16_t free_head = vub_inflight_packed_rollback(vr);
+    if ((err = vub_inflight_packed_free_walk(vr, free_head, &free_count, e)) != VUB_OK ||
+        (err = vub_inflight_packed_heads(vr, &n, &held, e)) != VUB_OK)
+        return err;
+    if (free_count + held != n_entries || held > vr->size)
+        return vub_fail(e, VUB_R_INFL_PACKED_LIST, free_count + held, n_entries);
+    if ((err = vub_inflight_sort(vr, n, e)) != VUB_OK)
+        return err;
+    vr->inflight.free_head = free_head;
+    vr->packed.next_avail = vr->packed.next_used;
+    vr->packed.avail_wrap = vr->packed.used_wrap;
+    vub_packed_advance(&vr->packed.next_avail, &vr->packed.avail_wrap, held, vr->size);
+    return VUB_OK;
+}
+
+/* [INFL-TAKE] "When receiving available buffers", packed: descriptor d, the
+ * chain's c->slots-th, is copied into the first free entry; a head entry
+ * gets num 0, the next counter and its flag first. [INFL-FULL] a driver
+ * that makes more slots available than the ring has (reusing slots the
+ * device holds) runs out of entries. Releases: the copy is whole before the
+ * entry leaves the free list (free_head), and the buffer's entries before
+ * old_free_head makes the step whole; a recovery that finds old_free_head
+ * behind free_head rolls the half-taken buffer back. Both pair with the acquire
+ * loads in vub_inflight_packed_rollback(). */
+static enum vub_err vub_inflight_packed_take(struct vub_vring *vr, struct vub_chain *c,
+                                             const struct vub_packed_desc *d, bool last, struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    uint16_t at = vr->inflight.free_head;
+    if (at >= vr->inflight.desc_num)
+        return vub_fail(e, VUB_R_INFL_FULL, vr->inflight.desc_num, 0);
+    if (c->slots == 1) {
+        c->inflight_head = at;
+        vub_infl_put16(&r->desc[at].num, 0, memory_order_relaxed);
+        vub_infl_put64(&r->desc[at].counter, vr->inflight.counter++);
+        vub_infl_put8(&r->desc[at].inflight, 1, memory_order_release);
+    }
+    struct vub_inflight_desc_packed *x = &r->desc[at];
+    vub_infl_put64(&x->addr, d->addr);
+    atomic_store_explicit((_Atomic uint32_t *)&x->len, d->len, memory_order_relaxed);
+    vub_infl_put16(&x->flags, d->flags, memory_order_relaxed);
+    vub_infl_put16(&x->id, d->id, memory_order_relaxed);
+    vub_infl_put16(&r->desc[c->inflight_head].num, c->slots, memory_order_relaxed);
+    if (last) {
+        vub_infl_put16(&r->desc[c->inflight_head].last, at, memory_order_relaxed);
+        c->inflight_last = at;
+    }
+    vr->inflight.free_head = vr->scratch.inflight_next[at];
+    vub_infl_put16(&r->free_head, vr->inflight.free_head, memory_order_release);
+    if (last)
+        vub_infl_put16(&r->old_free_head, vr->inflight.free_head, memory_order_release);
+    return VUB_OK;
+}
+
+/* A buffer refused half-way, or whole but with an id already in flight,
+ * was never taken: its entries go back to the free list, free_head and
+ * old_free_head naming its head again (the ring is broken; this keeps the
+ * region whole for whoever looks at it next). */
+static void vub_inflight_packed_untake(struct vub_vring *vr, const struct vub_chain *c, unsigned taken)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    if (taken == 0)
+        return;
+    vub_infl_put8(&r->desc[c->inflight_head].inflight, 0, memory_order_relaxed);
+    vr->inflight.free_head = c->inflight_head;
+    vub_infl_put16(&r->free_head, c->inflight_head, memory_order_relaxed);
+    vub_infl_put16(&r->old_free_head, c->inflight_head, memory_order_release);
+}
+
+/* "When supplying used buffers", packed, steps 1-5, before the batch's
+ * first flags word is stored: each buffer's entries go back on the free
+ * list, and used_idx/used_wrap_counter move to where the batch ends.
+ * Release on the last: a recovery that finds used_idx ahead of
+ * old_used_idx finds these links too (pairs with the acquire load of
+ * used_idx in vub_inflight_packed_rollback()). */
+static void vub_inflight_packed_complete(struct vub_vring *vr)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    for (unsigned k = 0; k < vr->packed.batch_count; k++) {
+        uint16_t head = vr->scratch.batch_heads[k], last = vr->scratch.batch_lasts[k];
+        vub_infl_put16(&r->desc[last].next, vr->inflight.free_head, memory_order_relaxed);
+        vr->scratch.inflight_next[last] = vr->inflight.free_head;
+        vr->inflight.free_head = head;
+        vub_infl_put16(&r->free_head, head, memory_order_relaxed);
+    }
+    vub_infl_put8(&r->used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
+    vub_infl_put16(&r->used_idx, vr->packed.next_used, memory_order_release);
+}
+
+/* Steps 6-7, once the batch's first flags word is stored: the heads'
+ * flags clear, then old_* catch up (the step is whole). Release: the flags
+ * word is visible before any flag clears, and the flags before old_*. They
+ * pair with vub_inflight_packed_rollback()'s acquire loads of old_* and of
+ * the ring's flags at old_used_idx: a recovery that finds a flag still set
+ * and the ring published commits the step and clears it. */
+static void vub_inflight_packed_commit(struct vub_vring *vr)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    for (unsigned k = 0; k < vr->packed.batch_count; k++)
+        vub_infl_put8(&r->desc[vr->scratch.batch_heads[k]].inflight, 0, memory_order_release);
+    vub_infl_put16(&r->old_free_head, vr->inflight.free_head, memory_order_relaxed);
+    vub_infl_put16(&r->old_used_idx, vr->packed.next_used, memory_order_relaxed);
+    vub_infl_put8(&r->old_used_wrap_counter, vr->packed.used_wrap, memory_order_release);
+}
+
+/* Adds descriptor d, met at ring slot (or region entry) i, to the buffer.
  * [VQ-PACKED-LIST] a list is at most `size` descriptors and must not
  * contain an INDIRECT one; [VQ-PACKED-INDIRECT] an INDIRECT descriptor is
- * a whole buffer on its own, in one slot. */
+ * a whole buffer on its own, in one slot. True in *last for the buffer's
+ * last descriptor. */
+static enum vub_err vub_packed_chain_add(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
+                                         const struct vub_packed_desc *d, uint16_t i, bool *last,
+                                         struct vub_error *e)
+{
+    enum vub_err err;
+    if (c->slots++ >= vr->size)
+        return vub_fail(e, VUB_R_VQ_PACKED_LIST, vr->packed.next_avail, 0);
+    if ((d->flags & VIRTQ_DESC_F_INDIRECT) && !vr->indirect)
+        return vub_fail(e, VUB_R_VQ_INDIRECT, i, 0);
+    if ((d->flags & VIRTQ_DESC_F_INDIRECT) && ((d->flags & VIRTQ_DESC_F_NEXT) || c->slots > 1))
+        return vub_fail(e, VUB_R_VQ_PACKED_INDIRECT, i, 0);
+    if (d->flags & VIRTQ_DESC_F_INDIRECT)
+        err = vub_walk_indirect(c, mem, d->addr, d->len, true, vr->scratch.iov_cap, e);
+    else
+        err = vub_chain_add(c, mem, d->addr, d->len, d->flags & VIRTQ_DESC_F_WRITE, vr->scratch.iov_cap, e);
+    *last = !(d->flags & VIRTQ_DESC_F_NEXT) || (d->flags & VIRTQ_DESC_F_INDIRECT);
+    return err;
+}
+
+/* [INFL-RESUBMIT] A buffer recovered from the inflight region, walked from
+ * its copy: each entry copied out once and checked as a ring descriptor
+ * would be; [INFL-PACKED-LIST] the copy ends where its count says. */
+static enum vub_err vub_packed_resubmit(struct vub_vring *vr, const struct vub_mem *mem,
+                                        const struct vub_inflight_order *o, struct vub_chain *c, struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    *c = (struct vub_chain){.iov = vr->scratch.iov, .inflight_head = o->entry, .inflight_last = o->last};
+    uint16_t at = o->entry, id = 0;
+    for (uint16_t k = 0; k < o->num; k++, at = vr->scratch.inflight_next[at]) {
+        const struct vub_inflight_desc_packed *x = &r->desc[at];
+        struct vub_packed_desc d = {vub_infl_get64(&x->addr),
+                                    atomic_load_explicit((_Atomic uint32_t *)(uintptr_t)&x->len, memory_order_relaxed),
+                                    vub_infl_get16(&x->id), vub_infl_get16(&x->flags)};
+        bool last;
+        enum vub_err err = vub_packed_chain_add(vr, mem, c, &d, at, &last, e);
+        if (err != VUB_OK)
+            return err;
+        if (last != (k + 1 == o->num))
+            return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, o->num);
+        id = d.id;
+    }
+    c->head = id;
+    if (!vub_packed_take_id(vr, c->head))
+        return vub_fail(e, VUB_R_VQ_PACKED_ID, c->head, 0);
+    return VUB_OK;
+}
+
+/* Takes the next available buffer. VUB_E_AGAIN if none.
+ * [VQ-PACKED-AVAIL] availability is judged on the flags, read first; the
+ * list rules are vub_packed_chain_add's. With inflight tracking each
+ * descriptor is copied into the region as it is taken, and recovered
+ * buffers are handed out first. */
 static enum vub_err vub_packed_pop(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
                                    struct vub_error *e)
 {
+    const struct vub_inflight_order *again = vub_inflight_resubmit(vr);
+    if (again)
+        return vub_packed_resubmit(vr, mem, again, c, e);
     uint16_t i = vr->packed.next_avail;
     struct vub_packed_desc d = vub_packed_desc_read(vr, i);
     if (!vub_packed_owned(d.flags, vr->packed.avail_wrap, false))
         return VUB_E_AGAIN;
     *c = (struct vub_chain){.iov = vr->scratch.iov};
+    unsigned taken = 0;
     for (;;) {
-        enum vub_err err;
-        if (c->slots++ >= vr->size)
-            return vub_fail(e, VUB_R_VQ_PACKED_LIST, vr->packed.next_avail, 0);
-        if ((d.flags & VIRTQ_DESC_F_INDIRECT) && !vr->indirect)
-            return vub_fail(e, VUB_R_VQ_INDIRECT, i, 0);
-        if ((d.flags & VIRTQ_DESC_F_INDIRECT) && ((d.flags & VIRTQ_DESC_F_NEXT) || c->slots > 1))
-            return vub_fail(e, VUB_R_VQ_PACKED_INDIRECT, i, 0);
-        if (d.flags & VIRTQ_DESC_F_INDIRECT)
-            err = vub_walk_indirect(c, mem, d.addr, d.len, true, vr->scratch.iov_cap, e);
-        else
-            err = vub_chain_add(c, mem, d.addr, d.len, d.flags & VIRTQ_DESC_F_WRITE, vr->scratch.iov_cap, e);
-        if (err != VUB_OK)
+        bool last;
+        enum vub_err err = vub_packed_chain_add(vr, mem, c, &d, i, &last, e);
+        if (err == VUB_OK && vr->inflight.region && (err = vub_inflight_packed_take(vr, c, &d, last, e)) == VUB_OK)
+            taken++;
+        if (err != VUB_OK) {
+            if (vr->inflight.region)
+                vub_inflight_packed_untake(vr, c, taken);
             return err;
-        if (!(d.flags & VIRTQ_DESC_F_NEXT) || (d.flags & VIRTQ_DESC_F_INDIRECT))
+        }
+        if (last)
             break;
         i = (uint16_t)(i + 1 == vr->size ? 0 : i + 1);
         d = vub_packed_desc_read(vr, i);
     }
     c->head = d.id; /* the buffer id, from the last descriptor */
-    if (!vub_packed_take_id(vr, c->head))
+    if (!vub_packed_take_id(vr, c->head)) {
+        if (vr->inflight.region)
+            vub_inflight_packed_untake(vr, c, taken);
         return vub_fail(e, VUB_R_VQ_PACKED_ID, c->head, 0);
+    }
     vub_packed_advance(&vr->packed.next_avail, &vr->packed.avail_wrap, c->slots, vr->size);
     return VUB_OK;
 }
@@ -1982,6 +2639,10 @@ static void vub_packed_push(struct vub_vring *vr, const struct vub_chain *c, uin
     } else {
         vub_ring_store16(d + 14, flags, memory_order_release);
     }
+    if (vr->inflight.region) {
+        vr->scratch.batch_heads[vr->packed.batch_count] = c->inflight_head;
+        vr->scratch.batch_lasts[vr->packed.batch_count] = c->inflight_last;
+    }
     vr->scratch.batch_ids[vr->packed.batch_count++] = c->head;
     vub_packed_advance(&vr->packed.next_used, &vr->packed.used_wrap, c->slots, vr->size);
 }
@@ -1990,8 +2651,12 @@ static void vub_packed_publish(struct vub_vring *vr)
 {
     if (vr->packed.batch_count == 0)
         return;
+    if (vr->inflight.region)
+        vub_inflight_packed_complete(vr);
     vub_ring_store16(vr->desc + (size_t)vr->packed.batch_slot * VIRTQ_DESC_BYTES + 14, vr->packed.batch_flags,
                      memory_order_release);
+    if (vr->inflight.region)
+        vub_inflight_packed_commit(vr);
     for (unsigned i = 0; i < vr->packed.batch_count; i++) {
         uint16_t id = vr->scratch.batch_ids[i];
         vr->scratch.ids_pending[id / 8] &= (uint8_t)~(1u << (id % 8));
@@ -2290,6 +2955,28 @@ static enum vub_err vub_vring_pop(struct vub_vring *vr, const struct vub_mem *me
                                   struct vub_error *e)
 {
     return vr->packed_ring ? vub_packed_pop(vr, mem, c, e) : vub_split_pop(vr, mem, c, e);
+}
+
+/* Starts a ring: a split ring reads its used index from guest memory;
+ * with inflight tracking a fresh region (version 0) is then initialised,
+ * and one handed back is checked ([INFL-HEADER]) and recovered from
+ * ([INFL-RECOVER]), which may move the ring's positions. */
+static enum vub_err vub_vring_start(struct vub_vring *vr, struct vub_error *e)
+{
+    if (!vr->packed_ring)
+        vub_split_start(vr);
+    if (!vr->inflight.region)
+        return VUB_OK;
+    /* version sits at the same offset in both layouts */
+    const struct vub_inflight_split *h = (const struct vub_inflight_split *)(const void *)vr->inflight.region;
+    if (vub_infl_get16(&h->version) == 0) {
+        (vr->packed_ring ? vub_inflight_packed_init : vub_inflight_split_init)(vr);
+        return VUB_OK;
+    }
+    enum vub_err err = vub_inflight_header_ok(vr, vr->inflight.region, e);
+    if (err != VUB_OK)
+        return err;
+    return vr->packed_ring ? vub_inflight_packed_recover(vr, e) : vub_inflight_split_recover(vr, e);
 }
 
 static void vub_vring_push(struct vub_vring *vr, const struct vub_chain *c, uint32_t len)
@@ -6735,6 +7422,10 @@ struct vub_dev {
     int backend_fd;             /* SET_BACKEND_REQ_FD: our requests to the front-end; -1 if none */
     bool backend_ack_pending;   /* a request with NEED_REPLY was sent there, no answer yet */
     struct vub_mem mem;
+    struct {                    /* SET_INFLIGHT_FD: the inflight area, mapped */
+        void *map_base;         /* what munmap() needs; NULL when none */
+        size_t map_len;
+    } inflight;
     struct vub_dev_queue queues[VUB_MAX_QUEUES];
     struct vub_blk blk;
     struct vub_dev_stats stats;
@@ -6838,8 +7529,18 @@ static void vub_dev_remap_rings(struct vub_dev *dev)
  * only sends changes to what it believes the back-end has mapped) nor
  * SET_VRING_ERR. The spec's note on RESET_OWNER says the same: discarding
  * connection state on a reset "would lead to bugs". */
+static void vub_dev_inflight_unmap(struct vub_dev *dev)
+{
+    vub_sys_unmap(dev->inflight.map_base, dev->inflight.map_len);
+    dev->inflight.map_base = NULL;
+    dev->inflight.map_len = 0;
+    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
+        dev->queues[i].ring.inflight = (struct vub_vring_inflight){0};
+}
+
 static void vub_dev_reset_device(struct vub_dev *dev)
 {
+    vub_dev_inflight_unmap(dev); /* [INFL-SET] the front-end sends it again before a start */
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
         struct vub_dev_queue *q = &dev->queues[i];
         vub_sys_close(&q->kick_fd);
@@ -6934,8 +7635,11 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
         return VUB_OK;
     if (!vub_dev_ring_consistent(dev, vr))
         return vub_dev_queue_broken(dev, index);
-    if (!q->used_synced && !vr->packed_ring)
-        vub_split_start(vr);
+    if (!q->used_synced) {
+        if (vub_vring_start(vr, &dev->err) != VUB_OK)
+            return vub_dev_queue_broken(dev, index);
+        dev->stats.resubmitted += vr->inflight.resubmit_count;
+    }
     q->used_synced = true;
     unsigned budget = VUB_QUEUE_BUDGET_RINGS * (unsigned)vr->size, batch = 0;
     for (;;) {
@@ -7079,11 +7783,17 @@ static enum vub_err vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue
     if (cap > s->iov_cap) {
         struct iovec *iov = realloc(s->iov, cap * sizeof *iov);
         uint16_t *ids = realloc(s->batch_ids, cap * sizeof *ids);
+        uint16_t *heads = realloc(s->batch_heads, cap * sizeof *heads);
+        uint16_t *lasts = realloc(s->batch_lasts, cap * sizeof *lasts);
         if (iov)
             s->iov = iov;
         if (ids)
             s->batch_ids = ids;
-        if (!iov || !ids)
+        if (heads)
+            s->batch_heads = heads;
+        if (lasts)
+            s->batch_lasts = lasts;
+        if (!iov || !ids || !heads || !lasts)
             return vub_fail(&dev->err, VUB_R_SYS_NOMEM, cap * sizeof *iov, 0);
         s->iov_cap = cap;
     }
@@ -7431,6 +8141,103 @@ static enum vub_err vub_h_set_backend_req_fd(struct vub_dev *dev, struct vub_msg
     return VUB_OK;
 }
 
+/* [INFL-GET] GET_INFLIGHT_FD: a zeroed memfd holding num_queues regions of
+ * queue_size entries, laid out for the ring layout negotiated so far (QEMU
+ * sends SET_FEATURES first for that reason). A request vub cannot serve is
+ * answered with mmap_size 0 and no fd, which the spec's front-end reads as
+ * "no inflight area" and goes on without one. The area is not used until
+ * SET_INFLIGHT_FD hands it back. */
+static enum vub_err vub_h_get_inflight_fd(struct vub_dev *dev, struct vub_msg *m)
+{
+    const struct vub_vu_inflight in = m->payload.inflight;
+    struct vub_vu_inflight *out = vub_dev_reply(dev, sizeof *out);
+    bool packed = vub_has(dev->features, VIRTIO_F_RING_PACKED);
+    uint64_t bytes = in.num_queues * vub_inflight_queue_bytes(in.queue_size, packed);
+    *out = (struct vub_vu_inflight){0, 0, in.num_queues, in.queue_size, 0};
+    int fd = -1;
+    if (in.num_queues == 0 || in.num_queues > dev->cfg.num_queues || in.queue_size == 0 ||
+        in.queue_size > VUB_MAX_QUEUE_SIZE)
+        vub_fail(&dev->err, VUB_R_INFL_GET, in.num_queues, in.queue_size);
+    else if ((fd = vub_sys_memfd_new("vub-inflight", bytes)) < 0)
+        vub_fail(&dev->err, VUB_R_INFL_SHM, bytes, (uint64_t)errno);
+    if (fd < 0) {
+        vub_dev_record(dev, "GET_INFLIGHT_FD");
+        dev->stats.rejected_messages++;
+        return VUB_OK;
+    }
+    out->mmap_size = bytes;
+    dev->reply.fds[0] = fd;
+    dev->reply.fd_count = 1;
+    return VUB_OK;
+}
+
+/* Host memory a queue needs to recover from a region of n entries. */
+static enum vub_err vub_dev_alloc_inflight(struct vub_dev *dev, struct vub_vring_scratch *s, unsigned n)
+{
+    if (n <= s->inflight_cap)
+        return VUB_OK;
+    struct vub_inflight_order *order = realloc(s->inflight_order, n * sizeof *order);
+    uint16_t *next = realloc(s->inflight_next, n * sizeof *next);
+    uint8_t *seen = realloc(s->inflight_seen, n / 8 + 1);
+    if (order)
+        s->inflight_order = order;
+    if (next)
+        s->inflight_next = next;
+    if (seen)
+        s->inflight_seen = seen;
+    if (!order || !next || !seen)
+        return vub_fail(&dev->err, VUB_R_SYS_NOMEM, n * sizeof *order, 0);
+    s->inflight_cap = n;
+    return VUB_OK;
+}
+
+/* [INFL-SET] SET_INFLIGHT_FD: the area must be exactly num_queues regions
+ * of queue_size entries for the ring layout negotiated (the back-end that
+ * made it chose that size), start on a page in the fd and lie inside the
+ * file. Each region is either fresh (version 0) or has a header that
+ * matches ([INFL-HEADER]); its entries are checked when its ring starts,
+ * against the ring. Only stopped rings take a new area; a refused one
+ * leaves the old in place. */
+static enum vub_err vub_h_set_inflight_fd(struct vub_dev *dev, struct vub_msg *m)
+{
+    const struct vub_vu_inflight in = m->payload.inflight;
+    bool packed = vub_has(dev->features, VIRTIO_F_RING_PACKED);
+    uint64_t stride = vub_inflight_queue_bytes(in.queue_size, packed), need = in.num_queues * stride, file = 0;
+    for (unsigned i = 0; i < dev->cfg.num_queues; i++)
+        if (dev->queues[i].started)
+            return vub_fail(&dev->err, VUB_R_VU_RING_STOPPED, m->hdr.request, i);
+    if (in.num_queues == 0 || in.num_queues > dev->cfg.num_queues || in.queue_size == 0 ||
+        in.queue_size > VUB_MAX_QUEUE_SIZE || in.mmap_size != need || in.mmap_offset % 4096 != 0 ||
+        !vub_sys_stat(m->fds[0], false, &file, NULL, NULL) || !vub_range_ok(in.mmap_offset, need, file))
+        return vub_fail(&dev->err, VUB_R_INFL_SET, in.mmap_size, need);
+    for (unsigned i = 0; i < in.num_queues; i++) {
+        enum vub_err err = vub_dev_alloc_inflight(dev, &dev->queues[i].ring.scratch, in.queue_size);
+        if (err != VUB_OK)
+            return err;
+    }
+    void *base;
+    size_t len;
+    uint8_t *area = vub_sys_map(m->fds[0], in.mmap_offset, need, &base, &len);
+    if (!area)
+        return vub_fail(&dev->err, VUB_R_MEM_MAP, in.mmap_offset, (uint64_t)errno);
+    for (unsigned i = 0; i < in.num_queues; i++) {
+        const struct vub_inflight_split *h = (const void *)(area + i * stride);
+        uint16_t version = vub_infl_get16(&h->version), desc_num = vub_infl_get16(&h->desc_num);
+        if (version != 0 && (version != VUB_INFLIGHT_VERSION || desc_num != in.queue_size ||
+                             vub_infl_get64(&h->features) != 0)) {
+            vub_sys_unmap(base, len);
+            return vub_fail(&dev->err, VUB_R_INFL_HEADER, version, desc_num);
+        }
+    }
+    vub_dev_inflight_unmap(dev);
+    dev->inflight.map_base = base;
+    dev->inflight.map_len = len;
+    for (unsigned i = 0; i < in.num_queues; i++)
+        dev->queues[i].ring.inflight = (struct vub_vring_inflight){.region = area + i * stride,
+                                                                   .desc_num = in.queue_size, .packed = packed};
+    return VUB_OK;
+}
+
 #define VUB_STATE sizeof(struct vub_vu_vring_state)
 #define VUB_CONFIG_MIN 12
 #define VUB_CONFIG_MAX (12 + VUB_VU_CONFIG_MAX)
@@ -7472,6 +8279,9 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
     [VHOST_USER_SET_STATUS] = {vub_h_set_status, 8, 8, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, false},
     [VHOST_USER_GET_STATUS] = {vub_h_get_status, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, true},
+    [VHOST_USER_GET_INFLIGHT_FD] = {vub_h_get_inflight_fd, 24, 24, 0, 0, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, true},
+    [VHOST_USER_SET_INFLIGHT_FD] = {vub_h_set_inflight_fd, 24, 24, 1, 1, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
+                                    false},
 };
 
 /* The checks every request passes before its handler: known, with sane
@@ -7513,8 +8323,11 @@ static enum vub_err vub_dev_handle(struct vub_dev *dev, struct vub_msg *m)
     dev->reply.hdr.flags = VHOST_USER_REPLY_FLAGS;
     if (err != VUB_OK)
         vub_dev_record(dev, vub_vu_request_name(m->hdr.request));
-    if (rule && rule->has_reply && err == VUB_OK)
-        return vub_vu_send(dev->sock, &dev->reply.hdr, &dev->reply.payload, NULL, 0);
+    if (rule && rule->has_reply && err == VUB_OK) {
+        err = vub_vu_send(dev->sock, &dev->reply.hdr, &dev->reply.payload, dev->reply.fds, dev->reply.fd_count);
+        vub_msg_close_fds(&dev->reply); /* ours were sent: the front-end holds its own copies */
+        return err;
+    }
     if (need_reply && !(rule && rule->has_reply)) {
         if (err != VUB_OK)
             dev->stats.rejected_messages++;
@@ -7547,7 +8360,7 @@ static const uint64_t vub_dev_protocol_offer =
     VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS) |
-    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
+    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
 
 enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
 {
@@ -7579,9 +8392,15 @@ void vub_dev_free(struct vub_dev *dev)
         return;
     vub_dev_detach(dev);
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
-        free(dev->queues[i].ring.scratch.iov);
-        free(dev->queues[i].ring.scratch.batch_ids);
-        free(dev->queues[i].ring.scratch.ids_pending);
+        struct vub_vring_scratch *s = &dev->queues[i].ring.scratch;
+        free(s->iov);
+        free(s->batch_ids);
+        free(s->batch_heads);
+        free(s->batch_lasts);
+        free(s->ids_pending);
+        free(s->inflight_order);
+        free(s->inflight_next);
+        free(s->inflight_seen);
     }
     free(dev);
 }

@@ -366,6 +366,7 @@ struct vub_dev_stats {
     uint64_t kicks;           /* available-buffer notifications received */
     uint64_t rejected_messages; /* messages answered with an error, session kept */
     uint64_t dropped_fds;     /* kick/call fds closed after a hang-up or error (vub_dev_why says which) */
+    uint64_t resubmitted;     /* requests a ring start found in flight in the inflight area and ran again */
     uint64_t queue_requests[VUB_MAX_QUEUES];  /* requests per queue */
 };
 
