@@ -3981,8 +3981,9 @@ static void vub_qcow2_table_name(const uint8_t *table, uint32_t len, unsigned ki
 
 /* [QCOW2-FEATURES] What the feature bits allow us to do.
  *  - [QCOW2-INCOMPAT-UNKNOWN] an unknown incompatible bit: refuse, naming
- *    the lowest one (vub_image_feature_name() gives the image's own name
- *    for any bit of an image that opens).
+ *    the lowest one by number and by the image's own name for it if its
+ *    feature name table has one (vub_qcow2_open; vub_image_feature_name()
+ *    names any bit of an image that opens).
  *  - dirty: fine for reading ("refcounts may be inconsistent"; a reader
  *    does not use refcounts).
  *  - [QCOW2-CORRUPT-BIT] corrupt: refused. The bit means QEMU found the
@@ -4889,9 +4890,7 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
     q->file_bytes = file_bytes;
     vub_qcow2_geometry(q, &h);
     if ((err = vub_qcow2_read_cluster0(img, e)) != VUB_OK ||
-        (err = vub_qcow2_read_exts(q->cluster, &h, q->cluster_bytes, &x, e)) != VUB_OK ||
-        (err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK ||
-        (err = vub_qcow2_check_refcount_table(q, &h, e)) != VUB_OK)
+        (err = vub_qcow2_read_exts(q->cluster, &h, q->cluster_bytes, &x, e)) != VUB_OK)
         return err;
     if (x.feature_names.seen) { /* kept: cluster 0 is reused after open */
         if (!(q->feature_table = malloc(x.feature_names.len ? x.feature_names.len : 1)))
@@ -4899,6 +4898,9 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
         memcpy(q->feature_table, x.feature_names.data, x.feature_names.len);
         q->feature_table_bytes = x.feature_names.len;
     }
+    if ((err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK ||
+        (err = vub_qcow2_check_refcount_table(q, &h, e)) != VUB_OK)
+        return err;
     int32_t index;
     if ((err = vub_qcow2_read_snapshots(img, &h, opts->snapshot, &index, e)) != VUB_OK)
         return err;
@@ -4938,6 +4940,14 @@ static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path, cons
     if (e.reason == VUB_R_NONE) /* the allocations of open name no reason of their own */
         vub_fail(&e, VUB_R_SYS_NOMEM, 0, 0);
     vub_error_format(&e, fault.depth ? NULL : path, why, why_len);
+    /* [QCOW2-INCOMPAT-UNKNOWN] the failing image's own name for the bit */
+    const struct vub_image *failed = img;
+    for (unsigned d = 0; d < fault.depth && failed->qcow2 && failed->qcow2->backing; d++)
+        failed = failed->qcow2->backing;
+    char own[47];
+    if (why && e.reason == VUB_R_QCOW2_INCOMPAT_UNKNOWN && vub_image_feature_name(failed, 0, (unsigned)e.a, own) &&
+        (used = strlen(why)) < why_len)
+        snprintf(why + used, why_len - used, " (the image calls it \"%s\")", own);
     if (why && fault.depth && (used = strlen(why)) < why_len)
         snprintf(why + used, why_len - used, " (backing chain: %s -> %s%s, %u deep)", path,
                  fault.depth > 1 ? "... -> " : "", fault.path, fault.depth);
