@@ -665,11 +665,8 @@ static bool vub_sys_byte_held_elsewhere(int fd, uint64_t byte)
  * names (hard links, symbolic links, other paths) led to them. */
 static bool vub_sys_same_file(int a, int b)
 {
-    dev_t da, db;
-    ino_t ia, ib;
-    uint64_t size;
-    return vub_sys_stat(a, true, &size, &da, &ia) && vub_sys_stat(b, true, &size, &db, &ib) && da == db &&
-           ia == ib;
+    struct stat sa, sb;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* Maps len bytes of fd starting at byte offset off, shared and writable.
