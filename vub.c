@@ -1770,12 +1770,15 @@ static bool vub_split_enable_kicks(struct vub_vring *vr)
 }
 
 /* Tells the driver not to kick (the device is busy polling): NO_NOTIFY in
- * used->flags; with EVENT_IDX nothing needs writing, since avail_event is
- * simply not moved on and the driver kicks only when it passes it. A hint:
- * the driver may kick anyway. */
+ * used->flags, or with EVENT_IDX avail_event one behind last_avail, a
+ * position the driver's index has already passed, so it kicks again only
+ * after a full wrap. A hint: the driver may kick anyway. */
 static void vub_split_disable_kicks(struct vub_vring *vr)
 {
-    if (!vr->event_idx)
+    if (vr->event_idx)
+        vub_ring_store16(vr->device + 4 + 8 * (size_t)vr->size, (uint16_t)(vr->split.last_avail - 1),
+                         memory_order_relaxed);
+    else
         vub_ring_store16(vr->device, VIRTQ_USED_F_NO_NOTIFY, memory_order_relaxed);
 }
 

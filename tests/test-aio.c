@@ -631,6 +631,235 @@ static void test_direct_qcow2(void)
     unlink(path);
 }
 
+/* [VU-POLL-KICKS] While a queue spins the driver is told not to kick: a
+ * request submitted then brings no kick and is served by the spin; one
+ * submitted just before the spin ends is served by ending it (re-armed,
+ * re-checked); afterwards kicks come again. */
+static void test_spin_suppresses_kicks(void)
+{
+    struct stepped t;
+    stepped_open(&t, false);
+    struct vub_client_completion c[4];
+    struct pollfd kick = {.fd = t.dq->kick_fd, .events = POLLIN};
+    vub_dev_queue_set_polling(t.s.dev, 0, true);
+    vub_dev_queue_poll(t.s.dev, 0, NULL); /* an empty pass: kicks now suppressed */
+    submit(&t, VUB_CLIENT_READ, 0, t.buf, 4096, 1);
+    vub_client_kick(t.q);
+    bool kicked = poll(&kick, 1, 0) == 1;
+    uint64_t served = 0;
+    for (int i = 0; i < 1000 && !served; i++)
+        vub_dev_queue_poll(t.s.dev, 0, &served);
+    unsigned n = 0;
+    for (int i = 0; i < 1000 && !n; i++) {
+        vub_dev_queue_poll(t.s.dev, 0, NULL);
+        n = reap(&t, c, 4);
+    }
+    check(!kicked && served == 1 && n == 1, "[VU-POLL-KICKS] %s: while spinning a request brings no kick and "
+          "the spin serves it", layout_name());
+    submit(&t, VUB_CLIENT_READ, 4096, t.buf, 4096, 2);
+    vub_client_kick(t.q);
+    vub_dev_queue_set_polling(t.s.dev, 0, false);
+    n = 0;
+    for (int i = 0; i < 1000 && !n; i++) {
+        struct pollfd ring = {.fd = t.dq->aio.ring.fd, .events = POLLIN};
+        poll(&ring, 1, 1);
+        if (t.dq->aio.in_flight)
+            vub_dev_queue_poll(t.s.dev, 0, NULL); /* completions only: the ring was re-checked already */
+        n = reap(&t, c, 4);
+    }
+    check(n == 1 && c[0].cookie == 2, "[VU-POLL-KICKS] %s: a request that came as the spin ended is served by "
+          "ending it (kicks re-armed, ring re-checked)", layout_name());
+    for (uint64_t v; read(t.dq->kick_fd, &v, sizeof v) > 0;)
+        ; /* the kick of request 2, if the driver sent one */
+    submit(&t, VUB_CLIENT_READ, 8192, t.buf, 4096, 3);
+    vub_client_kick(t.q);
+    check(poll(&kick, 1, 0) == 1, "[VU-POLL-KICKS] %s: after the spin the driver kicks again", layout_name());
+    for (int i = 0; i < 1000 && !reap(&t, c, 4); i++)
+        server_step(&t.s, 5);
+    stepped_close(&t);
+}
+
+/* ---- a queue per thread, messages in between ---- */
+
+/* The back-end as a threaded program runs it: a control thread and a
+ * thread per queue, the queue threads paused (at a gate) around every
+ * message, as vub.h "One thread per queue" asks. */
+struct threaded {
+    struct server s;
+    pthread_t control, queue_threads[2];
+    pthread_mutex_t gate[2];   /* held by a queue thread during its round, by the control thread to pause it */
+    atomic_bool pause, stop;
+    atomic_uint messages;      /* handled by the control thread */
+    atomic_uint busy_messages; /* ... with requests in flight when it came */
+    atomic_int queue_err;
+};
+
+struct queue_thread_arg {
+    struct threaded *th;
+    unsigned q;
+};
+
+static void *queue_thread_main(void *arg)
+{
+    struct queue_thread_arg *a = arg;
+    struct threaded *th = a->th;
+    while (!atomic_load(&th->stop)) {
+        if (atomic_load(&th->pause)) {
+            sched_yield();
+            continue;
+        }
+        pthread_mutex_lock(&th->gate[a->q]);
+        struct pollfd p[4];
+        size_t n = vub_dev_queue_pollfds(th->s.dev, a->q, p, 4);
+        poll(p, (nfds_t)n, 1);
+        enum vub_err err = vub_dev_queue_dispatch(th->s.dev, a->q, p, n);
+        pthread_mutex_unlock(&th->gate[a->q]);
+        if (err != VUB_OK)
+            atomic_store(&th->queue_err, (int)err);
+    }
+    return NULL;
+}
+
+static void *control_thread_main(void *arg)
+{
+    struct threaded *th = arg;
+    while (!atomic_load(&th->stop)) {
+        struct pollfd p[2];
+        size_t n = vub_dev_control_pollfds(th->s.dev, p, 2);
+        if (poll(p, (nfds_t)n, 2) <= 0)
+            continue;
+        atomic_store(&th->pause, true);
+        pthread_mutex_lock(&th->gate[0]);
+        pthread_mutex_lock(&th->gate[1]);
+        bool busy = th->s.dev->queues[0].aio.in_flight + th->s.dev->queues[1].aio.in_flight > 0;
+        enum vub_err err = vub_dev_control_dispatch(th->s.dev, p, n);
+        atomic_fetch_add(&th->messages, 1);
+        atomic_fetch_add(&th->busy_messages, busy);
+        pthread_mutex_unlock(&th->gate[1]);
+        pthread_mutex_unlock(&th->gate[0]);
+        atomic_store(&th->pause, false);
+        if (err != VUB_OK)
+            break;
+    }
+    return NULL;
+}
+
+struct traffic {
+    struct vub_client *cl;
+    unsigned q;
+    unsigned rounds, mismatches, errors;
+};
+
+/* Eight writes of tagged blocks (some from unaligned buffers) in flight at
+ * once, then eight reads of them, compared; over and over, on one queue. */
+static void *traffic_main(void *arg)
+{
+    struct traffic *tr = arg;
+    struct vub_client_queue *q = vub_client_queue(tr->cl, tr->q);
+    uint8_t *buf = vub_client_alloc(tr->cl, 16 * 8192 + 4096);
+    for (unsigned r = 0; r < tr->rounds; r++) {
+        struct iovec iov[16];
+        for (unsigned i = 0; i < 16; i++) {
+            bool write = i < 8;
+            unsigned slot = i % 8;
+            iov[i] = (struct iovec){buf + i * 8192 + (slot % 2 ? 8 : 0), 4096};
+            if (write)
+                memset(iov[i].iov_base, (int)(tr->q * 64 + r * 8 + slot) & 0xff, 4096);
+            struct vub_client_req req = {.op = write ? VUB_CLIENT_WRITE : VUB_CLIENT_READ,
+                                         .offset = (uint64_t)(tr->q * 8 + slot) * 65536, .iov = &iov[i],
+                                         .iov_count = 1, .cookie = i};
+            if (i == 8) { /* the reads go after the writes completed */
+                for (unsigned got = 0; got < 8;) {
+                    struct vub_client_completion c[8];
+                    unsigned k = 0;
+                    if (vub_client_wait(q, 5000) != VUB_OK || vub_client_reap(q, c, 8, &k) != VUB_OK)
+                        return tr->errors++, NULL;
+                    for (unsigned j = 0; j < k; j++)
+                        tr->errors += c[j].status != VUB_BLK_S_OK;
+                    got += k;
+                }
+            }
+            if (vub_client_submit(q, &req) != VUB_OK)
+                return tr->errors++, NULL;
+            if (i == 7 || i == 15)
+                vub_client_kick(q);
+        }
+        for (unsigned got = 0; got < 8;) {
+            struct vub_client_completion c[8];
+            unsigned k = 0;
+            if (vub_client_wait(q, 5000) != VUB_OK || vub_client_reap(q, c, 8, &k) != VUB_OK)
+                return tr->errors++, NULL;
+            for (unsigned j = 0; j < k; j++) {
+                unsigned slot = (unsigned)c[j].cookie - 8;
+                const uint8_t *p = iov[c[j].cookie].iov_base;
+                tr->errors += c[j].status != VUB_BLK_S_OK;
+                tr->mismatches += p[0] != ((tr->q * 64 + r * 8 + slot) & 0xff) || p[4095] != p[0];
+            }
+            got += k;
+        }
+    }
+    return NULL;
+}
+
+/* [VU-THREADS] Two queues on two threads under traffic, while the control
+ * thread takes messages that change what they use: SET_MEM_TABLE (the
+ * same memory mapped afresh: every ring and buffer moves in our address
+ * space) and SET_VRING_ENABLE (its handler serves the queue itself).
+ * [VU-QUIESCE] each message is handled with the queue threads paused and
+ * nothing in flight; no request is lost, misdirected or corrupted. */
+static void test_threads_quiesce(bool direct)
+{
+    static struct threaded th;
+    memset(&th, 0, sizeof th);
+    server_start(&th.s, VUB_AIO_IO_URING, direct, 2);
+    server_pause(&th.s);
+    pthread_mutex_init(&th.gate[0], NULL);
+    pthread_mutex_init(&th.gate[1], NULL);
+    pthread_create(&th.control, NULL, control_thread_main, &th);
+    struct vub_client *cl = client_connect(&th.s, 2);
+    struct queue_thread_arg qa[2] = {{&th, 0}, {&th, 1}};
+    for (unsigned q = 0; q < 2; q++)
+        pthread_create(&th.queue_threads[q], NULL, queue_thread_main, &qa[q]);
+    struct traffic tr[2] = {{cl, 0, 200, 0, 0}, {cl, 1, 200, 0, 0}};
+    pthread_t traffic[2];
+    for (unsigned q = 0; q < 2; q++)
+        pthread_create(&traffic[q], NULL, traffic_main, &tr[q]);
+    /* The messages, sent on the client's socket while its queues run. */
+    struct vub_vu_mem_table t = {.nregions = 1, .padding = 0};
+    t.regions[0] = (struct vub_vu_mem_region){VUB_CLIENT_GPA_BASE, cl->mem_bytes, (uint64_t)(uintptr_t)cl->mem, 0};
+    unsigned answered = 0;
+    for (unsigned i = 0; i < 60; i++) {
+        struct vub_vu_header h = {VHOST_USER_SET_MEM_TABLE, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK,
+                                  8 + sizeof t.regions[0]};
+        struct vub_vu_vring_state en = {i % 2, 1};
+        if (i % 3 == 2)
+            h = (struct vub_vu_header){VHOST_USER_SET_VRING_ENABLE, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK,
+                                       sizeof en};
+        vub_vu_send(cl->sock, &h, h.request == VHOST_USER_SET_VRING_ENABLE ? (const void *)&en : (const void *)&t,
+                    h.request == VHOST_USER_SET_MEM_TABLE ? &cl->memfd : NULL,
+                    h.request == VHOST_USER_SET_MEM_TABLE ? 1 : 0);
+        struct vub_msg reply;
+        answered += vub_vu_recv(cl->sock, &reply, NULL) == VUB_OK && reply.hdr.size == 8 && reply.payload.u64 == 0;
+        usleep(2000);
+    }
+    for (unsigned q = 0; q < 2; q++)
+        pthread_join(traffic[q], NULL);
+    atomic_store(&th.stop, true);
+    for (unsigned q = 0; q < 2; q++)
+        pthread_join(th.queue_threads[q], NULL);
+    pthread_join(th.control, NULL);
+    check(answered == 60 && tr[0].errors + tr[1].errors == 0 && tr[0].mismatches + tr[1].mismatches == 0 &&
+              atomic_load(&th.queue_err) == VUB_OK,
+          "[VU-THREADS] %s%s: 2 queue threads, 2 x 200 rounds of 8 writes and 8 reads, 60 messages in between: "
+          "all answered, 0 errors, 0 mismatches", layout_name(), direct ? ", cache=none" : "");
+    check(atomic_load(&th.busy_messages) > 0,
+          "[VU-QUIESCE] %s: %u of %u messages came with requests in flight, and were handled after them",
+          layout_name(), atomic_load(&th.busy_messages), atomic_load(&th.messages));
+    server_run(&th.s);
+    vub_client_close(cl);
+    server_stop(&th.s);
+}
+
 int main(void)
 {
     char why[256];
@@ -647,6 +876,9 @@ int main(void)
         test_bounce();
         test_quiesce();
         test_ring_failure();
+        test_spin_suppresses_kicks();
+        test_threads_quiesce(false);
+        test_threads_quiesce(true);
     }
     test_direct_qcow2();
     test_qcow2_sync();
