@@ -53,6 +53,7 @@ run serve:asan env VUB_BUILD=build/asan bash tests/test-serve.sh
 run img bash tests/test-img.sh
 run usage bash tests/test-usage.sh
 run client bash tests/test-client.sh
+run trace bash tests/test-trace.sh
 run client:asan env VUB_IO=build/asan/vub-io bash tests/test-client.sh
 run conform env VUB_SERVE=build/asan/vub-serve bash tests/test-conform.sh
 run guest:qsd bash tests/guest/test-qsd.sh
