@@ -16,6 +16,7 @@ have cpio || need+=(cpio)
 have xz || need+=(xz-utils)
 have zstd || need+=(zstd)
 have python3 || need+=(python3)
+have fio || need+=(fio)
 have pkg-config || need+=(pkg-config)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && have apt-get; then
