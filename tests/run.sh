@@ -52,6 +52,8 @@ run img bash tests/test-img.sh
 run usage bash tests/test-usage.sh
 run client bash tests/test-client.sh
 run client:asan env VUB_IO=build/asan/vub-io bash tests/test-client.sh
+run fs-faults bash tests/test-fs-faults.sh
+run fs-faults:asan env VUB_BUILD=build/asan bash tests/test-fs-faults.sh
 run reconnect bash tests/test-reconnect.sh
 run reconnect:asan env VUB_BUILD=build/asan bash tests/test-reconnect.sh
 run conform env VUB_SERVE=build/asan/vub-serve bash tests/test-conform.sh

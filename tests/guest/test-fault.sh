@@ -137,7 +137,8 @@ kill_loop() {
         wait_socket "$sock" "$backend_pid" 10 || break
         if ! wait_progress "${before:--1}"; then
             stalls=$((stalls + 1))
-            echo "# $label: the journal stalled at block ${before:--1} after kill $k"
+            echo "# $label: the journal stalled at block ${before:--1} after kill $k: requests in flight were lost"
+            echo "# $label: the back-end's last words: $(tail -n 2 "$blog" | cut -c1-160 | tr '\n' ' ')"
             break
         fi
     done
@@ -182,10 +183,12 @@ main() {
         fi
         tap_check "$label" "host: every acknowledged journal block is in the image" "$jc" \
             python3 "$here/journal-check.py" "$console" "$img" $((32 << 20))
+        [ "$rc" -le 1 ] || tap_not_ok "$label" "the guest finished its I/O" "it hung and was ended; run.sh status $rc"
         echo "# $label: journal: $jc; run.sh status $rc"
     } >"$work/lines"
     local errors fio
     errors=$(grep -cE '^not ok - .*(fault-fio|fault-dmesg|fault-journal-writes|guest reached the end|never reported)' "$work/lines")
+    [ "$rc" -le 1 ] || errors=$((errors + 1)) # run.sh ended before it could verify: a hung guest
     fio=$(grep -qE '^ok - .*fault-fio' "$work/lines" && echo passed || echo "did not pass")
     if [ "$backend" = qsd ]; then
         # No inflight tracking: what happens is observed, not judged.
