@@ -15,7 +15,7 @@ SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 # not call are not errors there.
 TEST_WARN = $(WARN) -Wno-unused-function
 
-PROGRAMS = vub-serve vub-io vub-img
+PROGRAMS = vub-serve vub-io vub-img vub-trace
 EXAMPLES = hello-server hello-client
 UNIT_TESTS = test-backend test-client-hostile test-inflate test-zstd
 

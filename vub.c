@@ -936,7 +936,7 @@ enum vub_vu_backend_request {
     VHOST_USER_BACKEND_VRING_HOST_NOTIFIER_MSG = 3,
 };
 
-static const char *vub_vu_request_name(uint32_t request)
+const char *vub_vu_request_name(uint32_t request)
 {
     if (request < VHOST_USER_REQUEST_COUNT && vub_vu_request_names[request])
         return vub_vu_request_names[request];

@@ -127,6 +127,11 @@ enum vub_err {
  * codes get a generic line). Static storage, any thread. */
 const char *vub_strerror(enum vub_err err);
 
+/* The name of a front-end request code as vhost-user.rst spells it after
+ * "VHOST_USER_" ("SET_MEM_TABLE"), or "unknown request". Static storage,
+ * any thread. */
+const char *vub_vu_request_name(uint32_t request);
+
 /* ---- Feature names ----------------------------------------------------------- */
 
 enum vub_feature_kind {

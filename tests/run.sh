@@ -51,6 +51,7 @@ run serve:asan env VUB_BUILD=build/asan bash tests/test-serve.sh
 run img bash tests/test-img.sh
 run usage bash tests/test-usage.sh
 run client bash tests/test-client.sh
+run trace bash tests/test-trace.sh
 run client:asan env VUB_IO=build/asan/vub-io bash tests/test-client.sh
 run fs-faults bash tests/test-fs-faults.sh
 run fs-faults:asan env VUB_BUILD=build/asan bash tests/test-fs-faults.sh

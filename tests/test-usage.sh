@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 B=${VUB_BUILD:-$PWD/build}
 
 . tests/lib-tap.sh usage
-for p in vub-serve vub-io vub-img vub-conform; do
+for p in vub-serve vub-io vub-img vub-trace vub-conform; do
     [ -x "$B/$p" ] || { fail "$B/$p is built (run make)"; exit 1; }
 done
 
@@ -91,6 +91,13 @@ else
     check "vub-io write to a read-only export says read-only: $(cat "$dir/err")" grep -q "the disk is read-only" "$dir/err"
 fi
 kill -TERM "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null
+
+# ---- vub-trace ----
+usage "wants LISTEN and BACKEND sockets" vub-trace
+usage "unknown option --bogus" vub-trace --bogus a b
+usage "--log needs a FILE" vub-trace a b --log
+usage "one LISTEN and one BACKEND socket only" vub-trace a b c
+says 1 "vub-trace: $dir/no/such/dir/x.sock:" vub-trace "$dir/no/such/dir/x.sock" "$dir/b.sock"
 
 # ---- vub-img ----
 usage "no command" vub-img
