@@ -86,17 +86,21 @@ start_backend() {
     backend_pid=$!
 }
 
+quiet_check() { "$@" >/dev/null 2>&1; }
+
 # The highest journal block the console has acknowledged so far (-1: none).
 acked() { tr -d '\r' <"$console" 2>/dev/null | grep -aE '^VUBJ [0-9]+$' | tail -n 1 | cut -d' ' -f2 || true; }
 
 # front_end_back N: waits (up to 20 s) until QEMU is connected to the
-# back-end's Nth life. vub-serve logs each connection; QSD does not, so for
-# it QEMU's one-second reconnect is simply waited out.
+# back-end's Nth life. vub-serve logs each connection (vub-io's probe in
+# main was one more); QSD does not, so for it QEMU's one-second reconnect
+# is simply waited out.
+probes=0
 front_end_back() {
     local i
     if [ "$backend" = qsd ]; then sleep 1.5; return 0; fi
     for i in $(seq 200); do
-        [ "$(grep -c "front-end connected" "$blog")" -ge "$1" ] && return 0
+        [ "$(grep -c "front-end connected" "$blog")" -ge $(($1 + probes)) ] && return 0
         sleep 0.1
     done
     return 1
@@ -157,6 +161,17 @@ main() {
     rm -f "$console"
     start_backend
     wait_socket "$sock" "$backend_pid" 10 || { tap_not_ok "$label" "back-end listens" "$(tail -n 3 "$blog")"; return; }
+    # Without inflight tracking a packed ring cannot survive this: QEMU
+    # restores a stale ring base and the requests in flight are lost (the
+    # guest hangs; SPEC-NOTES.md). tests/run.sh asks for this skip until
+    # vub-serve offers INFLIGHT_SHMFD; run this script alone to see it fail.
+    if [ "$backend" = vub-serve ] && [ "$ring" = packed ] && [ -n "${VUB_FAULT_PACKED_NEEDS_INFLIGHT:-}" ]; then
+        probes=1
+        if ! "$VUB_ROOT/build/vub-io" --socket "$sock" info 2>&1 | grep -q "protocol features offered:.*INFLIGHT_SHMFD"; then
+            tap_skip "$label" "vub-serve offers no INFLIGHT_SHMFD, without which a packed ring loses its requests in flight"
+            return
+        fi
+    fi
     "$here/run.sh" --socket "$sock" --image "$img" --label "$label" --cache "$cache" --mode fault \
         ${extra:+--extra-device-opts "$extra"} >"$work/run.out" 2>&1 &
     run_pid=$!
@@ -182,14 +197,16 @@ main() {
                 "$k kills, $st stalls"
         fi
         tap_check "$label" "host: every acknowledged journal block is in the image" "$jc" \
-            python3 "$here/journal-check.py" "$console" "$img" $((32 << 20))
+            quiet_check python3 "$here/journal-check.py" "$console" "$img" $((32 << 20))
         [ "$rc" -le 1 ] || tap_not_ok "$label" "the guest finished its I/O" "it hung and was ended; run.sh status $rc"
         echo "# $label: journal: $jc; run.sh status $rc"
     } >"$work/lines"
     local errors fio
     errors=$(grep -cE '^not ok - .*(fault-fio|fault-dmesg|fault-journal-writes|guest reached the end|never reported)' "$work/lines")
     [ "$rc" -le 1 ] || errors=$((errors + 1)) # run.sh ended before it could verify: a hung guest
-    fio=$(grep -qE '^ok - .*fault-fio' "$work/lines" && echo passed || echo "did not pass")
+    fio="did not finish"
+    grep -qE '^not ok - .*fault-fio' "$work/lines" && fio=failed
+    grep -qE '^ok - .*fault-fio' "$work/lines" && fio=passed
     if [ "$backend" = qsd ]; then
         # No inflight tracking: what happens is observed, not judged.
         sed 's/^not ok - /# qsd observed: /; s/^ok - /# qsd observed: ok - /' "$work/lines"
