@@ -782,7 +782,7 @@ static void test_reconnect(enum vub_client_ring ring, const char *label)
     uint8_t back[4096];
     bool data = true;
     for (unsigned i = 0; i < 8; i++) {
-        data = data && vub_client_pread(q, back, sizeof back, (uint64_t)(7 - i) * 65536, NULL) == VUB_OK;
+        data = data && copy_pread(cl, 0, back, sizeof back, (uint64_t)(7 - i) * 65536, NULL) == VUB_OK;
         data = data && back[0] == 0x40 + i && back[4095] == 0x40 + i;
     }
     ok(data, "%s: every resubmitted write is on the disk", label);
