@@ -406,6 +406,8 @@ static void log_stats(const struct export *e, const char *what)
         (unsigned long long)s.flushes, (unsigned long long)s.discards, (unsigned long long)s.write_zeroes,
         (unsigned long long)s.get_ids, (unsigned long long)s.errors, (unsigned long long)s.bytes_read,
         (unsigned long long)s.bytes_written, (unsigned long long)s.notifications, queues);
+    if (s.resubmitted)
+        say(e, "%llu requests found in flight after a restart were run again", (unsigned long long)s.resubmitted);
 }
 
 static void end_session(struct export *e, enum vub_err err)

@@ -57,6 +57,8 @@ run fs-faults bash tests/test-fs-faults.sh
 run fs-faults:asan env VUB_BUILD=build/asan bash tests/test-fs-faults.sh
 run reconnect bash tests/test-reconnect.sh
 run reconnect:asan env VUB_BUILD=build/asan bash tests/test-reconnect.sh
+run bench bash tests/test-bench.sh
+run bench:asan env VUB_BUILD=build/asan bash tests/test-bench.sh
 run conform env VUB_SERVE=build/asan/vub-serve bash tests/test-conform.sh
 run guest:qsd bash tests/guest/test-qsd.sh
 # The guest matrix against the ASan vub-serve, one boot per cell: QEMU 7.2
