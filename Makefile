@@ -18,7 +18,7 @@ TEST_WARN = $(WARN) -Wno-unused-function
 
 PROGRAMS = vub-serve vub-io vub-img vub-trace vub-bench
 EXAMPLES = hello-server hello-client
-UNIT_TESTS = test-backend test-client-hostile test-inflate test-zstd
+UNIT_TESTS = test-backend test-client-hostile test-inflate test-zstd test-aio
 
 BINS = $(PROGRAMS:%=build/%) $(UNIT_TESTS:%=build/%)
 ASAN_BINS = $(PROGRAMS:%=build/asan/%) $(UNIT_TESTS:%=build/asan/%)

@@ -50,8 +50,10 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/io_uring.h>
 
 /* ======================================================================== *
  * 1. Conventions: byte order, checked arithmetic, reasons, feature bits,
@@ -69,6 +71,7 @@
 #define VUB_BIT(n) (UINT64_C(1) << (n))
 #define VUB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define VUB_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define VUB_MAX(a, b) ((a) > (b) ? (a) : (b))
 
 static inline bool vub_has(uint64_t bits, unsigned bit)
 {
@@ -240,6 +243,9 @@ const char *vub_strerror(enum vub_err err)
     X(IMG_LOCK_FAIL, "IMG-LOCK", IO, "cannot lock byte %llu") \
     X(IMG_RESIZE_QCOW2, "BLK-RESIZE", UNSUPP, "only raw images change size; a qcow2 image's size is in its header") \
     X(IMG_SHRANK, "BLK-RESIZE", RANGE, "the image shrank from %llu to %llu bytes: refused, the driver may hold data there") \
+    X(IMG_DIRECT_QCOW2, "IMG-DIRECT", UNSUPP, "direct I/O (cache=none) is for raw images; qcow2 images are read through their caches") \
+    X(IMG_DIRECT_OPEN, "IMG-DIRECT", IO, "cannot open for direct I/O (O_DIRECT)") \
+    X(IMG_DIRECT_ALIGN, "IMG-DIRECT", UNSUPP, "direct I/O here needs offsets aligned to %llu bytes; vub's sectors are 512 (use cache=writeback)") \
     X(IMG_BUSY, "IMG-LOCK", BUSY, "is in use: another process (QEMU, qemu-img or vub) holds or does not share its \"%s\" permission") \
     /* 9. qcow2: header */ \
     X(QCOW2_MAGIC, "QCOW2-HDR", CORRUPT, "not a qcow2 image: bad magic 0x%08llx") \
@@ -296,6 +302,9 @@ const char *vub_strerror(enum vub_err err)
     X(QCOW2_BACKING_OPEN, "SYS-OPEN", IO, "cannot open backing file") \
     X(QCOW2_BACKING_KIND, "SYS-FILE", IO, "raw backing file is not a regular file or block device") \
     X(QCOW2_BACKING_LOOP, "QCOW2-BACKING-LOOP", CORRUPT, "backing chain loops: a file is already in it") \
+    /* 11. Back-end: the io_uring engine */ \
+    X(BLK_AIO_SETUP, "BLK-AIO", IO, "cannot set up an io_uring for %llu requests in flight") \
+    X(BLK_AIO, "BLK-AIO", IO, "io_uring_enter failed (ring %llu)") \
     /* 11. Back-end: the message table */ \
     X(VU_DISPATCH, "VU-DISPATCH", PROTO, "request %s is not supported") \
     X(VU_GATE, "VU-GATE", PROTO, "%s without its protocol feature (bit %llu) negotiated") \
@@ -355,12 +364,12 @@ const char *vub_strerror(enum vub_err err)
     X(CLIENT_IDLE, "CLIENT-REQ", INVAL, "nothing in flight to wait for") \
     X(CLIENT_BUSY, "CLIENT-REQ", INVAL, "vub_client_run on a queue with %llu requests in flight") \
     X(CLIENT_WAIT, "CLIENT-WAIT", TIMEOUT, "no completion within %llu ms (%llu in flight)") \
+    X(CLIENT_WCE, "CLIENT-WCE", UNSUPP, "cannot set writeback %llu: the back-end does not offer CONFIG_WCE (writeback stays %llu)") \
+    X(CLIENT_WCE_KEPT, "CLIENT-WCE", UNSUPP, "SET_CONFIG writeback %llu was acknowledged, but the config space still says %llu") \
     /* ... reconnecting */ \
     X(CLIENT_RECONNECT_PATH, "CLIENT-RECONNECT", INVAL, "reconnect needs the socket path of vub_client_connect (fd %llu)") \
     X(CLIENT_RECONNECT_TIMEOUT, "CLIENT-RECONNECT", TIMEOUT, "no back-end took the connection again within %llu ms (errno %llu)") \
-    X(CLIENT_RECONNECT_CHANGED, "CLIENT-RECONNECT", UNSUPP, "the restarted back-end negotiates features 0x%llx, not 0x%llx as before") \
-    X(CLIENT_WCE, "CLIENT-WCE", UNSUPP, "cannot set writeback %llu: the back-end does not offer CONFIG_WCE (writeback stays %llu)") \
-    X(CLIENT_WCE_KEPT, "CLIENT-WCE", UNSUPP, "SET_CONFIG writeback %llu was acknowledged, but the config space still says %llu")
+    X(CLIENT_RECONNECT_CHANGED, "CLIENT-RECONNECT", UNSUPP, "the restarted back-end negotiates features 0x%llx, not 0x%llx as before")
 
 enum vub_reason {
     VUB_R_NONE, /* nothing failed */
@@ -623,6 +632,12 @@ static int vub_sys_open(const char *path, bool read_only)
     return open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 }
 
+/* The same file again, bypassing the page cache (O_DIRECT). */
+static int vub_sys_open_direct(const char *path, bool read_only)
+{
+    return open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_DIRECT);
+}
+
 /* Which file fd is: identity (for loop checks) and size. A regular file, or
  * with block_ok a block device; anything else is refused. */
 static bool vub_sys_stat(int fd, bool block_ok, uint64_t *size, dev_t *dev, ino_t *ino)
@@ -841,6 +856,205 @@ static bool vub_sys_fallocate(int fd, bool punch, uint64_t off, uint64_t len)
     if (errno == ENOSYS)
         errno = EOPNOTSUPP;
     return false;
+}
+
+/* The alignment O_DIRECT wants of fd: of buffer addresses and lengths
+ * (*mem_bytes) and of file offsets (*offset_bytes), from statx
+ * STATX_DIOALIGN (Linux 6.1). A kernel or file system that does not say
+ * gets the page size for memory and 512 for offsets, the usual logical
+ * block. False if fd cannot do direct I/O at all. */
+static bool vub_sys_dio_align(int fd, uint32_t *mem_bytes, uint32_t *offset_bytes)
+{
+    struct statx sx;
+    *mem_bytes = (uint32_t)sysconf(_SC_PAGESIZE);
+    *offset_bytes = 512;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) != 0 || !(sx.stx_mask & STATX_DIOALIGN))
+        return true;
+    if (sx.stx_dio_mem_align == 0 || sx.stx_dio_offset_align == 0)
+        return false; /* the file system says: no direct I/O here */
+    *mem_bytes = sx.stx_dio_mem_align;
+    *offset_bytes = sx.stx_dio_offset_align;
+    return true;
+}
+
+/* Page-aligned memory that O_DIRECT accepts whatever the file system asks
+ * (the page size is the largest dio_mem_align Linux reports); NULL on
+ * failure. Freed with vub_sys_unmap(). */
+static void *vub_sys_alloc_aligned(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* ---- io_uring (Linux 5.1; "io_uring_setup(2)", "io_uring_enter(2)") ----
+ *
+ * Two rings shared with the kernel, mapped from the ring fd: we fill
+ * submission queue entries (SQEs) and move the SQ tail, the kernel posts
+ * completion queue entries (CQEs) and moves the CQ tail, and each side
+ * moves the head of the ring it consumes. One io_uring_enter() call submits
+ * every SQE filled since the last; waiting for completions is poll() on
+ * the ring fd, which is readable while a CQE is waiting. No liburing: the
+ * three system calls and <linux/io_uring.h> are the whole interface.
+ *
+ * Format notes:
+ *  - The SQ ring holds indexes into the SQE array, not SQEs; vub keeps
+ *    them the identity (slot i names SQE i), written once at setup.
+ *  - Heads and tails are free-running 32-bit counters; the slot is
+ *    counter & mask. The kernel's tails are read with acquire (the CQE
+ *    was written before the tail), ours are written with release (the SQE
+ *    is complete before the kernel can see the new tail).
+ *  - With IORING_FEAT_SINGLE_MMAP (Linux 5.4) both rings are one mapping;
+ *    older kernels map them separately at their own offsets.
+ *  - CQSIZE asks for a completion ring as big as the requests we keep in
+ *    flight, so completions never overflow it. */
+
+struct vub_uring {
+    int fd;                       /* the ring; -1 when not set up */
+    unsigned sq_entries;          /* SQEs the kernel gave us */
+    void *sq_map, *cq_map;        /* the ring mappings (the same with SINGLE_MMAP) */
+    size_t sq_map_bytes, cq_map_bytes;
+    struct io_uring_sqe *sqes;    /* the SQE array, its own mapping */
+    size_t sqes_bytes;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
+    unsigned *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_cqe *cqes;
+    unsigned sq_filled;           /* our SQ tail: SQEs filled, published at submit */
+    unsigned sq_unsubmitted;      /* filled and not yet handed to io_uring_enter */
+};
+
+static unsigned vub_uring_load(const unsigned *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static void vub_uring_store(unsigned *p, unsigned v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static void vub_uring_exit(struct vub_uring *u)
+{
+    if (u->sqes)
+        munmap(u->sqes, u->sqes_bytes);
+    if (u->cq_map && u->cq_map != u->sq_map)
+        munmap(u->cq_map, u->cq_map_bytes);
+    if (u->sq_map)
+        munmap(u->sq_map, u->sq_map_bytes);
+    vub_sys_close(&u->fd);
+    *u = (struct vub_uring){.fd = -1};
+}
+
+static void *vub_uring_map(int fd, size_t len, uint64_t off)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, (off_t)off);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Sets up a ring for `entries` requests in flight (rounded up to a power
+ * of two by the kernel). 0, or an errno: ENOSYS (no io_uring in this
+ * kernel), EPERM (kernel.io_uring_disabled, a seccomp filter), ENOMEM. */
+static int vub_uring_init(struct vub_uring *u, unsigned entries)
+{
+    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE, .cq_entries = entries};
+    *u = (struct vub_uring){.fd = -1};
+    int fd = (int)syscall(__NR_io_uring_setup, entries, &p);
+    if (fd < 0)
+        return errno;
+    u->fd = fd;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    u->sq_entries = p.sq_entries;
+    u->sq_map_bytes = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    u->cq_map_bytes = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (p.features & IORING_FEAT_SINGLE_MMAP)
+        u->sq_map_bytes = u->cq_map_bytes = VUB_MAX(u->sq_map_bytes, u->cq_map_bytes);
+    u->sq_map = vub_uring_map(fd, u->sq_map_bytes, IORING_OFF_SQ_RING);
+    u->cq_map = !u->sq_map || (p.features & IORING_FEAT_SINGLE_MMAP)
+                    ? u->sq_map
+                    : vub_uring_map(fd, u->cq_map_bytes, IORING_OFF_CQ_RING);
+    u->sqes_bytes = p.sq_entries * sizeof(struct io_uring_sqe);
+    u->sqes = u->cq_map ? vub_uring_map(fd, u->sqes_bytes, IORING_OFF_SQES) : NULL;
+    if (!u->sqes) {
+        int err = errno;
+        vub_uring_exit(u);
+        return err;
+    }
+    uint8_t *sq = u->sq_map, *cq = u->cq_map;
+    u->sq_head = (unsigned *)(void *)(sq + p.sq_off.head);
+    u->sq_tail = (unsigned *)(void *)(sq + p.sq_off.tail);
+    u->sq_mask = (unsigned *)(void *)(sq + p.sq_off.ring_mask);
+    u->sq_array = (unsigned *)(void *)(sq + p.sq_off.array);
+    u->cq_head = (unsigned *)(void *)(cq + p.cq_off.head);
+    u->cq_tail = (unsigned *)(void *)(cq + p.cq_off.tail);
+    u->cq_mask = (unsigned *)(void *)(cq + p.cq_off.ring_mask);
+    u->cqes = (struct io_uring_cqe *)(void *)(cq + p.cq_off.cqes);
+    for (unsigned i = 0; i < p.sq_entries; i++)
+        u->sq_array[i] = i;
+    u->sq_filled = *u->sq_tail;
+    return 0;
+}
+
+/* The next free SQE, zeroed, or NULL when the SQ is full (submit first). */
+static struct io_uring_sqe *vub_uring_sqe(struct vub_uring *u)
+{
+    if (u->sq_filled - vub_uring_load(u->sq_head) >= u->sq_entries)
+        return NULL;
+    struct io_uring_sqe *sqe = &u->sqes[u->sq_filled & *u->sq_mask];
+    memset(sqe, 0, sizeof *sqe);
+    u->sq_filled++;
+    u->sq_unsubmitted++;
+    return sqe;
+}
+
+/* Hands every filled SQE to the kernel and, with wait, blocks until at
+ * least one completion is posted. 0 or an errno (EBUSY/EAGAIN: the kernel
+ * is short of resources, try again after reaping). */
+static int vub_uring_enter(struct vub_uring *u, bool wait)
+{
+    vub_uring_store(u->sq_tail, u->sq_filled);
+    while (u->sq_unsubmitted > 0 || wait) {
+        long n = syscall(__NR_io_uring_enter, u->fd, u->sq_unsubmitted, wait ? 1u : 0u,
+                         wait ? IORING_ENTER_GETEVENTS : 0u, NULL, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno;
+        u->sq_unsubmitted -= (unsigned)n;
+        wait = false;
+    }
+    return 0;
+}
+
+/* Takes the oldest completion: its user_data and result (bytes moved, or
+ * -errno). False when none is waiting. */
+static bool vub_uring_reap(struct vub_uring *u, uint64_t *user_data, int32_t *res)
+{
+    unsigned head = *u->cq_head;
+    if (head == vub_uring_load(u->cq_tail))
+        return false;
+    const struct io_uring_cqe *cqe = &u->cqes[head & *u->cq_mask];
+    *user_data = cqe->user_data;
+    *res = cqe->res;
+    vub_uring_store(u->cq_head, head + 1);
+    return true;
+}
+
+/* Does io_uring work here? A ring is set up and one no-op goes through it.
+ * 0, or the errno that says why not. */
+static int vub_uring_probe(void)
+{
+    struct vub_uring u;
+    int err = vub_uring_init(&u, 2);
+    struct io_uring_sqe *sqe = err ? NULL : vub_uring_sqe(&u);
+    uint64_t data;
+    int32_t res;
+    if (sqe) {
+        sqe->opcode = IORING_OP_NOP;
+        err = vub_uring_enter(&u, true);
+        if (!err && (!vub_uring_reap(&u, &data, &res) || res != 0))
+            err = EIO;
+    }
+    vub_uring_exit(&u);
+    return err;
 }
 
 /* Send and receive timeouts, so a peer that stops in the middle of a
@@ -1860,6 +2074,19 @@ static bool vub_split_enable_kicks(struct vub_vring *vr)
     return vub_split_avail_idx(vr) != vr->split.last_avail;
 }
 
+/* Tells the driver not to kick (the device is busy polling): NO_NOTIFY in
+ * used->flags, or with EVENT_IDX avail_event one behind last_avail, a
+ * position the driver's index has already passed, so it kicks again only
+ * after a full wrap. A hint: the driver may kick anyway. */
+static void vub_split_disable_kicks(struct vub_vring *vr)
+{
+    if (vr->event_idx)
+        vub_ring_store16(vr->device + 4 + 8 * (size_t)vr->size, (uint16_t)(vr->split.last_avail - 1),
+                         memory_order_relaxed);
+    else
+        vub_ring_store16(vr->device, VIRTQ_USED_F_NO_NOTIFY, memory_order_relaxed);
+}
+
 /* [VQ-SPLIT-USED-IDX] the used index is not sent by the front-end: it lives
  * in guest memory and is read when the ring starts. */
 static void vub_split_start(struct vub_vring *vr)
@@ -2727,6 +2954,12 @@ static bool vub_packed_enable_kicks(struct vub_vring *vr)
     return vub_packed_owned(flags, vr->packed.avail_wrap, false);
 }
 
+/* Tells the driver not to kick: the device event area says DISABLE. */
+static void vub_packed_disable_kicks(struct vub_vring *vr)
+{
+    vub_ring_store16(vr->device + 2, RING_EVENT_FLAGS_DISABLE, memory_order_relaxed);
+}
+
 /* [VU-PACKED-BASE] vhost-user's encoding of a packed ring's position in
  * SET/GET_VRING_BASE: bits 0-14 next available slot, bit 15 driver wrap
  * counter, bits 16-30 next used slot, bit 31 device wrap counter. */
@@ -3012,6 +3245,11 @@ static bool vub_vring_enable_kicks(struct vub_vring *vr)
     return (vr->packed_ring ? vub_packed_enable_kicks : vub_split_enable_kicks)(vr);
 }
 
+static void vub_vring_disable_kicks(struct vub_vring *vr)
+{
+    (vr->packed_ring ? vub_packed_disable_kicks : vub_split_disable_kicks)(vr);
+}
+
 /* A driver-side ring of either layout. */
 struct vub_drv {
     bool packed;
@@ -3105,7 +3343,6 @@ struct vub_blk {
     bool wce_negotiated;     /* VIRTIO_BLK_F_CONFIG_WCE */
     bool flush_negotiated;   /* VIRTIO_BLK_F_FLUSH */
     char serial[VIRTIO_BLK_ID_BYTES];
-    struct vub_dev_stats *stats;
 };
 
 /* One discard / write-zeroes range, decoded from 16 wire bytes. */
@@ -3170,38 +3407,220 @@ static uint8_t vub_blk_status(enum vub_err err)
     return err == VUB_OK ? VIRTIO_BLK_S_OK : err == VUB_E_UNSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
 }
 
-/* [BLK-IN] a read returns the disk's bytes with status OK; a failed one
- * zero-fills the buffers so the used length stays true. */
-static enum vub_err vub_blk_in(struct vub_blk *blk, uint64_t sector, struct iovec *iov,
-                               unsigned count, uint64_t bytes)
+/* Finds the status byte (the last writable byte) and removes it from the
+ * writable list. NULL if the chain has no writable byte at all. */
+static uint8_t *vub_blk_take_status(struct vub_chain *c)
 {
-    enum vub_err err = VUB_E_RANGE;
-    blk->stats->reads++;
-    if (vub_blk_range_ok(blk, sector, bytes))
-        err = vub_image_readv(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
-    if (err != VUB_OK)
-        vub_iov_fill(iov, count, NULL, 0); /* never hand back stale guest bytes */
-    else
-        blk->stats->bytes_read += bytes;
-    return err;
+    struct iovec *w = c->iov + c->readable;
+    unsigned n = c->writable;
+    while (n > 0 && w[n - 1].iov_len == 0)
+        n--;
+    if (n == 0)
+        return NULL;
+    struct iovec *last = &w[n - 1];
+    uint8_t *status = (uint8_t *)last->iov_base + last->iov_len - 1;
+    last->iov_len--;
+    c->writable = last->iov_len ? n : n - 1;
+    c->writable_bytes--;
+    return status;
 }
 
-/* [BLK-OUT] writes go from guest memory straight to the image; [BLK-DATA]
- * once acknowledged they are there. [BLK-RO] a read-only device fails every
- * write and writes nothing. */
-static enum vub_err vub_blk_out(struct vub_blk *blk, uint64_t sector, struct iovec *iov,
-                                unsigned count, uint64_t bytes)
+/* ---- Requests in two steps: decode, then carry out ----
+ * vub_blk_prepare() copies the header out, checks everything a request
+ * says against the disk, and either completes it at once (GET_ID, discard,
+ * write-zeroes, every malformed request) or leaves a checked transfer for
+ * an engine: a read, a write or a flush. vub_blk_finish() writes the status
+ * and counts the result. The synchronous engine (vub_blk_execute, the
+ * reference) runs the transfer in between with vub_blk_io_sync(); the
+ * io_uring engine (section 12) submits it and finishes on its completion,
+ * in whatever order completions come. Both share every check. */
+
+#define VUB_BLK_T_NONE 0xffffffffu /* no header read (the request is malformed) */
+#define VUB_BOUNCE_BYTES (128u << 10) /* one bounce buffer */
+#define VUB_BOUNCE_COUNT 16u          /* per queue; buffer 0 is the synchronous reserve */
+
+/* What one queue brings to the requests it runs: its own counters and, for
+ * a disk opened O_DIRECT, its bounce buffers, so that queues served by
+ * different threads share nothing they write. */
+struct vub_blk_queue {
+    struct vub_dev_stats *stats; /* this queue's counters */
+    uint8_t *bounce;             /* VUB_BOUNCE_COUNT page-aligned buffers; NULL if not direct */
+    uint32_t bounce_free;        /* bit i set: pool buffer i is free (bit 0, the reserve, is never
+                                    handed out) */
+};
+
+/* A request decoded and checked. */
+struct vub_blk_req {
+    uint32_t type;         /* VIRTIO_BLK_T_*, or VUB_BLK_T_NONE */
+    uint8_t *status;       /* the status byte in guest memory; NULL if the chain has none */
+    bool io;               /* a read, write or flush is due: the engine's to do */
+    bool write_through;    /* a write that must be stable before it completes ([BLK-DURABLE]) */
+    enum vub_err err;      /* the result, when no I/O is due */
+    uint64_t offset;       /* disk bytes (read, write) */
+    struct iovec *iov;     /* the data buffers (read: writable, write: readable); guest memory */
+    unsigned count;
+    uint64_t bytes;
+    uint64_t data_in;      /* bytes the device writes into the guest (read, GET_ID) */
+    int bounce;            /* the pool buffer carrying the data; -1 if none */
+};
+
+static bool vub_image_direct_ok(const struct vub_image *img, const struct iovec *iov, unsigned count);
+static enum vub_err vub_blk_ranges(struct vub_blk *blk, struct vub_blk_queue *bq, uint32_t type,
+                                   const struct iovec *iov, unsigned count, uint64_t bytes);
+
+/* Decodes and checks the chain's request. [BLK-SEG-MAX] more data segments
+ * than the seg_max we advertise (a header and a status descriptor
+ * besides), or more iovecs than we keep: refused as a whole, the status
+ * byte being the chain's last writable byte, found during the walk, since
+ * the iovecs may have stopped short of it. [BLK-NO-STATUS] a chain with no
+ * writable byte cannot carry a status: it completes with length 0, counted
+ * as an error. */
+static void vub_blk_prepare(struct vub_blk *blk, struct vub_blk_queue *bq, struct vub_chain *c,
+                            struct vub_blk_req *r)
 {
-    if (blk->read_only)
-        return VUB_E_RDONLY;
-    if (!vub_blk_range_ok(blk, sector, bytes))
-        return VUB_E_RANGE;
-    blk->stats->writes++;
-    enum vub_err err = vub_image_writev(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
-    if (err == VUB_OK && vub_blk_write_through(blk))
+    uint8_t hdr[VIRTIO_BLK_HDR_BYTES];
+    *r = (struct vub_blk_req){.type = VUB_BLK_T_NONE, .status = vub_blk_take_status(c), .bounce = -1};
+    bq->stats->requests++;
+    if (c->too_many_segments || c->descriptors > VUB_BLK_SEG_MAX + 2) {
+        r->status = c->last_writable;
+        r->err = VUB_E_RANGE;
+        return;
+    }
+    if (!r->status || c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
+        r->err = VUB_E_RANGE; /* [BLK-SHORT-HDR] */
+        return;
+    }
+    /* Copy the header out, then drop it from the front of the list. */
+    unsigned rcount = c->readable, wcount = c->writable;
+    struct iovec *rd = c->iov, *wr = c->iov + c->readable;
+    struct vub_iov_cursor cur = {rd, rcount, 0, 0};
+    vub_iov_copy(&cur, hdr, NULL, sizeof hdr);
+    rd += cur.index;
+    rcount -= cur.index;
+    if (rcount > 0) {
+        rd->iov_base = (uint8_t *)rd->iov_base + cur.at;
+        rd->iov_len -= cur.at;
+    }
+    uint64_t rbytes = c->readable_bytes - VIRTIO_BLK_HDR_BYTES, wbytes = c->writable_bytes;
+    uint64_t sector = vub_le64(hdr + 8);
+    r->type = vub_le32(hdr);
+    r->offset = sector * VIRTIO_BLK_SECTOR_BYTES;
+    switch (r->type) {
+    case VIRTIO_BLK_T_IN:
+        /* [BLK-IN] a read returns the disk's bytes with status OK; a failed
+         * one zero-fills the buffers so the used length stays true. */
+        bq->stats->reads++;
+        *r = (struct vub_blk_req){VIRTIO_BLK_T_IN, r->status, true, false, VUB_OK, r->offset, wr, wcount,
+                                  wbytes, wbytes, -1};
+        if (!vub_blk_range_ok(blk, sector, wbytes))
+            r->io = false, r->err = VUB_E_RANGE;
+        break;
+    case VIRTIO_BLK_T_OUT:
+        /* [BLK-OUT] writes go from guest memory straight to the image;
+         * [BLK-DATA] once acknowledged they are there. [BLK-RO] a read-only
+         * device fails every write and writes nothing. [BLK-OUT-DIR] the
+         * data of a write is device-readable; a writable data buffer is a
+         * driver error, not an empty write. */
+        r->err = wbytes ? VUB_E_RANGE : blk->read_only ? VUB_E_RDONLY
+                 : !vub_blk_range_ok(blk, sector, rbytes) ? VUB_E_RANGE : VUB_OK;
+        if (r->err == VUB_OK) {
+            bq->stats->writes++;
+            *r = (struct vub_blk_req){VIRTIO_BLK_T_OUT, r->status, true, vub_blk_write_through(blk), VUB_OK,
+                                      r->offset, rd, rcount, rbytes, 0, -1};
+        }
+        break;
+    case VIRTIO_BLK_T_FLUSH:
+        bq->stats->flushes++;
+        r->io = true;
+        break;
+    case VIRTIO_BLK_T_GET_ID:
+        /* [BLK-GET-ID] up to 20 bytes, NUL-padded, no terminator needed. */
+        bq->stats->get_ids++;
+        vub_iov_fill(wr, wcount, blk->serial, sizeof blk->serial);
+        r->data_in = wbytes;
+        break;
+    case VIRTIO_BLK_T_DISCARD:
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+        r->err = vub_blk_ranges(blk, bq, r->type, rd, rcount, rbytes);
+        break;
+    default:
+        r->err = VUB_E_UNSUPP; /* [BLK-UNSUPP]; [BLK-ZONED-UNSUPP] zone requests too */
+        break;
+    }
+}
+
+/* Writes the status of a request whose I/O ended with err (or that had
+ * none), counts it, and returns the used length: the bytes written into
+ * the chain's writable part, status byte included. [VQ-READABLE-RO]
+ * nothing is ever written into the readable part. The data bytes of a read
+ * count as written even when it failed: they were zero-filled. */
+static uint32_t vub_blk_finish(struct vub_blk_queue *bq, struct vub_blk_req *r, enum vub_err err)
+{
+    if (r->type == VIRTIO_BLK_T_IN && err != VUB_OK)
+        vub_iov_fill(r->iov, r->count, NULL, 0); /* never hand back stale guest bytes */
+    else if (r->type == VIRTIO_BLK_T_IN && r->iov)
+        bq->stats->bytes_read += r->bytes;
+    else if (r->type == VIRTIO_BLK_T_OUT && err == VUB_OK && r->io)
+        bq->stats->bytes_written += r->bytes;
+    if (r->bounce >= 0)
+        bq->bounce_free |= 1u << r->bounce;
+    r->bounce = -1;
+    if (err != VUB_OK)
+        bq->stats->errors++;
+    if (!r->status)
+        return 0;
+    *r->status = vub_blk_status(err);
+    uint64_t used = r->data_in + 1;
+    return used > UINT32_MAX ? UINT32_MAX : (uint32_t)used;
+}
+
+static uint8_t *vub_blk_bounce_buf(const struct vub_blk_queue *bq, int i)
+{
+    return bq->bounce + (size_t)i * VUB_BOUNCE_BYTES;
+}
+
+/* [BLK-BOUNCE] A disk opened O_DIRECT takes only buffers aligned as its
+ * file system asks; guest buffers need not be. Such a transfer goes
+ * through the queue's reserve bounce buffer, one VUB_BOUNCE_BYTES piece at
+ * a time, copied to or from guest memory (stats.bounced counts them). */
+static enum vub_err vub_blk_bounce_sync(struct vub_blk *blk, struct vub_blk_queue *bq, const struct vub_blk_req *r)
+{
+    struct vub_iov_cursor cur = {r->iov, r->count, 0, 0};
+    uint8_t *buf = vub_blk_bounce_buf(bq, 0);
+    bool write = r->type == VIRTIO_BLK_T_OUT;
+    bq->stats->bounced++;
+    for (uint64_t done = 0; done < r->bytes;) {
+        size_t n = (size_t)VUB_MIN(r->bytes - done, VUB_BOUNCE_BYTES);
+        struct iovec piece = {buf, n};
+        if (write)
+            vub_iov_copy(&cur, buf, NULL, n);
+        enum vub_err err = write ? vub_image_writev(blk->image, r->offset + done, &piece, 1)
+                                 : vub_image_readv(blk->image, r->offset + done, &piece, 1);
+        if (err != VUB_OK)
+            return err;
+        if (!write)
+            vub_iov_copy(&cur, NULL, buf, n);
+        done += n;
+    }
+    return VUB_OK;
+}
+
+/* The synchronous engine's transfer: the reference the io_uring engine is
+ * tested against. [BLK-DURABLE] a write-through write is followed by
+ * fdatasync before it completes. */
+static enum vub_err vub_blk_io_sync(struct vub_blk *blk, struct vub_blk_queue *bq, const struct vub_blk_req *r)
+{
+    enum vub_err err;
+    if (r->type == VIRTIO_BLK_T_FLUSH)
+        return vub_image_flush(blk->image);
+    if (bq->bounce && !vub_image_direct_ok(blk->image, r->iov, r->count))
+        err = vub_blk_bounce_sync(blk, bq, r);
+    else if (r->type == VIRTIO_BLK_T_IN)
+        err = vub_image_readv(blk->image, r->offset, r->iov, (int)r->count);
+    else
+        err = vub_image_writev(blk->image, r->offset, r->iov, (int)r->count);
+    if (err == VUB_OK && r->write_through)
         err = vub_image_flush(blk->image);
-    if (err == VUB_OK)
-        blk->stats->bytes_written += bytes;
     return err;
 }
 
@@ -3210,8 +3629,8 @@ static enum vub_err vub_blk_out(struct vub_blk *blk, uint64_t sector, struct iov
  * leave the first ones done. [BLK-DISCARD] whole 16-byte ranges, at most
  * VUB_BLK_MAX_RANGES. [BLK-DISCARD-FLAGS] unknown flags, or UNMAP on
  * a discard, are UNSUPP; [BLK-WZ-UNMAP] write-zeroes may carry UNMAP. */
-static enum vub_err vub_blk_ranges(struct vub_blk *blk, uint32_t type, const struct iovec *iov,
-                                   unsigned count, uint64_t bytes)
+static enum vub_err vub_blk_ranges(struct vub_blk *blk, struct vub_blk_queue *bq, uint32_t type,
+                                   const struct iovec *iov, unsigned count, uint64_t bytes)
 {
     struct vub_blk_range r[VUB_BLK_MAX_RANGES];
     uint32_t allowed = type == VIRTIO_BLK_T_WRITE_ZEROES ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
@@ -3243,113 +3662,19 @@ static enum vub_err vub_blk_ranges(struct vub_blk *blk, uint32_t type, const str
             return err;
     }
     if (type == VIRTIO_BLK_T_DISCARD)
-        blk->stats->discards++;
+        bq->stats->discards++;
     else
-        blk->stats->write_zeroes++;
+        bq->stats->write_zeroes++;
     return vub_blk_write_through(blk) ? vub_image_flush(blk->image) : VUB_OK;
 }
 
-/* Finds the status byte (the last writable byte) and removes it from the
- * writable list. NULL if the chain has no writable byte at all. */
-static uint8_t *vub_blk_take_status(struct vub_chain *c)
+/* Executes one request synchronously, writes its status and returns the
+ * used length (vub_blk_finish). */
+static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_blk_queue *bq, struct vub_chain *c)
 {
-    struct iovec *w = c->iov + c->readable;
-    unsigned n = c->writable;
-    while (n > 0 && w[n - 1].iov_len == 0)
-        n--;
-    if (n == 0)
-        return NULL;
-    struct iovec *last = &w[n - 1];
-    uint8_t *status = (uint8_t *)last->iov_base + last->iov_len - 1;
-    last->iov_len--;
-    c->writable = last->iov_len ? n : n - 1;
-    c->writable_bytes--;
-    return status;
-}
-
-/* Executes one request, writes its status and returns the used length: the
- * bytes written into the chain's writable part, status byte included.
- * [VQ-READABLE-RO] nothing is ever written into the readable part.
- * [BLK-NO-STATUS] a chain with no writable byte cannot carry a status: it is
- * returned with length 0 and counted as an error. */
-static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
-{
-    uint8_t hdr[VIRTIO_BLK_HDR_BYTES];
-    uint8_t *status = vub_blk_take_status(c);
-    uint64_t data_in = 0; /* bytes of data written into the guest */
-    enum vub_err err;
-
-    blk->stats->requests++;
-    /* [BLK-SEG-MAX] more data segments than the seg_max we advertise (a
-     * header and a status descriptor besides), or more iovecs than we keep:
-     * refused as a whole. The status byte is the chain's last writable byte
-     * ("the status byte ... last"), found during the walk, since the iovecs
-     * may have stopped short of it. */
-    if (c->too_many_segments || c->descriptors > VUB_BLK_SEG_MAX + 2) {
-        blk->stats->errors++;
-        if (!c->last_writable)
-            return 0;
-        *c->last_writable = VIRTIO_BLK_S_IOERR;
-        return 1;
-    }
-    if (!status) {
-        blk->stats->errors++;
-        return 0;
-    }
-    unsigned rcount = c->readable, wcount = c->writable;
-    struct iovec *rd = c->iov, *wr = c->iov + c->readable;
-    if (c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
-        err = VUB_E_RANGE; /* [BLK-SHORT-HDR] */
-    } else {
-        /* Copy the header out, then drop it from the front of the list. */
-        struct vub_iov_cursor cur = {rd, rcount, 0, 0};
-        vub_iov_copy(&cur, hdr, NULL, sizeof hdr);
-        rd += cur.index;
-        rcount -= cur.index;
-        if (rcount > 0) {
-            rd->iov_base = (uint8_t *)rd->iov_base + cur.at;
-            rd->iov_len -= cur.at;
-        }
-        uint64_t rbytes = c->readable_bytes - VIRTIO_BLK_HDR_BYTES, wbytes = c->writable_bytes;
-        uint32_t type = vub_le32(hdr);
-        uint64_t sector = vub_le64(hdr + 8);
-        switch (type) {
-        case VIRTIO_BLK_T_IN:
-            err = vub_blk_in(blk, sector, wr, wcount, wbytes);
-            data_in = wbytes;
-            break;
-        case VIRTIO_BLK_T_OUT:
-            /* [BLK-OUT-DIR] the data of a write is device-readable; a
-             * writable data buffer is a driver error, not an empty write. */
-            err = wbytes ? VUB_E_RANGE : vub_blk_out(blk, sector, rd, rcount, rbytes);
-            break;
-        case VIRTIO_BLK_T_FLUSH:
-            blk->stats->flushes++;
-            err = vub_image_flush(blk->image);
-            break;
-        case VIRTIO_BLK_T_GET_ID:
-            /* [BLK-GET-ID] up to 20 bytes, NUL-padded, no terminator needed. */
-            blk->stats->get_ids++;
-            vub_iov_fill(wr, wcount, blk->serial, sizeof blk->serial);
-            data_in = wbytes;
-            err = VUB_OK;
-            break;
-        case VIRTIO_BLK_T_DISCARD:
-        case VIRTIO_BLK_T_WRITE_ZEROES:
-            err = vub_blk_ranges(blk, type, rd, rcount, rbytes);
-            break;
-        default:
-            err = VUB_E_UNSUPP; /* [BLK-UNSUPP]; [BLK-ZONED-UNSUPP] zone requests too */
-            break;
-        }
-    }
-    *status = vub_blk_status(err);
-    if (err != VUB_OK)
-        blk->stats->errors++;
-    /* The data bytes are counted as written even on error: vub_blk_in
-     * zero-fills them then. The status byte is always written. */
-    uint64_t used = data_in + 1;
-    return used > UINT32_MAX ? UINT32_MAX : (uint32_t)used;
+    struct vub_blk_req r;
+    vub_blk_prepare(blk, bq, c, &r);
+    return vub_blk_finish(bq, &r, r.io ? vub_blk_io_sync(blk, bq, &r) : r.err);
 }
 
 /* ======================================================================== *
@@ -3372,6 +3697,8 @@ struct vub_image {
     int fd;                  /* the image file */
     uint64_t size;           /* virtual disk bytes */
     bool read_only;          /* opened O_RDONLY; writes fail */
+    bool direct;             /* opened O_DIRECT ([IMG-DIRECT]) */
+    uint32_t dio_mem_bytes;  /* ... buffer addresses and lengths must be multiples of this */
     struct vub_qcow2 *qcow2; /* qcow2 state; NULL for raw */
 };
 
@@ -3405,7 +3732,7 @@ static enum vub_err vub_raw_xfer(int fd, bool write, uint64_t off, const struct 
 /* Writes zeros the slow way, from a constant buffer: no allocation. */
 static enum vub_err vub_raw_write_zeros(int fd, uint64_t off, uint64_t len)
 {
-    static const uint8_t zeros[65536];
+    static _Alignas(4096) const uint8_t zeros[65536]; /* aligned for O_DIRECT */
     while (len > 0) {
         size_t n = (size_t)VUB_MIN(len, sizeof zeros);
         struct iovec iov = {.iov_base = (void *)(uintptr_t)zeros, .iov_len = n};
@@ -3548,6 +3875,41 @@ static void vub_error_format(const struct vub_error *e, const char *prefix, char
         snprintf(buf + n, len - (size_t)n, " [%s]", r->tag);
 }
 
+/* [IMG-DIRECT] O_DIRECT (QEMU's cache=none) for raw images: the file is
+ * opened again with it once probed (the probe reads into an unaligned
+ * buffer). vub's sectors are 512 bytes, so a file whose direct I/O wants
+ * larger offsets (a 4 KiB-sector disk) is refused; buffers the file system
+ * wants aligned more than the guest's are bounced by the device
+ * ([BLK-BOUNCE]). qcow2 metadata is read into unaligned caches: refused. */
+static enum vub_err vub_image_open_direct(struct vub_image *img, const char *path, bool read_only,
+                                          struct vub_error *e)
+{
+    uint32_t offset_bytes = 0;
+    if (img->format != VUB_FORMAT_RAW)
+        return vub_fail(e, VUB_R_IMG_DIRECT_QCOW2, 0, 0);
+    int fd = vub_sys_open_direct(path, read_only);
+    if (fd < 0)
+        return vub_fail(e, VUB_R_IMG_DIRECT_OPEN, 0, (uint64_t)errno);
+    vub_sys_close(&img->fd);
+    img->fd = fd;
+    img->direct = true;
+    if (!vub_sys_dio_align(fd, &img->dio_mem_bytes, &offset_bytes) || offset_bytes > VIRTIO_BLK_SECTOR_BYTES)
+        return vub_fail(e, VUB_R_IMG_DIRECT_ALIGN, offset_bytes, 0);
+    return VUB_OK;
+}
+
+/* Can the list go to a direct image as it is? Every buffer's address and
+ * length a multiple of the file system's alignment; always for a cached
+ * image. */
+static bool vub_image_direct_ok(const struct vub_image *img, const struct iovec *iov, unsigned count)
+{
+    uint32_t align = VUB_MAX(img->dio_mem_bytes, VIRTIO_BLK_SECTOR_BYTES);
+    for (unsigned i = 0; img->direct && i < count; i++)
+        if ((uintptr_t)iov[i].iov_base % align || iov[i].iov_len % align)
+            return false;
+    return true;
+}
+
 enum vub_err vub_image_open(struct vub_image **out, const char *path,
                             const struct vub_image_opts *opts, char *why, size_t why_len)
 {
@@ -3569,6 +3931,8 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
         img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd, &foreign) : opts->format;
     if (err == VUB_OK && foreign >= 0)
         err = vub_fail(&e, VUB_R_IMG_PROBE_FOREIGN, (uint64_t)foreign, 0);
+    if (err == VUB_OK && opts->direct)
+        err = vub_image_open_direct(img, path, opts->read_only, &e);
     if (err == VUB_OK && img->format == VUB_FORMAT_QCOW2 && !opts->read_only) {
         /* vub never writes qcow2: hold the file read-only like any reader */
         vub_sys_close(&img->fd);
@@ -7397,6 +7761,56 @@ static int vub_zstd_decompress(uint8_t *dst, size_t dst_len, size_t *dst_done, c
 #define VUB_IOV_SLACK 64           /* extra iovecs for buffers that straddle regions */
 #define VUB_QUEUE_BUDGET_RINGS 4   /* requests per run, in ring sizes, before yielding */
 
+/* ---- the io_uring engine ----
+ * [BLK-AIO] With VUB_AIO_IO_URING each queue has its own io_uring and a
+ * slot per request it may keep in flight, allocated when the ring's size
+ * is set (never per request): the slot holds the popped chain, its iovecs
+ * and the decoded request. A run of the queue first takes the completions
+ * waiting (finishing and pushing them), then pops and submits until the
+ * ring is empty or every slot is busy, hands all new submissions to the
+ * kernel in one io_uring_enter(), and publishes the used entries of the
+ * pass at once with at most one notification (EVENT_IDX decides, as for
+ * the synchronous engine). Requests complete in the order the kernel
+ * finishes them; the used ring says which head each entry returns, so the
+ * driver needs no order ("Used Buffer Notification": the device may use
+ * buffers in any order unless IN_ORDER, which vub does not offer).
+ * Completions wake the caller's poll() through the ring's fd, which
+ * vub_dev_pollfds() lists while requests are in flight.
+ *
+ * What is submitted: reads and writes of raw images (RWF_DSYNC when the
+ * write cache is off, [BLK-DURABLE]) and flushes (fdatasync as
+ * IORING_OP_FSYNC). [BLK-FLUSH-ASYNC] A flush must cover the writes
+ * completed before it ("Device Operation": FLUSH makes durable what was
+ * written and completed), and each of those completed - its CQE taken -
+ * before the flush was submitted, so a plain fdatasync covers it; writes
+ * still in flight are not the flush's to wait for, so nothing is drained
+ * and no other request stalls. Everything else runs synchronously inside
+ * the pass, as with the synchronous engine: GET_ID, discard and
+ * write-zeroes (fallocate), malformed requests, and [BLK-AIO-QCOW2] every
+ * qcow2 read (see SPEC-NOTES.md). */
+
+#define VUB_AIO_MAX_SLOTS 1024u /* requests in flight per queue, at most */
+#define VUB_SLOT_IOVS (VUB_BLK_SEG_MAX + 2 + VUB_IOV_SLACK) /* a request's iovecs */
+
+/* One request in flight. */
+struct vub_dev_slot {
+    struct vub_chain chain;   /* as popped; chain.iov is this slot's own array */
+    struct vub_blk_req req;   /* decoded and checked */
+    struct iovec bounce_iov;  /* the bounce buffer, as the SQE names it */
+    int next_free;            /* free list; -1 ends it */
+};
+
+/* One queue's engine state. */
+struct vub_dev_aio {
+    struct vub_uring ring;       /* fd -1 for the synchronous engine */
+    unsigned ring_slots;         /* slots the ring was made for */
+    struct vub_dev_slot *slots;  /* slot_count of them */
+    struct iovec *iov;           /* VUB_SLOT_IOVS per slot */
+    unsigned slot_count;
+    int free_head;               /* first free slot; -1: all busy */
+    unsigned in_flight;          /* submitted, completion not yet taken */
+};
+
 /* Host state of one virtqueue in a session; a device reset clears all of
  * it except the ring's scratch memory and the call and error fds. */
 struct vub_dev_queue {
@@ -7415,6 +7829,13 @@ struct vub_dev_queue {
     int kick_fd;         /* driver -> device notifications; -1 if none */
     int call_fd;         /* device -> driver notifications; -1 if none */
     int err_fd;          /* device -> front-end error signal; -1 if none */
+    bool spinning;       /* busy-polled: kicks stay suppressed ([VU-POLL-KICKS]) */
+    bool needs_reset;    /* broke a ring rule; vub_dev_collect() tells the device status */
+    struct vub_error err; /* the queue's last failure ([VU-THREADS]) ... */
+    char why[256];        /* ... formatted */
+    struct vub_dev_stats stats; /* this queue's counters; vub_dev_stats() adds them up */
+    struct vub_blk_queue bq;     /* what its requests use: the counters above, bounce buffers */
+    struct vub_dev_aio aio;      /* the io_uring engine; ring.fd -1 for the synchronous one */
 };
 
 struct vub_dev {
@@ -7554,7 +7975,7 @@ static void vub_dev_reset_device(struct vub_dev *dev)
         struct vub_dev_queue *q = &dev->queues[i];
         vub_sys_close(&q->kick_fd);
         *q = (struct vub_dev_queue){.ring = {.scratch = q->ring.scratch}, .kick_fd = -1, .call_fd = q->call_fd,
-                                    .err_fd = q->err_fd};
+                                    .err_fd = q->err_fd, .stats = q->stats, .bq = q->bq, .aio = q->aio};
         if (q->ring.scratch.ids_pending)
             memset(q->ring.scratch.ids_pending, 0, VUB_PACKED_IDS / 8);
     }
@@ -7587,10 +8008,11 @@ static void vub_dev_reset_session(struct vub_dev *dev)
  * forever. The session goes on; the front-end may send a new fd. */
 static void vub_dev_drop_fd(struct vub_dev *dev, int *fd, unsigned index, bool call)
 {
+    struct vub_dev_queue *q = &dev->queues[index];
     vub_sys_close(fd);
-    vub_fail(&dev->err, call ? VUB_R_VU_CALL_DROPPED : VUB_R_VU_KICK_DROPPED, index, 0);
-    vub_dev_record(dev, NULL);
-    dev->stats.dropped_fds++;
+    vub_fail(&q->err, call ? VUB_R_VU_CALL_DROPPED : VUB_R_VU_KICK_DROPPED, index, 0);
+    vub_error_format(&q->err, NULL, q->why, sizeof q->why);
+    q->stats.dropped_fds++;
 }
 
 static void vub_dev_notify(struct vub_dev *dev, struct vub_dev_queue *q)
@@ -7598,7 +8020,7 @@ static void vub_dev_notify(struct vub_dev *dev, struct vub_dev_queue *q)
     if (vub_vring_need_notify(&q->ring) && q->call_fd >= 0) {
         if (!vub_sys_signal(q->call_fd))
             vub_dev_drop_fd(dev, &q->call_fd, (unsigned)(q - dev->queues), true);
-        dev->stats.notifications++;
+        q->stats.notifications++;
     }
 }
 
@@ -7609,32 +8031,280 @@ static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
     struct vub_dev_queue *q = &dev->queues[index];
     char prefix[32];
     snprintf(prefix, sizeof prefix, "queue %u", index);
-    vub_dev_record(dev, prefix);
+    vub_error_format(&q->err, prefix, q->why, sizeof q->why);
     q->started = false;
-    dev->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+    q->needs_reset = true;
     if (q->err_fd >= 0)
         vub_sys_signal(q->err_fd); /* the session ends: nothing to drop it for */
     return VUB_E_PROTO;
 }
 
+/* [VU-THREADS] A queue keeps its own failures (so queues on different
+ * threads never write the device); this brings the last one into the
+ * device's why and status. Called where one thread has the whole device:
+ * the single-thread entry points, message handlers, vub_dev_quiesce(). */
+static void vub_dev_collect(struct vub_dev *dev, unsigned index)
+{
+    struct vub_dev_queue *q = &dev->queues[index];
+    if (q->needs_reset)
+        dev->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+    q->needs_reset = false;
+    if (q->err.reason == VUB_R_NONE)
+        return;
+    dev->err = q->err;
+    memcpy(dev->why, q->why, sizeof dev->why);
+    q->err.reason = VUB_R_NONE;
+}
+
+
 /* [VQ-RING-STATE] what the ring messages set must agree before the ring
  * runs, whatever order they came in: a size valid for the layout, and for
  * packed rings both positions inside the ring (a base may have been set
  * before a smaller SET_VRING_NUM). */
-static bool vub_dev_ring_consistent(struct vub_dev *dev, const struct vub_vring *vr)
+static bool vub_dev_ring_consistent(struct vub_error *err, const struct vub_vring *vr)
 {
     bool bad = vr->packed_ring ? vr->packed.next_avail >= vr->size || vr->packed.next_used >= vr->size
                                : (vr->size & (vr->size - 1)) != 0;
     if (bad)
-        vub_fail(&dev->err, VUB_R_VQ_RING_STATE, vr->size, vr->packed_ring ? vub_packed_base(vr) : 0);
+        vub_fail(err, VUB_R_VQ_RING_STATE, vr->size, vr->packed_ring ? vub_packed_base(vr) : 0);
     return !bad;
 }
 
-/* Completes every available request, publishing used entries in batches
- * and notifying once per batch. [VU-RING-STOPPED] a stopped ring is not
- * touched. [VQ-BUDGET] after a few rings' worth it
- * yields, kicking itself so the caller's loop comes back: a busy guest
- * cannot starve the control socket. */
+/* Every slot free, in order. */
+static void vub_dev_aio_free_all(struct vub_dev_aio *a)
+{
+    a->free_head = -1;
+    a->in_flight = 0;
+    for (unsigned i = a->slot_count; i-- > 0;) {
+        a->slots[i] = (struct vub_dev_slot){.next_free = a->free_head};
+        a->free_head = (int)i;
+    }
+}
+
+/* Sizes the queue's engine for a ring of num entries: slots (and their
+ * iovecs) and the io_uring, made again only when they must grow. Called
+ * with nothing in flight (the ring is stopped). */
+static enum vub_err vub_dev_aio_size(struct vub_dev *dev, struct vub_dev_queue *q, uint32_t num)
+{
+    struct vub_dev_aio *a = &q->aio;
+    unsigned want = VUB_MIN(num, VUB_AIO_MAX_SLOTS);
+    if (dev->cfg.aio != VUB_AIO_IO_URING)
+        return VUB_OK;
+    if (want > a->slot_count) {
+        struct vub_dev_slot *slots = realloc(a->slots, want * sizeof *slots);
+        if (slots)
+            a->slots = slots;
+        struct iovec *iov = realloc(a->iov, (size_t)want * VUB_SLOT_IOVS * sizeof *iov);
+        if (iov)
+            a->iov = iov;
+        if (!slots || !iov)
+            return vub_fail(&dev->err, VUB_R_SYS_NOMEM, want * sizeof *slots, 0);
+        a->slot_count = want;
+    }
+    vub_dev_aio_free_all(a);
+    if (a->ring.fd < 0 || a->ring_slots < a->slot_count) {
+        vub_uring_exit(&a->ring);
+        int rc = vub_uring_init(&a->ring, a->slot_count);
+        if (rc != 0)
+            return vub_fail(&dev->err, VUB_R_BLK_AIO_SETUP, a->slot_count, (uint64_t)rc);
+        a->ring_slots = a->slot_count;
+    }
+    return VUB_OK;
+}
+
+/* Pops the next request into a free slot (NULL for the synchronous
+ * engine: into *local). The ring layer walks a chain into
+ * vr->scratch.iov, so that is pointed at the slot's own iovecs for the
+ * call: a chain's iovecs must live as long as its request. */
+static enum vub_err vub_dev_pop(struct vub_dev *dev, struct vub_dev_queue *q, struct vub_dev_slot *s,
+                                struct vub_chain *local)
+{
+    struct vub_vring_scratch own = q->ring.scratch;
+    if (!s)
+        return vub_vring_pop(&q->ring, &dev->mem, local, &q->err);
+    q->ring.scratch.iov = q->aio.iov + (size_t)(s - q->aio.slots) * VUB_SLOT_IOVS;
+    q->ring.scratch.iov_cap = VUB_SLOT_IOVS;
+    enum vub_err err = vub_vring_pop(&q->ring, &dev->mem, &s->chain, &q->err);
+    q->ring.scratch = own;
+    return err;
+}
+
+/* Fills an SQE for the slot's transfer. False if it is not the engine's
+ * to submit (then it runs synchronously): a qcow2 image, a flush of a
+ * read-only one, a buffer that needs bouncing when no pool buffer is free
+ * or it is larger than one, a full submission queue. */
+static bool vub_dev_aio_submit(struct vub_dev *dev, struct vub_dev_queue *q, struct vub_dev_slot *s)
+{
+    struct vub_blk_req *r = &s->req;
+    struct vub_image *img = dev->blk.image;
+    struct vub_blk_queue *bq = &q->bq;
+    const struct iovec *iov = r->iov;
+    unsigned count = r->count;
+    bool flush = r->type == VIRTIO_BLK_T_FLUSH;
+    if (img->format != VUB_FORMAT_RAW || (flush && img->read_only))
+        return false;
+    bool bounce = !flush && !vub_image_direct_ok(img, r->iov, r->count);
+    if (bounce && (r->bytes > VUB_BOUNCE_BYTES || (bq->bounce_free & ~1u) == 0))
+        return false;
+    struct io_uring_sqe *sqe = vub_uring_sqe(&q->aio.ring);
+    if (!sqe)
+        return false;
+    if (bounce) {
+        r->bounce = __builtin_ctz(bq->bounce_free & ~1u);
+        bq->bounce_free &= ~(1u << r->bounce);
+        bq->stats->bounced++;
+        s->bounce_iov = (struct iovec){vub_blk_bounce_buf(bq, r->bounce), (size_t)r->bytes};
+        if (r->type == VIRTIO_BLK_T_OUT) {
+            struct vub_iov_cursor cur = {r->iov, r->count, 0, 0};
+            vub_iov_copy(&cur, s->bounce_iov.iov_base, NULL, r->bytes);
+        }
+        iov = &s->bounce_iov;
+        count = 1;
+    }
+    sqe->fd = img->fd;
+    sqe->user_data = (uint64_t)(s - q->aio.slots);
+    if (flush) {
+        sqe->opcode = IORING_OP_FSYNC;
+        sqe->fsync_flags = IORING_FSYNC_DATASYNC;
+        return true;
+    }
+    sqe->opcode = r->type == VIRTIO_BLK_T_IN ? IORING_OP_READV : IORING_OP_WRITEV;
+    sqe->addr = (uint64_t)(uintptr_t)iov;
+    sqe->len = count;
+    sqe->off = r->offset;
+    sqe->rw_flags = r->write_through ? RWF_DSYNC : 0;
+    return true;
+}
+
+/* What a completion means for its request. A short transfer (the kernel
+ * may stop early, as preadv may) is done again whole, synchronously:
+ * reading or writing the same bytes twice is harmless, and it is rare. */
+static enum vub_err vub_dev_aio_result(struct vub_dev *dev, struct vub_dev_queue *q, struct vub_dev_slot *s,
+                                       int32_t res)
+{
+    struct vub_blk_req *r = &s->req;
+    if (res < 0)
+        return VUB_E_IO;
+    if (r->type != VIRTIO_BLK_T_FLUSH && (uint64_t)res < r->bytes)
+        return vub_blk_io_sync(&dev->blk, &q->bq, r);
+    if (r->bounce >= 0 && r->type == VIRTIO_BLK_T_IN) {
+        struct vub_iov_cursor cur = {r->iov, r->count, 0, 0};
+        vub_iov_copy(&cur, NULL, s->bounce_iov.iov_base, r->bytes);
+    }
+    return VUB_OK;
+}
+
+/* Takes every completion waiting on the queue's ring; each request is
+ * finished and pushed (or, with discard, dropped: the session is over).
+ * Returns how many were pushed. */
+static unsigned vub_dev_aio_reap(struct vub_dev *dev, struct vub_dev_queue *q, bool discard)
+{
+    struct vub_dev_aio *a = &q->aio;
+    unsigned pushed = 0;
+    uint64_t data;
+    int32_t res;
+    while (a->in_flight > 0 && vub_uring_reap(&a->ring, &data, &res)) {
+        if (data >= a->slot_count)
+            continue; /* not ours: only slot numbers are ever submitted */
+        struct vub_dev_slot *s = &a->slots[data];
+        if (discard) {
+            if (s->req.bounce >= 0) /* guest memory is not touched: it may be gone */
+                q->bq.bounce_free |= 1u << s->req.bounce;
+        } else {
+            enum vub_err err = vub_dev_aio_result(dev, q, s, res);
+            vub_vring_push(&q->ring, &s->chain, vub_blk_finish(&q->bq, &s->req, err));
+            pushed++;
+        }
+        s->next_free = a->free_head;
+        a->free_head = (int)data;
+        a->in_flight--;
+    }
+    return pushed;
+}
+
+/* Hands the pass's submissions to the kernel. [BLK-AIO] a ring that
+ * refuses for good (not a passing EAGAIN/EBUSY shortage, retried at the
+ * next pass) stops the queue. */
+static bool vub_dev_aio_enter(struct vub_dev *dev, struct vub_dev_queue *q, bool wait)
+{
+    int rc = q->aio.ring.fd >= 0 ? vub_uring_enter(&q->aio.ring, wait) : 0;
+    if (rc == 0 || rc == EAGAIN || rc == EBUSY)
+        return true;
+    vub_fail(&q->err, VUB_R_BLK_AIO, (uint64_t)(q - dev->queues), (uint64_t)rc);
+    return false;
+}
+
+/* Publishes the pushed entries, if any, and notifies if the driver asks. */
+static void vub_dev_publish(struct vub_dev *dev, struct vub_dev_queue *q, unsigned *batch)
+{
+    if (*batch == 0)
+        return;
+    vub_vring_publish(&q->ring);
+    vub_dev_notify(dev, q);
+    q->stats.completion_passes += q->aio.ring.fd >= 0;
+    *batch = 0;
+}
+
+/* [VU-QUIESCE] Waits until the queue has no request in flight. Each is
+ * completed and pushed, as if it had finished synchronously, or with
+ * discard dropped unseen (the session is over and guest memory may be
+ * gone). A ring that cannot be waited on is torn down: closing it lets
+ * the kernel finish or cancel what it holds on its own. */
+static enum vub_err vub_dev_drain(struct vub_dev *dev, unsigned index, bool discard)
+{
+    struct vub_dev_queue *q = &dev->queues[index];
+    unsigned batch = 0;
+    while (q->aio.in_flight > 0) {
+        if (!vub_dev_aio_enter(dev, q, true)) {
+            vub_uring_exit(&q->aio.ring);
+            q->aio.ring_slots = 0;
+            vub_dev_aio_free_all(&q->aio);
+            if (q->bq.bounce)
+                q->bq.bounce_free = (1u << VUB_BOUNCE_COUNT) - 1;
+            return discard ? VUB_OK : vub_dev_queue_broken(dev, index);
+        }
+        batch += vub_dev_aio_reap(dev, q, discard);
+    }
+    vub_dev_publish(dev, q, &batch);
+    return VUB_OK;
+}
+
+/* The queue's free slot for the next request: NULL for the synchronous
+ * engine; *busy when the io_uring engine has none left. */
+static struct vub_dev_slot *vub_dev_free_slot(struct vub_dev_queue *q, bool *busy)
+{
+    bool aio = q->aio.ring.fd >= 0;
+    *busy = aio && q->aio.free_head < 0;
+    return aio && !*busy ? &q->aio.slots[q->aio.free_head] : NULL;
+}
+
+/* Starts one request: the io_uring engine submits its transfer and keeps
+ * the slot; anything else completes here and is pushed. True if pushed. */
+static bool vub_dev_start(struct vub_dev *dev, struct vub_dev_queue *q, struct vub_dev_slot *s,
+                          struct vub_chain *c)
+{
+    if (!s) {
+        vub_vring_push(&q->ring, c, vub_blk_execute(&dev->blk, &q->bq, c));
+        return true;
+    }
+    struct vub_blk_req *r = &s->req;
+    vub_blk_prepare(&dev->blk, &q->bq, c, r);
+    if (r->io && vub_dev_aio_submit(dev, q, s)) {
+        q->aio.free_head = s->next_free;
+        q->aio.in_flight++;
+        return false;
+    }
+    vub_vring_push(&q->ring, c, vub_blk_finish(&q->bq, r, r->io ? vub_blk_io_sync(&dev->blk, &q->bq, r) : r->err));
+    return true;
+}
+
+/* Serves the queue: takes the completions waiting, then every available
+ * request, publishing used entries in batches and notifying once per
+ * batch. [VU-RING-STOPPED] a stopped ring is not touched. [VQ-BUDGET]
+ * after a few rings' worth it yields, kicking itself so the caller's loop
+ * comes back: a busy guest cannot starve the control socket. With every
+ * io_uring slot busy it stops taking requests (and leaves kicks as they
+ * are): the completions bring it back. */
 static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
 {
     struct vub_dev_queue *q = &dev->queues[index];
@@ -7642,7 +8312,7 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
     q->backlog = false;
     if (!q->started || !q->enabled || !vr->desc)
         return VUB_OK;
-    if (!vub_dev_ring_consistent(dev, vr))
+    if (!vub_dev_ring_consistent(&q->err, vr))
         return vub_dev_queue_broken(dev, index);
     if (!q->used_synced) {
         if (vub_vring_start(vr, &dev->err) != VUB_OK)
@@ -7650,41 +8320,55 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
         dev->stats.resubmitted += vr->inflight.resubmit_count;
     }
     q->used_synced = true;
-    unsigned budget = VUB_QUEUE_BUDGET_RINGS * (unsigned)vr->size, batch = 0;
+    unsigned budget = VUB_QUEUE_BUDGET_RINGS * (unsigned)vr->size, batch = vub_dev_aio_reap(dev, q, false);
+    enum vub_err err = VUB_OK;
     for (;;) {
-        struct vub_chain c;
-        enum vub_err err = budget == 0 ? VUB_E_AGAIN : vub_vring_pop(vr, &dev->mem, &c, &dev->err);
+        bool busy;
+        struct vub_chain local;
+        struct vub_dev_slot *s = vub_dev_free_slot(q, &busy);
+        if (busy)
+            break;
+        err = budget == 0 ? VUB_E_AGAIN : vub_dev_pop(dev, q, s, &local);
         if (err == VUB_E_AGAIN) {
-            if (batch > 0) {
-                vub_vring_publish(vr);
-                vub_dev_notify(dev, q);
-                batch = 0;
-            }
+            err = VUB_OK;
+            if (!vub_dev_aio_enter(dev, q, false))
+                break;
+            vub_dev_publish(dev, q, &batch);
             if (budget == 0) {
                 /* An eventfd kick is ours to write; a pipe's read end is
                  * not, so that queue is left for vub_dev_dispatch(). */
                 q->backlog = q->kick_pipe || q->kick_fd < 0;
                 if (q->kick_fd >= 0 && !q->kick_pipe)
                     vub_sys_signal(q->kick_fd);
-                return VUB_OK;
+                break;
+            }
+            if (q->spinning) { /* [VU-POLL-KICKS] the spinner comes back, not a kick */
+                vub_vring_disable_kicks(vr);
+                break;
             }
             if (!vub_vring_enable_kicks(vr))
-                return VUB_OK;
+                break;
             continue;
         }
-        if (err != VUB_OK) {
-            vub_vring_publish(vr); /* what was completed stays completed */
-            return vub_dev_queue_broken(dev, index);
-        }
-        vub_vring_push(vr, &c, vub_blk_execute(&dev->blk, &c));
-        dev->stats.queue_requests[index]++;
+        if (err != VUB_OK)
+            break;
+        q->stats.queue_requests[index]++;
         budget--;
-        if (++batch == vr->size) { /* publish at least once per ring's worth */
-            vub_vring_publish(vr);
-            vub_dev_notify(dev, q);
-            batch = 0;
-        }
+        batch += vub_dev_start(dev, q, s, s ? &s->chain : &local);
+        if (batch == vr->size) /* publish at least once per ring's worth */
+            vub_dev_publish(dev, q, &batch);
     }
+    bool entered = vub_dev_aio_enter(dev, q, false);
+    vub_dev_publish(dev, q, &batch); /* what was completed stays completed */
+    return err != VUB_OK || !entered ? vub_dev_queue_broken(dev, index) : VUB_OK;
+}
+
+/* A queue run from a message handler, its failure the handler's. */
+static enum vub_err vub_dev_run_collect(struct vub_dev *dev, unsigned index)
+{
+    enum vub_err err = vub_dev_run_queue(dev, index);
+    vub_dev_collect(dev, index);
+    return err;
 }
 
 /* ---- message handlers, in request-number order ---- */
@@ -7808,7 +8492,14 @@ static enum vub_err vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue
     }
     if (!s->ids_pending && !(s->ids_pending = calloc(VUB_PACKED_IDS / 8, 1)))
         return vub_fail(&dev->err, VUB_R_SYS_NOMEM, VUB_PACKED_IDS / 8, 0);
-    return VUB_OK;
+    /* [BLK-BOUNCE] a direct image's bounce buffers, once per queue */
+    if (dev->blk.image->direct && !q->bq.bounce) {
+        q->bq.bounce = vub_sys_alloc_aligned((size_t)VUB_BOUNCE_COUNT * VUB_BOUNCE_BYTES);
+        if (!q->bq.bounce)
+            return vub_fail(&dev->err, VUB_R_SYS_NOMEM, (uint64_t)VUB_BOUNCE_COUNT * VUB_BOUNCE_BYTES, 0);
+        q->bq.bounce_free = (1u << VUB_BOUNCE_COUNT) - 1;
+    }
+    return vub_dev_aio_size(dev, q, num);
 }
 
 /* A stopped queue by index, for the messages that set up a ring. */
@@ -7969,7 +8660,7 @@ static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
     q->started = true;
     q->used_synced = false;
     q->ring.signalled_valid = false;
-    return vub_dev_run_queue(dev, (unsigned)(q - dev->queues));
+    return vub_dev_run_collect(dev, (unsigned)(q - dev->queues));
 }
 
 /* SET_VRING_CALL and SET_VRING_ERR: the fd replaces the one held before. */
@@ -8022,7 +8713,7 @@ static enum vub_err vub_h_set_vring_enable(struct vub_dev *dev, struct vub_msg *
         m->payload.state.num > 1)
         return vub_fail(&dev->err, VUB_R_VU_VRING_ENABLE, m->payload.state.num, dev->features);
     q->enabled = m->payload.state.num == 1;
-    return vub_dev_run_queue(dev, m->payload.state.index);
+    return vub_dev_run_collect(dev, m->payload.state.index);
 }
 
 /* [VU-CONFIG-RANGE] offset is relative to the device config space; any
@@ -8380,8 +9071,11 @@ enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
         return VUB_E_NOMEM;
     dev->cfg = *cfg;
     dev->sock = dev->backend_fd = -1;
-    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
-        dev->queues[i].kick_fd = dev->queues[i].call_fd = dev->queues[i].err_fd = -1;
+    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
+        struct vub_dev_queue *q = &dev->queues[i];
+        q->kick_fd = q->call_fd = q->err_fd = q->aio.ring.fd = -1;
+        q->bq.stats = &q->stats;
+    }
     bool read_only = cfg->read_only || vub_image_read_only(cfg->image);
     dev->features_offered = vub_dev_offer(cfg, read_only);
     dev->protocol_offered = vub_dev_protocol_offer;
@@ -8389,7 +9083,6 @@ enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
     dev->blk.capacity = vub_image_size(cfg->image) / VIRTIO_BLK_SECTOR_BYTES;
     dev->blk.num_queues = cfg->num_queues;
     dev->blk.read_only = read_only;
-    dev->blk.stats = &dev->stats;
     memcpy(dev->blk.serial, cfg->serial, sizeof dev->blk.serial);
     *out = dev;
     return VUB_OK;
@@ -8401,7 +9094,8 @@ void vub_dev_free(struct vub_dev *dev)
         return;
     vub_dev_detach(dev);
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
-        struct vub_vring_scratch *s = &dev->queues[i].ring.scratch;
+        struct vub_dev_queue *q = &dev->queues[i];
+        struct vub_vring_scratch *s = &q->ring.scratch;
         free(s->iov);
         free(s->batch_ids);
         free(s->batch_heads);
@@ -8410,6 +9104,10 @@ void vub_dev_free(struct vub_dev *dev)
         free(s->inflight_order);
         free(s->inflight_next);
         free(s->inflight_seen);
+        vub_uring_exit(&q->aio.ring);
+        free(q->aio.slots);
+        free(q->aio.iov);
+        vub_sys_unmap(q->bq.bounce, (size_t)VUB_BOUNCE_COUNT * VUB_BOUNCE_BYTES);
     }
     free(dev);
 }
@@ -8425,6 +9123,8 @@ enum vub_err vub_dev_attach(struct vub_dev *dev, int fd)
     dev->protocol = 0;
     dev->protocol_set = dev->owner = false;
     memset(&dev->stats, 0, sizeof dev->stats);
+    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
+        memset(&dev->queues[i].stats, 0, sizeof dev->queues[i].stats);
     dev->err = (struct vub_error){VUB_R_NONE, 0, 0};
     dev->why[0] = '\0';
     vub_dev_reset_session(dev);
@@ -8436,6 +9136,8 @@ void vub_dev_detach(struct vub_dev *dev)
     if (!dev)
         return;
     vub_msg_close_fds(&dev->msg); /* a request cut short by a fault may hold fds */
+    for (unsigned i = 0; i < dev->cfg.num_queues; i++)
+        vub_dev_drain(dev, i, true); /* [VU-QUIESCE] before the memory goes */
     vub_dev_reset_session(dev);
     vub_sys_close(&dev->sock);
     dev->protocol = 0;
@@ -8450,6 +9152,8 @@ enum vub_err vub_dev_handle_msg(struct vub_dev *dev)
         return VUB_E_INVAL;
     struct vub_msg *m = &dev->msg;
     enum vub_err err = vub_vu_recv(dev->sock, m, &dev->err);
+    if (err == VUB_OK)
+        err = vub_dev_quiesce(dev);
     if (err == VUB_OK) {
         err = vub_dev_handle(dev, m);
         vub_msg_close_fds(m); /* [VU-FDS-CLOSE] whatever a handler did not keep */
@@ -8459,14 +9163,22 @@ enum vub_err vub_dev_handle_msg(struct vub_dev *dev)
     return err == VUB_OK || err == VUB_E_CLOSED ? err : VUB_E_PROTO;
 }
 
+/* A kick: drained, counted, and the queue served. */
+static enum vub_err vub_dev_kicked(struct vub_dev *dev, unsigned q)
+{
+    if (dev->queues[q].kick_fd >= 0 && !vub_sys_drain(dev->queues[q].kick_fd))
+        vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, false);
+    dev->queues[q].stats.kicks++;
+    return vub_dev_run_queue(dev, q);
+}
+
 enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q)
 {
     if (q >= dev->cfg.num_queues)
         return VUB_E_INVAL;
-    if (dev->queues[q].kick_fd >= 0 && !vub_sys_drain(dev->queues[q].kick_fd))
-        vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, false);
-    dev->stats.kicks++;
-    return vub_dev_run_queue(dev, q);
+    enum vub_err err = vub_dev_kicked(dev, q);
+    vub_dev_collect(dev, q);
+    return err;
 }
 
 /* [VU-CONFIG-CHANGE] tells the front-end its config space changed. With
@@ -8535,18 +9247,34 @@ enum vub_err vub_dev_resize(struct vub_dev *dev, uint64_t *old_sectors, uint64_t
     return err;
 }
 
-size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap)
+size_t vub_dev_control_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap)
 {
     size_t n = 0;
     if (dev->sock >= 0 && n < cap)
         fds[n++] = (struct pollfd){.fd = dev->sock, .events = POLLIN};
     if (dev->backend_ack_pending && n < cap)
         fds[n++] = (struct pollfd){.fd = dev->backend_fd, .events = POLLIN};
-    for (unsigned i = 0; i < dev->cfg.num_queues && n < cap; i++) {
-        const struct vub_dev_queue *q = &dev->queues[i];
-        if (q->started && q->kick_fd >= 0)
-            fds[n++] = (struct pollfd){.fd = q->kick_fd, .events = POLLIN};
-    }
+    return n;
+}
+
+size_t vub_dev_queue_pollfds(const struct vub_dev *dev, unsigned q, struct pollfd *fds, size_t cap)
+{
+    size_t n = 0;
+    if (q >= dev->cfg.num_queues)
+        return 0;
+    const struct vub_dev_queue *dq = &dev->queues[q];
+    if (dq->started && dq->kick_fd >= 0 && n < cap)
+        fds[n++] = (struct pollfd){.fd = dq->kick_fd, .events = POLLIN};
+    if (dq->aio.in_flight > 0 && n < cap) /* completions: the ring fd is readable */
+        fds[n++] = (struct pollfd){.fd = dq->aio.ring.fd, .events = POLLIN};
+    return n;
+}
+
+size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap)
+{
+    size_t n = vub_dev_control_pollfds(dev, fds, cap);
+    for (unsigned q = 0; q < dev->cfg.num_queues; q++)
+        n += vub_dev_queue_pollfds(dev, q, fds + n, cap - n);
     return n;
 }
 
@@ -8554,6 +9282,11 @@ size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap
 static bool vub_dev_unkicked(const struct vub_dev_queue *q)
 {
     return q->started && (q->polled || q->backlog);
+}
+
+bool vub_dev_queue_unkicked(const struct vub_dev *dev, unsigned q)
+{
+    return q < dev->cfg.num_queues && vub_dev_unkicked(&dev->queues[q]);
 }
 
 bool vub_dev_polling(const struct vub_dev *dev)
@@ -8564,10 +9297,7 @@ bool vub_dev_polling(const struct vub_dev *dev)
     return false;
 }
 
-/* Messages first: one may stop or re-plumb a queue whose kick is also
- * pending. [VQ-SPURIOUS-KICK] a stale kick is harmless: the ring is only
- * ever served for what it holds. */
-enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n)
+enum vub_err vub_dev_control_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n)
 {
     enum vub_err err = VUB_OK;
     for (size_t i = 0; i < n && err == VUB_OK; i++)
@@ -8576,37 +9306,88 @@ enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, siz
     for (size_t i = 0; i < n && err == VUB_OK; i++)
         if (dev->backend_ack_pending && fds[i].fd == dev->backend_fd && fds[i].revents)
             vub_dev_backend_reply(dev);
-    for (size_t i = 0; i < n && err == VUB_OK; i++) {
-        if (fds[i].fd == dev->sock || fds[i].fd == dev->backend_fd ||
-            !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
-            continue;
-        for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++) {
-            if (dev->queues[q].kick_fd != fds[i].fd)
-                continue;
-            /* [VU-EVENT-FD] a hung-up kick fd is served once, then dropped */
-            err = vub_dev_process_queue(dev, q);
-            if (dev->queues[q].kick_fd >= 0 && (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)))
-                vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, false);
-        }
-    }
-    for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
-        if (vub_dev_unkicked(&dev->queues[q]))
-            err = vub_dev_run_queue(dev, q);
     return err;
 }
 
-/* [VU-POLL] Busy polling: serve whatever is waiting without a kick. Kicks that arrive
- * meanwhile stay pending on their eventfds and are drained by the next
- * dispatch (a spurious kick is harmless). */
+/* One queue's share of a poll set: its completions, its kick, and a run if
+ * nobody will kick it. [VU-EVENT-FD] a hung-up kick fd is served once,
+ * then dropped. Touches only queue q (and reads what messages set): safe
+ * on the queue's own thread while other queues run on theirs. */
+enum vub_err vub_dev_queue_dispatch(struct vub_dev *dev, unsigned q, const struct pollfd *fds, size_t n)
+{
+    if (q >= dev->cfg.num_queues)
+        return VUB_E_INVAL;
+    struct vub_dev_queue *dq = &dev->queues[q];
+    enum vub_err err = VUB_OK;
+    for (size_t i = 0; i < n && err == VUB_OK; i++) {
+        if (fds[i].fd < 0 || fds[i].fd == dev->sock || fds[i].fd == dev->backend_fd ||
+            !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
+            continue;
+        if (fds[i].fd == dq->aio.ring.fd && dq->aio.in_flight > 0)
+            err = vub_dev_run_queue(dev, q); /* completions */
+        if (err != VUB_OK || fds[i].fd != dq->kick_fd)
+            continue;
+        err = vub_dev_kicked(dev, q);
+        if (dq->kick_fd >= 0 && (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)))
+            vub_dev_drop_fd(dev, &dq->kick_fd, q, false);
+    }
+    if (err == VUB_OK && vub_dev_unkicked(dq))
+        err = vub_dev_run_queue(dev, q);
+    return err;
+}
+
+/* Messages first: one may stop or re-plumb a queue whose kick is also
+ * pending. [VQ-SPURIOUS-KICK] a stale kick is harmless: the ring is only
+ * ever served for what it holds. */
+enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n)
+{
+    enum vub_err err = vub_dev_control_dispatch(dev, fds, n);
+    for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++) {
+        err = vub_dev_queue_dispatch(dev, q, fds, n);
+        vub_dev_collect(dev, q);
+    }
+    return err;
+}
+
+/* [VU-POLL] Busy polling: serve whatever is waiting without a kick. */
+enum vub_err vub_dev_queue_poll(struct vub_dev *dev, unsigned q, uint64_t *served)
+{
+    if (q >= dev->cfg.num_queues)
+        return VUB_E_INVAL;
+    uint64_t before = dev->queues[q].stats.requests;
+    enum vub_err err = vub_dev_run_queue(dev, q);
+    if (served)
+        *served = dev->queues[q].stats.requests - before;
+    return err;
+}
+
 enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served)
 {
-    uint64_t before = dev->stats.requests;
+    uint64_t total = 0, one = 0;
     enum vub_err err = VUB_OK;
-    for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
-        err = vub_dev_run_queue(dev, q);
+    for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++) {
+        err = vub_dev_queue_poll(dev, q, &one);
+        vub_dev_collect(dev, q);
+        total += one;
+    }
     if (served)
-        *served = dev->stats.requests - before;
+        *served = total;
     return err;
+}
+
+/* [VU-POLL-KICKS] While a queue spins, kicks are suppressed: each pass
+ * that finds the ring empty leaves the driver told not to kick (split:
+ * used->flags NO_NOTIFY, or with EVENT_IDX avail_event left behind;
+ * packed: the device event area DISABLE). Ending the spin re-arms kicks
+ * and runs the queue once more, which serves whatever came in between:
+ * the check after the re-arm closes the race with a driver that looked
+ * just before. */
+enum vub_err vub_dev_queue_set_polling(struct vub_dev *dev, unsigned q, bool polling)
+{
+    if (q >= dev->cfg.num_queues)
+        return VUB_E_INVAL;
+    dev->queues[q].spinning = polling;
+    return polling ? VUB_OK : vub_dev_run_queue(dev, q);
 }
 
 /* [MEM-SHRINK] The hook for a program's SIGBUS handler: is addr in this
@@ -8636,7 +9417,42 @@ unsigned vub_dev_queues_started(const struct vub_dev *dev)
     return n;
 }
 
-void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out) { *out = dev->stats; }
+/* The device's counters plus every queue's: the struct is all uint64_t,
+ * so it is added up as an array. */
+_Static_assert(sizeof(struct vub_dev_stats) % sizeof(uint64_t) == 0, "vub_dev_stats is uint64_t only");
+void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out)
+{
+    uint64_t sum[sizeof *out / sizeof(uint64_t)];
+    memcpy(sum, &dev->stats, sizeof sum);
+    for (unsigned q = 0; q < VUB_MAX_QUEUES; q++) {
+        uint64_t part[sizeof *out / sizeof(uint64_t)];
+        memcpy(part, &dev->queues[q].stats, sizeof part);
+        for (size_t i = 0; i < VUB_ARRAY_LEN(sum); i++)
+            sum[i] += part[i];
+    }
+    memcpy(out, sum, sizeof sum);
+}
+
+/* [VU-QUIESCE] Every queue's requests in flight completed and pushed. */
+enum vub_err vub_dev_quiesce(struct vub_dev *dev)
+{
+    enum vub_err err = VUB_OK;
+    for (unsigned q = 0; q < dev->cfg.num_queues; q++) {
+        if (err == VUB_OK)
+            err = vub_dev_drain(dev, q, false);
+        vub_dev_collect(dev, q);
+    }
+    return err;
+}
+
+bool vub_aio_works(enum vub_aio aio, char *why, size_t why_len)
+{
+    int rc = aio == VUB_AIO_SYNC ? 0 : aio == VUB_AIO_IO_URING ? vub_uring_probe() : EINVAL;
+    if (rc != 0 && why && why_len > 0)
+        snprintf(why, why_len, "io_uring does not work here: %s%s", strerror(rc),
+                 rc == EPERM ? " (kernel.io_uring_disabled, or a seccomp filter)" : "");
+    return rc == 0;
+}
 
 
 /* ======================================================================== *

@@ -43,6 +43,8 @@ run unit:plain build/test-inflate
 run unit:asan build/asan/test-inflate
 run unit:plain build/test-zstd
 run unit:asan build/asan/test-zstd
+run unit:plain build/test-aio
+run unit:asan build/asan/test-aio
 run qcow2 bash tests/test-qcow2.sh
 run safety bash tests/test-safety.sh
 run safety:asan env VUB_BUILD=build/asan bash tests/test-safety.sh
@@ -53,20 +55,22 @@ run usage bash tests/test-usage.sh
 run client bash tests/test-client.sh
 run trace bash tests/test-trace.sh
 run client:asan env VUB_IO=build/asan/vub-io bash tests/test-client.sh
+run bench bash tests/test-bench.sh
+run bench:asan env VUB_BUILD=build/asan bash tests/test-bench.sh
 run fs-faults bash tests/test-fs-faults.sh
 run fs-faults:asan env VUB_BUILD=build/asan bash tests/test-fs-faults.sh
 run reconnect bash tests/test-reconnect.sh
 run reconnect:asan env VUB_BUILD=build/asan bash tests/test-reconnect.sh
-run bench bash tests/test-bench.sh
-run bench:asan env VUB_BUILD=build/asan bash tests/test-bench.sh
 run conform env VUB_SERVE=build/asan/vub-serve bash tests/test-conform.sh
 run guest:qsd bash tests/guest/test-qsd.sh
 # The guest matrix against the ASan vub-serve, one boot per cell: QEMU 7.2
 # and 10.0 (tests/backports.sh) x split and packed on Linux 6.1, QEMU 10.0
 # on Linux 6.12, the qcow2 chain on both QEMUs, a zstd-compressed qcow2 and
-# a live resize on 10.0.
+# a live resize on 10.0, and the io_uring engine with O_DIRECT and two
+# threads pinned on 7.2 (the other cells take vub-serve's default engine).
 for cell in "7.2 6.1 split" "7.2 6.1 packed" "10.0 6.1 split" "10.0 6.1 packed" "10.0 6.12 split" \
-    "7.2 6.1 split qcow2" "10.0 6.1 split qcow2" "10.0 6.1 split qcow2-zstd" "10.0 6.1 split resize"; do
+    "7.2 6.1 split qcow2" "10.0 6.1 split qcow2" "10.0 6.1 split qcow2-zstd" "10.0 6.1 split resize" \
+    "7.2 6.1 packed aio"; do
     # shellcheck disable=SC2086 # the cell is four words
     run guest:matrix env VUB_SERVE=build/asan/vub-serve bash tests/guest/cell.sh $cell
 done

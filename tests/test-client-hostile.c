@@ -1639,12 +1639,12 @@ int main(void)
                                                    VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
                                                    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)});
     test_real_backend_read_only();
-    test_reconnect(VUB_CLIENT_RING_SPLIT, "reconnect, split");
-    test_reconnect(VUB_CLIENT_RING_PACKED, "reconnect, packed");
     test_real_backend_writeback();
     test_wait_keeps_mode(VUB_CLIENT_RING_SPLIT);
     test_wait_keeps_mode(VUB_CLIENT_RING_PACKED);
     test_thread_per_queue();
+    test_reconnect(VUB_CLIENT_RING_SPLIT, "reconnect, split");
+    test_reconnect(VUB_CLIENT_RING_PACKED, "reconnect, packed");
 
     test_negotiation();
     test_ctl_fault(CTL_FLAGS, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, VUB_E_PROTO,
