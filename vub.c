@@ -7087,9 +7087,10 @@ static int vub_zstd_decompress(uint8_t *dst, size_t dst_len, size_t *dst_done, c
  * socket and kicks on the queues' eventfds. The caller owns the loop; each
  * message is handled to completion before the next is read, which is the
  * ordering the protocol relies on ([VU-ORDER]: QEMU uses a GET_FEATURES
- * reply as a barrier when REPLY_ACK is off). Requests are executed
- * synchronously inside vub_dev_process_queue(), so no request is ever in
- * flight while a message is handled.
+ * reply as a barrier when REPLY_ACK is off). Requests run on one of two
+ * engines: synchronously inside the queue pass, or on an io_uring per
+ * queue, completing later. Either way no request is in flight while a
+ * message is handled ([VU-QUIESCE]): in-flight ones are completed first.
  * ======================================================================== */
 
 #define VUB_SOCKET_TIMEOUT_MS 2000 /* a message must arrive whole within this */
