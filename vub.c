@@ -36,6 +36,7 @@
 #include <limits.h>
 #include <stdarg.h> /* not used here; kept for code that includes vub.c */
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,6 +222,14 @@ const char *vub_strerror(enum vub_err err)
     X(VQ_PACKED_LIST, "VQ-PACKED-LIST", PROTO, "descriptor list at slot %llu is longer than the ring") \
     X(VQ_PACKED_INDIRECT, "VQ-PACKED-INDIRECT", PROTO, "INDIRECT descriptor at slot %llu inside a list") \
     X(VQ_PACKED_ID, "VQ-PACKED-ID", PROTO, "buffer id %llu is made available twice before it was used") \
+    /* 5, 6. Virtqueues, device side: the inflight region handed back */ \
+    X(INFL_HEADER, "INFL-HEADER", PROTO, "inflight queue region: version %llu, or features, layout or desc_num %llu wrong for its ring") \
+    X(INFL_STATE, "INFL-STATE", PROTO, "inflight entry %llu has inflight %llu: not 0 or 1, or not a head of the ring") \
+    X(INFL_COUNTER, "INFL-COUNTER", PROTO, "inflight entries %llu and %llu share a counter, or one is at its limit") \
+    X(INFL_BATCH, "INFL-BATCH", PROTO, "split last batch of %llu entries (at head %llu) is not inside the ring") \
+    X(INFL_PACKED, "INFL-PACKED", PROTO, "packed inflight position %llu is out of range (limit %llu)") \
+    X(INFL_PACKED_LIST, "INFL-PACKED-LIST", PROTO, "packed inflight lists loop, cross or lose entries at %llu (%llu entries)") \
+    X(INFL_FULL, "INFL-FULL", PROTO, "more descriptors in flight than the %llu-entry inflight region holds") \
     /* 5, 6. Virtqueues, driver side */ \
     X(VQ_USED_IDX, "VQ-USED-IDX", PROTO, "used index moved %llu entries with %llu requests in flight") \
     X(VQ_USED_ID, "VQ-USED-ID", PROTO, "used ring returns id %llu, which is not in flight (%llu)") \
@@ -326,6 +335,10 @@ const char *vub_strerror(enum vub_err err)
     X(VU_NO_SHARED_MEM, "VU-NO-SHARED-MEM", PROTO, "queue %llu rings are not inside guest memory: the front-end shared no memory at all; is guest RAM a shared memory backend? (QEMU: -object memory-backend-memfd,id=mem,size=...,share=on -numa node,memdev=mem)") \
     X(VU_PART_SHARED_MEM, "VU-NO-SHARED-MEM", PROTO, "queue %llu rings are not inside guest memory (%llu regions shared); part of the guest RAM may not be shared memory (QEMU: share=on on every memory backend)") \
     X(VU_STATUS, "VU-STATUS", PROTO, "SET_STATUS 0x%llx is wider than the status byte") \
+    /* ... inflight tracking */ \
+    X(INFL_GET, "INFL-GET", PROTO, "GET_INFLIGHT_FD for %llu queues of %llu entries: answered with no area") \
+    X(INFL_SET, "INFL-SET", PROTO, "SET_INFLIGHT_FD area of %llu bytes: the queues need %llu, page-aligned, inside the file") \
+    X(INFL_SHM, "SYS-MEMFD", IO, "cannot create the %llu-byte inflight area") \
     /* ... the back-end's request channel */ \
     X(VU_CONFIG_CHANGE, "VU-CONFIG-CHANGE", IO, "CONFIG_CHANGE_MSG could not be sent") \
     X(VU_BACKEND_REPLY, "VU-BACKEND-REQ", PROTO, "the front-end answered CONFIG_CHANGE_MSG with request %llu, value %llu") \
@@ -350,7 +363,9 @@ const char *vub_strerror(enum vub_err err)
     X(CLIENT_REQ, "CLIENT-REQ", INVAL, "op %llu is unknown, or has unmap (write-zeroes only), or never fits the ring") \
     X(CLIENT_IDLE, "CLIENT-REQ", INVAL, "nothing in flight to wait for") \
     X(CLIENT_BUSY, "CLIENT-REQ", INVAL, "vub_client_run on a queue with %llu requests in flight") \
-    X(CLIENT_WAIT, "CLIENT-WAIT", TIMEOUT, "no completion within %llu ms (%llu in flight)")
+    X(CLIENT_WAIT, "CLIENT-WAIT", TIMEOUT, "no completion within %llu ms (%llu in flight)") \
+    X(CLIENT_WCE, "CLIENT-WCE", UNSUPP, "cannot set writeback %llu: the back-end does not offer CONFIG_WCE (writeback stays %llu)") \
+    X(CLIENT_WCE_KEPT, "CLIENT-WCE", UNSUPP, "SET_CONFIG writeback %llu was acknowledged, but the config space still says %llu")
 
 enum vub_reason {
     VUB_R_NONE, /* nothing failed */
@@ -427,6 +442,10 @@ enum {
 #define VUB_FEATURE_NAME(name, bit) [bit] = #name,
 enum { VUB_VIRTIO_FEATURES(VUB_FEATURE_ENUM) };
 enum { VUB_PROTOCOL_FEATURES(VUB_FEATURE_ENUM) };
+/* vub.h spells the same bits for callers; the two lists must agree. */
+#define VUB_FEATURE_PUBLIC(name, bit) _Static_assert((int)VUB_##name == (int)name, "vub.h: VUB_" #name);
+VUB_VIRTIO_FEATURES(VUB_FEATURE_PUBLIC)
+VUB_PROTOCOL_FEATURES(VUB_FEATURE_PUBLIC)
 static const char *const vub_virtio_feature_names[64] = {VUB_VIRTIO_FEATURES(VUB_FEATURE_NAME)};
 static const char *const vub_protocol_feature_names[64] = {VUB_PROTOCOL_FEATURES(VUB_FEATURE_NAME)};
 
@@ -1066,12 +1085,22 @@ static int vub_sys_poll(struct pollfd *fds, nfds_t n, int64_t deadline_ms)
     }
 }
 
+/* A new memfd of len zero bytes, for memory another process maps too (the
+ * name shows in /proc/PID/maps); -1 on failure (errno says why). */
+static int vub_sys_memfd_new(const char *name, uint64_t len)
+{
+    int fd = len > (uint64_t)INT64_MAX ? -1 : memfd_create(name, MFD_CLOEXEC);
+    if (fd >= 0 && ftruncate(fd, (off_t)len) != 0)
+        vub_sys_close(&fd);
+    return fd;
+}
+
 /* Shared memory for a front-end: a memfd of len bytes, mapped; NULL on
  * failure (errno says why). */
 static uint8_t *vub_sys_memfd(size_t len, int *fd)
 {
-    *fd = memfd_create("vub-client", MFD_CLOEXEC);
-    if (*fd < 0 || ftruncate(*fd, (off_t)len) != 0)
+    *fd = vub_sys_memfd_new("vub-client", len);
+    if (*fd < 0)
         return NULL;
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
     return p == MAP_FAILED ? NULL : p;
@@ -1212,7 +1241,17 @@ struct vub_vu_config {
     uint8_t data[VUB_VU_CONFIG_MAX];
 };
 
+/* The inflight description of GET_INFLIGHT_FD and SET_INFLIGHT_FD. */
+struct vub_vu_inflight {
+    uint64_t mmap_size;   /* bytes of the tracking area; 0 in a reply: no area */
+    uint64_t mmap_offset; /* where the area starts in the fd */
+    uint16_t num_queues;  /* queue regions in the area */
+    uint16_t queue_size;  /* entries in each region */
+    uint32_t padding;     /* C's tail padding: QEMU and rust-vmm send 24 bytes */
+};
+
 _Static_assert(sizeof(struct vub_vu_header) == 12, "vhost-user header is 12 bytes");
+_Static_assert(sizeof(struct vub_vu_inflight) == 24, "inflight description is 24 bytes");
 _Static_assert(sizeof(struct vub_vu_vring_state) == 8, "vring state is 8 bytes");
 _Static_assert(sizeof(struct vub_vu_vring_addr) == 40, "vring address is 40 bytes");
 _Static_assert(sizeof(struct vub_vu_mem_region) == 32, "memory region is 32 bytes");
@@ -1231,6 +1270,7 @@ struct vub_msg {
         struct vub_vu_mem_table mem;
         struct vub_vu_mem_single single;
         struct vub_vu_config config;
+        struct vub_vu_inflight inflight;
         uint8_t bytes[sizeof(struct vub_vu_config)];
     } payload;
     int fds[VUB_VU_MAX_FDS]; /* received descriptors; -1 once taken or closed */
@@ -1526,6 +1566,8 @@ struct vub_chain {
     uint32_t descriptors;    /* buffer descriptors walked (an INDIRECT one not counted) */
     uint8_t *last_writable;  /* last byte of the last non-empty writable buffer: the
                                 status byte, found even when the iovecs ran out */
+    uint16_t inflight_head;  /* packed, tracked: the region entry heading its copy */
+    uint16_t inflight_last;  /* ... and the entry of its last descriptor */
 };
 
 /* Host memory a ring needs, allocated when its size is set and kept for
@@ -1534,7 +1576,34 @@ struct vub_vring_scratch {
     struct iovec *iov;    /* one chain's iovecs; iov_cap entries */
     unsigned iov_cap;
     uint16_t *batch_ids;  /* packed: ids of the batch not yet published; iov_cap entries */
+    uint16_t *batch_heads; /* tracked: split heads / packed head entries of that batch */
+    uint16_t *batch_lasts; /* tracked, packed: the last entry of each */
     uint8_t *ids_pending; /* packed: bitmap of 65536 ids taken and not yet published */
+    struct vub_inflight_order *inflight_order; /* [inflight_cap] heads to resubmit */
+    uint16_t *inflight_next; /* [inflight_cap] packed: our copy of the entries' next links */
+    uint8_t *inflight_seen;  /* [inflight_cap / 8 + 1] packed: entries met while checking */
+    unsigned inflight_cap;   /* region entries the three arrays hold */
+};
+
+/* One request the region says the driver still waits for. */
+struct vub_inflight_order {
+    uint64_t counter; /* when it was first taken: resubmission goes by this */
+    uint16_t entry;   /* split: the head; packed: the entry heading its copy */
+    uint16_t num;     /* packed: descriptors (ring slots) in the copy */
+    uint16_t last;    /* packed: the entry of its last descriptor */
+};
+
+/* Host state of a ring's inflight tracking (vhost-user.rst "Inflight I/O
+ * tracking"); the region itself is the spec's, below and in section 6. */
+struct vub_vring_inflight {
+    uint8_t *region;         /* this queue's region in the shared area; NULL: not tracked */
+    uint16_t desc_num;       /* its entries: the queue size of SET_INFLIGHT_FD */
+    bool packed;             /* laid out for packed rings */
+    uint64_t counter;        /* the order number the next request taken gets */
+    unsigned resubmit_count; /* requests recovered at start, in scratch.inflight_order */
+    unsigned resubmit_at;    /* ... of which this many were handed out again */
+    uint16_t last_batch_head; /* split: our copy of the region's field */
+    uint16_t free_head;      /* packed: our copy of the region's free list head */
 };
 
 /* Device-side state of one ring. The areas are the spec's Descriptor Area,
@@ -1551,6 +1620,7 @@ struct vub_vring {
     uint8_t *device;         /* Device Area */
     uint16_t signalled_used; /* our used position at the last notification decision */
     bool signalled_valid;    /* false until the first decision: notify then */
+    struct vub_vring_inflight inflight;
     union {
         struct {
             uint16_t last_avail;     /* next available index to take (free-running) */
@@ -1695,12 +1765,236 @@ static enum vub_err vub_split_walk(struct vub_vring *vr, const struct vub_mem *m
     }
 }
 
+/* ---- Inflight I/O tracking, split layout (vhost-user.rst "Inflight I/O
+ *      tracking") ----
+ *
+ * The back-end creates a region of shared memory (GET_INFLIGHT_FD); the
+ * front-end keeps it while the back-end dies and restarts, and hands it to
+ * the next back-end (SET_INFLIGHT_FD). In it the device records which heads
+ * it holds, in which order it took them, and which batch of used entries it
+ * was publishing, so that the next back-end can resubmit exactly the
+ * requests the driver is still waiting for, and none it already completed.
+ * One region per queue, laid out as the spec's C structs in the host's byte
+ * order (like every vhost-user number). During a session vub only writes
+ * it; at ring start it is read, checked and acted on once.
+ *
+ * The order of the stores is the whole point: a back-end may die between
+ * any two of them, and the next one must then find either the request
+ * still marked in flight (it resubmits it) or its used entry published (it
+ * does not). So every store a later recovery depends on is a release: it
+ * is not moved before the stores above it (the compiler and CPU may not
+ * reorder it), and a recovery reads them in the opposite order.
+ *
+ * Format notes:
+ *  - Only heads have meaningful inflight and counter fields; `next` links
+ *    the heads of the last batch of used entries, newest first, from
+ *    last_batch_head. The list is never terminated: recovery walks only as
+ *    many entries as the batch had (used->idx - used_idx).
+ *  - used_idx lags the used ring's idx while a batch is being published;
+ *    any difference means "that batch was published, clear its flags".
+ *  - After recovery the next available index is used->idx plus the number
+ *    of heads in flight: whatever SET_VRING_BASE said (QEMU sends used->idx
+ *    after a disconnect, having lost the back-end's own position).
+ *  - Version 0 is a region never used: vub initialises it at ring start. */
+
+#define VUB_INFLIGHT_VERSION 1u
+#define VUB_INFLIGHT_ALIGN 64u /* each queue region starts on a cache line */
+
+/* DescStateSplit: one entry per descriptor-table index. */
+struct vub_inflight_desc_split {
+    uint8_t inflight;   /* 1 while the driver waits for this head */
+    uint8_t padding[5];
+    uint16_t next;      /* the head published before this one (last batch list) */
+    uint64_t counter;   /* the order it was taken in (the queue's counter then) */
+};
+
+/* QueueRegionSplit: one queue's region. */
+struct vub_inflight_split {
+    uint64_t features;        /* region features: none are defined, so 0 */
+    uint16_t version;         /* 1; 0 means never used */
+    uint16_t desc_num;        /* entries in desc[]: the queue size */
+    uint16_t last_batch_head; /* newest head of the last batch of used entries */
+    uint16_t used_idx;        /* the used ring's idx once that batch was complete */
+    struct vub_inflight_desc_split desc[]; /* by head index */
+};
+
+_Static_assert(sizeof(struct vub_inflight_desc_split) == 16, "DescStateSplit is 16 bytes");
+_Static_assert(offsetof(struct vub_inflight_split, desc) == 16, "QueueRegionSplit header is 16 bytes");
+
+/* The region is host memory in host order, shared with the front-end: it is
+ * accessed as whole atomics, so neither a torn value nor a reordered store
+ * can reach a later recovery. */
+static void vub_infl_put8(uint8_t *p, uint8_t v, memory_order o) { atomic_store_explicit((_Atomic uint8_t *)p, v, o); }
+static void vub_infl_put16(uint16_t *p, uint16_t v, memory_order o) { atomic_store_explicit((_Atomic uint16_t *)p, v, o); }
+static void vub_infl_put64(uint64_t *p, uint64_t v) { atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_relaxed); }
+static uint8_t vub_infl_get8(const uint8_t *p) { return atomic_load_explicit((_Atomic uint8_t *)(uintptr_t)p, memory_order_acquire); }
+static uint16_t vub_infl_get16(const uint16_t *p) { return atomic_load_explicit((_Atomic uint16_t *)(uintptr_t)p, memory_order_acquire); }
+static uint64_t vub_infl_get64(const uint64_t *p) { return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)p, memory_order_acquire); }
+
+/* Bytes of one queue's region, header and entries, rounded up to a cache
+ * line: the spec leaves the stride between regions to the back-end, which
+ * both creates the area and reads it back. */
+static uint64_t vub_inflight_queue_bytes(uint16_t queue_size, bool packed);
+
+static struct vub_inflight_split *vub_inflight_split(const struct vub_vring *vr)
+{
+    return (struct vub_inflight_split *)(void *)vr->inflight.region;
+}
+
+/* The next request to hand out again, or NULL once all were. */
+static const struct vub_inflight_order *vub_inflight_resubmit(struct vub_vring *vr)
+{
+    struct vub_vring_inflight *t = &vr->inflight;
+    if (!t->region || t->resubmit_at >= t->resubmit_count)
+        return NULL;
+    return &vr->scratch.inflight_order[t->resubmit_at++];
+}
+
+static int vub_inflight_order_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const struct vub_inflight_order *)a)->counter, y = ((const struct vub_inflight_order *)b)->counter;
+    return x < y ? -1 : x > y;
+}
+
+/* [INFL-ORDER] Puts the n requests found in flight in the order they were
+ * first taken ("Resubmit inflight ... in order of their counter value").
+ * [INFL-COUNTER] two requests with one counter have no order, and a
+ * counter at UINT64_MAX leaves none for the next request: both refused. */
+static enum vub_err vub_inflight_sort(struct vub_vring *vr, unsigned n, struct vub_error *e)
+{
+    struct vub_inflight_order *o = vr->scratch.inflight_order;
+    qsort(o, n, sizeof *o, vub_inflight_order_cmp);
+    for (unsigned k = 1; k < n; k++)
+        if (o[k].counter == o[k - 1].counter)
+            return vub_fail(e, VUB_R_INFL_COUNTER, o[k - 1].entry, o[k].entry);
+    if (n > 0 && o[n - 1].counter == UINT64_MAX)
+        return vub_fail(e, VUB_R_INFL_COUNTER, o[n - 1].entry, o[n - 1].entry);
+    vr->inflight.counter = n > 0 ? o[n - 1].counter + 1 : 0;
+    vr->inflight.resubmit_count = n;
+    vr->inflight.resubmit_at = 0;
+    return VUB_OK;
+}
+
+/* [INFL-HEADER] A region handed back describes this queue: version 1, no
+ * features, desc_num the queue size it was made for and no smaller than
+ * the ring, the layout of the ring. */
+static enum vub_err vub_inflight_header_ok(const struct vub_vring *vr, const uint8_t *region, struct vub_error *e)
+{
+    const struct vub_inflight_split *h = (const struct vub_inflight_split *)(const void *)region;
+    uint16_t version = vub_infl_get16(&h->version), desc_num = vub_infl_get16(&h->desc_num);
+    if (version != VUB_INFLIGHT_VERSION || vub_infl_get64(&h->features) != 0 ||
+        desc_num != vr->inflight.desc_num || desc_num < vr->size || vr->inflight.packed != vr->packed_ring)
+        return vub_fail(e, VUB_R_INFL_HEADER, version, desc_num);
+    return VUB_OK;
+}
+
+/* A fresh region: every head free, used_idx where the used ring is; the
+ * version is stored last (release), so a region that has it is whole. */
+static void vub_inflight_split_init(struct vub_vring *vr)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    memset(r->desc, 0, sizeof r->desc[0] * vr->inflight.desc_num);
+    vub_infl_put64(&r->features, 0);
+    vub_infl_put16(&r->desc_num, vr->inflight.desc_num, memory_order_relaxed);
+    vub_infl_put16(&r->last_batch_head, 0, memory_order_relaxed);
+    vub_infl_put16(&r->used_idx, vr->split.used_idx, memory_order_relaxed);
+    vub_infl_put16(&r->version, VUB_INFLIGHT_VERSION, memory_order_release);
+    vr->inflight.counter = vr->inflight.resubmit_count = vr->inflight.resubmit_at = 0;
+    vr->inflight.last_batch_head = 0;
+}
+
+/* [INFL-RECOVER] The spec's steps "When reconnecting", split layout, run at
+ * ring start once used->idx is read (vub_split_start):
+ *  1. [INFL-BATCH] if used_idx differs from used->idx the last batch was
+ *     published before the old back-end could clear its flags: clear them
+ *     along the list from last_batch_head (the difference is its length,
+ *     at most the ring size, every head inside the ring), then store used_idx;
+ *  2. [INFL-STATE] every entry still marked (inflight exactly 1, a head of
+ *     the ring) is resubmitted, in counter order ([INFL-ORDER]), and the
+ *     ring goes on from used->idx plus their number. */
+static enum vub_err vub_inflight_split_recover(struct vub_vring *vr, struct vub_error *e)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    enum vub_err err;
+    uint16_t used = vr->split.used_idx, head = vub_infl_get16(&r->last_batch_head);
+    uint16_t batch = (uint16_t)(used - vub_infl_get16(&r->used_idx));
+    if (batch > vr->size)
+        return vub_fail(e, VUB_R_INFL_BATCH, batch, head);
+    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next))
+        if (h >= vr->size)
+            return vub_fail(e, VUB_R_INFL_BATCH, batch, h);
+    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next))
+        vub_infl_put8(&r->desc[h].inflight, 0, memory_order_release);
+    /* Release: the flags above are clear before used_idx says the batch is
+     * done; pairs with the acquire load of used_idx above in the next
+     * recovery, should this one be cut short. */
+    vub_infl_put16(&r->used_idx, used, memory_order_release);
+    unsigned n = 0;
+    for (uint32_t i = 0; i < vr->inflight.desc_num; i++) {
+        uint8_t f = vub_infl_get8(&r->desc[i].inflight);
+        if (f > 1 || (f == 1 && i >= vr->size))
+            return vub_fail(e, VUB_R_INFL_STATE, i, f);
+        if (f == 1)
+            vr->scratch.inflight_order[n++] = (struct vub_inflight_order){vub_infl_get64(&r->desc[i].counter),
+                                                                          (uint16_t)i, 1, (uint16_t)i};
+    }
+    if ((err = vub_inflight_sort(vr, n, e)) != VUB_OK)
+        return err;
+    vr->inflight.last_batch_head = head;
+    vr->split.last_avail = (uint16_t)(used + n);
+    return VUB_OK;
+}
+
+/* [INFL-TAKE] "When receiving available buffers": the head gets the next
+ * counter, then its flag. Release: the counter is in place before the flag
+ * that makes it count; pairs with the acquire loads of the flag, then the
+ * counter, in vub_inflight_split_recover(). */
+static void vub_inflight_split_take(struct vub_vring *vr, uint16_t head)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    vub_infl_put64(&r->desc[head].counter, vr->inflight.counter++);
+    vub_infl_put8(&r->desc[head].inflight, 1, memory_order_release);
+}
+
+/* [INFL-BATCH] "When supplying used buffers", steps 1-3: the head joins the
+ * last batch list. These stores are ordered before the used ring's idx by
+ * the release in vub_split_publish(), which pairs with the acquire load of
+ * used->idx in vub_split_start(): a recovery that sees the new idx sees the
+ * list that leads to the batch. */
+static void vub_inflight_split_push(struct vub_vring *vr, uint16_t head)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    vr->scratch.batch_heads[(uint16_t)(vr->split.used_idx - vr->split.published_used)] = head;
+    vub_infl_put16(&r->desc[head].next, vr->inflight.last_batch_head, memory_order_relaxed);
+    vub_infl_put16(&r->last_batch_head, head, memory_order_relaxed);
+    vr->inflight.last_batch_head = head;
+}
+
+/* The rest of "When supplying used buffers", once used->idx is published:
+ * clear the batch's flags, then store used_idx. Release on each: the used
+ * ring's idx (stored just before) is visible before a flag clears, and the
+ * flags before used_idx. They pair with vub_inflight_split_recover()'s
+ * acquire loads of used_idx and the flags: it compares used_idx with
+ * used->idx and clears what a death in between left set. */
+static void vub_inflight_split_publish(struct vub_vring *vr, uint16_t from, uint16_t to)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    for (uint16_t k = 0; k < (uint16_t)(to - from); k++)
+        vub_infl_put8(&r->desc[vr->scratch.batch_heads[k]].inflight, 0, memory_order_release);
+    vub_infl_put16(&r->used_idx, to, memory_order_release);
+}
+
 /* Takes the next available chain. VUB_E_AGAIN if the ring is empty.
  * [VQ-SPLIT-AVAIL-IDX] the driver never makes more than `size` buffers
  * available at once; [VQ-SPLIT-HEAD] a head index is below the ring size. */
 static enum vub_err vub_split_pop(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
                                   struct vub_error *e)
 {
+    /* [INFL-RESUBMIT] requests recovered from the inflight region come
+     * first, still marked, with their old counters. */
+    const struct vub_inflight_order *again = vub_inflight_resubmit(vr);
+    if (again)
+        return vub_split_walk(vr, mem, again->entry, c, e);
     uint16_t pending = (uint16_t)(vub_split_avail_idx(vr) - vr->split.last_avail);
     if (pending == 0)
         return VUB_E_AGAIN;
@@ -1710,7 +2004,10 @@ static enum vub_err vub_split_pop(struct vub_vring *vr, const struct vub_mem *me
     if (head >= vr->size)
         return vub_fail(e, VUB_R_VQ_SPLIT_HEAD, head, vr->size);
     vr->split.last_avail++;
-    return vub_split_walk(vr, mem, head, c, e);
+    enum vub_err err = vub_split_walk(vr, mem, head, c, e);
+    if (err == VUB_OK && vr->inflight.region)
+        vub_inflight_split_take(vr, head);
+    return err;
 }
 
 /* Fills the next used slot; the driver sees it at vub_split_publish().
@@ -1720,6 +2017,8 @@ static void vub_split_push(struct vub_vring *vr, const struct vub_chain *c, uint
     uint8_t *slot = vr->device + 4 + 8 * (size_t)(vr->split.used_idx % vr->size);
     vub_put_le32(slot, c->head);
     vub_put_le32(slot + 4, len);
+    if (vr->inflight.region)
+        vub_inflight_split_push(vr, c->head);
     vr->split.used_idx++;
 }
 
@@ -1729,6 +2028,8 @@ static void vub_split_push(struct vub_vring *vr, const struct vub_chain *c, uint
 static void vub_split_publish(struct vub_vring *vr)
 {
     vub_ring_store16(vr->device + 2, vr->split.used_idx, memory_order_release);
+    if (vr->inflight.region)
+        vub_inflight_split_publish(vr, vr->split.published_used, vr->split.used_idx);
     vr->split.published_used = vr->split.used_idx;
 }
 
@@ -2057,6 +2358,14 @@ static void vub_split_disable_interrupts(struct vub_split_drv *d)
         vub_ring_store16(d->avail, VIRTQ_AVAIL_F_NO_INTERRUPT, memory_order_relaxed);
 }
 
+/* True if the device has used an entry not yet taken: the question a busy
+ * poller asks. A relaxed load is enough: vub_split_get_used() reads the
+ * index again with acquire before it believes the entry. */
+static bool vub_split_used_ready(const struct vub_split_drv *d)
+{
+    return vub_ring_load16(d->used + 2, memory_order_relaxed) != d->last_used;
+}
+
 /* ======================================================================== *
  * 6. Packed virtqueue, device side  (VIRTIO 1.x "Packed Virtqueues")
  *
@@ -2138,41 +2447,403 @@ static bool vub_packed_take_id(struct vub_vring *vr, uint16_t id)
     return true;
 }
 
-/* Takes the next available buffer. VUB_E_AGAIN if none.
- * [VQ-PACKED-AVAIL] availability is judged on the flags, read first;
+/* ---- Inflight I/O tracking, packed layout (vhost-user.rst "Inflight I/O
+ *      tracking") ----
+ *
+ * A packed ring keeps no copy of what the device took: the device's used
+ * descriptors overwrite the driver's, out of order. So the region copies
+ * every descriptor taken into an entry of its own, kept on a free list;
+ * the entries of one buffer are linked by `next` from its head entry. The
+ * old_* fields are the state as of the last whole step (a buffer taken, a
+ * batch published): a recovery rolls an unfinished step back to them, or,
+ * if the ring shows the batch was published, commits it first.
+ *
+ * Format notes:
+ *  - A fetch must start from a free list whose head is old_free_head (the
+ *    entry that becomes the buffer's head); vub therefore returns used
+ *    entries to the free list only when their batch is published, never
+ *    between a push and its publish.
+ *  - [INFL-FREE-END] The spec does not say where the free list ends. vub
+ *    ends it with next = 0xffff, so a recovery can tell the free entries
+ *    from the buffers in flight: every entry is on exactly one of them.
+ *  - The ring positions after recovery come from the region: the next used
+ *    slot is old_used_idx (wrap old_used_wrap_counter), the next available
+ *    one as many slots further as the buffers in flight hold. */
+
+#define VUB_INFLIGHT_END 0xffffu /* next of the free list's last entry */
+
+/* DescStatePacked: one entry per descriptor taken (a copy of it). */
+struct vub_inflight_desc_packed {
+    uint8_t inflight;  /* heads: 1 while the driver waits for the buffer */
+    uint8_t padding;
+    uint16_t next;     /* the next free entry, or the buffer's next descriptor */
+    uint16_t last;     /* heads: the entry of the buffer's last descriptor */
+    uint16_t num;      /* heads: descriptors (ring slots) in the buffer */
+    uint64_t counter;  /* heads: the order the buffer was taken in */
+    uint16_t id;       /* the descriptor copied: buffer id */
+    uint16_t flags;    /* ... its flags */
+    uint32_t len;      /* ... its length */
+    uint64_t addr;     /* ... its guest address */
+};
+
+/* QueueRegionPacked: one queue's region. */
+struct vub_inflight_packed {
+    uint64_t features;             /* region features: none are defined, so 0 */
+    uint16_t version;              /* 1; 0 means never used */
+    uint16_t desc_num;             /* entries in desc[]: the queue size */
+    uint16_t free_head;            /* first free entry (0xffff: none) */
+    uint16_t old_free_head;        /* ... as of the last whole step */
+    uint16_t used_idx;             /* the device's next used slot */
+    uint16_t old_used_idx;         /* ... as of the last whole step */
+    uint8_t used_wrap_counter;     /* the device's wrap counter there */
+    uint8_t old_used_wrap_counter; /* ... as of the last whole step */
+    uint8_t padding[7];
+    struct vub_inflight_desc_packed desc[]; /* by entry */
+};
+
+_Static_assert(sizeof(struct vub_inflight_desc_packed) == 32, "DescStatePacked is 32 bytes");
+_Static_assert(offsetof(struct vub_inflight_packed, desc) == 32, "QueueRegionPacked header is 32 bytes");
+
+static uint64_t vub_inflight_queue_bytes(uint16_t queue_size, bool packed)
+{
+    uint64_t bytes = packed ? 32 + 32 * (uint64_t)queue_size : 16 + 16 * (uint64_t)queue_size;
+    return (bytes + VUB_INFLIGHT_ALIGN - 1) / VUB_INFLIGHT_ALIGN * VUB_INFLIGHT_ALIGN;
+}
+
+static struct vub_inflight_packed *vub_inflight_packed(const struct vub_vring *vr)
+{
+    return (struct vub_inflight_packed *)(void *)vr->inflight.region;
+}
+
+/* A fresh region: every entry free, in index order, the last one ending the
+ * list; positions where the ring starts; the version last (release). */
+static void vub_inflight_packed_init(struct vub_vring *vr)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    uint16_t n = vr->inflight.desc_num;
+    memset(r->desc, 0, sizeof r->desc[0] * n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint16_t next = i + 1 < n ? (uint16_t)(i + 1) : VUB_INFLIGHT_END;
+        r->desc[i].next = vr->scratch.inflight_next[i] = next;
+    }
+    vub_infl_put64(&r->features, 0);
+    vub_infl_put16(&r->desc_num, n, memory_order_relaxed);
+    vub_infl_put16(&r->free_head, 0, memory_order_relaxed);
+    vub_infl_put16(&r->old_free_head, 0, memory_order_relaxed);
+    vub_infl_put16(&r->used_idx, vr->packed.next_used, memory_order_relaxed);
+    vub_infl_put16(&r->old_used_idx, vr->packed.next_used, memory_order_relaxed);
+    vub_infl_put8(&r->used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
+    vub_infl_put8(&r->old_used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
+    vub_infl_put16(&r->version, VUB_INFLIGHT_VERSION, memory_order_release);
+    vr->inflight.free_head = 0;
+    vr->inflight.counter = vr->inflight.resubmit_count = vr->inflight.resubmit_at = 0;
+}
+
+static bool vub_inflight_seen(struct vub_vring *vr, uint16_t i)
+{
+    uint8_t bit = (uint8_t)(1u << (i % 8));
+    bool was = (vr->scratch.inflight_seen[i / 8] & bit) != 0;
+    vr->scratch.inflight_seen[i / 8] |= bit;
+    return was;
+}
+
+/* Steps 1-2 of "When reconnecting", packed: if the last step was not whole
+ * (used_idx or its wrap counter moved past old_*), look at the ring: a
+ * descriptor at old_used_idx that no longer looks available in lap
+ * old_used_wrap_counter was published, so the step is committed (old_* =
+ * current); then everything rolls back to old_*. Returns the free head. */
+static uint16_t vub_inflight_packed_rollback(struct vub_vring *vr)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    uint16_t fh = vub_infl_get16(&r->free_head), ofh = vub_infl_get16(&r->old_free_head);
+    uint16_t ui = vub_infl_get16(&r->used_idx), oui = vub_infl_get16(&r->old_used_idx);
+    bool w = vub_infl_get8(&r->used_wrap_counter) != 0, ow = vub_infl_get8(&r->old_used_wrap_counter) != 0;
+    if (ui != oui || w != ow) {
+        uint16_t flags = vub_ring_load16(vr->desc + (size_t)oui * VIRTQ_DESC_BYTES + 14, memory_order_acquire);
+        if (!vub_packed_owned(flags, ow, false)) {
+            ofh = fh;
+            oui = ui;
+            ow = w;
+        }
+    }
+    vub_infl_put16(&r->free_head, ofh, memory_order_relaxed);
+    vub_infl_put16(&r->used_idx, oui, memory_order_relaxed);
+    vub_infl_put8(&r->used_wrap_counter, ow, memory_order_relaxed);
+    vub_infl_put16(&r->old_free_head, ofh, memory_order_relaxed);
+    vub_infl_put16(&r->old_used_idx, oui, memory_order_relaxed);
+    vub_infl_put8(&r->old_used_wrap_counter, ow, memory_order_release);
+    vr->packed.next_used = oui;
+    vr->packed.used_wrap = ow;
+    return ofh;
+}
+
+/* Step 3: walks the free list from its head, clearing every flag on it (a
+ * head published, or half taken, when the old back-end died) and copying
+ * the links. [INFL-PACKED-LIST] it ends at 0xffff within desc_num entries. */
+static enum vub_err vub_inflight_packed_free_walk(struct vub_vring *vr, uint16_t at, unsigned *count,
+                                                  struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    for (*count = 0; at != VUB_INFLIGHT_END; (*count)++) {
+        if (at >= vr->inflight.desc_num || vub_inflight_seen(vr, at))
+            return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, vr->inflight.desc_num);
+        vub_infl_put8(&r->desc[at].inflight, 0, memory_order_relaxed);
+        at = vr->scratch.inflight_next[at] = vub_infl_get16(&r->desc[at].next);
+    }
+    return VUB_OK;
+}
+
+/* Step 4 prepared: every head still marked is a buffer in flight; its copy
+ * is num entries linked from it, ending at `last`, none of them free or in
+ * another buffer. [INFL-STATE] flags are 0 or 1. */
+static enum vub_err vub_inflight_packed_heads(struct vub_vring *vr, unsigned *n_out, unsigned *held,
+                                              struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    unsigned n = 0;
+    *held = 0;
+    for (uint32_t i = 0; i < vr->inflight.desc_num; i++) {
+        uint8_t f = vub_infl_get8(&r->desc[i].inflight);
+        if (f > 1)
+            return vub_fail(e, VUB_R_INFL_STATE, i, f);
+        if (f == 0 || (vr->scratch.inflight_seen[i / 8] & (1u << (i % 8))))
+            continue;
+        uint16_t num = vub_infl_get16(&r->desc[i].num), last = vub_infl_get16(&r->desc[i].last), at = (uint16_t)i;
+        if (num == 0 || num > vr->size)
+            return vub_fail(e, VUB_R_INFL_PACKED_LIST, i, num);
+        for (uint16_t k = 0;; k++) {
+            if (at >= vr->inflight.desc_num || vub_inflight_seen(vr, at))
+                return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, num);
+            vr->scratch.inflight_next[at] = vub_infl_get16(&r->desc[at].next);
+            if (k + 1 == num)
+                break;
+            at = vr->scratch.inflight_next[at];
+        }
+        if (at != last)
+            return vub_fail(e, VUB_R_INFL_PACKED_LIST, last, num);
+        vr->scratch.inflight_order[n++] = (struct vub_inflight_order){vub_infl_get64(&r->desc[i].counter),
+                                                                      (uint16_t)i, num, last};
+        *held += num;
+    }
+    *n_out = n;
+    return VUB_OK;
+}
+
+/* [INFL-RECOVER] The spec's steps "When reconnecting", packed layout, run at
+ * ring start. [INFL-PACKED] positions are inside the ring and the region,
+ * wrap counters 0 or 1; [INFL-PACKED-LIST] every entry is free or in one
+ * buffer, and the buffers hold at most the ring's slots. */
+static enum vub_err vub_inflight_packed_recover(struct vub_vring *vr, struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    enum vub_err err;
+    uint16_t n_entries = vr->inflight.desc_num;
+    const uint16_t heads[2] = {vub_infl_get16(&r->free_head), vub_infl_get16(&r->old_free_head)};
+    const uint16_t slots[2] = {vub_infl_get16(&r->used_idx), vub_infl_get16(&r->old_used_idx)};
+    const uint8_t wraps[2] = {vub_infl_get8(&r->used_wrap_counter), vub_infl_get8(&r->old_used_wrap_counter)};
+    for (unsigned k = 0; k < 2; k++) {
+        if (heads[k] >= n_entries && heads[k] != VUB_INFLIGHT_END)
+            return vub_fail(e, VUB_R_INFL_PACKED, heads[k], n_entries);
+        if (slots[k] >= vr->size || wraps[k] > 1)
+            return vub_fail(e, VUB_R_INFL_PACKED, slots[k] >= vr->size ? slots[k] : wraps[k], vr->size);
+    }
+    memset(vr->scratch.inflight_seen, 0, (size_t)n_entries / 8 + 1);
+    unsigned free_count, n, held;
+    uint16_t free_head = vub_inflight_packed_rollback(vr);
+    if ((err = vub_inflight_packed_free_walk(vr, free_head, &free_count, e)) != VUB_OK ||
+        (err = vub_inflight_packed_heads(vr, &n, &held, e)) != VUB_OK)
+        return err;
+    if (free_count + held != n_entries || held > vr->size)
+        return vub_fail(e, VUB_R_INFL_PACKED_LIST, free_count + held, n_entries);
+    if ((err = vub_inflight_sort(vr, n, e)) != VUB_OK)
+        return err;
+    vr->inflight.free_head = free_head;
+    vr->packed.next_avail = vr->packed.next_used;
+    vr->packed.avail_wrap = vr->packed.used_wrap;
+    vub_packed_advance(&vr->packed.next_avail, &vr->packed.avail_wrap, held, vr->size);
+    return VUB_OK;
+}
+
+/* [INFL-TAKE] "When receiving available buffers", packed: descriptor d, the
+ * chain's c->slots-th, is copied into the first free entry; a head entry
+ * gets num 0, the next counter and its flag first. [INFL-FULL] a driver
+ * that makes more slots available than the ring has (reusing slots the
+ * device holds) runs out of entries. Releases: the copy is whole before the
+ * entry leaves the free list (free_head), and the buffer's entries before
+ * old_free_head makes the step whole; a recovery that finds old_free_head
+ * behind free_head rolls the half-taken buffer back. Both pair with the acquire
+ * loads in vub_inflight_packed_rollback(). */
+static enum vub_err vub_inflight_packed_take(struct vub_vring *vr, struct vub_chain *c,
+                                             const struct vub_packed_desc *d, bool last, struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    uint16_t at = vr->inflight.free_head;
+    if (at >= vr->inflight.desc_num)
+        return vub_fail(e, VUB_R_INFL_FULL, vr->inflight.desc_num, 0);
+    if (c->slots == 1) {
+        c->inflight_head = at;
+        vub_infl_put16(&r->desc[at].num, 0, memory_order_relaxed);
+        vub_infl_put64(&r->desc[at].counter, vr->inflight.counter++);
+        vub_infl_put8(&r->desc[at].inflight, 1, memory_order_release);
+    }
+    struct vub_inflight_desc_packed *x = &r->desc[at];
+    vub_infl_put64(&x->addr, d->addr);
+    atomic_store_explicit((_Atomic uint32_t *)&x->len, d->len, memory_order_relaxed);
+    vub_infl_put16(&x->flags, d->flags, memory_order_relaxed);
+    vub_infl_put16(&x->id, d->id, memory_order_relaxed);
+    vub_infl_put16(&r->desc[c->inflight_head].num, c->slots, memory_order_relaxed);
+    if (last) {
+        vub_infl_put16(&r->desc[c->inflight_head].last, at, memory_order_relaxed);
+        c->inflight_last = at;
+    }
+    vr->inflight.free_head = vr->scratch.inflight_next[at];
+    vub_infl_put16(&r->free_head, vr->inflight.free_head, memory_order_release);
+    if (last)
+        vub_infl_put16(&r->old_free_head, vr->inflight.free_head, memory_order_release);
+    return VUB_OK;
+}
+
+/* A buffer refused half-way, or whole but with an id already in flight,
+ * was never taken: its entries go back to the free list, free_head and
+ * old_free_head naming its head again (the ring is broken; this keeps the
+ * region whole for whoever looks at it next). */
+static void vub_inflight_packed_untake(struct vub_vring *vr, const struct vub_chain *c, unsigned taken)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    if (taken == 0)
+        return;
+    vub_infl_put8(&r->desc[c->inflight_head].inflight, 0, memory_order_relaxed);
+    vr->inflight.free_head = c->inflight_head;
+    vub_infl_put16(&r->free_head, c->inflight_head, memory_order_relaxed);
+    vub_infl_put16(&r->old_free_head, c->inflight_head, memory_order_release);
+}
+
+/* "When supplying used buffers", packed, steps 1-5, before the batch's
+ * first flags word is stored: each buffer's entries go back on the free
+ * list, and used_idx/used_wrap_counter move to where the batch ends.
+ * Release on the last: a recovery that finds used_idx ahead of
+ * old_used_idx finds these links too (pairs with the acquire load of
+ * used_idx in vub_inflight_packed_rollback()). */
+static void vub_inflight_packed_complete(struct vub_vring *vr)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    for (unsigned k = 0; k < vr->packed.batch_count; k++) {
+        uint16_t head = vr->scratch.batch_heads[k], last = vr->scratch.batch_lasts[k];
+        vub_infl_put16(&r->desc[last].next, vr->inflight.free_head, memory_order_relaxed);
+        vr->scratch.inflight_next[last] = vr->inflight.free_head;
+        vr->inflight.free_head = head;
+        vub_infl_put16(&r->free_head, head, memory_order_relaxed);
+    }
+    vub_infl_put8(&r->used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
+    vub_infl_put16(&r->used_idx, vr->packed.next_used, memory_order_release);
+}
+
+/* Steps 6-7, once the batch's first flags word is stored: the heads'
+ * flags clear, then old_* catch up (the step is whole). Release: the flags
+ * word is visible before any flag clears, and the flags before old_*. They
+ * pair with vub_inflight_packed_rollback()'s acquire loads of old_* and of
+ * the ring's flags at old_used_idx: a recovery that finds a flag still set
+ * and the ring published commits the step and clears it. */
+static void vub_inflight_packed_commit(struct vub_vring *vr)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    for (unsigned k = 0; k < vr->packed.batch_count; k++)
+        vub_infl_put8(&r->desc[vr->scratch.batch_heads[k]].inflight, 0, memory_order_release);
+    vub_infl_put16(&r->old_free_head, vr->inflight.free_head, memory_order_relaxed);
+    vub_infl_put16(&r->old_used_idx, vr->packed.next_used, memory_order_relaxed);
+    vub_infl_put8(&r->old_used_wrap_counter, vr->packed.used_wrap, memory_order_release);
+}
+
+/* Adds descriptor d, met at ring slot (or region entry) i, to the buffer.
  * [VQ-PACKED-LIST] a list is at most `size` descriptors and must not
  * contain an INDIRECT one; [VQ-PACKED-INDIRECT] an INDIRECT descriptor is
- * a whole buffer on its own, in one slot. */
+ * a whole buffer on its own, in one slot. True in *last for the buffer's
+ * last descriptor. */
+static enum vub_err vub_packed_chain_add(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
+                                         const struct vub_packed_desc *d, uint16_t i, bool *last,
+                                         struct vub_error *e)
+{
+    enum vub_err err;
+    if (c->slots++ >= vr->size)
+        return vub_fail(e, VUB_R_VQ_PACKED_LIST, vr->packed.next_avail, 0);
+    if ((d->flags & VIRTQ_DESC_F_INDIRECT) && !vr->indirect)
+        return vub_fail(e, VUB_R_VQ_INDIRECT, i, 0);
+    if ((d->flags & VIRTQ_DESC_F_INDIRECT) && ((d->flags & VIRTQ_DESC_F_NEXT) || c->slots > 1))
+        return vub_fail(e, VUB_R_VQ_PACKED_INDIRECT, i, 0);
+    if (d->flags & VIRTQ_DESC_F_INDIRECT)
+        err = vub_walk_indirect(c, mem, d->addr, d->len, true, vr->scratch.iov_cap, e);
+    else
+        err = vub_chain_add(c, mem, d->addr, d->len, d->flags & VIRTQ_DESC_F_WRITE, vr->scratch.iov_cap, e);
+    *last = !(d->flags & VIRTQ_DESC_F_NEXT) || (d->flags & VIRTQ_DESC_F_INDIRECT);
+    return err;
+}
+
+/* [INFL-RESUBMIT] A buffer recovered from the inflight region, walked from
+ * its copy: each entry copied out once and checked as a ring descriptor
+ * would be; [INFL-PACKED-LIST] the copy ends where its count says. */
+static enum vub_err vub_packed_resubmit(struct vub_vring *vr, const struct vub_mem *mem,
+                                        const struct vub_inflight_order *o, struct vub_chain *c, struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    *c = (struct vub_chain){.iov = vr->scratch.iov, .inflight_head = o->entry, .inflight_last = o->last};
+    uint16_t at = o->entry, id = 0;
+    for (uint16_t k = 0; k < o->num; k++, at = vr->scratch.inflight_next[at]) {
+        const struct vub_inflight_desc_packed *x = &r->desc[at];
+        struct vub_packed_desc d = {vub_infl_get64(&x->addr),
+                                    atomic_load_explicit((_Atomic uint32_t *)(uintptr_t)&x->len, memory_order_relaxed),
+                                    vub_infl_get16(&x->id), vub_infl_get16(&x->flags)};
+        bool last;
+        enum vub_err err = vub_packed_chain_add(vr, mem, c, &d, at, &last, e);
+        if (err != VUB_OK)
+            return err;
+        if (last != (k + 1 == o->num))
+            return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, o->num);
+        id = d.id;
+    }
+    c->head = id;
+    if (!vub_packed_take_id(vr, c->head))
+        return vub_fail(e, VUB_R_VQ_PACKED_ID, c->head, 0);
+    return VUB_OK;
+}
+
+/* Takes the next available buffer. VUB_E_AGAIN if none.
+ * [VQ-PACKED-AVAIL] availability is judged on the flags, read first; the
+ * list rules are vub_packed_chain_add's. With inflight tracking each
+ * descriptor is copied into the region as it is taken, and recovered
+ * buffers are handed out first. */
 static enum vub_err vub_packed_pop(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
                                    struct vub_error *e)
 {
+    const struct vub_inflight_order *again = vub_inflight_resubmit(vr);
+    if (again)
+        return vub_packed_resubmit(vr, mem, again, c, e);
     uint16_t i = vr->packed.next_avail;
     struct vub_packed_desc d = vub_packed_desc_read(vr, i);
     if (!vub_packed_owned(d.flags, vr->packed.avail_wrap, false))
         return VUB_E_AGAIN;
     *c = (struct vub_chain){.iov = vr->scratch.iov};
+    unsigned taken = 0;
     for (;;) {
-        enum vub_err err;
-        if (c->slots++ >= vr->size)
-            return vub_fail(e, VUB_R_VQ_PACKED_LIST, vr->packed.next_avail, 0);
-        if ((d.flags & VIRTQ_DESC_F_INDIRECT) && !vr->indirect)
-            return vub_fail(e, VUB_R_VQ_INDIRECT, i, 0);
-        if ((d.flags & VIRTQ_DESC_F_INDIRECT) && ((d.flags & VIRTQ_DESC_F_NEXT) || c->slots > 1))
-            return vub_fail(e, VUB_R_VQ_PACKED_INDIRECT, i, 0);
-        if (d.flags & VIRTQ_DESC_F_INDIRECT)
-            err = vub_walk_indirect(c, mem, d.addr, d.len, true, vr->scratch.iov_cap, e);
-        else
-            err = vub_chain_add(c, mem, d.addr, d.len, d.flags & VIRTQ_DESC_F_WRITE, vr->scratch.iov_cap, e);
-        if (err != VUB_OK)
+        bool last;
+        enum vub_err err = vub_packed_chain_add(vr, mem, c, &d, i, &last, e);
+        if (err == VUB_OK && vr->inflight.region && (err = vub_inflight_packed_take(vr, c, &d, last, e)) == VUB_OK)
+            taken++;
+        if (err != VUB_OK) {
+            if (vr->inflight.region)
+                vub_inflight_packed_untake(vr, c, taken);
             return err;
-        if (!(d.flags & VIRTQ_DESC_F_NEXT) || (d.flags & VIRTQ_DESC_F_INDIRECT))
+        }
+        if (last)
             break;
         i = (uint16_t)(i + 1 == vr->size ? 0 : i + 1);
         d = vub_packed_desc_read(vr, i);
     }
     c->head = d.id; /* the buffer id, from the last descriptor */
-    if (!vub_packed_take_id(vr, c->head))
+    if (!vub_packed_take_id(vr, c->head)) {
+        if (vr->inflight.region)
+            vub_inflight_packed_untake(vr, c, taken);
         return vub_fail(e, VUB_R_VQ_PACKED_ID, c->head, 0);
+    }
     vub_packed_advance(&vr->packed.next_avail, &vr->packed.avail_wrap, c->slots, vr->size);
     return VUB_OK;
 }
@@ -2195,6 +2866,10 @@ static void vub_packed_push(struct vub_vring *vr, const struct vub_chain *c, uin
     } else {
         vub_ring_store16(d + 14, flags, memory_order_release);
     }
+    if (vr->inflight.region) {
+        vr->scratch.batch_heads[vr->packed.batch_count] = c->inflight_head;
+        vr->scratch.batch_lasts[vr->packed.batch_count] = c->inflight_last;
+    }
     vr->scratch.batch_ids[vr->packed.batch_count++] = c->head;
     vub_packed_advance(&vr->packed.next_used, &vr->packed.used_wrap, c->slots, vr->size);
 }
@@ -2203,8 +2878,12 @@ static void vub_packed_publish(struct vub_vring *vr)
 {
     if (vr->packed.batch_count == 0)
         return;
+    if (vr->inflight.region)
+        vub_inflight_packed_complete(vr);
     vub_ring_store16(vr->desc + (size_t)vr->packed.batch_slot * VIRTQ_DESC_BYTES + 14, vr->packed.batch_flags,
                      memory_order_release);
+    if (vr->inflight.region)
+        vub_inflight_packed_commit(vr);
     for (unsigned i = 0; i < vr->packed.batch_count; i++) {
         uint16_t id = vr->scratch.batch_ids[i];
         vr->scratch.ids_pending[id / 8] &= (uint8_t)~(1u << (id % 8));
@@ -2492,6 +3171,14 @@ static void vub_packed_disable_interrupts(struct vub_packed_drv *d)
     vub_ring_store16(d->driver_event + 2, RING_EVENT_FLAGS_DISABLE, memory_order_relaxed);
 }
 
+/* True if the next descriptor has been used (as vub_split_used_ready();
+ * vub_packed_get_used() reloads the flags with acquire). */
+static bool vub_packed_used_ready(const struct vub_packed_drv *d)
+{
+    uint16_t flags = vub_ring_load16(d->desc + (size_t)d->next_used * VIRTQ_DESC_BYTES + 14, memory_order_relaxed);
+    return vub_packed_owned(flags, d->used_wrap, true);
+}
+
 /* ---- Either layout: the one place the layout is chosen ------------------
  *
  * The back-end (device side) and the front-end (driver side) call these;
@@ -2501,6 +3188,28 @@ static enum vub_err vub_vring_pop(struct vub_vring *vr, const struct vub_mem *me
                                   struct vub_error *e)
 {
     return vr->packed_ring ? vub_packed_pop(vr, mem, c, e) : vub_split_pop(vr, mem, c, e);
+}
+
+/* Starts a ring: a split ring reads its used index from guest memory;
+ * with inflight tracking a fresh region (version 0) is then initialised,
+ * and one handed back is checked ([INFL-HEADER]) and recovered from
+ * ([INFL-RECOVER]), which may move the ring's positions. */
+static enum vub_err vub_vring_start(struct vub_vring *vr, struct vub_error *e)
+{
+    if (!vr->packed_ring)
+        vub_split_start(vr);
+    if (!vr->inflight.region)
+        return VUB_OK;
+    /* version sits at the same offset in both layouts */
+    const struct vub_inflight_split *h = (const struct vub_inflight_split *)(const void *)vr->inflight.region;
+    if (vub_infl_get16(&h->version) == 0) {
+        (vr->packed_ring ? vub_inflight_packed_init : vub_inflight_split_init)(vr);
+        return VUB_OK;
+    }
+    enum vub_err err = vub_inflight_header_ok(vr, vr->inflight.region, e);
+    if (err != VUB_OK)
+        return err;
+    return vr->packed_ring ? vub_inflight_packed_recover(vr, e) : vub_inflight_split_recover(vr, e);
 }
 
 static void vub_vring_push(struct vub_vring *vr, const struct vub_chain *c, uint32_t len)
@@ -2576,6 +3285,10 @@ static void vub_drv_disable_interrupts(struct vub_drv *d)
 
 static uint16_t vub_drv_in_flight(const struct vub_drv *d) { return d->packed ? d->pk.in_flight : d->split.in_flight; }
 static bool vub_drv_broken(const struct vub_drv *d) { return d->packed ? d->pk.broken : d->split.broken; }
+static bool vub_drv_used_ready(const struct vub_drv *d)
+{
+    return d->packed ? vub_packed_used_ready(&d->pk) : vub_split_used_ready(&d->split);
+}
 
 /* ======================================================================== *
  * 7. virtio-blk requests, device side  (VIRTIO 1.x "Block Device")
@@ -3115,26 +3828,20 @@ static enum vub_err vub_image_lock(int fd, bool write, bool force_share, struct 
 }
 
 /* ---- Names for numbers, and the one formatter ----
- * A few reasons print their first number as a name (text "%s"): a request
- * code, an image format vub recognises, a lock permission. */
+ * A reason whose text has "%s" prints its first number as a name: an image
+ * format vub recognises, a lock permission or, for every other such reason,
+ * a request code. */
 static const char *vub_reason_a_name(enum vub_reason reason, uint64_t a, char num[24])
 {
-    const char *name = NULL;
-    switch (reason) {
-    case VUB_R_VU_HDR_VERSION: case VUB_R_VU_MSG_SIZE: case VUB_R_VU_DISPATCH: case VUB_R_VU_GATE:
-    case VUB_R_VU_FDS_COUNT: case VUB_R_VU_RING_STOPPED: case VUB_R_VU_HDR_FLAGS: case VUB_R_VU_EVENT_FD:
-    case VUB_R_VU_REPLY_TIMEOUT: case VUB_R_VU_REPLY_CHECK: case VUB_R_VU_ANSWER: case VUB_R_VU_NEED_REPLY:
-        name = a < VHOST_USER_REQUEST_COUNT ? vub_vu_request_names[a] : NULL;
-        break;
-    case VUB_R_IMG_PROBE_FOREIGN:
-        name = a < VUB_ARRAY_LEN(vub_foreign_magics) ? vub_foreign_magics[a].name : NULL;
-        break;
-    case VUB_R_IMG_BUSY:
-        name = a < VUB_PERM_BITS ? vub_perm_names[a] : NULL;
-        break;
-    default:
+    const char *name;
+    if (!strstr(vub_reasons[reason].text, "%s"))
         return NULL;
-    }
+    if (reason == VUB_R_IMG_PROBE_FOREIGN)
+        name = a < VUB_ARRAY_LEN(vub_foreign_magics) ? vub_foreign_magics[a].name : NULL;
+    else if (reason == VUB_R_IMG_BUSY)
+        name = a < VUB_PERM_BITS ? vub_perm_names[a] : NULL;
+    else
+        name = a < VHOST_USER_REQUEST_COUNT ? vub_vu_request_names[a] : NULL;
     if (!name)
         snprintf(num, 24, "%llu", (unsigned long long)a);
     return name ? name : num;
@@ -3142,9 +3849,10 @@ static const char *vub_reason_a_name(enum vub_reason reason, uint64_t a, char nu
 
 static void vub_error_format(const struct vub_error *e, const char *prefix, char *buf, size_t len)
 {
-    const struct vub_reason_row *r = &vub_reasons[e->reason < VUB_R_COUNT ? e->reason : VUB_R_NONE];
+    enum vub_reason reason = e->reason < VUB_R_COUNT ? e->reason : VUB_R_NONE;
+    const struct vub_reason_row *r = &vub_reasons[reason];
     char num[24];
-    const char *name = vub_reason_a_name(e->reason, e->a, num);
+    const char *name = vub_reason_a_name(reason, e->a, num);
     if (!buf || len == 0)
         return;
     int n = snprintf(buf, len, "%s%s", prefix ? prefix : "", prefix && prefix[0] ? ": " : "");
@@ -3616,28 +4324,17 @@ enum {
 
 enum { QCOW2_COMPRESSION_ZLIB = 0, QCOW2_COMPRESSION_ZSTD = 1 };
 
-/* Feature names, indexed by the "Type of feature" of the feature name table:
- * 0 incompatible, 1 compatible, 2 autoclear. */
-static const char *const vub_qcow2_feature_names[3][QCOW2_INCOMPAT_KNOWN_BITS] = {
-    {"dirty", "corrupt", "data-file", "compression-type", "extended-l2"},
-    {"lazy-refcounts"},
-    {"bitmaps", "raw-data-file"},
-};
-static const char *const vub_qcow2_feature_kinds[3] = {"incompatible", "compatible", "autoclear"};
-
-/* Looks a bit up in the image's feature name table ("It can be used by
- * applications that don't know the respective feature ... to display a
- * useful error message"). Writes a printable, NUL-terminated copy of the
- * name (46 bytes at most, "not necessarily null terminated if it has full
- * length") into out; "" if the table does not name the bit. */
-static void vub_qcow2_table_name(const struct vub_qcow2_exts *x, unsigned kind, unsigned bit,
-                                 char out[47])
+/* Looks a bit up in a feature name table ("It can be used by applications
+ * that don't know the respective feature ... to display a useful error
+ * message"): kind is its "Type of feature", 0 incompatible, 1 compatible,
+ * 2 autoclear. Writes a printable, NUL-terminated copy of the name (46
+ * bytes at most, "not necessarily null terminated if it has full length")
+ * into out; "" if the table does not name the bit. */
+static void vub_qcow2_table_name(const uint8_t *table, uint32_t len, unsigned kind, unsigned bit, char out[47])
 {
     out[0] = '\0';
-    for (uint32_t at = 0; x->feature_names.seen &&
-                          x->feature_names.len - at >= VUB_QCOW2_FEATURE_NAME_ENTRY;
-         at += VUB_QCOW2_FEATURE_NAME_ENTRY) {
-        const uint8_t *e = x->feature_names.data + at;
+    for (uint32_t at = 0; table && len - at >= VUB_QCOW2_FEATURE_NAME_ENTRY; at += VUB_QCOW2_FEATURE_NAME_ENTRY) {
+        const uint8_t *e = table + at;
         if (e[0] != kind || e[1] != bit)
             continue;
         const uint8_t *end = memchr(e + 2, '\0', 46);
@@ -3646,35 +4343,10 @@ static void vub_qcow2_table_name(const struct vub_qcow2_exts *x, unsigned kind, 
     }
 }
 
-/* Appends the names of the set bits of one bitmap to buf (for
- * vub_image_info): our name for a known bit, else the image's own name for
- * it, else "<kind>-bit<N>". */
-static void vub_qcow2_name_bits(const struct vub_qcow2_exts *x, unsigned kind, uint64_t bits, char *buf,
-                                size_t len)
-{
-    for (unsigned bit = 0; bit < 64; bit++) {
-        if (!vub_has(bits, bit))
-            continue;
-        const char *known = bit < QCOW2_INCOMPAT_KNOWN_BITS ? vub_qcow2_feature_names[kind][bit] : NULL;
-        char table[47];
-        vub_qcow2_table_name(x, kind, bit, table);
-        size_t used = strlen(buf);
-        if (used + 1 >= len)
-            return;
-        if (known)
-            snprintf(buf + used, len - used, "%s%s", used ? " " : "", known);
-        else if (table[0])
-            snprintf(buf + used, len - used, "%s%s-bit%u(\"%s\")", used ? " " : "",
-                     vub_qcow2_feature_kinds[kind], bit, table);
-        else
-            snprintf(buf + used, len - used, "%s%s-bit%u", used ? " " : "", vub_qcow2_feature_kinds[kind], bit);
-    }
-}
-
 /* [QCOW2-FEATURES] What the feature bits allow us to do.
  *  - [QCOW2-INCOMPAT-UNKNOWN] an unknown incompatible bit: refuse, naming
- *    the lowest one (vub_image_info names them all, with the image's
- *    feature name table, for an image that opens).
+ *    the lowest one (vub_image_feature_name() gives the image's own name
+ *    for any bit of an image that opens).
  *  - dirty: fine for reading ("refcounts may be inconsistent"; a reader
  *    does not use refcounts).
  *  - [QCOW2-CORRUPT-BIT] corrupt: refused. The bit means QEMU found the
@@ -3738,18 +4410,16 @@ struct vub_qcow2_l2_slot {
 /* An open qcow2 image. Everything is allocated at open; reads allocate
  * nothing. */
 struct vub_qcow2 {
-    /* From the header, checked at open */
-    unsigned version;             /* 2 or 3 */
+    /* The header, checked at open, and the geometry it gives */
+    struct vub_qcow2_header hdr;
     unsigned cluster_bits;
     uint64_t cluster_bytes;
     unsigned l2_bits;             /* log2 of entries per L2 table */
     unsigned l2_entry_bytes;      /* 8, or 16 with extended L2 */
     bool extended_l2;
-    unsigned refcount_order;
-    uint64_t incompatible, compatible, autoclear;
-    uint8_t compression_type;
     uint64_t file_bytes;          /* image file size when opened */
-    char features[256];           /* set feature bits by name, for info */
+    uint8_t *feature_table;       /* the image's feature name table (a copy), */
+    uint32_t feature_table_bytes; /* ... for vub_image_feature_name() */
 
     /* The mapping being read: the active L1 table, or a snapshot's */
     uint64_t *l1;                 /* decoded entries */
@@ -3910,7 +4580,7 @@ static enum vub_err vub_qcow2_classify_standard(struct vub_qcow2 *q, uint64_t of
     uint64_t in_cluster = off & (q->cluster_bytes - 1);
     e->bytes = q->cluster_bytes - in_cluster;
     if (vub_has(entry, QCOW2_ZERO_BIT)) {
-        if (q->version < 3)
+        if (q->hdr.version < 3)
             return vub_qcow2_fail(q, VUB_R_QCOW2_L2_ZERO, off, 0);
         e->kind = VUB_QCOW2_ZERO;
     } else if (allocated) {
@@ -4252,25 +4922,6 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
  * has no way to carry the chain. */
 static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
                                           const struct vub_image_opts *opts, const struct vub_qcow2_chain *chain,
-                                          struct vub_error *e);
-
-/* [QCOW2-BACKING-WHY] the innermost failure says why, with no path
- * prefixes; the first backing file to see it failing records itself, and
- * the image the caller opened adds the chain (vub_qcow2_open). */
-static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
-                                           const struct vub_image_opts *opts,
-                                           const struct vub_qcow2_chain *chain, struct vub_error *e)
-{
-    enum vub_err err = vub_qcow2_try_backing(q, fmt, opts, chain, e);
-    if (err != VUB_OK && chain->fault->depth == 0) {
-        chain->fault->depth = chain->depth + 1;
-        snprintf(chain->fault->path, sizeof chain->fault->path, "%s", q->backing_path);
-    }
-    return err;
-}
-
-static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
-                                          const struct vub_image_opts *opts, const struct vub_qcow2_chain *chain,
                                           struct vub_error *e)
 {
     if (chain->depth + 1 > VUB_QCOW2_MAX_CHAIN)
@@ -4300,6 +4951,21 @@ static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format f
                                 .backing_format = opts->backing_format,
                                 .force_share = opts->force_share};
     return vub_qcow2_open_chain(b, q->backing_path, &bo, &link, e);
+}
+
+/* [QCOW2-BACKING-WHY] the innermost failure says why, with no path
+ * prefixes; the first backing file to see it failing records itself, and
+ * the image the caller opened adds the chain (vub_qcow2_open). */
+static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                           const struct vub_image_opts *opts,
+                                           const struct vub_qcow2_chain *chain, struct vub_error *e)
+{
+    enum vub_err err = vub_qcow2_try_backing(q, fmt, opts, chain, e);
+    if (err != VUB_OK && chain->fault->depth == 0) {
+        chain->fault->depth = chain->depth + 1;
+        snprintf(chain->fault->path, sizeof chain->fault->path, "%s", q->backing_path);
+    }
+    return err;
 }
 
 /* Walks every file the image reads: its own, its data file, its backing
@@ -4458,10 +5124,10 @@ static enum vub_err vub_qcow2_select_snapshot(struct vub_image *img, int32_t ind
 
 /* ---- 9.8 Opening and reading ------------------------------------------------ */
 
-/* Fills q from a checked header: geometry and features. */
+/* Fills q from a checked header: the header itself and its geometry. */
 static void vub_qcow2_geometry(struct vub_qcow2 *q, const struct vub_qcow2_header *h)
 {
-    q->version = h->version;
+    q->hdr = *h;
     q->cluster_bits = h->cluster_bits;
     q->cluster_bytes = UINT64_C(1) << h->cluster_bits;
     q->extended_l2 = vub_has(h->incompatible_features, QCOW2_INCOMPAT_EXTL2_BIT);
@@ -4469,11 +5135,6 @@ static void vub_qcow2_geometry(struct vub_qcow2 *q, const struct vub_qcow2_heade
      * (2 * sizeof(uint64_t)))" with extended L2 entries. */
     q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
     q->l2_bits = h->cluster_bits - (q->extended_l2 ? 4 : 3);
-    q->refcount_order = h->refcount_order;
-    q->incompatible = h->incompatible_features;
-    q->compatible = h->compatible_features;
-    q->autoclear = h->autoclear_features;
-    q->compression_type = h->compression_type;
 }
 
 /* Reads cluster 0 (header, extensions, backing name) into q->cluster,
@@ -4555,9 +5216,9 @@ static enum vub_err vub_qcow2_alloc_caches(struct vub_qcow2 *q)
     q->l2_slots = calloc(q->l2_slot_count, sizeof *q->l2_slots);
     q->l2_memory = malloc((size_t)(slots << q->cluster_bits));
     q->zbuf = malloc((size_t)(2 * q->cluster_bytes));
-    if (q->compression_type == QCOW2_COMPRESSION_ZSTD)
+    if (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD)
         q->zstd = vub_zstd_work_new((size_t)q->cluster_bytes);
-    if (!q->l2_slots || !q->l2_memory || !q->zbuf || (q->compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
+    if (!q->l2_slots || !q->l2_memory || !q->zbuf || (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
         return VUB_E_NOMEM;
     for (unsigned i = 0; i < q->l2_slot_count; i++)
         q->l2_slots[i].table = q->l2_memory + ((size_t)i << q->cluster_bits);
@@ -4596,9 +5257,12 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
         (err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK ||
         (err = vub_qcow2_check_refcount_table(q, &h, e)) != VUB_OK)
         return err;
-    vub_qcow2_name_bits(&x, 0, h.incompatible_features, q->features, sizeof q->features);
-    vub_qcow2_name_bits(&x, 1, h.compatible_features, q->features, sizeof q->features);
-    vub_qcow2_name_bits(&x, 2, h.autoclear_features, q->features, sizeof q->features);
+    if (x.feature_names.seen) { /* kept: cluster 0 is reused after open */
+        if (!(q->feature_table = malloc(x.feature_names.len ? x.feature_names.len : 1)))
+            return VUB_E_NOMEM;
+        memcpy(q->feature_table, x.feature_names.data, x.feature_names.len);
+        q->feature_table_bytes = x.feature_names.len;
+    }
     int32_t index;
     if ((err = vub_qcow2_read_snapshots(img, &h, opts->snapshot, &index, e)) != VUB_OK)
         return err;
@@ -4693,6 +5357,7 @@ static void vub_qcow2_close(struct vub_image *img)
     free(q->backing_name);
     free(q->backing_path);
     free(q->snapshot_offsets);
+    free(q->feature_table);
     free(q);
     img->qcow2 = NULL;
 }
@@ -4714,14 +5379,13 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
         return VUB_OK;
     }
     out->file_bytes = q->file_bytes;
-    out->version = q->version;
+    out->version = q->hdr.version;
     out->cluster_bits = q->cluster_bits;
-    out->refcount_bits = 1u << q->refcount_order;
-    out->incompatible_features = q->incompatible;
-    out->compatible_features = q->compatible;
-    out->autoclear_features = q->autoclear;
-    out->features = q->features;
-    out->compression = q->compression_type == QCOW2_COMPRESSION_ZLIB ? "zlib" : "zstd";
+    out->refcount_bits = 1u << q->hdr.refcount_order;
+    out->incompatible_features = q->hdr.incompatible_features;
+    out->compatible_features = q->hdr.compatible_features;
+    out->autoclear_features = q->hdr.autoclear_features;
+    out->compression = q->hdr.compression_type == QCOW2_COMPRESSION_ZLIB ? "zlib" : "zstd";
     out->extended_l2 = q->extended_l2;
     out->backing_name = q->backing_name;
     out->backing_path = q->backing_path;
@@ -4731,6 +5395,15 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
     out->snapshot_count = q->snapshot_count;
     out->snapshot_index = q->snapshot_index;
     return VUB_OK;
+}
+
+const char *vub_image_feature_name(const struct vub_image *img, unsigned kind, unsigned bit, char name[47])
+{
+    const struct vub_qcow2 *q = img ? img->qcow2 : NULL;
+    if (!q || !name)
+        return NULL;
+    vub_qcow2_table_name(q->feature_table, q->feature_table_bytes, kind, bit, name);
+    return name[0] ? name : NULL;
 }
 
 /* Copies a recorded string into a NUL-terminated, cut-to-fit array, made
@@ -4860,60 +5533,43 @@ const char *vub_image_why(const struct vub_image *img)
  * tests decode every stream both ways and compare the results byte for byte.
  * ======================================================================== */
 
-/* Result of vub_inflate(), numbered like a table; the numbers are stable.
- * [INFL-RESULTS] */
+/* Results of vub_inflate(), numbered like a table (the numbers are stable),
+ * each with its sentence for logs and test output; the one list makes both
+ * the enum and the sentences. [INFL-RESULTS] */
+#define VUB_INFLATE_RESULTS(X) \
+    X(VUB_INFLATE_OK, 0, "deflate stream complete") \
+    X(VUB_INFLATE_FULL, 1, "output buffer full before the deflate stream ended") \
+    X(VUB_INFLATE_E_INPUT, -1, "deflate input ran out before the stream ended") \
+    X(VUB_INFLATE_E_BLOCK_TYPE, -2, "deflate block type 3 is reserved") \
+    X(VUB_INFLATE_E_STORED_NLEN, -3, "stored block NLEN is not the complement of LEN") \
+    X(VUB_INFLATE_E_TOO_MANY_LENS, -4, "dynamic block declares more than 286 literal/length codes") \
+    X(VUB_INFLATE_E_TOO_MANY_DISTS, -5, "dynamic block declares more than 30 distance codes") \
+    X(VUB_INFLATE_E_CL_OVER, -6, "code-length code is over-subscribed") \
+    X(VUB_INFLATE_E_CL_INCOMPLETE, -7, "code-length code is incomplete") \
+    X(VUB_INFLATE_E_REPEAT_FIRST, -8, "code-length repeat with no previous length") \
+    X(VUB_INFLATE_E_REPEAT_PAST, -9, "code-length repeat runs past the last length") \
+    X(VUB_INFLATE_E_NO_EOB, -10, "literal/length code has no end-of-block code") \
+    X(VUB_INFLATE_E_LEN_OVER, -11, "literal/length code is over-subscribed") \
+    X(VUB_INFLATE_E_LEN_INCOMPLETE, -12, "literal/length code is incomplete") \
+    X(VUB_INFLATE_E_DIST_OVER, -13, "distance code is over-subscribed") \
+    X(VUB_INFLATE_E_DIST_INCOMPLETE, -14, "distance code is incomplete") \
+    X(VUB_INFLATE_E_LEN_CODE, -15, "input bits match no literal/length code") \
+    X(VUB_INFLATE_E_DIST_CODE, -16, "input bits match no distance code") \
+    X(VUB_INFLATE_E_LEN_SYMBOL, -17, "length symbol 286 or 287 used") \
+    X(VUB_INFLATE_E_DIST_SYMBOL, -18, "distance symbol 30 or 31 used") \
+    X(VUB_INFLATE_E_DIST_FAR, -19, "distance reaches back before the start of the output")
+
 enum vub_inflate_result {
-    VUB_INFLATE_OK = 0,                 /* final block's end-of-block code read */
-    VUB_INFLATE_FULL = 1,               /* output full before the stream ended */
-    VUB_INFLATE_E_INPUT = -1,           /* input ran out before the stream ended */
-    VUB_INFLATE_E_BLOCK_TYPE = -2,      /* block type 3, which is reserved */
-    VUB_INFLATE_E_STORED_NLEN = -3,     /* stored block NLEN is not ~LEN */
-    VUB_INFLATE_E_TOO_MANY_LENS = -4,   /* HLIT asks for more than 286 lit/len codes */
-    VUB_INFLATE_E_TOO_MANY_DISTS = -5,  /* HDIST asks for more than 30 distance codes */
-    VUB_INFLATE_E_CL_OVER = -6,         /* code-length code is over-subscribed */
-    VUB_INFLATE_E_CL_INCOMPLETE = -7,   /* code-length code is incomplete */
-    VUB_INFLATE_E_REPEAT_FIRST = -8,    /* code 16 with no previous length to repeat */
-    VUB_INFLATE_E_REPEAT_PAST = -9,     /* a repeat runs past HLIT + HDIST lengths */
-    VUB_INFLATE_E_NO_EOB = -10,         /* lit/len code has no end-of-block (256) */
-    VUB_INFLATE_E_LEN_OVER = -11,       /* lit/len code is over-subscribed */
-    VUB_INFLATE_E_LEN_INCOMPLETE = -12, /* lit/len code is incomplete */
-    VUB_INFLATE_E_DIST_OVER = -13,      /* distance code is over-subscribed */
-    VUB_INFLATE_E_DIST_INCOMPLETE = -14, /* distance code is incomplete */
-    VUB_INFLATE_E_LEN_CODE = -15,       /* input bits match no lit/len code */
-    VUB_INFLATE_E_DIST_CODE = -16,      /* input bits match no distance code */
-    VUB_INFLATE_E_LEN_SYMBOL = -17,     /* length symbol 286 or 287 used */
-    VUB_INFLATE_E_DIST_SYMBOL = -18,    /* distance symbol 30 or 31 used */
-    VUB_INFLATE_E_DIST_FAR = -19,       /* distance reaches before the output start */
-    VUB_INFLATE_RESULT_MIN = -19        /* lowest result; for tests and tables */
+#define VUB_INFL_ENUM(name, value, line) name = value,
+    VUB_INFLATE_RESULTS(VUB_INFL_ENUM)
+#undef VUB_INFL_ENUM
+    VUB_INFLATE_RESULT_MIN = -19 /* lowest result; for tests and tables */
 };
 
-/* One sentence per result, for logs and test output. */
 static const char *vub_inflate_strerror(int result)
 {
-#define VUB_INFL_TEXT(r) [(r) - VUB_INFLATE_RESULT_MIN]
-    static const char *const text[] = {
-        VUB_INFL_TEXT(VUB_INFLATE_OK) = "deflate stream complete",
-        VUB_INFL_TEXT(VUB_INFLATE_FULL) = "output buffer full before the deflate stream ended",
-        VUB_INFL_TEXT(VUB_INFLATE_E_INPUT) = "deflate input ran out before the stream ended",
-        VUB_INFL_TEXT(VUB_INFLATE_E_BLOCK_TYPE) = "deflate block type 3 is reserved",
-        VUB_INFL_TEXT(VUB_INFLATE_E_STORED_NLEN) = "stored block NLEN is not the complement of LEN",
-        VUB_INFL_TEXT(VUB_INFLATE_E_TOO_MANY_LENS) = "dynamic block declares more than 286 literal/length codes",
-        VUB_INFL_TEXT(VUB_INFLATE_E_TOO_MANY_DISTS) = "dynamic block declares more than 30 distance codes",
-        VUB_INFL_TEXT(VUB_INFLATE_E_CL_OVER) = "code-length code is over-subscribed",
-        VUB_INFL_TEXT(VUB_INFLATE_E_CL_INCOMPLETE) = "code-length code is incomplete",
-        VUB_INFL_TEXT(VUB_INFLATE_E_REPEAT_FIRST) = "code-length repeat with no previous length",
-        VUB_INFL_TEXT(VUB_INFLATE_E_REPEAT_PAST) = "code-length repeat runs past the last length",
-        VUB_INFL_TEXT(VUB_INFLATE_E_NO_EOB) = "literal/length code has no end-of-block code",
-        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_OVER) = "literal/length code is over-subscribed",
-        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_INCOMPLETE) = "literal/length code is incomplete",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_OVER) = "distance code is over-subscribed",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_INCOMPLETE) = "distance code is incomplete",
-        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_CODE) = "input bits match no literal/length code",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_CODE) = "input bits match no distance code",
-        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_SYMBOL) = "length symbol 286 or 287 used",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_SYMBOL) = "distance symbol 30 or 31 used",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_FAR) = "distance reaches back before the start of the output",
-    };
+#define VUB_INFL_TEXT(name, value, line) [(value) - VUB_INFLATE_RESULT_MIN] = line,
+    static const char *const text[] = {VUB_INFLATE_RESULTS(VUB_INFL_TEXT)};
 #undef VUB_INFL_TEXT
     unsigned i = (unsigned)(result - VUB_INFLATE_RESULT_MIN);
     return i < VUB_ARRAY_LEN(text) && text[i] ? text[i] : "unknown inflate result";
@@ -7188,6 +7844,10 @@ struct vub_dev {
     int backend_fd;             /* SET_BACKEND_REQ_FD: our requests to the front-end; -1 if none */
     bool backend_ack_pending;   /* a request with NEED_REPLY was sent there, no answer yet */
     struct vub_mem mem;
+    struct {                    /* SET_INFLIGHT_FD: the inflight area, mapped */
+        void *map_base;         /* what munmap() needs; NULL when none */
+        size_t map_len;
+    } inflight;
     struct vub_dev_queue queues[VUB_MAX_QUEUES];
     struct vub_blk blk;
     struct vub_dev_stats stats;
@@ -7291,8 +7951,18 @@ static void vub_dev_remap_rings(struct vub_dev *dev)
  * only sends changes to what it believes the back-end has mapped) nor
  * SET_VRING_ERR. The spec's note on RESET_OWNER says the same: discarding
  * connection state on a reset "would lead to bugs". */
+static void vub_dev_inflight_unmap(struct vub_dev *dev)
+{
+    vub_sys_unmap(dev->inflight.map_base, dev->inflight.map_len);
+    dev->inflight.map_base = NULL;
+    dev->inflight.map_len = 0;
+    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
+        dev->queues[i].ring.inflight = (struct vub_vring_inflight){0};
+}
+
 static void vub_dev_reset_device(struct vub_dev *dev)
 {
+    vub_dev_inflight_unmap(dev); /* [INFL-SET] the front-end sends it again before a start */
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
         struct vub_dev_queue *q = &dev->queues[i];
         vub_sys_close(&q->kick_fd);
@@ -7636,8 +8306,11 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
         return VUB_OK;
     if (!vub_dev_ring_consistent(&q->err, vr))
         return vub_dev_queue_broken(dev, index);
-    if (!q->used_synced && !vr->packed_ring)
-        vub_split_start(vr);
+    if (!q->used_synced) {
+        if (vub_vring_start(vr, &dev->err) != VUB_OK)
+            return vub_dev_queue_broken(dev, index);
+        dev->stats.resubmitted += vr->inflight.resubmit_count;
+    }
     q->used_synced = true;
     unsigned budget = VUB_QUEUE_BUDGET_RINGS * (unsigned)vr->size, batch = vub_dev_aio_reap(dev, q, false);
     enum vub_err err = VUB_OK;
@@ -7795,11 +8468,17 @@ static enum vub_err vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue
     if (cap > s->iov_cap) {
         struct iovec *iov = realloc(s->iov, cap * sizeof *iov);
         uint16_t *ids = realloc(s->batch_ids, cap * sizeof *ids);
+        uint16_t *heads = realloc(s->batch_heads, cap * sizeof *heads);
+        uint16_t *lasts = realloc(s->batch_lasts, cap * sizeof *lasts);
         if (iov)
             s->iov = iov;
         if (ids)
             s->batch_ids = ids;
-        if (!iov || !ids)
+        if (heads)
+            s->batch_heads = heads;
+        if (lasts)
+            s->batch_lasts = lasts;
+        if (!iov || !ids || !heads || !lasts)
             return vub_fail(&dev->err, VUB_R_SYS_NOMEM, cap * sizeof *iov, 0);
         s->iov_cap = cap;
     }
@@ -8154,6 +8833,103 @@ static enum vub_err vub_h_set_backend_req_fd(struct vub_dev *dev, struct vub_msg
     return VUB_OK;
 }
 
+/* [INFL-GET] GET_INFLIGHT_FD: a zeroed memfd holding num_queues regions of
+ * queue_size entries, laid out for the ring layout negotiated so far (QEMU
+ * sends SET_FEATURES first for that reason). A request vub cannot serve is
+ * answered with mmap_size 0 and no fd, which the spec's front-end reads as
+ * "no inflight area" and goes on without one. The area is not used until
+ * SET_INFLIGHT_FD hands it back. */
+static enum vub_err vub_h_get_inflight_fd(struct vub_dev *dev, struct vub_msg *m)
+{
+    const struct vub_vu_inflight in = m->payload.inflight;
+    struct vub_vu_inflight *out = vub_dev_reply(dev, sizeof *out);
+    bool packed = vub_has(dev->features, VIRTIO_F_RING_PACKED);
+    uint64_t bytes = in.num_queues * vub_inflight_queue_bytes(in.queue_size, packed);
+    *out = (struct vub_vu_inflight){0, 0, in.num_queues, in.queue_size, 0};
+    int fd = -1;
+    if (in.num_queues == 0 || in.num_queues > dev->cfg.num_queues || in.queue_size == 0 ||
+        in.queue_size > VUB_MAX_QUEUE_SIZE)
+        vub_fail(&dev->err, VUB_R_INFL_GET, in.num_queues, in.queue_size);
+    else if ((fd = vub_sys_memfd_new("vub-inflight", bytes)) < 0)
+        vub_fail(&dev->err, VUB_R_INFL_SHM, bytes, (uint64_t)errno);
+    if (fd < 0) {
+        vub_dev_record(dev, "GET_INFLIGHT_FD");
+        dev->stats.rejected_messages++;
+        return VUB_OK;
+    }
+    out->mmap_size = bytes;
+    dev->reply.fds[0] = fd;
+    dev->reply.fd_count = 1;
+    return VUB_OK;
+}
+
+/* Host memory a queue needs to recover from a region of n entries. */
+static enum vub_err vub_dev_alloc_inflight(struct vub_dev *dev, struct vub_vring_scratch *s, unsigned n)
+{
+    if (n <= s->inflight_cap)
+        return VUB_OK;
+    struct vub_inflight_order *order = realloc(s->inflight_order, n * sizeof *order);
+    uint16_t *next = realloc(s->inflight_next, n * sizeof *next);
+    uint8_t *seen = realloc(s->inflight_seen, n / 8 + 1);
+    if (order)
+        s->inflight_order = order;
+    if (next)
+        s->inflight_next = next;
+    if (seen)
+        s->inflight_seen = seen;
+    if (!order || !next || !seen)
+        return vub_fail(&dev->err, VUB_R_SYS_NOMEM, n * sizeof *order, 0);
+    s->inflight_cap = n;
+    return VUB_OK;
+}
+
+/* [INFL-SET] SET_INFLIGHT_FD: the area must be exactly num_queues regions
+ * of queue_size entries for the ring layout negotiated (the back-end that
+ * made it chose that size), start on a page in the fd and lie inside the
+ * file. Each region is either fresh (version 0) or has a header that
+ * matches ([INFL-HEADER]); its entries are checked when its ring starts,
+ * against the ring. Only stopped rings take a new area; a refused one
+ * leaves the old in place. */
+static enum vub_err vub_h_set_inflight_fd(struct vub_dev *dev, struct vub_msg *m)
+{
+    const struct vub_vu_inflight in = m->payload.inflight;
+    bool packed = vub_has(dev->features, VIRTIO_F_RING_PACKED);
+    uint64_t stride = vub_inflight_queue_bytes(in.queue_size, packed), need = in.num_queues * stride, file = 0;
+    for (unsigned i = 0; i < dev->cfg.num_queues; i++)
+        if (dev->queues[i].started)
+            return vub_fail(&dev->err, VUB_R_VU_RING_STOPPED, m->hdr.request, i);
+    if (in.num_queues == 0 || in.num_queues > dev->cfg.num_queues || in.queue_size == 0 ||
+        in.queue_size > VUB_MAX_QUEUE_SIZE || in.mmap_size != need || in.mmap_offset % 4096 != 0 ||
+        !vub_sys_stat(m->fds[0], false, &file, NULL, NULL) || !vub_range_ok(in.mmap_offset, need, file))
+        return vub_fail(&dev->err, VUB_R_INFL_SET, in.mmap_size, need);
+    for (unsigned i = 0; i < in.num_queues; i++) {
+        enum vub_err err = vub_dev_alloc_inflight(dev, &dev->queues[i].ring.scratch, in.queue_size);
+        if (err != VUB_OK)
+            return err;
+    }
+    void *base;
+    size_t len;
+    uint8_t *area = vub_sys_map(m->fds[0], in.mmap_offset, need, &base, &len);
+    if (!area)
+        return vub_fail(&dev->err, VUB_R_MEM_MAP, in.mmap_offset, (uint64_t)errno);
+    for (unsigned i = 0; i < in.num_queues; i++) {
+        const struct vub_inflight_split *h = (const void *)(area + i * stride);
+        uint16_t version = vub_infl_get16(&h->version), desc_num = vub_infl_get16(&h->desc_num);
+        if (version != 0 && (version != VUB_INFLIGHT_VERSION || desc_num != in.queue_size ||
+                             vub_infl_get64(&h->features) != 0)) {
+            vub_sys_unmap(base, len);
+            return vub_fail(&dev->err, VUB_R_INFL_HEADER, version, desc_num);
+        }
+    }
+    vub_dev_inflight_unmap(dev);
+    dev->inflight.map_base = base;
+    dev->inflight.map_len = len;
+    for (unsigned i = 0; i < in.num_queues; i++)
+        dev->queues[i].ring.inflight = (struct vub_vring_inflight){.region = area + i * stride,
+                                                                   .desc_num = in.queue_size, .packed = packed};
+    return VUB_OK;
+}
+
 #define VUB_STATE sizeof(struct vub_vu_vring_state)
 #define VUB_CONFIG_MIN 12
 #define VUB_CONFIG_MAX (12 + VUB_VU_CONFIG_MAX)
@@ -8195,6 +8971,9 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
     [VHOST_USER_SET_STATUS] = {vub_h_set_status, 8, 8, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, false},
     [VHOST_USER_GET_STATUS] = {vub_h_get_status, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, true},
+    [VHOST_USER_GET_INFLIGHT_FD] = {vub_h_get_inflight_fd, 24, 24, 0, 0, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, true},
+    [VHOST_USER_SET_INFLIGHT_FD] = {vub_h_set_inflight_fd, 24, 24, 1, 1, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
+                                    false},
 };
 
 /* The checks every request passes before its handler: known, with sane
@@ -8236,8 +9015,11 @@ static enum vub_err vub_dev_handle(struct vub_dev *dev, struct vub_msg *m)
     dev->reply.hdr.flags = VHOST_USER_REPLY_FLAGS;
     if (err != VUB_OK)
         vub_dev_record(dev, vub_vu_request_name(m->hdr.request));
-    if (rule && rule->has_reply && err == VUB_OK)
-        return vub_vu_send(dev->sock, &dev->reply.hdr, &dev->reply.payload, NULL, 0);
+    if (rule && rule->has_reply && err == VUB_OK) {
+        err = vub_vu_send(dev->sock, &dev->reply.hdr, &dev->reply.payload, dev->reply.fds, dev->reply.fd_count);
+        vub_msg_close_fds(&dev->reply); /* ours were sent: the front-end holds its own copies */
+        return err;
+    }
     if (need_reply && !(rule && rule->has_reply)) {
         if (err != VUB_OK)
             dev->stats.rejected_messages++;
@@ -8270,7 +9052,7 @@ static const uint64_t vub_dev_protocol_offer =
     VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS) |
-    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
+    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
 
 enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
 {
@@ -8305,9 +9087,15 @@ void vub_dev_free(struct vub_dev *dev)
     vub_dev_detach(dev);
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
         struct vub_dev_queue *q = &dev->queues[i];
-        free(q->ring.scratch.iov);
-        free(q->ring.scratch.batch_ids);
-        free(q->ring.scratch.ids_pending);
+        struct vub_vring_scratch *s = &q->ring.scratch;
+        free(s->iov);
+        free(s->batch_ids);
+        free(s->batch_heads);
+        free(s->batch_lasts);
+        free(s->ids_pending);
+        free(s->inflight_order);
+        free(s->inflight_next);
+        free(s->inflight_seen);
         vub_uring_exit(&q->aio.ring);
         free(q->aio.slots);
         free(q->aio.iov);
@@ -8671,7 +9459,7 @@ bool vub_aio_works(enum vub_aio aio, char *why, size_t why_len)
  *
  *     per queue   descriptor table | available ring | used ring
  *                 | request slots (header, range, status per request)
- *                 | indirect tables (one per head) | bounce buffer
+ *                 | indirect tables (one per head)
  *     pool        page-granular buffers for vub_client_alloc()
  *
  * Ring addresses go to the back-end as our virtual addresses (SET_VRING_ADDR
@@ -8718,7 +9506,6 @@ bool vub_aio_works(enum vub_aio aio, char *why, size_t why_len)
 #define VUB_CLIENT_SLOT_BYTES 64u     /* per request: header 0..15, range 16..31, status 32 */
 #define VUB_CLIENT_SLOT_RANGE 16u
 #define VUB_CLIENT_SLOT_STATUS 32u
-#define VUB_CLIENT_BOUNCE_BYTES (256u * 1024) /* per queue, for pread/pwrite/get_id */
 #define VUB_CLIENT_CONFIG_BYTES 57u   /* GET_CONFIG size, see format notes */
 #define VUB_CLIENT_MAX_SEGMENTS 254u  /* data segments per request: 256-entry tables */
 #define VUB_CLIENT_DEFAULT_QUEUE_SIZE 128u
@@ -8756,9 +9543,11 @@ struct vub_client_queue {
     int kick_fd;                       /* eventfd we signal: "buffers available" */
     int call_fd;                       /* eventfd the back-end signals: "buffers used" */
     bool started;                      /* SET_VRING_KICK sent: stop it at close */
+    bool polling;                      /* the caller chose busy polling: wait spins */
+    unsigned max_segments;             /* info.max_segments and config.size_max_bytes, */
+    uint32_t size_max_bytes;           /*   copied: queue calls never read cl->info */
     uint8_t *slots;                    /* request slots, [size] x VUB_CLIENT_SLOT_BYTES */
     uint64_t slots_addr;               /* their guest address */
-    uint8_t *bounce;                   /* VUB_CLIENT_BOUNCE_BYTES for the copying calls */
     uint16_t *slot_free;               /* stack of free request slots */
     uint16_t slot_free_count;
     struct vub_client_pending *pending; /* [size] by head; one allocation with the arrays below */
@@ -9028,7 +9817,7 @@ static size_t vub_client_align(size_t v, size_t a) { return (v + a - 1) / a * a;
 
 /* Where each part of a queue block lies, in bytes from the block's start. */
 struct vub_client_layout {
-    size_t avail, used, slots, indirect, bounce, block;
+    size_t avail, used, slots, indirect, block;
 };
 
 /* Split: descriptor table, available ring, used ring. Packed: descriptor
@@ -9042,9 +9831,8 @@ static struct vub_client_layout vub_client_layout(uint16_t size, uint16_t indire
     l.used = vub_client_align(l.avail + (size_t)avail_bytes, 64);
     l.slots = vub_client_align(l.used + (size_t)used_bytes, 64);
     l.indirect = l.slots + (size_t)size * VUB_CLIENT_SLOT_BYTES;
-    l.bounce = vub_client_align(l.indirect + (size_t)size * indirect_max * VIRTQ_DESC_BYTES,
-                                VUB_CLIENT_PAGE_BYTES);
-    l.block = l.bounce + VUB_CLIENT_BOUNCE_BYTES;
+    l.block = vub_client_align(l.indirect + (size_t)size * indirect_max * VIRTQ_DESC_BYTES,
+                               VUB_CLIENT_PAGE_BYTES);
     return l;
 }
 
@@ -9079,7 +9867,6 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
         uint8_t *b = cl->mem + l.block * i;
         q->slots = b + l.slots;
         q->slots_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(q->slots - cl->mem);
-        q->bounce = b + l.bounce;
         /* The host bookkeeping, [size] of each, in one allocation, the
          * most aligned type first. */
         q->pending = calloc(size, sizeof *q->pending + sizeof *q->ring_slots + sizeof *q->packed_slots +
@@ -9235,7 +10022,9 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
         if (!cl->queues)
             err = VUB_E_NOMEM;
         for (unsigned i = 0; cl->queues && i < want; i++) {
-            cl->queues[i] = (struct vub_client_queue){.cl = cl, .index = i, .kick_fd = -1, .call_fd = -1};
+            cl->queues[i] = (struct vub_client_queue){.cl = cl, .index = i, .kick_fd = -1, .call_fd = -1,
+                                                      .max_segments = in->max_segments,
+                                                      .size_max_bytes = in->config.size_max_bytes};
         }
     }
     if (err == VUB_OK)
@@ -9347,6 +10136,27 @@ enum vub_err vub_client_handle_backend(struct vub_client *cl, bool *config_chang
     return err;
 }
 
+/* [VU-CONFIG-WRITE] (front-end) The write cache mode is the one field of
+ * the virtio-blk config space a driver may write ("writeback", byte 32),
+ * and only with VIRTIO_BLK_F_CONFIG_WCE. SET_CONFIG writes that byte
+ * alone, as QEMU does (qemu-storage-daemon accepts no other offset or size),
+ * and GET_CONFIG then reads back what the device now says. */
+enum vub_err vub_client_set_writeback(struct vub_client *cl, bool on)
+{
+    if (!cl)
+        return VUB_E_INVAL;
+    if (!vub_has(cl->info.features, VIRTIO_BLK_F_CONFIG_WCE))
+        return vub_client_fail(cl, VUB_R_CLIENT_WCE, on, cl->info.config.writeback);
+    struct vub_vu_config c = {.offset = 32, .size = 1, .flags = 0};
+    c.data[0] = on;
+    enum vub_err err = vub_client_send(cl, VHOST_USER_SET_CONFIG, &c, 12 + 1, NULL, 0);
+    if (err == VUB_OK)
+        err = vub_client_read_config(cl);
+    if (err == VUB_OK && cl->info.config.writeback != on)
+        err = vub_client_fail(cl, VUB_R_CLIENT_WCE_KEPT, on, cl->info.config.writeback);
+    return err;
+}
+
 const struct vub_client_info *vub_client_info(const struct vub_client *cl) { return &cl->info; }
 const char *vub_client_why(const struct vub_client *cl) { return cl->why; }
 
@@ -9398,22 +10208,15 @@ void vub_client_free(struct vub_client *cl, void *buf)
 
 /* ---- The data path ---- */
 
-/* The guest address of [p, p + len) if it lies in the buffer pool or in
- * this queue's bounce buffer; false otherwise. */
-static bool vub_client_buf_addr(const struct vub_client_queue *q, const void *p, size_t len,
-                                uint64_t *addr)
+/* The guest address of [p, p + len) if it lies in the buffer pool; false
+ * otherwise. */
+static bool vub_client_buf_addr(const struct vub_client *cl, const void *p, size_t len, uint64_t *addr)
 {
-    const struct vub_client *cl = q->cl;
-    const uint8_t *areas[2] = {cl->pool, q->bounce};
-    size_t sizes[2] = {cl->info.buffer_bytes, VUB_CLIENT_BOUNCE_BYTES};
-    for (unsigned i = 0; i < 2; i++) {
-        uintptr_t a = (uintptr_t)p, lo = (uintptr_t)areas[i];
-        if (a >= lo && a - lo <= sizes[i] && len <= sizes[i] - (a - lo)) {
-            *addr = VUB_CLIENT_GPA_BASE + (uint64_t)(a - (uintptr_t)cl->mem);
-            return true;
-        }
-    }
-    return false;
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)cl->pool;
+    if (a < lo || a - lo > cl->info.buffer_bytes || len > cl->info.buffer_bytes - (a - lo))
+        return false;
+    *addr = VUB_CLIENT_GPA_BASE + (uint64_t)(a - (uintptr_t)cl->mem);
+    return true;
 }
 
 /* Fills bufs[] with the data segments of r after checking them: inside our
@@ -9422,15 +10225,14 @@ static enum vub_err vub_client_data_bufs(struct vub_client_queue *q, const struc
                                          bool device_writes, struct vub_desc *bufs, unsigned *n,
                                          uint64_t *bytes)
 {
-    const struct vub_client_info *in = &q->cl->info;
-    if (!r->iov || r->iov_count == 0 || r->iov_count > in->max_segments)
-        return vub_client_queue_fail(q, VUB_R_CLIENT_SEGMENTS, in->max_segments, in->config.size_max_bytes);
+    if (!r->iov || r->iov_count == 0 || r->iov_count > q->max_segments)
+        return vub_client_queue_fail(q, VUB_R_CLIENT_SEGMENTS, q->max_segments, q->size_max_bytes);
     for (unsigned i = 0; i < r->iov_count; i++) {
         uint64_t addr;
         size_t len = r->iov[i].iov_len;
-        if (len == 0 || len > UINT32_MAX || !vub_client_buf_addr(q, r->iov[i].iov_base, len, &addr) ||
-            (in->config.size_max_bytes != 0 && len > in->config.size_max_bytes))
-            return vub_client_queue_fail(q, VUB_R_CLIENT_SEGMENTS, in->max_segments, in->config.size_max_bytes);
+        if (len == 0 || len > UINT32_MAX || !vub_client_buf_addr(q->cl, r->iov[i].iov_base, len, &addr) ||
+            (q->size_max_bytes != 0 && len > q->size_max_bytes))
+            return vub_client_queue_fail(q, VUB_R_CLIENT_SEGMENTS, q->max_segments, q->size_max_bytes);
         bufs[(*n)++] = (struct vub_desc){addr, (uint32_t)len, device_writes ? VIRTQ_DESC_F_WRITE : 0, 0};
         *bytes += len;
     }
@@ -9512,6 +10314,26 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     return VUB_OK;
 }
 
+/* Several requests, one notification: each is made available as
+ * vub_client_submit() does (nothing reaches the back-end's notifier yet),
+ * then a single kick covers them all, if the back-end asked for one. */
+enum vub_err vub_client_submit_batch(struct vub_client_queue *q, const struct vub_client_req *reqs,
+                                     unsigned count, unsigned *submitted)
+{
+    enum vub_err err = VUB_OK;
+    unsigned n = 0;
+    if (submitted)
+        *submitted = 0;
+    if (!q || (!reqs && count > 0))
+        return VUB_E_INVAL;
+    while (n < count && (err = vub_client_submit(q, &reqs[n])) == VUB_OK)
+        n++;
+    if (submitted)
+        *submitted = n;
+    enum vub_err kicked = n > 0 ? vub_client_kick(q) : VUB_OK;
+    return err != VUB_OK ? err : kicked;
+}
+
 enum vub_err vub_client_kick(struct vub_client_queue *q)
 {
     if (vub_drv_broken(&q->ring))
@@ -9544,11 +10366,11 @@ enum vub_err vub_client_reap(struct vub_client_queue *q, struct vub_client_compl
     return err == VUB_E_AGAIN || (*count > 0 && err == VUB_E_PROTO) ? VUB_OK : err;
 }
 
-enum vub_err vub_client_wait(struct vub_client_queue *q, int timeout_ms)
+/* Sleeping on the call eventfd: re-arm notifications, look once more (the
+ * back-end may have used an entry before it saw them armed), then poll(). */
+static enum vub_err vub_client_wait_notified(struct vub_client_queue *q, int timeout_ms, int64_t deadline)
 {
-    enum vub_err err = vub_client_kick(q);
-    int64_t deadline = timeout_ms < 0 ? -1 : vub_sys_now_ms() + timeout_ms;
-    while (err == VUB_OK) {
+    for (;;) {
         if (vub_drv_enable_interrupts(&q->ring))
             return VUB_OK; /* something to reap (or a broken index: reap says so) */
         if (vub_drv_in_flight(&q->ring) == 0)
@@ -9566,7 +10388,43 @@ enum vub_err vub_client_wait(struct vub_client_queue *q, int timeout_ms)
         else if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL))
             return vub_client_queue_fail(q, VUB_R_VU_CLOSED, vub_drv_in_flight(&q->ring), 0);
     }
-    return err;
+}
+
+/* Busy polling: notifications stay off and the used ring is re-read with
+ * no system call; the clock (no system call either, where the C library
+ * reads it from the vDSO) is read every spin for the deadline, and the
+ * socket is asked about hang-up once a millisecond. */
+static enum vub_err vub_client_wait_polled(struct vub_client_queue *q, int timeout_ms, int64_t deadline)
+{
+    int64_t next_hangup_check = 0;
+    for (;;) {
+        if (vub_drv_used_ready(&q->ring) || vub_drv_broken(&q->ring))
+            return VUB_OK;
+        if (vub_drv_in_flight(&q->ring) == 0)
+            return vub_client_queue_fail(q, VUB_R_CLIENT_IDLE, 0, 0);
+        int64_t now = vub_sys_now_ms();
+        if (deadline >= 0 && now >= deadline)
+            return vub_client_queue_fail(q, VUB_R_CLIENT_WAIT, (uint64_t)timeout_ms, vub_drv_in_flight(&q->ring));
+        if (now >= next_hangup_check) {
+            struct pollfd p = {.fd = q->cl->sock, .events = 0};
+            if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+                return vub_client_queue_fail(q, VUB_R_VU_CLOSED, vub_drv_in_flight(&q->ring), 0);
+            next_hangup_check = now + 1;
+        }
+    }
+}
+
+/* [CLIENT-WAIT-MODE] The caller's choice of vub_client_set_polling() holds:
+ * a polling queue is never re-armed here, so the back-end is not asked for
+ * notifications nobody will read. */
+enum vub_err vub_client_wait(struct vub_client_queue *q, int timeout_ms)
+{
+    enum vub_err err = vub_client_kick(q);
+    int64_t deadline = timeout_ms < 0 ? -1 : vub_sys_now_ms() + timeout_ms;
+    if (err != VUB_OK)
+        return err;
+    return q->polling ? vub_client_wait_polled(q, timeout_ms, deadline)
+                      : vub_client_wait_notified(q, timeout_ms, deadline);
 }
 
 int vub_client_queue_fd(const struct vub_client_queue *q) { return q->call_fd; }
@@ -9575,13 +10433,14 @@ const char *vub_client_queue_why(const struct vub_client_queue *q) { return q->w
 
 void vub_client_set_polling(struct vub_client_queue *q, bool polling)
 {
+    q->polling = polling;
     if (polling)
         vub_drv_disable_interrupts(&q->ring);
     else
         vub_drv_enable_interrupts(&q->ring);
 }
 
-/* ---- Synchronous conveniences ---- */
+/* ---- One request, waited for ---- */
 
 static enum vub_err vub_client_status_err(uint8_t status)
 {
@@ -9606,99 +10465,4 @@ enum vub_err vub_client_run(struct vub_client_queue *q, const struct vub_client_
     if (done)
         *done = c;
     return vub_client_status_err(c.status);
-}
-
-/* Covers up to `want` bytes of the bounce buffer with iovecs that respect
- * size_max and max_segments; returns the bytes covered, a multiple of 512. */
-static size_t vub_client_bounce_iov(struct vub_client_queue *q, size_t want, struct iovec *iov,
-                                    unsigned *count)
-{
-    const struct vub_client_info *in = &q->cl->info;
-    size_t seg = in->config.size_max_bytes ? in->config.size_max_bytes : VUB_CLIENT_BOUNCE_BYTES;
-    size_t done = 0;
-    seg -= seg % VIRTIO_BLK_SECTOR_BYTES;
-    if (seg == 0)
-        seg = VIRTIO_BLK_SECTOR_BYTES; /* size_max under a sector: nothing better to do */
-    if (want > VUB_CLIENT_BOUNCE_BYTES)
-        want = VUB_CLIENT_BOUNCE_BYTES;
-    *count = 0;
-    while (done < want && *count < in->max_segments) {
-        size_t n = want - done < seg ? want - done : seg;
-        iov[(*count)++] = (struct iovec){q->bounce + done, n};
-        done += n;
-    }
-    return done;
-}
-
-static enum vub_err vub_client_copy(struct vub_client_queue *q, bool write, uint8_t *buf, size_t len,
-                                    uint64_t offset, uint8_t *status)
-{
-    struct iovec iov[VUB_CLIENT_MAX_SEGMENTS];
-    struct vub_client_completion c = {0, VUB_BLK_S_NONE, 0};
-    enum vub_err err = VUB_OK;
-    if (!q || (!buf && len > 0))
-        return VUB_E_INVAL;
-    if (len % VIRTIO_BLK_SECTOR_BYTES != 0 || offset % VIRTIO_BLK_SECTOR_BYTES != 0)
-        return vub_client_queue_fail(q, VUB_R_CLIENT_ALIGN, offset, len);
-    for (size_t done = 0; err == VUB_OK && done < len;) {
-        unsigned count;
-        size_t n = vub_client_bounce_iov(q, len - done, iov, &count);
-        struct vub_client_req r = {.op = write ? VUB_CLIENT_WRITE : VUB_CLIENT_READ,
-                                   .offset = offset + done, .iov = iov, .iov_count = count};
-        if (write)
-            memcpy(q->bounce, buf + done, n);
-        err = vub_client_run(q, &r, &c);
-        if (err == VUB_OK && !write)
-            memcpy(buf + done, q->bounce, n);
-        done += n;
-    }
-    if (status)
-        *status = c.status;
-    return err;
-}
-
-enum vub_err vub_client_pread(struct vub_client_queue *q, void *buf, size_t len, uint64_t offset,
-                              uint8_t *status)
-{
-    return vub_client_copy(q, false, buf, len, offset, status);
-}
-
-enum vub_err vub_client_pwrite(struct vub_client_queue *q, const void *buf, size_t len, uint64_t offset,
-                               uint8_t *status)
-{
-    return vub_client_copy(q, true, (uint8_t *)(uintptr_t)buf, len, offset, status);
-}
-
-enum vub_err vub_client_get_id(struct vub_client_queue *q, char id[21], uint8_t *status)
-{
-    struct iovec iov = {q->bounce, VIRTIO_BLK_ID_BYTES};
-    struct vub_client_req r = {.op = VUB_CLIENT_GET_ID, .iov = &iov, .iov_count = 1};
-    struct vub_client_completion c;
-    memset(q->bounce, 0, VIRTIO_BLK_ID_BYTES);
-    enum vub_err err = vub_client_run(q, &r, &c);
-    /* [BLK-GET-ID] NUL-padded, not terminated when all 20 bytes are used.
-     * Only the bytes the back-end says it wrote count (used length minus
-     * the status byte); the rest reads as padding. */
-    size_t n = c.used_bytes > 0 ? c.used_bytes - 1 : 0;
-    if (n > VIRTIO_BLK_ID_BYTES)
-        n = VIRTIO_BLK_ID_BYTES;
-    memset(id, 0, VIRTIO_BLK_ID_BYTES + 1);
-    if (err == VUB_OK)
-        memcpy(id, q->bounce, n);
-    if (status)
-        *status = c.status;
-    return err;
-}
-
-const char *vub_client_status_str(uint8_t status, char *buf, size_t len)
-{
-    switch (status) {
-    case VUB_BLK_S_OK: return "OK";
-    case VUB_BLK_S_IOERR: return "IOERR";
-    case VUB_BLK_S_UNSUPP: return "UNSUPP";
-    case VUB_BLK_S_NONE: return "NONE";
-    default:
-        snprintf(buf, len, "status %u", status);
-        return buf;
-    }
 }

@@ -471,6 +471,8 @@ static void log_stats(const struct export *e, const char *what)
         (unsigned long long)s.get_ids, (unsigned long long)s.errors, (unsigned long long)s.bytes_read,
         (unsigned long long)s.bytes_written, (unsigned long long)s.notifications, (unsigned long long)s.bounced,
         (unsigned long long)s.completion_passes, queues);
+    if (s.resubmitted)
+        say(e, "%llu requests found in flight after a restart were run again", (unsigned long long)s.resubmitted);
 }
 
 static void end_session(struct export *e, enum vub_err err)
