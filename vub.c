@@ -8307,9 +8307,9 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
     if (!vub_dev_ring_consistent(&q->err, vr))
         return vub_dev_queue_broken(dev, index);
     if (!q->used_synced) {
-        if (vub_vring_start(vr, &dev->err) != VUB_OK)
+        if (vub_vring_start(vr, &q->err) != VUB_OK)
             return vub_dev_queue_broken(dev, index);
-        dev->stats.resubmitted += vr->inflight.resubmit_count;
+        q->stats.resubmitted += vr->inflight.resubmit_count;
     }
     q->used_synced = true;
     unsigned budget = VUB_QUEUE_BUDGET_RINGS * (unsigned)vr->size, batch = vub_dev_aio_reap(dev, q, false);
@@ -8347,7 +8347,7 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
         q->stats.queue_requests[index]++;
         budget--;
         batch += vub_dev_start(dev, q, s, s ? &s->chain : &local);
-        if (batch == vr->size) /* publish at least once per ring's worth */
+        if (batch >= vr->size) /* publish at least once per ring's worth */
             vub_dev_publish(dev, q, &batch);
     }
     bool entered = vub_dev_aio_enter(dev, q, false);
