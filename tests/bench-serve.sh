@@ -28,7 +28,7 @@
 #   tests/bench-serve.sh --quick    1 round of 1 s per peer, prints only
 #   ROUNDS=5 RUNTIME=3 tests/bench-serve.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 top=$PWD
 
 quick=0
