@@ -15,7 +15,7 @@ SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 # not call are not errors there.
 TEST_WARN = $(WARN) -Wno-unused-function
 
-PROGRAMS = vub-serve vub-io vub-img vub-trace
+PROGRAMS = vub-serve vub-io vub-img vub-trace vub-bench
 EXAMPLES = hello-server hello-client
 UNIT_TESTS = test-backend test-client-hostile test-inflate test-zstd
 
@@ -32,13 +32,16 @@ build build/asan:
 SRCS = $(filter-out vub.c,$(filter %.c,$^))
 
 build/vub-%: examples/vub-%.c vub.c vub.h | build
-	$(CC) $(WARN) $(CFLAGS) -I. vub.c $(SRCS) -o $@
+	$(CC) $(WARN) $(CFLAGS) -I. vub.c $(SRCS) -o $@ $(LDLIBS)
 
 build/hello-%: examples/hello-%.c vub.c vub.h | build
 	$(CC) $(WARN) $(CFLAGS) -I. vub.c $(SRCS) -o $@
 
 build/asan/vub-%: examples/vub-%.c vub.c vub.h | build/asan
-	$(CC) $(WARN) $(SAN) -I. vub.c $(SRCS) -o $@
+	$(CC) $(WARN) $(SAN) -I. vub.c $(SRCS) -o $@ $(LDLIBS)
+
+# vub-bench runs a thread per queue (the library itself starts none).
+build/vub-bench build/asan/vub-bench: LDLIBS += -lpthread
 
 build/test-%: tests/test-%.c vub.c vub.h | build
 	$(CC) $(TEST_WARN) $(CFLAGS) -I. $(SRCS) -o $@ -lpthread

@@ -341,7 +341,9 @@ const char *vub_strerror(enum vub_err err)
     X(CLIENT_REQ, "CLIENT-REQ", INVAL, "op %llu is unknown, or has unmap (write-zeroes only), or never fits the ring") \
     X(CLIENT_IDLE, "CLIENT-REQ", INVAL, "nothing in flight to wait for") \
     X(CLIENT_BUSY, "CLIENT-REQ", INVAL, "vub_client_run on a queue with %llu requests in flight") \
-    X(CLIENT_WAIT, "CLIENT-WAIT", TIMEOUT, "no completion within %llu ms (%llu in flight)")
+    X(CLIENT_WAIT, "CLIENT-WAIT", TIMEOUT, "no completion within %llu ms (%llu in flight)") \
+    X(CLIENT_WCE, "CLIENT-WCE", UNSUPP, "cannot set writeback %llu: the back-end does not offer CONFIG_WCE (writeback stays %llu)") \
+    X(CLIENT_WCE_KEPT, "CLIENT-WCE", UNSUPP, "SET_CONFIG writeback %llu was acknowledged, but the config space still says %llu")
 
 enum vub_reason {
     VUB_R_NONE, /* nothing failed */
@@ -418,6 +420,10 @@ enum {
 #define VUB_FEATURE_NAME(name, bit) [bit] = #name,
 enum { VUB_VIRTIO_FEATURES(VUB_FEATURE_ENUM) };
 enum { VUB_PROTOCOL_FEATURES(VUB_FEATURE_ENUM) };
+/* vub.h spells the same bits for callers; the two lists must agree. */
+#define VUB_FEATURE_PUBLIC(name, bit) _Static_assert((int)VUB_##name == (int)name, "vub.h: VUB_" #name);
+VUB_VIRTIO_FEATURES(VUB_FEATURE_PUBLIC)
+VUB_PROTOCOL_FEATURES(VUB_FEATURE_PUBLIC)
 static const char *const vub_virtio_feature_names[64] = {VUB_VIRTIO_FEATURES(VUB_FEATURE_NAME)};
 static const char *const vub_protocol_feature_names[64] = {VUB_PROTOCOL_FEATURES(VUB_FEATURE_NAME)};
 
@@ -1830,6 +1836,14 @@ static void vub_split_disable_interrupts(struct vub_split_drv *d)
         vub_ring_store16(d->avail, VIRTQ_AVAIL_F_NO_INTERRUPT, memory_order_relaxed);
 }
 
+/* True if the device has used an entry not yet taken: the question a busy
+ * poller asks. A relaxed load is enough: vub_split_get_used() reads the
+ * index again with acquire before it believes the entry. */
+static bool vub_split_used_ready(const struct vub_split_drv *d)
+{
+    return vub_ring_load16(d->used + 2, memory_order_relaxed) != d->last_used;
+}
+
 /* ======================================================================== *
  * 6. Packed virtqueue, device side  (VIRTIO 1.x "Packed Virtqueues")
  *
@@ -2259,6 +2273,14 @@ static void vub_packed_disable_interrupts(struct vub_packed_drv *d)
     vub_ring_store16(d->driver_event + 2, RING_EVENT_FLAGS_DISABLE, memory_order_relaxed);
 }
 
+/* True if the next descriptor has been used (as vub_split_used_ready();
+ * vub_packed_get_used() reloads the flags with acquire). */
+static bool vub_packed_used_ready(const struct vub_packed_drv *d)
+{
+    uint16_t flags = vub_ring_load16(d->desc + (size_t)d->next_used * VIRTQ_DESC_BYTES + 14, memory_order_relaxed);
+    return vub_packed_owned(flags, d->used_wrap, true);
+}
+
 /* ---- Either layout: the one place the layout is chosen ------------------
  *
  * The back-end (device side) and the front-end (driver side) call these;
@@ -2338,6 +2360,10 @@ static void vub_drv_disable_interrupts(struct vub_drv *d)
 
 static uint16_t vub_drv_in_flight(const struct vub_drv *d) { return d->packed ? d->pk.in_flight : d->split.in_flight; }
 static bool vub_drv_broken(const struct vub_drv *d) { return d->packed ? d->pk.broken : d->split.broken; }
+static bool vub_drv_used_ready(const struct vub_drv *d)
+{
+    return d->packed ? vub_packed_used_ready(&d->pk) : vub_split_used_ready(&d->split);
+}
 
 /* ======================================================================== *
  * 7. virtio-blk requests, device side  (VIRTIO 1.x "Block Device")
@@ -7881,6 +7907,9 @@ struct vub_client_queue {
     int kick_fd;                       /* eventfd we signal: "buffers available" */
     int call_fd;                       /* eventfd the back-end signals: "buffers used" */
     bool started;                      /* SET_VRING_KICK sent: stop it at close */
+    bool polling;                      /* the caller chose busy polling: wait spins */
+    unsigned max_segments;             /* info.max_segments and config.size_max_bytes, */
+    uint32_t size_max_bytes;           /*   copied: queue calls never read cl->info */
     uint8_t *slots;                    /* request slots, [size] x VUB_CLIENT_SLOT_BYTES */
     uint64_t slots_addr;               /* their guest address */
     uint16_t *slot_free;               /* stack of free request slots */
@@ -8357,7 +8386,9 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
         if (!cl->queues)
             err = VUB_E_NOMEM;
         for (unsigned i = 0; cl->queues && i < want; i++) {
-            cl->queues[i] = (struct vub_client_queue){.cl = cl, .index = i, .kick_fd = -1, .call_fd = -1};
+            cl->queues[i] = (struct vub_client_queue){.cl = cl, .index = i, .kick_fd = -1, .call_fd = -1,
+                                                      .max_segments = in->max_segments,
+                                                      .size_max_bytes = in->config.size_max_bytes};
         }
     }
     if (err == VUB_OK)
@@ -8469,6 +8500,27 @@ enum vub_err vub_client_handle_backend(struct vub_client *cl, bool *config_chang
     return err;
 }
 
+/* [VU-CONFIG-WRITE] (front-end) The write cache mode is the one field of
+ * the virtio-blk config space a driver may write ("writeback", byte 32),
+ * and only with VIRTIO_BLK_F_CONFIG_WCE. SET_CONFIG writes that byte
+ * alone, as QEMU does (qemu-storage-daemon accepts no other offset or size),
+ * and GET_CONFIG then reads back what the device now says. */
+enum vub_err vub_client_set_writeback(struct vub_client *cl, bool on)
+{
+    if (!cl)
+        return VUB_E_INVAL;
+    if (!vub_has(cl->info.features, VIRTIO_BLK_F_CONFIG_WCE))
+        return vub_client_fail(cl, VUB_R_CLIENT_WCE, on, cl->info.config.writeback);
+    struct vub_vu_config c = {.offset = 32, .size = 1, .flags = 0};
+    c.data[0] = on;
+    enum vub_err err = vub_client_send(cl, VHOST_USER_SET_CONFIG, &c, 12 + 1, NULL, 0);
+    if (err == VUB_OK)
+        err = vub_client_read_config(cl);
+    if (err == VUB_OK && cl->info.config.writeback != on)
+        err = vub_client_fail(cl, VUB_R_CLIENT_WCE_KEPT, on, cl->info.config.writeback);
+    return err;
+}
+
 const struct vub_client_info *vub_client_info(const struct vub_client *cl) { return &cl->info; }
 const char *vub_client_why(const struct vub_client *cl) { return cl->why; }
 
@@ -8537,15 +8589,14 @@ static enum vub_err vub_client_data_bufs(struct vub_client_queue *q, const struc
                                          bool device_writes, struct vub_desc *bufs, unsigned *n,
                                          uint64_t *bytes)
 {
-    const struct vub_client_info *in = &q->cl->info;
-    if (!r->iov || r->iov_count == 0 || r->iov_count > in->max_segments)
-        return vub_client_queue_fail(q, VUB_R_CLIENT_SEGMENTS, in->max_segments, in->config.size_max_bytes);
+    if (!r->iov || r->iov_count == 0 || r->iov_count > q->max_segments)
+        return vub_client_queue_fail(q, VUB_R_CLIENT_SEGMENTS, q->max_segments, q->size_max_bytes);
     for (unsigned i = 0; i < r->iov_count; i++) {
         uint64_t addr;
         size_t len = r->iov[i].iov_len;
-        if (len == 0 || len > UINT32_MAX || !vub_client_buf_addr(q->cl, r->iov[i].iov_base, len, &addr) ||
-            (in->config.size_max_bytes != 0 && len > in->config.size_max_bytes))
-            return vub_client_queue_fail(q, VUB_R_CLIENT_SEGMENTS, in->max_segments, in->config.size_max_bytes);
+        if (len == 0 || len > UINT32_MAX || !vub_client_buf_addr(q, r->iov[i].iov_base, len, &addr) ||
+            (q->size_max_bytes != 0 && len > q->size_max_bytes))
+            return vub_client_queue_fail(q, VUB_R_CLIENT_SEGMENTS, q->max_segments, q->size_max_bytes);
         bufs[(*n)++] = (struct vub_desc){addr, (uint32_t)len, device_writes ? VIRTQ_DESC_F_WRITE : 0, 0};
         *bytes += len;
     }
@@ -8627,6 +8678,26 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     return VUB_OK;
 }
 
+/* Several requests, one notification: each is made available as
+ * vub_client_submit() does (nothing reaches the back-end's notifier yet),
+ * then a single kick covers them all, if the back-end asked for one. */
+enum vub_err vub_client_submit_batch(struct vub_client_queue *q, const struct vub_client_req *reqs,
+                                     unsigned count, unsigned *submitted)
+{
+    enum vub_err err = VUB_OK;
+    unsigned n = 0;
+    if (submitted)
+        *submitted = 0;
+    if (!q || (!reqs && count > 0))
+        return VUB_E_INVAL;
+    while (n < count && (err = vub_client_submit(q, &reqs[n])) == VUB_OK)
+        n++;
+    if (submitted)
+        *submitted = n;
+    enum vub_err kicked = n > 0 ? vub_client_kick(q) : VUB_OK;
+    return err != VUB_OK ? err : kicked;
+}
+
 enum vub_err vub_client_kick(struct vub_client_queue *q)
 {
     if (vub_drv_broken(&q->ring))
@@ -8659,11 +8730,11 @@ enum vub_err vub_client_reap(struct vub_client_queue *q, struct vub_client_compl
     return err == VUB_E_AGAIN || (*count > 0 && err == VUB_E_PROTO) ? VUB_OK : err;
 }
 
-enum vub_err vub_client_wait(struct vub_client_queue *q, int timeout_ms)
+/* Sleeping on the call eventfd: re-arm notifications, look once more (the
+ * back-end may have used an entry before it saw them armed), then poll(). */
+static enum vub_err vub_client_wait_notified(struct vub_client_queue *q, int timeout_ms, int64_t deadline)
 {
-    enum vub_err err = vub_client_kick(q);
-    int64_t deadline = timeout_ms < 0 ? -1 : vub_sys_now_ms() + timeout_ms;
-    while (err == VUB_OK) {
+    for (;;) {
         if (vub_drv_enable_interrupts(&q->ring))
             return VUB_OK; /* something to reap (or a broken index: reap says so) */
         if (vub_drv_in_flight(&q->ring) == 0)
@@ -8681,7 +8752,43 @@ enum vub_err vub_client_wait(struct vub_client_queue *q, int timeout_ms)
         else if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL))
             return vub_client_queue_fail(q, VUB_R_VU_CLOSED, vub_drv_in_flight(&q->ring), 0);
     }
-    return err;
+}
+
+/* Busy polling: notifications stay off and the used ring is re-read with
+ * no system call; the clock (no system call either, where the C library
+ * reads it from the vDSO) is read every spin for the deadline, and the
+ * socket is asked about hang-up once a millisecond. */
+static enum vub_err vub_client_wait_polled(struct vub_client_queue *q, int timeout_ms, int64_t deadline)
+{
+    int64_t next_hangup_check = 0;
+    for (;;) {
+        if (vub_drv_used_ready(&q->ring) || vub_drv_broken(&q->ring))
+            return VUB_OK;
+        if (vub_drv_in_flight(&q->ring) == 0)
+            return vub_client_queue_fail(q, VUB_R_CLIENT_IDLE, 0, 0);
+        int64_t now = vub_sys_now_ms();
+        if (deadline >= 0 && now >= deadline)
+            return vub_client_queue_fail(q, VUB_R_CLIENT_WAIT, (uint64_t)timeout_ms, vub_drv_in_flight(&q->ring));
+        if (now >= next_hangup_check) {
+            struct pollfd p = {.fd = q->cl->sock, .events = 0};
+            if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+                return vub_client_queue_fail(q, VUB_R_VU_CLOSED, vub_drv_in_flight(&q->ring), 0);
+            next_hangup_check = now + 1;
+        }
+    }
+}
+
+/* [CLIENT-WAIT-MODE] The caller's choice of vub_client_set_polling() holds:
+ * a polling queue is never re-armed here, so the back-end is not asked for
+ * notifications nobody will read. */
+enum vub_err vub_client_wait(struct vub_client_queue *q, int timeout_ms)
+{
+    enum vub_err err = vub_client_kick(q);
+    int64_t deadline = timeout_ms < 0 ? -1 : vub_sys_now_ms() + timeout_ms;
+    if (err != VUB_OK)
+        return err;
+    return q->polling ? vub_client_wait_polled(q, timeout_ms, deadline)
+                      : vub_client_wait_notified(q, timeout_ms, deadline);
 }
 
 int vub_client_queue_fd(const struct vub_client_queue *q) { return q->call_fd; }
@@ -8690,6 +8797,7 @@ const char *vub_client_queue_why(const struct vub_client_queue *q) { return q->w
 
 void vub_client_set_polling(struct vub_client_queue *q, bool polling)
 {
+    q->polling = polling;
     if (polling)
         vub_drv_disable_interrupts(&q->ring);
     else

@@ -132,6 +132,59 @@ const char *vub_strerror(enum vub_err err);
  * any thread. */
 const char *vub_vu_request_name(uint32_t request);
 
+/* ---- Feature bits -------------------------------------------------------------- */
+
+/* Virtio feature bits, as bit numbers, named as the specs name them with
+ * VUB_ in front (VIRTIO "Feature Bits" and "Block Device: Feature bits";
+ * PROTOCOL_FEATURES is vhost-user's own). Test a mask such as
+ * vub_client_info()->features with (mask >> VUB_VIRTIO_BLK_F_RO) & 1. */
+enum vub_virtio_feature_bit {
+    VUB_VIRTIO_BLK_F_SIZE_MAX = 1,        /* size_max: largest segment */
+    VUB_VIRTIO_BLK_F_SEG_MAX = 2,         /* seg_max: segments per request */
+    VUB_VIRTIO_BLK_F_GEOMETRY = 4,
+    VUB_VIRTIO_BLK_F_RO = 5,              /* the disk is read-only */
+    VUB_VIRTIO_BLK_F_BLK_SIZE = 6,        /* blk_size: logical block */
+    VUB_VIRTIO_BLK_F_FLUSH = 9,           /* FLUSH requests */
+    VUB_VIRTIO_BLK_F_TOPOLOGY = 10,
+    VUB_VIRTIO_BLK_F_CONFIG_WCE = 11,     /* the write cache can be switched (writeback) */
+    VUB_VIRTIO_BLK_F_MQ = 12,             /* num_queues */
+    VUB_VIRTIO_BLK_F_DISCARD = 13,
+    VUB_VIRTIO_BLK_F_WRITE_ZEROES = 14,
+    VUB_VIRTIO_F_NOTIFY_ON_EMPTY = 24,
+    VUB_VHOST_F_LOG_ALL = 26,
+    VUB_VIRTIO_F_INDIRECT_DESC = 28,
+    VUB_VIRTIO_F_EVENT_IDX = 29,
+    VUB_VHOST_USER_F_PROTOCOL_FEATURES = 30,
+    VUB_VIRTIO_F_VERSION_1 = 32,
+    VUB_VIRTIO_F_ACCESS_PLATFORM = 33,
+    VUB_VIRTIO_F_RING_PACKED = 34,
+    VUB_VIRTIO_F_IN_ORDER = 35,
+};
+
+/* vhost-user protocol feature bits (GET/SET_PROTOCOL_FEATURES), as bit numbers. */
+enum vub_protocol_feature_bit {
+    VUB_VHOST_USER_PROTOCOL_F_MQ = 0,
+    VUB_VHOST_USER_PROTOCOL_F_LOG_SHMFD = 1,
+    VUB_VHOST_USER_PROTOCOL_F_RARP = 2,
+    VUB_VHOST_USER_PROTOCOL_F_REPLY_ACK = 3,
+    VUB_VHOST_USER_PROTOCOL_F_NET_MTU = 4,
+    VUB_VHOST_USER_PROTOCOL_F_BACKEND_REQ = 5,
+    VUB_VHOST_USER_PROTOCOL_F_CROSS_ENDIAN = 6,
+    VUB_VHOST_USER_PROTOCOL_F_CRYPTO_SESSION = 7,
+    VUB_VHOST_USER_PROTOCOL_F_PAGEFAULT = 8,
+    VUB_VHOST_USER_PROTOCOL_F_CONFIG = 9,
+    VUB_VHOST_USER_PROTOCOL_F_BACKEND_SEND_FD = 10,
+    VUB_VHOST_USER_PROTOCOL_F_HOST_NOTIFIER = 11,
+    VUB_VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD = 12,
+    VUB_VHOST_USER_PROTOCOL_F_RESET_DEVICE = 13,
+    VUB_VHOST_USER_PROTOCOL_F_INBAND_NOTIFICATIONS = 14,
+    VUB_VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS = 15,
+    VUB_VHOST_USER_PROTOCOL_F_STATUS = 16,
+    VUB_VHOST_USER_PROTOCOL_F_XEN_MMAP = 17,
+    VUB_VHOST_USER_PROTOCOL_F_SHARED_OBJECT = 18,
+    VUB_VHOST_USER_PROTOCOL_F_DEVICE_STATE = 19,
+};
+
 /* ---- Feature names ----------------------------------------------------------- */
 
 enum vub_feature_kind {
@@ -455,10 +508,15 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out);
  *         return err != VUB_OK;
  *     }
  *
- * Threading: the client object is set up and torn down by one thread.
- * In between, each queue may be driven by its own thread with no lock:
- * queue calls touch only that queue. vub_client_alloc()/vub_client_free()
- * may be called from any thread. Nothing here starts a thread.
+ * Threading: the client object is set up and torn down by one thread (the
+ * owner), which also makes the control-plane calls (set_writeback,
+ * handle_backend). In between, each queue may be driven by its own thread
+ * with no lock: queue calls (submit, submit_batch, kick, reap, wait, run,
+ * set_polling, in_flight, queue_fd, queue_why) touch only that queue and
+ * read nothing the owner's calls change, so the owner may run its calls
+ * meanwhile. vub_client_alloc()/vub_client_free() may be called from any
+ * thread. Two threads on one queue need a lock of the caller's. Nothing
+ * here starts a thread.
  *
  * Errors: every call returns enum vub_err. Anything the back-end does wrong
  * (a malformed or late reply, a used ring entry it had no right to write)
@@ -590,6 +648,17 @@ enum vub_err vub_client_connect(struct vub_client **out, const struct vub_client
 enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct vub_client_opts *opts,
                                    char *why, size_t why_len);
 
+/* The device's write cache (VIRTIO "Block Device": writeback): on, the
+ * back-end may acknowledge a write before it is durable and FLUSH makes it
+ * so; off, every write is durable when it completes. Sends SET_CONFIG for
+ * the one writable config byte and reads the config space again, so
+ * info.config.writeback says what the device now reports. Owner thread;
+ * queue threads may go on meanwhile. VUB_E_UNSUPP when the back-end did not
+ * offer VIRTIO_BLK_F_CONFIG_WCE (the mode is fixed: info.config.writeback
+ * says which) or acknowledged and kept the old value; VUB_E_PROTO /
+ * VUB_E_TIMEOUT / VUB_E_CLOSED as for connect (vub_client_why()). */
+enum vub_err vub_client_set_writeback(struct vub_client *cl, bool on);
+
 /* Stops the queues (SET_VRING_ENABLE 0, GET_VRING_BASE, which lets the
  * back-end finish what it holds), closes the socket, unmaps and frees
  * everything. Buffers from vub_client_alloc() die with it. NULL is ignored. */
@@ -633,9 +702,20 @@ void vub_client_free(struct vub_client *cl, void *buf);
  * the buffers its iovecs name are the back-end's to use until reaped. */
 enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_client_req *req);
 
+/* Submits reqs[0..count-1] in order, then kicks once: the whole batch costs
+ * at most one notification (an eventfd write) however large it is. Stops
+ * at the first request that fails and returns its error (VUB_E_AGAIN:
+ * the ring is full); the ones before it are submitted and kicked all the
+ * same. *submitted (may be NULL) says how many went in. The array is only
+ * read; as for vub_client_submit(), the buffers are the back-end's until
+ * reaped. */
+enum vub_err vub_client_submit_batch(struct vub_client_queue *q, const struct vub_client_req *reqs,
+                                     unsigned count, unsigned *submitted);
+
 /* Notifies the back-end of submitted requests, if it asked to be (event
- * suppression decides; a kick nobody asked for is skipped). VUB_E_PROTO on
- * a broken ring. */
+ * suppression decides; a kick nobody asked for is skipped, and so is one
+ * with nothing new since the last). Submitting several and kicking once
+ * is how a batch shares one notification. VUB_E_PROTO on a broken ring. */
 enum vub_err vub_client_kick(struct vub_client_queue *q);
 
 /* Collects up to cap completions into the caller's out[] without blocking;
@@ -647,9 +727,13 @@ enum vub_err vub_client_kick(struct vub_client_queue *q);
 enum vub_err vub_client_reap(struct vub_client_queue *q, struct vub_client_completion *out,
                              unsigned cap, unsigned *count);
 
-/* Blocks until a completion can be reaped, the back-end hangs up
- * (VUB_E_CLOSED) or timeout_ms passes (VUB_E_TIMEOUT; negative waits
- * forever). VUB_E_INVAL if nothing is in flight. Re-arms notifications. */
+/* Kicks, then waits until a completion can be reaped, the back-end hangs
+ * up (VUB_E_CLOSED) or timeout_ms passes (VUB_E_TIMEOUT; negative waits
+ * forever). VUB_E_INVAL if nothing is in flight. It waits the way the
+ * caller chose with vub_client_set_polling(): by default it re-arms
+ * notifications and sleeps in poll() on the queue's eventfd; on a polling
+ * queue it spins on the used ring with notifications left off, using the
+ * thread's CPU until something completes. */
 enum vub_err vub_client_wait(struct vub_client_queue *q, int timeout_ms);
 
 /* The queue's notification eventfd, for poll/epoll: readable when
@@ -658,7 +742,9 @@ enum vub_err vub_client_wait(struct vub_client_queue *q, int timeout_ms);
  * are spurious, and after vub_client_set_polling(q, true) few come. */
 int vub_client_queue_fd(const struct vub_client_queue *q);
 
-/* Busy polling: ask the back-end not to notify (a hint it may ignore). */
+/* Busy polling on (true) or off (false, the default) for this queue: asks
+ * the back-end not to notify (a hint it may ignore) and makes
+ * vub_client_wait() spin instead of sleep, until switched off again. */
 void vub_client_set_polling(struct vub_client_queue *q, bool polling);
 
 /* Requests submitted and not yet reaped. */

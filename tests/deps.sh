@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and the demo use, when run as root
+# Installs the Debian packages the tests and the demo use (with the argument
+# `bench`, also those of tests/bench-serve.sh), when run as root
 # on Debian and something is missing. Otherwise says what is missing; the
 # tests that need it then print "skip - ..." lines, never silently.
 set -u
@@ -17,6 +18,12 @@ have xz || need+=(xz-utils)
 have zstd || need+=(zstd)
 have python3 || need+=(python3)
 have pkg-config || need+=(pkg-config)
+# `deps.sh bench`: what tests/bench-serve.sh adds (fio, DPDK's vhost_blk example)
+if [ "${1:-}" = bench ]; then
+    have fio || need+=(fio)
+    dpkg-query -W -f='${Status}' libdpdk-dev 2>/dev/null | grep -q "ok installed" || need+=(libdpdk-dev)
+    [ -d /usr/share/dpdk/examples/vhost_blk ] || need+=(dpdk-doc)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && have apt-get; then
     echo "# installing: ${need[*]}"

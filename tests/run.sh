@@ -53,6 +53,8 @@ run usage bash tests/test-usage.sh
 run client bash tests/test-client.sh
 run trace bash tests/test-trace.sh
 run client:asan env VUB_IO=build/asan/vub-io bash tests/test-client.sh
+run bench bash tests/test-bench.sh
+run bench:asan env VUB_BUILD=build/asan bash tests/test-bench.sh
 run conform env VUB_SERVE=build/asan/vub-serve bash tests/test-conform.sh
 run guest:qsd bash tests/guest/test-qsd.sh
 # The guest matrix against the ASan vub-serve, one boot per cell: QEMU 7.2

@@ -788,6 +788,185 @@ static void test_real_backend_read_only(void)
     ok(ro && e == VUB_E_IO && st == VUB_BLK_S_IOERR, "read-only: RO is negotiated and a write is IOERR");
 }
 
+/* A client of a fresh vub back-end with `queues` queues, or NULL (the
+ * failure is reported under `label` and the back-end stopped). */
+static struct vub_client *server_client(struct server *s, uint16_t queues, struct vub_client_opts o,
+                                        const char *label)
+{
+    struct vub_client *cl;
+    char why[256];
+    int fd = server_start(s, false, queues);
+    o.timeout_ms = 5000;
+    if (vub_client_connect_fd(&cl, fd, &o, why, sizeof why) == VUB_OK)
+        return cl;
+    ok(false, "%s: connect (%s)", label, why);
+    server_stop(s);
+    return NULL;
+}
+
+/* The write cache through SET_CONFIG, against the real back-end: it starts
+ * off ([BLK-WCE-INIT]) and follows each vub_client_set_writeback(). */
+static void test_real_backend_writeback(void)
+{
+    struct server s;
+    struct vub_client *cl = server_client(&s, 1, (struct vub_client_opts){0}, "writeback");
+    if (!cl)
+        return;
+    const struct vub_client_info *in = vub_client_info(cl);
+    uint8_t start = in->config.writeback;
+    enum vub_err on = vub_client_set_writeback(cl, true);
+    uint8_t after_on = in->config.writeback;
+    enum vub_err off = vub_client_set_writeback(cl, false);
+    uint8_t after_off = in->config.writeback;
+    struct vub_client_req fl = {.op = VUB_CLIENT_FLUSH};
+    enum vub_err still = vub_client_run(vub_client_queue(cl, 0), &fl, NULL);
+    bool wce = vub_has(in->features, VUB_VIRTIO_BLK_F_CONFIG_WCE);
+    vub_client_close(cl);
+    server_stop(&s);
+    ok(wce && start == 0 && on == VUB_OK && after_on == 1 &&
+           off == VUB_OK && after_off == 0 && still == VUB_OK,
+       "[VU-CONFIG-WRITE] writeback: the vub back-end starts write-through, and SET_CONFIG turns the cache on and "
+       "off again, as GET_CONFIG then reports (%d %d %d)", start, after_on, after_off);
+}
+
+/* [CLIENT-WAIT-MODE] A polling queue stays polling through vub_client_wait();
+ * a notified one is re-armed by it. */
+static bool ring_interrupts(const struct vub_client_queue *q)
+{
+    return q->ring.packed ? q->ring.pk.interrupts : q->ring.split.interrupts;
+}
+
+static void test_wait_keeps_mode(enum vub_client_ring ring)
+{
+    struct server s;
+    const char *label = ring == VUB_CLIENT_RING_PACKED ? "wait mode, packed" : "wait mode, split";
+    struct vub_client *cl = server_client(&s, 1, (struct vub_client_opts){.ring = ring}, label);
+    if (!cl)
+        return;
+    struct vub_client_queue *q = vub_client_queue(cl, 0);
+    uint8_t *buf = vub_client_alloc(cl, 4096);
+    struct iovec iov = {buf, 4096};
+    unsigned done[2] = {0, 0}, wrong_mode[2] = {0, 0};
+    for (int polling = 1; polling >= 0; polling--) {
+        vub_client_set_polling(q, polling);
+        for (unsigned i = 0; i < 64; i++) {
+            struct vub_client_req r = {.op = VUB_CLIENT_READ, .offset = (uint64_t)(i % 16) * 4096, .iov = &iov,
+                                       .iov_count = 1};
+            struct vub_client_completion c;
+            unsigned n = 0;
+            if (vub_client_submit(q, &r) != VUB_OK)
+                break;
+            while (vub_client_reap(q, &c, 1, &n) == VUB_OK && n == 0) {
+                if (vub_client_wait(q, 5000) != VUB_OK)
+                    break;
+                wrong_mode[polling] += ring_interrupts(q) == polling;
+            }
+            done[polling] += n == 1 && c.status == VUB_BLK_S_OK && buf[0] == i % 16;
+        }
+    }
+    vub_client_close(cl);
+    server_stop(&s);
+    ok(done[1] == 64 && wrong_mode[1] == 0,
+       "%s: 64 reads on a polling queue complete and vub_client_wait never re-arms notifications (%u of 64, "
+       "re-armed %u times)", label, done[1], wrong_mode[1]);
+    ok(done[0] == 64 && wrong_mode[0] == 0,
+       "%s: after polling is switched off, vub_client_wait re-arms notifications again (%u of 64)", label,
+       done[0]);
+}
+
+/* One thread per queue, no lock: each writes its own stripe with its own
+ * pattern and reads it back, half of them polling, while the owner thread
+ * switches the write cache under them. */
+#define MT_QUEUES 4
+#define MT_ROUNDS 200
+
+struct mt_worker {
+    struct vub_client *cl;
+    struct vub_client_queue *q;
+    unsigned index;
+    uint8_t *buf;    /* 8 x 4 KiB, from the pool */
+    unsigned good;   /* rounds whose reads matched */
+    enum vub_err err;
+};
+
+static enum vub_err mt_drain(struct vub_client_queue *q, unsigned *bad_status)
+{
+    while (vub_client_in_flight(q) > 0) {
+        struct vub_client_completion c[8];
+        unsigned n;
+        enum vub_err e = vub_client_reap(q, c, 8, &n);
+        for (unsigned k = 0; e == VUB_OK && k < n; k++)
+            *bad_status += c[k].status != VUB_BLK_S_OK;
+        if (e == VUB_OK && n == 0)
+            e = vub_client_wait(q, 5000);
+        if (e != VUB_OK)
+            return e;
+    }
+    return VUB_OK;
+}
+
+static void *mt_main(void *arg)
+{
+    struct mt_worker *w = arg;
+    uint64_t stripe = (uint64_t)w->index * (DISK_BYTES / MT_QUEUES);
+    vub_client_set_polling(w->q, w->index % 2 == 1);
+    for (unsigned round = 0; round < MT_ROUNDS && w->err == VUB_OK; round++) {
+        struct vub_client_req r[8];
+        struct iovec iov[8];
+        unsigned bad = 0, sent;
+        for (int write = 1; write >= 0 && w->err == VUB_OK; write--) {
+            for (unsigned i = 0; i < 8; i++) {
+                iov[i] = (struct iovec){w->buf + i * 4096, 4096};
+                if (write)
+                    memset(iov[i].iov_base, (int)(w->index * 64 + round % 64), 4096);
+                else
+                    memset(iov[i].iov_base, 0, 4096);
+                r[i] = (struct vub_client_req){.op = write ? VUB_CLIENT_WRITE : VUB_CLIENT_READ,
+                                               .offset = stripe + ((round * 8 + i) % 64) * 4096, .iov = &iov[i],
+                                               .iov_count = 1, .cookie = i};
+            }
+            w->err = vub_client_submit_batch(w->q, r, 8, &sent);
+            if (w->err == VUB_OK)
+                w->err = mt_drain(w->q, &bad);
+        }
+        bool same = bad == 0;
+        for (unsigned b = 0; same && b < 8 * 4096; b++)
+            same = w->buf[b] == (uint8_t)(w->index * 64 + round % 64);
+        w->good += same;
+    }
+    return NULL;
+}
+
+static void test_thread_per_queue(void)
+{
+    struct server s;
+    struct vub_client *cl = server_client(&s, MT_QUEUES, (struct vub_client_opts){.num_queues = MT_QUEUES}, "threads");
+    if (!cl)
+        return;
+    struct mt_worker w[MT_QUEUES];
+    pthread_t t[MT_QUEUES];
+    for (unsigned i = 0; i < MT_QUEUES; i++) {
+        w[i] = (struct mt_worker){cl, vub_client_queue(cl, i), i, vub_client_alloc(cl, 8 * 4096), 0, VUB_OK};
+        pthread_create(&t[i], NULL, mt_main, &w[i]);
+    }
+    unsigned switched = 0;
+    for (unsigned k = 0; k < 20; k++) /* the owner's control-plane calls meanwhile */
+        switched += vub_client_set_writeback(cl, k % 2 == 0) == VUB_OK;
+    unsigned good = 0;
+    bool errs = false;
+    for (unsigned i = 0; i < MT_QUEUES; i++) {
+        pthread_join(t[i], NULL);
+        good += w[i].good;
+        errs |= w[i].err != VUB_OK;
+    }
+    vub_client_close(cl);
+    server_stop(&s);
+    ok(good == MT_QUEUES * MT_ROUNDS && !errs && switched == 20,
+       "threads: %u queues, one thread each (half polling), write and read back %u batches of 8 with no lock while "
+       "the owner sets the write cache 20 times (%u of %u matched)", MT_QUEUES, MT_ROUNDS, good,
+       MT_QUEUES * MT_ROUNDS);
+}
+
 /* ======================================================================== *
  * 3. A fake back-end that breaks one rule at a time
  * ======================================================================== */
@@ -837,6 +1016,9 @@ struct fake {
     struct iovec iov[300];
     uint64_t desc_uva, avail_uva, used_uva;
     int kick_fd, call_fd;
+    uint64_t kicks;                 /* notifications received (the eventfd counts them) */
+    uint8_t writeback;              /* config byte 32 */
+    bool keep_writeback;            /* acknowledge SET_CONFIG and change nothing */
     pthread_t thread;
     struct vub_error err;
 };
@@ -920,11 +1102,16 @@ static bool fake_message(struct fake *f, struct vub_msg *m)
         vub_put_le64(cfg + 12, 2048);    /* capacity: 1 MiB */
         vub_put_le32(cfg + 12 + 12, 8);  /* seg_max */
         vub_put_le16(cfg + 12 + 34, 1);  /* num_queues */
+        cfg[12 + 32] = f->writeback;
         if (f->fault == CTL_CONFIG_OFFSET) {
             uint32_t four = 4;
             memcpy(cfg, &four, 4);
         }
         alive = fake_send(f, r, cfg, m->hdr.size);
+        break;
+    case VHOST_USER_SET_CONFIG:
+        if (m->payload.config.offset == 32 && m->payload.config.size == 1 && !f->keep_writeback)
+            f->writeback = m->payload.config.data[0];
         break;
     case VHOST_USER_SET_MEM_TABLE:
     case VHOST_USER_ADD_MEM_REG:
@@ -968,7 +1155,9 @@ static bool fake_kick(struct fake *f)
 {
     struct vub_vring *vr = &f->vr;
     struct vub_chain c;
-    vub_sys_drain(f->kick_fd);
+    uint64_t n;
+    if (read(f->kick_fd, &n, sizeof n) == (ssize_t)sizeof n)
+        f->kicks += n;
     if (f->io == IO_HANG_UP)
         return false;
     while (vr->desc && vub_split_pop(vr, &f->mem, &c, &f->err) == VUB_OK) {
@@ -1127,7 +1316,7 @@ static void test_negotiation(void)
 }
 
 /* One data-plane fault: a READ on a connected client must end as `want`. */
-static void test_io_fault_on(enum io_fault io, bool packed, enum vub_err want, uint8_t want_status,
+static void test_io_fault_on(enum io_fault io, bool packed, bool polling, enum vub_err want, uint8_t want_status,
                              const char *sentence)
 {
     struct fake f = {.io = io, .features = packed ? fake_features | VUB_BIT(VIRTIO_F_RING_PACKED) : 0};
@@ -1141,6 +1330,7 @@ static void test_io_fault_on(enum io_fault io, bool packed, enum vub_err want, u
         return;
     }
     struct vub_client_queue *q = vub_client_queue(cl, 0);
+    vub_client_set_polling(q, polling);
     uint8_t *buf = vub_client_alloc(cl, 8192);
     memset(buf, 0x11, 8192);
     struct iovec iov = {buf, 4096};
@@ -1169,7 +1359,86 @@ static void test_io_fault_on(enum io_fault io, bool packed, enum vub_err want, u
 
 static void test_io_fault(enum io_fault io, enum vub_err want, uint8_t want_status, const char *sentence)
 {
-    test_io_fault_on(io, false, want, want_status, sentence);
+    test_io_fault_on(io, false, false, want, want_status, sentence);
+}
+
+/* Several requests, one kick: the fake counts the notifications its kick
+ * eventfd received. Without EVENT_IDX and with NO_NOTIFY clear, every kick
+ * with something new is sent, so the counts are exact. */
+static void test_submit_batch(void)
+{
+    struct fake f = {.features = fake_features & ~VUB_BIT(VIRTIO_F_EVENT_IDX)};
+    struct vub_client *cl;
+    struct vub_client_opts o = {.timeout_ms = 2000};
+    char why[256];
+    if (fake_connect(&f, &cl, &o, why, sizeof why) != VUB_OK) {
+        ok(false, "batch: connect (%s)", why);
+        fake_finish(&f, NULL);
+        return;
+    }
+    struct vub_client_queue *q = vub_client_queue(cl, 0);
+    uint8_t *buf = vub_client_alloc(cl, 8 * 4096);
+    struct vub_client_req r[8];
+    struct iovec iov[8];
+    for (unsigned i = 0; i < 8; i++) {
+        iov[i] = (struct iovec){buf + i * 4096, 4096};
+        r[i] = (struct vub_client_req){.op = VUB_CLIENT_READ, .offset = i * 4096, .iov = &iov[i], .iov_count = 1,
+                                       .cookie = i};
+    }
+    unsigned sent = 0, got = 0, bad_status = 0;
+    enum vub_err batch = vub_client_submit_batch(q, r, 8, &sent);
+    enum vub_err drained = mt_drain(q, &bad_status);
+    for (unsigned i = 0; i < 8; i++) { /* the same eight, one kick each */
+        if (vub_client_submit(q, &r[i]) == VUB_OK && vub_client_kick(q) == VUB_OK)
+            got++;
+    }
+    enum vub_err drained2 = mt_drain(q, &bad_status);
+    struct vub_client_req bad[3] = {r[0], r[1], r[2]};
+    bad[1].offset = 100; /* misaligned: refused, and the first is still sent */
+    unsigned partial = 9;
+    enum vub_err refused = vub_client_submit_batch(q, bad, 3, &partial);
+    bool one_in_flight = vub_client_in_flight(q) == 1;
+    enum vub_err drained3 = mt_drain(q, &bad_status);
+    fake_finish(&f, cl);
+    ok(batch == VUB_OK && sent == 8 && drained == VUB_OK && got == 8 && drained2 == VUB_OK && bad_status == 0 &&
+           f.kicks == 1 + 8 + 1,
+       "batch: eight requests by vub_client_submit_batch cost one kick, eight submit+kick pairs cost eight "
+       "(%llu kicks in all, want 10)", (unsigned long long)f.kicks);
+    ok(refused == VUB_E_INVAL && partial == 1 && one_in_flight && drained3 == VUB_OK,
+       "batch: a batch stops at a request that can never be sent, and the ones before it are sent and kicked");
+}
+
+/* The write cache against a back-end without CONFIG_WCE, and one that
+ * acknowledges SET_CONFIG but keeps the old value. */
+static void test_writeback_refusals(void)
+{
+    struct fake f = {0};
+    struct vub_client *cl;
+    struct vub_client_opts o = {0};
+    char why[256];
+    enum vub_err e = fake_connect(&f, &cl, &o, why, sizeof why);
+    enum vub_err set = e == VUB_OK ? vub_client_set_writeback(cl, false) : e;
+    snprintf(why, sizeof why, "%s", e == VUB_OK ? vub_client_why(cl) : "");
+    fake_finish(&f, cl);
+    ok(set == VUB_E_UNSUPP && f.seen[VHOST_USER_SET_CONFIG] == 0 && strstr(why, "CONFIG_WCE"),
+       "writeback: without CONFIG_WCE offered no SET_CONFIG is sent and the call says why (%s)", why);
+
+    struct fake g = {.features = fake_features | VUB_BIT(VIRTIO_BLK_F_CONFIG_WCE), .keep_writeback = true};
+    e = fake_connect(&g, &cl, &o, why, sizeof why);
+    set = e == VUB_OK ? vub_client_set_writeback(cl, true) : e;
+    snprintf(why, sizeof why, "%s", e == VUB_OK ? vub_client_why(cl) : "");
+    fake_finish(&g, cl);
+    ok(set == VUB_E_UNSUPP && g.seen[VHOST_USER_SET_CONFIG] == 1 && g.need_reply[VHOST_USER_SET_CONFIG] == 1 &&
+           strstr(why, "still says 0"),
+       "writeback: a SET_CONFIG acknowledged but not taken is reported, not believed (%s)", why);
+
+    struct fake h = {.features = fake_features | VUB_BIT(VIRTIO_BLK_F_CONFIG_WCE)};
+    e = fake_connect(&h, &cl, &o, why, sizeof why);
+    set = e == VUB_OK ? vub_client_set_writeback(cl, true) : e;
+    uint8_t now = e == VUB_OK ? vub_client_info(cl)->config.writeback : 9;
+    fake_finish(&h, cl);
+    ok(set == VUB_OK && h.writeback == 1 && now == 1,
+       "[VU-CONFIG-WRITE] writeback: SET_CONFIG carries one byte at offset 32, the only write qemu-storage-daemon takes");
 }
 
 int main(void)
@@ -1224,6 +1493,10 @@ int main(void)
                                                    VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
                                                    VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)});
     test_real_backend_read_only();
+    test_real_backend_writeback();
+    test_wait_keeps_mode(VUB_CLIENT_RING_SPLIT);
+    test_wait_keeps_mode(VUB_CLIENT_RING_PACKED);
+    test_thread_per_queue();
 
     test_negotiation();
     test_ctl_fault(CTL_FLAGS, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, VUB_E_PROTO,
@@ -1289,8 +1562,17 @@ int main(void)
     test_io_fault(IO_LEN_PLUS_ONE, VUB_E_PROTO, 0xee, "[VQ-USED-LEN] data path: a used length one over the writable bytes");
     test_io_fault(IO_IDX_JUMP, VUB_E_PROTO, 0xee, "[VQ-USED-IDX] data path: a used index that jumps 1000");
     test_io_fault(IO_NEVER, VUB_E_TIMEOUT, 0xee, "data path: a request never completed");
-    test_io_fault_on(IO_NEVER, true, VUB_E_TIMEOUT, 0xee,
+    test_io_fault_on(IO_NEVER, true, false, VUB_E_TIMEOUT, 0xee,
                      "data path, --ring auto on a back-end whose packed ring never answers: a timeout");
+    test_io_fault_on(IO_HONEST, false, true, VUB_OK, VUB_BLK_S_OK, "data path, polling: an honest completion");
+    test_io_fault_on(IO_NEVER, false, true, VUB_E_TIMEOUT, 0xee,
+                     "data path, polling: a request never completed times out (the spin has a deadline)");
+    test_io_fault_on(IO_HANG_UP, false, true, VUB_E_CLOSED, 0xee,
+                     "data path, polling: a back-end that hangs up is seen while spinning");
+    test_io_fault_on(IO_ID_RANGE, false, true, VUB_E_PROTO, 0xee,
+                     "[VQ-USED-ID] data path, polling: a used id beyond the ring ends the spin");
+    test_submit_batch();
+    test_writeback_refusals();
     test_io_fault(IO_NO_STATUS, VUB_E_IO, VUB_BLK_S_NONE, "data path: a completion without a status byte");
     test_io_fault(IO_STATUS_7, VUB_E_IO, 7, "data path: a status byte of 7");
     test_io_fault(IO_HANG_UP, VUB_E_CLOSED, 0xee, "data path: a back-end that hangs up with I/O in flight");

@@ -21,10 +21,10 @@ else
     fail "make install ($(tail -n3 "$dir/install.log"))"
     exit 1
 fi
-for f in bin/vub-serve bin/vub-io bin/vub-img bin/vub-trace bin/vub-conform include/vub.h lib/libvub.a lib/pkgconfig/vub.pc; do
+for f in bin/vub-serve bin/vub-io bin/vub-img bin/vub-trace bin/vub-bench bin/vub-conform include/vub.h lib/libvub.a lib/pkgconfig/vub.pc; do
     check "installed /usr/local/$f" test -f "$stage/usr/local/$f"
 done
-for p in vub-serve vub-io vub-img vub-trace vub-conform; do
+for p in vub-serve vub-io vub-img vub-trace vub-bench vub-conform; do
     out=$("$stage/usr/local/bin/$p" --version 2>&1)
     check "$p --version says \"$p $version\" ($out)" test "$out" = "$p $version"
 done

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 B=${VUB_BUILD:-$PWD/build}
 
 . tests/lib-tap.sh usage
-for p in vub-serve vub-io vub-img vub-trace vub-conform; do
+for p in vub-serve vub-io vub-img vub-trace vub-bench vub-conform; do
     [ -x "$B/$p" ] || { fail "$B/$p is built (run make)"; exit 1; }
 done
 
@@ -91,6 +91,16 @@ else
     check "vub-io write to a read-only export says read-only: $(cat "$dir/err")" grep -q "the disk is read-only" "$dir/err"
 fi
 kill -TERM "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null
+
+# ---- vub-bench ----
+usage "give either --socket PATH or --compare PATH PATH" vub-bench
+usage "unknown option '--bogus'" vub-bench --bogus
+usage "--rw: unknown value 'sideways'" vub-bench --socket "$S" --rw sideways
+usage "--iodepth wants 1..1024, not '0'" vub-bench --socket "$S" --iodepth 0
+usage "--runtime: bad time '1h'" vub-bench --socket "$S" --runtime 1h
+usage "--compare wants two or more sockets" vub-bench --compare "$S"
+usage "--wait needs a value" vub-bench --socket "$S" --wait
+says 1 "vub-bench: $dir/none.sock: " vub-bench --socket "$dir/none.sock"
 
 # ---- vub-trace ----
 usage "wants LISTEN and BACKEND sockets" vub-trace
