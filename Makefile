@@ -27,23 +27,31 @@ all: $(PROGRAMS:%=build/%) $(EXAMPLES:%=build/%)
 build build/asan:
 	mkdir -p $@
 
+# The C files a binary is built from, besides vub.c: its own, and any
+# program-side file it shares with others (listed below).
+SRCS = $(filter-out vub.c,$(filter %.c,$^))
+
 build/vub-%: examples/vub-%.c vub.c vub.h | build
-	$(CC) $(WARN) $(CFLAGS) -I. vub.c $< -o $@ $(LDLIBS)
+	$(CC) $(WARN) $(CFLAGS) -I. vub.c $(SRCS) -o $@ $(LDLIBS)
 
 build/hello-%: examples/hello-%.c vub.c vub.h | build
-	$(CC) $(WARN) $(CFLAGS) -I. vub.c $< -o $@
+	$(CC) $(WARN) $(CFLAGS) -I. vub.c $(SRCS) -o $@
 
 build/asan/vub-%: examples/vub-%.c vub.c vub.h | build/asan
-	$(CC) $(WARN) $(SAN) -I. vub.c $< -o $@ $(LDLIBS)
+	$(CC) $(WARN) $(SAN) -I. vub.c $(SRCS) -o $@ $(LDLIBS)
 
 # vub-bench runs a thread per queue (the library itself starts none).
 build/vub-bench build/asan/vub-bench: LDLIBS += -lpthread
 
 build/test-%: tests/test-%.c vub.c vub.h | build
-	$(CC) $(TEST_WARN) $(CFLAGS) -I. $< -o $@ -lpthread
+	$(CC) $(TEST_WARN) $(CFLAGS) -I. $(SRCS) -o $@ -lpthread
 
 build/asan/test-%: tests/test-%.c vub.c vub.h | build/asan
-	$(CC) $(TEST_WARN) $(SAN) -I. $< -o $@ -lpthread
+	$(CC) $(TEST_WARN) $(SAN) -I. $(SRCS) -o $@ -lpthread
+
+# Copying I/O over the front-end: program code, not library code.
+CLIENT_COPY = examples/client-copy.c examples/client-copy.h
+build/vub-io build/asan/vub-io build/test-client-hostile build/asan/test-client-hostile: $(CLIENT_COPY)
 
 # The conformance suite: a test tool that includes vub.c to send anything.
 CONFORM_SRC = conformance/vub-conform.c $(wildcard conformance/cases-*.c) conformance/fuzz.c

@@ -2814,26 +2814,20 @@ static enum vub_err vub_image_lock(int fd, bool write, bool force_share, struct 
 }
 
 /* ---- Names for numbers, and the one formatter ----
- * A few reasons print their first number as a name (text "%s"): a request
- * code, an image format vub recognises, a lock permission. */
+ * A reason whose text has "%s" prints its first number as a name: an image
+ * format vub recognises, a lock permission or, for every other such reason,
+ * a request code. */
 static const char *vub_reason_a_name(enum vub_reason reason, uint64_t a, char num[24])
 {
-    const char *name = NULL;
-    switch (reason) {
-    case VUB_R_VU_HDR_VERSION: case VUB_R_VU_MSG_SIZE: case VUB_R_VU_DISPATCH: case VUB_R_VU_GATE:
-    case VUB_R_VU_FDS_COUNT: case VUB_R_VU_RING_STOPPED: case VUB_R_VU_HDR_FLAGS: case VUB_R_VU_EVENT_FD:
-    case VUB_R_VU_REPLY_TIMEOUT: case VUB_R_VU_REPLY_CHECK: case VUB_R_VU_ANSWER: case VUB_R_VU_NEED_REPLY:
-        name = a < VHOST_USER_REQUEST_COUNT ? vub_vu_request_names[a] : NULL;
-        break;
-    case VUB_R_IMG_PROBE_FOREIGN:
-        name = a < VUB_ARRAY_LEN(vub_foreign_magics) ? vub_foreign_magics[a].name : NULL;
-        break;
-    case VUB_R_IMG_BUSY:
-        name = a < VUB_PERM_BITS ? vub_perm_names[a] : NULL;
-        break;
-    default:
+    const char *name;
+    if (!strstr(vub_reasons[reason].text, "%s"))
         return NULL;
-    }
+    if (reason == VUB_R_IMG_PROBE_FOREIGN)
+        name = a < VUB_ARRAY_LEN(vub_foreign_magics) ? vub_foreign_magics[a].name : NULL;
+    else if (reason == VUB_R_IMG_BUSY)
+        name = a < VUB_PERM_BITS ? vub_perm_names[a] : NULL;
+    else
+        name = a < VHOST_USER_REQUEST_COUNT ? vub_vu_request_names[a] : NULL;
     if (!name)
         snprintf(num, 24, "%llu", (unsigned long long)a);
     return name ? name : num;
@@ -2841,9 +2835,10 @@ static const char *vub_reason_a_name(enum vub_reason reason, uint64_t a, char nu
 
 static void vub_error_format(const struct vub_error *e, const char *prefix, char *buf, size_t len)
 {
-    const struct vub_reason_row *r = &vub_reasons[e->reason < VUB_R_COUNT ? e->reason : VUB_R_NONE];
+    enum vub_reason reason = e->reason < VUB_R_COUNT ? e->reason : VUB_R_NONE;
+    const struct vub_reason_row *r = &vub_reasons[reason];
     char num[24];
-    const char *name = vub_reason_a_name(e->reason, e->a, num);
+    const char *name = vub_reason_a_name(reason, e->a, num);
     if (!buf || len == 0)
         return;
     int n = snprintf(buf, len, "%s%s", prefix ? prefix : "", prefix && prefix[0] ? ": " : "");
@@ -3278,28 +3273,17 @@ enum {
 
 enum { QCOW2_COMPRESSION_ZLIB = 0, QCOW2_COMPRESSION_ZSTD = 1 };
 
-/* Feature names, indexed by the "Type of feature" of the feature name table:
- * 0 incompatible, 1 compatible, 2 autoclear. */
-static const char *const vub_qcow2_feature_names[3][QCOW2_INCOMPAT_KNOWN_BITS] = {
-    {"dirty", "corrupt", "data-file", "compression-type", "extended-l2"},
-    {"lazy-refcounts"},
-    {"bitmaps", "raw-data-file"},
-};
-static const char *const vub_qcow2_feature_kinds[3] = {"incompatible", "compatible", "autoclear"};
-
-/* Looks a bit up in the image's feature name table ("It can be used by
- * applications that don't know the respective feature ... to display a
- * useful error message"). Writes a printable, NUL-terminated copy of the
- * name (46 bytes at most, "not necessarily null terminated if it has full
- * length") into out; "" if the table does not name the bit. */
-static void vub_qcow2_table_name(const struct vub_qcow2_exts *x, unsigned kind, unsigned bit,
-                                 char out[47])
+/* Looks a bit up in a feature name table ("It can be used by applications
+ * that don't know the respective feature ... to display a useful error
+ * message"): kind is its "Type of feature", 0 incompatible, 1 compatible,
+ * 2 autoclear. Writes a printable, NUL-terminated copy of the name (46
+ * bytes at most, "not necessarily null terminated if it has full length")
+ * into out; "" if the table does not name the bit. */
+static void vub_qcow2_table_name(const uint8_t *table, uint32_t len, unsigned kind, unsigned bit, char out[47])
 {
     out[0] = '\0';
-    for (uint32_t at = 0; x->feature_names.seen &&
-                          x->feature_names.len - at >= VUB_QCOW2_FEATURE_NAME_ENTRY;
-         at += VUB_QCOW2_FEATURE_NAME_ENTRY) {
-        const uint8_t *e = x->feature_names.data + at;
+    for (uint32_t at = 0; table && len - at >= VUB_QCOW2_FEATURE_NAME_ENTRY; at += VUB_QCOW2_FEATURE_NAME_ENTRY) {
+        const uint8_t *e = table + at;
         if (e[0] != kind || e[1] != bit)
             continue;
         const uint8_t *end = memchr(e + 2, '\0', 46);
@@ -3308,35 +3292,10 @@ static void vub_qcow2_table_name(const struct vub_qcow2_exts *x, unsigned kind, 
     }
 }
 
-/* Appends the names of the set bits of one bitmap to buf (for
- * vub_image_info): our name for a known bit, else the image's own name for
- * it, else "<kind>-bit<N>". */
-static void vub_qcow2_name_bits(const struct vub_qcow2_exts *x, unsigned kind, uint64_t bits, char *buf,
-                                size_t len)
-{
-    for (unsigned bit = 0; bit < 64; bit++) {
-        if (!vub_has(bits, bit))
-            continue;
-        const char *known = bit < QCOW2_INCOMPAT_KNOWN_BITS ? vub_qcow2_feature_names[kind][bit] : NULL;
-        char table[47];
-        vub_qcow2_table_name(x, kind, bit, table);
-        size_t used = strlen(buf);
-        if (used + 1 >= len)
-            return;
-        if (known)
-            snprintf(buf + used, len - used, "%s%s", used ? " " : "", known);
-        else if (table[0])
-            snprintf(buf + used, len - used, "%s%s-bit%u(\"%s\")", used ? " " : "",
-                     vub_qcow2_feature_kinds[kind], bit, table);
-        else
-            snprintf(buf + used, len - used, "%s%s-bit%u", used ? " " : "", vub_qcow2_feature_kinds[kind], bit);
-    }
-}
-
 /* [QCOW2-FEATURES] What the feature bits allow us to do.
  *  - [QCOW2-INCOMPAT-UNKNOWN] an unknown incompatible bit: refuse, naming
- *    the lowest one (vub_image_info names them all, with the image's
- *    feature name table, for an image that opens).
+ *    the lowest one (vub_image_feature_name() gives the image's own name
+ *    for any bit of an image that opens).
  *  - dirty: fine for reading ("refcounts may be inconsistent"; a reader
  *    does not use refcounts).
  *  - [QCOW2-CORRUPT-BIT] corrupt: refused. The bit means QEMU found the
@@ -3400,18 +3359,16 @@ struct vub_qcow2_l2_slot {
 /* An open qcow2 image. Everything is allocated at open; reads allocate
  * nothing. */
 struct vub_qcow2 {
-    /* From the header, checked at open */
-    unsigned version;             /* 2 or 3 */
+    /* The header, checked at open, and the geometry it gives */
+    struct vub_qcow2_header hdr;
     unsigned cluster_bits;
     uint64_t cluster_bytes;
     unsigned l2_bits;             /* log2 of entries per L2 table */
     unsigned l2_entry_bytes;      /* 8, or 16 with extended L2 */
     bool extended_l2;
-    unsigned refcount_order;
-    uint64_t incompatible, compatible, autoclear;
-    uint8_t compression_type;
     uint64_t file_bytes;          /* image file size when opened */
-    char features[256];           /* set feature bits by name, for info */
+    uint8_t *feature_table;       /* the image's feature name table (a copy), */
+    uint32_t feature_table_bytes; /* ... for vub_image_feature_name() */
 
     /* The mapping being read: the active L1 table, or a snapshot's */
     uint64_t *l1;                 /* decoded entries */
@@ -3572,7 +3529,7 @@ static enum vub_err vub_qcow2_classify_standard(struct vub_qcow2 *q, uint64_t of
     uint64_t in_cluster = off & (q->cluster_bytes - 1);
     e->bytes = q->cluster_bytes - in_cluster;
     if (vub_has(entry, QCOW2_ZERO_BIT)) {
-        if (q->version < 3)
+        if (q->hdr.version < 3)
             return vub_qcow2_fail(q, VUB_R_QCOW2_L2_ZERO, off, 0);
         e->kind = VUB_QCOW2_ZERO;
     } else if (allocated) {
@@ -3914,25 +3871,6 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
  * has no way to carry the chain. */
 static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
                                           const struct vub_image_opts *opts, const struct vub_qcow2_chain *chain,
-                                          struct vub_error *e);
-
-/* [QCOW2-BACKING-WHY] the innermost failure says why, with no path
- * prefixes; the first backing file to see it failing records itself, and
- * the image the caller opened adds the chain (vub_qcow2_open). */
-static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
-                                           const struct vub_image_opts *opts,
-                                           const struct vub_qcow2_chain *chain, struct vub_error *e)
-{
-    enum vub_err err = vub_qcow2_try_backing(q, fmt, opts, chain, e);
-    if (err != VUB_OK && chain->fault->depth == 0) {
-        chain->fault->depth = chain->depth + 1;
-        snprintf(chain->fault->path, sizeof chain->fault->path, "%s", q->backing_path);
-    }
-    return err;
-}
-
-static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
-                                          const struct vub_image_opts *opts, const struct vub_qcow2_chain *chain,
                                           struct vub_error *e)
 {
     if (chain->depth + 1 > VUB_QCOW2_MAX_CHAIN)
@@ -3962,6 +3900,21 @@ static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format f
                                 .backing_format = opts->backing_format,
                                 .force_share = opts->force_share};
     return vub_qcow2_open_chain(b, q->backing_path, &bo, &link, e);
+}
+
+/* [QCOW2-BACKING-WHY] the innermost failure says why, with no path
+ * prefixes; the first backing file to see it failing records itself, and
+ * the image the caller opened adds the chain (vub_qcow2_open). */
+static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                           const struct vub_image_opts *opts,
+                                           const struct vub_qcow2_chain *chain, struct vub_error *e)
+{
+    enum vub_err err = vub_qcow2_try_backing(q, fmt, opts, chain, e);
+    if (err != VUB_OK && chain->fault->depth == 0) {
+        chain->fault->depth = chain->depth + 1;
+        snprintf(chain->fault->path, sizeof chain->fault->path, "%s", q->backing_path);
+    }
+    return err;
 }
 
 /* Walks every file the image reads: its own, its data file, its backing
@@ -4120,10 +4073,10 @@ static enum vub_err vub_qcow2_select_snapshot(struct vub_image *img, int32_t ind
 
 /* ---- 9.8 Opening and reading ------------------------------------------------ */
 
-/* Fills q from a checked header: geometry and features. */
+/* Fills q from a checked header: the header itself and its geometry. */
 static void vub_qcow2_geometry(struct vub_qcow2 *q, const struct vub_qcow2_header *h)
 {
-    q->version = h->version;
+    q->hdr = *h;
     q->cluster_bits = h->cluster_bits;
     q->cluster_bytes = UINT64_C(1) << h->cluster_bits;
     q->extended_l2 = vub_has(h->incompatible_features, QCOW2_INCOMPAT_EXTL2_BIT);
@@ -4131,11 +4084,6 @@ static void vub_qcow2_geometry(struct vub_qcow2 *q, const struct vub_qcow2_heade
      * (2 * sizeof(uint64_t)))" with extended L2 entries. */
     q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
     q->l2_bits = h->cluster_bits - (q->extended_l2 ? 4 : 3);
-    q->refcount_order = h->refcount_order;
-    q->incompatible = h->incompatible_features;
-    q->compatible = h->compatible_features;
-    q->autoclear = h->autoclear_features;
-    q->compression_type = h->compression_type;
 }
 
 /* Reads cluster 0 (header, extensions, backing name) into q->cluster,
@@ -4217,9 +4165,9 @@ static enum vub_err vub_qcow2_alloc_caches(struct vub_qcow2 *q)
     q->l2_slots = calloc(q->l2_slot_count, sizeof *q->l2_slots);
     q->l2_memory = malloc((size_t)(slots << q->cluster_bits));
     q->zbuf = malloc((size_t)(2 * q->cluster_bytes));
-    if (q->compression_type == QCOW2_COMPRESSION_ZSTD)
+    if (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD)
         q->zstd = vub_zstd_work_new((size_t)q->cluster_bytes);
-    if (!q->l2_slots || !q->l2_memory || !q->zbuf || (q->compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
+    if (!q->l2_slots || !q->l2_memory || !q->zbuf || (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
         return VUB_E_NOMEM;
     for (unsigned i = 0; i < q->l2_slot_count; i++)
         q->l2_slots[i].table = q->l2_memory + ((size_t)i << q->cluster_bits);
@@ -4258,9 +4206,12 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
         (err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK ||
         (err = vub_qcow2_check_refcount_table(q, &h, e)) != VUB_OK)
         return err;
-    vub_qcow2_name_bits(&x, 0, h.incompatible_features, q->features, sizeof q->features);
-    vub_qcow2_name_bits(&x, 1, h.compatible_features, q->features, sizeof q->features);
-    vub_qcow2_name_bits(&x, 2, h.autoclear_features, q->features, sizeof q->features);
+    if (x.feature_names.seen) { /* kept: cluster 0 is reused after open */
+        if (!(q->feature_table = malloc(x.feature_names.len ? x.feature_names.len : 1)))
+            return VUB_E_NOMEM;
+        memcpy(q->feature_table, x.feature_names.data, x.feature_names.len);
+        q->feature_table_bytes = x.feature_names.len;
+    }
     int32_t index;
     if ((err = vub_qcow2_read_snapshots(img, &h, opts->snapshot, &index, e)) != VUB_OK)
         return err;
@@ -4355,6 +4306,7 @@ static void vub_qcow2_close(struct vub_image *img)
     free(q->backing_name);
     free(q->backing_path);
     free(q->snapshot_offsets);
+    free(q->feature_table);
     free(q);
     img->qcow2 = NULL;
 }
@@ -4376,14 +4328,13 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
         return VUB_OK;
     }
     out->file_bytes = q->file_bytes;
-    out->version = q->version;
+    out->version = q->hdr.version;
     out->cluster_bits = q->cluster_bits;
-    out->refcount_bits = 1u << q->refcount_order;
-    out->incompatible_features = q->incompatible;
-    out->compatible_features = q->compatible;
-    out->autoclear_features = q->autoclear;
-    out->features = q->features;
-    out->compression = q->compression_type == QCOW2_COMPRESSION_ZLIB ? "zlib" : "zstd";
+    out->refcount_bits = 1u << q->hdr.refcount_order;
+    out->incompatible_features = q->hdr.incompatible_features;
+    out->compatible_features = q->hdr.compatible_features;
+    out->autoclear_features = q->hdr.autoclear_features;
+    out->compression = q->hdr.compression_type == QCOW2_COMPRESSION_ZLIB ? "zlib" : "zstd";
     out->extended_l2 = q->extended_l2;
     out->backing_name = q->backing_name;
     out->backing_path = q->backing_path;
@@ -4393,6 +4344,15 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
     out->snapshot_count = q->snapshot_count;
     out->snapshot_index = q->snapshot_index;
     return VUB_OK;
+}
+
+const char *vub_image_feature_name(const struct vub_image *img, unsigned kind, unsigned bit, char name[47])
+{
+    const struct vub_qcow2 *q = img ? img->qcow2 : NULL;
+    if (!q || !name)
+        return NULL;
+    vub_qcow2_table_name(q->feature_table, q->feature_table_bytes, kind, bit, name);
+    return name[0] ? name : NULL;
 }
 
 /* Copies a recorded string into a NUL-terminated, cut-to-fit array, made
@@ -4522,60 +4482,43 @@ const char *vub_image_why(const struct vub_image *img)
  * tests decode every stream both ways and compare the results byte for byte.
  * ======================================================================== */
 
-/* Result of vub_inflate(), numbered like a table; the numbers are stable.
- * [INFL-RESULTS] */
+/* Results of vub_inflate(), numbered like a table (the numbers are stable),
+ * each with its sentence for logs and test output; the one list makes both
+ * the enum and the sentences. [INFL-RESULTS] */
+#define VUB_INFLATE_RESULTS(X) \
+    X(VUB_INFLATE_OK, 0, "deflate stream complete") \
+    X(VUB_INFLATE_FULL, 1, "output buffer full before the deflate stream ended") \
+    X(VUB_INFLATE_E_INPUT, -1, "deflate input ran out before the stream ended") \
+    X(VUB_INFLATE_E_BLOCK_TYPE, -2, "deflate block type 3 is reserved") \
+    X(VUB_INFLATE_E_STORED_NLEN, -3, "stored block NLEN is not the complement of LEN") \
+    X(VUB_INFLATE_E_TOO_MANY_LENS, -4, "dynamic block declares more than 286 literal/length codes") \
+    X(VUB_INFLATE_E_TOO_MANY_DISTS, -5, "dynamic block declares more than 30 distance codes") \
+    X(VUB_INFLATE_E_CL_OVER, -6, "code-length code is over-subscribed") \
+    X(VUB_INFLATE_E_CL_INCOMPLETE, -7, "code-length code is incomplete") \
+    X(VUB_INFLATE_E_REPEAT_FIRST, -8, "code-length repeat with no previous length") \
+    X(VUB_INFLATE_E_REPEAT_PAST, -9, "code-length repeat runs past the last length") \
+    X(VUB_INFLATE_E_NO_EOB, -10, "literal/length code has no end-of-block code") \
+    X(VUB_INFLATE_E_LEN_OVER, -11, "literal/length code is over-subscribed") \
+    X(VUB_INFLATE_E_LEN_INCOMPLETE, -12, "literal/length code is incomplete") \
+    X(VUB_INFLATE_E_DIST_OVER, -13, "distance code is over-subscribed") \
+    X(VUB_INFLATE_E_DIST_INCOMPLETE, -14, "distance code is incomplete") \
+    X(VUB_INFLATE_E_LEN_CODE, -15, "input bits match no literal/length code") \
+    X(VUB_INFLATE_E_DIST_CODE, -16, "input bits match no distance code") \
+    X(VUB_INFLATE_E_LEN_SYMBOL, -17, "length symbol 286 or 287 used") \
+    X(VUB_INFLATE_E_DIST_SYMBOL, -18, "distance symbol 30 or 31 used") \
+    X(VUB_INFLATE_E_DIST_FAR, -19, "distance reaches back before the start of the output")
+
 enum vub_inflate_result {
-    VUB_INFLATE_OK = 0,                 /* final block's end-of-block code read */
-    VUB_INFLATE_FULL = 1,               /* output full before the stream ended */
-    VUB_INFLATE_E_INPUT = -1,           /* input ran out before the stream ended */
-    VUB_INFLATE_E_BLOCK_TYPE = -2,      /* block type 3, which is reserved */
-    VUB_INFLATE_E_STORED_NLEN = -3,     /* stored block NLEN is not ~LEN */
-    VUB_INFLATE_E_TOO_MANY_LENS = -4,   /* HLIT asks for more than 286 lit/len codes */
-    VUB_INFLATE_E_TOO_MANY_DISTS = -5,  /* HDIST asks for more than 30 distance codes */
-    VUB_INFLATE_E_CL_OVER = -6,         /* code-length code is over-subscribed */
-    VUB_INFLATE_E_CL_INCOMPLETE = -7,   /* code-length code is incomplete */
-    VUB_INFLATE_E_REPEAT_FIRST = -8,    /* code 16 with no previous length to repeat */
-    VUB_INFLATE_E_REPEAT_PAST = -9,     /* a repeat runs past HLIT + HDIST lengths */
-    VUB_INFLATE_E_NO_EOB = -10,         /* lit/len code has no end-of-block (256) */
-    VUB_INFLATE_E_LEN_OVER = -11,       /* lit/len code is over-subscribed */
-    VUB_INFLATE_E_LEN_INCOMPLETE = -12, /* lit/len code is incomplete */
-    VUB_INFLATE_E_DIST_OVER = -13,      /* distance code is over-subscribed */
-    VUB_INFLATE_E_DIST_INCOMPLETE = -14, /* distance code is incomplete */
-    VUB_INFLATE_E_LEN_CODE = -15,       /* input bits match no lit/len code */
-    VUB_INFLATE_E_DIST_CODE = -16,      /* input bits match no distance code */
-    VUB_INFLATE_E_LEN_SYMBOL = -17,     /* length symbol 286 or 287 used */
-    VUB_INFLATE_E_DIST_SYMBOL = -18,    /* distance symbol 30 or 31 used */
-    VUB_INFLATE_E_DIST_FAR = -19,       /* distance reaches before the output start */
-    VUB_INFLATE_RESULT_MIN = -19        /* lowest result; for tests and tables */
+#define VUB_INFL_ENUM(name, value, line) name = value,
+    VUB_INFLATE_RESULTS(VUB_INFL_ENUM)
+#undef VUB_INFL_ENUM
+    VUB_INFLATE_RESULT_MIN = -19 /* lowest result; for tests and tables */
 };
 
-/* One sentence per result, for logs and test output. */
 static const char *vub_inflate_strerror(int result)
 {
-#define VUB_INFL_TEXT(r) [(r) - VUB_INFLATE_RESULT_MIN]
-    static const char *const text[] = {
-        VUB_INFL_TEXT(VUB_INFLATE_OK) = "deflate stream complete",
-        VUB_INFL_TEXT(VUB_INFLATE_FULL) = "output buffer full before the deflate stream ended",
-        VUB_INFL_TEXT(VUB_INFLATE_E_INPUT) = "deflate input ran out before the stream ended",
-        VUB_INFL_TEXT(VUB_INFLATE_E_BLOCK_TYPE) = "deflate block type 3 is reserved",
-        VUB_INFL_TEXT(VUB_INFLATE_E_STORED_NLEN) = "stored block NLEN is not the complement of LEN",
-        VUB_INFL_TEXT(VUB_INFLATE_E_TOO_MANY_LENS) = "dynamic block declares more than 286 literal/length codes",
-        VUB_INFL_TEXT(VUB_INFLATE_E_TOO_MANY_DISTS) = "dynamic block declares more than 30 distance codes",
-        VUB_INFL_TEXT(VUB_INFLATE_E_CL_OVER) = "code-length code is over-subscribed",
-        VUB_INFL_TEXT(VUB_INFLATE_E_CL_INCOMPLETE) = "code-length code is incomplete",
-        VUB_INFL_TEXT(VUB_INFLATE_E_REPEAT_FIRST) = "code-length repeat with no previous length",
-        VUB_INFL_TEXT(VUB_INFLATE_E_REPEAT_PAST) = "code-length repeat runs past the last length",
-        VUB_INFL_TEXT(VUB_INFLATE_E_NO_EOB) = "literal/length code has no end-of-block code",
-        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_OVER) = "literal/length code is over-subscribed",
-        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_INCOMPLETE) = "literal/length code is incomplete",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_OVER) = "distance code is over-subscribed",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_INCOMPLETE) = "distance code is incomplete",
-        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_CODE) = "input bits match no literal/length code",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_CODE) = "input bits match no distance code",
-        VUB_INFL_TEXT(VUB_INFLATE_E_LEN_SYMBOL) = "length symbol 286 or 287 used",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_SYMBOL) = "distance symbol 30 or 31 used",
-        VUB_INFL_TEXT(VUB_INFLATE_E_DIST_FAR) = "distance reaches back before the start of the output",
-    };
+#define VUB_INFL_TEXT(name, value, line) [(value) - VUB_INFLATE_RESULT_MIN] = line,
+    static const char *const text[] = {VUB_INFLATE_RESULTS(VUB_INFL_TEXT)};
 #undef VUB_INFL_TEXT
     unsigned i = (unsigned)(result - VUB_INFLATE_RESULT_MIN);
     return i < VUB_ARRAY_LEN(text) && text[i] ? text[i] : "unknown inflate result";
@@ -7880,7 +7823,7 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out) { *out 
  *
  *     per queue   descriptor table | available ring | used ring
  *                 | request slots (header, range, status per request)
- *                 | indirect tables (one per head) | bounce buffer
+ *                 | indirect tables (one per head)
  *     pool        page-granular buffers for vub_client_alloc()
  *
  * Ring addresses go to the back-end as our virtual addresses (SET_VRING_ADDR
@@ -7927,7 +7870,6 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out) { *out 
 #define VUB_CLIENT_SLOT_BYTES 64u     /* per request: header 0..15, range 16..31, status 32 */
 #define VUB_CLIENT_SLOT_RANGE 16u
 #define VUB_CLIENT_SLOT_STATUS 32u
-#define VUB_CLIENT_BOUNCE_BYTES (256u * 1024) /* per queue, for pread/pwrite/get_id */
 #define VUB_CLIENT_CONFIG_BYTES 57u   /* GET_CONFIG size, see format notes */
 #define VUB_CLIENT_MAX_SEGMENTS 254u  /* data segments per request: 256-entry tables */
 #define VUB_CLIENT_DEFAULT_QUEUE_SIZE 128u
@@ -7970,7 +7912,6 @@ struct vub_client_queue {
     uint32_t size_max_bytes;           /*   copied: queue calls never read cl->info */
     uint8_t *slots;                    /* request slots, [size] x VUB_CLIENT_SLOT_BYTES */
     uint64_t slots_addr;               /* their guest address */
-    uint8_t *bounce;                   /* VUB_CLIENT_BOUNCE_BYTES for the copying calls */
     uint16_t *slot_free;               /* stack of free request slots */
     uint16_t slot_free_count;
     struct vub_client_pending *pending; /* [size] by head; one allocation with the arrays below */
@@ -8240,7 +8181,7 @@ static size_t vub_client_align(size_t v, size_t a) { return (v + a - 1) / a * a;
 
 /* Where each part of a queue block lies, in bytes from the block's start. */
 struct vub_client_layout {
-    size_t avail, used, slots, indirect, bounce, block;
+    size_t avail, used, slots, indirect, block;
 };
 
 /* Split: descriptor table, available ring, used ring. Packed: descriptor
@@ -8254,9 +8195,8 @@ static struct vub_client_layout vub_client_layout(uint16_t size, uint16_t indire
     l.used = vub_client_align(l.avail + (size_t)avail_bytes, 64);
     l.slots = vub_client_align(l.used + (size_t)used_bytes, 64);
     l.indirect = l.slots + (size_t)size * VUB_CLIENT_SLOT_BYTES;
-    l.bounce = vub_client_align(l.indirect + (size_t)size * indirect_max * VIRTQ_DESC_BYTES,
-                                VUB_CLIENT_PAGE_BYTES);
-    l.block = l.bounce + VUB_CLIENT_BOUNCE_BYTES;
+    l.block = vub_client_align(l.indirect + (size_t)size * indirect_max * VIRTQ_DESC_BYTES,
+                               VUB_CLIENT_PAGE_BYTES);
     return l;
 }
 
@@ -8291,7 +8231,6 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
         uint8_t *b = cl->mem + l.block * i;
         q->slots = b + l.slots;
         q->slots_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(q->slots - cl->mem);
-        q->bounce = b + l.bounce;
         /* The host bookkeeping, [size] of each, in one allocation, the
          * most aligned type first. */
         q->pending = calloc(size, sizeof *q->pending + sizeof *q->ring_slots + sizeof *q->packed_slots +
@@ -8633,22 +8572,15 @@ void vub_client_free(struct vub_client *cl, void *buf)
 
 /* ---- The data path ---- */
 
-/* The guest address of [p, p + len) if it lies in the buffer pool or in
- * this queue's bounce buffer; false otherwise. */
-static bool vub_client_buf_addr(const struct vub_client_queue *q, const void *p, size_t len,
-                                uint64_t *addr)
+/* The guest address of [p, p + len) if it lies in the buffer pool; false
+ * otherwise. */
+static bool vub_client_buf_addr(const struct vub_client *cl, const void *p, size_t len, uint64_t *addr)
 {
-    const struct vub_client *cl = q->cl;
-    const uint8_t *areas[2] = {cl->pool, q->bounce};
-    size_t sizes[2] = {cl->info.buffer_bytes, VUB_CLIENT_BOUNCE_BYTES};
-    for (unsigned i = 0; i < 2; i++) {
-        uintptr_t a = (uintptr_t)p, lo = (uintptr_t)areas[i];
-        if (a >= lo && a - lo <= sizes[i] && len <= sizes[i] - (a - lo)) {
-            *addr = VUB_CLIENT_GPA_BASE + (uint64_t)(a - (uintptr_t)cl->mem);
-            return true;
-        }
-    }
-    return false;
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)cl->pool;
+    if (a < lo || a - lo > cl->info.buffer_bytes || len > cl->info.buffer_bytes - (a - lo))
+        return false;
+    *addr = VUB_CLIENT_GPA_BASE + (uint64_t)(a - (uintptr_t)cl->mem);
+    return true;
 }
 
 /* Fills bufs[] with the data segments of r after checking them: inside our
@@ -8872,7 +8804,7 @@ void vub_client_set_polling(struct vub_client_queue *q, bool polling)
         vub_drv_enable_interrupts(&q->ring);
 }
 
-/* ---- Synchronous conveniences ---- */
+/* ---- One request, waited for ---- */
 
 static enum vub_err vub_client_status_err(uint8_t status)
 {
@@ -8897,99 +8829,4 @@ enum vub_err vub_client_run(struct vub_client_queue *q, const struct vub_client_
     if (done)
         *done = c;
     return vub_client_status_err(c.status);
-}
-
-/* Covers up to `want` bytes of the bounce buffer with iovecs that respect
- * size_max and max_segments; returns the bytes covered, a multiple of 512. */
-static size_t vub_client_bounce_iov(struct vub_client_queue *q, size_t want, struct iovec *iov,
-                                    unsigned *count)
-{
-    const struct vub_client_info *in = &q->cl->info;
-    size_t seg = in->config.size_max_bytes ? in->config.size_max_bytes : VUB_CLIENT_BOUNCE_BYTES;
-    size_t done = 0;
-    seg -= seg % VIRTIO_BLK_SECTOR_BYTES;
-    if (seg == 0)
-        seg = VIRTIO_BLK_SECTOR_BYTES; /* size_max under a sector: nothing better to do */
-    if (want > VUB_CLIENT_BOUNCE_BYTES)
-        want = VUB_CLIENT_BOUNCE_BYTES;
-    *count = 0;
-    while (done < want && *count < in->max_segments) {
-        size_t n = want - done < seg ? want - done : seg;
-        iov[(*count)++] = (struct iovec){q->bounce + done, n};
-        done += n;
-    }
-    return done;
-}
-
-static enum vub_err vub_client_copy(struct vub_client_queue *q, bool write, uint8_t *buf, size_t len,
-                                    uint64_t offset, uint8_t *status)
-{
-    struct iovec iov[VUB_CLIENT_MAX_SEGMENTS];
-    struct vub_client_completion c = {0, VUB_BLK_S_NONE, 0};
-    enum vub_err err = VUB_OK;
-    if (!q || (!buf && len > 0))
-        return VUB_E_INVAL;
-    if (len % VIRTIO_BLK_SECTOR_BYTES != 0 || offset % VIRTIO_BLK_SECTOR_BYTES != 0)
-        return vub_client_queue_fail(q, VUB_R_CLIENT_ALIGN, offset, len);
-    for (size_t done = 0; err == VUB_OK && done < len;) {
-        unsigned count;
-        size_t n = vub_client_bounce_iov(q, len - done, iov, &count);
-        struct vub_client_req r = {.op = write ? VUB_CLIENT_WRITE : VUB_CLIENT_READ,
-                                   .offset = offset + done, .iov = iov, .iov_count = count};
-        if (write)
-            memcpy(q->bounce, buf + done, n);
-        err = vub_client_run(q, &r, &c);
-        if (err == VUB_OK && !write)
-            memcpy(buf + done, q->bounce, n);
-        done += n;
-    }
-    if (status)
-        *status = c.status;
-    return err;
-}
-
-enum vub_err vub_client_pread(struct vub_client_queue *q, void *buf, size_t len, uint64_t offset,
-                              uint8_t *status)
-{
-    return vub_client_copy(q, false, buf, len, offset, status);
-}
-
-enum vub_err vub_client_pwrite(struct vub_client_queue *q, const void *buf, size_t len, uint64_t offset,
-                               uint8_t *status)
-{
-    return vub_client_copy(q, true, (uint8_t *)(uintptr_t)buf, len, offset, status);
-}
-
-enum vub_err vub_client_get_id(struct vub_client_queue *q, char id[21], uint8_t *status)
-{
-    struct iovec iov = {q->bounce, VIRTIO_BLK_ID_BYTES};
-    struct vub_client_req r = {.op = VUB_CLIENT_GET_ID, .iov = &iov, .iov_count = 1};
-    struct vub_client_completion c;
-    memset(q->bounce, 0, VIRTIO_BLK_ID_BYTES);
-    enum vub_err err = vub_client_run(q, &r, &c);
-    /* [BLK-GET-ID] NUL-padded, not terminated when all 20 bytes are used.
-     * Only the bytes the back-end says it wrote count (used length minus
-     * the status byte); the rest reads as padding. */
-    size_t n = c.used_bytes > 0 ? c.used_bytes - 1 : 0;
-    if (n > VIRTIO_BLK_ID_BYTES)
-        n = VIRTIO_BLK_ID_BYTES;
-    memset(id, 0, VIRTIO_BLK_ID_BYTES + 1);
-    if (err == VUB_OK)
-        memcpy(id, q->bounce, n);
-    if (status)
-        *status = c.status;
-    return err;
-}
-
-const char *vub_client_status_str(uint8_t status, char *buf, size_t len)
-{
-    switch (status) {
-    case VUB_BLK_S_OK: return "OK";
-    case VUB_BLK_S_IOERR: return "IOERR";
-    case VUB_BLK_S_UNSUPP: return "UNSUPP";
-    case VUB_BLK_S_NONE: return "NONE";
-    default:
-        snprintf(buf, len, "status %u", status);
-        return buf;
-    }
 }

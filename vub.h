@@ -279,7 +279,6 @@ struct vub_image_info {
     uint64_t incompatible_features;  /* the header's three feature bitmaps */
     uint64_t compatible_features;
     uint64_t autoclear_features;
-    const char *features;            /* the set bits by name, space-separated */
     const char *compression;         /* "zlib" or "zstd" */
     bool extended_l2;                /* 32 subclusters per cluster */
     const char *backing_name;        /* backing file name as the image records it */
@@ -296,6 +295,14 @@ struct vub_image_info {
  * NULLs). The strings and `backing` point into the image: valid until
  * vub_image_close(). */
 enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *out);
+
+/* The image's own name for bit `bit` (0..63) of one of its qcow2 feature
+ * bitmaps, kind 0 incompatible, 1 compatible, 2 autoclear (the "Type of
+ * feature" of the spec's feature name table): copied into the caller's
+ * name[47], NUL-terminated, bytes other than printable ASCII shown as '?'.
+ * Returns name, or NULL if the image names no such bit (or is raw). Lets a
+ * program name the bits it does not know; nothing else uses the table. */
+const char *vub_image_feature_name(const struct vub_image *img, unsigned kind, unsigned bit, char name[47]);
 
 /* One internal snapshot of a qcow2 image (qcow2 "Snapshots"). The id and name
  * are copied NUL-terminated and cut to fit, bytes other than printable ASCII
@@ -493,11 +500,10 @@ void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out);
  *         enum vub_err err = vub_client_run(q, &r, &c); // or submit, kick, wait, reap
  *         for (int i = 0; err == VUB_OK && i < 16; i++)
  *             printf("%02x%s", ((unsigned char *)iov.iov_base)[i], i < 15 ? " " : "\n");
- *         if (err != VUB_OK)
- *             fprintf(stderr, "read: %s\n",
- *                     err == VUB_E_IO || err == VUB_E_UNSUPP   // the back-end's status
- *                         ? vub_client_status_str(c.status, why, sizeof why)
- *                         : vub_client_queue_why(q));              // no answer: why
+ *         if (err == VUB_E_IO || err == VUB_E_UNSUPP)   // the back-end's status byte
+ *             fprintf(stderr, "read: status %u\n", c.status);
+ *         else if (err != VUB_OK)                       // no answer: why
+ *             fprintf(stderr, "read: %s\n", vub_client_queue_why(q));
  *         vub_client_close(cl);
  *         return err != VUB_OK;
  *     }
@@ -747,7 +753,7 @@ unsigned vub_client_in_flight(const struct vub_client_queue *q);
 /* One line naming why the queue broke, "" if it has not; belongs to the queue. */
 const char *vub_client_queue_why(const struct vub_client_queue *q);
 
-/* ---- Synchronous conveniences (the queue must have nothing in flight) ---- */
+/* ---- One request, waited for (the queue must have nothing in flight) ---- */
 
 /* Submits one request and waits for it (up to the client's timeout_ms:
  * VUB_E_TIMEOUT). VUB_OK if the back-end answered VUB_BLK_S_OK; VUB_E_IO
@@ -757,24 +763,6 @@ const char *vub_client_queue_why(const struct vub_client_queue *q);
  * as above. done may be NULL. */
 enum vub_err vub_client_run(struct vub_client_queue *q, const struct vub_client_req *req,
                             struct vub_client_completion *done);
-
-/* Copying reads and writes from any memory, through a per-queue bounce
- * buffer made at connect, in as many requests as it takes; buf is the
- * caller's and only borrowed. Errors as vub_client_run(), for the first
- * request that fails; *status (if not NULL) gets the status of the last
- * request sent. */
-enum vub_err vub_client_pread(struct vub_client_queue *q, void *buf, size_t len, uint64_t offset,
-                              uint8_t *status);
-enum vub_err vub_client_pwrite(struct vub_client_queue *q, const void *buf, size_t len,
-                               uint64_t offset, uint8_t *status);
-
-/* The disk's serial: GET_ID's 20 bytes, NUL-terminated into the caller's
- * id[21]. Errors as vub_client_run(). */
-enum vub_err vub_client_get_id(struct vub_client_queue *q, char id[21], uint8_t *status);
-
-/* "OK", "IOERR", "UNSUPP", "NONE" (not written) or "status N": a constant
- * string, or buf (len bytes, the caller's) for an unknown byte. */
-const char *vub_client_status_str(uint8_t status, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -274,12 +274,17 @@ static void fz_simple(struct fz_run *r, struct fz_in *in, unsigned kind)
         err = vub_client_run(q, &req, &done);
         if (err != VUB_OK)
             fz_die("flush: %s, status %u", vub_strerror(err), done.status);
-    } else if (kind == 1) { /* GET_ID */
-        char id[21];
-        uint8_t status;
-        err = vub_client_get_id(q, id, &status);
+    } else if (kind == 1) { /* GET_ID: 20 bytes, NUL-padded */
+        char *id = vub_client_alloc(r->cl, 21);
+        struct iovec iov = {id, 20};
+        struct vub_client_req req = {.op = VUB_CLIENT_GET_ID, .iov = &iov, .iov_count = 1};
+        if (!id)
+            fz_die("GET_ID: %s", "no shared buffer");
+        memset(id, 0, 21);
+        err = vub_client_run(q, &req, &done);
         if (err != VUB_OK || strcmp(id, FZ_SERIAL) != 0)
-            fz_die("GET_ID: %s, status %u, \"%s\"", vub_strerror(err), status, id);
+            fz_die("GET_ID: %s, status %u, \"%s\"", vub_strerror(err), done.status, id);
+        vub_client_free(r->cl, id);
     } else { /* discard or write-zeroes */
         bool wz = fz_u8(in) & 1, unmap = fz_u8(in) & 1;
         unsigned sectors = 1 + fz_u8(in) % FZ_MAX_REQ_SECTORS;

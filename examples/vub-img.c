@@ -49,6 +49,40 @@ static int fail(const char *what, const char *why)
     return 1;
 }
 
+/* qcow2 feature bits by name, as qemu-img calls them, indexed by the
+ * feature name table's "Type of feature" and the bit. */
+static const char *const feature_names[3][5] = {
+    {"dirty", "corrupt", "data-file", "compression-type", "extended-l2"},
+    {"lazy-refcounts"},
+    {"bitmaps", "raw-data-file"},
+};
+static const char *const feature_kinds[3] = {"incompatible", "compatible", "autoclear"};
+
+/* "features: dirty compatible-bit33("name") autoclear-bit20": our name for
+ * a bit we know, else the image's own name for it, else its number. */
+static void print_features(const struct vub_image *img, const struct vub_image_info *in)
+{
+    const uint64_t bits[3] = {in->incompatible_features, in->compatible_features, in->autoclear_features};
+    bool any = false;
+    printf("features:");
+    for (unsigned kind = 0; kind < 3; kind++) {
+        for (unsigned bit = 0; bit < 64; bit++) {
+            char own[47];
+            const char *known = bit < 5 ? feature_names[kind][bit] : NULL;
+            if (!(bits[kind] >> bit & 1))
+                continue;
+            any = true;
+            if (known)
+                printf(" %s", known);
+            else if (vub_image_feature_name(img, kind, bit, own))
+                printf(" %s-bit%u(\"%s\")", feature_kinds[kind], bit, own);
+            else
+                printf(" %s-bit%u", feature_kinds[kind], bit);
+        }
+    }
+    printf("%s\n", any ? "" : " (none)");
+}
+
 static void print_info(const char *path, const struct vub_image *img)
 {
     struct vub_image_info in;
@@ -58,9 +92,9 @@ static void print_info(const char *path, const struct vub_image *img)
            (unsigned long long)in.file_bytes);
     if (in.format != VUB_FORMAT_QCOW2)
         return;
-    printf("cluster size: %u\nversion: %u\nrefcount bits: %u\ncompression: %s\nfeatures: %s\n",
-           1u << in.cluster_bits, in.version, in.refcount_bits, in.compression,
-           in.features[0] ? in.features : "(none)");
+    printf("cluster size: %u\nversion: %u\nrefcount bits: %u\ncompression: %s\n", 1u << in.cluster_bits,
+           in.version, in.refcount_bits, in.compression);
+    print_features(img, &in);
     if (in.data_file)
         printf("data file: %s\n", in.data_file);
     printf("snapshots: %u\n", in.snapshot_count);

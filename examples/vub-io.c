@@ -1,9 +1,9 @@
 /* vub-io: drive a vhost-user-blk back-end from the command line with the
  * vub front-end. Build (or `make build/vub-io`):
- *   cc -std=c11 -O2 -I. vub.c examples/vub-io.c -o build/vub-io
+ *   cc -std=c11 -O2 -I. vub.c examples/vub-io.c examples/client-copy.c -o build/vub-io
  */
 #define _GNU_SOURCE
-#include "vub.h"
+#include "client-copy.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -86,7 +86,7 @@ static void check(enum vub_err err, uint8_t status, struct vub_client_queue *q, 
     if (err == VUB_OK)
         return;
     if (err == VUB_E_IO || err == VUB_E_UNSUPP) /* the back-end's answer */
-        snprintf(buf, sizeof buf, "%s at %" PRIu64 ": %s", what, off, vub_client_status_str(status, st, sizeof st));
+        snprintf(buf, sizeof buf, "%s at %" PRIu64 ": %s", what, off, copy_status_name(status, st, sizeof st));
     else
         snprintf(buf, sizeof buf, "%s at %" PRIu64 ": %s: %s%s", what, off, vub_strerror(err),
                  vub_client_queue_why(q),
@@ -151,7 +151,7 @@ static void cmd_read(uint64_t off, uint64_t len, bool show_progress)
         die("%s", "out of memory");
     for (uint64_t done = 0; done < len; progress(show_progress, done, len, &shown)) {
         size_t n = len - done < CHUNK ? (size_t)(len - done) : CHUNK;
-        enum vub_err err = vub_client_pread(q, buf, n, off + done, &status);
+        enum vub_err err = copy_pread(cl, 0, buf, n, off + done, &status);
         check(err, status, q, "read", off + done);
         if (fwrite(buf, 1, n, stdout) != n)
             die("stdout: %s", strerror(errno));
@@ -170,7 +170,7 @@ static void cmd_write(uint64_t off)
     while ((n = fread(buf, 1, CHUNK, stdin)) > 0) {
         if (n % 512 != 0)
             die("%s", "input is not a multiple of 512 bytes");
-        enum vub_err err = vub_client_pwrite(q, buf, n, off, &status);
+        enum vub_err err = copy_pwrite(cl, 0, buf, n, off, &status);
         check(err, status, q, "write", off);
         off += n;
     }
@@ -369,8 +369,8 @@ static void cmd_wait_resize(uint64_t ms)
     uint8_t out[4096], back[4096], status = VUB_BLK_S_NONE;
     for (size_t k = 0; k < sizeof out; k++)
         out[k] = (uint8_t)(k * 31 + after);
-    check(vub_client_pwrite(q, out, sizeof out, off, &status), status, q, "write at the new end", off);
-    check(vub_client_pread(q, back, sizeof back, off, &status), status, q, "read at the new end", off);
+    check(copy_pwrite(cl, 0, out, sizeof out, off, &status), status, q, "write at the new end", off);
+    check(copy_pread(cl, 0, back, sizeof back, off, &status), status, q, "read at the new end", off);
     if (memcmp(out, back, sizeof out) != 0)
         die("%s", "the last 4 KiB read back differ from what was written");
     printf("wrote and read back 4096 bytes at %" PRIu64 "\n", off);
@@ -454,7 +454,7 @@ int main(int argc, char **argv)
         cmd_range(c->name[0] == 'd' ? VUB_CLIENT_DISCARD : VUB_CLIENT_WRITE_ZEROES, off, len, unmap);
     } else if (!strcmp(c->name, "id")) {
         char id[21];
-        err = vub_client_get_id(vub_client_queue(cl, 0), id, &status);
+        err = copy_get_id(cl, 0, id, &status);
         check(err, status, vub_client_queue(cl, 0), "get-id", 0);
         printf("%s\n", id);
     } else if (!strcmp(c->name, "wait-resize")) {

@@ -113,10 +113,10 @@ class Image:
 
 # ---- named defects -----------------------------------------------------------
 
-def feature_table_rename(img, bit, name):
+def feature_table_rename(img, bit, name, kind=0):
     for pos, t, n in img.extensions():
         if t == EXT_FEATURE_NAMES and n >= 48:
-            img.d[pos + 8] = 0
+            img.d[pos + 8] = kind
             img.d[pos + 9] = bit
             raw = name.encode()[:46]
             img.d[pos + 10:pos + 56] = raw + bytes(46 - len(raw))
@@ -241,6 +241,11 @@ CASES = {
     'dirty-bit': lambda i: i.set('incompatible_features', i.get('incompatible_features') | 1),
     'compat-unknown': lambda i: i.set('compatible_features', i.get('compatible_features') | 1 << 33),
     'autoclear-unknown': lambda i: i.set('autoclear_features', i.get('autoclear_features') | 1 << 20),
+    # dirty (known), compatible bit 33 named by the image, autoclear bit 20 named by nobody
+    'features-mixed': lambda i: (feature_table_rename(i, 33, 'test-compat-33', 1),
+                                 i.set('incompatible_features', i.get('incompatible_features') | 1),
+                                 i.set('compatible_features', i.get('compatible_features') | 1 << 33),
+                                 i.set('autoclear_features', i.get('autoclear_features') | 1 << 20)),
     'compression-bit-no-type': lambda i: i.set('incompatible_features', i.get('incompatible_features') | 8),
     'compression-type-no-bit': lambda i: i.d.__setitem__(104, 1),
     'compression-type-unknown': lambda i: (i.d.__setitem__(104, 7),

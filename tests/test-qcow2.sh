@@ -595,6 +595,15 @@ defect corrupt-bit m-plain.qcow2 refuse 'marked corrupt'
 defect dirty-bit m-plain.qcow2 read .
 defect compat-unknown m-plain.qcow2 read .
 defect autoclear-unknown m-plain.qcow2 read .
+defect features-mixed m-64k.qcow2 read .
+# [QCOW2-FEATURES] info names every set bit: vub-img's name for a bit it
+# knows, else the image's own (its feature name table), else the number.
+vub info bad-features-mixed.qcow2
+if [ "$rc" = 0 ] && grep -qE '^features: dirty .*compatible-bit33\("test-compat-33"\).* autoclear-bit20$' "$T/out"; then
+    ok "info names feature bits: known by name, unknown by the image's name or by number"
+else
+    not_ok "info names feature bits ($(grep '^features' "$T/out"; first_err))"
+fi
 defect compression-bit-no-type m-plain.qcow2 refuse 'compression type'
 defect compression-type-no-bit m-plain.qcow2 refuse 'compression type'
 defect compression-type-unknown m-plain.qcow2 refuse 'compression type 7'
