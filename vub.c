@@ -8594,7 +8594,7 @@ static enum vub_err vub_client_data_bufs(struct vub_client_queue *q, const struc
     for (unsigned i = 0; i < r->iov_count; i++) {
         uint64_t addr;
         size_t len = r->iov[i].iov_len;
-        if (len == 0 || len > UINT32_MAX || !vub_client_buf_addr(q, r->iov[i].iov_base, len, &addr) ||
+        if (len == 0 || len > UINT32_MAX || !vub_client_buf_addr(q->cl, r->iov[i].iov_base, len, &addr) ||
             (q->size_max_bytes != 0 && len > q->size_max_bytes))
             return vub_client_queue_fail(q, VUB_R_CLIENT_SEGMENTS, q->max_segments, q->size_max_bytes);
         bufs[(*n)++] = (struct vub_desc){addr, (uint32_t)len, device_writes ? VIRTQ_DESC_F_WRITE : 0, 0};
