@@ -2548,17 +2548,19 @@ static bool vub_inflight_seen(struct vub_vring *vr, uint16_t i)
     return was;
 }
 
-/* Steps 1-2 of "When reconnecting", packed: if the last step was not whole
+/* Steps 1-2 of "When reconnecting", packed, on the positions as read and
+ * checked once by the caller (the front-end shares the region and may
+ * change them after the check): if the last step was not whole
  * (used_idx or its wrap counter moved past old_*), look at the ring: a
  * descriptor at old_used_idx that no longer looks available in lap
  * old_used_wrap_counter was published, so the step is committed (old_* =
  * current); then everything rolls back to old_*. Returns the free head. */
-static uint16_t vub_inflight_packed_rollback(struct vub_vring *vr)
+static uint16_t vub_inflight_packed_rollback(struct vub_vring *vr, const uint16_t heads[2], const uint16_t slots[2],
+                                             const uint8_t wraps[2])
 {
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
-    uint16_t fh = vub_infl_get16(&r->free_head), ofh = vub_infl_get16(&r->old_free_head);
-    uint16_t ui = vub_infl_get16(&r->used_idx), oui = vub_infl_get16(&r->old_used_idx);
-    bool w = vub_infl_get8(&r->used_wrap_counter) != 0, ow = vub_infl_get8(&r->old_used_wrap_counter) != 0;
+    uint16_t fh = heads[0], ofh = heads[1], ui = slots[0], oui = slots[1];
+    bool w = wraps[0] != 0, ow = wraps[1] != 0;
     if (ui != oui || w != ow) {
         uint16_t flags = vub_ring_load16(vr->desc + (size_t)oui * VIRTQ_DESC_BYTES + 14, memory_order_acquire);
         if (!vub_packed_owned(flags, ow, false)) {
@@ -2650,7 +2652,7 @@ static enum vub_err vub_inflight_packed_recover(struct vub_vring *vr, struct vub
     }
     memset(vr->scratch.inflight_seen, 0, (size_t)n_entries / 8 + 1);
     unsigned free_count, n, held;
-    uint16_t free_head = vub_inflight_packed_rollback(vr);
+    uint16_t free_head = vub_inflight_packed_rollback(vr, heads, slots, wraps);
     if ((err = vub_inflight_packed_free_walk(vr, free_head, &free_count, e)) != VUB_OK ||
         (err = vub_inflight_packed_heads(vr, &n, &held, e)) != VUB_OK)
         return err;
