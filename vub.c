@@ -1921,11 +1921,16 @@ static enum vub_err vub_inflight_split_recover(struct vub_vring *vr, struct vub_
     uint16_t batch = (uint16_t)(used - vub_infl_get16(&r->used_idx));
     if (batch > vr->size)
         return vub_fail(e, VUB_R_INFL_BATCH, batch, head);
-    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next))
+    /* Each link is read once, into batch_heads (at least size entries):
+     * the front-end shares the region and may change a link between a
+     * check and a second read of it. */
+    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next)) {
         if (h >= vr->size)
             return vub_fail(e, VUB_R_INFL_BATCH, batch, h);
-    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next))
-        vub_infl_put8(&r->desc[h].inflight, 0, memory_order_release);
+        vr->scratch.batch_heads[k] = h;
+    }
+    for (uint16_t k = 0; k < batch; k++)
+        vub_infl_put8(&r->desc[vr->scratch.batch_heads[k]].inflight, 0, memory_order_release);
     /* Release: the flags above are clear before used_idx says the batch is
      * done; pairs with the acquire load of used_idx above in the next
      * recovery, should this one be cut short. */
