@@ -990,10 +990,17 @@ static int vub_uring_init(struct vub_uring *u, unsigned entries)
     return 0;
 }
 
+/* Whether vub_uring_sqe() has an SQE to give. */
+static bool vub_uring_sq_room(const struct vub_uring *u)
+{
+    return u->sq_filled - vub_uring_load(u->sq_head) < u->sq_entries;
+}
+
 /* The next free SQE, zeroed, or NULL when the SQ is full (submit first). */
+
 static struct io_uring_sqe *vub_uring_sqe(struct vub_uring *u)
 {
-    if (u->sq_filled - vub_uring_load(u->sq_head) >= u->sq_entries)
+    if (!vub_uring_sq_room(u))
         return NULL;
     struct io_uring_sqe *sqe = &u->sqes[u->sq_filled & *u->sq_mask];
     memset(sqe, 0, sizeof *sqe);
@@ -8172,21 +8179,26 @@ static bool vub_dev_aio_submit(struct vub_dev *dev, struct vub_dev_queue *q, str
     bool bounce = !flush && !vub_image_direct_ok(img, r->iov, r->count);
     if (bounce && (r->bytes > VUB_BOUNCE_BYTES || (bq->bounce_free & ~1u) == 0))
         return false;
-    struct io_uring_sqe *sqe = vub_uring_sqe(&q->aio.ring);
-    if (!sqe)
+    if (!vub_uring_sq_room(&q->aio.ring))
         return false;
+    /* The copy from guest memory comes before anything is taken: it may
+     * fault (SIGBUS on a shrunk memory file), and the program's handler
+     * then jumps out of here, which must leave no filled SQE nor pool
+     * buffer behind (a zeroed SQE would complete as slot 0). */
     if (bounce) {
-        r->bounce = __builtin_ctz(bq->bounce_free & ~1u);
-        bq->bounce_free &= ~(1u << r->bounce);
-        bq->stats->bounced++;
-        s->bounce_iov = (struct iovec){vub_blk_bounce_buf(bq, r->bounce), (size_t)r->bytes};
+        int i = __builtin_ctz(bq->bounce_free & ~1u);
+        s->bounce_iov = (struct iovec){vub_blk_bounce_buf(bq, i), (size_t)r->bytes};
         if (r->type == VIRTIO_BLK_T_OUT) {
             struct vub_iov_cursor cur = {r->iov, r->count, 0, 0};
             vub_iov_copy(&cur, s->bounce_iov.iov_base, NULL, r->bytes);
         }
+        r->bounce = i;
+        bq->bounce_free &= ~(1u << i);
+        bq->stats->bounced++;
         iov = &s->bounce_iov;
         count = 1;
     }
+    struct io_uring_sqe *sqe = vub_uring_sqe(&q->aio.ring);
     sqe->fd = img->fd;
     sqe->user_data = (uint64_t)(s - q->aio.slots);
     if (flush) {

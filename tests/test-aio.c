@@ -11,6 +11,9 @@
 #include "../vub.c"
 
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
 
 static int failures;
 
@@ -878,6 +881,57 @@ static void test_threads_quiesce(bool direct)
     server_stop(&th.s);
 }
 
+
+/* [MEM-SHRINK] A fault while a write is copied into its bounce buffer
+ * (vub-serve's SIGBUS on a shrunk memory file; here the back-end's own
+ * mapping of the buffer is made inaccessible, and the test is the program
+ * whose handler jumps back) leaves no filled SQE behind (one would be
+ * submitted with the next request and complete as a request never made)
+ * and no pool buffer taken. */
+static sigjmp_buf fault_jump;
+static struct vub_dev *volatile fault_dev;
+static volatile sig_atomic_t faults;
+
+static void on_fault(int sig, siginfo_t *info, void *context)
+{
+    (void)context;
+    if (fault_dev && vub_dev_owns_fault(fault_dev, info->si_addr)) {
+        faults++;
+        siglongjmp(fault_jump, 1);
+    }
+    signal(sig, SIG_DFL);
+}
+
+static void test_fault_in_bounce(void)
+{
+    static struct stepped t; /* static: kept across the jump */
+    struct sigaction sa = {.sa_sigaction = on_fault, .sa_flags = SA_SIGINFO}, old;
+    stepped_open(&t, true);
+    uint8_t *odd = t.buf + 8; /* unaligned: bounced */
+    const struct vub_mem_region *mr = &t.s.dev->mem.regions[0];
+    uint8_t *host = mr->host + ((uintptr_t)odd - mr->user_addr);
+    uint8_t *page = (uint8_t *)((uintptr_t)host & ~(uintptr_t)4095);
+    submit(&t, VUB_CLIENT_WRITE, 8 << 20, odd, 4096, 1);
+    vub_client_kick(t.q);
+    sigaction(SIGSEGV, &sa, &old);
+    mprotect(page, 8192, PROT_NONE);
+    faults = 0;
+    if (sigsetjmp(fault_jump, 1) == 0) {
+        fault_dev = t.s.dev;
+        server_step(&t.s, 1000);
+    }
+    fault_dev = NULL;
+    mprotect(page, 8192, PROT_READ | PROT_WRITE);
+    sigaction(SIGSEGV, &old, NULL);
+    check(faults == 1 && t.dq->aio.ring.sq_unsubmitted == 0 && t.dq->aio.in_flight == 0 &&
+              t.dq->bq.bounce_free == (1u << VUB_BOUNCE_COUNT) - 1,
+          "[MEM-SHRINK] %s: a fault copying a write into its bounce buffer leaves no SQE filled (%u) and the pool "
+          "whole", layout_name(), t.dq->aio.ring.sq_unsubmitted);
+    vub_dev_detach(t.s.dev); /* what vub-serve does after the jump */
+    vub_client_close(t.cl);
+    server_stop(&t.s);
+}
+
 int main(void)
 {
     char why[256];
@@ -892,6 +946,7 @@ int main(void)
         test_out_of_order();
         test_flush_and_write_through();
         test_bounce();
+        test_fault_in_bounce();
         test_quiesce();
         test_ring_failure();
         test_spin_suppresses_kicks();
