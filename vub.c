@@ -8245,6 +8245,14 @@ static unsigned vub_dev_aio_reap(struct vub_dev *dev, struct vub_dev_queue *q, b
         if (data >= a->slot_count)
             continue; /* not ours: only slot numbers are ever submitted */
         struct vub_dev_slot *s = &a->slots[data];
+        /* Counted out first: finishing touches guest memory, which may
+         * fault, and a handler's jump out of here must not leave a request
+         * counted in flight that the kernel has already given back (the
+         * drain at detach would wait for it for ever). The slot is not
+         * reused before the next pop. */
+        s->next_free = a->free_head;
+        a->free_head = (int)data;
+        a->in_flight--;
         if (discard) {
             if (s->req.bounce >= 0) /* guest memory is not touched: it may be gone */
                 q->bq.bounce_free |= 1u << s->req.bounce;
@@ -8253,9 +8261,6 @@ static unsigned vub_dev_aio_reap(struct vub_dev *dev, struct vub_dev_queue *q, b
             vub_vring_push(&q->ring, &s->chain, vub_blk_finish(&q->bq, &s->req, err));
             pushed++;
         }
-        s->next_free = a->free_head;
-        a->free_head = (int)data;
-        a->in_flight--;
     }
     return pushed;
 }

@@ -932,6 +932,46 @@ static void test_fault_in_bounce(void)
     server_stop(&t.s);
 }
 
+
+/* [MEM-SHRINK] The same when the fault comes as a completion is finished:
+ * a read back from the kernel whose status byte the back-end can no longer
+ * write. The request is counted out of flight before guest memory is
+ * touched, or the drain at detach would wait for a completion already
+ * taken. */
+static void test_fault_in_completion(void)
+{
+    static struct stepped t;
+    struct sigaction sa = {.sa_sigaction = on_fault, .sa_flags = SA_SIGINFO}, old;
+    stepped_open(&t, false);
+    submit(&t, VUB_CLIENT_READ, 4096, t.buf, 4096, 1);
+    vub_client_kick(t.q);
+    server_step(&t.s, 1000);
+    bool was_in_flight = t.dq->aio.in_flight == 1;
+    uint8_t *status = NULL;
+    for (unsigned i = 0; i < t.dq->aio.slot_count && !status; i++)
+        if (t.dq->aio.slots[i].chain.last_writable && t.dq->aio.free_head != (int)i)
+            status = t.dq->aio.slots[i].chain.last_writable;
+    usleep(100 * 1000); /* the kernel's read is done */
+    uint8_t *page = (uint8_t *)((uintptr_t)status & ~(uintptr_t)4095);
+    sigaction(SIGSEGV, &sa, &old);
+    mprotect(page, 4096, PROT_READ);
+    faults = 0;
+    if (sigsetjmp(fault_jump, 1) == 0) {
+        fault_dev = t.s.dev;
+        server_step(&t.s, 1000);
+    }
+    fault_dev = NULL;
+    mprotect(page, 4096, PROT_READ | PROT_WRITE);
+    sigaction(SIGSEGV, &old, NULL);
+    unsigned left = t.dq->aio.in_flight;
+    check(was_in_flight && status && faults == 1 && left == 0,
+          "[MEM-SHRINK] %s: a fault finishing a completion leaves nothing counted in flight (%u)", layout_name(), left);
+    t.dq->aio.in_flight = 0; /* so that a failure above is reported, not a hang below */
+    vub_dev_detach(t.s.dev);
+    vub_client_close(t.cl);
+    server_stop(&t.s);
+}
+
 int main(void)
 {
     char why[256];
@@ -947,6 +987,7 @@ int main(void)
         test_flush_and_write_through();
         test_bounce();
         test_fault_in_bounce();
+        test_fault_in_completion();
         test_quiesce();
         test_ring_failure();
         test_spin_suppresses_kicks();
