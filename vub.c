@@ -9436,6 +9436,8 @@ enum vub_err vub_dev_queue_set_polling(struct vub_dev *dev, unsigned q, bool pol
 /* [MEM-SHRINK] The hook for a program's SIGBUS handler: is addr in this
  * session's guest memory? Reads only the region table (no locks, no
  * allocation), so it is async-signal-safe. */
+/* The front-end's files the device maps: every guest memory region, and
+ * the inflight area (a front-end can shrink either under us). */
 bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr)
 {
     const uint8_t *a = addr;
@@ -9445,7 +9447,8 @@ bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr)
         if (a >= base && (size_t)(a - base) < r->map_len)
             return true;
     }
-    return false;
+    const uint8_t *infl = dev ? dev->inflight.map_base : NULL;
+    return infl && a >= infl && (size_t)(a - infl) < dev->inflight.map_len;
 }
 
 const char *vub_dev_why(const struct vub_dev *dev) { return dev->why; }
