@@ -902,27 +902,34 @@ static void on_fault(int sig, siginfo_t *info, void *context)
     signal(sig, SIG_DFL);
 }
 
+/* One server step with the back-end's mapping of the pages holding
+ * [host, host + len) given prot; faults counts what the handler caught. */
+static void step_faulting(struct stepped *t, uint8_t *host, size_t len, int prot)
+{
+    struct sigaction sa = {.sa_sigaction = on_fault, .sa_flags = SA_SIGINFO}, old;
+    uint8_t *page = (uint8_t *)((uintptr_t)host & ~(uintptr_t)4095);
+    size_t span = ((size_t)(host - page) + len + 4095) & ~(size_t)4095;
+    sigaction(SIGSEGV, &sa, &old);
+    mprotect(page, span, prot);
+    faults = 0;
+    if (sigsetjmp(fault_jump, 1) == 0) {
+        fault_dev = t->s.dev;
+        server_step(&t->s, 1000);
+    }
+    fault_dev = NULL;
+    mprotect(page, span, PROT_READ | PROT_WRITE);
+    sigaction(SIGSEGV, &old, NULL);
+}
+
 static void test_fault_in_bounce(void)
 {
     static struct stepped t; /* static: kept across the jump */
-    struct sigaction sa = {.sa_sigaction = on_fault, .sa_flags = SA_SIGINFO}, old;
     stepped_open(&t, true);
     uint8_t *odd = t.buf + 8; /* unaligned: bounced */
     const struct vub_mem_region *mr = &t.s.dev->mem.regions[0];
-    uint8_t *host = mr->host + ((uintptr_t)odd - mr->user_addr);
-    uint8_t *page = (uint8_t *)((uintptr_t)host & ~(uintptr_t)4095);
     submit(&t, VUB_CLIENT_WRITE, 8 << 20, odd, 4096, 1);
     vub_client_kick(t.q);
-    sigaction(SIGSEGV, &sa, &old);
-    mprotect(page, 8192, PROT_NONE);
-    faults = 0;
-    if (sigsetjmp(fault_jump, 1) == 0) {
-        fault_dev = t.s.dev;
-        server_step(&t.s, 1000);
-    }
-    fault_dev = NULL;
-    mprotect(page, 8192, PROT_READ | PROT_WRITE);
-    sigaction(SIGSEGV, &old, NULL);
+    step_faulting(&t, mr->host + ((uintptr_t)odd - mr->user_addr), 4096, PROT_NONE);
     check(faults == 1 && t.dq->aio.ring.sq_unsubmitted == 0 && t.dq->aio.in_flight == 0 &&
               t.dq->bq.bounce_free == (1u << VUB_BOUNCE_COUNT) - 1,
           "[MEM-SHRINK] %s: a fault copying a write into its bounce buffer leaves no SQE filled (%u) and the pool "
@@ -941,7 +948,6 @@ static void test_fault_in_bounce(void)
 static void test_fault_in_completion(void)
 {
     static struct stepped t;
-    struct sigaction sa = {.sa_sigaction = on_fault, .sa_flags = SA_SIGINFO}, old;
     stepped_open(&t, false);
     submit(&t, VUB_CLIENT_READ, 4096, t.buf, 4096, 1);
     vub_client_kick(t.q);
@@ -952,17 +958,8 @@ static void test_fault_in_completion(void)
         if (t.dq->aio.slots[i].chain.last_writable && t.dq->aio.free_head != (int)i)
             status = t.dq->aio.slots[i].chain.last_writable;
     usleep(100 * 1000); /* the kernel's read is done */
-    uint8_t *page = (uint8_t *)((uintptr_t)status & ~(uintptr_t)4095);
-    sigaction(SIGSEGV, &sa, &old);
-    mprotect(page, 4096, PROT_READ);
-    faults = 0;
-    if (sigsetjmp(fault_jump, 1) == 0) {
-        fault_dev = t.s.dev;
-        server_step(&t.s, 1000);
-    }
-    fault_dev = NULL;
-    mprotect(page, 4096, PROT_READ | PROT_WRITE);
-    sigaction(SIGSEGV, &old, NULL);
+    if (status)
+        step_faulting(&t, status, 1, PROT_READ);
     unsigned left = t.dq->aio.in_flight;
     check(was_in_flight && status && faults == 1 && left == 0,
           "[MEM-SHRINK] %s: a fault finishing a completion leaves nothing counted in flight (%u)", layout_name(), left);
