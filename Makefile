@@ -3,6 +3,7 @@
 #   make              build/vub-serve (and the other programs)
 #   make CC=clang     the same with clang
 #   make check        build everything, plain and with ASan+UBSan, run all tests
+#   make check-long   make check, then the kill test on every cell (about 15 min more)
 #   make demo         serve a fresh image and boot a small Linux guest on it
 #   make install      programs, vub.h, libvub.a and vub.pc under $(DESTDIR)$(PREFIX)
 #   make uninstall    remove exactly what install put there
@@ -17,7 +18,7 @@ TEST_WARN = $(WARN) -Wno-unused-function
 
 PROGRAMS = vub-serve vub-io vub-img vub-trace vub-bench
 EXAMPLES = hello-server hello-client
-UNIT_TESTS = test-backend test-client-hostile test-inflate test-zstd
+UNIT_TESTS = test-backend test-client-hostile test-inflate test-zstd test-aio
 
 BINS = $(PROGRAMS:%=build/%) $(UNIT_TESTS:%=build/%)
 ASAN_BINS = $(PROGRAMS:%=build/asan/%) $(UNIT_TESTS:%=build/asan/%)
@@ -51,7 +52,7 @@ build/asan/test-%: tests/test-%.c vub.c vub.h | build/asan
 
 # Copying I/O over the front-end: program code, not library code.
 CLIENT_COPY = examples/client-copy.c examples/client-copy.h
-build/vub-io build/asan/vub-io build/test-client-hostile build/asan/test-client-hostile: $(CLIENT_COPY)
+build/vub-io build/asan/vub-io build/vub-bench build/asan/vub-bench build/test-client-hostile build/asan/test-client-hostile: $(CLIENT_COPY)
 
 # The conformance suite: a test tool that includes vub.c to send anything.
 CONFORM_SRC = conformance/vub-conform.c $(wildcard conformance/cases-*.c) conformance/fuzz.c
@@ -99,6 +100,12 @@ uninstall:
 check: build/vub.o build/libvub.a build/vub-conform $(BINS) $(ASAN_BINS) $(EXAMPLES:%=build/%)
 	bash tests/run.sh
 
+# make check, then the kill test on every cell (tests/guest/fault-matrix.sh:
+# QEMU 7.2 and 10.0, split and packed, qemu-storage-daemon beside vub-serve),
+# which rewrites conformance/kill-test.md.
+check-long: check
+	bash tests/guest/fault-matrix.sh
+
 demo: build/vub-serve
 	bash tests/guest/demo.sh
 
@@ -108,8 +115,8 @@ clean:
 # libFuzzer targets (clang): make fuzz; see conformance/fuzz.mk.
 -include conformance/fuzz.mk
 
-.PHONY: all check demo clean conform-results install uninstall
+.PHONY: all check check-long demo clean conform-results install uninstall
 .SECONDARY:
 
-build/test-backend build/asan/test-backend: tests/test-backend-packed.inc
+build/test-backend build/asan/test-backend: tests/test-backend-packed.inc tests/test-backend-inflight.inc
 build/test-inflate build/asan/test-inflate build/test-zstd build/asan/test-zstd: tests/unit-tap.h

@@ -36,6 +36,7 @@
 #include <limits.h>
 #include <stdarg.h> /* not used here; kept for code that includes vub.c */
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +50,10 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/io_uring.h>
 
 /* ======================================================================== *
  * 1. Conventions: byte order, checked arithmetic, reasons, feature bits,
@@ -68,6 +71,7 @@
 #define VUB_BIT(n) (UINT64_C(1) << (n))
 #define VUB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define VUB_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define VUB_MAX(a, b) ((a) > (b) ? (a) : (b))
 
 static inline bool vub_has(uint64_t bits, unsigned bit)
 {
@@ -218,6 +222,14 @@ const char *vub_strerror(enum vub_err err)
     X(VQ_PACKED_LIST, "VQ-PACKED-LIST", PROTO, "descriptor list at slot %llu is longer than the ring") \
     X(VQ_PACKED_INDIRECT, "VQ-PACKED-INDIRECT", PROTO, "INDIRECT descriptor at slot %llu inside a list") \
     X(VQ_PACKED_ID, "VQ-PACKED-ID", PROTO, "buffer id %llu is made available twice before it was used") \
+    /* 5, 6. Virtqueues, device side: the inflight region handed back */ \
+    X(INFL_HEADER, "INFL-HEADER", PROTO, "inflight queue region: version %llu, or features, layout or desc_num %llu wrong for its ring") \
+    X(INFL_STATE, "INFL-STATE", PROTO, "inflight entry %llu has inflight %llu: not 0 or 1, or not a head of the ring") \
+    X(INFL_COUNTER, "INFL-COUNTER", PROTO, "inflight entries %llu and %llu share a counter, or one is at its limit") \
+    X(INFL_BATCH, "INFL-BATCH", PROTO, "split last batch of %llu entries (at head %llu) is not inside the ring") \
+    X(INFL_PACKED, "INFL-PACKED", PROTO, "packed inflight position %llu is out of range (limit %llu)") \
+    X(INFL_PACKED_LIST, "INFL-PACKED-LIST", PROTO, "packed inflight lists loop, cross or lose entries at %llu (%llu entries)") \
+    X(INFL_FULL, "INFL-FULL", PROTO, "more descriptors in flight than the %llu-entry inflight region holds") \
     /* 5, 6. Virtqueues, driver side */ \
     X(VQ_USED_IDX, "VQ-USED-IDX", PROTO, "used index moved %llu entries with %llu requests in flight") \
     X(VQ_USED_ID, "VQ-USED-ID", PROTO, "used ring returns id %llu, which is not in flight (%llu)") \
@@ -231,6 +243,9 @@ const char *vub_strerror(enum vub_err err)
     X(IMG_LOCK_FAIL, "IMG-LOCK", IO, "cannot lock byte %llu") \
     X(IMG_RESIZE_QCOW2, "BLK-RESIZE", UNSUPP, "only raw images change size; a qcow2 image's size is in its header") \
     X(IMG_SHRANK, "BLK-RESIZE", RANGE, "the image shrank from %llu to %llu bytes: refused, the driver may hold data there") \
+    X(IMG_DIRECT_QCOW2, "IMG-DIRECT", UNSUPP, "direct I/O (cache=none) is for raw images; qcow2 images are read through their caches") \
+    X(IMG_DIRECT_OPEN, "IMG-DIRECT", IO, "cannot open for direct I/O (O_DIRECT)") \
+    X(IMG_DIRECT_ALIGN, "IMG-DIRECT", UNSUPP, "direct I/O here needs offsets aligned to %llu bytes; vub's sectors are 512 (use cache=writeback)") \
     X(IMG_BUSY, "IMG-LOCK", BUSY, "is in use: another process (QEMU, qemu-img or vub) holds or does not share its \"%s\" permission") \
     /* 9. qcow2: header */ \
     X(QCOW2_MAGIC, "QCOW2-HDR", CORRUPT, "not a qcow2 image: bad magic 0x%08llx") \
@@ -287,6 +302,9 @@ const char *vub_strerror(enum vub_err err)
     X(QCOW2_BACKING_OPEN, "SYS-OPEN", IO, "cannot open backing file") \
     X(QCOW2_BACKING_KIND, "SYS-FILE", IO, "raw backing file is not a regular file or block device") \
     X(QCOW2_BACKING_LOOP, "QCOW2-BACKING-LOOP", CORRUPT, "backing chain loops: a file is already in it") \
+    /* 11. Back-end: the io_uring engine */ \
+    X(BLK_AIO_SETUP, "BLK-AIO", IO, "cannot set up an io_uring for %llu requests in flight") \
+    X(BLK_AIO, "BLK-AIO", IO, "io_uring_enter failed (ring %llu)") \
     /* 11. Back-end: the message table */ \
     X(VU_DISPATCH, "VU-DISPATCH", PROTO, "request %s is not supported") \
     X(VU_GATE, "VU-GATE", PROTO, "%s without its protocol feature (bit %llu) negotiated") \
@@ -317,6 +335,10 @@ const char *vub_strerror(enum vub_err err)
     X(VU_NO_SHARED_MEM, "VU-NO-SHARED-MEM", PROTO, "queue %llu rings are not inside guest memory: the front-end shared no memory at all; is guest RAM a shared memory backend? (QEMU: -object memory-backend-memfd,id=mem,size=...,share=on -numa node,memdev=mem)") \
     X(VU_PART_SHARED_MEM, "VU-NO-SHARED-MEM", PROTO, "queue %llu rings are not inside guest memory (%llu regions shared); part of the guest RAM may not be shared memory (QEMU: share=on on every memory backend)") \
     X(VU_STATUS, "VU-STATUS", PROTO, "SET_STATUS 0x%llx is wider than the status byte") \
+    /* ... inflight tracking */ \
+    X(INFL_GET, "INFL-GET", PROTO, "GET_INFLIGHT_FD for %llu queues of %llu entries: answered with no area") \
+    X(INFL_SET, "INFL-SET", PROTO, "SET_INFLIGHT_FD area of %llu bytes: the queues need %llu, page-aligned, inside the file") \
+    X(INFL_SHM, "SYS-MEMFD", IO, "cannot create the %llu-byte inflight area") \
     /* ... the back-end's request channel */ \
     X(VU_CONFIG_CHANGE, "VU-CONFIG-CHANGE", IO, "CONFIG_CHANGE_MSG could not be sent") \
     X(VU_BACKEND_REPLY, "VU-BACKEND-REQ", PROTO, "the front-end answered CONFIG_CHANGE_MSG with request %llu, value %llu") \
@@ -343,7 +365,11 @@ const char *vub_strerror(enum vub_err err)
     X(CLIENT_BUSY, "CLIENT-REQ", INVAL, "vub_client_run on a queue with %llu requests in flight") \
     X(CLIENT_WAIT, "CLIENT-WAIT", TIMEOUT, "no completion within %llu ms (%llu in flight)") \
     X(CLIENT_WCE, "CLIENT-WCE", UNSUPP, "cannot set writeback %llu: the back-end does not offer CONFIG_WCE (writeback stays %llu)") \
-    X(CLIENT_WCE_KEPT, "CLIENT-WCE", UNSUPP, "SET_CONFIG writeback %llu was acknowledged, but the config space still says %llu")
+    X(CLIENT_WCE_KEPT, "CLIENT-WCE", UNSUPP, "SET_CONFIG writeback %llu was acknowledged, but the config space still says %llu") \
+    /* ... reconnecting */ \
+    X(CLIENT_RECONNECT_PATH, "CLIENT-RECONNECT", INVAL, "reconnect needs the socket path of vub_client_connect (fd %llu)") \
+    X(CLIENT_RECONNECT_TIMEOUT, "CLIENT-RECONNECT", TIMEOUT, "no back-end took the connection again within %llu ms (errno %llu)") \
+    X(CLIENT_RECONNECT_CHANGED, "CLIENT-RECONNECT", UNSUPP, "the restarted back-end negotiates features 0x%llx, not 0x%llx as before")
 
 enum vub_reason {
     VUB_R_NONE, /* nothing failed */
@@ -606,6 +632,12 @@ static int vub_sys_open(const char *path, bool read_only)
     return open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 }
 
+/* The same file again, bypassing the page cache (O_DIRECT). */
+static int vub_sys_open_direct(const char *path, bool read_only)
+{
+    return open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_DIRECT);
+}
+
 /* Which file fd is: identity (for loop checks) and size. A regular file, or
  * with block_ok a block device; anything else is refused. */
 static bool vub_sys_stat(int fd, bool block_ok, uint64_t *size, dev_t *dev, ino_t *ino)
@@ -826,6 +858,205 @@ static bool vub_sys_fallocate(int fd, bool punch, uint64_t off, uint64_t len)
     return false;
 }
 
+/* The alignment O_DIRECT wants of fd: of buffer addresses and lengths
+ * (*mem_bytes) and of file offsets (*offset_bytes), from statx
+ * STATX_DIOALIGN (Linux 6.1). A kernel or file system that does not say
+ * gets the page size for memory and 512 for offsets, the usual logical
+ * block. False if fd cannot do direct I/O at all. */
+static bool vub_sys_dio_align(int fd, uint32_t *mem_bytes, uint32_t *offset_bytes)
+{
+    struct statx sx;
+    *mem_bytes = (uint32_t)sysconf(_SC_PAGESIZE);
+    *offset_bytes = 512;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) != 0 || !(sx.stx_mask & STATX_DIOALIGN))
+        return true;
+    if (sx.stx_dio_mem_align == 0 || sx.stx_dio_offset_align == 0)
+        return false; /* the file system says: no direct I/O here */
+    *mem_bytes = sx.stx_dio_mem_align;
+    *offset_bytes = sx.stx_dio_offset_align;
+    return true;
+}
+
+/* Page-aligned memory that O_DIRECT accepts whatever the file system asks
+ * (the page size is the largest dio_mem_align Linux reports); NULL on
+ * failure. Freed with vub_sys_unmap(). */
+static void *vub_sys_alloc_aligned(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* ---- io_uring (Linux 5.1; "io_uring_setup(2)", "io_uring_enter(2)") ----
+ *
+ * Two rings shared with the kernel, mapped from the ring fd: we fill
+ * submission queue entries (SQEs) and move the SQ tail, the kernel posts
+ * completion queue entries (CQEs) and moves the CQ tail, and each side
+ * moves the head of the ring it consumes. One io_uring_enter() call submits
+ * every SQE filled since the last; waiting for completions is poll() on
+ * the ring fd, which is readable while a CQE is waiting. No liburing: the
+ * three system calls and <linux/io_uring.h> are the whole interface.
+ *
+ * Format notes:
+ *  - The SQ ring holds indexes into the SQE array, not SQEs; vub keeps
+ *    them the identity (slot i names SQE i), written once at setup.
+ *  - Heads and tails are free-running 32-bit counters; the slot is
+ *    counter & mask. The kernel's tails are read with acquire (the CQE
+ *    was written before the tail), ours are written with release (the SQE
+ *    is complete before the kernel can see the new tail).
+ *  - With IORING_FEAT_SINGLE_MMAP (Linux 5.4) both rings are one mapping;
+ *    older kernels map them separately at their own offsets.
+ *  - CQSIZE asks for a completion ring as big as the requests we keep in
+ *    flight, so completions never overflow it. */
+
+struct vub_uring {
+    int fd;                       /* the ring; -1 when not set up */
+    unsigned sq_entries;          /* SQEs the kernel gave us */
+    void *sq_map, *cq_map;        /* the ring mappings (the same with SINGLE_MMAP) */
+    size_t sq_map_bytes, cq_map_bytes;
+    struct io_uring_sqe *sqes;    /* the SQE array, its own mapping */
+    size_t sqes_bytes;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
+    unsigned *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_cqe *cqes;
+    unsigned sq_filled;           /* our SQ tail: SQEs filled, published at submit */
+    unsigned sq_unsubmitted;      /* filled and not yet handed to io_uring_enter */
+};
+
+static unsigned vub_uring_load(const unsigned *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static void vub_uring_store(unsigned *p, unsigned v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static void vub_uring_exit(struct vub_uring *u)
+{
+    if (u->sqes)
+        munmap(u->sqes, u->sqes_bytes);
+    if (u->cq_map && u->cq_map != u->sq_map)
+        munmap(u->cq_map, u->cq_map_bytes);
+    if (u->sq_map)
+        munmap(u->sq_map, u->sq_map_bytes);
+    vub_sys_close(&u->fd);
+    *u = (struct vub_uring){.fd = -1};
+}
+
+static void *vub_uring_map(int fd, size_t len, uint64_t off)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, (off_t)off);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Sets up a ring for `entries` requests in flight (rounded up to a power
+ * of two by the kernel). 0, or an errno: ENOSYS (no io_uring in this
+ * kernel), EPERM (kernel.io_uring_disabled, a seccomp filter), ENOMEM. */
+static int vub_uring_init(struct vub_uring *u, unsigned entries)
+{
+    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE, .cq_entries = entries};
+    *u = (struct vub_uring){.fd = -1};
+    int fd = (int)syscall(__NR_io_uring_setup, entries, &p);
+    if (fd < 0)
+        return errno;
+    u->fd = fd;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    u->sq_entries = p.sq_entries;
+    u->sq_map_bytes = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    u->cq_map_bytes = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (p.features & IORING_FEAT_SINGLE_MMAP)
+        u->sq_map_bytes = u->cq_map_bytes = VUB_MAX(u->sq_map_bytes, u->cq_map_bytes);
+    u->sq_map = vub_uring_map(fd, u->sq_map_bytes, IORING_OFF_SQ_RING);
+    u->cq_map = !u->sq_map || (p.features & IORING_FEAT_SINGLE_MMAP)
+                    ? u->sq_map
+                    : vub_uring_map(fd, u->cq_map_bytes, IORING_OFF_CQ_RING);
+    u->sqes_bytes = p.sq_entries * sizeof(struct io_uring_sqe);
+    u->sqes = u->cq_map ? vub_uring_map(fd, u->sqes_bytes, IORING_OFF_SQES) : NULL;
+    if (!u->sqes) {
+        int err = errno;
+        vub_uring_exit(u);
+        return err;
+    }
+    uint8_t *sq = u->sq_map, *cq = u->cq_map;
+    u->sq_head = (unsigned *)(void *)(sq + p.sq_off.head);
+    u->sq_tail = (unsigned *)(void *)(sq + p.sq_off.tail);
+    u->sq_mask = (unsigned *)(void *)(sq + p.sq_off.ring_mask);
+    u->sq_array = (unsigned *)(void *)(sq + p.sq_off.array);
+    u->cq_head = (unsigned *)(void *)(cq + p.cq_off.head);
+    u->cq_tail = (unsigned *)(void *)(cq + p.cq_off.tail);
+    u->cq_mask = (unsigned *)(void *)(cq + p.cq_off.ring_mask);
+    u->cqes = (struct io_uring_cqe *)(void *)(cq + p.cq_off.cqes);
+    for (unsigned i = 0; i < p.sq_entries; i++)
+        u->sq_array[i] = i;
+    u->sq_filled = *u->sq_tail;
+    return 0;
+}
+
+/* The next free SQE, zeroed, or NULL when the SQ is full (submit first). */
+static struct io_uring_sqe *vub_uring_sqe(struct vub_uring *u)
+{
+    if (u->sq_filled - vub_uring_load(u->sq_head) >= u->sq_entries)
+        return NULL;
+    struct io_uring_sqe *sqe = &u->sqes[u->sq_filled & *u->sq_mask];
+    memset(sqe, 0, sizeof *sqe);
+    u->sq_filled++;
+    u->sq_unsubmitted++;
+    return sqe;
+}
+
+/* Hands every filled SQE to the kernel and, with wait, blocks until at
+ * least one completion is posted. 0 or an errno (EBUSY/EAGAIN: the kernel
+ * is short of resources, try again after reaping). */
+static int vub_uring_enter(struct vub_uring *u, bool wait)
+{
+    vub_uring_store(u->sq_tail, u->sq_filled);
+    while (u->sq_unsubmitted > 0 || wait) {
+        long n = syscall(__NR_io_uring_enter, u->fd, u->sq_unsubmitted, wait ? 1u : 0u,
+                         wait ? IORING_ENTER_GETEVENTS : 0u, NULL, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno;
+        u->sq_unsubmitted -= (unsigned)n;
+        wait = false;
+    }
+    return 0;
+}
+
+/* Takes the oldest completion: its user_data and result (bytes moved, or
+ * -errno). False when none is waiting. */
+static bool vub_uring_reap(struct vub_uring *u, uint64_t *user_data, int32_t *res)
+{
+    unsigned head = *u->cq_head;
+    if (head == vub_uring_load(u->cq_tail))
+        return false;
+    const struct io_uring_cqe *cqe = &u->cqes[head & *u->cq_mask];
+    *user_data = cqe->user_data;
+    *res = cqe->res;
+    vub_uring_store(u->cq_head, head + 1);
+    return true;
+}
+
+/* Does io_uring work here? A ring is set up and one no-op goes through it.
+ * 0, or the errno that says why not. */
+static int vub_uring_probe(void)
+{
+    struct vub_uring u;
+    int err = vub_uring_init(&u, 2);
+    struct io_uring_sqe *sqe = err ? NULL : vub_uring_sqe(&u);
+    uint64_t data;
+    int32_t res;
+    if (sqe) {
+        sqe->opcode = IORING_OP_NOP;
+        err = vub_uring_enter(&u, true);
+        if (!err && (!vub_uring_reap(&u, &data, &res) || res != 0))
+            err = EIO;
+    }
+    vub_uring_exit(&u);
+    return err;
+}
+
 /* Send and receive timeouts, so a peer that stops in the middle of a
  * message cannot hang us. */
 static void vub_sys_socket_timeouts(int sock, int timeout_ms)
@@ -858,12 +1089,22 @@ static int vub_sys_poll(struct pollfd *fds, nfds_t n, int64_t deadline_ms)
     }
 }
 
+/* A new memfd of len zero bytes, for memory another process maps too (the
+ * name shows in /proc/PID/maps); -1 on failure (errno says why). */
+static int vub_sys_memfd_new(const char *name, uint64_t len)
+{
+    int fd = len > (uint64_t)INT64_MAX ? -1 : memfd_create(name, MFD_CLOEXEC);
+    if (fd >= 0 && ftruncate(fd, (off_t)len) != 0)
+        vub_sys_close(&fd);
+    return fd;
+}
+
 /* Shared memory for a front-end: a memfd of len bytes, mapped; NULL on
  * failure (errno says why). */
 static uint8_t *vub_sys_memfd(size_t len, int *fd)
 {
-    *fd = memfd_create("vub-client", MFD_CLOEXEC);
-    if (*fd < 0 || ftruncate(*fd, (off_t)len) != 0)
+    *fd = vub_sys_memfd_new("vub-client", len);
+    if (*fd < 0)
         return NULL;
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
     return p == MAP_FAILED ? NULL : p;
@@ -1004,7 +1245,17 @@ struct vub_vu_config {
     uint8_t data[VUB_VU_CONFIG_MAX];
 };
 
+/* The inflight description of GET_INFLIGHT_FD and SET_INFLIGHT_FD. */
+struct vub_vu_inflight {
+    uint64_t mmap_size;   /* bytes of the tracking area; 0 in a reply: no area */
+    uint64_t mmap_offset; /* where the area starts in the fd */
+    uint16_t num_queues;  /* queue regions in the area */
+    uint16_t queue_size;  /* entries in each region */
+    uint32_t padding;     /* C's tail padding: QEMU and rust-vmm send 24 bytes */
+};
+
 _Static_assert(sizeof(struct vub_vu_header) == 12, "vhost-user header is 12 bytes");
+_Static_assert(sizeof(struct vub_vu_inflight) == 24, "inflight description is 24 bytes");
 _Static_assert(sizeof(struct vub_vu_vring_state) == 8, "vring state is 8 bytes");
 _Static_assert(sizeof(struct vub_vu_vring_addr) == 40, "vring address is 40 bytes");
 _Static_assert(sizeof(struct vub_vu_mem_region) == 32, "memory region is 32 bytes");
@@ -1023,6 +1274,7 @@ struct vub_msg {
         struct vub_vu_mem_table mem;
         struct vub_vu_mem_single single;
         struct vub_vu_config config;
+        struct vub_vu_inflight inflight;
         uint8_t bytes[sizeof(struct vub_vu_config)];
     } payload;
     int fds[VUB_VU_MAX_FDS]; /* received descriptors; -1 once taken or closed */
@@ -1318,6 +1570,8 @@ struct vub_chain {
     uint32_t descriptors;    /* buffer descriptors walked (an INDIRECT one not counted) */
     uint8_t *last_writable;  /* last byte of the last non-empty writable buffer: the
                                 status byte, found even when the iovecs ran out */
+    uint16_t inflight_head;  /* packed, tracked: the region entry heading its copy */
+    uint16_t inflight_last;  /* ... and the entry of its last descriptor */
 };
 
 /* Host memory a ring needs, allocated when its size is set and kept for
@@ -1326,7 +1580,34 @@ struct vub_vring_scratch {
     struct iovec *iov;    /* one chain's iovecs; iov_cap entries */
     unsigned iov_cap;
     uint16_t *batch_ids;  /* packed: ids of the batch not yet published; iov_cap entries */
+    uint16_t *batch_heads; /* tracked: split heads / packed head entries of that batch */
+    uint16_t *batch_lasts; /* tracked, packed: the last entry of each */
     uint8_t *ids_pending; /* packed: bitmap of 65536 ids taken and not yet published */
+    struct vub_inflight_order *inflight_order; /* [inflight_cap] heads to resubmit */
+    uint16_t *inflight_next; /* [inflight_cap] packed: our copy of the entries' next links */
+    uint8_t *inflight_seen;  /* [inflight_cap / 8 + 1] packed: entries met while checking */
+    unsigned inflight_cap;   /* region entries the three arrays hold */
+};
+
+/* One request the region says the driver still waits for. */
+struct vub_inflight_order {
+    uint64_t counter; /* when it was first taken: resubmission goes by this */
+    uint16_t entry;   /* split: the head; packed: the entry heading its copy */
+    uint16_t num;     /* packed: descriptors (ring slots) in the copy */
+    uint16_t last;    /* packed: the entry of its last descriptor */
+};
+
+/* Host state of a ring's inflight tracking (vhost-user.rst "Inflight I/O
+ * tracking"); the region itself is the spec's, below and in section 6. */
+struct vub_vring_inflight {
+    uint8_t *region;         /* this queue's region in the shared area; NULL: not tracked */
+    uint16_t desc_num;       /* its entries: the queue size of SET_INFLIGHT_FD */
+    bool packed;             /* laid out for packed rings */
+    uint64_t counter;        /* the order number the next request taken gets */
+    unsigned resubmit_count; /* requests recovered at start, in scratch.inflight_order */
+    unsigned resubmit_at;    /* ... of which this many were handed out again */
+    uint16_t last_batch_head; /* split: our copy of the region's field */
+    uint16_t free_head;      /* packed: our copy of the region's free list head */
 };
 
 /* Device-side state of one ring. The areas are the spec's Descriptor Area,
@@ -1343,6 +1624,7 @@ struct vub_vring {
     uint8_t *device;         /* Device Area */
     uint16_t signalled_used; /* our used position at the last notification decision */
     bool signalled_valid;    /* false until the first decision: notify then */
+    struct vub_vring_inflight inflight;
     union {
         struct {
             uint16_t last_avail;     /* next available index to take (free-running) */
@@ -1487,12 +1769,236 @@ static enum vub_err vub_split_walk(struct vub_vring *vr, const struct vub_mem *m
     }
 }
 
+/* ---- Inflight I/O tracking, split layout (vhost-user.rst "Inflight I/O
+ *      tracking") ----
+ *
+ * The back-end creates a region of shared memory (GET_INFLIGHT_FD); the
+ * front-end keeps it while the back-end dies and restarts, and hands it to
+ * the next back-end (SET_INFLIGHT_FD). In it the device records which heads
+ * it holds, in which order it took them, and which batch of used entries it
+ * was publishing, so that the next back-end can resubmit exactly the
+ * requests the driver is still waiting for, and none it already completed.
+ * One region per queue, laid out as the spec's C structs in the host's byte
+ * order (like every vhost-user number). During a session vub only writes
+ * it; at ring start it is read, checked and acted on once.
+ *
+ * The order of the stores is the whole point: a back-end may die between
+ * any two of them, and the next one must then find either the request
+ * still marked in flight (it resubmits it) or its used entry published (it
+ * does not). So every store a later recovery depends on is a release: it
+ * is not moved before the stores above it (the compiler and CPU may not
+ * reorder it), and a recovery reads them in the opposite order.
+ *
+ * Format notes:
+ *  - Only heads have meaningful inflight and counter fields; `next` links
+ *    the heads of the last batch of used entries, newest first, from
+ *    last_batch_head. The list is never terminated: recovery walks only as
+ *    many entries as the batch had (used->idx - used_idx).
+ *  - used_idx lags the used ring's idx while a batch is being published;
+ *    any difference means "that batch was published, clear its flags".
+ *  - After recovery the next available index is used->idx plus the number
+ *    of heads in flight: whatever SET_VRING_BASE said (QEMU sends used->idx
+ *    after a disconnect, having lost the back-end's own position).
+ *  - Version 0 is a region never used: vub initialises it at ring start. */
+
+#define VUB_INFLIGHT_VERSION 1u
+#define VUB_INFLIGHT_ALIGN 64u /* each queue region starts on a cache line */
+
+/* DescStateSplit: one entry per descriptor-table index. */
+struct vub_inflight_desc_split {
+    uint8_t inflight;   /* 1 while the driver waits for this head */
+    uint8_t padding[5];
+    uint16_t next;      /* the head published before this one (last batch list) */
+    uint64_t counter;   /* the order it was taken in (the queue's counter then) */
+};
+
+/* QueueRegionSplit: one queue's region. */
+struct vub_inflight_split {
+    uint64_t features;        /* region features: none are defined, so 0 */
+    uint16_t version;         /* 1; 0 means never used */
+    uint16_t desc_num;        /* entries in desc[]: the queue size */
+    uint16_t last_batch_head; /* newest head of the last batch of used entries */
+    uint16_t used_idx;        /* the used ring's idx once that batch was complete */
+    struct vub_inflight_desc_split desc[]; /* by head index */
+};
+
+_Static_assert(sizeof(struct vub_inflight_desc_split) == 16, "DescStateSplit is 16 bytes");
+_Static_assert(offsetof(struct vub_inflight_split, desc) == 16, "QueueRegionSplit header is 16 bytes");
+
+/* The region is host memory in host order, shared with the front-end: it is
+ * accessed as whole atomics, so neither a torn value nor a reordered store
+ * can reach a later recovery. */
+static void vub_infl_put8(uint8_t *p, uint8_t v, memory_order o) { atomic_store_explicit((_Atomic uint8_t *)p, v, o); }
+static void vub_infl_put16(uint16_t *p, uint16_t v, memory_order o) { atomic_store_explicit((_Atomic uint16_t *)p, v, o); }
+static void vub_infl_put64(uint64_t *p, uint64_t v) { atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_relaxed); }
+static uint8_t vub_infl_get8(const uint8_t *p) { return atomic_load_explicit((_Atomic uint8_t *)(uintptr_t)p, memory_order_acquire); }
+static uint16_t vub_infl_get16(const uint16_t *p) { return atomic_load_explicit((_Atomic uint16_t *)(uintptr_t)p, memory_order_acquire); }
+static uint64_t vub_infl_get64(const uint64_t *p) { return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)p, memory_order_acquire); }
+
+/* Bytes of one queue's region, header and entries, rounded up to a cache
+ * line: the spec leaves the stride between regions to the back-end, which
+ * both creates the area and reads it back. */
+static uint64_t vub_inflight_queue_bytes(uint16_t queue_size, bool packed);
+
+static struct vub_inflight_split *vub_inflight_split(const struct vub_vring *vr)
+{
+    return (struct vub_inflight_split *)(void *)vr->inflight.region;
+}
+
+/* The next request to hand out again, or NULL once all were. */
+static const struct vub_inflight_order *vub_inflight_resubmit(struct vub_vring *vr)
+{
+    struct vub_vring_inflight *t = &vr->inflight;
+    if (!t->region || t->resubmit_at >= t->resubmit_count)
+        return NULL;
+    return &vr->scratch.inflight_order[t->resubmit_at++];
+}
+
+static int vub_inflight_order_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const struct vub_inflight_order *)a)->counter, y = ((const struct vub_inflight_order *)b)->counter;
+    return x < y ? -1 : x > y;
+}
+
+/* [INFL-ORDER] Puts the n requests found in flight in the order they were
+ * first taken ("Resubmit inflight ... in order of their counter value").
+ * [INFL-COUNTER] two requests with one counter have no order, and a
+ * counter at UINT64_MAX leaves none for the next request: both refused. */
+static enum vub_err vub_inflight_sort(struct vub_vring *vr, unsigned n, struct vub_error *e)
+{
+    struct vub_inflight_order *o = vr->scratch.inflight_order;
+    qsort(o, n, sizeof *o, vub_inflight_order_cmp);
+    for (unsigned k = 1; k < n; k++)
+        if (o[k].counter == o[k - 1].counter)
+            return vub_fail(e, VUB_R_INFL_COUNTER, o[k - 1].entry, o[k].entry);
+    if (n > 0 && o[n - 1].counter == UINT64_MAX)
+        return vub_fail(e, VUB_R_INFL_COUNTER, o[n - 1].entry, o[n - 1].entry);
+    vr->inflight.counter = n > 0 ? o[n - 1].counter + 1 : 0;
+    vr->inflight.resubmit_count = n;
+    vr->inflight.resubmit_at = 0;
+    return VUB_OK;
+}
+
+/* [INFL-HEADER] A region handed back describes this queue: version 1, no
+ * features, desc_num the queue size it was made for and no smaller than
+ * the ring, the layout of the ring. */
+static enum vub_err vub_inflight_header_ok(const struct vub_vring *vr, const uint8_t *region, struct vub_error *e)
+{
+    const struct vub_inflight_split *h = (const struct vub_inflight_split *)(const void *)region;
+    uint16_t version = vub_infl_get16(&h->version), desc_num = vub_infl_get16(&h->desc_num);
+    if (version != VUB_INFLIGHT_VERSION || vub_infl_get64(&h->features) != 0 ||
+        desc_num != vr->inflight.desc_num || desc_num < vr->size || vr->inflight.packed != vr->packed_ring)
+        return vub_fail(e, VUB_R_INFL_HEADER, version, desc_num);
+    return VUB_OK;
+}
+
+/* A fresh region: every head free, used_idx where the used ring is; the
+ * version is stored last (release), so a region that has it is whole. */
+static void vub_inflight_split_init(struct vub_vring *vr)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    memset(r->desc, 0, sizeof r->desc[0] * vr->inflight.desc_num);
+    vub_infl_put64(&r->features, 0);
+    vub_infl_put16(&r->desc_num, vr->inflight.desc_num, memory_order_relaxed);
+    vub_infl_put16(&r->last_batch_head, 0, memory_order_relaxed);
+    vub_infl_put16(&r->used_idx, vr->split.used_idx, memory_order_relaxed);
+    vub_infl_put16(&r->version, VUB_INFLIGHT_VERSION, memory_order_release);
+    vr->inflight.counter = vr->inflight.resubmit_count = vr->inflight.resubmit_at = 0;
+    vr->inflight.last_batch_head = 0;
+}
+
+/* [INFL-RECOVER] The spec's steps "When reconnecting", split layout, run at
+ * ring start once used->idx is read (vub_split_start):
+ *  1. [INFL-BATCH] if used_idx differs from used->idx the last batch was
+ *     published before the old back-end could clear its flags: clear them
+ *     along the list from last_batch_head (the difference is its length,
+ *     at most the ring size, every head inside the ring), then store used_idx;
+ *  2. [INFL-STATE] every entry still marked (inflight exactly 1, a head of
+ *     the ring) is resubmitted, in counter order ([INFL-ORDER]), and the
+ *     ring goes on from used->idx plus their number. */
+static enum vub_err vub_inflight_split_recover(struct vub_vring *vr, struct vub_error *e)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    enum vub_err err;
+    uint16_t used = vr->split.used_idx, head = vub_infl_get16(&r->last_batch_head);
+    uint16_t batch = (uint16_t)(used - vub_infl_get16(&r->used_idx));
+    if (batch > vr->size)
+        return vub_fail(e, VUB_R_INFL_BATCH, batch, head);
+    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next))
+        if (h >= vr->size)
+            return vub_fail(e, VUB_R_INFL_BATCH, batch, h);
+    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next))
+        vub_infl_put8(&r->desc[h].inflight, 0, memory_order_release);
+    /* Release: the flags above are clear before used_idx says the batch is
+     * done; pairs with the acquire load of used_idx above in the next
+     * recovery, should this one be cut short. */
+    vub_infl_put16(&r->used_idx, used, memory_order_release);
+    unsigned n = 0;
+    for (uint32_t i = 0; i < vr->inflight.desc_num; i++) {
+        uint8_t f = vub_infl_get8(&r->desc[i].inflight);
+        if (f > 1 || (f == 1 && i >= vr->size))
+            return vub_fail(e, VUB_R_INFL_STATE, i, f);
+        if (f == 1)
+            vr->scratch.inflight_order[n++] = (struct vub_inflight_order){vub_infl_get64(&r->desc[i].counter),
+                                                                          (uint16_t)i, 1, (uint16_t)i};
+    }
+    if ((err = vub_inflight_sort(vr, n, e)) != VUB_OK)
+        return err;
+    vr->inflight.last_batch_head = head;
+    vr->split.last_avail = (uint16_t)(used + n);
+    return VUB_OK;
+}
+
+/* [INFL-TAKE] "When receiving available buffers": the head gets the next
+ * counter, then its flag. Release: the counter is in place before the flag
+ * that makes it count; pairs with the acquire loads of the flag, then the
+ * counter, in vub_inflight_split_recover(). */
+static void vub_inflight_split_take(struct vub_vring *vr, uint16_t head)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    vub_infl_put64(&r->desc[head].counter, vr->inflight.counter++);
+    vub_infl_put8(&r->desc[head].inflight, 1, memory_order_release);
+}
+
+/* [INFL-BATCH] "When supplying used buffers", steps 1-3: the head joins the
+ * last batch list. These stores are ordered before the used ring's idx by
+ * the release in vub_split_publish(), which pairs with the acquire load of
+ * used->idx in vub_split_start(): a recovery that sees the new idx sees the
+ * list that leads to the batch. */
+static void vub_inflight_split_push(struct vub_vring *vr, uint16_t head)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    vr->scratch.batch_heads[(uint16_t)(vr->split.used_idx - vr->split.published_used)] = head;
+    vub_infl_put16(&r->desc[head].next, vr->inflight.last_batch_head, memory_order_relaxed);
+    vub_infl_put16(&r->last_batch_head, head, memory_order_relaxed);
+    vr->inflight.last_batch_head = head;
+}
+
+/* The rest of "When supplying used buffers", once used->idx is published:
+ * clear the batch's flags, then store used_idx. Release on each: the used
+ * ring's idx (stored just before) is visible before a flag clears, and the
+ * flags before used_idx. They pair with vub_inflight_split_recover()'s
+ * acquire loads of used_idx and the flags: it compares used_idx with
+ * used->idx and clears what a death in between left set. */
+static void vub_inflight_split_publish(struct vub_vring *vr, uint16_t from, uint16_t to)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    for (uint16_t k = 0; k < (uint16_t)(to - from); k++)
+        vub_infl_put8(&r->desc[vr->scratch.batch_heads[k]].inflight, 0, memory_order_release);
+    vub_infl_put16(&r->used_idx, to, memory_order_release);
+}
+
 /* Takes the next available chain. VUB_E_AGAIN if the ring is empty.
  * [VQ-SPLIT-AVAIL-IDX] the driver never makes more than `size` buffers
  * available at once; [VQ-SPLIT-HEAD] a head index is below the ring size. */
 static enum vub_err vub_split_pop(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
                                   struct vub_error *e)
 {
+    /* [INFL-RESUBMIT] requests recovered from the inflight region come
+     * first, still marked, with their old counters. */
+    const struct vub_inflight_order *again = vub_inflight_resubmit(vr);
+    if (again)
+        return vub_split_walk(vr, mem, again->entry, c, e);
     uint16_t pending = (uint16_t)(vub_split_avail_idx(vr) - vr->split.last_avail);
     if (pending == 0)
         return VUB_E_AGAIN;
@@ -1502,7 +2008,10 @@ static enum vub_err vub_split_pop(struct vub_vring *vr, const struct vub_mem *me
     if (head >= vr->size)
         return vub_fail(e, VUB_R_VQ_SPLIT_HEAD, head, vr->size);
     vr->split.last_avail++;
-    return vub_split_walk(vr, mem, head, c, e);
+    enum vub_err err = vub_split_walk(vr, mem, head, c, e);
+    if (err == VUB_OK && vr->inflight.region)
+        vub_inflight_split_take(vr, head);
+    return err;
 }
 
 /* Fills the next used slot; the driver sees it at vub_split_publish().
@@ -1512,6 +2021,8 @@ static void vub_split_push(struct vub_vring *vr, const struct vub_chain *c, uint
     uint8_t *slot = vr->device + 4 + 8 * (size_t)(vr->split.used_idx % vr->size);
     vub_put_le32(slot, c->head);
     vub_put_le32(slot + 4, len);
+    if (vr->inflight.region)
+        vub_inflight_split_push(vr, c->head);
     vr->split.used_idx++;
 }
 
@@ -1521,6 +2032,8 @@ static void vub_split_push(struct vub_vring *vr, const struct vub_chain *c, uint
 static void vub_split_publish(struct vub_vring *vr)
 {
     vub_ring_store16(vr->device + 2, vr->split.used_idx, memory_order_release);
+    if (vr->inflight.region)
+        vub_inflight_split_publish(vr, vr->split.published_used, vr->split.used_idx);
     vr->split.published_used = vr->split.used_idx;
 }
 
@@ -1559,6 +2072,19 @@ static bool vub_split_enable_kicks(struct vub_vring *vr)
         vub_ring_store16(vr->device, 0, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
     return vub_split_avail_idx(vr) != vr->split.last_avail;
+}
+
+/* Tells the driver not to kick (the device is busy polling): NO_NOTIFY in
+ * used->flags, or with EVENT_IDX avail_event one behind last_avail, a
+ * position the driver's index has already passed, so it kicks again only
+ * after a full wrap. A hint: the driver may kick anyway. */
+static void vub_split_disable_kicks(struct vub_vring *vr)
+{
+    if (vr->event_idx)
+        vub_ring_store16(vr->device + 4 + 8 * (size_t)vr->size, (uint16_t)(vr->split.last_avail - 1),
+                         memory_order_relaxed);
+    else
+        vub_ring_store16(vr->device, VIRTQ_USED_F_NO_NOTIFY, memory_order_relaxed);
 }
 
 /* [VQ-SPLIT-USED-IDX] the used index is not sent by the front-end: it lives
@@ -1925,41 +2451,403 @@ static bool vub_packed_take_id(struct vub_vring *vr, uint16_t id)
     return true;
 }
 
-/* Takes the next available buffer. VUB_E_AGAIN if none.
- * [VQ-PACKED-AVAIL] availability is judged on the flags, read first;
+/* ---- Inflight I/O tracking, packed layout (vhost-user.rst "Inflight I/O
+ *      tracking") ----
+ *
+ * A packed ring keeps no copy of what the device took: the device's used
+ * descriptors overwrite the driver's, out of order. So the region copies
+ * every descriptor taken into an entry of its own, kept on a free list;
+ * the entries of one buffer are linked by `next` from its head entry. The
+ * old_* fields are the state as of the last whole step (a buffer taken, a
+ * batch published): a recovery rolls an unfinished step back to them, or,
+ * if the ring shows the batch was published, commits it first.
+ *
+ * Format notes:
+ *  - A fetch must start from a free list whose head is old_free_head (the
+ *    entry that becomes the buffer's head); vub therefore returns used
+ *    entries to the free list only when their batch is published, never
+ *    between a push and its publish.
+ *  - [INFL-FREE-END] The spec does not say where the free list ends. vub
+ *    ends it with next = 0xffff, so a recovery can tell the free entries
+ *    from the buffers in flight: every entry is on exactly one of them.
+ *  - The ring positions after recovery come from the region: the next used
+ *    slot is old_used_idx (wrap old_used_wrap_counter), the next available
+ *    one as many slots further as the buffers in flight hold. */
+
+#define VUB_INFLIGHT_END 0xffffu /* next of the free list's last entry */
+
+/* DescStatePacked: one entry per descriptor taken (a copy of it). */
+struct vub_inflight_desc_packed {
+    uint8_t inflight;  /* heads: 1 while the driver waits for the buffer */
+    uint8_t padding;
+    uint16_t next;     /* the next free entry, or the buffer's next descriptor */
+    uint16_t last;     /* heads: the entry of the buffer's last descriptor */
+    uint16_t num;      /* heads: descriptors (ring slots) in the buffer */
+    uint64_t counter;  /* heads: the order the buffer was taken in */
+    uint16_t id;       /* the descriptor copied: buffer id */
+    uint16_t flags;    /* ... its flags */
+    uint32_t len;      /* ... its length */
+    uint64_t addr;     /* ... its guest address */
+};
+
+/* QueueRegionPacked: one queue's region. */
+struct vub_inflight_packed {
+    uint64_t features;             /* region features: none are defined, so 0 */
+    uint16_t version;              /* 1; 0 means never used */
+    uint16_t desc_num;             /* entries in desc[]: the queue size */
+    uint16_t free_head;            /* first free entry (0xffff: none) */
+    uint16_t old_free_head;        /* ... as of the last whole step */
+    uint16_t used_idx;             /* the device's next used slot */
+    uint16_t old_used_idx;         /* ... as of the last whole step */
+    uint8_t used_wrap_counter;     /* the device's wrap counter there */
+    uint8_t old_used_wrap_counter; /* ... as of the last whole step */
+    uint8_t padding[7];
+    struct vub_inflight_desc_packed desc[]; /* by entry */
+};
+
+_Static_assert(sizeof(struct vub_inflight_desc_packed) == 32, "DescStatePacked is 32 bytes");
+_Static_assert(offsetof(struct vub_inflight_packed, desc) == 32, "QueueRegionPacked header is 32 bytes");
+
+static uint64_t vub_inflight_queue_bytes(uint16_t queue_size, bool packed)
+{
+    uint64_t bytes = packed ? 32 + 32 * (uint64_t)queue_size : 16 + 16 * (uint64_t)queue_size;
+    return (bytes + VUB_INFLIGHT_ALIGN - 1) / VUB_INFLIGHT_ALIGN * VUB_INFLIGHT_ALIGN;
+}
+
+static struct vub_inflight_packed *vub_inflight_packed(const struct vub_vring *vr)
+{
+    return (struct vub_inflight_packed *)(void *)vr->inflight.region;
+}
+
+/* A fresh region: every entry free, in index order, the last one ending the
+ * list; positions where the ring starts; the version last (release). */
+static void vub_inflight_packed_init(struct vub_vring *vr)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    uint16_t n = vr->inflight.desc_num;
+    memset(r->desc, 0, sizeof r->desc[0] * n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint16_t next = i + 1 < n ? (uint16_t)(i + 1) : VUB_INFLIGHT_END;
+        r->desc[i].next = vr->scratch.inflight_next[i] = next;
+    }
+    vub_infl_put64(&r->features, 0);
+    vub_infl_put16(&r->desc_num, n, memory_order_relaxed);
+    vub_infl_put16(&r->free_head, 0, memory_order_relaxed);
+    vub_infl_put16(&r->old_free_head, 0, memory_order_relaxed);
+    vub_infl_put16(&r->used_idx, vr->packed.next_used, memory_order_relaxed);
+    vub_infl_put16(&r->old_used_idx, vr->packed.next_used, memory_order_relaxed);
+    vub_infl_put8(&r->used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
+    vub_infl_put8(&r->old_used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
+    vub_infl_put16(&r->version, VUB_INFLIGHT_VERSION, memory_order_release);
+    vr->inflight.free_head = 0;
+    vr->inflight.counter = vr->inflight.resubmit_count = vr->inflight.resubmit_at = 0;
+}
+
+static bool vub_inflight_seen(struct vub_vring *vr, uint16_t i)
+{
+    uint8_t bit = (uint8_t)(1u << (i % 8));
+    bool was = (vr->scratch.inflight_seen[i / 8] & bit) != 0;
+    vr->scratch.inflight_seen[i / 8] |= bit;
+    return was;
+}
+
+/* Steps 1-2 of "When reconnecting", packed: if the last step was not whole
+ * (used_idx or its wrap counter moved past old_*), look at the ring: a
+ * descriptor at old_used_idx that no longer looks available in lap
+ * old_used_wrap_counter was published, so the step is committed (old_* =
+ * current); then everything rolls back to old_*. Returns the free head. */
+static uint16_t vub_inflight_packed_rollback(struct vub_vring *vr)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    uint16_t fh = vub_infl_get16(&r->free_head), ofh = vub_infl_get16(&r->old_free_head);
+    uint16_t ui = vub_infl_get16(&r->used_idx), oui = vub_infl_get16(&r->old_used_idx);
+    bool w = vub_infl_get8(&r->used_wrap_counter) != 0, ow = vub_infl_get8(&r->old_used_wrap_counter) != 0;
+    if (ui != oui || w != ow) {
+        uint16_t flags = vub_ring_load16(vr->desc + (size_t)oui * VIRTQ_DESC_BYTES + 14, memory_order_acquire);
+        if (!vub_packed_owned(flags, ow, false)) {
+            ofh = fh;
+            oui = ui;
+            ow = w;
+        }
+    }
+    vub_infl_put16(&r->free_head, ofh, memory_order_relaxed);
+    vub_infl_put16(&r->used_idx, oui, memory_order_relaxed);
+    vub_infl_put8(&r->used_wrap_counter, ow, memory_order_relaxed);
+    vub_infl_put16(&r->old_free_head, ofh, memory_order_relaxed);
+    vub_infl_put16(&r->old_used_idx, oui, memory_order_relaxed);
+    vub_infl_put8(&r->old_used_wrap_counter, ow, memory_order_release);
+    vr->packed.next_used = oui;
+    vr->packed.used_wrap = ow;
+    return ofh;
+}
+
+/* Step 3: walks the free list from its head, clearing every flag on it (a
+ * head published, or half taken, when the old back-end died) and copying
+ * the links. [INFL-PACKED-LIST] it ends at 0xffff within desc_num entries. */
+static enum vub_err vub_inflight_packed_free_walk(struct vub_vring *vr, uint16_t at, unsigned *count,
+                                                  struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    for (*count = 0; at != VUB_INFLIGHT_END; (*count)++) {
+        if (at >= vr->inflight.desc_num || vub_inflight_seen(vr, at))
+            return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, vr->inflight.desc_num);
+        vub_infl_put8(&r->desc[at].inflight, 0, memory_order_relaxed);
+        at = vr->scratch.inflight_next[at] = vub_infl_get16(&r->desc[at].next);
+    }
+    return VUB_OK;
+}
+
+/* Step 4 prepared: every head still marked is a buffer in flight; its copy
+ * is num entries linked from it, ending at `last`, none of them free or in
+ * another buffer. [INFL-STATE] flags are 0 or 1. */
+static enum vub_err vub_inflight_packed_heads(struct vub_vring *vr, unsigned *n_out, unsigned *held,
+                                              struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    unsigned n = 0;
+    *held = 0;
+    for (uint32_t i = 0; i < vr->inflight.desc_num; i++) {
+        uint8_t f = vub_infl_get8(&r->desc[i].inflight);
+        if (f > 1)
+            return vub_fail(e, VUB_R_INFL_STATE, i, f);
+        if (f == 0 || (vr->scratch.inflight_seen[i / 8] & (1u << (i % 8))))
+            continue;
+        uint16_t num = vub_infl_get16(&r->desc[i].num), last = vub_infl_get16(&r->desc[i].last), at = (uint16_t)i;
+        if (num == 0 || num > vr->size)
+            return vub_fail(e, VUB_R_INFL_PACKED_LIST, i, num);
+        for (uint16_t k = 0;; k++) {
+            if (at >= vr->inflight.desc_num || vub_inflight_seen(vr, at))
+                return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, num);
+            vr->scratch.inflight_next[at] = vub_infl_get16(&r->desc[at].next);
+            if (k + 1 == num)
+                break;
+            at = vr->scratch.inflight_next[at];
+        }
+        if (at != last)
+            return vub_fail(e, VUB_R_INFL_PACKED_LIST, last, num);
+        vr->scratch.inflight_order[n++] = (struct vub_inflight_order){vub_infl_get64(&r->desc[i].counter),
+                                                                      (uint16_t)i, num, last};
+        *held += num;
+    }
+    *n_out = n;
+    return VUB_OK;
+}
+
+/* [INFL-RECOVER] The spec's steps "When reconnecting", packed layout, run at
+ * ring start. [INFL-PACKED] positions are inside the ring and the region,
+ * wrap counters 0 or 1; [INFL-PACKED-LIST] every entry is free or in one
+ * buffer, and the buffers hold at most the ring's slots. */
+static enum vub_err vub_inflight_packed_recover(struct vub_vring *vr, struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    enum vub_err err;
+    uint16_t n_entries = vr->inflight.desc_num;
+    const uint16_t heads[2] = {vub_infl_get16(&r->free_head), vub_infl_get16(&r->old_free_head)};
+    const uint16_t slots[2] = {vub_infl_get16(&r->used_idx), vub_infl_get16(&r->old_used_idx)};
+    const uint8_t wraps[2] = {vub_infl_get8(&r->used_wrap_counter), vub_infl_get8(&r->old_used_wrap_counter)};
+    for (unsigned k = 0; k < 2; k++) {
+        if (heads[k] >= n_entries && heads[k] != VUB_INFLIGHT_END)
+            return vub_fail(e, VUB_R_INFL_PACKED, heads[k], n_entries);
+        if (slots[k] >= vr->size || wraps[k] > 1)
+            return vub_fail(e, VUB_R_INFL_PACKED, slots[k] >= vr->size ? slots[k] : wraps[k], vr->size);
+    }
+    memset(vr->scratch.inflight_seen, 0, (size_t)n_entries / 8 + 1);
+    unsigned free_count, n, held;
+    uint16_t free_head = vub_inflight_packed_rollback(vr);
+    if ((err = vub_inflight_packed_free_walk(vr, free_head, &free_count, e)) != VUB_OK ||
+        (err = vub_inflight_packed_heads(vr, &n, &held, e)) != VUB_OK)
+        return err;
+    if (free_count + held != n_entries || held > vr->size)
+        return vub_fail(e, VUB_R_INFL_PACKED_LIST, free_count + held, n_entries);
+    if ((err = vub_inflight_sort(vr, n, e)) != VUB_OK)
+        return err;
+    vr->inflight.free_head = free_head;
+    vr->packed.next_avail = vr->packed.next_used;
+    vr->packed.avail_wrap = vr->packed.used_wrap;
+    vub_packed_advance(&vr->packed.next_avail, &vr->packed.avail_wrap, held, vr->size);
+    return VUB_OK;
+}
+
+/* [INFL-TAKE] "When receiving available buffers", packed: descriptor d, the
+ * chain's c->slots-th, is copied into the first free entry; a head entry
+ * gets num 0, the next counter and its flag first. [INFL-FULL] a driver
+ * that makes more slots available than the ring has (reusing slots the
+ * device holds) runs out of entries. Releases: the copy is whole before the
+ * entry leaves the free list (free_head), and the buffer's entries before
+ * old_free_head makes the step whole; a recovery that finds old_free_head
+ * behind free_head rolls the half-taken buffer back. Both pair with the acquire
+ * loads in vub_inflight_packed_rollback(). */
+static enum vub_err vub_inflight_packed_take(struct vub_vring *vr, struct vub_chain *c,
+                                             const struct vub_packed_desc *d, bool last, struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    uint16_t at = vr->inflight.free_head;
+    if (at >= vr->inflight.desc_num)
+        return vub_fail(e, VUB_R_INFL_FULL, vr->inflight.desc_num, 0);
+    if (c->slots == 1) {
+        c->inflight_head = at;
+        vub_infl_put16(&r->desc[at].num, 0, memory_order_relaxed);
+        vub_infl_put64(&r->desc[at].counter, vr->inflight.counter++);
+        vub_infl_put8(&r->desc[at].inflight, 1, memory_order_release);
+    }
+    struct vub_inflight_desc_packed *x = &r->desc[at];
+    vub_infl_put64(&x->addr, d->addr);
+    atomic_store_explicit((_Atomic uint32_t *)&x->len, d->len, memory_order_relaxed);
+    vub_infl_put16(&x->flags, d->flags, memory_order_relaxed);
+    vub_infl_put16(&x->id, d->id, memory_order_relaxed);
+    vub_infl_put16(&r->desc[c->inflight_head].num, c->slots, memory_order_relaxed);
+    if (last) {
+        vub_infl_put16(&r->desc[c->inflight_head].last, at, memory_order_relaxed);
+        c->inflight_last = at;
+    }
+    vr->inflight.free_head = vr->scratch.inflight_next[at];
+    vub_infl_put16(&r->free_head, vr->inflight.free_head, memory_order_release);
+    if (last)
+        vub_infl_put16(&r->old_free_head, vr->inflight.free_head, memory_order_release);
+    return VUB_OK;
+}
+
+/* A buffer refused half-way, or whole but with an id already in flight,
+ * was never taken: its entries go back to the free list, free_head and
+ * old_free_head naming its head again (the ring is broken; this keeps the
+ * region whole for whoever looks at it next). */
+static void vub_inflight_packed_untake(struct vub_vring *vr, const struct vub_chain *c, unsigned taken)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    if (taken == 0)
+        return;
+    vub_infl_put8(&r->desc[c->inflight_head].inflight, 0, memory_order_relaxed);
+    vr->inflight.free_head = c->inflight_head;
+    vub_infl_put16(&r->free_head, c->inflight_head, memory_order_relaxed);
+    vub_infl_put16(&r->old_free_head, c->inflight_head, memory_order_release);
+}
+
+/* "When supplying used buffers", packed, steps 1-5, before the batch's
+ * first flags word is stored: each buffer's entries go back on the free
+ * list, and used_idx/used_wrap_counter move to where the batch ends.
+ * Release on the last: a recovery that finds used_idx ahead of
+ * old_used_idx finds these links too (pairs with the acquire load of
+ * used_idx in vub_inflight_packed_rollback()). */
+static void vub_inflight_packed_complete(struct vub_vring *vr)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    for (unsigned k = 0; k < vr->packed.batch_count; k++) {
+        uint16_t head = vr->scratch.batch_heads[k], last = vr->scratch.batch_lasts[k];
+        vub_infl_put16(&r->desc[last].next, vr->inflight.free_head, memory_order_relaxed);
+        vr->scratch.inflight_next[last] = vr->inflight.free_head;
+        vr->inflight.free_head = head;
+        vub_infl_put16(&r->free_head, head, memory_order_relaxed);
+    }
+    vub_infl_put8(&r->used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
+    vub_infl_put16(&r->used_idx, vr->packed.next_used, memory_order_release);
+}
+
+/* Steps 6-7, once the batch's first flags word is stored: the heads'
+ * flags clear, then old_* catch up (the step is whole). Release: the flags
+ * word is visible before any flag clears, and the flags before old_*. They
+ * pair with vub_inflight_packed_rollback()'s acquire loads of old_* and of
+ * the ring's flags at old_used_idx: a recovery that finds a flag still set
+ * and the ring published commits the step and clears it. */
+static void vub_inflight_packed_commit(struct vub_vring *vr)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    for (unsigned k = 0; k < vr->packed.batch_count; k++)
+        vub_infl_put8(&r->desc[vr->scratch.batch_heads[k]].inflight, 0, memory_order_release);
+    vub_infl_put16(&r->old_free_head, vr->inflight.free_head, memory_order_relaxed);
+    vub_infl_put16(&r->old_used_idx, vr->packed.next_used, memory_order_relaxed);
+    vub_infl_put8(&r->old_used_wrap_counter, vr->packed.used_wrap, memory_order_release);
+}
+
+/* Adds descriptor d, met at ring slot (or region entry) i, to the buffer.
  * [VQ-PACKED-LIST] a list is at most `size` descriptors and must not
  * contain an INDIRECT one; [VQ-PACKED-INDIRECT] an INDIRECT descriptor is
- * a whole buffer on its own, in one slot. */
+ * a whole buffer on its own, in one slot. True in *last for the buffer's
+ * last descriptor. */
+static enum vub_err vub_packed_chain_add(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
+                                         const struct vub_packed_desc *d, uint16_t i, bool *last,
+                                         struct vub_error *e)
+{
+    enum vub_err err;
+    if (c->slots++ >= vr->size)
+        return vub_fail(e, VUB_R_VQ_PACKED_LIST, vr->packed.next_avail, 0);
+    if ((d->flags & VIRTQ_DESC_F_INDIRECT) && !vr->indirect)
+        return vub_fail(e, VUB_R_VQ_INDIRECT, i, 0);
+    if ((d->flags & VIRTQ_DESC_F_INDIRECT) && ((d->flags & VIRTQ_DESC_F_NEXT) || c->slots > 1))
+        return vub_fail(e, VUB_R_VQ_PACKED_INDIRECT, i, 0);
+    if (d->flags & VIRTQ_DESC_F_INDIRECT)
+        err = vub_walk_indirect(c, mem, d->addr, d->len, true, vr->scratch.iov_cap, e);
+    else
+        err = vub_chain_add(c, mem, d->addr, d->len, d->flags & VIRTQ_DESC_F_WRITE, vr->scratch.iov_cap, e);
+    *last = !(d->flags & VIRTQ_DESC_F_NEXT) || (d->flags & VIRTQ_DESC_F_INDIRECT);
+    return err;
+}
+
+/* [INFL-RESUBMIT] A buffer recovered from the inflight region, walked from
+ * its copy: each entry copied out once and checked as a ring descriptor
+ * would be; [INFL-PACKED-LIST] the copy ends where its count says. */
+static enum vub_err vub_packed_resubmit(struct vub_vring *vr, const struct vub_mem *mem,
+                                        const struct vub_inflight_order *o, struct vub_chain *c, struct vub_error *e)
+{
+    struct vub_inflight_packed *r = vub_inflight_packed(vr);
+    *c = (struct vub_chain){.iov = vr->scratch.iov, .inflight_head = o->entry, .inflight_last = o->last};
+    uint16_t at = o->entry, id = 0;
+    for (uint16_t k = 0; k < o->num; k++, at = vr->scratch.inflight_next[at]) {
+        const struct vub_inflight_desc_packed *x = &r->desc[at];
+        struct vub_packed_desc d = {vub_infl_get64(&x->addr),
+                                    atomic_load_explicit((_Atomic uint32_t *)(uintptr_t)&x->len, memory_order_relaxed),
+                                    vub_infl_get16(&x->id), vub_infl_get16(&x->flags)};
+        bool last;
+        enum vub_err err = vub_packed_chain_add(vr, mem, c, &d, at, &last, e);
+        if (err != VUB_OK)
+            return err;
+        if (last != (k + 1 == o->num))
+            return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, o->num);
+        id = d.id;
+    }
+    c->head = id;
+    if (!vub_packed_take_id(vr, c->head))
+        return vub_fail(e, VUB_R_VQ_PACKED_ID, c->head, 0);
+    return VUB_OK;
+}
+
+/* Takes the next available buffer. VUB_E_AGAIN if none.
+ * [VQ-PACKED-AVAIL] availability is judged on the flags, read first; the
+ * list rules are vub_packed_chain_add's. With inflight tracking each
+ * descriptor is copied into the region as it is taken, and recovered
+ * buffers are handed out first. */
 static enum vub_err vub_packed_pop(struct vub_vring *vr, const struct vub_mem *mem, struct vub_chain *c,
                                    struct vub_error *e)
 {
+    const struct vub_inflight_order *again = vub_inflight_resubmit(vr);
+    if (again)
+        return vub_packed_resubmit(vr, mem, again, c, e);
     uint16_t i = vr->packed.next_avail;
     struct vub_packed_desc d = vub_packed_desc_read(vr, i);
     if (!vub_packed_owned(d.flags, vr->packed.avail_wrap, false))
         return VUB_E_AGAIN;
     *c = (struct vub_chain){.iov = vr->scratch.iov};
+    unsigned taken = 0;
     for (;;) {
-        enum vub_err err;
-        if (c->slots++ >= vr->size)
-            return vub_fail(e, VUB_R_VQ_PACKED_LIST, vr->packed.next_avail, 0);
-        if ((d.flags & VIRTQ_DESC_F_INDIRECT) && !vr->indirect)
-            return vub_fail(e, VUB_R_VQ_INDIRECT, i, 0);
-        if ((d.flags & VIRTQ_DESC_F_INDIRECT) && ((d.flags & VIRTQ_DESC_F_NEXT) || c->slots > 1))
-            return vub_fail(e, VUB_R_VQ_PACKED_INDIRECT, i, 0);
-        if (d.flags & VIRTQ_DESC_F_INDIRECT)
-            err = vub_walk_indirect(c, mem, d.addr, d.len, true, vr->scratch.iov_cap, e);
-        else
-            err = vub_chain_add(c, mem, d.addr, d.len, d.flags & VIRTQ_DESC_F_WRITE, vr->scratch.iov_cap, e);
-        if (err != VUB_OK)
+        bool last;
+        enum vub_err err = vub_packed_chain_add(vr, mem, c, &d, i, &last, e);
+        if (err == VUB_OK && vr->inflight.region && (err = vub_inflight_packed_take(vr, c, &d, last, e)) == VUB_OK)
+            taken++;
+        if (err != VUB_OK) {
+            if (vr->inflight.region)
+                vub_inflight_packed_untake(vr, c, taken);
             return err;
-        if (!(d.flags & VIRTQ_DESC_F_NEXT) || (d.flags & VIRTQ_DESC_F_INDIRECT))
+        }
+        if (last)
             break;
         i = (uint16_t)(i + 1 == vr->size ? 0 : i + 1);
         d = vub_packed_desc_read(vr, i);
     }
     c->head = d.id; /* the buffer id, from the last descriptor */
-    if (!vub_packed_take_id(vr, c->head))
+    if (!vub_packed_take_id(vr, c->head)) {
+        if (vr->inflight.region)
+            vub_inflight_packed_untake(vr, c, taken);
         return vub_fail(e, VUB_R_VQ_PACKED_ID, c->head, 0);
+    }
     vub_packed_advance(&vr->packed.next_avail, &vr->packed.avail_wrap, c->slots, vr->size);
     return VUB_OK;
 }
@@ -1982,6 +2870,10 @@ static void vub_packed_push(struct vub_vring *vr, const struct vub_chain *c, uin
     } else {
         vub_ring_store16(d + 14, flags, memory_order_release);
     }
+    if (vr->inflight.region) {
+        vr->scratch.batch_heads[vr->packed.batch_count] = c->inflight_head;
+        vr->scratch.batch_lasts[vr->packed.batch_count] = c->inflight_last;
+    }
     vr->scratch.batch_ids[vr->packed.batch_count++] = c->head;
     vub_packed_advance(&vr->packed.next_used, &vr->packed.used_wrap, c->slots, vr->size);
 }
@@ -1990,8 +2882,12 @@ static void vub_packed_publish(struct vub_vring *vr)
 {
     if (vr->packed.batch_count == 0)
         return;
+    if (vr->inflight.region)
+        vub_inflight_packed_complete(vr);
     vub_ring_store16(vr->desc + (size_t)vr->packed.batch_slot * VIRTQ_DESC_BYTES + 14, vr->packed.batch_flags,
                      memory_order_release);
+    if (vr->inflight.region)
+        vub_inflight_packed_commit(vr);
     for (unsigned i = 0; i < vr->packed.batch_count; i++) {
         uint16_t id = vr->scratch.batch_ids[i];
         vr->scratch.ids_pending[id / 8] &= (uint8_t)~(1u << (id % 8));
@@ -2056,6 +2952,12 @@ static bool vub_packed_enable_kicks(struct vub_vring *vr)
     uint16_t flags = vub_ring_load16(vr->desc + (size_t)vr->packed.next_avail * VIRTQ_DESC_BYTES + 14,
                                      memory_order_acquire);
     return vub_packed_owned(flags, vr->packed.avail_wrap, false);
+}
+
+/* Tells the driver not to kick: the device event area says DISABLE. */
+static void vub_packed_disable_kicks(struct vub_vring *vr)
+{
+    vub_ring_store16(vr->device + 2, RING_EVENT_FLAGS_DISABLE, memory_order_relaxed);
 }
 
 /* [VU-PACKED-BASE] vhost-user's encoding of a packed ring's position in
@@ -2292,6 +3194,28 @@ static enum vub_err vub_vring_pop(struct vub_vring *vr, const struct vub_mem *me
     return vr->packed_ring ? vub_packed_pop(vr, mem, c, e) : vub_split_pop(vr, mem, c, e);
 }
 
+/* Starts a ring: a split ring reads its used index from guest memory;
+ * with inflight tracking a fresh region (version 0) is then initialised,
+ * and one handed back is checked ([INFL-HEADER]) and recovered from
+ * ([INFL-RECOVER]), which may move the ring's positions. */
+static enum vub_err vub_vring_start(struct vub_vring *vr, struct vub_error *e)
+{
+    if (!vr->packed_ring)
+        vub_split_start(vr);
+    if (!vr->inflight.region)
+        return VUB_OK;
+    /* version sits at the same offset in both layouts */
+    const struct vub_inflight_split *h = (const struct vub_inflight_split *)(const void *)vr->inflight.region;
+    if (vub_infl_get16(&h->version) == 0) {
+        (vr->packed_ring ? vub_inflight_packed_init : vub_inflight_split_init)(vr);
+        return VUB_OK;
+    }
+    enum vub_err err = vub_inflight_header_ok(vr, vr->inflight.region, e);
+    if (err != VUB_OK)
+        return err;
+    return vr->packed_ring ? vub_inflight_packed_recover(vr, e) : vub_inflight_split_recover(vr, e);
+}
+
 static void vub_vring_push(struct vub_vring *vr, const struct vub_chain *c, uint32_t len)
 {
     (vr->packed_ring ? vub_packed_push : vub_split_push)(vr, c, len);
@@ -2319,6 +3243,11 @@ static bool vub_vring_need_notify(struct vub_vring *vr)
 static bool vub_vring_enable_kicks(struct vub_vring *vr)
 {
     return (vr->packed_ring ? vub_packed_enable_kicks : vub_split_enable_kicks)(vr);
+}
+
+static void vub_vring_disable_kicks(struct vub_vring *vr)
+{
+    (vr->packed_ring ? vub_packed_disable_kicks : vub_split_disable_kicks)(vr);
 }
 
 /* A driver-side ring of either layout. */
@@ -2359,6 +3288,11 @@ static void vub_drv_disable_interrupts(struct vub_drv *d)
 }
 
 static uint16_t vub_drv_in_flight(const struct vub_drv *d) { return d->packed ? d->pk.in_flight : d->split.in_flight; }
+/* Whether head (split) or buffer id (packed) names a request the device holds. */
+static bool vub_drv_head_in_flight(const struct vub_drv *d, uint16_t head)
+{
+    return d->packed ? d->pk.slots[head].in_flight : d->split.slots[head].in_flight;
+}
 static bool vub_drv_broken(const struct vub_drv *d) { return d->packed ? d->pk.broken : d->split.broken; }
 static bool vub_drv_used_ready(const struct vub_drv *d)
 {
@@ -2409,7 +3343,6 @@ struct vub_blk {
     bool wce_negotiated;     /* VIRTIO_BLK_F_CONFIG_WCE */
     bool flush_negotiated;   /* VIRTIO_BLK_F_FLUSH */
     char serial[VIRTIO_BLK_ID_BYTES];
-    struct vub_dev_stats *stats;
 };
 
 /* One discard / write-zeroes range, decoded from 16 wire bytes. */
@@ -2474,38 +3407,220 @@ static uint8_t vub_blk_status(enum vub_err err)
     return err == VUB_OK ? VIRTIO_BLK_S_OK : err == VUB_E_UNSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
 }
 
-/* [BLK-IN] a read returns the disk's bytes with status OK; a failed one
- * zero-fills the buffers so the used length stays true. */
-static enum vub_err vub_blk_in(struct vub_blk *blk, uint64_t sector, struct iovec *iov,
-                               unsigned count, uint64_t bytes)
+/* Finds the status byte (the last writable byte) and removes it from the
+ * writable list. NULL if the chain has no writable byte at all. */
+static uint8_t *vub_blk_take_status(struct vub_chain *c)
 {
-    enum vub_err err = VUB_E_RANGE;
-    blk->stats->reads++;
-    if (vub_blk_range_ok(blk, sector, bytes))
-        err = vub_image_readv(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
-    if (err != VUB_OK)
-        vub_iov_fill(iov, count, NULL, 0); /* never hand back stale guest bytes */
-    else
-        blk->stats->bytes_read += bytes;
-    return err;
+    struct iovec *w = c->iov + c->readable;
+    unsigned n = c->writable;
+    while (n > 0 && w[n - 1].iov_len == 0)
+        n--;
+    if (n == 0)
+        return NULL;
+    struct iovec *last = &w[n - 1];
+    uint8_t *status = (uint8_t *)last->iov_base + last->iov_len - 1;
+    last->iov_len--;
+    c->writable = last->iov_len ? n : n - 1;
+    c->writable_bytes--;
+    return status;
 }
 
-/* [BLK-OUT] writes go from guest memory straight to the image; [BLK-DATA]
- * once acknowledged they are there. [BLK-RO] a read-only device fails every
- * write and writes nothing. */
-static enum vub_err vub_blk_out(struct vub_blk *blk, uint64_t sector, struct iovec *iov,
-                                unsigned count, uint64_t bytes)
+/* ---- Requests in two steps: decode, then carry out ----
+ * vub_blk_prepare() copies the header out, checks everything a request
+ * says against the disk, and either completes it at once (GET_ID, discard,
+ * write-zeroes, every malformed request) or leaves a checked transfer for
+ * an engine: a read, a write or a flush. vub_blk_finish() writes the status
+ * and counts the result. The synchronous engine (vub_blk_execute, the
+ * reference) runs the transfer in between with vub_blk_io_sync(); the
+ * io_uring engine (section 12) submits it and finishes on its completion,
+ * in whatever order completions come. Both share every check. */
+
+#define VUB_BLK_T_NONE 0xffffffffu /* no header read (the request is malformed) */
+#define VUB_BOUNCE_BYTES (128u << 10) /* one bounce buffer */
+#define VUB_BOUNCE_COUNT 16u          /* per queue; buffer 0 is the synchronous reserve */
+
+/* What one queue brings to the requests it runs: its own counters and, for
+ * a disk opened O_DIRECT, its bounce buffers, so that queues served by
+ * different threads share nothing they write. */
+struct vub_blk_queue {
+    struct vub_dev_stats *stats; /* this queue's counters */
+    uint8_t *bounce;             /* VUB_BOUNCE_COUNT page-aligned buffers; NULL if not direct */
+    uint32_t bounce_free;        /* bit i set: pool buffer i is free (bit 0, the reserve, is never
+                                    handed out) */
+};
+
+/* A request decoded and checked. */
+struct vub_blk_req {
+    uint32_t type;         /* VIRTIO_BLK_T_*, or VUB_BLK_T_NONE */
+    uint8_t *status;       /* the status byte in guest memory; NULL if the chain has none */
+    bool io;               /* a read, write or flush is due: the engine's to do */
+    bool write_through;    /* a write that must be stable before it completes ([BLK-DURABLE]) */
+    enum vub_err err;      /* the result, when no I/O is due */
+    uint64_t offset;       /* disk bytes (read, write) */
+    struct iovec *iov;     /* the data buffers (read: writable, write: readable); guest memory */
+    unsigned count;
+    uint64_t bytes;
+    uint64_t data_in;      /* bytes the device writes into the guest (read, GET_ID) */
+    int bounce;            /* the pool buffer carrying the data; -1 if none */
+};
+
+static bool vub_image_direct_ok(const struct vub_image *img, const struct iovec *iov, unsigned count);
+static enum vub_err vub_blk_ranges(struct vub_blk *blk, struct vub_blk_queue *bq, uint32_t type,
+                                   const struct iovec *iov, unsigned count, uint64_t bytes);
+
+/* Decodes and checks the chain's request. [BLK-SEG-MAX] more data segments
+ * than the seg_max we advertise (a header and a status descriptor
+ * besides), or more iovecs than we keep: refused as a whole, the status
+ * byte being the chain's last writable byte, found during the walk, since
+ * the iovecs may have stopped short of it. [BLK-NO-STATUS] a chain with no
+ * writable byte cannot carry a status: it completes with length 0, counted
+ * as an error. */
+static void vub_blk_prepare(struct vub_blk *blk, struct vub_blk_queue *bq, struct vub_chain *c,
+                            struct vub_blk_req *r)
 {
-    if (blk->read_only)
-        return VUB_E_RDONLY;
-    if (!vub_blk_range_ok(blk, sector, bytes))
-        return VUB_E_RANGE;
-    blk->stats->writes++;
-    enum vub_err err = vub_image_writev(blk->image, sector * VIRTIO_BLK_SECTOR_BYTES, iov, (int)count);
-    if (err == VUB_OK && vub_blk_write_through(blk))
+    uint8_t hdr[VIRTIO_BLK_HDR_BYTES];
+    *r = (struct vub_blk_req){.type = VUB_BLK_T_NONE, .status = vub_blk_take_status(c), .bounce = -1};
+    bq->stats->requests++;
+    if (c->too_many_segments || c->descriptors > VUB_BLK_SEG_MAX + 2) {
+        r->status = c->last_writable;
+        r->err = VUB_E_RANGE;
+        return;
+    }
+    if (!r->status || c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
+        r->err = VUB_E_RANGE; /* [BLK-SHORT-HDR] */
+        return;
+    }
+    /* Copy the header out, then drop it from the front of the list. */
+    unsigned rcount = c->readable, wcount = c->writable;
+    struct iovec *rd = c->iov, *wr = c->iov + c->readable;
+    struct vub_iov_cursor cur = {rd, rcount, 0, 0};
+    vub_iov_copy(&cur, hdr, NULL, sizeof hdr);
+    rd += cur.index;
+    rcount -= cur.index;
+    if (rcount > 0) {
+        rd->iov_base = (uint8_t *)rd->iov_base + cur.at;
+        rd->iov_len -= cur.at;
+    }
+    uint64_t rbytes = c->readable_bytes - VIRTIO_BLK_HDR_BYTES, wbytes = c->writable_bytes;
+    uint64_t sector = vub_le64(hdr + 8);
+    r->type = vub_le32(hdr);
+    r->offset = sector * VIRTIO_BLK_SECTOR_BYTES;
+    switch (r->type) {
+    case VIRTIO_BLK_T_IN:
+        /* [BLK-IN] a read returns the disk's bytes with status OK; a failed
+         * one zero-fills the buffers so the used length stays true. */
+        bq->stats->reads++;
+        *r = (struct vub_blk_req){VIRTIO_BLK_T_IN, r->status, true, false, VUB_OK, r->offset, wr, wcount,
+                                  wbytes, wbytes, -1};
+        if (!vub_blk_range_ok(blk, sector, wbytes))
+            r->io = false, r->err = VUB_E_RANGE;
+        break;
+    case VIRTIO_BLK_T_OUT:
+        /* [BLK-OUT] writes go from guest memory straight to the image;
+         * [BLK-DATA] once acknowledged they are there. [BLK-RO] a read-only
+         * device fails every write and writes nothing. [BLK-OUT-DIR] the
+         * data of a write is device-readable; a writable data buffer is a
+         * driver error, not an empty write. */
+        r->err = wbytes ? VUB_E_RANGE : blk->read_only ? VUB_E_RDONLY
+                 : !vub_blk_range_ok(blk, sector, rbytes) ? VUB_E_RANGE : VUB_OK;
+        if (r->err == VUB_OK) {
+            bq->stats->writes++;
+            *r = (struct vub_blk_req){VIRTIO_BLK_T_OUT, r->status, true, vub_blk_write_through(blk), VUB_OK,
+                                      r->offset, rd, rcount, rbytes, 0, -1};
+        }
+        break;
+    case VIRTIO_BLK_T_FLUSH:
+        bq->stats->flushes++;
+        r->io = true;
+        break;
+    case VIRTIO_BLK_T_GET_ID:
+        /* [BLK-GET-ID] up to 20 bytes, NUL-padded, no terminator needed. */
+        bq->stats->get_ids++;
+        vub_iov_fill(wr, wcount, blk->serial, sizeof blk->serial);
+        r->data_in = wbytes;
+        break;
+    case VIRTIO_BLK_T_DISCARD:
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+        r->err = vub_blk_ranges(blk, bq, r->type, rd, rcount, rbytes);
+        break;
+    default:
+        r->err = VUB_E_UNSUPP; /* [BLK-UNSUPP]; [BLK-ZONED-UNSUPP] zone requests too */
+        break;
+    }
+}
+
+/* Writes the status of a request whose I/O ended with err (or that had
+ * none), counts it, and returns the used length: the bytes written into
+ * the chain's writable part, status byte included. [VQ-READABLE-RO]
+ * nothing is ever written into the readable part. The data bytes of a read
+ * count as written even when it failed: they were zero-filled. */
+static uint32_t vub_blk_finish(struct vub_blk_queue *bq, struct vub_blk_req *r, enum vub_err err)
+{
+    if (r->type == VIRTIO_BLK_T_IN && err != VUB_OK)
+        vub_iov_fill(r->iov, r->count, NULL, 0); /* never hand back stale guest bytes */
+    else if (r->type == VIRTIO_BLK_T_IN && r->iov)
+        bq->stats->bytes_read += r->bytes;
+    else if (r->type == VIRTIO_BLK_T_OUT && err == VUB_OK && r->io)
+        bq->stats->bytes_written += r->bytes;
+    if (r->bounce >= 0)
+        bq->bounce_free |= 1u << r->bounce;
+    r->bounce = -1;
+    if (err != VUB_OK)
+        bq->stats->errors++;
+    if (!r->status)
+        return 0;
+    *r->status = vub_blk_status(err);
+    uint64_t used = r->data_in + 1;
+    return used > UINT32_MAX ? UINT32_MAX : (uint32_t)used;
+}
+
+static uint8_t *vub_blk_bounce_buf(const struct vub_blk_queue *bq, int i)
+{
+    return bq->bounce + (size_t)i * VUB_BOUNCE_BYTES;
+}
+
+/* [BLK-BOUNCE] A disk opened O_DIRECT takes only buffers aligned as its
+ * file system asks; guest buffers need not be. Such a transfer goes
+ * through the queue's reserve bounce buffer, one VUB_BOUNCE_BYTES piece at
+ * a time, copied to or from guest memory (stats.bounced counts them). */
+static enum vub_err vub_blk_bounce_sync(struct vub_blk *blk, struct vub_blk_queue *bq, const struct vub_blk_req *r)
+{
+    struct vub_iov_cursor cur = {r->iov, r->count, 0, 0};
+    uint8_t *buf = vub_blk_bounce_buf(bq, 0);
+    bool write = r->type == VIRTIO_BLK_T_OUT;
+    bq->stats->bounced++;
+    for (uint64_t done = 0; done < r->bytes;) {
+        size_t n = (size_t)VUB_MIN(r->bytes - done, VUB_BOUNCE_BYTES);
+        struct iovec piece = {buf, n};
+        if (write)
+            vub_iov_copy(&cur, buf, NULL, n);
+        enum vub_err err = write ? vub_image_writev(blk->image, r->offset + done, &piece, 1)
+                                 : vub_image_readv(blk->image, r->offset + done, &piece, 1);
+        if (err != VUB_OK)
+            return err;
+        if (!write)
+            vub_iov_copy(&cur, NULL, buf, n);
+        done += n;
+    }
+    return VUB_OK;
+}
+
+/* The synchronous engine's transfer: the reference the io_uring engine is
+ * tested against. [BLK-DURABLE] a write-through write is followed by
+ * fdatasync before it completes. */
+static enum vub_err vub_blk_io_sync(struct vub_blk *blk, struct vub_blk_queue *bq, const struct vub_blk_req *r)
+{
+    enum vub_err err;
+    if (r->type == VIRTIO_BLK_T_FLUSH)
+        return vub_image_flush(blk->image);
+    if (bq->bounce && !vub_image_direct_ok(blk->image, r->iov, r->count))
+        err = vub_blk_bounce_sync(blk, bq, r);
+    else if (r->type == VIRTIO_BLK_T_IN)
+        err = vub_image_readv(blk->image, r->offset, r->iov, (int)r->count);
+    else
+        err = vub_image_writev(blk->image, r->offset, r->iov, (int)r->count);
+    if (err == VUB_OK && r->write_through)
         err = vub_image_flush(blk->image);
-    if (err == VUB_OK)
-        blk->stats->bytes_written += bytes;
     return err;
 }
 
@@ -2514,8 +3629,8 @@ static enum vub_err vub_blk_out(struct vub_blk *blk, uint64_t sector, struct iov
  * leave the first ones done. [BLK-DISCARD] whole 16-byte ranges, at most
  * VUB_BLK_MAX_RANGES. [BLK-DISCARD-FLAGS] unknown flags, or UNMAP on
  * a discard, are UNSUPP; [BLK-WZ-UNMAP] write-zeroes may carry UNMAP. */
-static enum vub_err vub_blk_ranges(struct vub_blk *blk, uint32_t type, const struct iovec *iov,
-                                   unsigned count, uint64_t bytes)
+static enum vub_err vub_blk_ranges(struct vub_blk *blk, struct vub_blk_queue *bq, uint32_t type,
+                                   const struct iovec *iov, unsigned count, uint64_t bytes)
 {
     struct vub_blk_range r[VUB_BLK_MAX_RANGES];
     uint32_t allowed = type == VIRTIO_BLK_T_WRITE_ZEROES ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
@@ -2547,113 +3662,19 @@ static enum vub_err vub_blk_ranges(struct vub_blk *blk, uint32_t type, const str
             return err;
     }
     if (type == VIRTIO_BLK_T_DISCARD)
-        blk->stats->discards++;
+        bq->stats->discards++;
     else
-        blk->stats->write_zeroes++;
+        bq->stats->write_zeroes++;
     return vub_blk_write_through(blk) ? vub_image_flush(blk->image) : VUB_OK;
 }
 
-/* Finds the status byte (the last writable byte) and removes it from the
- * writable list. NULL if the chain has no writable byte at all. */
-static uint8_t *vub_blk_take_status(struct vub_chain *c)
+/* Executes one request synchronously, writes its status and returns the
+ * used length (vub_blk_finish). */
+static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_blk_queue *bq, struct vub_chain *c)
 {
-    struct iovec *w = c->iov + c->readable;
-    unsigned n = c->writable;
-    while (n > 0 && w[n - 1].iov_len == 0)
-        n--;
-    if (n == 0)
-        return NULL;
-    struct iovec *last = &w[n - 1];
-    uint8_t *status = (uint8_t *)last->iov_base + last->iov_len - 1;
-    last->iov_len--;
-    c->writable = last->iov_len ? n : n - 1;
-    c->writable_bytes--;
-    return status;
-}
-
-/* Executes one request, writes its status and returns the used length: the
- * bytes written into the chain's writable part, status byte included.
- * [VQ-READABLE-RO] nothing is ever written into the readable part.
- * [BLK-NO-STATUS] a chain with no writable byte cannot carry a status: it is
- * returned with length 0 and counted as an error. */
-static uint32_t vub_blk_execute(struct vub_blk *blk, struct vub_chain *c)
-{
-    uint8_t hdr[VIRTIO_BLK_HDR_BYTES];
-    uint8_t *status = vub_blk_take_status(c);
-    uint64_t data_in = 0; /* bytes of data written into the guest */
-    enum vub_err err;
-
-    blk->stats->requests++;
-    /* [BLK-SEG-MAX] more data segments than the seg_max we advertise (a
-     * header and a status descriptor besides), or more iovecs than we keep:
-     * refused as a whole. The status byte is the chain's last writable byte
-     * ("the status byte ... last"), found during the walk, since the iovecs
-     * may have stopped short of it. */
-    if (c->too_many_segments || c->descriptors > VUB_BLK_SEG_MAX + 2) {
-        blk->stats->errors++;
-        if (!c->last_writable)
-            return 0;
-        *c->last_writable = VIRTIO_BLK_S_IOERR;
-        return 1;
-    }
-    if (!status) {
-        blk->stats->errors++;
-        return 0;
-    }
-    unsigned rcount = c->readable, wcount = c->writable;
-    struct iovec *rd = c->iov, *wr = c->iov + c->readable;
-    if (c->readable_bytes < VIRTIO_BLK_HDR_BYTES) {
-        err = VUB_E_RANGE; /* [BLK-SHORT-HDR] */
-    } else {
-        /* Copy the header out, then drop it from the front of the list. */
-        struct vub_iov_cursor cur = {rd, rcount, 0, 0};
-        vub_iov_copy(&cur, hdr, NULL, sizeof hdr);
-        rd += cur.index;
-        rcount -= cur.index;
-        if (rcount > 0) {
-            rd->iov_base = (uint8_t *)rd->iov_base + cur.at;
-            rd->iov_len -= cur.at;
-        }
-        uint64_t rbytes = c->readable_bytes - VIRTIO_BLK_HDR_BYTES, wbytes = c->writable_bytes;
-        uint32_t type = vub_le32(hdr);
-        uint64_t sector = vub_le64(hdr + 8);
-        switch (type) {
-        case VIRTIO_BLK_T_IN:
-            err = vub_blk_in(blk, sector, wr, wcount, wbytes);
-            data_in = wbytes;
-            break;
-        case VIRTIO_BLK_T_OUT:
-            /* [BLK-OUT-DIR] the data of a write is device-readable; a
-             * writable data buffer is a driver error, not an empty write. */
-            err = wbytes ? VUB_E_RANGE : vub_blk_out(blk, sector, rd, rcount, rbytes);
-            break;
-        case VIRTIO_BLK_T_FLUSH:
-            blk->stats->flushes++;
-            err = vub_image_flush(blk->image);
-            break;
-        case VIRTIO_BLK_T_GET_ID:
-            /* [BLK-GET-ID] up to 20 bytes, NUL-padded, no terminator needed. */
-            blk->stats->get_ids++;
-            vub_iov_fill(wr, wcount, blk->serial, sizeof blk->serial);
-            data_in = wbytes;
-            err = VUB_OK;
-            break;
-        case VIRTIO_BLK_T_DISCARD:
-        case VIRTIO_BLK_T_WRITE_ZEROES:
-            err = vub_blk_ranges(blk, type, rd, rcount, rbytes);
-            break;
-        default:
-            err = VUB_E_UNSUPP; /* [BLK-UNSUPP]; [BLK-ZONED-UNSUPP] zone requests too */
-            break;
-        }
-    }
-    *status = vub_blk_status(err);
-    if (err != VUB_OK)
-        blk->stats->errors++;
-    /* The data bytes are counted as written even on error: vub_blk_in
-     * zero-fills them then. The status byte is always written. */
-    uint64_t used = data_in + 1;
-    return used > UINT32_MAX ? UINT32_MAX : (uint32_t)used;
+    struct vub_blk_req r;
+    vub_blk_prepare(blk, bq, c, &r);
+    return vub_blk_finish(bq, &r, r.io ? vub_blk_io_sync(blk, bq, &r) : r.err);
 }
 
 /* ======================================================================== *
@@ -2676,6 +3697,8 @@ struct vub_image {
     int fd;                  /* the image file */
     uint64_t size;           /* virtual disk bytes */
     bool read_only;          /* opened O_RDONLY; writes fail */
+    bool direct;             /* opened O_DIRECT ([IMG-DIRECT]) */
+    uint32_t dio_mem_bytes;  /* ... buffer addresses and lengths must be multiples of this */
     struct vub_qcow2 *qcow2; /* qcow2 state; NULL for raw */
 };
 
@@ -2709,7 +3732,7 @@ static enum vub_err vub_raw_xfer(int fd, bool write, uint64_t off, const struct 
 /* Writes zeros the slow way, from a constant buffer: no allocation. */
 static enum vub_err vub_raw_write_zeros(int fd, uint64_t off, uint64_t len)
 {
-    static const uint8_t zeros[65536];
+    static _Alignas(4096) const uint8_t zeros[65536]; /* aligned for O_DIRECT */
     while (len > 0) {
         size_t n = (size_t)VUB_MIN(len, sizeof zeros);
         struct iovec iov = {.iov_base = (void *)(uintptr_t)zeros, .iov_len = n};
@@ -2852,6 +3875,41 @@ static void vub_error_format(const struct vub_error *e, const char *prefix, char
         snprintf(buf + n, len - (size_t)n, " [%s]", r->tag);
 }
 
+/* [IMG-DIRECT] O_DIRECT (QEMU's cache=none) for raw images: the file is
+ * opened again with it once probed (the probe reads into an unaligned
+ * buffer). vub's sectors are 512 bytes, so a file whose direct I/O wants
+ * larger offsets (a 4 KiB-sector disk) is refused; buffers the file system
+ * wants aligned more than the guest's are bounced by the device
+ * ([BLK-BOUNCE]). qcow2 metadata is read into unaligned caches: refused. */
+static enum vub_err vub_image_open_direct(struct vub_image *img, const char *path, bool read_only,
+                                          struct vub_error *e)
+{
+    uint32_t offset_bytes = 0;
+    if (img->format != VUB_FORMAT_RAW)
+        return vub_fail(e, VUB_R_IMG_DIRECT_QCOW2, 0, 0);
+    int fd = vub_sys_open_direct(path, read_only);
+    if (fd < 0)
+        return vub_fail(e, VUB_R_IMG_DIRECT_OPEN, 0, (uint64_t)errno);
+    vub_sys_close(&img->fd);
+    img->fd = fd;
+    img->direct = true;
+    if (!vub_sys_dio_align(fd, &img->dio_mem_bytes, &offset_bytes) || offset_bytes > VIRTIO_BLK_SECTOR_BYTES)
+        return vub_fail(e, VUB_R_IMG_DIRECT_ALIGN, offset_bytes, 0);
+    return VUB_OK;
+}
+
+/* Can the list go to a direct image as it is? Every buffer's address and
+ * length a multiple of the file system's alignment; always for a cached
+ * image. */
+static bool vub_image_direct_ok(const struct vub_image *img, const struct iovec *iov, unsigned count)
+{
+    uint32_t align = VUB_MAX(img->dio_mem_bytes, VIRTIO_BLK_SECTOR_BYTES);
+    for (unsigned i = 0; img->direct && i < count; i++)
+        if ((uintptr_t)iov[i].iov_base % align || iov[i].iov_len % align)
+            return false;
+    return true;
+}
+
 enum vub_err vub_image_open(struct vub_image **out, const char *path,
                             const struct vub_image_opts *opts, char *why, size_t why_len)
 {
@@ -2873,6 +3931,8 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
         img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd, &foreign) : opts->format;
     if (err == VUB_OK && foreign >= 0)
         err = vub_fail(&e, VUB_R_IMG_PROBE_FOREIGN, (uint64_t)foreign, 0);
+    if (err == VUB_OK && opts->direct)
+        err = vub_image_open_direct(img, path, opts->read_only, &e);
     if (err == VUB_OK && img->format == VUB_FORMAT_QCOW2 && !opts->read_only) {
         /* vub never writes qcow2: hold the file read-only like any reader */
         vub_sys_close(&img->fd);
@@ -6701,6 +7761,56 @@ static int vub_zstd_decompress(uint8_t *dst, size_t dst_len, size_t *dst_done, c
 #define VUB_IOV_SLACK 64           /* extra iovecs for buffers that straddle regions */
 #define VUB_QUEUE_BUDGET_RINGS 4   /* requests per run, in ring sizes, before yielding */
 
+/* ---- the io_uring engine ----
+ * [BLK-AIO] With VUB_AIO_IO_URING each queue has its own io_uring and a
+ * slot per request it may keep in flight, allocated when the ring's size
+ * is set (never per request): the slot holds the popped chain, its iovecs
+ * and the decoded request. A run of the queue first takes the completions
+ * waiting (finishing and pushing them), then pops and submits until the
+ * ring is empty or every slot is busy, hands all new submissions to the
+ * kernel in one io_uring_enter(), and publishes the used entries of the
+ * pass at once with at most one notification (EVENT_IDX decides, as for
+ * the synchronous engine). Requests complete in the order the kernel
+ * finishes them; the used ring says which head each entry returns, so the
+ * driver needs no order ("Used Buffer Notification": the device may use
+ * buffers in any order unless IN_ORDER, which vub does not offer).
+ * Completions wake the caller's poll() through the ring's fd, which
+ * vub_dev_pollfds() lists while requests are in flight.
+ *
+ * What is submitted: reads and writes of raw images (RWF_DSYNC when the
+ * write cache is off, [BLK-DURABLE]) and flushes (fdatasync as
+ * IORING_OP_FSYNC). [BLK-FLUSH-ASYNC] A flush must cover the writes
+ * completed before it ("Device Operation": FLUSH makes durable what was
+ * written and completed), and each of those completed - its CQE taken -
+ * before the flush was submitted, so a plain fdatasync covers it; writes
+ * still in flight are not the flush's to wait for, so nothing is drained
+ * and no other request stalls. Everything else runs synchronously inside
+ * the pass, as with the synchronous engine: GET_ID, discard and
+ * write-zeroes (fallocate), malformed requests, and [BLK-AIO-QCOW2] every
+ * qcow2 read (see SPEC-NOTES.md). */
+
+#define VUB_AIO_MAX_SLOTS 1024u /* requests in flight per queue, at most */
+#define VUB_SLOT_IOVS (VUB_BLK_SEG_MAX + 2 + VUB_IOV_SLACK) /* a request's iovecs */
+
+/* One request in flight. */
+struct vub_dev_slot {
+    struct vub_chain chain;   /* as popped; chain.iov is this slot's own array */
+    struct vub_blk_req req;   /* decoded and checked */
+    struct iovec bounce_iov;  /* the bounce buffer, as the SQE names it */
+    int next_free;            /* free list; -1 ends it */
+};
+
+/* One queue's engine state. */
+struct vub_dev_aio {
+    struct vub_uring ring;       /* fd -1 for the synchronous engine */
+    unsigned ring_slots;         /* slots the ring was made for */
+    struct vub_dev_slot *slots;  /* slot_count of them */
+    struct iovec *iov;           /* VUB_SLOT_IOVS per slot */
+    unsigned slot_count;
+    int free_head;               /* first free slot; -1: all busy */
+    unsigned in_flight;          /* submitted, completion not yet taken */
+};
+
 /* Host state of one virtqueue in a session; a device reset clears all of
  * it except the ring's scratch memory and the call and error fds. */
 struct vub_dev_queue {
@@ -6719,6 +7829,13 @@ struct vub_dev_queue {
     int kick_fd;         /* driver -> device notifications; -1 if none */
     int call_fd;         /* device -> driver notifications; -1 if none */
     int err_fd;          /* device -> front-end error signal; -1 if none */
+    bool spinning;       /* busy-polled: kicks stay suppressed ([VU-POLL-KICKS]) */
+    bool needs_reset;    /* broke a ring rule; vub_dev_collect() tells the device status */
+    struct vub_error err; /* the queue's last failure ([VU-THREADS]) ... */
+    char why[256];        /* ... formatted */
+    struct vub_dev_stats stats; /* this queue's counters; vub_dev_stats() adds them up */
+    struct vub_blk_queue bq;     /* what its requests use: the counters above, bounce buffers */
+    struct vub_dev_aio aio;      /* the io_uring engine; ring.fd -1 for the synchronous one */
 };
 
 struct vub_dev {
@@ -6735,6 +7852,10 @@ struct vub_dev {
     int backend_fd;             /* SET_BACKEND_REQ_FD: our requests to the front-end; -1 if none */
     bool backend_ack_pending;   /* a request with NEED_REPLY was sent there, no answer yet */
     struct vub_mem mem;
+    struct {                    /* SET_INFLIGHT_FD: the inflight area, mapped */
+        void *map_base;         /* what munmap() needs; NULL when none */
+        size_t map_len;
+    } inflight;
     struct vub_dev_queue queues[VUB_MAX_QUEUES];
     struct vub_blk blk;
     struct vub_dev_stats stats;
@@ -6838,13 +7959,23 @@ static void vub_dev_remap_rings(struct vub_dev *dev)
  * only sends changes to what it believes the back-end has mapped) nor
  * SET_VRING_ERR. The spec's note on RESET_OWNER says the same: discarding
  * connection state on a reset "would lead to bugs". */
+static void vub_dev_inflight_unmap(struct vub_dev *dev)
+{
+    vub_sys_unmap(dev->inflight.map_base, dev->inflight.map_len);
+    dev->inflight.map_base = NULL;
+    dev->inflight.map_len = 0;
+    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
+        dev->queues[i].ring.inflight = (struct vub_vring_inflight){0};
+}
+
 static void vub_dev_reset_device(struct vub_dev *dev)
 {
+    vub_dev_inflight_unmap(dev); /* [INFL-SET] the front-end sends it again before a start */
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
         struct vub_dev_queue *q = &dev->queues[i];
         vub_sys_close(&q->kick_fd);
         *q = (struct vub_dev_queue){.ring = {.scratch = q->ring.scratch}, .kick_fd = -1, .call_fd = q->call_fd,
-                                    .err_fd = q->err_fd};
+                                    .err_fd = q->err_fd, .stats = q->stats, .bq = q->bq, .aio = q->aio};
         if (q->ring.scratch.ids_pending)
             memset(q->ring.scratch.ids_pending, 0, VUB_PACKED_IDS / 8);
     }
@@ -6877,10 +8008,11 @@ static void vub_dev_reset_session(struct vub_dev *dev)
  * forever. The session goes on; the front-end may send a new fd. */
 static void vub_dev_drop_fd(struct vub_dev *dev, int *fd, unsigned index, bool call)
 {
+    struct vub_dev_queue *q = &dev->queues[index];
     vub_sys_close(fd);
-    vub_fail(&dev->err, call ? VUB_R_VU_CALL_DROPPED : VUB_R_VU_KICK_DROPPED, index, 0);
-    vub_dev_record(dev, NULL);
-    dev->stats.dropped_fds++;
+    vub_fail(&q->err, call ? VUB_R_VU_CALL_DROPPED : VUB_R_VU_KICK_DROPPED, index, 0);
+    vub_error_format(&q->err, NULL, q->why, sizeof q->why);
+    q->stats.dropped_fds++;
 }
 
 static void vub_dev_notify(struct vub_dev *dev, struct vub_dev_queue *q)
@@ -6888,7 +8020,7 @@ static void vub_dev_notify(struct vub_dev *dev, struct vub_dev_queue *q)
     if (vub_vring_need_notify(&q->ring) && q->call_fd >= 0) {
         if (!vub_sys_signal(q->call_fd))
             vub_dev_drop_fd(dev, &q->call_fd, (unsigned)(q - dev->queues), true);
-        dev->stats.notifications++;
+        q->stats.notifications++;
     }
 }
 
@@ -6899,32 +8031,280 @@ static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
     struct vub_dev_queue *q = &dev->queues[index];
     char prefix[32];
     snprintf(prefix, sizeof prefix, "queue %u", index);
-    vub_dev_record(dev, prefix);
+    vub_error_format(&q->err, prefix, q->why, sizeof q->why);
     q->started = false;
-    dev->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+    q->needs_reset = true;
     if (q->err_fd >= 0)
         vub_sys_signal(q->err_fd); /* the session ends: nothing to drop it for */
     return VUB_E_PROTO;
 }
 
+/* [VU-THREADS] A queue keeps its own failures (so queues on different
+ * threads never write the device); this brings the last one into the
+ * device's why and status. Called where one thread has the whole device:
+ * the single-thread entry points, message handlers, vub_dev_quiesce(). */
+static void vub_dev_collect(struct vub_dev *dev, unsigned index)
+{
+    struct vub_dev_queue *q = &dev->queues[index];
+    if (q->needs_reset)
+        dev->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+    q->needs_reset = false;
+    if (q->err.reason == VUB_R_NONE)
+        return;
+    dev->err = q->err;
+    memcpy(dev->why, q->why, sizeof dev->why);
+    q->err.reason = VUB_R_NONE;
+}
+
+
 /* [VQ-RING-STATE] what the ring messages set must agree before the ring
  * runs, whatever order they came in: a size valid for the layout, and for
  * packed rings both positions inside the ring (a base may have been set
  * before a smaller SET_VRING_NUM). */
-static bool vub_dev_ring_consistent(struct vub_dev *dev, const struct vub_vring *vr)
+static bool vub_dev_ring_consistent(struct vub_error *err, const struct vub_vring *vr)
 {
     bool bad = vr->packed_ring ? vr->packed.next_avail >= vr->size || vr->packed.next_used >= vr->size
                                : (vr->size & (vr->size - 1)) != 0;
     if (bad)
-        vub_fail(&dev->err, VUB_R_VQ_RING_STATE, vr->size, vr->packed_ring ? vub_packed_base(vr) : 0);
+        vub_fail(err, VUB_R_VQ_RING_STATE, vr->size, vr->packed_ring ? vub_packed_base(vr) : 0);
     return !bad;
 }
 
-/* Completes every available request, publishing used entries in batches
- * and notifying once per batch. [VU-RING-STOPPED] a stopped ring is not
- * touched. [VQ-BUDGET] after a few rings' worth it
- * yields, kicking itself so the caller's loop comes back: a busy guest
- * cannot starve the control socket. */
+/* Every slot free, in order. */
+static void vub_dev_aio_free_all(struct vub_dev_aio *a)
+{
+    a->free_head = -1;
+    a->in_flight = 0;
+    for (unsigned i = a->slot_count; i-- > 0;) {
+        a->slots[i] = (struct vub_dev_slot){.next_free = a->free_head};
+        a->free_head = (int)i;
+    }
+}
+
+/* Sizes the queue's engine for a ring of num entries: slots (and their
+ * iovecs) and the io_uring, made again only when they must grow. Called
+ * with nothing in flight (the ring is stopped). */
+static enum vub_err vub_dev_aio_size(struct vub_dev *dev, struct vub_dev_queue *q, uint32_t num)
+{
+    struct vub_dev_aio *a = &q->aio;
+    unsigned want = VUB_MIN(num, VUB_AIO_MAX_SLOTS);
+    if (dev->cfg.aio != VUB_AIO_IO_URING)
+        return VUB_OK;
+    if (want > a->slot_count) {
+        struct vub_dev_slot *slots = realloc(a->slots, want * sizeof *slots);
+        if (slots)
+            a->slots = slots;
+        struct iovec *iov = realloc(a->iov, (size_t)want * VUB_SLOT_IOVS * sizeof *iov);
+        if (iov)
+            a->iov = iov;
+        if (!slots || !iov)
+            return vub_fail(&dev->err, VUB_R_SYS_NOMEM, want * sizeof *slots, 0);
+        a->slot_count = want;
+    }
+    vub_dev_aio_free_all(a);
+    if (a->ring.fd < 0 || a->ring_slots < a->slot_count) {
+        vub_uring_exit(&a->ring);
+        int rc = vub_uring_init(&a->ring, a->slot_count);
+        if (rc != 0)
+            return vub_fail(&dev->err, VUB_R_BLK_AIO_SETUP, a->slot_count, (uint64_t)rc);
+        a->ring_slots = a->slot_count;
+    }
+    return VUB_OK;
+}
+
+/* Pops the next request into a free slot (NULL for the synchronous
+ * engine: into *local). The ring layer walks a chain into
+ * vr->scratch.iov, so that is pointed at the slot's own iovecs for the
+ * call: a chain's iovecs must live as long as its request. */
+static enum vub_err vub_dev_pop(struct vub_dev *dev, struct vub_dev_queue *q, struct vub_dev_slot *s,
+                                struct vub_chain *local)
+{
+    struct vub_vring_scratch own = q->ring.scratch;
+    if (!s)
+        return vub_vring_pop(&q->ring, &dev->mem, local, &q->err);
+    q->ring.scratch.iov = q->aio.iov + (size_t)(s - q->aio.slots) * VUB_SLOT_IOVS;
+    q->ring.scratch.iov_cap = VUB_SLOT_IOVS;
+    enum vub_err err = vub_vring_pop(&q->ring, &dev->mem, &s->chain, &q->err);
+    q->ring.scratch = own;
+    return err;
+}
+
+/* Fills an SQE for the slot's transfer. False if it is not the engine's
+ * to submit (then it runs synchronously): a qcow2 image, a flush of a
+ * read-only one, a buffer that needs bouncing when no pool buffer is free
+ * or it is larger than one, a full submission queue. */
+static bool vub_dev_aio_submit(struct vub_dev *dev, struct vub_dev_queue *q, struct vub_dev_slot *s)
+{
+    struct vub_blk_req *r = &s->req;
+    struct vub_image *img = dev->blk.image;
+    struct vub_blk_queue *bq = &q->bq;
+    const struct iovec *iov = r->iov;
+    unsigned count = r->count;
+    bool flush = r->type == VIRTIO_BLK_T_FLUSH;
+    if (img->format != VUB_FORMAT_RAW || (flush && img->read_only))
+        return false;
+    bool bounce = !flush && !vub_image_direct_ok(img, r->iov, r->count);
+    if (bounce && (r->bytes > VUB_BOUNCE_BYTES || (bq->bounce_free & ~1u) == 0))
+        return false;
+    struct io_uring_sqe *sqe = vub_uring_sqe(&q->aio.ring);
+    if (!sqe)
+        return false;
+    if (bounce) {
+        r->bounce = __builtin_ctz(bq->bounce_free & ~1u);
+        bq->bounce_free &= ~(1u << r->bounce);
+        bq->stats->bounced++;
+        s->bounce_iov = (struct iovec){vub_blk_bounce_buf(bq, r->bounce), (size_t)r->bytes};
+        if (r->type == VIRTIO_BLK_T_OUT) {
+            struct vub_iov_cursor cur = {r->iov, r->count, 0, 0};
+            vub_iov_copy(&cur, s->bounce_iov.iov_base, NULL, r->bytes);
+        }
+        iov = &s->bounce_iov;
+        count = 1;
+    }
+    sqe->fd = img->fd;
+    sqe->user_data = (uint64_t)(s - q->aio.slots);
+    if (flush) {
+        sqe->opcode = IORING_OP_FSYNC;
+        sqe->fsync_flags = IORING_FSYNC_DATASYNC;
+        return true;
+    }
+    sqe->opcode = r->type == VIRTIO_BLK_T_IN ? IORING_OP_READV : IORING_OP_WRITEV;
+    sqe->addr = (uint64_t)(uintptr_t)iov;
+    sqe->len = count;
+    sqe->off = r->offset;
+    sqe->rw_flags = r->write_through ? RWF_DSYNC : 0;
+    return true;
+}
+
+/* What a completion means for its request. A short transfer (the kernel
+ * may stop early, as preadv may) is done again whole, synchronously:
+ * reading or writing the same bytes twice is harmless, and it is rare. */
+static enum vub_err vub_dev_aio_result(struct vub_dev *dev, struct vub_dev_queue *q, struct vub_dev_slot *s,
+                                       int32_t res)
+{
+    struct vub_blk_req *r = &s->req;
+    if (res < 0)
+        return VUB_E_IO;
+    if (r->type != VIRTIO_BLK_T_FLUSH && (uint64_t)res < r->bytes)
+        return vub_blk_io_sync(&dev->blk, &q->bq, r);
+    if (r->bounce >= 0 && r->type == VIRTIO_BLK_T_IN) {
+        struct vub_iov_cursor cur = {r->iov, r->count, 0, 0};
+        vub_iov_copy(&cur, NULL, s->bounce_iov.iov_base, r->bytes);
+    }
+    return VUB_OK;
+}
+
+/* Takes every completion waiting on the queue's ring; each request is
+ * finished and pushed (or, with discard, dropped: the session is over).
+ * Returns how many were pushed. */
+static unsigned vub_dev_aio_reap(struct vub_dev *dev, struct vub_dev_queue *q, bool discard)
+{
+    struct vub_dev_aio *a = &q->aio;
+    unsigned pushed = 0;
+    uint64_t data;
+    int32_t res;
+    while (a->in_flight > 0 && vub_uring_reap(&a->ring, &data, &res)) {
+        if (data >= a->slot_count)
+            continue; /* not ours: only slot numbers are ever submitted */
+        struct vub_dev_slot *s = &a->slots[data];
+        if (discard) {
+            if (s->req.bounce >= 0) /* guest memory is not touched: it may be gone */
+                q->bq.bounce_free |= 1u << s->req.bounce;
+        } else {
+            enum vub_err err = vub_dev_aio_result(dev, q, s, res);
+            vub_vring_push(&q->ring, &s->chain, vub_blk_finish(&q->bq, &s->req, err));
+            pushed++;
+        }
+        s->next_free = a->free_head;
+        a->free_head = (int)data;
+        a->in_flight--;
+    }
+    return pushed;
+}
+
+/* Hands the pass's submissions to the kernel. [BLK-AIO] a ring that
+ * refuses for good (not a passing EAGAIN/EBUSY shortage, retried at the
+ * next pass) stops the queue. */
+static bool vub_dev_aio_enter(struct vub_dev *dev, struct vub_dev_queue *q, bool wait)
+{
+    int rc = q->aio.ring.fd >= 0 ? vub_uring_enter(&q->aio.ring, wait) : 0;
+    if (rc == 0 || rc == EAGAIN || rc == EBUSY)
+        return true;
+    vub_fail(&q->err, VUB_R_BLK_AIO, (uint64_t)(q - dev->queues), (uint64_t)rc);
+    return false;
+}
+
+/* Publishes the pushed entries, if any, and notifies if the driver asks. */
+static void vub_dev_publish(struct vub_dev *dev, struct vub_dev_queue *q, unsigned *batch)
+{
+    if (*batch == 0)
+        return;
+    vub_vring_publish(&q->ring);
+    vub_dev_notify(dev, q);
+    q->stats.completion_passes += q->aio.ring.fd >= 0;
+    *batch = 0;
+}
+
+/* [VU-QUIESCE] Waits until the queue has no request in flight. Each is
+ * completed and pushed, as if it had finished synchronously, or with
+ * discard dropped unseen (the session is over and guest memory may be
+ * gone). A ring that cannot be waited on is torn down: closing it lets
+ * the kernel finish or cancel what it holds on its own. */
+static enum vub_err vub_dev_drain(struct vub_dev *dev, unsigned index, bool discard)
+{
+    struct vub_dev_queue *q = &dev->queues[index];
+    unsigned batch = 0;
+    while (q->aio.in_flight > 0) {
+        if (!vub_dev_aio_enter(dev, q, true)) {
+            vub_uring_exit(&q->aio.ring);
+            q->aio.ring_slots = 0;
+            vub_dev_aio_free_all(&q->aio);
+            if (q->bq.bounce)
+                q->bq.bounce_free = (1u << VUB_BOUNCE_COUNT) - 1;
+            return discard ? VUB_OK : vub_dev_queue_broken(dev, index);
+        }
+        batch += vub_dev_aio_reap(dev, q, discard);
+    }
+    vub_dev_publish(dev, q, &batch);
+    return VUB_OK;
+}
+
+/* The queue's free slot for the next request: NULL for the synchronous
+ * engine; *busy when the io_uring engine has none left. */
+static struct vub_dev_slot *vub_dev_free_slot(struct vub_dev_queue *q, bool *busy)
+{
+    bool aio = q->aio.ring.fd >= 0;
+    *busy = aio && q->aio.free_head < 0;
+    return aio && !*busy ? &q->aio.slots[q->aio.free_head] : NULL;
+}
+
+/* Starts one request: the io_uring engine submits its transfer and keeps
+ * the slot; anything else completes here and is pushed. True if pushed. */
+static bool vub_dev_start(struct vub_dev *dev, struct vub_dev_queue *q, struct vub_dev_slot *s,
+                          struct vub_chain *c)
+{
+    if (!s) {
+        vub_vring_push(&q->ring, c, vub_blk_execute(&dev->blk, &q->bq, c));
+        return true;
+    }
+    struct vub_blk_req *r = &s->req;
+    vub_blk_prepare(&dev->blk, &q->bq, c, r);
+    if (r->io && vub_dev_aio_submit(dev, q, s)) {
+        q->aio.free_head = s->next_free;
+        q->aio.in_flight++;
+        return false;
+    }
+    vub_vring_push(&q->ring, c, vub_blk_finish(&q->bq, r, r->io ? vub_blk_io_sync(&dev->blk, &q->bq, r) : r->err));
+    return true;
+}
+
+/* Serves the queue: takes the completions waiting, then every available
+ * request, publishing used entries in batches and notifying once per
+ * batch. [VU-RING-STOPPED] a stopped ring is not touched. [VQ-BUDGET]
+ * after a few rings' worth it yields, kicking itself so the caller's loop
+ * comes back: a busy guest cannot starve the control socket. With every
+ * io_uring slot busy it stops taking requests (and leaves kicks as they
+ * are): the completions bring it back. */
 static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
 {
     struct vub_dev_queue *q = &dev->queues[index];
@@ -6932,46 +8312,63 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
     q->backlog = false;
     if (!q->started || !q->enabled || !vr->desc)
         return VUB_OK;
-    if (!vub_dev_ring_consistent(dev, vr))
+    if (!vub_dev_ring_consistent(&q->err, vr))
         return vub_dev_queue_broken(dev, index);
-    if (!q->used_synced && !vr->packed_ring)
-        vub_split_start(vr);
+    if (!q->used_synced) {
+        if (vub_vring_start(vr, &dev->err) != VUB_OK)
+            return vub_dev_queue_broken(dev, index);
+        dev->stats.resubmitted += vr->inflight.resubmit_count;
+    }
     q->used_synced = true;
-    unsigned budget = VUB_QUEUE_BUDGET_RINGS * (unsigned)vr->size, batch = 0;
+    unsigned budget = VUB_QUEUE_BUDGET_RINGS * (unsigned)vr->size, batch = vub_dev_aio_reap(dev, q, false);
+    enum vub_err err = VUB_OK;
     for (;;) {
-        struct vub_chain c;
-        enum vub_err err = budget == 0 ? VUB_E_AGAIN : vub_vring_pop(vr, &dev->mem, &c, &dev->err);
+        bool busy;
+        struct vub_chain local;
+        struct vub_dev_slot *s = vub_dev_free_slot(q, &busy);
+        if (busy)
+            break;
+        err = budget == 0 ? VUB_E_AGAIN : vub_dev_pop(dev, q, s, &local);
         if (err == VUB_E_AGAIN) {
-            if (batch > 0) {
-                vub_vring_publish(vr);
-                vub_dev_notify(dev, q);
-                batch = 0;
-            }
+            err = VUB_OK;
+            if (!vub_dev_aio_enter(dev, q, false))
+                break;
+            vub_dev_publish(dev, q, &batch);
             if (budget == 0) {
                 /* An eventfd kick is ours to write; a pipe's read end is
                  * not, so that queue is left for vub_dev_dispatch(). */
                 q->backlog = q->kick_pipe || q->kick_fd < 0;
                 if (q->kick_fd >= 0 && !q->kick_pipe)
                     vub_sys_signal(q->kick_fd);
-                return VUB_OK;
+                break;
+            }
+            if (q->spinning) { /* [VU-POLL-KICKS] the spinner comes back, not a kick */
+                vub_vring_disable_kicks(vr);
+                break;
             }
             if (!vub_vring_enable_kicks(vr))
-                return VUB_OK;
+                break;
             continue;
         }
-        if (err != VUB_OK) {
-            vub_vring_publish(vr); /* what was completed stays completed */
-            return vub_dev_queue_broken(dev, index);
-        }
-        vub_vring_push(vr, &c, vub_blk_execute(&dev->blk, &c));
-        dev->stats.queue_requests[index]++;
+        if (err != VUB_OK)
+            break;
+        q->stats.queue_requests[index]++;
         budget--;
-        if (++batch == vr->size) { /* publish at least once per ring's worth */
-            vub_vring_publish(vr);
-            vub_dev_notify(dev, q);
-            batch = 0;
-        }
+        batch += vub_dev_start(dev, q, s, s ? &s->chain : &local);
+        if (batch == vr->size) /* publish at least once per ring's worth */
+            vub_dev_publish(dev, q, &batch);
     }
+    bool entered = vub_dev_aio_enter(dev, q, false);
+    vub_dev_publish(dev, q, &batch); /* what was completed stays completed */
+    return err != VUB_OK || !entered ? vub_dev_queue_broken(dev, index) : VUB_OK;
+}
+
+/* A queue run from a message handler, its failure the handler's. */
+static enum vub_err vub_dev_run_collect(struct vub_dev *dev, unsigned index)
+{
+    enum vub_err err = vub_dev_run_queue(dev, index);
+    vub_dev_collect(dev, index);
+    return err;
 }
 
 /* ---- message handlers, in request-number order ---- */
@@ -7079,17 +8476,30 @@ static enum vub_err vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue
     if (cap > s->iov_cap) {
         struct iovec *iov = realloc(s->iov, cap * sizeof *iov);
         uint16_t *ids = realloc(s->batch_ids, cap * sizeof *ids);
+        uint16_t *heads = realloc(s->batch_heads, cap * sizeof *heads);
+        uint16_t *lasts = realloc(s->batch_lasts, cap * sizeof *lasts);
         if (iov)
             s->iov = iov;
         if (ids)
             s->batch_ids = ids;
-        if (!iov || !ids)
+        if (heads)
+            s->batch_heads = heads;
+        if (lasts)
+            s->batch_lasts = lasts;
+        if (!iov || !ids || !heads || !lasts)
             return vub_fail(&dev->err, VUB_R_SYS_NOMEM, cap * sizeof *iov, 0);
         s->iov_cap = cap;
     }
     if (!s->ids_pending && !(s->ids_pending = calloc(VUB_PACKED_IDS / 8, 1)))
         return vub_fail(&dev->err, VUB_R_SYS_NOMEM, VUB_PACKED_IDS / 8, 0);
-    return VUB_OK;
+    /* [BLK-BOUNCE] a direct image's bounce buffers, once per queue */
+    if (dev->blk.image->direct && !q->bq.bounce) {
+        q->bq.bounce = vub_sys_alloc_aligned((size_t)VUB_BOUNCE_COUNT * VUB_BOUNCE_BYTES);
+        if (!q->bq.bounce)
+            return vub_fail(&dev->err, VUB_R_SYS_NOMEM, (uint64_t)VUB_BOUNCE_COUNT * VUB_BOUNCE_BYTES, 0);
+        q->bq.bounce_free = (1u << VUB_BOUNCE_COUNT) - 1;
+    }
+    return vub_dev_aio_size(dev, q, num);
 }
 
 /* A stopped queue by index, for the messages that set up a ring. */
@@ -7250,7 +8660,7 @@ static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
     q->started = true;
     q->used_synced = false;
     q->ring.signalled_valid = false;
-    return vub_dev_run_queue(dev, (unsigned)(q - dev->queues));
+    return vub_dev_run_collect(dev, (unsigned)(q - dev->queues));
 }
 
 /* SET_VRING_CALL and SET_VRING_ERR: the fd replaces the one held before. */
@@ -7303,7 +8713,7 @@ static enum vub_err vub_h_set_vring_enable(struct vub_dev *dev, struct vub_msg *
         m->payload.state.num > 1)
         return vub_fail(&dev->err, VUB_R_VU_VRING_ENABLE, m->payload.state.num, dev->features);
     q->enabled = m->payload.state.num == 1;
-    return vub_dev_run_queue(dev, m->payload.state.index);
+    return vub_dev_run_collect(dev, m->payload.state.index);
 }
 
 /* [VU-CONFIG-RANGE] offset is relative to the device config space; any
@@ -7431,6 +8841,103 @@ static enum vub_err vub_h_set_backend_req_fd(struct vub_dev *dev, struct vub_msg
     return VUB_OK;
 }
 
+/* [INFL-GET] GET_INFLIGHT_FD: a zeroed memfd holding num_queues regions of
+ * queue_size entries, laid out for the ring layout negotiated so far (QEMU
+ * sends SET_FEATURES first for that reason). A request vub cannot serve is
+ * answered with mmap_size 0 and no fd, which the spec's front-end reads as
+ * "no inflight area" and goes on without one. The area is not used until
+ * SET_INFLIGHT_FD hands it back. */
+static enum vub_err vub_h_get_inflight_fd(struct vub_dev *dev, struct vub_msg *m)
+{
+    const struct vub_vu_inflight in = m->payload.inflight;
+    struct vub_vu_inflight *out = vub_dev_reply(dev, sizeof *out);
+    bool packed = vub_has(dev->features, VIRTIO_F_RING_PACKED);
+    uint64_t bytes = in.num_queues * vub_inflight_queue_bytes(in.queue_size, packed);
+    *out = (struct vub_vu_inflight){0, 0, in.num_queues, in.queue_size, 0};
+    int fd = -1;
+    if (in.num_queues == 0 || in.num_queues > dev->cfg.num_queues || in.queue_size == 0 ||
+        in.queue_size > VUB_MAX_QUEUE_SIZE)
+        vub_fail(&dev->err, VUB_R_INFL_GET, in.num_queues, in.queue_size);
+    else if ((fd = vub_sys_memfd_new("vub-inflight", bytes)) < 0)
+        vub_fail(&dev->err, VUB_R_INFL_SHM, bytes, (uint64_t)errno);
+    if (fd < 0) {
+        vub_dev_record(dev, "GET_INFLIGHT_FD");
+        dev->stats.rejected_messages++;
+        return VUB_OK;
+    }
+    out->mmap_size = bytes;
+    dev->reply.fds[0] = fd;
+    dev->reply.fd_count = 1;
+    return VUB_OK;
+}
+
+/* Host memory a queue needs to recover from a region of n entries. */
+static enum vub_err vub_dev_alloc_inflight(struct vub_dev *dev, struct vub_vring_scratch *s, unsigned n)
+{
+    if (n <= s->inflight_cap)
+        return VUB_OK;
+    struct vub_inflight_order *order = realloc(s->inflight_order, n * sizeof *order);
+    uint16_t *next = realloc(s->inflight_next, n * sizeof *next);
+    uint8_t *seen = realloc(s->inflight_seen, n / 8 + 1);
+    if (order)
+        s->inflight_order = order;
+    if (next)
+        s->inflight_next = next;
+    if (seen)
+        s->inflight_seen = seen;
+    if (!order || !next || !seen)
+        return vub_fail(&dev->err, VUB_R_SYS_NOMEM, n * sizeof *order, 0);
+    s->inflight_cap = n;
+    return VUB_OK;
+}
+
+/* [INFL-SET] SET_INFLIGHT_FD: the area must be exactly num_queues regions
+ * of queue_size entries for the ring layout negotiated (the back-end that
+ * made it chose that size), start on a page in the fd and lie inside the
+ * file. Each region is either fresh (version 0) or has a header that
+ * matches ([INFL-HEADER]); its entries are checked when its ring starts,
+ * against the ring. Only stopped rings take a new area; a refused one
+ * leaves the old in place. */
+static enum vub_err vub_h_set_inflight_fd(struct vub_dev *dev, struct vub_msg *m)
+{
+    const struct vub_vu_inflight in = m->payload.inflight;
+    bool packed = vub_has(dev->features, VIRTIO_F_RING_PACKED);
+    uint64_t stride = vub_inflight_queue_bytes(in.queue_size, packed), need = in.num_queues * stride, file = 0;
+    for (unsigned i = 0; i < dev->cfg.num_queues; i++)
+        if (dev->queues[i].started)
+            return vub_fail(&dev->err, VUB_R_VU_RING_STOPPED, m->hdr.request, i);
+    if (in.num_queues == 0 || in.num_queues > dev->cfg.num_queues || in.queue_size == 0 ||
+        in.queue_size > VUB_MAX_QUEUE_SIZE || in.mmap_size != need || in.mmap_offset % 4096 != 0 ||
+        !vub_sys_stat(m->fds[0], false, &file, NULL, NULL) || !vub_range_ok(in.mmap_offset, need, file))
+        return vub_fail(&dev->err, VUB_R_INFL_SET, in.mmap_size, need);
+    for (unsigned i = 0; i < in.num_queues; i++) {
+        enum vub_err err = vub_dev_alloc_inflight(dev, &dev->queues[i].ring.scratch, in.queue_size);
+        if (err != VUB_OK)
+            return err;
+    }
+    void *base;
+    size_t len;
+    uint8_t *area = vub_sys_map(m->fds[0], in.mmap_offset, need, &base, &len);
+    if (!area)
+        return vub_fail(&dev->err, VUB_R_MEM_MAP, in.mmap_offset, (uint64_t)errno);
+    for (unsigned i = 0; i < in.num_queues; i++) {
+        const struct vub_inflight_split *h = (const void *)(area + i * stride);
+        uint16_t version = vub_infl_get16(&h->version), desc_num = vub_infl_get16(&h->desc_num);
+        if (version != 0 && (version != VUB_INFLIGHT_VERSION || desc_num != in.queue_size ||
+                             vub_infl_get64(&h->features) != 0)) {
+            vub_sys_unmap(base, len);
+            return vub_fail(&dev->err, VUB_R_INFL_HEADER, version, desc_num);
+        }
+    }
+    vub_dev_inflight_unmap(dev);
+    dev->inflight.map_base = base;
+    dev->inflight.map_len = len;
+    for (unsigned i = 0; i < in.num_queues; i++)
+        dev->queues[i].ring.inflight = (struct vub_vring_inflight){.region = area + i * stride,
+                                                                   .desc_num = in.queue_size, .packed = packed};
+    return VUB_OK;
+}
+
 #define VUB_STATE sizeof(struct vub_vu_vring_state)
 #define VUB_CONFIG_MIN 12
 #define VUB_CONFIG_MAX (12 + VUB_VU_CONFIG_MAX)
@@ -7472,6 +8979,9 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
     [VHOST_USER_SET_STATUS] = {vub_h_set_status, 8, 8, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, false},
     [VHOST_USER_GET_STATUS] = {vub_h_get_status, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, true},
+    [VHOST_USER_GET_INFLIGHT_FD] = {vub_h_get_inflight_fd, 24, 24, 0, 0, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, true},
+    [VHOST_USER_SET_INFLIGHT_FD] = {vub_h_set_inflight_fd, 24, 24, 1, 1, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
+                                    false},
 };
 
 /* The checks every request passes before its handler: known, with sane
@@ -7513,8 +9023,11 @@ static enum vub_err vub_dev_handle(struct vub_dev *dev, struct vub_msg *m)
     dev->reply.hdr.flags = VHOST_USER_REPLY_FLAGS;
     if (err != VUB_OK)
         vub_dev_record(dev, vub_vu_request_name(m->hdr.request));
-    if (rule && rule->has_reply && err == VUB_OK)
-        return vub_vu_send(dev->sock, &dev->reply.hdr, &dev->reply.payload, NULL, 0);
+    if (rule && rule->has_reply && err == VUB_OK) {
+        err = vub_vu_send(dev->sock, &dev->reply.hdr, &dev->reply.payload, dev->reply.fds, dev->reply.fd_count);
+        vub_msg_close_fds(&dev->reply); /* ours were sent: the front-end holds its own copies */
+        return err;
+    }
     if (need_reply && !(rule && rule->has_reply)) {
         if (err != VUB_OK)
             dev->stats.rejected_messages++;
@@ -7547,7 +9060,7 @@ static const uint64_t vub_dev_protocol_offer =
     VUB_BIT(VHOST_USER_PROTOCOL_F_MQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VUB_BIT(VHOST_USER_PROTOCOL_F_STATUS) |
-    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
+    VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ) | VUB_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
 
 enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
 {
@@ -7558,8 +9071,11 @@ enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
         return VUB_E_NOMEM;
     dev->cfg = *cfg;
     dev->sock = dev->backend_fd = -1;
-    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
-        dev->queues[i].kick_fd = dev->queues[i].call_fd = dev->queues[i].err_fd = -1;
+    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
+        struct vub_dev_queue *q = &dev->queues[i];
+        q->kick_fd = q->call_fd = q->err_fd = q->aio.ring.fd = -1;
+        q->bq.stats = &q->stats;
+    }
     bool read_only = cfg->read_only || vub_image_read_only(cfg->image);
     dev->features_offered = vub_dev_offer(cfg, read_only);
     dev->protocol_offered = vub_dev_protocol_offer;
@@ -7567,7 +9083,6 @@ enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
     dev->blk.capacity = vub_image_size(cfg->image) / VIRTIO_BLK_SECTOR_BYTES;
     dev->blk.num_queues = cfg->num_queues;
     dev->blk.read_only = read_only;
-    dev->blk.stats = &dev->stats;
     memcpy(dev->blk.serial, cfg->serial, sizeof dev->blk.serial);
     *out = dev;
     return VUB_OK;
@@ -7579,9 +9094,20 @@ void vub_dev_free(struct vub_dev *dev)
         return;
     vub_dev_detach(dev);
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
-        free(dev->queues[i].ring.scratch.iov);
-        free(dev->queues[i].ring.scratch.batch_ids);
-        free(dev->queues[i].ring.scratch.ids_pending);
+        struct vub_dev_queue *q = &dev->queues[i];
+        struct vub_vring_scratch *s = &q->ring.scratch;
+        free(s->iov);
+        free(s->batch_ids);
+        free(s->batch_heads);
+        free(s->batch_lasts);
+        free(s->ids_pending);
+        free(s->inflight_order);
+        free(s->inflight_next);
+        free(s->inflight_seen);
+        vub_uring_exit(&q->aio.ring);
+        free(q->aio.slots);
+        free(q->aio.iov);
+        vub_sys_unmap(q->bq.bounce, (size_t)VUB_BOUNCE_COUNT * VUB_BOUNCE_BYTES);
     }
     free(dev);
 }
@@ -7597,6 +9123,8 @@ enum vub_err vub_dev_attach(struct vub_dev *dev, int fd)
     dev->protocol = 0;
     dev->protocol_set = dev->owner = false;
     memset(&dev->stats, 0, sizeof dev->stats);
+    for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
+        memset(&dev->queues[i].stats, 0, sizeof dev->queues[i].stats);
     dev->err = (struct vub_error){VUB_R_NONE, 0, 0};
     dev->why[0] = '\0';
     vub_dev_reset_session(dev);
@@ -7608,6 +9136,8 @@ void vub_dev_detach(struct vub_dev *dev)
     if (!dev)
         return;
     vub_msg_close_fds(&dev->msg); /* a request cut short by a fault may hold fds */
+    for (unsigned i = 0; i < dev->cfg.num_queues; i++)
+        vub_dev_drain(dev, i, true); /* [VU-QUIESCE] before the memory goes */
     vub_dev_reset_session(dev);
     vub_sys_close(&dev->sock);
     dev->protocol = 0;
@@ -7622,6 +9152,8 @@ enum vub_err vub_dev_handle_msg(struct vub_dev *dev)
         return VUB_E_INVAL;
     struct vub_msg *m = &dev->msg;
     enum vub_err err = vub_vu_recv(dev->sock, m, &dev->err);
+    if (err == VUB_OK)
+        err = vub_dev_quiesce(dev);
     if (err == VUB_OK) {
         err = vub_dev_handle(dev, m);
         vub_msg_close_fds(m); /* [VU-FDS-CLOSE] whatever a handler did not keep */
@@ -7631,14 +9163,22 @@ enum vub_err vub_dev_handle_msg(struct vub_dev *dev)
     return err == VUB_OK || err == VUB_E_CLOSED ? err : VUB_E_PROTO;
 }
 
+/* A kick: drained, counted, and the queue served. */
+static enum vub_err vub_dev_kicked(struct vub_dev *dev, unsigned q)
+{
+    if (dev->queues[q].kick_fd >= 0 && !vub_sys_drain(dev->queues[q].kick_fd))
+        vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, false);
+    dev->queues[q].stats.kicks++;
+    return vub_dev_run_queue(dev, q);
+}
+
 enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q)
 {
     if (q >= dev->cfg.num_queues)
         return VUB_E_INVAL;
-    if (dev->queues[q].kick_fd >= 0 && !vub_sys_drain(dev->queues[q].kick_fd))
-        vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, false);
-    dev->stats.kicks++;
-    return vub_dev_run_queue(dev, q);
+    enum vub_err err = vub_dev_kicked(dev, q);
+    vub_dev_collect(dev, q);
+    return err;
 }
 
 /* [VU-CONFIG-CHANGE] tells the front-end its config space changed. With
@@ -7707,18 +9247,34 @@ enum vub_err vub_dev_resize(struct vub_dev *dev, uint64_t *old_sectors, uint64_t
     return err;
 }
 
-size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap)
+size_t vub_dev_control_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap)
 {
     size_t n = 0;
     if (dev->sock >= 0 && n < cap)
         fds[n++] = (struct pollfd){.fd = dev->sock, .events = POLLIN};
     if (dev->backend_ack_pending && n < cap)
         fds[n++] = (struct pollfd){.fd = dev->backend_fd, .events = POLLIN};
-    for (unsigned i = 0; i < dev->cfg.num_queues && n < cap; i++) {
-        const struct vub_dev_queue *q = &dev->queues[i];
-        if (q->started && q->kick_fd >= 0)
-            fds[n++] = (struct pollfd){.fd = q->kick_fd, .events = POLLIN};
-    }
+    return n;
+}
+
+size_t vub_dev_queue_pollfds(const struct vub_dev *dev, unsigned q, struct pollfd *fds, size_t cap)
+{
+    size_t n = 0;
+    if (q >= dev->cfg.num_queues)
+        return 0;
+    const struct vub_dev_queue *dq = &dev->queues[q];
+    if (dq->started && dq->kick_fd >= 0 && n < cap)
+        fds[n++] = (struct pollfd){.fd = dq->kick_fd, .events = POLLIN};
+    if (dq->aio.in_flight > 0 && n < cap) /* completions: the ring fd is readable */
+        fds[n++] = (struct pollfd){.fd = dq->aio.ring.fd, .events = POLLIN};
+    return n;
+}
+
+size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap)
+{
+    size_t n = vub_dev_control_pollfds(dev, fds, cap);
+    for (unsigned q = 0; q < dev->cfg.num_queues; q++)
+        n += vub_dev_queue_pollfds(dev, q, fds + n, cap - n);
     return n;
 }
 
@@ -7726,6 +9282,11 @@ size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap
 static bool vub_dev_unkicked(const struct vub_dev_queue *q)
 {
     return q->started && (q->polled || q->backlog);
+}
+
+bool vub_dev_queue_unkicked(const struct vub_dev *dev, unsigned q)
+{
+    return q < dev->cfg.num_queues && vub_dev_unkicked(&dev->queues[q]);
 }
 
 bool vub_dev_polling(const struct vub_dev *dev)
@@ -7736,10 +9297,7 @@ bool vub_dev_polling(const struct vub_dev *dev)
     return false;
 }
 
-/* Messages first: one may stop or re-plumb a queue whose kick is also
- * pending. [VQ-SPURIOUS-KICK] a stale kick is harmless: the ring is only
- * ever served for what it holds. */
-enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n)
+enum vub_err vub_dev_control_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n)
 {
     enum vub_err err = VUB_OK;
     for (size_t i = 0; i < n && err == VUB_OK; i++)
@@ -7748,37 +9306,88 @@ enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, siz
     for (size_t i = 0; i < n && err == VUB_OK; i++)
         if (dev->backend_ack_pending && fds[i].fd == dev->backend_fd && fds[i].revents)
             vub_dev_backend_reply(dev);
-    for (size_t i = 0; i < n && err == VUB_OK; i++) {
-        if (fds[i].fd == dev->sock || fds[i].fd == dev->backend_fd ||
-            !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
-            continue;
-        for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++) {
-            if (dev->queues[q].kick_fd != fds[i].fd)
-                continue;
-            /* [VU-EVENT-FD] a hung-up kick fd is served once, then dropped */
-            err = vub_dev_process_queue(dev, q);
-            if (dev->queues[q].kick_fd >= 0 && (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)))
-                vub_dev_drop_fd(dev, &dev->queues[q].kick_fd, q, false);
-        }
-    }
-    for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
-        if (vub_dev_unkicked(&dev->queues[q]))
-            err = vub_dev_run_queue(dev, q);
     return err;
 }
 
-/* [VU-POLL] Busy polling: serve whatever is waiting without a kick. Kicks that arrive
- * meanwhile stay pending on their eventfds and are drained by the next
- * dispatch (a spurious kick is harmless). */
+/* One queue's share of a poll set: its completions, its kick, and a run if
+ * nobody will kick it. [VU-EVENT-FD] a hung-up kick fd is served once,
+ * then dropped. Touches only queue q (and reads what messages set): safe
+ * on the queue's own thread while other queues run on theirs. */
+enum vub_err vub_dev_queue_dispatch(struct vub_dev *dev, unsigned q, const struct pollfd *fds, size_t n)
+{
+    if (q >= dev->cfg.num_queues)
+        return VUB_E_INVAL;
+    struct vub_dev_queue *dq = &dev->queues[q];
+    enum vub_err err = VUB_OK;
+    for (size_t i = 0; i < n && err == VUB_OK; i++) {
+        if (fds[i].fd < 0 || fds[i].fd == dev->sock || fds[i].fd == dev->backend_fd ||
+            !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
+            continue;
+        if (fds[i].fd == dq->aio.ring.fd && dq->aio.in_flight > 0)
+            err = vub_dev_run_queue(dev, q); /* completions */
+        if (err != VUB_OK || fds[i].fd != dq->kick_fd)
+            continue;
+        err = vub_dev_kicked(dev, q);
+        if (dq->kick_fd >= 0 && (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)))
+            vub_dev_drop_fd(dev, &dq->kick_fd, q, false);
+    }
+    if (err == VUB_OK && vub_dev_unkicked(dq))
+        err = vub_dev_run_queue(dev, q);
+    return err;
+}
+
+/* Messages first: one may stop or re-plumb a queue whose kick is also
+ * pending. [VQ-SPURIOUS-KICK] a stale kick is harmless: the ring is only
+ * ever served for what it holds. */
+enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n)
+{
+    enum vub_err err = vub_dev_control_dispatch(dev, fds, n);
+    for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++) {
+        err = vub_dev_queue_dispatch(dev, q, fds, n);
+        vub_dev_collect(dev, q);
+    }
+    return err;
+}
+
+/* [VU-POLL] Busy polling: serve whatever is waiting without a kick. */
+enum vub_err vub_dev_queue_poll(struct vub_dev *dev, unsigned q, uint64_t *served)
+{
+    if (q >= dev->cfg.num_queues)
+        return VUB_E_INVAL;
+    uint64_t before = dev->queues[q].stats.requests;
+    enum vub_err err = vub_dev_run_queue(dev, q);
+    if (served)
+        *served = dev->queues[q].stats.requests - before;
+    return err;
+}
+
 enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served)
 {
-    uint64_t before = dev->stats.requests;
+    uint64_t total = 0, one = 0;
     enum vub_err err = VUB_OK;
-    for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++)
-        err = vub_dev_run_queue(dev, q);
+    for (unsigned q = 0; q < dev->cfg.num_queues && err == VUB_OK; q++) {
+        err = vub_dev_queue_poll(dev, q, &one);
+        vub_dev_collect(dev, q);
+        total += one;
+    }
     if (served)
-        *served = dev->stats.requests - before;
+        *served = total;
     return err;
+}
+
+/* [VU-POLL-KICKS] While a queue spins, kicks are suppressed: each pass
+ * that finds the ring empty leaves the driver told not to kick (split:
+ * used->flags NO_NOTIFY, or with EVENT_IDX avail_event left behind;
+ * packed: the device event area DISABLE). Ending the spin re-arms kicks
+ * and runs the queue once more, which serves whatever came in between:
+ * the check after the re-arm closes the race with a driver that looked
+ * just before. */
+enum vub_err vub_dev_queue_set_polling(struct vub_dev *dev, unsigned q, bool polling)
+{
+    if (q >= dev->cfg.num_queues)
+        return VUB_E_INVAL;
+    dev->queues[q].spinning = polling;
+    return polling ? VUB_OK : vub_dev_run_queue(dev, q);
 }
 
 /* [MEM-SHRINK] The hook for a program's SIGBUS handler: is addr in this
@@ -7808,7 +9417,42 @@ unsigned vub_dev_queues_started(const struct vub_dev *dev)
     return n;
 }
 
-void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out) { *out = dev->stats; }
+/* The device's counters plus every queue's: the struct is all uint64_t,
+ * so it is added up as an array. */
+_Static_assert(sizeof(struct vub_dev_stats) % sizeof(uint64_t) == 0, "vub_dev_stats is uint64_t only");
+void vub_dev_stats(const struct vub_dev *dev, struct vub_dev_stats *out)
+{
+    uint64_t sum[sizeof *out / sizeof(uint64_t)];
+    memcpy(sum, &dev->stats, sizeof sum);
+    for (unsigned q = 0; q < VUB_MAX_QUEUES; q++) {
+        uint64_t part[sizeof *out / sizeof(uint64_t)];
+        memcpy(part, &dev->queues[q].stats, sizeof part);
+        for (size_t i = 0; i < VUB_ARRAY_LEN(sum); i++)
+            sum[i] += part[i];
+    }
+    memcpy(out, sum, sizeof sum);
+}
+
+/* [VU-QUIESCE] Every queue's requests in flight completed and pushed. */
+enum vub_err vub_dev_quiesce(struct vub_dev *dev)
+{
+    enum vub_err err = VUB_OK;
+    for (unsigned q = 0; q < dev->cfg.num_queues; q++) {
+        if (err == VUB_OK)
+            err = vub_dev_drain(dev, q, false);
+        vub_dev_collect(dev, q);
+    }
+    return err;
+}
+
+bool vub_aio_works(enum vub_aio aio, char *why, size_t why_len)
+{
+    int rc = aio == VUB_AIO_SYNC ? 0 : aio == VUB_AIO_IO_URING ? vub_uring_probe() : EINVAL;
+    if (rc != 0 && why && why_len > 0)
+        snprintf(why, why_len, "io_uring does not work here: %s%s", strerror(rc),
+                 rc == EPERM ? " (kernel.io_uring_disabled, or a seccomp filter)" : "");
+    return rc == 0;
+}
 
 
 /* ======================================================================== *
@@ -7897,7 +9541,17 @@ static const uint64_t vub_client_wanted_protocol =
 /* The host record of one request in flight, by head. */
 struct vub_client_pending {
     uint64_t cookie; /* the caller's */
+    uint64_t seq;    /* submission order on its queue, for resubmission */
     uint16_t slot;   /* its request slot in shared memory */
+};
+
+/* What vub_client_reconnect() needs to make a request available again, by
+ * request slot: host copies, because the back-end may have written over
+ * the shared ones (a packed ring's used descriptors land on the slots its
+ * own requests held). */
+struct vub_client_saved {
+    uint8_t hdr[VUB_CLIENT_SLOT_STATUS]; /* the slot's header and range as written */
+    uint16_t buf_count;                  /* entries at bufs + slot * bufs_per_req */
 };
 
 struct vub_client_queue {
@@ -7914,7 +9568,12 @@ struct vub_client_queue {
     uint64_t slots_addr;               /* their guest address */
     uint16_t *slot_free;               /* stack of free request slots */
     uint16_t slot_free_count;
+    uint64_t submitted;                /* requests submitted so far: the next seq */
     struct vub_client_pending *pending; /* [size] by head; one allocation with the arrays below */
+    struct vub_client_pending *order;  /* [size] scratch: in-flight requests in seq order */
+    struct vub_client_saved *saved;    /* [size] by request slot */
+    struct vub_desc *bufs;             /* [size x bufs_per_req] each request's buffers, by slot */
+    unsigned bufs_per_req;             /* max_segments + 2: header, data..., status */
     uint16_t *free_link;               /* ring bookkeeping, [size] each (host memory): */
     struct vub_split_slot *ring_slots; /*   split: free list and heads */
     struct vub_packed_slot *packed_slots; /* packed: free ids (free_link) and ids */
@@ -7924,6 +9583,8 @@ struct vub_client_queue {
 
 struct vub_client {
     int sock;                  /* the vhost-user connection */
+    struct vub_client_opts opts; /* as given; socket_path points at path (NULL: connect_fd) */
+    char path[108];            /* the socket path, for vub_client_reconnect() */
     int backend_fd;            /* our end of the back-end's request channel; -1 if none */
     int timeout_ms;
     bool broken;               /* the control channel is out of step: send nothing more */
@@ -8200,15 +9861,44 @@ static struct vub_client_layout vub_client_layout(uint16_t size, uint16_t indire
     return l;
 }
 
+/* Entries in each queue's indirect tables; 0 without INDIRECT_DESC. */
+static uint16_t vub_client_indirect_max(const struct vub_client_info *in)
+{
+    return vub_has(in->features, VIRTIO_F_INDIRECT_DESC) ? (uint16_t)(in->max_segments + 2) : 0;
+}
+
+/* Sets up the driver side of queue q's ring over its block at b, whose
+ * ring areas are zeroed: every descriptor free, every index 0. */
+static void vub_client_ring_init(struct vub_client *cl, struct vub_client_queue *q, uint8_t *b,
+                                 const struct vub_client_layout *l)
+{
+    const struct vub_client_info *in = &cl->info;
+    uint16_t size = in->queue_size, indirect_max = vub_client_indirect_max(in);
+    bool event_idx = vub_has(in->features, VIRTIO_F_EVENT_IDX);
+    uint64_t table_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(b - cl->mem) + l->indirect;
+    q->ring.packed = in->packed;
+    if (q->ring.packed) {
+        vub_packed_drv_init(&q->ring.pk, size, b, b + l->avail, b + l->used, q->free_link, q->packed_slots);
+        q->ring.pk.event_idx = event_idx;
+        q->ring.pk.indirect = b + l->indirect;
+        q->ring.pk.indirect_addr = table_addr;
+        q->ring.pk.indirect_max = indirect_max;
+    } else {
+        vub_split_drv_init(&q->ring.split, size, b, b + l->avail, b + l->used, q->free_link, q->ring_slots);
+        q->ring.split.event_idx = event_idx;
+        q->ring.split.indirect = b + l->indirect;
+        q->ring.split.indirect_addr = table_addr;
+        q->ring.split.indirect_max = indirect_max;
+    }
+}
+
 /* Creates and maps the memfd and carves it up. All of it starts zeroed:
  * the rings need flags and indexes 0. */
 static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
 {
     struct vub_client_info *in = &cl->info;
     uint16_t size = in->queue_size;
-    uint16_t indirect_max = vub_has(in->features, VIRTIO_F_INDIRECT_DESC)
-                                ? (uint16_t)(in->max_segments + 2) : 0;
-    struct vub_client_layout l = vub_client_layout(size, indirect_max, in->packed);
+    struct vub_client_layout l = vub_client_layout(size, vub_client_indirect_max(in), in->packed);
     if (pool_bytes > SIZE_MAX / 4 || in->num_queues > (SIZE_MAX / 4) / l.block)
         return vub_client_fail(cl, VUB_R_SYS_NOMEM, pool_bytes, 0);
     cl->pool_pages = vub_client_align(pool_bytes, VUB_CLIENT_PAGE_BYTES) / VUB_CLIENT_PAGE_BYTES;
@@ -8232,31 +9922,20 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
         q->slots = b + l.slots;
         q->slots_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(q->slots - cl->mem);
         /* The host bookkeeping, [size] of each, in one allocation, the
-         * most aligned type first. */
-        q->pending = calloc(size, sizeof *q->pending + sizeof *q->ring_slots + sizeof *q->packed_slots +
-                                      sizeof *q->free_link + sizeof *q->slot_free);
-        if (!q->pending)
+         * most aligned types first; the saved buffer lists in another. */
+        q->pending = calloc(size, 2 * sizeof *q->pending + sizeof *q->ring_slots + sizeof *q->packed_slots +
+                                      sizeof *q->saved + sizeof *q->free_link + sizeof *q->slot_free);
+        q->bufs_per_req = in->max_segments + 2;
+        q->bufs = calloc((size_t)size * q->bufs_per_req, sizeof *q->bufs);
+        if (!q->pending || !q->bufs)
             return VUB_E_NOMEM;
-        q->ring_slots = (struct vub_split_slot *)(void *)(q->pending + size);
+        q->order = q->pending + size;
+        q->ring_slots = (struct vub_split_slot *)(void *)(q->order + size);
         q->packed_slots = (struct vub_packed_slot *)(void *)(q->ring_slots + size);
-        q->free_link = (uint16_t *)(void *)(q->packed_slots + size);
+        q->saved = (struct vub_client_saved *)(void *)(q->packed_slots + size);
+        q->free_link = (uint16_t *)(void *)(q->saved + size);
         q->slot_free = q->free_link + size;
-        bool event_idx = vub_has(in->features, VIRTIO_F_EVENT_IDX);
-        uint64_t table_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(l.block * i + l.indirect);
-        q->ring.packed = in->packed;
-        if (q->ring.packed) {
-            vub_packed_drv_init(&q->ring.pk, size, b, b + l.avail, b + l.used, q->free_link, q->packed_slots);
-            q->ring.pk.event_idx = event_idx;
-            q->ring.pk.indirect = b + l.indirect;
-            q->ring.pk.indirect_addr = table_addr;
-            q->ring.pk.indirect_max = indirect_max;
-        } else {
-            vub_split_drv_init(&q->ring.split, size, b, b + l.avail, b + l.used, q->free_link, q->ring_slots);
-            q->ring.split.event_idx = event_idx;
-            q->ring.split.indirect = b + l.indirect;
-            q->ring.split.indirect_addr = table_addr;
-            q->ring.split.indirect_max = indirect_max;
-        }
+        vub_client_ring_init(cl, q, b, &l);
         for (uint16_t s = 0; s < size; s++)
             q->slot_free[s] = (uint16_t)(size - 1 - s);
         q->slot_free_count = size;
@@ -8299,8 +9978,10 @@ static enum vub_err vub_client_start_queue(struct vub_client *cl, struct vub_cli
         .avail_uaddr = (uint64_t)(uintptr_t)(packed ? q->ring.pk.driver_event : q->ring.split.avail),
         .log_gpa = 0,
     };
-    q->kick_fd = vub_sys_eventfd();
-    q->call_fd = vub_sys_eventfd();
+    if (q->kick_fd < 0) /* made once; a reconnect hands the same ones over again */
+        q->kick_fd = vub_sys_eventfd();
+    if (q->call_fd < 0)
+        q->call_fd = vub_sys_eventfd();
     if (q->kick_fd < 0 || q->call_fd < 0)
         return vub_client_fail(cl, VUB_R_SYS_CALL, 0, (uint64_t)errno);
     enum vub_err err = vub_client_send_state(cl, VHOST_USER_SET_VRING_NUM, q->index, cl->info.queue_size);
@@ -8362,6 +10043,8 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
         return err;
     }
     cl->sock = fd;
+    cl->opts = *o;
+    cl->opts.socket_path = NULL; /* vub_client_connect() sets it: only it has a path */
     cl->memfd = cl->backend_fd = -1;
     cl->timeout_ms = o->timeout_ms ? o->timeout_ms : VUB_CLIENT_DEFAULT_TIMEOUT_MS;
     atomic_flag_clear(&cl->pool_lock);
@@ -8417,7 +10100,12 @@ enum vub_err vub_client_connect(struct vub_client **out, const struct vub_client
         vub_error_format(&e, o && o->socket_path ? o->socket_path : "socket path", why, why_len);
         return o && o->socket_path ? VUB_E_IO : VUB_E_INVAL;
     }
-    return vub_client_connect_fd(out, fd, o, why, why_len);
+    enum vub_err err = vub_client_connect_fd(out, fd, o, why, why_len);
+    if (err == VUB_OK) { /* vub_sys_connect() took it: it fits */
+        memcpy((*out)->path, o->socket_path, strlen(o->socket_path) + 1);
+        (*out)->opts.socket_path = (*out)->path;
+    }
+    return err;
 }
 
 /* Stops a queue politely: disable, then GET_VRING_BASE, after which the
@@ -8453,6 +10141,7 @@ void vub_client_close(struct vub_client *cl)
         vub_sys_close(&q->kick_fd);
         vub_sys_close(&q->call_fd);
         free(q->pending); /* and the other host arrays with it */
+        free(q->bufs);
     }
     free(cl->queues);
     vub_sys_unmap(cl->mem, cl->mem_bytes);
@@ -8460,6 +10149,135 @@ void vub_client_close(struct vub_client *cl)
     free(cl->page_run);
     free(cl->page_busy);
     free(cl);
+}
+
+/* ---- Reconnecting to a restarted back-end ----
+ *
+ * [CLIENT-RECONNECT] A back-end that died took its ring state with it, and
+ * without INFLIGHT_SHMFD (which the client does not take) nothing tells a
+ * new one what the old one had read. The client knows better: every
+ * request it submitted and has not reaped is still its own. So each ring
+ * starts again from a clean state (split indexes 0, packed wrap counters
+ * 1, as SET_VRING_BASE says) and those requests are made available again,
+ * once each, in the order they were first submitted. A request the old
+ * back-end had finished but we had not reaped runs twice, which is safe:
+ * its buffers are untouched until reaped, so a write writes the same
+ * bytes again and a read reads them again.
+ * ---- */
+
+/* Makes queue q's requests in flight available again on its fresh ring,
+ * from the host copies made at submit. Each keeps its slot, cookie and
+ * buffers; only its head changes. Busy polling, if asked for, stays. */
+static enum vub_err vub_client_requeue(struct vub_client *cl, struct vub_client_queue *q)
+{
+    uint16_t size = cl->info.queue_size, n = 0;
+    bool interrupts = q->ring.packed ? q->ring.pk.interrupts : q->ring.split.interrupts;
+    for (uint32_t h = 0; h < size; h++)
+        if (vub_drv_head_in_flight(&q->ring, (uint16_t)h))
+            q->order[n++] = q->pending[h];
+    for (uint16_t i = 1; i < n; i++) { /* insertion sort by seq: once per reconnect */
+        struct vub_client_pending p = q->order[i];
+        uint16_t j = i;
+        for (; j > 0 && q->order[j - 1].seq > p.seq; j--)
+            q->order[j] = q->order[j - 1];
+        q->order[j] = p;
+    }
+    struct vub_client_layout l = vub_client_layout(size, vub_client_indirect_max(&cl->info), cl->info.packed);
+    uint8_t *b = q->slots - l.slots;
+    memset(b, 0, l.slots); /* descriptors, driver and device areas */
+    vub_client_ring_init(cl, q, b, &l);
+    if (!interrupts)
+        vub_drv_disable_interrupts(&q->ring);
+    q->err = (struct vub_error){VUB_R_NONE, 0, 0};
+    q->why[0] = '\0';
+    for (uint16_t i = 0; i < n; i++) {
+        const struct vub_client_pending *p = &q->order[i];
+        uint8_t *s = q->slots + (size_t)p->slot * VUB_CLIENT_SLOT_BYTES;
+        uint16_t head;
+        memcpy(s, q->saved[p->slot].hdr, sizeof q->saved[p->slot].hdr);
+        s[VUB_CLIENT_SLOT_STATUS] = VUB_BLK_S_NONE;
+        /* These requests all fitted this ring at once before, so they fit
+         * the empty one again; a failure would be a bug of ours. */
+        enum vub_err err = vub_drv_add(&q->ring, q->bufs + (size_t)p->slot * q->bufs_per_req,
+                                       q->saved[p->slot].buf_count, &head);
+        if (err != VUB_OK)
+            return vub_client_queue_fail(q, VUB_R_CLIENT_REQ, p->slot, 0);
+        q->pending[head] = *p;
+    }
+    return VUB_OK;
+}
+
+/* One attempt over a connected socket: the same negotiation as at connect,
+ * which must end in the same features (the memory layout depends on them),
+ * then the same memory, then each queue requeued and started. On failure
+ * the info is as before and the requests are still in flight. */
+static enum vub_err vub_client_resume(struct vub_client *cl, int fd)
+{
+    struct vub_client_info *in = &cl->info, old = cl->info;
+    cl->sock = fd;
+    cl->broken = false;
+    cl->err = (struct vub_error){VUB_R_NONE, 0, 0};
+    vub_sys_socket_timeouts(fd, cl->timeout_ms);
+    enum vub_err err = vub_client_negotiate(cl, &cl->opts);
+    if (err == VUB_OK)
+        err = vub_client_read_config(cl);
+    if (err == VUB_OK && (in->features != old.features || vub_client_max_segments(in) < old.max_segments ||
+                          in->config.num_queues < old.num_queues || in->max_queues < old.num_queues))
+        err = vub_client_fail(cl, VUB_R_CLIENT_RECONNECT_CHANGED, in->features, old.features);
+    if (err != VUB_OK) {
+        *in = old;
+        return err;
+    }
+    err = vub_client_share(cl);
+    for (unsigned i = 0; err == VUB_OK && i < in->num_queues; i++) {
+        struct vub_client_queue *q = &cl->queues[i];
+        err = vub_client_requeue(cl, q);
+        if (err == VUB_OK)
+            err = vub_client_start_queue(cl, q);
+        if (err == VUB_OK && vub_drv_in_flight(&q->ring) > 0)
+            vub_sys_signal(q->kick_fd); /* a kick it may not need; never one missing */
+    }
+    return err;
+}
+
+/* Failures worth another attempt: nobody listening yet, or a back-end that
+ * went away again while we talked to it. */
+static bool vub_client_retry(enum vub_err err)
+{
+    return err == VUB_E_AGAIN || err == VUB_E_CLOSED || err == VUB_E_IO || err == VUB_E_TIMEOUT;
+}
+
+enum vub_err vub_client_reconnect(struct vub_client *cl, int timeout_ms, char *why, size_t why_len)
+{
+    enum vub_err err = VUB_E_AGAIN;
+    uint64_t last_errno = 0;
+    if (!cl)
+        return VUB_E_INVAL;
+    int64_t deadline = timeout_ms < 0 ? -1 : vub_sys_now_ms() + timeout_ms;
+    if (!cl->opts.socket_path)
+        err = vub_client_fail(cl, VUB_R_CLIENT_RECONNECT_PATH, (uint64_t)cl->sock, 0);
+    while (vub_client_retry(err)) {
+        vub_sys_close(&cl->sock);
+        vub_sys_close(&cl->backend_fd);
+        for (unsigned i = 0; i < cl->info.num_queues; i++)
+            cl->queues[i].started = false;
+        int fd = vub_sys_connect(cl->opts.socket_path);
+        last_errno = fd < 0 ? (uint64_t)errno : 0;
+        err = fd < 0 ? VUB_E_AGAIN : vub_client_resume(cl, fd);
+        if (!vub_client_retry(err))
+            break;
+        int64_t now = vub_sys_now_ms();
+        if (deadline >= 0 && now >= deadline)
+            break;
+        vub_sys_poll(NULL, 0, deadline >= 0 && deadline < now + 20 ? deadline : now + 20);
+    }
+    if (err == VUB_E_AGAIN)
+        err = vub_client_fail(cl, VUB_R_CLIENT_RECONNECT_TIMEOUT, (uint64_t)timeout_ms, last_errno);
+    if (err != VUB_OK) {
+        cl->broken = true; /* nothing more on this socket; another reconnect may follow */
+        snprintf(why ? why : (char[1]){0}, why ? why_len : 1, "%s", cl->why[0] ? cl->why : vub_strerror(err));
+    }
+    return err;
 }
 
 int vub_client_backend_fd(const struct vub_client *cl) { return cl->backend_fd; }
@@ -8674,7 +10492,11 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     if (err != VUB_OK)
         return err;
     q->slot_free_count--;
-    q->pending[head] = (struct vub_client_pending){r->cookie, slot};
+    q->pending[head] = (struct vub_client_pending){r->cookie, q->submitted++, slot};
+    /* The host copies vub_client_reconnect() resubmits from. */
+    memcpy(q->saved[slot].hdr, s, sizeof q->saved[slot].hdr);
+    q->saved[slot].buf_count = (uint16_t)n;
+    memcpy(q->bufs + (size_t)slot * q->bufs_per_req, bufs, n * sizeof *bufs);
     return VUB_OK;
 }
 

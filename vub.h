@@ -102,8 +102,9 @@ extern "C" {
 #ifndef VUB_MAX_QUEUE_SIZE
 #define VUB_MAX_QUEUE_SIZE 32768 /* the largest ring the specs allow */
 #endif
-/* A device's poll set: its socket, its back-end channel, one kick fd per queue. */
-#define VUB_MAX_POLLFDS (2 + VUB_MAX_QUEUES)
+/* A device's poll set: its socket, its back-end channel, per queue a kick
+ * fd and (io_uring engine) a completion fd. */
+#define VUB_MAX_POLLFDS (2 + 2 * VUB_MAX_QUEUES)
 
 /* ---- Errors ---------------------------------------------------------------- */
 
@@ -210,6 +211,10 @@ struct vub_image_opts {
     enum vub_format backing_format; /* format of a backing file the image does not
                                        record; AUTO = refuse such images (never probed) */
     bool force_share;        /* read-only opens: let others write meanwhile (qemu-img -U) */
+    bool direct;             /* raw images: open O_DIRECT, bypassing the page cache (QEMU's
+                                cache=none); reads and writes then need buffers aligned as
+                                the file system says, which a device sees to (SPEC-NOTES.md
+                                "Direct I/O"); qcow2 refuses it (VUB_E_UNSUPP) */
 };
 
 struct vub_image;
@@ -349,8 +354,22 @@ const char *vub_image_why(const struct vub_image *img);
 
 /* ---- Back-end: a vhost-user-blk device ------------------------------------- */
 
+/* How a device carries out reads, writes and flushes. */
+enum vub_aio {
+    VUB_AIO_SYNC,       /* in the calling thread, one request at a time: the reference */
+    VUB_AIO_IO_URING,   /* submitted to an io_uring per queue, completed in any order */
+};
+
+/* Does the engine work on this machine? VUB_AIO_SYNC always does; for
+ * VUB_AIO_IO_URING a ring is set up and one no-op sent through it. On
+ * failure *why (may be NULL) names the cause (a kernel without io_uring,
+ * kernel.io_uring_disabled, a seccomp filter). Touches nothing else: any
+ * thread. */
+bool vub_aio_works(enum vub_aio aio, char *why, size_t why_len);
+
 struct vub_dev_config {
     struct vub_image *image;  /* the disk; kept, not owned: it must outlive the device */
+    enum vub_aio aio;         /* VUB_AIO_SYNC (0) by default; see vub_aio_works() */
     uint16_t num_queues;      /* 1..VUB_MAX_QUEUES; the GET_QUEUE_NUM answer */
     bool read_only;           /* offer VIRTIO_BLK_F_RO; forced on for read-only images */
     char serial[20];          /* GET_ID answer, NUL-padded (need not be terminated) */
@@ -366,6 +385,11 @@ struct vub_dev_stats {
     uint64_t kicks;           /* available-buffer notifications received */
     uint64_t rejected_messages; /* messages answered with an error, session kept */
     uint64_t dropped_fds;     /* kick/call fds closed after a hang-up or error (vub_dev_why says which) */
+    uint64_t resubmitted;     /* requests a ring start found in flight in the inflight area and ran again */
+    uint64_t bounced;         /* reads and writes that went through a bounce buffer (direct
+                                 images, guest buffers not aligned for O_DIRECT) */
+    uint64_t completion_passes; /* io_uring: passes that completed requests (each publishes
+                                   its used entries once and notifies at most once) */
     uint64_t queue_requests[VUB_MAX_QUEUES];  /* requests per queue */
 };
 
@@ -404,9 +428,14 @@ enum vub_err vub_dev_handle_msg(struct vub_dev *dev);
 /* Processes queue q after its kick fd became readable: drains the kick,
  * completes available requests (at most a few rings' worth per call, then
  * it re-kicks itself so your loop comes back), notifies once per batch.
- * Requests complete synchronously: the image is read or written inside
- * this call. VUB_E_PROTO if the driver broke a ring rule (the queue stops,
- * vub_dev_why() says which rule); VUB_E_INVAL for a bad q. */
+ * With VUB_AIO_SYNC requests complete synchronously: the image is read or
+ * written inside this call. With VUB_AIO_IO_URING reads, writes and
+ * flushes are submitted and complete later, in any order, when
+ * vub_dev_dispatch() sees the queue's completion fd readable; each pass
+ * publishes its used entries at once and notifies at most once.
+ * VUB_E_PROTO if the driver broke a ring rule (the queue stops,
+ * vub_dev_why() says which rule); VUB_E_IO if the io_uring failed for
+ * good; VUB_E_INVAL for a bad q. */
 enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q);
 
 /* The caller's event loop in two calls: fill a poll set (the socket first,
@@ -418,6 +447,18 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q);
  * and VUB_OK when nothing was ready. */
 size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap);
 enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n);
+
+/* Quiesce: waits until no request is in flight on any queue, completing
+ * each (used entry pushed, front-end notified) as if it had finished
+ * synchronously. vub_dev_handle_msg() does this itself before it handles
+ * any message, so no request is ever in flight while a message changes
+ * what requests depend on (SET_MEM_TABLE, ADD/REM_MEM_REG, GET_VRING_BASE,
+ * RESET_DEVICE, SET_FEATURES, ...), and vub_dev_detach() waits for (and
+ * drops) what is in flight before it unmaps guest memory. Call it yourself
+ * before reading statistics that must count every request taken. A no-op
+ * with VUB_AIO_SYNC. VUB_E_IO if a ring cannot be waited on (that queue is
+ * stopped, vub_dev_why() says why). */
+enum vub_err vub_dev_quiesce(struct vub_dev *dev);
 
 /* Guest memory a front-end shrinks under us. A front-end may ftruncate the
  * file it shared after SET_MEM_TABLE; the next access to a page past the
@@ -448,6 +489,72 @@ bool vub_dev_polling(const struct vub_dev *dev);
  * spins on this for a while before blocking in poll() trades a CPU for
  * lower latency. Errors as for vub_dev_process_queue(). */
 enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served);
+
+/* ---- One thread per queue ----
+ * The library starts no threads, but a program may serve each queue from
+ * a thread of its own (vub-serve --threads N does): the calls below touch
+ * only the queue they name (its ring, fds, io_uring, counters and bounce
+ * buffers) and read what messages set, so threads serving different queues
+ * need no lock between them. The rules:
+ *  - One thread owns the control side: the socket (vub_dev_control_pollfds
+ *    / vub_dev_control_dispatch, or vub_dev_handle_msg), vub_dev_resize,
+ *    vub_dev_stats, vub_dev_why, attach and detach.
+ *  - Queue q is served by one thread at a time, with the vub_dev_queue_*
+ *    calls only.
+ *  - [VU-THREADS] Messages change what queues use (memory, ring addresses
+ *    and sizes, fds, features), and a message handler may run a queue
+ *    itself (SET_VRING_KICK serves what is waiting). So the control thread
+ *    quiesces the queue threads around every message it handles and around
+ *    detach: it makes them stop at a safe point (between two calls; how is
+ *    the program's business: vub-serve parks them on a condition variable
+ *    and wakes them with an eventfd), handles the message (which drains
+ *    every request in flight before its handler runs, see
+ *    vub_dev_quiesce()), and lets them go on, refilling their poll sets:
+ *    fds may have changed. The same pause around vub_dev_stats() and
+ *    vub_dev_why() gives exact numbers.
+ *  - A queue call that fails keeps its reason in the queue; vub_dev_why()
+ *    shows it after vub_dev_quiesce() (or any single-thread call such as
+ *    vub_dev_dispatch()) has run on the control thread, the queue threads
+ *    paused.
+ * A SIGBUS from guest memory (see vub_dev_owns_fault) may hit any of these
+ * threads; the program's handler must bring that thread back to its loop
+ * and the session must end with every queue thread paused. */
+
+/* The control side's poll set: the socket and, while an answer is awaited
+ * on it, the back-end channel (at most cap entries; returns how many).
+ * vub_dev_control_dispatch() handles what poll() saw there: messages (each
+ * drained of in-flight requests first) and the channel's answer; queue fds
+ * in the set are ignored. Returns as vub_dev_handle_msg(). */
+size_t vub_dev_control_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap);
+enum vub_err vub_dev_control_dispatch(struct vub_dev *dev, const struct pollfd *fds, size_t n);
+
+/* Queue q's poll set: its kick fd while started and, with io_uring, its
+ * completion fd while requests are in flight (0 to 2 entries; 0 for a bad
+ * q). vub_dev_queue_dispatch() handles what poll() saw: completions, the
+ * kick, and a run if nobody will kick the queue (vub_dev_queue_unkicked).
+ * Other fds in the set are ignored, so one set may hold several queues.
+ * Errors as vub_dev_process_queue(). */
+size_t vub_dev_queue_pollfds(const struct vub_dev *dev, unsigned q, struct pollfd *fds, size_t cap);
+enum vub_err vub_dev_queue_dispatch(struct vub_dev *dev, unsigned q, const struct pollfd *fds, size_t n);
+
+/* vub_dev_polling() for one queue: nobody will kick it, so its thread must
+ * not block in poll() for long. */
+bool vub_dev_queue_unkicked(const struct vub_dev *dev, unsigned q);
+
+/* Busy polling of one queue: serves what is waiting (and, with io_uring,
+ * the completions posted) without a kick or a system call when there is
+ * nothing to do; *served (may be NULL) counts requests taken. Errors as
+ * vub_dev_process_queue(). */
+enum vub_err vub_dev_queue_poll(struct vub_dev *dev, unsigned q, uint64_t *served);
+
+/* [VU-POLL-KICKS] Tells queue q a thread is spinning on it (polling true):
+ * from now on a pass that finds the ring empty asks the driver not to kick
+ * (VRING_USED_F_NO_NOTIFY, avail_event left behind with EVENT_IDX, or the
+ * packed ring's DISABLE), instead of re-arming kicks. Call it with false
+ * before sleeping in poll(): kicks are re-armed and the ring checked once
+ * more and served, so a request that came just before is not stranded.
+ * VUB_E_INVAL for a bad q; otherwise as vub_dev_queue_poll(). */
+enum vub_err vub_dev_queue_set_polling(struct vub_dev *dev, unsigned q, bool polling);
 
 /* Live resize: re-reads the image size (vub_image_refresh_size()) and, if
  * it grew, sets the new capacity and tells an attached front-end with
@@ -633,7 +740,9 @@ struct vub_client_queue;
 /* Connects to socket_path, negotiates, reads the configuration, shares
  * memory and starts every queue, then sets *out. opts is copied. Allocates
  * the client, its shared-memory pool (a memfd of buffer_bytes plus the
- * rings) and per-queue bookkeeping; nothing later allocates. On failure
+ * rings) and per-queue bookkeeping (with a host copy of each request's
+ * buffer list, queue_size x (max_segments + 2) x 16 bytes, from which
+ * vub_client_reconnect() resubmits); nothing later allocates. On failure
  * *out is NULL, *why holds one line and nothing is left open:
  * VUB_E_UNSUPP when the back-end lacks something needed (VERSION_1,
  * PROTOCOL_F_CONFIG, the ring layout asked for), VUB_E_INVAL for options
@@ -658,6 +767,28 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
  * says which) or acknowledged and kept the old value; VUB_E_PROTO /
  * VUB_E_TIMEOUT / VUB_E_CLOSED as for connect (vub_client_why()). */
 enum vub_err vub_client_set_writeback(struct vub_client *cl, bool on);
+
+/* Reconnects to a back-end restarted on the socket path connect was given
+ * (a client made by vub_client_connect_fd has none: VUB_E_INVAL), after
+ * the old one died: a queue call ended in VUB_E_CLOSED or VUB_E_TIMEOUT.
+ * Tries every 20 ms until a back-end accepts and the session is set up
+ * again, or timeout_ms passes (VUB_E_TIMEOUT; negative: no limit; a
+ * back-end that goes away during the attempt is tried again too). The
+ * negotiation is repeated and must end in the same features as before
+ * (else VUB_E_UNSUPP: the memory layout depends on them); the config is
+ * read again; the same memory is shared; each ring starts from a clean
+ * state, as the new back-end has none of the old one's; and every request
+ * submitted and not yet reaped is made available again, once, in the order
+ * it was first submitted, with its cookie. A request the old back-end had
+ * completed but that was not reaped runs again (writes write the same
+ * bytes: the buffers are untouched until reaped). INFLIGHT_SHMFD is not
+ * used. Buffers from vub_client_alloc() stay valid. Call it from the
+ * thread that owns the client while no other thread uses its queues, and
+ * only once the old back-end is gone (one still running could write to
+ * the shared memory). Allocates nothing. On failure *why holds one line,
+ * the requests are still in flight and another call may try again;
+ * vub_client_close() always works. */
+enum vub_err vub_client_reconnect(struct vub_client *cl, int timeout_ms, char *why, size_t why_len);
 
 /* Stops the queues (SET_VRING_ENABLE 0, GET_VRING_BASE, which lets the
  * back-end finish what it holds), closes the socket, unmaps and frees

@@ -99,6 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct vub_dev_stats stats = {0};
     struct vub_image *img = (cfg & 32) ? fz_img_ro : fz_img_rw;
+    struct vub_blk_queue bq = {.stats = &stats};
     struct vub_blk blk = {
         .image = img,
         .capacity = vub_image_size(img) / VIRTIO_BLK_SECTOR_BYTES,
@@ -108,7 +109,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .wce_negotiated = (cfg & 2) != 0,
         .flush_negotiated = (cfg & 4) != 0,
         .serial = FZ_SERIAL,
-        .stats = &stats,
     };
     struct vub_chain c = {
         .head = 0,
@@ -120,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .writable_bytes = wbytes,
         .too_many_segments = (cfg & 16) != 0,
     };
-    uint32_t used = vub_blk_execute(&blk, &c);
+    uint32_t used = vub_blk_execute(&blk, &bq, &c);
 
     /* Readable pieces untouched. */
     static uint8_t after[FZ_MAX_PIECES * FZ_MAX_PIECE_BYTES];

@@ -445,8 +445,10 @@ static bool vc_send_raw(int sock, const void *buf, size_t len, const int *fds, u
     return true;
 }
 
-/* Reads exactly len bytes within the deadline. */
-static enum vc_rx vc_read_full(int sock, void *buf, size_t len, uint64_t deadline, unsigned *fds)
+/* Reads exactly len bytes within the deadline. Descriptors that come are
+ * counted in *fds and closed, but for the first one when keep is given
+ * (and *keep is still -1). */
+static enum vc_rx vc_read_full(int sock, void *buf, size_t len, uint64_t deadline, unsigned *fds, int *keep)
 {
     size_t done = 0;
     while (done < len) {
@@ -476,7 +478,10 @@ static enum vc_rx vc_read_full(int sock, void *buf, size_t len, uint64_t deadlin
             for (size_t i = 0; i < count; i++) {
                 int fd;
                 memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-                close(fd);
+                if (keep && *keep < 0)
+                    *keep = fd;
+                else
+                    close(fd);
                 if (fds)
                     (*fds)++;
             }
@@ -487,30 +492,38 @@ static enum vc_rx vc_read_full(int sock, void *buf, size_t len, uint64_t deadlin
 }
 
 /* Receives one message from the back-end, whatever it looks like. Payload
- * bytes past the buffer are read and dropped (up to 1 MiB). */
-static enum vc_rx vc_recv(int sock, struct vc_reply *r, unsigned timeout_ms)
+ * bytes past the buffer are read and dropped (up to 1 MiB). With keep, the
+ * first descriptor that came is kept there (-1 if none). */
+static enum vc_rx vc_recv_keep(int sock, struct vc_reply *r, unsigned timeout_ms, int *keep)
 {
     uint64_t deadline = vc_now_ms() + timeout_ms;
     memset(r, 0, sizeof *r);
-    enum vc_rx rx = vc_read_full(sock, &r->hdr, sizeof r->hdr, deadline, &r->fds);
+    if (keep)
+        *keep = -1;
+    enum vc_rx rx = vc_read_full(sock, &r->hdr, sizeof r->hdr, deadline, &r->fds, keep);
     if (rx != VC_RX_OK)
         return rx;
-    uint32_t size = r->hdr.size, keep = size < sizeof r->payload ? size : (uint32_t)sizeof r->payload;
+    uint32_t size = r->hdr.size, keep_bytes = size < sizeof r->payload ? size : (uint32_t)sizeof r->payload;
     if (size > (1u << 20))
         return VC_RX_SHORT;
-    rx = vc_read_full(sock, r->payload, keep, deadline, &r->fds);
+    rx = vc_read_full(sock, r->payload, keep_bytes, deadline, &r->fds, keep);
     if (rx != VC_RX_OK)
         return rx == VC_RX_TIMEOUT ? VC_RX_SHORT : rx;
-    r->got = keep;
-    for (uint32_t left = size - keep; left > 0;) {
+    r->got = keep_bytes;
+    for (uint32_t left = size - keep_bytes; left > 0;) {
         uint8_t junk[512];
         uint32_t step = left < sizeof junk ? left : (uint32_t)sizeof junk;
-        rx = vc_read_full(sock, junk, step, deadline, &r->fds);
+        rx = vc_read_full(sock, junk, step, deadline, &r->fds, keep);
         if (rx != VC_RX_OK)
             return VC_RX_SHORT;
         left -= step;
     }
     return VC_RX_OK;
+}
+
+static enum vc_rx vc_recv(int sock, struct vc_reply *r, unsigned timeout_ms)
+{
+    return vc_recv_keep(sock, r, timeout_ms, NULL);
 }
 
 static const char *vc_rx_name(enum vc_rx rx)
@@ -556,6 +569,7 @@ struct vc_setup {
     bool no_enable;           /* leave the rings disabled */
     bool no_kick;             /* stop before SET_VRING_KICK */
     bool errfd;               /* give each queue an error eventfd */
+    bool inflight;            /* ack INFLIGHT_SHMFD (the case sends GET/SET_INFLIGHT_FD) */
     enum vc_mem_layout mem;
     uint16_t base;            /* split: first avail/used index */
 };
@@ -876,6 +890,8 @@ static uint64_t vc_protocol_wanted(const struct vc_setup *o)
         p |= VUB_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK);
     if (o->mem == VC_MEM_ADD)
         p |= VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    if (o->inflight)
+        p |= VUB_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
     return p;
 }
 
@@ -1716,13 +1732,16 @@ static uint64_t vc_scratch_sector(unsigned k)
 #include "cases-blk.c"
 #include "cases-robust.c"
 #include "cases-hostile.c"
+#include "cases-inflight.c"
 
 /* In running order; the hostile group is last (its last case may kill). */
 static const struct vc_case *const vc_groups[] = {vc_cases_protocol, vc_cases_split, vc_cases_packed,
-                                                   vc_cases_blk, vc_cases_robust, vc_cases_hostile};
+                                                   vc_cases_blk,      vc_cases_robust, vc_cases_hostile,
+                                                   vc_cases_inflight};
 static const size_t *const vc_group_counts[] = {&vc_cases_protocol_count, &vc_cases_split_count,
-                                                 &vc_cases_packed_count, &vc_cases_blk_count,
-                                                 &vc_cases_robust_count, &vc_cases_hostile_count};
+                                                 &vc_cases_packed_count,   &vc_cases_blk_count,
+                                                 &vc_cases_robust_count,   &vc_cases_hostile_count,
+                                                 &vc_cases_inflight_count};
 
 #include "fuzz.c"
 

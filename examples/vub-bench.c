@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include "vub.h"
+#include "client-copy.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -224,16 +225,6 @@ static double parse_time(const char *opt, const char *s)
     return v;
 }
 
-/* The virtio-blk status byte by name. */
-static const char *status_name(uint8_t status, char buf[16])
-{
-    static const char *const names[] = {"OK", "IOERR", "UNSUPP"};
-    if (status < 3)
-        return names[status];
-    snprintf(buf, 16, status == VUB_BLK_S_NONE ? "NONE (not written)" : "status %u", status);
-    return buf;
-}
-
 static int pick(const char *opt, const char *s, const char *const *names, int n)
 {
     for (int i = 0; i < n; i++)
@@ -393,10 +384,10 @@ static void complete(struct worker *w, const struct vub_client_completion *c, ui
     uint64_t off = w->first + s->block * j->bs;
     w->free_slots[w->free_count++] = (unsigned)c->cookie;
     if (c->status != VUB_BLK_S_OK) {
-        char st[16];
+        char st[32];
         worker_error(w, "queue %u: %s at %" PRIu64 ": %s", w->index,
                      s->op == VUB_CLIENT_FLUSH ? "flush" : s->op == VUB_CLIENT_READ ? "read" : "write", off,
-                     status_name(c->status, st));
+                     copy_status_name(c->status, st, sizeof st));
     } else if (w->gen && s->op != VUB_CLIENT_FLUSH) {
         if (s->op == VUB_CLIENT_WRITE) {
             w->gen[s->block] = s->gen;

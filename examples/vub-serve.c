@@ -8,19 +8,24 @@
  * while the other exports go on. SIGINT/SIGTERM exit cleanly and remove the
  * sockets; SIGUSR1 logs every export's statistics and goes on serving;
  * SIGHUP re-reads the size of every raw image that grew and tells its guest.
- * The event loop is plain poll(): vub.c names the fds, this program waits.
+ * The event loop is plain poll(): vub.c names the fds, this program waits;
+ * with --threads N each export's queues get N threads of their own.
  */
 #define _GNU_SOURCE
 #include "vub.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -29,21 +34,23 @@
 
 #define MAX_EXPORTS 16
 #define SERIAL_BYTES 20 /* GET_ID's answer */
+#define MAX_THREADS VUB_MAX_QUEUES
 
 static volatile sig_atomic_t stop_requested, stats_requested, resize_requested;
 
 /* A front-end that shrinks its memory file under us makes our next access
- * to it raise SIGBUS (see vub_dev_owns_fault in vub.h). The handler jumps
- * back to export_serve(), which ends that session; a SIGBUS anywhere else
- * is a bug and crashes as usual. */
-static sigjmp_buf fault_jump;
-static struct vub_dev *volatile fault_dev; /* set while a device is being served */
+ * to it raise SIGBUS (see vub_dev_owns_fault in vub.h), in whichever thread
+ * touches it. The handler jumps back to that thread's loop (export_serve()
+ * or a queue thread), and the session ends; a SIGBUS anywhere else is a
+ * bug and crashes as usual. */
+static _Thread_local sigjmp_buf *fault_jump;
+static _Thread_local struct vub_dev *volatile fault_dev; /* set while a device is being served */
 
 static void on_sigbus(int sig, siginfo_t *info, void *context)
 {
     (void)context;
     if (fault_dev && vub_dev_owns_fault(fault_dev, info->si_addr))
-        siglongjmp(fault_jump, 1);
+        siglongjmp(*fault_jump, 1);
     signal(sig, SIG_DFL); /* returning re-runs the access: now fatal */
 }
 
@@ -65,6 +72,16 @@ static void on_hup(int sig)
     resize_requested = 1;
 }
 
+struct export;
+
+/* A queue thread: serves queues index, index + N, index + 2N, ... */
+struct worker {
+    struct export *e;
+    unsigned index;
+    pthread_t thread;
+    int wake_fd;              /* eventfd: the main loop wants it to look at `paused` */
+};
+
 /* One export: what the command line asked for, then what serves it. */
 struct export {
     const char *socket_path;
@@ -80,6 +97,20 @@ struct export {
     uint64_t dropped;         /* dropped notification fds already logged */
     struct pollfd *fds;       /* this export's part of the poll set */
     size_t nfds;
+    unsigned poll_us;         /* --poll-us */
+    /* --threads: the queue threads and how the main loop pauses them */
+    unsigned nworkers;        /* 0: the main loop serves the queues itself */
+    bool workers_started;
+    struct worker workers[MAX_THREADS];
+    pthread_mutex_t lock;
+    pthread_cond_t parked_cv; /* a thread parked */
+    pthread_cond_t resume_cv; /* the main loop lets them go on (or quit) */
+    atomic_bool paused;       /* written under lock; spinning threads read it without */
+    unsigned parked;          /* threads parked (under lock) */
+    bool quit;                /* (under lock) */
+    atomic_int failed;        /* a queue thread's error, the first one */
+    atomic_bool faulted;      /* ... a SIGBUS in guest memory */
+    int notify_fd;            /* eventfd: a queue thread failed */
 };
 
 struct options {
@@ -87,10 +118,14 @@ struct options {
     unsigned count;
     struct export single;          /* --socket, --read-only, --queues, --serial, IMAGE */
     unsigned poll_us;              /* busy-poll this long after the last request before sleeping */
+    unsigned threads;              /* --threads: per export, the queues' threads (1: the main loop) */
+    enum vub_aio aio;              /* --aio: the I/O engine */
+    bool aio_set;                  /* ... given on the command line (else: io_uring if it works) */
     struct vub_image_opts image;   /* --format, --snapshot, --backing-format, ... for every export */
 };
 
 static unsigned export_count; /* > 1: log lines name their export */
+static char engine[128];      /* which I/O engine and cache mode serve, for the log */
 
 __attribute__((format(printf, 2, 3))) static void say(const struct export *e, const char *fmt, ...)
 {
@@ -120,6 +155,12 @@ static void usage(FILE *out)
             "  --format F      raw|qcow2 (default: detected; raw takes any file as it is)\n"
             "  --poll-us N     busy-poll the queues for N microseconds after the last\n"
             "                  request before sleeping (default 0: sleep at once)\n"
+            "  --aio E         sync|io_uring: requests one at a time in the loop, or many in\n"
+            "                  flight on an io_uring per queue (default io_uring where it works)\n"
+            "  --cache C       writeback|none: none opens raw images O_DIRECT, bypassing the\n"
+            "                  page cache (default writeback)\n"
+            "  --threads N     serve each export's queues from N threads of their own, queue q\n"
+            "                  on thread q %% N (default 1: the main loop serves them)\n"
             "  --force-share   with read-only: serve an image another process writes\n"
             "  --version       print the version\n"
             "SIGHUP re-reads the size of a raw image that grew and tells the front-end.\n"
@@ -205,7 +246,8 @@ static bool parse_format(const char *what, const char *v, enum vub_format *out)
 
 /* Options that take a value; one without its value is named as such. */
 static const char *const valued[] = {"--socket", "--serial", "--queues", "--poll-us", "--format",
-                                     "--backing-format", "--snapshot", "--export"};
+                                     "--backing-format", "--snapshot", "--export", "--aio", "--cache",
+                                     "--threads"};
 
 static bool parse_option(const char *a, char *v, struct options *o)
 {
@@ -222,6 +264,21 @@ static bool parse_option(const char *a, char *v, struct options *o)
         if (!*v || *end || n > 1000000)
             return bad("%s wants 0..1000000, not '%s'", a, v);
         o->poll_us = (unsigned)n;
+    } else if (!strcmp(a, "--threads")) {
+        char *end;
+        unsigned long n = strtoul(v, &end, 10);
+        if (!*v || *end || n < 1 || n > MAX_THREADS)
+            return bad("%s wants 1..%d, not '%s'", a, MAX_THREADS, v);
+        o->threads = (unsigned)n;
+    } else if (!strcmp(a, "--aio")) {
+        if (strcmp(v, "sync") && strcmp(v, "io_uring"))
+            return bad("%s wants sync or io_uring, not '%s'", a, v);
+        o->aio = strcmp(v, "sync") ? VUB_AIO_IO_URING : VUB_AIO_SYNC;
+        o->aio_set = true;
+    } else if (!strcmp(a, "--cache")) {
+        if (strcmp(v, "none") && strcmp(v, "writeback"))
+            return bad("%s wants none or writeback, not '%s'", a, v);
+        o->image.direct = !strcmp(v, "none");
     } else if (!strcmp(a, "--format"))
         return parse_format(a, v, &o->image.format);
     else if (!strcmp(a, "--backing-format"))
@@ -237,7 +294,8 @@ static bool parse_option(const char *a, char *v, struct options *o)
 
 static bool parse_args(int argc, char **argv, struct options *o)
 {
-    *o = (struct options){.single = {.socket_path = "vub.sock", .serial = "vub", .queues = 8, .lfd = -1}};
+    *o = (struct options){.single = {.socket_path = "vub.sock", .serial = "vub", .queues = 8, .lfd = -1},
+                          .threads = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool takes_value = false;
@@ -344,7 +402,7 @@ static int listen_on(const struct export *e)
 
 /* ---- One export: open, serve, log, close ---- */
 
-static bool export_open(struct export *e, const struct vub_image_opts *common)
+static bool export_open(struct export *e, const struct vub_image_opts *common, enum vub_aio aio)
 {
     char why[512];
     struct vub_image_opts io = *common;
@@ -363,7 +421,8 @@ static bool export_open(struct export *e, const struct vub_image_opts *common)
             e->image_path, e->image_path);
         return false;
     }
-    struct vub_dev_config dc = {.image = e->img, .num_queues = (uint16_t)e->queues, .read_only = e->read_only};
+    struct vub_dev_config dc = {.image = e->img, .aio = aio, .num_queues = (uint16_t)e->queues,
+                                .read_only = e->read_only};
     memcpy(dc.serial, e->serial, strlen(e->serial));
     if (vub_dev_new(&e->dev, &dc) != VUB_OK) {
         say(e, "cannot create the device (out of memory)");
@@ -372,9 +431,13 @@ static bool export_open(struct export *e, const struct vub_image_opts *common)
     e->lfd = listen_on(e);
     if (e->lfd < 0)
         return false;
-    say(e, "serving %s (%llu bytes, %s%s) on %s with %u queues", e->image_path,
+    char threads[48] = "";
+    if (e->nworkers)
+        snprintf(threads, sizeof threads, "; %u queue threads", e->nworkers);
+    say(e, "serving %s (%llu bytes, %s%s) on %s with %u queues; %s%s", e->image_path,
         (unsigned long long)vub_image_size(e->img), vub_image_format(e->img) == VUB_FORMAT_QCOW2 ? "qcow2" : "raw",
-        e->read_only || vub_image_read_only(e->img) ? ", read-only" : "", e->socket_path, e->queues);
+        e->read_only || vub_image_read_only(e->img) ? ", read-only" : "", e->socket_path, e->queues, engine,
+        threads);
     return true;
 }
 
@@ -401,11 +464,15 @@ static void log_stats(const struct export *e, const char *what)
                                      (unsigned long long)s.queue_requests[q]);
     say(e,
         "%s; requests %llu: reads %llu writes %llu flushes %llu discards %llu write-zeroes %llu get-id %llu "
-        "errors %llu; bytes read %llu written %llu; notifications %llu; per queue:%s",
+        "errors %llu; bytes read %llu written %llu; notifications %llu; bounced %llu; completion passes %llu; "
+        "per queue:%s",
         what, (unsigned long long)s.requests, (unsigned long long)s.reads, (unsigned long long)s.writes,
         (unsigned long long)s.flushes, (unsigned long long)s.discards, (unsigned long long)s.write_zeroes,
         (unsigned long long)s.get_ids, (unsigned long long)s.errors, (unsigned long long)s.bytes_read,
-        (unsigned long long)s.bytes_written, (unsigned long long)s.notifications, queues);
+        (unsigned long long)s.bytes_written, (unsigned long long)s.notifications, (unsigned long long)s.bounced,
+        (unsigned long long)s.completion_passes, queues);
+    if (s.resubmitted)
+        say(e, "%llu requests found in flight after a restart were run again", (unsigned long long)s.resubmitted);
 }
 
 static void end_session(struct export *e, enum vub_err err)
@@ -445,23 +512,219 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* Spins on the queues until poll_us pass without a request. */
-static enum vub_err busy_poll(struct vub_dev *dev, unsigned poll_us)
+/* Spins on the queues until poll_us pass without a request, with kicks
+ * suppressed meanwhile ([VU-POLL-KICKS]) and re-armed at the end, which
+ * serves what came in between. An idle spin makes no system call (the
+ * clock is read through the vDSO) except a look at the socket every 64
+ * rounds. */
+static enum vub_err busy_poll(const struct export *e, unsigned poll_us)
 {
+    struct vub_dev *dev = e->dev;
+    enum vub_err err = VUB_OK;
+    for (unsigned q = 0; q < e->queues && err == VUB_OK; q++)
+        err = vub_dev_queue_set_polling(dev, q, true);
     uint64_t idle_since = now_us();
-    while (!stop_requested && now_us() - idle_since < poll_us) {
+    for (unsigned round = 1; err == VUB_OK && !stop_requested && now_us() - idle_since < poll_us; round++) {
         uint64_t served = 0;
-        enum vub_err err = vub_dev_poll_queues(dev, &served);
-        if (err != VUB_OK)
-            return err;
+        err = vub_dev_poll_queues(dev, &served);
         if (served)
             idle_since = now_us();
         struct pollfd sock = {.fd = -1};
-        if (vub_dev_pollfds(dev, &sock, 1) == 1 && poll(&sock, 1, 0) > 0)
-            return VUB_OK; /* a message is waiting: let the loop handle it */
+        if (round % 64 == 0 && vub_dev_control_pollfds(dev, &sock, 1) == 1 && poll(&sock, 1, 0) > 0)
+            break; /* a message is waiting: let the loop handle it */
     }
-    return VUB_OK;
+    for (unsigned q = 0; q < e->queues; q++) {
+        enum vub_err off = vub_dev_queue_set_polling(dev, q, false);
+        err = err == VUB_OK ? off : err;
+    }
+    return err;
 }
+/* ---- Queue threads (--threads N) ----
+ * With N > 1 each export's queues are spread over N threads of their own
+ * (queue q on thread q % N) and the main loop keeps the control side: the
+ * listening socket, the vhost-user socket, signals. vub.h "One thread per
+ * queue" gives the rules; here is how this program keeps them. Before the
+ * main loop handles a message (or stats, a resize, the end of a session)
+ * it pauses the export's threads: it sets `paused`, wakes each thread's
+ * eventfd, and waits until all are parked on the condition variable,
+ * between two vub calls. Then it quiesces the device (every request in
+ * flight completed) and does its work, and lets them go; they refill their
+ * poll sets, since the message may have changed the fds. A thread whose
+ * queue call fails parks itself and tells the main loop through the
+ * export's eventfd, which then ends the session. */
+
+static void *worker_main(void *arg);
+
+static bool workers_start(struct export *e)
+{
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->parked_cv, NULL);
+    pthread_cond_init(&e->resume_cv, NULL);
+    atomic_store(&e->paused, true);
+    e->workers_started = true;
+    e->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    for (unsigned i = 0; i < e->nworkers; i++) {
+        struct worker *w = &e->workers[i];
+        *w = (struct worker){.e = e, .index = i, .wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+        if (w->wake_fd < 0 || e->notify_fd < 0 || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            say(e, "cannot start queue thread %u: %s", i, strerror(errno));
+            e->nworkers = i;
+            return false;
+        }
+    }
+    return true;
+}
+
+static void wake(int fd)
+{
+    uint64_t one = 1;
+    if (write(fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        perror("vub-serve: eventfd");
+}
+
+static void drain(int fd)
+{
+    uint64_t n;
+    while (read(fd, &n, sizeof n) > 0)
+        ;
+}
+
+/* Stops the export's queue threads at a safe point; returns once every
+ * one is parked. */
+static void workers_pause(struct export *e)
+{
+    if (e->nworkers == 0)
+        return;
+    pthread_mutex_lock(&e->lock);
+    atomic_store(&e->paused, true);
+    for (unsigned i = 0; i < e->nworkers; i++)
+        wake(e->workers[i].wake_fd);
+    while (e->parked < e->nworkers)
+        pthread_cond_wait(&e->parked_cv, &e->lock);
+    pthread_mutex_unlock(&e->lock);
+}
+
+static void workers_resume(struct export *e)
+{
+    if (e->nworkers == 0)
+        return;
+    pthread_mutex_lock(&e->lock);
+    atomic_store(&e->paused, false);
+    pthread_cond_broadcast(&e->resume_cv);
+    pthread_mutex_unlock(&e->lock);
+}
+
+static void workers_stop(struct export *e)
+{
+    if (!e->workers_started)
+        return;
+    pthread_mutex_lock(&e->lock);
+    e->quit = true;
+    pthread_cond_broadcast(&e->resume_cv);
+    pthread_mutex_unlock(&e->lock);
+    for (unsigned i = 0; i < e->nworkers; i++) {
+        wake(e->workers[i].wake_fd);
+        pthread_join(e->workers[i].thread, NULL);
+        close(e->workers[i].wake_fd);
+    }
+    close(e->notify_fd);
+}
+
+/* A queue thread's failure: the first one is kept, the threads park, the
+ * main loop is told. */
+static void worker_failed(struct worker *w, enum vub_err err)
+{
+    struct export *e = w->e;
+    int none = VUB_OK;
+    atomic_compare_exchange_strong(&e->failed, &none, (int)err);
+    atomic_store(&e->paused, true);
+    wake(e->notify_fd);
+}
+
+/* Spins on the thread's queues until poll_us pass without a request or the
+ * main loop wants them: no system call while nothing comes, and kicks are
+ * suppressed meanwhile ([VU-POLL-KICKS]); ending the spin re-arms them and
+ * serves what came in between. */
+static enum vub_err worker_spin(struct worker *w, unsigned poll_us)
+{
+    struct export *e = w->e;
+    enum vub_err err = VUB_OK;
+    for (unsigned q = w->index; q < e->queues && err == VUB_OK; q += e->nworkers)
+        err = vub_dev_queue_set_polling(e->dev, q, true);
+    for (uint64_t idle_since = now_us(); err == VUB_OK && !atomic_load(&e->paused) && !stop_requested &&
+                                         now_us() - idle_since < poll_us;) {
+        for (unsigned q = w->index; q < e->queues && err == VUB_OK; q += e->nworkers) {
+            uint64_t served = 0;
+            err = vub_dev_queue_poll(e->dev, q, &served);
+            if (served)
+                idle_since = now_us();
+        }
+    }
+    for (unsigned q = w->index; q < e->queues; q += e->nworkers) {
+        enum vub_err off = vub_dev_queue_set_polling(e->dev, q, false);
+        err = err == VUB_OK ? off : err;
+    }
+    return err;
+}
+
+/* One round of a queue thread: poll its queues' fds and its wake-up fd,
+ * serve what is ready, spin if asked to. */
+static enum vub_err worker_round(struct worker *w)
+{
+    struct export *e = w->e;
+    struct pollfd fds[1 + 2 * VUB_MAX_QUEUES];
+    size_t n = 1;
+    bool unkicked = false;
+    fds[0] = (struct pollfd){.fd = w->wake_fd, .events = POLLIN};
+    for (unsigned q = w->index; q < e->queues; q += e->nworkers) {
+        n += vub_dev_queue_pollfds(e->dev, q, fds + n, sizeof fds / sizeof fds[0] - n);
+        unkicked |= vub_dev_queue_unkicked(e->dev, q);
+    }
+    if (poll(fds, (nfds_t)n, unkicked ? 1 : -1) < 0 && errno != EINTR)
+        return VUB_E_IO;
+    if (fds[0].revents)
+        drain(w->wake_fd);
+    enum vub_err err = VUB_OK;
+    for (unsigned q = w->index; q < e->queues && err == VUB_OK && !atomic_load(&e->paused); q += e->nworkers)
+        err = vub_dev_queue_dispatch(e->dev, q, fds + 1, n - 1);
+    if (err == VUB_OK && e->poll_us && !atomic_load(&e->paused))
+        err = worker_spin(w, e->poll_us);
+    return err;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct export *e = w->e;
+    sigjmp_buf jump;
+    for (;;) {
+        pthread_mutex_lock(&e->lock);
+        while (atomic_load(&e->paused) && !e->quit) {
+            e->parked++;
+            pthread_cond_broadcast(&e->parked_cv);
+            pthread_cond_wait(&e->resume_cv, &e->lock);
+            e->parked--;
+        }
+        bool quit = e->quit;
+        pthread_mutex_unlock(&e->lock);
+        if (quit)
+            return NULL;
+        if (sigsetjmp(jump, 1) != 0) {
+            fault_dev = NULL;
+            e->faulted = true;
+            worker_failed(w, VUB_E_IO);
+            continue;
+        }
+        fault_jump = &jump;
+        fault_dev = e->dev;
+        enum vub_err err = worker_round(w);
+        fault_dev = NULL;
+        if (err != VUB_OK)
+            worker_failed(w, err);
+    }
+}
+
+
 
 /* SIGHUP: follow the image's new size. Growing is announced to the
  * front-end; shrinking is refused, since the guest may hold data there. */
@@ -484,6 +747,46 @@ static void follow_resize(const struct export *e)
                                                            : "no front-end connected");
 }
 
+/* The main loop's share of a threaded export: messages, and the news that
+ * a queue thread failed. The queue threads are paused for either. */
+static void export_serve_threads(struct export *e)
+{
+    bool ready = false;
+    for (size_t i = 0; i < e->nfds; i++)
+        ready |= e->fds[i].revents != 0;
+    if (!ready)
+        return;
+    workers_pause(e);
+    drain(e->notify_fd);
+    enum vub_err err = (enum vub_err)atomic_exchange(&e->failed, VUB_OK);
+    if (atomic_exchange(&e->faulted, false)) {
+        say(e, "session ended: guest memory vanished under a queue thread (SIGBUS: the front-end shrank a "
+               "shared memory file after SET_MEM_TABLE)");
+        vub_dev_detach(e->dev);
+        return;
+    }
+    sigjmp_buf jump;
+    fault_jump = &jump;
+    if (sigsetjmp(jump, 1) != 0) {
+        fault_dev = NULL;
+        say(e, "session ended: guest memory vanished under us (SIGBUS: the front-end shrank a shared "
+               "memory file after SET_MEM_TABLE)");
+        vub_dev_detach(e->dev);
+        return;
+    }
+    fault_dev = e->dev;
+    enum vub_err quiet = vub_dev_quiesce(e->dev); /* also brings a queue's failure into vub_dev_why */
+    err = err != VUB_OK ? err : quiet;
+    if (err == VUB_OK)
+        err = vub_dev_control_dispatch(e->dev, e->fds, e->nfds);
+    fault_dev = NULL;
+    log_changes(e);
+    if (err != VUB_OK)
+        end_session(e, err);
+    else
+        workers_resume(e);
+}
+
 /* Handles what poll() saw for this export: a new front-end, or messages
  * and kicks of the running session. */
 static void export_serve(struct export *e, unsigned poll_us)
@@ -500,9 +803,16 @@ static void export_serve(struct export *e, unsigned poll_us)
         say(e, "front-end connected");
         e->logged_features = e->rejected = e->dropped = 0;
         vub_dev_attach(e->dev, fd);
+        workers_resume(e);
         return;
     }
-    if (sigsetjmp(fault_jump, 1) != 0) {
+    if (e->nworkers) {
+        export_serve_threads(e);
+        return;
+    }
+    sigjmp_buf jump;
+    fault_jump = &jump;
+    if (sigsetjmp(jump, 1) != 0) {
         fault_dev = NULL;
         say(e, "session ended: guest memory vanished under us (SIGBUS: the front-end shrank a shared "
                "memory file after SET_MEM_TABLE)");
@@ -512,7 +822,7 @@ static void export_serve(struct export *e, unsigned poll_us)
     fault_dev = e->dev;
     enum vub_err err = vub_dev_dispatch(e->dev, e->fds, e->nfds);
     if (err == VUB_OK && poll_us)
-        err = busy_poll(e->dev, poll_us);
+        err = busy_poll(e, poll_us);
     fault_dev = NULL;
     log_changes(e);
     if (err != VUB_OK)
@@ -528,7 +838,10 @@ static size_t fill_pollfds(struct export *exports, unsigned count, struct pollfd
     for (unsigned i = 0; i < count; i++) {
         struct export *e = &exports[i];
         e->fds = fds + n;
-        if (vub_dev_attached(e->dev)) {
+        if (vub_dev_attached(e->dev) && e->nworkers) {
+            e->nfds = vub_dev_control_pollfds(e->dev, e->fds, VUB_MAX_POLLFDS - 1);
+            e->fds[e->nfds++] = (struct pollfd){.fd = e->notify_fd, .events = POLLIN};
+        } else if (vub_dev_attached(e->dev)) {
             e->nfds = vub_dev_pollfds(e->dev, e->fds, VUB_MAX_POLLFDS);
             *polling |= vub_dev_polling(e->dev);
         } else {
@@ -546,15 +859,23 @@ static void serve(struct export *exports, unsigned count, unsigned poll_us)
     while (!stop_requested) {
         if (resize_requested) {
             resize_requested = 0;
-            for (unsigned i = 0; i < count; i++)
+            for (unsigned i = 0; i < count; i++) {
+                workers_pause(&exports[i]);
                 follow_resize(&exports[i]);
+                if (vub_dev_attached(exports[i].dev))
+                    workers_resume(&exports[i]);
+            }
         }
         if (stats_requested) {
             stats_requested = 0;
-            for (unsigned i = 0; i < count; i++)
-                log_stats(&exports[i], vub_dev_attached(exports[i].dev)
-                                           ? "statistics of this session"
-                                           : "statistics (no front-end connected; of the last session)");
+            for (unsigned i = 0; i < count; i++) {
+                bool attached = vub_dev_attached(exports[i].dev);
+                workers_pause(&exports[i]);
+                log_stats(&exports[i], attached ? "statistics of this session"
+                                                : "statistics (no front-end connected; of the last session)");
+                if (attached)
+                    workers_resume(&exports[i]);
+            }
         }
         bool polling;
         size_t n = fill_pollfds(exports, count, fds, &polling);
@@ -567,9 +888,11 @@ static void serve(struct export *exports, unsigned count, unsigned poll_us)
         for (unsigned i = 0; i < count && !stop_requested; i++)
             export_serve(&exports[i], poll_us);
     }
-    for (unsigned i = 0; i < count; i++)
+    for (unsigned i = 0; i < count; i++) {
+        workers_pause(&exports[i]);
         if (vub_dev_attached(exports[i].dev))
             end_session(&exports[i], VUB_E_CLOSED);
+    }
 }
 
 int main(int argc, char **argv)
@@ -579,9 +902,23 @@ int main(int argc, char **argv)
         return 2;
     export_count = o.count;
     int rc = 0;
-    for (unsigned i = 0; i < o.count && rc == 0; i++)
-        if (!export_open(&o.exports[i], &o.image))
+    char why[256];
+    if (!o.aio_set)
+        o.aio = vub_aio_works(VUB_AIO_IO_URING, why, sizeof why) ? VUB_AIO_IO_URING : VUB_AIO_SYNC;
+    else if (!vub_aio_works(o.aio, why, sizeof why)) {
+        fprintf(stderr, "vub-serve: --aio io_uring: %s\n", why);
+        return 1;
+    }
+    snprintf(engine, sizeof engine, "I/O engine %s%s, cache %s", o.aio == VUB_AIO_IO_URING ? "io_uring" : "sync",
+             o.aio_set || o.aio == VUB_AIO_IO_URING ? "" : " (io_uring does not work here)",
+             o.image.direct ? "none (O_DIRECT)" : "writeback");
+    for (unsigned i = 0; i < o.count && rc == 0; i++) {
+        struct export *e = &o.exports[i];
+        e->poll_us = o.poll_us;
+        e->nworkers = o.threads > 1 ? (o.threads < e->queues ? o.threads : e->queues) : 0;
+        if (!export_open(e, &o.image, o.aio))
             rc = 1;
+    }
     if (rc == 0) {
         struct sigaction stop = {.sa_handler = on_stop}, stats = {.sa_handler = on_stats};
         sigaction(SIGINT, &stop, NULL); /* no SA_RESTART: poll must wake */
@@ -592,8 +929,14 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
         struct sigaction bus = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO};
         sigaction(SIGBUS, &bus, NULL);
-        serve(o.exports, o.count, o.poll_us);
+        for (unsigned i = 0; i < o.count && rc == 0; i++)
+            if (o.exports[i].nworkers && !workers_start(&o.exports[i]))
+                rc = 1;
+        if (rc == 0)
+            serve(o.exports, o.count, o.poll_us);
     }
+    for (unsigned i = 0; i < o.count; i++)
+        workers_stop(&o.exports[i]);
     for (unsigned i = 0; i < o.count; i++)
         export_close(&o.exports[i]);
     if (rc == 0)

@@ -410,9 +410,10 @@ static void test_features(void)
     check(err == VUB_OK && get_reply(&b, &h, &v, sizeof v) && v != 0,
           "[VU-SET-FEATURES] a driver without VERSION_1 (legacy) is refused with an error ack");
     uint64_t proto = u64_request(&b, VHOST_USER_GET_PROTOCOL_FEATURES);
-    check(proto == (VUB_BIT(0) | VUB_BIT(3) | VUB_BIT(5) | VUB_BIT(9) | VUB_BIT(13) | VUB_BIT(15) | VUB_BIT(16)),
+    check(proto == (VUB_BIT(0) | VUB_BIT(3) | VUB_BIT(5) | VUB_BIT(9) | VUB_BIT(12) | VUB_BIT(13) | VUB_BIT(15) |
+                    VUB_BIT(16)),
           "[VU-PROTOCOL-OFFER] protocol features offered are exactly MQ REPLY_ACK BACKEND_REQ CONFIG "
-          "RESET_DEVICE CONFIGURE_MEM_SLOTS STATUS");
+          "INFLIGHT_SHMFD RESET_DEVICE CONFIGURE_MEM_SLOTS STATUS");
     err = send_u64(&b, VHOST_USER_SET_PROTOCOL_FEATURES, proto | VUB_BIT(1), NULL, 0);
     check(err == VUB_E_PROTO && reason_is(&b, "VU-PROTOCOL-OFFER"), "[VU-PROTOCOL-OFFER] acking a protocol feature that was not offered is refused");
     bench_close(&b);
@@ -1482,6 +1483,7 @@ static void test_out_writable_data(void)
 }
 
 #include "test-backend-packed.inc"
+#include "test-backend-inflight.inc"
 
 /* [VQ-SPLIT-USED-IDX] the front-end never sends the used index: a ring
  * that starts again (after a migration, say) continues from the used->idx
@@ -1676,6 +1678,7 @@ int main(void)
     test_busy_poll();
     test_fuzz_regressions();
     test_packed();
+    test_inflight();
     test_event_fd_kinds();
     test_call_pipe_full();
     test_long_chains();

@@ -7,8 +7,10 @@
 #     RING    split or packed
 #     IMAGE   raw (default: test-vub-serve.sh, every check), qcow2
 #             (test-vub-serve-qcow2.sh, the read-only chain), qcow2-zstd (the
-#             same chain, compressed with zstd) or resize
-#             (test-resize.sh: the raw image grows under the running guest)
+#             same chain, compressed with zstd), resize (test-resize.sh: the
+#             raw image grows under the running guest) or aio (raw, every
+#             check, with vub-serve pinned to the io_uring engine, O_DIRECT
+#             and two threads: --aio io_uring --cache none --threads 2)
 #
 # The newer generation is fetched and unpacked by tests/backports.sh into
 # the guest cache, beside Debian 12's; when it cannot be had the cell prints
@@ -19,7 +21,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-[ $# -ge 3 ] || { echo "usage: $0 7.2|10.0 6.1|6.12 split|packed [raw|qcow2|qcow2-zstd|resize]" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: $0 7.2|10.0 6.1|6.12 split|packed [raw|qcow2|qcow2-zstd|resize|aio]" >&2; exit 2; }
 qemu_gen=$1 kernel_gen=$2 ring=$3 image=${4:-raw}
 label=vub-serve-q$qemu_gen-k$kernel_gen-$ring${4:+-$image}
 cache=$VUB_GUEST_CACHE
@@ -59,6 +61,7 @@ esac
 export VUB_LABEL=$label
 case $image in
 raw) exec "$here/test-vub-serve.sh" ;;
+aio) VUB_SERVE_ARGS="--aio io_uring --cache none --threads 2" exec "$here/test-vub-serve.sh" ;;
 qcow2) exec "$here/test-vub-serve-qcow2.sh" ;;
 qcow2-zstd) VUB_QCOW2_COMPRESSION=zstd exec "$here/test-vub-serve-qcow2.sh" ;;
 resize) exec "$here/test-resize.sh" ;;

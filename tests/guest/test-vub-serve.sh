@@ -11,9 +11,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 vub_serve=${VUB_SERVE:-$VUB_ROOT/build/vub-serve}
 
 # vub-serve logs to stderr, serves one connection at a time and removes its
-# socket on SIGTERM; backend_test checks the last two.
+# socket on SIGTERM; backend_test checks the last two. VUB_SERVE_ARGS adds
+# options (cell.sh's aio cell: the engine, the cache mode, threads).
 start_backend() {
-    timeout -k 60 600 "$vub_serve" --socket "$sock" --queues 2 "$img" \
+    # shellcheck disable=SC2086 # options, one word each
+    timeout -k 60 600 "$vub_serve" ${VUB_SERVE_ARGS:-} --socket "$sock" --queues 2 "$img" \
         </dev/null >"$blog" 2>&1 &
     backend_pid=$!
 }
@@ -33,6 +35,10 @@ after_backend() {
     else
         tap_check "$label" "guest uses split rings (feature bit 34 clear)" "features '$bits'" \
             [ "${bits:34:1}" = 0 ]
+    fi
+    if [[ ${VUB_SERVE_ARGS:-} == *"--aio io_uring"* ]]; then
+        tap_check "$label" "vub-serve ran the io_uring engine with cache=none" "$(grep "I/O engine" "$blog")" \
+            grep -q "I/O engine io_uring, cache none" "$blog"
     fi
     # vub-serve's own count of what it served, from its end-of-session line.
     local last
