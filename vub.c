@@ -684,11 +684,8 @@ static bool vub_sys_byte_held_elsewhere(int fd, uint64_t byte)
  * names (hard links, symbolic links, other paths) led to them. */
 static bool vub_sys_same_file(int a, int b)
 {
-    dev_t da, db;
-    ino_t ia, ib;
-    uint64_t size;
-    return vub_sys_stat(a, true, &size, &da, &ia) && vub_sys_stat(b, true, &size, &db, &ib) && da == db &&
-           ia == ib;
+    struct stat sa, sb;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* Maps len bytes of fd starting at byte offset off, shared and writable.
@@ -3453,7 +3450,7 @@ struct vub_blk_queue {
 struct vub_blk_req {
     uint32_t type;         /* VIRTIO_BLK_T_*, or VUB_BLK_T_NONE */
     uint8_t *status;       /* the status byte in guest memory; NULL if the chain has none */
-    bool io;               /* a read, write or flush is due: the engine's to do */
+    bool io;               /* a read, write or fdatasync is due: the engine's to do */
     bool write_through;    /* a write that must be stable before it completes ([BLK-DURABLE]) */
     enum vub_err err;      /* the result, when no I/O is due */
     uint64_t offset;       /* disk bytes (read, write) */
@@ -3465,6 +3462,14 @@ struct vub_blk_req {
 };
 
 static bool vub_image_direct_ok(const struct vub_image *img, const struct iovec *iov, unsigned count);
+
+/* The I/O a request leaves is an fdatasync: a FLUSH, or a discard or
+ * write-zeroes done with the write cache off. */
+static bool vub_blk_req_syncs(const struct vub_blk_req *r)
+{
+    return r->type == VIRTIO_BLK_T_FLUSH || r->type == VIRTIO_BLK_T_DISCARD || r->type == VIRTIO_BLK_T_WRITE_ZEROES;
+}
+
 static enum vub_err vub_blk_ranges(struct vub_blk *blk, struct vub_blk_queue *bq, uint32_t type,
                                    const struct iovec *iov, unsigned count, uint64_t bytes);
 
@@ -3541,7 +3546,10 @@ static void vub_blk_prepare(struct vub_blk *blk, struct vub_blk_queue *bq, struc
         break;
     case VIRTIO_BLK_T_DISCARD:
     case VIRTIO_BLK_T_WRITE_ZEROES:
+        /* The ranges are done here (fallocate); with the write cache off
+         * an fdatasync is due before completion, the engine's to run. */
         r->err = vub_blk_ranges(blk, bq, r->type, rd, rcount, rbytes);
+        r->io = r->err == VUB_OK && vub_blk_write_through(blk);
         break;
     default:
         r->err = VUB_E_UNSUPP; /* [BLK-UNSUPP]; [BLK-ZONED-UNSUPP] zone requests too */
@@ -3611,7 +3619,7 @@ static enum vub_err vub_blk_bounce_sync(struct vub_blk *blk, struct vub_blk_queu
 static enum vub_err vub_blk_io_sync(struct vub_blk *blk, struct vub_blk_queue *bq, const struct vub_blk_req *r)
 {
     enum vub_err err;
-    if (r->type == VIRTIO_BLK_T_FLUSH)
+    if (vub_blk_req_syncs(r))
         return vub_image_flush(blk->image);
     if (bq->bounce && !vub_image_direct_ok(blk->image, r->iov, r->count))
         err = vub_blk_bounce_sync(blk, bq, r);
@@ -3665,7 +3673,7 @@ static enum vub_err vub_blk_ranges(struct vub_blk *blk, struct vub_blk_queue *bq
         bq->stats->discards++;
     else
         bq->stats->write_zeroes++;
-    return vub_blk_write_through(blk) ? vub_image_flush(blk->image) : VUB_OK;
+    return VUB_OK; /* [BLK-DURABLE] the engine makes it durable when the cache is off */
 }
 
 /* Executes one request synchronously, writes its status and returns the
@@ -4354,8 +4362,9 @@ static void vub_qcow2_table_name(const uint8_t *table, uint32_t len, unsigned ki
 
 /* [QCOW2-FEATURES] What the feature bits allow us to do.
  *  - [QCOW2-INCOMPAT-UNKNOWN] an unknown incompatible bit: refuse, naming
- *    the lowest one (vub_image_feature_name() gives the image's own name
- *    for any bit of an image that opens).
+ *    the lowest one by number and by the image's own name for it if its
+ *    feature name table has one (vub_qcow2_open; vub_image_feature_name()
+ *    names any bit of an image that opens).
  *  - dirty: fine for reading ("refcounts may be inconsistent"; a reader
  *    does not use refcounts).
  *  - [QCOW2-CORRUPT-BIT] corrupt: refused. The bit means QEMU found the
@@ -5262,9 +5271,7 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
     q->file_bytes = file_bytes;
     vub_qcow2_geometry(q, &h);
     if ((err = vub_qcow2_read_cluster0(img, e)) != VUB_OK ||
-        (err = vub_qcow2_read_exts(q->cluster, &h, q->cluster_bytes, &x, e)) != VUB_OK ||
-        (err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK ||
-        (err = vub_qcow2_check_refcount_table(q, &h, e)) != VUB_OK)
+        (err = vub_qcow2_read_exts(q->cluster, &h, q->cluster_bytes, &x, e)) != VUB_OK)
         return err;
     if (x.feature_names.seen) { /* kept: cluster 0 is reused after open */
         if (!(q->feature_table = malloc(x.feature_names.len ? x.feature_names.len : 1)))
@@ -5272,6 +5279,9 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
         memcpy(q->feature_table, x.feature_names.data, x.feature_names.len);
         q->feature_table_bytes = x.feature_names.len;
     }
+    if ((err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK ||
+        (err = vub_qcow2_check_refcount_table(q, &h, e)) != VUB_OK)
+        return err;
     int32_t index;
     if ((err = vub_qcow2_read_snapshots(img, &h, opts->snapshot, &index, e)) != VUB_OK)
         return err;
@@ -5311,6 +5321,14 @@ static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path, cons
     if (e.reason == VUB_R_NONE) /* the allocations of open name no reason of their own */
         vub_fail(&e, VUB_R_SYS_NOMEM, 0, 0);
     vub_error_format(&e, fault.depth ? NULL : path, why, why_len);
+    /* [QCOW2-INCOMPAT-UNKNOWN] the failing image's own name for the bit */
+    const struct vub_image *failed = img;
+    for (unsigned d = 0; d < fault.depth && failed->qcow2 && failed->qcow2->backing; d++)
+        failed = failed->qcow2->backing;
+    char own[47];
+    if (why && e.reason == VUB_R_QCOW2_INCOMPAT_UNKNOWN && vub_image_feature_name(failed, 0, (unsigned)e.a, own) &&
+        (used = strlen(why)) < why_len)
+        snprintf(why + used, why_len - used, " (the image calls it \"%s\")", own);
     if (why && fault.depth && (used = strlen(why)) < why_len)
         snprintf(why + used, why_len - used, " (backing chain: %s -> %s%s, %u deep)", path,
                  fault.depth > 1 ? "... -> " : "", fault.path, fault.depth);
@@ -7752,9 +7770,10 @@ static int vub_zstd_decompress(uint8_t *dst, size_t dst_len, size_t *dst_done, c
  * socket and kicks on the queues' eventfds. The caller owns the loop; each
  * message is handled to completion before the next is read, which is the
  * ordering the protocol relies on ([VU-ORDER]: QEMU uses a GET_FEATURES
- * reply as a barrier when REPLY_ACK is off). Requests are executed
- * synchronously inside vub_dev_process_queue(), so no request is ever in
- * flight while a message is handled.
+ * reply as a barrier when REPLY_ACK is off). Requests run on one of two
+ * engines: synchronously inside the queue pass, or on an io_uring per
+ * queue, completing later. Either way no request is in flight while a
+ * message is handled ([VU-QUIESCE]): in-flight ones are completed first.
  * ======================================================================== */
 
 #define VUB_SOCKET_TIMEOUT_MS 2000 /* a message must arrive whole within this */
@@ -8140,7 +8159,7 @@ static bool vub_dev_aio_submit(struct vub_dev *dev, struct vub_dev_queue *q, str
     struct vub_blk_queue *bq = &q->bq;
     const struct iovec *iov = r->iov;
     unsigned count = r->count;
-    bool flush = r->type == VIRTIO_BLK_T_FLUSH;
+    bool flush = vub_blk_req_syncs(r);
     if (img->format != VUB_FORMAT_RAW || (flush && img->read_only))
         return false;
     bool bounce = !flush && !vub_image_direct_ok(img, r->iov, r->count);
@@ -8185,7 +8204,7 @@ static enum vub_err vub_dev_aio_result(struct vub_dev *dev, struct vub_dev_queue
     struct vub_blk_req *r = &s->req;
     if (res < 0)
         return VUB_E_IO;
-    if (r->type != VIRTIO_BLK_T_FLUSH && (uint64_t)res < r->bytes)
+    if (!vub_blk_req_syncs(r) && (uint64_t)res < r->bytes)
         return vub_blk_io_sync(&dev->blk, &q->bq, r);
     if (r->bounce >= 0 && r->type == VIRTIO_BLK_T_IN) {
         struct vub_iov_cursor cur = {r->iov, r->count, 0, 0};
@@ -8315,9 +8334,9 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
     if (!vub_dev_ring_consistent(&q->err, vr))
         return vub_dev_queue_broken(dev, index);
     if (!q->used_synced) {
-        if (vub_vring_start(vr, &dev->err) != VUB_OK)
+        if (vub_vring_start(vr, &q->err) != VUB_OK)
             return vub_dev_queue_broken(dev, index);
-        dev->stats.resubmitted += vr->inflight.resubmit_count;
+        q->stats.resubmitted += vr->inflight.resubmit_count;
     }
     q->used_synced = true;
     unsigned budget = VUB_QUEUE_BUDGET_RINGS * (unsigned)vr->size, batch = vub_dev_aio_reap(dev, q, false);
@@ -8355,7 +8374,7 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
         q->stats.queue_requests[index]++;
         budget--;
         batch += vub_dev_start(dev, q, s, s ? &s->chain : &local);
-        if (batch == vr->size) /* publish at least once per ring's worth */
+        if (batch >= vr->size) /* publish at least once per ring's worth */
             vub_dev_publish(dev, q, &batch);
     }
     bool entered = vub_dev_aio_enter(dev, q, false);

@@ -65,13 +65,16 @@
  *    as long as it does (why-strings: until the next failure on it).
  *  - Memory: setup allocates (open, new, connect), and so do a few control
  *    messages that resize what they describe (SET_VRING_NUM sizes a ring's
- *    scratch arrays, so a front-end that grows a ring reallocates them);
- *    the request paths (I/O, ring processing, reads of an image) never do.
+ *    scratch arrays, its io_uring and request slots and, for an O_DIRECT
+ *    image, its bounce buffers, so a front-end that grows a ring
+ *    reallocates them); the request paths (I/O, ring processing, reads of
+ *    an image) never do.
  *  - Threads: the library starts none, installs no signal handlers and has
  *    no global state (a server for untrusted front-ends installs a SIGBUS
  *    handler of its own: see vub_dev_owns_fault). One object is used by one thread at a time; a device
  *    calls its image from inside vub_dev_dispatch(), so do not use that
- *    image elsewhere meanwhile. A client's queues may each have a thread.
+ *    image elsewhere meanwhile. A device's queues and a client's queues
+ *    may each have a thread (back-end: "One thread per queue" below).
  *  - File descriptors: vub opens them O_CLOEXEC and closes every one it
  *    owns; an fd you hand over (attach, connect_fd) is owned from then on.
  */
@@ -256,8 +259,11 @@ enum vub_err vub_image_refresh_size(struct vub_image *img, char *why, size_t why
  * The range must lie inside the virtual disk (VUB_E_RANGE otherwise).
  * VUB_E_RDONLY for a write to a read-only image, VUB_E_IO from the system,
  * VUB_E_CORRUPT for bad qcow2 metadata met on the way (vub_image_why()).
- * Allocates nothing; the iovecs are only read. One thread at a time (qcow2
- * reads use the image's caches). Flush is fdatasync; discard punches a hole
+ * Allocates nothing; the iovecs are only read. One thread at a time for
+ * qcow2 (its reads use the image's caches); raw images take concurrent
+ * calls. An image opened with `direct` takes only buffers whose addresses
+ * and lengths are aligned as its file system asks for O_DIRECT (the kernel
+ * refuses others: VUB_E_IO); a device bounces unaligned guest buffers. Flush is fdatasync; discard punches a hole
  * (a file system that cannot is not an error); write-zeroes leaves zeros,
  * deallocating only if may_unmap. */
 enum vub_err vub_image_readv(struct vub_image *img, uint64_t off,

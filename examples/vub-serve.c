@@ -748,43 +748,25 @@ static void follow_resize(const struct export *e)
 }
 
 /* The main loop's share of a threaded export: messages, and the news that
- * a queue thread failed. The queue threads are paused for either. */
-static void export_serve_threads(struct export *e)
+ * a queue thread failed. False if neither came, or the session is over (a
+ * queue thread met a SIGBUS); otherwise the queue threads are paused and
+ * *err holds a queue thread's failure, if any. */
+static bool workers_take(struct export *e, enum vub_err *err)
 {
     bool ready = false;
     for (size_t i = 0; i < e->nfds; i++)
         ready |= e->fds[i].revents != 0;
     if (!ready)
-        return;
+        return false;
     workers_pause(e);
     drain(e->notify_fd);
-    enum vub_err err = (enum vub_err)atomic_exchange(&e->failed, VUB_OK);
-    if (atomic_exchange(&e->faulted, false)) {
-        say(e, "session ended: guest memory vanished under a queue thread (SIGBUS: the front-end shrank a "
-               "shared memory file after SET_MEM_TABLE)");
-        vub_dev_detach(e->dev);
-        return;
-    }
-    sigjmp_buf jump;
-    fault_jump = &jump;
-    if (sigsetjmp(jump, 1) != 0) {
-        fault_dev = NULL;
-        say(e, "session ended: guest memory vanished under us (SIGBUS: the front-end shrank a shared "
-               "memory file after SET_MEM_TABLE)");
-        vub_dev_detach(e->dev);
-        return;
-    }
-    fault_dev = e->dev;
-    enum vub_err quiet = vub_dev_quiesce(e->dev); /* also brings a queue's failure into vub_dev_why */
-    err = err != VUB_OK ? err : quiet;
-    if (err == VUB_OK)
-        err = vub_dev_control_dispatch(e->dev, e->fds, e->nfds);
-    fault_dev = NULL;
-    log_changes(e);
-    if (err != VUB_OK)
-        end_session(e, err);
-    else
-        workers_resume(e);
+    *err = (enum vub_err)atomic_exchange(&e->failed, VUB_OK);
+    if (!atomic_exchange(&e->faulted, false))
+        return true;
+    say(e, "session ended: guest memory vanished under a queue thread (SIGBUS: the front-end shrank a "
+           "shared memory file after SET_MEM_TABLE)");
+    vub_dev_detach(e->dev);
+    return false;
 }
 
 /* Handles what poll() saw for this export: a new front-end, or messages
@@ -806,10 +788,9 @@ static void export_serve(struct export *e, unsigned poll_us)
         workers_resume(e);
         return;
     }
-    if (e->nworkers) {
-        export_serve_threads(e);
+    enum vub_err err = VUB_OK;
+    if (e->nworkers && !workers_take(e, &err))
         return;
-    }
     sigjmp_buf jump;
     fault_jump = &jump;
     if (sigsetjmp(jump, 1) != 0) {
@@ -820,13 +801,24 @@ static void export_serve(struct export *e, unsigned poll_us)
         return;
     }
     fault_dev = e->dev;
-    enum vub_err err = vub_dev_dispatch(e->dev, e->fds, e->nfds);
-    if (err == VUB_OK && poll_us)
-        err = busy_poll(e, poll_us);
+    if (e->nworkers) {
+        /* the queue threads are paused: drain what is in flight (which
+         * also brings a queue's failure into vub_dev_why), then messages */
+        enum vub_err quiet = vub_dev_quiesce(e->dev);
+        err = err != VUB_OK ? err : quiet;
+        if (err == VUB_OK)
+            err = vub_dev_control_dispatch(e->dev, e->fds, e->nfds);
+    } else {
+        err = vub_dev_dispatch(e->dev, e->fds, e->nfds);
+        if (err == VUB_OK && poll_us)
+            err = busy_poll(e, poll_us);
+    }
     fault_dev = NULL;
     log_changes(e);
     if (err != VUB_OK)
-        end_session(e, err);
+        end_session(e, err); /* queue threads stay paused until the next front-end */
+    else
+        workers_resume(e);
 }
 
 /* Fills the poll set: a listening socket for each export waiting for a

@@ -455,6 +455,24 @@ static void test_flush_and_write_through(void)
     check(got == 3 && ok && stats_of(&t.s).flushes == syncs + 1,
           "[BLK-FLUSH-ASYNC] all three complete with OK, one flush counted");
 
+    /* [BLK-DURABLE] a discard with the cache off: its fallocate is done in
+     * the pass, the fdatasync after it is submitted like a flush. */
+    uint64_t filled = t.dq->aio.ring.sq_filled;
+    struct vub_client_req d = {.op = VUB_CLIENT_DISCARD, .offset = 3 << 20, .length = 65536, .cookie = 9};
+    if (vub_client_submit(t.q, &d) != VUB_OK)
+        abort();
+    vub_client_kick(t.q);
+    server_step(&t.s, 1000);
+    check(t.dq->aio.ring.sq_filled == filled + 1 && last_sqe(t.dq, 0)->opcode == IORING_OP_FSYNC &&
+              t.dq->aio.in_flight == 1,
+          "[BLK-DURABLE] write cache off: a discard's fdatasync is submitted, not run in the loop");
+    got = 0;
+    for (int i = 0; i < 1000 && got < 1; i++) {
+        server_step(&t.s, 5);
+        got += reap(&t, c, 8);
+    }
+    check(got == 1 && c[0].status == VUB_BLK_S_OK, "[BLK-DURABLE] ... and the discard completes with OK");
+
     t.s.dev->blk.writeback = 1; /* as SET_CONFIG would turn the cache on */
     submit(&t, VUB_CLIENT_WRITE, 1 << 20, t.buf, 4096, 4);
     vub_client_kick(t.q);

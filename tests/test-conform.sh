@@ -29,20 +29,34 @@ with open(sys.argv[1], 'wb') as f:
 EOF
 }
 
-# 1. vub-serve: every case passes (n/a allowed, no fail, no warn)
+# Every case of a run passed (n/a allowed, no fail, no warn): one line.
+all_pass() { # LABEL TAP
+    local total
+    total=$(tail -1 "$2")
+    if grep -qE '^[0-9]+ passed, 0 failed, 0 warned' "$2"; then
+        echo "ok - $1: $(echo "$total" | cut -d" " -f1) cases pass ($total)"
+    else
+        echo "not ok - $1: $total"
+        grep -E '^not ok|^#   |# warn' "$2" | sed 's/^/#   /'
+        status=1
+    fi
+}
+
+# 1. vub-serve: every case passes
 make_image "$TMP/vub.img"
 timeout 300 "$CONFORM" --spawn "$SERVE --socket {socket} --queues 2 $TMP/vub.img" \
     --report "$TMP/vub.md" > "$TMP/vub.tap" 2> "$TMP/vub.err"
-total=$(tail -1 "$TMP/vub.tap")
-if grep -qE '^[0-9]+ passed, 0 failed, 0 warned' "$TMP/vub.tap"; then
-    echo "ok - conform vub-serve: $(echo "$total" | cut -d" " -f1) cases pass ($total)"
-else
-    echo "not ok - conform vub-serve: $total"
-    grep -E '^not ok|^#   |# warn' "$TMP/vub.tap" | sed 's/^/#   /'
-    status=1
-fi
+all_pass "conform vub-serve" "$TMP/vub.tap"
 
 grep '^# clause coverage' "$TMP/vub.tap"
+
+# 1a. The same cases on each data path: the synchronous engine (the
+# reference; the default above is io_uring where it works) and io_uring
+# with O_DIRECT and a thread per queue.
+for args in "--aio sync" "--aio io_uring --cache none --threads 2"; do
+    timeout 300 "$CONFORM" --spawn "$SERVE $args --socket {socket} --queues 2 $TMP/vub.img" > "$TMP/engine.tap" 2>&1
+    all_pass "conform vub-serve $args" "$TMP/engine.tap"
+done
 
 # 1b. vub-serve --read-only: the read-only cases, which are n/a against a
 # writable export, must run (no n/a) and pass.

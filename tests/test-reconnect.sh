@@ -4,7 +4,8 @@
 # back, compared) while this script kills the back-end with SIGKILL at
 # moments spread over the run and starts it again on the same socket and
 # image after a short pause. The verify must end with zero mismatches and
-# one reconnect per kill, each resubmitting what was in flight. Back-ends:
+# one reconnect per kill, each resubmitting what was in flight. Then the
+# same for `vub-bench --verify --reconnect` (a thread per queue). Back-ends:
 # vub-serve (split and packed rings) and qemu-storage-daemon (7.2, and 10.0
 # when tests/backports.sh has it).
 #
@@ -17,8 +18,9 @@ top=$PWD
 build=${VUB_BUILD:-build}
 VUB_IO=$top/$build/vub-io
 VUB_SERVE=$top/$build/vub-serve
+VUB_BENCH=$top/$build/vub-bench
 KILLS=${VUB_RECONNECT_KILLS:-5}
-for p in "$VUB_IO" "$VUB_SERVE"; do
+for p in "$VUB_IO" "$VUB_SERVE" "$VUB_BENCH"; do
     [ -x "$p" ] || { fail "$p is built (run make)"; exit 1; }
 done
 
@@ -93,6 +95,42 @@ kill_run() {
     wait "$backend" 2>/dev/null
 }
 
+# bench_run LABEL SOCK COMMAND...: vub-bench --verify --reconnect (random
+# reads and writes, a FLUSH every 8 writes, each block tagged and checked)
+# for 8 s on two queues, one thread each, while the back-end is killed 3
+# times; it must count 3 reconnects, 0 mismatches and 0 errors.
+bench_run() {
+    local label=$1 sock=$2 log=$dir/$1.log out=$dir/$1.out err=$dir/$1.err bp kills=0 i
+    shift 2
+    : >"$log"
+    rm -f "$sock"
+    backend_start "$sock" "$log" "$@" || { fail "$label: back-end starts ($(tail -n 2 "$log"))"; return; }
+    timeout -k 5 120 "$VUB_BENCH" --socket "$sock" --queues 2 --rw randrw --iodepth 16 --flush-every 8 --verify \
+        --runtime 8 --reconnect 20000 >"$out" 2>"$err" &
+    bp=$!
+    pids+=("$bp")
+    sleep 1.5
+    while [ $kills -lt 3 ] && kill -0 "$bp" 2>/dev/null; do
+        for i in $(seq 200); do on_current "$err" $kills && break; sleep 0.1; done
+        sleep "0.$((RANDOM % 5 + 3))"
+        kill -KILL "$backend"
+        wait "$backend" 2>/dev/null
+        kills=$((kills + 1))
+        sleep 0.2
+        backend_start "$sock" "$log" "$@" || { fail "$label: back-end restarts after kill $kills"; break; }
+    done
+    wait "$bp"
+    local rc=$?
+    echo "# $label: $kills kills; $(grep -E 'reconnects|verify|errors' "$out" | tr -s ' ' | tr '\n' ';')"
+    check "$label: vub-bench --verify reconnected after each of 3 kills" grep -qE "^  reconnects $kills " "$out"
+    check "$label: every block read back was the generation written (0 mismatches)" \
+        grep -qE "^  verify .* 0 mismatches$" "$out"
+    check "$label: no request failed (status $rc: $(grep -v reconnected "$err" | tail -n 1))" \
+        grep -qE "^  errors     0$" "$out"
+    kill -TERM "$backend" 2>/dev/null
+    wait "$backend" 2>/dev/null
+}
+
 # The same front-end without --reconnect: the first kill ends it. Shows that
 # the kills above really hit a back-end in use.
 control_run() {
@@ -120,15 +158,17 @@ for ring in split packed; do
         bash -c '! grep -qE "ERROR: AddressSanitizer|runtime error" "$1"' _ "$dir/vub-serve-$ring.log"
 done
 
+bench_run vub-bench-vub-serve "$dir/bench.sock" "$VUB_SERVE" --socket "$dir/bench.sock" --queues 2 "$dir/disk.img"
+
 # qemu-storage-daemon exporting the same image; it takes the socket path
 # over from a killed instance itself.
 qsd_run() { # LABEL QSD
     local label=$1 qsd=$2 sock=$dir/qsd.sock
     echo "# $label: $("$qsd" --version | head -n 1)"
-    kill_run "$label" "$sock" split "$qsd" \
-        --blockdev "driver=file,node-name=f0,filename=$dir/disk.img" \
-        --blockdev "driver=raw,node-name=d0,file=f0" \
-        --export "type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path=$sock,writable=on,num-queues=2"
+    local args=(--blockdev "driver=file,node-name=f0,filename=$dir/disk.img" --blockdev "driver=raw,node-name=d0,file=f0"
+        --export "type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path=$sock,writable=on,num-queues=2")
+    kill_run "$label" "$sock" split "$qsd" "${args[@]}"
+    bench_run "vub-bench-$label" "$sock" "$qsd" "${args[@]}"
 }
 if command -v qemu-storage-daemon >/dev/null; then
     qsd_run qsd-7.2 qemu-storage-daemon

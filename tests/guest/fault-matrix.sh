@@ -29,10 +29,13 @@ done
     echo "on the same socket and image; QEMU reconnects (\`reconnect=1\`, \`reconnect-ms=1000\`). A stall"
     echo "means the guest's I/O stopped after a restart: requests in flight were lost. \"Lost\" counts"
     echo "journal blocks the guest saw acknowledged that are not in the image (tests/guest/test-fault.sh)."
+    echo "qemu-storage-daemon offers no INFLIGHT_SHMFD: its rows are observations, not verdicts."
     echo
     echo "| back-end | front-end | ring | kills | stalls | guest-side failures | fio verify | journal |"
     echo "|---|---|---|---|---|---|---|---|"
-    sed -n 's/^# fault-row | \(.*\) |$/| \1 |/p' "$rows"
+    sed -n 's/^# fault-row | \(.*\) |$/| \1 |/p' "$rows" |
+        sed 's/^| qsd | QEMU \([0-9.]*\) |/| qemu-storage-daemon \1 | QEMU \1 |/'
+    echo
 } >"$out"
 echo "# wrote $out"
 exit $status

@@ -40,6 +40,10 @@ after_backend() {
         tap_check "$label" "vub-serve ran the io_uring engine with cache=none" "$(grep "I/O engine" "$blog")" \
             grep -q "I/O engine io_uring, cache none" "$blog"
     fi
+    if [[ ${VUB_SERVE_ARGS:-} == *"--threads 2"* ]]; then
+        tap_check "$label" "vub-serve served the queues from 2 threads" "$(grep "serving" "$blog")" \
+            grep -q "2 queue threads" "$blog"
+    fi
     # vub-serve's own count of what it served, from its end-of-session line.
     local last
     last=$(grep "session ended" "$blog" | tail -n 1)
