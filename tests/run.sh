@@ -80,7 +80,7 @@ done
 # `make check-long`.
 for cell in "7.2 split" "7.2 packed" "10.0 split"; do
     # shellcheck disable=SC2086 # the cell is two words
-    run guest:fault env VUB_SERVE=build/asan/vub-serve VUB_FAULT_PACKED_NEEDS_INFLIGHT=1 bash tests/guest/test-fault.sh vub-serve $cell
+    run guest:fault env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-fault.sh vub-serve $cell
 done
 run guest:no-share env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-no-share.sh 7.2
 run guest:no-share env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-no-share.sh 10.0

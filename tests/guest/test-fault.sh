@@ -163,8 +163,8 @@ main() {
     wait_socket "$sock" "$backend_pid" 10 || { tap_not_ok "$label" "back-end listens" "$(tail -n 3 "$blog")"; return; }
     # Without inflight tracking a packed ring cannot survive this: QEMU
     # restores a stale ring base and the requests in flight are lost (the
-    # guest hangs; SPEC-NOTES.md). tests/run.sh asks for this skip until
-    # vub-serve offers INFLIGHT_SHMFD; run this script alone to see it fail.
+    # guest hangs). VUB_FAULT_PACKED_NEEDS_INFLIGHT=1 asks for a skip then,
+    # for trying a build without it; without the variable it fails.
     if [ "$backend" = vub-serve ] && [ "$ring" = packed ] && [ -n "${VUB_FAULT_PACKED_NEEDS_INFLIGHT:-}" ]; then
         probes=1
         if ! "$VUB_ROOT/build/vub-io" --socket "$sock" info 2>&1 | grep -q "protocol features offered:.*INFLIGHT_SHMFD"; then
