@@ -3,6 +3,7 @@
 #   make              build/vub-serve (and the other programs)
 #   make CC=clang     the same with clang
 #   make check        build everything, plain and with ASan+UBSan, run all tests
+#   make check-long   make check, then the kill test on every cell (about 15 min more)
 #   make demo         serve a fresh image and boot a small Linux guest on it
 #   make install      programs, vub.h, libvub.a and vub.pc under $(DESTDIR)$(PREFIX)
 #   make uninstall    remove exactly what install put there
@@ -99,6 +100,12 @@ uninstall:
 check: build/vub.o build/libvub.a build/vub-conform $(BINS) $(ASAN_BINS) $(EXAMPLES:%=build/%)
 	bash tests/run.sh
 
+# make check, then the kill test on every cell (tests/guest/fault-matrix.sh:
+# QEMU 7.2 and 10.0, split and packed, qemu-storage-daemon beside vub-serve),
+# which rewrites conformance/kill-test.md.
+check-long: check
+	bash tests/guest/fault-matrix.sh
+
 demo: build/vub-serve
 	bash tests/guest/demo.sh
 
@@ -108,7 +115,7 @@ clean:
 # libFuzzer targets (clang): make fuzz; see conformance/fuzz.mk.
 -include conformance/fuzz.mk
 
-.PHONY: all check demo clean conform-results install uninstall
+.PHONY: all check check-long demo clean conform-results install uninstall
 .SECONDARY:
 
 build/test-backend build/asan/test-backend: tests/test-backend-packed.inc tests/test-backend-inflight.inc

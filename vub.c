@@ -367,7 +367,11 @@ const char *vub_strerror(enum vub_err err)
     X(CLIENT_BUSY, "CLIENT-REQ", INVAL, "vub_client_run on a queue with %llu requests in flight") \
     X(CLIENT_WAIT, "CLIENT-WAIT", TIMEOUT, "no completion within %llu ms (%llu in flight)") \
     X(CLIENT_WCE, "CLIENT-WCE", UNSUPP, "cannot set writeback %llu: the back-end does not offer CONFIG_WCE (writeback stays %llu)") \
-    X(CLIENT_WCE_KEPT, "CLIENT-WCE", UNSUPP, "SET_CONFIG writeback %llu was acknowledged, but the config space still says %llu")
+    X(CLIENT_WCE_KEPT, "CLIENT-WCE", UNSUPP, "SET_CONFIG writeback %llu was acknowledged, but the config space still says %llu") \
+    /* ... reconnecting */ \
+    X(CLIENT_RECONNECT_PATH, "CLIENT-RECONNECT", INVAL, "reconnect needs the socket path of vub_client_connect (fd %llu)") \
+    X(CLIENT_RECONNECT_TIMEOUT, "CLIENT-RECONNECT", TIMEOUT, "no back-end took the connection again within %llu ms (errno %llu)") \
+    X(CLIENT_RECONNECT_CHANGED, "CLIENT-RECONNECT", UNSUPP, "the restarted back-end negotiates features 0x%llx, not 0x%llx as before")
 
 enum vub_reason {
     VUB_R_NONE, /* nothing failed */
@@ -682,11 +686,8 @@ static bool vub_sys_byte_held_elsewhere(int fd, uint64_t byte)
  * names (hard links, symbolic links, other paths) led to them. */
 static bool vub_sys_same_file(int a, int b)
 {
-    dev_t da, db;
-    ino_t ia, ib;
-    uint64_t size;
-    return vub_sys_stat(a, true, &size, &da, &ia) && vub_sys_stat(b, true, &size, &db, &ib) && da == db &&
-           ia == ib;
+    struct stat sa, sb;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* Maps len bytes of fd starting at byte offset off, shared and writable.
@@ -3337,6 +3338,11 @@ static void vub_drv_disable_interrupts(struct vub_drv *d)
 }
 
 static uint16_t vub_drv_in_flight(const struct vub_drv *d) { return d->packed ? d->pk.in_flight : d->split.in_flight; }
+/* Whether head (split) or buffer id (packed) names a request the device holds. */
+static bool vub_drv_head_in_flight(const struct vub_drv *d, uint16_t head)
+{
+    return d->packed ? d->pk.slots[head].in_flight : d->split.slots[head].in_flight;
+}
 static bool vub_drv_broken(const struct vub_drv *d) { return d->packed ? d->pk.broken : d->split.broken; }
 static bool vub_drv_used_ready(const struct vub_drv *d)
 {
@@ -4411,8 +4417,9 @@ static void vub_qcow2_table_name(const uint8_t *table, uint32_t len, unsigned ki
 
 /* [QCOW2-FEATURES] What the feature bits allow us to do.
  *  - [QCOW2-INCOMPAT-UNKNOWN] an unknown incompatible bit: refuse, naming
- *    the lowest one (vub_image_feature_name() gives the image's own name
- *    for any bit of an image that opens).
+ *    the lowest one by number and by the image's own name for it if its
+ *    feature name table has one (vub_qcow2_open; vub_image_feature_name()
+ *    names any bit of an image that opens).
  *  - dirty: fine for reading ("refcounts may be inconsistent"; a reader
  *    does not use refcounts).
  *  - [QCOW2-CORRUPT-BIT] corrupt: refused. The bit means QEMU found the
@@ -5319,9 +5326,7 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
     q->file_bytes = file_bytes;
     vub_qcow2_geometry(q, &h);
     if ((err = vub_qcow2_read_cluster0(img, e)) != VUB_OK ||
-        (err = vub_qcow2_read_exts(q->cluster, &h, q->cluster_bytes, &x, e)) != VUB_OK ||
-        (err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK ||
-        (err = vub_qcow2_check_refcount_table(q, &h, e)) != VUB_OK)
+        (err = vub_qcow2_read_exts(q->cluster, &h, q->cluster_bytes, &x, e)) != VUB_OK)
         return err;
     if (x.feature_names.seen) { /* kept: cluster 0 is reused after open */
         if (!(q->feature_table = malloc(x.feature_names.len ? x.feature_names.len : 1)))
@@ -5329,6 +5334,9 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
         memcpy(q->feature_table, x.feature_names.data, x.feature_names.len);
         q->feature_table_bytes = x.feature_names.len;
     }
+    if ((err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK ||
+        (err = vub_qcow2_check_refcount_table(q, &h, e)) != VUB_OK)
+        return err;
     int32_t index;
     if ((err = vub_qcow2_read_snapshots(img, &h, opts->snapshot, &index, e)) != VUB_OK)
         return err;
@@ -5368,6 +5376,14 @@ static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path, cons
     if (e.reason == VUB_R_NONE) /* the allocations of open name no reason of their own */
         vub_fail(&e, VUB_R_SYS_NOMEM, 0, 0);
     vub_error_format(&e, fault.depth ? NULL : path, why, why_len);
+    /* [QCOW2-INCOMPAT-UNKNOWN] the failing image's own name for the bit */
+    const struct vub_image *failed = img;
+    for (unsigned d = 0; d < fault.depth && failed->qcow2 && failed->qcow2->backing; d++)
+        failed = failed->qcow2->backing;
+    char own[47];
+    if (why && e.reason == VUB_R_QCOW2_INCOMPAT_UNKNOWN && vub_image_feature_name(failed, 0, (unsigned)e.a, own) &&
+        (used = strlen(why)) < why_len)
+        snprintf(why + used, why_len - used, " (the image calls it \"%s\")", own);
     if (why && fault.depth && (used = strlen(why)) < why_len)
         snprintf(why + used, why_len - used, " (backing chain: %s -> %s%s, %u deep)", path,
                  fault.depth > 1 ? "... -> " : "", fault.path, fault.depth);
@@ -9616,7 +9632,17 @@ static const uint64_t vub_client_wanted_protocol =
 /* The host record of one request in flight, by head. */
 struct vub_client_pending {
     uint64_t cookie; /* the caller's */
+    uint64_t seq;    /* submission order on its queue, for resubmission */
     uint16_t slot;   /* its request slot in shared memory */
+};
+
+/* What vub_client_reconnect() needs to make a request available again, by
+ * request slot: host copies, because the back-end may have written over
+ * the shared ones (a packed ring's used descriptors land on the slots its
+ * own requests held). */
+struct vub_client_saved {
+    uint8_t hdr[VUB_CLIENT_SLOT_STATUS]; /* the slot's header and range as written */
+    uint16_t buf_count;                  /* entries at bufs + slot * bufs_per_req */
 };
 
 struct vub_client_queue {
@@ -9633,7 +9659,12 @@ struct vub_client_queue {
     uint64_t slots_addr;               /* their guest address */
     uint16_t *slot_free;               /* stack of free request slots */
     uint16_t slot_free_count;
+    uint64_t submitted;                /* requests submitted so far: the next seq */
     struct vub_client_pending *pending; /* [size] by head; one allocation with the arrays below */
+    struct vub_client_pending *order;  /* [size] scratch: in-flight requests in seq order */
+    struct vub_client_saved *saved;    /* [size] by request slot */
+    struct vub_desc *bufs;             /* [size x bufs_per_req] each request's buffers, by slot */
+    unsigned bufs_per_req;             /* max_segments + 2: header, data..., status */
     uint16_t *free_link;               /* ring bookkeeping, [size] each (host memory): */
     struct vub_split_slot *ring_slots; /*   split: free list and heads */
     struct vub_packed_slot *packed_slots; /* packed: free ids (free_link) and ids */
@@ -9643,6 +9674,8 @@ struct vub_client_queue {
 
 struct vub_client {
     int sock;                  /* the vhost-user connection */
+    struct vub_client_opts opts; /* as given; socket_path points at path (NULL: connect_fd) */
+    char path[108];            /* the socket path, for vub_client_reconnect() */
     int backend_fd;            /* our end of the back-end's request channel; -1 if none */
     int timeout_ms;
     bool broken;               /* the control channel is out of step: send nothing more */
@@ -9919,15 +9952,44 @@ static struct vub_client_layout vub_client_layout(uint16_t size, uint16_t indire
     return l;
 }
 
+/* Entries in each queue's indirect tables; 0 without INDIRECT_DESC. */
+static uint16_t vub_client_indirect_max(const struct vub_client_info *in)
+{
+    return vub_has(in->features, VIRTIO_F_INDIRECT_DESC) ? (uint16_t)(in->max_segments + 2) : 0;
+}
+
+/* Sets up the driver side of queue q's ring over its block at b, whose
+ * ring areas are zeroed: every descriptor free, every index 0. */
+static void vub_client_ring_init(struct vub_client *cl, struct vub_client_queue *q, uint8_t *b,
+                                 const struct vub_client_layout *l)
+{
+    const struct vub_client_info *in = &cl->info;
+    uint16_t size = in->queue_size, indirect_max = vub_client_indirect_max(in);
+    bool event_idx = vub_has(in->features, VIRTIO_F_EVENT_IDX);
+    uint64_t table_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(b - cl->mem) + l->indirect;
+    q->ring.packed = in->packed;
+    if (q->ring.packed) {
+        vub_packed_drv_init(&q->ring.pk, size, b, b + l->avail, b + l->used, q->free_link, q->packed_slots);
+        q->ring.pk.event_idx = event_idx;
+        q->ring.pk.indirect = b + l->indirect;
+        q->ring.pk.indirect_addr = table_addr;
+        q->ring.pk.indirect_max = indirect_max;
+    } else {
+        vub_split_drv_init(&q->ring.split, size, b, b + l->avail, b + l->used, q->free_link, q->ring_slots);
+        q->ring.split.event_idx = event_idx;
+        q->ring.split.indirect = b + l->indirect;
+        q->ring.split.indirect_addr = table_addr;
+        q->ring.split.indirect_max = indirect_max;
+    }
+}
+
 /* Creates and maps the memfd and carves it up. All of it starts zeroed:
  * the rings need flags and indexes 0. */
 static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
 {
     struct vub_client_info *in = &cl->info;
     uint16_t size = in->queue_size;
-    uint16_t indirect_max = vub_has(in->features, VIRTIO_F_INDIRECT_DESC)
-                                ? (uint16_t)(in->max_segments + 2) : 0;
-    struct vub_client_layout l = vub_client_layout(size, indirect_max, in->packed);
+    struct vub_client_layout l = vub_client_layout(size, vub_client_indirect_max(in), in->packed);
     if (pool_bytes > SIZE_MAX / 4 || in->num_queues > (SIZE_MAX / 4) / l.block)
         return vub_client_fail(cl, VUB_R_SYS_NOMEM, pool_bytes, 0);
     cl->pool_pages = vub_client_align(pool_bytes, VUB_CLIENT_PAGE_BYTES) / VUB_CLIENT_PAGE_BYTES;
@@ -9951,31 +10013,20 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
         q->slots = b + l.slots;
         q->slots_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(q->slots - cl->mem);
         /* The host bookkeeping, [size] of each, in one allocation, the
-         * most aligned type first. */
-        q->pending = calloc(size, sizeof *q->pending + sizeof *q->ring_slots + sizeof *q->packed_slots +
-                                      sizeof *q->free_link + sizeof *q->slot_free);
-        if (!q->pending)
+         * most aligned types first; the saved buffer lists in another. */
+        q->pending = calloc(size, 2 * sizeof *q->pending + sizeof *q->ring_slots + sizeof *q->packed_slots +
+                                      sizeof *q->saved + sizeof *q->free_link + sizeof *q->slot_free);
+        q->bufs_per_req = in->max_segments + 2;
+        q->bufs = calloc((size_t)size * q->bufs_per_req, sizeof *q->bufs);
+        if (!q->pending || !q->bufs)
             return VUB_E_NOMEM;
-        q->ring_slots = (struct vub_split_slot *)(void *)(q->pending + size);
+        q->order = q->pending + size;
+        q->ring_slots = (struct vub_split_slot *)(void *)(q->order + size);
         q->packed_slots = (struct vub_packed_slot *)(void *)(q->ring_slots + size);
-        q->free_link = (uint16_t *)(void *)(q->packed_slots + size);
+        q->saved = (struct vub_client_saved *)(void *)(q->packed_slots + size);
+        q->free_link = (uint16_t *)(void *)(q->saved + size);
         q->slot_free = q->free_link + size;
-        bool event_idx = vub_has(in->features, VIRTIO_F_EVENT_IDX);
-        uint64_t table_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(l.block * i + l.indirect);
-        q->ring.packed = in->packed;
-        if (q->ring.packed) {
-            vub_packed_drv_init(&q->ring.pk, size, b, b + l.avail, b + l.used, q->free_link, q->packed_slots);
-            q->ring.pk.event_idx = event_idx;
-            q->ring.pk.indirect = b + l.indirect;
-            q->ring.pk.indirect_addr = table_addr;
-            q->ring.pk.indirect_max = indirect_max;
-        } else {
-            vub_split_drv_init(&q->ring.split, size, b, b + l.avail, b + l.used, q->free_link, q->ring_slots);
-            q->ring.split.event_idx = event_idx;
-            q->ring.split.indirect = b + l.indirect;
-            q->ring.split.indirect_addr = table_addr;
-            q->ring.split.indirect_max = indirect_max;
-        }
+        vub_client_ring_init(cl, q, b, &l);
         for (uint16_t s = 0; s < size; s++)
             q->slot_free[s] = (uint16_t)(size - 1 - s);
         q->slot_free_count = size;
@@ -10018,8 +10069,10 @@ static enum vub_err vub_client_start_queue(struct vub_client *cl, struct vub_cli
         .avail_uaddr = (uint64_t)(uintptr_t)(packed ? q->ring.pk.driver_event : q->ring.split.avail),
         .log_gpa = 0,
     };
-    q->kick_fd = vub_sys_eventfd();
-    q->call_fd = vub_sys_eventfd();
+    if (q->kick_fd < 0) /* made once; a reconnect hands the same ones over again */
+        q->kick_fd = vub_sys_eventfd();
+    if (q->call_fd < 0)
+        q->call_fd = vub_sys_eventfd();
     if (q->kick_fd < 0 || q->call_fd < 0)
         return vub_client_fail(cl, VUB_R_SYS_CALL, 0, (uint64_t)errno);
     enum vub_err err = vub_client_send_state(cl, VHOST_USER_SET_VRING_NUM, q->index, cl->info.queue_size);
@@ -10081,6 +10134,8 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
         return err;
     }
     cl->sock = fd;
+    cl->opts = *o;
+    cl->opts.socket_path = NULL; /* vub_client_connect() sets it: only it has a path */
     cl->memfd = cl->backend_fd = -1;
     cl->timeout_ms = o->timeout_ms ? o->timeout_ms : VUB_CLIENT_DEFAULT_TIMEOUT_MS;
     atomic_flag_clear(&cl->pool_lock);
@@ -10136,7 +10191,12 @@ enum vub_err vub_client_connect(struct vub_client **out, const struct vub_client
         vub_error_format(&e, o && o->socket_path ? o->socket_path : "socket path", why, why_len);
         return o && o->socket_path ? VUB_E_IO : VUB_E_INVAL;
     }
-    return vub_client_connect_fd(out, fd, o, why, why_len);
+    enum vub_err err = vub_client_connect_fd(out, fd, o, why, why_len);
+    if (err == VUB_OK) { /* vub_sys_connect() took it: it fits */
+        memcpy((*out)->path, o->socket_path, strlen(o->socket_path) + 1);
+        (*out)->opts.socket_path = (*out)->path;
+    }
+    return err;
 }
 
 /* Stops a queue politely: disable, then GET_VRING_BASE, after which the
@@ -10172,6 +10232,7 @@ void vub_client_close(struct vub_client *cl)
         vub_sys_close(&q->kick_fd);
         vub_sys_close(&q->call_fd);
         free(q->pending); /* and the other host arrays with it */
+        free(q->bufs);
     }
     free(cl->queues);
     vub_sys_unmap(cl->mem, cl->mem_bytes);
@@ -10179,6 +10240,135 @@ void vub_client_close(struct vub_client *cl)
     free(cl->page_run);
     free(cl->page_busy);
     free(cl);
+}
+
+/* ---- Reconnecting to a restarted back-end ----
+ *
+ * [CLIENT-RECONNECT] A back-end that died took its ring state with it, and
+ * without INFLIGHT_SHMFD (which the client does not take) nothing tells a
+ * new one what the old one had read. The client knows better: every
+ * request it submitted and has not reaped is still its own. So each ring
+ * starts again from a clean state (split indexes 0, packed wrap counters
+ * 1, as SET_VRING_BASE says) and those requests are made available again,
+ * once each, in the order they were first submitted. A request the old
+ * back-end had finished but we had not reaped runs twice, which is safe:
+ * its buffers are untouched until reaped, so a write writes the same
+ * bytes again and a read reads them again.
+ * ---- */
+
+/* Makes queue q's requests in flight available again on its fresh ring,
+ * from the host copies made at submit. Each keeps its slot, cookie and
+ * buffers; only its head changes. Busy polling, if asked for, stays. */
+static enum vub_err vub_client_requeue(struct vub_client *cl, struct vub_client_queue *q)
+{
+    uint16_t size = cl->info.queue_size, n = 0;
+    bool interrupts = q->ring.packed ? q->ring.pk.interrupts : q->ring.split.interrupts;
+    for (uint32_t h = 0; h < size; h++)
+        if (vub_drv_head_in_flight(&q->ring, (uint16_t)h))
+            q->order[n++] = q->pending[h];
+    for (uint16_t i = 1; i < n; i++) { /* insertion sort by seq: once per reconnect */
+        struct vub_client_pending p = q->order[i];
+        uint16_t j = i;
+        for (; j > 0 && q->order[j - 1].seq > p.seq; j--)
+            q->order[j] = q->order[j - 1];
+        q->order[j] = p;
+    }
+    struct vub_client_layout l = vub_client_layout(size, vub_client_indirect_max(&cl->info), cl->info.packed);
+    uint8_t *b = q->slots - l.slots;
+    memset(b, 0, l.slots); /* descriptors, driver and device areas */
+    vub_client_ring_init(cl, q, b, &l);
+    if (!interrupts)
+        vub_drv_disable_interrupts(&q->ring);
+    q->err = (struct vub_error){VUB_R_NONE, 0, 0};
+    q->why[0] = '\0';
+    for (uint16_t i = 0; i < n; i++) {
+        const struct vub_client_pending *p = &q->order[i];
+        uint8_t *s = q->slots + (size_t)p->slot * VUB_CLIENT_SLOT_BYTES;
+        uint16_t head;
+        memcpy(s, q->saved[p->slot].hdr, sizeof q->saved[p->slot].hdr);
+        s[VUB_CLIENT_SLOT_STATUS] = VUB_BLK_S_NONE;
+        /* These requests all fitted this ring at once before, so they fit
+         * the empty one again; a failure would be a bug of ours. */
+        enum vub_err err = vub_drv_add(&q->ring, q->bufs + (size_t)p->slot * q->bufs_per_req,
+                                       q->saved[p->slot].buf_count, &head);
+        if (err != VUB_OK)
+            return vub_client_queue_fail(q, VUB_R_CLIENT_REQ, p->slot, 0);
+        q->pending[head] = *p;
+    }
+    return VUB_OK;
+}
+
+/* One attempt over a connected socket: the same negotiation as at connect,
+ * which must end in the same features (the memory layout depends on them),
+ * then the same memory, then each queue requeued and started. On failure
+ * the info is as before and the requests are still in flight. */
+static enum vub_err vub_client_resume(struct vub_client *cl, int fd)
+{
+    struct vub_client_info *in = &cl->info, old = cl->info;
+    cl->sock = fd;
+    cl->broken = false;
+    cl->err = (struct vub_error){VUB_R_NONE, 0, 0};
+    vub_sys_socket_timeouts(fd, cl->timeout_ms);
+    enum vub_err err = vub_client_negotiate(cl, &cl->opts);
+    if (err == VUB_OK)
+        err = vub_client_read_config(cl);
+    if (err == VUB_OK && (in->features != old.features || vub_client_max_segments(in) < old.max_segments ||
+                          in->config.num_queues < old.num_queues || in->max_queues < old.num_queues))
+        err = vub_client_fail(cl, VUB_R_CLIENT_RECONNECT_CHANGED, in->features, old.features);
+    if (err != VUB_OK) {
+        *in = old;
+        return err;
+    }
+    err = vub_client_share(cl);
+    for (unsigned i = 0; err == VUB_OK && i < in->num_queues; i++) {
+        struct vub_client_queue *q = &cl->queues[i];
+        err = vub_client_requeue(cl, q);
+        if (err == VUB_OK)
+            err = vub_client_start_queue(cl, q);
+        if (err == VUB_OK && vub_drv_in_flight(&q->ring) > 0)
+            vub_sys_signal(q->kick_fd); /* a kick it may not need; never one missing */
+    }
+    return err;
+}
+
+/* Failures worth another attempt: nobody listening yet, or a back-end that
+ * went away again while we talked to it. */
+static bool vub_client_retry(enum vub_err err)
+{
+    return err == VUB_E_AGAIN || err == VUB_E_CLOSED || err == VUB_E_IO || err == VUB_E_TIMEOUT;
+}
+
+enum vub_err vub_client_reconnect(struct vub_client *cl, int timeout_ms, char *why, size_t why_len)
+{
+    enum vub_err err = VUB_E_AGAIN;
+    uint64_t last_errno = 0;
+    if (!cl)
+        return VUB_E_INVAL;
+    int64_t deadline = timeout_ms < 0 ? -1 : vub_sys_now_ms() + timeout_ms;
+    if (!cl->opts.socket_path)
+        err = vub_client_fail(cl, VUB_R_CLIENT_RECONNECT_PATH, (uint64_t)cl->sock, 0);
+    while (vub_client_retry(err)) {
+        vub_sys_close(&cl->sock);
+        vub_sys_close(&cl->backend_fd);
+        for (unsigned i = 0; i < cl->info.num_queues; i++)
+            cl->queues[i].started = false;
+        int fd = vub_sys_connect(cl->opts.socket_path);
+        last_errno = fd < 0 ? (uint64_t)errno : 0;
+        err = fd < 0 ? VUB_E_AGAIN : vub_client_resume(cl, fd);
+        if (!vub_client_retry(err))
+            break;
+        int64_t now = vub_sys_now_ms();
+        if (deadline >= 0 && now >= deadline)
+            break;
+        vub_sys_poll(NULL, 0, deadline >= 0 && deadline < now + 20 ? deadline : now + 20);
+    }
+    if (err == VUB_E_AGAIN)
+        err = vub_client_fail(cl, VUB_R_CLIENT_RECONNECT_TIMEOUT, (uint64_t)timeout_ms, last_errno);
+    if (err != VUB_OK) {
+        cl->broken = true; /* nothing more on this socket; another reconnect may follow */
+        snprintf(why ? why : (char[1]){0}, why ? why_len : 1, "%s", cl->why[0] ? cl->why : vub_strerror(err));
+    }
+    return err;
 }
 
 int vub_client_backend_fd(const struct vub_client *cl) { return cl->backend_fd; }
@@ -10393,7 +10583,11 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     if (err != VUB_OK)
         return err;
     q->slot_free_count--;
-    q->pending[head] = (struct vub_client_pending){r->cookie, slot};
+    q->pending[head] = (struct vub_client_pending){r->cookie, q->submitted++, slot};
+    /* The host copies vub_client_reconnect() resubmits from. */
+    memcpy(q->saved[slot].hdr, s, sizeof q->saved[slot].hdr);
+    q->saved[slot].buf_count = (uint16_t)n;
+    memcpy(q->bufs + (size_t)slot * q->bufs_per_req, bufs, n * sizeof *bufs);
     return VUB_OK;
 }
 

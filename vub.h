@@ -748,7 +748,9 @@ struct vub_client_queue;
 /* Connects to socket_path, negotiates, reads the configuration, shares
  * memory and starts every queue, then sets *out. opts is copied. Allocates
  * the client, its shared-memory pool (a memfd of buffer_bytes plus the
- * rings) and per-queue bookkeeping; nothing later allocates. On failure
+ * rings) and per-queue bookkeeping (with a host copy of each request's
+ * buffer list, queue_size x (max_segments + 2) x 16 bytes, from which
+ * vub_client_reconnect() resubmits); nothing later allocates. On failure
  * *out is NULL, *why holds one line and nothing is left open:
  * VUB_E_UNSUPP when the back-end lacks something needed (VERSION_1,
  * PROTOCOL_F_CONFIG, the ring layout asked for), VUB_E_INVAL for options
@@ -773,6 +775,28 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
  * says which) or acknowledged and kept the old value; VUB_E_PROTO /
  * VUB_E_TIMEOUT / VUB_E_CLOSED as for connect (vub_client_why()). */
 enum vub_err vub_client_set_writeback(struct vub_client *cl, bool on);
+
+/* Reconnects to a back-end restarted on the socket path connect was given
+ * (a client made by vub_client_connect_fd has none: VUB_E_INVAL), after
+ * the old one died: a queue call ended in VUB_E_CLOSED or VUB_E_TIMEOUT.
+ * Tries every 20 ms until a back-end accepts and the session is set up
+ * again, or timeout_ms passes (VUB_E_TIMEOUT; negative: no limit; a
+ * back-end that goes away during the attempt is tried again too). The
+ * negotiation is repeated and must end in the same features as before
+ * (else VUB_E_UNSUPP: the memory layout depends on them); the config is
+ * read again; the same memory is shared; each ring starts from a clean
+ * state, as the new back-end has none of the old one's; and every request
+ * submitted and not yet reaped is made available again, once, in the order
+ * it was first submitted, with its cookie. A request the old back-end had
+ * completed but that was not reaped runs again (writes write the same
+ * bytes: the buffers are untouched until reaped). INFLIGHT_SHMFD is not
+ * used. Buffers from vub_client_alloc() stay valid. Call it from the
+ * thread that owns the client while no other thread uses its queues, and
+ * only once the old back-end is gone (one still running could write to
+ * the shared memory). Allocates nothing. On failure *why holds one line,
+ * the requests are still in flight and another call may try again;
+ * vub_client_close() always works. */
+enum vub_err vub_client_reconnect(struct vub_client *cl, int timeout_ms, char *why, size_t why_len);
 
 /* Stops the queues (SET_VRING_ENABLE 0, GET_VRING_BASE, which lets the
  * back-end finish what it holds), closes the socket, unmaps and frees

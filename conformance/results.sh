@@ -91,6 +91,11 @@ done
         grep -E '\| (fail|warn) \|' "$TMP/qsd$gen.md"
         echo
     done
+    # The kill test's table, when tests/guest/fault-matrix.sh has made it.
+    if [ -f conformance/kill-test.md ]; then
+        cat conformance/kill-test.md
+        echo
+    fi
     echo "## vub-serve: every case"
     echo
     cat "$TMP/vub.md"

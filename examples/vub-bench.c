@@ -53,6 +53,8 @@ static const char usage[] =
     "  --rounds N         --compare: rounds over all back-ends (default 3)\n"
     "  --seed N           random offsets from this seed (default: from the clock)\n"
     "  --timeout MS       give up on a request after MS ms (default 10000)\n"
+    "  --reconnect MS     when the back-end goes away, wait up to MS ms for it to come\n"
+    "                     back on the socket and resubmit what was in flight\n"
     "  --json             one JSON object on stdout instead of the text report\n"
     "sizes take K, M, G suffixes (powers of 1024); MB/s counts 10^6 bytes; each queue works\n"
     "on its own stripe of the disk; a progress line is printed each second when stdout is a\n"
@@ -77,6 +79,7 @@ struct job {
     unsigned rounds;
     uint64_t seed;
     int timeout_ms;
+    int reconnect_ms;         /* --reconnect; -1: a back-end that goes away ends the run */
 };
 
 /* ---- Latency histogram: 32 linear buckets per power of two ---- */
@@ -150,6 +153,7 @@ struct result {
     uint64_t errors, verified_bytes, mismatches;
     struct hist lat, flush_lat;  /* reads and writes; flushes apart */
     double cpu_s;              /* client CPU (user + system) in the window */
+    unsigned reconnects;       /* --reconnect: sessions set up again */
     uint8_t writeback;         /* the device's write cache during the run */
     bool packed;
 };
@@ -297,8 +301,28 @@ struct slot {                  /* one request in flight */
     unsigned iov_count;
 };
 
+/* --reconnect. vub_client_reconnect() wants the queues idle, so a thread
+ * that sees the back-end hang up parks, every other thread parks at its
+ * next turn, and the last one in (when each running thread is parked or
+ * waiting at the start line, touching no queue) sets the session up again;
+ * then all go on with the requests they had in flight, resubmitted. */
+struct rejoin {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct vub_client *cl;
+    int timeout_ms;
+    unsigned running;          /* queue threads not finished */
+    unsigned parked;           /* ... parked for a reconnect */
+    unsigned idle;             /* ... at the start line (the barrier) */
+    unsigned generation;       /* reconnects done */
+    _Atomic bool wanted;       /* a thread saw the back-end hang up */
+    bool failed;               /* the reconnect failed: every queue gives up */
+    char why[256];
+};
+
 struct worker {
     const struct job *job;
+    struct rejoin *rejoin;
     struct vub_client_queue *q;
     unsigned index;
     pthread_t thread;
@@ -418,9 +442,51 @@ static void complete(struct worker *w, const struct vub_client_completion *c, ui
     atomic_fetch_add_explicit(&w->done, 1, memory_order_relaxed);
 }
 
+/* Reconnects if every running thread is parked or idle. Lock held. */
+static void rejoin_maybe(struct rejoin *r)
+{
+    if (!atomic_load(&r->wanted) || r->parked == 0 || r->parked + r->idle != r->running)
+        return;
+    if (vub_client_reconnect(r->cl, r->timeout_ms, r->why, sizeof r->why) == VUB_OK) {
+        r->generation++;
+        fprintf(stderr, "vub-bench: the back-end hung up; reconnected\n");
+    } else {
+        r->failed = true;
+    }
+    atomic_store(&r->wanted, false);
+    pthread_cond_broadcast(&r->cond);
+}
+
+/* Parks until the session is back; false if the reconnect failed. */
+static bool rejoin(struct worker *w)
+{
+    struct rejoin *r = w->rejoin;
+    pthread_mutex_lock(&r->lock);
+    unsigned gen = r->generation;
+    atomic_store(&r->wanted, true);
+    r->parked++;
+    rejoin_maybe(r);
+    while (r->generation == gen && !r->failed)
+        pthread_cond_wait(&r->cond, &r->lock);
+    r->parked--;
+    bool ok = !r->failed;
+    pthread_mutex_unlock(&r->lock);
+    return ok;
+}
+
+/* idle: +1 entering the start line, -1 leaving it; running -1 at the end. */
+static void rejoin_count(struct rejoin *r, int idle, int running)
+{
+    pthread_mutex_lock(&r->lock);
+    r->idle = (unsigned)((int)r->idle + idle);
+    r->running = (unsigned)((int)r->running + running);
+    rejoin_maybe(r);
+    pthread_mutex_unlock(&r->lock);
+}
+
 /* A transport failure ends this queue's run: the back-end broke a rule,
- * went away or stopped answering. (This is where a reconnecting client
- * would take the queue up again.) */
+ * went away or stopped answering (with --reconnect, one that hung up and
+ * did not come back in time). */
 static void queue_failed(struct worker *w, const char *what, enum vub_err err)
 {
     worker_error(w, "queue %u: %s: %s: %s", w->index, what, vub_strerror(err), vub_client_queue_why(w->q));
@@ -436,6 +502,8 @@ static void run_queue(struct worker *w, enum pass pass)
     struct vub_client_completion done[1024];
     unsigned depth = j->iodepth;
     for (;;) {
+        if (atomic_load(&w->rejoin->wanted) && !rejoin(w))
+            return worker_error(w, "queue %u: reconnect: %s", w->index, w->rejoin->why);
         int phase = atomic_load_explicit(w->phase, memory_order_relaxed);
         bool more = prefill ? w->next_seq < w->blocks : phase != PHASE_STOP;
         bool measure = !prefill && phase == PHASE_MEASURE;
@@ -469,8 +537,12 @@ static void run_queue(struct worker *w, enum pass pass)
         uint64_t now = now_ns();
         for (unsigned k = 0; k < got; k++)
             complete(w, &done[k], now, measure);
-        if (got == 0 && (e = vub_client_wait(w->q, j->timeout_ms)) != VUB_OK)
+        if (got == 0 && (e = vub_client_wait(w->q, j->timeout_ms)) == VUB_E_CLOSED && j->reconnect_ms >= 0) {
+            if (!rejoin(w))
+                return worker_error(w, "queue %u: reconnect: %s", w->index, w->rejoin->why);
+        } else if (got == 0 && e != VUB_OK) {
             return queue_failed(w, "wait", e);
+        }
     }
 }
 
@@ -483,13 +555,16 @@ static void *worker_main(void *arg)
         w->next_seq = 0;
         w->writes_since_flush = 0;
     }
+    rejoin_count(w->rejoin, 1, 0);
     pthread_barrier_wait(w->ready);
+    rejoin_count(w->rejoin, -1, 0);
     if (!w->why[0])
         run_queue(w, PASS_MAIN);
     if (w->gen && !w->why[0]) {
         w->next_seq = 0;
         run_queue(w, PASS_CHECK);
     }
+    rejoin_count(w->rejoin, 0, -1);
     return NULL;
 }
 
@@ -561,10 +636,13 @@ static bool run_job(const struct job *j, const char *path, struct result *out, c
     pthread_barrier_t ready;
     pthread_barrier_init(&ready, NULL, j->queues + 1);
     struct worker *w = calloc(j->queues, sizeof *w);
+    struct rejoin rj = {.cl = cl, .timeout_ms = j->reconnect_ms, .running = j->queues};
+    pthread_mutex_init(&rj.lock, NULL);
+    pthread_cond_init(&rj.cond, NULL);
     uint64_t run_id = now_ns() ^ (uint64_t)getpid() << 32;
     for (unsigned i = 0; w && i < j->queues; i++) {
         struct worker *x = &w[i];
-        x->job = j, x->q = vub_client_queue(cl, i), x->index = i, x->phase = &phase, x->ready = &ready;
+        x->job = j, x->rejoin = &rj, x->q = vub_client_queue(cl, i), x->index = i, x->phase = &phase, x->ready = &ready;
         x->first = i * stripe_blocks * j->bs, x->blocks = stripe_blocks;
         x->rng = j->seed * 0x100000001b3u + i + 1, x->run_id = run_id;
         x->slots = calloc(j->iodepth, sizeof *x->slots);
@@ -627,6 +705,9 @@ static bool run_job(const struct job *j, const char *path, struct result *out, c
         free(x->slots), free(x->free_slots), free(x->batch), free(x->gen), free(x->busy);
     }
     free(w);
+    out->reconnects = rj.generation;
+    pthread_mutex_destroy(&rj.lock);
+    pthread_cond_destroy(&rj.cond);
     pthread_barrier_destroy(&ready);
     vub_client_close(cl);
     return true;
@@ -668,6 +749,9 @@ static void report_text(const struct job *j, const char *path, const struct resu
     if (j->verify)
         printf("  verify     %" PRIu64 " bytes read back and checked, %" PRIu64 " mismatches\n", r->verified_bytes,
                r->mismatches);
+    if (j->reconnect_ms >= 0)
+        printf("  reconnects %u (the back-end went away and came back; what was in flight went again)\n",
+               r->reconnects);
     uint64_t reqs = r->reads + r->writes + r->flushes;
     printf("  client cpu %.1f %% of one CPU, %.2f us per request\n", r->seconds > 0 ? 100 * r->cpu_s / r->seconds : 0,
            reqs ? r->cpu_s * 1e6 / (double)reqs : 0);
@@ -798,7 +882,7 @@ static int compare(const struct job *j, char **paths, unsigned n)
 int main(int argc, char **argv)
 {
     struct job j = {.rw = RW_RANDREAD, .bs = 4096, .iodepth = 32, .queues = 1, .runtime_s = 10, .writeback = -1,
-                    .rounds = 3, .timeout_ms = 10000};
+                    .rounds = 3, .timeout_ms = 10000, .reconnect_ms = -1};
     const char *socket_path = NULL;
     char **compare_paths = NULL;
     unsigned compare_n = 0;
@@ -807,7 +891,7 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         static const char *const valued[] = {"--socket", "--rw", "--bs", "--iodepth", "--queues", "--runtime",
                                              "--ramp", "--size", "--flush-every", "--wait", "--ring", "--writeback",
-                                             "--rounds", "--seed", "--timeout"};
+                                             "--rounds", "--seed", "--timeout", "--reconnect"};
         bool takes_value = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             takes_value |= strcmp(a, valued[k]) == 0;
@@ -864,6 +948,8 @@ int main(int argc, char **argv)
             seeded = true;
         } else if (!strcmp(a, "--timeout")) {
             j.timeout_ms = (int)parse_count(a, v, 1, 3600000);
+        } else if (!strcmp(a, "--reconnect")) {
+            j.reconnect_ms = (int)parse_count(a, v, 0, 3600000);
         } else {
             usage_error("unknown option '%s'", a);
         }

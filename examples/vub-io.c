@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +18,15 @@
 #define CHUNK (1u << 20) /* bytes per copying call */
 
 static const char usage[] =
-    "usage: vub-io --socket PATH [--queues N] [--ring auto|split|packed] [--timeout MS] COMMAND\n"
+    "usage: vub-io --socket PATH [--queues N] [--ring auto|split|packed] [--timeout MS]\n"
+    "              [--reconnect MS] [--rounds N] COMMAND\n"
     "       vub-io --help | --version\n"
     "  --queues N         queues to set up, 1..64 (default 1)\n"
     "  --timeout MS       wait this long for each reply (default 10000)\n"
+    "  --reconnect MS     verify: when the back-end goes away, wait up to MS ms for\n"
+    "                     it to come back on the socket and resubmit what was in flight\n"
+    "  --rounds N         verify: run the whole set of passes N times (default 1);\n"
+    "                     SIGTERM or SIGINT ends it after the pass under way\n"
     "commands:\n"
     "  info               features, protocol features, configuration, queues\n"
     "  read OFF LEN       disk bytes to stdout\n"
@@ -39,6 +45,15 @@ static const char usage[] =
 
 static struct vub_client *cl;
 static bool ring_auto; /* --ring auto (the default): packed rings if offered */
+static int reconnect_ms = -1; /* --reconnect; -1: a back-end that goes away ends the run */
+static unsigned reconnects;   /* ... how many times it came back */
+static volatile sig_atomic_t stop_verify; /* SIGTERM or SIGINT during verify: finish the pass */
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_verify = 1;
+}
 
 _Noreturn static void die(const char *fmt, const char *arg)
 {
@@ -205,6 +220,24 @@ static uint64_t rng(void)
     return rng_state;
 }
 
+/* With --reconnect, a back-end that hung up is waited for on its socket
+ * and the session set up again; what was in flight goes to the new one.
+ * True if so; false if err is not that or --reconnect is off. */
+static bool reconnected(enum vub_err err)
+{
+    char why[256];
+    unsigned in_flight = 0;
+    if (reconnect_ms < 0 || err != VUB_E_CLOSED)
+        return false;
+    for (unsigned qi = 0; qi < vub_client_info(cl)->num_queues; qi++)
+        in_flight += vub_client_in_flight(vub_client_queue(cl, qi));
+    if (vub_client_reconnect(cl, reconnect_ms, why, sizeof why) != VUB_OK)
+        die("reconnect: %s", why);
+    reconnects++;
+    fprintf(stderr, "vub-io: the back-end hung up; reconnected, %u requests resubmitted\n", in_flight);
+    return true;
+}
+
 /* One pass: `depth` requests of `size` bytes at distinct random offsets,
  * spread over the queues, each split into `segs` buffers; write, then read
  * back and compare. Returns the number of mismatching requests. */
@@ -246,8 +279,9 @@ static unsigned verify_pass(uint64_t size, unsigned depth, unsigned segs, uint8_
                 for (unsigned k = 0; k < n; k++)
                     if (c[k].status != VUB_BLK_S_OK)
                         check(VUB_E_IO, c[k].status, q, write ? "verify write" : "verify read", off[c[k].cookie]);
-                if (n == 0)
-                    check(vub_client_wait(q, 10000), VUB_BLK_S_NONE, q, "wait", 0);
+                enum vub_err err = n == 0 ? vub_client_wait(q, 10000) : VUB_OK;
+                if (err != VUB_OK && !reconnected(err))
+                    check(err, VUB_BLK_S_NONE, q, "wait", 0);
             }
         }
     }
@@ -264,31 +298,46 @@ static unsigned verify_pass(uint64_t size, unsigned depth, unsigned segs, uint8_
     return bad;
 }
 
-static void cmd_verify(void)
+/* Every size, depth and segment count once; adds to *passes and *bad. */
+static void verify_round(uint8_t *wbuf, uint8_t *rbuf, unsigned *passes, unsigned *bad)
 {
     static const uint64_t sizes[] = {512, 4096, 65536, 262144};
     static const unsigned depths[] = {1, 4, 16, 64};
     const struct vub_client_info *in = vub_client_info(cl);
-    uint8_t *wbuf = vub_client_alloc(cl, 64 * 262144), *rbuf = vub_client_alloc(cl, 64 * 262144);
-    unsigned bad = 0, passes = 0;
-    if (!wbuf || !rbuf)
-        die("%s", "shared buffer pool too small");
-    rng_state ^= (uint64_t)getpid();
     for (unsigned s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         if (sizes[s] > in->config.capacity_sectors * 512 || sizes[s] % in->config.blk_size_bytes != 0)
             continue; /* bigger than the disk, or not whole logical blocks */
         for (unsigned d = 0; d < sizeof depths / sizeof depths[0]; d++) {
             unsigned depth = depths[d] < in->queue_size ? depths[d] : in->queue_size;
-            for (unsigned segs = 1; segs <= 16; segs *= 4) {
+            for (unsigned segs = 1; segs <= 16 && !stop_verify; segs *= 4) {
                 if (segs > in->max_segments || sizes[s] / segs < 512 ||
                     (in->config.size_max_bytes && sizes[s] / segs > in->config.size_max_bytes))
                     continue;
-                bad += verify_pass(sizes[s], depth, segs, wbuf, rbuf);
-                passes++;
+                *bad += verify_pass(sizes[s], depth, segs, wbuf, rbuf);
+                (*passes)++;
             }
         }
     }
-    printf("verify: %u passes, %u mismatches\n", passes, bad);
+}
+
+static void cmd_verify(unsigned rounds)
+{
+    uint8_t *wbuf = vub_client_alloc(cl, 64 * 262144), *rbuf = vub_client_alloc(cl, 64 * 262144);
+    unsigned bad = 0, passes = 0;
+    if (!wbuf || !rbuf)
+        die("%s", "shared buffer pool too small");
+    rng_state ^= (uint64_t)getpid();
+    /* A long verify is ended with SIGTERM or SIGINT: the pass under way
+     * is finished and counted, then the summary is printed as usual. */
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    for (unsigned round = 0; round < rounds && !stop_verify; round++)
+        verify_round(wbuf, rbuf, &passes, &bad);
+    if (reconnect_ms >= 0)
+        printf("verify: %u passes, %u mismatches, %u reconnects\n", passes, bad, reconnects);
+    else
+        printf("verify: %u passes, %u mismatches\n", passes, bad);
     if (bad)
         die("%s", "verify failed");
 }
@@ -380,6 +429,7 @@ int main(int argc, char **argv)
 {
     struct vub_client_opts o = {.num_queues = 1, .buffer_bytes = 2 * 64 * 262144};
     bool unmap = false;
+    unsigned rounds = 1;
     char why[256];
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -392,7 +442,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--unmap")) {
             unmap = true;
-        } else if (strcmp(a, "--socket") && strcmp(a, "--queues") && strcmp(a, "--timeout") && strcmp(a, "--ring")) {
+        } else if (strcmp(a, "--socket") && strcmp(a, "--queues") && strcmp(a, "--timeout") && strcmp(a, "--ring") &&
+                   strcmp(a, "--reconnect") && strcmp(a, "--rounds")) {
             usage_error("unknown option '%s'", a);
         } else if (!v) {
             usage_error("%s needs a value", a);
@@ -403,6 +454,16 @@ int main(int argc, char **argv)
             if (n < 1 || n > VUB_MAX_QUEUES)
                 usage_error("--queues wants 1..%d, not '%s'", VUB_MAX_QUEUES, argv[i]);
             o.num_queues = (unsigned)n;
+        } else if (!strcmp(a, "--reconnect")) {
+            uint64_t ms = parse_size(argv[++i]);
+            if (ms > 3600000)
+                usage_error("--reconnect wants 0..3600000 milliseconds, not '%s'", argv[i]);
+            reconnect_ms = (int)ms;
+        } else if (!strcmp(a, "--rounds")) {
+            uint64_t n = parse_size(argv[++i]);
+            if (n < 1 || n > 1000)
+                usage_error("--rounds wants 1..1000, not '%s'", argv[i]);
+            rounds = (unsigned)n;
         } else if (!strcmp(a, "--timeout")) {
             uint64_t ms = parse_size(argv[++i]);
             if (ms < 1 || ms > 3600000)
@@ -460,7 +521,7 @@ int main(int argc, char **argv)
     } else if (!strcmp(c->name, "wait-resize")) {
         cmd_wait_resize(off); /* its one operand is a time in ms */
     } else {
-        cmd_verify();
+        cmd_verify(rounds);
     }
     if (fflush(stdout) != 0)
         die("stdout: %s", strerror(errno));

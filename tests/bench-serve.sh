@@ -15,8 +15,8 @@
 #     where the case has a file.
 # A peer that cannot be had is printed as skipped, with the reason.
 #
-# The server runs on CPU 0 and the client on CPU 1 (taskset); DPDK's worker
-# pins itself to CPU 0 anyway. Each case runs ROUNDS rounds; a round runs
+# The server runs on CPU 0 and the client on CPU 1 (taskset), except in P4,
+# where the server may use both; DPDK's worker pins itself to CPU 0 anyway. Each case runs ROUNDS rounds; a round runs
 # the job once against every peer, the order alternating, so drift of the
 # machine falls on all of them. Medians of the rounds are shown, ratios are
 # ratios of medians with the min-max of the per-round ratios. Server CPU per
@@ -28,7 +28,7 @@
 #   tests/bench-serve.sh --quick    1 round of 1 s per peer, prints only
 #   ROUNDS=5 RUNTIME=3 tests/bench-serve.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 top=$PWD
 
 quick=0
@@ -149,7 +149,7 @@ dpdk_build
 serve() {
     local name=$1 sock=$2 tpid
     shift 2
-    timeout -k 5 1200 taskset -c "$server_cpu" "$@" >"$tmp/$name.log" 2>&1 &
+    timeout -k 5 1200 taskset -c "${server_cpus:-$server_cpu}" "$@" >"$tmp/$name.log" 2>&1 &
     tpid=$!
     pids+=("$tpid")
     for _ in $(seq 100); do
@@ -262,12 +262,14 @@ peers_up tmpfs "$vub_fast --poll-us 100000" ",poll-max-ns=1000000" dpdk
 run_case P2-poll "" --rw randread --bs 4k --iodepth 1 --wait poll $r128
 peers_up tmpfs "$vub_fast"
 run_case P2-eventfd "" --rw randread --bs 4k --iodepth 1 --wait eventfd $r128
-# P4: 2 queues x QD16 against 1 queue x QD32 (the client's two threads on
-# the client CPU; vub-serve with --threads 2 when it has it). DPDK's
-# example has one queue.
+# P4: 2 queues x QD16 against 1 queue x QD32, the server allowed on both
+# CPUs ("2 queues on 2 cores"; vub-serve with --threads 2 when it has it),
+# the client's threads on the client CPU. DPDK's example has one queue.
+server_cpus=0-$((server_cpu == client_cpu ? 0 : 1))
 peers_up tmpfs "$vub_threads"
 run_case P4-1q "" --rw randread --bs 4k --iodepth 32 --queues 1 $r128
 run_case P4-2q "" --rw randread --bs 4k --iodepth 16 --queues 2 $r128
+server_cpus=
 # P3: randwrite QD32 with a FLUSH every 64 writes on the disk file, write
 # cache on and off (SET_CONFIG). DPDK's RAM disk has no FLUSH: not run.
 peers_up disk "$vub_direct"
@@ -391,7 +393,7 @@ print("\n".join(out))
 PY
 )
 commands=$(cat <<EOF
-Commands (server on CPU $server_cpu, client on CPU $client_cpu, both under \`taskset\`):
+Commands (server on CPU $server_cpu, in P4 on CPUs 0-1, client on CPU $client_cpu, all under \`taskset\`):
 
     vub-serve --socket S --queues 2 [options above] IMAGE
     qemu-storage-daemon --blockdev driver=file,node-name=f0,filename=IMAGE,aio=io_uring,cache.direct=on \\

@@ -17,6 +17,7 @@ have cpio || need+=(cpio)
 have xz || need+=(xz-utils)
 have zstd || need+=(zstd)
 have python3 || need+=(python3)
+have fio || need+=(fio)
 have pkg-config || need+=(pkg-config)
 # `deps.sh bench`: what tests/bench-serve.sh adds (fio, DPDK's vhost_blk example)
 if [ "${1:-}" = bench ]; then

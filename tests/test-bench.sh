@@ -32,13 +32,15 @@ bench() { timeout -k 5 120 "$BENCH" "$@"; }
 img=$dir/disk.raw
 truncate -s 32M "$img"
 
-# verified LABEL JSON-FILE: zero errors, and reads and writes that moved
-# and checked real bytes.
+# verified LABEL JSON-FILE [WRITEBACK]: zero errors, reads and writes that
+# moved and checked real bytes, and the write cache asked for (on/off).
 verified() {
-    python3 - "$2" <<'PY'
+    python3 - "$2" "${3:-}" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["result"]
+want_wb = {"on": 1, "off": 0}.get(sys.argv[2])
 ok = r["errors"] == 0 and r["reads"] > 0 and r["writes"] > 0 and r["verified_bytes"] >= 32 << 20
+ok = ok and (want_wb is None or r["writeback"] == want_wb)
 print(f'{r["errors"]} errors, {r["reads"]} reads, {r["writes"]} writes, {r["verified_bytes"]} bytes verified, '
       f'{r["iops"]:.0f} IOPS, ring {r["ring"]}, write cache {r["writeback"]}')
 sys.exit(0 if ok else 1)
@@ -47,14 +49,15 @@ PY
 
 # run_case LABEL SOCK BENCH-ARGS...: a 1-second randrw --verify job.
 run_case() {
-    local label=$1 sock=$2 out
+    local label=$1 sock=$2 out wb="" a
     shift 2
+    for a in "$@"; do [ "$wb" = next ] && wb=$a; [ "$a" = --writeback ] && wb=next; done
     out=$dir/$(echo "$label" | tr -c 'a-zA-Z0-9\n' '_').json
     if bench --socket "$sock" --rw randrw --runtime 1 --iodepth 16 --verify --json "$@" >"$out" 2>"$out.err" &&
-        summary=$(verified "$label" "$out"); then
+        summary=$(verified "$label" "$out" "$wb"); then
         ok "$label: zero errors, real bytes verified ($summary)"
     else
-        fail "$label: $(cat "$out.err") $(verified "$label" "$out" 2>&1 | tail -1)"
+        fail "$label: $(cat "$out.err") $(verified "$label" "$out" "$wb" 2>&1 | tail -1)"
     fi
 }
 

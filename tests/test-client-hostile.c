@@ -663,6 +663,152 @@ static void server_stop(struct server *s)
 
 static uint8_t disk_byte(uint64_t off) { return (uint8_t)(off / 4096); }
 
+/* ---- A back-end that dies, and another on the same path ---- */
+
+struct life {
+    struct vub_dev *dev;
+    int lfd;             /* the listening socket both lives accept on */
+    bool process;        /* false: serve the control channel, never the rings */
+    atomic_bool die;     /* set by the test: drop the connection and end */
+    pthread_t thread;
+};
+
+static void *life_main(void *arg)
+{
+    struct life *l = arg;
+    if (vub_dev_attach(l->dev, accept4(l->lfd, NULL, NULL, SOCK_CLOEXEC)) != VUB_OK)
+        return NULL;
+    while (!atomic_load(&l->die)) {
+        struct pollfd p[VUB_MAX_POLLFDS];
+        size_t n = vub_dev_pollfds(l->dev, p, VUB_MAX_POLLFDS);
+        if (!l->process)
+            n = 1; /* the socket alone: kicks are never read, requests never popped */
+        if (poll(p, (nfds_t)n, 20) < 0 && errno != EINTR)
+            break;
+        if (vub_dev_dispatch(l->dev, p, n) != VUB_OK)
+            break;
+    }
+    vub_dev_detach(l->dev); /* the connection goes, as in a crash */
+    return NULL;
+}
+
+static void life_start(struct life *l, struct vub_image *img, int lfd, bool process)
+{
+    struct vub_dev_config dc = {.image = img, .num_queues = 1};
+    l->lfd = lfd;
+    l->process = process;
+    atomic_store(&l->die, false);
+    if (vub_dev_new(&l->dev, &dc) != VUB_OK)
+        abort();
+    pthread_create(&l->thread, NULL, life_main, l);
+}
+
+static void life_end(struct life *l)
+{
+    atomic_store(&l->die, true);
+    pthread_join(l->thread, NULL);
+    vub_dev_free(l->dev);
+}
+
+/* [CLIENT-RECONNECT] Eight writes are in flight when the back-end goes
+ * away without having looked at them; a new back-end on the same socket
+ * takes the client back, and each write completes exactly once, with its
+ * cookie, and is on the disk. */
+static void test_reconnect(enum vub_client_ring ring, const char *label)
+{
+    char dir[] = "/tmp/vub-reconnect-XXXXXX", sock[64], img_path[64], why[256];
+    struct vub_image *img;
+    struct vub_image_opts io = {0};
+    struct life a, b;
+    if (!mkdtemp(dir))
+        abort();
+    snprintf(sock, sizeof sock, "%s/s", dir);
+    snprintf(img_path, sizeof img_path, "%s/img", dir);
+    int fd = open(img_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, sock, strlen(sock) + 1);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || ftruncate(fd, DISK_BYTES) != 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(lfd, 2) != 0 || vub_image_open(&img, img_path, &io, why, sizeof why) != VUB_OK)
+        abort();
+    close(fd);
+    life_start(&a, img, lfd, false);
+
+    struct vub_client *cl;
+    struct vub_client_opts o = {.socket_path = sock, .ring = ring, .timeout_ms = 5000};
+    enum vub_err e = vub_client_connect(&cl, &o, why, sizeof why);
+    ok(e == VUB_OK, "%s: connects by path (%s)", label, e == VUB_OK ? "" : why);
+    if (e != VUB_OK)
+        abort();
+    struct vub_client_queue *q = vub_client_queue(cl, 0);
+    uint8_t *buf = vub_client_alloc(cl, 8 * 4096);
+    struct iovec iov[8];
+    for (unsigned i = 0; i < 8; i++) {
+        memset(buf + i * 4096, 0x40 + (int)i, 4096);
+        iov[i] = (struct iovec){buf + i * 4096, 4096};
+        struct vub_client_req r = {.op = VUB_CLIENT_WRITE, .offset = (uint64_t)(7 - i) * 65536, .iov = &iov[i],
+                                   .iov_count = 1, .cookie = 100 + i};
+        if (vub_client_submit(q, &r) != VUB_OK)
+            abort();
+    }
+    vub_client_kick(q);
+    life_end(&a);
+    e = vub_client_wait(q, 5000);
+    ok(e == VUB_E_CLOSED && vub_client_in_flight(q) == 8,
+       "%s: the back-end dies holding 8 requests: wait says CLOSED (%s), 8 in flight", label, vub_strerror(e));
+
+    life_start(&b, img, lfd, true);
+    e = vub_client_reconnect(cl, 5000, why, sizeof why);
+    ok(e == VUB_OK, "%s: vub_client_reconnect takes the new back-end on the same path (%s)", label,
+       e == VUB_OK ? "" : why);
+    unsigned seen[8] = {0}, got = 0, bad = 0;
+    while (e == VUB_OK && vub_client_in_flight(q) > 0) {
+        struct vub_client_completion c[8];
+        unsigned n;
+        e = vub_client_reap(q, c, 8, &n);
+        for (unsigned k = 0; k < n; k++, got++) {
+            if (c[k].cookie < 100 || c[k].cookie >= 108 || c[k].status != VUB_BLK_S_OK)
+                bad++;
+            else
+                seen[c[k].cookie - 100]++;
+        }
+        if (e == VUB_OK && n == 0)
+            e = vub_client_wait(q, 5000);
+    }
+    bool once = got == 8 && bad == 0;
+    for (unsigned i = 0; i < 8; i++)
+        once = once && seen[i] == 1;
+    ok(once, "%s: each of the 8 requests completes exactly once, OK, with its cookie (%u completions)", label, got);
+    uint8_t back[4096];
+    bool data = true;
+    for (unsigned i = 0; i < 8; i++) {
+        data = data && copy_pread(cl, 0, back, sizeof back, (uint64_t)(7 - i) * 65536, NULL) == VUB_OK;
+        data = data && back[0] == 0x40 + i && back[4095] == 0x40 + i;
+    }
+    ok(data, "%s: every resubmitted write is on the disk", label);
+    vub_client_close(cl);
+    life_end(&b);
+
+    /* A client made from an fd has no path to go back to. */
+    life_start(&a, img, lfd, true);
+    fd = vub_sys_connect(sock);
+    e = fd >= 0 ? vub_client_connect_fd(&cl, fd, &(struct vub_client_opts){.timeout_ms = 5000}, why, sizeof why)
+                : VUB_E_IO;
+    if (e == VUB_OK) {
+        e = vub_client_reconnect(cl, 100, why, sizeof why);
+        vub_client_close(cl);
+    }
+    ok(e == VUB_E_INVAL && strstr(why, "[CLIENT-RECONNECT]"),
+       "%s: a client made from an fd has no path to reconnect to: VUB_E_INVAL (%s)", label, why);
+    life_end(&a);
+    close(lfd);
+    vub_image_close(img);
+    unlink(sock);
+    unlink(img_path);
+    rmdir(dir);
+}
+
+
 /* Reads, writes and the other requests through one client configuration. */
 static void test_real_backend(const char *label, struct vub_client_opts o)
 {
@@ -1497,6 +1643,8 @@ int main(void)
     test_wait_keeps_mode(VUB_CLIENT_RING_SPLIT);
     test_wait_keeps_mode(VUB_CLIENT_RING_PACKED);
     test_thread_per_queue();
+    test_reconnect(VUB_CLIENT_RING_SPLIT, "reconnect, split");
+    test_reconnect(VUB_CLIENT_RING_PACKED, "reconnect, packed");
 
     test_negotiation();
     test_ctl_fault(CTL_FLAGS, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, VUB_E_PROTO,

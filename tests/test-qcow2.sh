@@ -589,7 +589,7 @@ defect backing-format-missing m-backed.qcow2 refuse '--backing-format'
 defect ext-huge-unknown m-64k.qcow2 refuse 'overruns'
 defect ext-duplicate m-backed64.qcow2 refuse 'twice'
 defect ext-crypto-unencrypted m-64k.qcow2 refuse 'encryption'
-defect incompat-unknown-named m-64k.qcow2 refuse 'incompatible-bit9 .*\[QCOW2-INCOMPAT-UNKNOWN\]'
+defect incompat-unknown-named m-64k.qcow2 refuse 'incompatible-bit9 .*\[QCOW2-INCOMPAT-UNKNOWN\] \(the image calls it "test-feature-nine"\)'
 defect incompat-unknown-unnamed m-plain.qcow2 refuse 'incompatible-bit40'
 defect corrupt-bit m-plain.qcow2 refuse 'marked corrupt'
 defect dirty-bit m-plain.qcow2 read .

@@ -16,6 +16,15 @@
  *   guest-io sum     DEV               digest of the whole device (O_DIRECT)
  *   guest-io fill    FILE LEN          buffered write of random data to a
  *                                      new regular file, fsync; digest
+ *   guest-io journal DEV OFF COUNT STOP
+ *                                      writes journal blocks 0, 1, ... of
+ *                                      512 bytes at OFF one at a time with
+ *                                      O_DIRECT|O_DSYNC, printing "VUBJ N"
+ *                                      once block N's write returned; ends
+ *                                      after COUNT blocks or when the sector
+ *                                      at STOP reads "VUBSTOP" (the host
+ *                                      writes it); prints the block format's
+ *                                      nonce first, "VUBJ nonce HEX"
  *
  * OFF and LEN are bytes (decimal, or 0x hex) and, for O_DIRECT, must be
  * multiples of the device's logical block size (512 on virtio-blk).
@@ -305,11 +314,53 @@ static int cmd_fill(const char *path, uint64_t len)
     return 0;
 }
 
+/* ---- The journal: each block acknowledged only once its write returned --
+ *
+ * Block N (512 bytes): "VUBJRNL1", le64 N, le64 nonce, then 488 bytes of
+ * splitmix64 output seeded with nonce ^ N. The host recomputes every block
+ * the console says was acknowledged and finds it in the image, so a block
+ * a crashed back-end acknowledged and lost shows up by number. O_DSYNC
+ * makes each write durable before it returns: with a write-back cache the
+ * kernel follows each with a FLUSH. */
+#define JOURNAL_BLOCK 512u
+
+static void journal_block(uint8_t *b, uint64_t n, uint64_t nonce)
+{
+    memcpy(b, "VUBJRNL1", 8);
+    for (int i = 0; i < 8; i++) {
+        b[8 + i] = (uint8_t)(n >> (8 * i));
+        b[16 + i] = (uint8_t)(nonce >> (8 * i));
+    }
+    rng_state = nonce ^ n;
+    rng_fill(b + 24, JOURNAL_BLOCK - 24);
+}
+
+static int cmd_journal(const char *dev, uint64_t off, uint64_t count, uint64_t stop_off)
+{
+    int fd = open_dev(dev, O_RDWR | O_DSYNC);
+    uint8_t *b = aligned_buf(ALIGN), *stop = aligned_buf(ALIGN);
+    uint64_t nonce;
+    rng_seed(off);
+    rng_fill((uint8_t *)&nonce, sizeof nonce);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("VUBJ nonce %016" PRIx64 "\n", nonce);
+    for (uint64_t n = 0; n < count; n++) {
+        full_pread(fd, stop, JOURNAL_BLOCK, stop_off);
+        if (!memcmp(stop, "VUBSTOP", 7))
+            break;
+        journal_block(b, n, nonce);
+        full_pwrite(fd, b, JOURNAL_BLOCK, off + n * JOURNAL_BLOCK);
+        printf("VUBJ %" PRIu64 "\n", n);
+    }
+    return 0;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: guest-io size|sum DEV\n"
                     "       guest-io write|read|zeroout|discard DEV OFF LEN\n"
-                    "       guest-io fill FILE LEN\n");
+                    "       guest-io fill FILE LEN\n"
+                    "       guest-io journal DEV OFF COUNT STOP\n");
     return 2;
 }
 
@@ -328,6 +379,8 @@ int main(int argc, char **argv)
     }
     if (argc == 4 && !strcmp(cmd, "fill"))
         return cmd_fill(path, num(argv[3]));
+    if (argc == 6 && !strcmp(cmd, "journal"))
+        return cmd_journal(path, num(argv[3]), num(argv[4]), num(argv[5]));
     if (argc != 5)
         return usage();
     uint64_t off = num(argv[3]), len = num(argv[4]);

@@ -10,6 +10,7 @@
 #   vubmode=read   read the whole disk and report its digest (read-only exports)
 #   vubmode=resize wait for the disk to grow under the running guest (the host
 #                  grows the image and sends vub-serve SIGHUP), then use the new end
+#   vubmode=fault  fio and a journal while the host kills the back-end (main_fault)
 #
 # Every result is one console line that run.sh parses on the host:
 #   VUBTEST step NAME               progress, to tell where a hung guest was
@@ -338,6 +339,48 @@ main_resize() {
     raw_rw rw-across-old-end $((before * 512 - 4096)) 8192
 }
 
+# The fault test (tests/guest/test-fault.sh): while the host kills the
+# back-end with SIGKILL and starts it again, again and again, fio writes
+# 4 KiB blocks at random with crc32c headers over the first 32 MiB (16 in
+# flight, an fsync, so a FLUSH, every 32 writes, each block read back and
+# checked within 256 writes and all of them at the end), and guest-io
+# writes a journal of O_DSYNC blocks from 32 MiB on, one at a time. Both
+# stop once the host writes "VUBSTOP" into the last sector. Then: fio's
+# verdict, the kernel log (no I/O error of any kind), and the journal's
+# place for the host, which checks every block the console acknowledged.
+JOURNAL_OFF=$((32 * MIB))
+main_fault() {
+    local jrc frc errs
+    step modules
+    load_modules || return
+    step disk
+    wait_disk || return
+    set_write_back
+    mkdir -p /tmp
+    /usr/bin/fio --name=fault --filename=$DEV --offset=0 --size=$((32 * MIB)) --rw=randwrite --bs=4k \
+        --direct=1 --ioengine=libaio --iodepth=16 --fsync=32 --verify=crc32c --verify_backlog=256 \
+        --verify_fatal=1 --time_based --runtime=900 --trigger-file=/tmp/fio-stop --trigger=true \
+        --output=/tmp/fio.out >/tmp/fio.err 2>&1 &
+    local fio_pid=$!
+    step fault-io
+    guest-io journal $DEV $JOURNAL_OFF $(((SIZE - JOURNAL_OFF) / 512 - 1)) $((SIZE - 512))
+    jrc=$?
+    step fault-stop
+    touch /tmp/fio-stop
+    wait $fio_pid
+    frc=$?
+    if [ $jrc -eq 0 ]; then ok fault-journal-writes "every journal write returned without error"; else fail fault-journal-writes "guest-io journal exited with status $jrc"; fi
+    if [ $frc -eq 0 ] && grep -q "err= 0" /tmp/fio.out; then
+        ok fault-fio "$(grep -E '^ *(READ|WRITE):' /tmp/fio.out | sed 's/,.*io=/ io=/; s/,.*//' | tr '\n' ' ')"
+    else
+        fail fault-fio "status $frc: $(cat /tmp/fio.err; grep -iE 'err=|verify|error' /tmp/fio.out | head -n 5)"
+    fi
+    errs=$(dmesg | grep -iE "I/O error|blk_update_request|critical (medium|target)|blocked for more than [0-9]+ seconds|is not a head|virtio.*(error|broken)" | head -n 5)
+    if [ -z "$errs" ]; then ok fault-dmesg "no block error in the kernel log"; else fail fault-dmesg "$errs"; fi
+    ok fault-journal "journal at $JOURNAL_OFF"
+    echo "VUBTEST journal $JOURNAL_OFF"
+}
+
 # The demo: the same building blocks, narrated.
 main_demo() {
     local hello before
@@ -373,6 +416,7 @@ main() {
     test) main_test ;;
     read) main_read ;;
     resize) main_resize ;;
+    fault) main_fault ;;
     *) fail mode "unknown vubmode '$MODE'" ;;
     esac
     exit $((FAILS > 99 ? 99 : FAILS))

@@ -4,6 +4,7 @@
 # Produces, in CACHE_DIR (default build/guest-cache in the repository):
 #   vmlinuz             the kernel of Debian's linux-image-amd64
 #   initramfs.cpio.gz   busybox, guest-io, the modules and /init (init.sh)
+#   initramfs-fault.cpio.gz  the same plus fio and its libraries (test-fault.sh)
 # Nothing is installed on the host: the packages are fetched with
 # `apt-get download` and unpacked with `dpkg-deb -x` inside the cache.
 # Every step is skipped when its output is already there and up to date,
@@ -191,8 +192,34 @@ build_initramfs() {
     rm -rf "$root"
 }
 
+# The fault test's guest runs Debian's fio too (installed on the host by
+# tests/deps.sh): the binary, every shared library ldd lists and the
+# dynamic loader, each at its own path, in a second archive. The kernel
+# unpacks concatenated archives one after the other, so
+# initramfs-fault.cpio.gz is simply the first one followed by this one;
+# the other boots do not carry fio's 80 MB of libraries.
+build_fio_initramfs() {
+    local fio part=$cache/fio.cpio.gz out=$cache/initramfs-fault.cpio.gz root=$cache/fio-root f
+    fio=$(command -v fio) || { log "fio is not installed: no initramfs-fault.cpio.gz"; return 0; }
+    if ! [ -s "$part" ] || ! [ "$part" -nt "$fio" ]; then
+        log "building fio.cpio.gz ($fio and its libraries)"
+        rm -rf "$root"
+        for f in "$fio" $(ldd "$fio" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+            mkdir -p "$root$(dirname "$f")"
+            cp -L "$f" "$root$f"
+        done
+        (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --owner=0:0) | gzip -1 >"$part.tmp"
+        mv "$part.tmp" "$part"
+        rm -rf "$root"
+    fi
+    [ -s "$out" ] && [ "$out" -nt "$part" ] && [ "$out" -nt "$cache/initramfs.cpio.gz" ] && return
+    cat "$cache/initramfs.cpio.gz" "$part" >"$out.tmp"
+    mv "$out.tmp" "$out"
+}
+
 fetch_debs
 build_busybox
 build_kernel
 build_guest_io
 build_initramfs
+build_fio_initramfs

@@ -2,7 +2,7 @@
 # run.sh - boots the test guest on a vhost-user-blk back-end and verifies it.
 #
 #   run.sh --socket PATH --image PATH --label NAME
-#          [--extra-device-opts STR] [--cache DIR] [--mode test|demo|read|resize]
+#          [--extra-device-opts STR] [--cache DIR] [--mode test|demo|read|resize|fault]
 #
 # The back-end must already listen on --socket and serve --image. The guest
 # (see init.sh) does its I/O and powers off; then this script re-checks on
@@ -35,10 +35,12 @@ required_demo="modules disk-found mkfs-mount fs-read/hello.txt fs-read/random.bi
 required_read="modules disk-found features disk-sum"
 # shellcheck disable=SC2034
 required_resize="modules disk-found rw-before resize rw-new-area rw-across-old-end"
+# shellcheck disable=SC2034
+required_fault="modules disk-found cache-write-back fault-fio fault-dmesg fault-journal"
 
 usage() {
     echo "usage: $0 --socket PATH --image PATH --label NAME" \
-        "[--extra-device-opts STR] [--cache DIR] [--mode test|demo|read|resize]" >&2
+        "[--extra-device-opts STR] [--cache DIR] [--mode test|demo|read|resize|fault]" >&2
     exit 2
 }
 
@@ -57,7 +59,7 @@ parse_args() {
         shift 2
     done
     if [ -z "$socket" ] || [ -z "$image" ] || [ -z "$label" ]; then usage; fi
-    case $mode in test | demo | read | resize) ;; *) usage ;; esac
+    case $mode in test | demo | read | resize | fault) ;; *) usage ;; esac
 }
 
 # ---- Booting ----------------------------------------------------------------
@@ -72,22 +74,32 @@ parse_args() {
 # host the kernel's IO-APIC timer check can fail and panic the boot.
 qemu_common() {
     local hung=sysctl.kernel.hung_task_timeout_secs=20
-    local accel=$1 cpu=qemu64 quiet="quiet loglevel=4"
+    local accel=$1 cpu=qemu64 quiet="quiet loglevel=4" initrd=$cache/initramfs.cpio.gz
+    # The fault test's guest also carries fio (prepare.sh).
+    [ "$2" = fault ] && initrd=$cache/initramfs-fault.cpio.gz
     [ "$accel" = kvm ] && cpu=host
     [ "$accel" = tcg ] && accel=tcg,thread=multi
     [ "${VUB_VERBOSE:-0}" = 1 ] && quiet="loglevel=7"
     qemu_args=(${VUB_QEMU_FIRMWARE:+-L "$VUB_QEMU_FIRMWARE"} -machine pc -accel "$accel" -cpu "$cpu" -smp 2
         -nodefaults -nographic -no-reboot -monitor none -serial "file:$log"
-        -kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz"
+        -kernel "$cache/vmlinuz" -initrd "$initrd"
         -append "console=ttyS0 $quiet panic=-1 no_timer_check $hung vubmode=$2")
 }
 
 # vhost-user needs the guest RAM in shared memory the back-end can map.
+# In fault mode the back-end is killed and restarted under the guest, and
+# QEMU connects again every second: `reconnect=1` up to 9.1, `reconnect-ms`
+# from 9.2 on (where `reconnect` is deprecated).
 # shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
 vhost_user_args() {
+    local chardev="socket,id=vub0,path=$socket" major
+    if [ "$mode" = fault ]; then
+        major=$("$qemu" --version | sed -n 's/.*version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p' | head -n 1)
+        if [ "${major% *}" -gt 9 ] || [ "$major" = "9 2" ]; then chardev+=",reconnect-ms=1000"; else chardev+=",reconnect=1"; fi
+    fi
     qemu_args+=(-m 512 -object memory-backend-memfd,id=mem,size=512M,share=on
         -numa node,memdev=mem
-        -chardev "socket,id=vub0,path=$socket"
+        -chardev "$chardev"
         -device "vhost-user-blk-pci,chardev=vub0,num-queues=2$extra")
 }
 
