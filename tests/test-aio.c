@@ -313,6 +313,18 @@ struct stepped {
     uint8_t *buf;            /* 1 MiB of the client's shared memory */
 };
 
+/* Starts the back-end on t->s.path, connects, and leaves the back-end to
+ * the test's steps. */
+static void stepped_start(struct stepped *t, bool direct)
+{
+    server_start(&t->s, VUB_AIO_IO_URING, direct, 1);
+    t->cl = client_connect(&t->s, 1);
+    server_pause(&t->s);
+    t->q = vub_client_queue(t->cl, 0);
+    t->dq = &t->s.dev->queues[0];
+    t->buf = vub_client_alloc(t->cl, 1u << 20);
+}
+
 /* A stepped back-end whose every transfer goes round the ring: O_DIRECT on
  * a disk file (direct), or else a tmpfs file taken for a disk file, whose
  * reads the kernel serves from memory, quickly, through its workers. */
@@ -323,12 +335,7 @@ static void stepped_open(struct stepped *t, bool direct)
         snprintf(t->s.path, sizeof t->s.path, "/dev/shm/vub-test-aio-XXXXXX");
         t->s.as_disk = true;
     }
-    server_start(&t->s, VUB_AIO_IO_URING, direct, 1);
-    t->cl = client_connect(&t->s, 1);
-    server_pause(&t->s);
-    t->q = vub_client_queue(t->cl, 0);
-    t->dq = &t->s.dev->queues[0];
-    t->buf = vub_client_alloc(t->cl, 1u << 20);
+    stepped_start(t, direct);
 }
 
 static void stepped_close(struct stepped *t)
@@ -633,12 +640,7 @@ static void test_qcow2_sync(void)
         printf("skip - [BLK-AIO-QCOW2] qemu-img cannot make a qcow2 image\n");
         return;
     }
-    server_start(&t.s, VUB_AIO_IO_URING, false, 1);
-    t.cl = client_connect(&t.s, 1);
-    server_pause(&t.s);
-    t.q = vub_client_queue(t.cl, 0);
-    t.dq = &t.s.dev->queues[0];
-    t.buf = vub_client_alloc(t.cl, 1u << 20);
+    stepped_start(&t, false);
     memset(t.buf, 0xee, 4096);
     submit(&t, VUB_CLIENT_READ, 4096, t.buf, 4096, 1);
     vub_client_kick(t.q);
@@ -905,12 +907,7 @@ static void test_inline_transfers(void)
 {
     struct stepped t;
     memset(&t, 0, sizeof t);
-    server_start(&t.s, VUB_AIO_IO_URING, false, 1); /* build/: a disk file system, page cache warm */
-    t.cl = client_connect(&t.s, 1);
-    server_pause(&t.s);
-    t.q = vub_client_queue(t.cl, 0);
-    t.dq = &t.s.dev->queues[0];
-    t.buf = vub_client_alloc(t.cl, 1u << 20);
+    stepped_start(&t, false); /* build/: a disk file system, page cache warm */
     struct vub_client_completion c[4];
     uint64_t before = stats_of(&t.s).inline_transfers;
     submit(&t, VUB_CLIENT_READ, 4096 * 5, t.buf, 4096, 1);
@@ -929,12 +926,7 @@ static void test_inline_transfers(void)
         return;
     }
     close(fd);
-    server_start(&t.s, VUB_AIO_IO_URING, false, 1);
-    t.cl = client_connect(&t.s, 1);
-    server_pause(&t.s);
-    t.q = vub_client_queue(t.cl, 0);
-    t.dq = &t.s.dev->queues[0];
-    t.buf = vub_client_alloc(t.cl, 1u << 20);
+    stepped_start(&t, false);
     before = stats_of(&t.s).inline_transfers;
     memset(t.buf, 0x77, 4096);
     submit(&t, VUB_CLIENT_WRITE, 4096, t.buf, 4096, 1);
