@@ -1032,10 +1032,17 @@ static int vub_uring_init(struct vub_uring *u, unsigned entries)
     return 0;
 }
 
+/* Whether vub_uring_sqe() has an SQE to give. */
+static bool vub_uring_sq_room(const struct vub_uring *u)
+{
+    return u->sq_filled - vub_uring_load(u->sq_head) < u->sq_entries;
+}
+
 /* The next free SQE, zeroed, or NULL when the SQ is full (submit first). */
+
 static struct io_uring_sqe *vub_uring_sqe(struct vub_uring *u)
 {
-    if (u->sq_filled - vub_uring_load(u->sq_head) >= u->sq_entries)
+    if (!vub_uring_sq_room(u))
         return NULL;
     struct io_uring_sqe *sqe = &u->sqes[u->sq_filled & *u->sq_mask];
     memset(sqe, 0, sizeof *sqe);
@@ -1974,11 +1981,16 @@ static enum vub_err vub_inflight_split_recover(struct vub_vring *vr, struct vub_
     uint16_t batch = (uint16_t)(used - vub_infl_get16(&r->used_idx));
     if (batch > vr->size)
         return vub_fail(e, VUB_R_INFL_BATCH, batch, head);
-    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next))
+    /* Each link is read once, into batch_heads (at least size entries):
+     * the front-end shares the region and may change a link between a
+     * check and a second read of it. */
+    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next)) {
         if (h >= vr->size)
             return vub_fail(e, VUB_R_INFL_BATCH, batch, h);
-    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next))
-        vub_infl_put8(&r->desc[h].inflight, 0, memory_order_release);
+        vr->scratch.batch_heads[k] = h;
+    }
+    for (uint16_t k = 0; k < batch; k++)
+        vub_infl_put8(&r->desc[vr->scratch.batch_heads[k]].inflight, 0, memory_order_release);
     /* Release: the flags above are clear before used_idx says the batch is
      * done; pairs with the acquire load of used_idx above in the next
      * recovery, should this one be cut short. */
@@ -2601,17 +2613,19 @@ static bool vub_inflight_seen(struct vub_vring *vr, uint16_t i)
     return was;
 }
 
-/* Steps 1-2 of "When reconnecting", packed: if the last step was not whole
+/* Steps 1-2 of "When reconnecting", packed, on the positions as read and
+ * checked once by the caller (the front-end shares the region and may
+ * change them after the check): if the last step was not whole
  * (used_idx or its wrap counter moved past old_*), look at the ring: a
  * descriptor at old_used_idx that no longer looks available in lap
  * old_used_wrap_counter was published, so the step is committed (old_* =
  * current); then everything rolls back to old_*. Returns the free head. */
-static uint16_t vub_inflight_packed_rollback(struct vub_vring *vr)
+static uint16_t vub_inflight_packed_rollback(struct vub_vring *vr, const uint16_t heads[2], const uint16_t slots[2],
+                                             const uint8_t wraps[2])
 {
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
-    uint16_t fh = vub_infl_get16(&r->free_head), ofh = vub_infl_get16(&r->old_free_head);
-    uint16_t ui = vub_infl_get16(&r->used_idx), oui = vub_infl_get16(&r->old_used_idx);
-    bool w = vub_infl_get8(&r->used_wrap_counter) != 0, ow = vub_infl_get8(&r->old_used_wrap_counter) != 0;
+    uint16_t fh = heads[0], ofh = heads[1], ui = slots[0], oui = slots[1];
+    bool w = wraps[0] != 0, ow = wraps[1] != 0;
     if (ui != oui || w != ow) {
         uint16_t flags = vub_ring_load16(vr->desc + (size_t)oui * VIRTQ_DESC_BYTES + 14, memory_order_acquire);
         if (!vub_packed_owned(flags, ow, false)) {
@@ -2703,7 +2717,7 @@ static enum vub_err vub_inflight_packed_recover(struct vub_vring *vr, struct vub
     }
     memset(vr->scratch.inflight_seen, 0, (size_t)n_entries / 8 + 1);
     unsigned free_count, n, held;
-    uint16_t free_head = vub_inflight_packed_rollback(vr);
+    uint16_t free_head = vub_inflight_packed_rollback(vr, heads, slots, wraps);
     if ((err = vub_inflight_packed_free_walk(vr, free_head, &free_count, e)) != VUB_OK ||
         (err = vub_inflight_packed_heads(vr, &n, &held, e)) != VUB_OK)
         return err;
@@ -8220,21 +8234,26 @@ static bool vub_dev_aio_submit(struct vub_dev *dev, struct vub_dev_queue *q, str
     bool bounce = !flush && !vub_image_direct_ok(img, r->iov, r->count);
     if (bounce && (r->bytes > VUB_BOUNCE_BYTES || (bq->bounce_free & ~1u) == 0))
         return false;
-    struct io_uring_sqe *sqe = vub_uring_sqe(&q->aio.ring);
-    if (!sqe)
+    if (!vub_uring_sq_room(&q->aio.ring))
         return false;
+    /* The copy from guest memory comes before anything is taken: it may
+     * fault (SIGBUS on a shrunk memory file), and the program's handler
+     * then jumps out of here, which must leave no filled SQE nor pool
+     * buffer behind (a zeroed SQE would complete as slot 0). */
     if (bounce) {
-        r->bounce = __builtin_ctz(bq->bounce_free & ~1u);
-        bq->bounce_free &= ~(1u << r->bounce);
-        bq->stats->bounced++;
-        s->bounce_iov = (struct iovec){vub_blk_bounce_buf(bq, r->bounce), (size_t)r->bytes};
+        int i = __builtin_ctz(bq->bounce_free & ~1u);
+        s->bounce_iov = (struct iovec){vub_blk_bounce_buf(bq, i), (size_t)r->bytes};
         if (r->type == VIRTIO_BLK_T_OUT) {
             struct vub_iov_cursor cur = {r->iov, r->count, 0, 0};
             vub_iov_copy(&cur, s->bounce_iov.iov_base, NULL, r->bytes);
         }
+        r->bounce = i;
+        bq->bounce_free &= ~(1u << i);
+        bq->stats->bounced++;
         iov = &s->bounce_iov;
         count = 1;
     }
+    struct io_uring_sqe *sqe = vub_uring_sqe(&q->aio.ring);
     sqe->fd = img->fd;
     sqe->user_data = (uint64_t)(s - q->aio.slots);
     if (flush) {
@@ -8283,6 +8302,14 @@ static unsigned vub_dev_aio_reap(struct vub_dev *dev, struct vub_dev_queue *q, b
         if (data >= a->slot_count)
             continue; /* not ours: only slot numbers are ever submitted */
         struct vub_dev_slot *s = &a->slots[data];
+        /* Counted out first: finishing touches guest memory, which may
+         * fault, and a handler's jump out of here must not leave a request
+         * counted in flight that the kernel has already given back (the
+         * drain at detach would wait for it for ever). The slot is not
+         * reused before the next pop. */
+        s->next_free = a->free_head;
+        a->free_head = (int)data;
+        a->in_flight--;
         if (discard) {
             if (s->req.bounce >= 0) /* guest memory is not touched: it may be gone */
                 q->bq.bounce_free |= 1u << s->req.bounce;
@@ -8291,9 +8318,6 @@ static unsigned vub_dev_aio_reap(struct vub_dev *dev, struct vub_dev_queue *q, b
             vub_vring_push(&q->ring, &s->chain, vub_blk_finish(&q->bq, &s->req, err));
             pushed++;
         }
-        s->next_free = a->free_head;
-        a->free_head = (int)data;
-        a->in_flight--;
     }
     return pushed;
 }
@@ -9484,6 +9508,8 @@ enum vub_err vub_dev_queue_set_polling(struct vub_dev *dev, unsigned q, bool pol
 /* [MEM-SHRINK] The hook for a program's SIGBUS handler: is addr in this
  * session's guest memory? Reads only the region table (no locks, no
  * allocation), so it is async-signal-safe. */
+/* The front-end's files the device maps: every guest memory region, and
+ * the inflight area (a front-end can shrink either under us). */
 bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr)
 {
     const uint8_t *a = addr;
@@ -9493,7 +9519,8 @@ bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr)
         if (a >= base && (size_t)(a - base) < r->map_len)
             return true;
     }
-    return false;
+    const uint8_t *infl = dev ? dev->inflight.map_base : NULL;
+    return infl && a >= infl && (size_t)(a - infl) < dev->inflight.map_len;
 }
 
 const char *vub_dev_why(const struct vub_dev *dev) { return dev->why; }

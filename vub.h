@@ -469,7 +469,8 @@ enum vub_err vub_dev_dispatch(struct vub_dev *dev, const struct pollfd *fds, siz
 enum vub_err vub_dev_quiesce(struct vub_dev *dev);
 
 /* Guest memory a front-end shrinks under us. A front-end may ftruncate the
- * file it shared after SET_MEM_TABLE; the next access to a page past the
+ * file it shared after SET_MEM_TABLE (or the inflight area it handed back
+ * with SET_INFLIGHT_FD); the next access to a page past the
  * new end raises SIGBUS in whatever vub code touches it (ring loads,
  * descriptor and data copies; preadv/pwritev see EFAULT instead). No
  * mapping or size check can prevent that: the file can shrink between any

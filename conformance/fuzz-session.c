@@ -308,8 +308,8 @@ static void fz_simple(struct fz_run *r, struct fz_in *in, unsigned kind)
     }
 }
 
-/* Zeroes every request header, indirect table, bounce and pool buffer of
- * the client, leaving the rings: see the comment at the top. */
+/* Zeroes every request header, indirect table and pool buffer of the
+ * client, leaving the rings: see the comment at the top. */
 static void fz_zero_client(struct vub_client *cl)
 {
     const struct vub_client_info *info = vub_client_info(cl);
@@ -320,7 +320,6 @@ static void fz_zero_client(struct vub_client *cl)
         memset(q->slots, 0, (size_t)info->queue_size * VUB_CLIENT_SLOT_BYTES);
         if (table)
             memset(table, 0, (size_t)info->queue_size * per * VIRTQ_DESC_BYTES);
-        memset(q->bounce, 0, VUB_CLIENT_BOUNCE_BYTES);
     }
     memset(cl->pool, 0, info->buffer_bytes);
 }

@@ -151,7 +151,7 @@ static void vc_fz_io(struct vc_fuzz *f, struct vc_sess *s, unsigned q)
         if (ev != VC_EV_USED) {
             if (!f->tainted)
                 vc_fz_fail(f, "request %u of %u: %s", k + 1, sent, vc_ev_name(ev));
-            return;
+            break;
         }
         for (unsigned i = 0; i < sent; i++)
             if ((uint32_t)tokens[i] == u.id && !done[i]) {
@@ -161,6 +161,16 @@ static void vc_fz_io(struct vc_fuzz *f, struct vc_sess *s, unsigned q)
             }
     }
     for (unsigned i = 0; i < sent; i++) {
+        if (!done[i]) {
+            /* never answered (a tainted session may be cut short): a
+             * write may still land, or have landed, so its sectors are
+             * unknown from here on */
+            if (r[i].type == VC_T_OUT)
+                vc_disk_forget(r[i].sector, r[i].out_len / 512);
+            else if (r[i].type == VC_T_WZ)
+                vc_disk_forget(vub_le64(wdata[i]), vub_le32(wdata[i] + 8));
+            continue;
+        }
         uint8_t st = *vc_g(r[i].w_gpa + r[i].in_len);
         f->io++;
         if (r[i].type == VC_T_OUT || r[i].type == VC_T_WZ) {

@@ -11,6 +11,9 @@
 #include "../vub.c"
 
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
 
 static int failures;
 
@@ -940,6 +943,93 @@ static void test_inline_transfers(void)
     stepped_close(&t);
 }
 
+/* [MEM-SHRINK] A fault while a write is copied into its bounce buffer
+ * (vub-serve's SIGBUS on a shrunk memory file; here the back-end's own
+ * mapping of the buffer is made inaccessible, and the test is the program
+ * whose handler jumps back) leaves no filled SQE behind (one would be
+ * submitted with the next request and complete as a request never made)
+ * and no pool buffer taken. */
+static sigjmp_buf fault_jump;
+static struct vub_dev *volatile fault_dev;
+static volatile sig_atomic_t faults;
+
+static void on_fault(int sig, siginfo_t *info, void *context)
+{
+    (void)context;
+    if (fault_dev && vub_dev_owns_fault(fault_dev, info->si_addr)) {
+        faults++;
+        siglongjmp(fault_jump, 1);
+    }
+    signal(sig, SIG_DFL);
+}
+
+/* One server step with the back-end's mapping of the pages holding
+ * [host, host + len) given prot; faults counts what the handler caught. */
+static void step_faulting(struct stepped *t, uint8_t *host, size_t len, int prot)
+{
+    struct sigaction sa = {.sa_sigaction = on_fault, .sa_flags = SA_SIGINFO}, old;
+    uint8_t *page = (uint8_t *)((uintptr_t)host & ~(uintptr_t)4095);
+    size_t span = ((size_t)(host - page) + len + 4095) & ~(size_t)4095;
+    sigaction(SIGSEGV, &sa, &old);
+    mprotect(page, span, prot);
+    faults = 0;
+    if (sigsetjmp(fault_jump, 1) == 0) {
+        fault_dev = t->s.dev;
+        server_step(&t->s, 1000);
+    }
+    fault_dev = NULL;
+    mprotect(page, span, PROT_READ | PROT_WRITE);
+    sigaction(SIGSEGV, &old, NULL);
+}
+
+static void test_fault_in_bounce(void)
+{
+    static struct stepped t; /* static: kept across the jump */
+    stepped_open(&t, true);
+    uint8_t *odd = t.buf + 8; /* unaligned: bounced */
+    const struct vub_mem_region *mr = &t.s.dev->mem.regions[0];
+    submit(&t, VUB_CLIENT_WRITE, 8 << 20, odd, 4096, 1);
+    vub_client_kick(t.q);
+    step_faulting(&t, mr->host + ((uintptr_t)odd - mr->user_addr), 4096, PROT_NONE);
+    check(faults == 1 && t.dq->aio.ring.sq_unsubmitted == 0 && t.dq->aio.in_flight == 0 &&
+              t.dq->bq.bounce_free == (1u << VUB_BOUNCE_COUNT) - 1,
+          "[MEM-SHRINK] %s: a fault copying a write into its bounce buffer leaves no SQE filled (%u) and the pool "
+          "whole", layout_name(), t.dq->aio.ring.sq_unsubmitted);
+    vub_dev_detach(t.s.dev); /* what vub-serve does after the jump */
+    vub_client_close(t.cl);
+    server_stop(&t.s);
+}
+
+
+/* [MEM-SHRINK] The same when the fault comes as a completion is finished:
+ * a read back from the kernel whose status byte the back-end can no longer
+ * write. The request is counted out of flight before guest memory is
+ * touched, or the drain at detach would wait for a completion already
+ * taken. */
+static void test_fault_in_completion(void)
+{
+    static struct stepped t;
+    stepped_open(&t, false);
+    submit(&t, VUB_CLIENT_READ, 4096, t.buf, 4096, 1);
+    vub_client_kick(t.q);
+    server_step(&t.s, 1000);
+    bool was_in_flight = t.dq->aio.in_flight == 1;
+    uint8_t *status = NULL;
+    for (unsigned i = 0; i < t.dq->aio.slot_count && !status; i++)
+        if (t.dq->aio.slots[i].chain.last_writable && t.dq->aio.free_head != (int)i)
+            status = t.dq->aio.slots[i].chain.last_writable;
+    usleep(100 * 1000); /* the kernel's read is done */
+    if (status)
+        step_faulting(&t, status, 1, PROT_READ);
+    unsigned left = t.dq->aio.in_flight;
+    check(was_in_flight && status && faults == 1 && left == 0,
+          "[MEM-SHRINK] %s: a fault finishing a completion leaves nothing counted in flight (%u)", layout_name(), left);
+    t.dq->aio.in_flight = 0; /* so that a failure above is reported, not a hang below */
+    vub_dev_detach(t.s.dev);
+    vub_client_close(t.cl);
+    server_stop(&t.s);
+}
+
 int main(void)
 {
     char why[256];
@@ -954,6 +1044,8 @@ int main(void)
         test_out_of_order();
         test_flush_and_write_through();
         test_bounce();
+        test_fault_in_bounce();
+        test_fault_in_completion();
         test_quiesce();
         test_ring_failure();
         test_spin_suppresses_kicks();
