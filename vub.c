@@ -46,6 +46,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -54,6 +55,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/io_uring.h>
+#include <linux/magic.h>
 
 /* ======================================================================== *
  * 1. Conventions: byte order, checked arithmetic, reasons, feature bits,
@@ -874,6 +876,30 @@ static bool vub_sys_dio_align(int fd, uint32_t *mem_bytes, uint32_t *offset_byte
     return true;
 }
 
+/* A read that takes only what the page cache holds (RWF_NOWAIT): true if
+ * all `bytes` were there and are now in the buffers; false if any would
+ * have to wait for the device (or the kernel cannot say), then nothing is
+ * to be trusted and the read goes the slow way. */
+static bool vub_sys_read_cached(int fd, const struct iovec *iov, unsigned count, uint64_t off, uint64_t bytes)
+{
+    if (count > IOV_MAX || off > (uint64_t)INT64_MAX)
+        return false;
+    ssize_t n;
+    do {
+        n = preadv2(fd, iov, (int)count, (off_t)off, RWF_NOWAIT);
+    } while (n < 0 && errno == EINTR);
+    return n >= 0 && (uint64_t)n == bytes;
+}
+
+/* True if fd's file lives in memory (tmpfs, ramfs): reading it never waits
+ * for a device. tmpfs takes no RWF_NOWAIT (EOPNOTSUPP), so this is how a
+ * read of it is known to be only a copy. */
+static bool vub_sys_in_memory(int fd)
+{
+    struct statfs sf;
+    return fstatfs(fd, &sf) == 0 && (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
+}
+
 /* Page-aligned memory that O_DIRECT accepts whatever the file system asks
  * (the page size is the largest dio_mem_align Linux reports); NULL on
  * failure. Freed with vub_sys_unmap(). */
@@ -903,7 +929,14 @@ static void *vub_sys_alloc_aligned(size_t len)
  *  - With IORING_FEAT_SINGLE_MMAP (Linux 5.4) both rings are one mapping;
  *    older kernels map them separately at their own offsets.
  *  - CQSIZE asks for a completion ring as big as the requests we keep in
- *    flight, so completions never overflow it. */
+ *    flight, so completions never overflow it.
+ *  - A completion often needs the submitting thread to pass through the
+ *    kernel before its CQE is posted (task work): one asleep in poll() is
+ *    woken for it, one busy polling in user space is not. COOP_TASKRUN
+ *    with TASKRUN_FLAG (Linux 5.19) makes the kernel say so in the SQ
+ *    ring's flags (IORING_SQ_TASKRUN), and only then does a spinning
+ *    reaper enter the kernel; older kernels get an enter whenever requests
+ *    are in flight and no CQE is visible. */
 
 struct vub_uring {
     int fd;                       /* the ring; -1 when not set up */
@@ -915,6 +948,8 @@ struct vub_uring {
     unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
     unsigned *cq_head, *cq_tail, *cq_mask;
     struct io_uring_cqe *cqes;
+    unsigned *sq_flags;           /* the kernel's: IORING_SQ_TASKRUN */
+    bool taskrun_flag;            /* ... which it keeps (COOP_TASKRUN | TASKRUN_FLAG taken) */
     unsigned sq_filled;           /* our SQ tail: SQEs filled, published at submit */
     unsigned sq_unsubmitted;      /* filled and not yet handed to io_uring_enter */
 };
@@ -952,11 +987,17 @@ static void *vub_uring_map(int fd, size_t len, uint64_t off)
  * kernel), EPERM (kernel.io_uring_disabled, a seccomp filter), ENOMEM. */
 static int vub_uring_init(struct vub_uring *u, unsigned entries)
 {
-    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE, .cq_entries = entries};
+    const unsigned taskrun = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE | taskrun, .cq_entries = entries};
     *u = (struct vub_uring){.fd = -1};
     int fd = (int)syscall(__NR_io_uring_setup, entries, &p);
+    if (fd < 0 && errno == EINVAL) { /* a kernel before 5.19 */
+        p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE, .cq_entries = entries};
+        fd = (int)syscall(__NR_io_uring_setup, entries, &p);
+    }
     if (fd < 0)
         return errno;
+    u->taskrun_flag = (p.flags & taskrun) == taskrun;
     u->fd = fd;
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     u->sq_entries = p.sq_entries;
@@ -980,6 +1021,7 @@ static int vub_uring_init(struct vub_uring *u, unsigned entries)
     u->sq_tail = (unsigned *)(void *)(sq + p.sq_off.tail);
     u->sq_mask = (unsigned *)(void *)(sq + p.sq_off.ring_mask);
     u->sq_array = (unsigned *)(void *)(sq + p.sq_off.array);
+    u->sq_flags = (unsigned *)(void *)(sq + p.sq_off.flags);
     u->cq_head = (unsigned *)(void *)(cq + p.cq_off.head);
     u->cq_tail = (unsigned *)(void *)(cq + p.cq_off.tail);
     u->cq_mask = (unsigned *)(void *)(cq + p.cq_off.ring_mask);
@@ -1026,6 +1068,17 @@ static int vub_uring_enter(struct vub_uring *u, bool wait)
         wait = false;
     }
     return 0;
+}
+
+/* Lets completions that wait for this thread's pass through the kernel be
+ * posted (see the format notes); a system call only when there are some,
+ * or, on kernels that cannot say, when none is visible. */
+static void vub_uring_run_tasks(struct vub_uring *u)
+{
+    bool pending = u->taskrun_flag ? (__atomic_load_n(u->sq_flags, __ATOMIC_RELAXED) & IORING_SQ_TASKRUN) != 0
+                                   : *u->cq_head == vub_uring_load(u->cq_tail);
+    if (pending)
+        syscall(__NR_io_uring_enter, u->fd, 0u, 0u, IORING_ENTER_GETEVENTS, NULL, 0);
 }
 
 /* Takes the oldest completion: its user_data and result (bytes moved, or
@@ -3720,6 +3773,7 @@ struct vub_image {
     uint64_t size;           /* virtual disk bytes */
     bool read_only;          /* opened O_RDONLY; writes fail */
     bool direct;             /* opened O_DIRECT ([IMG-DIRECT]) */
+    bool in_memory;          /* the file is on tmpfs or ramfs: reading it is a copy */
     uint32_t dio_mem_bytes;  /* ... buffer addresses and lengths must be multiples of this */
     struct vub_qcow2 *qcow2; /* qcow2 state; NULL for raw */
 };
@@ -3976,6 +4030,7 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
         return err;
     }
     img->size -= img->size % VIRTIO_BLK_SECTOR_BYTES;
+    img->in_memory = vub_sys_in_memory(img->fd);
     *out = img;
     return VUB_OK;
 }
@@ -8241,6 +8296,8 @@ static unsigned vub_dev_aio_reap(struct vub_dev *dev, struct vub_dev_queue *q, b
     unsigned pushed = 0;
     uint64_t data;
     int32_t res;
+    if (a->in_flight > 0)
+        vub_uring_run_tasks(&a->ring);
     while (a->in_flight > 0 && vub_uring_reap(&a->ring, &data, &res)) {
         if (data >= a->slot_count)
             continue; /* not ours: only slot numbers are ever submitted */
@@ -8331,7 +8388,22 @@ static bool vub_dev_start(struct vub_dev *dev, struct vub_dev_queue *q, struct v
         return true;
     }
     struct vub_blk_req *r = &s->req;
+    struct vub_image *img = dev->blk.image;
     vub_blk_prepare(&dev->blk, &q->bq, c, r);
+    /* [BLK-AIO-CACHED] a transfer that cannot wait for a device is only a
+     * copy: done at once, it costs less than a round trip through the ring
+     * (which would hand it to a kernel worker thread). So is every transfer
+     * of a file in memory (tmpfs), and a read of a cached image whose
+     * bytes are all in the page cache, as RWF_NOWAIT finds out. */
+    bool now = r->io && img->in_memory;
+    enum vub_err err = now ? vub_blk_io_sync(&dev->blk, &q->bq, r) : VUB_OK;
+    now |= r->io && r->type == VIRTIO_BLK_T_IN && img->format == VUB_FORMAT_RAW && !img->direct &&
+           vub_sys_read_cached(img->fd, r->iov, r->count, r->offset, r->bytes);
+    if (now) {
+        q->stats.inline_transfers++;
+        vub_vring_push(&q->ring, c, vub_blk_finish(&q->bq, r, err));
+        return true;
+    }
     if (r->io && vub_dev_aio_submit(dev, q, s)) {
         q->aio.free_head = s->next_free;
         q->aio.in_flight++;

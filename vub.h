@@ -396,6 +396,8 @@ struct vub_dev_stats {
                                  images, guest buffers not aligned for O_DIRECT) */
     uint64_t completion_passes; /* io_uring: passes that completed requests (each publishes
                                    its used entries once and notifies at most once) */
+    uint64_t inline_transfers; /* io_uring: transfers done at once instead, since they cannot
+                                  wait for a device (page-cache reads, files in memory) */
     uint64_t queue_requests[VUB_MAX_QUEUES];  /* requests per queue */
 };
 

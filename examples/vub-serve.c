@@ -465,12 +465,12 @@ static void log_stats(const struct export *e, const char *what)
     say(e,
         "%s; requests %llu: reads %llu writes %llu flushes %llu discards %llu write-zeroes %llu get-id %llu "
         "errors %llu; bytes read %llu written %llu; notifications %llu; bounced %llu; completion passes %llu; "
-        "per queue:%s",
+        "inline %llu; per queue:%s",
         what, (unsigned long long)s.requests, (unsigned long long)s.reads, (unsigned long long)s.writes,
         (unsigned long long)s.flushes, (unsigned long long)s.discards, (unsigned long long)s.write_zeroes,
         (unsigned long long)s.get_ids, (unsigned long long)s.errors, (unsigned long long)s.bytes_read,
         (unsigned long long)s.bytes_written, (unsigned long long)s.notifications, (unsigned long long)s.bounced,
-        (unsigned long long)s.completion_passes, queues);
+        (unsigned long long)s.completion_passes, (unsigned long long)s.inline_transfers, queues);
     if (s.resubmitted)
         say(e, "%llu requests found in flight after a restart were run again", (unsigned long long)s.resubmitted);
 }

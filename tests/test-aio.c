@@ -42,6 +42,7 @@ struct server {
     pthread_t thread;
     atomic_bool stop;       /* the thread returns (without detaching) */
     bool running;
+    bool as_disk;           /* a tmpfs image treated as a disk file: its reads go round the ring */
     char path[64];
 };
 
@@ -84,10 +85,12 @@ static enum vub_err server_step(struct server *s, int timeout_ms)
     return vub_dev_dispatch(s->dev, p, n);
 }
 
-/* A fresh disk whose every 4 KiB block holds its own number. */
+/* A fresh disk whose every 4 KiB block holds its own number; in build/,
+ * or in memory (/dev/shm) when path already names that directory. */
 static void make_disk(char *path, size_t len)
 {
-    snprintf(path, len, "build/test-aio-XXXXXX");
+    if (strncmp(path, "/dev/shm/", 9) != 0)
+        snprintf(path, len, "build/test-aio-XXXXXX");
     int fd = mkstemp(path);
     static uint8_t block[4096];
     for (uint32_t off = 0; fd >= 0 && off < DISK_BYTES; off += sizeof block) {
@@ -104,13 +107,15 @@ static void make_disk(char *path, size_t len)
 static void server_start(struct server *s, enum vub_aio aio, bool direct, uint16_t queues)
 {
     char why[256];
-    if (!s->path[0])
+    if (!s->path[0] || strcmp(s->path + strlen(s->path) - 6, "XXXXXX") == 0)
         make_disk(s->path, sizeof s->path);
     struct vub_image_opts io = {.direct = direct};
     if (vub_image_open(&s->img, s->path, &io, why, sizeof why) != VUB_OK) {
         fprintf(stderr, "%s\n", why);
         abort();
     }
+    if (s->as_disk)
+        s->img->in_memory = false; /* tmpfs takes no RWF_NOWAIT: every read is submitted */
     struct vub_dev_config dc = {.image = s->img, .aio = aio, .num_queues = queues, .serial = "aio"};
     int sv[2];
     if (vub_dev_new(&s->dev, &dc) != VUB_OK || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
@@ -287,7 +292,7 @@ static void test_engines_agree(void)
 static bool wait_cqes(struct vub_dev_queue *dq, unsigned n)
 {
     struct vub_uring *u = &dq->aio.ring;
-    for (int i = 0; i < 5000; i++) {
+    for (int i = 0; i < 20000; i++) {
         if (vub_uring_load(u->cq_tail) - *u->cq_head >= n)
             return true;
         struct pollfd p = {.fd = u->fd, .events = POLLIN};
@@ -311,15 +316,29 @@ struct stepped {
     uint8_t *buf;            /* 1 MiB of the client's shared memory */
 };
 
-static void stepped_open(struct stepped *t, bool direct)
+/* Starts the back-end on t->s.path, connects, and leaves the back-end to
+ * the test's steps. */
+static void stepped_start(struct stepped *t, bool direct)
 {
-    memset(t, 0, sizeof *t);
     server_start(&t->s, VUB_AIO_IO_URING, direct, 1);
     t->cl = client_connect(&t->s, 1);
     server_pause(&t->s);
     t->q = vub_client_queue(t->cl, 0);
     t->dq = &t->s.dev->queues[0];
     t->buf = vub_client_alloc(t->cl, 1u << 20);
+}
+
+/* A stepped back-end whose every transfer goes round the ring: O_DIRECT on
+ * a disk file (direct), or else a tmpfs file taken for a disk file, whose
+ * reads the kernel serves from memory, quickly, through its workers. */
+static void stepped_open(struct stepped *t, bool direct)
+{
+    memset(t, 0, sizeof *t);
+    if (!direct) {
+        snprintf(t->s.path, sizeof t->s.path, "/dev/shm/vub-test-aio-XXXXXX");
+        t->s.as_disk = true;
+    }
+    stepped_start(t, direct);
 }
 
 static void stepped_close(struct stepped *t)
@@ -365,13 +384,20 @@ static void test_out_of_order(void)
     check(t.dq->aio.in_flight == 8, "[BLK-AIO] eight reads popped in one pass are all in flight at once (%u)",
           t.dq->aio.in_flight);
     bool posted = wait_cqes(t.dq, 8);
+    /* Slot i carries request i (all were free, taken in order); the kernel
+     * posted the completions in whatever order it finished them: sort
+     * them into slot order descending, the reverse of submission. */
     struct vub_uring *u = &t.dq->aio.ring;
     unsigned head = *u->cq_head;
-    for (unsigned i = 0; posted && i < 4; i++) {
-        struct io_uring_cqe tmp = u->cqes[(head + i) & *u->cq_mask];
-        u->cqes[(head + i) & *u->cq_mask] = u->cqes[(head + 7 - i) & *u->cq_mask];
-        u->cqes[(head + 7 - i) & *u->cq_mask] = tmp;
-    }
+    for (unsigned i = 0; posted && i < 8; i++)
+        for (unsigned j = i + 1; j < 8; j++) {
+            struct io_uring_cqe *a = &u->cqes[(head + i) & *u->cq_mask], *b = &u->cqes[(head + j) & *u->cq_mask];
+            if (b->user_data > a->user_data) {
+                struct io_uring_cqe tmp = *a;
+                *a = *b;
+                *b = tmp;
+            }
+        }
     struct vub_dev_stats before = stats_of(&t.s);
     server_step(&t.s, 1000);
     struct vub_dev_stats after = stats_of(&t.s);
@@ -617,12 +643,7 @@ static void test_qcow2_sync(void)
         printf("skip - [BLK-AIO-QCOW2] qemu-img cannot make a qcow2 image\n");
         return;
     }
-    server_start(&t.s, VUB_AIO_IO_URING, false, 1);
-    t.cl = client_connect(&t.s, 1);
-    server_pause(&t.s);
-    t.q = vub_client_queue(t.cl, 0);
-    t.dq = &t.s.dev->queues[0];
-    t.buf = vub_client_alloc(t.cl, 1u << 20);
+    stepped_start(&t, false);
     memset(t.buf, 0xee, 4096);
     submit(&t, VUB_CLIENT_READ, 4096, t.buf, 4096, 1);
     vub_client_kick(t.q);
@@ -671,7 +692,8 @@ static void test_spin_suppresses_kicks(void)
     for (int i = 0; i < 1000 && !served; i++)
         vub_dev_queue_poll(t.s.dev, 0, &served);
     unsigned n = 0;
-    for (int i = 0; i < 1000 && !n; i++) {
+    for (int i = 0; i < 5000 && !n; i++) {
+        usleep(1000); /* the kernel's worker takes its time */
         vub_dev_queue_poll(t.s.dev, 0, NULL);
         n = reap(&t, c, 4);
     }
@@ -881,6 +903,45 @@ static void test_threads_quiesce(bool direct)
     server_stop(&th.s);
 }
 
+/* [BLK-AIO-CACHED] What cannot wait for a device is done at once, not sent
+ * round the ring: a read of a cached image whose bytes are in the page
+ * cache (RWF_NOWAIT says so), and any transfer of a file in memory. */
+static void test_inline_transfers(void)
+{
+    struct stepped t;
+    memset(&t, 0, sizeof t);
+    stepped_start(&t, false); /* build/: a disk file system, page cache warm */
+    struct vub_client_completion c[4];
+    uint64_t before = stats_of(&t.s).inline_transfers;
+    submit(&t, VUB_CLIENT_READ, 4096 * 5, t.buf, 4096, 1);
+    vub_client_kick(t.q);
+    server_step(&t.s, 1000);
+    unsigned n = reap(&t, c, 4);
+    check(n == 1 && t.dq->aio.in_flight == 0 && stats_of(&t.s).inline_transfers == before + 1 && t.buf[0] == 5,
+          "[BLK-AIO-CACHED] a read the page cache holds completes in the pass, not through the ring");
+    stepped_close(&t);
+
+    memset(&t, 0, sizeof t);
+    snprintf(t.s.path, sizeof t.s.path, "/dev/shm/vub-test-aio-XXXXXX");
+    int fd = mkstemp(t.s.path);
+    if (fd < 0 || ftruncate(fd, DISK_BYTES) != 0) {
+        printf("skip - [BLK-AIO-CACHED] no tmpfs at /dev/shm\n");
+        return;
+    }
+    close(fd);
+    stepped_start(&t, false);
+    before = stats_of(&t.s).inline_transfers;
+    memset(t.buf, 0x77, 4096);
+    submit(&t, VUB_CLIENT_WRITE, 4096, t.buf, 4096, 1);
+    submit(&t, VUB_CLIENT_READ, 4096, t.buf + 4096, 4096, 2);
+    vub_client_kick(t.q);
+    server_step(&t.s, 1000);
+    n = reap(&t, c, 4);
+    check(t.s.img->in_memory && n == 2 && t.dq->aio.in_flight == 0 && stats_of(&t.s).inline_transfers == before + 2 &&
+              t.buf[4096] == 0x77,
+          "[BLK-AIO-CACHED] on tmpfs a write and a read complete in the pass (the file is memory)");
+    stepped_close(&t);
+}
 
 /* [MEM-SHRINK] A fault while a write is copied into its bounce buffer
  * (vub-serve's SIGBUS on a shrunk memory file; here the back-end's own
@@ -993,6 +1054,7 @@ int main(void)
     }
     test_direct_qcow2();
     test_qcow2_sync();
+    test_inline_transfers();
     printf("# %d failure(s)\n", failures);
     return failures != 0;
 }

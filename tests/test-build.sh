@@ -38,7 +38,7 @@ done
 bad=$(grep -hoE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"][^>"]+[>"]' vub.c vub.h |
     sed -E 's/.*include[[:space:]]*//' | grep -vE '^<linux/|^"vub\.h"$' |
     grep -vE '^<(assert|ctype|errno|fcntl|inttypes|limits|poll|signal|stdarg|stdatomic|stdbool|stddef|stdint|stdio|stdlib|string|strings|time|unistd)\.h>$' |
-    grep -vE '^<sys/(mman|socket|un|uio|types|stat|eventfd|epoll|ioctl|syscall|time)\.h>$' | sort -u | tr '\n' ' ')
+    grep -vE '^<sys/(mman|socket|un|uio|types|stat|statfs|eventfd|epoll|ioctl|syscall|time)\.h>$' | sort -u | tr '\n' ' ')
 [ -z "$bad" ]
 result $? "vub.c and vub.h include only libc and Linux UAPI headers${bad:+ (found: $bad)}"
 
