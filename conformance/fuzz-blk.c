@@ -120,6 +120,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .writable_bytes = wbytes,
         .too_many_segments = (cfg & 16) != 0,
     };
+    /* As the ring walk records it: the status byte of a chain refused whole. */
+    for (unsigned i = nr; i < nr + nw; i++)
+        if (iov[i].iov_len)
+            c.last_writable = (uint8_t *)iov[i].iov_base + iov[i].iov_len - 1;
     uint32_t used = vub_blk_execute(&blk, &bq, &c);
 
     /* Readable pieces untouched. */
