@@ -377,7 +377,7 @@ static void check_request(const struct command *c, uint64_t off, uint64_t len)
     char line[200];
     if (!strcmp(c->name, "wait-resize")) /* its operand is a time, not an offset */
         return;
-    if (c->writes && (in->features >> 5 & 1)) { /* VIRTIO_BLK_F_RO */
+    if (c->writes && (in->features >> VUB_VIRTIO_BLK_F_RO & 1)) {
         snprintf(line, sizeof line, "%s: the disk is read-only (the back-end offers VIRTIO_BLK_F_RO)", c->name);
         die("%s", line);
     }
