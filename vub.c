@@ -8397,8 +8397,9 @@ static bool vub_dev_start(struct vub_dev *dev, struct vub_dev_queue *q, struct v
      * bytes are all in the page cache, as RWF_NOWAIT finds out. */
     bool now = r->io && img->in_memory;
     enum vub_err err = now ? vub_blk_io_sync(&dev->blk, &q->bq, r) : VUB_OK;
-    now |= r->io && r->type == VIRTIO_BLK_T_IN && img->format == VUB_FORMAT_RAW && !img->direct &&
-           vub_sys_read_cached(img->fd, r->iov, r->count, r->offset, r->bytes);
+    if (!now) /* a file in memory was read just above: not a second time */
+        now = r->io && r->type == VIRTIO_BLK_T_IN && img->format == VUB_FORMAT_RAW && !img->direct &&
+              vub_sys_read_cached(img->fd, r->iov, r->count, r->offset, r->bytes);
     if (now) {
         q->stats.inline_transfers++;
         vub_vring_push(&q->ring, c, vub_blk_finish(&q->bq, r, err));
