@@ -9692,7 +9692,7 @@ struct vub_client_queue {
     struct vub_client_pending *order;  /* [size] scratch: in-flight requests in seq order */
     struct vub_client_saved *saved;    /* [size] by request slot */
     struct vub_desc *bufs;             /* [size x bufs_per_req] each request's buffers, by slot */
-    unsigned bufs_per_req;             /* max_segments + 2: header, data..., status */
+    unsigned bufs_per_req;             /* max_segments (at least 1) + 2: header, data..., status */
     uint16_t *free_link;               /* ring bookkeeping, [size] each (host memory): */
     struct vub_split_slot *ring_slots; /*   split: free list and heads */
     struct vub_packed_slot *packed_slots; /* packed: free ids (free_link) and ids */
@@ -10044,7 +10044,8 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
          * most aligned types first; the saved buffer lists in another. */
         q->pending = calloc(size, 2 * sizeof *q->pending + sizeof *q->ring_slots + sizeof *q->packed_slots +
                                       sizeof *q->saved + sizeof *q->free_link + sizeof *q->slot_free);
-        q->bufs_per_req = in->max_segments + 2;
+        /* header, data or a discard range, status: at least 3 */
+        q->bufs_per_req = (in->max_segments > 1 ? in->max_segments : 1) + 2;
         q->bufs = calloc((size_t)size * q->bufs_per_req, sizeof *q->bufs);
         if (!q->pending || !q->bufs)
             return VUB_E_NOMEM;
@@ -10542,7 +10543,6 @@ static enum vub_err vub_client_data_bufs(struct vub_client_queue *q, const struc
 
 enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_client_req *r)
 {
-    struct vub_desc bufs[VUB_CLIENT_MAX_SEGMENTS + 3];
     unsigned n = 0;
     uint64_t data_bytes = 0;
     uint32_t type;
@@ -10554,6 +10554,9 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     if (q->slot_free_count == 0)
         return VUB_E_AGAIN;
     uint16_t slot = q->slot_free[q->slot_free_count - 1];
+    /* The buffer list is built where vub_client_reconnect() finds it: the
+     * free slot's own entries (header, at most max_segments, status). */
+    struct vub_desc *bufs = q->bufs + (size_t)slot * q->bufs_per_req;
     uint8_t *s = q->slots + (size_t)slot * VUB_CLIENT_SLOT_BYTES;
     uint64_t s_addr = q->slots_addr + (uint64_t)slot * VUB_CLIENT_SLOT_BYTES;
     uint64_t sector = r->offset / VIRTIO_BLK_SECTOR_BYTES;
@@ -10615,7 +10618,6 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     /* The host copies vub_client_reconnect() resubmits from. */
     memcpy(q->saved[slot].hdr, s, sizeof q->saved[slot].hdr);
     q->saved[slot].buf_count = (uint16_t)n;
-    memcpy(q->bufs + (size_t)slot * q->bufs_per_req, bufs, n * sizeof *bufs);
     return VUB_OK;
 }
 
