@@ -7,7 +7,8 @@
 set -u
 cd "$(dirname "$0")/.."
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+failures=$(mktemp)
+trap 'rm -f "$log" "$failures"' EXIT
 pass=0 fail=0 skip=0
 bash tests/deps.sh
 
@@ -25,9 +26,11 @@ run() {
     f=$(grep -c '^not ok\b' "$log")
     s=$(grep -c '^skip\b' "$log")
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        echo "not ok - ${name} exited with status $rc"
+        echo "not ok - ${name} exited with status $rc" | tee -a "$log"
         f=1
     fi
+    # Kept for the end, so that the last lines of a long run name what failed.
+    grep '^not ok\b' "$log" | sed "s|^|# ${name}: |" >>"$failures"
     pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
 }
 
@@ -85,5 +88,9 @@ done
 run guest:no-share env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-no-share.sh 7.2
 run guest:no-share env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-no-share.sh 10.0
 
+if [ -s "$failures" ]; then
+    echo "# what failed:"
+    cat "$failures"
+fi
 echo "${pass} passed, ${fail} failed, ${skip} skipped"
 [ "$fail" -eq 0 ]
