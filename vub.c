@@ -7893,7 +7893,7 @@ struct vub_dev_aio {
     struct vub_uring ring;       /* fd -1 for the synchronous engine */
     unsigned ring_slots;         /* slots the ring was made for */
     struct vub_dev_slot *slots;  /* slot_count of them */
-    struct iovec *iov;           /* VUB_SLOT_IOVS per slot */
+    struct iovec *iov;           /* VUB_SLOT_IOVS per slot, in the slots' block */
     unsigned slot_count;
     int free_head;               /* first free slot; -1: all busy */
     unsigned in_flight;          /* submitted, completion not yet taken */
@@ -7926,16 +7926,20 @@ struct vub_dev_queue {
     struct vub_dev_aio aio;      /* the io_uring engine; ring.fd -1 for the synchronous one */
 };
 
+/* A feature word: the virtio one (GET_/SET_FEATURES) or the protocol one
+ * (GET_/SET_PROTOCOL_FEATURES), which the same two handlers serve. */
+struct vub_dev_word {
+    uint64_t offered;           /* the GET_* answer */
+    uint64_t acked;             /* the SET_* word, 0 until then */
+    bool set;                   /* SET_* seen */
+    enum vub_reason unoffered;  /* why a SET_* with other bits fails */
+};
+
 struct vub_dev {
     struct vub_dev_config cfg;
     int sock;                   /* the session's socket; -1 when detached */
-    uint64_t features_offered;  /* GET_FEATURES answer */
-    uint64_t features;          /* SET_FEATURES, 0 until then */
-    uint64_t protocol_offered;  /* GET_PROTOCOL_FEATURES answer */
-    uint64_t protocol;          /* SET_PROTOCOL_FEATURES, 0 until then */
-    bool features_set;          /* SET_FEATURES seen */
-    bool protocol_set;          /* SET_PROTOCOL_FEATURES seen */
-    bool owner;                 /* SET_OWNER seen */
+    struct vub_dev_word features; /* virtio device features */
+    struct vub_dev_word protocol; /* vhost-user protocol features */
     uint8_t status;             /* SET_STATUS: the VIRTIO device status byte */
     int backend_fd;             /* SET_BACKEND_REQ_FD: our requests to the front-end; -1 if none */
     bool backend_ack_pending;   /* a request with NEED_REPLY was sent there, no answer yet */
@@ -8036,17 +8040,6 @@ static void vub_dev_remap_rings(struct vub_dev *dev)
         vub_dev_map_ring(dev, &dev->queues[i]);
 }
 
-/* [VU-RESET] RESET_DEVICE returns the *device* to its initial state: every
- * ring stopped, disabled and unconfigured (size, base, addresses, kick fd),
- * virtio features and `writeback` forgotten. [VU-RESET-KEEP] What describes
- * the connection is kept: the owner, the protocol features, the memory
- * table, the call and error fds, and each ring's scratch memory (it lives
- * as long as the device). QEMU 10 resets between the firmware's use of the disk and the
- * kernel's and then sends SET_FEATURES, SET_VRING_CALL and the ring
- * messages again, but neither the memory table (with CONFIGURE_MEM_SLOTS it
- * only sends changes to what it believes the back-end has mapped) nor
- * SET_VRING_ERR. The spec's note on RESET_OWNER says the same: discarding
- * connection state on a reset "would lead to bugs". */
 static void vub_dev_inflight_unmap(struct vub_dev *dev)
 {
     vub_sys_unmap(dev->inflight.map_base, dev->inflight.map_len);
@@ -8056,6 +8049,15 @@ static void vub_dev_inflight_unmap(struct vub_dev *dev)
         dev->queues[i].ring.inflight = (struct vub_vring_inflight){0};
 }
 
+/* [VU-RESET] RESET_DEVICE returns the *device* to its initial state: every
+ * ring stopped, disabled and unconfigured (size, base, addresses, kick fd),
+ * virtio features and `writeback` forgotten. [VU-RESET-KEEP] What describes
+ * the connection is kept: the protocol features, the memory table, the call
+ * and error fds, and each ring's scratch memory. QEMU 10 resets between the
+ * firmware's use of the disk and the kernel's, then sends the features and
+ * ring messages again but neither the memory table nor SET_VRING_ERR; the
+ * spec's note on RESET_OWNER agrees: discarding connection state on a reset
+ * "would lead to bugs". */
 static void vub_dev_reset_device(struct vub_dev *dev)
 {
     vub_dev_inflight_unmap(dev); /* [INFL-SET] the front-end sends it again before a start */
@@ -8067,18 +8069,20 @@ static void vub_dev_reset_device(struct vub_dev *dev)
         if (q->ring.scratch.ids_pending)
             memset(q->ring.scratch.ids_pending, 0, VUB_PACKED_IDS / 8);
     }
-    dev->features = 0;
-    dev->features_set = false;
+    dev->features.acked = 0;
+    dev->features.set = false;
     dev->status = 0;
     dev->blk.writeback = 0;
     dev->blk.wce_negotiated = dev->blk.flush_negotiated = false;
 }
 
-/* A new or ended connection: the device reset, and the connection's memory
- * and eventfds dropped too. */
+/* A new or ended connection: the device reset, and the connection's
+ * memory, eventfds and protocol features dropped too. */
 static void vub_dev_reset_session(struct vub_dev *dev)
 {
     vub_dev_reset_device(dev);
+    dev->protocol.acked = 0;
+    dev->protocol.set = false;
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
         vub_sys_close(&dev->queues[i].call_fd);
         vub_sys_close(&dev->queues[i].err_fd);
@@ -8179,14 +8183,12 @@ static enum vub_err vub_dev_aio_size(struct vub_dev *dev, struct vub_dev_queue *
     if (dev->cfg.aio != VUB_AIO_IO_URING)
         return VUB_OK;
     if (want > a->slot_count) {
-        struct vub_dev_slot *slots = realloc(a->slots, want * sizeof *slots);
-        if (slots)
-            a->slots = slots;
-        struct iovec *iov = realloc(a->iov, (size_t)want * VUB_SLOT_IOVS * sizeof *iov);
-        if (iov)
-            a->iov = iov;
-        if (!slots || !iov)
-            return vub_fail(&dev->err, VUB_R_SYS_NOMEM, want * sizeof *slots, 0);
+        size_t bytes = want * (sizeof *a->slots + VUB_SLOT_IOVS * sizeof *a->iov);
+        struct vub_dev_slot *slots = realloc(a->slots, bytes);
+        if (!slots)
+            return vub_fail(&dev->err, VUB_R_SYS_NOMEM, bytes, 0);
+        a->slots = slots;
+        a->iov = (struct iovec *)(void *)(slots + want);
         a->slot_count = want;
     }
     vub_dev_aio_free_all(a);
@@ -8489,29 +8491,32 @@ static enum vub_err vub_dev_run_collect(struct vub_dev *dev, unsigned index)
 
 /* ---- message handlers, in request-number order ---- */
 
-static enum vub_err vub_h_get_features(struct vub_dev *dev, struct vub_msg *m)
+/* The requests answered with one number: GET_FEATURES;
+ * [VU-PROTOCOL-EARLY] GET_PROTOCOL_FEATURES, at any time, before
+ * SET_FEATURES too; [VU-MQ] GET_QUEUE_NUM, every queue up to which works,
+ * alone or together; GET_MAX_MEM_SLOTS; GET_STATUS. */
+static enum vub_err vub_h_get_u64(struct vub_dev *dev, struct vub_msg *m)
 {
-    (void)m;
-    return vub_dev_reply_u64(dev, dev->features_offered);
+    uint32_t r = m->hdr.request;
+    return vub_dev_reply_u64(dev, r == VHOST_USER_GET_FEATURES            ? dev->features.offered
+                                  : r == VHOST_USER_GET_PROTOCOL_FEATURES ? dev->protocol.offered
+                                  : r == VHOST_USER_GET_QUEUE_NUM         ? dev->cfg.num_queues
+                                  : r == VHOST_USER_GET_MAX_MEM_SLOTS     ? VUB_MAX_MEM_REGIONS
+                                                                          : dev->status);
 }
 
-/* [VU-SET-FEATURES] only offered bits; VERSION_1 required (vub has no
- * legacy interface); never disables rings - it is re-sent while running
- * (e.g. to toggle logging). [VU-RING-ENABLED] Without PROTOCOL_FEATURES every
- * ring is enabled at once ("Ring states"). */
-static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
+/* What the virtio feature word sets up. [VU-SET-FEATURES] VERSION_1 is
+ * required (vub has no legacy interface); the word never disables rings -
+ * it is re-sent while running (e.g. to toggle logging). [VU-RING-ENABLED]
+ * Without PROTOCOL_FEATURES every ring is enabled at once ("Ring states"). */
+static enum vub_err vub_dev_use_features(struct vub_dev *dev, uint64_t f)
 {
-    uint64_t f = m->payload.u64;
     bool packed = vub_has(f, VIRTIO_F_RING_PACKED);
-    if (f & ~dev->features_offered)
-        return vub_fail(&dev->err, VUB_R_VU_SET_FEATURES, f & ~dev->features_offered, 0);
     if (!vub_has(f, VIRTIO_F_VERSION_1))
         return vub_fail(&dev->err, VUB_R_VU_VERSION_1, f, 0);
     for (unsigned i = 0; i < dev->cfg.num_queues; i++)
         if (dev->queues[i].ring.packed_ring != packed && dev->queues[i].started)
             return vub_fail(&dev->err, VUB_R_VQ_LAYOUT_CHANGE, i, 0);
-    dev->features = f;
-    dev->features_set = true;
     dev->blk.wce_negotiated = vub_has(f, VIRTIO_BLK_F_CONFIG_WCE);
     dev->blk.flush_negotiated = vub_has(f, VIRTIO_BLK_F_FLUSH);
     for (unsigned i = 0; i < dev->cfg.num_queues; i++) {
@@ -8533,24 +8538,36 @@ static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
+/* SET_FEATURES and SET_PROTOCOL_FEATURES: a word of offered bits only
+ * ([VU-SET-FEATURES], [VU-PROTOCOL-OFFER]), kept once accepted. */
+static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
+{
+    bool virtio = m->hdr.request == VHOST_USER_SET_FEATURES;
+    struct vub_dev_word *w = virtio ? &dev->features : &dev->protocol;
+    uint64_t f = m->payload.u64;
+    enum vub_err err = VUB_OK;
+    if (f & ~w->offered)
+        err = vub_fail(&dev->err, w->unoffered, f & ~w->offered, 0);
+    else if (virtio)
+        err = vub_dev_use_features(dev, f);
+    if (err == VUB_OK) {
+        w->acked = f;
+        w->set = true;
+    }
+    return err;
+}
+
+/* SET_OWNER: the connection is the owner; nothing to record. */
 static enum vub_err vub_h_set_owner(struct vub_dev *dev, struct vub_msg *m)
 {
+    (void)dev;
     (void)m;
-    dev->owner = true;
     return VUB_OK;
 }
 
-/* RESET_OWNER is deprecated: "ignore this message, or use it to disable
- * all rings". vub resets the device as RESET_DEVICE does, keeping the
- * connection's state, and forgets the owner. */
-static enum vub_err vub_h_reset_owner(struct vub_dev *dev, struct vub_msg *m)
-{
-    (void)m;
-    vub_dev_reset_device(dev);
-    dev->owner = false;
-    return VUB_OK;
-}
-
+/* RESET_DEVICE, and RESET_OWNER, deprecated: "ignore this message, or use
+ * it to disable all rings". vub resets the device for both, keeping the
+ * connection's state. */
 static enum vub_err vub_h_reset_device(struct vub_dev *dev, struct vub_msg *m)
 {
     (void)m;
@@ -8584,26 +8601,21 @@ static enum vub_err vub_h_set_mem_table(struct vub_dev *dev, struct vub_msg *m)
 }
 
 /* Scratch a ring needs, allocated when its size is set (never per request):
- * iovecs for one chain, and the packed ring's batch of buffer ids. */
+ * one block of iovecs for one chain and the batch's ids, heads and last
+ * entries, and the packed ring's bitmap of ids pending. */
 static enum vub_err vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue *q, uint32_t num)
 {
     unsigned cap = (num > VUB_BLK_SEG_MAX + 2 ? num : VUB_BLK_SEG_MAX + 2) + VUB_IOV_SLACK;
     struct vub_vring_scratch *s = &q->ring.scratch;
     if (cap > s->iov_cap) {
-        struct iovec *iov = realloc(s->iov, cap * sizeof *iov);
-        uint16_t *ids = realloc(s->batch_ids, cap * sizeof *ids);
-        uint16_t *heads = realloc(s->batch_heads, cap * sizeof *heads);
-        uint16_t *lasts = realloc(s->batch_lasts, cap * sizeof *lasts);
-        if (iov)
-            s->iov = iov;
-        if (ids)
-            s->batch_ids = ids;
-        if (heads)
-            s->batch_heads = heads;
-        if (lasts)
-            s->batch_lasts = lasts;
-        if (!iov || !ids || !heads || !lasts)
-            return vub_fail(&dev->err, VUB_R_SYS_NOMEM, cap * sizeof *iov, 0);
+        size_t bytes = cap * (sizeof *s->iov + 3 * sizeof *s->batch_ids);
+        struct iovec *iov = realloc(s->iov, bytes);
+        if (!iov)
+            return vub_fail(&dev->err, VUB_R_SYS_NOMEM, bytes, 0);
+        s->iov = iov;
+        s->batch_ids = (uint16_t *)(void *)(iov + cap);
+        s->batch_heads = s->batch_ids + cap;
+        s->batch_lasts = s->batch_heads + cap;
         s->iov_cap = cap;
     }
     if (!s->ids_pending && !(s->ids_pending = calloc(VUB_PACKED_IDS / 8, 1)))
@@ -8718,104 +8730,43 @@ static enum vub_err vub_h_get_vring_base(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
-/* [VU-VRING-FD] SET_VRING_KICK/CALL/ERR: queue index in bits 0-7, bit 8 set
- * means no fd; no other bits; exactly one fd when bit 8 is clear. Returns
- * the fd (or -1) through *fd, taken out of the message. */
-static struct vub_dev_queue *vub_dev_vring_fd(struct vub_dev *dev, struct vub_msg *m, int *fd)
-{
-    uint64_t v = m->payload.u64;
-    bool nofd = (v & VHOST_USER_VRING_NOFD_MASK) != 0;
-    if ((v & ~(uint64_t)(VHOST_USER_VRING_IDX_MASK | VHOST_USER_VRING_NOFD_MASK)) ||
-        m->fd_count != (nofd ? 0u : 1u)) {
-        vub_fail(&dev->err, VUB_R_VU_VRING_FD, v, m->fd_count);
-        return NULL;
-    }
-    struct vub_dev_queue *q = vub_dev_queue(dev, (uint32_t)(v & VHOST_USER_VRING_IDX_MASK));
-    if (!q)
-        return NULL;
-    *fd = nofd ? -1 : m->fds[0];
-    if (!nofd)
-        m->fds[0] = -1;
-    return q;
-}
-
-/* [VU-EVENT-FD] a kick fd must be readable as an event source, a call or
- * err fd writable as one; [VU-CALL-NONBLOCK] every one is made
- * non-blocking, so a front-end that never drains its call pipe cannot
- * block the device (a full pipe already holds a pending signal). On
- * failure the fd is closed here. */
-static enum vub_err vub_dev_check_event_fd(struct vub_dev *dev, const struct vub_msg *m, int *fd, bool read_end,
-                                           bool *pipe)
-{
-    enum vub_err err = VUB_OK;
-    *pipe = false;
-    if (*fd >= 0 && !vub_sys_event_fd_ok(*fd, read_end, pipe))
-        err = vub_fail(&dev->err, VUB_R_VU_EVENT_FD, m->hdr.request, 0);
-    else if (*fd >= 0 && !vub_sys_set_nonblock(*fd))
-        err = vub_fail(&dev->err, VUB_R_VU_CALL_NONBLOCK, 0, (uint64_t)errno);
-    if (err != VUB_OK)
-        vub_sys_close(fd);
-    return err;
-}
-
-/* [VU-VRING-KICK] A kick fd starts the ring ("Ring states": started once
+/* [VU-VRING-FD] SET_VRING_KICK, SET_VRING_CALL and SET_VRING_ERR: queue
+ * index in bits 0-7, bit 8 set means no fd; no other bits; exactly one fd
+ * when bit 8 is clear. [VU-EVENT-FD] a kick fd must be readable as an event
+ * source, a call or err fd writable as one; [VU-CALL-NONBLOCK] every one is
+ * made non-blocking, so a front-end that never drains its call pipe cannot
+ * block the device (a full pipe already holds a pending signal). The fd
+ * replaces the one held before; a refused one is closed with the message.
+ * [VU-VRING-KICK] A kick fd starts the ring ("Ring states": started once
  * the kick fd is set); requests already waiting are served at once, since
  * their kick may have gone to the previous fd. */
-static enum vub_err vub_h_set_vring_kick(struct vub_dev *dev, struct vub_msg *m)
+static enum vub_err vub_h_set_vring_fd(struct vub_dev *dev, struct vub_msg *m)
 {
-    int fd = -1;
+    uint64_t v = m->payload.u64;
+    bool nofd = (v & VHOST_USER_VRING_NOFD_MASK) != 0, kick = m->hdr.request == VHOST_USER_SET_VRING_KICK;
     bool pipe = false;
-    struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    enum vub_err err = q ? vub_dev_check_event_fd(dev, m, &fd, true, &pipe) : VUB_E_PROTO;
-    if (err != VUB_OK)
-        return err;
-    vub_sys_close(&q->kick_fd);
-    q->kick_fd = fd;
+    if ((v & ~(uint64_t)(VHOST_USER_VRING_IDX_MASK | VHOST_USER_VRING_NOFD_MASK)) ||
+        m->fd_count != (nofd ? 0u : 1u))
+        return vub_fail(&dev->err, VUB_R_VU_VRING_FD, v, m->fd_count);
+    struct vub_dev_queue *q = vub_dev_queue(dev, (uint32_t)(v & VHOST_USER_VRING_IDX_MASK));
+    if (!q)
+        return VUB_E_PROTO;
+    if (!nofd && !vub_sys_event_fd_ok(m->fds[0], kick, &pipe))
+        return vub_fail(&dev->err, VUB_R_VU_EVENT_FD, m->hdr.request, 0);
+    if (!nofd && !vub_sys_set_nonblock(m->fds[0]))
+        return vub_fail(&dev->err, VUB_R_VU_CALL_NONBLOCK, 0, (uint64_t)errno);
+    int *slot = kick ? &q->kick_fd : m->hdr.request == VHOST_USER_SET_VRING_CALL ? &q->call_fd : &q->err_fd;
+    vub_sys_close(slot);
+    *slot = nofd ? -1 : m->fds[0];
+    m->fds[0] = -1; /* kept */
+    if (!kick)
+        return VUB_OK;
     q->kick_pipe = pipe;
-    q->polled = fd < 0;
+    q->polled = nofd;
     q->started = true;
     q->used_synced = false;
     q->ring.signalled_valid = false;
     return vub_dev_run_collect(dev, (unsigned)(q - dev->queues));
-}
-
-/* SET_VRING_CALL and SET_VRING_ERR: the fd replaces the one held before. */
-static enum vub_err vub_h_set_vring_call_err(struct vub_dev *dev, struct vub_msg *m)
-{
-    int fd = -1;
-    bool pipe;
-    struct vub_dev_queue *q = vub_dev_vring_fd(dev, m, &fd);
-    enum vub_err err = q ? vub_dev_check_event_fd(dev, m, &fd, false, &pipe) : VUB_E_PROTO;
-    if (err != VUB_OK)
-        return err;
-    int *slot = m->hdr.request == VHOST_USER_SET_VRING_CALL ? &q->call_fd : &q->err_fd;
-    vub_sys_close(slot);
-    *slot = fd;
-    return VUB_OK;
-}
-
-/* [VU-PROTOCOL-EARLY] answered at any time, before SET_FEATURES too. */
-static enum vub_err vub_h_get_protocol_features(struct vub_dev *dev, struct vub_msg *m)
-{
-    (void)m;
-    return vub_dev_reply_u64(dev, dev->protocol_offered);
-}
-
-static enum vub_err vub_h_set_protocol_features(struct vub_dev *dev, struct vub_msg *m)
-{
-    uint64_t f = m->payload.u64;
-    if (f & ~dev->protocol_offered)
-        return vub_fail(&dev->err, VUB_R_VU_PROTOCOL_FEATURES, f & ~dev->protocol_offered, 0);
-    dev->protocol = f;
-    dev->protocol_set = true;
-    return VUB_OK;
-}
-
-/* [VU-MQ] every queue up to this number works, alone or together. */
-static enum vub_err vub_h_get_queue_num(struct vub_dev *dev, struct vub_msg *m)
-{
-    (void)m;
-    return vub_dev_reply_u64(dev, dev->cfg.num_queues);
 }
 
 /* [VU-VRING-ENABLE] "should be sent only when PROTOCOL_FEATURES has been
@@ -8825,9 +8776,9 @@ static enum vub_err vub_h_set_vring_enable(struct vub_dev *dev, struct vub_msg *
     struct vub_dev_queue *q = vub_dev_queue(dev, m->payload.state.index);
     if (!q)
         return VUB_E_PROTO;
-    if ((!dev->protocol_set && !vub_has(dev->features, VHOST_USER_F_PROTOCOL_FEATURES)) ||
+    if ((!dev->protocol.set && !vub_has(dev->features.acked, VHOST_USER_F_PROTOCOL_FEATURES)) ||
         m->payload.state.num > 1)
-        return vub_fail(&dev->err, VUB_R_VU_VRING_ENABLE, m->payload.state.num, dev->features);
+        return vub_fail(&dev->err, VUB_R_VU_VRING_ENABLE, m->payload.state.num, dev->features.acked);
     q->enabled = m->payload.state.num == 1;
     return vub_dev_run_collect(dev, m->payload.state.index);
 }
@@ -8886,12 +8837,6 @@ static enum vub_err vub_h_set_config(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
-static enum vub_err vub_h_get_max_mem_slots(struct vub_dev *dev, struct vub_msg *m)
-{
-    (void)m;
-    return vub_dev_reply_u64(dev, VUB_MAX_MEM_REGIONS);
-}
-
 static enum vub_err vub_h_add_mem_reg(struct vub_dev *dev, struct vub_msg *m)
 {
     enum vub_err err = vub_mem_add(&dev->mem, &m->payload.single.region, m->fds[0], &dev->err);
@@ -8928,7 +8873,7 @@ static enum vub_err vub_h_set_status(struct vub_dev *dev, struct vub_msg *m)
     if (v > 0xff)
         return vub_fail(&dev->err, VUB_R_VU_STATUS, v, 0);
     uint8_t status = (uint8_t)v;
-    if ((status & VIRTIO_STATUS_FEATURES_OK) && !dev->features_set)
+    if ((status & VIRTIO_STATUS_FEATURES_OK) && !dev->features.set)
         status &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
     for (unsigned i = 0; status == 0 && i < dev->cfg.num_queues; i++) {
         struct vub_dev_queue *q = &dev->queues[i]; /* a reset: stop, keep the positions */
@@ -8937,12 +8882,6 @@ static enum vub_err vub_h_set_status(struct vub_dev *dev, struct vub_msg *m)
     }
     dev->status = status == 0 ? 0 : (uint8_t)(status | (dev->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET));
     return VUB_OK;
-}
-
-static enum vub_err vub_h_get_status(struct vub_dev *dev, struct vub_msg *m)
-{
-    (void)m;
-    return vub_dev_reply_u64(dev, dev->status);
 }
 
 /* [VU-BACKEND-REQ] the back-end's own channel: a socket, kept across
@@ -8967,7 +8906,7 @@ static enum vub_err vub_h_get_inflight_fd(struct vub_dev *dev, struct vub_msg *m
 {
     const struct vub_vu_inflight in = m->payload.inflight;
     struct vub_vu_inflight *out = vub_dev_reply(dev, sizeof *out);
-    bool packed = vub_has(dev->features, VIRTIO_F_RING_PACKED);
+    bool packed = vub_has(dev->features.acked, VIRTIO_F_RING_PACKED);
     uint64_t bytes = in.num_queues * vub_inflight_queue_bytes(in.queue_size, packed);
     *out = (struct vub_vu_inflight){0, 0, in.num_queues, in.queue_size, 0};
     int fd = -1;
@@ -8987,22 +8926,19 @@ static enum vub_err vub_h_get_inflight_fd(struct vub_dev *dev, struct vub_msg *m
     return VUB_OK;
 }
 
-/* Host memory a queue needs to recover from a region of n entries. */
+/* Host memory a queue needs to recover from a region of n entries: one
+ * block of the order, the next links and the seen bits. */
 static enum vub_err vub_dev_alloc_inflight(struct vub_dev *dev, struct vub_vring_scratch *s, unsigned n)
 {
+    size_t bytes = n * (sizeof *s->inflight_order + sizeof *s->inflight_next) + n / 8 + 1;
     if (n <= s->inflight_cap)
         return VUB_OK;
-    struct vub_inflight_order *order = realloc(s->inflight_order, n * sizeof *order);
-    uint16_t *next = realloc(s->inflight_next, n * sizeof *next);
-    uint8_t *seen = realloc(s->inflight_seen, n / 8 + 1);
-    if (order)
-        s->inflight_order = order;
-    if (next)
-        s->inflight_next = next;
-    if (seen)
-        s->inflight_seen = seen;
-    if (!order || !next || !seen)
-        return vub_fail(&dev->err, VUB_R_SYS_NOMEM, n * sizeof *order, 0);
+    struct vub_inflight_order *order = realloc(s->inflight_order, bytes);
+    if (!order)
+        return vub_fail(&dev->err, VUB_R_SYS_NOMEM, bytes, 0);
+    s->inflight_order = order;
+    s->inflight_next = (uint16_t *)(void *)(order + n);
+    s->inflight_seen = (uint8_t *)(s->inflight_next + n);
     s->inflight_cap = n;
     return VUB_OK;
 }
@@ -9017,7 +8953,7 @@ static enum vub_err vub_dev_alloc_inflight(struct vub_dev *dev, struct vub_vring
 static enum vub_err vub_h_set_inflight_fd(struct vub_dev *dev, struct vub_msg *m)
 {
     const struct vub_vu_inflight in = m->payload.inflight;
-    bool packed = vub_has(dev->features, VIRTIO_F_RING_PACKED);
+    bool packed = vub_has(dev->features.acked, VIRTIO_F_RING_PACKED);
     uint64_t stride = vub_inflight_queue_bytes(in.queue_size, packed), need = in.num_queues * stride, file = 0;
     for (unsigned i = 0; i < dev->cfg.num_queues; i++)
         if (dev->queues[i].started)
@@ -9063,22 +8999,22 @@ static enum vub_err vub_h_set_inflight_fd(struct vub_dev *dev, struct vub_msg *m
 
 /* [VU-DISPATCH] one row per request vub serves; anything else is unknown. */
 static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
-    [VHOST_USER_GET_FEATURES] = {vub_h_get_features, 0, 0, 0, 0, VUB_GATE_NONE, true},
+    [VHOST_USER_GET_FEATURES] = {vub_h_get_u64, 0, 0, 0, 0, VUB_GATE_NONE, true},
     [VHOST_USER_SET_FEATURES] = {vub_h_set_features, 8, 8, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_SET_OWNER] = {vub_h_set_owner, 0, 0, 0, 0, VUB_GATE_NONE, false},
-    [VHOST_USER_RESET_OWNER] = {vub_h_reset_owner, 0, 0, 0, 0, VUB_GATE_NONE, false},
+    [VHOST_USER_RESET_OWNER] = {vub_h_reset_device, 0, 0, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_SET_MEM_TABLE] = {vub_h_set_mem_table, VUB_MEM_MIN, VUB_MEM_MAX, 1, VUB_VU_MAX_FDS,
                                   VUB_GATE_NONE, false},
     [VHOST_USER_SET_VRING_NUM] = {vub_h_set_vring_num, VUB_STATE, VUB_STATE, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_SET_VRING_ADDR] = {vub_h_set_vring_addr, 40, 40, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_SET_VRING_BASE] = {vub_h_set_vring_base, VUB_STATE, VUB_STATE, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_GET_VRING_BASE] = {vub_h_get_vring_base, VUB_STATE, VUB_STATE, 0, 0, VUB_GATE_NONE, true},
-    [VHOST_USER_SET_VRING_KICK] = {vub_h_set_vring_kick, 8, 8, 0, 1, VUB_GATE_NONE, false},
-    [VHOST_USER_SET_VRING_CALL] = {vub_h_set_vring_call_err, 8, 8, 0, 1, VUB_GATE_NONE, false},
-    [VHOST_USER_SET_VRING_ERR] = {vub_h_set_vring_call_err, 8, 8, 0, 1, VUB_GATE_NONE, false},
-    [VHOST_USER_GET_PROTOCOL_FEATURES] = {vub_h_get_protocol_features, 0, 0, 0, 0, VUB_GATE_NONE, true},
-    [VHOST_USER_SET_PROTOCOL_FEATURES] = {vub_h_set_protocol_features, 8, 8, 0, 0, VUB_GATE_NONE, false},
-    [VHOST_USER_GET_QUEUE_NUM] = {vub_h_get_queue_num, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_MQ, true},
+    [VHOST_USER_SET_VRING_KICK] = {vub_h_set_vring_fd, 8, 8, 0, 1, VUB_GATE_NONE, false},
+    [VHOST_USER_SET_VRING_CALL] = {vub_h_set_vring_fd, 8, 8, 0, 1, VUB_GATE_NONE, false},
+    [VHOST_USER_SET_VRING_ERR] = {vub_h_set_vring_fd, 8, 8, 0, 1, VUB_GATE_NONE, false},
+    [VHOST_USER_GET_PROTOCOL_FEATURES] = {vub_h_get_u64, 0, 0, 0, 0, VUB_GATE_NONE, true},
+    [VHOST_USER_SET_PROTOCOL_FEATURES] = {vub_h_set_features, 8, 8, 0, 0, VUB_GATE_NONE, false},
+    [VHOST_USER_GET_QUEUE_NUM] = {vub_h_get_u64, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_MQ, true},
     [VHOST_USER_SET_VRING_ENABLE] = {vub_h_set_vring_enable, VUB_STATE, VUB_STATE, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_SET_BACKEND_REQ_FD] = {vub_h_set_backend_req_fd, 0, 0, 1, 1, VHOST_USER_PROTOCOL_F_BACKEND_REQ,
                                        false},
@@ -9087,14 +9023,14 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
     [VHOST_USER_SET_CONFIG] = {vub_h_set_config, VUB_CONFIG_MIN, VUB_CONFIG_MAX, 0, 0,
                                VHOST_USER_PROTOCOL_F_CONFIG, false},
     [VHOST_USER_RESET_DEVICE] = {vub_h_reset_device, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_RESET_DEVICE, false},
-    [VHOST_USER_GET_MAX_MEM_SLOTS] = {vub_h_get_max_mem_slots, 0, 0, 0, 0,
+    [VHOST_USER_GET_MAX_MEM_SLOTS] = {vub_h_get_u64, 0, 0, 0, 0,
                                       VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, true},
     [VHOST_USER_ADD_MEM_REG] = {vub_h_add_mem_reg, VUB_SINGLE, VUB_SINGLE, 1, 1,
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
     [VHOST_USER_REM_MEM_REG] = {vub_h_rem_mem_reg, VUB_SINGLE, VUB_SINGLE, 0, 1,
                                 VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, false},
     [VHOST_USER_SET_STATUS] = {vub_h_set_status, 8, 8, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, false},
-    [VHOST_USER_GET_STATUS] = {vub_h_get_status, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, true},
+    [VHOST_USER_GET_STATUS] = {vub_h_get_u64, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_STATUS, true},
     [VHOST_USER_GET_INFLIGHT_FD] = {vub_h_get_inflight_fd, 24, 24, 0, 0, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, true},
     [VHOST_USER_SET_INFLIGHT_FD] = {vub_h_set_inflight_fd, 24, 24, 1, 1, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
                                     false},
@@ -9113,7 +9049,7 @@ static const struct vub_dev_rule *vub_dev_check(struct vub_dev *dev, const struc
         vub_fail(&dev->err, VUB_R_VU_DISPATCH, r, 0);
     else if (m->hdr.flags & ~(VHOST_USER_VERSION_MASK | VHOST_USER_NEED_REPLY_MASK))
         vub_fail(&dev->err, VUB_R_VU_HDR_FLAGS, r, m->hdr.flags);
-    else if (rule->gate != VUB_GATE_NONE && !vub_has(dev->protocol, (unsigned)rule->gate))
+    else if (rule->gate != VUB_GATE_NONE && !vub_has(dev->protocol.acked, (unsigned)rule->gate))
         vub_fail(&dev->err, VUB_R_VU_GATE, r, (uint64_t)rule->gate);
     else if (m->hdr.size < rule->min_size || m->hdr.size > rule->max_size)
         vub_fail(&dev->err, VUB_R_VU_MSG_SIZE, r, m->hdr.size);
@@ -9193,8 +9129,8 @@ enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
         q->bq.stats = &q->stats;
     }
     bool read_only = cfg->read_only || vub_image_read_only(cfg->image);
-    dev->features_offered = vub_dev_offer(cfg, read_only);
-    dev->protocol_offered = vub_dev_protocol_offer;
+    dev->features = (struct vub_dev_word){.offered = vub_dev_offer(cfg, read_only), .unoffered = VUB_R_VU_SET_FEATURES};
+    dev->protocol = (struct vub_dev_word){.offered = vub_dev_protocol_offer, .unoffered = VUB_R_VU_PROTOCOL_FEATURES};
     dev->blk.image = cfg->image;
     dev->blk.capacity = vub_image_size(cfg->image) / VIRTIO_BLK_SECTOR_BYTES;
     dev->blk.num_queues = cfg->num_queues;
@@ -9212,17 +9148,11 @@ void vub_dev_free(struct vub_dev *dev)
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
         struct vub_dev_queue *q = &dev->queues[i];
         struct vub_vring_scratch *s = &q->ring.scratch;
-        free(s->iov);
-        free(s->batch_ids);
-        free(s->batch_heads);
-        free(s->batch_lasts);
+        free(s->iov); /* with the batch arrays */
         free(s->ids_pending);
-        free(s->inflight_order);
-        free(s->inflight_next);
-        free(s->inflight_seen);
+        free(s->inflight_order); /* with next and seen */
         vub_uring_exit(&q->aio.ring);
-        free(q->aio.slots);
-        free(q->aio.iov);
+        free(q->aio.slots); /* with their iovecs */
         vub_sys_unmap(q->bq.bounce, (size_t)VUB_BOUNCE_COUNT * VUB_BOUNCE_BYTES);
     }
     free(dev);
@@ -9236,8 +9166,6 @@ enum vub_err vub_dev_attach(struct vub_dev *dev, int fd)
         return VUB_E_INVAL;
     vub_sys_socket_timeouts(fd, VUB_SOCKET_TIMEOUT_MS);
     dev->sock = fd;
-    dev->protocol = 0;
-    dev->protocol_set = dev->owner = false;
     memset(&dev->stats, 0, sizeof dev->stats);
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++)
         memset(&dev->queues[i].stats, 0, sizeof dev->queues[i].stats);
@@ -9256,8 +9184,6 @@ void vub_dev_detach(struct vub_dev *dev)
         vub_dev_drain(dev, i, true); /* [VU-QUIESCE] before the memory goes */
     vub_dev_reset_session(dev);
     vub_sys_close(&dev->sock);
-    dev->protocol = 0;
-    dev->protocol_set = dev->owner = false;
 }
 
 bool vub_dev_attached(const struct vub_dev *dev) { return dev->sock >= 0; }
@@ -9304,11 +9230,11 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q)
  * it. vub_dev_dispatch() reads the answer when it comes. */
 static enum vub_err vub_dev_config_changed(struct vub_dev *dev, bool *notified)
 {
-    bool ack = vub_has(dev->protocol, VHOST_USER_PROTOCOL_F_REPLY_ACK);
+    bool ack = vub_has(dev->protocol.acked, VHOST_USER_PROTOCOL_F_REPLY_ACK);
     struct vub_vu_header h = {VHOST_USER_BACKEND_CONFIG_CHANGE_MSG,
                               VHOST_USER_VERSION | (ack ? VHOST_USER_NEED_REPLY_MASK : 0), 0};
     *notified = false;
-    if (dev->backend_fd < 0 || !vub_has(dev->protocol, VHOST_USER_PROTOCOL_F_CONFIG))
+    if (dev->backend_fd < 0 || !vub_has(dev->protocol.acked, VHOST_USER_PROTOCOL_F_CONFIG))
         return VUB_OK;
     if (vub_vu_send(dev->backend_fd, &h, NULL, NULL, 0) != VUB_OK) {
         enum vub_err err = vub_fail(&dev->err, VUB_R_VU_CONFIG_CHANGE, 0, (uint64_t)errno);
@@ -9525,8 +9451,8 @@ bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr)
 }
 
 const char *vub_dev_why(const struct vub_dev *dev) { return dev->why; }
-uint64_t vub_dev_features(const struct vub_dev *dev) { return dev->features; }
-uint64_t vub_dev_protocol_features(const struct vub_dev *dev) { return dev->protocol; }
+uint64_t vub_dev_features(const struct vub_dev *dev) { return dev->features.acked; }
+uint64_t vub_dev_protocol_features(const struct vub_dev *dev) { return dev->protocol.acked; }
 
 unsigned vub_dev_queues_started(const struct vub_dev *dev)
 {

@@ -130,7 +130,7 @@ static bool fz_setup(struct vub_dev *dev, int sock, const uint8_t *h)
     for (unsigned i = 0; i < 7; i++)
         if (h[1] & (1u << i))
             features |= VUB_BIT(feature_bits[i]);
-    features &= dev->features_offered;
+    features &= dev->features.offered;
     bool two_regions = h[2] & 1, base_first = h[2] & 2, nofd = h[2] & 4, no_call = h[2] & 8,
          err_fd = h[2] & 32;
     uint32_t base = vub_le32(h + 3);
