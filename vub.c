@@ -1039,7 +1039,6 @@ static bool vub_uring_sq_room(const struct vub_uring *u)
 }
 
 /* The next free SQE, zeroed, or NULL when the SQ is full (submit first). */
-
 static struct io_uring_sqe *vub_uring_sqe(struct vub_uring *u)
 {
     if (!vub_uring_sq_room(u))
@@ -7891,7 +7890,6 @@ struct vub_dev_slot {
 /* One queue's engine state. */
 struct vub_dev_aio {
     struct vub_uring ring;       /* fd -1 for the synchronous engine */
-    unsigned ring_slots;         /* slots the ring was made for */
     struct vub_dev_slot *slots;  /* slot_count of them */
     struct iovec *iov;           /* VUB_SLOT_IOVS per slot, in the slots' block */
     unsigned slot_count;
@@ -8013,23 +8011,22 @@ static enum vub_reason vub_dev_map_ring(struct vub_dev *dev, struct vub_dev_queu
         return VUB_R_VQ_RING_STATE;
     if (packed && (q->avail_addr % 4 || q->used_addr % 4))
         return VUB_R_VQ_PACKED_ALIGN; /* event areas are 4-byte aligned */
-    vr->desc = vub_mem_range(&dev->mem, VUB_UVA, q->desc_addr, vub_split_desc_bytes(vr->size));
-    vr->driver = vub_mem_range(&dev->mem, VUB_UVA, q->avail_addr,
-                               packed ? vub_packed_event_bytes() : vub_split_avail_bytes(vr->size));
-    vr->device = vub_mem_range(&dev->mem, VUB_UVA, q->used_addr,
-                               packed ? vub_packed_event_bytes() : vub_split_used_bytes(vr->size));
+    uint8_t *desc = vub_mem_range(&dev->mem, VUB_UVA, q->desc_addr, vub_split_desc_bytes(vr->size));
+    uint8_t *driver = vub_mem_range(&dev->mem, VUB_UVA, q->avail_addr,
+                                    packed ? vub_packed_event_bytes() : vub_split_avail_bytes(vr->size));
+    uint8_t *device = vub_mem_range(&dev->mem, VUB_UVA, q->used_addr,
+                                    packed ? vub_packed_event_bytes() : vub_split_used_bytes(vr->size));
+    if (!desc || !driver || !device)
+        return dev->mem.count ? VUB_R_VU_PART_SHARED_MEM : VUB_R_VU_NO_SHARED_MEM;
     /* [VQ-HOST-ALIGN] our pointer takes its low bits from the region's
      * mmap_offset, not from the front-end's address: a region whose two
      * disagree would give misaligned 16-bit ring atomics. */
-    enum vub_reason r = !vr->desc || !vr->driver || !vr->device
-                            ? (dev->mem.count ? VUB_R_VU_PART_SHARED_MEM : VUB_R_VU_NO_SHARED_MEM)
-                        : (uintptr_t)vr->desc % 16 || (uintptr_t)vr->driver % (packed ? 4 : 2) ||
-                                  (uintptr_t)vr->device % 4
-                            ? VUB_R_VQ_HOST_ALIGN
-                            : VUB_R_NONE;
-    if (r != VUB_R_NONE)
-        vr->desc = vr->driver = vr->device = NULL;
-    return r;
+    if ((uintptr_t)desc % 16 || (uintptr_t)driver % (packed ? 4 : 2) || (uintptr_t)device % 4)
+        return VUB_R_VQ_HOST_ALIGN;
+    vr->desc = desc;
+    vr->driver = driver;
+    vr->device = device;
+    return VUB_R_NONE;
 }
 
 /* [MEM-REMAP] after any change to the memory table, every ring is
@@ -8180,9 +8177,10 @@ static enum vub_err vub_dev_aio_size(struct vub_dev *dev, struct vub_dev_queue *
 {
     struct vub_dev_aio *a = &q->aio;
     unsigned want = VUB_MIN(num, VUB_AIO_MAX_SLOTS);
+    bool grow = want > a->slot_count;
     if (dev->cfg.aio != VUB_AIO_IO_URING)
         return VUB_OK;
-    if (want > a->slot_count) {
+    if (grow) {
         size_t bytes = want * (sizeof *a->slots + VUB_SLOT_IOVS * sizeof *a->iov);
         struct vub_dev_slot *slots = realloc(a->slots, bytes);
         if (!slots)
@@ -8192,12 +8190,11 @@ static enum vub_err vub_dev_aio_size(struct vub_dev *dev, struct vub_dev_queue *
         a->slot_count = want;
     }
     vub_dev_aio_free_all(a);
-    if (a->ring.fd < 0 || a->ring_slots < a->slot_count) {
+    if (a->ring.fd < 0 || grow) {
         vub_uring_exit(&a->ring);
         int rc = vub_uring_init(&a->ring, a->slot_count);
         if (rc != 0)
             return vub_fail(&dev->err, VUB_R_BLK_AIO_SETUP, a->slot_count, (uint64_t)rc);
-        a->ring_slots = a->slot_count;
     }
     return VUB_OK;
 }
@@ -8359,7 +8356,6 @@ static enum vub_err vub_dev_drain(struct vub_dev *dev, unsigned index, bool disc
     while (q->aio.in_flight > 0) {
         if (!vub_dev_aio_enter(dev, q, true)) {
             vub_uring_exit(&q->aio.ring);
-            q->aio.ring_slots = 0;
             vub_dev_aio_free_all(&q->aio);
             if (q->bq.bounce)
                 q->bq.bounce_free = (1u << VUB_BOUNCE_COUNT) - 1;
@@ -8369,15 +8365,6 @@ static enum vub_err vub_dev_drain(struct vub_dev *dev, unsigned index, bool disc
     }
     vub_dev_publish(dev, q, &batch);
     return VUB_OK;
-}
-
-/* The queue's free slot for the next request: NULL for the synchronous
- * engine; *busy when the io_uring engine has none left. */
-static struct vub_dev_slot *vub_dev_free_slot(struct vub_dev_queue *q, bool *busy)
-{
-    bool aio = q->aio.ring.fd >= 0;
-    *busy = aio && q->aio.free_head < 0;
-    return aio && !*busy ? &q->aio.slots[q->aio.free_head] : NULL;
 }
 
 /* Starts one request: the io_uring engine submits its transfer and keeps
@@ -8441,11 +8428,11 @@ static enum vub_err vub_dev_run_queue(struct vub_dev *dev, unsigned index)
     unsigned budget = VUB_QUEUE_BUDGET_RINGS * (unsigned)vr->size, batch = vub_dev_aio_reap(dev, q, false);
     enum vub_err err = VUB_OK;
     for (;;) {
-        bool busy;
         struct vub_chain local;
-        struct vub_dev_slot *s = vub_dev_free_slot(q, &busy);
-        if (busy)
+        bool aio = q->aio.ring.fd >= 0; /* then the request goes in a free slot */
+        if (aio && q->aio.free_head < 0)
             break;
+        struct vub_dev_slot *s = aio ? &q->aio.slots[q->aio.free_head] : NULL;
         err = budget == 0 ? VUB_E_AGAIN : vub_dev_pop(dev, q, s, &local);
         if (err == VUB_E_AGAIN) {
             err = VUB_OK;
@@ -9131,10 +9118,8 @@ enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
     bool read_only = cfg->read_only || vub_image_read_only(cfg->image);
     dev->features = (struct vub_dev_word){.offered = vub_dev_offer(cfg, read_only), .unoffered = VUB_R_VU_SET_FEATURES};
     dev->protocol = (struct vub_dev_word){.offered = vub_dev_protocol_offer, .unoffered = VUB_R_VU_PROTOCOL_FEATURES};
-    dev->blk.image = cfg->image;
-    dev->blk.capacity = vub_image_size(cfg->image) / VIRTIO_BLK_SECTOR_BYTES;
-    dev->blk.num_queues = cfg->num_queues;
-    dev->blk.read_only = read_only;
+    dev->blk = (struct vub_blk){.image = cfg->image, .num_queues = cfg->num_queues, .read_only = read_only,
+                                .capacity = vub_image_size(cfg->image) / VIRTIO_BLK_SECTOR_BYTES};
     memcpy(dev->blk.serial, cfg->serial, sizeof dev->blk.serial);
     *out = dev;
     return VUB_OK;
@@ -9417,13 +9402,10 @@ enum vub_err vub_dev_poll_queues(struct vub_dev *dev, uint64_t *served)
     return err;
 }
 
-/* [VU-POLL-KICKS] While a queue spins, kicks are suppressed: each pass
- * that finds the ring empty leaves the driver told not to kick (split:
- * used->flags NO_NOTIFY, or with EVENT_IDX avail_event left behind;
- * packed: the device event area DISABLE). Ending the spin re-arms kicks
- * and runs the queue once more, which serves whatever came in between:
- * the check after the re-arm closes the race with a driver that looked
- * just before. */
+/* [VU-POLL-KICKS] While a queue spins, a pass that finds the ring empty
+ * leaves kicks suppressed (vub.h says how). Ending the spin runs the queue
+ * once more: its check after the re-arm closes the race with a driver that
+ * looked just before. */
 enum vub_err vub_dev_queue_set_polling(struct vub_dev *dev, unsigned q, bool polling)
 {
     if (q >= dev->cfg.num_queues)
@@ -9432,11 +9414,10 @@ enum vub_err vub_dev_queue_set_polling(struct vub_dev *dev, unsigned q, bool pol
     return polling ? VUB_OK : vub_dev_run_queue(dev, q);
 }
 
-/* [MEM-SHRINK] The hook for a program's SIGBUS handler: is addr in this
- * session's guest memory? Reads only the region table (no locks, no
- * allocation), so it is async-signal-safe. */
-/* The front-end's files the device maps: every guest memory region, and
- * the inflight area (a front-end can shrink either under us). */
+/* [MEM-SHRINK] The hook for a program's SIGBUS handler: is addr in a file
+ * of the front-end's that the device maps, a guest memory region or the
+ * inflight area (either can shrink under us)? Reads only the region table
+ * (no locks, no allocation), so it is async-signal-safe. */
 bool vub_dev_owns_fault(const struct vub_dev *dev, const void *addr)
 {
     const uint8_t *a = addr;
