@@ -795,14 +795,12 @@ static enum vub_err vub_sys_xfer(int fd, bool write, int64_t off, const struct i
     bool cut = false;
     *done = 0;
     for (uint64_t want = vub_iov_bytes(iov, count); *done < want;) {
-        struct vub_iov_cursor resume = c;
-        vub_iov_take(&c, want - *done, batch, VUB_IOV_BATCH, &n);
+        struct vub_iov_cursor peek = c; /* c moves only past what was moved */
+        vub_iov_take(&peek, want - *done, batch, VUB_IOV_BATCH, &n);
         ssize_t got = vub_sys_xfer_once(fd, write, off < 0 ? -1 : off + (int64_t)*done, batch, n, fds, fd_count,
                                         &cut);
-        if (got < 0 && errno == EINTR) {
-            c = resume;
+        if (got < 0 && errno == EINTR)
             continue;
-        }
         if (cut)
             return vub_fail(e, VUB_R_VU_FDS, VUB_VU_MAX_FDS, 0);
         if (got < 0 && off < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -816,7 +814,6 @@ static enum vub_err vub_sys_xfer(int fd, bool write, int64_t off, const struct i
         if (write && fd_count)
             *fd_count = 0; /* sent with the first byte */
         *done += (uint64_t)got;
-        c = resume;
         vub_iov_take(&c, (uint64_t)got, NULL, 0, NULL);
     }
     return VUB_OK;
@@ -7852,17 +7849,14 @@ static int vub_zstd_decompress(uint8_t *dst, size_t dst_len, size_t *dst_done, c
  * [BLK-AIO] With VUB_AIO_IO_URING each queue has its own io_uring and a
  * slot per request it may keep in flight, allocated when the ring's size
  * is set (never per request): the slot holds the popped chain, its iovecs
- * and the decoded request. A run of the queue first takes the completions
- * waiting (finishing and pushing them), then pops and submits until the
- * ring is empty or every slot is busy, hands all new submissions to the
- * kernel in one io_uring_enter(), and publishes the used entries of the
- * pass at once with at most one notification (EVENT_IDX decides, as for
- * the synchronous engine). Requests complete in the order the kernel
- * finishes them; the used ring says which head each entry returns, so the
- * driver needs no order ("Used Buffer Notification": the device may use
- * buffers in any order unless IN_ORDER, which vub does not offer).
- * Completions wake the caller's poll() through the ring's fd, which
- * vub_dev_pollfds() lists while requests are in flight.
+ * and the decoded request. A pass of the queue (vub_dev_run_queue) hands
+ * its submissions to the kernel in one io_uring_enter() and publishes its
+ * used entries at once, notifying at most once. Requests complete in the
+ * order the kernel finishes them: the used ring says which head each entry
+ * returns ("Used Buffer Notification": the device may use buffers in any
+ * order unless IN_ORDER, which vub does not offer). Completions wake the
+ * caller's poll() through the ring's fd, which vub_dev_pollfds() lists
+ * while requests are in flight.
  *
  * What is submitted: reads and writes of raw images (RWF_DSYNC when the
  * write cache is off, [BLK-DURABLE]) and flushes (fdatasync as
@@ -8001,7 +7995,8 @@ static struct vub_dev_queue *vub_dev_queue(struct vub_dev *dev, uint32_t index)
 /* Maps the ring areas from the front-end's addresses; VUB_R_NONE, or why
  * not. [VQ-SPLIT-ALIGN] the areas are aligned 16/2/4 and each lies whole in
  * one region; [VU-NO-SHARED-MEM] an area outside every region usually means
- * guest RAM the front-end did not share. */
+ * guest RAM the front-end did not share: it has no fd to send for it, so
+ * QEMU leaves it out of the table (which is empty if all RAM is private). */
 static enum vub_reason vub_dev_map_ring(struct vub_dev *dev, struct vub_dev_queue *q)
 {
     struct vub_vring *vr = &q->ring;
@@ -8676,10 +8671,6 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
     q->used_addr = a->used_uaddr;
     q->addr_set = true;
     q->addr_before_num = !size;
-    /* [VU-NO-SHARED-MEM] a front-end whose guest RAM is not in shared
-     * memory has no fd to send for it: QEMU then leaves those regions out
-     * of the table (none at all when the whole RAM is private) and the
-     * rings point nowhere vub can see. The reason names the usual cause. */
     enum vub_reason r = size ? vub_dev_map_ring(dev, q) : VUB_R_NONE;
     return r == VUB_R_NONE ? VUB_OK : vub_fail(&dev->err, r, a->index, dev->mem.count);
 }
@@ -8700,8 +8691,8 @@ static enum vub_err vub_h_set_vring_base(struct vub_dev *dev, struct vub_msg *m)
 }
 
 /* [VU-GET-VRING-BASE] stops the ring - it is not reset - and answers with
- * where the device stopped. Requests run synchronously, so every request
- * taken from the ring has been completed by now. */
+ * where the device stopped; every request taken from the ring has been
+ * completed by now ([VU-QUIESCE]). */
 static enum vub_err vub_h_get_vring_base(struct vub_dev *dev, struct vub_msg *m)
 {
     struct vub_dev_queue *q = vub_dev_queue(dev, m->payload.state.index);
@@ -8795,9 +8786,7 @@ static enum vub_err vub_h_get_config(struct vub_dev *dev, struct vub_msg *m)
     }
     vub_blk_config_encode(&dev->blk, cfg);
     struct vub_vu_config *out = vub_dev_reply(dev, 12 + in->size);
-    out->offset = in->offset;
-    out->size = in->size;
-    out->flags = in->flags;
+    *out = *in; /* offset, size and flags as asked */
     memcpy(out->data, cfg + in->offset, in->size);
     return VUB_OK;
 }
@@ -9062,18 +9051,16 @@ static enum vub_err vub_dev_handle(struct vub_dev *dev, struct vub_msg *m)
     dev->reply.hdr.flags = VHOST_USER_REPLY_FLAGS;
     if (err != VUB_OK)
         vub_dev_record(dev, vub_vu_request_name(m->hdr.request));
-    if (rule && rule->has_reply && err == VUB_OK) {
-        err = vub_vu_send(dev->sock, &dev->reply.hdr, &dev->reply.payload, dev->reply.fds, dev->reply.fd_count);
-        vub_msg_close_fds(&dev->reply); /* ours were sent: the front-end holds its own copies */
-        return err;
-    }
-    if (need_reply && !(rule && rule->has_reply)) {
-        if (err != VUB_OK)
-            dev->stats.rejected_messages++;
+    bool own = rule && rule->has_reply;
+    if (own ? err != VUB_OK : !need_reply)
+        return err == VUB_OK ? VUB_OK : VUB_E_PROTO;
+    if (!own) {
+        dev->stats.rejected_messages += err != VUB_OK;
         vub_dev_reply_u64(dev, err == VUB_OK ? 0 : 1);
-        return vub_vu_send(dev->sock, &dev->reply.hdr, &dev->reply.payload, NULL, 0);
     }
-    return err == VUB_OK ? VUB_OK : VUB_E_PROTO;
+    err = vub_vu_send(dev->sock, &dev->reply.hdr, &dev->reply.payload, dev->reply.fds, dev->reply.fd_count);
+    vub_msg_close_fds(&dev->reply); /* ours were sent: the front-end holds its own copies */
+    return err;
 }
 
 /* ---- public API ---- */
