@@ -7949,19 +7949,11 @@ struct vub_dev {
     char why[256];              /* ... formatted, for vub_dev_why() */
 };
 
-/* Formats dev->err into dev->why after prefix (a request or queue name). */
-static void vub_dev_record(struct vub_dev *dev, const char *prefix)
-{
-    vub_error_format(&dev->err, prefix, dev->why, sizeof dev->why);
-}
-
 /* ---- the message table ---- */
-
-typedef enum vub_err (*vub_dev_handler)(struct vub_dev *dev, struct vub_msg *m);
 
 /* What a request must look like before its handler runs. */
 struct vub_dev_rule {
-    vub_dev_handler handle;
+    enum vub_err (*handle)(struct vub_dev *dev, struct vub_msg *m);
     uint16_t min_size, max_size; /* payload bytes accepted ([VU-MSG-SIZE]) */
     uint8_t min_fds, max_fds;    /* descriptors accepted ([VU-FDS]) */
     int8_t gate;                 /* protocol feature that must be negotiated, or -1 */
@@ -8099,15 +8091,6 @@ static void vub_dev_drop_fd(struct vub_dev *dev, int *fd, unsigned index, bool c
     q->stats.dropped_fds++;
 }
 
-static void vub_dev_notify(struct vub_dev *dev, struct vub_dev_queue *q)
-{
-    if (vub_vring_need_notify(&q->ring) && q->call_fd >= 0) {
-        if (!vub_sys_signal(q->call_fd))
-            vub_dev_drop_fd(dev, &q->call_fd, (unsigned)(q - dev->queues), true);
-        q->stats.notifications++;
-    }
-}
-
 /* A ring the driver broke is stopped for good (until reset) and the
  * front-end is told through the error fd; the session then ends. */
 static enum vub_err vub_dev_queue_broken(struct vub_dev *dev, unsigned index)
@@ -8237,10 +8220,8 @@ static bool vub_dev_aio_submit(struct vub_dev *dev, struct vub_dev_queue *q, str
     if (bounce) {
         int i = __builtin_ctz(bq->bounce_free & ~1u);
         s->bounce_iov = (struct iovec){vub_blk_bounce_buf(bq, i), (size_t)r->bytes};
-        if (r->type == VIRTIO_BLK_T_OUT) {
-            struct vub_iov_cursor cur = {r->iov, r->count, 0, 0};
-            vub_iov_copy(&cur, s->bounce_iov.iov_base, NULL, r->bytes);
-        }
+        if (r->type == VIRTIO_BLK_T_OUT)
+            vub_iov_copy(&(struct vub_iov_cursor){r->iov, r->count, 0, 0}, s->bounce_iov.iov_base, NULL, r->bytes);
         r->bounce = i;
         bq->bounce_free &= ~(1u << i);
         bq->stats->bounced++;
@@ -8274,10 +8255,8 @@ static enum vub_err vub_dev_aio_result(struct vub_dev *dev, struct vub_dev_queue
         return VUB_E_IO;
     if (!vub_blk_req_syncs(r) && (uint64_t)res < r->bytes)
         return vub_blk_io_sync(&dev->blk, &q->bq, r);
-    if (r->bounce >= 0 && r->type == VIRTIO_BLK_T_IN) {
-        struct vub_iov_cursor cur = {r->iov, r->count, 0, 0};
-        vub_iov_copy(&cur, NULL, s->bounce_iov.iov_base, r->bytes);
-    }
+    if (r->bounce >= 0 && r->type == VIRTIO_BLK_T_IN)
+        vub_iov_copy(&(struct vub_iov_cursor){r->iov, r->count, 0, 0}, NULL, s->bounce_iov.iov_base, r->bytes);
     return VUB_OK;
 }
 
@@ -8334,7 +8313,11 @@ static void vub_dev_publish(struct vub_dev *dev, struct vub_dev_queue *q, unsign
     if (*batch == 0)
         return;
     vub_vring_publish(&q->ring);
-    vub_dev_notify(dev, q);
+    if (vub_vring_need_notify(&q->ring) && q->call_fd >= 0) {
+        if (!vub_sys_signal(q->call_fd))
+            vub_dev_drop_fd(dev, &q->call_fd, (unsigned)(q - dev->queues), true);
+        q->stats.notifications++;
+    }
     q->stats.completion_passes += q->aio.ring.fd >= 0;
     *batch = 0;
 }
@@ -8527,16 +8510,14 @@ static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
     bool virtio = m->hdr.request == VHOST_USER_SET_FEATURES;
     struct vub_dev_word *w = virtio ? &dev->features : &dev->protocol;
     uint64_t f = m->payload.u64;
-    enum vub_err err = VUB_OK;
     if (f & ~w->offered)
-        err = vub_fail(&dev->err, w->unoffered, f & ~w->offered, 0);
-    else if (virtio)
-        err = vub_dev_use_features(dev, f);
-    if (err == VUB_OK) {
-        w->acked = f;
-        w->set = true;
-    }
-    return err;
+        return vub_fail(&dev->err, w->unoffered, f & ~w->offered, 0);
+    enum vub_err err = virtio ? vub_dev_use_features(dev, f) : VUB_OK;
+    if (err != VUB_OK)
+        return err;
+    w->acked = f;
+    w->set = true;
+    return VUB_OK;
 }
 
 /* SET_OWNER: the connection is the owner; nothing to record. */
@@ -8892,7 +8873,7 @@ static enum vub_err vub_h_get_inflight_fd(struct vub_dev *dev, struct vub_msg *m
     else if ((fd = vub_sys_memfd_new("vub-inflight", bytes)) < 0)
         vub_fail(&dev->err, VUB_R_INFL_SHM, bytes, (uint64_t)errno);
     if (fd < 0) {
-        vub_dev_record(dev, "GET_INFLIGHT_FD");
+        vub_error_format(&dev->err, "GET_INFLIGHT_FD", dev->why, sizeof dev->why);
         dev->stats.rejected_messages++;
         return VUB_OK;
     }
@@ -9050,7 +9031,7 @@ static enum vub_err vub_dev_handle(struct vub_dev *dev, struct vub_msg *m)
     dev->reply.hdr.request = m->hdr.request;
     dev->reply.hdr.flags = VHOST_USER_REPLY_FLAGS;
     if (err != VUB_OK)
-        vub_dev_record(dev, vub_vu_request_name(m->hdr.request));
+        vub_error_format(&dev->err, vub_vu_request_name(m->hdr.request), dev->why, sizeof dev->why);
     bool own = rule && rule->has_reply;
     if (own ? err != VUB_OK : !need_reply)
         return err == VUB_OK ? VUB_OK : VUB_E_PROTO;
@@ -9172,7 +9153,7 @@ enum vub_err vub_dev_handle_msg(struct vub_dev *dev)
         err = vub_dev_handle(dev, m);
         vub_msg_close_fds(m); /* [VU-FDS-CLOSE] whatever a handler did not keep */
     } else {
-        vub_dev_record(dev, NULL);
+        vub_error_format(&dev->err, NULL, dev->why, sizeof dev->why);
     }
     return err == VUB_OK || err == VUB_E_CLOSED ? err : VUB_E_PROTO;
 }
@@ -9210,7 +9191,7 @@ static enum vub_err vub_dev_config_changed(struct vub_dev *dev, bool *notified)
         return VUB_OK;
     if (vub_vu_send(dev->backend_fd, &h, NULL, NULL, 0) != VUB_OK) {
         enum vub_err err = vub_fail(&dev->err, VUB_R_VU_CONFIG_CHANGE, 0, (uint64_t)errno);
-        vub_dev_record(dev, NULL);
+        vub_error_format(&dev->err, NULL, dev->why, sizeof dev->why);
         vub_sys_close(&dev->backend_fd);
         return err;
     }
@@ -9234,7 +9215,7 @@ static void vub_dev_backend_reply(struct vub_dev *dev)
             return;
         vub_fail(&dev->err, VUB_R_VU_BACKEND_REPLY, m->hdr.request, m->hdr.size == 8 ? m->payload.u64 : 0);
     }
-    vub_dev_record(dev, err == VUB_OK ? NULL : "no answer to CONFIG_CHANGE_MSG");
+    vub_error_format(&dev->err, err == VUB_OK ? NULL : "no answer to CONFIG_CHANGE_MSG", dev->why, sizeof dev->why);
     dev->stats.rejected_messages++;
     vub_sys_close(&dev->backend_fd);
 }
