@@ -7860,13 +7860,10 @@ static int vub_zstd_decompress(uint8_t *dst, size_t dst_len, size_t *dst_done, c
  *
  * What is submitted: reads and writes of raw images (RWF_DSYNC when the
  * write cache is off, [BLK-DURABLE]) and flushes (fdatasync as
- * IORING_OP_FSYNC). [BLK-FLUSH-ASYNC] A flush must cover the writes
- * completed before it ("Device Operation": FLUSH makes durable what was
- * written and completed), and each of those completed - its CQE taken -
- * before the flush was submitted, so a plain fdatasync covers it; writes
- * still in flight are not the flush's to wait for, so nothing is drained
- * and no other request stalls. Everything else runs synchronously inside
- * the pass, as with the synchronous engine: GET_ID, discard and
+ * IORING_OP_FSYNC). [BLK-FLUSH-ASYNC] A flush covers the writes completed
+ * before it ("Device Operation"), each of which had its CQE taken before
+ * the flush was submitted: a plain fdatasync does, and nothing is drained.
+ * Everything else runs synchronously inside the pass: GET_ID, discard and
  * write-zeroes (fallocate), malformed requests, and [BLK-AIO-QCOW2] every
  * qcow2 read (see SPEC-NOTES.md). */
 
@@ -7924,7 +7921,6 @@ struct vub_dev_word {
     uint64_t offered;           /* the GET_* answer */
     uint64_t acked;             /* the SET_* word, 0 until then */
     bool set;                   /* SET_* seen */
-    enum vub_reason unoffered;  /* why a SET_* with other bits fails */
 };
 
 struct vub_dev {
@@ -8037,11 +8033,9 @@ static void vub_dev_inflight_unmap(struct vub_dev *dev)
  * ring stopped, disabled and unconfigured (size, base, addresses, kick fd),
  * virtio features and `writeback` forgotten. [VU-RESET-KEEP] What describes
  * the connection is kept: the protocol features, the memory table, the call
- * and error fds, and each ring's scratch memory. QEMU 10 resets between the
- * firmware's use of the disk and the kernel's, then sends the features and
- * ring messages again but neither the memory table nor SET_VRING_ERR; the
- * spec's note on RESET_OWNER agrees: discarding connection state on a reset
- * "would lead to bugs". */
+ * and error fds, and each ring's scratch memory. QEMU 10 sends neither the
+ * table nor SET_VRING_ERR again after its reset, and the spec's note on
+ * RESET_OWNER agrees: discarding connection state "would lead to bugs". */
 static void vub_dev_reset_device(struct vub_dev *dev)
 {
     vub_dev_inflight_unmap(dev); /* [INFL-SET] the front-end sends it again before a start */
@@ -8221,7 +8215,8 @@ static bool vub_dev_aio_submit(struct vub_dev *dev, struct vub_dev_queue *q, str
         int i = __builtin_ctz(bq->bounce_free & ~1u);
         s->bounce_iov = (struct iovec){vub_blk_bounce_buf(bq, i), (size_t)r->bytes};
         if (r->type == VIRTIO_BLK_T_OUT)
-            vub_iov_copy(&(struct vub_iov_cursor){r->iov, r->count, 0, 0}, s->bounce_iov.iov_base, NULL, r->bytes);
+            vub_iov_copy(&(struct vub_iov_cursor){r->iov, r->count, 0, 0}, s->bounce_iov.iov_base, NULL,
+                         r->bytes);
         r->bounce = i;
         bq->bounce_free &= ~(1u << i);
         bq->stats->bounced++;
@@ -8256,7 +8251,8 @@ static enum vub_err vub_dev_aio_result(struct vub_dev *dev, struct vub_dev_queue
     if (!vub_blk_req_syncs(r) && (uint64_t)res < r->bytes)
         return vub_blk_io_sync(&dev->blk, &q->bq, r);
     if (r->bounce >= 0 && r->type == VIRTIO_BLK_T_IN)
-        vub_iov_copy(&(struct vub_iov_cursor){r->iov, r->count, 0, 0}, NULL, s->bounce_iov.iov_base, r->bytes);
+        vub_iov_copy(&(struct vub_iov_cursor){r->iov, r->count, 0, 0}, NULL, s->bounce_iov.iov_base,
+                     r->bytes);
     return VUB_OK;
 }
 
@@ -8357,11 +8353,9 @@ static bool vub_dev_start(struct vub_dev *dev, struct vub_dev_queue *q, struct v
     struct vub_blk_req *r = &s->req;
     struct vub_image *img = dev->blk.image;
     vub_blk_prepare(&dev->blk, &q->bq, c, r);
-    /* [BLK-AIO-CACHED] a transfer that cannot wait for a device is only a
-     * copy: done at once, it costs less than a round trip through the ring
-     * (which would hand it to a kernel worker thread). So is every transfer
-     * of a file in memory (tmpfs), and a read of a cached image whose
-     * bytes are all in the page cache, as RWF_NOWAIT finds out. */
+    /* [BLK-AIO-CACHED] a transfer that cannot wait for a device - any of a
+     * file in memory (tmpfs), a read RWF_NOWAIT finds all in the page cache
+     * - is only a copy: done at once, it costs less than the ring's round trip. */
     bool now = r->io && img->in_memory;
     enum vub_err err = now ? vub_blk_io_sync(&dev->blk, &q->bq, r) : VUB_OK;
     if (!now) /* a file in memory was read just above: not a second time */
@@ -8511,7 +8505,8 @@ static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
     struct vub_dev_word *w = virtio ? &dev->features : &dev->protocol;
     uint64_t f = m->payload.u64;
     if (f & ~w->offered)
-        return vub_fail(&dev->err, w->unoffered, f & ~w->offered, 0);
+        return vub_fail(&dev->err, virtio ? VUB_R_VU_SET_FEATURES : VUB_R_VU_PROTOCOL_FEATURES,
+                        f & ~w->offered, 0);
     enum vub_err err = virtio ? vub_dev_use_features(dev, f) : VUB_OK;
     if (err != VUB_OK)
         return err;
@@ -8814,14 +8809,11 @@ static enum vub_err vub_h_rem_mem_reg(struct vub_dev *dev, struct vub_msg *m)
 
 /* [VU-STATUS] SET_STATUS carries the VIRTIO device status byte. vub keeps
  * it for GET_STATUS and acts on it only where that is safe whichever order
- * the front-end uses:
+ * the front-end uses (SPEC-NOTES.md shows QEMU's):
  *  - FEATURES_OK is kept only if SET_FEATURES was accepted (VIRTIO "Device
  *    Initialization": the device leaves it clear for features it refuses).
- *  - status 0 (a device reset) stops every ring as GET_VRING_BASE does:
- *    positions are kept, nothing is forgotten. QEMU 7.2 sends it *before*
- *    GET_VRING_BASE, QEMU 8.1 and later after: a reset that dropped the
- *    positions would make 7.2's GET_VRING_BASE answer 0. What a reset
- *    forgets is forgotten by RESET_DEVICE or the next SET_VRING_BASE.
+ *  - status 0 (a device reset) stops every ring as GET_VRING_BASE does,
+ *    keeping the positions: QEMU 7.2 sends it *before* GET_VRING_BASE.
  *  - DEVICE_NEEDS_RESET is set by vub when a ring breaks; only a reset
  *    clears it. */
 static enum vub_err vub_h_set_status(struct vub_dev *dev, struct vub_msg *m)
@@ -9084,8 +9076,8 @@ enum vub_err vub_dev_new(struct vub_dev **out, const struct vub_dev_config *cfg)
         q->bq.stats = &q->stats;
     }
     bool read_only = cfg->read_only || vub_image_read_only(cfg->image);
-    dev->features = (struct vub_dev_word){.offered = vub_dev_offer(cfg, read_only), .unoffered = VUB_R_VU_SET_FEATURES};
-    dev->protocol = (struct vub_dev_word){.offered = vub_dev_protocol_offer, .unoffered = VUB_R_VU_PROTOCOL_FEATURES};
+    dev->features.offered = vub_dev_offer(cfg, read_only);
+    dev->protocol.offered = vub_dev_protocol_offer;
     dev->blk = (struct vub_blk){.image = cfg->image, .num_queues = cfg->num_queues, .read_only = read_only,
                                 .capacity = vub_image_size(cfg->image) / VIRTIO_BLK_SECTOR_BYTES};
     memcpy(dev->blk.serial, cfg->serial, sizeof dev->blk.serial);
@@ -9215,7 +9207,8 @@ static void vub_dev_backend_reply(struct vub_dev *dev)
             return;
         vub_fail(&dev->err, VUB_R_VU_BACKEND_REPLY, m->hdr.request, m->hdr.size == 8 ? m->payload.u64 : 0);
     }
-    vub_error_format(&dev->err, err == VUB_OK ? NULL : "no answer to CONFIG_CHANGE_MSG", dev->why, sizeof dev->why);
+    vub_error_format(&dev->err, err == VUB_OK ? NULL : "no answer to CONFIG_CHANGE_MSG", dev->why,
+                     sizeof dev->why);
     dev->stats.rejected_messages++;
     vub_sys_close(&dev->backend_fd);
 }
@@ -9315,9 +9308,8 @@ enum vub_err vub_dev_queue_dispatch(struct vub_dev *dev, unsigned q, const struc
     struct vub_dev_queue *dq = &dev->queues[q];
     enum vub_err err = VUB_OK;
     for (size_t i = 0; i < n && err == VUB_OK; i++) {
-        if (fds[i].fd < 0 || fds[i].fd == dev->sock || fds[i].fd == dev->backend_fd ||
-            !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
-            continue;
+        if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)))
+            continue; /* the socket's and other queues' fds match neither test below */
         if (fds[i].fd == dq->aio.ring.fd && dq->aio.in_flight > 0)
             err = vub_dev_run_queue(dev, q); /* completions */
         if (err != VUB_OK || fds[i].fd != dq->kick_fd)
