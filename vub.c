@@ -7915,8 +7915,7 @@ struct vub_dev_queue {
     struct vub_dev_aio aio;      /* the io_uring engine; ring.fd -1 for the synchronous one */
 };
 
-/* A feature word: the virtio one (GET_/SET_FEATURES) or the protocol one
- * (GET_/SET_PROTOCOL_FEATURES), which the same two handlers serve. */
+/* A feature word, virtio or protocol: what GET_* offers and SET_* takes. */
 struct vub_dev_word {
     uint64_t offered;           /* the GET_* answer */
     uint64_t acked;             /* the SET_* word, 0 until then */
@@ -7971,12 +7970,17 @@ static enum vub_err vub_dev_reply_u64(struct vub_dev *dev, uint64_t v)
     return VUB_OK;
 }
 
-/* [VU-QUEUE-INDEX] every index from the wire is checked before use. */
-static struct vub_dev_queue *vub_dev_queue(struct vub_dev *dev, uint32_t index)
+/* [VU-QUEUE-INDEX] every index from the wire is checked before use; with
+ * stopped, m is a message that may only change a stopped ring. */
+static struct vub_dev_queue *vub_dev_queue(struct vub_dev *dev, const struct vub_msg *m, uint32_t index,
+                                           bool stopped)
 {
-    if (index < dev->cfg.num_queues)
+    if (index >= dev->cfg.num_queues)
+        vub_fail(&dev->err, VUB_R_VU_QUEUE_INDEX, index, dev->cfg.num_queues);
+    else if (stopped && dev->queues[index].started)
+        vub_fail(&dev->err, VUB_R_VU_RING_STOPPED, m->hdr.request, index);
+    else
         return &dev->queues[index];
-    vub_fail(&dev->err, VUB_R_VU_QUEUE_INDEX, index, dev->cfg.num_queues);
     return NULL;
 }
 
@@ -8047,8 +8051,7 @@ static void vub_dev_reset_device(struct vub_dev *dev)
         if (q->ring.scratch.ids_pending)
             memset(q->ring.scratch.ids_pending, 0, VUB_PACKED_IDS / 8);
     }
-    dev->features.acked = 0;
-    dev->features.set = false;
+    dev->features = (struct vub_dev_word){.offered = dev->features.offered};
     dev->status = 0;
     dev->blk.writeback = 0;
     dev->blk.wce_negotiated = dev->blk.flush_negotiated = false;
@@ -8059,8 +8062,7 @@ static void vub_dev_reset_device(struct vub_dev *dev)
 static void vub_dev_reset_session(struct vub_dev *dev)
 {
     vub_dev_reset_device(dev);
-    dev->protocol.acked = 0;
-    dev->protocol.set = false;
+    dev->protocol = (struct vub_dev_word){.offered = dev->protocol.offered};
     for (unsigned i = 0; i < VUB_MAX_QUEUES; i++) {
         vub_sys_close(&dev->queues[i].call_fd);
         vub_sys_close(&dev->queues[i].err_fd);
@@ -8588,20 +8590,9 @@ static enum vub_err vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue
     return vub_dev_aio_size(dev, q, num);
 }
 
-/* A stopped queue by index, for the messages that set up a ring. */
-static struct vub_dev_queue *vub_dev_stopped_queue(struct vub_dev *dev, const struct vub_msg *m)
-{
-    struct vub_dev_queue *q = vub_dev_queue(dev, m->payload.state.index);
-    if (q && q->started) {
-        vub_fail(&dev->err, VUB_R_VU_RING_STOPPED, m->hdr.request, m->payload.state.index);
-        return NULL;
-    }
-    return q;
-}
-
 static enum vub_err vub_h_set_vring_num(struct vub_dev *dev, struct vub_msg *m)
 {
-    struct vub_dev_queue *q = vub_dev_stopped_queue(dev, m);
+    struct vub_dev_queue *q = vub_dev_queue(dev, m, m->payload.state.index, true);
     if (!q)
         return VUB_E_PROTO;
     uint32_t num = m->payload.state.num;
@@ -8629,7 +8620,7 @@ static enum vub_err vub_h_set_vring_num(struct vub_dev *dev, struct vub_msg *m)
 static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
 {
     const struct vub_vu_vring_addr *a = &m->payload.addr;
-    struct vub_dev_queue *q = vub_dev_queue(dev, a->index);
+    struct vub_dev_queue *q = vub_dev_queue(dev, m, a->index, false);
     if (!q)
         return VUB_E_PROTO;
     if ((a->flags & ~1u) || a->desc_uaddr % 16 || a->avail_uaddr % 2 || a->used_uaddr % 4)
@@ -8655,7 +8646,7 @@ static enum vub_err vub_h_set_vring_addr(struct vub_dev *dev, struct vub_msg *m)
  * packed rings: both positions and wrap counters ([VU-PACKED-BASE]). */
 static enum vub_err vub_h_set_vring_base(struct vub_dev *dev, struct vub_msg *m)
 {
-    struct vub_dev_queue *q = vub_dev_stopped_queue(dev, m);
+    struct vub_dev_queue *q = vub_dev_queue(dev, m, m->payload.state.index, true);
     uint32_t base = m->payload.state.num;
     if (!q)
         return VUB_E_PROTO;
@@ -8671,7 +8662,7 @@ static enum vub_err vub_h_set_vring_base(struct vub_dev *dev, struct vub_msg *m)
  * completed by now ([VU-QUIESCE]). */
 static enum vub_err vub_h_get_vring_base(struct vub_dev *dev, struct vub_msg *m)
 {
-    struct vub_dev_queue *q = vub_dev_queue(dev, m->payload.state.index);
+    struct vub_dev_queue *q = vub_dev_queue(dev, m, m->payload.state.index, false);
     if (!q)
         return VUB_E_PROTO;
     q->started = false;
@@ -8702,7 +8693,7 @@ static enum vub_err vub_h_set_vring_fd(struct vub_dev *dev, struct vub_msg *m)
     if ((v & ~(uint64_t)(VHOST_USER_VRING_IDX_MASK | VHOST_USER_VRING_NOFD_MASK)) ||
         m->fd_count != (nofd ? 0u : 1u))
         return vub_fail(&dev->err, VUB_R_VU_VRING_FD, v, m->fd_count);
-    struct vub_dev_queue *q = vub_dev_queue(dev, (uint32_t)(v & VHOST_USER_VRING_IDX_MASK));
+    struct vub_dev_queue *q = vub_dev_queue(dev, m, (uint32_t)(v & VHOST_USER_VRING_IDX_MASK), false);
     if (!q)
         return VUB_E_PROTO;
     if (!nofd && !vub_sys_event_fd_ok(m->fds[0], kick, &pipe))
@@ -8727,7 +8718,7 @@ static enum vub_err vub_h_set_vring_fd(struct vub_dev *dev, struct vub_msg *m)
  * negotiated": vub accepts it once either feature word says so. */
 static enum vub_err vub_h_set_vring_enable(struct vub_dev *dev, struct vub_msg *m)
 {
-    struct vub_dev_queue *q = vub_dev_queue(dev, m->payload.state.index);
+    struct vub_dev_queue *q = vub_dev_queue(dev, m, m->payload.state.index, false);
     if (!q)
         return VUB_E_PROTO;
     if ((!dev->protocol.set && !vub_has(dev->features.acked, VHOST_USER_F_PROTOCOL_FEATURES)) ||
@@ -8905,8 +8896,8 @@ static enum vub_err vub_h_set_inflight_fd(struct vub_dev *dev, struct vub_msg *m
     bool packed = vub_has(dev->features.acked, VIRTIO_F_RING_PACKED);
     uint64_t stride = vub_inflight_queue_bytes(in.queue_size, packed), need = in.num_queues * stride, file = 0;
     for (unsigned i = 0; i < dev->cfg.num_queues; i++)
-        if (dev->queues[i].started)
-            return vub_fail(&dev->err, VUB_R_VU_RING_STOPPED, m->hdr.request, i);
+        if (!vub_dev_queue(dev, m, i, true))
+            return VUB_E_PROTO;
     if (in.num_queues == 0 || in.num_queues > dev->cfg.num_queues || in.queue_size == 0 ||
         in.queue_size > VUB_MAX_QUEUE_SIZE || in.mmap_size != need || in.mmap_offset % 4096 != 0 ||
         !vub_sys_stat(m->fds[0], false, &file, NULL, NULL) || !vub_range_ok(in.mmap_offset, need, file))
@@ -9168,11 +9159,10 @@ enum vub_err vub_dev_process_queue(struct vub_dev *dev, unsigned q)
     return err;
 }
 
-/* [VU-CONFIG-CHANGE] tells the front-end its config space changed. With
- * REPLY_ACK the request asks for an answer, but it is not waited for here:
- * QEMU reads the new config with GET_CONFIG on the main socket before it
- * answers, so a back-end that blocked for the answer would deadlock with
- * it. vub_dev_dispatch() reads the answer when it comes. */
+/* [VU-CONFIG-CHANGE] tells the front-end its config space changed. The
+ * answer REPLY_ACK asks for is not waited for: QEMU sends GET_CONFIG on the
+ * main socket before it answers, so waiting would deadlock with it.
+ * vub_dev_dispatch() reads the answer when it comes. */
 static enum vub_err vub_dev_config_changed(struct vub_dev *dev, bool *notified)
 {
     bool ack = vub_has(dev->protocol.acked, VHOST_USER_PROTOCOL_F_REPLY_ACK);
@@ -9267,20 +9257,16 @@ size_t vub_dev_pollfds(const struct vub_dev *dev, struct pollfd *fds, size_t cap
 }
 
 /* A queue nobody will kick: NOFD, or a pipe kick with a backlog. */
-static bool vub_dev_unkicked(const struct vub_dev_queue *q)
-{
-    return q->started && (q->polled || q->backlog);
-}
-
 bool vub_dev_queue_unkicked(const struct vub_dev *dev, unsigned q)
 {
-    return q < dev->cfg.num_queues && vub_dev_unkicked(&dev->queues[q]);
+    const struct vub_dev_queue *dq = q < dev->cfg.num_queues ? &dev->queues[q] : NULL;
+    return dq && dq->started && (dq->polled || dq->backlog);
 }
 
 bool vub_dev_polling(const struct vub_dev *dev)
 {
     for (unsigned i = 0; i < dev->cfg.num_queues; i++)
-        if (vub_dev_unkicked(&dev->queues[i]))
+        if (vub_dev_queue_unkicked(dev, i))
             return true;
     return false;
 }
@@ -9318,7 +9304,7 @@ enum vub_err vub_dev_queue_dispatch(struct vub_dev *dev, unsigned q, const struc
         if (dq->kick_fd >= 0 && (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)))
             vub_dev_drop_fd(dev, &dq->kick_fd, q, false);
     }
-    if (err == VUB_OK && vub_dev_unkicked(dq))
+    if (err == VUB_OK && vub_dev_queue_unkicked(dev, q))
         err = vub_dev_run_queue(dev, q);
     return err;
 }
