@@ -8517,21 +8517,14 @@ static enum vub_err vub_h_set_features(struct vub_dev *dev, struct vub_msg *m)
     return VUB_OK;
 }
 
-/* SET_OWNER: the connection is the owner; nothing to record. */
-static enum vub_err vub_h_set_owner(struct vub_dev *dev, struct vub_msg *m)
+/* SET_OWNER, RESET_OWNER and RESET_DEVICE. The connection is the owner, so
+ * SET_OWNER records nothing. RESET_OWNER, deprecated ("ignore this message,
+ * or use it to disable all rings"), resets the device as RESET_DEVICE does,
+ * keeping the connection's state. */
+static enum vub_err vub_h_owner(struct vub_dev *dev, struct vub_msg *m)
 {
-    (void)dev;
-    (void)m;
-    return VUB_OK;
-}
-
-/* RESET_DEVICE, and RESET_OWNER, deprecated: "ignore this message, or use
- * it to disable all rings". vub resets the device for both, keeping the
- * connection's state. */
-static enum vub_err vub_h_reset_device(struct vub_dev *dev, struct vub_msg *m)
-{
-    (void)m;
-    vub_dev_reset_device(dev);
+    if (m->hdr.request != VHOST_USER_SET_OWNER)
+        vub_dev_reset_device(dev);
     return VUB_OK;
 }
 
@@ -8941,8 +8934,8 @@ static enum vub_err vub_h_set_inflight_fd(struct vub_dev *dev, struct vub_msg *m
 static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
     [VHOST_USER_GET_FEATURES] = {vub_h_get_u64, 0, 0, 0, 0, VUB_GATE_NONE, true},
     [VHOST_USER_SET_FEATURES] = {vub_h_set_features, 8, 8, 0, 0, VUB_GATE_NONE, false},
-    [VHOST_USER_SET_OWNER] = {vub_h_set_owner, 0, 0, 0, 0, VUB_GATE_NONE, false},
-    [VHOST_USER_RESET_OWNER] = {vub_h_reset_device, 0, 0, 0, 0, VUB_GATE_NONE, false},
+    [VHOST_USER_SET_OWNER] = {vub_h_owner, 0, 0, 0, 0, VUB_GATE_NONE, false},
+    [VHOST_USER_RESET_OWNER] = {vub_h_owner, 0, 0, 0, 0, VUB_GATE_NONE, false},
     [VHOST_USER_SET_MEM_TABLE] = {vub_h_set_mem_table, VUB_MEM_MIN, VUB_MEM_MAX, 1, VUB_VU_MAX_FDS,
                                   VUB_GATE_NONE, false},
     [VHOST_USER_SET_VRING_NUM] = {vub_h_set_vring_num, VUB_STATE, VUB_STATE, 0, 0, VUB_GATE_NONE, false},
@@ -8962,7 +8955,7 @@ static const struct vub_dev_rule vub_dev_rules[VHOST_USER_REQUEST_COUNT] = {
                                VHOST_USER_PROTOCOL_F_CONFIG, true},
     [VHOST_USER_SET_CONFIG] = {vub_h_set_config, VUB_CONFIG_MIN, VUB_CONFIG_MAX, 0, 0,
                                VHOST_USER_PROTOCOL_F_CONFIG, false},
-    [VHOST_USER_RESET_DEVICE] = {vub_h_reset_device, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_RESET_DEVICE, false},
+    [VHOST_USER_RESET_DEVICE] = {vub_h_owner, 0, 0, 0, 0, VHOST_USER_PROTOCOL_F_RESET_DEVICE, false},
     [VHOST_USER_GET_MAX_MEM_SLOTS] = {vub_h_get_u64, 0, 0, 0, 0,
                                       VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, true},
     [VHOST_USER_ADD_MEM_REG] = {vub_h_add_mem_reg, VUB_SINGLE, VUB_SINGLE, 1, 1,
