@@ -8355,9 +8355,9 @@ static bool vub_dev_start(struct vub_dev *dev, struct vub_dev_queue *q, struct v
     struct vub_blk_req *r = &s->req;
     struct vub_image *img = dev->blk.image;
     vub_blk_prepare(&dev->blk, &q->bq, c, r);
-    /* [BLK-AIO-CACHED] a transfer that cannot wait for a device - any of a
-     * file in memory (tmpfs), a read RWF_NOWAIT finds all in the page cache
-     * - is only a copy: done at once, it costs less than the ring's round trip. */
+    /* [BLK-AIO-CACHED] a transfer that cannot wait for a device is only a
+     * copy, done at once for less than the ring's round trip: any of a file
+     * in memory (tmpfs), and a read RWF_NOWAIT finds all in the page cache. */
     bool now = r->io && img->in_memory;
     enum vub_err err = now ? vub_blk_io_sync(&dev->blk, &q->bq, r) : VUB_OK;
     if (!now) /* a file in memory was read just above: not a second time */
