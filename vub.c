@@ -5607,31 +5607,25 @@ const char *vub_image_why(const struct vub_image *img)
  * RFC's order bottom-up, from the bit reader (3.1.1) through stored blocks
  * (3.2.4), Huffman codes (3.2.2), compressed blocks (3.2.5), the fixed code
  * (3.2.6) and the dynamic header (3.2.7) to the block loop (3.2.3). Each
- * function's comment says why it exists and ends with "Format notes": the
- * traps that an implementation written from the RFC alone tends to fall into.
+ * function's comment says why it exists and ends, where the RFC has traps
+ * for an implementation written from it alone, with "Format notes".
  *
  * The engine does no I/O and never allocates. All of its state is one struct
  * on the caller's stack (about 8 KiB with the code-length code), and nothing
  * static is written, so any number of threads may inflate at once. It needs
  * only <stdint.h>, <stddef.h> and <string.h>.
  *
- * Every outcome has its own number in enum vub_inflate_result, the way the
- * tests name them: 0 and 1 are the two ways to stop cleanly, negative values
- * are one per kind of malformed input.
- *
- * Two Huffman decoders live side by side: the plain one is the reference
- * and the fast one is tested against it. The reference,
- * vub_infl_decode_slow(), walks the canonical code one bit at a time using
- * only the count of codes of each length; it is the RFC's definition turned
- * into a loop. vub_infl_decode() first looks the next VUB_INFL_FAST_BITS
- * input bits up in a table built from the same code, and falls back to the
- * reference for longer codes and for the last few bits of the input. The
- * tests decode every stream both ways and compare the results byte for byte.
+ * Two Huffman decoders live side by side. The reference,
+ * vub_infl_decode_slow(), is the RFC's definition of the canonical code
+ * turned into a loop, one bit at a time; vub_infl_decode() looks the next
+ * bits up in a table first and falls back to it. The tests decode every
+ * stream both ways and compare the results byte for byte.
  * ======================================================================== */
 
-/* Results of vub_inflate(), numbered like a table (the numbers are stable),
- * each with its sentence for logs and test output; the one list makes both
- * the enum and the sentences. [INFL-RESULTS] */
+/* Results of vub_inflate(), numbered like a table (the numbers are stable):
+ * 0 and 1 are the two ways to stop cleanly, negative values one per kind of
+ * malformed input. The one list makes both the enum and the sentences for
+ * logs and test output. [INFL-RESULTS] */
 #define VUB_INFLATE_RESULTS(X) \
     X(VUB_INFLATE_OK, 0, "deflate stream complete") \
     X(VUB_INFLATE_FULL, 1, "output buffer full before the deflate stream ended") \
@@ -5715,52 +5709,14 @@ struct vub_infl {
 
 /* ---- Bits (RFC 1951 3.1.1 "Packing into bytes") ---- */
 
-/* Makes at least bit_count_needed (at most 16) bits available, one byte at a
- * time, so that no byte is loaded before it is needed; "input ran out" is
- * reported exactly when the stream needs a bit the input does not have.
+/* Tops the bit buffer up to at least 56 bits, or to the end of the input.
+ * Loading ahead costs nothing in exactness: whole bytes still in the buffer
+ * do not count as used (vub_infl_src_used()). Works on local copies: a store
+ * to s->bit_buf could alias the input bytes, and the compiler would reload
+ * every field on every byte.
  *
- * Format notes: bytes fill the bit buffer from its low end: the first bit of
- * the stream is bit 0 of the first byte. [INFL-CUT] */
-static int vub_infl_need(struct vub_infl *s, unsigned bit_count_needed)
-{
-    while (s->bit_count < bit_count_needed) {
-        if (s->src_pos == s->src_len)
-            return VUB_INFLATE_E_INPUT;
-        s->bit_buf |= (uint64_t)s->src[s->src_pos++] << s->bit_count;
-        s->bit_count += 8;
-    }
-    return 0;
-}
-
-/* Takes the next bit_count (0..16) bits as a number: the value, which is never
- * negative, or VUB_INFLATE_E_INPUT. Header fields and extra bits use this.
- *
- * Format notes: RFC 1951 3.1.1: fields other than Huffman codes are packed
- * starting with their least significant bit, so the first bit taken is the
- * value's bit 0. A 16-bit field read this way on a byte boundary is
- * little-endian, which is what stored blocks' LEN and NLEN are. */
-static int vub_infl_bits(struct vub_infl *s, unsigned bit_count)
-{
-    if (s->bit_count < bit_count) {
-        int err = vub_infl_need(s, bit_count);
-        if (err)
-            return err;
-    }
-    int value = (int)(s->bit_buf & ((1u << bit_count) - 1));
-    s->bit_buf >>= bit_count;
-    s->bit_count -= bit_count;
-    return value;
-}
-
-/* Tops the bit buffer up to at least 56 bits, or to the end of the input,
- * without failing: the fast decoder wants to look ahead, and looking ahead is
- * not needing. Bytes loaded but never used are handed back by
- * vub_infl_unload() and by the src_done count. Works on local copies: a
- * store to s->bit_buf could alias the input bytes, and the compiler would
- * reload every field on every byte.
- *
- * Format notes: none; this only moves bytes earlier than vub_infl_need()
- * would. */
+ * Format notes: bytes fill the buffer from its low end: the first bit of the
+ * stream is bit 0 of the first byte. */
 static void vub_infl_fill(struct vub_infl *s)
 {
     uint64_t buf = s->bit_buf;
@@ -5783,14 +5739,29 @@ static size_t vub_infl_src_used(const struct vub_infl *s)
     return s->src_pos - s->bit_count / 8;
 }
 
-/* Drops the rest of the current byte and gives whole buffered bytes back to
- * src, so a stored block can be copied straight from src.
+/* Takes the next bit_count (0..16) bits as a number: the value, which is never
+ * negative, or VUB_INFLATE_E_INPUT exactly when the stream needs a bit the
+ * input does not have. Header fields and extra bits use this.
  *
- * Format notes: RFC 1951 3.2.4: a stored block's LEN starts on the byte
- * boundary after the 3 header bits; the bits skipped are ignored, whatever
- * their value. The header may have ended anywhere in a byte, and the fast
- * path may have loaded several bytes ahead: both are undone here.
- * [INFL-STORED-ALIGN] */
+ * Format notes: fields other than Huffman codes are packed starting with their
+ * least significant bit, so the first bit taken is the value's bit 0. A
+ * 16-bit field read this way on a byte boundary is little-endian, which is
+ * what stored blocks' LEN and NLEN are. [INFL-CUT] */
+static int vub_infl_bits(struct vub_infl *s, unsigned bit_count)
+{
+    if (s->bit_count < bit_count) {
+        vub_infl_fill(s);
+        if (s->bit_count < bit_count)
+            return VUB_INFLATE_E_INPUT;
+    }
+    int value = (int)(s->bit_buf & ((1u << bit_count) - 1));
+    s->bit_buf >>= bit_count;
+    s->bit_count -= bit_count;
+    return value;
+}
+
+/* Drops the rest of the current byte and gives whole buffered bytes back to
+ * src, so that a stored block's bytes can be taken straight from src. */
 static void vub_infl_unload(struct vub_infl *s)
 {
     s->src_pos = vub_infl_src_used(s);
@@ -5805,10 +5776,12 @@ static void vub_infl_unload(struct vub_infl *s)
  * is copied first, so dst_done stays meaningful. A full output wins when both
  * run out at once: a cluster that is complete is complete.
  *
- * Format notes: LEN is followed by NLEN, its ones' complement, both 16-bit
- * little-endian on a byte boundary. LEN 0 is valid (zlib writes empty stored
- * blocks to flush), and so is a stored block that is not the last one.
- * [INFL-STORED] [INFL-STORED-NLEN] [INFL-FULL] */
+ * Format notes: LEN starts on the byte boundary after the 3 header bits,
+ * which may have ended anywhere in a byte; the bits skipped are ignored,
+ * whatever their value [INFL-STORED-ALIGN]. LEN is followed by NLEN, its
+ * ones' complement, both 16-bit little-endian. LEN 0 is valid (zlib writes
+ * empty stored blocks to flush), and so is a stored block that is not the
+ * last one. [INFL-STORED] [INFL-STORED-NLEN] [INFL-FULL] */
 static int vub_infl_stored(struct vub_infl *s)
 {
     vub_infl_unload(s);
@@ -5820,16 +5793,11 @@ static int vub_infl_stored(struct vub_infl *s)
         return nlen;
     if (nlen != (len ^ 0xffff))
         return VUB_INFLATE_E_STORED_NLEN;
-    /* vub_infl_need() loaded those 4 bytes one by one: bit_buf is empty. */
+    vub_infl_unload(s); /* the bytes after NLEN may be in the bit buffer */
 
     size_t want = (size_t)len;
     size_t room = s->dst_len - s->dst_pos;
-    size_t have = s->src_len - s->src_pos;
-    size_t n = want;
-    if (n > room)
-        n = room;
-    if (n > have)
-        n = have;
+    size_t n = VUB_MIN(want, VUB_MIN(room, s->src_len - s->src_pos));
     if (n > 0)
         memcpy(s->dst + s->dst_pos, s->src + s->src_pos, n);
     s->dst_pos += n;
@@ -5853,21 +5821,19 @@ static unsigned vub_infl_reverse(unsigned code, unsigned len)
     return reversed;
 }
 
-/* Fills the fast table: every code no longer than fast_bits gets every
- * slot whose low bits are its code as it arrives; the slot's higher bits
- * belong to whatever comes next, so the entry is repeated for each of their
- * values. Longer codes, and bits that start no code, leave 0. The table is
- * only as wide as the longest code needs (the code-length code needs 7 bits
- * at most): a hostile stream of tiny blocks must not cost 1024 stores each.
+/* Fills the fast table: a code no longer than fast_bits owns every slot
+ * whose low bits are its code as it arrives (the higher bits belong to what
+ * comes next). Longer codes, and bits that start no code, leave 0. The table
+ * is only as wide as the longest code needs: a hostile stream of tiny blocks
+ * must not cost 1024 stores each.
  *
- * Format notes: the canonical code of RFC 1951 3.2.2: codes of one length
- * are consecutive numbers in symbol order, and the first code of length n+1
- * is (first code of length n + number of codes of length n) shifted left by
+ * Format notes: the canonical code of 3.2.2: codes of one length are
+ * consecutive numbers in symbol order, and the first code of length n+1 is
+ * (first code of length n + number of codes of length n) shifted left by
  * one. Only called for codes that are not over-subscribed. [INFL-FAST] */
 static void vub_infl_build_fast(struct vub_infl_huff *h)
 {
-    unsigned widest = VUB_INFL_FAST_BITS;
-    h->fast_bits = h->max_len < widest ? h->max_len : widest;
+    h->fast_bits = VUB_MIN(h->max_len, (unsigned)VUB_INFL_FAST_BITS);
     unsigned slots = 1u << h->fast_bits;
     memset(h->fast, 0, slots * sizeof h->fast[0]);
     unsigned code = 0, index = 0;
@@ -5896,8 +5862,7 @@ static int vub_infl_build(struct vub_infl_huff *h, const uint8_t *lengths, unsig
     h->max_len = 0;
     for (unsigned sym = 0; sym < symbol_count; sym++) {
         h->count[lengths[sym]]++;
-        if (lengths[sym] > h->max_len)
-            h->max_len = lengths[sym];
+        h->max_len = VUB_MAX(h->max_len, lengths[sym]);
     }
     h->count[0] = 0;
 
@@ -5969,14 +5934,12 @@ static int vub_infl_decode_slow(struct vub_infl *s, const struct vub_infl_huff *
     return no_code_err;
 }
 
-/* Decodes one symbol, through the fast table if enabled and the next bits
- * are loaded, else through the reference. Both must give the same symbol,
- * the same bits consumed and the same errors (tested).
- *
+/* Decodes one symbol, through the fast table if enabled, else through the
+ * reference; both give the same symbol, bits consumed and errors (tested).
  * The buffer is topped up only when it holds fewer bits than the longest
  * code, so most symbols cost one table load and a shift.
  *
- * Format notes: the table entry is trusted only if its code length fits in
+ * Format notes: a table entry is trusted only if its code length fits in
  * the bits actually loaded; near the end of the input the rest of the
  * index is zero padding, not stream bits. [INFL-FAST] */
 static int vub_infl_decode(struct vub_infl *s, const struct vub_infl_huff *h, int no_code_err)
@@ -6012,18 +5975,6 @@ static const uint8_t vub_infl_dist_extra[30] = {
     0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6,
     7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 
-/* Writes one literal byte, if there is room.
- *
- * Format notes: none; the room check is what keeps a hostile stream inside
- * the cluster buffer. [INFL-FULL] */
-static int vub_infl_literal(struct vub_infl *s, int byte)
-{
-    if (s->dst_pos == s->dst_len)
-        return VUB_INFLATE_FULL;
-    s->dst[s->dst_pos++] = (uint8_t)byte;
-    return 0;
-}
-
 /* Copies length bytes from distance bytes back in the output, as many as
  * fit; VUB_INFLATE_FULL if not all did.
  *
@@ -6045,7 +5996,7 @@ static int vub_infl_copy(struct vub_infl *s, size_t distance, size_t length)
         return VUB_INFLATE_FULL;
     if (distance > s->dst_pos)
         return VUB_INFLATE_E_DIST_FAR;
-    size_t n = length < room ? length : room;
+    size_t n = VUB_MIN(length, room);
     uint8_t *to = s->dst + s->dst_pos;
     const uint8_t *from = to - distance;
     if (distance >= n) {
@@ -6098,22 +6049,26 @@ static int vub_infl_match(struct vub_infl *s, int len_symbol)
  *
  * Format notes: 3.2.5: one alphabet carries literals (0..255), end of
  * block (256) and lengths (257..285); a distance code follows only a
- * length. A block with literals only may have an empty distance code. */
+ * length. A block with literals only may have an empty distance code.
+ * The room check before each literal is what keeps a hostile stream inside
+ * the cluster buffer. [INFL-FULL] */
 static int vub_infl_codes(struct vub_infl *s)
 {
     for (;;) {
         int sym = vub_infl_decode(s, &s->lit_len, VUB_INFLATE_E_LEN_CODE);
-        int err;
         if (sym < 0)
             return sym;
-        if (sym < 256)
-            err = vub_infl_literal(s, sym);
-        else if (sym == VUB_INFL_END_OF_BLOCK)
+        if (sym < VUB_INFL_END_OF_BLOCK) {
+            if (s->dst_pos == s->dst_len)
+                return VUB_INFLATE_FULL;
+            s->dst[s->dst_pos++] = (uint8_t)sym;
+        } else if (sym == VUB_INFL_END_OF_BLOCK) {
             return 0;
-        else
-            err = vub_infl_match(s, sym);
-        if (err)
-            return err;
+        } else {
+            int err = vub_infl_match(s, sym);
+            if (err)
+                return err;
+        }
     }
 }
 
@@ -6132,22 +6087,15 @@ static int vub_infl_codes(struct vub_infl *s)
  * [INFL-FIXED] [INFL-SYM-UNUSED] */
 static int vub_infl_fixed(struct vub_infl *s)
 {
-    if (s->codes_are_fixed)
-        return vub_infl_codes(s);
-    uint8_t lengths[VUB_INFL_LIT_LEN_CODES];
-    unsigned sym = 0;
-    for (; sym < 144; sym++)
-        lengths[sym] = 8;
-    for (; sym < 256; sym++)
-        lengths[sym] = 9;
-    for (; sym < 280; sym++)
-        lengths[sym] = 7;
-    for (; sym < VUB_INFL_LIT_LEN_CODES; sym++)
-        lengths[sym] = 8;
-    vub_infl_build(&s->lit_len, lengths, VUB_INFL_LIT_LEN_CODES);
-    memset(lengths, 5, VUB_INFL_DIST_CODES);
-    vub_infl_build(&s->dist, lengths, VUB_INFL_DIST_CODES);
-    s->codes_are_fixed = 1;
+    if (!s->codes_are_fixed) {
+        uint8_t lengths[VUB_INFL_LIT_LEN_CODES];
+        for (unsigned sym = 0; sym < VUB_INFL_LIT_LEN_CODES; sym++)
+            lengths[sym] = sym < 144 ? 8 : sym < 256 ? 9 : sym < 280 ? 7 : 8;
+        vub_infl_build(&s->lit_len, lengths, VUB_INFL_LIT_LEN_CODES);
+        memset(lengths, 5, VUB_INFL_DIST_CODES);
+        vub_infl_build(&s->dist, lengths, VUB_INFL_DIST_CODES);
+        s->codes_are_fixed = 1;
+    }
     return vub_infl_codes(s);
 }
 
@@ -6159,11 +6107,10 @@ static const uint8_t vub_infl_cl_order[VUB_INFL_CL_CODES] = {
 
 /* Reads the code-length code: HCLEN + 4 lengths of 3 bits each.
  *
- * Format notes: the lengths come in the order 16, 17, 18, 0, 8, 7, 9, 6, 10,
- * 5, 11, 4, 12, 3, 13, 2, 14, 1, 15 (most often used first), not 0..18;
- * the ones not sent are 0. This code must be complete: zlib allows no
- * incomplete code-length code, not even a single one-bit code.
- * [INFL-CL-ORDER] [INFL-CL-COMPLETE] */
+ * Format notes: the lengths come in the order above (most often used
+ * first), not 0..18; the ones not sent are 0. This code must be complete:
+ * zlib allows no incomplete code-length code, not even a single one-bit
+ * code. [INFL-CL-ORDER] [INFL-CL-COMPLETE] */
 static int vub_infl_cl_code(struct vub_infl *s, struct vub_infl_huff *cl, unsigned cl_count)
 {
     uint8_t lengths[VUB_INFL_CL_CODES] = {0};
@@ -6179,14 +6126,19 @@ static int vub_infl_cl_code(struct vub_infl *s, struct vub_infl_huff *cl, unsign
     return unused > 0 ? VUB_INFLATE_E_CL_INCOMPLETE : 0;
 }
 
+/* Symbols 16, 17 and 18 of the code-length alphabet: the extra bits of
+ * their repeat count, and the count those bits add to. */
+static const uint8_t vub_infl_repeat_extra[3] = {2, 3, 7};
+static const uint8_t vub_infl_repeat_base[3] = {3, 3, 11};
+
 /* Reads length_count code lengths (lit/len then distance) with the
  * code-length code.
  *
  * Format notes: symbols 0-15 are lengths; 16 repeats the previous length
- * 3-6 times (2 extra bits), 17 writes 3-10 zeros (3 extra bits), 18 writes
- * 11-138 zeros (7 extra bits). The lit/len and distance lengths form one
- * sequence, so a repeat may run from the one into the other, but never past
- * the end of both, and 16 needs a length before it. [INFL-REPEAT] */
+ * 3-6 times, 17 writes 3-10 zeros and 18 writes 11-138 zeros. The lit/len
+ * and distance lengths form one sequence, so a repeat may run from the one
+ * into the other, but never past the end of both, and 16 needs a length
+ * before it. [INFL-REPEAT] */
 static int vub_infl_lengths(struct vub_infl *s, const struct vub_infl_huff *cl,
                             uint8_t *lengths, unsigned length_count)
 {
@@ -6200,27 +6152,16 @@ static int vub_infl_lengths(struct vub_infl *s, const struct vub_infl_huff *cl,
             lengths[done++] = (uint8_t)sym;
             continue;
         }
-        uint8_t value = 0;
-        int repeat;
-        if (sym == 16) {
-            if (done == 0)
-                return VUB_INFLATE_E_REPEAT_FIRST;
-            value = lengths[done - 1];
-            repeat = vub_infl_bits(s, 2);
-            repeat = repeat < 0 ? repeat : 3 + repeat;
-        } else if (sym == 17) {
-            repeat = vub_infl_bits(s, 3);
-            repeat = repeat < 0 ? repeat : 3 + repeat;
-        } else {
-            repeat = vub_infl_bits(s, 7);
-            repeat = repeat < 0 ? repeat : 11 + repeat;
-        }
-        if (repeat < 0)
-            return repeat;
-        if ((unsigned)repeat > length_count - done)
+        if (sym == 16 && done == 0)
+            return VUB_INFLATE_E_REPEAT_FIRST;
+        int extra = vub_infl_bits(s, vub_infl_repeat_extra[sym - 16]);
+        if (extra < 0)
+            return extra;
+        unsigned repeat = vub_infl_repeat_base[sym - 16] + (unsigned)extra;
+        if (repeat > length_count - done)
             return VUB_INFLATE_E_REPEAT_PAST;
-        memset(lengths + done, value, (size_t)repeat);
-        done += (unsigned)repeat;
+        memset(lengths + done, sym == 16 ? lengths[done - 1] : 0, repeat);
+        done += repeat;
     }
     return 0;
 }
@@ -6275,61 +6216,39 @@ static int vub_infl_dynamic(struct vub_infl *s)
 
 /* ---- Blocks and the stream (RFC 1951 3.2.3 "Details of block format") ---- */
 
-/* Decodes blocks until the one marked last has ended, or something stops it.
+/* vub_inflate() with the choice of decoder (tests run both and compare):
+ * decodes blocks until the one marked last has ended, or something stops it.
  *
  * Format notes: each block starts with BFINAL (1 bit) then BTYPE (2 bits,
  * read as one LSB-first number: 0 stored, 1 fixed, 2 dynamic, 3 reserved).
  * Blocks are not byte-aligned except that a stored block's body is. Bits
- * after the last block (padding, or the next cluster's data) are not
- * used. [INFL-BLOCKS] [INFL-BTYPE3] [INFL-TRAILING] */
-static int vub_infl_blocks(struct vub_infl *s)
-{
-    int last;
-    do {
-        last = vub_infl_bits(s, 1);
-        if (last < 0)
-            return last;
-        int type = vub_infl_bits(s, 2);
-        if (type < 0)
-            return type;
-        int err;
-        if (type == 0)
-            err = vub_infl_stored(s);
-        else if (type == 1)
-            err = vub_infl_fixed(s);
-        else if (type == 2)
-            err = vub_infl_dynamic(s);
-        else
-            err = VUB_INFLATE_E_BLOCK_TYPE;
-        if (err)
-            return err;
-    } while (!last);
-    return VUB_INFLATE_OK;
-}
-
-/* vub_inflate() with the choice of decoder; tests run both and compare.
- *
- * Format notes: deflate has no length field for the whole stream; only the
- * last block's end says it is over. A cut stream is therefore only known to
- * be cut when a bit is missing, and a cut that falls after the output is
- * full is reported as VUB_INFLATE_FULL, as zlib's Z_BUF_ERROR with no output
- * space left is accepted by QEMU. [INFL-CUT] [INFL-FULL] */
+ * after the last block (padding, or the next cluster's data) are not used.
+ * Deflate has no length field for the whole stream: only the last block's
+ * end says it is over, so a cut stream is only known to be cut when a bit
+ * is missing. A cut that falls after the output is full is reported as
+ * VUB_INFLATE_FULL, as zlib's Z_BUF_ERROR with no output space left is
+ * accepted by QEMU. [INFL-BLOCKS] [INFL-BTYPE3] [INFL-TRAILING] [INFL-CUT]
+ * [INFL-FULL] */
 static int vub_infl_run(uint8_t *dst, size_t dst_len, size_t *dst_done,
                         const uint8_t *src, size_t src_len, size_t *src_done, int use_table)
 {
-    struct vub_infl s;
-    s.src = src;
-    s.src_len = src_len;
-    s.src_pos = 0;
-    s.bit_buf = 0;
-    s.bit_count = 0;
-    s.dst = dst;
-    s.dst_len = dst_len;
-    s.dst_pos = 0;
+    struct vub_infl s = {.src = src, .src_len = src_len, .dst = dst, .dst_len = dst_len};
     s.use_table = use_table;
-    s.codes_are_fixed = 0;
-
-    int result = vub_infl_blocks(&s);
+    int result = VUB_INFLATE_OK, last = 0;
+    while (result == VUB_INFLATE_OK && !last) {
+        last = vub_infl_bits(&s, 1);
+        int type = vub_infl_bits(&s, 2);
+        if (last < 0 || type < 0)
+            result = VUB_INFLATE_E_INPUT;
+        else if (type == 0)
+            result = vub_infl_stored(&s);
+        else if (type == 1)
+            result = vub_infl_fixed(&s);
+        else if (type == 2)
+            result = vub_infl_dynamic(&s);
+        else
+            result = VUB_INFLATE_E_BLOCK_TYPE;
+    }
     if (result == VUB_INFLATE_E_INPUT && s.dst_pos == s.dst_len)
         result = VUB_INFLATE_FULL;
     if (dst_done)
