@@ -125,25 +125,20 @@ static inline uint64_t vub_be64(const uint8_t *p)
 
 /* Ring indexes and flags are written by the other side while we run, so
  * they are read and written as whole 16-bit atomics: a byte-wise read could
- * see half of an update (0x00ff -> 0x0100 read as 0x01ff). The pointer must
- * be 2-byte aligned; ring setup checks the alignments the spec requires. */
-static inline uint16_t vub_cpu_from_le16(uint16_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return (uint16_t)(v >> 8 | v << 8);
-#else
-    return v;
-#endif
-}
-
+ * see half of an update (0x00ff -> 0x0100 read as 0x01ff). The atomic moves
+ * the two bytes as they lie in the ring; vub_le16() orders them. The pointer
+ * must be 2-byte aligned; ring setup checks the alignments the spec requires. */
 static inline uint16_t vub_ring_load16(const uint8_t *p, memory_order order)
 {
-    return vub_cpu_from_le16(atomic_load_explicit((_Atomic uint16_t *)(uintptr_t)p, order));
+    uint16_t raw = atomic_load_explicit((_Atomic uint16_t *)(uintptr_t)p, order);
+    return vub_le16((const uint8_t *)&raw);
 }
 
 static inline void vub_ring_store16(uint8_t *p, uint16_t v, memory_order order)
 {
-    atomic_store_explicit((_Atomic uint16_t *)(uintptr_t)p, vub_cpu_from_le16(v), order);
+    uint16_t raw;
+    vub_put_le16((uint8_t *)&raw, v);
+    atomic_store_explicit((_Atomic uint16_t *)(uintptr_t)p, raw, order);
 }
 
 /* Checked arithmetic: every length and offset a peer or an image gives us
@@ -304,10 +299,10 @@ const char *vub_strerror(enum vub_err err)
     X(QCOW2_BACKING_OPEN, "SYS-OPEN", IO, "cannot open backing file") \
     X(QCOW2_BACKING_KIND, "SYS-FILE", IO, "raw backing file is not a regular file or block device") \
     X(QCOW2_BACKING_LOOP, "QCOW2-BACKING-LOOP", CORRUPT, "backing chain loops: a file is already in it") \
-    /* 11. Back-end: the io_uring engine */ \
+    /* 12. Back-end: the io_uring engine */ \
     X(BLK_AIO_SETUP, "BLK-AIO", IO, "cannot set up an io_uring for %llu requests in flight") \
     X(BLK_AIO, "BLK-AIO", IO, "io_uring_enter failed (ring %llu)") \
-    /* 11. Back-end: the message table */ \
+    /* 12. Back-end: the message table */ \
     X(VU_DISPATCH, "VU-DISPATCH", PROTO, "request %s is not supported") \
     X(VU_GATE, "VU-GATE", PROTO, "%s without its protocol feature (bit %llu) negotiated") \
     X(VU_FDS_COUNT, "VU-FDS", PROTO, "%s came with %llu fds, not what it takes") \
@@ -348,7 +343,7 @@ const char *vub_strerror(enum vub_err err)
     /* ... config space */ \
     X(VU_CONFIG_RANGE, "VU-CONFIG-RANGE", PROTO, "config access of %llu bytes at offset %llu") \
     X(VU_CONFIG_WRITE, "VU-CONFIG-WRITE", PROTO, "SET_CONFIG writes %llu to config byte %llu") \
-    /* 12. Front-end: replies and negotiation */ \
+    /* 13. Front-end: replies and negotiation */ \
     X(VU_REPLY_TIMEOUT, "VU-REPLY-TIMEOUT", TIMEOUT, "back-end did not answer %s within %llu ms") \
     X(VU_REPLY_CHECK, "VU-REPLY-CHECK", PROTO, "reply to %s does not match (request and flags 0x%llx)") \
     X(VU_ANSWER, "VU-REPLY-CHECK", PROTO, "back-end answered %s with %llu, which is out of range") \
@@ -462,7 +457,7 @@ void vub_features_str(uint64_t bits, enum vub_feature_kind kind, char *buf, size
     size_t used = 0;
     if (!buf || len == 0)
         return;
-    buf[0] = '\0';
+    snprintf(buf, len, "(none)"); /* the first name overwrites it */
     for (unsigned bit = 0; bit < 64 && used < len; bit++) {
         if (!vub_has(bits, bit))
             continue;
@@ -472,8 +467,6 @@ void vub_features_str(uint64_t bits, enum vub_feature_kind kind, char *buf, size
             break;
         used += (size_t)n;
     }
-    if (used == 0)
-        snprintf(buf, len, "(none)");
 }
 
 /* ---- The one iovec cursor ---------------------------------------------------
@@ -1541,12 +1534,6 @@ static enum vub_err vub_mem_add(struct vub_mem *mem, const struct vub_vu_mem_reg
     return VUB_OK;
 }
 
-static void vub_mem_unmap_region(struct vub_mem_region *r)
-{
-    vub_sys_unmap(r->map_base, r->map_len);
-    memset(r, 0, sizeof *r);
-}
-
 /* [MEM-REM] REM_MEM_REG names a region by guest address, user address and
  * size; mmap_offset is not compared (vhost-user.rst REM_MEM_REG). */
 static bool vub_mem_remove(struct vub_mem *mem, const struct vub_vu_mem_region *w)
@@ -1554,10 +1541,9 @@ static bool vub_mem_remove(struct vub_mem *mem, const struct vub_vu_mem_region *
     for (unsigned i = 0; i < mem->count; i++) {
         struct vub_mem_region *r = &mem->regions[i];
         if (r->guest_addr == w->guest_addr && r->user_addr == w->user_addr && r->size == w->size) {
-            vub_mem_unmap_region(r);
-            mem->regions[i] = mem->regions[mem->count - 1];
-            memset(&mem->regions[mem->count - 1], 0, sizeof *r);
-            mem->count--;
+            vub_sys_unmap(r->map_base, r->map_len);
+            *r = mem->regions[--mem->count]; /* the last region fills the hole */
+            memset(&mem->regions[mem->count], 0, sizeof *r);
             return true;
         }
     }
@@ -1567,8 +1553,8 @@ static bool vub_mem_remove(struct vub_mem *mem, const struct vub_vu_mem_region *
 static void vub_mem_clear(struct vub_mem *mem)
 {
     for (unsigned i = 0; i < mem->count; i++)
-        vub_mem_unmap_region(&mem->regions[i]);
-    mem->count = 0;
+        vub_sys_unmap(mem->regions[i].map_base, mem->regions[i].map_len);
+    memset(mem, 0, sizeof *mem);
 }
 
 /* ======================================================================== *
@@ -5610,16 +5596,15 @@ const char *vub_image_why(const struct vub_image *img)
  * function's comment says why it exists and ends, where the RFC has traps
  * for an implementation written from it alone, with "Format notes".
  *
- * The engine does no I/O and never allocates. All of its state is one struct
- * on the caller's stack (about 8 KiB with the code-length code), and nothing
- * static is written, so any number of threads may inflate at once. It needs
- * only <stdint.h>, <stddef.h> and <string.h>.
+ * The engine does no I/O, never allocates and writes nothing static: its
+ * state is one struct on the caller's stack (about 8 KiB), so any number of
+ * threads may inflate at once. It needs only <stdint.h>, <stddef.h> and
+ * <string.h>.
  *
- * Two Huffman decoders live side by side. The reference,
- * vub_infl_decode_slow(), is the RFC's definition of the canonical code
- * turned into a loop, one bit at a time; vub_infl_decode() looks the next
- * bits up in a table first and falls back to it. The tests decode every
- * stream both ways and compare the results byte for byte.
+ * Two Huffman decoders live side by side: the reference walks the canonical
+ * code a bit at a time, as the RFC defines it; the fast one looks the next
+ * bits up in a table first. The tests decode every stream both ways and
+ * compare the results byte for byte.
  * ======================================================================== */
 
 /* Results of vub_inflate(), numbered like a table (the numbers are stable):
@@ -5709,14 +5694,11 @@ struct vub_infl {
 
 /* ---- Bits (RFC 1951 3.1.1 "Packing into bytes") ---- */
 
-/* Tops the bit buffer up to at least 56 bits, or to the end of the input.
- * Loading ahead costs nothing in exactness: whole bytes still in the buffer
- * do not count as used (vub_infl_src_used()). Works on local copies: a store
- * to s->bit_buf could alias the input bytes, and the compiler would reload
- * every field on every byte.
+/* Tops the bit buffer up to at least 56 bits, or to the end of the input;
+ * bytes loaded ahead are not counted as used (vub_infl_unload()). Works on
+ * local copies, as a store to s->bit_buf could alias the input bytes.
  *
- * Format notes: bytes fill the buffer from its low end: the first bit of the
- * stream is bit 0 of the first byte. */
+ * Format notes: the first bit of the stream is bit 0 of the first byte. */
 static void vub_infl_fill(struct vub_infl *s)
 {
     uint64_t buf = s->bit_buf;
@@ -5729,14 +5711,6 @@ static void vub_infl_fill(struct vub_infl *s)
     s->bit_buf = buf;
     s->bit_count = count;
     s->src_pos = pos;
-}
-
-/* Bytes of src that the stream has used so far: whole bytes still sitting
- * unread in the bit buffer were only looked ahead at, so they do not count. A
- * partly used byte counts. */
-static size_t vub_infl_src_used(const struct vub_infl *s)
-{
-    return s->src_pos - s->bit_count / 8;
 }
 
 /* Takes the next bit_count (0..16) bits as a number: the value, which is never
@@ -5760,28 +5734,29 @@ static int vub_infl_bits(struct vub_infl *s, unsigned bit_count)
     return value;
 }
 
-/* Drops the rest of the current byte and gives whole buffered bytes back to
- * src, so that a stored block's bytes can be taken straight from src. */
+/* Gives the whole bytes still unread in the bit buffer back to src (they
+ * were only looked ahead at) and drops the rest of a partly used byte, which
+ * counts as used. After it, src_pos is the bytes of src the stream has used,
+ * and a stored block's bytes can be taken straight from src. */
 static void vub_infl_unload(struct vub_infl *s)
 {
-    s->src_pos = vub_infl_src_used(s);
+    s->src_pos -= s->bit_count / 8;
     s->bit_buf = 0;
     s->bit_count = 0;
 }
 
 /* ---- Stored blocks (RFC 1951 3.2.4 "Non-compressed blocks (BTYPE=00)") ---- */
 
-/* Copies a stored block's bytes. The copy stops early if the output fills
- * (VUB_INFLATE_FULL) or the input ends (VUB_INFLATE_E_INPUT); whatever fits
- * is copied first, so dst_done stays meaningful. A full output wins when both
- * run out at once: a cluster that is complete is complete.
+/* Copies a stored block's bytes, as many as fit: VUB_INFLATE_FULL if the
+ * output fills first (a full output wins: a complete cluster is complete),
+ * VUB_INFLATE_E_INPUT if the input ends first.
  *
  * Format notes: LEN starts on the byte boundary after the 3 header bits,
- * which may have ended anywhere in a byte; the bits skipped are ignored,
- * whatever their value [INFL-STORED-ALIGN]. LEN is followed by NLEN, its
- * ones' complement, both 16-bit little-endian. LEN 0 is valid (zlib writes
- * empty stored blocks to flush), and so is a stored block that is not the
- * last one. [INFL-STORED] [INFL-STORED-NLEN] [INFL-FULL] */
+ * which may end anywhere in a byte; the bits skipped are ignored, whatever
+ * their value [INFL-STORED-ALIGN]. LEN is followed by NLEN, its ones'
+ * complement, both 16-bit little-endian. LEN 0 is valid (zlib writes empty
+ * stored blocks to flush), and so is a stored block that is not the last.
+ * [INFL-STORED] [INFL-STORED-NLEN] [INFL-FULL] */
 static int vub_infl_stored(struct vub_infl *s)
 {
     vub_infl_unload(s);
@@ -5793,7 +5768,7 @@ static int vub_infl_stored(struct vub_infl *s)
         return nlen;
     if (nlen != (len ^ 0xffff))
         return VUB_INFLATE_E_STORED_NLEN;
-    vub_infl_unload(s); /* the bytes after NLEN may be in the bit buffer */
+    vub_infl_unload(s); /* the block's first bytes may be in the bit buffer */
 
     size_t want = (size_t)len;
     size_t room = s->dst_len - s->dst_pos;
@@ -5886,16 +5861,15 @@ static int vub_infl_build(struct vub_infl_huff *h, const uint8_t *lengths, unsig
     return unused;
 }
 
-/* Checks a built lit/len or distance code against what the format allows:
- * complete, or the one permitted kind of incomplete code.
+/* Checks a built lit/len or distance code: complete, or the one permitted
+ * kind of incomplete.
  *
- * Format notes: RFC 1951 3.2.7 allows one incomplete case: a single used
- * distance code gets a 1-bit code, leaving the other 1-bit code unused. zlib
- * applies the rule to both codes: any code whose longest length is at most 1
- * may be incomplete, which also lets a distance code have no codes at all (a
- * block of literals only) and a lit/len code be end-of-block alone (an empty
- * block). vub accepts exactly what zlib accepts. [INFL-HUFF-COMPLETE]
- * [INFL-INCOMPLETE] */
+ * Format notes: 3.2.7 lets a single used distance code have a 1-bit code,
+ * leaving the other unused. zlib applies the rule to both codes: any code
+ * whose longest length is at most 1 may be incomplete, so a distance code
+ * may also be empty (literals only) and a lit/len code end-of-block alone
+ * (an empty block). vub accepts exactly what zlib accepts.
+ * [INFL-HUFF-COMPLETE] [INFL-INCOMPLETE] */
 static int vub_infl_check(const struct vub_infl_huff *h, int unused, int over_err, int incomplete_err)
 {
     if (unused < 0)
@@ -5905,15 +5879,13 @@ static int vub_infl_check(const struct vub_infl_huff *h, int unused, int over_er
     return 0;
 }
 
-/* Reference decoder: reads one code one bit at a time and returns its symbol,
+/* Reference decoder: reads a code one bit at a time and returns its symbol,
  * VUB_INFLATE_E_INPUT, or no_code_err if the bits start no code (possible
  * only in an incomplete code). Needs nothing but count[] and symbol[].
  *
  * Format notes: Huffman codes are the exception to LSB-first packing
  * (3.1.1): their first bit on the wire is the code's most significant bit.
- * So the code value grows by shifting left and adding each new bit. At
- * each length, the codes of that length are the numbers first .. first +
- * count - 1; a value below first + count is a code of this length.
+ * The codes of each length are the numbers first .. first + count - 1.
  * [INFL-CODE] */
 static int vub_infl_decode_slow(struct vub_infl *s, const struct vub_infl_huff *h, int no_code_err)
 {
@@ -5936,8 +5908,6 @@ static int vub_infl_decode_slow(struct vub_infl *s, const struct vub_infl_huff *
 
 /* Decodes one symbol, through the fast table if enabled, else through the
  * reference; both give the same symbol, bits consumed and errors (tested).
- * The buffer is topped up only when it holds fewer bits than the longest
- * code, so most symbols cost one table load and a shift.
  *
  * Format notes: a table entry is trusted only if its code length fits in
  * the bits actually loaded; near the end of the input the rest of the
@@ -5976,19 +5946,18 @@ static const uint8_t vub_infl_dist_extra[30] = {
     7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 
 /* Copies length bytes from distance bytes back in the output, as many as
- * fit; VUB_INFLATE_FULL if not all did.
+ * fit; VUB_INFLATE_FULL if not all did. With no room left at all the match
+ * is not judged: zlib stops there too, so a cluster QEMU reads is a cluster
+ * vub reads.
  *
  * Format notes: the distance may be shorter than the length (3.2.3: "the
- * referenced string may overlap the current position"): then the copy reads
- * bytes it has just written, so it must go forward one byte at a time;
- * memcpy is only for copies whose source ends before their destination
- * starts, and memset for distance 1, where every byte is the last one. The
- * output buffer is the whole window: nothing before its first byte exists,
- * so reaching further back is an error, not zeros. A distance may reach
- * into earlier blocks. With no room left at all, the match is not judged:
- * zlib stops there too, so a cluster QEMU reads is a cluster vub reads.
- * [INFL-WINDOW] any distance up to 32768 is accepted, bounded only by the
- * bytes produced so far. [INFL-OVERLAP] [INFL-DIST-FAR] [INFL-FULL] */
+ * referenced string may overlap the current position"): the copy then reads
+ * bytes it has just written, so it goes forward one byte at a time (memset
+ * when the distance is 1). The output buffer is the whole window, across
+ * blocks: nothing before its first byte exists, so reaching further back is
+ * an error, not zeros. [INFL-WINDOW] any distance up to 32768 is accepted,
+ * bounded only by the bytes produced so far. [INFL-OVERLAP] [INFL-DIST-FAR]
+ * [INFL-FULL] */
 static int vub_infl_copy(struct vub_infl *s, size_t distance, size_t length)
 {
     size_t room = s->dst_len - s->dst_pos;
@@ -6020,8 +5989,7 @@ static int vub_infl_copy(struct vub_infl *s, size_t distance, size_t length)
  * Length 258 has its own symbol, 285, with no extra bits, although 284 with
  * extra bits 31 also reaches 258; the RFC's table stops 284 at 257, but zlib
  * decodes 284+31 as 258 without complaint, and so does vub (no encoder emits
- * it). Extra bits are plain LSB-first numbers, not Huffman codes.
- * [INFL-LENGTHS] [INFL-DISTANCES] [INFL-LEN258] [INFL-SYM-UNUSED] */
+ * it). [INFL-LENGTHS] [INFL-DISTANCES] [INFL-LEN258] [INFL-SYM-UNUSED] */
 static int vub_infl_match(struct vub_infl *s, int len_symbol)
 {
     unsigned li = (unsigned)len_symbol - 257;
@@ -6074,16 +6042,14 @@ static int vub_infl_codes(struct vub_infl *s)
 
 /* ---- Fixed Huffman codes (RFC 1951 3.2.6 "Compression with fixed Huffman codes (BTYPE=01)") ---- */
 
-/* Builds the fixed codes, then decodes the block. The codes are built at
- * most once per vub_inflate() call (a dynamic block overwrites them), never
- * shared between calls: an empty fixed block is 10 bits, and rebuilding 288
- * symbols for each would let a 4 MiB extent of them cost seconds.
+/* Builds the fixed codes, at most once per vub_inflate() call (a dynamic
+ * block overwrites them), then decodes the block. Rebuilding them for each
+ * block would let a 4 MiB extent of 10-bit empty fixed blocks cost seconds.
  *
  * Format notes: lit/len lengths are 8 for 0-143, 9 for 144-255, 7 for
- * 256-279 and 8 for 280-287; all 32 distance codes are 5 bits. Both codes
- * are built with all their symbols, the unusable ones included, so that
- * both are complete and the bit patterns of symbols 286/287 and 30/31 decode
- * (and are then rejected by name) instead of matching no code.
+ * 256-279 and 8 for 280-287; all 32 distance codes are 5 bits. The unusable
+ * symbols are in the codes too, so both are complete and 286/287 and 30/31
+ * decode (and are then rejected by name) instead of matching no code.
  * [INFL-FIXED] [INFL-SYM-UNUSED] */
 static int vub_infl_fixed(struct vub_infl *s)
 {
@@ -6220,15 +6186,13 @@ static int vub_infl_dynamic(struct vub_infl *s)
  * decodes blocks until the one marked last has ended, or something stops it.
  *
  * Format notes: each block starts with BFINAL (1 bit) then BTYPE (2 bits,
- * read as one LSB-first number: 0 stored, 1 fixed, 2 dynamic, 3 reserved).
- * Blocks are not byte-aligned except that a stored block's body is. Bits
- * after the last block (padding, or the next cluster's data) are not used.
- * Deflate has no length field for the whole stream: only the last block's
- * end says it is over, so a cut stream is only known to be cut when a bit
- * is missing. A cut that falls after the output is full is reported as
- * VUB_INFLATE_FULL, as zlib's Z_BUF_ERROR with no output space left is
- * accepted by QEMU. [INFL-BLOCKS] [INFL-BTYPE3] [INFL-TRAILING] [INFL-CUT]
- * [INFL-FULL] */
+ * one LSB-first number: 0 stored, 1 fixed, 2 dynamic, 3 reserved). Only a
+ * stored block's body is byte-aligned. Bits after the last block (padding,
+ * or the next cluster's data) are not used. The stream has no length field:
+ * only the last block's end says it is over, and a cut is known only when a
+ * bit is missing. A cut after the output is full is VUB_INFLATE_FULL, as
+ * QEMU accepts zlib's Z_BUF_ERROR with no output space left. [INFL-BLOCKS]
+ * [INFL-BTYPE3] [INFL-TRAILING] [INFL-CUT] [INFL-FULL] */
 static int vub_infl_run(uint8_t *dst, size_t dst_len, size_t *dst_done,
                         const uint8_t *src, size_t src_len, size_t *src_done, int use_table)
 {
@@ -6253,8 +6217,9 @@ static int vub_infl_run(uint8_t *dst, size_t dst_len, size_t *dst_done,
         result = VUB_INFLATE_FULL;
     if (dst_done)
         *dst_done = s.dst_pos;
+    vub_infl_unload(&s);
     if (src_done)
-        *src_done = vub_infl_src_used(&s);
+        *src_done = s.src_pos;
     return result;
 }
 
