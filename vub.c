@@ -522,22 +522,16 @@ static uint64_t vub_iov_take(struct vub_iov_cursor *c, uint64_t want, struct iov
  * Returns the bytes moved. */
 static uint64_t vub_iov_copy(struct vub_iov_cursor *c, uint8_t *dst, const uint8_t *src, uint64_t bytes)
 {
-    struct iovec batch[VUB_IOV_BATCH];
+    struct iovec piece;
     uint64_t done = 0;
-    unsigned n;
-    while (done < bytes) {
-        uint64_t taken = vub_iov_take(c, bytes - done, batch, VUB_IOV_BATCH, &n);
-        if (taken == 0)
-            break;
-        for (unsigned i = 0; i < n; i++) {
-            if (dst)
-                memcpy(dst + done, batch[i].iov_base, batch[i].iov_len);
-            else if (src)
-                memcpy(batch[i].iov_base, src + done, batch[i].iov_len);
-            else
-                memset(batch[i].iov_base, 0, batch[i].iov_len);
-            done += batch[i].iov_len;
-        }
+    while (done < bytes && vub_iov_take(c, bytes - done, &piece, 1, NULL) > 0) {
+        if (dst)
+            memcpy(dst + done, piece.iov_base, piece.iov_len);
+        else if (src)
+            memcpy(piece.iov_base, src + done, piece.iov_len);
+        else
+            memset(piece.iov_base, 0, piece.iov_len);
+        done += piece.iov_len;
     }
     return done;
 }
@@ -1222,11 +1216,10 @@ static const char *const vub_vu_request_names[VHOST_USER_REQUEST_COUNT] = {
 };
 
 /* Requests the back-end sends on the channel SET_BACKEND_REQ_FD gives it
- * ("Back-end message types"); the front-end answers them there. */
+ * ("Back-end message types"); the front-end answers them there. vub sends
+ * only this one. */
 enum vub_vu_backend_request {
-    VHOST_USER_BACKEND_IOTLB_MSG = 1,
     VHOST_USER_BACKEND_CONFIG_CHANGE_MSG = 2,
-    VHOST_USER_BACKEND_VRING_HOST_NOTIFIER_MSG = 3,
 };
 
 const char *vub_vu_request_name(uint32_t request)
@@ -1364,9 +1357,8 @@ static enum vub_err vub_vu_recv_exact(int sock, void *buf, size_t len, struct vu
  * every descriptor received is closed. */
 static enum vub_err vub_vu_recv(int sock, struct vub_msg *m, struct vub_error *e)
 {
-    enum vub_err err;
     m->fd_count = 0;
-    err = vub_vu_recv_exact(sock, &m->hdr, sizeof m->hdr, m, true, e);
+    enum vub_err err = vub_vu_recv_exact(sock, &m->hdr, sizeof m->hdr, m, true, e);
     if (err == VUB_OK && (m->hdr.flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION)
         err = vub_fail(e, VUB_R_VU_HDR_VERSION, m->hdr.request, m->hdr.flags & VHOST_USER_VERSION_MASK);
     if (err == VUB_OK && m->hdr.size > VUB_VU_MAX_PAYLOAD)
@@ -5590,9 +5582,7 @@ const char *vub_image_why(const struct vub_image *img)
  * header and no Adler-32 trailer (qcow2.txt, "Compressed Clusters Descriptor").
  * This section turns one such stream back into one cluster, decoding straight
  * into the caller's cluster buffer. Read it beside RFC 1951: it follows the
- * RFC's order bottom-up, from the bit reader (3.1.1) through stored blocks
- * (3.2.4), Huffman codes (3.2.2), compressed blocks (3.2.5), the fixed code
- * (3.2.6) and the dynamic header (3.2.7) to the block loop (3.2.3). Each
+ * RFC bottom-up, from bits (3.1.1) to the block loop (3.2.3). Each
  * function's comment says why it exists and ends, where the RFC has traps
  * for an implementation written from it alone, with "Format notes".
  *
@@ -5734,10 +5724,9 @@ static int vub_infl_bits(struct vub_infl *s, unsigned bit_count)
     return value;
 }
 
-/* Gives the whole bytes still unread in the bit buffer back to src (they
- * were only looked ahead at) and drops the rest of a partly used byte, which
- * counts as used. After it, src_pos is the bytes of src the stream has used,
- * and a stored block's bytes can be taken straight from src. */
+/* Gives whole bytes unread in the bit buffer back to src (they were only
+ * looked ahead at) and drops the rest of a partly used byte, which counts as
+ * used: then src_pos is the bytes used, and stored bytes can be read from src. */
 static void vub_infl_unload(struct vub_infl *s)
 {
     s->src_pos -= s->bit_count / 8;
@@ -5784,18 +5773,6 @@ static int vub_infl_stored(struct vub_infl *s)
 
 /* ---- Huffman codes (RFC 1951 3.2.2 "Use of Huffman coding in the deflate format") ---- */
 
-/* Reverses the low len bits of code: codes are defined MSB-first but arrive
- * LSB-first, and the fast table is indexed by bits as they arrive. */
-static unsigned vub_infl_reverse(unsigned code, unsigned len)
-{
-    unsigned reversed = 0;
-    for (unsigned i = 0; i < len; i++) {
-        reversed = (reversed << 1) | (code & 1);
-        code >>= 1;
-    }
-    return reversed;
-}
-
 /* Fills the fast table: a code no longer than fast_bits owns every slot
  * whose low bits are its code as it arrives (the higher bits belong to what
  * comes next). Longer codes, and bits that start no code, leave 0. The table
@@ -5805,7 +5782,9 @@ static unsigned vub_infl_reverse(unsigned code, unsigned len)
  * Format notes: the canonical code of 3.2.2: codes of one length are
  * consecutive numbers in symbol order, and the first code of length n+1 is
  * (first code of length n + number of codes of length n) shifted left by
- * one. Only called for codes that are not over-subscribed. [INFL-FAST] */
+ * one. Codes are defined MSB-first but arrive LSB-first, so each is
+ * reversed to index the table. Only called for codes that are not
+ * over-subscribed. [INFL-FAST] */
 static void vub_infl_build_fast(struct vub_infl_huff *h)
 {
     h->fast_bits = VUB_MIN(h->max_len, (unsigned)VUB_INFL_FAST_BITS);
@@ -5815,7 +5794,10 @@ static void vub_infl_build_fast(struct vub_infl_huff *h)
     for (unsigned len = 1; len <= h->fast_bits; len++) {
         for (unsigned i = 0; i < h->count[len]; i++, code++, index++) {
             uint16_t entry = (uint16_t)(h->symbol[index] | len << VUB_INFL_FAST_LEN_SHIFT);
-            for (unsigned slot = vub_infl_reverse(code, len); slot < slots; slot += 1u << len)
+            unsigned reversed = 0;
+            for (unsigned bit = 0; bit < len; bit++)
+                reversed |= ((code >> bit) & 1) << (len - 1 - bit);
+            for (unsigned slot = reversed; slot < slots; slot += 1u << len)
                 h->fast[slot] = entry;
         }
         code <<= 1;
@@ -6232,8 +6214,7 @@ static int vub_infl_run(uint8_t *dst, size_t dst_len, size_t *dst_done,
  * byte-identical to zlib's) and *src_done the bytes of src used, counting a
  * partly used last byte; either pointer may be NULL. Bytes after the stream
  * are never used (the table decoder may look at up to 7 of them). Never
- * reads src or writes dst outside the given lengths, allocates nothing, and
- * keeps no state between calls: reentrant.
+ * reads src or writes dst outside the given lengths.
  *
  * qcow2 use: a compressed cluster is good when the result is OK or FULL
  * and *dst_done equals the cluster size. [INFL-ZLIB] */
