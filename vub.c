@@ -175,14 +175,12 @@ const char *vub_strerror(enum vub_err err)
 
 /* ---- Reasons: which rule a failure broke ------------------------------------
  *
- * Every failure vub detects is recorded as one reason and up to two numbers:
- * struct vub_error. A reason is a requirement tag of SPEC-NOTES.md with one
- * line of text that prints the numbers, and the enum vub_err class the
- * caller acts on; the table is the only place either is written, so a rule
- * cannot get two texts or two classes. vub_error_format() is the one
- * formatter: the text, then the tag in brackets. Tests compare the reason
- * itself. For reasons of class VUB_E_IO the second number is errno (and
- * the text prints only the first). */
+ * Every failure vub detects is recorded as one reason and up to two numbers
+ * (struct vub_error). The table is the only place a reason's requirement tag
+ * (as in SPEC-NOTES.md), its line of text and its enum vub_err class are
+ * written, so a rule cannot get two texts or two classes. vub_error_format()
+ * prints the text, then the tag in brackets; tests compare the reason itself.
+ * For class VUB_E_IO the second number is errno, which the text does not print. */
 #define VUB_REASONS(X) \
     /* 2. Linux glue */ \
     X(SYS_CALL, "SYS-CALL", IO, "a system call failed after %llu bytes") \
@@ -401,8 +399,7 @@ static enum vub_err vub_fail(struct vub_error *e, enum vub_reason reason, uint64
     return vub_reasons[reason].err;
 }
 
-/* The one formatter: "<prefix>: <text> [<TAG>]" (section 8, after the
- * tables of names it uses). */
+/* The one formatter, "<prefix>: <text> [<TAG>]", is in section 8, after the names it uses. */
 static void vub_error_format(const struct vub_error *e, const char *prefix, char *buf, size_t len);
 
 /* ---- Feature bits (VIRTIO "Feature Bits", vhost-user "Protocol features") */
@@ -5586,21 +5583,18 @@ const char *vub_image_why(const struct vub_image *img)
  * function's comment says why it exists and ends, where the RFC has traps
  * for an implementation written from it alone, with "Format notes".
  *
- * The engine does no I/O, never allocates and writes nothing static: its
- * state is one struct on the caller's stack (about 8 KiB), so any number of
- * threads may inflate at once. It needs only <stdint.h>, <stddef.h> and
- * <string.h>.
+ * The engine does no I/O, never allocates and writes nothing static (it
+ * needs only <stdint.h>, <stddef.h> and <string.h>): its state is one struct
+ * on the caller's stack, about 8 KiB, so any number of threads may inflate.
  *
  * Two Huffman decoders live side by side: the reference walks the canonical
- * code a bit at a time, as the RFC defines it; the fast one looks the next
- * bits up in a table first. The tests decode every stream both ways and
- * compare the results byte for byte.
+ * code a bit at a time, as the RFC defines it; the fast one looks bits up in
+ * a table first. The tests run both on every stream and compare the output.
  * ======================================================================== */
 
 /* Results of vub_inflate(), numbered like a table (the numbers are stable):
- * 0 and 1 are the two ways to stop cleanly, negative values one per kind of
- * malformed input. The one list makes both the enum and the sentences for
- * logs and test output. [INFL-RESULTS] */
+ * 0 and 1 stop cleanly, each negative value is one kind of malformed input.
+ * The one list makes the enum and the sentences for logs. [INFL-RESULTS] */
 #define VUB_INFLATE_RESULTS(X) \
     X(VUB_INFLATE_OK, 0, "deflate stream complete") \
     X(VUB_INFLATE_FULL, 1, "output buffer full before the deflate stream ended") \
@@ -5654,14 +5648,11 @@ enum {
     VUB_INFL_FAST_SYMBOL_MASK = 0x1ff
 };
 
-/* ---- State: one Huffman code, and the decoder ---- */
-
 /* One Huffman code, in the form both decoders read. */
 struct vub_infl_huff {
     uint16_t count[VUB_INFL_MAX_BITS + 1];     /* codes of each length; [0] unused */
     uint16_t symbol[VUB_INFL_LIT_LEN_CODES];   /* symbols in code order: by length, then value */
-    uint16_t fast[1u << VUB_INFL_FAST_BITS];   /* next fast_bits input bits -> symbol |
-                                                  code length << 9; 0 = ask the reference */
+    uint16_t fast[1u << VUB_INFL_FAST_BITS];   /* next fast_bits bits -> symbol | length << 9, or 0 */
     unsigned fast_bits;                        /* entries in use: 1 << fast_bits */
     unsigned max_len;                          /* longest code in use; 0 = empty code */
 };
@@ -5686,7 +5677,7 @@ struct vub_infl {
 
 /* Tops the bit buffer up to at least 56 bits, or to the end of the input;
  * bytes loaded ahead are not counted as used (vub_infl_unload()). Works on
- * local copies, as a store to s->bit_buf could alias the input bytes.
+ * local copies: a store to s->bit_buf may alias the input and force reloads.
  *
  * Format notes: the first bit of the stream is bit 0 of the first byte. */
 static void vub_infl_fill(struct vub_infl *s)
@@ -5703,9 +5694,8 @@ static void vub_infl_fill(struct vub_infl *s)
     s->src_pos = pos;
 }
 
-/* Takes the next bit_count (0..16) bits as a number: the value, which is never
- * negative, or VUB_INFLATE_E_INPUT exactly when the stream needs a bit the
- * input does not have. Header fields and extra bits use this.
+/* Takes the next bit_count (0..16) bits as a number (never negative), or
+ * VUB_INFLATE_E_INPUT exactly when the stream needs a bit the input lacks.
  *
  * Format notes: fields other than Huffman codes are packed starting with their
  * least significant bit, so the first bit taken is the value's bit 0. A
@@ -5759,14 +5749,13 @@ static int vub_infl_stored(struct vub_infl *s)
         return VUB_INFLATE_E_STORED_NLEN;
     vub_infl_unload(s); /* the block's first bytes may be in the bit buffer */
 
-    size_t want = (size_t)len;
     size_t room = s->dst_len - s->dst_pos;
-    size_t n = VUB_MIN(want, VUB_MIN(room, s->src_len - s->src_pos));
+    size_t n = VUB_MIN((size_t)len, VUB_MIN(room, s->src_len - s->src_pos));
     if (n > 0)
         memcpy(s->dst + s->dst_pos, s->src + s->src_pos, n);
     s->dst_pos += n;
     s->src_pos += n;
-    if (n == want)
+    if (n == (size_t)len)
         return 0;
     return n == room ? VUB_INFLATE_FULL : VUB_INFLATE_E_INPUT;
 }
@@ -5962,9 +5951,7 @@ static int vub_infl_copy(struct vub_infl *s, size_t distance, size_t length)
     return n == length ? 0 : VUB_INFLATE_FULL;
 }
 
-/* Finishes a length/distance pair whose length symbol (257..287) was just
- * decoded: reads the length's extra bits, the distance code and its extra
- * bits, then copies.
+/* Finishes a length/distance pair once its length symbol (257..287) is read.
  *
  * Format notes: symbols 286 and 287 and distances 30 and 31 have codes in
  * the fixed code (3.2.6) but no meaning; only a fixed block can send them.
@@ -5995,13 +5982,11 @@ static int vub_infl_match(struct vub_infl *s, int len_symbol)
 }
 
 /* Decodes a compressed block's data with the codes in s->lit_len and
- * s->dist, up to and including its end-of-block code.
+ * s->dist, up to and including its end-of-block code. The room check before
+ * each literal keeps a hostile stream inside the cluster buffer. [INFL-FULL]
  *
- * Format notes: 3.2.5: one alphabet carries literals (0..255), end of
- * block (256) and lengths (257..285); a distance code follows only a
- * length. A block with literals only may have an empty distance code.
- * The room check before each literal is what keeps a hostile stream inside
- * the cluster buffer. [INFL-FULL] */
+ * Format notes: 3.2.5: one alphabet carries literals (0..255), end of block
+ * (256) and lengths (257..285); a distance code follows only a length. */
 static int vub_infl_codes(struct vub_infl *s)
 {
     for (;;) {
