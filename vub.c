@@ -3809,16 +3809,13 @@ static enum vub_err vub_raw_xfer(int fd, bool write, uint64_t off, const struct 
 static enum vub_err vub_raw_write_zeros(int fd, uint64_t off, uint64_t len)
 {
     static _Alignas(4096) const uint8_t zeros[65536]; /* aligned for O_DIRECT */
-    while (len > 0) {
-        size_t n = (size_t)VUB_MIN(len, sizeof zeros);
+    enum vub_err err = VUB_OK;
+    for (size_t n; len > 0 && err == VUB_OK; off += n, len -= n) {
+        n = (size_t)VUB_MIN(len, sizeof zeros);
         struct iovec iov = {.iov_base = (void *)(uintptr_t)zeros, .iov_len = n};
-        enum vub_err err = vub_raw_xfer(fd, true, off, &iov, 1);
-        if (err != VUB_OK)
-            return err;
-        off += n;
-        len -= n;
+        err = vub_raw_xfer(fd, true, off, &iov, 1);
     }
-    return VUB_OK;
+    return err;
 }
 
 /* ---- Format probing ----
@@ -3951,25 +3948,27 @@ static void vub_error_format(const struct vub_error *e, const char *prefix, char
         snprintf(buf + n, len - (size_t)n, " [%s]", r->tag);
 }
 
-/* [IMG-DIRECT] O_DIRECT (QEMU's cache=none) for raw images: the file is
- * opened again with it once probed (the probe reads into an unaligned
+/* Opens the probed file again as the caller asked: for writing (a raw
+ * image; vub never writes qcow2), or [IMG-DIRECT] with O_DIRECT (QEMU's
+ * cache=none), which the probe cannot use (it reads into an unaligned
  * buffer). vub's sectors are 512 bytes, so a file whose direct I/O wants
  * larger offsets (a 4 KiB-sector disk) is refused; buffers the file system
  * wants aligned more than the guest's are bounced by the device
  * ([BLK-BOUNCE]). qcow2 metadata is read into unaligned caches: refused. */
-static enum vub_err vub_image_open_direct(struct vub_image *img, const char *path, bool read_only,
-                                          struct vub_error *e)
+static enum vub_err vub_image_reopen(struct vub_image *img, const char *path, bool write, bool direct,
+                                     struct vub_error *e)
 {
     uint32_t offset_bytes = 0;
-    if (img->format != VUB_FORMAT_RAW)
+    if (direct && img->format != VUB_FORMAT_RAW)
         return vub_fail(e, VUB_R_IMG_DIRECT_QCOW2, 0, 0);
-    int fd = vub_sys_open_direct(path, read_only);
+    int fd = direct ? vub_sys_open_direct(path, !write) : vub_sys_open(path, !write);
     if (fd < 0)
-        return vub_fail(e, VUB_R_IMG_DIRECT_OPEN, 0, (uint64_t)errno);
+        return vub_fail(e, direct ? VUB_R_IMG_DIRECT_OPEN : VUB_R_IMG_OPEN, 0, (uint64_t)errno);
     vub_sys_close(&img->fd);
     img->fd = fd;
-    img->direct = true;
-    if (!vub_sys_dio_align(fd, &img->dio_mem_bytes, &offset_bytes) || offset_bytes > VIRTIO_BLK_SECTOR_BYTES)
+    img->direct = direct;
+    if (direct && (!vub_sys_dio_align(fd, &img->dio_mem_bytes, &offset_bytes) ||
+                   offset_bytes > VIRTIO_BLK_SECTOR_BYTES))
         return vub_fail(e, VUB_R_IMG_DIRECT_ALIGN, offset_bytes, 0);
     return VUB_OK;
 }
@@ -4000,23 +3999,16 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
     if (!img)
         return VUB_E_NOMEM;
     img->read_only = opts->read_only;
-    img->fd = vub_sys_open(path, opts->read_only);
+    img->fd = vub_sys_open(path, true);
     enum vub_err err = img->fd < 0 ? vub_fail(&e, VUB_R_IMG_OPEN, 0, (uint64_t)errno) : VUB_OK;
     int foreign = -1;
     if (err == VUB_OK)
         img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd, &foreign) : opts->format;
     if (err == VUB_OK && foreign >= 0)
         err = vub_fail(&e, VUB_R_IMG_PROBE_FOREIGN, (uint64_t)foreign, 0);
-    if (err == VUB_OK && opts->direct)
-        err = vub_image_open_direct(img, path, opts->read_only, &e);
-    if (err == VUB_OK && img->format == VUB_FORMAT_QCOW2 && !opts->read_only) {
-        /* vub never writes qcow2: hold the file read-only like any reader */
-        vub_sys_close(&img->fd);
-        img->fd = vub_sys_open(path, true);
-        if (img->fd < 0)
-            err = vub_fail(&e, VUB_R_IMG_OPEN, 0, (uint64_t)errno);
-    }
     bool write = img->format == VUB_FORMAT_RAW && !opts->read_only;
+    if (err == VUB_OK && (write || opts->direct))
+        err = vub_image_reopen(img, path, write, opts->direct, &e);
     if (err == VUB_OK)
         err = vub_image_lock(img->fd, write, opts->force_share && !write, &e);
     if (err == VUB_OK && img->format == VUB_FORMAT_QCOW2)
@@ -4153,11 +4145,6 @@ enum vub_err vub_image_write_zeroes(struct vub_image *img, uint64_t off, uint64_
  * per request. Paths the image names (backing file, data file) are opened
  * only when their format is known and, for data files, when the caller
  * allows it: an image must not make vub open any file it likes.
- *
- * The section reads in the spec's order: header, header extensions, feature
- * bits, the L1/L2 mapping, cluster reads (plain, zero, compressed,
- * subclusters), backing files, snapshots; then open, read and the public
- * image queries. Requirement tags look like [QCOW2-L1-BOUNDS].
  * ======================================================================== */
 
 /* ---- 9.1 Header ("Header") ------------------------------------------------ */
@@ -4426,9 +4413,8 @@ static enum vub_err vub_qcow2_check_features(const struct vub_qcow2_header *h, c
 {
     uint64_t in = h->incompatible_features;
     uint64_t unknown = in & ~(VUB_BIT(QCOW2_INCOMPAT_KNOWN_BITS) - 1);
-    for (unsigned bit = 0; bit < 64; bit++)
-        if (vub_has(unknown, bit))
-            return vub_fail(e, VUB_R_QCOW2_INCOMPAT_UNKNOWN, bit, unknown);
+    if (unknown != 0) /* the lowest */
+        return vub_fail(e, VUB_R_QCOW2_INCOMPAT_UNKNOWN, (uint64_t)__builtin_ctzll(unknown), unknown);
     if (vub_has(in, QCOW2_INCOMPAT_CORRUPT_BIT))
         return vub_fail(e, VUB_R_QCOW2_CORRUPT_BIT, 0, 0);
     if (vub_has(in, QCOW2_INCOMPAT_COMPRESSION_BIT) != (h->compression_type != QCOW2_COMPRESSION_ZLIB))
@@ -4497,9 +4483,9 @@ struct vub_qcow2 {
 
     /* Compressed clusters: the compressed bytes of one cluster, and the last
      * cluster decompressed (reads of its other parts reuse it) */
-    uint8_t *zbuf;                /* 2 * cluster_bytes: the longest extent */
-    struct vub_zstd_work *zstd;   /* zstd images: decoder tables and literals */
     uint8_t *cluster;             /* cluster_bytes; also cluster 0 during open */
+    uint8_t *zbuf;                /* 2 * cluster_bytes after it: the longest extent */
+    struct vub_zstd_work *zstd;   /* zstd images: decoder tables and literals */
     uint64_t cluster_descriptor;  /* which compressed cluster is in `cluster` */
     bool cluster_valid;
 
@@ -4739,8 +4725,7 @@ static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t 
         if (err != VUB_OK)
             return err;
     }
-    if (e->bytes > max_bytes)
-        e->bytes = max_bytes;
+    e->bytes = VUB_MIN(e->bytes, max_bytes);
     return VUB_OK;
 }
 
@@ -4844,9 +4829,7 @@ static enum vub_err vub_qcow2_read_backing(struct vub_image *img, const struct v
 {
     struct vub_qcow2 *q = img->qcow2;
     uint64_t off = e->guest_offset, bytes = e->bytes;
-    uint64_t covered = 0;
-    if (q->backing && off < q->backing->size)
-        covered = q->backing->size - off < bytes ? q->backing->size - off : bytes;
+    uint64_t covered = q->backing && off < q->backing->size ? VUB_MIN(q->backing->size - off, bytes) : 0;
     struct iovec batch[VUB_IOV_BATCH];
     unsigned n;
     while (covered > 0) {
@@ -4990,9 +4973,8 @@ struct vub_qcow2_snapshot_header {
     uint32_t date_sec;            /* 16 */
     uint32_t date_nsec;           /* 20 */
     uint64_t vm_clock_nsec;       /* 24 */
-    uint32_t vm_state_size;       /* 32 */
+    uint64_t vm_state_size;       /* 32, or extra 0-7 (entry 40-47) if present */
     uint32_t extra_data_size;     /* 36 */
-    uint64_t vm_state_size_large; /* extra 0-7 (entry 40-47) */
     uint64_t disk_size;           /* extra 8-15 (entry 48-55) */
 };
 
@@ -5010,8 +4992,8 @@ static enum vub_err vub_qcow2_snapshot_read(int fd, uint64_t offset, struct vub_
         .l1_table_offset = vub_be64(p + 0), .l1_size = vub_be32(p + 8),
         .id_str_size = (uint16_t)(p[12] << 8 | p[13]), .name_size = (uint16_t)(p[14] << 8 | p[15]),
         .date_sec = vub_be32(p + 16), .date_nsec = vub_be32(p + 20), .vm_clock_nsec = vub_be64(p + 24),
-        .vm_state_size = vub_be32(p + 32), .extra_data_size = extra,
-        .vm_state_size_large = extra >= 8 ? vub_be64(p + 40) : 0,
+        /* "If this field is present, the 32-bit value in bytes 32-35 is ignored." */
+        .vm_state_size = extra >= 8 ? vub_be64(p + 40) : vub_be32(p + 32), .extra_data_size = extra,
         .disk_size = extra >= 16 ? vub_be64(p + 48) : 0,
     };
     return VUB_OK;
@@ -5105,9 +5087,10 @@ static enum vub_err vub_qcow2_select_snapshot(struct vub_image *img, int32_t ind
 
 /* ---- 9.8 Opening and reading ------------------------------------------------ */
 
-/* Starts img's qcow2 state from its checked header: the geometry, then
- * cluster 0 (header, extensions, backing name) read into q->cluster, which
- * no compressed cluster uses until open is over, and its extensions. */
+/* Starts img's qcow2 state from its checked header: the geometry, the
+ * buffers of compressed clusters, and cluster 0 (header, extensions,
+ * backing name) read into q->cluster, which no compressed cluster uses
+ * until open is over. */
 static enum vub_err vub_qcow2_start(struct vub_image *img, const struct vub_qcow2_header *h, uint64_t file_bytes,
                                     struct vub_qcow2_exts *x, struct vub_error *e)
 {
@@ -5126,8 +5109,9 @@ static enum vub_err vub_qcow2_start(struct vub_image *img, const struct vub_qcow
      * (2 * sizeof(uint64_t)))" with extended L2 entries. */
     q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
     q->l2_bits = h->cluster_bits - (q->extended_l2 ? 4 : 3);
-    if (!(q->cluster = malloc((size_t)q->cluster_bytes)))
+    if (!(q->cluster = malloc((size_t)(3 * q->cluster_bytes))))
         return VUB_E_NOMEM;
+    q->zbuf = q->cluster + q->cluster_bytes;
     enum vub_err err = vub_qcow2_pread(img->fd, q->cluster, (size_t)q->cluster_bytes, 0, e);
     if (err != VUB_OK || (err = vub_qcow2_read_exts(q->cluster, h, q->cluster_bytes, x, e)) != VUB_OK ||
         !x->feature_names.seen)
@@ -5184,9 +5168,8 @@ static enum vub_err vub_qcow2_take_names(struct vub_image *img, const char *path
     return vub_qcow2_backing_format(x, opts, fmt, e);
 }
 
-/* Allocates the read buffers: the L2 cache (a fixed number of slots within
- * VUB_QCOW2_L2_CACHE_BYTES), the compressed-cluster input buffer and, for
- * zstd, the decoder's work area. */
+/* Allocates the L2 cache (a fixed number of slots within
+ * VUB_QCOW2_L2_CACHE_BYTES) and, for zstd, the decoder's work area. */
 static enum vub_err vub_qcow2_alloc_caches(struct vub_qcow2 *q)
 {
     uint64_t slots = VUB_MIN(VUB_MAX(VUB_QCOW2_L2_CACHE_BYTES >> q->cluster_bits, VUB_QCOW2_L2_CACHE_MIN_SLOTS),
@@ -5194,10 +5177,9 @@ static enum vub_err vub_qcow2_alloc_caches(struct vub_qcow2 *q)
     q->l2_slot_count = (unsigned)slots;
     q->l2_slots = calloc(q->l2_slot_count, sizeof *q->l2_slots);
     q->l2_memory = malloc((size_t)(slots << q->cluster_bits));
-    q->zbuf = malloc((size_t)(2 * q->cluster_bytes));
     if (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD)
         q->zstd = vub_zstd_work_new((size_t)q->cluster_bytes);
-    if (!q->l2_slots || !q->l2_memory || !q->zbuf || (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
+    if (!q->l2_slots || !q->l2_memory || (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
         return VUB_E_NOMEM;
     for (unsigned i = 0; i < q->l2_slot_count; i++)
         q->l2_slots[i].table = q->l2_memory + ((size_t)i << q->cluster_bits);
@@ -5327,7 +5309,6 @@ static void vub_qcow2_close(struct vub_image *img)
     free(q->l1);
     free(q->l2_slots);
     free(q->l2_memory);
-    free(q->zbuf);
     free(q->zstd);
     free(q->cluster);
     free(q->data_path);
@@ -5424,9 +5405,8 @@ enum vub_err vub_image_snapshot(const struct vub_image *img, uint32_t index, str
         return VUB_E_IO;
     out->id_bytes = s.id_str_size;
     out->name_bytes = s.name_size;
-    /* "If this field is present, the 32-bit value in bytes 32-35 is ignored." */
-    out->vm_state_bytes = s.extra_data_size >= 8 ? s.vm_state_size_large : s.vm_state_size;
-    out->size_bytes = s.extra_data_size >= 16 ? s.disk_size : 0;
+    out->vm_state_bytes = s.vm_state_size;
+    out->size_bytes = s.disk_size;
     out->date_sec = s.date_sec;
     out->date_nsec = s.date_nsec;
     out->vm_clock_nsec = s.vm_clock_nsec;
@@ -5445,9 +5425,8 @@ static enum vub_err vub_qcow2_extent_zero(struct vub_image *img, struct vub_qcow
     *zero = true;
     if (!q->backing || e->guest_offset >= q->backing->size)
         return VUB_OK;
-    uint64_t n = q->backing->size - e->guest_offset;
-    enum vub_err err = vub_image_block_status(q->backing, e->guest_offset, n < e->bytes ? n : e->bytes,
-                                              &e->bytes, zero);
+    enum vub_err err = vub_image_block_status(q->backing, e->guest_offset,
+                                              VUB_MIN(q->backing->size - e->guest_offset, e->bytes), &e->bytes, zero);
     return err == VUB_OK ? VUB_OK : vub_qcow2_backing_fail(q, err);
 }
 
