@@ -4476,9 +4476,8 @@ struct vub_qcow2 {
     uint32_t l1_size;
 
     /* L2 cache: a fixed number of cluster-sized slots */
-    struct vub_qcow2_l2_slot *l2_slots;
+    struct vub_qcow2_l2_slot *l2_slots; /* followed by their tables */
     unsigned l2_slot_count;
-    uint8_t *l2_memory;           /* l2_slot_count * cluster_bytes */
     uint64_t l2_clock;            /* use counter for last_use */
 
     /* Compressed clusters: the compressed bytes of one cluster, and the last
@@ -4630,8 +4629,7 @@ static enum vub_qcow2_kind vub_qcow2_subcluster_kind(uint64_t bitmap, unsigned s
  * bit 0 of the descriptor is reserved here ("with extended L2 entries ...
  * this is always 0"). */
 static enum vub_err vub_qcow2_classify_subclusters(struct vub_qcow2 *q, uint64_t off, uint64_t entry,
-                                                   uint64_t bitmap, bool allocated, uint64_t host_cluster,
-                                                   struct vub_qcow2_extent *e)
+                                                   uint64_t bitmap, bool allocated, struct vub_qcow2_extent *e)
 {
     uint32_t alloc = (uint32_t)bitmap, zero = (uint32_t)(bitmap >> 32);
     if (vub_has(entry, QCOW2_ZERO_BIT) || (alloc & zero) != 0 || (alloc != 0 && !allocated))
@@ -4643,7 +4641,6 @@ static enum vub_err vub_qcow2_classify_subclusters(struct vub_qcow2 *q, uint64_t
     while (last + 1 < VUB_QCOW2_SUBCLUSTERS && vub_qcow2_subcluster_kind(bitmap, last + 1) == e->kind)
         last++;
     e->bytes = ((uint64_t)(last + 1) << sc_bits) - in_cluster;
-    e->host_offset = host_cluster + in_cluster; /* used for DATA only */
     return VUB_OK;
 }
 
@@ -4681,12 +4678,12 @@ static enum vub_err vub_qcow2_classify(struct vub_qcow2 *q, uint64_t off, uint64
         (host_cluster == 0 && copied && q->data_fd < 0) ||
         (allocated && q->data_fd >= 0 && host_cluster != off - in_cluster))
         return vub_qcow2_fail(q, VUB_R_QCOW2_L2_ENTRY, entry, off);
+    e->host_offset = host_cluster + in_cluster; /* used for DATA only */
     if (q->extended_l2)
-        return vub_qcow2_classify_subclusters(q, off, entry, bitmap, allocated, host_cluster, e);
+        return vub_qcow2_classify_subclusters(q, off, entry, bitmap, allocated, e);
     if (zero && q->hdr.version < 3)
         return vub_qcow2_fail(q, VUB_R_QCOW2_L2_ZERO, off, 0);
     e->kind = zero ? VUB_QCOW2_ZERO : allocated ? VUB_QCOW2_DATA : VUB_QCOW2_UNALLOCATED;
-    e->host_offset = host_cluster + in_cluster; /* used for DATA only */
     return VUB_OK;
 }
 
@@ -4695,8 +4692,7 @@ static enum vub_err vub_qcow2_classify(struct vub_qcow2 *q, uint64_t off, uint64
  * [QCOW2-L1-ENTRY] an L1 entry of offset 0 leaves "all clusters described
  * by this L2 table ... unallocated"; reserved bits are zero; the L2 table is
  * aligned and wholly inside the file. An index past the L1 table (a
- * snapshot's disk can be larger than its table only if corrupt, which open
- * refuses) is unallocated too, as in QEMU. */
+ * snapshot's table may map less than the disk) is unallocated too. */
 static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t max_bytes,
                                   struct vub_qcow2_extent *e)
 {
@@ -4705,15 +4701,13 @@ static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t 
     uint64_t l1_index = off >> span_bits;
     uint64_t l1_entry = l1_index < q->l1_size ? q->l1[l1_index] : 0;
     uint64_t l2_offset = l1_entry & QCOW2_OFFSET_MASK;
-    memset(e, 0, sizeof *e);
     if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0)
         return vub_qcow2_fail(q, VUB_R_QCOW2_L1_ENTRY, l1_index, l1_entry);
     if (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes))
         return vub_qcow2_fail(q, VUB_R_QCOW2_L1_TRUNCATED, l2_offset, q->file_bytes);
     if (l2_offset == 0) {
-        e->kind = VUB_QCOW2_UNALLOCATED;
-        e->guest_offset = off;
-        e->bytes = (UINT64_C(1) << span_bits) - (off & ((UINT64_C(1) << span_bits) - 1));
+        uint64_t span = UINT64_C(1) << span_bits;
+        *e = (struct vub_qcow2_extent){VUB_QCOW2_UNALLOCATED, off, span - (off & (span - 1)), 0};
     } else {
         const uint8_t *table = NULL;
         enum vub_err err = vub_qcow2_l2_get(img, l2_offset, &table);
@@ -4850,33 +4844,22 @@ static enum vub_err vub_qcow2_read_extent(struct vub_image *img, const struct vu
                                           struct vub_iov_cursor *c)
 {
     struct vub_qcow2 *q = img->qcow2;
+    enum vub_err err;
     switch (e->kind) {
     case VUB_QCOW2_ZERO:
         vub_iov_copy(c, NULL, NULL, e->bytes);
         return VUB_OK;
     case VUB_QCOW2_DATA:
         return vub_qcow2_read_data(img, e, c);
-    case VUB_QCOW2_COMPRESSED: {
-        enum vub_err err = vub_qcow2_inflate_cluster(img, e->host_offset);
-        if (err != VUB_OK)
-            return err;
-        vub_iov_copy(c, NULL, q->cluster + (e->guest_offset & (q->cluster_bytes - 1)), e->bytes);
-        return VUB_OK;
-    }
+    case VUB_QCOW2_COMPRESSED:
+        err = vub_qcow2_inflate_cluster(img, e->host_offset);
+        if (err == VUB_OK)
+            vub_iov_copy(c, NULL, q->cluster + (e->guest_offset & (q->cluster_bytes - 1)), e->bytes);
+        return err;
     case VUB_QCOW2_UNALLOCATED:
         return vub_qcow2_read_backing(img, e, c);
     }
     return VUB_E_INVAL;
-}
-
-/* True if extent b continues extent a so that one read serves both: same
- * kind and, for data, the next bytes of the file. A compressed cluster is
- * always read alone. */
-static bool vub_qcow2_extends(const struct vub_qcow2_extent *a, const struct vub_qcow2_extent *b)
-{
-    if (a->kind != b->kind || a->kind == VUB_QCOW2_COMPRESSED)
-        return false;
-    return a->kind != VUB_QCOW2_DATA || a->host_offset + a->bytes == b->host_offset;
 }
 
 /* ---- 9.6 Backing files ("backing_file_offset", "Backing file format name") */
@@ -5175,14 +5158,13 @@ static enum vub_err vub_qcow2_alloc_caches(struct vub_qcow2 *q)
     uint64_t slots = VUB_MIN(VUB_MAX(VUB_QCOW2_L2_CACHE_BYTES >> q->cluster_bits, VUB_QCOW2_L2_CACHE_MIN_SLOTS),
                              VUB_QCOW2_L2_CACHE_MAX_SLOTS);
     q->l2_slot_count = (unsigned)slots;
-    q->l2_slots = calloc(q->l2_slot_count, sizeof *q->l2_slots);
-    q->l2_memory = malloc((size_t)(slots << q->cluster_bits));
+    q->l2_slots = calloc(1, (size_t)(slots * sizeof *q->l2_slots + (slots << q->cluster_bits)));
     if (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD)
         q->zstd = vub_zstd_work_new((size_t)q->cluster_bytes);
-    if (!q->l2_slots || !q->l2_memory || (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
+    if (!q->l2_slots || (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
         return VUB_E_NOMEM;
     for (unsigned i = 0; i < q->l2_slot_count; i++)
-        q->l2_slots[i].table = q->l2_memory + ((size_t)i << q->cluster_bits);
+        q->l2_slots[i].table = (uint8_t *)(q->l2_slots + slots) + ((size_t)i << q->cluster_bits);
     return VUB_OK;
 }
 
@@ -5277,26 +5259,27 @@ static enum vub_err vub_qcow2_readv(struct vub_image *img, uint64_t off, const s
     struct vub_qcow2 *q = img->qcow2;
     struct vub_iov_cursor c = {iov, (unsigned)count, 0, 0};
     uint64_t left = vub_iov_bytes(iov, (unsigned)count);
-    struct vub_qcow2_extent run = {0}, next;
-    bool have_run = false;
+    struct vub_qcow2_extent run = {0}, next; /* run.bytes 0: no run yet */
     q->why[0] = '\0';
     q->err.reason = VUB_R_NONE;
     while (left > 0) {
         enum vub_err err = vub_qcow2_map(img, off, left, &next);
         if (err != VUB_OK)
             return err;
-        if (have_run && vub_qcow2_extends(&run, &next)) {
+        /* One read serves both when next has the run's kind and, for data,
+         * the next bytes of the file. A compressed cluster is read alone. */
+        if (run.bytes && next.kind == run.kind && run.kind != VUB_QCOW2_COMPRESSED &&
+            (run.kind != VUB_QCOW2_DATA || run.host_offset + run.bytes == next.host_offset)) {
             run.bytes += next.bytes;
         } else {
-            if (have_run && (err = vub_qcow2_read_extent(img, &run, &c)) != VUB_OK)
+            if (run.bytes && (err = vub_qcow2_read_extent(img, &run, &c)) != VUB_OK)
                 return err;
             run = next;
-            have_run = true;
         }
         off += next.bytes;
         left -= next.bytes;
     }
-    return have_run ? vub_qcow2_read_extent(img, &run, &c) : VUB_OK;
+    return run.bytes ? vub_qcow2_read_extent(img, &run, &c) : VUB_OK;
 }
 
 static void vub_qcow2_close(struct vub_image *img)
@@ -5308,7 +5291,6 @@ static void vub_qcow2_close(struct vub_image *img)
     vub_sys_close(&q->data_fd);
     free(q->l1);
     free(q->l2_slots);
-    free(q->l2_memory);
     free(q->zstd);
     free(q->cluster);
     free(q->data_path);
@@ -5379,11 +5361,10 @@ const char *vub_image_feature_name(const struct vub_image *img, unsigned kind, u
  * printable (vub_qcow2_printable). */
 static enum vub_err vub_qcow2_read_string(int fd, uint64_t offset, uint32_t bytes, char *out, size_t cap)
 {
-    uint8_t raw[256];
-    size_t n = bytes < cap - 1 ? bytes : cap - 1;
-    if (n > sizeof raw || vub_qcow2_pread(fd, raw, n, offset, NULL) != VUB_OK)
+    size_t n = VUB_MIN(bytes, cap - 1);
+    if (vub_qcow2_pread(fd, out, n, offset, NULL) != VUB_OK)
         return VUB_E_IO;
-    vub_qcow2_printable(out, cap, raw, n);
+    vub_qcow2_printable(out, cap, (const uint8_t *)out, n); /* in place */
     return VUB_OK;
 }
 
