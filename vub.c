@@ -3840,22 +3840,22 @@ static const struct vub_foreign_magic {
 
 #define VUB_PROBE_BYTES 72u /* covers every magic above */
 
-/* Tells qcow2 from raw by the first bytes; *foreign is the index of another
- * known format found instead (then the caller refuses), else -1. */
-static enum vub_format vub_image_probe(int fd, int *foreign)
+/* Tells qcow2 from raw by the first bytes, and refuses another known
+ * format found instead. */
+static enum vub_err vub_image_probe(struct vub_image *img, struct vub_error *e)
 {
     uint8_t head[VUB_PROBE_BYTES];
-    *foreign = -1;
-    if (vub_sys_pread_zero(fd, head, sizeof head, 0, NULL) != VUB_OK)
-        return VUB_FORMAT_RAW;
+    img->format = VUB_FORMAT_RAW;
+    if (vub_sys_pread_zero(img->fd, head, sizeof head, 0, NULL) != VUB_OK)
+        return VUB_OK;
     if (vub_be32(head) == VUB_QCOW2_MAGIC && vub_be32(head + 4) >= 2)
-        return VUB_FORMAT_QCOW2;
-    for (size_t i = 0; i < VUB_ARRAY_LEN(vub_foreign_magics) && *foreign < 0; i++) {
+        img->format = VUB_FORMAT_QCOW2;
+    for (size_t i = 0; img->format == VUB_FORMAT_RAW && i < VUB_ARRAY_LEN(vub_foreign_magics); i++) {
         const struct vub_foreign_magic *m = &vub_foreign_magics[i];
         if (memcmp(head + m->offset, m->bytes, m->len) == 0)
-            *foreign = (int)i;
+            return vub_fail(e, VUB_R_IMG_PROBE_FOREIGN, i, 0);
     }
-    return VUB_FORMAT_RAW;
+    return VUB_OK;
 }
 
 /* ---- Image locks ----
@@ -3944,6 +3944,9 @@ static void vub_error_format(const struct vub_error *e, const char *prefix, char
         n += snprintf(buf + n, len - (size_t)n, r->text, (unsigned long long)e->a, (unsigned long long)e->b);
     if (r->err == VUB_E_IO && e->b != 0 && n >= 0 && (size_t)n < len)
         n += snprintf(buf + n, len - (size_t)n, ": %s", strerror((int)e->b));
+    if ((reason == VUB_R_QCOW2_INFLATE || reason == VUB_R_QCOW2_ZSTD) && n >= 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, ": %s",
+                      reason == VUB_R_QCOW2_ZSTD ? vub_zstd_strerror((int)e->b) : vub_inflate_strerror((int)e->b));
     if (r->tag[0] && n >= 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " [%s]", r->tag);
 }
@@ -4001,11 +4004,9 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
     img->read_only = opts->read_only;
     img->fd = vub_sys_open(path, true);
     enum vub_err err = img->fd < 0 ? vub_fail(&e, VUB_R_IMG_OPEN, 0, (uint64_t)errno) : VUB_OK;
-    int foreign = -1;
-    if (err == VUB_OK)
-        img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd, &foreign) : opts->format;
-    if (err == VUB_OK && foreign >= 0)
-        err = vub_fail(&e, VUB_R_IMG_PROBE_FOREIGN, (uint64_t)foreign, 0);
+    img->format = opts->format;
+    if (err == VUB_OK && opts->format == VUB_FORMAT_AUTO)
+        err = vub_image_probe(img, &e);
     bool write = img->format == VUB_FORMAT_RAW && !opts->read_only;
     if (err == VUB_OK && (write || opts->direct))
         err = vub_image_reopen(img, path, write, opts->direct, &e);
@@ -4788,14 +4789,8 @@ static enum vub_err vub_qcow2_inflate_cluster(struct vub_image *img, uint64_t de
     int rc = q->zstd ? vub_zstd_decompress(q->cluster, (size_t)q->cluster_bytes, &produced, q->zbuf,
                                            (size_t)bytes, NULL, q->zstd)
                      : vub_inflate(q->cluster, (size_t)q->cluster_bytes, &produced, q->zbuf, (size_t)bytes, NULL);
-    if (rc < 0) {
-        enum vub_err err = vub_qcow2_fail(q, q->zstd ? VUB_R_QCOW2_ZSTD : VUB_R_QCOW2_INFLATE, offset,
-                                          (uint64_t)(int64_t)rc);
-        size_t used = strlen(q->why);
-        snprintf(q->why + used, sizeof q->why - used, ": %s",
-                 q->zstd ? vub_zstd_strerror(rc) : vub_inflate_strerror(rc));
-        return err;
-    }
+    if (rc < 0)
+        return vub_qcow2_fail(q, q->zstd ? VUB_R_QCOW2_ZSTD : VUB_R_QCOW2_INFLATE, offset, (uint64_t)(int64_t)rc);
     if (produced != q->cluster_bytes)
         return vub_qcow2_fail(q, VUB_R_QCOW2_COMPRESSED, offset, produced);
     q->cluster_descriptor = descriptor;
@@ -5357,17 +5352,6 @@ const char *vub_image_feature_name(const struct vub_image *img, unsigned kind, u
     return NULL;
 }
 
-/* Copies a recorded string into a NUL-terminated, cut-to-fit array, made
- * printable (vub_qcow2_printable). */
-static enum vub_err vub_qcow2_read_string(int fd, uint64_t offset, uint32_t bytes, char *out, size_t cap)
-{
-    size_t n = VUB_MIN(bytes, cap - 1);
-    if (vub_qcow2_pread(fd, out, n, offset, NULL) != VUB_OK)
-        return VUB_E_IO;
-    vub_qcow2_printable(out, cap, (const uint8_t *)out, n); /* in place */
-    return VUB_OK;
-}
-
 enum vub_err vub_image_snapshot(const struct vub_image *img, uint32_t index, struct vub_image_snapshot *out)
 {
     if (!img || !out)
@@ -5381,9 +5365,14 @@ enum vub_err vub_image_snapshot(const struct vub_image *img, uint32_t index, str
         return VUB_E_IO;
     memset(out, 0, sizeof *out);
     uint64_t id_at = at + VUB_QCOW2_SNAPSHOT_FIXED_BYTES + s.extra_data_size;
-    if (vub_qcow2_read_string(img->fd, id_at, s.id_str_size, out->id, sizeof out->id) != VUB_OK ||
-        vub_qcow2_read_string(img->fd, id_at + s.id_str_size, s.name_size, out->name, sizeof out->name) != VUB_OK)
+    size_t id_n = VUB_MIN(s.id_str_size, sizeof out->id - 1);
+    size_t name_n = VUB_MIN(s.name_size, sizeof out->name - 1);
+    if (vub_qcow2_pread(img->fd, out->id, id_n, id_at, NULL) != VUB_OK ||
+        vub_qcow2_pread(img->fd, out->name, name_n, id_at + s.id_str_size, NULL) != VUB_OK)
         return VUB_E_IO;
+    /* cut to fit, made printable in place */
+    vub_qcow2_printable(out->id, sizeof out->id, (const uint8_t *)out->id, id_n);
+    vub_qcow2_printable(out->name, sizeof out->name, (const uint8_t *)out->name, name_n);
     out->id_bytes = s.id_str_size;
     out->name_bytes = s.name_size;
     out->vm_state_bytes = s.vm_state_size;
