@@ -4570,28 +4570,23 @@ static enum vub_err vub_qcow2_load_l1(struct vub_image *img, uint64_t offset, ui
 }
 
 /* Returns the L2 table at offset, from the cache or read into the least
- * recently used slot. The caller checked the offset. */
+ * recently used slot. The caller checked the offset (never 0, which marks
+ * an empty slot). */
 static enum vub_err vub_qcow2_l2_get(struct vub_image *img, uint64_t offset, const uint8_t **table)
 {
     struct vub_qcow2 *q = img->qcow2;
-    struct vub_qcow2_l2_slot *victim = &q->l2_slots[0];
-    q->l2_clock++;
-    for (unsigned i = 0; i < q->l2_slot_count; i++) {
-        struct vub_qcow2_l2_slot *s = &q->l2_slots[i];
-        if (s->offset == offset) {
-            s->last_use = q->l2_clock;
-            *table = s->table;
-            return VUB_OK;
-        }
-        if (s->last_use < victim->last_use)
-            victim = s;
+    struct vub_qcow2_l2_slot *s = &q->l2_slots[0]; /* the slot with the table, else the oldest */
+    for (unsigned i = 1; i < q->l2_slot_count && s->offset != offset; i++)
+        if (q->l2_slots[i].offset == offset || q->l2_slots[i].last_use < s->last_use)
+            s = &q->l2_slots[i];
+    if (s->offset != offset) {
+        s->offset = 0; /* empty until the read succeeds */
+        if (vub_qcow2_pread(img->fd, s->table, (size_t)q->cluster_bytes, offset, &q->err) != VUB_OK)
+            return vub_qcow2_fail(q, VUB_R_QCOW2_READ, offset, q->err.b);
+        s->offset = offset;
     }
-    victim->offset = 0; /* empty until the read succeeds */
-    if (vub_qcow2_pread(img->fd, victim->table, (size_t)q->cluster_bytes, offset, &q->err) != VUB_OK)
-        return vub_qcow2_fail(q, VUB_R_QCOW2_READ, offset, q->err.b);
-    victim->offset = offset;
-    victim->last_use = q->l2_clock;
-    *table = victim->table;
+    s->last_use = ++q->l2_clock;
+    *table = s->table;
     return VUB_OK;
 }
 
@@ -5065,10 +5060,12 @@ static enum vub_err vub_qcow2_select_snapshot(struct vub_image *img, int32_t ind
 
 /* ---- 9.8 Opening and reading ------------------------------------------------ */
 
-/* Starts img's qcow2 state from its checked header: the geometry, the
- * buffers of compressed clusters, and cluster 0 (header, extensions,
- * backing name) read into q->cluster, which no compressed cluster uses
- * until open is over. */
+/* Starts img's qcow2 state from its checked header: the geometry, every
+ * buffer reads use (the L2 cache, a fixed number of slots within
+ * VUB_QCOW2_L2_CACHE_BYTES; the compressed cluster and its input; the zstd
+ * decoder's work area), and cluster 0 (header, extensions, backing name)
+ * read into q->cluster, which no compressed cluster uses until open is
+ * over. */
 static enum vub_err vub_qcow2_start(struct vub_image *img, const struct vub_qcow2_header *h, uint64_t file_bytes,
                                     struct vub_qcow2_exts *x, struct vub_error *e)
 {
@@ -5087,8 +5084,17 @@ static enum vub_err vub_qcow2_start(struct vub_image *img, const struct vub_qcow
      * (2 * sizeof(uint64_t)))" with extended L2 entries. */
     q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
     q->l2_bits = h->cluster_bits - (q->extended_l2 ? 4 : 3);
-    if (!(q->cluster = malloc((size_t)(3 * q->cluster_bytes))))
+    uint64_t slots = VUB_MIN(VUB_MAX(VUB_QCOW2_L2_CACHE_BYTES >> q->cluster_bits, VUB_QCOW2_L2_CACHE_MIN_SLOTS),
+                             VUB_QCOW2_L2_CACHE_MAX_SLOTS);
+    q->l2_slot_count = (unsigned)slots;
+    q->l2_slots = calloc(1, (size_t)(slots * sizeof *q->l2_slots + (slots << q->cluster_bits)));
+    q->cluster = malloc((size_t)(3 * q->cluster_bytes));
+    if (h->compression_type == QCOW2_COMPRESSION_ZSTD)
+        q->zstd = vub_zstd_work_new((size_t)q->cluster_bytes);
+    if (!q->l2_slots || !q->cluster || (h->compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
         return VUB_E_NOMEM;
+    for (unsigned i = 0; i < q->l2_slot_count; i++)
+        q->l2_slots[i].table = (uint8_t *)(q->l2_slots + slots) + ((size_t)i << q->cluster_bits);
     q->zbuf = q->cluster + q->cluster_bytes;
     enum vub_err err = vub_qcow2_pread(img->fd, q->cluster, (size_t)q->cluster_bytes, 0, e);
     if (err != VUB_OK || (err = vub_qcow2_read_exts(q->cluster, h, q->cluster_bytes, x, e)) != VUB_OK ||
@@ -5146,23 +5152,6 @@ static enum vub_err vub_qcow2_take_names(struct vub_image *img, const char *path
     return vub_qcow2_backing_format(x, opts, fmt, e);
 }
 
-/* Allocates the L2 cache (a fixed number of slots within
- * VUB_QCOW2_L2_CACHE_BYTES) and, for zstd, the decoder's work area. */
-static enum vub_err vub_qcow2_alloc_caches(struct vub_qcow2 *q)
-{
-    uint64_t slots = VUB_MIN(VUB_MAX(VUB_QCOW2_L2_CACHE_BYTES >> q->cluster_bits, VUB_QCOW2_L2_CACHE_MIN_SLOTS),
-                             VUB_QCOW2_L2_CACHE_MAX_SLOTS);
-    q->l2_slot_count = (unsigned)slots;
-    q->l2_slots = calloc(1, (size_t)(slots * sizeof *q->l2_slots + (slots << q->cluster_bits)));
-    if (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD)
-        q->zstd = vub_zstd_work_new((size_t)q->cluster_bytes);
-    if (!q->l2_slots || (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
-        return VUB_E_NOMEM;
-    for (unsigned i = 0; i < q->l2_slot_count; i++)
-        q->l2_slots[i].table = (uint8_t *)(q->l2_slots + slots) + ((size_t)i << q->cluster_bits);
-    return VUB_OK;
-}
-
 /* Opens img (fd open, format QCOW2) as the image depth files below top:
  * header, extensions, features, tables, the data file, the L1 table it
  * reads and, last, its backing file. */
@@ -5194,8 +5183,7 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
         return err;
     if (opts->snapshot && index < 0)
         return vub_fail(e, VUB_R_QCOW2_SNAPSHOT_NAME, 0, 0);
-    if ((err = vub_qcow2_take_names(img, path, &h, &x, opts, &backing_format, e)) != VUB_OK ||
-        (err = vub_qcow2_alloc_caches(q)) != VUB_OK)
+    if ((err = vub_qcow2_take_names(img, path, &h, &x, opts, &backing_format, e)) != VUB_OK)
         return err;
     disk_bytes = h.size;
     if (!opts->snapshot)
@@ -5389,11 +5377,8 @@ enum vub_err vub_image_snapshot(const struct vub_image *img, uint32_t index, str
 static enum vub_err vub_qcow2_extent_zero(struct vub_image *img, struct vub_qcow2_extent *e, bool *zero)
 {
     struct vub_qcow2 *q = img->qcow2;
-    *zero = e->kind == VUB_QCOW2_ZERO;
-    if (e->kind != VUB_QCOW2_UNALLOCATED)
-        return VUB_OK;
-    *zero = true;
-    if (!q->backing || e->guest_offset >= q->backing->size)
+    *zero = e->kind == VUB_QCOW2_ZERO || e->kind == VUB_QCOW2_UNALLOCATED;
+    if (e->kind != VUB_QCOW2_UNALLOCATED || !q->backing || e->guest_offset >= q->backing->size)
         return VUB_OK;
     enum vub_err err = vub_image_block_status(q->backing, e->guest_offset,
                                               VUB_MIN(q->backing->size - e->guest_offset, e->bytes), &e->bytes, zero);
