@@ -3859,11 +3859,10 @@ static enum vub_err vub_image_probe(struct vub_image *img, struct vub_error *e)
 }
 
 /* ---- Image locks ----
- * [IMG-LOCK] vub takes the byte-range locks QEMU's file driver takes, so
- * that QEMU, qemu-img, qemu-storage-daemon and vub all see each other.
- * QEMU (block/file-posix.c, RAW_LOCK_PERM_BASE and RAW_LOCK_SHARED_BASE)
- * gives every block permission a bit: 0 consistent read, 1 write, 2 write
- * unchanged, 3 resize. An open file holds a shared lock on byte 100 + bit
+ * [IMG-LOCK] vub takes the byte-range locks QEMU's file driver takes
+ * (RAW_LOCK_PERM_BASE, RAW_LOCK_SHARED_BASE), so that QEMU, qemu-img,
+ * qemu-storage-daemon and vub all see each other. Every block permission
+ * has a bit: 0 consistent read, 1 write, 2 write unchanged, 3 resize. An open file holds a shared lock on byte 100 + bit
  * for each permission it uses, and on byte 200 + bit for each permission
  * it does not let others have. Opening conflicts if another open file holds
  * byte 200 + bit for a permission we use, or byte 100 + bit for one we do
@@ -3944,9 +3943,10 @@ static void vub_error_format(const struct vub_error *e, const char *prefix, char
         n += snprintf(buf + n, len - (size_t)n, r->text, (unsigned long long)e->a, (unsigned long long)e->b);
     if (r->err == VUB_E_IO && e->b != 0 && n >= 0 && (size_t)n < len)
         n += snprintf(buf + n, len - (size_t)n, ": %s", strerror((int)e->b));
-    if ((reason == VUB_R_QCOW2_INFLATE || reason == VUB_R_QCOW2_ZSTD) && n >= 0 && (size_t)n < len)
-        n += snprintf(buf + n, len - (size_t)n, ": %s",
-                      reason == VUB_R_QCOW2_ZSTD ? vub_zstd_strerror((int)e->b) : vub_inflate_strerror((int)e->b));
+    if (reason == VUB_R_QCOW2_INFLATE && n >= 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, ": %s", vub_inflate_strerror((int)e->b));
+    if (reason == VUB_R_QCOW2_ZSTD && n >= 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, ": %s", vub_zstd_strerror((int)e->b));
     if (r->tag[0] && n >= 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " [%s]", r->tag);
 }
@@ -4234,6 +4234,17 @@ static enum vub_err vub_qcow2_pread(int fd, void *buf, size_t len, uint64_t off,
     return err == VUB_OK ? VUB_OK : vub_fail(e, VUB_R_QCOW2_READ, off, e ? e->b : EIO);
 }
 
+/* [QCOW2-TABLE-BOUNDS] A metadata table at offset of bytes length: "Must be
+ * aligned to a cluster boundary", not over the header in cluster 0, and
+ * inside the file without overflow (QEMU validate_table_offset, plus the
+ * end-of-file check QEMU leaves to the read). An empty table is fine. */
+static bool vub_qcow2_table_ok(uint64_t offset, uint64_t bytes, uint64_t cluster_bytes, uint64_t file_bytes)
+{
+    if (bytes == 0)
+        return true;
+    return offset != 0 && (offset & (cluster_bytes - 1)) == 0 && vub_range_ok(offset, bytes, file_bytes);
+}
+
 /* [QCOW2-HDR] The checks on the fixed header fields (qcow2.txt "Header";
  * QEMU qcow2_do_open). Fields that depend on header extensions, such as
  * unknown feature bits, are checked once the extensions are read. */
@@ -4268,6 +4279,16 @@ static enum vub_err vub_qcow2_check_header(const struct vub_qcow2_header *h, uin
          h->backing_file_size > VUB_QCOW2_MAX_BACKING_NAME ||
          h->backing_file_size > cluster_bytes - h->backing_file_offset))
         return vub_fail(e, VUB_R_QCOW2_BACKING_NAME, h->backing_file_offset, h->backing_file_size);
+    /* [QCOW2-REFCOUNT-BOUNDS] vub never reads refcounts, but checks the
+     * table the way QEMU does at open ("Reference count table too large",
+     * "Invalid reference count table offset"), so both accept the same
+     * images. The table is whole clusters, but the file may end right after
+     * the part in use: its first entry must be in the file. */
+    uint64_t refcount_bytes = (uint64_t)h->refcount_table_clusters << h->cluster_bits;
+    if (refcount_bytes > VUB_QCOW2_MAX_REFTABLE_BYTES)
+        return vub_fail(e, VUB_R_QCOW2_REFCOUNT_BIG, h->refcount_table_clusters, 0);
+    if (!vub_qcow2_table_ok(h->refcount_table_offset, refcount_bytes ? 8 : 0, cluster_bytes, file_bytes))
+        return vub_fail(e, VUB_R_QCOW2_REFCOUNT_PLACE, h->refcount_table_offset, 0);
     return VUB_OK;
 }
 
@@ -4515,17 +4536,6 @@ static enum vub_err vub_qcow2_fail(struct vub_qcow2 *q, enum vub_reason reason, 
     return err;
 }
 
-/* [QCOW2-TABLE-BOUNDS] A metadata table at offset of bytes length: "Must be
- * aligned to a cluster boundary", not over the header in cluster 0, and
- * inside the file without overflow (QEMU validate_table_offset, plus the
- * end-of-file check QEMU leaves to the read). An empty table is fine. */
-static bool vub_qcow2_table_ok(const struct vub_qcow2 *q, uint64_t offset, uint64_t bytes)
-{
-    if (bytes == 0)
-        return true;
-    return offset != 0 && (offset & (q->cluster_bytes - 1)) == 0 && vub_range_ok(offset, bytes, q->file_bytes);
-}
-
 /* [QCOW2-L1-BOUNDS] An L1 table of `entries` at offset that must map at
  * least covers_bytes of the disk: at most 32 MiB (QEMU's QCOW_MAX_L1_SIZE),
  * large enough, aligned and inside the file. Checked for the active table
@@ -4539,10 +4549,11 @@ static enum vub_err vub_qcow2_check_l1(const struct vub_qcow2 *q, uint64_t offse
     uint64_t bytes = (uint64_t)entries * 8;
     unsigned shift = q->cluster_bits + q->l2_bits;
     uint64_t needed = (covers_bytes >> shift) + ((covers_bytes & ((UINT64_C(1) << shift) - 1)) != 0);
-    enum vub_reason r = bytes > VUB_QCOW2_MAX_L1_BYTES        ? VUB_R_QCOW2_L1_BIG
-                        : entries < needed                      ? VUB_R_QCOW2_L1_SIZE
-                        : !vub_qcow2_table_ok(q, offset, bytes) ? VUB_R_QCOW2_L1_PLACE
-                                                                : VUB_R_NONE;
+    bool placed = vub_qcow2_table_ok(offset, bytes, q->cluster_bytes, q->file_bytes);
+    enum vub_reason r = bytes > VUB_QCOW2_MAX_L1_BYTES ? VUB_R_QCOW2_L1_BIG
+                        : entries < needed           ? VUB_R_QCOW2_L1_SIZE
+                        : !placed                    ? VUB_R_QCOW2_L1_PLACE
+                                                     : VUB_R_NONE;
     if (r == VUB_R_NONE)
         return VUB_OK;
     return vub_fail(e, snapshot ? VUB_R_QCOW2_SNAPSHOT_L1 : r, offset, entries);
@@ -4625,7 +4636,8 @@ static enum vub_qcow2_kind vub_qcow2_subcluster_kind(uint64_t bitmap, unsigned s
  * bit 0 of the descriptor is reserved here ("with extended L2 entries ...
  * this is always 0"). */
 static enum vub_err vub_qcow2_classify_subclusters(struct vub_qcow2 *q, uint64_t off, uint64_t entry,
-                                                   uint64_t bitmap, bool allocated, struct vub_qcow2_extent *e)
+                                                   uint64_t bitmap, bool allocated,
+                                                   struct vub_qcow2_extent *e)
 {
     uint32_t alloc = (uint32_t)bitmap, zero = (uint32_t)(bitmap >> 32);
     if (vub_has(entry, QCOW2_ZERO_BIT) || (alloc & zero) != 0 || (alloc != 0 && !allocated))
@@ -4785,7 +4797,8 @@ static enum vub_err vub_qcow2_inflate_cluster(struct vub_image *img, uint64_t de
                                            (size_t)bytes, NULL, q->zstd)
                      : vub_inflate(q->cluster, (size_t)q->cluster_bytes, &produced, q->zbuf, (size_t)bytes, NULL);
     if (rc < 0)
-        return vub_qcow2_fail(q, q->zstd ? VUB_R_QCOW2_ZSTD : VUB_R_QCOW2_INFLATE, offset, (uint64_t)(int64_t)rc);
+        return vub_qcow2_fail(q, q->zstd ? VUB_R_QCOW2_ZSTD : VUB_R_QCOW2_INFLATE, offset,
+                              (uint64_t)(int64_t)rc);
     if (produced != q->cluster_bytes)
         return vub_qcow2_fail(q, VUB_R_QCOW2_COMPRESSED, offset, produced);
     q->cluster_descriptor = descriptor;
@@ -4857,8 +4870,9 @@ static enum vub_err vub_qcow2_read_extent(struct vub_image *img, const struct vu
 /* [QCOW2-BACKING-FORMAT] The backing file's format: the one the image
  * records, else the caller's. Never probed: a raw backing file whose guest
  * wrote a qcow2 header into it would otherwise point us at any host file. */
-static enum vub_err vub_qcow2_backing_format(const struct vub_qcow2_exts *x, const struct vub_image_opts *opts,
-                                             enum vub_format *fmt, struct vub_error *e)
+static enum vub_err vub_qcow2_backing_format(const struct vub_qcow2_exts *x,
+                                             const struct vub_image_opts *opts, enum vub_format *fmt,
+                                             struct vub_error *e)
 {
     const struct vub_qcow2_ext *f = &x->backing_format;
     if (!f->seen && opts->backing_format != VUB_FORMAT_AUTO)
@@ -4981,7 +4995,8 @@ static bool vub_qcow2_snapshot_is(int fd, uint64_t str_offset, uint16_t str_byte
         return false;
     for (size_t at = 0, n; at < str_bytes; at += n) {
         n = VUB_MIN(sizeof piece, (size_t)str_bytes - at);
-        if (vub_qcow2_pread(fd, piece, n, str_offset + at, NULL) != VUB_OK || memcmp(piece, want + at, n) != 0)
+        if (vub_qcow2_pread(fd, piece, n, str_offset + at, NULL) != VUB_OK ||
+            memcmp(piece, want + at, n) != 0)
             return false;
     }
     return true;
@@ -4992,7 +5007,7 @@ static bool vub_qcow2_snapshot_is(int fd, uint64_t str_offset, uint16_t str_byte
  * file, extra data at most 1 KiB (QEMU "Too much extra metadata"). Records
  * where each entry starts, and finds the one opts->snapshot names: an
  * entry whose id matches wins over one whose name does, as with QEMU's
- * snapshot lookup. *found is -1 if none does.
+ * snapshot lookup (*found is -1 without want; with it, no match fails).
  * Format note: an entry is its fixed part, extra data, id and name, then
  * "Padding to round up the snapshot table entry size to the next multiple
  * of 8"; QEMU does not write the padding of the last entry, so the file may
@@ -5002,14 +5017,12 @@ static enum vub_err vub_qcow2_read_snapshots(struct vub_image *img, const struct
 {
     struct vub_qcow2 *q = img->qcow2;
     int32_t by_id = -1, by_name = -1;
-    *found = -1;
     if (h->nb_snapshots > VUB_QCOW2_MAX_SNAPSHOTS)
         return vub_fail(e, VUB_R_QCOW2_SNAPSHOTS_MANY, h->nb_snapshots, VUB_QCOW2_MAX_SNAPSHOTS);
-    if (h->nb_snapshots == 0)
-        return VUB_OK;
-    if (!vub_qcow2_table_ok(q, h->snapshots_offset, (uint64_t)h->nb_snapshots * VUB_QCOW2_SNAPSHOT_FIXED_BYTES))
+    if (!vub_qcow2_table_ok(h->snapshots_offset, (uint64_t)h->nb_snapshots * VUB_QCOW2_SNAPSHOT_FIXED_BYTES,
+                            q->cluster_bytes, q->file_bytes))
         return vub_fail(e, VUB_R_QCOW2_SNAPSHOT_TABLE, h->snapshots_offset, 0);
-    if (!(q->snapshot_offsets = calloc(h->nb_snapshots, sizeof *q->snapshot_offsets)))
+    if (!(q->snapshot_offsets = calloc(h->nb_snapshots + 1, sizeof *q->snapshot_offsets))) /* never 0 */
         return VUB_E_NOMEM;
     uint64_t at = h->snapshots_offset;
     for (uint32_t i = 0; i < h->nb_snapshots; i++) {
@@ -5031,7 +5044,7 @@ static enum vub_err vub_qcow2_read_snapshots(struct vub_image *img, const struct
     }
     q->snapshot_count = h->nb_snapshots;
     *found = by_id >= 0 ? by_id : by_name;
-    return VUB_OK;
+    return want && *found < 0 ? vub_fail(e, VUB_R_QCOW2_SNAPSHOT_NAME, 0, 0) : VUB_OK;
 }
 
 /* [QCOW2-SNAPSHOT-READ] Reading a snapshot is reading through its L1 table
@@ -5066,8 +5079,8 @@ static enum vub_err vub_qcow2_select_snapshot(struct vub_image *img, int32_t ind
  * decoder's work area), and cluster 0 (header, extensions, backing name)
  * read into q->cluster, which no compressed cluster uses until open is
  * over. */
-static enum vub_err vub_qcow2_start(struct vub_image *img, const struct vub_qcow2_header *h, uint64_t file_bytes,
-                                    struct vub_qcow2_exts *x, struct vub_error *e)
+static enum vub_err vub_qcow2_start(struct vub_image *img, const struct vub_qcow2_header *h,
+                                    uint64_t file_bytes, struct vub_qcow2_exts *x, struct vub_error *e)
 {
     struct vub_qcow2 *q = calloc(1, sizeof *q);
     if (!q)
@@ -5084,8 +5097,8 @@ static enum vub_err vub_qcow2_start(struct vub_image *img, const struct vub_qcow
      * (2 * sizeof(uint64_t)))" with extended L2 entries. */
     q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
     q->l2_bits = h->cluster_bits - (q->extended_l2 ? 4 : 3);
-    uint64_t slots = VUB_MIN(VUB_MAX(VUB_QCOW2_L2_CACHE_BYTES >> q->cluster_bits, VUB_QCOW2_L2_CACHE_MIN_SLOTS),
-                             VUB_QCOW2_L2_CACHE_MAX_SLOTS);
+    uint64_t slots = VUB_QCOW2_L2_CACHE_BYTES >> q->cluster_bits;
+    slots = VUB_MIN(VUB_MAX(slots, VUB_QCOW2_L2_CACHE_MIN_SLOTS), VUB_QCOW2_L2_CACHE_MAX_SLOTS);
     q->l2_slot_count = (unsigned)slots;
     q->l2_slots = calloc(1, (size_t)(slots * sizeof *q->l2_slots + (slots << q->cluster_bits)));
     q->cluster = malloc((size_t)(3 * q->cluster_bytes));
@@ -5108,27 +5121,12 @@ static enum vub_err vub_qcow2_start(struct vub_image *img, const struct vub_qcow
     return VUB_OK;
 }
 
-/* [QCOW2-REFCOUNT-BOUNDS] vub never reads refcounts, but checks the table
- * the way QEMU does at open ("Reference count table too large", "Invalid
- * reference count table offset"), so both accept the same images. */
-static enum vub_err vub_qcow2_check_refcount_table(const struct vub_qcow2 *q, const struct vub_qcow2_header *h,
-                                                   struct vub_error *e)
-{
-    uint64_t bytes = (uint64_t)h->refcount_table_clusters << q->cluster_bits;
-    if (bytes > VUB_QCOW2_MAX_REFTABLE_BYTES)
-        return vub_fail(e, VUB_R_QCOW2_REFCOUNT_BIG, h->refcount_table_clusters, 0);
-    /* The table is whole clusters, but the file may end right after the
-     * part in use; check the first cluster is in the file. */
-    if (!vub_qcow2_table_ok(q, h->refcount_table_offset, bytes ? 8 : 0))
-        return vub_fail(e, VUB_R_QCOW2_REFCOUNT_PLACE, h->refcount_table_offset, 0);
-    return VUB_OK;
-}
-
 /* Takes the names cluster 0 records: opens the data file, and leaves the
  * backing file (its path and format in *fmt) for the last step of open. */
-static enum vub_err vub_qcow2_take_names(struct vub_image *img, const char *path, const struct vub_qcow2_header *h,
-                                         const struct vub_qcow2_exts *x, const struct vub_image_opts *opts,
-                                         enum vub_format *fmt, struct vub_error *e)
+static enum vub_err vub_qcow2_take_names(struct vub_image *img, const char *path,
+                                         const struct vub_qcow2_header *h, const struct vub_qcow2_exts *x,
+                                         const struct vub_image_opts *opts, enum vub_format *fmt,
+                                         struct vub_error *e)
 {
     struct vub_qcow2 *q = img->qcow2;
     const uint8_t *name = q->cluster + h->backing_file_offset;
@@ -5175,15 +5173,11 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
         (err = vub_qcow2_start(img, &h, file_bytes, &x, e)) != VUB_OK)
         return err;
     struct vub_qcow2 *q = img->qcow2;
-    if ((err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK ||
-        (err = vub_qcow2_check_refcount_table(q, &h, e)) != VUB_OK)
+    if ((err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK)
         return err;
     int32_t index;
-    if ((err = vub_qcow2_read_snapshots(img, &h, opts->snapshot, &index, e)) != VUB_OK)
-        return err;
-    if (opts->snapshot && index < 0)
-        return vub_fail(e, VUB_R_QCOW2_SNAPSHOT_NAME, 0, 0);
-    if ((err = vub_qcow2_take_names(img, path, &h, &x, opts, &backing_format, e)) != VUB_OK)
+    if ((err = vub_qcow2_read_snapshots(img, &h, opts->snapshot, &index, e)) != VUB_OK ||
+        (err = vub_qcow2_take_names(img, path, &h, &x, opts, &backing_format, e)) != VUB_OK)
         return err;
     disk_bytes = h.size;
     if (!opts->snapshot)
@@ -5380,8 +5374,8 @@ static enum vub_err vub_qcow2_extent_zero(struct vub_image *img, struct vub_qcow
     *zero = e->kind == VUB_QCOW2_ZERO || e->kind == VUB_QCOW2_UNALLOCATED;
     if (e->kind != VUB_QCOW2_UNALLOCATED || !q->backing || e->guest_offset >= q->backing->size)
         return VUB_OK;
-    enum vub_err err = vub_image_block_status(q->backing, e->guest_offset,
-                                              VUB_MIN(q->backing->size - e->guest_offset, e->bytes), &e->bytes, zero);
+    uint64_t covered = VUB_MIN(q->backing->size - e->guest_offset, e->bytes);
+    enum vub_err err = vub_image_block_status(q->backing, e->guest_offset, covered, &e->bytes, zero);
     return err == VUB_OK ? VUB_OK : vub_qcow2_backing_fail(q, err);
 }
 
