@@ -3789,8 +3789,7 @@ static int vub_zstd_decompress(uint8_t *dst, size_t dst_len, size_t *dst_done, c
 static const char *vub_zstd_strerror(int result);
 static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path, const struct vub_image_opts *opts,
                                    struct vub_image **out, char *why, size_t why_len);
-static enum vub_err vub_qcow2_readv(struct vub_image *img, uint64_t off, const struct iovec *iov,
-                                    int count);
+static enum vub_err vub_qcow2_readv(struct vub_image *img, uint64_t off, const struct iovec *iov, int count);
 static void vub_qcow2_close(struct vub_image *img);
 
 #define VUB_QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
@@ -3862,12 +3861,13 @@ static enum vub_err vub_image_probe(struct vub_image *img, struct vub_error *e)
  * [IMG-LOCK] vub takes the byte-range locks QEMU's file driver takes
  * (RAW_LOCK_PERM_BASE, RAW_LOCK_SHARED_BASE), so that QEMU, qemu-img,
  * qemu-storage-daemon and vub all see each other. Every block permission
- * has a bit: 0 consistent read, 1 write, 2 write unchanged, 3 resize. An open file holds a shared lock on byte 100 + bit
- * for each permission it uses, and on byte 200 + bit for each permission
- * it does not let others have. Opening conflicts if another open file holds
- * byte 200 + bit for a permission we use, or byte 100 + bit for one we do
- * not share. Our bytes are taken before the check (as QEMU does), so two
- * openers racing each other cannot both miss the other.
+ * has a bit: 0 consistent read, 1 write, 2 write unchanged, 3 resize. An
+ * open file holds a shared lock on byte 100 + bit for each permission it
+ * uses, and on byte 200 + bit for each permission it does not let others
+ * have. Opening conflicts if another open file holds byte 200 + bit for a
+ * permission we use, or byte 100 + bit for one we do not share. Our bytes
+ * are taken before the check (as QEMU does), so two openers racing each
+ * other cannot both miss the other.
  *   vub reading:  uses read;         shares read, write unchanged
  *   vub writing:  uses read, write;  shares read, write unchanged
  *   force_share:  uses read;         shares everything (qemu-img -U)
@@ -4032,8 +4032,7 @@ void vub_image_close(struct vub_image *img)
 {
     if (!img)
         return;
-    if (img->format == VUB_FORMAT_QCOW2)
-        vub_qcow2_close(img);
+    vub_qcow2_close(img); /* nothing for raw */
     vub_sys_close(&img->fd);
     free(img);
 }
@@ -4406,11 +4405,8 @@ enum {
     QCOW2_INCOMPAT_COMPRESSION_BIT = 3,
     QCOW2_INCOMPAT_EXTL2_BIT = 4,
     QCOW2_INCOMPAT_KNOWN_BITS = 5,
-    /* compatible_features: "can safely ignore any unknown bits" */
-    QCOW2_COMPAT_LAZY_REFCOUNTS_BIT = 0,
-    /* autoclear_features: a reader that never writes may ignore them all */
-    QCOW2_AUTOCLEAR_BITMAPS_BIT = 0,
-    QCOW2_AUTOCLEAR_DATA_FILE_RAW_BIT = 1,
+    /* compatible_features a reader "can safely ignore", and autoclear_features
+     * (bitmaps, raw data file) a reader that never writes may ignore too. */
 };
 
 enum { QCOW2_COMPRESSION_ZLIB = 0, QCOW2_COMPRESSION_ZSTD = 1 };
@@ -4541,8 +4537,7 @@ static enum vub_err vub_qcow2_fail(struct vub_qcow2 *q, enum vub_reason reason, 
  * large enough, aligned and inside the file. Checked for the active table
  * even when a snapshot's is read, as QEMU does at open.
  * [QCOW2-L1-SIZE] Large enough is ceil(covers_bytes / bytes one L2 table
- * maps): QEMU refuses an image whose L1 is smaller ("L1 table is too
- * small"). */
+ * maps), as QEMU refuses a smaller one ("L1 table is too small"). */
 static enum vub_err vub_qcow2_check_l1(const struct vub_qcow2 *q, uint64_t offset, uint32_t entries,
                                        uint64_t covers_bytes, bool snapshot, struct vub_error *e)
 {
@@ -4554,9 +4549,7 @@ static enum vub_err vub_qcow2_check_l1(const struct vub_qcow2 *q, uint64_t offse
                         : entries < needed           ? VUB_R_QCOW2_L1_SIZE
                         : !placed                    ? VUB_R_QCOW2_L1_PLACE
                                                      : VUB_R_NONE;
-    if (r == VUB_R_NONE)
-        return VUB_OK;
-    return vub_fail(e, snapshot ? VUB_R_QCOW2_SNAPSHOT_L1 : r, offset, entries);
+    return r == VUB_R_NONE ? VUB_OK : vub_fail(e, snapshot ? VUB_R_QCOW2_SNAPSHOT_L1 : r, offset, entries);
 }
 
 /* Checks, reads and decodes the L1 table the image will be read through. */
@@ -4580,9 +4573,8 @@ static enum vub_err vub_qcow2_load_l1(struct vub_image *img, uint64_t offset, ui
     return VUB_OK;
 }
 
-/* Returns the L2 table at offset, from the cache or read into the least
- * recently used slot. The caller checked the offset (never 0, which marks
- * an empty slot). */
+/* Returns the L2 table at offset (checked by the caller; never 0, which marks
+ * an empty slot), from the cache or read into the least recently used slot. */
 static enum vub_err vub_qcow2_l2_get(struct vub_image *img, uint64_t offset, const uint8_t **table)
 {
     struct vub_qcow2 *q = img->qcow2;
@@ -4913,8 +4905,7 @@ static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format 
     q->backing = b; /* vub_qcow2_close() frees it on any failure below */
     if (depth > VUB_QCOW2_MAX_CHAIN)
         return vub_fail(e, VUB_R_QCOW2_BACKING_DEPTH, VUB_QCOW2_MAX_CHAIN, 0);
-    b->fd = vub_sys_open(q->backing_path, true);
-    if (b->fd < 0)
+    if ((b->fd = vub_sys_open(q->backing_path, true)) < 0)
         return vub_fail(e, VUB_R_QCOW2_BACKING_OPEN, 0, (uint64_t)errno);
     if (!vub_sys_stat(b->fd, true, &b->size, NULL, NULL))
         return vub_fail(e, VUB_R_QCOW2_BACKING_KIND, 0, 0);
@@ -5054,9 +5045,8 @@ static enum vub_err vub_qcow2_read_snapshots(struct vub_image *img, const struct
  * like the active one, except that a snapshot without a recorded size may
  * have an L1 table smaller than the image has grown since; the clusters
  * past it are unallocated.
- * Format note: qemu-img convert -l keeps the active layer's size instead
- * (qcow2_snapshot_load_tmp swaps the L1 table only), so its output is
- * longer than vub's when the image grew after the snapshot. */
+ * Format note: qemu-img convert -l keeps the active layer's size instead,
+ * so its output is longer than vub's when the image grew after the snapshot. */
 static enum vub_err vub_qcow2_select_snapshot(struct vub_image *img, int32_t index, uint64_t header_size,
                                               uint64_t *disk_bytes, struct vub_error *e)
 {
@@ -5077,8 +5067,7 @@ static enum vub_err vub_qcow2_select_snapshot(struct vub_image *img, int32_t ind
  * buffer reads use (the L2 cache, a fixed number of slots within
  * VUB_QCOW2_L2_CACHE_BYTES; the compressed cluster and its input; the zstd
  * decoder's work area), and cluster 0 (header, extensions, backing name)
- * read into q->cluster, which no compressed cluster uses until open is
- * over. */
+ * in q->cluster, which no compressed cluster uses until open is over. */
 static enum vub_err vub_qcow2_start(struct vub_image *img, const struct vub_qcow2_header *h,
                                     uint64_t file_bytes, struct vub_qcow2_exts *x, struct vub_error *e)
 {
@@ -5136,8 +5125,7 @@ static enum vub_err vub_qcow2_take_names(struct vub_image *img, const char *path
             return vub_fail(e, VUB_R_QCOW2_DATA_FILE_LONG, x->data_file.len, 0);
         if ((err = vub_qcow2_name(path, x->data_file.data, x->data_file.len, &q->data_path, e)) != VUB_OK)
             return err;
-        q->data_fd = vub_sys_open(q->data_path, true);
-        if (q->data_fd < 0)
+        if ((q->data_fd = vub_sys_open(q->data_path, true)) < 0)
             return vub_fail(e, VUB_R_IMG_OPEN, 0, (uint64_t)errno);
         if ((err = vub_image_lock(q->data_fd, false, opts->force_share, e)) != VUB_OK)
             return err;
@@ -5285,10 +5273,7 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
 {
     if (!img || !out)
         return VUB_E_INVAL;
-    memset(out, 0, sizeof *out);
-    out->format = img->format;
-    out->size_bytes = img->size;
-    out->snapshot_index = -1;
+    *out = (struct vub_image_info){.format = img->format, .size_bytes = img->size, .snapshot_index = -1};
     const struct vub_qcow2 *q = img->qcow2;
     if (!q) {
         uint64_t bytes;
@@ -5365,20 +5350,6 @@ enum vub_err vub_image_snapshot(const struct vub_image *img, uint32_t index, str
     return VUB_OK;
 }
 
-/* Whether extent e reads as zeros, trimming it to the part that answers the
- * same way: an unallocated extent over a backing file asks the backing
- * file (and reads zeros past its end). */
-static enum vub_err vub_qcow2_extent_zero(struct vub_image *img, struct vub_qcow2_extent *e, bool *zero)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    *zero = e->kind == VUB_QCOW2_ZERO || e->kind == VUB_QCOW2_UNALLOCATED;
-    if (e->kind != VUB_QCOW2_UNALLOCATED || !q->backing || e->guest_offset >= q->backing->size)
-        return VUB_OK;
-    uint64_t covered = VUB_MIN(q->backing->size - e->guest_offset, e->bytes);
-    enum vub_err err = vub_image_block_status(q->backing, e->guest_offset, covered, &e->bytes, zero);
-    return err == VUB_OK ? VUB_OK : vub_qcow2_backing_fail(q, err);
-}
-
 enum vub_err vub_image_block_status(struct vub_image *img, uint64_t off, uint64_t len, uint64_t *run_bytes,
                                     bool *zero)
 {
@@ -5386,21 +5357,27 @@ enum vub_err vub_image_block_status(struct vub_image *img, uint64_t off, uint64_
         return VUB_E_INVAL;
     if (!vub_range_ok(off, len, img->size))
         return VUB_E_RANGE;
+    struct vub_qcow2 *q = img->qcow2;
     *run_bytes = len;
     *zero = false;
-    if (!img->qcow2)
+    if (!q)
         return VUB_OK; /* raw: holes are not looked for */
-    img->qcow2->why[0] = '\0';
-    img->qcow2->err.reason = VUB_R_NONE;
+    q->why[0] = '\0';
+    q->err.reason = VUB_R_NONE;
     uint64_t done = 0;
     while (done < len) {
         struct vub_qcow2_extent e;
-        bool z;
         enum vub_err err = vub_qcow2_map(img, off + done, len - done, &e);
-        if (err == VUB_OK)
-            err = vub_qcow2_extent_zero(img, &e, &z);
         if (err != VUB_OK)
             return err;
+        bool z = e.kind == VUB_QCOW2_ZERO || e.kind == VUB_QCOW2_UNALLOCATED;
+        /* an unallocated extent asks the backing file, trimming e to the part
+         * that answers the same way; past its end it reads zeros */
+        if (e.kind == VUB_QCOW2_UNALLOCATED && q->backing && e.guest_offset < q->backing->size) {
+            uint64_t covered = VUB_MIN(q->backing->size - e.guest_offset, e.bytes);
+            if ((err = vub_image_block_status(q->backing, e.guest_offset, covered, &e.bytes, &z)) != VUB_OK)
+                return vub_qcow2_backing_fail(q, err);
+        }
         if (done == 0)
             *zero = z;
         else if (z != *zero)
