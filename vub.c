@@ -4736,8 +4736,8 @@ static enum vub_err vub_qcow2_read_data(struct vub_image *img, const struct vub_
     struct iovec batch[VUB_IOV_BATCH];
     unsigned n;
     uint64_t off = e->host_offset, bytes = e->bytes, done;
-    while (bytes > 0) {
-        uint64_t taken = vub_iov_take(c, bytes, batch, VUB_IOV_BATCH, &n);
+    for (uint64_t taken; bytes > 0; off += taken, bytes -= taken) {
+        taken = vub_iov_take(c, bytes, batch, VUB_IOV_BATCH, &n);
         if (off > (uint64_t)INT64_MAX ||
             vub_sys_xfer(fd, false, (int64_t)off, batch, n, NULL, NULL, &done, &q->err) != VUB_OK)
             return vub_qcow2_fail(q, VUB_R_QCOW2_READ, off, q->err.b);
@@ -4745,8 +4745,6 @@ static enum vub_err vub_qcow2_read_data(struct vub_image *img, const struct vub_
         struct vub_iov_cursor rest = {batch, n, 0, 0};
         vub_iov_take(&rest, done, NULL, 0, NULL);
         vub_iov_copy(&rest, NULL, NULL, taken - done);
-        off += taken;
-        bytes -= taken;
     }
     return VUB_OK;
 }
@@ -4821,14 +4819,11 @@ static enum vub_err vub_qcow2_read_backing(struct vub_image *img, const struct v
     uint64_t covered = q->backing && off < q->backing->size ? VUB_MIN(q->backing->size - off, bytes) : 0;
     struct iovec batch[VUB_IOV_BATCH];
     unsigned n;
-    while (covered > 0) {
-        uint64_t taken = vub_iov_take(c, covered, batch, VUB_IOV_BATCH, &n);
+    for (uint64_t taken; covered > 0; off += taken, covered -= taken, bytes -= taken) {
+        taken = vub_iov_take(c, covered, batch, VUB_IOV_BATCH, &n);
         enum vub_err err = vub_image_readv(q->backing, off, batch, (int)n);
         if (err != VUB_OK)
             return vub_qcow2_backing_fail(q, err);
-        off += taken;
-        covered -= taken;
-        bytes -= taken;
     }
     vub_iov_copy(c, NULL, NULL, bytes);
     return VUB_OK;
