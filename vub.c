@@ -3977,7 +3977,7 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
     if (!img)
         return VUB_E_NOMEM;
     img->read_only = opts->read_only;
-    img->fd = vub_sys_open(path, true);
+    img->fd = vub_sys_open(path, true); /* to probe; vub_image_reopen() opens it as asked */
     enum vub_err err = img->fd < 0 ? vub_fail(&e, VUB_R_IMG_OPEN, 0, (uint64_t)errno) : VUB_OK;
     img->format = opts->format;
     if (err == VUB_OK && opts->format == VUB_FORMAT_AUTO)
