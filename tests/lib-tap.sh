@@ -26,9 +26,14 @@ trap cleanup EXIT
 # start NAME SOCKET COMMAND...: runs a server in the background under a hard
 # timeout, its output in $dir/NAME.log, and waits for its socket to appear.
 # Sets $pid. Fails (printing the log) if the server exits or never listens.
+# timeout(1) runs with --foreground wherever a test later stops it with a
+# signal: without it, timeout passes the signal on to the server and then
+# to the whole process group, and the second copy can hit the helper
+# process LeakSanitizer clones at exit to stop the server's threads; the
+# ASan server then waits for it for ever (seen in the guest cells).
 start() {
     local name=$1 sock=$2; shift 2
-    timeout -k 5 300 "$@" >"$dir/$name.log" 2>&1 &
+    timeout --foreground -k 5 300 "$@" >"$dir/$name.log" 2>&1 &
     pid=$!
     pids+=("$pid")
     for _ in $(seq 100); do
