@@ -2189,48 +2189,71 @@ static void vub_split_start(struct vub_vring *vr)
  *    ring. Without it, used->flags bit 0 and avail->flags bit 0 do the job.
  * ---- */
 
-/* Host-side record of one head (one request in flight). */
-struct vub_split_slot {
+/* Host-side record of one request in flight, by split head or packed
+ * buffer id. */
+struct vub_drv_slot {
     bool in_flight;          /* made available and not yet returned */
-    uint16_t desc_count;     /* ring descriptors the chain holds (1 if indirect) */
-    uint16_t last;           /* the chain's last ring descriptor, to splice it back */
+    uint16_t desc_count;     /* ring descriptors (packed: slots) it holds; 1 if indirect */
+    uint16_t last;           /* split: the chain's last ring descriptor, to splice it back */
     uint32_t writable_bytes; /* the most the device may report as written */
 };
 
-/* Driver-side state of one split ring. The three areas, the indirect tables
- * and the two host arrays are the caller's: this struct only points at them. */
-struct vub_split_drv {
-    uint16_t size;               /* descriptors in the ring; a power of two */
+/* Driver-side state of one ring, either layout (section 6 has the packed
+ * half). The areas, the indirect tables and the two host arrays are the
+ * caller's: this struct only points at them. */
+struct vub_drv {
+    bool packed;                 /* VIRTIO_F_RING_PACKED: which union member is live */
+    uint16_t size;               /* descriptors in the ring: split a power of two, packed 1..32768 */
     bool event_idx;              /* VIRTIO_F_EVENT_IDX negotiated */
-    uint8_t *desc;               /* descriptor table, our mapping */
-    uint8_t *avail;              /* available ring (driver area) */
-    uint8_t *used;               /* used ring (device area) */
+    uint8_t *desc;               /* descriptor table (packed: ring), our mapping */
+    uint8_t *driver;             /* Driver Area: available ring / driver event suppression */
+    uint8_t *device;             /* Device Area: used ring / device event suppression */
     uint8_t *indirect;           /* size tables of indirect_max entries; NULL: none */
     uint64_t indirect_addr;      /* device address of the first table */
     uint16_t indirect_max;       /* entries per table; 0 when INDIRECT_DESC is off */
-    uint16_t *free_link;         /* [size] next free descriptor after each free one */
-    struct vub_split_slot *slots; /* [size] indexed by head */
-    uint16_t free_head;          /* first free descriptor, valid if free_count > 0 */
-    uint16_t free_count;         /* descriptors on the free list */
-    uint16_t avail_idx;          /* next available index to publish */
-    uint16_t kicked_avail;       /* avail_idx at the last kick decision */
-    uint16_t last_used;          /* next used index to consume */
-    uint16_t in_flight;          /* heads the device holds */
+    uint16_t *free_link;         /* [size] split: the next free descriptor after each free
+                                    one; packed: a stack of unused buffer ids */
+    struct vub_drv_slot *slots;  /* [size] by head (split) or buffer id (packed) */
+    uint16_t free_count;         /* ring descriptors no request holds */
+    uint16_t kicked_avail;       /* the available position at the last kick decision */
+    uint16_t in_flight;          /* requests the device holds */
     bool interrupts;             /* asking for used-buffer notifications */
     bool broken;                 /* the device broke the ring; sticky */
+    union {
+        struct {
+            uint16_t free_head;  /* first free descriptor, valid if free_count > 0 */
+            uint16_t avail_idx;  /* next available index to publish */
+            uint16_t last_used;  /* next used index to consume */
+        } split;
+        struct {
+            uint16_t free_ids;   /* ids on the free_link stack */
+            uint16_t next_avail; /* slot for the next descriptor we write */
+            bool avail_wrap;     /* wrap counter that descriptor carries */
+            uint16_t next_used;  /* slot where the next used descriptor appears */
+            bool used_wrap;      /* wrap counter a used descriptor there carries */
+            uint16_t added;      /* buffers made available since the last kick decision */
+        } pk;
+    };
 };
 
 /* Prepares a ring whose areas are zeroed shared memory ("The driver MUST
- * initialize flags in the used ring to 0"). Every descriptor starts on the
- * free list in index order. */
-static void vub_split_drv_init(struct vub_split_drv *d, uint16_t size, uint8_t *desc, uint8_t *avail,
-                               uint8_t *used, uint16_t *free_link, struct vub_split_slot *slots)
+ * initialize flags in the used ring to 0"; a zeroed packed descriptor is
+ * neither available nor used, a zeroed event area means ENABLE), packed
+ * wrap counters at 1 ("initializes its wrap counters to 1"). Every
+ * descriptor is free: split ones on a list in index order, packed ids on a
+ * stack that pops 0, 1, 2, ... */
+static void vub_drv_init(struct vub_drv *d, bool packed, uint16_t size, uint8_t *desc, uint8_t *driver,
+                         uint8_t *device, uint16_t *free_link, struct vub_drv_slot *slots)
 {
-    *d = (struct vub_split_drv){.size = size, .desc = desc, .avail = avail, .used = used,
-                                .free_link = free_link, .slots = slots, .free_count = size, .interrupts = true};
+    *d = (struct vub_drv){.packed = packed, .size = size, .desc = desc, .driver = driver, .device = device,
+                          .free_link = free_link, .slots = slots, .free_count = size, .interrupts = true};
+    if (packed) {
+        d->pk.free_ids = size;
+        d->pk.avail_wrap = d->pk.used_wrap = true;
+    }
     for (uint32_t i = 0; i < size; i++) {
-        free_link[i] = (uint16_t)(i + 1);
-        slots[i] = (struct vub_split_slot){0};
+        free_link[i] = (uint16_t)(packed ? size - 1 - i : i + 1);
+        slots[i] = (struct vub_drv_slot){0};
     }
 }
 
@@ -2259,14 +2282,15 @@ struct vub_drv_plan {
  * libvhost-user refuse them, so the driver never makes one. A request of
  * several buffers goes into an indirect table when the ring has them (one
  * ring descriptor), else it takes one per buffer. VUB_E_PROTO on a broken
- * ring, VUB_E_INVAL for a request the ring can never carry. */
-static enum vub_err vub_drv_plan(bool broken, const struct vub_desc *bufs, unsigned count, uint16_t indirect_max,
-                                 uint16_t size, struct vub_drv_plan *p)
+ * ring, VUB_E_INVAL for a request the ring can never carry, VUB_E_AGAIN if
+ * not enough descriptors are free now. */
+static enum vub_err vub_drv_plan(const struct vub_drv *d, const struct vub_desc *bufs, unsigned count,
+                                 struct vub_drv_plan *p)
 {
     uint64_t total = 0;
-    *p = (struct vub_drv_plan){0, count > 1 && count <= indirect_max, 0};
+    *p = (struct vub_drv_plan){0, count > 1 && count <= d->indirect_max, 0};
     p->need = p->indirect ? 1 : count;
-    if (broken)
+    if (d->broken)
         return VUB_E_PROTO;
     for (unsigned i = 0; i < count; i++) {
         bool w = (bufs[i].flags & VIRTQ_DESC_F_WRITE) != 0;
@@ -2275,26 +2299,25 @@ static enum vub_err vub_drv_plan(bool broken, const struct vub_desc *bufs, unsig
         total += bufs[i].len;
         p->writable += w ? bufs[i].len : 0;
     }
-    return count == 0 || total > UINT32_MAX || p->need > size ? VUB_E_INVAL : VUB_OK;
+    if (count == 0 || total > UINT32_MAX || p->need > d->size)
+        return VUB_E_INVAL;
+    return p->need > d->free_count ? VUB_E_AGAIN : VUB_OK;
 }
 
 /* Makes one request available. bufs lists its buffers by device address
- * (see vub_drv_plan); an indirect request's table is the head's own, a
- * direct one is a chain of free descriptors. On success
- * *head names the request until vub_split_get_used() returns it.
- * VUB_E_AGAIN: not enough free descriptors now; VUB_E_INVAL: a request
- * this ring can never carry. */
-static enum vub_err vub_split_add_buf(struct vub_split_drv *d, const struct vub_desc *bufs,
+ * (see vub_drv_plan, which also says what fails); an indirect request's
+ * table is the head's own, a direct one is a chain of free descriptors.
+ * On success *head names the request until vub_split_get_used() returns
+ * it. */
+static enum vub_err vub_split_add_buf(struct vub_drv *d, const struct vub_desc *bufs,
                                       unsigned count, uint16_t *head)
 {
     struct vub_drv_plan p;
-    enum vub_err err = vub_drv_plan(d->broken, bufs, count, d->indirect_max, d->size, &p);
+    enum vub_err err = vub_drv_plan(d, bufs, count, &p);
     if (err != VUB_OK)
         return err;
-    if (p.need > d->free_count)
-        return VUB_E_AGAIN;
 
-    uint16_t h = d->free_head, last = h;
+    uint16_t h = d->split.free_head, last = h;
     if (p.indirect) {
         /* The table of head h is ours alone while h is in flight. */
         uint64_t table_off = (uint64_t)h * d->indirect_max * VIRTQ_DESC_BYTES;
@@ -2320,16 +2343,16 @@ static enum vub_err vub_split_add_buf(struct vub_split_drv *d, const struct vub_
             i = d->free_link[i];
         }
     }
-    d->free_head = d->free_link[last];
+    d->split.free_head = d->free_link[last];
     d->free_count = (uint16_t)(d->free_count - p.need);
-    d->slots[h] = (struct vub_split_slot){true, (uint16_t)p.need, last, (uint32_t)p.writable};
+    d->slots[h] = (struct vub_drv_slot){true, (uint16_t)p.need, last, (uint32_t)p.writable};
     d->in_flight++;
 
-    vub_put_le16(d->avail + 4 + 2 * (size_t)(d->avail_idx % d->size), h);
-    d->avail_idx++;
+    vub_put_le16(d->driver + 4 + 2 * (size_t)(d->split.avail_idx % d->size), h);
+    d->split.avail_idx++;
     /* Release: the descriptors and the ring slot are visible before the new
      * index. Pairs with the acquire in the device's vub_split_avail_idx(). */
-    vub_ring_store16(d->avail + 2, d->avail_idx, memory_order_release);
+    vub_ring_store16(d->driver + 2, d->split.avail_idx, memory_order_release);
     *head = h;
     return VUB_OK;
 }
@@ -2341,16 +2364,16 @@ static enum vub_err vub_split_add_buf(struct vub_split_drv *d, const struct vub_
  * flags ("a suitable memory barrier before reading flags or avail_event");
  * it pairs with the fence in the device's vub_split_enable_kicks(), so
  * either the device sees our index or we see its request for a kick. */
-static bool vub_split_kick_needed(struct vub_split_drv *d)
+static bool vub_split_kick_needed(struct vub_drv *d)
 {
-    uint16_t old = d->kicked_avail, now = d->avail_idx;
+    uint16_t old = d->kicked_avail, now = d->split.avail_idx;
     if (old == now)
         return false; /* nothing added since the last decision */
     d->kicked_avail = now;
     atomic_thread_fence(memory_order_seq_cst);
     if (!d->event_idx)
-        return !(vub_ring_load16(d->used, memory_order_relaxed) & VIRTQ_USED_F_NO_NOTIFY);
-    uint16_t avail_event = vub_ring_load16(d->used + 4 + 8 * (size_t)d->size, memory_order_relaxed);
+        return !(vub_ring_load16(d->device, memory_order_relaxed) & VIRTQ_USED_F_NO_NOTIFY);
+    uint16_t avail_event = vub_ring_load16(d->device + 4 + 8 * (size_t)d->size, memory_order_relaxed);
     return vub_need_event(avail_event, now, old);
 }
 
@@ -2359,42 +2382,50 @@ static bool vub_split_kick_needed(struct vub_split_drv *d)
  * flight; [VQ-USED-ID] the id is a head the device holds; [VQ-USED-LEN] the
  * length is no more than the writable bytes of that request. Any of these
  * breaks the ring for good (VUB_E_PROTO), with nothing freed. */
-static enum vub_err vub_split_get_used(struct vub_split_drv *d, uint16_t *head, uint32_t *len,
+static enum vub_err vub_split_get_used(struct vub_drv *d, uint16_t *head, uint32_t *len,
                                        struct vub_error *e)
 {
     if (d->broken)
         return VUB_E_PROTO;
     /* Acquire: pairs with the release in the device's vub_split_publish(),
      * so the entry read below is the one written before the index moved. */
-    uint16_t used_idx = vub_ring_load16(d->used + 2, memory_order_acquire);
-    uint16_t ready = (uint16_t)(used_idx - d->last_used);
+    uint16_t used_idx = vub_ring_load16(d->device + 2, memory_order_acquire);
+    uint16_t ready = (uint16_t)(used_idx - d->split.last_used);
     if (ready == 0)
         return VUB_E_AGAIN;
-    const uint8_t *entry = d->used + 4 + 8 * (size_t)(d->last_used % d->size);
+    const uint8_t *entry = d->device + 4 + 8 * (size_t)(d->split.last_used % d->size);
     uint32_t id = vub_le32(entry), l = vub_le32(entry + 4); /* copied once, then checked */
     d->broken = true; /* unless every check below passes */
     if (ready > d->in_flight)
         return vub_fail(e, VUB_R_VQ_USED_IDX, ready, d->in_flight);
     if (id >= d->size || !d->slots[id].in_flight)
         return vub_fail(e, VUB_R_VQ_USED_ID, id, d->size);
-    struct vub_split_slot *s = &d->slots[id];
+    struct vub_drv_slot *s = &d->slots[id];
     if (l > s->writable_bytes)
         return vub_fail(e, VUB_R_VQ_USED_LEN, l, id);
     d->broken = false;
-    d->free_link[s->last] = d->free_head;
-    d->free_head = (uint16_t)id;
+    d->free_link[s->last] = d->split.free_head;
+    d->split.free_head = (uint16_t)id;
     d->free_count = (uint16_t)(d->free_count + s->desc_count);
     s->in_flight = false;
     d->in_flight--;
-    d->last_used++;
+    d->split.last_used++;
     /* Ask for a notification when the next entry is used. A plain store: a
      * caller about to sleep re-arms with vub_split_enable_interrupts(),
      * which has the fence. */
     if (d->event_idx && d->interrupts)
-        vub_ring_store16(d->avail + 4 + 2 * (size_t)d->size, d->last_used, memory_order_relaxed);
+        vub_ring_store16(d->driver + 4 + 2 * (size_t)d->size, d->split.last_used, memory_order_relaxed);
     *head = (uint16_t)id;
     *len = l;
     return VUB_OK;
+}
+
+/* True if the device has used an entry not yet taken: the question a busy
+ * poller asks. A relaxed load is enough: vub_split_get_used() reads the
+ * index again with acquire before it believes the entry. */
+static bool vub_split_used_ready(const struct vub_drv *d)
+{
+    return vub_ring_load16(d->device + 2, memory_order_relaxed) != d->split.last_used;
 }
 
 /* Re-arms used-buffer notifications before the driver sleeps and reports
@@ -2402,34 +2433,26 @@ static enum vub_err vub_split_get_used(struct vub_split_drv *d, uint16_t *head, 
  * [VQ-SPLIT-IRQ-RACE] The fence orders our used_event/flags store before the reload
  * of used->idx and pairs with the fence in the device's
  * vub_split_need_notify(): either it sees our request or we see its entry. */
-static bool vub_split_enable_interrupts(struct vub_split_drv *d)
+static bool vub_split_enable_interrupts(struct vub_drv *d)
 {
     d->interrupts = true;
     if (d->event_idx)
-        vub_ring_store16(d->avail + 4 + 2 * (size_t)d->size, d->last_used, memory_order_relaxed);
+        vub_ring_store16(d->driver + 4 + 2 * (size_t)d->size, d->split.last_used, memory_order_relaxed);
     else
-        vub_ring_store16(d->avail, 0, memory_order_relaxed);
+        vub_ring_store16(d->driver, 0, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
-    return vub_ring_load16(d->used + 2, memory_order_relaxed) != d->last_used;
+    return vub_split_used_ready(d);
 }
 
 /* Asks the device not to notify (busy polling). Only a hint: without
  * EVENT_IDX the flag "SHOULD" be honoured; with it used_event is simply no
  * longer advanced, so at most one more notification comes until the index
  * wraps. Either way the driver must tolerate spurious ones. */
-static void vub_split_disable_interrupts(struct vub_split_drv *d)
+static void vub_split_disable_interrupts(struct vub_drv *d)
 {
     d->interrupts = false;
     if (!d->event_idx)
-        vub_ring_store16(d->avail, VIRTQ_AVAIL_F_NO_INTERRUPT, memory_order_relaxed);
-}
-
-/* True if the device has used an entry not yet taken: the question a busy
- * poller asks. A relaxed load is enough: vub_split_get_used() reads the
- * index again with acquire before it believes the entry. */
-static bool vub_split_used_ready(const struct vub_split_drv *d)
-{
-    return vub_ring_load16(d->used + 2, memory_order_relaxed) != d->last_used;
+        vub_ring_store16(d->driver, VIRTQ_AVAIL_F_NO_INTERRUPT, memory_order_relaxed);
 }
 
 /* ======================================================================== *
@@ -3070,81 +3093,30 @@ static bool vub_packed_set_base(struct vub_vring *vr, uint32_t base)
  *  - With WRITE clear in a used descriptor, len is reserved: count it 0.
  * ---- */
 
-/* Host-side record of one buffer id in flight. */
-struct vub_packed_slot {
-    bool in_flight;          /* made available and not yet returned */
-    uint16_t desc_count;     /* ring slots the buffer holds (1 if indirect) */
-    uint32_t writable_bytes; /* the most the device may report as written */
-};
-
-/* Driver-side state of one packed ring. Areas, tables and host arrays are
- * the caller's; this struct only points at them. */
-struct vub_packed_drv {
-    uint16_t size;                 /* descriptors in the ring (any 1..32768) */
-    bool event_idx;                /* VIRTIO_F_EVENT_IDX negotiated */
-    uint8_t *desc;                 /* descriptor ring, our mapping */
-    uint8_t *driver_event;         /* driver event suppression: we write it */
-    uint8_t *device_event;         /* device event suppression: we read it */
-    uint8_t *indirect;             /* size tables of indirect_max entries; NULL: none */
-    uint64_t indirect_addr;        /* device address of the first table */
-    uint16_t indirect_max;         /* entries per table; 0 when INDIRECT_DESC is off */
-    uint16_t *free_ids;            /* [size] stack of unused buffer ids */
-    struct vub_packed_slot *slots; /* [size] indexed by buffer id */
-    uint16_t free_id_count;
-    uint16_t free_slots;           /* ring slots not held by a buffer in flight */
-    uint16_t next_avail;           /* slot for the next descriptor we write */
-    bool avail_wrap;               /* wrap counter that descriptor carries */
-    uint16_t next_used;            /* slot where the next used descriptor appears */
-    bool used_wrap;                /* wrap counter a used descriptor there carries */
-    uint16_t added;                /* buffers made available since the last kick decision */
-    uint16_t kicked_avail;         /* next_avail at that decision */
-    uint16_t in_flight;            /* buffers the device holds */
-    bool interrupts;               /* asking for used-buffer notifications */
-    bool broken;                   /* the device broke the ring; sticky */
-};
-
-/* Prepares a ring over zeroed shared memory. "The driver ... initializes
- * its wrap counters to 1"; a zeroed descriptor is neither available nor
- * used to either side, and a zeroed event area means ENABLE. */
-static void vub_packed_drv_init(struct vub_packed_drv *d, uint16_t size, uint8_t *desc, uint8_t *driver_event,
-                                uint8_t *device_event, uint16_t *free_ids, struct vub_packed_slot *slots)
-{
-    *d = (struct vub_packed_drv){.size = size, .desc = desc, .driver_event = driver_event,
-                                 .device_event = device_event, .free_ids = free_ids, .slots = slots,
-                                 .free_id_count = size, .free_slots = size, .avail_wrap = true,
-                                 .used_wrap = true, .interrupts = true};
-    for (uint32_t i = 0; i < size; i++) {
-        free_ids[i] = (uint16_t)(size - 1 - i); /* pop order 0, 1, 2, ... */
-        slots[i] = (struct vub_packed_slot){0};
-    }
-}
-
 /* Writes one ring descriptor at next_avail and steps past it. The flags
  * word of the list's first descriptor is returned, not written. */
-static uint16_t vub_packed_put(struct vub_packed_drv *d, uint64_t addr, uint32_t len, uint16_t id, uint16_t flags,
+static uint16_t vub_packed_put(struct vub_drv *d, uint64_t addr, uint32_t len, uint16_t id, uint16_t flags,
                                bool first)
 {
-    uint16_t f = (uint16_t)(flags | (d->avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED));
-    uint8_t *p = d->desc + (size_t)d->next_avail * VIRTQ_DESC_BYTES;
+    uint16_t f = (uint16_t)(flags | (d->pk.avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED));
+    uint8_t *p = d->desc + (size_t)d->pk.next_avail * VIRTQ_DESC_BYTES;
     vub_desc_encode(p, addr, len, id, first ? vub_le16(p + 14) : f);
-    vub_packed_advance(&d->next_avail, &d->avail_wrap, 1, d->size);
+    vub_packed_advance(&d->pk.next_avail, &d->pk.avail_wrap, 1, d->size);
     return f;
 }
 
 /* Makes one request available (same contract as vub_split_add_buf): bufs
  * device-readable first, only WRITE in their flags. *id names the request
  * until vub_packed_get_used() returns it. */
-static enum vub_err vub_packed_add_buf(struct vub_packed_drv *d, const struct vub_desc *bufs, unsigned count,
+static enum vub_err vub_packed_add_buf(struct vub_drv *d, const struct vub_desc *bufs, unsigned count,
                                        uint16_t *id_out)
 {
     struct vub_drv_plan p;
-    enum vub_err err = vub_drv_plan(d->broken, bufs, count, d->indirect_max, d->size, &p);
+    enum vub_err err = vub_drv_plan(d, bufs, count, &p); /* a free slot means a free id too */
     if (err != VUB_OK)
         return err;
-    if (p.need > d->free_slots || d->free_id_count == 0)
-        return VUB_E_AGAIN;
 
-    uint16_t id = d->free_ids[--d->free_id_count], head = d->next_avail, head_flags = 0;
+    uint16_t id = d->free_link[--d->pk.free_ids], head = d->pk.next_avail, head_flags = 0;
     if (p.indirect) {
         uint64_t table_off = (uint64_t)id * d->indirect_max * VIRTQ_DESC_BYTES;
         for (unsigned i = 0; i < count; i++)
@@ -3160,10 +3132,10 @@ static enum vub_err vub_packed_add_buf(struct vub_packed_drv *d, const struct vu
                 head_flags = w;
         }
     }
-    d->slots[id] = (struct vub_packed_slot){true, (uint16_t)p.need, (uint32_t)p.writable};
-    d->free_slots = (uint16_t)(d->free_slots - p.need);
+    d->slots[id] = (struct vub_drv_slot){true, (uint16_t)p.need, 0, (uint32_t)p.writable};
+    d->free_count = (uint16_t)(d->free_count - p.need);
     d->in_flight++;
-    d->added++;
+    d->pk.added++;
     /* Release: every other descriptor of the list, and the indirect table,
      * are visible before the first one turns available. Pairs with the
      * acquire in the device's vub_packed_desc_read(). */
@@ -3175,76 +3147,76 @@ static enum vub_err vub_packed_add_buf(struct vub_packed_drv *d, const struct vu
 /* Must the device be kicked? [VQ-PACKED-KICK] what the device event area
  * says about the slots made available since the last decision. The fence
  * pairs with the one in the device's vub_packed_enable_kicks(). */
-static bool vub_packed_kick_needed(struct vub_packed_drv *d)
+static bool vub_packed_kick_needed(struct vub_drv *d)
 {
     atomic_thread_fence(memory_order_seq_cst);
-    uint16_t old = d->kicked_avail, now = d->next_avail;
-    bool added = d->added > 0;
+    uint16_t old = d->kicked_avail, now = d->pk.next_avail;
+    bool added = d->pk.added > 0;
     d->kicked_avail = now;
-    d->added = 0;
-    return added && vub_packed_event_wants(d->device_event, d->event_idx, old, now, d->avail_wrap, d->size);
+    d->pk.added = 0;
+    return added && vub_packed_event_wants(d->device, d->event_idx, old, now, d->pk.avail_wrap, d->size);
 }
 
 /* Takes the next used descriptor. VUB_E_AGAIN if there is none. The device
  * is not trusted: [VQ-PACKED-USED-ID] the id is one we gave and is in
  * flight; [VQ-PACKED-USED-LEN] len is within that buffer's writable bytes.
  * Either breaks the ring for good, with nothing freed. */
-static enum vub_err vub_packed_get_used(struct vub_packed_drv *d, uint16_t *id_out, uint32_t *len_out,
+static enum vub_err vub_packed_get_used(struct vub_drv *d, uint16_t *id_out, uint32_t *len_out,
                                         struct vub_error *e)
 {
     if (d->broken)
         return VUB_E_PROTO;
-    const uint8_t *p = d->desc + (size_t)d->next_used * VIRTQ_DESC_BYTES;
+    const uint8_t *p = d->desc + (size_t)d->pk.next_used * VIRTQ_DESC_BYTES;
     /* Acquire: pairs with the release in the device's vub_packed_push/publish. */
     uint16_t flags = vub_ring_load16(p + 14, memory_order_acquire);
-    if (!vub_packed_owned(flags, d->used_wrap, true))
+    if (!vub_packed_owned(flags, d->pk.used_wrap, true))
         return VUB_E_AGAIN;
     uint16_t id = vub_le16(p + 12);
     uint32_t len = (flags & VIRTQ_DESC_F_WRITE) ? vub_le32(p + 8) : 0;
     d->broken = true; /* unless both checks pass */
     if (id >= d->size || !d->slots[id].in_flight)
-        return vub_fail(e, VUB_R_VQ_PACKED_USED_ID, d->next_used, id);
-    struct vub_packed_slot *s = &d->slots[id];
+        return vub_fail(e, VUB_R_VQ_PACKED_USED_ID, d->pk.next_used, id);
+    struct vub_drv_slot *s = &d->slots[id];
     if (len > s->writable_bytes)
         return vub_fail(e, VUB_R_VQ_PACKED_USED_LEN, len, id);
     d->broken = false;
-    vub_packed_advance(&d->next_used, &d->used_wrap, s->desc_count, d->size);
-    d->free_slots = (uint16_t)(d->free_slots + s->desc_count);
-    d->free_ids[d->free_id_count++] = id;
+    vub_packed_advance(&d->pk.next_used, &d->pk.used_wrap, s->desc_count, d->size);
+    d->free_count = (uint16_t)(d->free_count + s->desc_count);
+    d->free_link[d->pk.free_ids++] = id;
     s->in_flight = false;
     d->in_flight--;
     if (d->event_idx && d->interrupts)
-        vub_packed_event_arm(d->driver_event, true, d->next_used, d->used_wrap);
+        vub_packed_event_arm(d->driver, true, d->pk.next_used, d->pk.used_wrap);
     *id_out = id;
     *len_out = len;
     return VUB_OK;
 }
 
+/* True if the next descriptor has been used (as vub_split_used_ready();
+ * vub_packed_get_used() reloads the flags with acquire). */
+static bool vub_packed_used_ready(const struct vub_drv *d)
+{
+    uint16_t flags = vub_ring_load16(d->desc + (size_t)d->pk.next_used * VIRTQ_DESC_BYTES + 14,
+                                     memory_order_relaxed);
+    return vub_packed_owned(flags, d->pk.used_wrap, true);
+}
+
 /* Re-arms notifications before sleeping; true if a used descriptor arrived
  * meanwhile. [VQ-PACKED-IRQ-RACE] the fence pairs with the one in the
  * device's vub_packed_need_notify(). */
-static bool vub_packed_enable_interrupts(struct vub_packed_drv *d)
+static bool vub_packed_enable_interrupts(struct vub_drv *d)
 {
     d->interrupts = true;
-    vub_packed_event_arm(d->driver_event, d->event_idx, d->next_used, d->used_wrap);
+    vub_packed_event_arm(d->driver, d->event_idx, d->pk.next_used, d->pk.used_wrap);
     atomic_thread_fence(memory_order_seq_cst);
-    uint16_t flags = vub_ring_load16(d->desc + (size_t)d->next_used * VIRTQ_DESC_BYTES + 14, memory_order_relaxed);
-    return vub_packed_owned(flags, d->used_wrap, true);
+    return vub_packed_used_ready(d);
 }
 
 /* Busy polling: ask the device for no notifications at all. */
-static void vub_packed_disable_interrupts(struct vub_packed_drv *d)
+static void vub_packed_disable_interrupts(struct vub_drv *d)
 {
     d->interrupts = false;
-    vub_ring_store16(d->driver_event + 2, RING_EVENT_FLAGS_DISABLE, memory_order_relaxed);
-}
-
-/* True if the next descriptor has been used (as vub_split_used_ready();
- * vub_packed_get_used() reloads the flags with acquire). */
-static bool vub_packed_used_ready(const struct vub_packed_drv *d)
-{
-    uint16_t flags = vub_ring_load16(d->desc + (size_t)d->next_used * VIRTQ_DESC_BYTES + 14, memory_order_relaxed);
-    return vub_packed_owned(flags, d->used_wrap, true);
+    vub_ring_store16(d->driver + 2, RING_EVENT_FLAGS_DISABLE, memory_order_relaxed);
 }
 
 /* ---- Either layout: the one place the layout is chosen ------------------
@@ -3314,53 +3286,35 @@ static void vub_vring_disable_kicks(struct vub_vring *vr)
     (vr->packed_ring ? vub_packed_disable_kicks : vub_split_disable_kicks)(vr);
 }
 
-/* A driver-side ring of either layout. */
-struct vub_drv {
-    bool packed;
-    union {
-        struct vub_split_drv split;
-        struct vub_packed_drv pk;
-    };
-};
-
+/* A driver-side ring of either layout (struct vub_drv, section 5). */
 static enum vub_err vub_drv_add(struct vub_drv *d, const struct vub_desc *bufs, unsigned n, uint16_t *head)
 {
-    return d->packed ? vub_packed_add_buf(&d->pk, bufs, n, head) : vub_split_add_buf(&d->split, bufs, n, head);
+    return (d->packed ? vub_packed_add_buf : vub_split_add_buf)(d, bufs, n, head);
 }
 
 static bool vub_drv_kick_needed(struct vub_drv *d)
 {
-    return d->packed ? vub_packed_kick_needed(&d->pk) : vub_split_kick_needed(&d->split);
+    return (d->packed ? vub_packed_kick_needed : vub_split_kick_needed)(d);
 }
 
 static enum vub_err vub_drv_get_used(struct vub_drv *d, uint16_t *head, uint32_t *len, struct vub_error *e)
 {
-    return d->packed ? vub_packed_get_used(&d->pk, head, len, e) : vub_split_get_used(&d->split, head, len, e);
+    return (d->packed ? vub_packed_get_used : vub_split_get_used)(d, head, len, e);
 }
 
 static bool vub_drv_enable_interrupts(struct vub_drv *d)
 {
-    return d->packed ? vub_packed_enable_interrupts(&d->pk) : vub_split_enable_interrupts(&d->split);
+    return (d->packed ? vub_packed_enable_interrupts : vub_split_enable_interrupts)(d);
 }
 
 static void vub_drv_disable_interrupts(struct vub_drv *d)
 {
-    if (d->packed)
-        vub_packed_disable_interrupts(&d->pk);
-    else
-        vub_split_disable_interrupts(&d->split);
+    (d->packed ? vub_packed_disable_interrupts : vub_split_disable_interrupts)(d);
 }
 
-static uint16_t vub_drv_in_flight(const struct vub_drv *d) { return d->packed ? d->pk.in_flight : d->split.in_flight; }
-/* Whether head (split) or buffer id (packed) names a request the device holds. */
-static bool vub_drv_head_in_flight(const struct vub_drv *d, uint16_t head)
-{
-    return d->packed ? d->pk.slots[head].in_flight : d->split.slots[head].in_flight;
-}
-static bool vub_drv_broken(const struct vub_drv *d) { return d->packed ? d->pk.broken : d->split.broken; }
 static bool vub_drv_used_ready(const struct vub_drv *d)
 {
-    return d->packed ? vub_packed_used_ready(&d->pk) : vub_split_used_ready(&d->split);
+    return (d->packed ? vub_packed_used_ready : vub_split_used_ready)(d);
 }
 
 /* ======================================================================== *
@@ -9694,8 +9648,7 @@ struct vub_client_queue {
     struct vub_desc *bufs;             /* [size x bufs_per_req] each request's buffers, by slot */
     unsigned bufs_per_req;             /* max_segments (at least 1) + 2: header, data..., status */
     uint16_t *free_link;               /* ring bookkeeping, [size] each (host memory): */
-    struct vub_split_slot *ring_slots; /*   split: free list and heads */
-    struct vub_packed_slot *packed_slots; /* packed: free ids (free_link) and ids */
+    struct vub_drv_slot *ring_slots;   /*   free list or id stack, and requests in flight */
     struct vub_error err;              /* the queue's last failure */
     char why[192];                     /* ... formatted */
 };
@@ -9992,23 +9945,12 @@ static void vub_client_ring_init(struct vub_client *cl, struct vub_client_queue 
                                  const struct vub_client_layout *l)
 {
     const struct vub_client_info *in = &cl->info;
-    uint16_t size = in->queue_size, indirect_max = vub_client_indirect_max(in);
-    bool event_idx = vub_has(in->features, VIRTIO_F_EVENT_IDX);
-    uint64_t table_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(b - cl->mem) + l->indirect;
-    q->ring.packed = in->packed;
-    if (q->ring.packed) {
-        vub_packed_drv_init(&q->ring.pk, size, b, b + l->avail, b + l->used, q->free_link, q->packed_slots);
-        q->ring.pk.event_idx = event_idx;
-        q->ring.pk.indirect = b + l->indirect;
-        q->ring.pk.indirect_addr = table_addr;
-        q->ring.pk.indirect_max = indirect_max;
-    } else {
-        vub_split_drv_init(&q->ring.split, size, b, b + l->avail, b + l->used, q->free_link, q->ring_slots);
-        q->ring.split.event_idx = event_idx;
-        q->ring.split.indirect = b + l->indirect;
-        q->ring.split.indirect_addr = table_addr;
-        q->ring.split.indirect_max = indirect_max;
-    }
+    vub_drv_init(&q->ring, in->packed, in->queue_size, b, b + l->avail, b + l->used, q->free_link,
+                 q->ring_slots);
+    q->ring.event_idx = vub_has(in->features, VIRTIO_F_EVENT_IDX);
+    q->ring.indirect = b + l->indirect;
+    q->ring.indirect_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(b - cl->mem) + l->indirect;
+    q->ring.indirect_max = vub_client_indirect_max(in);
 }
 
 /* Creates and maps the memfd and carves it up. All of it starts zeroed:
@@ -10042,7 +9984,7 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
         q->slots_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(q->slots - cl->mem);
         /* The host bookkeeping, [size] of each, in one allocation, the
          * most aligned types first; the saved buffer lists in another. */
-        q->pending = calloc(size, 2 * sizeof *q->pending + sizeof *q->ring_slots + sizeof *q->packed_slots +
+        q->pending = calloc(size, 2 * sizeof *q->pending + sizeof *q->ring_slots +
                                       sizeof *q->saved + sizeof *q->free_link + sizeof *q->slot_free);
         /* header, data or a discard range, status: at least 3 */
         q->bufs_per_req = (in->max_segments > 1 ? in->max_segments : 1) + 2;
@@ -10050,9 +9992,8 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
         if (!q->pending || !q->bufs)
             return VUB_E_NOMEM;
         q->order = q->pending + size;
-        q->ring_slots = (struct vub_split_slot *)(void *)(q->order + size);
-        q->packed_slots = (struct vub_packed_slot *)(void *)(q->ring_slots + size);
-        q->saved = (struct vub_client_saved *)(void *)(q->packed_slots + size);
+        q->ring_slots = (struct vub_drv_slot *)(void *)(q->order + size);
+        q->saved = (struct vub_client_saved *)(void *)(q->ring_slots + size);
         q->free_link = (uint16_t *)(void *)(q->saved + size);
         q->slot_free = q->free_link + size;
         vub_client_ring_init(cl, q, b, &l);
@@ -10089,13 +10030,12 @@ static enum vub_err vub_client_share(struct vub_client *cl)
  * the back-end can notify from its first completion. */
 static enum vub_err vub_client_start_queue(struct vub_client *cl, struct vub_client_queue *q)
 {
-    bool packed = q->ring.packed;
     struct vub_vu_vring_addr a = {
         .index = q->index,
         .flags = 0,
-        .desc_uaddr = (uint64_t)(uintptr_t)(packed ? q->ring.pk.desc : q->ring.split.desc),
-        .used_uaddr = (uint64_t)(uintptr_t)(packed ? q->ring.pk.device_event : q->ring.split.used),
-        .avail_uaddr = (uint64_t)(uintptr_t)(packed ? q->ring.pk.driver_event : q->ring.split.avail),
+        .desc_uaddr = (uint64_t)(uintptr_t)q->ring.desc,
+        .used_uaddr = (uint64_t)(uintptr_t)q->ring.device,
+        .avail_uaddr = (uint64_t)(uintptr_t)q->ring.driver,
         .log_gpa = 0,
     };
     if (q->kick_fd < 0) /* made once; a reconnect hands the same ones over again */
@@ -10107,7 +10047,7 @@ static enum vub_err vub_client_start_queue(struct vub_client *cl, struct vub_cli
     enum vub_err err = vub_client_send_state(cl, VHOST_USER_SET_VRING_NUM, q->index, cl->info.queue_size);
     if (err == VUB_OK)
         err = vub_client_send_state(cl, VHOST_USER_SET_VRING_BASE, q->index,
-                                    packed ? 0x80008000u : 0); /* [VU-PACKED-BASE] wraps start at 1 */
+                                    q->ring.packed ? 0x80008000u : 0); /* [VU-PACKED-BASE] wraps start at 1 */
     if (err == VUB_OK)
         err = vub_client_send(cl, VHOST_USER_SET_VRING_ADDR, &a, sizeof a, NULL, 0);
     if (err == VUB_OK)
@@ -10291,9 +10231,9 @@ void vub_client_close(struct vub_client *cl)
 static enum vub_err vub_client_requeue(struct vub_client *cl, struct vub_client_queue *q)
 {
     uint16_t size = cl->info.queue_size, n = 0;
-    bool interrupts = q->ring.packed ? q->ring.pk.interrupts : q->ring.split.interrupts;
+    bool interrupts = q->ring.interrupts;
     for (uint32_t h = 0; h < size; h++)
-        if (vub_drv_head_in_flight(&q->ring, (uint16_t)h))
+        if (q->ring.slots[h].in_flight)
             q->order[n++] = q->pending[h];
     for (uint16_t i = 1; i < n; i++) { /* insertion sort by seq: once per reconnect */
         struct vub_client_pending p = q->order[i];
@@ -10354,7 +10294,7 @@ static enum vub_err vub_client_resume(struct vub_client *cl, int fd)
         err = vub_client_requeue(cl, q);
         if (err == VUB_OK)
             err = vub_client_start_queue(cl, q);
-        if (err == VUB_OK && vub_drv_in_flight(&q->ring) > 0)
+        if (err == VUB_OK && q->ring.in_flight > 0)
             vub_sys_signal(q->kick_fd); /* a kick it may not need; never one missing */
     }
     return err;
@@ -10549,7 +10489,7 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     enum vub_err err = VUB_OK;
     if (!q || !r)
         return VUB_E_INVAL;
-    if (vub_drv_broken(&q->ring))
+    if (q->ring.broken)
         return VUB_E_PROTO;
     if (q->slot_free_count == 0)
         return VUB_E_AGAIN;
@@ -10643,7 +10583,7 @@ enum vub_err vub_client_submit_batch(struct vub_client_queue *q, const struct vu
 
 enum vub_err vub_client_kick(struct vub_client_queue *q)
 {
-    if (vub_drv_broken(&q->ring))
+    if (q->ring.broken)
         return VUB_E_PROTO;
     if (vub_drv_kick_needed(&q->ring))
         vub_sys_signal(q->kick_fd);
@@ -10680,20 +10620,20 @@ static enum vub_err vub_client_wait_notified(struct vub_client_queue *q, int tim
     for (;;) {
         if (vub_drv_enable_interrupts(&q->ring))
             return VUB_OK; /* something to reap (or a broken index: reap says so) */
-        if (vub_drv_in_flight(&q->ring) == 0)
+        if (q->ring.in_flight == 0)
             return vub_client_queue_fail(q, VUB_R_CLIENT_IDLE, 0, 0);
         /* The socket is watched for hang-up only: a back-end that dies
          * would otherwise leave us waiting for the whole timeout. */
         struct pollfd p[2] = {{.fd = q->call_fd, .events = POLLIN}, {.fd = q->cl->sock, .events = 0}};
         int rc = vub_sys_poll(p, 2, deadline);
         if (rc == 0)
-            return vub_client_queue_fail(q, VUB_R_CLIENT_WAIT, (uint64_t)timeout_ms, vub_drv_in_flight(&q->ring));
+            return vub_client_queue_fail(q, VUB_R_CLIENT_WAIT, (uint64_t)timeout_ms, q->ring.in_flight);
         if (rc < 0)
             return vub_client_queue_fail(q, VUB_R_SYS_CALL, 0, (uint64_t)errno);
         if (p[0].revents & POLLIN)
             vub_sys_drain(q->call_fd);
         else if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL))
-            return vub_client_queue_fail(q, VUB_R_VU_CLOSED, vub_drv_in_flight(&q->ring), 0);
+            return vub_client_queue_fail(q, VUB_R_VU_CLOSED, q->ring.in_flight, 0);
     }
 }
 
@@ -10705,17 +10645,17 @@ static enum vub_err vub_client_wait_polled(struct vub_client_queue *q, int timeo
 {
     int64_t next_hangup_check = 0;
     for (;;) {
-        if (vub_drv_used_ready(&q->ring) || vub_drv_broken(&q->ring))
+        if (vub_drv_used_ready(&q->ring) || q->ring.broken)
             return VUB_OK;
-        if (vub_drv_in_flight(&q->ring) == 0)
+        if (q->ring.in_flight == 0)
             return vub_client_queue_fail(q, VUB_R_CLIENT_IDLE, 0, 0);
         int64_t now = vub_sys_now_ms();
         if (deadline >= 0 && now >= deadline)
-            return vub_client_queue_fail(q, VUB_R_CLIENT_WAIT, (uint64_t)timeout_ms, vub_drv_in_flight(&q->ring));
+            return vub_client_queue_fail(q, VUB_R_CLIENT_WAIT, (uint64_t)timeout_ms, q->ring.in_flight);
         if (now >= next_hangup_check) {
             struct pollfd p = {.fd = q->cl->sock, .events = 0};
             if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
-                return vub_client_queue_fail(q, VUB_R_VU_CLOSED, vub_drv_in_flight(&q->ring), 0);
+                return vub_client_queue_fail(q, VUB_R_VU_CLOSED, q->ring.in_flight, 0);
             next_hangup_check = now + 1;
         }
     }
@@ -10735,7 +10675,7 @@ enum vub_err vub_client_wait(struct vub_client_queue *q, int timeout_ms)
 }
 
 int vub_client_queue_fd(const struct vub_client_queue *q) { return q->call_fd; }
-unsigned vub_client_in_flight(const struct vub_client_queue *q) { return vub_drv_in_flight(&q->ring); }
+unsigned vub_client_in_flight(const struct vub_client_queue *q) { return q->ring.in_flight; }
 const char *vub_client_queue_why(const struct vub_client_queue *q) { return q->why; }
 
 void vub_client_set_polling(struct vub_client_queue *q, bool polling)
@@ -10762,8 +10702,8 @@ enum vub_err vub_client_run(struct vub_client_queue *q, const struct vub_client_
     enum vub_err err = VUB_OK;
     if (done)
         *done = c;
-    if (q && vub_drv_in_flight(&q->ring) != 0)
-        return vub_client_queue_fail(q, VUB_R_CLIENT_BUSY, vub_drv_in_flight(&q->ring), 0);
+    if (q && q->ring.in_flight != 0)
+        return vub_client_queue_fail(q, VUB_R_CLIENT_BUSY, q->ring.in_flight, 0);
     err = vub_client_submit(q, r);
     while (err == VUB_OK && (err = vub_client_reap(q, &c, 1, &got)) == VUB_OK && got == 0)
         err = vub_client_wait(q, q->cl->timeout_ms);
