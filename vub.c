@@ -9718,26 +9718,24 @@ static enum vub_err vub_client_recv_reply(struct vub_client *cl, uint32_t reques
     return VUB_OK;
 }
 
-static enum vub_err vub_client_send_msg(struct vub_client *cl, uint32_t request, uint32_t flags,
-                                        const void *payload, uint32_t size, const int *fds, unsigned nfds)
+/* Sends a request and takes its answer: the reply of exactly reply_size
+ * bytes it has, or, with reply NULL, [VU-NEED-REPLY] the u64 ack if
+ * REPLY_ACK is negotiated (nothing if not). A failure breaks the channel:
+ * nothing more is sent on it. */
+static enum vub_err vub_client_call(struct vub_client *cl, uint32_t request, const void *payload,
+                                    uint32_t size, const int *fds, unsigned nfds, struct vub_msg *reply,
+                                    uint32_t reply_size)
 {
-    struct vub_vu_header hdr = {.request = request, .flags = VHOST_USER_VERSION | flags, .size = size};
-    enum vub_err err = vub_vu_send(cl->sock, &hdr, payload, fds, nfds);
-    if (err != VUB_OK)
-        vub_client_fail(cl, err == VUB_E_CLOSED ? VUB_R_VU_CLOSED : VUB_R_SYS_CALL, request, (uint64_t)errno);
-    return err;
-}
-
-/* Sends a message that has no reply of its own. [VU-NEED-REPLY] */
-static enum vub_err vub_client_send(struct vub_client *cl, uint32_t request, const void *payload,
-                                    uint32_t size, const int *fds, unsigned nfds)
-{
-    bool ack = vub_has(cl->info.protocol_features, VHOST_USER_PROTOCOL_F_REPLY_ACK);
+    bool ack = !reply && vub_has(cl->info.protocol_features, VHOST_USER_PROTOCOL_F_REPLY_ACK);
+    struct vub_vu_header hdr = {request, VHOST_USER_VERSION | (ack ? VHOST_USER_NEED_REPLY_MASK : 0), size};
     struct vub_msg m;
     if (cl->broken)
         return VUB_E_PROTO;
-    enum vub_err err = vub_client_send_msg(cl, request, ack ? VHOST_USER_NEED_REPLY_MASK : 0, payload,
-                                           size, fds, nfds);
+    enum vub_err err = vub_vu_send(cl->sock, &hdr, payload, fds, nfds);
+    if (err != VUB_OK)
+        vub_client_fail(cl, err == VUB_E_CLOSED ? VUB_R_VU_CLOSED : VUB_R_SYS_CALL, request, (uint64_t)errno);
+    if (err == VUB_OK && reply)
+        err = vub_client_recv_reply(cl, request, reply, reply_size);
     if (err == VUB_OK && ack)
         err = vub_client_recv_reply(cl, request, &m, sizeof m.payload.u64);
     if (err == VUB_OK && ack && m.payload.u64 != 0)
@@ -9746,23 +9744,17 @@ static enum vub_err vub_client_send(struct vub_client *cl, uint32_t request, con
     return err;
 }
 
-/* Sends a request whose reply carries a payload of exactly reply_size bytes. */
-static enum vub_err vub_client_get(struct vub_client *cl, uint32_t request, const void *payload,
-                                   uint32_t size, struct vub_msg *reply, uint32_t reply_size)
+/* Sends a message that has no reply of its own. */
+static enum vub_err vub_client_send(struct vub_client *cl, uint32_t request, const void *payload,
+                                    uint32_t size, const int *fds, unsigned nfds)
 {
-    if (cl->broken)
-        return VUB_E_PROTO;
-    enum vub_err err = vub_client_send_msg(cl, request, 0, payload, size, NULL, 0);
-    if (err == VUB_OK)
-        err = vub_client_recv_reply(cl, request, reply, reply_size);
-    cl->broken = err != VUB_OK;
-    return err;
+    return vub_client_call(cl, request, payload, size, fds, nfds, NULL, 0);
 }
 
 static enum vub_err vub_client_get_u64(struct vub_client *cl, uint32_t request, uint64_t *out)
 {
     struct vub_msg m;
-    enum vub_err err = vub_client_get(cl, request, NULL, 0, &m, sizeof m.payload.u64);
+    enum vub_err err = vub_client_call(cl, request, NULL, 0, NULL, 0, &m, sizeof m.payload.u64);
     if (err == VUB_OK)
         *out = m.payload.u64;
     return err;
@@ -9863,7 +9855,7 @@ static enum vub_err vub_client_read_config(struct vub_client *cl)
     struct vub_vu_config req = {.offset = 0, .size = VUB_CLIENT_CONFIG_BYTES, .flags = 0};
     struct vub_msg m;
     uint32_t bytes = 12 + VUB_CLIENT_CONFIG_BYTES;
-    enum vub_err err = vub_client_get(cl, VHOST_USER_GET_CONFIG, &req, bytes, &m, bytes);
+    enum vub_err err = vub_client_call(cl, VHOST_USER_GET_CONFIG, &req, bytes, NULL, 0, &m, bytes);
     if (err != VUB_OK)
         return err;
     if (m.payload.config.offset != 0 || m.payload.config.size != VUB_CLIENT_CONFIG_BYTES) {
@@ -10178,7 +10170,8 @@ static enum vub_err vub_client_stop_queue(struct vub_client *cl, struct vub_clie
     if (vub_has(cl->info.features, VHOST_USER_F_PROTOCOL_FEATURES))
         err = vub_client_send_state(cl, VHOST_USER_SET_VRING_ENABLE, q->index, 0);
     if (err == VUB_OK)
-        err = vub_client_get(cl, VHOST_USER_GET_VRING_BASE, &s, sizeof s, &m, sizeof m.payload.state);
+        err = vub_client_call(cl, VHOST_USER_GET_VRING_BASE, &s, sizeof s, NULL, 0, &m,
+                              sizeof m.payload.state);
     if (err == VUB_OK && m.payload.state.index != q->index) {
         cl->broken = true;
         err = vub_client_fail(cl, VUB_R_VU_ANSWER, VHOST_USER_GET_VRING_BASE, m.payload.state.index);
