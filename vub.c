@@ -1949,18 +1949,13 @@ static enum vub_err vub_inflight_header_ok(const struct vub_vring *vr, const uin
     return VUB_OK;
 }
 
-/* A fresh region: every head free, used_idx where the used ring is; the
- * version is stored last (release), so a region that has it is whole. */
+/* A fresh region, split: every head free, used_idx where the used ring is
+ * (vub_vring_start() adds desc_num and the version). */
 static void vub_inflight_split_init(struct vub_vring *vr)
 {
     struct vub_inflight_split *r = vub_inflight_split(vr);
-    memset(r->desc, 0, sizeof r->desc[0] * vr->inflight.desc_num);
-    vub_infl_put64(&r->features, 0);
-    vub_infl_put16(&r->desc_num, vr->inflight.desc_num, memory_order_relaxed);
-    vub_infl_put16(&r->last_batch_head, 0, memory_order_relaxed);
+    memset(r, 0, sizeof *r + sizeof r->desc[0] * vr->inflight.desc_num);
     vub_infl_put16(&r->used_idx, vr->split.used_idx, memory_order_relaxed);
-    vub_infl_put16(&r->version, VUB_INFLIGHT_VERSION, memory_order_release);
-    vr->inflight.counter = vr->inflight.resubmit_count = vr->inflight.resubmit_at = 0;
     vr->inflight.last_batch_head = 0;
 }
 
@@ -2526,14 +2521,18 @@ static void vub_packed_advance(uint16_t *pos, bool *wrap, unsigned n, uint16_t s
     *pos = (uint16_t)next;
 }
 
+/* Sets bit i of a bitmap; true if it was set already. */
+static bool vub_bit_test_set(uint8_t *map, unsigned i)
+{
+    bool was = (map[i / 8] >> (i % 8)) & 1u;
+    map[i / 8] |= (uint8_t)(1u << (i % 8));
+    return was;
+}
+
 /* [VQ-PACKED-ID] a buffer id must not be taken twice before it is used. */
 static bool vub_packed_take_id(struct vub_vring *vr, uint16_t id)
 {
-    uint8_t bit = (uint8_t)(1u << (id % 8));
-    if (vr->scratch.ids_pending[id / 8] & bit)
-        return false;
-    vr->scratch.ids_pending[id / 8] |= bit;
-    return true;
+    return !vub_bit_test_set(vr->scratch.ids_pending, id);
 }
 
 /* ---- Inflight I/O tracking, packed layout (vhost-user.rst "Inflight I/O
@@ -2604,36 +2603,22 @@ static struct vub_inflight_packed *vub_inflight_packed(const struct vub_vring *v
     return (struct vub_inflight_packed *)(void *)vr->inflight.region;
 }
 
-/* A fresh region: every entry free, in index order, the last one ending the
- * list; positions where the ring starts; the version last (release). */
+/* A fresh region, packed: every entry free, in index order, the last one
+ * ending the list; positions where the ring starts. */
 static void vub_inflight_packed_init(struct vub_vring *vr)
 {
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
     uint16_t n = vr->inflight.desc_num;
-    memset(r->desc, 0, sizeof r->desc[0] * n);
+    memset(r, 0, sizeof *r + sizeof r->desc[0] * n);
     for (uint32_t i = 0; i < n; i++) {
         uint16_t next = i + 1 < n ? (uint16_t)(i + 1) : VUB_INFLIGHT_END;
         r->desc[i].next = vr->scratch.inflight_next[i] = next;
     }
-    vub_infl_put64(&r->features, 0);
-    vub_infl_put16(&r->desc_num, n, memory_order_relaxed);
-    vub_infl_put16(&r->free_head, 0, memory_order_relaxed);
-    vub_infl_put16(&r->old_free_head, 0, memory_order_relaxed);
     vub_infl_put16(&r->used_idx, vr->packed.next_used, memory_order_relaxed);
     vub_infl_put16(&r->old_used_idx, vr->packed.next_used, memory_order_relaxed);
     vub_infl_put8(&r->used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
     vub_infl_put8(&r->old_used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
-    vub_infl_put16(&r->version, VUB_INFLIGHT_VERSION, memory_order_release);
     vr->inflight.free_head = 0;
-    vr->inflight.counter = vr->inflight.resubmit_count = vr->inflight.resubmit_at = 0;
-}
-
-static bool vub_inflight_seen(struct vub_vring *vr, uint16_t i)
-{
-    uint8_t bit = (uint8_t)(1u << (i % 8));
-    bool was = (vr->scratch.inflight_seen[i / 8] & bit) != 0;
-    vr->scratch.inflight_seen[i / 8] |= bit;
-    return was;
 }
 
 /* Steps 1-2 of "When reconnecting", packed, on the positions as read and
@@ -2676,7 +2661,7 @@ static enum vub_err vub_inflight_packed_free_walk(struct vub_vring *vr, uint16_t
 {
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
     for (*count = 0; at != VUB_INFLIGHT_END; (*count)++) {
-        if (at >= vr->inflight.desc_num || vub_inflight_seen(vr, at))
+        if (at >= vr->inflight.desc_num || vub_bit_test_set(vr->scratch.inflight_seen, at))
             return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, vr->inflight.desc_num);
         vub_infl_put8(&r->desc[at].inflight, 0, memory_order_relaxed);
         at = vr->scratch.inflight_next[at] = vub_infl_get16(&r->desc[at].next);
@@ -2703,7 +2688,7 @@ static enum vub_err vub_inflight_packed_heads(struct vub_vring *vr, unsigned *n_
         if (num == 0 || num > vr->size)
             return vub_fail(e, VUB_R_INFL_PACKED_LIST, i, num);
         for (uint16_t k = 0;; k++) {
-            if (at >= vr->inflight.desc_num || vub_inflight_seen(vr, at))
+            if (at >= vr->inflight.desc_num || vub_bit_test_set(vr->scratch.inflight_seen, at))
                 return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, num);
             vr->scratch.inflight_next[at] = vub_infl_get16(&r->desc[at].next);
             if (k + 1 == num)
@@ -3240,10 +3225,14 @@ static enum vub_err vub_vring_start(struct vub_vring *vr, struct vub_error *e)
         vub_split_start(vr);
     if (!vr->inflight.region)
         return VUB_OK;
-    /* version sits at the same offset in both layouts */
-    const struct vub_inflight_split *h = (const struct vub_inflight_split *)(const void *)vr->inflight.region;
+    /* features, version and desc_num sit at the same offsets in both layouts */
+    struct vub_inflight_split *h = vub_inflight_split(vr);
     if (vub_infl_get16(&h->version) == 0) {
         (vr->packed_ring ? vub_inflight_packed_init : vub_inflight_split_init)(vr);
+        vr->inflight.counter = vr->inflight.resubmit_count = vr->inflight.resubmit_at = 0;
+        vub_infl_put16(&h->desc_num, vr->inflight.desc_num, memory_order_relaxed);
+        /* Last (release): a region that has its version is whole. */
+        vub_infl_put16(&h->version, VUB_INFLIGHT_VERSION, memory_order_release);
         return VUB_OK;
     }
     enum vub_err err = vub_inflight_header_ok(vr, vr->inflight.region, e);
