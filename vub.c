@@ -9778,9 +9778,62 @@ static enum vub_err vub_client_backend_channel(struct vub_client *cl)
     return err;
 }
 
+/* Reads and decodes the config space ("struct virtio_blk_config", every
+ * field little-endian). Fields of features not offered get the spec's
+ * meaning of "absent". */
+static enum vub_err vub_client_read_config(struct vub_client *cl)
+{
+    struct vub_vu_config req = {.offset = 0, .size = VUB_CLIENT_CONFIG_BYTES, .flags = 0};
+    struct vub_msg m;
+    uint32_t bytes = 12 + VUB_CLIENT_CONFIG_BYTES;
+    enum vub_err err = vub_client_call(cl, VHOST_USER_GET_CONFIG, &req, bytes, NULL, 0, &m, bytes);
+    if (err != VUB_OK)
+        return err;
+    if (m.payload.config.offset != 0 || m.payload.config.size != VUB_CLIENT_CONFIG_BYTES) {
+        cl->broken = true;
+        return vub_client_fail(cl, VUB_R_VU_ANSWER, VHOST_USER_GET_CONFIG,
+                               (uint64_t)m.payload.config.offset << 32 | m.payload.config.size);
+    }
+    const uint8_t *c = m.payload.config.data;
+    uint64_t f = cl->info.features;
+    struct vub_client_config *k = &cl->info.config;
+    cl->info.config_bytes = VUB_CLIENT_CONFIG_BYTES;
+    memset(k, 0, sizeof *k);
+    k->capacity_sectors = vub_le64(c);
+    k->size_max_bytes = vub_has(f, VIRTIO_BLK_F_SIZE_MAX) ? vub_le32(c + 8) : 0;
+    k->seg_max = vub_has(f, VIRTIO_BLK_F_SEG_MAX) ? vub_le32(c + 12) : 0;
+    if (vub_has(f, VIRTIO_BLK_F_GEOMETRY)) {
+        k->cylinders = vub_le16(c + 16);
+        k->heads = c[18];
+        k->sectors = c[19];
+    }
+    k->blk_size_bytes = vub_has(f, VIRTIO_BLK_F_BLK_SIZE) ? vub_le32(c + 20) : VIRTIO_BLK_SECTOR_BYTES;
+    if (vub_has(f, VIRTIO_BLK_F_TOPOLOGY)) {
+        k->physical_block_exp = c[24];
+        k->alignment_offset = c[25];
+        k->min_io_size_blocks = vub_le16(c + 26);
+        k->opt_io_size_blocks = vub_le32(c + 28);
+    }
+    /* Without CONFIG_WCE the cache mode is fixed: write-back if FLUSH is
+     * there to be used, else write-through ("Device Operation"). */
+    k->writeback = vub_has(f, VIRTIO_BLK_F_CONFIG_WCE) ? c[32] : vub_has(f, VIRTIO_BLK_F_FLUSH);
+    k->num_queues = vub_has(f, VIRTIO_BLK_F_MQ) ? vub_le16(c + 34) : 1;
+    if (vub_has(f, VIRTIO_BLK_F_DISCARD)) {
+        k->max_discard_sectors = vub_le32(c + 36);
+        k->max_discard_seg = vub_le32(c + 40);
+        k->discard_sector_alignment = vub_le32(c + 44);
+    }
+    if (vub_has(f, VIRTIO_BLK_F_WRITE_ZEROES)) {
+        k->max_write_zeroes_sectors = vub_le32(c + 48);
+        k->max_write_zeroes_seg = vub_le32(c + 52);
+        k->write_zeroes_may_unmap = c[56];
+    }
+    return VUB_OK;
+}
+
 /* [VU-FEATURES] offered vs taken are both kept; we take what we implement
  * and the caller did not switch off. VERSION_1 is required (vub has no
- * legacy layout). */
+ * legacy layout). Ends with the config space read. */
 static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub_client_opts *o)
 {
     struct vub_client_info *in = &cl->info;
@@ -9833,60 +9886,9 @@ static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub
     uint64_t wanted = vub_client_wanted_features | (in->packed ? VUB_BIT(VIRTIO_F_RING_PACKED) : 0);
     in->features = (in->features_offered & wanted & ~o->features_off) | VUB_BIT(VIRTIO_F_VERSION_1);
     in->packed = vub_has(in->features, VIRTIO_F_RING_PACKED);
-    return vub_client_send_u64(cl, VHOST_USER_SET_FEATURES, in->features, NULL, 0);
-}
-
-/* Reads and decodes the config space ("struct virtio_blk_config", every
- * field little-endian). Fields of features not offered get the spec's
- * meaning of "absent". */
-static enum vub_err vub_client_read_config(struct vub_client *cl)
-{
-    struct vub_vu_config req = {.offset = 0, .size = VUB_CLIENT_CONFIG_BYTES, .flags = 0};
-    struct vub_msg m;
-    uint32_t bytes = 12 + VUB_CLIENT_CONFIG_BYTES;
-    enum vub_err err = vub_client_call(cl, VHOST_USER_GET_CONFIG, &req, bytes, NULL, 0, &m, bytes);
-    if (err != VUB_OK)
+    if ((err = vub_client_send_u64(cl, VHOST_USER_SET_FEATURES, in->features, NULL, 0)) != VUB_OK)
         return err;
-    if (m.payload.config.offset != 0 || m.payload.config.size != VUB_CLIENT_CONFIG_BYTES) {
-        cl->broken = true;
-        return vub_client_fail(cl, VUB_R_VU_ANSWER, VHOST_USER_GET_CONFIG,
-                               (uint64_t)m.payload.config.offset << 32 | m.payload.config.size);
-    }
-    const uint8_t *c = m.payload.config.data;
-    uint64_t f = cl->info.features;
-    struct vub_client_config *k = &cl->info.config;
-    cl->info.config_bytes = VUB_CLIENT_CONFIG_BYTES;
-    memset(k, 0, sizeof *k);
-    k->capacity_sectors = vub_le64(c);
-    k->size_max_bytes = vub_has(f, VIRTIO_BLK_F_SIZE_MAX) ? vub_le32(c + 8) : 0;
-    k->seg_max = vub_has(f, VIRTIO_BLK_F_SEG_MAX) ? vub_le32(c + 12) : 0;
-    if (vub_has(f, VIRTIO_BLK_F_GEOMETRY)) {
-        k->cylinders = vub_le16(c + 16);
-        k->heads = c[18];
-        k->sectors = c[19];
-    }
-    k->blk_size_bytes = vub_has(f, VIRTIO_BLK_F_BLK_SIZE) ? vub_le32(c + 20) : VIRTIO_BLK_SECTOR_BYTES;
-    if (vub_has(f, VIRTIO_BLK_F_TOPOLOGY)) {
-        k->physical_block_exp = c[24];
-        k->alignment_offset = c[25];
-        k->min_io_size_blocks = vub_le16(c + 26);
-        k->opt_io_size_blocks = vub_le32(c + 28);
-    }
-    /* Without CONFIG_WCE the cache mode is fixed: write-back if FLUSH is
-     * there to be used, else write-through ("Device Operation"). */
-    k->writeback = vub_has(f, VIRTIO_BLK_F_CONFIG_WCE) ? c[32] : vub_has(f, VIRTIO_BLK_F_FLUSH);
-    k->num_queues = vub_has(f, VIRTIO_BLK_F_MQ) ? vub_le16(c + 34) : 1;
-    if (vub_has(f, VIRTIO_BLK_F_DISCARD)) {
-        k->max_discard_sectors = vub_le32(c + 36);
-        k->max_discard_seg = vub_le32(c + 40);
-        k->discard_sector_alignment = vub_le32(c + 44);
-    }
-    if (vub_has(f, VIRTIO_BLK_F_WRITE_ZEROES)) {
-        k->max_write_zeroes_sectors = vub_le32(c + 48);
-        k->max_write_zeroes_seg = vub_le32(c + 52);
-        k->write_zeroes_may_unmap = c[56];
-    }
-    return VUB_OK;
+    return vub_client_read_config(cl);
 }
 
 /* ---- Shared memory ---- */
@@ -10095,14 +10097,10 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
     unsigned want = o->num_queues ? o->num_queues : 1;
     in->queue_size = o->queue_size ? o->queue_size : VUB_CLIENT_DEFAULT_QUEUE_SIZE;
     err = vub_client_negotiate(cl, o);
-    if (err == VUB_OK)
-        err = vub_client_read_config(cl);
-    if (err == VUB_OK) {
-        /* [BLK-MQ] without VIRTIO_BLK_F_MQ the device has one queue. */
-        unsigned have = in->config.num_queues < in->max_queues ? in->config.num_queues : in->max_queues;
-        if (want > have)
-            err = vub_client_fail(cl, VUB_R_BLK_MQ, want, have);
-    }
+    /* [BLK-MQ] without VIRTIO_BLK_F_MQ the device has one queue. */
+    unsigned have = VUB_MIN(in->config.num_queues, in->max_queues);
+    if (err == VUB_OK && want > have)
+        err = vub_client_fail(cl, VUB_R_BLK_MQ, want, have);
     if (err == VUB_OK) {
         in->num_queues = want;
         in->max_segments = vub_client_max_segments(in);
@@ -10261,8 +10259,6 @@ static enum vub_err vub_client_resume(struct vub_client *cl, int fd)
     cl->err = (struct vub_error){VUB_R_NONE, 0, 0};
     vub_sys_socket_timeouts(fd, cl->timeout_ms);
     enum vub_err err = vub_client_negotiate(cl, &cl->opts);
-    if (err == VUB_OK)
-        err = vub_client_read_config(cl);
     if (err == VUB_OK && (in->features != old.features || vub_client_max_segments(in) < old.max_segments ||
                           in->config.num_queues < old.num_queues || in->max_queues < old.num_queues))
         err = vub_client_fail(cl, VUB_R_CLIENT_RECONNECT_CHANGED, in->features, old.features);
