@@ -1959,53 +1959,6 @@ static void vub_inflight_split_init(struct vub_vring *vr)
     vr->inflight.last_batch_head = 0;
 }
 
-/* [INFL-RECOVER] The spec's steps "When reconnecting", split layout, run at
- * ring start once used->idx is read (vub_split_start):
- *  1. [INFL-BATCH] if used_idx differs from used->idx the last batch was
- *     published before the old back-end could clear its flags: clear them
- *     along the list from last_batch_head (the difference is its length,
- *     at most the ring size, every head inside the ring), then store used_idx;
- *  2. [INFL-STATE] every entry still marked (inflight exactly 1, a head of
- *     the ring) is resubmitted, in counter order ([INFL-ORDER]), and the
- *     ring goes on from used->idx plus their number. */
-static enum vub_err vub_inflight_split_recover(struct vub_vring *vr, struct vub_error *e)
-{
-    struct vub_inflight_split *r = vub_inflight_split(vr);
-    enum vub_err err;
-    uint16_t used = vr->split.used_idx, head = vub_infl_get16(&r->last_batch_head);
-    uint16_t batch = (uint16_t)(used - vub_infl_get16(&r->used_idx));
-    if (batch > vr->size)
-        return vub_fail(e, VUB_R_INFL_BATCH, batch, head);
-    /* Each link is read once, into batch_heads (at least size entries):
-     * the front-end shares the region and may change a link between a
-     * check and a second read of it. */
-    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next)) {
-        if (h >= vr->size)
-            return vub_fail(e, VUB_R_INFL_BATCH, batch, h);
-        vr->scratch.batch_heads[k] = h;
-    }
-    for (uint16_t k = 0; k < batch; k++)
-        vub_infl_put8(&r->desc[vr->scratch.batch_heads[k]].inflight, 0, memory_order_release);
-    /* Release: the flags above are clear before used_idx says the batch is
-     * done; pairs with the acquire load of used_idx above in the next
-     * recovery, should this one be cut short. */
-    vub_infl_put16(&r->used_idx, used, memory_order_release);
-    unsigned n = 0;
-    for (uint32_t i = 0; i < vr->inflight.desc_num; i++) {
-        uint8_t f = vub_infl_get8(&r->desc[i].inflight);
-        if (f > 1 || (f == 1 && i >= vr->size))
-            return vub_fail(e, VUB_R_INFL_STATE, i, f);
-        if (f == 1)
-            vr->scratch.inflight_order[n++] = (struct vub_inflight_order){vub_infl_get64(&r->desc[i].counter),
-                                                                          (uint16_t)i, 1, (uint16_t)i};
-    }
-    if ((err = vub_inflight_sort(vr, n, e)) != VUB_OK)
-        return err;
-    vr->inflight.last_batch_head = head;
-    vr->split.last_avail = (uint16_t)(used + n);
-    return VUB_OK;
-}
-
 /* [INFL-TAKE] "When receiving available buffers": the head gets the next
  * counter, then its flag. Release: the counter is in place before the flag
  * that makes it count; pairs with the acquire loads of the flag, then the
@@ -2043,6 +1996,48 @@ static void vub_inflight_split_publish(struct vub_vring *vr, uint16_t from, uint
     for (uint16_t k = 0; k < (uint16_t)(to - from); k++)
         vub_infl_put8(&r->desc[vr->scratch.batch_heads[k]].inflight, 0, memory_order_release);
     vub_infl_put16(&r->used_idx, to, memory_order_release);
+}
+
+/* [INFL-RECOVER] The spec's steps "When reconnecting", split layout, run at
+ * ring start once used->idx is read (vub_split_start):
+ *  1. [INFL-BATCH] if used_idx differs from used->idx the last batch was
+ *     published before the old back-end could clear its flags: clear them
+ *     along the list from last_batch_head (the difference is its length,
+ *     at most the ring size, every head inside the ring), then store used_idx;
+ *  2. [INFL-STATE] every entry still marked (inflight exactly 1, a head of
+ *     the ring) is resubmitted, in counter order ([INFL-ORDER]), and the
+ *     ring goes on from used->idx plus their number. */
+static enum vub_err vub_inflight_split_recover(struct vub_vring *vr, struct vub_error *e)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    enum vub_err err;
+    uint16_t used = vr->split.used_idx, head = vub_infl_get16(&r->last_batch_head);
+    uint16_t batch = (uint16_t)(used - vub_infl_get16(&r->used_idx));
+    if (batch > vr->size)
+        return vub_fail(e, VUB_R_INFL_BATCH, batch, head);
+    /* Each link is read once, into batch_heads (at least size entries):
+     * the front-end shares the region and may change a link between a
+     * check and a second read of it. */
+    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next)) {
+        if (h >= vr->size)
+            return vub_fail(e, VUB_R_INFL_BATCH, batch, h);
+        vr->scratch.batch_heads[k] = h;
+    }
+    vub_inflight_split_publish(vr, (uint16_t)(used - batch), used); /* as the old one would have */
+    unsigned n = 0;
+    for (uint32_t i = 0; i < vr->inflight.desc_num; i++) {
+        uint8_t f = vub_infl_get8(&r->desc[i].inflight);
+        if (f > 1 || (f == 1 && i >= vr->size))
+            return vub_fail(e, VUB_R_INFL_STATE, i, f);
+        if (f == 1)
+            vr->scratch.inflight_order[n++] = (struct vub_inflight_order){vub_infl_get64(&r->desc[i].counter),
+                                                                          (uint16_t)i, 1, (uint16_t)i};
+    }
+    if ((err = vub_inflight_sort(vr, n, e)) != VUB_OK)
+        return err;
+    vr->inflight.last_batch_head = head;
+    vr->split.last_avail = (uint16_t)(used + n);
+    return VUB_OK;
 }
 
 /* Takes the next available chain. VUB_E_AGAIN if the ring is empty.
@@ -2899,27 +2894,23 @@ static enum vub_err vub_packed_pop(struct vub_vring *vr, const struct vub_mem *m
         return VUB_E_AGAIN;
     *c = (struct vub_chain){.iov = vr->scratch.iov};
     unsigned taken = 0;
-    for (;;) {
-        bool last;
-        enum vub_err err = vub_packed_chain_add(vr, mem, c, &d, i, &last, e);
+    enum vub_err err;
+    for (bool last = false;;) {
+        err = vub_packed_chain_add(vr, mem, c, &d, i, &last, e);
         if (err == VUB_OK && vr->inflight.region && (err = vub_inflight_packed_take(vr, c, &d, last, e)) == VUB_OK)
             taken++;
-        if (err != VUB_OK) {
-            if (vr->inflight.region)
-                vub_inflight_packed_untake(vr, c, taken);
-            return err;
-        }
-        if (last)
+        if (err != VUB_OK || last)
             break;
         i = (uint16_t)(i + 1 == vr->size ? 0 : i + 1);
         d = vub_packed_desc_read(vr, i);
     }
-    c->head = d.id; /* the buffer id, from the last descriptor */
-    if (!vub_packed_take_id(vr, c->head)) {
-        if (vr->inflight.region)
-            vub_inflight_packed_untake(vr, c, taken);
-        return vub_fail(e, VUB_R_VQ_PACKED_ID, c->head, 0);
+    if (err == VUB_OK && !vub_packed_take_id(vr, d.id))
+        err = vub_fail(e, VUB_R_VQ_PACKED_ID, d.id, 0);
+    if (err != VUB_OK) {
+        vub_inflight_packed_untake(vr, c, taken); /* nothing to do if nothing was taken */
+        return err;
     }
+    c->head = d.id; /* the buffer id, from the last descriptor */
     vub_packed_advance(&vr->packed.next_avail, &vr->packed.avail_wrap, c->slots, vr->size);
     return VUB_OK;
 }
@@ -3057,18 +3048,12 @@ static bool vub_packed_set_base(struct vub_vring *vr, uint32_t base)
  *      "Supplying Buffers to The Device", "Receiving Used Buffers From The
  *      Device", packed) ----
  *
- * The front-end's half of a packed ring, lined up with the split driver:
- *
- *     driver                          device
- *     vub_packed_add_buf        ->    vub_packed_pop
- *     vub_packed_kick_needed    <->   vub_packed_enable_kicks
- *     vub_packed_get_used       <-    vub_packed_push + vub_packed_publish
- *     vub_packed_enable_interrupts <-> vub_packed_need_notify
- *
- * Buffer ids are ours to choose: vub hands out ids below the ring size from
- * a free stack, so an id from the device can be checked against a table of
- * what is in flight. Ring slots are counted separately: a buffer takes one
- * slot if it is indirect, else one per descriptor.
+ * The front-end's half of a packed ring, lined up with the split driver
+ * (section 5's table holds, with _packed for _split). Buffer ids are ours
+ * to choose: vub hands out ids below the ring size from a free stack, so an
+ * id from the device can be checked against a table of what is in flight.
+ * Ring slots are counted separately: a buffer takes one slot if it is
+ * indirect, else one per descriptor.
  *
  * Format notes:
  *  - The first descriptor's flags are written last (release): the device
@@ -3404,9 +3389,7 @@ static bool vub_blk_range_ok(const struct vub_blk *blk, uint64_t sector, uint64_
  * FLUSH nor CONFIG_WCE negotiated ("Device Operation", device requirements). */
 static bool vub_blk_write_through(const struct vub_blk *blk)
 {
-    if (blk->wce_negotiated)
-        return blk->writeback == 0;
-    return !blk->flush_negotiated;
+    return blk->wce_negotiated ? blk->writeback == 0 : !blk->flush_negotiated;
 }
 
 static uint8_t vub_blk_status(enum vub_err err)
@@ -3480,8 +3463,49 @@ static bool vub_blk_req_syncs(const struct vub_blk_req *r)
     return r->type == VIRTIO_BLK_T_FLUSH || r->type == VIRTIO_BLK_T_DISCARD || r->type == VIRTIO_BLK_T_WRITE_ZEROES;
 }
 
+/* Copies and checks every range before acting on any: the guest could
+ * change its buffer between two reads, and a bad last range should not
+ * leave the first ones done. [BLK-DISCARD] whole 16-byte ranges, at most
+ * VUB_BLK_MAX_RANGES. [BLK-DISCARD-FLAGS] unknown flags, or UNMAP on
+ * a discard, are UNSUPP; [BLK-WZ-UNMAP] write-zeroes may carry UNMAP. */
 static enum vub_err vub_blk_ranges(struct vub_blk *blk, struct vub_blk_queue *bq, uint32_t type,
-                                   const struct iovec *iov, unsigned count, uint64_t bytes);
+                                   const struct iovec *iov, unsigned count, uint64_t bytes)
+{
+    struct vub_blk_range r[VUB_BLK_MAX_RANGES];
+    uint32_t allowed = type == VIRTIO_BLK_T_WRITE_ZEROES ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
+    if (blk->read_only)
+        return VUB_E_RDONLY;
+    if (bytes == 0 || bytes % VIRTIO_BLK_SEGMENT_BYTES != 0 ||
+        bytes / VIRTIO_BLK_SEGMENT_BYTES > VUB_BLK_MAX_RANGES)
+        return VUB_E_RANGE;
+    unsigned n = (unsigned)(bytes / VIRTIO_BLK_SEGMENT_BYTES);
+    struct vub_iov_cursor cur = {iov, count, 0, 0};
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t raw[VIRTIO_BLK_SEGMENT_BYTES];
+        vub_iov_copy(&cur, raw, NULL, sizeof raw);
+        r[i] = (struct vub_blk_range){vub_le64(raw), vub_le32(raw + 8), vub_le32(raw + 12)};
+        if (r[i].flags & ~allowed)
+            return VUB_E_UNSUPP;
+        if (r[i].num_sectors > VUB_BLK_MAX_RANGE_SECTORS ||
+            !vub_blk_range_ok(blk, r[i].sector, (uint64_t)r[i].num_sectors * VIRTIO_BLK_SECTOR_BYTES))
+            return VUB_E_RANGE;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t off = r[i].sector * VIRTIO_BLK_SECTOR_BYTES;
+        uint64_t len = (uint64_t)r[i].num_sectors * VIRTIO_BLK_SECTOR_BYTES;
+        enum vub_err err = type == VIRTIO_BLK_T_DISCARD
+                               ? vub_image_discard(blk->image, off, len)
+                               : vub_image_write_zeroes(blk->image, off, len,
+                                                        r[i].flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+        if (err != VUB_OK)
+            return err;
+    }
+    if (type == VIRTIO_BLK_T_DISCARD)
+        bq->stats->discards++;
+    else
+        bq->stats->write_zeroes++;
+    return VUB_OK; /* [BLK-DURABLE] the engine makes it durable when the cache is off */
+}
 
 /* Decodes and checks the chain's request. [BLK-SEG-MAX] more data segments
  * than the seg_max we advertise (a header and a status descriptor
@@ -3640,50 +3664,6 @@ static enum vub_err vub_blk_io_sync(struct vub_blk *blk, struct vub_blk_queue *b
     if (err == VUB_OK && r->write_through)
         err = vub_image_flush(blk->image);
     return err;
-}
-
-/* Copies and checks every range before acting on any: the guest could
- * change its buffer between two reads, and a bad last range should not
- * leave the first ones done. [BLK-DISCARD] whole 16-byte ranges, at most
- * VUB_BLK_MAX_RANGES. [BLK-DISCARD-FLAGS] unknown flags, or UNMAP on
- * a discard, are UNSUPP; [BLK-WZ-UNMAP] write-zeroes may carry UNMAP. */
-static enum vub_err vub_blk_ranges(struct vub_blk *blk, struct vub_blk_queue *bq, uint32_t type,
-                                   const struct iovec *iov, unsigned count, uint64_t bytes)
-{
-    struct vub_blk_range r[VUB_BLK_MAX_RANGES];
-    uint32_t allowed = type == VIRTIO_BLK_T_WRITE_ZEROES ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
-    if (blk->read_only)
-        return VUB_E_RDONLY;
-    if (bytes == 0 || bytes % VIRTIO_BLK_SEGMENT_BYTES != 0 ||
-        bytes / VIRTIO_BLK_SEGMENT_BYTES > VUB_BLK_MAX_RANGES)
-        return VUB_E_RANGE;
-    unsigned n = (unsigned)(bytes / VIRTIO_BLK_SEGMENT_BYTES);
-    struct vub_iov_cursor cur = {iov, count, 0, 0};
-    for (unsigned i = 0; i < n; i++) {
-        uint8_t raw[VIRTIO_BLK_SEGMENT_BYTES];
-        vub_iov_copy(&cur, raw, NULL, sizeof raw);
-        r[i] = (struct vub_blk_range){vub_le64(raw), vub_le32(raw + 8), vub_le32(raw + 12)};
-        if (r[i].flags & ~allowed)
-            return VUB_E_UNSUPP;
-        if (r[i].num_sectors > VUB_BLK_MAX_RANGE_SECTORS ||
-            !vub_blk_range_ok(blk, r[i].sector, (uint64_t)r[i].num_sectors * VIRTIO_BLK_SECTOR_BYTES))
-            return VUB_E_RANGE;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        uint64_t off = r[i].sector * VIRTIO_BLK_SECTOR_BYTES;
-        uint64_t len = (uint64_t)r[i].num_sectors * VIRTIO_BLK_SECTOR_BYTES;
-        enum vub_err err = type == VIRTIO_BLK_T_DISCARD
-                               ? vub_image_discard(blk->image, off, len)
-                               : vub_image_write_zeroes(blk->image, off, len,
-                                                        r[i].flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
-        if (err != VUB_OK)
-            return err;
-    }
-    if (type == VIRTIO_BLK_T_DISCARD)
-        bq->stats->discards++;
-    else
-        bq->stats->write_zeroes++;
-    return VUB_OK; /* [BLK-DURABLE] the engine makes it durable when the cache is off */
 }
 
 /* Executes one request synchronously, writes its status and returns the
