@@ -9636,7 +9636,6 @@ struct vub_client {
     uint8_t *pool;             /* the vub_client_alloc() pool, inside mem */
     size_t pool_pages;
     uint32_t *page_run;        /* [pool_pages]: pages of the allocation starting here, 0 = none */
-    uint8_t *page_busy;        /* [pool_pages]: 1 if the page is allocated */
     atomic_flag pool_lock;
     struct vub_client_queue *queues; /* [info.num_queues] */
     struct vub_error err;      /* the last control-plane failure */
@@ -9936,8 +9935,7 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
     }
     cl->pool = cl->mem + l.block * in->num_queues;
     cl->page_run = calloc(cl->pool_pages ? cl->pool_pages : 1, sizeof *cl->page_run);
-    cl->page_busy = calloc(cl->pool_pages ? cl->pool_pages : 1, 1);
-    if (!cl->page_run || !cl->page_busy)
+    if (!cl->page_run)
         return VUB_E_NOMEM;
 
     for (unsigned i = 0; i < in->num_queues; i++) {
@@ -10167,7 +10165,6 @@ void vub_client_close(struct vub_client *cl)
     vub_sys_unmap(cl->mem, cl->mem_bytes);
     vub_sys_close(&cl->memfd);
     free(cl->page_run);
-    free(cl->page_busy);
     free(cl);
 }
 
@@ -10375,12 +10372,13 @@ void *vub_client_alloc(struct vub_client *cl, size_t bytes)
         return NULL;
     while (atomic_flag_test_and_set_explicit(&cl->pool_lock, memory_order_acquire))
         ;
-    for (size_t start = 0, run = 0; start + pages <= cl->pool_pages; ) {
-        if (cl->page_busy[start + run]) {
-            start += run + 1;
+    /* Every page the walk lands on is free or starts an allocation, which
+     * it then steps over whole. */
+    for (size_t start = 0, run = 0; start + pages <= cl->pool_pages;) {
+        if (cl->page_run[start + run]) {
+            start += run + cl->page_run[start + run];
             run = 0;
         } else if (++run == pages) {
-            memset(cl->page_busy + start, 1, pages);
             cl->page_run[start] = (uint32_t)pages;
             found = cl->pool + start * VUB_CLIENT_PAGE_BYTES;
             break;
@@ -10401,7 +10399,6 @@ void vub_client_free(struct vub_client *cl, void *buf)
     size_t page = off / VUB_CLIENT_PAGE_BYTES;
     while (atomic_flag_test_and_set_explicit(&cl->pool_lock, memory_order_acquire))
         ;
-    memset(cl->page_busy + page, 0, cl->page_run[page]);
     cl->page_run[page] = 0;
     atomic_flag_clear_explicit(&cl->pool_lock, memory_order_release);
 }
