@@ -1608,8 +1608,7 @@ struct vub_desc {
 
 static struct vub_desc vub_desc_decode(const uint8_t *p)
 {
-    struct vub_desc d = {vub_le64(p), vub_le32(p + 8), vub_le16(p + 12), vub_le16(p + 14)};
-    return d;
+    return (struct vub_desc){vub_le64(p), vub_le32(p + 8), vub_le16(p + 12), vub_le16(p + 14)};
 }
 
 /* A request as the device sees it once its chain is walked: iovecs over
@@ -3392,11 +3391,6 @@ static bool vub_blk_write_through(const struct vub_blk *blk)
     return blk->wce_negotiated ? blk->writeback == 0 : !blk->flush_negotiated;
 }
 
-static uint8_t vub_blk_status(enum vub_err err)
-{
-    return err == VUB_OK ? VIRTIO_BLK_S_OK : err == VUB_E_UNSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
-}
-
 /* Finds the status byte (the last writable byte) and removes it from the
  * writable list. NULL if the chain has no writable byte at all. */
 static uint8_t *vub_blk_take_status(struct vub_chain *c)
@@ -3611,7 +3605,8 @@ static uint32_t vub_blk_finish(struct vub_blk_queue *bq, struct vub_blk_req *r, 
         bq->stats->errors++;
     if (!r->status)
         return 0;
-    *r->status = vub_blk_status(err);
+    *r->status = err == VUB_OK         ? VIRTIO_BLK_S_OK
+                 : err == VUB_E_UNSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
     uint64_t used = r->data_in + 1;
     return used > UINT32_MAX ? UINT32_MAX : (uint32_t)used;
 }
@@ -10644,11 +10639,6 @@ void vub_client_set_polling(struct vub_client_queue *q, bool polling)
 
 /* ---- One request, waited for ---- */
 
-static enum vub_err vub_client_status_err(uint8_t status)
-{
-    return status == VUB_BLK_S_OK ? VUB_OK : status == VUB_BLK_S_UNSUPP ? VUB_E_UNSUPP : VUB_E_IO;
-}
-
 enum vub_err vub_client_run(struct vub_client_queue *q, const struct vub_client_req *r,
                             struct vub_client_completion *done)
 {
@@ -10666,5 +10656,5 @@ enum vub_err vub_client_run(struct vub_client_queue *q, const struct vub_client_
         return err;
     if (done)
         *done = c;
-    return vub_client_status_err(c.status);
+    return c.status == VUB_BLK_S_OK ? VUB_OK : c.status == VUB_BLK_S_UNSUPP ? VUB_E_UNSUPP : VUB_E_IO;
 }
