@@ -9575,18 +9575,13 @@ static const uint64_t vub_client_wanted_protocol =
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 
-/* The host record of one request in flight, by head. */
-struct vub_client_pending {
-    uint64_t cookie; /* the caller's */
-    uint64_t seq;    /* submission order on its queue, for resubmission */
-    uint16_t slot;   /* its request slot in shared memory */
-};
-
-/* What vub_client_reconnect() needs to make a request available again, by
- * request slot: host copies, because the back-end may have written over
- * the shared ones (a packed ring's used descriptors land on the slots its
- * own requests held). */
-struct vub_client_saved {
+/* The host record of one request in flight, by request slot. The copies
+ * are what vub_client_reconnect() makes it available again from: the
+ * back-end may have written over the shared ones (a packed ring's used
+ * descriptors land on the slots its own requests held). */
+struct vub_client_request {
+    uint64_t cookie;                     /* the caller's */
+    uint64_t seq;                        /* submission order on its queue, for resubmission */
     uint8_t hdr[VUB_CLIENT_SLOT_STATUS]; /* the slot's header and range as written */
     uint16_t buf_count;                  /* entries at bufs + slot * bufs_per_req */
 };
@@ -9606,9 +9601,9 @@ struct vub_client_queue {
     uint16_t *slot_free;               /* stack of free request slots */
     uint16_t slot_free_count;
     uint64_t submitted;                /* requests submitted so far: the next seq */
-    struct vub_client_pending *pending; /* [size] by head; one allocation with the arrays below */
-    struct vub_client_pending *order;  /* [size] scratch: in-flight requests in seq order */
-    struct vub_client_saved *saved;    /* [size] by request slot */
+    struct vub_client_request *reqs;   /* [size] by request slot; one allocation with the arrays below */
+    uint16_t *head_slot;               /* [size] by head: the request slot it carries */
+    uint16_t *order;                   /* [size] scratch: slots in flight, in seq order */
     struct vub_desc *bufs;             /* [size x bufs_per_req] each request's buffers, by slot */
     unsigned bufs_per_req;             /* max_segments (at least 1) + 2: header, data..., status */
     uint16_t *free_link;               /* ring bookkeeping, [size] each (host memory): */
@@ -9940,18 +9935,17 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
         q->slots_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(q->slots - cl->mem);
         /* The host bookkeeping, [size] of each, in one allocation, the
          * most aligned types first; the saved buffer lists in another. */
-        q->pending = calloc(size, 2 * sizeof *q->pending + sizeof *q->ring_slots +
-                                      sizeof *q->saved + sizeof *q->free_link + sizeof *q->slot_free);
+        q->reqs = calloc(size, sizeof *q->reqs + sizeof *q->ring_slots + 4 * sizeof *q->free_link);
         /* header, data or a discard range, status: at least 3 */
         q->bufs_per_req = (in->max_segments > 1 ? in->max_segments : 1) + 2;
         q->bufs = calloc((size_t)size * q->bufs_per_req, sizeof *q->bufs);
-        if (!q->pending || !q->bufs)
+        if (!q->reqs || !q->bufs)
             return VUB_E_NOMEM;
-        q->order = q->pending + size;
-        q->ring_slots = (struct vub_drv_slot *)(void *)(q->order + size);
-        q->saved = (struct vub_client_saved *)(void *)(q->ring_slots + size);
-        q->free_link = (uint16_t *)(void *)(q->saved + size);
+        q->ring_slots = (struct vub_drv_slot *)(void *)(q->reqs + size);
+        q->free_link = (uint16_t *)(void *)(q->ring_slots + size);
         q->slot_free = q->free_link + size;
+        q->head_slot = q->slot_free + size;
+        q->order = q->head_slot + size;
         vub_client_ring_init(cl, q, b, &l);
         for (uint16_t s = 0; s < size; s++)
             q->slot_free[s] = (uint16_t)(size - 1 - s);
@@ -10153,7 +10147,7 @@ void vub_client_close(struct vub_client *cl)
         struct vub_client_queue *q = &cl->queues[i];
         vub_sys_close(&q->kick_fd);
         vub_sys_close(&q->call_fd);
-        free(q->pending); /* and the other host arrays with it */
+        free(q->reqs); /* and the other host arrays with it */
         free(q->bufs);
     }
     free(cl->queues);
@@ -10186,13 +10180,12 @@ static enum vub_err vub_client_requeue(struct vub_client *cl, struct vub_client_
     bool interrupts = q->ring.interrupts;
     for (uint32_t h = 0; h < size; h++)
         if (q->ring.slots[h].in_flight)
-            q->order[n++] = q->pending[h];
+            q->order[n++] = q->head_slot[h];
     for (uint16_t i = 1; i < n; i++) { /* insertion sort by seq: once per reconnect */
-        struct vub_client_pending p = q->order[i];
-        uint16_t j = i;
-        for (; j > 0 && q->order[j - 1].seq > p.seq; j--)
+        uint16_t slot = q->order[i], j = i;
+        for (; j > 0 && q->reqs[q->order[j - 1]].seq > q->reqs[slot].seq; j--)
             q->order[j] = q->order[j - 1];
-        q->order[j] = p;
+        q->order[j] = slot;
     }
     struct vub_client_layout l = vub_client_layout(size, vub_client_indirect_max(&cl->info), cl->info.packed);
     uint8_t *b = q->slots - l.slots;
@@ -10203,18 +10196,17 @@ static enum vub_err vub_client_requeue(struct vub_client *cl, struct vub_client_
     q->err = (struct vub_error){VUB_R_NONE, 0, 0};
     q->why[0] = '\0';
     for (uint16_t i = 0; i < n; i++) {
-        const struct vub_client_pending *p = &q->order[i];
-        uint8_t *s = q->slots + (size_t)p->slot * VUB_CLIENT_SLOT_BYTES;
-        uint16_t head;
-        memcpy(s, q->saved[p->slot].hdr, sizeof q->saved[p->slot].hdr);
+        uint16_t slot = q->order[i], head;
+        uint8_t *s = q->slots + (size_t)slot * VUB_CLIENT_SLOT_BYTES;
+        memcpy(s, q->reqs[slot].hdr, sizeof q->reqs[slot].hdr);
         s[VUB_CLIENT_SLOT_STATUS] = VUB_BLK_S_NONE;
         /* These requests all fitted this ring at once before, so they fit
          * the empty one again; a failure would be a bug of ours. */
-        enum vub_err err = vub_drv_add(&q->ring, q->bufs + (size_t)p->slot * q->bufs_per_req,
-                                       q->saved[p->slot].buf_count, &head);
+        enum vub_err err = vub_drv_add(&q->ring, q->bufs + (size_t)slot * q->bufs_per_req,
+                                       q->reqs[slot].buf_count, &head);
         if (err != VUB_OK)
-            return vub_client_queue_fail(q, VUB_R_CLIENT_REQ, p->slot, 0);
-        q->pending[head] = *p;
+            return vub_client_queue_fail(q, VUB_R_CLIENT_REQ, slot, 0);
+        q->head_slot[head] = slot;
     }
     return VUB_OK;
 }
@@ -10504,10 +10496,9 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     if (err != VUB_OK)
         return err;
     q->slot_free_count--;
-    q->pending[head] = (struct vub_client_pending){r->cookie, q->submitted++, slot};
-    /* The host copies vub_client_reconnect() resubmits from. */
-    memcpy(q->saved[slot].hdr, s, sizeof q->saved[slot].hdr);
-    q->saved[slot].buf_count = (uint16_t)n;
+    q->head_slot[head] = slot;
+    q->reqs[slot] = (struct vub_client_request){r->cookie, q->submitted++, {0}, (uint16_t)n};
+    memcpy(q->reqs[slot].hdr, s, sizeof q->reqs[slot].hdr); /* what a reconnect resubmits */
     return VUB_OK;
 }
 
@@ -10553,10 +10544,10 @@ enum vub_err vub_client_reap(struct vub_client_queue *q, struct vub_client_compl
             vub_error_format(&q->err, NULL, q->why, sizeof q->why);
         if (err != VUB_OK)
             break;
-        struct vub_client_pending *p = &q->pending[head];
-        const uint8_t *status = q->slots + (size_t)p->slot * VUB_CLIENT_SLOT_BYTES + VUB_CLIENT_SLOT_STATUS;
-        out[(*count)++] = (struct vub_client_completion){p->cookie, *status, len};
-        q->slot_free[q->slot_free_count++] = p->slot;
+        uint16_t slot = q->head_slot[head];
+        const uint8_t *status = q->slots + (size_t)slot * VUB_CLIENT_SLOT_BYTES + VUB_CLIENT_SLOT_STATUS;
+        out[(*count)++] = (struct vub_client_completion){q->reqs[slot].cookie, *status, len};
+        q->slot_free[q->slot_free_count++] = slot;
     }
     /* Completions already taken are delivered; a broken ring says so on
      * the next call (the ring's broken flag is sticky). */
