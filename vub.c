@@ -9869,13 +9869,20 @@ struct vub_client_layout {
     size_t avail, used, slots, indirect, block;
 };
 
+/* Entries in each queue's indirect tables; 0 without INDIRECT_DESC. */
+static uint16_t vub_client_indirect_max(const struct vub_client_info *in)
+{
+    return vub_has(in->features, VIRTIO_F_INDIRECT_DESC) ? (uint16_t)(in->max_segments + 2) : 0;
+}
+
 /* Split: descriptor table, available ring, used ring. Packed: descriptor
  * ring, then the driver and device event areas in the avail/used places. */
-static struct vub_client_layout vub_client_layout(uint16_t size, uint16_t indirect_max, bool packed)
+static struct vub_client_layout vub_client_layout(const struct vub_client_info *in)
 {
     struct vub_client_layout l;
-    uint64_t avail_bytes = packed ? vub_packed_event_bytes() : vub_split_avail_bytes(size);
-    uint64_t used_bytes = packed ? vub_packed_event_bytes() : vub_split_used_bytes(size);
+    uint16_t size = in->queue_size, indirect_max = vub_client_indirect_max(in);
+    uint64_t avail_bytes = in->packed ? vub_packed_event_bytes() : vub_split_avail_bytes(size);
+    uint64_t used_bytes = in->packed ? vub_packed_event_bytes() : vub_split_used_bytes(size);
     l.avail = (size_t)vub_split_desc_bytes(size);                  /* desc at 0, align 16 */
     l.used = vub_client_align(l.avail + (size_t)avail_bytes, 64);
     l.slots = vub_client_align(l.used + (size_t)used_bytes, 64);
@@ -9885,23 +9892,20 @@ static struct vub_client_layout vub_client_layout(uint16_t size, uint16_t indire
     return l;
 }
 
-/* Entries in each queue's indirect tables; 0 without INDIRECT_DESC. */
-static uint16_t vub_client_indirect_max(const struct vub_client_info *in)
-{
-    return vub_has(in->features, VIRTIO_F_INDIRECT_DESC) ? (uint16_t)(in->max_segments + 2) : 0;
-}
-
-/* Sets up the driver side of queue q's ring over its block at b, whose
- * ring areas are zeroed: every descriptor free, every index 0. */
-static void vub_client_ring_init(struct vub_client *cl, struct vub_client_queue *q, uint8_t *b,
-                                 const struct vub_client_layout *l)
+/* Sets up the driver side of queue q's ring over its block, whose ring
+ * areas are zeroed first (a reconnect reuses them): every descriptor
+ * free, every index 0. */
+static void vub_client_ring_init(struct vub_client *cl, struct vub_client_queue *q)
 {
     const struct vub_client_info *in = &cl->info;
-    vub_drv_init(&q->ring, in->packed, in->queue_size, b, b + l->avail, b + l->used, q->free_link,
+    struct vub_client_layout l = vub_client_layout(in);
+    uint8_t *b = q->slots - l.slots;
+    memset(b, 0, l.slots); /* descriptors, driver and device areas */
+    vub_drv_init(&q->ring, in->packed, in->queue_size, b, b + l.avail, b + l.used, q->free_link,
                  q->ring_slots);
     q->ring.event_idx = vub_has(in->features, VIRTIO_F_EVENT_IDX);
-    q->ring.indirect = b + l->indirect;
-    q->ring.indirect_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(b - cl->mem) + l->indirect;
+    q->ring.indirect = b + l.indirect;
+    q->ring.indirect_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(b - cl->mem) + l.indirect;
     q->ring.indirect_max = vub_client_indirect_max(in);
 }
 
@@ -9911,7 +9915,7 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
 {
     struct vub_client_info *in = &cl->info;
     uint16_t size = in->queue_size;
-    struct vub_client_layout l = vub_client_layout(size, vub_client_indirect_max(in), in->packed);
+    struct vub_client_layout l = vub_client_layout(in);
     if (pool_bytes > SIZE_MAX / 4 || in->num_queues > (SIZE_MAX / 4) / l.block)
         return vub_client_fail(cl, VUB_R_SYS_NOMEM, pool_bytes, 0);
     cl->pool_pages = vub_client_align(pool_bytes, VUB_CLIENT_PAGE_BYTES) / VUB_CLIENT_PAGE_BYTES;
@@ -9919,10 +9923,8 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
     cl->mem_bytes = l.block * in->num_queues + in->buffer_bytes;
 
     cl->mem = vub_sys_memfd(cl->mem_bytes, &cl->memfd);
-    if (!cl->mem) {
-        vub_client_fail(cl, VUB_R_SYS_NOMEM, cl->mem_bytes, 0);
-        return VUB_E_NOMEM;
-    }
+    if (!cl->mem)
+        return vub_client_fail(cl, VUB_R_SYS_NOMEM, cl->mem_bytes, 0);
     cl->pool = cl->mem + l.block * in->num_queues;
     cl->page_run = calloc(cl->pool_pages ? cl->pool_pages : 1, sizeof *cl->page_run);
     if (!cl->page_run)
@@ -9930,8 +9932,7 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
 
     for (unsigned i = 0; i < in->num_queues; i++) {
         struct vub_client_queue *q = &cl->queues[i];
-        uint8_t *b = cl->mem + l.block * i;
-        q->slots = b + l.slots;
+        q->slots = cl->mem + l.block * i + l.slots;
         q->slots_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(q->slots - cl->mem);
         /* The host bookkeeping, [size] of each, in one allocation, the
          * most aligned types first; the saved buffer lists in another. */
@@ -9946,7 +9947,7 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
         q->slot_free = q->free_link + size;
         q->head_slot = q->slot_free + size;
         q->order = q->head_slot + size;
-        vub_client_ring_init(cl, q, b, &l);
+        vub_client_ring_init(cl, q);
         for (uint16_t s = 0; s < size; s++)
             q->slot_free[s] = (uint16_t)(size - 1 - s);
         q->slot_free_count = size;
@@ -10187,10 +10188,7 @@ static enum vub_err vub_client_requeue(struct vub_client *cl, struct vub_client_
             q->order[j] = q->order[j - 1];
         q->order[j] = slot;
     }
-    struct vub_client_layout l = vub_client_layout(size, vub_client_indirect_max(&cl->info), cl->info.packed);
-    uint8_t *b = q->slots - l.slots;
-    memset(b, 0, l.slots); /* descriptors, driver and device areas */
-    vub_client_ring_init(cl, q, b, &l);
+    vub_client_ring_init(cl, q);
     if (!interrupts)
         vub_drv_disable_interrupts(&q->ring);
     q->err = (struct vub_error){VUB_R_NONE, 0, 0};
