@@ -1606,11 +1606,6 @@ struct vub_desc {
     uint16_t next;  /* next descriptor index when NEXT is set */
 };
 
-static struct vub_desc vub_desc_decode(const uint8_t *p)
-{
-    return (struct vub_desc){vub_le64(p), vub_le32(p + 8), vub_le16(p + 12), vub_le16(p + 14)};
-}
-
 /* A request as the device sees it once its chain is walked: iovecs over
  * guest memory, device-readable ones first, then device-writable ones. */
 struct vub_chain {
@@ -1807,7 +1802,8 @@ static enum vub_err vub_split_walk(struct vub_vring *vr, const struct vub_mem *m
     for (unsigned walked = 0;; walked++) {
         if (walked >= vr->size)
             return vub_fail(e, VUB_R_VQ_SPLIT_LOOP, head, vr->size);
-        struct vub_desc d = vub_desc_decode(vr->desc + (size_t)i * VIRTQ_DESC_BYTES);
+        const uint8_t *p = vr->desc + (size_t)i * VIRTQ_DESC_BYTES;
+        struct vub_desc d = {vub_le64(p), vub_le32(p + 8), vub_le16(p + 12), vub_le16(p + 14)};
         if ((d.flags & VIRTQ_DESC_F_INDIRECT) && !vr->indirect)
             return vub_fail(e, VUB_R_VQ_INDIRECT, head, 0);
         if ((d.flags & VIRTQ_DESC_F_INDIRECT) && (d.flags & VIRTQ_DESC_F_NEXT))
@@ -1815,10 +1811,8 @@ static enum vub_err vub_split_walk(struct vub_vring *vr, const struct vub_mem *m
         if (d.flags & VIRTQ_DESC_F_INDIRECT)
             return vub_walk_indirect(c, mem, d.addr, d.len, false, cap, e);
         enum vub_err err = vub_chain_add(c, mem, d.addr, d.len, d.flags & VIRTQ_DESC_F_WRITE, cap, e);
-        if (err != VUB_OK)
+        if (err != VUB_OK || !(d.flags & VIRTQ_DESC_F_NEXT))
             return err;
-        if (!(d.flags & VIRTQ_DESC_F_NEXT))
-            return VUB_OK;
         if (d.next >= vr->size)
             return vub_fail(e, VUB_R_VQ_SPLIT_NEXT, d.next, vr->size);
         i = d.next;
