@@ -3068,8 +3068,7 @@ static uint16_t vub_packed_put(struct vub_drv *d, uint64_t addr, uint32_t len, u
     return f;
 }
 
-/* Makes one request available (same contract as vub_split_add_buf): bufs
- * device-readable first, only WRITE in their flags. *id names the request
+/* Makes one request available, as vub_split_add_buf() does; *id names it
  * until vub_packed_get_used() returns it. */
 static enum vub_err vub_packed_add_buf(struct vub_drv *d, const struct vub_desc *bufs, unsigned count,
                                        uint16_t *id_out)
@@ -9539,7 +9538,6 @@ bool vub_aio_works(enum vub_aio aio, char *why, size_t why_len)
  *    back-end that completes without writing it is seen as such.
  * ======================================================================== */
 
-
 #define VUB_CLIENT_GPA_BASE UINT64_C(0x40000000) /* guest address of the memfd's first byte */
 #define VUB_CLIENT_PAGE_BYTES 4096u
 #define VUB_CLIENT_SLOT_BYTES 64u     /* per request: header 0..15, range 16..31, status 32 */
@@ -9645,9 +9643,8 @@ static enum vub_err vub_client_queue_fail(struct vub_client_queue *q, enum vub_r
 
 /* ---- The control channel ---- */
 
-/* Receives the reply to `request`. [VU-REPLY-CHECK] a reply has the
- * request's id, flags exactly 0x5, the size asked for and no fds.
- * [VU-REPLY-TIMEOUT] it must come within the timeout. */
+/* Receives the reply to `request` of `size` payload bytes, checked and
+ * timed as the format notes say ([VU-REPLY-CHECK], [VU-REPLY-TIMEOUT]). */
 static enum vub_err vub_client_recv_reply(struct vub_client *cl, uint32_t request, struct vub_msg *m,
                                           uint32_t size)
 {
@@ -10627,12 +10624,11 @@ enum vub_err vub_client_run(struct vub_client_queue *q, const struct vub_client_
 {
     struct vub_client_completion c = {r ? r->cookie : 0, VUB_BLK_S_NONE, 0};
     unsigned got = 0;
-    enum vub_err err = VUB_OK;
     if (done)
         *done = c;
     if (q && q->ring.in_flight != 0)
         return vub_client_queue_fail(q, VUB_R_CLIENT_BUSY, q->ring.in_flight, 0);
-    err = vub_client_submit(q, r);
+    enum vub_err err = vub_client_submit(q, r);
     while (err == VUB_OK && (err = vub_client_reap(q, &c, 1, &got)) == VUB_OK && got == 0)
         err = vub_client_wait(q, q->cl->timeout_ms);
     if (err != VUB_OK)
