@@ -1885,10 +1885,14 @@ static uint8_t vub_infl_get8(const uint8_t *p) { return atomic_load_explicit((_A
 static uint16_t vub_infl_get16(const uint16_t *p) { return atomic_load_explicit((_Atomic uint16_t *)(uintptr_t)p, memory_order_acquire); }
 static uint64_t vub_infl_get64(const uint64_t *p) { return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)p, memory_order_acquire); }
 
-/* Bytes of one queue's region, header and entries, rounded up to a cache
- * line: the spec leaves the stride between regions to the back-end, which
- * both creates the area and reads it back. */
-static uint64_t vub_inflight_queue_bytes(uint16_t queue_size, bool packed);
+/* Bytes of one queue's region, its header and entries (16 bytes each split,
+ * 32 packed), rounded up to a cache line: the spec leaves the stride between
+ * regions to the back-end, which both creates the area and reads it back. */
+static uint64_t vub_inflight_queue_bytes(uint16_t queue_size, bool packed)
+{
+    uint64_t bytes = packed ? 32 + 32 * (uint64_t)queue_size : 16 + 16 * (uint64_t)queue_size;
+    return (bytes + VUB_INFLIGHT_ALIGN - 1) / VUB_INFLIGHT_ALIGN * VUB_INFLIGHT_ALIGN;
+}
 
 static struct vub_inflight_split *vub_inflight_split(const struct vub_vring *vr)
 {
@@ -2579,12 +2583,6 @@ struct vub_inflight_packed {
 
 _Static_assert(sizeof(struct vub_inflight_desc_packed) == 32, "DescStatePacked is 32 bytes");
 _Static_assert(offsetof(struct vub_inflight_packed, desc) == 32, "QueueRegionPacked header is 32 bytes");
-
-static uint64_t vub_inflight_queue_bytes(uint16_t queue_size, bool packed)
-{
-    uint64_t bytes = packed ? 32 + 32 * (uint64_t)queue_size : 16 + 16 * (uint64_t)queue_size;
-    return (bytes + VUB_INFLIGHT_ALIGN - 1) / VUB_INFLIGHT_ALIGN * VUB_INFLIGHT_ALIGN;
-}
 
 static struct vub_inflight_packed *vub_inflight_packed(const struct vub_vring *vr)
 {
