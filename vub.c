@@ -2522,9 +2522,9 @@ static bool vub_bit_test_set(uint8_t *map, unsigned i)
 }
 
 /* [VQ-PACKED-ID] a buffer id must not be taken twice before it is used. */
-static bool vub_packed_take_id(struct vub_vring *vr, uint16_t id)
+static enum vub_err vub_packed_take_id(struct vub_vring *vr, uint16_t id, struct vub_error *e)
 {
-    return !vub_bit_test_set(vr->scratch.ids_pending, id);
+    return vub_bit_test_set(vr->scratch.ids_pending, id) ? vub_fail(e, VUB_R_VQ_PACKED_ID, id, 0) : VUB_OK;
 }
 
 /* ---- Inflight I/O tracking, packed layout (vhost-user.rst "Inflight I/O
@@ -2863,9 +2863,7 @@ static enum vub_err vub_packed_resubmit(struct vub_vring *vr, const struct vub_m
         id = d.id;
     }
     c->head = id;
-    if (!vub_packed_take_id(vr, c->head))
-        return vub_fail(e, VUB_R_VQ_PACKED_ID, c->head, 0);
-    return VUB_OK;
+    return vub_packed_take_id(vr, id, e);
 }
 
 /* Takes the next available buffer. VUB_E_AGAIN if none.
@@ -2895,8 +2893,8 @@ static enum vub_err vub_packed_pop(struct vub_vring *vr, const struct vub_mem *m
         i = (uint16_t)(i + 1 == vr->size ? 0 : i + 1);
         d = vub_packed_desc_read(vr, i);
     }
-    if (err == VUB_OK && !vub_packed_take_id(vr, d.id))
-        err = vub_fail(e, VUB_R_VQ_PACKED_ID, d.id, 0);
+    if (err == VUB_OK)
+        err = vub_packed_take_id(vr, d.id, e);
     if (err != VUB_OK) {
         vub_inflight_packed_untake(vr, c, taken); /* nothing to do if nothing was taken */
         return err;
@@ -3047,10 +3045,8 @@ static bool vub_packed_set_base(struct vub_vring *vr, uint32_t base)
  * indirect, else one per descriptor.
  *
  * Format notes:
- *  - The first descriptor's flags are written last (release): the device
- *    may not see a partly written list.
- *  - A used descriptor is recognised by AVAIL == USED == our used wrap
- *    counter; what it says (id, len) is read after its flags (acquire).
+ *  - The first descriptor's flags are written last (release), and a used
+ *    descriptor's id and len read after its flags (acquire).
  *  - With WRITE clear in a used descriptor, len is reserved: count it 0.
  * ---- */
 
