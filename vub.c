@@ -2156,7 +2156,7 @@ static void vub_split_start(struct vub_vring *vr)
  *     vub_split_add_buf         ->    vub_split_pop
  *     vub_split_kick_needed     <->   vub_split_enable_kicks
  *     vub_split_get_used        <-    vub_split_push + vub_split_publish
- *     vub_split_enable_interrupts <-> vub_split_need_notify
+ *     vub_drv_enable_interrupts <->   vub_split_need_notify
  *
  * Which descriptors are free, how long each chain is and how many bytes
  * of it the device may write are kept in host memory the device cannot
@@ -2398,48 +2398,13 @@ static enum vub_err vub_split_get_used(struct vub_drv *d, uint16_t *head, uint32
     d->in_flight--;
     d->split.last_used++;
     /* Ask for a notification when the next entry is used. A plain store: a
-     * caller about to sleep re-arms with vub_split_enable_interrupts(),
-     * which has the fence. */
+     * caller about to sleep re-arms with vub_drv_enable_interrupts(), which
+     * has the fence. */
     if (d->event_idx && d->interrupts)
         vub_ring_store16(d->driver + 4 + 2 * (size_t)d->size, d->split.last_used, memory_order_relaxed);
     *head = (uint16_t)id;
     *len = l;
     return VUB_OK;
-}
-
-/* True if the device has used an entry not yet taken: the question a busy
- * poller asks. A relaxed load is enough: vub_split_get_used() reads the
- * index again with acquire before it believes the entry. */
-static bool vub_split_used_ready(const struct vub_drv *d)
-{
-    return vub_ring_load16(d->device + 2, memory_order_relaxed) != d->split.last_used;
-}
-
-/* Re-arms used-buffer notifications before the driver sleeps and reports
- * whether entries arrived meanwhile (then it must not sleep).
- * [VQ-SPLIT-IRQ-RACE] The fence orders our used_event/flags store before the reload
- * of used->idx and pairs with the fence in the device's
- * vub_split_need_notify(): either it sees our request or we see its entry. */
-static bool vub_split_enable_interrupts(struct vub_drv *d)
-{
-    d->interrupts = true;
-    if (d->event_idx)
-        vub_ring_store16(d->driver + 4 + 2 * (size_t)d->size, d->split.last_used, memory_order_relaxed);
-    else
-        vub_ring_store16(d->driver, 0, memory_order_relaxed);
-    atomic_thread_fence(memory_order_seq_cst);
-    return vub_split_used_ready(d);
-}
-
-/* Asks the device not to notify (busy polling). Only a hint: without
- * EVENT_IDX the flag "SHOULD" be honoured; with it used_event is simply no
- * longer advanced, so at most one more notification comes until the index
- * wraps. Either way the driver must tolerate spurious ones. */
-static void vub_split_disable_interrupts(struct vub_drv *d)
-{
-    d->interrupts = false;
-    if (!d->event_idx)
-        vub_ring_store16(d->driver, VIRTQ_AVAIL_F_NO_INTERRUPT, memory_order_relaxed);
 }
 
 /* ======================================================================== *
@@ -3148,33 +3113,6 @@ static enum vub_err vub_packed_get_used(struct vub_drv *d, uint16_t *id_out, uin
     return VUB_OK;
 }
 
-/* True if the next descriptor has been used (as vub_split_used_ready();
- * vub_packed_get_used() reloads the flags with acquire). */
-static bool vub_packed_used_ready(const struct vub_drv *d)
-{
-    uint16_t flags = vub_ring_load16(d->desc + (size_t)d->pk.next_used * VIRTQ_DESC_BYTES + 14,
-                                     memory_order_relaxed);
-    return vub_packed_owned(flags, d->pk.used_wrap, true);
-}
-
-/* Re-arms notifications before sleeping; true if a used descriptor arrived
- * meanwhile. [VQ-PACKED-IRQ-RACE] the fence pairs with the one in the
- * device's vub_packed_need_notify(). */
-static bool vub_packed_enable_interrupts(struct vub_drv *d)
-{
-    d->interrupts = true;
-    vub_packed_event_arm(d->driver, d->event_idx, d->pk.next_used, d->pk.used_wrap);
-    atomic_thread_fence(memory_order_seq_cst);
-    return vub_packed_used_ready(d);
-}
-
-/* Busy polling: ask the device for no notifications at all. */
-static void vub_packed_disable_interrupts(struct vub_drv *d)
-{
-    d->interrupts = false;
-    vub_ring_store16(d->driver + 2, RING_EVENT_FLAGS_DISABLE, memory_order_relaxed);
-}
-
 /* ---- Either layout: the one place the layout is chosen ------------------
  *
  * The back-end (device side) and the front-end (driver side) call these;
@@ -3262,19 +3200,54 @@ static enum vub_err vub_drv_get_used(struct vub_drv *d, uint16_t *head, uint32_t
     return (d->packed ? vub_packed_get_used : vub_split_get_used)(d, head, len, e);
 }
 
-static bool vub_drv_enable_interrupts(struct vub_drv *d)
-{
-    return (d->packed ? vub_packed_enable_interrupts : vub_split_enable_interrupts)(d);
-}
+/* Notifications from the device are where the layouts differ least, so
+ * one function each serves both. */
 
-static void vub_drv_disable_interrupts(struct vub_drv *d)
-{
-    (d->packed ? vub_packed_disable_interrupts : vub_split_disable_interrupts)(d);
-}
-
+/* True if the device has used an entry not yet taken: the question a busy
+ * poller asks. A relaxed load is enough: get_used loads the used index
+ * (split) or the descriptor's flags (packed) again with acquire before it
+ * believes the entry. */
 static bool vub_drv_used_ready(const struct vub_drv *d)
 {
-    return (d->packed ? vub_packed_used_ready : vub_split_used_ready)(d);
+    if (!d->packed)
+        return vub_ring_load16(d->device + 2, memory_order_relaxed) != d->split.last_used;
+    uint16_t flags = vub_ring_load16(d->desc + (size_t)d->pk.next_used * VIRTQ_DESC_BYTES + 14,
+                                     memory_order_relaxed);
+    return vub_packed_owned(flags, d->pk.used_wrap, true);
+}
+
+/* Re-arms used-buffer notifications before the driver sleeps and reports
+ * whether entries arrived meanwhile (then it must not sleep): split, with
+ * EVENT_IDX used_event = the next used index, else avail->flags 0; packed,
+ * our event area (vub_packed_event_arm). [VQ-SPLIT-IRQ-RACE]
+ * [VQ-PACKED-IRQ-RACE] The fence orders that store before the reload of
+ * the used position and pairs with the fence in the device's
+ * vub_vring_need_notify(): either it sees our request or we see its entry. */
+static bool vub_drv_enable_interrupts(struct vub_drv *d)
+{
+    d->interrupts = true;
+    if (d->packed)
+        vub_packed_event_arm(d->driver, d->event_idx, d->pk.next_used, d->pk.used_wrap);
+    else if (d->event_idx)
+        vub_ring_store16(d->driver + 4 + 2 * (size_t)d->size, d->split.last_used, memory_order_relaxed);
+    else
+        vub_ring_store16(d->driver, 0, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    return vub_drv_used_ready(d);
+}
+
+/* Asks the device not to notify (busy polling). Only a hint: split without
+ * EVENT_IDX the NO_INTERRUPT flag "SHOULD" be honoured; with it used_event
+ * is simply no longer advanced, so at most one more notification comes
+ * until the index wraps; packed, the event area says DISABLE. Either way
+ * the driver must tolerate spurious ones. */
+static void vub_drv_disable_interrupts(struct vub_drv *d)
+{
+    d->interrupts = false;
+    if (d->packed)
+        vub_ring_store16(d->driver + 2, RING_EVENT_FLAGS_DISABLE, memory_order_relaxed);
+    else if (!d->event_idx)
+        vub_ring_store16(d->driver, VIRTQ_AVAIL_F_NO_INTERRUPT, memory_order_relaxed);
 }
 
 /* ======================================================================== *

@@ -292,7 +292,7 @@ static void test_ring_interrupt_suppression(void)
     rings_setup(&r, true, 0);
     for (int i = 0; i < 3; i++)
         add_req(&r, 1, 512, &h);
-    bool pending = vub_split_enable_interrupts(&r.drv); /* used_event = 0 */
+    bool pending = vub_drv_enable_interrupts(&r.drv); /* used_event = 0 */
     dev_complete_one(&r, NULL);
     bool n1 = vub_vring_need_notify(&r.dev);
     dev_complete_one(&r, NULL);
@@ -305,17 +305,17 @@ static void test_ring_interrupt_suppression(void)
     add_req(&r, 1, 512, &h);
     vub_split_get_used(&r.drv, &h, &len, &r.err);
     dev_complete_one(&r, NULL);
-    ok(vub_split_enable_interrupts(&r.drv),
+    ok(vub_drv_enable_interrupts(&r.drv),
        "[VQ-SPLIT-IRQ-RACE] split driver: re-arming reports entries that arrived meanwhile (the lost-notification race)");
     rings_teardown(&r);
 
     rings_setup(&r, false, 0);
     add_req(&r, 1, 512, &h);
     add_req(&r, 1, 512, &h);
-    vub_split_disable_interrupts(&r.drv);
+    vub_drv_disable_interrupts(&r.drv);
     dev_complete_one(&r, NULL);
     bool quiet = !vub_vring_need_notify(&r.dev);
-    vub_split_enable_interrupts(&r.drv);
+    vub_drv_enable_interrupts(&r.drv);
     dev_complete_one(&r, NULL);
     ok(quiet && vub_vring_need_notify(&r.dev),
        "no EVENT_IDX: avail->flags NO_INTERRUPT silences the device, clearing it brings notifications back");
@@ -578,12 +578,12 @@ static void test_packed_interrupts(void)
     uint32_t len;
     prings_setup(&r, false);
     padd_req(&r, &id);
-    vub_packed_disable_interrupts(&r.drv);
+    vub_drv_disable_interrupts(&r.drv);
     pdev_complete_one(&r, 1);
     bool quiet = !vub_vring_need_notify(&r.dev);
-    bool meanwhile = vub_packed_enable_interrupts(&r.drv); /* the entry arrived while we were not listening */
+    bool meanwhile = vub_drv_enable_interrupts(&r.drv); /* the entry arrived while we were not listening */
     vub_packed_get_used(&r.drv, &got, &len, &r.err);
-    bool empty = !vub_packed_enable_interrupts(&r.drv);
+    bool empty = !vub_drv_enable_interrupts(&r.drv);
     padd_req(&r, &id);
     pdev_complete_one(&r, 1);
     ok(quiet && meanwhile && empty && vub_vring_need_notify(&r.dev),
