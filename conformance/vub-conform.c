@@ -2037,7 +2037,8 @@ static void vc_after_case(void)
          * sake. Start afresh, and say which case it was. */
         vc_note_broken(vc.cur->name);
         vc_peer_stop();
-        vc.peer.restarts++;
+        snprintf(vc.peer.death, sizeof vc.peer.death, "alive, but the disk check failed");
+        vc_note_restart();
         enum vc_verdict verdict = vc.verdict;
         char seen[sizeof vc.seen];
         memcpy(seen, vc.seen, sizeof seen);

@@ -119,6 +119,7 @@ struct options {
     struct export single;          /* --socket, --read-only, --queues, --serial, IMAGE */
     unsigned poll_us;              /* busy-poll this long after the last request before sleeping */
     unsigned threads;              /* --threads: per export, the queues' threads (1: the main loop) */
+    unsigned lock_wait;            /* --lock-wait: seconds to wait for an image another holds */
     enum vub_aio aio;              /* --aio: the I/O engine */
     bool aio_set;                  /* ... given on the command line (else: io_uring if it works) */
     struct vub_image_opts image;   /* --format, --snapshot, --backing-format, ... for every export */
@@ -162,6 +163,8 @@ static void usage(FILE *out)
             "  --threads N     serve each export's queues from N threads of their own, queue q\n"
             "                  on thread q %% N (default 1: the main loop serves them)\n"
             "  --force-share   with read-only: serve an image another process writes\n"
+            "  --lock-wait S   wait up to S seconds for an image in use to be let go of, as\n"
+            "                  one just killed is for a moment (default 5; 0: fail at once)\n"
             "  --version       print the version\n"
             "SIGHUP re-reads the size of a raw image that grew and tells the front-end.\n"
             "qcow2 images are served read-only (VIRTIO_BLK_F_RO):\n"
@@ -247,7 +250,7 @@ static bool parse_format(const char *what, const char *v, enum vub_format *out)
 /* Options that take a value; one without its value is named as such. */
 static const char *const valued[] = {"--socket", "--serial", "--queues", "--poll-us", "--format",
                                      "--backing-format", "--snapshot", "--export", "--aio", "--cache",
-                                     "--threads"};
+                                     "--threads", "--lock-wait"};
 
 static bool parse_option(const char *a, char *v, struct options *o)
 {
@@ -264,6 +267,12 @@ static bool parse_option(const char *a, char *v, struct options *o)
         if (!*v || *end || n > 1000000)
             return bad("%s wants 0..1000000, not '%s'", a, v);
         o->poll_us = (unsigned)n;
+    } else if (!strcmp(a, "--lock-wait")) {
+        char *end;
+        unsigned long n = strtoul(v, &end, 10);
+        if (!*v || *end || n > 3600)
+            return bad("%s wants 0..3600 seconds, not '%s'", a, v);
+        o->lock_wait = (unsigned)n;
     } else if (!strcmp(a, "--threads")) {
         char *end;
         unsigned long n = strtoul(v, &end, 10);
@@ -295,7 +304,7 @@ static bool parse_option(const char *a, char *v, struct options *o)
 static bool parse_args(int argc, char **argv, struct options *o)
 {
     *o = (struct options){.single = {.socket_path = "vub.sock", .serial = "vub", .queues = 8, .lfd = -1},
-                          .threads = 1};
+                          .threads = 1, .lock_wait = 5};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool takes_value = false;
@@ -402,12 +411,34 @@ static int listen_on(const struct export *e)
 
 /* ---- One export: open, serve, log, close ---- */
 
-static bool export_open(struct export *e, const struct vub_image_opts *common, enum vub_aio aio)
+/* Opens the image; one that is in use is tried again every 50 ms for up to
+ * lock_wait seconds. A vub-serve killed a moment ago can still hold the
+ * image's locks: the kernel lets go of the files of a dead process's
+ * io_uring only once the requests it had in flight are done, after the
+ * process has been reaped. A restarted vub-serve must not fail on that. */
+static enum vub_err image_open_waiting(struct export *e, const struct vub_image_opts *io, unsigned lock_wait,
+                                       char *why, size_t why_len)
+{
+    enum vub_err err;
+    bool said = false;
+    for (unsigned tries = lock_wait * 20;; tries--) {
+        err = vub_image_open(&e->img, e->image_path, io, why, why_len);
+        if (err != VUB_E_BUSY || tries == 0 || stop_requested)
+            return err;
+        if (!said)
+            say(e, "%s is in use; waiting up to %u s for it (--lock-wait)", e->image_path, lock_wait);
+        said = true;
+        nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
+    }
+}
+
+static bool export_open(struct export *e, const struct vub_image_opts *common, enum vub_aio aio,
+                        unsigned lock_wait)
 {
     char why[512];
     struct vub_image_opts io = *common;
     io.read_only = e->read_only;
-    if (vub_image_open(&e->img, e->image_path, &io, why, sizeof why) != VUB_OK) {
+    if (image_open_waiting(e, &io, lock_wait, why, sizeof why) != VUB_OK) {
         say(e, "cannot open image: %s%s", why,
             strstr(why, "no recorded format") ? "; here: --backing-format raw|qcow2" : "");
         return false;
@@ -908,7 +939,7 @@ int main(int argc, char **argv)
         struct export *e = &o.exports[i];
         e->poll_us = o.poll_us;
         e->nworkers = o.threads > 1 ? (o.threads < e->queues ? o.threads : e->queues) : 0;
-        if (!export_open(e, &o.image, o.aio))
+        if (!export_open(e, &o.image, o.aio, o.lock_wait))
             rc = 1;
     }
     if (rc == 0) {

@@ -113,16 +113,29 @@ if start serve "$dir/s1.sock" "$B/vub-serve" --socket "$dir/s1.sock" "$dir/disk.
         timeout -k 1 5 qemu-storage-daemon --blockdev "driver=file,node-name=f,filename=$dir/disk.raw" \
         --export "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=$dir/q0.sock,writable=on"
     refuses "IMG-LOCK: a second vub-serve refuses it" 'in use' \
-        timeout -k 1 5 "$B/vub-serve" --socket "$dir/s2.sock" "$dir/disk.raw"
+        timeout -k 1 5 "$B/vub-serve" --lock-wait 0 --socket "$dir/s2.sock" "$dir/disk.raw"
     refuses "IMG-LOCK: a second vub-serve refuses it read-only too" 'in use' \
-        timeout -k 1 5 "$B/vub-serve" --read-only --socket "$dir/s2.sock" "$dir/disk.raw"
+        timeout -k 1 5 "$B/vub-serve" --lock-wait 0 --read-only --socket "$dir/s2.sock" "$dir/disk.raw"
     refuses "IMG-LOCK: vub-img info refuses it" 'in use' img info "$dir/disk.raw"
     check "IMG-LOCK: vub-img info --force-share reads it" quiet img info --force-share "$dir/disk.raw"
     check "IMG-LOCK: vub-serve --read-only --force-share serves it" \
         bash -c '"$1" --read-only --force-share --socket "$2" "$3" 2>/dev/null & p=$!; for i in $(seq 50); do [ -S "$2" ] && break; sleep 0.1; done; "$4" --socket "$2" read 0 4K >/dev/null; r=$?; kill $p; wait $p; exit $r' \
         _ "$B/vub-serve" "$dir/s3.sock" "$dir/disk.raw" "$B/vub-io"
     check "the served disk still works" quiet "$B/vub-io" --socket "$dir/s1.sock" verify
+    refuses "IMG-LOCK: with --lock-wait 1, a second vub-serve gives up after waiting" 'cannot open image: .*in use' \
+        timeout -k 1 10 "$B/vub-serve" --lock-wait 1 --socket "$dir/s2.sock" "$dir/disk.raw"
+    # A vub-serve started while the image is still held (as by one killed a
+    # moment ago) waits for it, and serves it once the holder has gone.
+    timeout -k 5 300 "$B/vub-serve" --lock-wait 30 --socket "$dir/s5.sock" "$dir/disk.raw" 2>"$dir/wait.err" &
+    waiter=$!
+    pids+=("$waiter")
+    for _ in $(seq 100); do grep -q 'waiting' "$dir/wait.err" && break; sleep 0.1; done
+    check "IMG-LOCK: a vub-serve started on the held image waits (--lock-wait)" grep -q 'in use; waiting' "$dir/wait.err"
     stop "$serve"
+    check "... and serves it once the first vub-serve has stopped" \
+        bash -c 'for i in $(seq 100); do [ -S "$1" ] && exit 0; sleep 0.1; done; exit 1' _ "$dir/s5.sock"
+    check "... and its disk works" quiet "$B/vub-io" --socket "$dir/s5.sock" verify
+    stop "$waiter"
     check "IMG-LOCK: once vub-serve stopped, qemu-img convert reads the image" \
         qemu-img convert -f raw -O raw "$dir/disk.raw" "$dir/c.raw"
 else
@@ -139,9 +152,9 @@ qsd() { # SOCK FILE FORMAT WRITABLE(on|off): off opens the nodes read-only too
 }
 if qsd "$dir/q1.sock" "$dir/disk.raw" raw on; then
     refuses "IMG-LOCK: vub-serve refuses an image qemu-storage-daemon exports writable" 'in use' \
-        timeout -k 1 5 "$B/vub-serve" --socket "$dir/s4.sock" "$dir/disk.raw"
+        timeout -k 1 5 "$B/vub-serve" --lock-wait 0 --socket "$dir/s4.sock" "$dir/disk.raw"
     refuses "IMG-LOCK: vub-serve --read-only refuses it too (it would change underneath)" 'in use' \
-        timeout -k 1 5 "$B/vub-serve" --read-only --socket "$dir/s4.sock" "$dir/disk.raw"
+        timeout -k 1 5 "$B/vub-serve" --lock-wait 0 --read-only --socket "$dir/s4.sock" "$dir/disk.raw"
     refuses "IMG-LOCK: vub-img convert refuses it" 'in use' img convert "$dir/disk.raw" "$dir/c.raw"
     check "IMG-LOCK: vub-img convert --force-share reads it" img convert -U "$dir/disk.raw" "$dir/c.raw"
     stop "$pid"
