@@ -59,6 +59,25 @@ child_pid() {
     echo "$child"
 }
 
+# stuck_report PID GRACE: what a process that outlived its grace is doing,
+# thread by thread (name, state, where it sleeps in the kernel), as "#"
+# lines: a back-end that does not exit is diagnosed from the run's output.
+stuck_report() {
+    local t
+    echo "# process $1 still there ${2} s after SIGTERM; its threads:"
+    for t in /proc/"$1"/task/*; do
+        echo "#   $(cat "$t/comm" 2>/dev/null) state $(awk '{print $3}' "$t/stat" 2>/dev/null)" \
+            "wchan $(cat "$t/wchan" 2>/dev/null) | $(tr '\n' ' ' <"$t/stack" 2>/dev/null | cut -c1-300)"
+    done
+    for t in /proc/"$1"/task/*/children; do
+        [ -s "$t" ] && echo "#   children: $(cat "$t")"
+    done
+    if command -v gdb >/dev/null; then
+        timeout -k 5 30 gdb -p "$1" -batch -ex 'thread apply all bt 12' 2>/dev/null | grep '^#\|^Thread' |
+            head -n 60 | sed 's/^/#   /'
+    fi
+}
+
 # stop_pid PID [GRACE]: SIGTERM a process this shell started, SIGKILL it if
 # it is still there after GRACE seconds (default 5), reap it and set
 # stop_rc to its exit status. Not in $(...): only the parent can reap it.
@@ -71,6 +90,7 @@ stop_pid() {
         sleep 0.1
         i=$((i + 1))
     done
+    kill -0 "$pid" 2>/dev/null && stuck_report "$pid" "$grace"
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || stop_rc=$?
 }
