@@ -125,25 +125,20 @@ static inline uint64_t vub_be64(const uint8_t *p)
 
 /* Ring indexes and flags are written by the other side while we run, so
  * they are read and written as whole 16-bit atomics: a byte-wise read could
- * see half of an update (0x00ff -> 0x0100 read as 0x01ff). The pointer must
- * be 2-byte aligned; ring setup checks the alignments the spec requires. */
-static inline uint16_t vub_cpu_from_le16(uint16_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return (uint16_t)(v >> 8 | v << 8);
-#else
-    return v;
-#endif
-}
-
+ * see half of an update (0x00ff -> 0x0100 read as 0x01ff). The atomic moves
+ * the two bytes as they lie in the ring; vub_le16() orders them. The pointer
+ * must be 2-byte aligned; ring setup checks the alignments the spec requires. */
 static inline uint16_t vub_ring_load16(const uint8_t *p, memory_order order)
 {
-    return vub_cpu_from_le16(atomic_load_explicit((_Atomic uint16_t *)(uintptr_t)p, order));
+    uint16_t raw = atomic_load_explicit((_Atomic uint16_t *)(uintptr_t)p, order);
+    return vub_le16((const uint8_t *)&raw);
 }
 
 static inline void vub_ring_store16(uint8_t *p, uint16_t v, memory_order order)
 {
-    atomic_store_explicit((_Atomic uint16_t *)(uintptr_t)p, vub_cpu_from_le16(v), order);
+    uint16_t raw;
+    vub_put_le16((uint8_t *)&raw, v);
+    atomic_store_explicit((_Atomic uint16_t *)(uintptr_t)p, raw, order);
 }
 
 /* Checked arithmetic: every length and offset a peer or an image gives us
@@ -180,14 +175,12 @@ const char *vub_strerror(enum vub_err err)
 
 /* ---- Reasons: which rule a failure broke ------------------------------------
  *
- * Every failure vub detects is recorded as one reason and up to two numbers:
- * struct vub_error. A reason is a requirement tag of SPEC-NOTES.md with one
- * line of text that prints the numbers, and the enum vub_err class the
- * caller acts on; the table is the only place either is written, so a rule
- * cannot get two texts or two classes. vub_error_format() is the one
- * formatter: the text, then the tag in brackets. Tests compare the reason
- * itself. For reasons of class VUB_E_IO the second number is errno (and
- * the text prints only the first). */
+ * Every failure vub detects is recorded as one reason and up to two numbers
+ * (struct vub_error). The table is the only place a reason's requirement tag
+ * (as in SPEC-NOTES.md), its line of text and its enum vub_err class are
+ * written, so a rule cannot get two texts or two classes. vub_error_format()
+ * prints the text, then the tag in brackets; tests compare the reason itself.
+ * For class VUB_E_IO the second number is errno, which the text does not print. */
 #define VUB_REASONS(X) \
     /* 2. Linux glue */ \
     X(SYS_CALL, "SYS-CALL", IO, "a system call failed after %llu bytes") \
@@ -304,10 +297,10 @@ const char *vub_strerror(enum vub_err err)
     X(QCOW2_BACKING_OPEN, "SYS-OPEN", IO, "cannot open backing file") \
     X(QCOW2_BACKING_KIND, "SYS-FILE", IO, "raw backing file is not a regular file or block device") \
     X(QCOW2_BACKING_LOOP, "QCOW2-BACKING-LOOP", CORRUPT, "backing chain loops: a file is already in it") \
-    /* 11. Back-end: the io_uring engine */ \
+    /* 12. Back-end: the io_uring engine */ \
     X(BLK_AIO_SETUP, "BLK-AIO", IO, "cannot set up an io_uring for %llu requests in flight") \
     X(BLK_AIO, "BLK-AIO", IO, "io_uring_enter failed (ring %llu)") \
-    /* 11. Back-end: the message table */ \
+    /* 12. Back-end: the message table */ \
     X(VU_DISPATCH, "VU-DISPATCH", PROTO, "request %s is not supported") \
     X(VU_GATE, "VU-GATE", PROTO, "%s without its protocol feature (bit %llu) negotiated") \
     X(VU_FDS_COUNT, "VU-FDS", PROTO, "%s came with %llu fds, not what it takes") \
@@ -348,7 +341,7 @@ const char *vub_strerror(enum vub_err err)
     /* ... config space */ \
     X(VU_CONFIG_RANGE, "VU-CONFIG-RANGE", PROTO, "config access of %llu bytes at offset %llu") \
     X(VU_CONFIG_WRITE, "VU-CONFIG-WRITE", PROTO, "SET_CONFIG writes %llu to config byte %llu") \
-    /* 12. Front-end: replies and negotiation */ \
+    /* 13. Front-end: replies and negotiation */ \
     X(VU_REPLY_TIMEOUT, "VU-REPLY-TIMEOUT", TIMEOUT, "back-end did not answer %s within %llu ms") \
     X(VU_REPLY_CHECK, "VU-REPLY-CHECK", PROTO, "reply to %s does not match (request and flags 0x%llx)") \
     X(VU_ANSWER, "VU-REPLY-CHECK", PROTO, "back-end answered %s with %llu, which is out of range") \
@@ -406,8 +399,7 @@ static enum vub_err vub_fail(struct vub_error *e, enum vub_reason reason, uint64
     return vub_reasons[reason].err;
 }
 
-/* The one formatter: "<prefix>: <text> [<TAG>]" (section 8, after the
- * tables of names it uses). */
+/* The one formatter, "<prefix>: <text> [<TAG>]", is in section 8, after the names it uses. */
 static void vub_error_format(const struct vub_error *e, const char *prefix, char *buf, size_t len);
 
 /* ---- Feature bits (VIRTIO "Feature Bits", vhost-user "Protocol features") */
@@ -462,7 +454,7 @@ void vub_features_str(uint64_t bits, enum vub_feature_kind kind, char *buf, size
     size_t used = 0;
     if (!buf || len == 0)
         return;
-    buf[0] = '\0';
+    snprintf(buf, len, "(none)"); /* the first name overwrites it */
     for (unsigned bit = 0; bit < 64 && used < len; bit++) {
         if (!vub_has(bits, bit))
             continue;
@@ -472,8 +464,6 @@ void vub_features_str(uint64_t bits, enum vub_feature_kind kind, char *buf, size
             break;
         used += (size_t)n;
     }
-    if (used == 0)
-        snprintf(buf, len, "(none)");
 }
 
 /* ---- The one iovec cursor ---------------------------------------------------
@@ -529,22 +519,16 @@ static uint64_t vub_iov_take(struct vub_iov_cursor *c, uint64_t want, struct iov
  * Returns the bytes moved. */
 static uint64_t vub_iov_copy(struct vub_iov_cursor *c, uint8_t *dst, const uint8_t *src, uint64_t bytes)
 {
-    struct iovec batch[VUB_IOV_BATCH];
+    struct iovec piece;
     uint64_t done = 0;
-    unsigned n;
-    while (done < bytes) {
-        uint64_t taken = vub_iov_take(c, bytes - done, batch, VUB_IOV_BATCH, &n);
-        if (taken == 0)
-            break;
-        for (unsigned i = 0; i < n; i++) {
-            if (dst)
-                memcpy(dst + done, batch[i].iov_base, batch[i].iov_len);
-            else if (src)
-                memcpy(batch[i].iov_base, src + done, batch[i].iov_len);
-            else
-                memset(batch[i].iov_base, 0, batch[i].iov_len);
-            done += batch[i].iov_len;
-        }
+    while (done < bytes && vub_iov_take(c, bytes - done, &piece, 1, NULL) > 0) {
+        if (dst)
+            memcpy(dst + done, piece.iov_base, piece.iov_len);
+        else if (src)
+            memcpy(piece.iov_base, src + done, piece.iov_len);
+        else
+            memset(piece.iov_base, 0, piece.iov_len);
+        done += piece.iov_len;
     }
     return done;
 }
@@ -1229,11 +1213,10 @@ static const char *const vub_vu_request_names[VHOST_USER_REQUEST_COUNT] = {
 };
 
 /* Requests the back-end sends on the channel SET_BACKEND_REQ_FD gives it
- * ("Back-end message types"); the front-end answers them there. */
+ * ("Back-end message types"); the front-end answers them there. vub sends
+ * only this one. */
 enum vub_vu_backend_request {
-    VHOST_USER_BACKEND_IOTLB_MSG = 1,
     VHOST_USER_BACKEND_CONFIG_CHANGE_MSG = 2,
-    VHOST_USER_BACKEND_VRING_HOST_NOTIFIER_MSG = 3,
 };
 
 const char *vub_vu_request_name(uint32_t request)
@@ -1371,9 +1354,8 @@ static enum vub_err vub_vu_recv_exact(int sock, void *buf, size_t len, struct vu
  * every descriptor received is closed. */
 static enum vub_err vub_vu_recv(int sock, struct vub_msg *m, struct vub_error *e)
 {
-    enum vub_err err;
     m->fd_count = 0;
-    err = vub_vu_recv_exact(sock, &m->hdr, sizeof m->hdr, m, true, e);
+    enum vub_err err = vub_vu_recv_exact(sock, &m->hdr, sizeof m->hdr, m, true, e);
     if (err == VUB_OK && (m->hdr.flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION)
         err = vub_fail(e, VUB_R_VU_HDR_VERSION, m->hdr.request, m->hdr.flags & VHOST_USER_VERSION_MASK);
     if (err == VUB_OK && m->hdr.size > VUB_VU_MAX_PAYLOAD)
@@ -1541,12 +1523,6 @@ static enum vub_err vub_mem_add(struct vub_mem *mem, const struct vub_vu_mem_reg
     return VUB_OK;
 }
 
-static void vub_mem_unmap_region(struct vub_mem_region *r)
-{
-    vub_sys_unmap(r->map_base, r->map_len);
-    memset(r, 0, sizeof *r);
-}
-
 /* [MEM-REM] REM_MEM_REG names a region by guest address, user address and
  * size; mmap_offset is not compared (vhost-user.rst REM_MEM_REG). */
 static bool vub_mem_remove(struct vub_mem *mem, const struct vub_vu_mem_region *w)
@@ -1554,10 +1530,9 @@ static bool vub_mem_remove(struct vub_mem *mem, const struct vub_vu_mem_region *
     for (unsigned i = 0; i < mem->count; i++) {
         struct vub_mem_region *r = &mem->regions[i];
         if (r->guest_addr == w->guest_addr && r->user_addr == w->user_addr && r->size == w->size) {
-            vub_mem_unmap_region(r);
-            mem->regions[i] = mem->regions[mem->count - 1];
-            memset(&mem->regions[mem->count - 1], 0, sizeof *r);
-            mem->count--;
+            vub_sys_unmap(r->map_base, r->map_len);
+            *r = mem->regions[--mem->count]; /* the last region fills the hole */
+            memset(&mem->regions[mem->count], 0, sizeof *r);
             return true;
         }
     }
@@ -1567,8 +1542,8 @@ static bool vub_mem_remove(struct vub_mem *mem, const struct vub_vu_mem_region *
 static void vub_mem_clear(struct vub_mem *mem)
 {
     for (unsigned i = 0; i < mem->count; i++)
-        vub_mem_unmap_region(&mem->regions[i]);
-    mem->count = 0;
+        vub_sys_unmap(mem->regions[i].map_base, mem->regions[i].map_len);
+    memset(mem, 0, sizeof *mem);
 }
 
 /* ======================================================================== *
@@ -5482,34 +5457,22 @@ const char *vub_image_why(const struct vub_image *img)
  * header and no Adler-32 trailer (qcow2.txt, "Compressed Clusters Descriptor").
  * This section turns one such stream back into one cluster, decoding straight
  * into the caller's cluster buffer. Read it beside RFC 1951: it follows the
- * RFC's order bottom-up, from the bit reader (3.1.1) through stored blocks
- * (3.2.4), Huffman codes (3.2.2), compressed blocks (3.2.5), the fixed code
- * (3.2.6) and the dynamic header (3.2.7) to the block loop (3.2.3). Each
- * function's comment says why it exists and ends with "Format notes": the
- * traps that an implementation written from the RFC alone tends to fall into.
+ * RFC bottom-up, from bits (3.1.1) to the block loop (3.2.3). Each
+ * function's comment says why it exists and ends, where the RFC has traps
+ * for an implementation written from it alone, with "Format notes".
  *
- * The engine does no I/O and never allocates. All of its state is one struct
- * on the caller's stack (about 8 KiB with the code-length code), and nothing
- * static is written, so any number of threads may inflate at once. It needs
- * only <stdint.h>, <stddef.h> and <string.h>.
+ * The engine does no I/O, never allocates and writes nothing static (it
+ * needs only <stdint.h>, <stddef.h> and <string.h>): its state is one struct
+ * on the caller's stack, about 8 KiB, so any number of threads may inflate.
  *
- * Every outcome has its own number in enum vub_inflate_result, the way the
- * tests name them: 0 and 1 are the two ways to stop cleanly, negative values
- * are one per kind of malformed input.
- *
- * Two Huffman decoders live side by side: the plain one is the reference
- * and the fast one is tested against it. The reference,
- * vub_infl_decode_slow(), walks the canonical code one bit at a time using
- * only the count of codes of each length; it is the RFC's definition turned
- * into a loop. vub_infl_decode() first looks the next VUB_INFL_FAST_BITS
- * input bits up in a table built from the same code, and falls back to the
- * reference for longer codes and for the last few bits of the input. The
- * tests decode every stream both ways and compare the results byte for byte.
+ * Two Huffman decoders live side by side: the reference walks the canonical
+ * code a bit at a time, as the RFC defines it; the fast one looks bits up in
+ * a table first. The tests run both on every stream and compare the output.
  * ======================================================================== */
 
-/* Results of vub_inflate(), numbered like a table (the numbers are stable),
- * each with its sentence for logs and test output; the one list makes both
- * the enum and the sentences. [INFL-RESULTS] */
+/* Results of vub_inflate(), numbered like a table (the numbers are stable):
+ * 0 and 1 stop cleanly, each negative value is one kind of malformed input.
+ * The one list makes the enum and the sentences for logs. [INFL-RESULTS] */
 #define VUB_INFLATE_RESULTS(X) \
     X(VUB_INFLATE_OK, 0, "deflate stream complete") \
     X(VUB_INFLATE_FULL, 1, "output buffer full before the deflate stream ended") \
@@ -5563,14 +5526,11 @@ enum {
     VUB_INFL_FAST_SYMBOL_MASK = 0x1ff
 };
 
-/* ---- State: one Huffman code, and the decoder ---- */
-
 /* One Huffman code, in the form both decoders read. */
 struct vub_infl_huff {
     uint16_t count[VUB_INFL_MAX_BITS + 1];     /* codes of each length; [0] unused */
     uint16_t symbol[VUB_INFL_LIT_LEN_CODES];   /* symbols in code order: by length, then value */
-    uint16_t fast[1u << VUB_INFL_FAST_BITS];   /* next fast_bits input bits -> symbol |
-                                                  code length << 9; 0 = ask the reference */
+    uint16_t fast[1u << VUB_INFL_FAST_BITS];   /* next fast_bits bits -> symbol | length << 9, or 0 */
     unsigned fast_bits;                        /* entries in use: 1 << fast_bits */
     unsigned max_len;                          /* longest code in use; 0 = empty code */
 };
@@ -5593,52 +5553,11 @@ struct vub_infl {
 
 /* ---- Bits (RFC 1951 3.1.1 "Packing into bytes") ---- */
 
-/* Makes at least bit_count_needed (at most 16) bits available, one byte at a
- * time, so that no byte is loaded before it is needed; "input ran out" is
- * reported exactly when the stream needs a bit the input does not have.
+/* Tops the bit buffer up to at least 56 bits, or to the end of the input;
+ * bytes loaded ahead are not counted as used (vub_infl_unload()). Works on
+ * local copies: a store to s->bit_buf may alias the input and force reloads.
  *
- * Format notes: bytes fill the bit buffer from its low end: the first bit of
- * the stream is bit 0 of the first byte. [INFL-CUT] */
-static int vub_infl_need(struct vub_infl *s, unsigned bit_count_needed)
-{
-    while (s->bit_count < bit_count_needed) {
-        if (s->src_pos == s->src_len)
-            return VUB_INFLATE_E_INPUT;
-        s->bit_buf |= (uint64_t)s->src[s->src_pos++] << s->bit_count;
-        s->bit_count += 8;
-    }
-    return 0;
-}
-
-/* Takes the next bit_count (0..16) bits as a number: the value, which is never
- * negative, or VUB_INFLATE_E_INPUT. Header fields and extra bits use this.
- *
- * Format notes: RFC 1951 3.1.1: fields other than Huffman codes are packed
- * starting with their least significant bit, so the first bit taken is the
- * value's bit 0. A 16-bit field read this way on a byte boundary is
- * little-endian, which is what stored blocks' LEN and NLEN are. */
-static int vub_infl_bits(struct vub_infl *s, unsigned bit_count)
-{
-    if (s->bit_count < bit_count) {
-        int err = vub_infl_need(s, bit_count);
-        if (err)
-            return err;
-    }
-    int value = (int)(s->bit_buf & ((1u << bit_count) - 1));
-    s->bit_buf >>= bit_count;
-    s->bit_count -= bit_count;
-    return value;
-}
-
-/* Tops the bit buffer up to at least 56 bits, or to the end of the input,
- * without failing: the fast decoder wants to look ahead, and looking ahead is
- * not needing. Bytes loaded but never used are handed back by
- * vub_infl_unload() and by the src_done count. Works on local copies: a
- * store to s->bit_buf could alias the input bytes, and the compiler would
- * reload every field on every byte.
- *
- * Format notes: none; this only moves bytes earlier than vub_infl_need()
- * would. */
+ * Format notes: the first bit of the stream is bit 0 of the first byte. */
 static void vub_infl_fill(struct vub_infl *s)
 {
     uint64_t buf = s->bit_buf;
@@ -5653,39 +5572,47 @@ static void vub_infl_fill(struct vub_infl *s)
     s->src_pos = pos;
 }
 
-/* Bytes of src that the stream has used so far: whole bytes still sitting
- * unread in the bit buffer were only looked ahead at, so they do not count. A
- * partly used byte counts. */
-static size_t vub_infl_src_used(const struct vub_infl *s)
+/* Takes the next bit_count (0..16) bits as a number (never negative), or
+ * VUB_INFLATE_E_INPUT exactly when the stream needs a bit the input lacks.
+ *
+ * Format notes: fields other than Huffman codes are packed starting with their
+ * least significant bit, so the first bit taken is the value's bit 0. A
+ * 16-bit field read this way on a byte boundary is little-endian, which is
+ * what stored blocks' LEN and NLEN are. [INFL-CUT] */
+static int vub_infl_bits(struct vub_infl *s, unsigned bit_count)
 {
-    return s->src_pos - s->bit_count / 8;
+    if (s->bit_count < bit_count) {
+        vub_infl_fill(s);
+        if (s->bit_count < bit_count)
+            return VUB_INFLATE_E_INPUT;
+    }
+    int value = (int)(s->bit_buf & ((1u << bit_count) - 1));
+    s->bit_buf >>= bit_count;
+    s->bit_count -= bit_count;
+    return value;
 }
 
-/* Drops the rest of the current byte and gives whole buffered bytes back to
- * src, so a stored block can be copied straight from src.
- *
- * Format notes: RFC 1951 3.2.4: a stored block's LEN starts on the byte
- * boundary after the 3 header bits; the bits skipped are ignored, whatever
- * their value. The header may have ended anywhere in a byte, and the fast
- * path may have loaded several bytes ahead: both are undone here.
- * [INFL-STORED-ALIGN] */
+/* Gives whole bytes unread in the bit buffer back to src (they were only
+ * looked ahead at) and drops the rest of a partly used byte, which counts as
+ * used: then src_pos is the bytes used, and stored bytes can be read from src. */
 static void vub_infl_unload(struct vub_infl *s)
 {
-    s->src_pos = vub_infl_src_used(s);
+    s->src_pos -= s->bit_count / 8;
     s->bit_buf = 0;
     s->bit_count = 0;
 }
 
 /* ---- Stored blocks (RFC 1951 3.2.4 "Non-compressed blocks (BTYPE=00)") ---- */
 
-/* Copies a stored block's bytes. The copy stops early if the output fills
- * (VUB_INFLATE_FULL) or the input ends (VUB_INFLATE_E_INPUT); whatever fits
- * is copied first, so dst_done stays meaningful. A full output wins when both
- * run out at once: a cluster that is complete is complete.
+/* Copies a stored block's bytes, as many as fit: VUB_INFLATE_FULL if the
+ * output fills first (a full output wins: a complete cluster is complete),
+ * VUB_INFLATE_E_INPUT if the input ends first.
  *
- * Format notes: LEN is followed by NLEN, its ones' complement, both 16-bit
- * little-endian on a byte boundary. LEN 0 is valid (zlib writes empty stored
- * blocks to flush), and so is a stored block that is not the last one.
+ * Format notes: LEN starts on the byte boundary after the 3 header bits,
+ * which may end anywhere in a byte; the bits skipped are ignored, whatever
+ * their value [INFL-STORED-ALIGN]. LEN is followed by NLEN, its ones'
+ * complement, both 16-bit little-endian. LEN 0 is valid (zlib writes empty
+ * stored blocks to flush), and so is a stored block that is not the last.
  * [INFL-STORED] [INFL-STORED-NLEN] [INFL-FULL] */
 static int vub_infl_stored(struct vub_infl *s)
 {
@@ -5698,61 +5625,46 @@ static int vub_infl_stored(struct vub_infl *s)
         return nlen;
     if (nlen != (len ^ 0xffff))
         return VUB_INFLATE_E_STORED_NLEN;
-    /* vub_infl_need() loaded those 4 bytes one by one: bit_buf is empty. */
+    vub_infl_unload(s); /* the block's first bytes may be in the bit buffer */
 
-    size_t want = (size_t)len;
     size_t room = s->dst_len - s->dst_pos;
-    size_t have = s->src_len - s->src_pos;
-    size_t n = want;
-    if (n > room)
-        n = room;
-    if (n > have)
-        n = have;
+    size_t n = VUB_MIN((size_t)len, VUB_MIN(room, s->src_len - s->src_pos));
     if (n > 0)
         memcpy(s->dst + s->dst_pos, s->src + s->src_pos, n);
     s->dst_pos += n;
     s->src_pos += n;
-    if (n == want)
+    if (n == (size_t)len)
         return 0;
     return n == room ? VUB_INFLATE_FULL : VUB_INFLATE_E_INPUT;
 }
 
 /* ---- Huffman codes (RFC 1951 3.2.2 "Use of Huffman coding in the deflate format") ---- */
 
-/* Reverses the low len bits of code: codes are defined MSB-first but arrive
- * LSB-first, and the fast table is indexed by bits as they arrive. */
-static unsigned vub_infl_reverse(unsigned code, unsigned len)
-{
-    unsigned reversed = 0;
-    for (unsigned i = 0; i < len; i++) {
-        reversed = (reversed << 1) | (code & 1);
-        code >>= 1;
-    }
-    return reversed;
-}
-
-/* Fills the fast table: every code no longer than fast_bits gets every
- * slot whose low bits are its code as it arrives; the slot's higher bits
- * belong to whatever comes next, so the entry is repeated for each of their
- * values. Longer codes, and bits that start no code, leave 0. The table is
- * only as wide as the longest code needs (the code-length code needs 7 bits
- * at most): a hostile stream of tiny blocks must not cost 1024 stores each.
+/* Fills the fast table: a code no longer than fast_bits owns every slot
+ * whose low bits are its code as it arrives (the higher bits belong to what
+ * comes next). Longer codes, and bits that start no code, leave 0. The table
+ * is only as wide as the longest code needs: a hostile stream of tiny blocks
+ * must not cost 1024 stores each.
  *
- * Format notes: the canonical code of RFC 1951 3.2.2: codes of one length
- * are consecutive numbers in symbol order, and the first code of length n+1
- * is (first code of length n + number of codes of length n) shifted left by
- * one. Only called for codes that are not over-subscribed. [INFL-FAST] */
+ * Format notes: the canonical code of 3.2.2: codes of one length are
+ * consecutive numbers in symbol order, and the first code of length n+1 is
+ * (first code of length n + number of codes of length n) shifted left by
+ * one. Codes are defined MSB-first but arrive LSB-first, so each is
+ * reversed to index the table. Only called for codes that are not
+ * over-subscribed. [INFL-FAST] */
 static void vub_infl_build_fast(struct vub_infl_huff *h)
 {
-    unsigned widest = VUB_INFL_FAST_BITS;
-    h->fast_bits = h->max_len < widest ? h->max_len : widest;
+    h->fast_bits = VUB_MIN(h->max_len, (unsigned)VUB_INFL_FAST_BITS);
     unsigned slots = 1u << h->fast_bits;
     memset(h->fast, 0, slots * sizeof h->fast[0]);
     unsigned code = 0, index = 0;
     for (unsigned len = 1; len <= h->fast_bits; len++) {
         for (unsigned i = 0; i < h->count[len]; i++, code++, index++) {
             uint16_t entry = (uint16_t)(h->symbol[index] | len << VUB_INFL_FAST_LEN_SHIFT);
-            for (unsigned slot = vub_infl_reverse(code, len); slot < slots; slot += 1u << len)
+            unsigned reversed = 0;
+            for (unsigned bit = 0; bit < len; bit++)
+                reversed |= ((code >> bit) & 1) << (len - 1 - bit);
+            for (unsigned slot = reversed; slot < slots; slot += 1u << len)
                 h->fast[slot] = entry;
         }
         code <<= 1;
@@ -5774,8 +5686,7 @@ static int vub_infl_build(struct vub_infl_huff *h, const uint8_t *lengths, unsig
     h->max_len = 0;
     for (unsigned sym = 0; sym < symbol_count; sym++) {
         h->count[lengths[sym]]++;
-        if (lengths[sym] > h->max_len)
-            h->max_len = lengths[sym];
+        h->max_len = VUB_MAX(h->max_len, lengths[sym]);
     }
     h->count[0] = 0;
 
@@ -5799,16 +5710,15 @@ static int vub_infl_build(struct vub_infl_huff *h, const uint8_t *lengths, unsig
     return unused;
 }
 
-/* Checks a built lit/len or distance code against what the format allows:
- * complete, or the one permitted kind of incomplete code.
+/* Checks a built lit/len or distance code: complete, or the one permitted
+ * kind of incomplete.
  *
- * Format notes: RFC 1951 3.2.7 allows one incomplete case: a single used
- * distance code gets a 1-bit code, leaving the other 1-bit code unused. zlib
- * applies the rule to both codes: any code whose longest length is at most 1
- * may be incomplete, which also lets a distance code have no codes at all (a
- * block of literals only) and a lit/len code be end-of-block alone (an empty
- * block). vub accepts exactly what zlib accepts. [INFL-HUFF-COMPLETE]
- * [INFL-INCOMPLETE] */
+ * Format notes: 3.2.7 lets a single used distance code have a 1-bit code,
+ * leaving the other unused. zlib applies the rule to both codes: any code
+ * whose longest length is at most 1 may be incomplete, so a distance code
+ * may also be empty (literals only) and a lit/len code end-of-block alone
+ * (an empty block). vub accepts exactly what zlib accepts.
+ * [INFL-HUFF-COMPLETE] [INFL-INCOMPLETE] */
 static int vub_infl_check(const struct vub_infl_huff *h, int unused, int over_err, int incomplete_err)
 {
     if (unused < 0)
@@ -5818,15 +5728,13 @@ static int vub_infl_check(const struct vub_infl_huff *h, int unused, int over_er
     return 0;
 }
 
-/* Reference decoder: reads one code one bit at a time and returns its symbol,
+/* Reference decoder: reads a code one bit at a time and returns its symbol,
  * VUB_INFLATE_E_INPUT, or no_code_err if the bits start no code (possible
  * only in an incomplete code). Needs nothing but count[] and symbol[].
  *
  * Format notes: Huffman codes are the exception to LSB-first packing
  * (3.1.1): their first bit on the wire is the code's most significant bit.
- * So the code value grows by shifting left and adding each new bit. At
- * each length, the codes of that length are the numbers first .. first +
- * count - 1; a value below first + count is a code of this length.
+ * The codes of each length are the numbers first .. first + count - 1.
  * [INFL-CODE] */
 static int vub_infl_decode_slow(struct vub_infl *s, const struct vub_infl_huff *h, int no_code_err)
 {
@@ -5847,14 +5755,10 @@ static int vub_infl_decode_slow(struct vub_infl *s, const struct vub_infl_huff *
     return no_code_err;
 }
 
-/* Decodes one symbol, through the fast table if enabled and the next bits
- * are loaded, else through the reference. Both must give the same symbol,
- * the same bits consumed and the same errors (tested).
+/* Decodes one symbol, through the fast table if enabled, else through the
+ * reference; both give the same symbol, bits consumed and errors (tested).
  *
- * The buffer is topped up only when it holds fewer bits than the longest
- * code, so most symbols cost one table load and a shift.
- *
- * Format notes: the table entry is trusted only if its code length fits in
+ * Format notes: a table entry is trusted only if its code length fits in
  * the bits actually loaded; near the end of the input the rest of the
  * index is zero padding, not stream bits. [INFL-FAST] */
 static int vub_infl_decode(struct vub_infl *s, const struct vub_infl_huff *h, int no_code_err)
@@ -5890,32 +5794,19 @@ static const uint8_t vub_infl_dist_extra[30] = {
     0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6,
     7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 
-/* Writes one literal byte, if there is room.
- *
- * Format notes: none; the room check is what keeps a hostile stream inside
- * the cluster buffer. [INFL-FULL] */
-static int vub_infl_literal(struct vub_infl *s, int byte)
-{
-    if (s->dst_pos == s->dst_len)
-        return VUB_INFLATE_FULL;
-    s->dst[s->dst_pos++] = (uint8_t)byte;
-    return 0;
-}
-
 /* Copies length bytes from distance bytes back in the output, as many as
- * fit; VUB_INFLATE_FULL if not all did.
+ * fit; VUB_INFLATE_FULL if not all did. With no room left at all the match
+ * is not judged: zlib stops there too, so a cluster QEMU reads is a cluster
+ * vub reads.
  *
  * Format notes: the distance may be shorter than the length (3.2.3: "the
- * referenced string may overlap the current position"): then the copy reads
- * bytes it has just written, so it must go forward one byte at a time;
- * memcpy is only for copies whose source ends before their destination
- * starts, and memset for distance 1, where every byte is the last one. The
- * output buffer is the whole window: nothing before its first byte exists,
- * so reaching further back is an error, not zeros. A distance may reach
- * into earlier blocks. With no room left at all, the match is not judged:
- * zlib stops there too, so a cluster QEMU reads is a cluster vub reads.
- * [INFL-WINDOW] any distance up to 32768 is accepted, bounded only by the
- * bytes produced so far. [INFL-OVERLAP] [INFL-DIST-FAR] [INFL-FULL] */
+ * referenced string may overlap the current position"): the copy then reads
+ * bytes it has just written, so it goes forward one byte at a time (memset
+ * when the distance is 1). The output buffer is the whole window, across
+ * blocks: nothing before its first byte exists, so reaching further back is
+ * an error, not zeros. [INFL-WINDOW] any distance up to 32768 is accepted,
+ * bounded only by the bytes produced so far. [INFL-OVERLAP] [INFL-DIST-FAR]
+ * [INFL-FULL] */
 static int vub_infl_copy(struct vub_infl *s, size_t distance, size_t length)
 {
     size_t room = s->dst_len - s->dst_pos;
@@ -5923,7 +5814,7 @@ static int vub_infl_copy(struct vub_infl *s, size_t distance, size_t length)
         return VUB_INFLATE_FULL;
     if (distance > s->dst_pos)
         return VUB_INFLATE_E_DIST_FAR;
-    size_t n = length < room ? length : room;
+    size_t n = VUB_MIN(length, room);
     uint8_t *to = s->dst + s->dst_pos;
     const uint8_t *from = to - distance;
     if (distance >= n) {
@@ -5938,17 +5829,14 @@ static int vub_infl_copy(struct vub_infl *s, size_t distance, size_t length)
     return n == length ? 0 : VUB_INFLATE_FULL;
 }
 
-/* Finishes a length/distance pair whose length symbol (257..287) was just
- * decoded: reads the length's extra bits, the distance code and its extra
- * bits, then copies.
+/* Finishes a length/distance pair once its length symbol (257..287) is read.
  *
  * Format notes: symbols 286 and 287 and distances 30 and 31 have codes in
  * the fixed code (3.2.6) but no meaning; only a fixed block can send them.
  * Length 258 has its own symbol, 285, with no extra bits, although 284 with
  * extra bits 31 also reaches 258; the RFC's table stops 284 at 257, but zlib
  * decodes 284+31 as 258 without complaint, and so does vub (no encoder emits
- * it). Extra bits are plain LSB-first numbers, not Huffman codes.
- * [INFL-LENGTHS] [INFL-DISTANCES] [INFL-LEN258] [INFL-SYM-UNUSED] */
+ * it). [INFL-LENGTHS] [INFL-DISTANCES] [INFL-LEN258] [INFL-SYM-UNUSED] */
 static int vub_infl_match(struct vub_infl *s, int len_symbol)
 {
     unsigned li = (unsigned)len_symbol - 257;
@@ -5972,60 +5860,53 @@ static int vub_infl_match(struct vub_infl *s, int len_symbol)
 }
 
 /* Decodes a compressed block's data with the codes in s->lit_len and
- * s->dist, up to and including its end-of-block code.
+ * s->dist, up to and including its end-of-block code. The room check before
+ * each literal keeps a hostile stream inside the cluster buffer. [INFL-FULL]
  *
- * Format notes: 3.2.5: one alphabet carries literals (0..255), end of
- * block (256) and lengths (257..285); a distance code follows only a
- * length. A block with literals only may have an empty distance code. */
+ * Format notes: 3.2.5: one alphabet carries literals (0..255), end of block
+ * (256) and lengths (257..285); a distance code follows only a length. */
 static int vub_infl_codes(struct vub_infl *s)
 {
     for (;;) {
         int sym = vub_infl_decode(s, &s->lit_len, VUB_INFLATE_E_LEN_CODE);
-        int err;
         if (sym < 0)
             return sym;
-        if (sym < 256)
-            err = vub_infl_literal(s, sym);
-        else if (sym == VUB_INFL_END_OF_BLOCK)
+        if (sym < VUB_INFL_END_OF_BLOCK) {
+            if (s->dst_pos == s->dst_len)
+                return VUB_INFLATE_FULL;
+            s->dst[s->dst_pos++] = (uint8_t)sym;
+        } else if (sym == VUB_INFL_END_OF_BLOCK) {
             return 0;
-        else
-            err = vub_infl_match(s, sym);
-        if (err)
-            return err;
+        } else {
+            int err = vub_infl_match(s, sym);
+            if (err)
+                return err;
+        }
     }
 }
 
 /* ---- Fixed Huffman codes (RFC 1951 3.2.6 "Compression with fixed Huffman codes (BTYPE=01)") ---- */
 
-/* Builds the fixed codes, then decodes the block. The codes are built at
- * most once per vub_inflate() call (a dynamic block overwrites them), never
- * shared between calls: an empty fixed block is 10 bits, and rebuilding 288
- * symbols for each would let a 4 MiB extent of them cost seconds.
+/* Builds the fixed codes, at most once per vub_inflate() call (a dynamic
+ * block overwrites them), then decodes the block. Rebuilding them for each
+ * block would let a 4 MiB extent of 10-bit empty fixed blocks cost seconds.
  *
  * Format notes: lit/len lengths are 8 for 0-143, 9 for 144-255, 7 for
- * 256-279 and 8 for 280-287; all 32 distance codes are 5 bits. Both codes
- * are built with all their symbols, the unusable ones included, so that
- * both are complete and the bit patterns of symbols 286/287 and 30/31 decode
- * (and are then rejected by name) instead of matching no code.
+ * 256-279 and 8 for 280-287; all 32 distance codes are 5 bits. The unusable
+ * symbols are in the codes too, so both are complete and 286/287 and 30/31
+ * decode (and are then rejected by name) instead of matching no code.
  * [INFL-FIXED] [INFL-SYM-UNUSED] */
 static int vub_infl_fixed(struct vub_infl *s)
 {
-    if (s->codes_are_fixed)
-        return vub_infl_codes(s);
-    uint8_t lengths[VUB_INFL_LIT_LEN_CODES];
-    unsigned sym = 0;
-    for (; sym < 144; sym++)
-        lengths[sym] = 8;
-    for (; sym < 256; sym++)
-        lengths[sym] = 9;
-    for (; sym < 280; sym++)
-        lengths[sym] = 7;
-    for (; sym < VUB_INFL_LIT_LEN_CODES; sym++)
-        lengths[sym] = 8;
-    vub_infl_build(&s->lit_len, lengths, VUB_INFL_LIT_LEN_CODES);
-    memset(lengths, 5, VUB_INFL_DIST_CODES);
-    vub_infl_build(&s->dist, lengths, VUB_INFL_DIST_CODES);
-    s->codes_are_fixed = 1;
+    if (!s->codes_are_fixed) {
+        uint8_t lengths[VUB_INFL_LIT_LEN_CODES];
+        for (unsigned sym = 0; sym < VUB_INFL_LIT_LEN_CODES; sym++)
+            lengths[sym] = sym < 144 ? 8 : sym < 256 ? 9 : sym < 280 ? 7 : 8;
+        vub_infl_build(&s->lit_len, lengths, VUB_INFL_LIT_LEN_CODES);
+        memset(lengths, 5, VUB_INFL_DIST_CODES);
+        vub_infl_build(&s->dist, lengths, VUB_INFL_DIST_CODES);
+        s->codes_are_fixed = 1;
+    }
     return vub_infl_codes(s);
 }
 
@@ -6037,11 +5918,10 @@ static const uint8_t vub_infl_cl_order[VUB_INFL_CL_CODES] = {
 
 /* Reads the code-length code: HCLEN + 4 lengths of 3 bits each.
  *
- * Format notes: the lengths come in the order 16, 17, 18, 0, 8, 7, 9, 6, 10,
- * 5, 11, 4, 12, 3, 13, 2, 14, 1, 15 (most often used first), not 0..18;
- * the ones not sent are 0. This code must be complete: zlib allows no
- * incomplete code-length code, not even a single one-bit code.
- * [INFL-CL-ORDER] [INFL-CL-COMPLETE] */
+ * Format notes: the lengths come in the order above (most often used
+ * first), not 0..18; the ones not sent are 0. This code must be complete:
+ * zlib allows no incomplete code-length code, not even a single one-bit
+ * code. [INFL-CL-ORDER] [INFL-CL-COMPLETE] */
 static int vub_infl_cl_code(struct vub_infl *s, struct vub_infl_huff *cl, unsigned cl_count)
 {
     uint8_t lengths[VUB_INFL_CL_CODES] = {0};
@@ -6057,14 +5937,19 @@ static int vub_infl_cl_code(struct vub_infl *s, struct vub_infl_huff *cl, unsign
     return unused > 0 ? VUB_INFLATE_E_CL_INCOMPLETE : 0;
 }
 
+/* Symbols 16, 17 and 18 of the code-length alphabet: the extra bits of
+ * their repeat count, and the count those bits add to. */
+static const uint8_t vub_infl_repeat_extra[3] = {2, 3, 7};
+static const uint8_t vub_infl_repeat_base[3] = {3, 3, 11};
+
 /* Reads length_count code lengths (lit/len then distance) with the
  * code-length code.
  *
  * Format notes: symbols 0-15 are lengths; 16 repeats the previous length
- * 3-6 times (2 extra bits), 17 writes 3-10 zeros (3 extra bits), 18 writes
- * 11-138 zeros (7 extra bits). The lit/len and distance lengths form one
- * sequence, so a repeat may run from the one into the other, but never past
- * the end of both, and 16 needs a length before it. [INFL-REPEAT] */
+ * 3-6 times, 17 writes 3-10 zeros and 18 writes 11-138 zeros. The lit/len
+ * and distance lengths form one sequence, so a repeat may run from the one
+ * into the other, but never past the end of both, and 16 needs a length
+ * before it. [INFL-REPEAT] */
 static int vub_infl_lengths(struct vub_infl *s, const struct vub_infl_huff *cl,
                             uint8_t *lengths, unsigned length_count)
 {
@@ -6078,27 +5963,16 @@ static int vub_infl_lengths(struct vub_infl *s, const struct vub_infl_huff *cl,
             lengths[done++] = (uint8_t)sym;
             continue;
         }
-        uint8_t value = 0;
-        int repeat;
-        if (sym == 16) {
-            if (done == 0)
-                return VUB_INFLATE_E_REPEAT_FIRST;
-            value = lengths[done - 1];
-            repeat = vub_infl_bits(s, 2);
-            repeat = repeat < 0 ? repeat : 3 + repeat;
-        } else if (sym == 17) {
-            repeat = vub_infl_bits(s, 3);
-            repeat = repeat < 0 ? repeat : 3 + repeat;
-        } else {
-            repeat = vub_infl_bits(s, 7);
-            repeat = repeat < 0 ? repeat : 11 + repeat;
-        }
-        if (repeat < 0)
-            return repeat;
-        if ((unsigned)repeat > length_count - done)
+        if (sym == 16 && done == 0)
+            return VUB_INFLATE_E_REPEAT_FIRST;
+        int extra = vub_infl_bits(s, vub_infl_repeat_extra[sym - 16]);
+        if (extra < 0)
+            return extra;
+        unsigned repeat = vub_infl_repeat_base[sym - 16] + (unsigned)extra;
+        if (repeat > length_count - done)
             return VUB_INFLATE_E_REPEAT_PAST;
-        memset(lengths + done, value, (size_t)repeat);
-        done += (unsigned)repeat;
+        memset(lengths + done, sym == 16 ? lengths[done - 1] : 0, repeat);
+        done += repeat;
     }
     return 0;
 }
@@ -6153,67 +6027,44 @@ static int vub_infl_dynamic(struct vub_infl *s)
 
 /* ---- Blocks and the stream (RFC 1951 3.2.3 "Details of block format") ---- */
 
-/* Decodes blocks until the one marked last has ended, or something stops it.
+/* vub_inflate() with the choice of decoder (tests run both and compare):
+ * decodes blocks until the one marked last has ended, or something stops it.
  *
  * Format notes: each block starts with BFINAL (1 bit) then BTYPE (2 bits,
- * read as one LSB-first number: 0 stored, 1 fixed, 2 dynamic, 3 reserved).
- * Blocks are not byte-aligned except that a stored block's body is. Bits
- * after the last block (padding, or the next cluster's data) are not
- * used. [INFL-BLOCKS] [INFL-BTYPE3] [INFL-TRAILING] */
-static int vub_infl_blocks(struct vub_infl *s)
-{
-    int last;
-    do {
-        last = vub_infl_bits(s, 1);
-        if (last < 0)
-            return last;
-        int type = vub_infl_bits(s, 2);
-        if (type < 0)
-            return type;
-        int err;
-        if (type == 0)
-            err = vub_infl_stored(s);
-        else if (type == 1)
-            err = vub_infl_fixed(s);
-        else if (type == 2)
-            err = vub_infl_dynamic(s);
-        else
-            err = VUB_INFLATE_E_BLOCK_TYPE;
-        if (err)
-            return err;
-    } while (!last);
-    return VUB_INFLATE_OK;
-}
-
-/* vub_inflate() with the choice of decoder; tests run both and compare.
- *
- * Format notes: deflate has no length field for the whole stream; only the
- * last block's end says it is over. A cut stream is therefore only known to
- * be cut when a bit is missing, and a cut that falls after the output is
- * full is reported as VUB_INFLATE_FULL, as zlib's Z_BUF_ERROR with no output
- * space left is accepted by QEMU. [INFL-CUT] [INFL-FULL] */
+ * one LSB-first number: 0 stored, 1 fixed, 2 dynamic, 3 reserved). Only a
+ * stored block's body is byte-aligned. Bits after the last block (padding,
+ * or the next cluster's data) are not used. The stream has no length field:
+ * only the last block's end says it is over, and a cut is known only when a
+ * bit is missing. A cut after the output is full is VUB_INFLATE_FULL, as
+ * QEMU accepts zlib's Z_BUF_ERROR with no output space left. [INFL-BLOCKS]
+ * [INFL-BTYPE3] [INFL-TRAILING] [INFL-CUT] [INFL-FULL] */
 static int vub_infl_run(uint8_t *dst, size_t dst_len, size_t *dst_done,
                         const uint8_t *src, size_t src_len, size_t *src_done, int use_table)
 {
-    struct vub_infl s;
-    s.src = src;
-    s.src_len = src_len;
-    s.src_pos = 0;
-    s.bit_buf = 0;
-    s.bit_count = 0;
-    s.dst = dst;
-    s.dst_len = dst_len;
-    s.dst_pos = 0;
+    struct vub_infl s = {.src = src, .src_len = src_len, .dst = dst, .dst_len = dst_len};
     s.use_table = use_table;
-    s.codes_are_fixed = 0;
-
-    int result = vub_infl_blocks(&s);
+    int result = VUB_INFLATE_OK, last = 0;
+    while (result == VUB_INFLATE_OK && !last) {
+        last = vub_infl_bits(&s, 1);
+        int type = vub_infl_bits(&s, 2);
+        if (last < 0 || type < 0)
+            result = VUB_INFLATE_E_INPUT;
+        else if (type == 0)
+            result = vub_infl_stored(&s);
+        else if (type == 1)
+            result = vub_infl_fixed(&s);
+        else if (type == 2)
+            result = vub_infl_dynamic(&s);
+        else
+            result = VUB_INFLATE_E_BLOCK_TYPE;
+    }
     if (result == VUB_INFLATE_E_INPUT && s.dst_pos == s.dst_len)
         result = VUB_INFLATE_FULL;
     if (dst_done)
         *dst_done = s.dst_pos;
+    vub_infl_unload(&s);
     if (src_done)
-        *src_done = vub_infl_src_used(&s);
+        *src_done = s.src_pos;
     return result;
 }
 
@@ -6226,8 +6077,7 @@ static int vub_infl_run(uint8_t *dst, size_t dst_len, size_t *dst_done,
  * byte-identical to zlib's) and *src_done the bytes of src used, counting a
  * partly used last byte; either pointer may be NULL. Bytes after the stream
  * are never used (the table decoder may look at up to 7 of them). Never
- * reads src or writes dst outside the given lengths, allocates nothing, and
- * keeps no state between calls: reentrant.
+ * reads src or writes dst outside the given lengths.
  *
  * qcow2 use: a compressed cluster is good when the result is OK or FULL
  * and *dst_done equals the cluster size. [INFL-ZLIB] */

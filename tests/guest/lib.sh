@@ -90,7 +90,12 @@ stop_pid() {
         sleep 0.1
         i=$((i + 1))
     done
-    kill -0 "$pid" 2>/dev/null && stuck_report "$pid" "$grace"
+    if kill -0 "$pid" 2>/dev/null; then
+        stuck_report "$pid" "$grace"
+        local child
+        child=$(child_pid "$pid" 2>/dev/null)
+        [ -n "$child" ] && stuck_report "$child" "$grace"
+    fi
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || stop_rc=$?
 }
@@ -154,7 +159,9 @@ backend_test() {
     rc=$?
     [ -n "$during" ] && wait "$during"
     [ "$rc" -le 1 ] || tap_not_ok "$label" "run.sh finished" "exit status $rc"
-    stop_pid "$backend_pid" 60 # ASan builds run the leak check at exit: slow on a loaded machine
+    # ASan builds run the leak check at exit: slow on a loaded machine. The
+    # back-ends run under "timeout -k 60": 50 s lets stop_pid see one stuck.
+    stop_pid "$backend_pid" 50
     backend_pid=""
     backend_checks "$label" "$stop_rc"
     if declare -F after_backend >/dev/null; then after_backend "$label"; fi
