@@ -3642,8 +3642,7 @@ static int vub_zstd_decompress(uint8_t *dst, size_t dst_len, size_t *dst_done, c
 static const char *vub_zstd_strerror(int result);
 static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path, const struct vub_image_opts *opts,
                                    struct vub_image **out, char *why, size_t why_len);
-static enum vub_err vub_qcow2_readv(struct vub_image *img, uint64_t off, const struct iovec *iov,
-                                    int count);
+static enum vub_err vub_qcow2_readv(struct vub_image *img, uint64_t off, const struct iovec *iov, int count);
 static void vub_qcow2_close(struct vub_image *img);
 
 #define VUB_QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
@@ -3662,16 +3661,13 @@ static enum vub_err vub_raw_xfer(int fd, bool write, uint64_t off, const struct 
 static enum vub_err vub_raw_write_zeros(int fd, uint64_t off, uint64_t len)
 {
     static _Alignas(4096) const uint8_t zeros[65536]; /* aligned for O_DIRECT */
-    while (len > 0) {
-        size_t n = (size_t)VUB_MIN(len, sizeof zeros);
+    enum vub_err err = VUB_OK;
+    for (size_t n; len > 0 && err == VUB_OK; off += n, len -= n) {
+        n = (size_t)VUB_MIN(len, sizeof zeros);
         struct iovec iov = {.iov_base = (void *)(uintptr_t)zeros, .iov_len = n};
-        enum vub_err err = vub_raw_xfer(fd, true, off, &iov, 1);
-        if (err != VUB_OK)
-            return err;
-        off += n;
-        len -= n;
+        err = vub_raw_xfer(fd, true, off, &iov, 1);
     }
-    return VUB_OK;
+    return err;
 }
 
 /* ---- Format probing ----
@@ -3696,35 +3692,35 @@ static const struct vub_foreign_magic {
 
 #define VUB_PROBE_BYTES 72u /* covers every magic above */
 
-/* Tells qcow2 from raw by the first bytes; *foreign is the index of another
- * known format found instead (then the caller refuses), else -1. */
-static enum vub_format vub_image_probe(int fd, int *foreign)
+/* Tells qcow2 from raw by the first bytes, and refuses another known
+ * format found instead. */
+static enum vub_err vub_image_probe(struct vub_image *img, struct vub_error *e)
 {
     uint8_t head[VUB_PROBE_BYTES];
-    *foreign = -1;
-    if (vub_sys_pread_zero(fd, head, sizeof head, 0, NULL) != VUB_OK)
-        return VUB_FORMAT_RAW;
+    img->format = VUB_FORMAT_RAW;
+    if (vub_sys_pread_zero(img->fd, head, sizeof head, 0, NULL) != VUB_OK)
+        return VUB_OK;
     if (vub_be32(head) == VUB_QCOW2_MAGIC && vub_be32(head + 4) >= 2)
-        return VUB_FORMAT_QCOW2;
-    for (size_t i = 0; i < VUB_ARRAY_LEN(vub_foreign_magics) && *foreign < 0; i++) {
+        img->format = VUB_FORMAT_QCOW2;
+    for (size_t i = 0; img->format == VUB_FORMAT_RAW && i < VUB_ARRAY_LEN(vub_foreign_magics); i++) {
         const struct vub_foreign_magic *m = &vub_foreign_magics[i];
         if (memcmp(head + m->offset, m->bytes, m->len) == 0)
-            *foreign = (int)i;
+            return vub_fail(e, VUB_R_IMG_PROBE_FOREIGN, i, 0);
     }
-    return VUB_FORMAT_RAW;
+    return VUB_OK;
 }
 
 /* ---- Image locks ----
- * [IMG-LOCK] vub takes the byte-range locks QEMU's file driver takes, so
- * that QEMU, qemu-img, qemu-storage-daemon and vub all see each other.
- * QEMU (block/file-posix.c, RAW_LOCK_PERM_BASE and RAW_LOCK_SHARED_BASE)
- * gives every block permission a bit: 0 consistent read, 1 write, 2 write
- * unchanged, 3 resize. An open file holds a shared lock on byte 100 + bit
- * for each permission it uses, and on byte 200 + bit for each permission
- * it does not let others have. Opening conflicts if another open file holds
- * byte 200 + bit for a permission we use, or byte 100 + bit for one we do
- * not share. Our bytes are taken before the check (as QEMU does), so two
- * openers racing each other cannot both miss the other.
+ * [IMG-LOCK] vub takes the byte-range locks QEMU's file driver takes
+ * (RAW_LOCK_PERM_BASE, RAW_LOCK_SHARED_BASE), so that QEMU, qemu-img,
+ * qemu-storage-daemon and vub all see each other. Every block permission
+ * has a bit: 0 consistent read, 1 write, 2 write unchanged, 3 resize. An
+ * open file holds a shared lock on byte 100 + bit for each permission it
+ * uses, and on byte 200 + bit for each permission it does not let others
+ * have. Opening conflicts if another open file holds byte 200 + bit for a
+ * permission we use, or byte 100 + bit for one we do not share. Our bytes
+ * are taken before the check (as QEMU does), so two openers racing each
+ * other cannot both miss the other.
  *   vub reading:  uses read;         shares read, write unchanged
  *   vub writing:  uses read, write;  shares read, write unchanged
  *   force_share:  uses read;         shares everything (qemu-img -U)
@@ -3800,29 +3796,35 @@ static void vub_error_format(const struct vub_error *e, const char *prefix, char
         n += snprintf(buf + n, len - (size_t)n, r->text, (unsigned long long)e->a, (unsigned long long)e->b);
     if (r->err == VUB_E_IO && e->b != 0 && n >= 0 && (size_t)n < len)
         n += snprintf(buf + n, len - (size_t)n, ": %s", strerror((int)e->b));
+    if (reason == VUB_R_QCOW2_INFLATE && n >= 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, ": %s", vub_inflate_strerror((int)e->b));
+    if (reason == VUB_R_QCOW2_ZSTD && n >= 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, ": %s", vub_zstd_strerror((int)e->b));
     if (r->tag[0] && n >= 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " [%s]", r->tag);
 }
 
-/* [IMG-DIRECT] O_DIRECT (QEMU's cache=none) for raw images: the file is
- * opened again with it once probed (the probe reads into an unaligned
+/* Opens the probed file again as the caller asked: for writing (a raw
+ * image; vub never writes qcow2), or [IMG-DIRECT] with O_DIRECT (QEMU's
+ * cache=none), which the probe cannot use (it reads into an unaligned
  * buffer). vub's sectors are 512 bytes, so a file whose direct I/O wants
  * larger offsets (a 4 KiB-sector disk) is refused; buffers the file system
  * wants aligned more than the guest's are bounced by the device
  * ([BLK-BOUNCE]). qcow2 metadata is read into unaligned caches: refused. */
-static enum vub_err vub_image_open_direct(struct vub_image *img, const char *path, bool read_only,
-                                          struct vub_error *e)
+static enum vub_err vub_image_reopen(struct vub_image *img, const char *path, bool write, bool direct,
+                                     struct vub_error *e)
 {
     uint32_t offset_bytes = 0;
-    if (img->format != VUB_FORMAT_RAW)
+    if (direct && img->format != VUB_FORMAT_RAW)
         return vub_fail(e, VUB_R_IMG_DIRECT_QCOW2, 0, 0);
-    int fd = vub_sys_open_direct(path, read_only);
+    int fd = direct ? vub_sys_open_direct(path, !write) : vub_sys_open(path, !write);
     if (fd < 0)
-        return vub_fail(e, VUB_R_IMG_DIRECT_OPEN, 0, (uint64_t)errno);
+        return vub_fail(e, direct ? VUB_R_IMG_DIRECT_OPEN : VUB_R_IMG_OPEN, 0, (uint64_t)errno);
     vub_sys_close(&img->fd);
     img->fd = fd;
-    img->direct = true;
-    if (!vub_sys_dio_align(fd, &img->dio_mem_bytes, &offset_bytes) || offset_bytes > VIRTIO_BLK_SECTOR_BYTES)
+    img->direct = direct;
+    if (direct && (!vub_sys_dio_align(fd, &img->dio_mem_bytes, &offset_bytes) ||
+                   offset_bytes > VIRTIO_BLK_SECTOR_BYTES))
         return vub_fail(e, VUB_R_IMG_DIRECT_ALIGN, offset_bytes, 0);
     return VUB_OK;
 }
@@ -3853,23 +3855,14 @@ enum vub_err vub_image_open(struct vub_image **out, const char *path,
     if (!img)
         return VUB_E_NOMEM;
     img->read_only = opts->read_only;
-    img->fd = vub_sys_open(path, opts->read_only);
+    img->fd = vub_sys_open(path, true); /* to probe; vub_image_reopen() opens it as asked */
     enum vub_err err = img->fd < 0 ? vub_fail(&e, VUB_R_IMG_OPEN, 0, (uint64_t)errno) : VUB_OK;
-    int foreign = -1;
-    if (err == VUB_OK)
-        img->format = opts->format == VUB_FORMAT_AUTO ? vub_image_probe(img->fd, &foreign) : opts->format;
-    if (err == VUB_OK && foreign >= 0)
-        err = vub_fail(&e, VUB_R_IMG_PROBE_FOREIGN, (uint64_t)foreign, 0);
-    if (err == VUB_OK && opts->direct)
-        err = vub_image_open_direct(img, path, opts->read_only, &e);
-    if (err == VUB_OK && img->format == VUB_FORMAT_QCOW2 && !opts->read_only) {
-        /* vub never writes qcow2: hold the file read-only like any reader */
-        vub_sys_close(&img->fd);
-        img->fd = vub_sys_open(path, true);
-        if (img->fd < 0)
-            err = vub_fail(&e, VUB_R_IMG_OPEN, 0, (uint64_t)errno);
-    }
+    img->format = opts->format;
+    if (err == VUB_OK && opts->format == VUB_FORMAT_AUTO)
+        err = vub_image_probe(img, &e);
     bool write = img->format == VUB_FORMAT_RAW && !opts->read_only;
+    if (err == VUB_OK && (write || opts->direct))
+        err = vub_image_reopen(img, path, write, opts->direct, &e);
     if (err == VUB_OK)
         err = vub_image_lock(img->fd, write, opts->force_share && !write, &e);
     if (err == VUB_OK && img->format == VUB_FORMAT_QCOW2)
@@ -3892,8 +3885,7 @@ void vub_image_close(struct vub_image *img)
 {
     if (!img)
         return;
-    if (img->format == VUB_FORMAT_QCOW2)
-        vub_qcow2_close(img);
+    vub_qcow2_close(img); /* nothing for raw */
     vub_sys_close(&img->fd);
     free(img);
 }
@@ -4006,11 +3998,6 @@ enum vub_err vub_image_write_zeroes(struct vub_image *img, uint64_t off, uint64_
  * per request. Paths the image names (backing file, data file) are opened
  * only when their format is known and, for data files, when the caller
  * allows it: an image must not make vub open any file it likes.
- *
- * The section reads in the spec's order: header, header extensions, feature
- * bits, the L1/L2 mapping, cluster reads (plain, zero, compressed,
- * subclusters), backing files, snapshots; then open, read and the public
- * image queries. Requirement tags look like [QCOW2-L1-BOUNDS].
  * ======================================================================== */
 
 /* ---- 9.1 Header ("Header") ------------------------------------------------ */
@@ -4036,7 +4023,6 @@ enum vub_err vub_image_write_zeroes(struct vub_image *img, uint64_t off, uint64_
 #define VUB_QCOW2_L2_CACHE_BYTES (UINT64_C(4) << 20)      /* L2 cache budget */
 #define VUB_QCOW2_L2_CACHE_MIN_SLOTS 2u
 #define VUB_QCOW2_L2_CACHE_MAX_SLOTS 16u
-#define VUB_QCOW2_IOV_BATCH 64            /* iovecs handed to one preadv */
 
 /* The header as the file stores it: image fields only, decoded from bytes.
  * Comments give each field's byte offset in the spec's table. */
@@ -4100,6 +4086,17 @@ static enum vub_err vub_qcow2_pread(int fd, void *buf, size_t len, uint64_t off,
     return err == VUB_OK ? VUB_OK : vub_fail(e, VUB_R_QCOW2_READ, off, e ? e->b : EIO);
 }
 
+/* [QCOW2-TABLE-BOUNDS] A metadata table at offset of bytes length: "Must be
+ * aligned to a cluster boundary", not over the header in cluster 0, and
+ * inside the file without overflow (QEMU validate_table_offset, plus the
+ * end-of-file check QEMU leaves to the read). An empty table is fine. */
+static bool vub_qcow2_table_ok(uint64_t offset, uint64_t bytes, uint64_t cluster_bytes, uint64_t file_bytes)
+{
+    if (bytes == 0)
+        return true;
+    return offset != 0 && (offset & (cluster_bytes - 1)) == 0 && vub_range_ok(offset, bytes, file_bytes);
+}
+
 /* [QCOW2-HDR] The checks on the fixed header fields (qcow2.txt "Header";
  * QEMU qcow2_do_open). Fields that depend on header extensions, such as
  * unknown feature bits, are checked once the extensions are read. */
@@ -4134,6 +4131,16 @@ static enum vub_err vub_qcow2_check_header(const struct vub_qcow2_header *h, uin
          h->backing_file_size > VUB_QCOW2_MAX_BACKING_NAME ||
          h->backing_file_size > cluster_bytes - h->backing_file_offset))
         return vub_fail(e, VUB_R_QCOW2_BACKING_NAME, h->backing_file_offset, h->backing_file_size);
+    /* [QCOW2-REFCOUNT-BOUNDS] vub never reads refcounts, but checks the
+     * table the way QEMU does at open ("Reference count table too large",
+     * "Invalid reference count table offset"), so both accept the same
+     * images. The table is whole clusters, but the file may end right after
+     * the part in use: its first entry must be in the file. */
+    uint64_t refcount_bytes = (uint64_t)h->refcount_table_clusters << h->cluster_bits;
+    if (refcount_bytes > VUB_QCOW2_MAX_REFTABLE_BYTES)
+        return vub_fail(e, VUB_R_QCOW2_REFCOUNT_BIG, h->refcount_table_clusters, 0);
+    if (!vub_qcow2_table_ok(h->refcount_table_offset, refcount_bytes ? 8 : 0, cluster_bytes, file_bytes))
+        return vub_fail(e, VUB_R_QCOW2_REFCOUNT_PLACE, h->refcount_table_offset, 0);
     return VUB_OK;
 }
 
@@ -4148,7 +4155,6 @@ static enum vub_err vub_qcow2_check_header(const struct vub_qcow2_header *h, uin
 #define QCOW2_EXT_DATA_FILE 0x44415441u   /* external data file name */
 
 #define VUB_QCOW2_FEATURE_NAME_ENTRY 48u /* "Feature name table": type, bit, name[46] */
-#define VUB_QCOW2_BACKING_FORMAT_MAX 15u /* QEMU keeps it in a 16-byte field */
 
 /* One extension found in cluster 0: a pointer into the caller's copy of
  * cluster 0, valid while it is. Strings are not NUL-terminated. */
@@ -4167,29 +4173,13 @@ struct vub_qcow2_exts {
     struct vub_qcow2_ext crypto;         /* full disk encryption header pointer */
 };
 
-/* Records one extension. [QCOW2-EXT-ONCE] "each header extension type shall
- * appear at most once"; unknown types "can be safely ignored". */
-static enum vub_err vub_qcow2_ext_take(struct vub_qcow2_exts *x, uint32_t type, const uint8_t *data,
-                                       uint32_t len, struct vub_error *e)
-{
-    struct vub_qcow2_ext *slot = type == QCOW2_EXT_BACKING_FORMAT ? &x->backing_format
-                                 : type == QCOW2_EXT_FEATURE_NAMES ? &x->feature_names
-                                 : type == QCOW2_EXT_DATA_FILE     ? &x->data_file
-                                 : type == QCOW2_EXT_BITMAPS       ? &x->bitmaps
-                                 : type == QCOW2_EXT_CRYPTO        ? &x->crypto
-                                                                   : NULL;
-    if (slot && slot->seen)
-        return vub_fail(e, VUB_R_QCOW2_EXT_ONCE, type, 0);
-    if (slot)
-        *slot = (struct vub_qcow2_ext){data, len, true};
-    return VUB_OK;
-}
-
 /* Walks the extensions in cluster 0: "u32 type; u32 length; data; padding
  * to a multiple of 8", ended by type 0. [QCOW2-EXT-BOUNDS] the area runs
  * from header_length to the backing file name if there is one, else to the
  * end of cluster 0 (QEMU qcow2_read_extensions); an extension whose header
- * or data overruns it is corrupt (QEMU: "Header extension too large"). */
+ * or data overruns it is corrupt (QEMU: "Header extension too large").
+ * [QCOW2-EXT-ONCE] "each header extension type shall appear at most once";
+ * unknown types "can be safely ignored". */
 static enum vub_err vub_qcow2_read_exts(const uint8_t *cluster0, const struct vub_qcow2_header *h,
                                         uint64_t cluster_bytes, struct vub_qcow2_exts *x, struct vub_error *e)
 {
@@ -4206,9 +4196,16 @@ static enum vub_err vub_qcow2_read_exts(const uint8_t *cluster0, const struct vu
             return VUB_OK;
         if (len > end - pos)
             return vub_fail(e, VUB_R_QCOW2_EXT_BOUNDS, pos - 8, len);
-        enum vub_err err = vub_qcow2_ext_take(x, type, cluster0 + pos, len, e);
-        if (err != VUB_OK)
-            return err;
+        struct vub_qcow2_ext *slot = type == QCOW2_EXT_BACKING_FORMAT ? &x->backing_format
+                                     : type == QCOW2_EXT_FEATURE_NAMES ? &x->feature_names
+                                     : type == QCOW2_EXT_DATA_FILE     ? &x->data_file
+                                     : type == QCOW2_EXT_BITMAPS       ? &x->bitmaps
+                                     : type == QCOW2_EXT_CRYPTO        ? &x->crypto
+                                                                       : NULL;
+        if (slot && slot->seen)
+            return vub_fail(e, VUB_R_QCOW2_EXT_ONCE, type, 0);
+        if (slot)
+            *slot = (struct vub_qcow2_ext){cluster0 + pos, len, true};
         pos += ((uint64_t)len + 7) & ~UINT64_C(7); /* len <= 2 MiB: no overflow */
     }
     return VUB_OK;
@@ -4226,20 +4223,27 @@ static const char *vub_qcow2_printable(char *buf, size_t cap, const uint8_t *src
     return buf;
 }
 
-/* Copies a string extension or the backing name into a NUL-terminated heap
- * string. These strings "are not '\0' terminated". One with a NUL or any
- * other control character inside is refused: with a NUL every user of the
- * name would see a different string, and no honest path needs the others. */
-static enum vub_err vub_qcow2_strdup(const uint8_t *src, size_t len, char **out, struct vub_error *e)
+/* Copies a file name the image records (backing file, data file) into a
+ * NUL-terminated heap string. These strings "are not '\0' terminated". One
+ * with a NUL or any other control character inside is refused: with a NUL
+ * every user of the name would see a different string, and no honest path
+ * needs the others. [QCOW2-BACKING-RELATIVE] Given image_path, a relative
+ * name is made relative to the directory of the image that names it, not
+ * to the current directory (QEMU bdrv_get_full_backing_filename). */
+static enum vub_err vub_qcow2_name(const char *image_path, const uint8_t *src, size_t len, char **out,
+                                   struct vub_error *e)
 {
     for (size_t i = 0; i < len; i++)
         if (src[i] < 0x20 || src[i] == 0x7f)
             return vub_fail(e, VUB_R_QCOW2_NAME_CHARS, src[i], 0);
-    char *s = malloc(len + 1);
+    const char *slash = image_path ? strrchr(image_path, '/') : NULL;
+    size_t dir = !slash || (len > 0 && src[0] == '/') ? 0 : (size_t)(slash - image_path) + 1;
+    char *s = malloc(dir + len + 1);
     if (!s)
         return VUB_E_NOMEM;
-    memcpy(s, src, len);
-    s[len] = '\0';
+    memcpy(s, dir ? image_path : "", dir);
+    memcpy(s + dir, src, len);
+    s[dir + len] = '\0';
     *out = s;
     return VUB_OK;
 }
@@ -4254,33 +4258,11 @@ enum {
     QCOW2_INCOMPAT_COMPRESSION_BIT = 3,
     QCOW2_INCOMPAT_EXTL2_BIT = 4,
     QCOW2_INCOMPAT_KNOWN_BITS = 5,
-    /* compatible_features: "can safely ignore any unknown bits" */
-    QCOW2_COMPAT_LAZY_REFCOUNTS_BIT = 0,
-    /* autoclear_features: a reader that never writes may ignore them all */
-    QCOW2_AUTOCLEAR_BITMAPS_BIT = 0,
-    QCOW2_AUTOCLEAR_DATA_FILE_RAW_BIT = 1,
+    /* compatible_features a reader "can safely ignore", and autoclear_features
+     * (bitmaps, raw data file) a reader that never writes may ignore too. */
 };
 
 enum { QCOW2_COMPRESSION_ZLIB = 0, QCOW2_COMPRESSION_ZSTD = 1 };
-
-/* Looks a bit up in a feature name table ("It can be used by applications
- * that don't know the respective feature ... to display a useful error
- * message"): kind is its "Type of feature", 0 incompatible, 1 compatible,
- * 2 autoclear. Writes a printable, NUL-terminated copy of the name (46
- * bytes at most, "not necessarily null terminated if it has full length")
- * into out; "" if the table does not name the bit. */
-static void vub_qcow2_table_name(const uint8_t *table, uint32_t len, unsigned kind, unsigned bit, char out[47])
-{
-    out[0] = '\0';
-    for (uint32_t at = 0; table && len - at >= VUB_QCOW2_FEATURE_NAME_ENTRY; at += VUB_QCOW2_FEATURE_NAME_ENTRY) {
-        const uint8_t *e = table + at;
-        if (e[0] != kind || e[1] != bit)
-            continue;
-        const uint8_t *end = memchr(e + 2, '\0', 46);
-        vub_qcow2_printable(out, 47, e + 2, end ? (size_t)(end - (e + 2)) : 46);
-        return;
-    }
-}
 
 /* [QCOW2-FEATURES] What the feature bits allow us to do.
  *  - [QCOW2-INCOMPAT-UNKNOWN] an unknown incompatible bit: refuse, naming
@@ -4302,9 +4284,8 @@ static enum vub_err vub_qcow2_check_features(const struct vub_qcow2_header *h, c
 {
     uint64_t in = h->incompatible_features;
     uint64_t unknown = in & ~(VUB_BIT(QCOW2_INCOMPAT_KNOWN_BITS) - 1);
-    for (unsigned bit = 0; bit < 64; bit++)
-        if (vub_has(unknown, bit))
-            return vub_fail(e, VUB_R_QCOW2_INCOMPAT_UNKNOWN, bit, unknown);
+    if (unknown != 0) /* the lowest */
+        return vub_fail(e, VUB_R_QCOW2_INCOMPAT_UNKNOWN, (uint64_t)__builtin_ctzll(unknown), unknown);
     if (vub_has(in, QCOW2_INCOMPAT_CORRUPT_BIT))
         return vub_fail(e, VUB_R_QCOW2_CORRUPT_BIT, 0, 0);
     if (vub_has(in, QCOW2_INCOMPAT_COMPRESSION_BIT) != (h->compression_type != QCOW2_COMPRESSION_ZLIB))
@@ -4366,16 +4347,15 @@ struct vub_qcow2 {
     uint32_t l1_size;
 
     /* L2 cache: a fixed number of cluster-sized slots */
-    struct vub_qcow2_l2_slot *l2_slots;
+    struct vub_qcow2_l2_slot *l2_slots; /* followed by their tables */
     unsigned l2_slot_count;
-    uint8_t *l2_memory;           /* l2_slot_count * cluster_bytes */
     uint64_t l2_clock;            /* use counter for last_use */
 
     /* Compressed clusters: the compressed bytes of one cluster, and the last
      * cluster decompressed (reads of its other parts reuse it) */
-    uint8_t *zbuf;                /* 2 * cluster_bytes: the longest extent */
-    struct vub_zstd_work *zstd;   /* zstd images: decoder tables and literals */
     uint8_t *cluster;             /* cluster_bytes; also cluster 0 during open */
+    uint8_t *zbuf;                /* 2 * cluster_bytes after it: the longest extent */
+    struct vub_zstd_work *zstd;   /* zstd images: decoder tables and literals */
     uint64_t cluster_descriptor;  /* which compressed cluster is in `cluster` */
     bool cluster_valid;
 
@@ -4387,7 +4367,6 @@ struct vub_qcow2 {
     struct vub_image *backing;    /* NULL: unallocated clusters read as zeros */
     char *backing_name;           /* as recorded */
     char *backing_path;           /* resolved against the image's directory */
-    char backing_format[8];       /* "raw" or "qcow2" */
 
     /* Snapshots ("Snapshots") */
     uint32_t snapshot_count;
@@ -4406,41 +4385,24 @@ static enum vub_err vub_qcow2_fail(struct vub_qcow2 *q, enum vub_reason reason, 
     return err;
 }
 
-/* [QCOW2-TABLE-BOUNDS] A metadata table at offset of bytes length: "Must be
- * aligned to a cluster boundary", not over the header in cluster 0, and
- * inside the file without overflow (QEMU validate_table_offset, plus the
- * end-of-file check QEMU leaves to the read). An empty table is fine. */
-static bool vub_qcow2_table_ok(const struct vub_qcow2 *q, uint64_t offset, uint64_t bytes)
-{
-    if (bytes == 0)
-        return true;
-    return offset != 0 && (offset & (q->cluster_bytes - 1)) == 0 && vub_range_ok(offset, bytes, q->file_bytes);
-}
-
-/* [QCOW2-L1-SIZE] The L1 entries needed for a disk of size bytes:
- * ceil(size / bytes one L2 table maps). QEMU refuses an image whose L1 is
- * smaller ("L1 table is too small"). */
-static uint64_t vub_qcow2_l1_needed(const struct vub_qcow2 *q, uint64_t size)
-{
-    unsigned shift = q->cluster_bits + q->l2_bits;
-    return (size >> shift) + ((size & ((UINT64_C(1) << shift) - 1)) != 0);
-}
-
 /* [QCOW2-L1-BOUNDS] An L1 table of `entries` at offset that must map at
  * least covers_bytes of the disk: at most 32 MiB (QEMU's QCOW_MAX_L1_SIZE),
  * large enough, aligned and inside the file. Checked for the active table
- * even when a snapshot's is read, as QEMU does at open. */
+ * even when a snapshot's is read, as QEMU does at open.
+ * [QCOW2-L1-SIZE] Large enough is ceil(covers_bytes / bytes one L2 table
+ * maps), as QEMU refuses a smaller one ("L1 table is too small"). */
 static enum vub_err vub_qcow2_check_l1(const struct vub_qcow2 *q, uint64_t offset, uint32_t entries,
                                        uint64_t covers_bytes, bool snapshot, struct vub_error *e)
 {
     uint64_t bytes = (uint64_t)entries * 8;
-    enum vub_reason r = bytes > VUB_QCOW2_MAX_L1_BYTES                 ? VUB_R_QCOW2_L1_BIG
-                        : entries < vub_qcow2_l1_needed(q, covers_bytes) ? VUB_R_QCOW2_L1_SIZE
-                        : !vub_qcow2_table_ok(q, offset, bytes)          ? VUB_R_QCOW2_L1_PLACE
-                                                                         : VUB_R_NONE;
-    if (r == VUB_R_NONE)
-        return VUB_OK;
-    return vub_fail(e, snapshot ? VUB_R_QCOW2_SNAPSHOT_L1 : r, offset, entries);
+    unsigned shift = q->cluster_bits + q->l2_bits;
+    uint64_t needed = (covers_bytes >> shift) + ((covers_bytes & ((UINT64_C(1) << shift) - 1)) != 0);
+    bool placed = vub_qcow2_table_ok(offset, bytes, q->cluster_bytes, q->file_bytes);
+    enum vub_reason r = bytes > VUB_QCOW2_MAX_L1_BYTES ? VUB_R_QCOW2_L1_BIG
+                        : entries < needed           ? VUB_R_QCOW2_L1_SIZE
+                        : !placed                    ? VUB_R_QCOW2_L1_PLACE
+                                                     : VUB_R_NONE;
+    return r == VUB_R_NONE ? VUB_OK : vub_fail(e, snapshot ? VUB_R_QCOW2_SNAPSHOT_L1 : r, offset, entries);
 }
 
 /* Checks, reads and decodes the L1 table the image will be read through. */
@@ -4464,29 +4426,23 @@ static enum vub_err vub_qcow2_load_l1(struct vub_image *img, uint64_t offset, ui
     return VUB_OK;
 }
 
-/* Returns the L2 table at offset, from the cache or read into the least
- * recently used slot. The caller checked the offset. */
+/* Returns the L2 table at offset (checked by the caller; never 0, which marks
+ * an empty slot), from the cache or read into the least recently used slot. */
 static enum vub_err vub_qcow2_l2_get(struct vub_image *img, uint64_t offset, const uint8_t **table)
 {
     struct vub_qcow2 *q = img->qcow2;
-    struct vub_qcow2_l2_slot *victim = &q->l2_slots[0];
-    q->l2_clock++;
-    for (unsigned i = 0; i < q->l2_slot_count; i++) {
-        struct vub_qcow2_l2_slot *s = &q->l2_slots[i];
-        if (s->offset == offset) {
-            s->last_use = q->l2_clock;
-            *table = s->table;
-            return VUB_OK;
-        }
-        if (s->last_use < victim->last_use)
-            victim = s;
+    struct vub_qcow2_l2_slot *s = &q->l2_slots[0]; /* the slot with the table, else the oldest */
+    for (unsigned i = 1; i < q->l2_slot_count && s->offset != offset; i++)
+        if (q->l2_slots[i].offset == offset || q->l2_slots[i].last_use < s->last_use)
+            s = &q->l2_slots[i];
+    if (s->offset != offset) {
+        s->offset = 0; /* empty until the read succeeds */
+        if (vub_qcow2_pread(img->fd, s->table, (size_t)q->cluster_bytes, offset, &q->err) != VUB_OK)
+            return vub_qcow2_fail(q, VUB_R_QCOW2_READ, offset, q->err.b);
+        s->offset = offset;
     }
-    victim->offset = 0; /* empty until the read succeeds */
-    if (vub_qcow2_pread(img->fd, victim->table, (size_t)q->cluster_bytes, offset, &q->err) != VUB_OK)
-        return vub_qcow2_fail(q, VUB_R_QCOW2_READ, offset, q->err.b);
-    victim->offset = offset;
-    victim->last_use = q->l2_clock;
-    *table = victim->table;
+    s->last_use = ++q->l2_clock;
+    *table = s->table;
     return VUB_OK;
 }
 
@@ -4508,30 +4464,6 @@ struct vub_qcow2_extent {
                               COMPRESSED: the cluster descriptor (bits 0-61) */
 };
 
-/* Classifies a standard L2 entry ("Standard Cluster Descriptor") without
- * subclusters, for the cluster holding guest offset off.
- * [QCOW2-L2-ZERO] bit 0 reads as zeros, "nor is data read from the backing
- * file"; "With version 2 ... this is always 0" (QEMU: "Zero cluster entry
- * found in pre-v3 image", corrupt). */
-static enum vub_err vub_qcow2_classify_standard(struct vub_qcow2 *q, uint64_t off, uint64_t entry,
-                                                bool allocated, uint64_t host_cluster,
-                                                struct vub_qcow2_extent *e)
-{
-    uint64_t in_cluster = off & (q->cluster_bytes - 1);
-    e->bytes = q->cluster_bytes - in_cluster;
-    if (vub_has(entry, QCOW2_ZERO_BIT)) {
-        if (q->hdr.version < 3)
-            return vub_qcow2_fail(q, VUB_R_QCOW2_L2_ZERO, off, 0);
-        e->kind = VUB_QCOW2_ZERO;
-    } else if (allocated) {
-        e->kind = VUB_QCOW2_DATA;
-        e->host_offset = host_cluster + in_cluster;
-    } else {
-        e->kind = VUB_QCOW2_UNALLOCATED;
-    }
-    return VUB_OK;
-}
-
 /* The kind of subcluster sc from its bitmap ("Subcluster Allocation
  * Bitmap": bits 0-31 allocated, bits 32-63 reads as zeros). */
 static enum vub_qcow2_kind vub_qcow2_subcluster_kind(uint64_t bitmap, unsigned sc)
@@ -4541,16 +4473,16 @@ static enum vub_qcow2_kind vub_qcow2_subcluster_kind(uint64_t bitmap, unsigned s
     return vub_has(bitmap, sc) ? VUB_QCOW2_DATA : VUB_QCOW2_UNALLOCATED;
 }
 
-/* Classifies an extended L2 entry ("Extended L2 Entries") for guest offset
- * off, extending the extent over the following subclusters of the same kind.
+/* The kind of the subclusters from guest offset off on ("Extended L2
+ * Entries"), extending e over the following subclusters of the same kind.
  * [QCOW2-SUBCLUSTER] a subcluster both allocated and zero is invalid ("the
  * allocation status bit must be unset"; QEMU checks the whole bitmap); an
  * allocated subcluster needs a host offset ("must contain a valid offset");
  * bit 0 of the descriptor is reserved here ("with extended L2 entries ...
  * this is always 0"). */
-static enum vub_err vub_qcow2_classify_extended(struct vub_qcow2 *q, uint64_t off, uint64_t entry,
-                                                uint64_t bitmap, bool allocated, uint64_t host_cluster,
-                                                struct vub_qcow2_extent *e)
+static enum vub_err vub_qcow2_classify_subclusters(struct vub_qcow2 *q, uint64_t off, uint64_t entry,
+                                                   uint64_t bitmap, bool allocated,
+                                                   struct vub_qcow2_extent *e)
 {
     uint32_t alloc = (uint32_t)bitmap, zero = (uint32_t)(bitmap >> 32);
     if (vub_has(entry, QCOW2_ZERO_BIT) || (alloc & zero) != 0 || (alloc != 0 && !allocated))
@@ -4562,8 +4494,6 @@ static enum vub_err vub_qcow2_classify_extended(struct vub_qcow2 *q, uint64_t of
     while (last + 1 < VUB_QCOW2_SUBCLUSTERS && vub_qcow2_subcluster_kind(bitmap, last + 1) == e->kind)
         last++;
     e->bytes = ((uint64_t)(last + 1) << sc_bits) - in_cluster;
-    if (e->kind == VUB_QCOW2_DATA)
-        e->host_offset = host_cluster + in_cluster;
     return VUB_OK;
 }
 
@@ -4573,11 +4503,17 @@ static enum vub_err vub_qcow2_classify_extended(struct vub_qcow2 *q, uint64_t of
  * unaligned one corrupt); "If the offset is 0 and bit 63 is clear, the
  * cluster is unallocated"; offset 0 with bit 63 set only "when an external
  * data file is used"; with a data file, "The offset field ... must match the
- * guest offset" [QCOW2-DATA-FILE-OFFSET]. */
+ * guest offset" [QCOW2-DATA-FILE-OFFSET].
+ * [QCOW2-L2-ZERO] in a standard entry ("Standard Cluster Descriptor") bit 0
+ * reads as zeros, "nor is data read from the backing file"; "With version 2
+ * ... this is always 0" (QEMU: "Zero cluster entry found in pre-v3 image",
+ * corrupt). */
 static enum vub_err vub_qcow2_classify(struct vub_qcow2 *q, uint64_t off, uint64_t entry, uint64_t bitmap,
                                        struct vub_qcow2_extent *e)
 {
+    uint64_t in_cluster = off & (q->cluster_bytes - 1);
     e->guest_offset = off;
+    e->bytes = q->cluster_bytes - in_cluster;
     if (vub_has(entry, QCOW2_COMPRESSED_BIT)) {
         /* [QCOW2-COMPRESSED-ENTRY] no compressed clusters with a data file;
          * "Compressed clusters don't have subclusters": bitmap reserved. */
@@ -4585,20 +4521,23 @@ static enum vub_err vub_qcow2_classify(struct vub_qcow2 *q, uint64_t off, uint64
             return vub_qcow2_fail(q, VUB_R_QCOW2_COMPRESSED_ENTRY, off, q->data_fd >= 0);
         e->kind = VUB_QCOW2_COMPRESSED;
         e->host_offset = entry & QCOW2_DESCRIPTOR_MASK;
-        e->bytes = q->cluster_bytes - (off & (q->cluster_bytes - 1));
         return VUB_OK;
     }
     uint64_t host_cluster = entry & QCOW2_OFFSET_MASK;
     bool copied = vub_has(entry, QCOW2_COPIED_BIT);
     bool allocated = host_cluster != 0 || (q->data_fd >= 0 && copied);
-    uint64_t guest_cluster = off & ~(q->cluster_bytes - 1);
+    bool zero = vub_has(entry, QCOW2_ZERO_BIT);
     if ((entry & QCOW2_L2_RESERVED_MASK) != 0 || (host_cluster & (q->cluster_bytes - 1)) != 0 ||
         (host_cluster == 0 && copied && q->data_fd < 0) ||
-        (allocated && q->data_fd >= 0 && host_cluster != guest_cluster))
+        (allocated && q->data_fd >= 0 && host_cluster != off - in_cluster))
         return vub_qcow2_fail(q, VUB_R_QCOW2_L2_ENTRY, entry, off);
+    e->host_offset = host_cluster + in_cluster; /* used for DATA only */
     if (q->extended_l2)
-        return vub_qcow2_classify_extended(q, off, entry, bitmap, allocated, host_cluster, e);
-    return vub_qcow2_classify_standard(q, off, entry, allocated, host_cluster, e);
+        return vub_qcow2_classify_subclusters(q, off, entry, bitmap, allocated, e);
+    if (zero && q->hdr.version < 3)
+        return vub_qcow2_fail(q, VUB_R_QCOW2_L2_ZERO, off, 0);
+    e->kind = zero ? VUB_QCOW2_ZERO : allocated ? VUB_QCOW2_DATA : VUB_QCOW2_UNALLOCATED;
+    return VUB_OK;
 }
 
 /* Maps guest offset off: what the bytes from off on read as, for at most
@@ -4606,8 +4545,7 @@ static enum vub_err vub_qcow2_classify(struct vub_qcow2 *q, uint64_t off, uint64
  * [QCOW2-L1-ENTRY] an L1 entry of offset 0 leaves "all clusters described
  * by this L2 table ... unallocated"; reserved bits are zero; the L2 table is
  * aligned and wholly inside the file. An index past the L1 table (a
- * snapshot's disk can be larger than its table only if corrupt, which open
- * refuses) is unallocated too, as in QEMU. */
+ * snapshot's table may map less than the disk) is unallocated too. */
 static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t max_bytes,
                                   struct vub_qcow2_extent *e)
 {
@@ -4616,15 +4554,13 @@ static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t 
     uint64_t l1_index = off >> span_bits;
     uint64_t l1_entry = l1_index < q->l1_size ? q->l1[l1_index] : 0;
     uint64_t l2_offset = l1_entry & QCOW2_OFFSET_MASK;
-    memset(e, 0, sizeof *e);
     if ((l1_entry & QCOW2_L1_RESERVED_MASK) != 0 || (l2_offset & (q->cluster_bytes - 1)) != 0)
         return vub_qcow2_fail(q, VUB_R_QCOW2_L1_ENTRY, l1_index, l1_entry);
     if (l2_offset != 0 && !vub_range_ok(l2_offset, q->cluster_bytes, q->file_bytes))
         return vub_qcow2_fail(q, VUB_R_QCOW2_L1_TRUNCATED, l2_offset, q->file_bytes);
     if (l2_offset == 0) {
-        e->kind = VUB_QCOW2_UNALLOCATED;
-        e->guest_offset = off;
-        e->bytes = (UINT64_C(1) << span_bits) - (off & ((UINT64_C(1) << span_bits) - 1));
+        uint64_t span = UINT64_C(1) << span_bits;
+        *e = (struct vub_qcow2_extent){VUB_QCOW2_UNALLOCATED, off, span - (off & (span - 1)), 0};
     } else {
         const uint8_t *table = NULL;
         enum vub_err err = vub_qcow2_l2_get(img, l2_offset, &table);
@@ -4636,8 +4572,7 @@ static enum vub_err vub_qcow2_map(struct vub_image *img, uint64_t off, uint64_t 
         if (err != VUB_OK)
             return err;
     }
-    if (e->bytes > max_bytes)
-        e->bytes = max_bytes;
+    e->bytes = VUB_MIN(e->bytes, max_bytes);
     return VUB_OK;
 }
 
@@ -4654,8 +4589,8 @@ static enum vub_err vub_qcow2_read_data(struct vub_image *img, const struct vub_
     struct iovec batch[VUB_IOV_BATCH];
     unsigned n;
     uint64_t off = e->host_offset, bytes = e->bytes, done;
-    while (bytes > 0) {
-        uint64_t taken = vub_iov_take(c, bytes, batch, VUB_IOV_BATCH, &n);
+    for (uint64_t taken; bytes > 0; off += taken, bytes -= taken) {
+        taken = vub_iov_take(c, bytes, batch, VUB_IOV_BATCH, &n);
         if (off > (uint64_t)INT64_MAX ||
             vub_sys_xfer(fd, false, (int64_t)off, batch, n, NULL, NULL, &done, &q->err) != VUB_OK)
             return vub_qcow2_fail(q, VUB_R_QCOW2_READ, off, q->err.b);
@@ -4663,8 +4598,6 @@ static enum vub_err vub_qcow2_read_data(struct vub_image *img, const struct vub_
         struct vub_iov_cursor rest = {batch, n, 0, 0};
         vub_iov_take(&rest, done, NULL, 0, NULL);
         vub_iov_copy(&rest, NULL, NULL, taken - done);
-        off += taken;
-        bytes -= taken;
     }
     return VUB_OK;
 }
@@ -4706,14 +4639,9 @@ static enum vub_err vub_qcow2_inflate_cluster(struct vub_image *img, uint64_t de
     int rc = q->zstd ? vub_zstd_decompress(q->cluster, (size_t)q->cluster_bytes, &produced, q->zbuf,
                                            (size_t)bytes, NULL, q->zstd)
                      : vub_inflate(q->cluster, (size_t)q->cluster_bytes, &produced, q->zbuf, (size_t)bytes, NULL);
-    if (rc < 0) {
-        enum vub_err err = vub_qcow2_fail(q, q->zstd ? VUB_R_QCOW2_ZSTD : VUB_R_QCOW2_INFLATE, offset,
-                                          (uint64_t)(int64_t)rc);
-        size_t used = strlen(q->why);
-        snprintf(q->why + used, sizeof q->why - used, ": %s",
-                 q->zstd ? vub_zstd_strerror(rc) : vub_inflate_strerror(rc));
-        return err;
-    }
+    if (rc < 0)
+        return vub_qcow2_fail(q, q->zstd ? VUB_R_QCOW2_ZSTD : VUB_R_QCOW2_INFLATE, offset,
+                              (uint64_t)(int64_t)rc);
     if (produced != q->cluster_bytes)
         return vub_qcow2_fail(q, VUB_R_QCOW2_COMPRESSED, offset, produced);
     q->cluster_descriptor = descriptor;
@@ -4741,19 +4669,14 @@ static enum vub_err vub_qcow2_read_backing(struct vub_image *img, const struct v
 {
     struct vub_qcow2 *q = img->qcow2;
     uint64_t off = e->guest_offset, bytes = e->bytes;
-    uint64_t covered = 0;
-    if (q->backing && off < q->backing->size)
-        covered = q->backing->size - off < bytes ? q->backing->size - off : bytes;
+    uint64_t covered = q->backing && off < q->backing->size ? VUB_MIN(q->backing->size - off, bytes) : 0;
     struct iovec batch[VUB_IOV_BATCH];
     unsigned n;
-    while (covered > 0) {
-        uint64_t taken = vub_iov_take(c, covered, batch, VUB_IOV_BATCH, &n);
+    for (uint64_t taken; covered > 0; off += taken, covered -= taken, bytes -= taken) {
+        taken = vub_iov_take(c, covered, batch, VUB_IOV_BATCH, &n);
         enum vub_err err = vub_image_readv(q->backing, off, batch, (int)n);
         if (err != VUB_OK)
             return vub_qcow2_backing_fail(q, err);
-        off += taken;
-        covered -= taken;
-        bytes -= taken;
     }
     vub_iov_copy(c, NULL, NULL, bytes);
     return VUB_OK;
@@ -4764,74 +4687,30 @@ static enum vub_err vub_qcow2_read_extent(struct vub_image *img, const struct vu
                                           struct vub_iov_cursor *c)
 {
     struct vub_qcow2 *q = img->qcow2;
+    enum vub_err err;
     switch (e->kind) {
     case VUB_QCOW2_ZERO:
         vub_iov_copy(c, NULL, NULL, e->bytes);
         return VUB_OK;
     case VUB_QCOW2_DATA:
         return vub_qcow2_read_data(img, e, c);
-    case VUB_QCOW2_COMPRESSED: {
-        enum vub_err err = vub_qcow2_inflate_cluster(img, e->host_offset);
-        if (err != VUB_OK)
-            return err;
-        vub_iov_copy(c, NULL, q->cluster + (e->guest_offset & (q->cluster_bytes - 1)), e->bytes);
-        return VUB_OK;
-    }
+    case VUB_QCOW2_COMPRESSED:
+        err = vub_qcow2_inflate_cluster(img, e->host_offset);
+        if (err == VUB_OK)
+            vub_iov_copy(c, NULL, q->cluster + (e->guest_offset & (q->cluster_bytes - 1)), e->bytes);
+        return err;
     case VUB_QCOW2_UNALLOCATED:
         return vub_qcow2_read_backing(img, e, c);
     }
     return VUB_E_INVAL;
 }
 
-/* True if extent b continues extent a so that one read serves both: same
- * kind and, for data, the next bytes of the file. A compressed cluster is
- * always read alone. */
-static bool vub_qcow2_extends(const struct vub_qcow2_extent *a, const struct vub_qcow2_extent *b)
-{
-    if (a->kind != b->kind || a->kind == VUB_QCOW2_COMPRESSED)
-        return false;
-    return a->kind != VUB_QCOW2_DATA || a->host_offset + a->bytes == b->host_offset;
-}
-
 /* ---- 9.6 Backing files ("backing_file_offset", "Backing file format name") */
-
-/* Where in a backing chain an open failed, for a refusal that gives the
- * reason first and the chain after ([QCOW2-BACKING-WHY]). */
-struct vub_qcow2_chain_fault {
-    unsigned depth;                       /* 0 until a backing file failed */
-    char path[256];                       /* that file (cut to fit) */
-};
-
-/* One image of a backing chain being opened, innermost last: what a new
- * backing file is checked against. */
-struct vub_qcow2_chain {
-    dev_t dev;                            /* identity of the image file */
-    ino_t ino;
-    unsigned depth;                       /* 0 for the image the caller opened */
-    const struct vub_qcow2_chain *above;  /* the image that names this one */
-    struct vub_qcow2_chain_fault *fault;  /* shared by the whole chain */
-};
-
-/* [QCOW2-BACKING-RELATIVE] A relative backing (or data file) name is
- * relative to the directory of the image that names it, not to the current
- * directory (QEMU bdrv_get_full_backing_filename). Returns a heap string. */
-static char *vub_qcow2_resolve(const char *image_path, const char *name)
-{
-    const char *slash = strrchr(image_path, '/');
-    size_t dir = name[0] == '/' || !slash ? 0 : (size_t)(slash - image_path) + 1;
-    size_t len = strlen(name);
-    char *s = malloc(dir + len + 1);
-    if (s) {
-        memcpy(s, image_path, dir);
-        memcpy(s + dir, name, len + 1);
-    }
-    return s;
-}
 
 /* [QCOW2-BACKING-FORMAT] The backing file's format: the one the image
  * records, else the caller's. Never probed: a raw backing file whose guest
  * wrote a qcow2 header into it would otherwise point us at any host file. */
-static enum vub_err vub_qcow2_backing_format(struct vub_qcow2 *q, const struct vub_qcow2_exts *x,
+static enum vub_err vub_qcow2_backing_format(const struct vub_qcow2_exts *x,
                                              const struct vub_image_opts *opts, enum vub_format *fmt,
                                              struct vub_error *e)
 {
@@ -4844,42 +4723,42 @@ static enum vub_err vub_qcow2_backing_format(struct vub_qcow2 *q, const struct v
         *fmt = VUB_FORMAT_QCOW2;
     else
         return vub_fail(e, f->seen ? VUB_R_QCOW2_BACKING_FORMAT : VUB_R_QCOW2_BACKING_UNRECORDED, 0, 0);
-    snprintf(q->backing_format, sizeof q->backing_format, "%s", *fmt == VUB_FORMAT_RAW ? "raw" : "qcow2");
     return VUB_OK;
 }
 
 static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path,
-                                         const struct vub_image_opts *opts,
-                                         const struct vub_qcow2_chain *chain, struct vub_error *e);
+                                         const struct vub_image_opts *opts, const struct vub_image *top,
+                                         unsigned depth, struct vub_error *e);
 
-/* Opens the backing file into a new read-only image.
- * [QCOW2-BACKING-LOOP] a file already in the chain (same st_dev, st_ino)
- * is a loop; [QCOW2-BACKING-DEPTH] at most VUB_QCOW2_MAX_CHAIN files below
- * the image the caller opened. [QCOW2-BACKING-RAW-SIZE] a raw backing file
- * is as long as the file, to the byte: QEMU reads a partial last sector of
- * it (and zeros after), so the sector rounding of raw disks does not apply.
- * Backing images are opened here rather than with vub_image_open(), which
- * has no way to carry the chain. */
-static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format fmt,
-                                          const struct vub_image_opts *opts, const struct vub_qcow2_chain *chain,
-                                          struct vub_error *e)
+/* Opens the backing file into a new read-only image, depth files below
+ * top, the image the caller opened.
+ * [QCOW2-BACKING-LOOP] a file already in the chain (the same file, by any
+ * name) is a loop; [QCOW2-BACKING-DEPTH] at most VUB_QCOW2_MAX_CHAIN files
+ * below top. [QCOW2-BACKING-RAW-SIZE] a raw backing file is as long as the
+ * file, to the byte: QEMU reads a partial last sector of it (and zeros
+ * after), so the sector rounding of raw disks does not apply.
+ * [QCOW2-BACKING-WHY] The new image hangs from q before anything can fail,
+ * and opening it is the last step of opening q: so the deepest image of a
+ * chain that failed to open is the one that failed, and vub_qcow2_open
+ * names it. Backing images are opened here rather than with
+ * vub_image_open(), which has no way to carry the chain. */
+static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
+                                           const struct vub_image_opts *opts, const struct vub_image *top,
+                                           unsigned depth, struct vub_error *e)
 {
-    if (chain->depth + 1 > VUB_QCOW2_MAX_CHAIN)
-        return vub_fail(e, VUB_R_QCOW2_BACKING_DEPTH, VUB_QCOW2_MAX_CHAIN, 0);
     struct vub_image *b = calloc(1, sizeof *b);
     if (!b)
         return VUB_E_NOMEM;
-    b->format = fmt;
-    b->read_only = true;
-    q->backing = b;  /* vub_qcow2_close() frees it on any failure below */
-    struct vub_qcow2_chain link = {0, 0, chain->depth + 1, chain, chain->fault};
-    b->fd = vub_sys_open(q->backing_path, true);
-    if (b->fd < 0)
+    *b = (struct vub_image){.format = fmt, .fd = -1, .read_only = true};
+    q->backing = b; /* vub_qcow2_close() frees it on any failure below */
+    if (depth > VUB_QCOW2_MAX_CHAIN)
+        return vub_fail(e, VUB_R_QCOW2_BACKING_DEPTH, VUB_QCOW2_MAX_CHAIN, 0);
+    if ((b->fd = vub_sys_open(q->backing_path, true)) < 0)
         return vub_fail(e, VUB_R_QCOW2_BACKING_OPEN, 0, (uint64_t)errno);
-    if (!vub_sys_stat(b->fd, true, &b->size, &link.dev, &link.ino))
+    if (!vub_sys_stat(b->fd, true, &b->size, NULL, NULL))
         return vub_fail(e, VUB_R_QCOW2_BACKING_KIND, 0, 0);
-    for (const struct vub_qcow2_chain *c = chain; c; c = c->above)
-        if (c->dev == link.dev && c->ino == link.ino)
+    for (const struct vub_image *above = top; above != b; above = above->qcow2->backing)
+        if (vub_sys_same_file(above->fd, b->fd))
             return vub_fail(e, VUB_R_QCOW2_BACKING_LOOP, 0, 0);
     enum vub_err err = vub_image_lock(b->fd, false, opts->force_share, e);
     if (err != VUB_OK || fmt == VUB_FORMAT_RAW)
@@ -4890,22 +4769,7 @@ static enum vub_err vub_qcow2_try_backing(struct vub_qcow2 *q, enum vub_format f
                                 .snapshot = NULL, /* a snapshot is of the image named, not its backing */
                                 .backing_format = opts->backing_format,
                                 .force_share = opts->force_share};
-    return vub_qcow2_open_chain(b, q->backing_path, &bo, &link, e);
-}
-
-/* [QCOW2-BACKING-WHY] the innermost failure says why, with no path
- * prefixes; the first backing file to see it failing records itself, and
- * the image the caller opened adds the chain (vub_qcow2_open). */
-static enum vub_err vub_qcow2_open_backing(struct vub_qcow2 *q, enum vub_format fmt,
-                                           const struct vub_image_opts *opts,
-                                           const struct vub_qcow2_chain *chain, struct vub_error *e)
-{
-    enum vub_err err = vub_qcow2_try_backing(q, fmt, opts, chain, e);
-    if (err != VUB_OK && chain->fault->depth == 0) {
-        chain->fault->depth = chain->depth + 1;
-        snprintf(chain->fault->path, sizeof chain->fault->path, "%s", q->backing_path);
-    }
-    return err;
+    return vub_qcow2_open_chain(b, q->backing_path, &bo, top, depth, e);
 }
 
 /* Walks every file the image reads: its own, its data file, its backing
@@ -4935,9 +4799,8 @@ struct vub_qcow2_snapshot_header {
     uint32_t date_sec;            /* 16 */
     uint32_t date_nsec;           /* 20 */
     uint64_t vm_clock_nsec;       /* 24 */
-    uint32_t vm_state_size;       /* 32 */
+    uint64_t vm_state_size;       /* 32, or extra 0-7 (entry 40-47) if present */
     uint32_t extra_data_size;     /* 36 */
-    uint64_t vm_state_size_large; /* extra 0-7 (entry 40-47) */
     uint64_t disk_size;           /* extra 8-15 (entry 48-55) */
 };
 
@@ -4949,37 +4812,33 @@ static enum vub_err vub_qcow2_snapshot_read(int fd, uint64_t offset, struct vub_
     enum vub_err err = vub_qcow2_pread(fd, p, sizeof p, offset, e);
     if (err != VUB_OK)
         return err;
-    s->l1_table_offset = vub_be64(p + 0);
-    s->l1_size = vub_be32(p + 8);
-    s->id_str_size = (uint16_t)(p[12] << 8 | p[13]);
-    s->name_size = (uint16_t)(p[14] << 8 | p[15]);
-    s->date_sec = vub_be32(p + 16);
-    s->date_nsec = vub_be32(p + 20);
-    s->vm_clock_nsec = vub_be64(p + 24);
-    s->vm_state_size = vub_be32(p + 32);
-    s->extra_data_size = vub_be32(p + 36);
-    s->vm_state_size_large = s->extra_data_size >= 8 ? vub_be64(p + 40) : 0;
-    s->disk_size = s->extra_data_size >= 16 ? vub_be64(p + 48) : 0;
+    uint32_t extra = vub_be32(p + 36);
+    *s = (struct vub_qcow2_snapshot_header){
+        /* one line per group of the spec's table */
+        .l1_table_offset = vub_be64(p + 0), .l1_size = vub_be32(p + 8),
+        .id_str_size = (uint16_t)(p[12] << 8 | p[13]), .name_size = (uint16_t)(p[14] << 8 | p[15]),
+        .date_sec = vub_be32(p + 16), .date_nsec = vub_be32(p + 20), .vm_clock_nsec = vub_be64(p + 24),
+        /* "If this field is present, the 32-bit value in bytes 32-35 is ignored." */
+        .vm_state_size = extra >= 8 ? vub_be64(p + 40) : vub_be32(p + 32), .extra_data_size = extra,
+        .disk_size = extra >= 16 ? vub_be64(p + 48) : 0,
+    };
     return VUB_OK;
 }
 
-/* Bytes of an entry without its padding: fixed part, extra data, id, name.
- * Format note: the next entry starts after "Padding to round up the
- * snapshot table entry size to the next multiple of 8", but QEMU does not
- * write the padding of the last entry: the file may end before it. */
-static uint64_t vub_qcow2_snapshot_bytes(const struct vub_qcow2_snapshot_header *s)
+/* True if the id (or name) of str_bytes at str_offset is the string want,
+ * compared a piece at a time. */
+static bool vub_qcow2_snapshot_is(int fd, uint64_t str_offset, uint16_t str_bytes, const char *want)
 {
-    return VUB_QCOW2_SNAPSHOT_FIXED_BYTES + (uint64_t)s->extra_data_size + s->id_str_size + s->name_size;
-}
-
-/* True if the entry's id (or name) is the string want. */
-static bool vub_qcow2_snapshot_is(int fd, uint64_t str_offset, uint16_t str_bytes, const char *want,
-                                  char *scratch)
-{
-    size_t len = strlen(want);
-    if (len != str_bytes)
+    uint8_t piece[256];
+    if (!want || strlen(want) != str_bytes)
         return false;
-    return vub_qcow2_pread(fd, scratch, len, str_offset, NULL) == VUB_OK && memcmp(scratch, want, len) == 0;
+    for (size_t at = 0, n; at < str_bytes; at += n) {
+        n = VUB_MIN(sizeof piece, (size_t)str_bytes - at);
+        if (vub_qcow2_pread(fd, piece, n, str_offset + at, NULL) != VUB_OK ||
+            memcmp(piece, want + at, n) != 0)
+            return false;
+    }
+    return true;
 }
 
 /* [QCOW2-SNAPSHOT-TABLE] Walks the snapshot table once at open: at most
@@ -4987,55 +4846,44 @@ static bool vub_qcow2_snapshot_is(int fd, uint64_t str_offset, uint16_t str_byte
  * file, extra data at most 1 KiB (QEMU "Too much extra metadata"). Records
  * where each entry starts, and finds the one opts->snapshot names: an
  * entry whose id matches wins over one whose name does, as with QEMU's
- * snapshot lookup. *found is -1 if none does. */
+ * snapshot lookup (*found is -1 without want; with it, no match fails).
+ * Format note: an entry is its fixed part, extra data, id and name, then
+ * "Padding to round up the snapshot table entry size to the next multiple
+ * of 8"; QEMU does not write the padding of the last entry, so the file may
+ * end before it. */
 static enum vub_err vub_qcow2_read_snapshots(struct vub_image *img, const struct vub_qcow2_header *h,
                                              const char *want, int32_t *found, struct vub_error *e)
 {
     struct vub_qcow2 *q = img->qcow2;
-    *found = -1;
+    int32_t by_id = -1, by_name = -1;
     if (h->nb_snapshots > VUB_QCOW2_MAX_SNAPSHOTS)
         return vub_fail(e, VUB_R_QCOW2_SNAPSHOTS_MANY, h->nb_snapshots, VUB_QCOW2_MAX_SNAPSHOTS);
-    if (h->nb_snapshots == 0)
-        return VUB_OK;
-    if (!vub_qcow2_table_ok(q, h->snapshots_offset, (uint64_t)h->nb_snapshots * VUB_QCOW2_SNAPSHOT_FIXED_BYTES))
+    if (!vub_qcow2_table_ok(h->snapshots_offset, (uint64_t)h->nb_snapshots * VUB_QCOW2_SNAPSHOT_FIXED_BYTES,
+                            q->cluster_bytes, q->file_bytes))
         return vub_fail(e, VUB_R_QCOW2_SNAPSHOT_TABLE, h->snapshots_offset, 0);
-    q->snapshot_offsets = calloc(h->nb_snapshots, sizeof *q->snapshot_offsets);
-    char *scratch = want ? malloc(strlen(want) + 1) : NULL;
-    if (!q->snapshot_offsets || (want && !scratch)) {
-        free(scratch);
+    if (!(q->snapshot_offsets = calloc(h->nb_snapshots + 1, sizeof *q->snapshot_offsets))) /* never 0 */
         return VUB_E_NOMEM;
-    }
-    int32_t by_id = -1, by_name = -1;
-    uint64_t at = h->snapshots_offset, end = h->snapshots_offset;
-    enum vub_err err = VUB_OK;
-    for (uint32_t i = 0; i < h->nb_snapshots && err == VUB_OK; i++, at = end) {
+    uint64_t at = h->snapshots_offset;
+    for (uint32_t i = 0; i < h->nb_snapshots; i++) {
         struct vub_qcow2_snapshot_header s;
-        if (!vub_range_ok(at, VUB_QCOW2_SNAPSHOT_FIXED_BYTES, q->file_bytes)) {
-            err = vub_fail(e, VUB_R_QCOW2_SNAPSHOT_ENTRY, i, 0);
-            break;
-        }
-        if ((err = vub_qcow2_snapshot_read(img->fd, at, &s, e)) != VUB_OK)
-            break;
-        end = at + vub_qcow2_snapshot_bytes(&s);
+        enum vub_err err = vub_qcow2_snapshot_read(img->fd, at, &s, e); /* past EOF: zeros */
+        if (err != VUB_OK)
+            return err;
+        uint64_t id_at = at + VUB_QCOW2_SNAPSHOT_FIXED_BYTES + s.extra_data_size; /* at <= file_bytes + 7 */
+        uint64_t end = id_at + s.id_str_size + s.name_size;
         if (s.extra_data_size > VUB_QCOW2_MAX_SNAPSHOT_EXTRA || end > q->file_bytes ||
-            end - h->snapshots_offset > VUB_QCOW2_MAX_SNAPSHOT_TABLE_BYTES) {
-            err = vub_fail(e, VUB_R_QCOW2_SNAPSHOT_ENTRY, i, s.extra_data_size);
-            break;
-        }
-        end = (end + 7) & ~UINT64_C(7);
+            end - h->snapshots_offset > VUB_QCOW2_MAX_SNAPSHOT_TABLE_BYTES)
+            return vub_fail(e, VUB_R_QCOW2_SNAPSHOT_ENTRY, i, s.extra_data_size);
         q->snapshot_offsets[i] = at;
-        uint64_t id_at = at + VUB_QCOW2_SNAPSHOT_FIXED_BYTES + s.extra_data_size;
-        if (want && by_id < 0 && vub_qcow2_snapshot_is(img->fd, id_at, s.id_str_size, want, scratch))
+        if (by_id < 0 && vub_qcow2_snapshot_is(img->fd, id_at, s.id_str_size, want))
             by_id = (int32_t)i;
-        if (want && by_name < 0 && vub_qcow2_snapshot_is(img->fd, id_at + s.id_str_size, s.name_size, want, scratch))
+        if (by_name < 0 && vub_qcow2_snapshot_is(img->fd, id_at + s.id_str_size, s.name_size, want))
             by_name = (int32_t)i;
+        at = (end + 7) & ~UINT64_C(7);
     }
-    free(scratch);
-    if (err != VUB_OK)
-        return err;
     q->snapshot_count = h->nb_snapshots;
     *found = by_id >= 0 ? by_id : by_name;
-    return VUB_OK;
+    return want && *found < 0 ? vub_fail(e, VUB_R_QCOW2_SNAPSHOT_NAME, 0, 0) : VUB_OK;
 }
 
 /* [QCOW2-SNAPSHOT-READ] Reading a snapshot is reading through its L1 table
@@ -5045,9 +4893,8 @@ static enum vub_err vub_qcow2_read_snapshots(struct vub_image *img, const struct
  * like the active one, except that a snapshot without a recorded size may
  * have an L1 table smaller than the image has grown since; the clusters
  * past it are unallocated.
- * Format note: qemu-img convert -l keeps the active layer's size instead
- * (qcow2_snapshot_load_tmp swaps the L1 table only), so its output is
- * longer than vub's when the image grew after the snapshot. */
+ * Format note: qemu-img convert -l keeps the active layer's size instead,
+ * so its output is longer than vub's when the image grew after the snapshot. */
 static enum vub_err vub_qcow2_select_snapshot(struct vub_image *img, int32_t index, uint64_t header_size,
                                               uint64_t *disk_bytes, struct vub_error *e)
 {
@@ -5064,10 +4911,22 @@ static enum vub_err vub_qcow2_select_snapshot(struct vub_image *img, int32_t ind
 
 /* ---- 9.8 Opening and reading ------------------------------------------------ */
 
-/* Fills q from a checked header: the header itself and its geometry. */
-static void vub_qcow2_geometry(struct vub_qcow2 *q, const struct vub_qcow2_header *h)
+/* Starts img's qcow2 state from its checked header: the geometry, every
+ * buffer reads use (the L2 cache, a fixed number of slots within
+ * VUB_QCOW2_L2_CACHE_BYTES; the compressed cluster and its input; the zstd
+ * decoder's work area), and cluster 0 (header, extensions, backing name)
+ * in q->cluster, which no compressed cluster uses until open is over. */
+static enum vub_err vub_qcow2_start(struct vub_image *img, const struct vub_qcow2_header *h,
+                                    uint64_t file_bytes, struct vub_qcow2_exts *x, struct vub_error *e)
 {
+    struct vub_qcow2 *q = calloc(1, sizeof *q);
+    if (!q)
+        return VUB_E_NOMEM;
+    img->qcow2 = q;
     q->hdr = *h;
+    q->data_fd = -1;
+    q->snapshot_index = -1;
+    q->file_bytes = file_bytes;
     q->cluster_bits = h->cluster_bits;
     q->cluster_bytes = UINT64_C(1) << h->cluster_bits;
     q->extended_l2 = vub_has(h->incompatible_features, QCOW2_INCOMPAT_EXTL2_BIT);
@@ -5075,106 +4934,70 @@ static void vub_qcow2_geometry(struct vub_qcow2 *q, const struct vub_qcow2_heade
      * (2 * sizeof(uint64_t)))" with extended L2 entries. */
     q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
     q->l2_bits = h->cluster_bits - (q->extended_l2 ? 4 : 3);
-}
-
-/* Reads cluster 0 (header, extensions, backing name) into q->cluster,
- * which no compressed cluster uses until open is over. */
-static enum vub_err vub_qcow2_read_cluster0(struct vub_image *img, struct vub_error *e)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    q->cluster = malloc((size_t)q->cluster_bytes);
-    if (!q->cluster)
+    uint64_t slots = VUB_QCOW2_L2_CACHE_BYTES >> q->cluster_bits;
+    slots = VUB_MIN(VUB_MAX(slots, VUB_QCOW2_L2_CACHE_MIN_SLOTS), VUB_QCOW2_L2_CACHE_MAX_SLOTS);
+    q->l2_slot_count = (unsigned)slots;
+    q->l2_slots = calloc(1, (size_t)(slots * sizeof *q->l2_slots + (slots << q->cluster_bits)));
+    q->cluster = malloc((size_t)(3 * q->cluster_bytes));
+    if (h->compression_type == QCOW2_COMPRESSION_ZSTD)
+        q->zstd = vub_zstd_work_new((size_t)q->cluster_bytes);
+    if (!q->l2_slots || !q->cluster || (h->compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
         return VUB_E_NOMEM;
-    return vub_qcow2_pread(img->fd, q->cluster, (size_t)q->cluster_bytes, 0, e);
-}
-
-/* [QCOW2-REFCOUNT-BOUNDS] vub never reads refcounts, but checks the table
- * the way QEMU does at open ("Reference count table too large", "Invalid
- * reference count table offset"), so both accept the same images. */
-static enum vub_err vub_qcow2_check_refcount_table(const struct vub_qcow2 *q, const struct vub_qcow2_header *h,
-                                                   struct vub_error *e)
-{
-    uint64_t bytes = (uint64_t)h->refcount_table_clusters << q->cluster_bits;
-    if (bytes > VUB_QCOW2_MAX_REFTABLE_BYTES)
-        return vub_fail(e, VUB_R_QCOW2_REFCOUNT_BIG, h->refcount_table_clusters, 0);
-    /* The table is whole clusters, but the file may end right after the
-     * part in use; check the first cluster is in the file. */
-    if (!vub_qcow2_table_ok(q, h->refcount_table_offset, bytes ? 8 : 0))
-        return vub_fail(e, VUB_R_QCOW2_REFCOUNT_PLACE, h->refcount_table_offset, 0);
+    for (unsigned i = 0; i < q->l2_slot_count; i++)
+        q->l2_slots[i].table = (uint8_t *)(q->l2_slots + slots) + ((size_t)i << q->cluster_bits);
+    q->zbuf = q->cluster + q->cluster_bytes;
+    enum vub_err err = vub_qcow2_pread(img->fd, q->cluster, (size_t)q->cluster_bytes, 0, e);
+    if (err != VUB_OK || (err = vub_qcow2_read_exts(q->cluster, h, q->cluster_bytes, x, e)) != VUB_OK ||
+        !x->feature_names.seen)
+        return err;
+    /* the feature name table is copied: cluster 0 is reused after open */
+    if (!(q->feature_table = malloc(x->feature_names.len ? x->feature_names.len : 1)))
+        return VUB_E_NOMEM;
+    memcpy(q->feature_table, x->feature_names.data, x->feature_names.len);
+    q->feature_table_bytes = x->feature_names.len;
     return VUB_OK;
 }
 
-/* Takes the names cluster 0 records (backing file, data file) and opens
- * what they name. */
-static enum vub_err vub_qcow2_open_files(struct vub_image *img, const char *path, const struct vub_qcow2_header *h,
-                                         const struct vub_qcow2_exts *x, const struct vub_image_opts *opts,
-                                         const struct vub_qcow2_chain *chain, struct vub_error *e)
+/* Takes the names cluster 0 records: opens the data file, and leaves the
+ * backing file (its path and format in *fmt) for the last step of open. */
+static enum vub_err vub_qcow2_take_names(struct vub_image *img, const char *path,
+                                         const struct vub_qcow2_header *h, const struct vub_qcow2_exts *x,
+                                         const struct vub_image_opts *opts, enum vub_format *fmt,
+                                         struct vub_error *e)
 {
     struct vub_qcow2 *q = img->qcow2;
+    const uint8_t *name = q->cluster + h->backing_file_offset;
     enum vub_err err;
     if (x->data_file.seen && vub_has(h->incompatible_features, QCOW2_INCOMPAT_DATA_FILE_BIT)) {
-        char *name = NULL;
         if (x->data_file.len > VUB_QCOW2_MAX_NAME)
             return vub_fail(e, VUB_R_QCOW2_DATA_FILE_LONG, x->data_file.len, 0);
-        if ((err = vub_qcow2_strdup(x->data_file.data, x->data_file.len, &name, e)) != VUB_OK)
+        if ((err = vub_qcow2_name(path, x->data_file.data, x->data_file.len, &q->data_path, e)) != VUB_OK)
             return err;
-        q->data_path = vub_qcow2_resolve(path, name);
-        free(name);
-        if (!q->data_path)
-            return VUB_E_NOMEM;
-        q->data_fd = vub_sys_open(q->data_path, true);
-        if (q->data_fd < 0)
+        if ((q->data_fd = vub_sys_open(q->data_path, true)) < 0)
             return vub_fail(e, VUB_R_IMG_OPEN, 0, (uint64_t)errno);
         if ((err = vub_image_lock(q->data_fd, false, opts->force_share, e)) != VUB_OK)
             return err;
     }
     if (h->backing_file_offset == 0 || h->backing_file_size == 0)
         return VUB_OK; /* an empty name is no backing file, as in QEMU */
-    err = vub_qcow2_strdup(q->cluster + h->backing_file_offset, h->backing_file_size, &q->backing_name, e);
-    if (err != VUB_OK)
+    if ((err = vub_qcow2_name(NULL, name, h->backing_file_size, &q->backing_name, e)) != VUB_OK ||
+        (err = vub_qcow2_name(path, name, h->backing_file_size, &q->backing_path, e)) != VUB_OK)
         return err;
-    q->backing_path = vub_qcow2_resolve(path, q->backing_name);
-    if (!q->backing_path)
-        return VUB_E_NOMEM;
-    enum vub_format fmt;
-    if ((err = vub_qcow2_backing_format(q, x, opts, &fmt, e)) != VUB_OK)
-        return err;
-    return vub_qcow2_open_backing(q, fmt, opts, chain, e);
+    return vub_qcow2_backing_format(x, opts, fmt, e);
 }
 
-/* Allocates the read buffers: the L2 cache (a fixed number of slots within
- * VUB_QCOW2_L2_CACHE_BYTES), the compressed-cluster input buffer and, for
- * zstd, the decoder's work area. */
-static enum vub_err vub_qcow2_alloc_caches(struct vub_qcow2 *q)
-{
-    uint64_t slots = VUB_QCOW2_L2_CACHE_BYTES >> q->cluster_bits;
-    if (slots < VUB_QCOW2_L2_CACHE_MIN_SLOTS)
-        slots = VUB_QCOW2_L2_CACHE_MIN_SLOTS;
-    if (slots > VUB_QCOW2_L2_CACHE_MAX_SLOTS)
-        slots = VUB_QCOW2_L2_CACHE_MAX_SLOTS;
-    q->l2_slot_count = (unsigned)slots;
-    q->l2_slots = calloc(q->l2_slot_count, sizeof *q->l2_slots);
-    q->l2_memory = malloc((size_t)(slots << q->cluster_bits));
-    q->zbuf = malloc((size_t)(2 * q->cluster_bytes));
-    if (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD)
-        q->zstd = vub_zstd_work_new((size_t)q->cluster_bytes);
-    if (!q->l2_slots || !q->l2_memory || !q->zbuf || (q->hdr.compression_type == QCOW2_COMPRESSION_ZSTD && !q->zstd))
-        return VUB_E_NOMEM;
-    for (unsigned i = 0; i < q->l2_slot_count; i++)
-        q->l2_slots[i].table = q->l2_memory + ((size_t)i << q->cluster_bits);
-    return VUB_OK;
-}
-
-/* Opens img (fd open, format QCOW2) as one image of a chain: header,
- * extensions, features, tables, the files it names, the L1 table it reads. */
+/* Opens img (fd open, format QCOW2) as the image depth files below top:
+ * header, extensions, features, tables, the data file, the L1 table it
+ * reads and, last, its backing file. */
 static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path,
-                                         const struct vub_image_opts *opts,
-                                         const struct vub_qcow2_chain *chain, struct vub_error *e)
+                                         const struct vub_image_opts *opts, const struct vub_image *top,
+                                         unsigned depth, struct vub_error *e)
 {
     uint8_t raw[VUB_QCOW2_HEADER_READ_BYTES];
     struct vub_qcow2_header h;
     struct vub_qcow2_exts x;
     uint64_t file_bytes, disk_bytes;
+    enum vub_format backing_format = VUB_FORMAT_AUTO;
     img->read_only = true; /* [QCOW2-RDONLY] vub never writes qcow2 */
     if (!vub_sys_stat(img->fd, true, &file_bytes, NULL, NULL))
         return vub_fail(e, VUB_R_IMG_KIND, 0, (uint64_t)errno);
@@ -5182,35 +5005,15 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
     if (err != VUB_OK)
         return err;
     vub_qcow2_header_decode(raw, &h);
-    if ((err = vub_qcow2_check_header(&h, file_bytes, e)) != VUB_OK)
+    if ((err = vub_qcow2_check_header(&h, file_bytes, e)) != VUB_OK ||
+        (err = vub_qcow2_start(img, &h, file_bytes, &x, e)) != VUB_OK)
         return err;
-    struct vub_qcow2 *q = calloc(1, sizeof *q);
-    if (!q)
-        return VUB_E_NOMEM;
-    img->qcow2 = q;
-    q->data_fd = -1;
-    q->snapshot_index = -1;
-    q->file_bytes = file_bytes;
-    vub_qcow2_geometry(q, &h);
-    if ((err = vub_qcow2_read_cluster0(img, e)) != VUB_OK ||
-        (err = vub_qcow2_read_exts(q->cluster, &h, q->cluster_bytes, &x, e)) != VUB_OK)
-        return err;
-    if (x.feature_names.seen) { /* kept: cluster 0 is reused after open */
-        if (!(q->feature_table = malloc(x.feature_names.len ? x.feature_names.len : 1)))
-            return VUB_E_NOMEM;
-        memcpy(q->feature_table, x.feature_names.data, x.feature_names.len);
-        q->feature_table_bytes = x.feature_names.len;
-    }
-    if ((err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK ||
-        (err = vub_qcow2_check_refcount_table(q, &h, e)) != VUB_OK)
+    struct vub_qcow2 *q = img->qcow2;
+    if ((err = vub_qcow2_check_features(&h, &x, opts, e)) != VUB_OK)
         return err;
     int32_t index;
-    if ((err = vub_qcow2_read_snapshots(img, &h, opts->snapshot, &index, e)) != VUB_OK)
-        return err;
-    if (opts->snapshot && index < 0)
-        return vub_fail(e, VUB_R_QCOW2_SNAPSHOT_NAME, 0, 0);
-    if ((err = vub_qcow2_open_files(img, path, &h, &x, opts, chain, e)) != VUB_OK ||
-        (err = vub_qcow2_alloc_caches(q)) != VUB_OK)
+    if ((err = vub_qcow2_read_snapshots(img, &h, opts->snapshot, &index, e)) != VUB_OK ||
+        (err = vub_qcow2_take_names(img, path, &h, &x, opts, &backing_format, e)) != VUB_OK)
         return err;
     disk_bytes = h.size;
     if (!opts->snapshot)
@@ -5219,41 +5022,43 @@ static enum vub_err vub_qcow2_open_chain(struct vub_image *img, const char *path
         err = vub_qcow2_select_snapshot(img, index, h.size, &disk_bytes, e);
     /* [QCOW2-SIZE] whole 512-byte sectors, as QEMU's qcow2 driver exports. */
     img->size = disk_bytes - disk_bytes % 512;
-    return err;
+    if (err != VUB_OK || !q->backing_path)
+        return err;
+    return vub_qcow2_open_backing(q, backing_format, opts, top, depth + 1, e);
 }
 
 /* Opens img (its fd open and locked) as qcow2; on failure formats *why:
  * "path: reason", or for a failure in the backing chain the reason first
- * and the chain after, and closes img. */
+ * and the chain after ([QCOW2-BACKING-WHY]), and closes img. */
 static enum vub_err vub_qcow2_open(struct vub_image *img, const char *path, const struct vub_image_opts *opts,
                                    struct vub_image **out, char *why, size_t why_len)
 {
-    struct vub_qcow2_chain_fault fault = {0, ""};
-    struct vub_qcow2_chain top = {0, 0, 0, NULL, &fault};
     struct vub_error e = {VUB_R_NONE, 0, 0};
-    uint64_t size;
-    enum vub_err err = vub_sys_stat(img->fd, true, &size, &top.dev, &top.ino)
-                           ? vub_qcow2_open_chain(img, path, opts, &top, &e)
-                           : vub_fail(&e, VUB_R_IMG_KIND, 0, (uint64_t)errno);
+    enum vub_err err = vub_qcow2_open_chain(img, path, opts, img, 0, &e);
     if (err == VUB_OK) {
         *out = img;
         return VUB_OK;
     }
+    /* The deepest image is the one that failed (vub_qcow2_open_backing). */
+    const struct vub_image *failed = img;
+    const char *failed_path = path;
+    unsigned depth = 0;
+    for (; failed->qcow2 && failed->qcow2->backing; depth++) {
+        failed_path = failed->qcow2->backing_path;
+        failed = failed->qcow2->backing;
+    }
     size_t used = 0;
     if (e.reason == VUB_R_NONE) /* the allocations of open name no reason of their own */
         vub_fail(&e, VUB_R_SYS_NOMEM, 0, 0);
-    vub_error_format(&e, fault.depth ? NULL : path, why, why_len);
+    vub_error_format(&e, depth ? NULL : path, why, why_len);
     /* [QCOW2-INCOMPAT-UNKNOWN] the failing image's own name for the bit */
-    const struct vub_image *failed = img;
-    for (unsigned d = 0; d < fault.depth && failed->qcow2 && failed->qcow2->backing; d++)
-        failed = failed->qcow2->backing;
     char own[47];
     if (why && e.reason == VUB_R_QCOW2_INCOMPAT_UNKNOWN && vub_image_feature_name(failed, 0, (unsigned)e.a, own) &&
         (used = strlen(why)) < why_len)
         snprintf(why + used, why_len - used, " (the image calls it \"%s\")", own);
-    if (why && fault.depth && (used = strlen(why)) < why_len)
+    if (why && depth && (used = strlen(why)) < why_len)
         snprintf(why + used, why_len - used, " (backing chain: %s -> %s%s, %u deep)", path,
-                 fault.depth > 1 ? "... -> " : "", fault.path, fault.depth);
+                 depth > 1 ? "... -> " : "", failed_path, depth);
     vub_image_close(img);
     return err;
 }
@@ -5267,26 +5072,27 @@ static enum vub_err vub_qcow2_readv(struct vub_image *img, uint64_t off, const s
     struct vub_qcow2 *q = img->qcow2;
     struct vub_iov_cursor c = {iov, (unsigned)count, 0, 0};
     uint64_t left = vub_iov_bytes(iov, (unsigned)count);
-    struct vub_qcow2_extent run = {0}, next;
-    bool have_run = false;
+    struct vub_qcow2_extent run = {0}, next; /* run.bytes 0: no run yet */
     q->why[0] = '\0';
     q->err.reason = VUB_R_NONE;
     while (left > 0) {
         enum vub_err err = vub_qcow2_map(img, off, left, &next);
         if (err != VUB_OK)
             return err;
-        if (have_run && vub_qcow2_extends(&run, &next)) {
+        /* One read serves both when next has the run's kind and, for data,
+         * the next bytes of the file. A compressed cluster is read alone. */
+        if (run.bytes && next.kind == run.kind && run.kind != VUB_QCOW2_COMPRESSED &&
+            (run.kind != VUB_QCOW2_DATA || run.host_offset + run.bytes == next.host_offset)) {
             run.bytes += next.bytes;
         } else {
-            if (have_run && (err = vub_qcow2_read_extent(img, &run, &c)) != VUB_OK)
+            if (run.bytes && (err = vub_qcow2_read_extent(img, &run, &c)) != VUB_OK)
                 return err;
             run = next;
-            have_run = true;
         }
         off += next.bytes;
         left -= next.bytes;
     }
-    return have_run ? vub_qcow2_read_extent(img, &run, &c) : VUB_OK;
+    return run.bytes ? vub_qcow2_read_extent(img, &run, &c) : VUB_OK;
 }
 
 static void vub_qcow2_close(struct vub_image *img)
@@ -5298,8 +5104,6 @@ static void vub_qcow2_close(struct vub_image *img)
     vub_sys_close(&q->data_fd);
     free(q->l1);
     free(q->l2_slots);
-    free(q->l2_memory);
-    free(q->zbuf);
     free(q->zstd);
     free(q->cluster);
     free(q->data_path);
@@ -5317,10 +5121,7 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
 {
     if (!img || !out)
         return VUB_E_INVAL;
-    memset(out, 0, sizeof *out);
-    out->format = img->format;
-    out->size_bytes = img->size;
-    out->snapshot_index = -1;
+    *out = (struct vub_image_info){.format = img->format, .size_bytes = img->size, .snapshot_index = -1};
     const struct vub_qcow2 *q = img->qcow2;
     if (!q) {
         uint64_t bytes;
@@ -5338,7 +5139,7 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
     out->extended_l2 = q->extended_l2;
     out->backing_name = q->backing_name;
     out->backing_path = q->backing_path;
-    out->backing_format = q->backing ? q->backing_format : NULL;
+    out->backing_format = !q->backing ? NULL : q->backing->format == VUB_FORMAT_RAW ? "raw" : "qcow2";
     out->backing = q->backing;
     out->data_file = q->data_path;
     out->snapshot_count = q->snapshot_count;
@@ -5346,25 +5147,24 @@ enum vub_err vub_image_info(const struct vub_image *img, struct vub_image_info *
     return VUB_OK;
 }
 
+/* The feature name table ("It can be used by applications that don't know
+ * the respective feature ... to display a useful error message"): entries of
+ * type, bit and a name of 46 bytes at most, "not necessarily null
+ * terminated if it has full length". */
 const char *vub_image_feature_name(const struct vub_image *img, unsigned kind, unsigned bit, char name[47])
 {
     const struct vub_qcow2 *q = img ? img->qcow2 : NULL;
-    if (!q || !name)
-        return NULL;
-    vub_qcow2_table_name(q->feature_table, q->feature_table_bytes, kind, bit, name);
-    return name[0] ? name : NULL;
-}
-
-/* Copies a recorded string into a NUL-terminated, cut-to-fit array, made
- * printable (vub_qcow2_printable). */
-static enum vub_err vub_qcow2_read_string(int fd, uint64_t offset, uint32_t bytes, char *out, size_t cap)
-{
-    uint8_t raw[256];
-    size_t n = bytes < cap - 1 ? bytes : cap - 1;
-    if (n > sizeof raw || vub_qcow2_pread(fd, raw, n, offset, NULL) != VUB_OK)
-        return VUB_E_IO;
-    vub_qcow2_printable(out, cap, raw, n);
-    return VUB_OK;
+    const uint8_t *table = q ? q->feature_table : NULL;
+    for (uint32_t at = 0; table && name && q->feature_table_bytes - at >= VUB_QCOW2_FEATURE_NAME_ENTRY;
+         at += VUB_QCOW2_FEATURE_NAME_ENTRY) {
+        const uint8_t *entry = table + at;
+        if (entry[0] != kind || entry[1] != bit)
+            continue;
+        const uint8_t *end = memchr(entry + 2, '\0', 46);
+        vub_qcow2_printable(name, 47, entry + 2, end ? (size_t)(end - (entry + 2)) : 46);
+        return name[0] ? name : NULL;
+    }
+    return NULL;
 }
 
 enum vub_err vub_image_snapshot(const struct vub_image *img, uint32_t index, struct vub_image_snapshot *out)
@@ -5380,36 +5180,22 @@ enum vub_err vub_image_snapshot(const struct vub_image *img, uint32_t index, str
         return VUB_E_IO;
     memset(out, 0, sizeof *out);
     uint64_t id_at = at + VUB_QCOW2_SNAPSHOT_FIXED_BYTES + s.extra_data_size;
-    if (vub_qcow2_read_string(img->fd, id_at, s.id_str_size, out->id, sizeof out->id) != VUB_OK ||
-        vub_qcow2_read_string(img->fd, id_at + s.id_str_size, s.name_size, out->name, sizeof out->name) != VUB_OK)
+    size_t id_n = VUB_MIN(s.id_str_size, sizeof out->id - 1);
+    size_t name_n = VUB_MIN(s.name_size, sizeof out->name - 1);
+    if (vub_qcow2_pread(img->fd, out->id, id_n, id_at, NULL) != VUB_OK ||
+        vub_qcow2_pread(img->fd, out->name, name_n, id_at + s.id_str_size, NULL) != VUB_OK)
         return VUB_E_IO;
+    /* cut to fit, made printable in place */
+    vub_qcow2_printable(out->id, sizeof out->id, (const uint8_t *)out->id, id_n);
+    vub_qcow2_printable(out->name, sizeof out->name, (const uint8_t *)out->name, name_n);
     out->id_bytes = s.id_str_size;
     out->name_bytes = s.name_size;
-    /* "If this field is present, the 32-bit value in bytes 32-35 is ignored." */
-    out->vm_state_bytes = s.extra_data_size >= 8 ? s.vm_state_size_large : s.vm_state_size;
-    out->size_bytes = s.extra_data_size >= 16 ? s.disk_size : 0;
+    out->vm_state_bytes = s.vm_state_size;
+    out->size_bytes = s.disk_size;
     out->date_sec = s.date_sec;
     out->date_nsec = s.date_nsec;
     out->vm_clock_nsec = s.vm_clock_nsec;
     return VUB_OK;
-}
-
-/* Whether extent e reads as zeros, trimming it to the part that answers the
- * same way: an unallocated extent over a backing file asks the backing
- * file (and reads zeros past its end). */
-static enum vub_err vub_qcow2_extent_zero(struct vub_image *img, struct vub_qcow2_extent *e, bool *zero)
-{
-    struct vub_qcow2 *q = img->qcow2;
-    *zero = e->kind == VUB_QCOW2_ZERO;
-    if (e->kind != VUB_QCOW2_UNALLOCATED)
-        return VUB_OK;
-    *zero = true;
-    if (!q->backing || e->guest_offset >= q->backing->size)
-        return VUB_OK;
-    uint64_t n = q->backing->size - e->guest_offset;
-    enum vub_err err = vub_image_block_status(q->backing, e->guest_offset, n < e->bytes ? n : e->bytes,
-                                              &e->bytes, zero);
-    return err == VUB_OK ? VUB_OK : vub_qcow2_backing_fail(q, err);
 }
 
 enum vub_err vub_image_block_status(struct vub_image *img, uint64_t off, uint64_t len, uint64_t *run_bytes,
@@ -5419,21 +5205,27 @@ enum vub_err vub_image_block_status(struct vub_image *img, uint64_t off, uint64_
         return VUB_E_INVAL;
     if (!vub_range_ok(off, len, img->size))
         return VUB_E_RANGE;
+    struct vub_qcow2 *q = img->qcow2;
     *run_bytes = len;
     *zero = false;
-    if (!img->qcow2)
+    if (!q)
         return VUB_OK; /* raw: holes are not looked for */
-    img->qcow2->why[0] = '\0';
-    img->qcow2->err.reason = VUB_R_NONE;
+    q->why[0] = '\0';
+    q->err.reason = VUB_R_NONE;
     uint64_t done = 0;
     while (done < len) {
         struct vub_qcow2_extent e;
-        bool z;
         enum vub_err err = vub_qcow2_map(img, off + done, len - done, &e);
-        if (err == VUB_OK)
-            err = vub_qcow2_extent_zero(img, &e, &z);
         if (err != VUB_OK)
             return err;
+        bool z = e.kind == VUB_QCOW2_ZERO || e.kind == VUB_QCOW2_UNALLOCATED;
+        /* an unallocated extent asks the backing file, trimming e to the part
+         * that answers the same way; past its end it reads zeros */
+        if (e.kind == VUB_QCOW2_UNALLOCATED && q->backing && e.guest_offset < q->backing->size) {
+            uint64_t covered = VUB_MIN(q->backing->size - e.guest_offset, e.bytes);
+            if ((err = vub_image_block_status(q->backing, e.guest_offset, covered, &e.bytes, &z)) != VUB_OK)
+                return vub_qcow2_backing_fail(q, err);
+        }
         if (done == 0)
             *zero = z;
         else if (z != *zero)

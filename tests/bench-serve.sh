@@ -149,7 +149,7 @@ dpdk_build
 serve() {
     local name=$1 sock=$2 tpid
     shift 2
-    timeout -k 5 1200 taskset -c "${server_cpus:-$server_cpu}" "$@" >"$tmp/$name.log" 2>&1 &
+    timeout --foreground -k 5 1200 taskset -c "${server_cpus:-$server_cpu}" "$@" >"$tmp/$name.log" 2>&1 &
     tpid=$!
     pids+=("$tpid")
     for _ in $(seq 100); do

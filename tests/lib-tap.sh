@@ -26,9 +26,16 @@ trap cleanup EXIT
 # start NAME SOCKET COMMAND...: runs a server in the background under a hard
 # timeout, its output in $dir/NAME.log, and waits for its socket to appear.
 # Sets $pid. Fails (printing the log) if the server exits or never listens.
+# timeout(1) runs with --foreground wherever a test later stops it with a
+# signal: without it, timeout passes the signal on to the server, then to
+# the whole process group, each followed by a SIGCONT. An ASan server that
+# is already exiting may then be in LeakSanitizer's stop-the-world, whose
+# helper has just sent it a stop; the SIGCONT cancels that stop, the helper
+# waits for it for ever and the server spins waiting for the helper (seen
+# in the guest cells: killed 60 s after SIGTERM, spinning in sched_yield).
 start() {
     local name=$1 sock=$2; shift 2
-    timeout -k 5 300 "$@" >"$dir/$name.log" 2>&1 &
+    timeout --foreground -k 5 300 "$@" >"$dir/$name.log" 2>&1 &
     pid=$!
     pids+=("$pid")
     for _ in $(seq 100); do

@@ -29,8 +29,9 @@ run() {
         echo "not ok - ${name} exited with status $rc" | tee -a "$log"
         f=1
     fi
-    # Kept for the end, so that the last lines of a long run name what failed.
-    grep '^not ok\b' "$log" | sed "s|^|# ${name}: |" >>"$failures"
+    # Kept for the end, so that the last lines of a long run name what failed
+    # or was skipped.
+    grep -E '^(not ok|skip)\b' "$log" | sed "s|^|# ${name}: |" >>"$failures"
     pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
 }
 
@@ -89,7 +90,7 @@ run guest:no-share env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-no-s
 run guest:no-share env VUB_SERVE=build/asan/vub-serve bash tests/guest/test-no-share.sh 10.0
 
 if [ -s "$failures" ]; then
-    echo "# what failed:"
+    echo "# what failed or was skipped:"
     cat "$failures"
 fi
 echo "${pass} passed, ${fail} failed, ${skip} skipped"

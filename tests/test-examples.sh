@@ -66,7 +66,7 @@ wait_socket() { for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.05; don
 for client in client readme-client; do
     [ -x "$T/server" ] && [ -x "$T/$client" ] || { result 1 "$client against vub.h's back-end (not built)"; continue; }
     rm -f "$T/vub.sock"
-    (cd "$T" && exec timeout 30 ./server) >"$T/server.out" 2>&1 &
+    (cd "$T" && exec timeout --foreground 30 ./server) >"$T/server.out" 2>&1 &
     spid=$!
     pids+=("$spid")
     wait_socket "$T/vub.sock"
@@ -82,7 +82,7 @@ done
 # sector 0 and reads it back.
 if [ -x "$T/hello-server" ] && [ -x "$T/hello-client" ]; then
     cp "$T/disk.img" "$T/hello.img"
-    timeout 60 "$T/hello-server" "$T/hello.sock" "$T/hello.img" >"$T/hs.out" 2>&1 &
+    timeout --foreground 60 "$T/hello-server" "$T/hello.sock" "$T/hello.img" >"$T/hs.out" 2>&1 &
     hpid=$!
     pids+=("$hpid")
     wait_socket "$T/hello.sock"

@@ -44,7 +44,7 @@ else
         ok "the README client builds with cc \$(pkg-config --cflags --libs vub)"
         sock=$dir/vub.sock
         truncate -s 1M "$dir/disk.img"
-        timeout -k 5 60 "$stage/usr/local/bin/vub-serve" --socket "$sock" "$dir/disk.img" 2>"$dir/serve.log" &
+        timeout --foreground -k 5 60 "$stage/usr/local/bin/vub-serve" --socket "$sock" "$dir/disk.img" 2>"$dir/serve.log" &
         pids+=($!)
         for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
         check "the README client reads sector 0 from the installed vub-serve" sh -c "cd '$dir' && timeout 30 ./client >/dev/null"

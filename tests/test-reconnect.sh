@@ -54,7 +54,7 @@ kill_run() {
     : >"$log"
     rm -f "$sock"
     backend_start "$sock" "$log" "$@" || { fail "$label: back-end starts ($(tail -n 2 "$log"))"; return; }
-    timeout -k 5 300 "$VUB_IO" --socket "$sock" --queues 2 --ring "$ring" --reconnect 20000 --rounds 1000 \
+    timeout --foreground -k 5 300 "$VUB_IO" --socket "$sock" --queues 2 --ring "$ring" --reconnect 20000 --rounds 1000 \
         verify >"$out" 2>"$err" &
     io=$!
     pids+=("$io")
@@ -105,7 +105,7 @@ bench_run() {
     : >"$log"
     rm -f "$sock"
     backend_start "$sock" "$log" "$@" || { fail "$label: back-end starts ($(tail -n 2 "$log"))"; return; }
-    timeout -k 5 120 "$VUB_BENCH" --socket "$sock" --queues 2 --rw randrw --iodepth 16 --flush-every 8 --verify \
+    timeout --foreground -k 5 120 "$VUB_BENCH" --socket "$sock" --queues 2 --rw randrw --iodepth 16 --flush-every 8 --verify \
         --runtime 8 --reconnect 20000 >"$out" 2>"$err" &
     bp=$!
     pids+=("$bp")
@@ -137,7 +137,7 @@ control_run() {
     local sock=$dir/ctl.sock log=$dir/ctl.log err=$dir/ctl.err io
     : >"$log"
     backend_start "$sock" "$log" "$VUB_SERVE" --socket "$sock" --queues 2 "$dir/ctl.img" || return
-    timeout -k 5 120 "$VUB_IO" --socket "$sock" --queues 2 --rounds 1000 verify >/dev/null 2>"$err" &
+    timeout --foreground -k 5 120 "$VUB_IO" --socket "$sock" --queues 2 --rounds 1000 verify >/dev/null 2>"$err" &
     io=$!
     pids+=("$io")
     sleep 0.5

@@ -126,7 +126,7 @@ if start serve "$dir/s1.sock" "$B/vub-serve" --socket "$dir/s1.sock" "$dir/disk.
         timeout -k 1 10 "$B/vub-serve" --lock-wait 1 --socket "$dir/s2.sock" "$dir/disk.raw"
     # A vub-serve started while the image is still held (as by one killed a
     # moment ago) waits for it, and serves it once the holder has gone.
-    timeout -k 5 300 "$B/vub-serve" --lock-wait 30 --socket "$dir/s5.sock" "$dir/disk.raw" 2>"$dir/wait.err" &
+    timeout --foreground -k 5 300 "$B/vub-serve" --lock-wait 30 --socket "$dir/s5.sock" "$dir/disk.raw" 2>"$dir/wait.err" &
     waiter=$!
     pids+=("$waiter")
     for _ in $(seq 100); do grep -q 'waiting' "$dir/wait.err" && break; sleep 0.1; done

@@ -18,7 +18,7 @@ waitsock() { for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done; r
 # ---- two exports in one process ----
 truncate -s 64M "$dir/a.raw"
 head -c 4M /dev/urandom >"$dir/b.raw"
-timeout -k 5 120 "$B/vub-serve" --export "socket=$dir/a.sock,image=$dir/a.raw,queues=2" \
+timeout --foreground -k 5 120 "$B/vub-serve" --export "socket=$dir/a.sock,image=$dir/a.raw,queues=2" \
     --export "socket=$dir/b.sock,image=$dir/b.raw,read-only=on,queues=1,serial=bee-disk" \
     2>"$dir/serve.log" &
 serve=$!

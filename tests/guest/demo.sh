@@ -14,7 +14,7 @@ vub_serve=${VUB_SERVE:-$VUB_ROOT/build/vub-serve}
 
 start_backend() {
     echo "Starting $vub_serve on a fresh ${VUB_GUEST_DISK:-64M} image, socket $sock"
-    timeout -k 5 600 "$vub_serve" --socket "$sock" --queues 2 "$img" \
+    timeout --foreground -k 5 600 "$vub_serve" --socket "$sock" --queues 2 "$img" \
         </dev/null >"$blog" 2>&1 &
     backend_pid=$!
     echo "Booting Linux in QEMU (about half a minute without KVM)"

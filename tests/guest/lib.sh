@@ -69,8 +69,9 @@ stuck_report() {
         echo "#   $(cat "$t/comm" 2>/dev/null) state $(awk '{print $3}' "$t/stat" 2>/dev/null)" \
             "wchan $(cat "$t/wchan" 2>/dev/null) | $(tr '\n' ' ' <"$t/stack" 2>/dev/null | cut -c1-300)"
     done
-    for t in /proc/"$1"/task/*/children; do
-        [ -s "$t" ] && echo "#   children: $(cat "$t")"
+    for t in /proc/"$1"/task/*/children; do # proc files have no size: read them
+        t=$(cat "$t" 2>/dev/null)
+        [ -n "$t" ] && echo "#   children: $t"
     done
     if command -v gdb >/dev/null; then
         timeout -k 5 30 gdb -p "$1" -batch -ex 'thread apply all bt 12' 2>/dev/null | grep '^#\|^Thread' |

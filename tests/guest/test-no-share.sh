@@ -30,7 +30,7 @@ echo "# $label: front-end $("$qemu" --version | head -n 1)"
 work=$(mktemp -d /tmp/vub-noshare.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 truncate -s 16M "$work/disk.img"
-timeout -k 5 120 "$vub_serve" --socket "$work/vub.sock" --queues 1 "$work/disk.img" >"$work/serve.log" 2>&1 &
+timeout --foreground -k 5 120 "$vub_serve" --socket "$work/vub.sock" --queues 1 "$work/disk.img" >"$work/serve.log" 2>&1 &
 spid=$!
 wait_socket "$work/vub.sock" "$spid" 10 || { tap_not_ok "$label" "vub-serve listens" "$(cat "$work/serve.log")"; exit 1; }
 # Plain -m: guest RAM is anonymous memory, private to QEMU.

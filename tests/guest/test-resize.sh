@@ -18,7 +18,7 @@ grow_to=$((96 * 1024 * 1024))
 expected_size=$grow_to
 
 start_backend() {
-    timeout -k 60 600 "$vub_serve" --socket "$sock" --queues 2 "$img" </dev/null >"$blog" 2>&1 &
+    timeout --foreground -k 60 600 "$vub_serve" --socket "$sock" --queues 2 "$img" </dev/null >"$blog" 2>&1 &
     backend_pid=$!
 }
 

@@ -59,7 +59,7 @@ sys.stdout.buffer.write(out[:48 << 20])' >"$raw" || return 1
 }
 
 start_backend() {
-    timeout -k 60 600 "$vub_serve" --socket "$sock" --queues 2 "$img" </dev/null >"$blog" 2>&1 &
+    timeout --foreground -k 60 600 "$vub_serve" --socket "$sock" --queues 2 "$img" </dev/null >"$blog" 2>&1 &
     backend_pid=$!
 }
 

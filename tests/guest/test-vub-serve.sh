@@ -15,7 +15,7 @@ vub_serve=${VUB_SERVE:-$VUB_ROOT/build/vub-serve}
 # options (cell.sh's aio cell: the engine, the cache mode, threads).
 start_backend() {
     # shellcheck disable=SC2086 # options, one word each
-    timeout -k 60 600 "$vub_serve" ${VUB_SERVE_ARGS:-} --socket "$sock" --queues 2 "$img" \
+    timeout --foreground -k 60 600 "$vub_serve" ${VUB_SERVE_ARGS:-} --socket "$sock" --queues 2 "$img" \
         </dev/null >"$blog" 2>&1 &
     backend_pid=$!
 }
