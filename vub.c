@@ -224,7 +224,7 @@ const char *vub_strerror(enum vub_err err)
     X(INFL_BATCH, "INFL-BATCH", PROTO, "split last batch of %llu entries (at head %llu) is not inside the ring") \
     X(INFL_PACKED, "INFL-PACKED", PROTO, "packed inflight position %llu is out of range (limit %llu)") \
     X(INFL_PACKED_LIST, "INFL-PACKED-LIST", PROTO, "packed inflight lists loop, cross or lose entries at %llu (%llu entries)") \
-    X(INFL_FULL, "INFL-FULL", PROTO, "more descriptors in flight than the %llu-entry inflight region holds") \
+    X(INFL_REGION_FULL, "INFL-REGION-FULL", PROTO, "more descriptors in flight than the %llu-entry inflight region holds") \
     /* 5, 6. Virtqueues, driver side */ \
     X(VQ_USED_IDX, "VQ-USED-IDX", PROTO, "used index moved %llu entries with %llu requests in flight") \
     X(VQ_USED_ID, "VQ-USED-ID", PROTO, "used ring returns id %llu, which is not in flight (%llu)") \
@@ -2668,7 +2668,7 @@ static enum vub_err vub_inflight_packed_recover(struct vub_vring *vr, struct vub
 
 /* [INFL-TAKE] "When receiving available buffers", packed: descriptor d, the
  * chain's c->slots-th, is copied into the first free entry; a head entry
- * gets num 0, the next counter and its flag first. [INFL-FULL] a driver
+ * gets num 0, the next counter and its flag first. [INFL-REGION-FULL] a driver
  * that makes more slots available than the ring has (reusing slots the
  * device holds) runs out of entries. Releases: the copy is whole before the
  * entry leaves the free list (free_head), and the buffer's entries before
@@ -2681,7 +2681,7 @@ static enum vub_err vub_inflight_packed_take(struct vub_vring *vr, struct vub_ch
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
     uint16_t at = vr->inflight.free_head;
     if (at >= vr->inflight.desc_num)
-        return vub_fail(e, VUB_R_INFL_FULL, vr->inflight.desc_num, 0);
+        return vub_fail(e, VUB_R_INFL_REGION_FULL, vr->inflight.desc_num, 0);
     if (c->slots == 1) {
         c->inflight_head = at;
         vub_infl_put16(&r->desc[at].num, 0, memory_order_relaxed);
