@@ -224,7 +224,7 @@ const char *vub_strerror(enum vub_err err)
     X(INFL_BATCH, "INFL-BATCH", PROTO, "split last batch of %llu entries (at head %llu) is not inside the ring") \
     X(INFL_PACKED, "INFL-PACKED", PROTO, "packed inflight position %llu is out of range (limit %llu)") \
     X(INFL_PACKED_LIST, "INFL-PACKED-LIST", PROTO, "packed inflight lists loop, cross or lose entries at %llu (%llu entries)") \
-    X(INFL_FULL, "INFL-FULL", PROTO, "more descriptors in flight than the %llu-entry inflight region holds") \
+    X(INFL_REGION_FULL, "INFL-REGION-FULL", PROTO, "more descriptors in flight than the %llu-entry inflight region holds") \
     /* 5, 6. Virtqueues, driver side */ \
     X(VQ_USED_IDX, "VQ-USED-IDX", PROTO, "used index moved %llu entries with %llu requests in flight") \
     X(VQ_USED_ID, "VQ-USED-ID", PROTO, "used ring returns id %llu, which is not in flight (%llu)") \
@@ -1577,12 +1577,6 @@ struct vub_desc {
     uint16_t next;  /* next descriptor index when NEXT is set */
 };
 
-static struct vub_desc vub_desc_decode(const uint8_t *p)
-{
-    struct vub_desc d = {vub_le64(p), vub_le32(p + 8), vub_le16(p + 12), vub_le16(p + 14)};
-    return d;
-}
-
 /* A request as the device sees it once its chain is walked: iovecs over
  * guest memory, device-readable ones first, then device-writable ones. */
 struct vub_chain {
@@ -1779,7 +1773,8 @@ static enum vub_err vub_split_walk(struct vub_vring *vr, const struct vub_mem *m
     for (unsigned walked = 0;; walked++) {
         if (walked >= vr->size)
             return vub_fail(e, VUB_R_VQ_SPLIT_LOOP, head, vr->size);
-        struct vub_desc d = vub_desc_decode(vr->desc + (size_t)i * VIRTQ_DESC_BYTES);
+        const uint8_t *p = vr->desc + (size_t)i * VIRTQ_DESC_BYTES;
+        struct vub_desc d = {vub_le64(p), vub_le32(p + 8), vub_le16(p + 12), vub_le16(p + 14)};
         if ((d.flags & VIRTQ_DESC_F_INDIRECT) && !vr->indirect)
             return vub_fail(e, VUB_R_VQ_INDIRECT, head, 0);
         if ((d.flags & VIRTQ_DESC_F_INDIRECT) && (d.flags & VIRTQ_DESC_F_NEXT))
@@ -1787,10 +1782,8 @@ static enum vub_err vub_split_walk(struct vub_vring *vr, const struct vub_mem *m
         if (d.flags & VIRTQ_DESC_F_INDIRECT)
             return vub_walk_indirect(c, mem, d.addr, d.len, false, cap, e);
         enum vub_err err = vub_chain_add(c, mem, d.addr, d.len, d.flags & VIRTQ_DESC_F_WRITE, cap, e);
-        if (err != VUB_OK)
+        if (err != VUB_OK || !(d.flags & VIRTQ_DESC_F_NEXT))
             return err;
-        if (!(d.flags & VIRTQ_DESC_F_NEXT))
-            return VUB_OK;
         if (d.next >= vr->size)
             return vub_fail(e, VUB_R_VQ_SPLIT_NEXT, d.next, vr->size);
         i = d.next;
@@ -1863,10 +1856,14 @@ static uint8_t vub_infl_get8(const uint8_t *p) { return atomic_load_explicit((_A
 static uint16_t vub_infl_get16(const uint16_t *p) { return atomic_load_explicit((_Atomic uint16_t *)(uintptr_t)p, memory_order_acquire); }
 static uint64_t vub_infl_get64(const uint64_t *p) { return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)p, memory_order_acquire); }
 
-/* Bytes of one queue's region, header and entries, rounded up to a cache
- * line: the spec leaves the stride between regions to the back-end, which
- * both creates the area and reads it back. */
-static uint64_t vub_inflight_queue_bytes(uint16_t queue_size, bool packed);
+/* Bytes of one queue's region, its header and entries (16 bytes each split,
+ * 32 packed), rounded up to a cache line: the spec leaves the stride between
+ * regions to the back-end, which both creates the area and reads it back. */
+static uint64_t vub_inflight_queue_bytes(uint16_t queue_size, bool packed)
+{
+    uint64_t bytes = packed ? 32 + 32 * (uint64_t)queue_size : 16 + 16 * (uint64_t)queue_size;
+    return (bytes + VUB_INFLIGHT_ALIGN - 1) / VUB_INFLIGHT_ALIGN * VUB_INFLIGHT_ALIGN;
+}
 
 static struct vub_inflight_split *vub_inflight_split(const struct vub_vring *vr)
 {
@@ -1920,66 +1917,14 @@ static enum vub_err vub_inflight_header_ok(const struct vub_vring *vr, const uin
     return VUB_OK;
 }
 
-/* A fresh region: every head free, used_idx where the used ring is; the
- * version is stored last (release), so a region that has it is whole. */
+/* A fresh region, split: every head free, used_idx where the used ring is
+ * (vub_vring_start() adds desc_num and the version). */
 static void vub_inflight_split_init(struct vub_vring *vr)
 {
     struct vub_inflight_split *r = vub_inflight_split(vr);
-    memset(r->desc, 0, sizeof r->desc[0] * vr->inflight.desc_num);
-    vub_infl_put64(&r->features, 0);
-    vub_infl_put16(&r->desc_num, vr->inflight.desc_num, memory_order_relaxed);
-    vub_infl_put16(&r->last_batch_head, 0, memory_order_relaxed);
+    memset(r, 0, sizeof *r + sizeof r->desc[0] * vr->inflight.desc_num);
     vub_infl_put16(&r->used_idx, vr->split.used_idx, memory_order_relaxed);
-    vub_infl_put16(&r->version, VUB_INFLIGHT_VERSION, memory_order_release);
-    vr->inflight.counter = vr->inflight.resubmit_count = vr->inflight.resubmit_at = 0;
     vr->inflight.last_batch_head = 0;
-}
-
-/* [INFL-RECOVER] The spec's steps "When reconnecting", split layout, run at
- * ring start once used->idx is read (vub_split_start):
- *  1. [INFL-BATCH] if used_idx differs from used->idx the last batch was
- *     published before the old back-end could clear its flags: clear them
- *     along the list from last_batch_head (the difference is its length,
- *     at most the ring size, every head inside the ring), then store used_idx;
- *  2. [INFL-STATE] every entry still marked (inflight exactly 1, a head of
- *     the ring) is resubmitted, in counter order ([INFL-ORDER]), and the
- *     ring goes on from used->idx plus their number. */
-static enum vub_err vub_inflight_split_recover(struct vub_vring *vr, struct vub_error *e)
-{
-    struct vub_inflight_split *r = vub_inflight_split(vr);
-    enum vub_err err;
-    uint16_t used = vr->split.used_idx, head = vub_infl_get16(&r->last_batch_head);
-    uint16_t batch = (uint16_t)(used - vub_infl_get16(&r->used_idx));
-    if (batch > vr->size)
-        return vub_fail(e, VUB_R_INFL_BATCH, batch, head);
-    /* Each link is read once, into batch_heads (at least size entries):
-     * the front-end shares the region and may change a link between a
-     * check and a second read of it. */
-    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next)) {
-        if (h >= vr->size)
-            return vub_fail(e, VUB_R_INFL_BATCH, batch, h);
-        vr->scratch.batch_heads[k] = h;
-    }
-    for (uint16_t k = 0; k < batch; k++)
-        vub_infl_put8(&r->desc[vr->scratch.batch_heads[k]].inflight, 0, memory_order_release);
-    /* Release: the flags above are clear before used_idx says the batch is
-     * done; pairs with the acquire load of used_idx above in the next
-     * recovery, should this one be cut short. */
-    vub_infl_put16(&r->used_idx, used, memory_order_release);
-    unsigned n = 0;
-    for (uint32_t i = 0; i < vr->inflight.desc_num; i++) {
-        uint8_t f = vub_infl_get8(&r->desc[i].inflight);
-        if (f > 1 || (f == 1 && i >= vr->size))
-            return vub_fail(e, VUB_R_INFL_STATE, i, f);
-        if (f == 1)
-            vr->scratch.inflight_order[n++] = (struct vub_inflight_order){vub_infl_get64(&r->desc[i].counter),
-                                                                          (uint16_t)i, 1, (uint16_t)i};
-    }
-    if ((err = vub_inflight_sort(vr, n, e)) != VUB_OK)
-        return err;
-    vr->inflight.last_batch_head = head;
-    vr->split.last_avail = (uint16_t)(used + n);
-    return VUB_OK;
 }
 
 /* [INFL-TAKE] "When receiving available buffers": the head gets the next
@@ -2019,6 +1964,48 @@ static void vub_inflight_split_publish(struct vub_vring *vr, uint16_t from, uint
     for (uint16_t k = 0; k < (uint16_t)(to - from); k++)
         vub_infl_put8(&r->desc[vr->scratch.batch_heads[k]].inflight, 0, memory_order_release);
     vub_infl_put16(&r->used_idx, to, memory_order_release);
+}
+
+/* [INFL-RECOVER] The spec's steps "When reconnecting", split layout, run at
+ * ring start once used->idx is read (vub_split_start):
+ *  1. [INFL-BATCH] if used_idx differs from used->idx the last batch was
+ *     published before the old back-end could clear its flags: clear them
+ *     along the list from last_batch_head (the difference is its length,
+ *     at most the ring size, every head inside the ring), then store used_idx;
+ *  2. [INFL-STATE] every entry still marked (inflight exactly 1, a head of
+ *     the ring) is resubmitted, in counter order ([INFL-ORDER]), and the
+ *     ring goes on from used->idx plus their number. */
+static enum vub_err vub_inflight_split_recover(struct vub_vring *vr, struct vub_error *e)
+{
+    struct vub_inflight_split *r = vub_inflight_split(vr);
+    enum vub_err err;
+    uint16_t used = vr->split.used_idx, head = vub_infl_get16(&r->last_batch_head);
+    uint16_t batch = (uint16_t)(used - vub_infl_get16(&r->used_idx));
+    if (batch > vr->size)
+        return vub_fail(e, VUB_R_INFL_BATCH, batch, head);
+    /* Each link is read once, into batch_heads (at least size entries):
+     * the front-end shares the region and may change a link between a
+     * check and a second read of it. */
+    for (uint16_t k = 0, h = head; k < batch; k++, h = vub_infl_get16(&r->desc[h].next)) {
+        if (h >= vr->size)
+            return vub_fail(e, VUB_R_INFL_BATCH, batch, h);
+        vr->scratch.batch_heads[k] = h;
+    }
+    vub_inflight_split_publish(vr, (uint16_t)(used - batch), used); /* as the old one would have */
+    unsigned n = 0;
+    for (uint32_t i = 0; i < vr->inflight.desc_num; i++) {
+        uint8_t f = vub_infl_get8(&r->desc[i].inflight);
+        if (f > 1 || (f == 1 && i >= vr->size))
+            return vub_fail(e, VUB_R_INFL_STATE, i, f);
+        if (f == 1)
+            vr->scratch.inflight_order[n++] = (struct vub_inflight_order){vub_infl_get64(&r->desc[i].counter),
+                                                                          (uint16_t)i, 1, (uint16_t)i};
+    }
+    if ((err = vub_inflight_sort(vr, n, e)) != VUB_OK)
+        return err;
+    vr->inflight.last_batch_head = head;
+    vr->split.last_avail = (uint16_t)(used + n);
+    return VUB_OK;
 }
 
 /* Takes the next available chain. VUB_E_AGAIN if the ring is empty.
@@ -2140,7 +2127,7 @@ static void vub_split_start(struct vub_vring *vr)
  *     vub_split_add_buf         ->    vub_split_pop
  *     vub_split_kick_needed     <->   vub_split_enable_kicks
  *     vub_split_get_used        <-    vub_split_push + vub_split_publish
- *     vub_split_enable_interrupts <-> vub_split_need_notify
+ *     vub_drv_enable_interrupts <->   vub_split_need_notify
  *
  * Which descriptors are free, how long each chain is and how many bytes
  * of it the device may write are kept in host memory the device cannot
@@ -2160,48 +2147,71 @@ static void vub_split_start(struct vub_vring *vr)
  *    ring. Without it, used->flags bit 0 and avail->flags bit 0 do the job.
  * ---- */
 
-/* Host-side record of one head (one request in flight). */
-struct vub_split_slot {
+/* Host-side record of one request in flight, by split head or packed
+ * buffer id. */
+struct vub_drv_slot {
     bool in_flight;          /* made available and not yet returned */
-    uint16_t desc_count;     /* ring descriptors the chain holds (1 if indirect) */
-    uint16_t last;           /* the chain's last ring descriptor, to splice it back */
+    uint16_t desc_count;     /* ring descriptors (packed: slots) it holds; 1 if indirect */
+    uint16_t last;           /* split: the chain's last ring descriptor, to splice it back */
     uint32_t writable_bytes; /* the most the device may report as written */
 };
 
-/* Driver-side state of one split ring. The three areas, the indirect tables
- * and the two host arrays are the caller's: this struct only points at them. */
-struct vub_split_drv {
-    uint16_t size;               /* descriptors in the ring; a power of two */
+/* Driver-side state of one ring, either layout (section 6 has the packed
+ * half). The areas, the indirect tables and the two host arrays are the
+ * caller's: this struct only points at them. */
+struct vub_drv {
+    bool packed;                 /* VIRTIO_F_RING_PACKED: which union member is live */
+    uint16_t size;               /* descriptors in the ring: split a power of two, packed 1..32768 */
     bool event_idx;              /* VIRTIO_F_EVENT_IDX negotiated */
-    uint8_t *desc;               /* descriptor table, our mapping */
-    uint8_t *avail;              /* available ring (driver area) */
-    uint8_t *used;               /* used ring (device area) */
+    uint8_t *desc;               /* descriptor table (packed: ring), our mapping */
+    uint8_t *driver;             /* Driver Area: available ring / driver event suppression */
+    uint8_t *device;             /* Device Area: used ring / device event suppression */
     uint8_t *indirect;           /* size tables of indirect_max entries; NULL: none */
     uint64_t indirect_addr;      /* device address of the first table */
     uint16_t indirect_max;       /* entries per table; 0 when INDIRECT_DESC is off */
-    uint16_t *free_link;         /* [size] next free descriptor after each free one */
-    struct vub_split_slot *slots; /* [size] indexed by head */
-    uint16_t free_head;          /* first free descriptor, valid if free_count > 0 */
-    uint16_t free_count;         /* descriptors on the free list */
-    uint16_t avail_idx;          /* next available index to publish */
-    uint16_t kicked_avail;       /* avail_idx at the last kick decision */
-    uint16_t last_used;          /* next used index to consume */
-    uint16_t in_flight;          /* heads the device holds */
+    uint16_t *free_link;         /* [size] split: the next free descriptor after each free
+                                    one; packed: a stack of unused buffer ids */
+    struct vub_drv_slot *slots;  /* [size] by head (split) or buffer id (packed) */
+    uint16_t free_count;         /* ring descriptors no request holds */
+    uint16_t kicked_avail;       /* the available position at the last kick decision */
+    uint16_t in_flight;          /* requests the device holds */
     bool interrupts;             /* asking for used-buffer notifications */
     bool broken;                 /* the device broke the ring; sticky */
+    union {
+        struct {
+            uint16_t free_head;  /* first free descriptor, valid if free_count > 0 */
+            uint16_t avail_idx;  /* next available index to publish */
+            uint16_t last_used;  /* next used index to consume */
+        } split;
+        struct {
+            uint16_t free_ids;   /* ids on the free_link stack */
+            uint16_t next_avail; /* slot for the next descriptor we write */
+            bool avail_wrap;     /* wrap counter that descriptor carries */
+            uint16_t next_used;  /* slot where the next used descriptor appears */
+            bool used_wrap;      /* wrap counter a used descriptor there carries */
+            uint16_t added;      /* buffers made available since the last kick decision */
+        } pk;
+    };
 };
 
 /* Prepares a ring whose areas are zeroed shared memory ("The driver MUST
- * initialize flags in the used ring to 0"). Every descriptor starts on the
- * free list in index order. */
-static void vub_split_drv_init(struct vub_split_drv *d, uint16_t size, uint8_t *desc, uint8_t *avail,
-                               uint8_t *used, uint16_t *free_link, struct vub_split_slot *slots)
+ * initialize flags in the used ring to 0"; a zeroed packed descriptor is
+ * neither available nor used, a zeroed event area means ENABLE), packed
+ * wrap counters at 1 ("initializes its wrap counters to 1"). Every
+ * descriptor is free: split ones on a list in index order, packed ids on a
+ * stack that pops 0, 1, 2, ... */
+static void vub_drv_init(struct vub_drv *d, bool packed, uint16_t size, uint8_t *desc, uint8_t *driver,
+                         uint8_t *device, uint16_t *free_link, struct vub_drv_slot *slots)
 {
-    *d = (struct vub_split_drv){.size = size, .desc = desc, .avail = avail, .used = used,
-                                .free_link = free_link, .slots = slots, .free_count = size, .interrupts = true};
+    *d = (struct vub_drv){.packed = packed, .size = size, .desc = desc, .driver = driver, .device = device,
+                          .free_link = free_link, .slots = slots, .free_count = size, .interrupts = true};
+    if (packed) {
+        d->pk.free_ids = size;
+        d->pk.avail_wrap = d->pk.used_wrap = true;
+    }
     for (uint32_t i = 0; i < size; i++) {
-        free_link[i] = (uint16_t)(i + 1);
-        slots[i] = (struct vub_split_slot){0};
+        free_link[i] = (uint16_t)(packed ? size - 1 - i : i + 1);
+        slots[i] = (struct vub_drv_slot){0};
     }
 }
 
@@ -2230,14 +2240,15 @@ struct vub_drv_plan {
  * libvhost-user refuse them, so the driver never makes one. A request of
  * several buffers goes into an indirect table when the ring has them (one
  * ring descriptor), else it takes one per buffer. VUB_E_PROTO on a broken
- * ring, VUB_E_INVAL for a request the ring can never carry. */
-static enum vub_err vub_drv_plan(bool broken, const struct vub_desc *bufs, unsigned count, uint16_t indirect_max,
-                                 uint16_t size, struct vub_drv_plan *p)
+ * ring, VUB_E_INVAL for a request the ring can never carry, VUB_E_AGAIN if
+ * not enough descriptors are free now. */
+static enum vub_err vub_drv_plan(const struct vub_drv *d, const struct vub_desc *bufs, unsigned count,
+                                 struct vub_drv_plan *p)
 {
     uint64_t total = 0;
-    *p = (struct vub_drv_plan){0, count > 1 && count <= indirect_max, 0};
+    *p = (struct vub_drv_plan){0, count > 1 && count <= d->indirect_max, 0};
     p->need = p->indirect ? 1 : count;
-    if (broken)
+    if (d->broken)
         return VUB_E_PROTO;
     for (unsigned i = 0; i < count; i++) {
         bool w = (bufs[i].flags & VIRTQ_DESC_F_WRITE) != 0;
@@ -2246,26 +2257,25 @@ static enum vub_err vub_drv_plan(bool broken, const struct vub_desc *bufs, unsig
         total += bufs[i].len;
         p->writable += w ? bufs[i].len : 0;
     }
-    return count == 0 || total > UINT32_MAX || p->need > size ? VUB_E_INVAL : VUB_OK;
+    if (count == 0 || total > UINT32_MAX || p->need > d->size)
+        return VUB_E_INVAL;
+    return p->need > d->free_count ? VUB_E_AGAIN : VUB_OK;
 }
 
 /* Makes one request available. bufs lists its buffers by device address
- * (see vub_drv_plan); an indirect request's table is the head's own, a
- * direct one is a chain of free descriptors. On success
- * *head names the request until vub_split_get_used() returns it.
- * VUB_E_AGAIN: not enough free descriptors now; VUB_E_INVAL: a request
- * this ring can never carry. */
-static enum vub_err vub_split_add_buf(struct vub_split_drv *d, const struct vub_desc *bufs,
+ * (see vub_drv_plan, which also says what fails); an indirect request's
+ * table is the head's own, a direct one is a chain of free descriptors.
+ * On success *head names the request until vub_split_get_used() returns
+ * it. */
+static enum vub_err vub_split_add_buf(struct vub_drv *d, const struct vub_desc *bufs,
                                       unsigned count, uint16_t *head)
 {
     struct vub_drv_plan p;
-    enum vub_err err = vub_drv_plan(d->broken, bufs, count, d->indirect_max, d->size, &p);
+    enum vub_err err = vub_drv_plan(d, bufs, count, &p);
     if (err != VUB_OK)
         return err;
-    if (p.need > d->free_count)
-        return VUB_E_AGAIN;
 
-    uint16_t h = d->free_head, last = h;
+    uint16_t h = d->split.free_head, last = h;
     if (p.indirect) {
         /* The table of head h is ours alone while h is in flight. */
         uint64_t table_off = (uint64_t)h * d->indirect_max * VIRTQ_DESC_BYTES;
@@ -2291,16 +2301,16 @@ static enum vub_err vub_split_add_buf(struct vub_split_drv *d, const struct vub_
             i = d->free_link[i];
         }
     }
-    d->free_head = d->free_link[last];
+    d->split.free_head = d->free_link[last];
     d->free_count = (uint16_t)(d->free_count - p.need);
-    d->slots[h] = (struct vub_split_slot){true, (uint16_t)p.need, last, (uint32_t)p.writable};
+    d->slots[h] = (struct vub_drv_slot){true, (uint16_t)p.need, last, (uint32_t)p.writable};
     d->in_flight++;
 
-    vub_put_le16(d->avail + 4 + 2 * (size_t)(d->avail_idx % d->size), h);
-    d->avail_idx++;
+    vub_put_le16(d->driver + 4 + 2 * (size_t)(d->split.avail_idx % d->size), h);
+    d->split.avail_idx++;
     /* Release: the descriptors and the ring slot are visible before the new
      * index. Pairs with the acquire in the device's vub_split_avail_idx(). */
-    vub_ring_store16(d->avail + 2, d->avail_idx, memory_order_release);
+    vub_ring_store16(d->driver + 2, d->split.avail_idx, memory_order_release);
     *head = h;
     return VUB_OK;
 }
@@ -2312,16 +2322,16 @@ static enum vub_err vub_split_add_buf(struct vub_split_drv *d, const struct vub_
  * flags ("a suitable memory barrier before reading flags or avail_event");
  * it pairs with the fence in the device's vub_split_enable_kicks(), so
  * either the device sees our index or we see its request for a kick. */
-static bool vub_split_kick_needed(struct vub_split_drv *d)
+static bool vub_split_kick_needed(struct vub_drv *d)
 {
-    uint16_t old = d->kicked_avail, now = d->avail_idx;
+    uint16_t old = d->kicked_avail, now = d->split.avail_idx;
     if (old == now)
         return false; /* nothing added since the last decision */
     d->kicked_avail = now;
     atomic_thread_fence(memory_order_seq_cst);
     if (!d->event_idx)
-        return !(vub_ring_load16(d->used, memory_order_relaxed) & VIRTQ_USED_F_NO_NOTIFY);
-    uint16_t avail_event = vub_ring_load16(d->used + 4 + 8 * (size_t)d->size, memory_order_relaxed);
+        return !(vub_ring_load16(d->device, memory_order_relaxed) & VIRTQ_USED_F_NO_NOTIFY);
+    uint16_t avail_event = vub_ring_load16(d->device + 4 + 8 * (size_t)d->size, memory_order_relaxed);
     return vub_need_event(avail_event, now, old);
 }
 
@@ -2330,77 +2340,42 @@ static bool vub_split_kick_needed(struct vub_split_drv *d)
  * flight; [VQ-USED-ID] the id is a head the device holds; [VQ-USED-LEN] the
  * length is no more than the writable bytes of that request. Any of these
  * breaks the ring for good (VUB_E_PROTO), with nothing freed. */
-static enum vub_err vub_split_get_used(struct vub_split_drv *d, uint16_t *head, uint32_t *len,
+static enum vub_err vub_split_get_used(struct vub_drv *d, uint16_t *head, uint32_t *len,
                                        struct vub_error *e)
 {
     if (d->broken)
         return VUB_E_PROTO;
     /* Acquire: pairs with the release in the device's vub_split_publish(),
      * so the entry read below is the one written before the index moved. */
-    uint16_t used_idx = vub_ring_load16(d->used + 2, memory_order_acquire);
-    uint16_t ready = (uint16_t)(used_idx - d->last_used);
+    uint16_t used_idx = vub_ring_load16(d->device + 2, memory_order_acquire);
+    uint16_t ready = (uint16_t)(used_idx - d->split.last_used);
     if (ready == 0)
         return VUB_E_AGAIN;
-    const uint8_t *entry = d->used + 4 + 8 * (size_t)(d->last_used % d->size);
+    const uint8_t *entry = d->device + 4 + 8 * (size_t)(d->split.last_used % d->size);
     uint32_t id = vub_le32(entry), l = vub_le32(entry + 4); /* copied once, then checked */
     d->broken = true; /* unless every check below passes */
     if (ready > d->in_flight)
         return vub_fail(e, VUB_R_VQ_USED_IDX, ready, d->in_flight);
     if (id >= d->size || !d->slots[id].in_flight)
         return vub_fail(e, VUB_R_VQ_USED_ID, id, d->size);
-    struct vub_split_slot *s = &d->slots[id];
+    struct vub_drv_slot *s = &d->slots[id];
     if (l > s->writable_bytes)
         return vub_fail(e, VUB_R_VQ_USED_LEN, l, id);
     d->broken = false;
-    d->free_link[s->last] = d->free_head;
-    d->free_head = (uint16_t)id;
+    d->free_link[s->last] = d->split.free_head;
+    d->split.free_head = (uint16_t)id;
     d->free_count = (uint16_t)(d->free_count + s->desc_count);
     s->in_flight = false;
     d->in_flight--;
-    d->last_used++;
+    d->split.last_used++;
     /* Ask for a notification when the next entry is used. A plain store: a
-     * caller about to sleep re-arms with vub_split_enable_interrupts(),
-     * which has the fence. */
+     * caller about to sleep re-arms with vub_drv_enable_interrupts(), which
+     * has the fence. */
     if (d->event_idx && d->interrupts)
-        vub_ring_store16(d->avail + 4 + 2 * (size_t)d->size, d->last_used, memory_order_relaxed);
+        vub_ring_store16(d->driver + 4 + 2 * (size_t)d->size, d->split.last_used, memory_order_relaxed);
     *head = (uint16_t)id;
     *len = l;
     return VUB_OK;
-}
-
-/* Re-arms used-buffer notifications before the driver sleeps and reports
- * whether entries arrived meanwhile (then it must not sleep).
- * [VQ-SPLIT-IRQ-RACE] The fence orders our used_event/flags store before the reload
- * of used->idx and pairs with the fence in the device's
- * vub_split_need_notify(): either it sees our request or we see its entry. */
-static bool vub_split_enable_interrupts(struct vub_split_drv *d)
-{
-    d->interrupts = true;
-    if (d->event_idx)
-        vub_ring_store16(d->avail + 4 + 2 * (size_t)d->size, d->last_used, memory_order_relaxed);
-    else
-        vub_ring_store16(d->avail, 0, memory_order_relaxed);
-    atomic_thread_fence(memory_order_seq_cst);
-    return vub_ring_load16(d->used + 2, memory_order_relaxed) != d->last_used;
-}
-
-/* Asks the device not to notify (busy polling). Only a hint: without
- * EVENT_IDX the flag "SHOULD" be honoured; with it used_event is simply no
- * longer advanced, so at most one more notification comes until the index
- * wraps. Either way the driver must tolerate spurious ones. */
-static void vub_split_disable_interrupts(struct vub_split_drv *d)
-{
-    d->interrupts = false;
-    if (!d->event_idx)
-        vub_ring_store16(d->avail, VIRTQ_AVAIL_F_NO_INTERRUPT, memory_order_relaxed);
-}
-
-/* True if the device has used an entry not yet taken: the question a busy
- * poller asks. A relaxed load is enough: vub_split_get_used() reads the
- * index again with acquire before it believes the entry. */
-static bool vub_split_used_ready(const struct vub_split_drv *d)
-{
-    return vub_ring_load16(d->used + 2, memory_order_relaxed) != d->last_used;
 }
 
 /* ======================================================================== *
@@ -2474,14 +2449,18 @@ static void vub_packed_advance(uint16_t *pos, bool *wrap, unsigned n, uint16_t s
     *pos = (uint16_t)next;
 }
 
-/* [VQ-PACKED-ID] a buffer id must not be taken twice before it is used. */
-static bool vub_packed_take_id(struct vub_vring *vr, uint16_t id)
+/* Sets bit i of a bitmap; true if it was set already. */
+static bool vub_bit_test_set(uint8_t *map, unsigned i)
 {
-    uint8_t bit = (uint8_t)(1u << (id % 8));
-    if (vr->scratch.ids_pending[id / 8] & bit)
-        return false;
-    vr->scratch.ids_pending[id / 8] |= bit;
-    return true;
+    bool was = (map[i / 8] >> (i % 8)) & 1u;
+    map[i / 8] |= (uint8_t)(1u << (i % 8));
+    return was;
+}
+
+/* [VQ-PACKED-ID] a buffer id must not be taken twice before it is used. */
+static enum vub_err vub_packed_take_id(struct vub_vring *vr, uint16_t id, struct vub_error *e)
+{
+    return vub_bit_test_set(vr->scratch.ids_pending, id) ? vub_fail(e, VUB_R_VQ_PACKED_ID, id, 0) : VUB_OK;
 }
 
 /* ---- Inflight I/O tracking, packed layout (vhost-user.rst "Inflight I/O
@@ -2541,47 +2520,27 @@ struct vub_inflight_packed {
 _Static_assert(sizeof(struct vub_inflight_desc_packed) == 32, "DescStatePacked is 32 bytes");
 _Static_assert(offsetof(struct vub_inflight_packed, desc) == 32, "QueueRegionPacked header is 32 bytes");
 
-static uint64_t vub_inflight_queue_bytes(uint16_t queue_size, bool packed)
-{
-    uint64_t bytes = packed ? 32 + 32 * (uint64_t)queue_size : 16 + 16 * (uint64_t)queue_size;
-    return (bytes + VUB_INFLIGHT_ALIGN - 1) / VUB_INFLIGHT_ALIGN * VUB_INFLIGHT_ALIGN;
-}
-
 static struct vub_inflight_packed *vub_inflight_packed(const struct vub_vring *vr)
 {
     return (struct vub_inflight_packed *)(void *)vr->inflight.region;
 }
 
-/* A fresh region: every entry free, in index order, the last one ending the
- * list; positions where the ring starts; the version last (release). */
+/* A fresh region, packed: every entry free, in index order, the last one
+ * ending the list; positions where the ring starts. */
 static void vub_inflight_packed_init(struct vub_vring *vr)
 {
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
     uint16_t n = vr->inflight.desc_num;
-    memset(r->desc, 0, sizeof r->desc[0] * n);
+    memset(r, 0, sizeof *r + sizeof r->desc[0] * n);
     for (uint32_t i = 0; i < n; i++) {
         uint16_t next = i + 1 < n ? (uint16_t)(i + 1) : VUB_INFLIGHT_END;
         r->desc[i].next = vr->scratch.inflight_next[i] = next;
     }
-    vub_infl_put64(&r->features, 0);
-    vub_infl_put16(&r->desc_num, n, memory_order_relaxed);
-    vub_infl_put16(&r->free_head, 0, memory_order_relaxed);
-    vub_infl_put16(&r->old_free_head, 0, memory_order_relaxed);
     vub_infl_put16(&r->used_idx, vr->packed.next_used, memory_order_relaxed);
     vub_infl_put16(&r->old_used_idx, vr->packed.next_used, memory_order_relaxed);
     vub_infl_put8(&r->used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
     vub_infl_put8(&r->old_used_wrap_counter, vr->packed.used_wrap, memory_order_relaxed);
-    vub_infl_put16(&r->version, VUB_INFLIGHT_VERSION, memory_order_release);
     vr->inflight.free_head = 0;
-    vr->inflight.counter = vr->inflight.resubmit_count = vr->inflight.resubmit_at = 0;
-}
-
-static bool vub_inflight_seen(struct vub_vring *vr, uint16_t i)
-{
-    uint8_t bit = (uint8_t)(1u << (i % 8));
-    bool was = (vr->scratch.inflight_seen[i / 8] & bit) != 0;
-    vr->scratch.inflight_seen[i / 8] |= bit;
-    return was;
 }
 
 /* Steps 1-2 of "When reconnecting", packed, on the positions as read and
@@ -2624,7 +2583,7 @@ static enum vub_err vub_inflight_packed_free_walk(struct vub_vring *vr, uint16_t
 {
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
     for (*count = 0; at != VUB_INFLIGHT_END; (*count)++) {
-        if (at >= vr->inflight.desc_num || vub_inflight_seen(vr, at))
+        if (at >= vr->inflight.desc_num || vub_bit_test_set(vr->scratch.inflight_seen, at))
             return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, vr->inflight.desc_num);
         vub_infl_put8(&r->desc[at].inflight, 0, memory_order_relaxed);
         at = vr->scratch.inflight_next[at] = vub_infl_get16(&r->desc[at].next);
@@ -2651,7 +2610,7 @@ static enum vub_err vub_inflight_packed_heads(struct vub_vring *vr, unsigned *n_
         if (num == 0 || num > vr->size)
             return vub_fail(e, VUB_R_INFL_PACKED_LIST, i, num);
         for (uint16_t k = 0;; k++) {
-            if (at >= vr->inflight.desc_num || vub_inflight_seen(vr, at))
+            if (at >= vr->inflight.desc_num || vub_bit_test_set(vr->scratch.inflight_seen, at))
                 return vub_fail(e, VUB_R_INFL_PACKED_LIST, at, num);
             vr->scratch.inflight_next[at] = vub_infl_get16(&r->desc[at].next);
             if (k + 1 == num)
@@ -2705,7 +2664,7 @@ static enum vub_err vub_inflight_packed_recover(struct vub_vring *vr, struct vub
 
 /* [INFL-TAKE] "When receiving available buffers", packed: descriptor d, the
  * chain's c->slots-th, is copied into the first free entry; a head entry
- * gets num 0, the next counter and its flag first. [INFL-FULL] a driver
+ * gets num 0, the next counter and its flag first. [INFL-REGION-FULL] a driver
  * that makes more slots available than the ring has (reusing slots the
  * device holds) runs out of entries. Releases: the copy is whole before the
  * entry leaves the free list (free_head), and the buffer's entries before
@@ -2718,7 +2677,7 @@ static enum vub_err vub_inflight_packed_take(struct vub_vring *vr, struct vub_ch
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
     uint16_t at = vr->inflight.free_head;
     if (at >= vr->inflight.desc_num)
-        return vub_fail(e, VUB_R_INFL_FULL, vr->inflight.desc_num, 0);
+        return vub_fail(e, VUB_R_INFL_REGION_FULL, vr->inflight.desc_num, 0);
     if (c->slots == 1) {
         c->inflight_head = at;
         vub_infl_put16(&r->desc[at].num, 0, memory_order_relaxed);
@@ -2840,9 +2799,7 @@ static enum vub_err vub_packed_resubmit(struct vub_vring *vr, const struct vub_m
         id = d.id;
     }
     c->head = id;
-    if (!vub_packed_take_id(vr, c->head))
-        return vub_fail(e, VUB_R_VQ_PACKED_ID, c->head, 0);
-    return VUB_OK;
+    return vub_packed_take_id(vr, id, e);
 }
 
 /* Takes the next available buffer. VUB_E_AGAIN if none.
@@ -2862,27 +2819,23 @@ static enum vub_err vub_packed_pop(struct vub_vring *vr, const struct vub_mem *m
         return VUB_E_AGAIN;
     *c = (struct vub_chain){.iov = vr->scratch.iov};
     unsigned taken = 0;
-    for (;;) {
-        bool last;
-        enum vub_err err = vub_packed_chain_add(vr, mem, c, &d, i, &last, e);
+    enum vub_err err;
+    for (bool last = false;;) {
+        err = vub_packed_chain_add(vr, mem, c, &d, i, &last, e);
         if (err == VUB_OK && vr->inflight.region && (err = vub_inflight_packed_take(vr, c, &d, last, e)) == VUB_OK)
             taken++;
-        if (err != VUB_OK) {
-            if (vr->inflight.region)
-                vub_inflight_packed_untake(vr, c, taken);
-            return err;
-        }
-        if (last)
+        if (err != VUB_OK || last)
             break;
         i = (uint16_t)(i + 1 == vr->size ? 0 : i + 1);
         d = vub_packed_desc_read(vr, i);
     }
-    c->head = d.id; /* the buffer id, from the last descriptor */
-    if (!vub_packed_take_id(vr, c->head)) {
-        if (vr->inflight.region)
-            vub_inflight_packed_untake(vr, c, taken);
-        return vub_fail(e, VUB_R_VQ_PACKED_ID, c->head, 0);
+    if (err == VUB_OK)
+        err = vub_packed_take_id(vr, d.id, e);
+    if (err != VUB_OK) {
+        vub_inflight_packed_untake(vr, c, taken); /* nothing to do if nothing was taken */
+        return err;
     }
+    c->head = d.id; /* the buffer id, from the last descriptor */
     vub_packed_advance(&vr->packed.next_avail, &vr->packed.avail_wrap, c->slots, vr->size);
     return VUB_OK;
 }
@@ -3020,102 +2973,42 @@ static bool vub_packed_set_base(struct vub_vring *vr, uint32_t base)
  *      "Supplying Buffers to The Device", "Receiving Used Buffers From The
  *      Device", packed) ----
  *
- * The front-end's half of a packed ring, lined up with the split driver:
- *
- *     driver                          device
- *     vub_packed_add_buf        ->    vub_packed_pop
- *     vub_packed_kick_needed    <->   vub_packed_enable_kicks
- *     vub_packed_get_used       <-    vub_packed_push + vub_packed_publish
- *     vub_packed_enable_interrupts <-> vub_packed_need_notify
- *
- * Buffer ids are ours to choose: vub hands out ids below the ring size from
- * a free stack, so an id from the device can be checked against a table of
- * what is in flight. Ring slots are counted separately: a buffer takes one
- * slot if it is indirect, else one per descriptor.
+ * The front-end's half of a packed ring, lined up with the split driver
+ * (section 5's table holds, with _packed for _split). Buffer ids are ours
+ * to choose: vub hands out ids below the ring size from a free stack, so an
+ * id from the device can be checked against a table of what is in flight.
+ * Ring slots are counted separately: a buffer takes one slot if it is
+ * indirect, else one per descriptor.
  *
  * Format notes:
- *  - The first descriptor's flags are written last (release): the device
- *    may not see a partly written list.
- *  - A used descriptor is recognised by AVAIL == USED == our used wrap
- *    counter; what it says (id, len) is read after its flags (acquire).
+ *  - The first descriptor's flags are written last (release), and a used
+ *    descriptor's id and len read after its flags (acquire).
  *  - With WRITE clear in a used descriptor, len is reserved: count it 0.
  * ---- */
 
-/* Host-side record of one buffer id in flight. */
-struct vub_packed_slot {
-    bool in_flight;          /* made available and not yet returned */
-    uint16_t desc_count;     /* ring slots the buffer holds (1 if indirect) */
-    uint32_t writable_bytes; /* the most the device may report as written */
-};
-
-/* Driver-side state of one packed ring. Areas, tables and host arrays are
- * the caller's; this struct only points at them. */
-struct vub_packed_drv {
-    uint16_t size;                 /* descriptors in the ring (any 1..32768) */
-    bool event_idx;                /* VIRTIO_F_EVENT_IDX negotiated */
-    uint8_t *desc;                 /* descriptor ring, our mapping */
-    uint8_t *driver_event;         /* driver event suppression: we write it */
-    uint8_t *device_event;         /* device event suppression: we read it */
-    uint8_t *indirect;             /* size tables of indirect_max entries; NULL: none */
-    uint64_t indirect_addr;        /* device address of the first table */
-    uint16_t indirect_max;         /* entries per table; 0 when INDIRECT_DESC is off */
-    uint16_t *free_ids;            /* [size] stack of unused buffer ids */
-    struct vub_packed_slot *slots; /* [size] indexed by buffer id */
-    uint16_t free_id_count;
-    uint16_t free_slots;           /* ring slots not held by a buffer in flight */
-    uint16_t next_avail;           /* slot for the next descriptor we write */
-    bool avail_wrap;               /* wrap counter that descriptor carries */
-    uint16_t next_used;            /* slot where the next used descriptor appears */
-    bool used_wrap;                /* wrap counter a used descriptor there carries */
-    uint16_t added;                /* buffers made available since the last kick decision */
-    uint16_t kicked_avail;         /* next_avail at that decision */
-    uint16_t in_flight;            /* buffers the device holds */
-    bool interrupts;               /* asking for used-buffer notifications */
-    bool broken;                   /* the device broke the ring; sticky */
-};
-
-/* Prepares a ring over zeroed shared memory. "The driver ... initializes
- * its wrap counters to 1"; a zeroed descriptor is neither available nor
- * used to either side, and a zeroed event area means ENABLE. */
-static void vub_packed_drv_init(struct vub_packed_drv *d, uint16_t size, uint8_t *desc, uint8_t *driver_event,
-                                uint8_t *device_event, uint16_t *free_ids, struct vub_packed_slot *slots)
-{
-    *d = (struct vub_packed_drv){.size = size, .desc = desc, .driver_event = driver_event,
-                                 .device_event = device_event, .free_ids = free_ids, .slots = slots,
-                                 .free_id_count = size, .free_slots = size, .avail_wrap = true,
-                                 .used_wrap = true, .interrupts = true};
-    for (uint32_t i = 0; i < size; i++) {
-        free_ids[i] = (uint16_t)(size - 1 - i); /* pop order 0, 1, 2, ... */
-        slots[i] = (struct vub_packed_slot){0};
-    }
-}
-
 /* Writes one ring descriptor at next_avail and steps past it. The flags
  * word of the list's first descriptor is returned, not written. */
-static uint16_t vub_packed_put(struct vub_packed_drv *d, uint64_t addr, uint32_t len, uint16_t id, uint16_t flags,
+static uint16_t vub_packed_put(struct vub_drv *d, uint64_t addr, uint32_t len, uint16_t id, uint16_t flags,
                                bool first)
 {
-    uint16_t f = (uint16_t)(flags | (d->avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED));
-    uint8_t *p = d->desc + (size_t)d->next_avail * VIRTQ_DESC_BYTES;
+    uint16_t f = (uint16_t)(flags | (d->pk.avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED));
+    uint8_t *p = d->desc + (size_t)d->pk.next_avail * VIRTQ_DESC_BYTES;
     vub_desc_encode(p, addr, len, id, first ? vub_le16(p + 14) : f);
-    vub_packed_advance(&d->next_avail, &d->avail_wrap, 1, d->size);
+    vub_packed_advance(&d->pk.next_avail, &d->pk.avail_wrap, 1, d->size);
     return f;
 }
 
-/* Makes one request available (same contract as vub_split_add_buf): bufs
- * device-readable first, only WRITE in their flags. *id names the request
+/* Makes one request available, as vub_split_add_buf() does; *id names it
  * until vub_packed_get_used() returns it. */
-static enum vub_err vub_packed_add_buf(struct vub_packed_drv *d, const struct vub_desc *bufs, unsigned count,
+static enum vub_err vub_packed_add_buf(struct vub_drv *d, const struct vub_desc *bufs, unsigned count,
                                        uint16_t *id_out)
 {
     struct vub_drv_plan p;
-    enum vub_err err = vub_drv_plan(d->broken, bufs, count, d->indirect_max, d->size, &p);
+    enum vub_err err = vub_drv_plan(d, bufs, count, &p); /* a free slot means a free id too */
     if (err != VUB_OK)
         return err;
-    if (p.need > d->free_slots || d->free_id_count == 0)
-        return VUB_E_AGAIN;
 
-    uint16_t id = d->free_ids[--d->free_id_count], head = d->next_avail, head_flags = 0;
+    uint16_t id = d->free_link[--d->pk.free_ids], head = d->pk.next_avail, head_flags = 0;
     if (p.indirect) {
         uint64_t table_off = (uint64_t)id * d->indirect_max * VIRTQ_DESC_BYTES;
         for (unsigned i = 0; i < count; i++)
@@ -3131,10 +3024,10 @@ static enum vub_err vub_packed_add_buf(struct vub_packed_drv *d, const struct vu
                 head_flags = w;
         }
     }
-    d->slots[id] = (struct vub_packed_slot){true, (uint16_t)p.need, (uint32_t)p.writable};
-    d->free_slots = (uint16_t)(d->free_slots - p.need);
+    d->slots[id] = (struct vub_drv_slot){true, (uint16_t)p.need, 0, (uint32_t)p.writable};
+    d->free_count = (uint16_t)(d->free_count - p.need);
     d->in_flight++;
-    d->added++;
+    d->pk.added++;
     /* Release: every other descriptor of the list, and the indirect table,
      * are visible before the first one turns available. Pairs with the
      * acquire in the device's vub_packed_desc_read(). */
@@ -3146,76 +3039,49 @@ static enum vub_err vub_packed_add_buf(struct vub_packed_drv *d, const struct vu
 /* Must the device be kicked? [VQ-PACKED-KICK] what the device event area
  * says about the slots made available since the last decision. The fence
  * pairs with the one in the device's vub_packed_enable_kicks(). */
-static bool vub_packed_kick_needed(struct vub_packed_drv *d)
+static bool vub_packed_kick_needed(struct vub_drv *d)
 {
     atomic_thread_fence(memory_order_seq_cst);
-    uint16_t old = d->kicked_avail, now = d->next_avail;
-    bool added = d->added > 0;
+    uint16_t old = d->kicked_avail, now = d->pk.next_avail;
+    bool added = d->pk.added > 0;
     d->kicked_avail = now;
-    d->added = 0;
-    return added && vub_packed_event_wants(d->device_event, d->event_idx, old, now, d->avail_wrap, d->size);
+    d->pk.added = 0;
+    return added && vub_packed_event_wants(d->device, d->event_idx, old, now, d->pk.avail_wrap, d->size);
 }
 
 /* Takes the next used descriptor. VUB_E_AGAIN if there is none. The device
  * is not trusted: [VQ-PACKED-USED-ID] the id is one we gave and is in
  * flight; [VQ-PACKED-USED-LEN] len is within that buffer's writable bytes.
  * Either breaks the ring for good, with nothing freed. */
-static enum vub_err vub_packed_get_used(struct vub_packed_drv *d, uint16_t *id_out, uint32_t *len_out,
+static enum vub_err vub_packed_get_used(struct vub_drv *d, uint16_t *id_out, uint32_t *len_out,
                                         struct vub_error *e)
 {
     if (d->broken)
         return VUB_E_PROTO;
-    const uint8_t *p = d->desc + (size_t)d->next_used * VIRTQ_DESC_BYTES;
+    const uint8_t *p = d->desc + (size_t)d->pk.next_used * VIRTQ_DESC_BYTES;
     /* Acquire: pairs with the release in the device's vub_packed_push/publish. */
     uint16_t flags = vub_ring_load16(p + 14, memory_order_acquire);
-    if (!vub_packed_owned(flags, d->used_wrap, true))
+    if (!vub_packed_owned(flags, d->pk.used_wrap, true))
         return VUB_E_AGAIN;
     uint16_t id = vub_le16(p + 12);
     uint32_t len = (flags & VIRTQ_DESC_F_WRITE) ? vub_le32(p + 8) : 0;
     d->broken = true; /* unless both checks pass */
     if (id >= d->size || !d->slots[id].in_flight)
-        return vub_fail(e, VUB_R_VQ_PACKED_USED_ID, d->next_used, id);
-    struct vub_packed_slot *s = &d->slots[id];
+        return vub_fail(e, VUB_R_VQ_PACKED_USED_ID, d->pk.next_used, id);
+    struct vub_drv_slot *s = &d->slots[id];
     if (len > s->writable_bytes)
         return vub_fail(e, VUB_R_VQ_PACKED_USED_LEN, len, id);
     d->broken = false;
-    vub_packed_advance(&d->next_used, &d->used_wrap, s->desc_count, d->size);
-    d->free_slots = (uint16_t)(d->free_slots + s->desc_count);
-    d->free_ids[d->free_id_count++] = id;
+    vub_packed_advance(&d->pk.next_used, &d->pk.used_wrap, s->desc_count, d->size);
+    d->free_count = (uint16_t)(d->free_count + s->desc_count);
+    d->free_link[d->pk.free_ids++] = id;
     s->in_flight = false;
     d->in_flight--;
     if (d->event_idx && d->interrupts)
-        vub_packed_event_arm(d->driver_event, true, d->next_used, d->used_wrap);
+        vub_packed_event_arm(d->driver, true, d->pk.next_used, d->pk.used_wrap);
     *id_out = id;
     *len_out = len;
     return VUB_OK;
-}
-
-/* Re-arms notifications before sleeping; true if a used descriptor arrived
- * meanwhile. [VQ-PACKED-IRQ-RACE] the fence pairs with the one in the
- * device's vub_packed_need_notify(). */
-static bool vub_packed_enable_interrupts(struct vub_packed_drv *d)
-{
-    d->interrupts = true;
-    vub_packed_event_arm(d->driver_event, d->event_idx, d->next_used, d->used_wrap);
-    atomic_thread_fence(memory_order_seq_cst);
-    uint16_t flags = vub_ring_load16(d->desc + (size_t)d->next_used * VIRTQ_DESC_BYTES + 14, memory_order_relaxed);
-    return vub_packed_owned(flags, d->used_wrap, true);
-}
-
-/* Busy polling: ask the device for no notifications at all. */
-static void vub_packed_disable_interrupts(struct vub_packed_drv *d)
-{
-    d->interrupts = false;
-    vub_ring_store16(d->driver_event + 2, RING_EVENT_FLAGS_DISABLE, memory_order_relaxed);
-}
-
-/* True if the next descriptor has been used (as vub_split_used_ready();
- * vub_packed_get_used() reloads the flags with acquire). */
-static bool vub_packed_used_ready(const struct vub_packed_drv *d)
-{
-    uint16_t flags = vub_ring_load16(d->desc + (size_t)d->next_used * VIRTQ_DESC_BYTES + 14, memory_order_relaxed);
-    return vub_packed_owned(flags, d->used_wrap, true);
 }
 
 /* ---- Either layout: the one place the layout is chosen ------------------
@@ -3239,10 +3105,14 @@ static enum vub_err vub_vring_start(struct vub_vring *vr, struct vub_error *e)
         vub_split_start(vr);
     if (!vr->inflight.region)
         return VUB_OK;
-    /* version sits at the same offset in both layouts */
-    const struct vub_inflight_split *h = (const struct vub_inflight_split *)(const void *)vr->inflight.region;
+    /* features, version and desc_num sit at the same offsets in both layouts */
+    struct vub_inflight_split *h = vub_inflight_split(vr);
     if (vub_infl_get16(&h->version) == 0) {
         (vr->packed_ring ? vub_inflight_packed_init : vub_inflight_split_init)(vr);
+        vr->inflight.counter = vr->inflight.resubmit_count = vr->inflight.resubmit_at = 0;
+        vub_infl_put16(&h->desc_num, vr->inflight.desc_num, memory_order_relaxed);
+        /* Last (release): a region that has its version is whole. */
+        vub_infl_put16(&h->version, VUB_INFLIGHT_VERSION, memory_order_release);
         return VUB_OK;
     }
     enum vub_err err = vub_inflight_header_ok(vr, vr->inflight.region, e);
@@ -3285,53 +3155,70 @@ static void vub_vring_disable_kicks(struct vub_vring *vr)
     (vr->packed_ring ? vub_packed_disable_kicks : vub_split_disable_kicks)(vr);
 }
 
-/* A driver-side ring of either layout. */
-struct vub_drv {
-    bool packed;
-    union {
-        struct vub_split_drv split;
-        struct vub_packed_drv pk;
-    };
-};
-
+/* A driver-side ring of either layout (struct vub_drv, section 5). */
 static enum vub_err vub_drv_add(struct vub_drv *d, const struct vub_desc *bufs, unsigned n, uint16_t *head)
 {
-    return d->packed ? vub_packed_add_buf(&d->pk, bufs, n, head) : vub_split_add_buf(&d->split, bufs, n, head);
+    return (d->packed ? vub_packed_add_buf : vub_split_add_buf)(d, bufs, n, head);
 }
 
 static bool vub_drv_kick_needed(struct vub_drv *d)
 {
-    return d->packed ? vub_packed_kick_needed(&d->pk) : vub_split_kick_needed(&d->split);
+    return (d->packed ? vub_packed_kick_needed : vub_split_kick_needed)(d);
 }
 
 static enum vub_err vub_drv_get_used(struct vub_drv *d, uint16_t *head, uint32_t *len, struct vub_error *e)
 {
-    return d->packed ? vub_packed_get_used(&d->pk, head, len, e) : vub_split_get_used(&d->split, head, len, e);
+    return (d->packed ? vub_packed_get_used : vub_split_get_used)(d, head, len, e);
 }
 
-static bool vub_drv_enable_interrupts(struct vub_drv *d)
-{
-    return d->packed ? vub_packed_enable_interrupts(&d->pk) : vub_split_enable_interrupts(&d->split);
-}
+/* Notifications from the device are where the layouts differ least, so
+ * one function each serves both. */
 
-static void vub_drv_disable_interrupts(struct vub_drv *d)
-{
-    if (d->packed)
-        vub_packed_disable_interrupts(&d->pk);
-    else
-        vub_split_disable_interrupts(&d->split);
-}
-
-static uint16_t vub_drv_in_flight(const struct vub_drv *d) { return d->packed ? d->pk.in_flight : d->split.in_flight; }
-/* Whether head (split) or buffer id (packed) names a request the device holds. */
-static bool vub_drv_head_in_flight(const struct vub_drv *d, uint16_t head)
-{
-    return d->packed ? d->pk.slots[head].in_flight : d->split.slots[head].in_flight;
-}
-static bool vub_drv_broken(const struct vub_drv *d) { return d->packed ? d->pk.broken : d->split.broken; }
+/* True if the device has used an entry not yet taken: the question a busy
+ * poller asks. A relaxed load is enough: get_used loads the used index
+ * (split) or the descriptor's flags (packed) again with acquire before it
+ * believes the entry. */
 static bool vub_drv_used_ready(const struct vub_drv *d)
 {
-    return d->packed ? vub_packed_used_ready(&d->pk) : vub_split_used_ready(&d->split);
+    if (!d->packed)
+        return vub_ring_load16(d->device + 2, memory_order_relaxed) != d->split.last_used;
+    uint16_t flags = vub_ring_load16(d->desc + (size_t)d->pk.next_used * VIRTQ_DESC_BYTES + 14,
+                                     memory_order_relaxed);
+    return vub_packed_owned(flags, d->pk.used_wrap, true);
+}
+
+/* Re-arms used-buffer notifications before the driver sleeps and reports
+ * whether entries arrived meanwhile (then it must not sleep): split, with
+ * EVENT_IDX used_event = the next used index, else avail->flags 0; packed,
+ * our event area (vub_packed_event_arm). [VQ-SPLIT-IRQ-RACE]
+ * [VQ-PACKED-IRQ-RACE] The fence orders that store before the reload of
+ * the used position and pairs with the fence in the device's
+ * vub_vring_need_notify(): either it sees our request or we see its entry. */
+static bool vub_drv_enable_interrupts(struct vub_drv *d)
+{
+    d->interrupts = true;
+    if (d->packed)
+        vub_packed_event_arm(d->driver, d->event_idx, d->pk.next_used, d->pk.used_wrap);
+    else if (d->event_idx)
+        vub_ring_store16(d->driver + 4 + 2 * (size_t)d->size, d->split.last_used, memory_order_relaxed);
+    else
+        vub_ring_store16(d->driver, 0, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    return vub_drv_used_ready(d);
+}
+
+/* Asks the device not to notify (busy polling). Only a hint: split without
+ * EVENT_IDX the NO_INTERRUPT flag "SHOULD" be honoured; with it used_event
+ * is simply no longer advanced, so at most one more notification comes
+ * until the index wraps; packed, the event area says DISABLE. Either way
+ * the driver must tolerate spurious ones. */
+static void vub_drv_disable_interrupts(struct vub_drv *d)
+{
+    d->interrupts = false;
+    if (d->packed)
+        vub_ring_store16(d->driver + 2, RING_EVENT_FLAGS_DISABLE, memory_order_relaxed);
+    else if (!d->event_idx)
+        vub_ring_store16(d->driver, VIRTQ_AVAIL_F_NO_INTERRUPT, memory_order_relaxed);
 }
 
 /* ======================================================================== *
@@ -3432,14 +3319,7 @@ static bool vub_blk_range_ok(const struct vub_blk *blk, uint64_t sector, uint64_
  * FLUSH nor CONFIG_WCE negotiated ("Device Operation", device requirements). */
 static bool vub_blk_write_through(const struct vub_blk *blk)
 {
-    if (blk->wce_negotiated)
-        return blk->writeback == 0;
-    return !blk->flush_negotiated;
-}
-
-static uint8_t vub_blk_status(enum vub_err err)
-{
-    return err == VUB_OK ? VIRTIO_BLK_S_OK : err == VUB_E_UNSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
+    return blk->wce_negotiated ? blk->writeback == 0 : !blk->flush_negotiated;
 }
 
 /* Finds the status byte (the last writable byte) and removes it from the
@@ -3508,8 +3388,49 @@ static bool vub_blk_req_syncs(const struct vub_blk_req *r)
     return r->type == VIRTIO_BLK_T_FLUSH || r->type == VIRTIO_BLK_T_DISCARD || r->type == VIRTIO_BLK_T_WRITE_ZEROES;
 }
 
+/* Copies and checks every range before acting on any: the guest could
+ * change its buffer between two reads, and a bad last range should not
+ * leave the first ones done. [BLK-DISCARD] whole 16-byte ranges, at most
+ * VUB_BLK_MAX_RANGES. [BLK-DISCARD-FLAGS] unknown flags, or UNMAP on
+ * a discard, are UNSUPP; [BLK-WZ-UNMAP] write-zeroes may carry UNMAP. */
 static enum vub_err vub_blk_ranges(struct vub_blk *blk, struct vub_blk_queue *bq, uint32_t type,
-                                   const struct iovec *iov, unsigned count, uint64_t bytes);
+                                   const struct iovec *iov, unsigned count, uint64_t bytes)
+{
+    struct vub_blk_range r[VUB_BLK_MAX_RANGES];
+    uint32_t allowed = type == VIRTIO_BLK_T_WRITE_ZEROES ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
+    if (blk->read_only)
+        return VUB_E_RDONLY;
+    if (bytes == 0 || bytes % VIRTIO_BLK_SEGMENT_BYTES != 0 ||
+        bytes / VIRTIO_BLK_SEGMENT_BYTES > VUB_BLK_MAX_RANGES)
+        return VUB_E_RANGE;
+    unsigned n = (unsigned)(bytes / VIRTIO_BLK_SEGMENT_BYTES);
+    struct vub_iov_cursor cur = {iov, count, 0, 0};
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t raw[VIRTIO_BLK_SEGMENT_BYTES];
+        vub_iov_copy(&cur, raw, NULL, sizeof raw);
+        r[i] = (struct vub_blk_range){vub_le64(raw), vub_le32(raw + 8), vub_le32(raw + 12)};
+        if (r[i].flags & ~allowed)
+            return VUB_E_UNSUPP;
+        if (r[i].num_sectors > VUB_BLK_MAX_RANGE_SECTORS ||
+            !vub_blk_range_ok(blk, r[i].sector, (uint64_t)r[i].num_sectors * VIRTIO_BLK_SECTOR_BYTES))
+            return VUB_E_RANGE;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t off = r[i].sector * VIRTIO_BLK_SECTOR_BYTES;
+        uint64_t len = (uint64_t)r[i].num_sectors * VIRTIO_BLK_SECTOR_BYTES;
+        enum vub_err err = type == VIRTIO_BLK_T_DISCARD
+                               ? vub_image_discard(blk->image, off, len)
+                               : vub_image_write_zeroes(blk->image, off, len,
+                                                        r[i].flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+        if (err != VUB_OK)
+            return err;
+    }
+    if (type == VIRTIO_BLK_T_DISCARD)
+        bq->stats->discards++;
+    else
+        bq->stats->write_zeroes++;
+    return VUB_OK; /* [BLK-DURABLE] the engine makes it durable when the cache is off */
+}
 
 /* Decodes and checks the chain's request. [BLK-SEG-MAX] more data segments
  * than the seg_max we advertise (a header and a status descriptor
@@ -3615,7 +3536,8 @@ static uint32_t vub_blk_finish(struct vub_blk_queue *bq, struct vub_blk_req *r, 
         bq->stats->errors++;
     if (!r->status)
         return 0;
-    *r->status = vub_blk_status(err);
+    *r->status = err == VUB_OK         ? VIRTIO_BLK_S_OK
+                 : err == VUB_E_UNSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
     uint64_t used = r->data_in + 1;
     return used > UINT32_MAX ? UINT32_MAX : (uint32_t)used;
 }
@@ -3668,50 +3590,6 @@ static enum vub_err vub_blk_io_sync(struct vub_blk *blk, struct vub_blk_queue *b
     if (err == VUB_OK && r->write_through)
         err = vub_image_flush(blk->image);
     return err;
-}
-
-/* Copies and checks every range before acting on any: the guest could
- * change its buffer between two reads, and a bad last range should not
- * leave the first ones done. [BLK-DISCARD] whole 16-byte ranges, at most
- * VUB_BLK_MAX_RANGES. [BLK-DISCARD-FLAGS] unknown flags, or UNMAP on
- * a discard, are UNSUPP; [BLK-WZ-UNMAP] write-zeroes may carry UNMAP. */
-static enum vub_err vub_blk_ranges(struct vub_blk *blk, struct vub_blk_queue *bq, uint32_t type,
-                                   const struct iovec *iov, unsigned count, uint64_t bytes)
-{
-    struct vub_blk_range r[VUB_BLK_MAX_RANGES];
-    uint32_t allowed = type == VIRTIO_BLK_T_WRITE_ZEROES ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
-    if (blk->read_only)
-        return VUB_E_RDONLY;
-    if (bytes == 0 || bytes % VIRTIO_BLK_SEGMENT_BYTES != 0 ||
-        bytes / VIRTIO_BLK_SEGMENT_BYTES > VUB_BLK_MAX_RANGES)
-        return VUB_E_RANGE;
-    unsigned n = (unsigned)(bytes / VIRTIO_BLK_SEGMENT_BYTES);
-    struct vub_iov_cursor cur = {iov, count, 0, 0};
-    for (unsigned i = 0; i < n; i++) {
-        uint8_t raw[VIRTIO_BLK_SEGMENT_BYTES];
-        vub_iov_copy(&cur, raw, NULL, sizeof raw);
-        r[i] = (struct vub_blk_range){vub_le64(raw), vub_le32(raw + 8), vub_le32(raw + 12)};
-        if (r[i].flags & ~allowed)
-            return VUB_E_UNSUPP;
-        if (r[i].num_sectors > VUB_BLK_MAX_RANGE_SECTORS ||
-            !vub_blk_range_ok(blk, r[i].sector, (uint64_t)r[i].num_sectors * VIRTIO_BLK_SECTOR_BYTES))
-            return VUB_E_RANGE;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        uint64_t off = r[i].sector * VIRTIO_BLK_SECTOR_BYTES;
-        uint64_t len = (uint64_t)r[i].num_sectors * VIRTIO_BLK_SECTOR_BYTES;
-        enum vub_err err = type == VIRTIO_BLK_T_DISCARD
-                               ? vub_image_discard(blk->image, off, len)
-                               : vub_image_write_zeroes(blk->image, off, len,
-                                                        r[i].flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
-        if (err != VUB_OK)
-            return err;
-    }
-    if (type == VIRTIO_BLK_T_DISCARD)
-        bq->stats->discards++;
-    else
-        bq->stats->write_zeroes++;
-    return VUB_OK; /* [BLK-DURABLE] the engine makes it durable when the cache is off */
 }
 
 /* Executes one request synchronously, writes its status and returns the
@@ -9115,7 +8993,6 @@ bool vub_aio_works(enum vub_aio aio, char *why, size_t why_len)
  *    back-end that completes without writing it is seen as such.
  * ======================================================================== */
 
-
 #define VUB_CLIENT_GPA_BASE UINT64_C(0x40000000) /* guest address of the memfd's first byte */
 #define VUB_CLIENT_PAGE_BYTES 4096u
 #define VUB_CLIENT_SLOT_BYTES 64u     /* per request: header 0..15, range 16..31, status 32 */
@@ -9145,18 +9022,13 @@ static const uint64_t vub_client_wanted_protocol =
     VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIG) | VUB_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
     VUB_BIT(VHOST_USER_PROTOCOL_F_BACKEND_REQ);
 
-/* The host record of one request in flight, by head. */
-struct vub_client_pending {
-    uint64_t cookie; /* the caller's */
-    uint64_t seq;    /* submission order on its queue, for resubmission */
-    uint16_t slot;   /* its request slot in shared memory */
-};
-
-/* What vub_client_reconnect() needs to make a request available again, by
- * request slot: host copies, because the back-end may have written over
- * the shared ones (a packed ring's used descriptors land on the slots its
- * own requests held). */
-struct vub_client_saved {
+/* The host record of one request in flight, by request slot. The copies
+ * are what vub_client_reconnect() makes it available again from: the
+ * back-end may have written over the shared ones (a packed ring's used
+ * descriptors land on the slots its own requests held). */
+struct vub_client_request {
+    uint64_t cookie;                     /* the caller's */
+    uint64_t seq;                        /* submission order on its queue, for resubmission */
     uint8_t hdr[VUB_CLIENT_SLOT_STATUS]; /* the slot's header and range as written */
     uint16_t buf_count;                  /* entries at bufs + slot * bufs_per_req */
 };
@@ -9176,14 +9048,13 @@ struct vub_client_queue {
     uint16_t *slot_free;               /* stack of free request slots */
     uint16_t slot_free_count;
     uint64_t submitted;                /* requests submitted so far: the next seq */
-    struct vub_client_pending *pending; /* [size] by head; one allocation with the arrays below */
-    struct vub_client_pending *order;  /* [size] scratch: in-flight requests in seq order */
-    struct vub_client_saved *saved;    /* [size] by request slot */
+    struct vub_client_request *reqs;   /* [size] by request slot; one allocation with the arrays below */
+    uint16_t *head_slot;               /* [size] by head: the request slot it carries */
+    uint16_t *order;                   /* [size] scratch: slots in flight, in seq order */
     struct vub_desc *bufs;             /* [size x bufs_per_req] each request's buffers, by slot */
     unsigned bufs_per_req;             /* max_segments (at least 1) + 2: header, data..., status */
     uint16_t *free_link;               /* ring bookkeeping, [size] each (host memory): */
-    struct vub_split_slot *ring_slots; /*   split: free list and heads */
-    struct vub_packed_slot *packed_slots; /* packed: free ids (free_link) and ids */
+    struct vub_drv_slot *ring_slots;   /*   free list or id stack, and requests in flight */
     struct vub_error err;              /* the queue's last failure */
     char why[192];                     /* ... formatted */
 };
@@ -9202,7 +9073,6 @@ struct vub_client {
     uint8_t *pool;             /* the vub_client_alloc() pool, inside mem */
     size_t pool_pages;
     uint32_t *page_run;        /* [pool_pages]: pages of the allocation starting here, 0 = none */
-    uint8_t *page_busy;        /* [pool_pages]: 1 if the page is allocated */
     atomic_flag pool_lock;
     struct vub_client_queue *queues; /* [info.num_queues] */
     struct vub_error err;      /* the last control-plane failure */
@@ -9228,9 +9098,8 @@ static enum vub_err vub_client_queue_fail(struct vub_client_queue *q, enum vub_r
 
 /* ---- The control channel ---- */
 
-/* Receives the reply to `request`. [VU-REPLY-CHECK] a reply has the
- * request's id, flags exactly 0x5, the size asked for and no fds.
- * [VU-REPLY-TIMEOUT] it must come within the timeout. */
+/* Receives the reply to `request` of `size` payload bytes, checked and
+ * timed as the format notes say ([VU-REPLY-CHECK], [VU-REPLY-TIMEOUT]). */
 static enum vub_err vub_client_recv_reply(struct vub_client *cl, uint32_t request, struct vub_msg *m,
                                           uint32_t size)
 {
@@ -9253,26 +9122,24 @@ static enum vub_err vub_client_recv_reply(struct vub_client *cl, uint32_t reques
     return VUB_OK;
 }
 
-static enum vub_err vub_client_send_msg(struct vub_client *cl, uint32_t request, uint32_t flags,
-                                        const void *payload, uint32_t size, const int *fds, unsigned nfds)
+/* Sends a request and takes its answer: the reply of exactly reply_size
+ * bytes it has, or, with reply NULL, [VU-NEED-REPLY] the u64 ack if
+ * REPLY_ACK is negotiated (nothing if not). A failure breaks the channel:
+ * nothing more is sent on it. */
+static enum vub_err vub_client_call(struct vub_client *cl, uint32_t request, const void *payload,
+                                    uint32_t size, const int *fds, unsigned nfds, struct vub_msg *reply,
+                                    uint32_t reply_size)
 {
-    struct vub_vu_header hdr = {.request = request, .flags = VHOST_USER_VERSION | flags, .size = size};
-    enum vub_err err = vub_vu_send(cl->sock, &hdr, payload, fds, nfds);
-    if (err != VUB_OK)
-        vub_client_fail(cl, err == VUB_E_CLOSED ? VUB_R_VU_CLOSED : VUB_R_SYS_CALL, request, (uint64_t)errno);
-    return err;
-}
-
-/* Sends a message that has no reply of its own. [VU-NEED-REPLY] */
-static enum vub_err vub_client_send(struct vub_client *cl, uint32_t request, const void *payload,
-                                    uint32_t size, const int *fds, unsigned nfds)
-{
-    bool ack = vub_has(cl->info.protocol_features, VHOST_USER_PROTOCOL_F_REPLY_ACK);
+    bool ack = !reply && vub_has(cl->info.protocol_features, VHOST_USER_PROTOCOL_F_REPLY_ACK);
+    struct vub_vu_header hdr = {request, VHOST_USER_VERSION | (ack ? VHOST_USER_NEED_REPLY_MASK : 0), size};
     struct vub_msg m;
     if (cl->broken)
         return VUB_E_PROTO;
-    enum vub_err err = vub_client_send_msg(cl, request, ack ? VHOST_USER_NEED_REPLY_MASK : 0, payload,
-                                           size, fds, nfds);
+    enum vub_err err = vub_vu_send(cl->sock, &hdr, payload, fds, nfds);
+    if (err != VUB_OK)
+        vub_client_fail(cl, err == VUB_E_CLOSED ? VUB_R_VU_CLOSED : VUB_R_SYS_CALL, request, (uint64_t)errno);
+    if (err == VUB_OK && reply)
+        err = vub_client_recv_reply(cl, request, reply, reply_size);
     if (err == VUB_OK && ack)
         err = vub_client_recv_reply(cl, request, &m, sizeof m.payload.u64);
     if (err == VUB_OK && ack && m.payload.u64 != 0)
@@ -9281,23 +9148,17 @@ static enum vub_err vub_client_send(struct vub_client *cl, uint32_t request, con
     return err;
 }
 
-/* Sends a request whose reply carries a payload of exactly reply_size bytes. */
-static enum vub_err vub_client_get(struct vub_client *cl, uint32_t request, const void *payload,
-                                   uint32_t size, struct vub_msg *reply, uint32_t reply_size)
+/* Sends a message that has no reply of its own. */
+static enum vub_err vub_client_send(struct vub_client *cl, uint32_t request, const void *payload,
+                                    uint32_t size, const int *fds, unsigned nfds)
 {
-    if (cl->broken)
-        return VUB_E_PROTO;
-    enum vub_err err = vub_client_send_msg(cl, request, 0, payload, size, NULL, 0);
-    if (err == VUB_OK)
-        err = vub_client_recv_reply(cl, request, reply, reply_size);
-    cl->broken = err != VUB_OK;
-    return err;
+    return vub_client_call(cl, request, payload, size, fds, nfds, NULL, 0);
 }
 
 static enum vub_err vub_client_get_u64(struct vub_client *cl, uint32_t request, uint64_t *out)
 {
     struct vub_msg m;
-    enum vub_err err = vub_client_get(cl, request, NULL, 0, &m, sizeof m.payload.u64);
+    enum vub_err err = vub_client_call(cl, request, NULL, 0, NULL, 0, &m, sizeof m.payload.u64);
     if (err == VUB_OK)
         *out = m.payload.u64;
     return err;
@@ -9332,9 +9193,62 @@ static enum vub_err vub_client_backend_channel(struct vub_client *cl)
     return err;
 }
 
+/* Reads and decodes the config space ("struct virtio_blk_config", every
+ * field little-endian). Fields of features not offered get the spec's
+ * meaning of "absent". */
+static enum vub_err vub_client_read_config(struct vub_client *cl)
+{
+    struct vub_vu_config req = {.offset = 0, .size = VUB_CLIENT_CONFIG_BYTES, .flags = 0};
+    struct vub_msg m;
+    uint32_t bytes = 12 + VUB_CLIENT_CONFIG_BYTES;
+    enum vub_err err = vub_client_call(cl, VHOST_USER_GET_CONFIG, &req, bytes, NULL, 0, &m, bytes);
+    if (err != VUB_OK)
+        return err;
+    if (m.payload.config.offset != 0 || m.payload.config.size != VUB_CLIENT_CONFIG_BYTES) {
+        cl->broken = true;
+        return vub_client_fail(cl, VUB_R_VU_ANSWER, VHOST_USER_GET_CONFIG,
+                               (uint64_t)m.payload.config.offset << 32 | m.payload.config.size);
+    }
+    const uint8_t *c = m.payload.config.data;
+    uint64_t f = cl->info.features;
+    struct vub_client_config *k = &cl->info.config;
+    cl->info.config_bytes = VUB_CLIENT_CONFIG_BYTES;
+    memset(k, 0, sizeof *k);
+    k->capacity_sectors = vub_le64(c);
+    k->size_max_bytes = vub_has(f, VIRTIO_BLK_F_SIZE_MAX) ? vub_le32(c + 8) : 0;
+    k->seg_max = vub_has(f, VIRTIO_BLK_F_SEG_MAX) ? vub_le32(c + 12) : 0;
+    if (vub_has(f, VIRTIO_BLK_F_GEOMETRY)) {
+        k->cylinders = vub_le16(c + 16);
+        k->heads = c[18];
+        k->sectors = c[19];
+    }
+    k->blk_size_bytes = vub_has(f, VIRTIO_BLK_F_BLK_SIZE) ? vub_le32(c + 20) : VIRTIO_BLK_SECTOR_BYTES;
+    if (vub_has(f, VIRTIO_BLK_F_TOPOLOGY)) {
+        k->physical_block_exp = c[24];
+        k->alignment_offset = c[25];
+        k->min_io_size_blocks = vub_le16(c + 26);
+        k->opt_io_size_blocks = vub_le32(c + 28);
+    }
+    /* Without CONFIG_WCE the cache mode is fixed: write-back if FLUSH is
+     * there to be used, else write-through ("Device Operation"). */
+    k->writeback = vub_has(f, VIRTIO_BLK_F_CONFIG_WCE) ? c[32] : vub_has(f, VIRTIO_BLK_F_FLUSH);
+    k->num_queues = vub_has(f, VIRTIO_BLK_F_MQ) ? vub_le16(c + 34) : 1;
+    if (vub_has(f, VIRTIO_BLK_F_DISCARD)) {
+        k->max_discard_sectors = vub_le32(c + 36);
+        k->max_discard_seg = vub_le32(c + 40);
+        k->discard_sector_alignment = vub_le32(c + 44);
+    }
+    if (vub_has(f, VIRTIO_BLK_F_WRITE_ZEROES)) {
+        k->max_write_zeroes_sectors = vub_le32(c + 48);
+        k->max_write_zeroes_seg = vub_le32(c + 52);
+        k->write_zeroes_may_unmap = c[56];
+    }
+    return VUB_OK;
+}
+
 /* [VU-FEATURES] offered vs taken are both kept; we take what we implement
  * and the caller did not switch off. VERSION_1 is required (vub has no
- * legacy layout). */
+ * legacy layout). Ends with the config space read. */
 static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub_client_opts *o)
 {
     struct vub_client_info *in = &cl->info;
@@ -9387,60 +9301,9 @@ static enum vub_err vub_client_negotiate(struct vub_client *cl, const struct vub
     uint64_t wanted = vub_client_wanted_features | (in->packed ? VUB_BIT(VIRTIO_F_RING_PACKED) : 0);
     in->features = (in->features_offered & wanted & ~o->features_off) | VUB_BIT(VIRTIO_F_VERSION_1);
     in->packed = vub_has(in->features, VIRTIO_F_RING_PACKED);
-    return vub_client_send_u64(cl, VHOST_USER_SET_FEATURES, in->features, NULL, 0);
-}
-
-/* Reads and decodes the config space ("struct virtio_blk_config", every
- * field little-endian). Fields of features not offered get the spec's
- * meaning of "absent". */
-static enum vub_err vub_client_read_config(struct vub_client *cl)
-{
-    struct vub_vu_config req = {.offset = 0, .size = VUB_CLIENT_CONFIG_BYTES, .flags = 0};
-    struct vub_msg m;
-    uint32_t bytes = 12 + VUB_CLIENT_CONFIG_BYTES;
-    enum vub_err err = vub_client_get(cl, VHOST_USER_GET_CONFIG, &req, bytes, &m, bytes);
-    if (err != VUB_OK)
+    if ((err = vub_client_send_u64(cl, VHOST_USER_SET_FEATURES, in->features, NULL, 0)) != VUB_OK)
         return err;
-    if (m.payload.config.offset != 0 || m.payload.config.size != VUB_CLIENT_CONFIG_BYTES) {
-        cl->broken = true;
-        return vub_client_fail(cl, VUB_R_VU_ANSWER, VHOST_USER_GET_CONFIG,
-                               (uint64_t)m.payload.config.offset << 32 | m.payload.config.size);
-    }
-    const uint8_t *c = m.payload.config.data;
-    uint64_t f = cl->info.features;
-    struct vub_client_config *k = &cl->info.config;
-    cl->info.config_bytes = VUB_CLIENT_CONFIG_BYTES;
-    memset(k, 0, sizeof *k);
-    k->capacity_sectors = vub_le64(c);
-    k->size_max_bytes = vub_has(f, VIRTIO_BLK_F_SIZE_MAX) ? vub_le32(c + 8) : 0;
-    k->seg_max = vub_has(f, VIRTIO_BLK_F_SEG_MAX) ? vub_le32(c + 12) : 0;
-    if (vub_has(f, VIRTIO_BLK_F_GEOMETRY)) {
-        k->cylinders = vub_le16(c + 16);
-        k->heads = c[18];
-        k->sectors = c[19];
-    }
-    k->blk_size_bytes = vub_has(f, VIRTIO_BLK_F_BLK_SIZE) ? vub_le32(c + 20) : VIRTIO_BLK_SECTOR_BYTES;
-    if (vub_has(f, VIRTIO_BLK_F_TOPOLOGY)) {
-        k->physical_block_exp = c[24];
-        k->alignment_offset = c[25];
-        k->min_io_size_blocks = vub_le16(c + 26);
-        k->opt_io_size_blocks = vub_le32(c + 28);
-    }
-    /* Without CONFIG_WCE the cache mode is fixed: write-back if FLUSH is
-     * there to be used, else write-through ("Device Operation"). */
-    k->writeback = vub_has(f, VIRTIO_BLK_F_CONFIG_WCE) ? c[32] : vub_has(f, VIRTIO_BLK_F_FLUSH);
-    k->num_queues = vub_has(f, VIRTIO_BLK_F_MQ) ? vub_le16(c + 34) : 1;
-    if (vub_has(f, VIRTIO_BLK_F_DISCARD)) {
-        k->max_discard_sectors = vub_le32(c + 36);
-        k->max_discard_seg = vub_le32(c + 40);
-        k->discard_sector_alignment = vub_le32(c + 44);
-    }
-    if (vub_has(f, VIRTIO_BLK_F_WRITE_ZEROES)) {
-        k->max_write_zeroes_sectors = vub_le32(c + 48);
-        k->max_write_zeroes_seg = vub_le32(c + 52);
-        k->write_zeroes_may_unmap = c[56];
-    }
-    return VUB_OK;
+    return vub_client_read_config(cl);
 }
 
 /* ---- Shared memory ---- */
@@ -9452,13 +9315,20 @@ struct vub_client_layout {
     size_t avail, used, slots, indirect, block;
 };
 
+/* Entries in each queue's indirect tables; 0 without INDIRECT_DESC. */
+static uint16_t vub_client_indirect_max(const struct vub_client_info *in)
+{
+    return vub_has(in->features, VIRTIO_F_INDIRECT_DESC) ? (uint16_t)(in->max_segments + 2) : 0;
+}
+
 /* Split: descriptor table, available ring, used ring. Packed: descriptor
  * ring, then the driver and device event areas in the avail/used places. */
-static struct vub_client_layout vub_client_layout(uint16_t size, uint16_t indirect_max, bool packed)
+static struct vub_client_layout vub_client_layout(const struct vub_client_info *in)
 {
     struct vub_client_layout l;
-    uint64_t avail_bytes = packed ? vub_packed_event_bytes() : vub_split_avail_bytes(size);
-    uint64_t used_bytes = packed ? vub_packed_event_bytes() : vub_split_used_bytes(size);
+    uint16_t size = in->queue_size, indirect_max = vub_client_indirect_max(in);
+    uint64_t avail_bytes = in->packed ? vub_packed_event_bytes() : vub_split_avail_bytes(size);
+    uint64_t used_bytes = in->packed ? vub_packed_event_bytes() : vub_split_used_bytes(size);
     l.avail = (size_t)vub_split_desc_bytes(size);                  /* desc at 0, align 16 */
     l.used = vub_client_align(l.avail + (size_t)avail_bytes, 64);
     l.slots = vub_client_align(l.used + (size_t)used_bytes, 64);
@@ -9468,35 +9338,21 @@ static struct vub_client_layout vub_client_layout(uint16_t size, uint16_t indire
     return l;
 }
 
-/* Entries in each queue's indirect tables; 0 without INDIRECT_DESC. */
-static uint16_t vub_client_indirect_max(const struct vub_client_info *in)
-{
-    return vub_has(in->features, VIRTIO_F_INDIRECT_DESC) ? (uint16_t)(in->max_segments + 2) : 0;
-}
-
-/* Sets up the driver side of queue q's ring over its block at b, whose
- * ring areas are zeroed: every descriptor free, every index 0. */
-static void vub_client_ring_init(struct vub_client *cl, struct vub_client_queue *q, uint8_t *b,
-                                 const struct vub_client_layout *l)
+/* Sets up the driver side of queue q's ring over its block, whose ring
+ * areas are zeroed first (a reconnect reuses them): every descriptor
+ * free, every index 0. */
+static void vub_client_ring_init(struct vub_client *cl, struct vub_client_queue *q)
 {
     const struct vub_client_info *in = &cl->info;
-    uint16_t size = in->queue_size, indirect_max = vub_client_indirect_max(in);
-    bool event_idx = vub_has(in->features, VIRTIO_F_EVENT_IDX);
-    uint64_t table_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(b - cl->mem) + l->indirect;
-    q->ring.packed = in->packed;
-    if (q->ring.packed) {
-        vub_packed_drv_init(&q->ring.pk, size, b, b + l->avail, b + l->used, q->free_link, q->packed_slots);
-        q->ring.pk.event_idx = event_idx;
-        q->ring.pk.indirect = b + l->indirect;
-        q->ring.pk.indirect_addr = table_addr;
-        q->ring.pk.indirect_max = indirect_max;
-    } else {
-        vub_split_drv_init(&q->ring.split, size, b, b + l->avail, b + l->used, q->free_link, q->ring_slots);
-        q->ring.split.event_idx = event_idx;
-        q->ring.split.indirect = b + l->indirect;
-        q->ring.split.indirect_addr = table_addr;
-        q->ring.split.indirect_max = indirect_max;
-    }
+    struct vub_client_layout l = vub_client_layout(in);
+    uint8_t *b = q->slots - l.slots;
+    memset(b, 0, l.slots); /* descriptors, driver and device areas */
+    vub_drv_init(&q->ring, in->packed, in->queue_size, b, b + l.avail, b + l.used, q->free_link,
+                 q->ring_slots);
+    q->ring.event_idx = vub_has(in->features, VIRTIO_F_EVENT_IDX);
+    q->ring.indirect = b + l.indirect;
+    q->ring.indirect_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(b - cl->mem) + l.indirect;
+    q->ring.indirect_max = vub_client_indirect_max(in);
 }
 
 /* Creates and maps the memfd and carves it up. All of it starts zeroed:
@@ -9505,7 +9361,7 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
 {
     struct vub_client_info *in = &cl->info;
     uint16_t size = in->queue_size;
-    struct vub_client_layout l = vub_client_layout(size, vub_client_indirect_max(in), in->packed);
+    struct vub_client_layout l = vub_client_layout(in);
     if (pool_bytes > SIZE_MAX / 4 || in->num_queues > (SIZE_MAX / 4) / l.block)
         return vub_client_fail(cl, VUB_R_SYS_NOMEM, pool_bytes, 0);
     cl->pool_pages = vub_client_align(pool_bytes, VUB_CLIENT_PAGE_BYTES) / VUB_CLIENT_PAGE_BYTES;
@@ -9513,37 +9369,31 @@ static enum vub_err vub_client_map(struct vub_client *cl, size_t pool_bytes)
     cl->mem_bytes = l.block * in->num_queues + in->buffer_bytes;
 
     cl->mem = vub_sys_memfd(cl->mem_bytes, &cl->memfd);
-    if (!cl->mem) {
-        vub_client_fail(cl, VUB_R_SYS_NOMEM, cl->mem_bytes, 0);
-        return VUB_E_NOMEM;
-    }
+    if (!cl->mem)
+        return vub_client_fail(cl, VUB_R_SYS_NOMEM, cl->mem_bytes, 0);
     cl->pool = cl->mem + l.block * in->num_queues;
     cl->page_run = calloc(cl->pool_pages ? cl->pool_pages : 1, sizeof *cl->page_run);
-    cl->page_busy = calloc(cl->pool_pages ? cl->pool_pages : 1, 1);
-    if (!cl->page_run || !cl->page_busy)
+    if (!cl->page_run)
         return VUB_E_NOMEM;
 
     for (unsigned i = 0; i < in->num_queues; i++) {
         struct vub_client_queue *q = &cl->queues[i];
-        uint8_t *b = cl->mem + l.block * i;
-        q->slots = b + l.slots;
+        q->slots = cl->mem + l.block * i + l.slots;
         q->slots_addr = VUB_CLIENT_GPA_BASE + (uint64_t)(q->slots - cl->mem);
         /* The host bookkeeping, [size] of each, in one allocation, the
          * most aligned types first; the saved buffer lists in another. */
-        q->pending = calloc(size, 2 * sizeof *q->pending + sizeof *q->ring_slots + sizeof *q->packed_slots +
-                                      sizeof *q->saved + sizeof *q->free_link + sizeof *q->slot_free);
+        q->reqs = calloc(size, sizeof *q->reqs + sizeof *q->ring_slots + 4 * sizeof *q->free_link);
         /* header, data or a discard range, status: at least 3 */
         q->bufs_per_req = (in->max_segments > 1 ? in->max_segments : 1) + 2;
         q->bufs = calloc((size_t)size * q->bufs_per_req, sizeof *q->bufs);
-        if (!q->pending || !q->bufs)
+        if (!q->reqs || !q->bufs)
             return VUB_E_NOMEM;
-        q->order = q->pending + size;
-        q->ring_slots = (struct vub_split_slot *)(void *)(q->order + size);
-        q->packed_slots = (struct vub_packed_slot *)(void *)(q->ring_slots + size);
-        q->saved = (struct vub_client_saved *)(void *)(q->packed_slots + size);
-        q->free_link = (uint16_t *)(void *)(q->saved + size);
+        q->ring_slots = (struct vub_drv_slot *)(void *)(q->reqs + size);
+        q->free_link = (uint16_t *)(void *)(q->ring_slots + size);
         q->slot_free = q->free_link + size;
-        vub_client_ring_init(cl, q, b, &l);
+        q->head_slot = q->slot_free + size;
+        q->order = q->head_slot + size;
+        vub_client_ring_init(cl, q);
         for (uint16_t s = 0; s < size; s++)
             q->slot_free[s] = (uint16_t)(size - 1 - s);
         q->slot_free_count = size;
@@ -9577,13 +9427,12 @@ static enum vub_err vub_client_share(struct vub_client *cl)
  * the back-end can notify from its first completion. */
 static enum vub_err vub_client_start_queue(struct vub_client *cl, struct vub_client_queue *q)
 {
-    bool packed = q->ring.packed;
     struct vub_vu_vring_addr a = {
         .index = q->index,
         .flags = 0,
-        .desc_uaddr = (uint64_t)(uintptr_t)(packed ? q->ring.pk.desc : q->ring.split.desc),
-        .used_uaddr = (uint64_t)(uintptr_t)(packed ? q->ring.pk.device_event : q->ring.split.used),
-        .avail_uaddr = (uint64_t)(uintptr_t)(packed ? q->ring.pk.driver_event : q->ring.split.avail),
+        .desc_uaddr = (uint64_t)(uintptr_t)q->ring.desc,
+        .used_uaddr = (uint64_t)(uintptr_t)q->ring.device,
+        .avail_uaddr = (uint64_t)(uintptr_t)q->ring.driver,
         .log_gpa = 0,
     };
     if (q->kick_fd < 0) /* made once; a reconnect hands the same ones over again */
@@ -9595,7 +9444,7 @@ static enum vub_err vub_client_start_queue(struct vub_client *cl, struct vub_cli
     enum vub_err err = vub_client_send_state(cl, VHOST_USER_SET_VRING_NUM, q->index, cl->info.queue_size);
     if (err == VUB_OK)
         err = vub_client_send_state(cl, VHOST_USER_SET_VRING_BASE, q->index,
-                                    packed ? 0x80008000u : 0); /* [VU-PACKED-BASE] wraps start at 1 */
+                                    q->ring.packed ? 0x80008000u : 0); /* [VU-PACKED-BASE] wraps start at 1 */
     if (err == VUB_OK)
         err = vub_client_send(cl, VHOST_USER_SET_VRING_ADDR, &a, sizeof a, NULL, 0);
     if (err == VUB_OK)
@@ -9662,14 +9511,10 @@ enum vub_err vub_client_connect_fd(struct vub_client **out, int fd, const struct
     unsigned want = o->num_queues ? o->num_queues : 1;
     in->queue_size = o->queue_size ? o->queue_size : VUB_CLIENT_DEFAULT_QUEUE_SIZE;
     err = vub_client_negotiate(cl, o);
-    if (err == VUB_OK)
-        err = vub_client_read_config(cl);
-    if (err == VUB_OK) {
-        /* [BLK-MQ] without VIRTIO_BLK_F_MQ the device has one queue. */
-        unsigned have = in->config.num_queues < in->max_queues ? in->config.num_queues : in->max_queues;
-        if (want > have)
-            err = vub_client_fail(cl, VUB_R_BLK_MQ, want, have);
-    }
+    /* [BLK-MQ] without VIRTIO_BLK_F_MQ the device has one queue. */
+    unsigned have = VUB_MIN(in->config.num_queues, in->max_queues);
+    if (err == VUB_OK && want > have)
+        err = vub_client_fail(cl, VUB_R_BLK_MQ, want, have);
     if (err == VUB_OK) {
         in->num_queues = want;
         in->max_segments = vub_client_max_segments(in);
@@ -9726,7 +9571,8 @@ static enum vub_err vub_client_stop_queue(struct vub_client *cl, struct vub_clie
     if (vub_has(cl->info.features, VHOST_USER_F_PROTOCOL_FEATURES))
         err = vub_client_send_state(cl, VHOST_USER_SET_VRING_ENABLE, q->index, 0);
     if (err == VUB_OK)
-        err = vub_client_get(cl, VHOST_USER_GET_VRING_BASE, &s, sizeof s, &m, sizeof m.payload.state);
+        err = vub_client_call(cl, VHOST_USER_GET_VRING_BASE, &s, sizeof s, NULL, 0, &m,
+                              sizeof m.payload.state);
     if (err == VUB_OK && m.payload.state.index != q->index) {
         cl->broken = true;
         err = vub_client_fail(cl, VUB_R_VU_ANSWER, VHOST_USER_GET_VRING_BASE, m.payload.state.index);
@@ -9748,14 +9594,13 @@ void vub_client_close(struct vub_client *cl)
         struct vub_client_queue *q = &cl->queues[i];
         vub_sys_close(&q->kick_fd);
         vub_sys_close(&q->call_fd);
-        free(q->pending); /* and the other host arrays with it */
+        free(q->reqs); /* and the other host arrays with it */
         free(q->bufs);
     }
     free(cl->queues);
     vub_sys_unmap(cl->mem, cl->mem_bytes);
     vub_sys_close(&cl->memfd);
     free(cl->page_run);
-    free(cl->page_busy);
     free(cl);
 }
 
@@ -9779,38 +9624,33 @@ void vub_client_close(struct vub_client *cl)
 static enum vub_err vub_client_requeue(struct vub_client *cl, struct vub_client_queue *q)
 {
     uint16_t size = cl->info.queue_size, n = 0;
-    bool interrupts = q->ring.packed ? q->ring.pk.interrupts : q->ring.split.interrupts;
+    bool interrupts = q->ring.interrupts;
     for (uint32_t h = 0; h < size; h++)
-        if (vub_drv_head_in_flight(&q->ring, (uint16_t)h))
-            q->order[n++] = q->pending[h];
+        if (q->ring.slots[h].in_flight)
+            q->order[n++] = q->head_slot[h];
     for (uint16_t i = 1; i < n; i++) { /* insertion sort by seq: once per reconnect */
-        struct vub_client_pending p = q->order[i];
-        uint16_t j = i;
-        for (; j > 0 && q->order[j - 1].seq > p.seq; j--)
+        uint16_t slot = q->order[i], j = i;
+        for (; j > 0 && q->reqs[q->order[j - 1]].seq > q->reqs[slot].seq; j--)
             q->order[j] = q->order[j - 1];
-        q->order[j] = p;
+        q->order[j] = slot;
     }
-    struct vub_client_layout l = vub_client_layout(size, vub_client_indirect_max(&cl->info), cl->info.packed);
-    uint8_t *b = q->slots - l.slots;
-    memset(b, 0, l.slots); /* descriptors, driver and device areas */
-    vub_client_ring_init(cl, q, b, &l);
+    vub_client_ring_init(cl, q);
     if (!interrupts)
         vub_drv_disable_interrupts(&q->ring);
     q->err = (struct vub_error){VUB_R_NONE, 0, 0};
     q->why[0] = '\0';
     for (uint16_t i = 0; i < n; i++) {
-        const struct vub_client_pending *p = &q->order[i];
-        uint8_t *s = q->slots + (size_t)p->slot * VUB_CLIENT_SLOT_BYTES;
-        uint16_t head;
-        memcpy(s, q->saved[p->slot].hdr, sizeof q->saved[p->slot].hdr);
+        uint16_t slot = q->order[i], head;
+        uint8_t *s = q->slots + (size_t)slot * VUB_CLIENT_SLOT_BYTES;
+        memcpy(s, q->reqs[slot].hdr, sizeof q->reqs[slot].hdr);
         s[VUB_CLIENT_SLOT_STATUS] = VUB_BLK_S_NONE;
         /* These requests all fitted this ring at once before, so they fit
          * the empty one again; a failure would be a bug of ours. */
-        enum vub_err err = vub_drv_add(&q->ring, q->bufs + (size_t)p->slot * q->bufs_per_req,
-                                       q->saved[p->slot].buf_count, &head);
+        enum vub_err err = vub_drv_add(&q->ring, q->bufs + (size_t)slot * q->bufs_per_req,
+                                       q->reqs[slot].buf_count, &head);
         if (err != VUB_OK)
-            return vub_client_queue_fail(q, VUB_R_CLIENT_REQ, p->slot, 0);
-        q->pending[head] = *p;
+            return vub_client_queue_fail(q, VUB_R_CLIENT_REQ, slot, 0);
+        q->head_slot[head] = slot;
     }
     return VUB_OK;
 }
@@ -9827,8 +9667,6 @@ static enum vub_err vub_client_resume(struct vub_client *cl, int fd)
     cl->err = (struct vub_error){VUB_R_NONE, 0, 0};
     vub_sys_socket_timeouts(fd, cl->timeout_ms);
     enum vub_err err = vub_client_negotiate(cl, &cl->opts);
-    if (err == VUB_OK)
-        err = vub_client_read_config(cl);
     if (err == VUB_OK && (in->features != old.features || vub_client_max_segments(in) < old.max_segments ||
                           in->config.num_queues < old.num_queues || in->max_queues < old.num_queues))
         err = vub_client_fail(cl, VUB_R_CLIENT_RECONNECT_CHANGED, in->features, old.features);
@@ -9842,7 +9680,7 @@ static enum vub_err vub_client_resume(struct vub_client *cl, int fd)
         err = vub_client_requeue(cl, q);
         if (err == VUB_OK)
             err = vub_client_start_queue(cl, q);
-        if (err == VUB_OK && vub_drv_in_flight(&q->ring) > 0)
+        if (err == VUB_OK && q->ring.in_flight > 0)
             vub_sys_signal(q->kick_fd); /* a kick it may not need; never one missing */
     }
     return err;
@@ -9965,12 +9803,13 @@ void *vub_client_alloc(struct vub_client *cl, size_t bytes)
         return NULL;
     while (atomic_flag_test_and_set_explicit(&cl->pool_lock, memory_order_acquire))
         ;
-    for (size_t start = 0, run = 0; start + pages <= cl->pool_pages; ) {
-        if (cl->page_busy[start + run]) {
-            start += run + 1;
+    /* Every page the walk lands on is free or starts an allocation, which
+     * it then steps over whole. */
+    for (size_t start = 0, run = 0; start + pages <= cl->pool_pages;) {
+        if (cl->page_run[start + run]) {
+            start += run + cl->page_run[start + run];
             run = 0;
         } else if (++run == pages) {
-            memset(cl->page_busy + start, 1, pages);
             cl->page_run[start] = (uint32_t)pages;
             found = cl->pool + start * VUB_CLIENT_PAGE_BYTES;
             break;
@@ -9991,7 +9830,6 @@ void vub_client_free(struct vub_client *cl, void *buf)
     size_t page = off / VUB_CLIENT_PAGE_BYTES;
     while (atomic_flag_test_and_set_explicit(&cl->pool_lock, memory_order_acquire))
         ;
-    memset(cl->page_busy + page, 0, cl->page_run[page]);
     cl->page_run[page] = 0;
     atomic_flag_clear_explicit(&cl->pool_lock, memory_order_release);
 }
@@ -10037,7 +9875,7 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     enum vub_err err = VUB_OK;
     if (!q || !r)
         return VUB_E_INVAL;
-    if (vub_drv_broken(&q->ring))
+    if (q->ring.broken)
         return VUB_E_PROTO;
     if (q->slot_free_count == 0)
         return VUB_E_AGAIN;
@@ -10102,10 +9940,9 @@ enum vub_err vub_client_submit(struct vub_client_queue *q, const struct vub_clie
     if (err != VUB_OK)
         return err;
     q->slot_free_count--;
-    q->pending[head] = (struct vub_client_pending){r->cookie, q->submitted++, slot};
-    /* The host copies vub_client_reconnect() resubmits from. */
-    memcpy(q->saved[slot].hdr, s, sizeof q->saved[slot].hdr);
-    q->saved[slot].buf_count = (uint16_t)n;
+    q->head_slot[head] = slot;
+    q->reqs[slot] = (struct vub_client_request){r->cookie, q->submitted++, {0}, (uint16_t)n};
+    memcpy(q->reqs[slot].hdr, s, sizeof q->reqs[slot].hdr); /* what a reconnect resubmits */
     return VUB_OK;
 }
 
@@ -10131,7 +9968,7 @@ enum vub_err vub_client_submit_batch(struct vub_client_queue *q, const struct vu
 
 enum vub_err vub_client_kick(struct vub_client_queue *q)
 {
-    if (vub_drv_broken(&q->ring))
+    if (q->ring.broken)
         return VUB_E_PROTO;
     if (vub_drv_kick_needed(&q->ring))
         vub_sys_signal(q->kick_fd);
@@ -10151,10 +9988,10 @@ enum vub_err vub_client_reap(struct vub_client_queue *q, struct vub_client_compl
             vub_error_format(&q->err, NULL, q->why, sizeof q->why);
         if (err != VUB_OK)
             break;
-        struct vub_client_pending *p = &q->pending[head];
-        const uint8_t *status = q->slots + (size_t)p->slot * VUB_CLIENT_SLOT_BYTES + VUB_CLIENT_SLOT_STATUS;
-        out[(*count)++] = (struct vub_client_completion){p->cookie, *status, len};
-        q->slot_free[q->slot_free_count++] = p->slot;
+        uint16_t slot = q->head_slot[head];
+        const uint8_t *status = q->slots + (size_t)slot * VUB_CLIENT_SLOT_BYTES + VUB_CLIENT_SLOT_STATUS;
+        out[(*count)++] = (struct vub_client_completion){q->reqs[slot].cookie, *status, len};
+        q->slot_free[q->slot_free_count++] = slot;
     }
     /* Completions already taken are delivered; a broken ring says so on
      * the next call (the ring's broken flag is sticky). */
@@ -10168,20 +10005,20 @@ static enum vub_err vub_client_wait_notified(struct vub_client_queue *q, int tim
     for (;;) {
         if (vub_drv_enable_interrupts(&q->ring))
             return VUB_OK; /* something to reap (or a broken index: reap says so) */
-        if (vub_drv_in_flight(&q->ring) == 0)
+        if (q->ring.in_flight == 0)
             return vub_client_queue_fail(q, VUB_R_CLIENT_IDLE, 0, 0);
         /* The socket is watched for hang-up only: a back-end that dies
          * would otherwise leave us waiting for the whole timeout. */
         struct pollfd p[2] = {{.fd = q->call_fd, .events = POLLIN}, {.fd = q->cl->sock, .events = 0}};
         int rc = vub_sys_poll(p, 2, deadline);
         if (rc == 0)
-            return vub_client_queue_fail(q, VUB_R_CLIENT_WAIT, (uint64_t)timeout_ms, vub_drv_in_flight(&q->ring));
+            return vub_client_queue_fail(q, VUB_R_CLIENT_WAIT, (uint64_t)timeout_ms, q->ring.in_flight);
         if (rc < 0)
             return vub_client_queue_fail(q, VUB_R_SYS_CALL, 0, (uint64_t)errno);
         if (p[0].revents & POLLIN)
             vub_sys_drain(q->call_fd);
         else if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL))
-            return vub_client_queue_fail(q, VUB_R_VU_CLOSED, vub_drv_in_flight(&q->ring), 0);
+            return vub_client_queue_fail(q, VUB_R_VU_CLOSED, q->ring.in_flight, 0);
     }
 }
 
@@ -10193,17 +10030,17 @@ static enum vub_err vub_client_wait_polled(struct vub_client_queue *q, int timeo
 {
     int64_t next_hangup_check = 0;
     for (;;) {
-        if (vub_drv_used_ready(&q->ring) || vub_drv_broken(&q->ring))
+        if (vub_drv_used_ready(&q->ring) || q->ring.broken)
             return VUB_OK;
-        if (vub_drv_in_flight(&q->ring) == 0)
+        if (q->ring.in_flight == 0)
             return vub_client_queue_fail(q, VUB_R_CLIENT_IDLE, 0, 0);
         int64_t now = vub_sys_now_ms();
         if (deadline >= 0 && now >= deadline)
-            return vub_client_queue_fail(q, VUB_R_CLIENT_WAIT, (uint64_t)timeout_ms, vub_drv_in_flight(&q->ring));
+            return vub_client_queue_fail(q, VUB_R_CLIENT_WAIT, (uint64_t)timeout_ms, q->ring.in_flight);
         if (now >= next_hangup_check) {
             struct pollfd p = {.fd = q->cl->sock, .events = 0};
             if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
-                return vub_client_queue_fail(q, VUB_R_VU_CLOSED, vub_drv_in_flight(&q->ring), 0);
+                return vub_client_queue_fail(q, VUB_R_VU_CLOSED, q->ring.in_flight, 0);
             next_hangup_check = now + 1;
         }
     }
@@ -10223,7 +10060,7 @@ enum vub_err vub_client_wait(struct vub_client_queue *q, int timeout_ms)
 }
 
 int vub_client_queue_fd(const struct vub_client_queue *q) { return q->call_fd; }
-unsigned vub_client_in_flight(const struct vub_client_queue *q) { return vub_drv_in_flight(&q->ring); }
+unsigned vub_client_in_flight(const struct vub_client_queue *q) { return q->ring.in_flight; }
 const char *vub_client_queue_why(const struct vub_client_queue *q) { return q->why; }
 
 void vub_client_set_polling(struct vub_client_queue *q, bool polling)
@@ -10237,27 +10074,21 @@ void vub_client_set_polling(struct vub_client_queue *q, bool polling)
 
 /* ---- One request, waited for ---- */
 
-static enum vub_err vub_client_status_err(uint8_t status)
-{
-    return status == VUB_BLK_S_OK ? VUB_OK : status == VUB_BLK_S_UNSUPP ? VUB_E_UNSUPP : VUB_E_IO;
-}
-
 enum vub_err vub_client_run(struct vub_client_queue *q, const struct vub_client_req *r,
                             struct vub_client_completion *done)
 {
     struct vub_client_completion c = {r ? r->cookie : 0, VUB_BLK_S_NONE, 0};
     unsigned got = 0;
-    enum vub_err err = VUB_OK;
     if (done)
         *done = c;
-    if (q && vub_drv_in_flight(&q->ring) != 0)
-        return vub_client_queue_fail(q, VUB_R_CLIENT_BUSY, vub_drv_in_flight(&q->ring), 0);
-    err = vub_client_submit(q, r);
+    if (q && q->ring.in_flight != 0)
+        return vub_client_queue_fail(q, VUB_R_CLIENT_BUSY, q->ring.in_flight, 0);
+    enum vub_err err = vub_client_submit(q, r);
     while (err == VUB_OK && (err = vub_client_reap(q, &c, 1, &got)) == VUB_OK && got == 0)
         err = vub_client_wait(q, q->cl->timeout_ms);
     if (err != VUB_OK)
         return err;
     if (done)
         *done = c;
-    return vub_client_status_err(c.status);
+    return c.status == VUB_BLK_S_OK ? VUB_OK : c.status == VUB_BLK_S_UNSUPP ? VUB_E_UNSUPP : VUB_E_IO;
 }

@@ -315,8 +315,8 @@ static void fz_zero_client(struct vub_client *cl)
     const struct vub_client_info *info = vub_client_info(cl);
     for (unsigned i = 0; i < info->num_queues; i++) {
         struct vub_client_queue *q = &cl->queues[i];
-        uint8_t *table = q->ring.packed ? q->ring.pk.indirect : q->ring.split.indirect;
-        uint16_t per = q->ring.packed ? q->ring.pk.indirect_max : q->ring.split.indirect_max;
+        uint8_t *table = q->ring.indirect;
+        uint16_t per = q->ring.indirect_max;
         memset(q->slots, 0, (size_t)info->queue_size * VUB_CLIENT_SLOT_BYTES);
         if (table)
             memset(table, 0, (size_t)info->queue_size * per * VIRTQ_DESC_BYTES);

@@ -66,6 +66,10 @@ m=$( {
 } | tr '\n' ' ')
 result "$([ -z "$m" ]; echo $?)" "every tag in vub.c is written whole and defined" "$m"
 
+# One tag, one rule: no tag is the first cell of two table rows.
+m=$(grep -E '^\|' SPEC-NOTES.md | cut -d'|' -f2 | grep -oE "^ *${tag} *$" | tr -d ' ' | sort | uniq -d | tr '\n' ' ')
+result "$([ -z "$m" ]; echo $?)" "no tag has two SPEC-NOTES.md entries" "twice: $m"
+
 # Readers have the repository only: no comment may send them elsewhere.
 cites=$(grep -nE 'checklist|CHECKLIST|STYLE rule|STYLE\.md|\.\./shared|wip/' vub.c vub.h examples/*.c \
     tests/*.c tests/*.inc tests/*.sh tests/guest/*.c tests/guest/*.sh conformance/*.c 2>/dev/null | grep -v '^tests/check-tags.sh:')

@@ -422,11 +422,11 @@ static void test_out_of_order(void)
      * (split) or DISABLE flag (packed) decides. Split: used_event behind
      * the window, no notification; inside it, exactly one. */
     vub_client_set_polling(t.q, true);
-    struct vub_split_drv *sd = &t.q->ring.split;
+    struct vub_drv *sd = &t.q->ring;
     for (int phase = 0; phase < (t.q->ring.packed ? 1 : 2); phase++) {
         if (!t.q->ring.packed)
-            vub_ring_store16(sd->avail + 4 + 2 * (size_t)sd->size, (uint16_t)(sd->last_used + (phase ? 2 : -1)),
-                             memory_order_seq_cst);
+            vub_ring_store16(sd->driver + 4 + 2 * (size_t)sd->size,
+                             (uint16_t)(sd->split.last_used + (phase ? 2 : -1)), memory_order_seq_cst);
         before = stats_of(&t.s);
         for (unsigned i = 0; i < 4; i++)
             submit(&t, VUB_CLIENT_READ, 4096 * i, t.buf + i * 4096, 4096, 100 + i);

@@ -63,9 +63,9 @@ struct rings {
     int memfd;
     uint8_t *mem;                   /* the driver's mapping */
     struct vub_mem devmem;          /* the device's own mapping of the same memfd */
-    struct vub_split_drv drv;
+    struct vub_drv drv;
     uint16_t link[RQ];
-    struct vub_split_slot slots[RQ];
+    struct vub_drv_slot slots[RQ];
     struct vub_vring dev;
     struct iovec iov[300];
     struct vub_error err;
@@ -84,7 +84,7 @@ static void rings_setup(struct rings *r, bool event_idx, uint16_t indirect_max)
     if (vub_mem_add(&r->devmem, &reg, r->memfd, &r->err) != VUB_OK)
         abort();
     uint8_t *desc = r->mem, *avail = r->mem + 16 * RQ, *used = r->mem + 1024;
-    vub_split_drv_init(&r->drv, RQ, desc, avail, used, r->link, r->slots);
+    vub_drv_init(&r->drv, false, RQ, desc, avail, used, r->link, r->slots);
     r->drv.event_idx = event_idx;
     r->drv.indirect = r->mem + R_INDIRECT;
     r->drv.indirect_addr = R_GPA + R_INDIRECT;
@@ -223,7 +223,8 @@ static void test_ring_refusals(void)
     struct vub_desc big[2] = {{R_GPA, UINT32_MAX, 0, 0}, {R_GPA, 2, VIRTQ_DESC_F_WRITE, 0}};
     ok(vub_split_add_buf(&r.drv, big, 2, &head) == VUB_E_INVAL,
        "split driver: a chain of more than 2^32 bytes is refused");
-    ok(r.drv.free_count == RQ && r.drv.avail_idx == 0, "split driver: refused requests leave the ring untouched");
+    ok(r.drv.free_count == RQ && r.drv.split.avail_idx == 0,
+       "split driver: refused requests leave the ring untouched");
     rings_teardown(&r);
 }
 
@@ -247,8 +248,8 @@ static void test_ring_wraps(void)
             good &= vub_split_get_used(&r.drv, &h, &len, &r.err) == VUB_OK && h == heads[k];
         }
     }
-    ok(good && r.drv.in_flight == 0 && r.drv.free_count == RQ && r.drv.avail_idx == (uint16_t)total &&
-           r.drv.last_used == (uint16_t)total,
+    ok(good && r.drv.in_flight == 0 && r.drv.free_count == RQ && r.drv.split.avail_idx == (uint16_t)total &&
+           r.drv.split.last_used == (uint16_t)total,
        "split driver: indexes run past 65535 and wrap with every request accounted for");
     rings_teardown(&r);
 }
@@ -291,7 +292,7 @@ static void test_ring_interrupt_suppression(void)
     rings_setup(&r, true, 0);
     for (int i = 0; i < 3; i++)
         add_req(&r, 1, 512, &h);
-    bool pending = vub_split_enable_interrupts(&r.drv); /* used_event = 0 */
+    bool pending = vub_drv_enable_interrupts(&r.drv); /* used_event = 0 */
     dev_complete_one(&r, NULL);
     bool n1 = vub_vring_need_notify(&r.dev);
     dev_complete_one(&r, NULL);
@@ -304,17 +305,17 @@ static void test_ring_interrupt_suppression(void)
     add_req(&r, 1, 512, &h);
     vub_split_get_used(&r.drv, &h, &len, &r.err);
     dev_complete_one(&r, NULL);
-    ok(vub_split_enable_interrupts(&r.drv),
+    ok(vub_drv_enable_interrupts(&r.drv),
        "[VQ-SPLIT-IRQ-RACE] split driver: re-arming reports entries that arrived meanwhile (the lost-notification race)");
     rings_teardown(&r);
 
     rings_setup(&r, false, 0);
     add_req(&r, 1, 512, &h);
     add_req(&r, 1, 512, &h);
-    vub_split_disable_interrupts(&r.drv);
+    vub_drv_disable_interrupts(&r.drv);
     dev_complete_one(&r, NULL);
     bool quiet = !vub_vring_need_notify(&r.dev);
-    vub_split_enable_interrupts(&r.drv);
+    vub_drv_enable_interrupts(&r.drv);
     dev_complete_one(&r, NULL);
     ok(quiet && vub_vring_need_notify(&r.dev),
        "no EVENT_IDX: avail->flags NO_INTERRUPT silences the device, clearing it brings notifications back");
@@ -333,7 +334,7 @@ static void test_ring_used_lie(enum used_lie lie, const char *tag, const char *s
     add_req(&r, 1, 512, &h); /* 513 writable bytes */
     if (lie == LIE_ID_TWICE)
         add_req(&r, 1, 512, &got); /* a second request in flight, so the index alone is plausible */
-    uint8_t *used = r.drv.used;
+    uint8_t *used = r.drv.device;
     uint16_t idx = 1;
     uint32_t id = h, l = 513;
     switch (lie) {
@@ -392,9 +393,9 @@ struct prings {
     int memfd;
     uint8_t *mem;
     struct vub_mem devmem;
-    struct vub_packed_drv drv;
+    struct vub_drv drv;
     uint16_t free_ids[PQ];
-    struct vub_packed_slot slots[PQ];
+    struct vub_drv_slot slots[PQ];
     struct vub_vring dev;
     uint16_t batch_ids[PQ];
     uint8_t ids_pending[65536 / 8];
@@ -415,7 +416,7 @@ static void prings_setup(struct prings *r, bool event_idx)
     if (vub_mem_add(&r->devmem, &reg, r->memfd, &r->err) != VUB_OK)
         abort();
     uint8_t *desc = r->mem, *driver_event = r->mem + 1024, *device_event = r->mem + 1028;
-    vub_packed_drv_init(&r->drv, PQ, desc, driver_event, device_event, r->free_ids, r->slots);
+    vub_drv_init(&r->drv, true, PQ, desc, driver_event, device_event, r->free_ids, r->slots);
     r->drv.event_idx = event_idx;
     r->dev.size = PQ;
     r->dev.packed_ring = true;
@@ -475,7 +476,7 @@ static void test_packed_round_trip(void)
         good &= vub_packed_get_used(&r.drv, &got, &len, &r.err) == VUB_OK && got == id && len == 513;
         total += good;
     }
-    ok(good && total == 4 * PQ && r.drv.in_flight == 0 && r.drv.free_slots == PQ && r.drv.free_id_count == PQ,
+    ok(good && total == 4 * PQ && r.drv.in_flight == 0 && r.drv.free_count == PQ && r.drv.pk.free_ids == PQ,
        "[VQ-PACKED] packed driver and device: %u requests over many wraps of a 5-slot ring, ids and lengths intact",
        total);
     uint16_t got;
@@ -577,12 +578,12 @@ static void test_packed_interrupts(void)
     uint32_t len;
     prings_setup(&r, false);
     padd_req(&r, &id);
-    vub_packed_disable_interrupts(&r.drv);
+    vub_drv_disable_interrupts(&r.drv);
     pdev_complete_one(&r, 1);
     bool quiet = !vub_vring_need_notify(&r.dev);
-    bool meanwhile = vub_packed_enable_interrupts(&r.drv); /* the entry arrived while we were not listening */
+    bool meanwhile = vub_drv_enable_interrupts(&r.drv); /* the entry arrived while we were not listening */
     vub_packed_get_used(&r.drv, &got, &len, &r.err);
-    bool empty = !vub_packed_enable_interrupts(&r.drv);
+    bool empty = !vub_drv_enable_interrupts(&r.drv);
     padd_req(&r, &id);
     pdev_complete_one(&r, 1);
     ok(quiet && meanwhile && empty && vub_vring_need_notify(&r.dev),
@@ -979,7 +980,7 @@ static void test_real_backend_writeback(void)
  * a notified one is re-armed by it. */
 static bool ring_interrupts(const struct vub_client_queue *q)
 {
-    return q->ring.packed ? q->ring.pk.interrupts : q->ring.split.interrupts;
+    return q->ring.interrupts;
 }
 
 static void test_wait_keeps_mode(enum vub_client_ring ring)
