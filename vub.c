@@ -1601,6 +1601,8 @@ struct vub_chain {
 struct vub_vring_scratch {
     struct iovec *iov;    /* one chain's iovecs; iov_cap entries */
     unsigned iov_cap;
+    struct iovec *chain;  /* where a pop puts its chain's iovecs: iov, or a request's own */
+    unsigned chain_cap;   /* ... and how many fit there */
     uint16_t *batch_ids;  /* packed: ids of the batch not yet published; iov_cap entries */
     uint16_t *batch_heads; /* tracked: split heads / packed head entries of that batch */
     uint16_t *batch_lasts; /* tracked, packed: the last entry of each */
@@ -1767,8 +1769,8 @@ static enum vub_err vub_walk_indirect(struct vub_chain *c, const struct vub_mem 
 static enum vub_err vub_split_walk(struct vub_vring *vr, const struct vub_mem *mem, uint16_t head,
                                    struct vub_chain *c, struct vub_error *e)
 {
-    *c = (struct vub_chain){.head = head, .slots = 1, .iov = vr->scratch.iov};
-    unsigned cap = vr->scratch.iov_cap;
+    *c = (struct vub_chain){.head = head, .slots = 1, .iov = vr->scratch.chain};
+    unsigned cap = vr->scratch.chain_cap;
     uint16_t i = head;
     for (unsigned walked = 0;; walked++) {
         if (walked >= vr->size)
@@ -2769,9 +2771,9 @@ static enum vub_err vub_packed_chain_add(struct vub_vring *vr, const struct vub_
     if ((d->flags & VIRTQ_DESC_F_INDIRECT) && ((d->flags & VIRTQ_DESC_F_NEXT) || c->slots > 1))
         return vub_fail(e, VUB_R_VQ_PACKED_INDIRECT, i, 0);
     if (d->flags & VIRTQ_DESC_F_INDIRECT)
-        err = vub_walk_indirect(c, mem, d->addr, d->len, true, vr->scratch.iov_cap, e);
+        err = vub_walk_indirect(c, mem, d->addr, d->len, true, vr->scratch.chain_cap, e);
     else
-        err = vub_chain_add(c, mem, d->addr, d->len, d->flags & VIRTQ_DESC_F_WRITE, vr->scratch.iov_cap, e);
+        err = vub_chain_add(c, mem, d->addr, d->len, d->flags & VIRTQ_DESC_F_WRITE, vr->scratch.chain_cap, e);
     *last = !(d->flags & VIRTQ_DESC_F_NEXT) || (d->flags & VIRTQ_DESC_F_INDIRECT);
     return err;
 }
@@ -2783,7 +2785,7 @@ static enum vub_err vub_packed_resubmit(struct vub_vring *vr, const struct vub_m
                                         const struct vub_inflight_order *o, struct vub_chain *c, struct vub_error *e)
 {
     struct vub_inflight_packed *r = vub_inflight_packed(vr);
-    *c = (struct vub_chain){.iov = vr->scratch.iov, .inflight_head = o->entry, .inflight_last = o->last};
+    *c = (struct vub_chain){.iov = vr->scratch.chain, .inflight_head = o->entry, .inflight_last = o->last};
     uint16_t at = o->entry, id = 0;
     for (uint16_t k = 0; k < o->num; k++, at = vr->scratch.inflight_next[at]) {
         const struct vub_inflight_desc_packed *x = &r->desc[at];
@@ -2817,7 +2819,7 @@ static enum vub_err vub_packed_pop(struct vub_vring *vr, const struct vub_mem *m
     struct vub_packed_desc d = vub_packed_desc_read(vr, i);
     if (!vub_packed_owned(d.flags, vr->packed.avail_wrap, false))
         return VUB_E_AGAIN;
-    *c = (struct vub_chain){.iov = vr->scratch.iov};
+    *c = (struct vub_chain){.iov = vr->scratch.chain};
     unsigned taken = 0;
     enum vub_err err;
     for (bool last = false;;) {
@@ -7695,19 +7697,17 @@ static enum vub_err vub_dev_aio_size(struct vub_dev *dev, struct vub_dev_queue *
 
 /* Pops the next request into a free slot (NULL for the synchronous
  * engine: into *local). The ring layer walks a chain into
- * vr->scratch.iov, so that is pointed at the slot's own iovecs for the
- * call: a chain's iovecs must live as long as its request. */
+ * vr->scratch.chain, which points at the slot's own iovecs, since a
+ * chain's iovecs must live as long as its request. It is set before every
+ * pop and never restored after one: a SIGBUS may jump out of the pop, and
+ * the ring's own block (scratch.iov) must stay what is freed. */
 static enum vub_err vub_dev_pop(struct vub_dev *dev, struct vub_dev_queue *q, struct vub_dev_slot *s,
                                 struct vub_chain *local)
 {
-    struct vub_vring_scratch own = q->ring.scratch;
-    if (!s)
-        return vub_vring_pop(&q->ring, &dev->mem, local, &q->err);
-    q->ring.scratch.iov = q->aio.iov + (size_t)(s - q->aio.slots) * VUB_SLOT_IOVS;
-    q->ring.scratch.iov_cap = VUB_SLOT_IOVS;
-    enum vub_err err = vub_vring_pop(&q->ring, &dev->mem, &s->chain, &q->err);
-    q->ring.scratch = own;
-    return err;
+    struct vub_vring_scratch *sc = &q->ring.scratch;
+    sc->chain = s ? q->aio.iov + (size_t)(s - q->aio.slots) * VUB_SLOT_IOVS : sc->iov;
+    sc->chain_cap = s ? VUB_SLOT_IOVS : sc->iov_cap;
+    return vub_vring_pop(&q->ring, &dev->mem, s ? &s->chain : local, &q->err);
 }
 
 /* Fills an SQE for the slot's transfer. False if it is not the engine's
@@ -8091,6 +8091,8 @@ static enum vub_err vub_dev_alloc_ring(struct vub_dev *dev, struct vub_dev_queue
         s->batch_lasts = s->batch_heads + cap;
         s->iov_cap = cap;
     }
+    s->chain = s->iov;
+    s->chain_cap = s->iov_cap;
     if (!s->ids_pending && !(s->ids_pending = calloc(VUB_PACKED_IDS / 8, 1)))
         return vub_fail(&dev->err, VUB_R_SYS_NOMEM, VUB_PACKED_IDS / 8, 0);
     /* [BLK-BOUNCE] a direct image's bounce buffers, once per queue */

@@ -96,8 +96,8 @@ static void rings_setup(struct rings *r, bool event_idx, uint16_t indirect_max)
     r->dev.desc = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)desc, 16 * RQ);
     r->dev.driver = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)avail, 6 + 2 * RQ);
     r->dev.device = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)used, 6 + 8 * RQ);
-    r->dev.scratch.iov = r->iov;
-    r->dev.scratch.iov_cap = VUB_ARRAY_LEN(r->iov);
+    r->dev.scratch.chain = r->iov;
+    r->dev.scratch.chain_cap = VUB_ARRAY_LEN(r->iov);
 }
 
 static void rings_teardown(struct rings *r)
@@ -427,8 +427,8 @@ static void prings_setup(struct prings *r, bool event_idx)
     r->dev.device = vub_mem_range(&r->devmem, VUB_UVA, (uintptr_t)device_event, 4);
     r->dev.scratch.batch_ids = r->batch_ids;
     r->dev.scratch.ids_pending = r->ids_pending;
-    r->dev.scratch.iov = r->iov;
-    r->dev.scratch.iov_cap = VUB_ARRAY_LEN(r->iov);
+    r->dev.scratch.chain = r->iov;
+    r->dev.scratch.chain_cap = VUB_ARRAY_LEN(r->iov);
 }
 
 static void prings_teardown(struct prings *r)
@@ -1222,8 +1222,8 @@ static void fake_map_ring(struct fake *f)
     vr->device = vub_mem_range(&f->mem, VUB_UVA, f->used_uva, vub_split_used_bytes(vr->size) + 2);
     vr->event_idx = vub_has(f->features_set, VIRTIO_F_EVENT_IDX);
     vr->indirect = vub_has(f->features_set, VIRTIO_F_INDIRECT_DESC);
-    vr->scratch.iov = f->iov;
-    vr->scratch.iov_cap = VUB_ARRAY_LEN(f->iov);
+    vr->scratch.chain = f->iov;
+    vr->scratch.chain_cap = VUB_ARRAY_LEN(f->iov);
 }
 
 /* Handles one front-end message; false ends the fake's session. */
