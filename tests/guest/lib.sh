@@ -95,7 +95,10 @@ stop_pid() {
         stuck_report "$pid" "$grace"
         local child
         child=$(child_pid "$pid" 2>/dev/null)
-        [ -n "$child" ] && stuck_report "$child" "$grace"
+        if [ -n "$child" ]; then
+            stuck_report "$child" "$grace"
+            kill -KILL "$child" 2>/dev/null # a timeout(1) killed leaves its command running
+        fi
     fi
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || stop_rc=$?

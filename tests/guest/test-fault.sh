@@ -156,6 +156,9 @@ kill_loop() {
 
 main() {
     local rc jc st
+    # tap_run runs main in a pipeline, a subshell of its own: the back-end
+    # it starts last is known here only, so this shell's exit stops it.
+    trap cleanup EXIT
     ensure_tools || { tap_skip "$label" "host tools missing"; return; }
     truncate -s 64M "$img"
     rm -f "$console"
